@@ -1,0 +1,5 @@
+//! The `eddy` binary: see [`eddy::run`].
+
+fn main() -> std::process::ExitCode {
+    eddy::run()
+}

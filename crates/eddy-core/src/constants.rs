@@ -1,0 +1,165 @@
+//! Safety constants: every timeout, margin and window a swap depends on, each derived in its
+//! doc comment. They are in blocks unless the name says otherwise. Changing one changes who can
+//! lose money; the tests in this module pin the relations between them.
+//!
+//! Notation: `E` is the on-chain HTLC's absolute expiry height; a timeout spend carries
+//! `nLockTime = E` and so can be mined at height `E + 1` at the earliest; `tip` is the best
+//! height the deciding party has seen.
+
+use crate::types::BlockHeight;
+
+/// Blocks within which a fee-bumped spend is assumed to confirm once it pays the urgent fee
+/// rate (conf target [`URGENT_CONF_TARGET`]) and is re-bumped every block. Six blocks is the
+/// usual "one hour" budget that Lightning implementations also allow for an on-chain sweep.
+pub const SPEND_CONFIRM_BUDGET: u32 = 6;
+
+/// Depth after which Eddy treats a transaction as final for deciding what it may do next
+/// (e.g. cancel a held invoice after its refund). Six blocks is Bitcoin's customary finality
+/// depth; the devnet's reorg tests use shallower reorgs than this.
+pub const REORG_SAFETY_DEPTH: u32 = 6;
+
+/// Blocks allowed between learning a preimage and the Lightning node settling with it
+/// (process restart, peer reconnection, commitment round trips). LDK calls the same slack
+/// `LATENCY_GRACE_PERIOD_BLOCKS` (3).
+pub const SETTLE_LATENCY: u32 = 3;
+
+/// The conf target of a claim or refund that must not miss its deadline.
+pub const URGENT_CONF_TARGET: u16 = 2;
+
+/// Default confirmations the loop-out client waits for on the server's HTLC before revealing
+/// the preimage. One is the minimum: a preimage is never revealed against an unconfirmed
+/// output (it could be double-spent while the preimage lets the server settle).
+pub const DEFAULT_LOOP_OUT_HTLC_CONFS: u32 = 1;
+
+/// The most confirmations a client may ask for (more would eat the claim window below).
+pub const MAX_HTLC_CONFS: u32 = 6;
+
+/// Loop-out: the client never *starts* a claim (reveals the preimage) when fewer than this many
+/// blocks are left before `E`. Once the preimage is public the server can settle the Lightning
+/// payment and, after `E`, also sweep its refund path, so the claim must confirm before `E + 1`.
+/// Derivation: [`SPEND_CONFIRM_BUDGET`] (6) for the claim to confirm at the urgent rate, plus
+/// [`REORG_SAFETY_DEPTH`] (6) so that a reorg of the claim's block still leaves time to
+/// re-confirm it, plus 8 blocks of head-room for one fee spike that outbids the
+/// first bumps. 6 + 6 + 8 = 20 (Lightning Loop's own `MinPreimageRevealDelta` is also 20).
+pub const PREIMAGE_REVEAL_CUTOFF: u32 = SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH + 8;
+
+/// Loop-out: blocks before `E` under which the client's sweep stops caring about its
+/// miner-fee limit and pays whatever it takes (up to the output's value less dust): the
+/// preimage is already out, so not confirming means losing the whole swap.
+pub const CLAIM_URGENCY_BLOCKS: u32 = PREIMAGE_REVEAL_CUTOFF / 2;
+
+/// Loop-out server: the accepted swap HTLC must stay claimable (the Lightning node's claim
+/// deadline, i.e. the height at which it would fail the HTLC back) until at least
+/// `E + SERVER_SETTLE_MARGIN`.
+/// Derivation: after `E` the client can still claim until the server's refund is buried. The
+/// refund is broadcast for block `E + 1`, confirms within [`SPEND_CONFIRM_BUDGET`] (6) and is
+/// final after [`REORG_SAFETY_DEPTH`] (6) more; the server may therefore learn the preimage as late as
+/// `E + 12` and then needs [`SETTLE_LATENCY`] (3) to settle. 6 + 6 + 3 = 15.
+pub const SERVER_SETTLE_MARGIN: u32 = SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH + SETTLE_LATENCY;
+
+/// Loop-out: `E - tip` the server proposes by default. It must cover the client's wait for
+/// the HTLC's confirmations ([`MAX_HTLC_CONFS`]), the reveal cutoff, and a payment that takes
+/// up to a few blocks to arrive; 80 blocks (~13 h) leaves 42 blocks of slack over the minimum.
+pub const DEFAULT_LOOP_OUT_EXPIRY_DELTA: u32 = 80;
+
+/// Loop-out server: it never publishes the HTLC when fewer than this many blocks are left
+/// before `E`. After publication the HTLC must confirm (within [`SPEND_CONFIRM_BUDGET`]) and reach
+/// the client's confirmations ([`MAX_HTLC_CONFS`]) while the client is still above
+/// [`PREIMAGE_REVEAL_CUTOFF`]: 6 + 6 + 20 = 32.
+pub const MIN_BLOCKS_LEFT_AT_PUBLICATION: u32 = SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + PREIMAGE_REVEAL_CUTOFF;
+
+/// Loop-out client: the smallest `E - tip` it accepts in an offer: what the server needs left
+/// at publication plus [`SPEND_CONFIRM_BUDGET`] blocks for the payment to arrive: 32 + 6 = 38.
+pub const MIN_LOOP_OUT_EXPIRY_DELTA: u32 = MIN_BLOCKS_LEFT_AT_PUBLICATION + SPEND_CONFIRM_BUDGET;
+
+/// Loop-out client: the largest `E - tip` it accepts. The client's Lightning payment must
+/// outlive `E + SERVER_SETTLE_MARGIN`, and LDK payers refuse routes whose total CLTV exceeds
+/// 1008 blocks; 288 blocks (2 days) + 15 + route deltas stays well inside that and bounds how long
+/// the client's channel liquidity can be held by a server that never publishes.
+pub const MAX_LOOP_OUT_EXPIRY_DELTA: u32 = 288;
+
+/// Loop-out server: if the client's payments have not both arrived this many blocks after the
+/// swap was created, the server cancels both invoices (publication deadline). Derived so that
+/// an offer with the default expiry still has [`MIN_BLOCKS_LEFT_AT_PUBLICATION`] left:
+/// 80 - 32 = 48, less 4 blocks of slack = 44.
+pub const LOOP_OUT_PUBLICATION_DEADLINE: u32 = DEFAULT_LOOP_OUT_EXPIRY_DELTA - MIN_BLOCKS_LEFT_AT_PUBLICATION - 4;
+
+/// Loop-out client: the swap invoice's final CLTV delta must be at least `(E - tip) +`
+/// [`SERVER_SETTLE_MARGIN`] (else the server could not settle and the swap would fail after
+/// the client revealed its preimage) and at most `(E - tip) + SERVER_SETTLE_MARGIN +
+/// MAX_FINAL_CLTV_SLACK`, which bounds how long a dishonest server can freeze the payment.
+pub const MAX_FINAL_CLTV_SLACK: u32 = 144;
+
+/// Loop-in: the server's default `E - tip`. One day: enough to confirm the funding
+/// ([`MAX_HTLC_CONFS`]), pay over Lightning with a normal CLTV budget and claim.
+pub const DEFAULT_LOOP_IN_EXPIRY_DELTA: u32 = 144;
+
+/// Loop-in server: its outgoing payment's HTLCs must all expire at least this many blocks
+/// before `E`. The client can hold the payment until its HTLC's expiry and only then reveal the
+/// preimage; the server then needs [`PREIMAGE_REVEAL_CUTOFF`] (20) blocks to get its claim
+/// confirmed and buried before the client's timeout refund becomes valid at `E + 1`.
+pub const LOOP_IN_CLAIM_MARGIN: u32 = PREIMAGE_REVEAL_CUTOFF;
+
+/// Loop-in server: the smallest CLTV budget a Lightning payment needs (final CLTV delta of a
+/// typical invoice, 18-40, plus per-hop deltas); the server does not start paying with less than
+/// `LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET` blocks left.
+pub const MIN_PAYMENT_CLTV_BUDGET: u32 = 40;
+
+/// Loop-in client: the smallest `E - tip` it accepts. The funding must confirm
+/// ([`SPEND_CONFIRM_BUDGET`] + [`MAX_HTLC_CONFS`]), then the server needs its payment budget
+/// and claim margin: 6 + 6 + 40 + 20 = 72.
+pub const MIN_LOOP_IN_EXPIRY_DELTA: u32 =
+    SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + MIN_PAYMENT_CLTV_BUDGET + LOOP_IN_CLAIM_MARGIN;
+
+/// Loop-in client: the largest `E - tip` it accepts. The timeout refund is the fallback when the
+/// server disappears; one week (1008 blocks) is the longest a user should wait for it.
+pub const MAX_LOOP_IN_EXPIRY_DELTA: u32 = 1008;
+
+/// Loop-in: the latest height at which the server may start paying the client's invoice.
+pub fn loop_in_last_payment_height(expiry: BlockHeight) -> BlockHeight {
+    expiry.saturating_sub(LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET)
+}
+
+/// Loop-in: the highest absolute CLTV expiry the server's outgoing HTLCs may carry.
+pub fn loop_in_max_payment_cltv(expiry: BlockHeight) -> BlockHeight {
+    expiry.saturating_sub(LOOP_IN_CLAIM_MARGIN)
+}
+
+/// Loop-out: the last height at which the client may reveal the preimage.
+pub fn loop_out_last_reveal_height(expiry: BlockHeight) -> BlockHeight {
+    expiry.saturating_sub(PREIMAGE_REVEAL_CUTOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relations_hold() {
+        assert_eq!(PREIMAGE_REVEAL_CUTOFF, 20);
+        assert_eq!(SERVER_SETTLE_MARGIN, 15);
+        assert_eq!(MIN_LOOP_OUT_EXPIRY_DELTA, 38);
+        assert_eq!(MIN_BLOCKS_LEFT_AT_PUBLICATION, 32);
+        assert_eq!(LOOP_OUT_PUBLICATION_DEADLINE, 44);
+        assert_eq!(MIN_LOOP_IN_EXPIRY_DELTA, 72);
+        // The default loop-out expiry is inside the client's window, with room for the
+        // publication deadline to pass and still publish.
+        const {
+            assert!(DEFAULT_LOOP_OUT_EXPIRY_DELTA >= MIN_LOOP_OUT_EXPIRY_DELTA);
+            assert!(DEFAULT_LOOP_OUT_EXPIRY_DELTA <= MAX_LOOP_OUT_EXPIRY_DELTA);
+            assert!(DEFAULT_LOOP_OUT_EXPIRY_DELTA - LOOP_OUT_PUBLICATION_DEADLINE >= MIN_BLOCKS_LEFT_AT_PUBLICATION);
+            // The HTLC confirms, the client waits for its confirmations, and is still above
+            // the reveal cutoff.
+            assert!(MIN_BLOCKS_LEFT_AT_PUBLICATION >= SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + PREIMAGE_REVEAL_CUTOFF);
+            assert!(DEFAULT_LOOP_IN_EXPIRY_DELTA >= MIN_LOOP_IN_EXPIRY_DELTA);
+            assert!(DEFAULT_LOOP_IN_EXPIRY_DELTA <= MAX_LOOP_IN_EXPIRY_DELTA);
+            // Urgency begins after the reveal cutoff and before E.
+            assert!(CLAIM_URGENCY_BLOCKS > 0 && CLAIM_URGENCY_BLOCKS < PREIMAGE_REVEAL_CUTOFF);
+            // Loop-out payment lock stays within LDK's 1008-block route CLTV cap.
+            assert!(MAX_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK <= 1008);
+        }
+        assert_eq!(loop_in_max_payment_cltv(1000), 980);
+        assert_eq!(loop_in_last_payment_height(1000), 940);
+        assert_eq!(loop_out_last_reveal_height(100), 80);
+    }
+}

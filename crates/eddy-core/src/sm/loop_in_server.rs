@@ -1,0 +1,304 @@
+//! Loop-in, server side.
+//!
+//! ```text
+//!  Created ──funding exact, confs ok, in time──▶ Paying ──payment succeeded (preimage)──▶ Claiming ──claim final──▶ Succeeded
+//!     │ under/over-paid, too late                  │ payment failed
+//!     ▼                                            ▼
+//!  Refundable (co-signs cooperative refunds) ◀─────┘ ──HTLC refunded──▶ Refunded
+//!     │ E passed, never funded
+//!     ▼
+//!  Expired
+//! ```
+//! Rules: pay only an exactly funded, sufficiently confirmed HTLC, no later than
+//! `loop_in_last_payment_height(E)` and with a CLTV limit of `loop_in_max_payment_cltv(E)`;
+//! co-sign a cooperative refund only while no payment for the hash is in flight or settled
+//! (i.e. in `Created` or `Refundable`, never in `Paying` or after).
+
+use bitcoin::{Amount, OutPoint};
+use serde::{Deserialize, Serialize};
+
+use crate::constants::{
+    loop_in_last_payment_height, loop_in_max_payment_cltv, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET,
+};
+use crate::sm::SWEEP_FINAL_CONFS;
+use crate::types::{BlockHeight, Preimage};
+use crate::validate::{check_funding, FundingCheck};
+
+/// The swap's fixed data the machine needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// HTLC amount.
+    pub amount: Amount,
+    /// HTLC expiry `E`.
+    pub expiry: BlockHeight,
+    /// Confirmations required before paying.
+    pub funding_confs: u32,
+}
+
+impl Terms {
+    /// Past this height the machine gives up.
+    pub fn give_up_height(&self) -> BlockHeight {
+        self.expiry + SPEND_CONFIRM_BUDGET + 3 * REORG_SAFETY_DEPTH
+    }
+}
+
+/// Why the server will not pay (the client may refund cooperatively).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum RefundReason {
+    /// Funding below the amount.
+    Underpaid,
+    /// Funding above the amount.
+    Overpaid,
+    /// Funding confirmed too late to pay safely before `E`.
+    TooLate,
+    /// The Lightning payment failed.
+    PaymentFailed,
+}
+
+/// Server loop-in states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    /// Waiting for the funding output.
+    Created,
+    /// Paying the client's invoice.
+    Paying {
+        /// The HTLC output.
+        outpoint: OutPoint,
+    },
+    /// Preimage known; claiming the HTLC.
+    Claiming {
+        /// The HTLC output.
+        outpoint: OutPoint,
+        /// The preimage from the payment.
+        preimage: Preimage,
+    },
+    /// The swap failed; the client may refund (cooperatively).
+    Refundable(RefundReason),
+    /// Terminal: claim final.
+    Succeeded,
+    /// Terminal: the client refunded.
+    Refunded,
+    /// Terminal: never funded, or the give-up height passed.
+    Expired,
+}
+
+impl State {
+    /// Whether no further event changes this state.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, State::Succeeded | State::Refunded | State::Expired)
+    }
+
+    /// Whether a cooperative refund may be co-signed now.
+    pub fn may_cosign_refund(&self) -> bool {
+        matches!(self, State::Created | State::Refundable(_))
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The funding output with its confirmations at the current tip.
+    FundingSeen {
+        /// The HTLC output.
+        outpoint: OutPoint,
+        /// Its value.
+        value: Amount,
+        /// Confirmations.
+        confs: u32,
+        /// Current tip.
+        height: BlockHeight,
+    },
+    /// The payment succeeded.
+    PaymentSucceeded(Preimage),
+    /// The payment failed for good (no HTLC in flight).
+    PaymentFailed,
+    /// The client asks for a cooperative refund.
+    RefundRequested,
+    /// The claim has confirmations.
+    ClaimConfirmed {
+        /// Confirmations.
+        confs: u32,
+    },
+    /// The HTLC was spent by a refund (cooperative or timeout).
+    HtlcRefunded,
+    /// A new best block.
+    Block {
+        /// Its height.
+        height: BlockHeight,
+    },
+}
+
+/// What the daemon must do (each idempotent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Pay the client's invoice (idempotent per hash) with this CLTV limit.
+    PayInvoice {
+        /// Highest absolute CLTV expiry the payment's HTLCs may carry.
+        max_cltv_expiry: BlockHeight,
+    },
+    /// Claim the HTLC (cooperatively if the client helps, else script path), or bump the claim.
+    Claim {
+        /// The HTLC output.
+        outpoint: OutPoint,
+    },
+    /// Co-sign the client's key-path refund.
+    CosignRefund,
+    /// Tell the client the swap failed so it refunds.
+    NotifyFailed(RefundReason),
+}
+
+/// The transition function.
+pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
+    use State as S;
+    if state.is_terminal() {
+        return (state, vec![]);
+    }
+    if let Event::Block { height } = event {
+        if *height >= terms.give_up_height() {
+            return (S::Expired, vec![]);
+        }
+    }
+    match (state, event) {
+        (
+            S::Created,
+            Event::FundingSeen {
+                outpoint,
+                value,
+                confs,
+                height,
+            },
+        ) => match check_funding(*value, terms.amount) {
+            FundingCheck::Under => (
+                S::Refundable(RefundReason::Underpaid),
+                vec![Action::NotifyFailed(RefundReason::Underpaid)],
+            ),
+            FundingCheck::Over => (
+                S::Refundable(RefundReason::Overpaid),
+                vec![Action::NotifyFailed(RefundReason::Overpaid)],
+            ),
+            FundingCheck::Exact if *confs < terms.funding_confs.max(1) => (S::Created, vec![]),
+            FundingCheck::Exact if *height > loop_in_last_payment_height(terms.expiry) => (
+                S::Refundable(RefundReason::TooLate),
+                vec![Action::NotifyFailed(RefundReason::TooLate)],
+            ),
+            FundingCheck::Exact => (
+                S::Paying { outpoint: *outpoint },
+                vec![Action::PayInvoice {
+                    max_cltv_expiry: loop_in_max_payment_cltv(terms.expiry),
+                }],
+            ),
+        },
+        (S::Created, Event::Block { height }) if *height >= terms.expiry => (S::Expired, vec![]),
+        (s @ (S::Created | S::Refundable(_)), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
+        (S::Created | S::Refundable(_), Event::HtlcRefunded) => (S::Refunded, vec![]),
+        (S::Paying { outpoint }, Event::PaymentSucceeded(p)) => {
+            (S::Claiming { outpoint, preimage: *p }, vec![Action::Claim { outpoint }])
+        }
+        (S::Paying { .. }, Event::PaymentFailed) => (
+            S::Refundable(RefundReason::PaymentFailed),
+            vec![Action::NotifyFailed(RefundReason::PaymentFailed)],
+        ),
+        (S::Claiming { outpoint, preimage }, Event::Block { .. }) => {
+            (S::Claiming { outpoint, preimage }, vec![Action::Claim { outpoint }])
+        }
+        (S::Claiming { .. }, Event::ClaimConfirmed { confs }) if *confs >= SWEEP_FINAL_CONFS => (S::Succeeded, vec![]),
+        (s, _) => (s, vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sm::testing::height;
+    use bitcoin::hashes::Hash;
+    use bitcoin::Txid;
+    use proptest::prelude::*;
+
+    fn terms() -> Terms {
+        Terms {
+            amount: Amount::from_sat(100_000),
+            expiry: 500,
+            funding_confs: 1,
+        }
+    }
+
+    fn op() -> OutPoint {
+        OutPoint {
+            txid: Txid::all_zeros(),
+            vout: 0,
+        }
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (99_999u64..100_002, 0u32..3, height()).prop_map(|(v, confs, height)| Event::FundingSeen {
+                outpoint: op(),
+                value: Amount::from_sat(v),
+                confs,
+                height
+            }),
+            Just(Event::PaymentSucceeded(Preimage::from_bytes([2; 32]))),
+            Just(Event::PaymentFailed),
+            Just(Event::RefundRequested),
+            (0u32..5).prop_map(|confs| Event::ClaimConfirmed { confs }),
+            Just(Event::HtlcRefunded),
+            height().prop_map(|height| Event::Block { height }),
+        ]
+    }
+
+    #[test]
+    fn pays_with_cltv_limit_and_refuses_late_funding() {
+        let t = terms();
+        let seen = |height| Event::FundingSeen {
+            outpoint: op(),
+            value: t.amount,
+            confs: 1,
+            height,
+        };
+        assert_eq!(
+            transition(&t, State::Created, &seen(440)),
+            (
+                State::Paying { outpoint: op() },
+                vec![Action::PayInvoice { max_cltv_expiry: 480 }]
+            )
+        );
+        assert_eq!(
+            transition(&t, State::Created, &seen(441)).0,
+            State::Refundable(RefundReason::TooLate)
+        );
+        assert_eq!(
+            transition(&t, State::Paying { outpoint: op() }, &Event::RefundRequested).1,
+            vec![]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn ends_on_timeout_and_never_cosigns_while_paying(events in proptest::collection::vec(event(), 0..40)) {
+            let t = terms();
+            let mut s = State::Created;
+            let mut in_flight_or_settled = false;
+            for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
+                let (next, actions) = transition(&t, s, e);
+                for a in &actions {
+                    match a {
+                        Action::PayInvoice { max_cltv_expiry } => {
+                            prop_assert!(!in_flight_or_settled, "paid twice");
+                            prop_assert!(*max_cltv_expiry + crate::constants::LOOP_IN_CLAIM_MARGIN <= t.expiry);
+                            in_flight_or_settled = true;
+                        }
+                        Action::CosignRefund => prop_assert!(!in_flight_or_settled, "co-signed a refund with a payment in flight or settled"),
+                        _ => {}
+                    }
+                }
+                if matches!(e, Event::PaymentFailed) && matches!(next, State::Refundable(RefundReason::PaymentFailed)) {
+                    in_flight_or_settled = false;
+                }
+                s = next;
+            }
+            prop_assert!(s.is_terminal());
+        }
+    }
+}

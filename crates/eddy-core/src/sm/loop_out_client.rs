@@ -1,0 +1,409 @@
+//! Loop-out, client side.
+//!
+//! ```text
+//!  Created ──offer ok──▶ OfferAccepted ──payments sent──▶ Paying ──HTLC seen──▶ HtlcConfirming
+//!     │ offer bad             │ payment failed              │                     │ confs ≥ required
+//!     ▼                       ▼                             ▼                     │ and claim worth it
+//!   Failed ◀──────────────────┴─────────────────────────────┴──── too late ──────┤
+//!                                                                                  ▼
+//!                          Succeeded ◀──claim confirmed (3)── Claiming (preimage revealed; bump every block)
+//!                                                                 │ HTLC refunded by server
+//!                                                                 ▼
+//!                                                              Failed
+//! ```
+//! Rules: the preimage is revealed (action [`Action::RevealAndClaim`]) only against an HTLC with
+//! the required confirmations, value ≥ amount, and at least `PREIMAGE_REVEAL_CUTOFF` blocks
+//! before `E`; once revealed, the claim is re-broadcast and bumped every block.
+
+use bitcoin::{Amount, OutPoint, Txid};
+use serde::{Deserialize, Serialize};
+
+use crate::constants::{PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::fees::DontClaim;
+use crate::sm::SWEEP_FINAL_CONFS;
+use crate::types::BlockHeight;
+
+/// The swap's fixed data the machine needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// HTLC amount.
+    pub amount: Amount,
+    /// HTLC expiry `E`.
+    pub expiry: BlockHeight,
+    /// Confirmations required before revealing.
+    pub htlc_confs: u32,
+    /// Height by which the client's Lightning payment has surely resolved (its HTLC CLTV).
+    pub payment_timeout: BlockHeight,
+}
+
+impl Terms {
+    /// Past this height the machine gives up.
+    pub fn give_up_height(&self) -> BlockHeight {
+        self.expiry.max(self.payment_timeout) + SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH
+    }
+}
+
+/// Why a loop-out failed (client view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum FailReason {
+    /// The offer failed validation; nothing was paid.
+    OfferRejected,
+    /// The Lightning payment failed (no route, or failed back by the server).
+    PaymentFailed,
+    /// The server's HTLC pays less than the amount; not claimed.
+    HtlcUnderpaid,
+    /// The claim would not be worth it (or came too late); the preimage stays secret and the
+    /// payment fails back.
+    NotClaimed(DontClaim),
+    /// The server swept its refund path: the claim did not confirm in time.
+    ServerRefunded,
+    /// The give-up height passed without a decision.
+    TimedOut,
+}
+
+/// Client loop-out states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    /// Preimage and key stored; asking the server.
+    Created,
+    /// Offer validated and stored; paying.
+    OfferAccepted,
+    /// Payments handed to the Lightning node.
+    Paying,
+    /// The server's HTLC is seen; waiting for confirmations.
+    HtlcConfirming {
+        /// The HTLC.
+        outpoint: OutPoint,
+        /// Its value.
+        value: Amount,
+    },
+    /// Preimage revealed; claim broadcast and bumped until confirmed.
+    Claiming {
+        /// The HTLC.
+        outpoint: OutPoint,
+        /// Its value.
+        value: Amount,
+        /// The last claim broadcast.
+        claim_txid: Option<Txid>,
+    },
+    /// Terminal: the claim is confirmed.
+    Succeeded {
+        /// The claim.
+        claim_txid: Txid,
+    },
+    /// Terminal: failed.
+    Failed(FailReason),
+}
+
+impl State {
+    /// Whether no further event changes this state.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, State::Succeeded { .. } | State::Failed(_))
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The offer passed validation (and was stored).
+    OfferValidated,
+    /// The offer failed validation.
+    OfferRejected,
+    /// Both payments were handed to the node.
+    PaymentsSent,
+    /// A payment failed for good.
+    PaymentFailed,
+    /// The HTLC output was seen with this many confirmations (0 = mempool), and the
+    /// "not worth claiming" rule's verdict at the current fee estimate.
+    HtlcSeen {
+        /// The HTLC.
+        outpoint: OutPoint,
+        /// Its value.
+        value: Amount,
+        /// Confirmations.
+        confs: u32,
+        /// Current tip.
+        height: BlockHeight,
+        /// `claim_decision`'s verdict.
+        decision: Result<(), DontClaim>,
+    },
+    /// A new best block.
+    Block {
+        /// Its height.
+        height: BlockHeight,
+    },
+    /// A claim was broadcast.
+    ClaimBroadcast {
+        /// Its txid.
+        txid: Txid,
+    },
+    /// The claim confirmed.
+    ClaimConfirmed {
+        /// Its txid.
+        txid: Txid,
+        /// Confirmations.
+        confs: u32,
+    },
+    /// The HTLC was spent by the server's refund.
+    HtlcRefunded,
+}
+
+/// What the daemon must do (each idempotent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Pay the swap and prepay invoices (idempotent per payment hash).
+    PayInvoices,
+    /// Reveal the preimage: push it to the server, claim cooperatively, else by script path.
+    RevealAndClaim {
+        /// The HTLC.
+        outpoint: OutPoint,
+    },
+    /// Re-broadcast the claim, bumped by the fee schedule.
+    BumpClaim {
+        /// The HTLC.
+        outpoint: OutPoint,
+    },
+}
+
+/// The transition function.
+pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
+    use State as S;
+    if state.is_terminal() {
+        return (state, vec![]);
+    }
+    if let Event::Block { height } = event {
+        if *height >= terms.give_up_height() {
+            return (S::Failed(FailReason::TimedOut), vec![]);
+        }
+    }
+    match (state, event) {
+        (S::Created, Event::OfferValidated) => (S::OfferAccepted, vec![Action::PayInvoices]),
+        (S::Created, Event::OfferRejected) => (S::Failed(FailReason::OfferRejected), vec![]),
+        (S::OfferAccepted, Event::PaymentsSent) => (S::Paying, vec![]),
+        (S::OfferAccepted | S::Paying | S::HtlcConfirming { .. }, Event::PaymentFailed) => {
+            (S::Failed(FailReason::PaymentFailed), vec![])
+        }
+        (
+            S::OfferAccepted | S::Paying | S::HtlcConfirming { .. },
+            Event::HtlcSeen {
+                outpoint,
+                value,
+                confs,
+                height,
+                decision,
+            },
+        ) => {
+            if *value < terms.amount {
+                return (S::Failed(FailReason::HtlcUnderpaid), vec![]);
+            }
+            let confirming = S::HtlcConfirming {
+                outpoint: *outpoint,
+                value: *value,
+            };
+            let blocks_left = terms.expiry.saturating_sub(*height);
+            if blocks_left < PREIMAGE_REVEAL_CUTOFF {
+                return (
+                    S::Failed(FailReason::NotClaimed(DontClaim::TooLate { blocks_left })),
+                    vec![],
+                );
+            }
+            if *confs < terms.htlc_confs.max(1) {
+                return (confirming, vec![]);
+            }
+            match decision {
+                Ok(()) => (
+                    S::Claiming {
+                        outpoint: *outpoint,
+                        value: *value,
+                        claim_txid: None,
+                    },
+                    vec![Action::RevealAndClaim { outpoint: *outpoint }],
+                ),
+                // A fee spike may pass: wait and re-evaluate at the next block.
+                Err(DontClaim::FeeAboveLimit { .. }) => (confirming, vec![]),
+                Err(d) => (S::Failed(FailReason::NotClaimed(*d)), vec![]),
+            }
+        }
+        (S::Claiming { outpoint, value, .. }, Event::ClaimBroadcast { txid }) => (
+            S::Claiming {
+                outpoint,
+                value,
+                claim_txid: Some(*txid),
+            },
+            vec![],
+        ),
+        (s @ S::Claiming { .. }, Event::Block { .. }) => {
+            let S::Claiming { outpoint, .. } = s else {
+                unreachable!("matched above")
+            };
+            (s, vec![Action::BumpClaim { outpoint }])
+        }
+        (S::Claiming { .. }, Event::ClaimConfirmed { txid, confs }) if *confs >= SWEEP_FINAL_CONFS => {
+            (S::Succeeded { claim_txid: *txid }, vec![])
+        }
+        (S::Claiming { .. }, Event::HtlcRefunded) => (S::Failed(FailReason::ServerRefunded), vec![]),
+        (s, _) => (s, vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sm::testing::height;
+    use bitcoin::hashes::Hash;
+    use proptest::prelude::*;
+
+    fn terms() -> Terms {
+        Terms {
+            amount: Amount::from_sat(100_000),
+            expiry: 500,
+            htlc_confs: 1,
+            payment_timeout: 620,
+        }
+    }
+
+    fn op() -> OutPoint {
+        OutPoint {
+            txid: Txid::all_zeros(),
+            vout: 0,
+        }
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let dc = prop_oneof![
+            Just(Ok(())),
+            Just(Err(DontClaim::FeeAboveLimit {
+                fee: Amount::from_sat(5),
+                max_fee: Amount::ONE_SAT
+            })),
+            Just(Err(DontClaim::NotWorthIt {
+                value: Amount::ONE_SAT,
+                fee: Amount::ONE_SAT
+            })),
+        ];
+        prop_oneof![
+            Just(Event::OfferValidated),
+            Just(Event::OfferRejected),
+            Just(Event::PaymentsSent),
+            Just(Event::PaymentFailed),
+            (90_000u64..110_000, 0u32..4, height(), dc).prop_map(|(v, confs, h, decision)| Event::HtlcSeen {
+                outpoint: op(),
+                value: Amount::from_sat(v),
+                confs,
+                height: h,
+                decision
+            }),
+            height().prop_map(|height| Event::Block { height }),
+            Just(Event::ClaimBroadcast {
+                txid: Txid::all_zeros()
+            }),
+            (0u32..5).prop_map(|confs| Event::ClaimConfirmed {
+                txid: Txid::all_zeros(),
+                confs
+            }),
+            Just(Event::HtlcRefunded),
+        ]
+    }
+
+    #[test]
+    fn happy_path() {
+        let t = terms();
+        let mut s = State::Created;
+        let steps = [
+            (Event::OfferValidated, vec![Action::PayInvoices]),
+            (Event::PaymentsSent, vec![]),
+            (
+                Event::HtlcSeen {
+                    outpoint: op(),
+                    value: t.amount,
+                    confs: 0,
+                    height: 420,
+                    decision: Ok(()),
+                },
+                vec![],
+            ),
+            (
+                Event::HtlcSeen {
+                    outpoint: op(),
+                    value: t.amount,
+                    confs: 1,
+                    height: 421,
+                    decision: Ok(()),
+                },
+                vec![Action::RevealAndClaim { outpoint: op() }],
+            ),
+            (Event::Block { height: 422 }, vec![Action::BumpClaim { outpoint: op() }]),
+            (
+                Event::ClaimConfirmed {
+                    txid: Txid::all_zeros(),
+                    confs: 3,
+                },
+                vec![],
+            ),
+        ];
+        for (e, want) in steps {
+            let (next, actions) = transition(&t, s, &e);
+            assert_eq!(actions, want, "after {e:?}");
+            s = next;
+        }
+        assert_eq!(
+            s,
+            State::Succeeded {
+                claim_txid: Txid::all_zeros()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_underpaid_and_late_htlcs() {
+        let t = terms();
+        let under = Event::HtlcSeen {
+            outpoint: op(),
+            value: Amount::from_sat(99_999),
+            confs: 6,
+            height: 420,
+            decision: Ok(()),
+        };
+        assert_eq!(
+            transition(&t, State::Paying, &under).0,
+            State::Failed(FailReason::HtlcUnderpaid)
+        );
+        let late = Event::HtlcSeen {
+            outpoint: op(),
+            value: t.amount,
+            confs: 6,
+            height: 481,
+            decision: Ok(()),
+        };
+        let (s, a) = transition(&t, State::Paying, &late);
+        assert!(a.is_empty());
+        assert_eq!(
+            s,
+            State::Failed(FailReason::NotClaimed(DontClaim::TooLate { blocks_left: 19 }))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn ends_on_timeout_and_never_reveals_unsafely(events in proptest::collection::vec(event(), 0..40)) {
+            let t = terms();
+            let mut s = State::Created;
+            for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
+                let (next, actions) = transition(&t, s.clone(), e);
+                for a in &actions {
+                    if let Action::RevealAndClaim { .. } = a {
+                        let Event::HtlcSeen { value, confs, height, .. } = e else {
+                            return Err(TestCaseError::fail("reveal without an HTLC event"));
+                        };
+                        prop_assert!(*confs >= 1 && *value >= t.amount);
+                        prop_assert!(t.expiry - height >= PREIMAGE_REVEAL_CUTOFF);
+                    }
+                }
+                s = next;
+            }
+            prop_assert!(s.is_terminal());
+        }
+    }
+}

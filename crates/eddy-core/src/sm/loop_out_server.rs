@@ -1,0 +1,354 @@
+//! Loop-out, server side.
+//!
+//! ```text
+//!  Created ──both HTLCs accepted, checks ok──▶ Publishing ──HTLC broadcast──▶ Published
+//!     │ deadline passed / checks fail                                          │    │ tip ≥ E
+//!     ▼                                                                        │    ▼
+//!  Canceled (both invoices canceled)                         preimage learned  │  Refunding ──refund final──▶ Refunded
+//!                                                                              ▼    │ preimage learned        (swap invoice canceled)
+//!                                            Succeeded ◀──settled── PreimageKnown ◀─┘
+//! ```
+//! Rules: publish only after *both* invoices' HTLCs are accepted and the swap HTLC's claim
+//! deadline leaves `SERVER_SETTLE_MARGIN` over `E` (free-option protection); settle the prepay
+//! once the HTLC is broadcast; settle the swap invoice as soon as the preimage is known, and from
+//! then on never refund; cancel the swap invoice only after the refund is final. Settling and
+//! canceling the swap invoice are mutually exclusive.
+
+use bitcoin::Txid;
+use serde::{Deserialize, Serialize};
+
+use crate::constants::{LOOP_OUT_PUBLICATION_DEADLINE, REORG_SAFETY_DEPTH, SERVER_SETTLE_MARGIN, SPEND_CONFIRM_BUDGET};
+use crate::types::{BlockHeight, Preimage};
+use crate::validate::check_accepted_htlc;
+
+/// The swap's fixed data the machine needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// Expected swap invoice amount (msat).
+    pub swap_invoice_msat: u64,
+    /// Expected prepay amount (msat).
+    pub prepay_msat: u64,
+    /// HTLC expiry `E`.
+    pub expiry: BlockHeight,
+    /// Height at which the swap was created.
+    pub created_height: BlockHeight,
+}
+
+impl Terms {
+    /// Past this height the machine gives up.
+    pub fn give_up_height(&self) -> BlockHeight {
+        self.expiry + SERVER_SETTLE_MARGIN + SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH
+    }
+
+    /// If the client has not paid by this height, cancel.
+    pub fn publication_deadline(&self) -> BlockHeight {
+        self.created_height + LOOP_OUT_PUBLICATION_DEADLINE
+    }
+}
+
+/// Why the server canceled before publishing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum CancelReason {
+    /// The client did not pay in time.
+    PublicationDeadline,
+    /// The accepted HTLC failed `check_accepted_htlc`.
+    HtlcRejected,
+}
+
+/// Server loop-out states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    /// Invoices created; waiting for the client's HTLCs.
+    Created {
+        /// Swap HTLC accepted: (amount msat, claim deadline).
+        swap_accepted: Option<(u64, BlockHeight)>,
+        /// Prepay HTLC accepted (amount msat).
+        prepay_accepted: Option<u64>,
+    },
+    /// Checks passed; broadcasting the HTLC.
+    Publishing,
+    /// HTLC broadcast; waiting for the preimage.
+    Published {
+        /// The HTLC transaction.
+        txid: Txid,
+    },
+    /// Past `E` without the preimage: sweeping the refund path.
+    Refunding {
+        /// The HTLC transaction.
+        txid: Txid,
+    },
+    /// Preimage known: settling the swap invoice.
+    PreimageKnown {
+        /// The preimage (stored so settlement can be retried after a restart).
+        preimage: Preimage,
+    },
+    /// Terminal: swap invoice settled.
+    Succeeded,
+    /// Terminal: refund final and swap invoice canceled.
+    Refunded,
+    /// Terminal: canceled before publishing.
+    Canceled(CancelReason),
+    /// Terminal: the give-up height passed without a decision.
+    TimedOut,
+}
+
+impl State {
+    /// The initial state.
+    pub fn new() -> State {
+        State::Created {
+            swap_accepted: None,
+            prepay_accepted: None,
+        }
+    }
+
+    /// Whether no further event changes this state.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            State::Succeeded | State::Refunded | State::Canceled(_) | State::TimedOut
+        )
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The swap invoice's HTLC(s) are accepted (held).
+    SwapAccepted {
+        /// Total received.
+        amount_msat: u64,
+        /// Earliest height at which the node would fail them back.
+        claim_deadline: BlockHeight,
+    },
+    /// The prepay invoice's HTLC(s) are accepted.
+    PrepayAccepted {
+        /// Total received.
+        amount_msat: u64,
+    },
+    /// A new best block.
+    Block {
+        /// Its height.
+        height: BlockHeight,
+    },
+    /// The HTLC transaction was broadcast.
+    HtlcBroadcast {
+        /// Its txid.
+        txid: Txid,
+    },
+    /// A preimage hashing to the swap's hash was learned (API push, mempool, block).
+    PreimageLearned(Preimage),
+    /// The swap invoice is settled (the node reports the payment received).
+    SwapSettled,
+    /// The refund has this many confirmations.
+    RefundConfirmed {
+        /// Confirmations.
+        confs: u32,
+    },
+}
+
+/// What the daemon must do (each idempotent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Build (deterministically, from stored data), store and broadcast the HTLC transaction.
+    PublishHtlc,
+    /// Settle the prepay invoice.
+    SettlePrepay,
+    /// Settle the swap invoice with the preimage.
+    SettleSwap(Preimage),
+    /// Cancel both invoices (before publication).
+    CancelInvoices,
+    /// Cancel the swap invoice after a final refund.
+    CancelSwap,
+    /// Broadcast or bump the refund sweep.
+    BroadcastRefund,
+}
+
+/// The transition function. `tip` is the current best height.
+pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) -> (State, Vec<Action>) {
+    use State as S;
+    if state.is_terminal() {
+        return (state, vec![]);
+    }
+    if let Event::Block { height } = event {
+        if *height >= terms.give_up_height() {
+            return match state {
+                // Never published: canceling is always safe.
+                S::Created { .. } => (
+                    S::Canceled(CancelReason::PublicationDeadline),
+                    vec![Action::CancelInvoices],
+                ),
+                _ => (S::TimedOut, vec![]),
+            };
+        }
+    }
+    match (state, event) {
+        (
+            S::Created {
+                swap_accepted,
+                prepay_accepted,
+            },
+            e @ (Event::SwapAccepted { .. } | Event::PrepayAccepted { .. }),
+        ) => {
+            let (swap, prepay) = match e {
+                Event::SwapAccepted {
+                    amount_msat,
+                    claim_deadline,
+                } => (Some((*amount_msat, *claim_deadline)), prepay_accepted),
+                Event::PrepayAccepted { amount_msat } => (swap_accepted, Some(*amount_msat)),
+                _ => (swap_accepted, prepay_accepted),
+            };
+            match (swap, prepay) {
+                (Some((amount, deadline)), Some(prepay_amount)) => {
+                    let ok = prepay_amount >= terms.prepay_msat
+                        && check_accepted_htlc(amount, terms.swap_invoice_msat, deadline, terms.expiry, tip).is_ok();
+                    if ok {
+                        (S::Publishing, vec![Action::PublishHtlc])
+                    } else {
+                        (S::Canceled(CancelReason::HtlcRejected), vec![Action::CancelInvoices])
+                    }
+                }
+                _ => (
+                    S::Created {
+                        swap_accepted: swap,
+                        prepay_accepted: prepay,
+                    },
+                    vec![],
+                ),
+            }
+        }
+        (S::Created { .. }, Event::Block { height }) if *height >= terms.publication_deadline() => (
+            S::Canceled(CancelReason::PublicationDeadline),
+            vec![Action::CancelInvoices],
+        ),
+        (S::Publishing, Event::HtlcBroadcast { txid }) => (S::Published { txid: *txid }, vec![Action::SettlePrepay]),
+        (S::Published { txid }, Event::Block { height }) if *height >= terms.expiry => {
+            (S::Refunding { txid }, vec![Action::BroadcastRefund])
+        }
+        (S::Refunding { txid }, Event::Block { .. }) => (S::Refunding { txid }, vec![Action::BroadcastRefund]),
+        (S::Published { .. } | S::Refunding { .. }, Event::PreimageLearned(p)) => {
+            (S::PreimageKnown { preimage: *p }, vec![Action::SettleSwap(*p)])
+        }
+        (S::PreimageKnown { preimage }, Event::Block { .. }) => {
+            (S::PreimageKnown { preimage }, vec![Action::SettleSwap(preimage)])
+        }
+        (S::PreimageKnown { .. }, Event::SwapSettled) => (S::Succeeded, vec![]),
+        (S::Refunding { .. }, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
+            (S::Refunded, vec![Action::CancelSwap])
+        }
+        (s, _) => (s, vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sm::testing::height;
+    use bitcoin::hashes::Hash;
+    use proptest::prelude::*;
+
+    fn terms() -> Terms {
+        Terms {
+            swap_invoice_msat: 100_000_000,
+            prepay_msat: 1_000_000,
+            expiry: 500,
+            created_height: 420,
+        }
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (99_000_000u64..101_000_000, height()).prop_map(|(amount_msat, claim_deadline)| Event::SwapAccepted {
+                amount_msat,
+                claim_deadline
+            }),
+            (0u64..2_000_000).prop_map(|amount_msat| Event::PrepayAccepted { amount_msat }),
+            height().prop_map(|height| Event::Block { height }),
+            Just(Event::HtlcBroadcast {
+                txid: Txid::all_zeros()
+            }),
+            Just(Event::PreimageLearned(Preimage::from_bytes([1; 32]))),
+            Just(Event::SwapSettled),
+            (0u32..8).prop_map(|confs| Event::RefundConfirmed { confs }),
+        ]
+    }
+
+    #[test]
+    fn publishes_only_with_margin() {
+        let t = terms();
+        let s = State::new();
+        let (s, a) = transition(&t, s, &Event::PrepayAccepted { amount_msat: 1_000_000 }, 421);
+        assert!(a.is_empty());
+        let short = Event::SwapAccepted {
+            amount_msat: 100_000_000,
+            claim_deadline: 514,
+        };
+        assert_eq!(
+            transition(&t, s.clone(), &short, 421),
+            (
+                State::Canceled(CancelReason::HtlcRejected),
+                vec![Action::CancelInvoices]
+            )
+        );
+        let ok = Event::SwapAccepted {
+            amount_msat: 100_000_000,
+            claim_deadline: 515,
+        };
+        assert_eq!(
+            transition(&t, s, &ok, 421),
+            (State::Publishing, vec![Action::PublishHtlc])
+        );
+    }
+
+    #[test]
+    fn refunds_after_expiry_then_cancels() {
+        let t = terms();
+        let s = State::Published {
+            txid: Txid::all_zeros(),
+        };
+        let (s, a) = transition(&t, s, &Event::Block { height: 499 }, 499);
+        assert!(a.is_empty());
+        let (s, a) = transition(&t, s, &Event::Block { height: 500 }, 500);
+        assert_eq!(a, vec![Action::BroadcastRefund]);
+        let (s, a) = transition(&t, s, &Event::RefundConfirmed { confs: 6 }, 506);
+        assert_eq!((s, a), (State::Refunded, vec![Action::CancelSwap]));
+    }
+
+    proptest! {
+        #[test]
+        fn ends_on_timeout_and_never_settles_and_cancels(events in proptest::collection::vec(event(), 0..40)) {
+            let t = terms();
+            let mut s = State::new();
+            let mut tip = 420;
+            let mut all = vec![];
+            for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
+                if let Event::Block { height } = e { tip = *height; }
+                let published_before = matches!(s, State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. });
+                let (next, actions) = transition(&t, s, e, tip);
+                for a in &actions {
+                    if matches!(a, Action::PublishHtlc) {
+                        prop_assert!(!published_before);
+                    }
+                }
+                all.extend(actions);
+                s = next;
+            }
+            prop_assert!(s.is_terminal());
+            let settled = all.iter().any(|a| matches!(a, Action::SettleSwap(_)));
+            let canceled = all.iter().any(|a| matches!(a, Action::CancelSwap | Action::CancelInvoices));
+            prop_assert!(!(settled && canceled), "settled and canceled: {:?}", all);
+            // Never a refund after the preimage was used to settle.
+            if let Some(i) = all.iter().position(|a| matches!(a, Action::SettleSwap(_))) {
+                prop_assert!(!all[i..].iter().any(|a| matches!(a, Action::BroadcastRefund)));
+            }
+            prop_assert!(all.iter().filter(|a| matches!(a, Action::PublishHtlc)).count() <= 1);
+        }
+    }
+}

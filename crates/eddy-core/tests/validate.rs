@@ -1,0 +1,385 @@
+//! The validation rules against real BOLT11 invoices: a client refuses every bad loop-out offer
+//! (wrong hash, fees over its limits, bad or wrong-network address, expiry outside its window,
+//! over-long final CLTV, expired invoice), the server checks accepted HTLCs and loop-in requests.
+
+mod common;
+
+use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::secp256k1::Secp256k1;
+use bitcoin::{Amount, Network};
+use common::*;
+use eddy_core::constants::*;
+use eddy_core::fees::FeePolicy;
+use eddy_core::htlc::{HtlcError, HtlcKind};
+use eddy_core::types::PaymentHash;
+use eddy_core::validate::*;
+use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
+
+const NOW: u64 = 1_790_000_000;
+const TIP: u32 = 1_000;
+
+fn invoice(currency: Currency, hash: PaymentHash, msat: u64, final_cltv: u64, node: u8, expiry_secs: u64) -> String {
+    let secp = Secp256k1::new();
+    InvoiceBuilder::new(currency)
+        .description("eddy test".into())
+        .payment_hash(sha256::Hash::from_byte_array(hash.0))
+        .payment_secret(PaymentSecret([7; 32]))
+        .duration_since_epoch(Duration::from_secs(NOW - 10))
+        .min_final_cltv_expiry_delta(final_cltv)
+        .amount_milli_satoshis(msat)
+        .expiry_time(Duration::from_secs(expiry_secs))
+        .build_signed(|m| secp.sign_ecdsa_recoverable(m, &key(node)))
+        .expect("invoice builds")
+        .to_string()
+}
+
+fn request() -> LoopOutRequest {
+    LoopOutRequest {
+        amount: Amount::from_sat(100_000),
+        payment_hash: preimage().payment_hash(),
+        claim_key: pubkey(CLIENT),
+        kind: HtlcKind::P2trOut,
+        network: Network::Regtest,
+        limits: LoopOutLimits::with_fees(Amount::from_sat(1_000), Amount::from_sat(300)),
+    }
+}
+
+fn good_offer() -> LoopOutOffer {
+    let expiry = TIP + DEFAULT_LOOP_OUT_EXPIRY_DELTA;
+    let htlc = eddy_core::Htlc::new(eddy_core::HtlcParams {
+        kind: HtlcKind::P2trOut,
+        payment_hash: preimage().payment_hash(),
+        claim_key: eddy_core::HtlcKey::Pubkey(pubkey(CLIENT)),
+        refund_key: eddy_core::HtlcKey::Pubkey(pubkey(SERVER)),
+        timeout: expiry,
+    })
+    .expect("htlc");
+    let final_cltv = u64::from(DEFAULT_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN);
+    LoopOutOffer {
+        swap_invoice: invoice(
+            Currency::Regtest,
+            preimage().payment_hash(),
+            100_700_000,
+            final_cltv,
+            SERVER,
+            600,
+        ),
+        prepay_invoice: invoice(Currency::Regtest, PaymentHash([9; 32]), 300_000, 18, SERVER, 600),
+        server_key: pubkey(SERVER),
+        expiry,
+        htlc_address: htlc.address(Network::Regtest).to_string(),
+    }
+}
+
+#[test]
+fn accepts_a_good_offer() {
+    let v = validate_loop_out_offer(&request(), &good_offer(), TIP, NOW).expect("valid");
+    assert_eq!(v.swap_fee_msat, 1_000_000);
+    assert_eq!(v.swap_invoice.amount_msat.map(|a| a.0), Some(100_700_000));
+    assert_eq!(v.htlc.address(Network::Regtest).to_string(), good_offer().htlc_address);
+}
+
+#[test]
+fn refuses_bad_offers() {
+    let req = request();
+    let check = |offer: LoopOutOffer| validate_loop_out_offer(&req, &offer, TIP, NOW);
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(Currency::Regtest, PaymentHash([1; 32]), 100_700_000, 95, SERVER, 600);
+    assert!(matches!(check(o), Err(OfferError::WrongHash { .. })));
+
+    let mut o = good_offer();
+    o.prepay_invoice = invoice(Currency::Regtest, preimage().payment_hash(), 300_000, 18, SERVER, 600);
+    assert_eq!(check(o).err(), Some(OfferError::PrepayReusesHash));
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        100_700_001,
+        95,
+        SERVER,
+        600,
+    );
+    assert_eq!(
+        check(o).err(),
+        Some(OfferError::FeeTooHigh {
+            fee_msat: 1_000_001,
+            max_msat: 1_000_000
+        })
+    );
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_000_000,
+        95,
+        SERVER,
+        600,
+    );
+    assert!(matches!(check(o), Err(OfferError::InvoicesBelowAmount { .. })));
+
+    let mut o = good_offer();
+    o.prepay_invoice = invoice(Currency::Regtest, PaymentHash([9; 32]), 400_000, 18, SERVER, 600);
+    o.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        100_500_000,
+        95,
+        SERVER,
+        600,
+    );
+    assert_eq!(
+        check(o).err(),
+        Some(OfferError::PrepayTooHigh {
+            prepay_msat: 400_000,
+            max_msat: 300_000
+        })
+    );
+
+    let mut o = good_offer();
+    o.prepay_invoice = invoice(Currency::Regtest, PaymentHash([9; 32]), 300_000, 18, STRANGER, 600);
+    assert_eq!(check(o).err(), Some(OfferError::PayeeMismatch));
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(
+        Currency::Bitcoin,
+        preimage().payment_hash(),
+        100_700_000,
+        95,
+        SERVER,
+        600,
+    );
+    assert!(matches!(
+        check(o),
+        Err(OfferError::Invoice(InvoiceError::Network { .. }))
+    ));
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        100_700_000,
+        95,
+        SERVER,
+        30,
+    );
+    assert!(matches!(
+        check(o),
+        Err(OfferError::Invoice(InvoiceError::Expiry { .. }))
+    ));
+
+    let mut o = good_offer();
+    o.swap_invoice = "lnbcrt1garbage".into();
+    assert!(matches!(check(o), Err(OfferError::Invoice(InvoiceError::Parse { .. }))));
+
+    let mut o = good_offer();
+    o.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        100_700_000,
+        80 + 15 + 144 + 1,
+        SERVER,
+        600,
+    );
+    assert_eq!(
+        check(o).err(),
+        Some(OfferError::FinalCltvTooLong { got: 240, max: 239 })
+    );
+
+    // Expiry outside the window (too close, too far): rejected before the address is checked.
+    for expiry in [TIP + MIN_LOOP_OUT_EXPIRY_DELTA - 1, TIP + MAX_LOOP_OUT_EXPIRY_DELTA + 1] {
+        let mut o = good_offer();
+        o.expiry = expiry;
+        assert!(matches!(check(o), Err(OfferError::ExpiryWindow { .. })), "{expiry}");
+    }
+    // Same window, but the address was built for another expiry: the rebuilt address differs.
+    let mut o = good_offer();
+    o.expiry += 1;
+    assert!(matches!(
+        check(o),
+        Err(OfferError::Htlc(HtlcError::AddressMismatch { .. }))
+    ));
+    // A server key that is not the one the address was built with.
+    let mut o = good_offer();
+    o.server_key = pubkey(STRANGER);
+    assert!(matches!(
+        check(o),
+        Err(OfferError::Htlc(HtlcError::AddressMismatch { .. }))
+    ));
+    // The right HTLC's address on another network.
+    let mut o = good_offer();
+    let htlc = eddy_core::Htlc::new(eddy_core::HtlcParams {
+        kind: HtlcKind::P2trOut,
+        payment_hash: preimage().payment_hash(),
+        claim_key: eddy_core::HtlcKey::Pubkey(pubkey(CLIENT)),
+        refund_key: eddy_core::HtlcKey::Pubkey(pubkey(SERVER)),
+        timeout: o.expiry,
+    })
+    .expect("htlc");
+    o.htlc_address = htlc.address(Network::Bitcoin).to_string();
+    assert!(matches!(
+        check(o),
+        Err(OfferError::Htlc(HtlcError::WrongNetwork { .. }))
+    ));
+    let mut o = good_offer();
+    o.htlc_address = "not-an-address".into();
+    assert!(matches!(check(o), Err(OfferError::Htlc(HtlcError::BadAddress(_)))));
+}
+
+#[test]
+fn server_checks_accepted_htlc() {
+    let e = TIP + 80;
+    assert_eq!(check_accepted_htlc(100, 100, e + SERVER_SETTLE_MARGIN, e, TIP), Ok(()));
+    assert!(matches!(
+        check_accepted_htlc(99, 100, e + 100, e, TIP),
+        Err(AcceptedHtlcError::Underpaid { .. })
+    ));
+    assert!(matches!(
+        check_accepted_htlc(100, 100, e + SERVER_SETTLE_MARGIN - 1, e, TIP),
+        Err(AcceptedHtlcError::DeadlineTooEarly { .. })
+    ));
+    assert!(matches!(
+        check_accepted_htlc(100, 100, e + 100, e, e - MIN_BLOCKS_LEFT_AT_PUBLICATION + 1),
+        Err(AcceptedHtlcError::TooLateToPublish { .. })
+    ));
+}
+
+fn policy() -> FeePolicy {
+    FeePolicy {
+        base_fee: Amount::from_sat(500),
+        fee_ppm: 2_000,
+        min_amount: Amount::from_sat(10_000),
+        max_amount: Amount::from_sat(1_000_000),
+        prepay: Amount::ZERO,
+    }
+}
+
+#[test]
+fn server_checks_loop_in_requests() {
+    let amount = Amount::from_sat(100_000);
+    // fee = 500 + 200 = 700 → invoice 99_300 sat.
+    let good = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_300_000,
+        18,
+        CLIENT,
+        7_200,
+    );
+    let v = validate_loop_in_request(
+        &good,
+        amount,
+        &policy(),
+        Network::Regtest,
+        DEFAULT_LOOP_IN_EXPIRY_DELTA,
+        NOW,
+    )
+    .expect("valid");
+    assert_eq!(v.quote.swap_fee, Amount::from_sat(700));
+    assert_eq!(v.invoice.payment_hash, preimage().payment_hash());
+
+    let off_by_one = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_300_001,
+        18,
+        CLIENT,
+        7_200,
+    );
+    assert!(matches!(
+        validate_loop_in_request(&off_by_one, amount, &policy(), Network::Regtest, 144, NOW),
+        Err(LoopInRequestError::InvoiceAmount {
+            got_msat: 99_300_001,
+            expected_msat: 99_300_000
+        })
+    ));
+    let short = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_300_000,
+        18,
+        CLIENT,
+        600,
+    );
+    assert!(matches!(
+        validate_loop_in_request(&short, amount, &policy(), Network::Regtest, 144, NOW),
+        Err(LoopInRequestError::Invoice(InvoiceError::Expiry { .. }))
+    ));
+    assert!(matches!(
+        validate_loop_in_request(&good, Amount::from_sat(5_000), &policy(), Network::Regtest, 144, NOW),
+        Err(LoopInRequestError::Fee(_))
+    ));
+    let long_cltv = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_300_000,
+        200,
+        CLIENT,
+        7_200,
+    );
+    assert!(matches!(
+        validate_loop_in_request(&long_cltv, amount, &policy(), Network::Regtest, 144, NOW),
+        Err(LoopInRequestError::FinalCltvTooLong { got: 200, max: 112 })
+    ));
+    assert!(matches!(
+        validate_loop_in_request(&good, amount, &policy(), Network::Testnet, 144, NOW),
+        Err(LoopInRequestError::Invoice(InvoiceError::Network { .. }))
+    ));
+}
+
+#[test]
+fn client_checks_loop_in_offer() {
+    let e = TIP + DEFAULT_LOOP_IN_EXPIRY_DELTA;
+    let htlc = eddy_core::Htlc::new(eddy_core::HtlcParams {
+        kind: HtlcKind::P2trIn,
+        payment_hash: preimage().payment_hash(),
+        claim_key: eddy_core::HtlcKey::Pubkey(pubkey(SERVER)),
+        refund_key: eddy_core::HtlcKey::Pubkey(pubkey(CLIENT)),
+        timeout: e,
+    })
+    .expect("htlc");
+    let offer = LoopInOffer {
+        server_key: pubkey(SERVER),
+        expiry: e,
+        htlc_address: htlc.address(Network::Regtest).to_string(),
+        swap_fee: Amount::from_sat(700),
+    };
+    let check = |o: &LoopInOffer, max_fee: u64| {
+        validate_loop_in_offer(
+            HtlcKind::P2trIn,
+            preimage().payment_hash(),
+            pubkey(CLIENT),
+            Amount::from_sat(max_fee),
+            Network::Regtest,
+            o,
+            TIP,
+        )
+    };
+    assert_eq!(check(&offer, 700).expect("valid"), htlc);
+    assert!(matches!(check(&offer, 699), Err(LoopInOfferError::FeeTooHigh { .. })));
+    let mut o = offer.clone();
+    o.expiry = TIP + MIN_LOOP_IN_EXPIRY_DELTA - 1;
+    assert!(matches!(check(&o, 700), Err(LoopInOfferError::ExpiryWindow { .. })));
+    let mut o = offer.clone();
+    o.server_key = pubkey(STRANGER);
+    assert!(matches!(
+        check(&o, 700),
+        Err(LoopInOfferError::Htlc(HtlcError::AddressMismatch { .. }))
+    ));
+    assert_eq!(
+        check_funding(Amount::from_sat(5), Amount::from_sat(5)),
+        FundingCheck::Exact
+    );
+    assert_eq!(
+        check_funding(Amount::from_sat(4), Amount::from_sat(5)),
+        FundingCheck::Under
+    );
+    assert_eq!(
+        check_funding(Amount::from_sat(6), Amount::from_sat(5)),
+        FundingCheck::Over
+    );
+}
