@@ -392,3 +392,32 @@ fn seed_000_vector() {
 
 const SEED_CLAIM_TX: &str = "02000000000101b3bbc595448889119329cff40003d64c4f0d3ca39d38e676bc0e2885d10adb070000000000ffffffff018326000000000000160014dee4fb4b76fe1e22134ac32bdbd7611257f7ec38044730440220359873e5ea1a7d902ccddb89802adf44c83b1e5fa742858434d4dafe2661e8a302204862536b12bde0f8a1e1b4d7ce97bfeb2c991956a794ae921f67d11445ffcb31012102bda5f9de10b11b30d4161a7b8595937468f1f246a2bacd127575a1709d3414f9200353725431741829e4d8aa1c4043143a17b054f9d91ef4e442686a0b63e8a0cc5aa8209a6de8835775903af1551d43a24b3e06f7a2c9a8c5f07d40505250c5cc325f5d876376a914dee4fb4b76fe1e22134ac32bdbd7611257f7ec38670128b27576a914b5df13aa1285096a24247999c20fb1b024442a7a6888acffffffff";
 const SEED_HTLC_TX: &str = "020000000001014e55a2ec211b2dc497009ffa581a3bc13aa07bd69c49d6ae92936445335a242e0000000000ffffffff021027000000000000220020d329c680878d6f1ed02c1977b792907960e83741c0a8fa710d9e8e1d1064aec8fcb8f50500000000160014c54c05d2142986124569e6c125c457ba0c2fdd2802473044022001090c492da2e8c218db536c31661ea0694fb397e6168dece6ce1b022db7f94202205120b48d4378b5ea7809da6115cc2d311dd9c8279320cbcdedb431f3f15e7405012102f916619c65ca521de4f3d0ec6084ff3a9c6260b6b2fdc147c84389f107055dc0ffffffff";
+
+#[test]
+fn batched_refunds_take_the_latest_expiry() {
+    let refund_of = |n: u8, kind: HtlcKind, expiry: u32| {
+        let mut params = *htlc(kind).params();
+        params.timeout = expiry;
+        HtlcInput {
+            outpoint: outpoint(n),
+            value: value(),
+            htlc: Htlc::new(params).expect("htlc"),
+            path: SpendPath::Refund,
+        }
+    };
+    let inputs = vec![
+        refund_of(1, HtlcKind::P2trOut, 500),
+        refund_of(2, HtlcKind::P2wsh, 510),
+        refund_of(3, HtlcKind::P2trOut, 505),
+    ];
+    let mut s = build_spend(inputs, destination(), FeeSpec::Rate(RATE)).expect("builds");
+    assert_eq!(s.tx.lock_time, LockTime::from_height(510).expect("height"));
+    for i in 0..3 {
+        s.sign(i, &key(SERVER)).expect("signs");
+    }
+    let prevouts = s.prevouts.clone();
+    let done = s.finalize().expect("weight exact");
+    kernel_verify(&done.tx, &prevouts).expect("every refund valid at the latest expiry");
+    assert_eq!(done.tx.output[0].value, Amount::from_sat(300_000) - done.fee);
+    assert_eq!(done.fee.to_sat(), done.vsize() * 10);
+}
