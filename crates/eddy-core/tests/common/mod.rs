@@ -101,16 +101,19 @@ pub fn kernel_verify(tx: &Transaction, prevouts: &[TxOut]) -> Result<(), String>
         })
         .collect();
     let data = PrecomputedTransactionData::new(&ktx, &kouts).map_err(|e| format!("precompute: {e}"))?;
-    for (i, o) in kouts.iter().enumerate() {
-        let spk = ScriptPubkey::new(prevouts[i].script_pubkey.as_bytes()).expect("script");
-        verify(&spk, Some(o_value(o, prevouts, i)), &ktx, i, Some(VERIFY_ALL), &data)
-            .map_err(|e| format!("input {i}: {e}"))?;
+    for (i, prevout) in prevouts.iter().enumerate() {
+        let spk = ScriptPubkey::new(prevout.script_pubkey.as_bytes()).expect("script");
+        verify(
+            &spk,
+            Some(prevout.value.to_sat() as i64),
+            &ktx,
+            i,
+            Some(VERIFY_ALL),
+            &data,
+        )
+        .map_err(|e| format!("input {i}: {e}"))?;
     }
     Ok(())
-}
-
-fn o_value(_o: &KTxOut, prevouts: &[TxOut], i: usize) -> i64 {
-    prevouts[i].value.to_sat() as i64
 }
 
 /// 100k sat.
