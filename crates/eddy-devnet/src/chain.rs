@@ -503,26 +503,28 @@ impl Chain {
         payout: &ScriptBuf,
         txs: Vec<Transaction>,
     ) -> Result<Block, ChainError> {
-        let fees = txs
-            .iter()
-            .map(|t| {
-                let inputs: Amount = t
-                    .input
-                    .iter()
-                    .filter_map(|i| {
-                        self.utxos.get(&i.previous_output).map(|u| u.output.value).or_else(|| {
-                            txs.iter()
-                                .find(|p| p.compute_txid() == i.previous_output.txid)
-                                .and_then(|p| p.output.get(i.previous_output.vout as usize))
-                                .map(|o| o.value)
-                        })
-                    })
-                    .fold(Amount::ZERO, |a, b| a + b);
-                inputs
-                    .checked_sub(t.output.iter().map(|o| o.value).fold(Amount::ZERO, |a, b| a + b))
-                    .unwrap_or(Amount::ZERO)
+        // Fees: the mempool already knows them; other transactions (side branches) are priced
+        // from the UTXO set and earlier transactions of the same block, hashed once.
+        let in_block: HashMap<Txid, &Transaction> = txs.iter().map(|t| (t.compute_txid(), t)).collect();
+        let prevout_value = |op: &OutPoint| {
+            self.utxos.get(op).map(|u| u.output.value).or_else(|| {
+                in_block
+                    .get(&op.txid)
+                    .and_then(|p| p.output.get(op.vout as usize))
+                    .map(|o| o.value)
             })
-            .fold(Amount::ZERO, |a, b| a + b);
+        };
+        let fees = in_block
+            .iter()
+            .map(|(txid, t)| match self.mempool.get(txid) {
+                Some(e) => e.fee,
+                None => {
+                    let inputs: Amount = t.input.iter().filter_map(|i| prevout_value(&i.previous_output)).sum();
+                    let outputs: Amount = t.output.iter().map(|o| o.value).sum();
+                    inputs.checked_sub(outputs).unwrap_or(Amount::ZERO)
+                }
+            })
+            .sum::<Amount>();
         let script_sig = Builder::new()
             .push_int(i64::from(height))
             .push_slice(now_secs().to_le_bytes())
