@@ -15,7 +15,7 @@ use bitcoin::script::Builder;
 use bitcoin::transaction::Version;
 use bitcoin::{
     absolute, Amount, Block, BlockHash, CompactTarget, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxIn,
-    TxMerkleNode, TxOut, Txid, Witness,
+    TxMerkleNode, TxOut, Txid, Witness, Work,
 };
 use bitcoinkernel::prelude::*;
 use bitcoinkernel::{
@@ -90,6 +90,9 @@ pub struct Chain {
     _context: Context,
     verdicts: Verdicts,
     blocks: Vec<Block>,
+    heights: HashMap<BlockHash, u32>,
+    work: Vec<Work>,
+    stale: HashMap<BlockHash, (u32, Block)>,
     utxos: HashMap<OutPoint, Utxo>,
     undo: Vec<Vec<(OutPoint, Utxo)>>,
     txindex: HashMap<Txid, u32>,
@@ -149,6 +152,9 @@ impl Chain {
             _context: context,
             verdicts,
             blocks: vec![],
+            heights: HashMap::new(),
+            work: vec![],
+            stale: HashMap::new(),
             utxos: HashMap::new(),
             undo: vec![],
             txindex: HashMap::new(),
@@ -179,13 +185,27 @@ impl Chain {
 
     /// A block of the active chain by hash, with its height.
     pub fn block_by_hash(&self, hash: &BlockHash) -> Option<(u32, &Block)> {
-        // Active chain only; a stale block is not served.
-        self.blocks
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, b)| b.block_hash() == *hash)
-            .map(|(h, b)| (h as u32, b))
+        let height = *self.heights.get(hash)?;
+        self.blocks.get(height as usize).map(|b| (height, b))
+    }
+
+    /// A block this process saw in the active chain that a reorg has since disconnected, with
+    /// its height (kept in memory so chain followers can walk back to the fork point).
+    pub fn stale_block(&self, hash: &BlockHash) -> Option<(u32, &Block)> {
+        self.stale.get(hash).map(|(h, b)| (*h, b))
+    }
+
+    /// Total proof of work of the active chain up to `height`.
+    pub fn chainwork(&self, height: u32) -> Option<Work> {
+        self.work.get(height as usize).copied()
+    }
+
+    /// The coins block `height` spent, keyed by outpoint (what `getblock` needs for fees).
+    pub fn spent_by_block(&self, height: u32) -> HashMap<OutPoint, Utxo> {
+        self.undo
+            .get(height as usize)
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The unspent output at `outpoint` in the active chain (not counting mempool spends).
@@ -304,6 +324,14 @@ impl Chain {
             self.mempool.remove_for_block(tx);
         }
         self.undo.push(spent);
+        let hash = block.block_hash();
+        let work = self
+            .work
+            .last()
+            .map_or(block.header.work(), |w| *w + block.header.work());
+        self.work.push(work);
+        self.heights.insert(hash, height);
+        self.stale.remove(&hash);
         self.blocks.push(block);
     }
 
@@ -311,6 +339,10 @@ impl Chain {
         let (Some(block), Some(spent)) = (self.blocks.pop(), self.undo.pop()) else {
             return vec![];
         };
+        let height = self.blocks.len() as u32;
+        let hash = block.block_hash();
+        self.work.pop();
+        self.heights.remove(&hash);
         for tx in block.txdata.iter().rev() {
             let txid = tx.compute_txid();
             for vout in 0..tx.output.len() as u32 {
@@ -321,7 +353,9 @@ impl Chain {
         for (op, u) in spent {
             self.utxos.insert(op, u);
         }
-        block.txdata.into_iter().skip(1).collect()
+        let txs = block.txdata.iter().skip(1).cloned().collect();
+        self.stale.insert(hash, (height, block));
+        txs
     }
 
     /// Hands a block to the kernel. Succeeds only if the kernel made it the new tip, or it is a
@@ -357,8 +391,10 @@ impl Chain {
         if self.mempool.get(&txid).is_some() {
             return Err(RejectReason::new(-27, "txn-already-in-mempool"));
         }
-        if self.txindex.contains_key(&txid) {
-            return Err(RejectReason::new(-27, "Transaction already in block chain"));
+        let unspent_output =
+            || (0..tx.output.len() as u32).any(|vout| self.utxos.contains_key(&OutPoint { txid, vout }));
+        if self.txindex.contains_key(&txid) && unspent_output() {
+            return Err(RejectReason::new(-27, "Transaction outputs already in utxo set"));
         }
         if tx.is_coinbase() {
             return Err(RejectReason::new(-26, "coinbase"));
@@ -491,6 +527,65 @@ impl Chain {
     /// Mines `n` blocks to `payout`.
     pub fn mine(&mut self, n: u32, payout: &ScriptBuf) -> Result<Vec<BlockHash>, ChainError> {
         (0..n).map(|_| self.mine_block(payout, None)).collect()
+    }
+
+    /// Replaces the last `depth` blocks by a branch of `depth + extra` new blocks (at least one
+    /// more, so the kernel switches to it). The new branch's first block carries the
+    /// disconnected blocks' transactions except `exclude` (and anything spending their outputs),
+    /// followed by `add` (e.g. double spends of excluded ones); left-out transactions go back to
+    /// the mempool when still valid, as in bitcoind. Returns the new blocks' hashes.
+    pub fn reorg(
+        &mut self,
+        depth: u32,
+        extra: u32,
+        exclude: &[Txid],
+        add: Vec<Transaction>,
+        payout: &ScriptBuf,
+    ) -> Result<Vec<BlockHash>, ChainError> {
+        if depth == 0 || depth > self.height() {
+            return Err(ChainError::NotFound(format!(
+                "cannot reorg {depth} blocks at height {}",
+                self.height()
+            )));
+        }
+        let fork = self.height() - depth;
+        let mut dropped: std::collections::HashSet<Txid> = exclude.iter().copied().collect();
+        let mut carried = vec![];
+        for block in &self.blocks[fork as usize + 1..] {
+            for tx in block.txdata.iter().skip(1) {
+                let txid = tx.compute_txid();
+                if dropped.contains(&txid) || tx.input.iter().any(|i| dropped.contains(&i.previous_output.txid)) {
+                    dropped.insert(txid);
+                } else {
+                    carried.push(tx.clone());
+                }
+            }
+        }
+        carried.extend(add);
+        let mut prev = self.blocks[fork as usize].block_hash();
+        let mtp = self.median_time_past();
+        let mut hashes = vec![];
+        for i in 0..depth + extra.max(1) {
+            let txs = if i == 0 { std::mem::take(&mut carried) } else { vec![] };
+            let mut block = self.build_block(prev, fork + 1 + i, mtp + i, payout, txs)?;
+            // Distinguish the branch from the blocks it replaces even when both are empty.
+            block.header.time = block.header.time.wrapping_add(1 + i);
+            block.header.nonce = 0;
+            let target = block.header.target();
+            while block.header.validate_pow(target).is_err() {
+                block.header.nonce = block.header.nonce.wrapping_add(1);
+            }
+            self.submit_block(&block)?;
+            prev = block.block_hash();
+            hashes.push(prev);
+        }
+        if self.tip_hash() != prev {
+            return Err(ChainError::BlockRejected {
+                hash: prev,
+                reason: "reorg branch did not become the active chain".into(),
+            });
+        }
+        Ok(hashes)
     }
 
     /// A valid block at `height` on `prev` (coinbase with BIP34 height and witness commitment,

@@ -1,0 +1,364 @@
+//! The lab's chain: the embedded devnet served over RPC on 127.0.0.1, or a real bitcoind
+//! (started from `BITCOIND_EXE` in regtest, or reached at `BITCOIND_RPC_URL`). Everything the
+//! lab does to the chain goes through bitcoind's RPC; devnet-only extras (fee estimate, reorg
+//! with left-out transactions) say so when the backend cannot do them.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bitcoin::hex::DisplayHex;
+use bitcoin::{Address, Amount, BlockHash, Network, Transaction, Txid};
+use eddy_devnet::{anyone_can_spend_spk, Auth, Devnet, RpcClient, RpcConfig, RpcServer};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::faucet::Faucet;
+use crate::{wait_until, LabError};
+
+/// Which chain the lab runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainBackend {
+    /// Eddy's devnet (libbitcoinkernel-validated), in-process.
+    Devnet,
+    /// A bitcoind binary to start in regtest.
+    BitcoindExe(PathBuf),
+    /// A running regtest bitcoind.
+    BitcoindRpc {
+        /// `http://host:port`.
+        url: String,
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+}
+
+impl ChainBackend {
+    /// `BITCOIND_EXE` → start that bitcoind; `BITCOIND_RPC_URL` (with `BITCOIND_RPC_USER` and
+    /// `BITCOIND_RPC_PASSWORD`, or `BITCOIND_RPC_COOKIE`) → use that one; else the devnet.
+    pub fn from_env() -> ChainBackend {
+        if let Some(exe) = std::env::var_os("BITCOIND_EXE").filter(|v| !v.is_empty()) {
+            return ChainBackend::BitcoindExe(PathBuf::from(exe));
+        }
+        if let Ok(url) = std::env::var("BITCOIND_RPC_URL") {
+            let (user, password) = match std::env::var("BITCOIND_RPC_COOKIE") {
+                Ok(path) => std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|c| c.trim().split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+                    .unwrap_or_default(),
+                Err(_) => (
+                    std::env::var("BITCOIND_RPC_USER").unwrap_or_default(),
+                    std::env::var("BITCOIND_RPC_PASSWORD").unwrap_or_default(),
+                ),
+            };
+            return ChainBackend::BitcoindRpc { url, user, password };
+        }
+        ChainBackend::Devnet
+    }
+}
+
+enum Running {
+    Devnet { devnet: Devnet, server: Option<RpcServer> },
+    Bitcoind { child: Option<Child> },
+}
+
+/// The running chain.
+pub struct LabChain {
+    rt: tokio::runtime::Runtime,
+    rpc: RpcClient,
+    running: Running,
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+    faucet: Mutex<Faucet>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
+pub fn free_port() -> Result<u16, LabError> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+fn chain_err(e: impl std::fmt::Display) -> LabError {
+    LabError::Chain(e.to_string())
+}
+
+/// Blocks mined at the start so the faucet holds mature coinbase coins (a coinbase can be
+/// spent 100 blocks after it; 110 leaves ten 50-BTC coins).
+const INITIAL_BLOCKS: u32 = 110;
+
+impl LabChain {
+    /// Starts (or connects to) the chain and prepares the faucet.
+    pub fn start(backend: &ChainBackend, dir: &Path) -> Result<LabChain, LabError> {
+        std::fs::create_dir_all(dir)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let password = rand_password();
+        let (running, url, user, password) = match backend {
+            ChainBackend::Devnet => {
+                let devnet = Devnet::open(&dir.join("devnet")).map_err(chain_err)?;
+                let server = rt.block_on(RpcServer::start(
+                    devnet.clone(),
+                    RpcConfig {
+                        bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                        auth: Auth::UserPass {
+                            user: "eddy".into(),
+                            password: password.clone(),
+                        },
+                    },
+                ))?;
+                let url = server.url();
+                (
+                    Running::Devnet {
+                        devnet,
+                        server: Some(server),
+                    },
+                    url,
+                    "eddy".to_string(),
+                    password,
+                )
+            }
+            ChainBackend::BitcoindExe(exe) => {
+                let port = free_port()?;
+                let p2p = free_port()?;
+                let datadir = dir.join("bitcoind");
+                std::fs::create_dir_all(&datadir)?;
+                let child = Command::new(exe)
+                    .arg("-regtest")
+                    .arg(format!("-datadir={}", datadir.display()))
+                    .arg(format!("-rpcport={port}"))
+                    .arg(format!("-port={p2p}"))
+                    .arg("-rpcbind=127.0.0.1")
+                    .arg("-rpcallowip=127.0.0.1")
+                    .arg("-rpcuser=eddy")
+                    .arg(format!("-rpcpassword={password}"))
+                    .args([
+                        "-server=1",
+                        "-listen=0",
+                        "-txindex=1",
+                        "-fallbackfee=0.0002",
+                        "-printtoconsole=0",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| LabError::Chain(format!("starting {}: {e}", exe.display())))?;
+                (
+                    Running::Bitcoind { child: Some(child) },
+                    format!("http://127.0.0.1:{port}"),
+                    "eddy".to_string(),
+                    password,
+                )
+            }
+            ChainBackend::BitcoindRpc { url, user, password } => (
+                Running::Bitcoind { child: None },
+                url.clone(),
+                user.clone(),
+                password.clone(),
+            ),
+        };
+        let rpc = RpcClient::new(&url, &user, &password).map_err(chain_err)?;
+        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_string(), p)))
+            .ok_or_else(|| LabError::Chain(format!("bad RPC url {url}")))?;
+        let chain = LabChain {
+            rt,
+            rpc,
+            running,
+            host,
+            port,
+            user,
+            password,
+            faucet: Mutex::new(Faucet::default()),
+        };
+        wait_until("the chain's RPC to answer", Duration::from_secs(60), || {
+            chain.rpc::<Value>("getblockchaininfo", json!([])).is_ok()
+        })?;
+        let info: Value = chain.rpc("getblockchaininfo", json!([]))?;
+        if info["chain"] != "regtest" {
+            return Err(LabError::Chain(format!(
+                "the lab needs regtest, the node runs {}",
+                info["chain"]
+            )));
+        }
+        chain.mine(INITIAL_BLOCKS)?;
+        Ok(chain)
+    }
+
+    /// Calls an RPC method (blocking).
+    pub fn rpc<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, LabError> {
+        self.rt.block_on(self.rpc.call(method, params)).map_err(chain_err)
+    }
+
+    /// The RPC client (for async callers on their own runtime).
+    pub fn client(&self) -> Result<RpcClient, LabError> {
+        RpcClient::new(&self.url(), &self.user, &self.password).map_err(chain_err)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// RPC host, port, user and password (what ldk-node's chain source takes).
+    pub fn rpc_credentials(&self) -> (String, u16, String, String) {
+        (self.host.clone(), self.port, self.user.clone(), self.password.clone())
+    }
+
+    /// The in-process devnet, when that is the backend.
+    pub fn devnet(&self) -> Option<&Devnet> {
+        match &self.running {
+            Running::Devnet { devnet, .. } => Some(devnet),
+            Running::Bitcoind { .. } => None,
+        }
+    }
+
+    /// Best block height and hash.
+    pub fn tip(&self) -> Result<(u32, BlockHash), LabError> {
+        let info: Value = self.rpc("getblockchaininfo", json!([]))?;
+        let height = info["blocks"].as_u64().ok_or_else(|| chain_err("no height"))? as u32;
+        let hash = info["bestblockhash"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| chain_err("no hash"))?;
+        Ok((height, hash))
+    }
+
+    /// The faucet's address (mined coins go there).
+    pub fn faucet_address(&self) -> Result<Address, LabError> {
+        Address::from_script(&anyone_can_spend_spk(), Network::Regtest).map_err(chain_err)
+    }
+
+    /// Mines `n` blocks to the faucet and records their coinbase coins.
+    pub fn mine(&self, n: u32) -> Result<Vec<BlockHash>, LabError> {
+        let hashes: Vec<BlockHash> = self.rpc("generatetoaddress", json!([n, self.faucet_address()?.to_string()]))?;
+        for h in &hashes {
+            let block: Value = self.rpc("getblock", json!([h.to_string(), 2]))?;
+            let height = block["height"].as_u64().unwrap_or(0) as u32;
+            let cb = &block["tx"][0];
+            let txid: Txid = cb["txid"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| chain_err("coinbase txid"))?;
+            let value = cb["vout"][0]["value"]
+                .as_f64()
+                .and_then(|v| Amount::from_btc(v).ok())
+                .ok_or_else(|| chain_err("coinbase value"))?;
+            self.faucet_lock().add_coinbase(txid, value, height);
+        }
+        Ok(hashes)
+    }
+
+    fn faucet_lock(&self) -> std::sync::MutexGuard<'_, Faucet> {
+        self.faucet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends exactly `amount` to `address` from the faucet (unconfirmed; mine to confirm).
+    pub fn fund(&self, address: &Address, amount: Amount) -> Result<Txid, LabError> {
+        let (height, _) = self.tip()?;
+        let mut faucet = self.faucet_lock();
+        loop {
+            let (coin, tx) = faucet.build(address.script_pubkey(), amount, height)?;
+            // The coin may be gone (a reorg, a spend by someone else): check before using it.
+            let live: Value = self.rpc("gettxout", json!([coin.txid.to_string(), coin.vout, true]))?;
+            if live.is_null() {
+                faucet.forget(&coin);
+                continue;
+            }
+            let txid = self.broadcast(&tx)?;
+            faucet.spent(&coin, &tx);
+            return Ok(txid);
+        }
+    }
+
+    /// `sendrawtransaction`.
+    pub fn broadcast(&self, tx: &Transaction) -> Result<Txid, LabError> {
+        self.rpc(
+            "sendrawtransaction",
+            json!([bitcoin::consensus::encode::serialize_hex(tx)]),
+        )
+    }
+
+    /// Waits until `txid` is in the mempool (or already mined).
+    pub fn wait_in_mempool(&self, txid: &Txid, timeout: Duration) -> Result<(), LabError> {
+        wait_until(&format!("{txid} in the mempool"), timeout, || {
+            self.rpc::<Value>("getrawtransaction", json!([txid.to_string()]))
+                .is_ok()
+        })
+    }
+
+    /// Sets the fee rate `estimatesmartfee` answers with (devnet only).
+    pub fn set_fee_estimate(&self, sat_per_vb: Option<f64>) -> Result<(), LabError> {
+        self.devnet_only("set a fee estimate")?;
+        self.rpc::<Value>("devnet_setfeeestimate", json!([sat_per_vb]))
+            .map(|_| ())
+    }
+
+    /// Replaces the last `depth` blocks by `depth + extra` new ones, leaving out `exclude` and
+    /// adding `add` to the new branch (devnet only when either is non-empty; plain reorgs also
+    /// work on bitcoind via invalidateblock).
+    pub fn reorg(
+        &self,
+        depth: u32,
+        extra: u32,
+        exclude: &[Txid],
+        add: &[Transaction],
+    ) -> Result<Vec<BlockHash>, LabError> {
+        if self.devnet().is_some() {
+            let exclude: Vec<String> = exclude.iter().map(|t| t.to_string()).collect();
+            let add: Vec<String> = add.iter().map(bitcoin::consensus::encode::serialize_hex).collect();
+            return self.rpc("devnet_reorg", json!([depth, extra, exclude, add]));
+        }
+        if !exclude.is_empty() || !add.is_empty() {
+            return Err(LabError::Chain(
+                "choosing a reorg's transactions needs the devnet".into(),
+            ));
+        }
+        let (height, _) = self.tip()?;
+        let first: BlockHash = self.rpc("getblockhash", json!([height + 1 - depth]))?;
+        self.rpc::<Value>("invalidateblock", json!([first.to_string()]))?;
+        self.mine(depth + extra.max(1))
+    }
+
+    fn devnet_only(&self, what: &str) -> Result<(), LabError> {
+        match self.devnet() {
+            Some(_) => Ok(()),
+            None => Err(LabError::Chain(format!("only the devnet can {what}"))),
+        }
+    }
+
+    pub(crate) fn shutdown(&mut self) {
+        match &mut self.running {
+            Running::Devnet { server, .. } => {
+                drop(server.take());
+            }
+            Running::Bitcoind { child } => {
+                if let Some(mut c) = child.take() {
+                    let _ = self.rt.block_on(self.rpc.call_raw("stop", json!([])));
+                    let _ = wait_until("bitcoind to stop", Duration::from_secs(30), || {
+                        matches!(c.try_wait(), Ok(Some(_)))
+                    });
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LabChain {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn rand_password() -> String {
+    rand::random::<[u8; 16]>().to_lower_hex_string()
+}
