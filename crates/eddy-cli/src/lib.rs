@@ -1,9 +1,11 @@
 //! The `eddy` command. The binary is a thin wrapper around [`run`]; each subcommand lives in its
-//! own module (`htlc` so far: inspect any swap address independently of any server).
+//! own module: `htlc` inspects any swap address independently of any server, `devnet` runs the
+//! embedded regtest standalone.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod devnet;
 pub mod htlc;
 
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ pub enum Command {
     /// Build an HTLC from its parameters and print its script(s), address, scriptPubKey and
     /// the witness size of each spend path.
     Htlc(htlc::HtlcArgs),
+    /// Run Eddy's embedded regtest (libbitcoinkernel-validated) with a bitcoind-compatible RPC.
+    Devnet(devnet::DevnetArgs),
     /// Run the end-to-end demo on the embedded devnet.
     Demo,
 }
@@ -34,6 +38,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Htlc(args) => htlc::run(&args).map(|out| println!("{out}")),
+        Command::Devnet(args) => devnet::run(&args),
         Command::Demo => {
             println!("not yet: the devnet loop-out demo lands with the loop-out issue");
             Ok(())

@@ -98,7 +98,15 @@ pub struct Chain {
     txindex: HashMap<Txid, u32>,
     mempool: Mempool,
     fee_estimate: Option<FeeRate>,
+    journal: Option<std::fs::File>,
 }
+
+/// The devnet's block journal: every block the kernel accepted, appended and synced to disk
+/// before the submitter hears "accepted". libbitcoinkernel flushes its block index and
+/// chainstate lazily (on clean shutdown, or when its caches fill), and offers no flush call, so
+/// after `kill -9` the kernel may come back at an older tip; replaying the journal brings back
+/// every acknowledged block.
+const JOURNAL_FILE: &str = "eddy-blocks.journal";
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -160,8 +168,10 @@ impl Chain {
             txindex: HashMap::new(),
             mempool: Mempool::default(),
             fee_estimate: None,
+            journal: None,
         };
         chain.sync()?;
+        chain.replay_journal(&datadir.join(JOURNAL_FILE))?;
         Ok(chain)
     }
 
@@ -193,6 +203,65 @@ impl Chain {
     /// its height (kept in memory so chain followers can walk back to the fork point).
     pub fn stale_block(&self, hash: &BlockHash) -> Option<(u32, &Block)> {
         self.stale.get(hash).map(|(h, b)| (*h, b))
+    }
+
+    /// Re-submits journaled blocks the kernel lost in a crash, truncates a torn last record,
+    /// and opens the journal for appending.
+    fn replay_journal(&mut self, path: &Path) -> Result<(), ChainError> {
+        use std::io::{Seek, SeekFrom};
+        let io = |e: std::io::Error| ChainError::Kernel(format!("journal {}: {e}", path.display()));
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(io(e)),
+        };
+        let mut pos = 0usize;
+        let mut replayed = false;
+        while pos + 4 <= data.len() {
+            let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+            let Some(raw) = data.get(pos + 4..pos + 4 + len) else {
+                break;
+            };
+            let Ok(block) = deserialize::<Block>(raw) else { break };
+            pos += 4 + len;
+            if self.heights.contains_key(&block.block_hash()) {
+                continue;
+            }
+            let kblock = bitcoinkernel::Block::new(raw)?;
+            // A block the kernel already holds (e.g. on a side branch) comes back as a
+            // duplicate; either way the kernel decides which chain is best.
+            let _ = self.chainman.process_block(&kblock);
+            replayed = true;
+        }
+        if replayed {
+            self.sync()?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(io)?;
+        if pos < data.len() {
+            // A record torn by a crash mid-write was never acknowledged: drop it.
+            file.set_len(pos as u64).map_err(io)?;
+            file.seek(SeekFrom::End(0)).map_err(io)?;
+        }
+        self.journal = Some(file);
+        Ok(())
+    }
+
+    fn journal_append(&mut self, raw: &[u8]) -> Result<(), ChainError> {
+        use std::io::Write;
+        if let Some(f) = self.journal.as_mut() {
+            let mut rec = Vec::with_capacity(raw.len() + 4);
+            rec.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+            rec.extend_from_slice(raw);
+            f.write_all(&rec)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| ChainError::Kernel(format!("journal: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Total proof of work of the active chain up to `height`.
@@ -363,7 +432,8 @@ impl Chain {
     pub fn submit_block(&mut self, block: &Block) -> Result<(), ChainError> {
         let hash = block.block_hash();
         let extends_tip = block.header.prev_blockhash == self.tip_hash();
-        let kblock = bitcoinkernel::Block::new(&serialize(block))?;
+        let raw = serialize(block);
+        let kblock = bitcoinkernel::Block::new(&raw)?;
         let result = self.chainman.process_block(&kblock);
         let verdict = self
             .verdicts
@@ -381,7 +451,7 @@ impl Chain {
                 reason: "block did not become the tip".into(),
             });
         }
-        Ok(())
+        self.journal_append(&raw)
     }
 
     /// Checks `tx` against the mempool rules and, unless `dry_run`, adds it (replacing

@@ -337,7 +337,9 @@ impl LabChain {
     pub(crate) fn shutdown(&mut self) {
         match &mut self.running {
             Running::Devnet { server, .. } => {
-                drop(server.take());
+                if let Some(s) = server.take() {
+                    self.rt.block_on(s.stop());
+                }
             }
             Running::Bitcoind { child } => {
                 if let Some(mut c) = child.take() {

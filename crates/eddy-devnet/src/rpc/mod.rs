@@ -65,6 +65,7 @@ pub struct RpcServer {
     password: String,
     cookie: Option<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn write_cookie(path: &PathBuf, contents: &str) -> std::io::Result<()> {
@@ -110,7 +111,7 @@ impl RpcServer {
         });
         let app = Router::new().fallback(handle).with_state(state);
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
@@ -124,7 +125,19 @@ impl RpcServer {
             password,
             cookie,
             shutdown: Some(tx),
+            task: Some(task),
         })
+    }
+
+    /// Stops serving and waits until the server has let go of the devnet handle (so the data
+    /// dir can be reopened).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
     }
 
     /// The bound address.
