@@ -346,6 +346,7 @@ impl Chain {
             fork -= 1;
         }
         let mut resurrect = vec![];
+        let disconnected = (self.blocks.len() as i64 - 1) > fork;
         while self.blocks.len() as i64 - 1 > fork {
             resurrect.extend(self.disconnect_tip());
         }
@@ -353,9 +354,15 @@ impl Chain {
             let block = self.read_kernel_block(height)?;
             self.connect(block);
         }
-        for tx in resurrect {
-            // Transactions the new chain made invalid are dropped, as bitcoind does.
-            let _ = self.accept(tx);
+        if disconnected {
+            // As bitcoind after a reorg: the disconnected blocks' transactions come back first,
+            // then everything that was waiting is checked again against the new chain;
+            // whatever became invalid (inputs gone, no longer final) is dropped.
+            let waiting = self.mempool.block_template(u64::MAX);
+            self.mempool = Mempool::default();
+            for tx in resurrect.into_iter().chain(waiting) {
+                let _ = self.accept(tx);
+            }
         }
         Ok(())
     }

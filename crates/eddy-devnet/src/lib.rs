@@ -5,7 +5,7 @@
 //! crate keeps a UTXO and transaction index in step with the kernel's active chain (reorgs
 //! included), a mempool that checks what bitcoind's does for Eddy's transactions (inputs,
 //! scripts via the kernel, finality, BIP68, RBF, min relay fee), a miner (on demand or on a
-//! timer), and a bitcoind-compatible JSON-RPC server, plus a client for it (and for bitcoind).
+//! timer), and a bitcoind-compatible JSON-RPC server.
 //!
 //! A development tool, not a production node: no P2P, no policy beyond what swaps exercise.
 
@@ -13,13 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod chain;
-pub mod client;
 pub mod devnet;
 pub mod mempool;
 pub mod rpc;
 
 pub use chain::{Chain, ChainError};
-pub use client::{ClientError, RpcClient};
 pub use devnet::{anyone_can_spend_script, anyone_can_spend_spk, Devnet, Miner, Tip};
 pub use mempool::{MempoolEntry, RejectReason};
 pub use rpc::{Auth, RpcConfig, RpcError, RpcServer};

@@ -13,8 +13,9 @@ use bitcoin::{
     absolute, Address, Amount, Block, BlockHash, CompactTarget, Network, OutPoint, ScriptBuf, Sequence, Transaction,
     TxIn, TxMerkleNode, TxOut, Txid, Witness,
 };
+use eddy_backends::bitcoind::rpc::{ClientError, RpcClient};
 use eddy_devnet::rpc::code;
-use eddy_devnet::{anyone_can_spend_script, Auth, ClientError, Devnet, RpcClient, RpcConfig, RpcServer};
+use eddy_devnet::{anyone_can_spend_script, Auth, Devnet, RpcConfig, RpcServer};
 use serde_json::{json, Value};
 
 struct Env {

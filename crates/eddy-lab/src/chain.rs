@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bitcoin::hex::DisplayHex;
 use bitcoin::{Address, Amount, BlockHash, Network, Transaction, Txid};
-use eddy_devnet::{anyone_can_spend_spk, Auth, Devnet, RpcClient, RpcConfig, RpcServer};
+use eddy_backends::bitcoind::rpc::RpcClient;
+use eddy_devnet::{anyone_can_spend_spk, Auth, Devnet, RpcConfig, RpcServer};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! A small async bitcoind JSON-RPC client (reqwest, basic auth from user/password or a cookie
-//! file). The lab drives the devnet and a real bitcoind through it alike, which is what keeps
-//! the harness honest against both.
+//! file, JSON-RPC 1.0 envelopes so every bitcoind version answers). Eddy's bitcoind chain
+//! source is built on it, and the lab drives the devnet and a real bitcoind through it alike.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,24 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::rpc::RpcError;
+/// An error object a bitcoind answered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcError {
+    /// bitcoind's error code (e.g. -5 not found, -25/-26/-27 for rejected transactions).
+    pub code: i32,
+    /// The message.
+    pub message: String,
+}
+
+impl RpcError {
+    /// An error with `code` and `message`.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

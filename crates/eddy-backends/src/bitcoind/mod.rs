@@ -1,0 +1,302 @@
+//! [`ChainSource`] over bitcoind's JSON-RPC (user/password or cookie). Works against Bitcoin
+//! Core 24+ and against Eddy's devnet, which answers in the same shapes.
+
+pub mod rpc;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::{Amount, Block, BlockHash, FeeRate, Network, OutPoint, Transaction, Txid};
+use serde_json::{json, Value};
+
+use crate::chain::{BlockRef, BroadcastError, ChainSource, ChainSourceError, TxStatus};
+use rpc::{ClientError, RpcClient};
+
+/// bitcoind's "not found" code (unknown block, transaction, mempool entry).
+const RPC_NOT_FOUND: i32 = -5;
+/// bitcoind's "already in chain" code.
+const RPC_ALREADY_IN_CHAIN: i32 = -27;
+
+/// How to authenticate to bitcoind.
+#[derive(Clone, Debug)]
+pub enum BitcoindAuth {
+    /// `rpcuser`/`rpcpassword`.
+    UserPass(String, String),
+    /// The `.cookie` file bitcoind writes in its data dir.
+    Cookie(std::path::PathBuf),
+}
+
+/// A bitcoind-backed chain source.
+#[derive(Debug)]
+pub struct BitcoindSource {
+    rpc: RpcClient,
+    network: Network,
+    fallback_fee: FeeRate,
+}
+
+fn unavailable(e: ClientError) -> ChainSourceError {
+    match e {
+        ClientError::Shape { .. } => ChainSourceError::Protocol(e.to_string()),
+        _ => ChainSourceError::Unavailable(e.to_string()),
+    }
+}
+
+fn protocol(what: &str) -> ChainSourceError {
+    ChainSourceError::Protocol(what.to_string())
+}
+
+/// Maps bitcoind's `chain` name to a network.
+pub fn network_from_chain(chain: &str) -> Option<Network> {
+    match chain {
+        "main" => Some(Network::Bitcoin),
+        "test" => Some(Network::Testnet),
+        "testnet4" => Some(Network::Testnet4),
+        "signet" => Some(Network::Signet),
+        "regtest" => Some(Network::Regtest),
+        _ => None,
+    }
+}
+
+impl BitcoindSource {
+    /// Connects to `url` (`http://127.0.0.1:8332`), checks the node answers, and learns its
+    /// network. `fallback_fee` is used when the node has no estimate (regtest, a fresh node).
+    pub async fn connect(url: &str, auth: &BitcoindAuth, fallback_fee: FeeRate) -> Result<Self, ChainSourceError> {
+        let rpc = match auth {
+            BitcoindAuth::UserPass(u, p) => RpcClient::new(url, u, p),
+            BitcoindAuth::Cookie(path) => RpcClient::with_cookie(url, Path::new(path)),
+        }
+        .map_err(unavailable)?;
+        let info = rpc
+            .call_raw("getblockchaininfo", json!([]))
+            .await
+            .map_err(unavailable)?;
+        let network = info["chain"]
+            .as_str()
+            .and_then(network_from_chain)
+            .ok_or_else(|| protocol("getblockchaininfo: unknown chain"))?;
+        Ok(BitcoindSource {
+            rpc,
+            network,
+            fallback_fee,
+        })
+    }
+
+    /// The RPC client.
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    async fn call_opt(&self, method: &str, params: Value) -> Result<Option<Value>, ChainSourceError> {
+        match self.rpc.call_raw(method, params).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Rpc(e)) if e.code == RPC_NOT_FOUND => Ok(None),
+            // bitcoind answers getblockhash above the tip with -8 "Block height out of range".
+            Err(ClientError::Rpc(e)) if method == "getblockhash" && e.code == -8 => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn height_of(&self, hash: &str) -> Result<Option<u32>, ChainSourceError> {
+        let Some(h) = self.call_opt("getblockheader", json!([hash])).await? else {
+            return Ok(None);
+        };
+        if h["confirmations"].as_i64() == Some(-1) {
+            // Not on the best chain any more.
+            return Ok(None);
+        }
+        h["height"]
+            .as_u64()
+            .map(|v| Some(v as u32))
+            .ok_or_else(|| protocol("getblockheader: no height"))
+    }
+}
+
+fn btc_per_kvb_to_rate(v: f64) -> Option<FeeRate> {
+    let sat_per_kvb = Amount::from_btc(v).ok()?.to_sat();
+    // sat/kvB ÷ 4 = sat/kWU, rounded up so we never undershoot.
+    Some(FeeRate::from_sat_per_kwu(sat_per_kvb.div_ceil(4)))
+}
+
+#[async_trait]
+impl ChainSource for BitcoindSource {
+    fn network(&self) -> Network {
+        self.network
+    }
+
+    async fn tip(&self) -> Result<BlockRef, ChainSourceError> {
+        let info = self
+            .rpc
+            .call_raw("getblockchaininfo", json!([]))
+            .await
+            .map_err(unavailable)?;
+        let height = info["blocks"].as_u64().ok_or_else(|| protocol("no blocks"))? as u32;
+        let hash = info["bestblockhash"]
+            .as_str()
+            .and_then(|s| BlockHash::from_str(s).ok())
+            .ok_or_else(|| protocol("no bestblockhash"))?;
+        Ok(BlockRef { height, hash })
+    }
+
+    async fn block_hash(&self, height: u32) -> Result<Option<BlockHash>, ChainSourceError> {
+        match self.call_opt("getblockhash", json!([height])).await? {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| BlockHash::from_str(s).ok())
+                .map(Some)
+                .ok_or_else(|| protocol("getblockhash: not a hash")),
+        }
+    }
+
+    async fn block(&self, hash: &BlockHash) -> Result<Option<(Block, u32)>, ChainSourceError> {
+        let hex = hash.to_string();
+        let Some(height) = self.height_of(&hex).await? else {
+            return Ok(None);
+        };
+        let Some(raw) = self.call_opt("getblock", json!([hex, 0])).await? else {
+            return Ok(None);
+        };
+        let block: Block = raw
+            .as_str()
+            .and_then(|s| deserialize_hex(s).ok())
+            .ok_or_else(|| protocol("getblock: bad hex"))?;
+        Ok(Some((block, height)))
+    }
+
+    async fn transaction(&self, txid: &Txid) -> Result<Option<TxStatus>, ChainSourceError> {
+        let Some(v) = self
+            .call_opt("getrawtransaction", json!([txid.to_string(), true]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tx: Transaction = v["hex"]
+            .as_str()
+            .and_then(|s| deserialize_hex(s).ok())
+            .ok_or_else(|| protocol("getrawtransaction: bad hex"))?;
+        let block = match v["blockhash"].as_str() {
+            None => None,
+            Some(h) => {
+                let hash = BlockHash::from_str(h).map_err(|_| protocol("bad blockhash"))?;
+                self.height_of(h).await?.map(|height| BlockRef { height, hash })
+            }
+        };
+        Ok(Some(TxStatus { tx, block }))
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError> {
+        let txid = tx.compute_txid();
+        // maxfeerate 0: Eddy's own fee policy decides (near the expiry it may pay a lot on
+        // purpose); bitcoind's default cap would silently block such a claim.
+        match self
+            .rpc
+            .call_raw("sendrawtransaction", json!([serialize_hex(tx), 0]))
+            .await
+        {
+            Ok(_) => Ok(txid),
+            Err(ClientError::Rpc(e)) => {
+                let known = e.code == RPC_ALREADY_IN_CHAIN
+                    || e.message.contains("txn-already-in-mempool")
+                    || e.message.contains("txn-already-known")
+                    || e.message.contains("txn-same-nonwitness-data-in-mempool");
+                if known {
+                    Ok(txid)
+                } else {
+                    Err(BroadcastError::Rejected {
+                        code: e.code,
+                        reason: e.message,
+                    })
+                }
+            }
+            Err(e) => Err(BroadcastError::Source(unavailable(e))),
+        }
+    }
+
+    async fn fee_rate(&self, conf_target: u16) -> Result<FeeRate, ChainSourceError> {
+        let target = conf_target.clamp(1, 1008);
+        let est = self
+            .rpc
+            .call_raw("estimatesmartfee", json!([target, "economical"]))
+            .await
+            .map_err(unavailable)?;
+        let estimated = est["feerate"].as_f64().and_then(btc_per_kvb_to_rate);
+        let info = self
+            .rpc
+            .call_raw("getmempoolinfo", json!([]))
+            .await
+            .map_err(unavailable)?;
+        let floor = info["mempoolminfee"]
+            .as_f64()
+            .and_then(btc_per_kvb_to_rate)
+            .unwrap_or(FeeRate::BROADCAST_MIN);
+        Ok(estimated.unwrap_or(self.fallback_fee).max(floor))
+    }
+
+    async fn mempool_txids(&self) -> Result<Vec<Txid>, ChainSourceError> {
+        let v = self
+            .rpc
+            .call_raw("getrawmempool", json!([false]))
+            .await
+            .map_err(unavailable)?;
+        v.as_array()
+            .ok_or_else(|| protocol("getrawmempool: not an array"))?
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .and_then(|s| Txid::from_str(s).ok())
+                    .ok_or_else(|| protocol("getrawmempool: not a txid"))
+            })
+            .collect()
+    }
+
+    async fn mempool_spender(&self, outpoint: &OutPoint) -> Result<Option<Txid>, ChainSourceError> {
+        let v = self
+            .rpc
+            .call_raw(
+                "gettxspendingprevout",
+                json!([[{"txid": outpoint.txid.to_string(), "vout": outpoint.vout}]]),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(v[0]["spendingtxid"].as_str().and_then(|s| Txid::from_str(s).ok()))
+    }
+
+    async fn wait_for_block(&self, current: &BlockHash, timeout: Duration) -> Result<BlockRef, ChainSourceError> {
+        let tip = self.tip().await?;
+        if tip.hash != *current {
+            return Ok(tip);
+        }
+        let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        let v = self
+            .rpc
+            .call_raw("waitfornewblock", json!([ms]))
+            .await
+            .map_err(unavailable)?;
+        let height = v["height"]
+            .as_u64()
+            .ok_or_else(|| protocol("waitfornewblock: no height"))? as u32;
+        let hash = v["hash"]
+            .as_str()
+            .and_then(|s| BlockHash::from_str(s).ok())
+            .ok_or_else(|| protocol("waitfornewblock: no hash"))?;
+        Ok(BlockRef { height, hash })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fee_conversion_rounds_up() {
+        // 0.00001 BTC/kvB = 1000 sat/kvB = 250 sat/kWU.
+        assert_eq!(btc_per_kvb_to_rate(0.00001), Some(FeeRate::from_sat_per_kwu(250)));
+        // 1001 sat/kvB → 250.25 → 251 sat/kWU.
+        assert_eq!(btc_per_kvb_to_rate(0.00001001), Some(FeeRate::from_sat_per_kwu(251)));
+        assert_eq!(network_from_chain("regtest"), Some(Network::Regtest));
+        assert_eq!(network_from_chain("x"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! # eddy-backends
+//!
+//! What Eddy's server and client run on, behind two traits so neither cares which:
+//! [`chain::ChainSource`] (a view of the best chain, the mempool, broadcast and fee estimates),
+//! implemented over bitcoind's JSON-RPC in [`bitcoind`], and the [`watcher::ChainWatcher`] on
+//! top of it that follows the best chain through reorgs and reports the funding outputs and
+//! spends of watched swap scripts.
+
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+pub mod bitcoind;
+pub mod chain;
+pub mod watch;
+pub mod watcher;
+
+pub use chain::{BlockRef, BroadcastError, ChainSource, ChainSourceError, TxStatus};
+pub use watch::{Funding, Spend, WatchEvent, WatchId, WatchIndex, WatchStatus};
+pub use watcher::ChainWatcher;
