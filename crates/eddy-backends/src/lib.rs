@@ -1,19 +1,23 @@
 //! # eddy-backends
 //!
 //! What Eddy's server and client run on, behind two traits so neither cares which:
-//! [`chain::ChainSource`] (a view of the best chain, the mempool, broadcast and fee estimates),
-//! implemented over bitcoind's JSON-RPC in [`bitcoind`], and the [`watcher::ChainWatcher`] on
-//! top of it that follows the best chain through reorgs and reports the funding outputs and
-//! spends of watched swap scripts.
+//! [`lightning::LightningNode`] (hold invoices, payments, channels, on-chain wallet),
+//! implemented on an embedded ldk-node in [`ldk`]; and [`chain::ChainSource`] (a view of the
+//! best chain, the mempool, broadcast and fee estimates), implemented over bitcoind's JSON-RPC
+//! in [`bitcoind`], with the [`watcher::ChainWatcher`] on top of it that follows the best chain
+//! through reorgs and reports the funding outputs and spends of watched swap scripts.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
 pub mod bitcoind;
 pub mod chain;
+pub mod ldk;
+pub mod lightning;
 pub mod watch;
 pub mod watcher;
 
 pub use chain::{BlockRef, BroadcastError, ChainSource, ChainSourceError, TxStatus};
+pub use lightning::{HoldInvoiceState, LightningNode, LnError, LnEvent, PayParams, PaymentStatus};
 pub use watch::{Funding, Spend, WatchEvent, WatchId, WatchIndex, WatchStatus};
 pub use watcher::ChainWatcher;

@@ -92,6 +92,11 @@ fn chain_err(e: impl std::fmt::Display) -> LabError {
 const INITIAL_BLOCKS: u32 = 110;
 
 impl LabChain {
+    /// A free TCP port on 127.0.0.1.
+    pub fn free_port_pub() -> Result<u16, LabError> {
+        free_port()
+    }
+
     /// Starts (or connects to) the chain and prepares the faucet.
     pub fn start(backend: &ChainBackend, dir: &Path) -> Result<LabChain, LabError> {
         std::fs::create_dir_all(dir)?;

@@ -19,13 +19,14 @@ mod faucet;
 mod node;
 
 pub use chain::{ChainBackend, LabChain};
-pub use node::{LabNode, NodeOptions};
+pub use node::{wait_synced, LabNode, NodeOptions};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bitcoin::{Address, Amount, BlockHash, Txid};
-use ldk_node::{Event, UserChannelId};
+use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_node::{Node, UserChannelId};
 
 /// Errors of the lab.
 #[derive(Debug, thiserror::Error)]
@@ -148,40 +149,49 @@ impl Lab {
         push_msat: u64,
     ) -> Result<UserChannelId, LabError> {
         let (na, nb) = (&self.nodes[a], &self.nodes[b]);
-        let id = na
-            .node()
-            .open_channel(nb.node_id(), nb.address(), capacity.to_sat(), Some(push_msat), None)
-            .map_err(|e| na.error(format!("open_channel: {e:?}")))?;
-        let funding = na.wait_event("ChannelPending", WAIT, |e| match e {
-            Event::ChannelPending {
-                user_channel_id,
-                funding_txo,
-                ..
-            } if *user_channel_id == id => Some(funding_txo.txid),
-            _ => None,
+        self.open_channel_between(na.node(), nb.node(), nb.address(), capacity, push_msat)
+    }
+
+    /// Opens a channel from any running ldk-node `a` (a lab node, or one embedded in a backend
+    /// under test) to `b` listening at `b_addr`, confirms it and waits until both sides report it
+    /// usable. Polls channel lists instead of consuming events, so a backend's own event loop is
+    /// left alone.
+    pub fn open_channel_between(
+        &self,
+        a: &Node,
+        b: &Node,
+        b_addr: SocketAddress,
+        capacity: Amount,
+        push_msat: u64,
+    ) -> Result<UserChannelId, LabError> {
+        let err = |d: String| LabError::Node {
+            node: a.node_id().to_string(),
+            detail: d,
+        };
+        let id = a
+            .open_channel(b.node_id(), b_addr, capacity.to_sat(), Some(push_msat), None)
+            .map_err(|e| err(format!("open_channel: {e:?}")))?;
+        let mut funding = None;
+        wait_until("the funding transaction", WAIT, || {
+            funding = a
+                .list_channels()
+                .iter()
+                .find(|c| c.user_channel_id == id)
+                .and_then(|c| c.funding_txo)
+                .map(|o| o.txid);
+            funding.is_some()
         })?;
+        let funding = funding.ok_or_else(|| err("no funding".into()))?;
         self.chain.wait_in_mempool(&funding, WAIT)?;
-        self.mine(6)?;
-        for n in [na, nb] {
-            n.wait_event("ChannelReady", WAIT, |e| match e {
-                Event::ChannelReady {
-                    counterparty_node_id, ..
-                } if *counterparty_node_id
-                    == Some(if n.node_id() == na.node_id() {
-                        nb.node_id()
-                    } else {
-                        na.node_id()
-                    }) =>
-                {
-                    Some(())
-                }
-                _ => None,
-            })?;
+        self.chain.mine(6)?;
+        let tip = self.chain.tip()?;
+        for n in [a, b] {
+            wait_synced(n, tip, WAIT)?;
         }
+        self.sync()?;
         wait_until("channel usable on both sides", WAIT, || {
-            [na, nb].iter().all(|n| {
-                n.node()
-                    .list_channels()
+            [a, b].iter().all(|n| {
+                n.list_channels()
                     .iter()
                     .any(|c| c.funding_txo.map(|o| o.txid) == Some(funding) && c.is_usable)
             })

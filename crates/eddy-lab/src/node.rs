@@ -133,21 +133,7 @@ impl LabNode {
     /// Waits until the node's best block is `tip` (polling the chain source right away
     /// instead of waiting for its 2-second timer).
     pub fn wait_synced(&self, tip: (u32, BlockHash), timeout: Duration) -> Result<(), LabError> {
-        let start = Instant::now();
-        loop {
-            let best = self.node().status().current_best_block;
-            if best.block_hash == tip.1 {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                return Err(LabError::Timeout {
-                    what: format!("{} to reach block {} (at {})", self.name, tip.0, best.height),
-                    secs: timeout.as_secs_f64(),
-                });
-            }
-            let _ = self.node().sync_wallets();
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_synced(self.node(), tip, timeout)
     }
 
     /// Waits for the first event (buffered or new) that `f` maps to `Some`, removes it from the
@@ -201,5 +187,25 @@ impl Drop for LabNode {
         if let Some(n) = self.node.take() {
             let _ = n.stop();
         }
+    }
+}
+
+/// Waits until any running ldk-node node's best block is `tip`, asking it to poll its chain
+/// source right away instead of waiting for its 2-second timer.
+pub fn wait_synced(node: &Node, tip: (u32, BlockHash), timeout: Duration) -> Result<(), LabError> {
+    let start = Instant::now();
+    loop {
+        let best = node.status().current_best_block;
+        if best.block_hash == tip.1 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(LabError::Timeout {
+                what: format!("{} to reach block {} (at {})", node.node_id(), tip.0, best.height),
+                secs: timeout.as_secs_f64(),
+            });
+        }
+        let _ = node.sync_wallets();
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

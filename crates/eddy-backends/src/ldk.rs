@@ -1,0 +1,698 @@
+//! [`LightningNode`] on an embedded ldk-node 0.7 node: keys and state in Eddy's data dir, a
+//! listening address, bitcoind RPC (or Esplora) as chain source.
+//!
+//! How the trait maps onto ldk-node (see docs/measured.md and shared/docs/ldk-node-notes.md):
+//! - Hold invoices are `receive_for_hash` / `claim_for_hash` / `fail_for_hash`. ldk-node cannot
+//!   set the invoice's `min_final_cltv_expiry_delta` (always 42): [`HoldInvoice`] reports what
+//!   the invoice says, and every held HTLC's expiry and settle deadline are exposed in
+//!   [`HoldInvoiceState::Accepted`] so the swap server checks them against its on-chain expiry.
+//! - States are re-derived from ldk-node's persisted payment store plus `list_balances()` (held
+//!   HTLCs), because `PaymentClaimable` is not replayed after a restart. After a restart the
+//!   held amount is known to the satoshi (msat precision only from the live event).
+//! - LDK fails a held HTLC back at its claim deadline without any event, and `claim_for_hash`
+//!   still returns `Ok` afterwards: a pending invoice whose deadline has passed is reported
+//!   `Canceled`, and only ldk-node's `PaymentReceived` (status Succeeded) counts as settled.
+//! - Own-preimage invoices are hold invoices the backend settles itself on `PaymentClaimable`;
+//!   their preimages are kept in `eddy-own-preimages.json` (0600) in the node's data dir so a
+//!   restart can still settle them.
+//! - Not offered by ldk-node 0.7, hence [`LnError::Unsupported`]: restricting a payment to one
+//!   outgoing channel, and paying several on-chain outputs in one transaction. A payment's
+//!   timeout is ldk-node's own retry timeout, not `PayParams::timeout`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction};
+use eddy_core::types::{PaymentHash, Preimage};
+use ldk_node::config::Config;
+use ldk_node::lightning::ln::channelmanager::PaymentId;
+use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_node::lightning::routing::router::RouteParametersConfig;
+use ldk_node::lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description};
+use ldk_node::lightning_types::payment::{PaymentHash as LdkHash, PaymentPreimage};
+use ldk_node::logger::LogLevel;
+use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus as LdkStatus};
+use ldk_node::{Builder, Event, LightningBalance, Node};
+use tokio::sync::broadcast;
+
+use crate::chain::ChainSource;
+use crate::lightning::{
+    ChannelInfo, HeldHtlc, HoldInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnEvent,
+    NodeInfo, PayParams, PaymentStatus, WalletBalance,
+};
+
+/// LDK fails a held HTLC back this many blocks before its CLTV expiry (its claim deadline is
+/// `expiry − 39`; measured, see ldk-node-notes).
+pub const LDK_CLAIM_DEADLINE_BEFORE_EXPIRY: u32 = 39;
+
+const OWN_PREIMAGES_FILE: &str = "eddy-own-preimages.json";
+
+/// Where the embedded node gets the chain from.
+#[derive(Clone, Debug)]
+pub enum LdkChainSource {
+    /// bitcoind JSON-RPC.
+    BitcoindRpc {
+        /// Host (127.0.0.1).
+        host: String,
+        /// Port.
+        port: u16,
+        /// RPC user.
+        user: String,
+        /// RPC password.
+        password: String,
+    },
+    /// An Esplora HTTP API.
+    Esplora(String),
+}
+
+/// Settings of the embedded node.
+#[derive(Clone, Debug)]
+pub struct LdkConfig {
+    /// Keys, channel state and payment store live here.
+    pub data_dir: PathBuf,
+    /// Network.
+    pub network: Network,
+    /// Lightning P2P listening address.
+    pub listen: Option<SocketAddr>,
+    /// Chain source.
+    pub chain: LdkChainSource,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Claimable {
+    amount_msat: u64,
+    deadline: Option<u32>,
+}
+
+struct Shared {
+    node: Arc<Node>,
+    events: broadcast::Sender<LnEvent>,
+    claimable: Mutex<HashMap<[u8; 32], Claimable>>,
+    own: Mutex<HashMap<[u8; 32], Preimage>>,
+    own_path: PathBuf,
+}
+
+/// The embedded LDK node.
+pub struct LdkNode {
+    shared: Arc<Shared>,
+    network: Network,
+    chain: Arc<dyn ChainSource>,
+    event_task: tokio::task::JoinHandle<()>,
+}
+
+fn unavailable(e: impl std::fmt::Debug) -> LnError {
+    LnError::Unavailable(format!("{e:?}"))
+}
+
+fn refused(e: impl std::fmt::Debug) -> LnError {
+    LnError::Refused(format!("{e:?}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, LnError> {
+    tokio::task::spawn_blocking(f).await.map_err(unavailable)
+}
+
+fn load_own(path: &Path) -> Result<HashMap<[u8; 32], Preimage>, LnError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let list: Vec<Preimage> = serde_json::from_str(&text).map_err(unavailable)?;
+    Ok(list.into_iter().map(|p| (p.payment_hash().0, p)).collect())
+}
+
+fn save_own(path: &Path, own: &HashMap<[u8; 32], Preimage>) -> Result<(), LnError> {
+    use std::io::Write;
+    let list: Vec<&Preimage> = own.values().collect();
+    let text = serde_json::to_string(&list).map_err(unavailable)?;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(unavailable)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(unavailable)?;
+    std::fs::rename(&tmp, path).map_err(unavailable)
+}
+
+impl Shared {
+    fn height(&self) -> u32 {
+        self.node.status().current_best_block.height
+    }
+
+    fn state(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        let details = self.node.payment(&PaymentId(hash.0)).ok_or(LnError::Unknown(*hash))?;
+        if details.direction != PaymentDirection::Inbound {
+            return Err(LnError::Unknown(*hash));
+        }
+        match details.status {
+            LdkStatus::Succeeded => Ok(HoldInvoiceState::Settled {
+                amount_msat: details.amount_msat.unwrap_or(0),
+            }),
+            LdkStatus::Failed => Ok(HoldInvoiceState::Canceled),
+            LdkStatus::Pending => {
+                // Accepted only once LDK has made the payment claimable (its event, or the
+                // held HTLCs found at start-up): an HTLC merely committed to the channel cannot
+                // be claimed or failed back by hash yet.
+                let live = self
+                    .claimable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&hash.0)
+                    .copied();
+                let Some(live) = live else {
+                    return Ok(HoldInvoiceState::Open);
+                };
+                let htlcs = self.held_htlcs(hash);
+                let deadline = live.deadline.or_else(|| htlcs.iter().map(|h| h.settle_deadline).min());
+                if let Some(d) = deadline {
+                    if self.height() >= d {
+                        // LDK has failed (or is failing) the HTLCs back by itself.
+                        return Ok(HoldInvoiceState::Canceled);
+                    }
+                }
+                Ok(HoldInvoiceState::Accepted {
+                    amount_msat: live.amount_msat,
+                    htlcs,
+                })
+            }
+        }
+    }
+
+    /// The HTLCs held for `hash`, from the node's balances.
+    fn held_htlcs(&self, hash: &PaymentHash) -> Vec<HeldHtlc> {
+        self.node
+            .list_balances()
+            .lightning_balances
+            .iter()
+            .filter_map(|b| match b {
+                LightningBalance::MaybePreimageClaimableHTLC {
+                    payment_hash,
+                    amount_satoshis,
+                    expiry_height,
+                    ..
+                } if payment_hash.0 == hash.0 => Some(HeldHtlc {
+                    amount_msat: amount_satoshis * 1000,
+                    expiry_height: *expiry_height,
+                    settle_deadline: expiry_height.saturating_sub(LDK_CLAIM_DEADLINE_BEFORE_EXPIRY),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After a restart LDK does not replay `PaymentClaimable`: payments whose HTLCs are held
+    /// are claimable again from the balances; own-preimage ones are settled right away.
+    fn restore_claimable(&self) {
+        let mut held: HashMap<[u8; 32], (u64, u32)> = HashMap::new();
+        for b in self.node.list_balances().lightning_balances {
+            if let LightningBalance::MaybePreimageClaimableHTLC {
+                payment_hash,
+                amount_satoshis,
+                expiry_height,
+                ..
+            } = b
+            {
+                let e = held.entry(payment_hash.0).or_insert((0, u32::MAX));
+                e.0 += amount_satoshis * 1000;
+                e.1 = e.1.min(expiry_height.saturating_sub(LDK_CLAIM_DEADLINE_BEFORE_EXPIRY));
+            }
+        }
+        for (hash, (amount_msat, deadline)) in held {
+            let inbound_pending = self
+                .node
+                .payment(&PaymentId(hash))
+                .is_some_and(|d| d.direction == PaymentDirection::Inbound && d.status == LdkStatus::Pending);
+            if !inbound_pending {
+                continue;
+            }
+            self.claimable.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                hash,
+                Claimable {
+                    amount_msat,
+                    deadline: Some(deadline),
+                },
+            );
+            let own = self.own.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned();
+            if let Some(preimage) = own {
+                let _ = self.node.bolt11_payment().claim_for_hash(
+                    LdkHash(hash),
+                    amount_msat,
+                    PaymentPreimage(*preimage.expose_bytes()),
+                );
+            }
+        }
+    }
+
+    fn payment_status(&self, hash: &PaymentHash) -> PaymentStatus {
+        let Some(d) = self.node.payment(&PaymentId(hash.0)) else {
+            return PaymentStatus::Unknown;
+        };
+        if d.direction != PaymentDirection::Outbound {
+            return PaymentStatus::Unknown;
+        }
+        match d.status {
+            LdkStatus::Pending => PaymentStatus::InFlight,
+            LdkStatus::Failed => PaymentStatus::Failed {
+                reason: "payment failed".into(),
+            },
+            LdkStatus::Succeeded => {
+                let preimage = match d.kind {
+                    PaymentKind::Bolt11 { preimage, .. } | PaymentKind::Bolt11Jit { preimage, .. } => preimage,
+                    _ => None,
+                };
+                match preimage {
+                    Some(p) => PaymentStatus::Succeeded {
+                        preimage: Preimage::from_bytes(p.0),
+                        fee_msat: d.fee_paid_msat.unwrap_or(0),
+                    },
+                    None => PaymentStatus::InFlight,
+                }
+            }
+        }
+    }
+
+    fn handle(&self, event: Event) {
+        match event {
+            Event::PaymentClaimable {
+                payment_hash,
+                claimable_amount_msat,
+                claim_deadline,
+                ..
+            } => {
+                let canceled = self
+                    .node
+                    .payment(&PaymentId(payment_hash.0))
+                    .is_some_and(|d| d.status == LdkStatus::Failed);
+                if canceled {
+                    // Canceled before LDK made it claimable (ldk-node would hold it anyway):
+                    // fail it back now.
+                    let _ = self.node.bolt11_payment().fail_for_hash(payment_hash);
+                    return;
+                }
+                let own = self
+                    .own
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&payment_hash.0)
+                    .cloned();
+                if let Some(preimage) = own {
+                    let _ = self.node.bolt11_payment().claim_for_hash(
+                        payment_hash,
+                        claimable_amount_msat,
+                        PaymentPreimage(*preimage.expose_bytes()),
+                    );
+                    return;
+                }
+                self.claimable.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    payment_hash.0,
+                    Claimable {
+                        amount_msat: claimable_amount_msat,
+                        deadline: claim_deadline,
+                    },
+                );
+                let hash = PaymentHash(payment_hash.0);
+                if let Ok(state) = self.state(&hash) {
+                    let _ = self.events.send(LnEvent::Invoice {
+                        payment_hash: hash,
+                        state,
+                    });
+                }
+            }
+            Event::PaymentReceived {
+                payment_hash,
+                amount_msat,
+                ..
+            } => {
+                self.claimable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&payment_hash.0);
+                let _ = self.events.send(LnEvent::Invoice {
+                    payment_hash: PaymentHash(payment_hash.0),
+                    state: HoldInvoiceState::Settled { amount_msat },
+                });
+            }
+            Event::PaymentSuccessful { payment_hash, .. } => {
+                let hash = PaymentHash(payment_hash.0);
+                let status = self.payment_status(&hash);
+                let _ = self.events.send(LnEvent::Payment {
+                    payment_hash: hash,
+                    status,
+                });
+            }
+            Event::PaymentFailed {
+                payment_hash: Some(payment_hash),
+                reason,
+                ..
+            } => {
+                let _ = self.events.send(LnEvent::Payment {
+                    payment_hash: PaymentHash(payment_hash.0),
+                    status: PaymentStatus::Failed {
+                        reason: format!("{reason:?}"),
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+impl LdkNode {
+    /// Builds and starts the node (must be called inside a multi-thread tokio runtime).
+    /// `chain` is used to return the transactions the wallet broadcasts.
+    pub async fn start(config: LdkConfig, chain: Arc<dyn ChainSource>) -> Result<LdkNode, LnError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(unavailable)?;
+        let own_path = config.data_dir.join(OWN_PREIMAGES_FILE);
+        let own = load_own(&own_path)?;
+        let cfg = config.clone();
+        let node = blocking(move || -> Result<Node, LnError> {
+            let listen = match cfg.listen {
+                Some(a) => Some(vec![SocketAddress::from_str(&a.to_string()).map_err(refused)?]),
+                None => None,
+            };
+            let ldk_config = Config {
+                network: cfg.network,
+                storage_dir_path: cfg.data_dir.display().to_string(),
+                listening_addresses: listen,
+                ..Config::default()
+            };
+            let mut builder = Builder::from_config(ldk_config);
+            // LDK logs preimages at debug level ("Claiming inbound HTLC … with preimage …"):
+            // Eddy never writes preimages to logs, so the node logs at info and above.
+            builder.set_filesystem_logger(None, Some(LogLevel::Info));
+            match &cfg.chain {
+                LdkChainSource::BitcoindRpc {
+                    host,
+                    port,
+                    user,
+                    password,
+                } => {
+                    builder.set_chain_source_bitcoind_rpc(host.clone(), *port, user.clone(), password.clone());
+                }
+                LdkChainSource::Esplora(url) => {
+                    builder.set_chain_source_esplora(url.clone(), None);
+                }
+            }
+            let node = builder.build().map_err(unavailable)?;
+            node.start().map_err(unavailable)?;
+            // ldk-node retries peers only on a 60-s timer: reconnect channel peers now.
+            for p in node.list_peers() {
+                if !p.is_connected {
+                    let _ = node.connect(p.node_id, p.address.clone(), true);
+                }
+            }
+            Ok(node)
+        })
+        .await??;
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            node: Arc::new(node),
+            events,
+            claimable: Mutex::new(HashMap::new()),
+            own: Mutex::new(own),
+            own_path,
+        });
+        let restore = shared.clone();
+        blocking(move || restore.restore_claimable()).await?;
+        let s = shared.clone();
+        let event_task = tokio::spawn(async move {
+            loop {
+                let event = s.node.next_event_async().await;
+                let s2 = s.clone();
+                // ldk-node calls may block: handle off the async workers.
+                let _ = tokio::task::spawn_blocking(move || {
+                    s2.handle(event);
+                    let _ = s2.node.event_handled();
+                })
+                .await;
+            }
+        });
+        Ok(LdkNode {
+            shared,
+            network: config.network,
+            chain,
+            event_task,
+        })
+    }
+
+    /// The ldk-node handle (for setup such as connecting peers and opening channels).
+    pub fn ldk(&self) -> &Arc<Node> {
+        &self.shared.node
+    }
+
+    /// Stops the node.
+    pub async fn stop(self) -> Result<(), LnError> {
+        self.event_task.abort();
+        let node = self.shared.node.clone();
+        blocking(move || node.stop().map_err(unavailable)).await?
+    }
+}
+
+fn parse_invoice(s: &str) -> Result<Bolt11Invoice, LnError> {
+    Bolt11Invoice::from_str(s.trim()).map_err(|e| LnError::Refused(format!("invalid invoice: {e}")))
+}
+
+fn description(s: &str) -> Result<Bolt11InvoiceDescription, LnError> {
+    Ok(Bolt11InvoiceDescription::Direct(
+        Description::new(s.to_string()).map_err(refused)?,
+    ))
+}
+
+#[async_trait]
+impl LightningNode for LdkNode {
+    async fn info(&self) -> Result<NodeInfo, LnError> {
+        Ok(NodeInfo {
+            pubkey: self.shared.node.node_id(),
+            network: self.network,
+            block_height: self.shared.height(),
+        })
+    }
+
+    async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<HoldInvoice, LnError> {
+        let s = self.shared.clone();
+        let req = req.clone();
+        let inv = blocking(move || {
+            s.node
+                .bolt11_payment()
+                .receive_for_hash(
+                    req.amount_msat,
+                    &description(&req.description)?,
+                    req.expiry_secs,
+                    LdkHash(req.payment_hash.0),
+                )
+                .map_err(refused)
+        })
+        .await??;
+        Ok(HoldInvoice {
+            bolt11: inv.to_string(),
+            min_final_cltv_delta: inv.min_final_cltv_expiry_delta(),
+        })
+    }
+
+    async fn hold_invoice_state(&self, payment_hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        let s = self.shared.clone();
+        let h = *payment_hash;
+        blocking(move || s.state(&h)).await?
+    }
+
+    async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
+        let s = self.shared.clone();
+        let preimage = *preimage;
+        blocking(move || {
+            let hash = preimage.payment_hash();
+            match s.state(&hash)? {
+                HoldInvoiceState::Settled { .. } => Ok(()),
+                HoldInvoiceState::Canceled => Err(LnError::Refused("invoice is canceled".into())),
+                HoldInvoiceState::Open => Err(LnError::Refused("invoice is not paid".into())),
+                HoldInvoiceState::Accepted { amount_msat, .. } => {
+                    let invoice_amount = s
+                        .node
+                        .payment(&PaymentId(hash.0))
+                        .and_then(|d| d.amount_msat)
+                        .unwrap_or(0);
+                    s.node
+                        .bolt11_payment()
+                        .claim_for_hash(
+                            LdkHash(hash.0),
+                            amount_msat.max(invoice_amount),
+                            PaymentPreimage(*preimage.expose_bytes()),
+                        )
+                        .map_err(refused)
+                }
+            }
+        })
+        .await?
+    }
+
+    async fn cancel_hold_invoice(&self, payment_hash: &PaymentHash) -> Result<(), LnError> {
+        let s = self.shared.clone();
+        let hash = *payment_hash;
+        blocking(move || match s.state(&hash)? {
+            HoldInvoiceState::Canceled => Ok(()),
+            HoldInvoiceState::Settled { .. } => Err(LnError::Refused("invoice is settled".into())),
+            _ => {
+                s.node
+                    .bolt11_payment()
+                    .fail_for_hash(LdkHash(hash.0))
+                    .map_err(refused)?;
+                s.claimable.lock().unwrap_or_else(|e| e.into_inner()).remove(&hash.0);
+                let _ = s.events.send(LnEvent::Invoice {
+                    payment_hash: hash,
+                    state: HoldInvoiceState::Canceled,
+                });
+                Ok(())
+            }
+        })
+        .await?
+    }
+
+    async fn create_invoice(
+        &self,
+        preimage: &Preimage,
+        amount_msat: u64,
+        expiry_secs: u32,
+        description_text: &str,
+    ) -> Result<HoldInvoice, LnError> {
+        let s = self.shared.clone();
+        let preimage = *preimage;
+        let text = description_text.to_string();
+        let inv = blocking(move || -> Result<Bolt11Invoice, LnError> {
+            let hash = preimage.payment_hash();
+            {
+                // Persist the preimage before the invoice exists: a payment may arrive at once.
+                let mut own = s.own.lock().unwrap_or_else(|e| e.into_inner());
+                own.insert(hash.0, preimage);
+                save_own(&s.own_path, &own)?;
+            }
+            s.node
+                .bolt11_payment()
+                .receive_for_hash(amount_msat, &description(&text)?, expiry_secs, LdkHash(hash.0))
+                .map_err(refused)
+        })
+        .await??;
+        Ok(HoldInvoice {
+            bolt11: inv.to_string(),
+            min_final_cltv_delta: inv.min_final_cltv_expiry_delta(),
+        })
+    }
+
+    async fn pay_invoice(&self, bolt11: &str, params: &PayParams) -> Result<PaymentHash, LnError> {
+        let invoice = parse_invoice(bolt11)?;
+        if invoice.network() != self.network {
+            return Err(LnError::Refused(format!("invoice is for {}", invoice.network())));
+        }
+        if params.outgoing_channel.is_some() {
+            return Err(LnError::Unsupported(
+                "ldk-node 0.7 cannot restrict the outgoing channel".into(),
+            ));
+        }
+        let hash = PaymentHash(*invoice.payment_hash().as_ref());
+        let s = self.shared.clone();
+        let params = params.clone();
+        blocking(move || {
+            match s.payment_status(&hash) {
+                PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => return Ok(hash),
+                PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
+            }
+            let mut route = RouteParametersConfig {
+                max_total_routing_fee_msat: Some(params.max_fee_msat),
+                ..RouteParametersConfig::default()
+            };
+            if let Some(d) = params.max_total_cltv_delta {
+                route.max_total_cltv_expiry_delta = d;
+            }
+            s.node
+                .bolt11_payment()
+                .send(&invoice, Some(route))
+                .map(|_| hash)
+                .map_err(refused)
+        })
+        .await?
+    }
+
+    async fn payment_status(&self, payment_hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        let s = self.shared.clone();
+        let h = *payment_hash;
+        blocking(move || s.payment_status(&h)).await
+    }
+
+    async fn channels(&self) -> Result<Vec<ChannelInfo>, LnError> {
+        let s = self.shared.clone();
+        blocking(move || {
+            s.node
+                .list_channels()
+                .into_iter()
+                .map(|c| ChannelInfo {
+                    short_channel_id: c.short_channel_id,
+                    peer: c.counterparty_node_id,
+                    capacity: Amount::from_sat(c.channel_value_sats),
+                    local_msat: c.outbound_capacity_msat,
+                    remote_msat: c.inbound_capacity_msat,
+                    usable: c.is_usable,
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn new_address(&self) -> Result<Address, LnError> {
+        let s = self.shared.clone();
+        blocking(move || s.node.onchain_payment().new_address().map_err(unavailable)).await?
+    }
+
+    async fn wallet_balance(&self) -> Result<WalletBalance, LnError> {
+        let s = self.shared.clone();
+        blocking(move || {
+            let b = s.node.list_balances();
+            WalletBalance {
+                spendable: Amount::from_sat(b.spendable_onchain_balance_sats),
+                total: Amount::from_sat(b.total_onchain_balance_sats),
+            }
+        })
+        .await
+    }
+
+    async fn send_outputs(&self, outputs: &[(ScriptBuf, Amount)], fee_rate: FeeRate) -> Result<Transaction, LnError> {
+        let [(spk, amount)] = outputs else {
+            return Err(LnError::Unsupported(
+                "ldk-node 0.7 pays one address per transaction".into(),
+            ));
+        };
+        let address = Address::from_script(spk, self.network).map_err(refused)?;
+        let s = self.shared.clone();
+        let sats = amount.to_sat();
+        let txid = blocking(move || {
+            s.node
+                .onchain_payment()
+                .send_to_address(&address, sats, Some(fee_rate))
+                .map_err(refused)
+        })
+        .await??;
+        // ldk-node returns the txid; the transaction itself comes from the chain source.
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.chain.transaction(&txid).await {
+                return Ok(status.tx);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(LnError::Unavailable(format!(
+            "{txid} was sent but the chain source does not show it"
+        )))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
+        self.shared.events.subscribe()
+    }
+}
