@@ -452,8 +452,8 @@ impl LdkNode {
         &self.shared.node
     }
 
-    /// Stops the node.
-    pub async fn stop(self) -> Result<(), LnError> {
+    /// Stops the node (other handles on it then see it not running).
+    pub async fn stop(&self) -> Result<(), LnError> {
         self.event_task.abort();
         let node = self.shared.node.clone();
         blocking(move || node.stop().map_err(unavailable)).await?

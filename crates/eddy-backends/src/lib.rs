@@ -14,6 +14,8 @@ pub mod bitcoind;
 pub mod chain;
 pub mod ldk;
 pub mod lightning;
+pub mod lnd;
+pub mod lnd_emu;
 pub mod watch;
 pub mod watcher;
 

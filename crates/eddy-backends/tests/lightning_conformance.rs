@@ -1,9 +1,12 @@
-//! The `LightningNode` conformance suite, run against the embedded LDK backend on the lab's
-//! chain with a real ldk-node peer (the payer/payee on the other end of a real channel).
+//! The `LightningNode` conformance suite, run against the embedded LDK backend and against the
+//! LND backend (through the LND gRPC emulator serving an LDK node) on the lab's chain, with a
+//! real ldk-node peer (the payer/payee on the other end of a real channel).
 //! Every step asserts states and exact amounts; restarts happen in the middle of a held
 //! invoice and of an outgoing payment.
 
 use std::str::FromStr;
+
+use base64::Engine;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,8 @@ use bitcoin::{Amount, FeeRate, Network, ScriptBuf};
 use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode, LDK_CLAIM_DEADLINE_BEFORE_EXPIRY};
 use eddy_backends::lightning::{HoldInvoiceRequest, LnEvent};
+use eddy_backends::lnd::{LndConfig, LndNode, HOLD_EXPIRY_DELTA};
+use eddy_backends::lnd_emu::LndEmulator;
 use eddy_backends::{ChainSource, HoldInvoiceState, LightningNode, LnError, PayParams, PaymentStatus};
 use eddy_core::types::{PaymentHash, Preimage};
 use eddy_lab::{Lab, LabConfig, LabNode, WAIT};
@@ -35,18 +40,103 @@ struct Ctx {
     config: LdkConfig,
 }
 
+/// A backend under test: the trait object, and the LDK node that ends the payer's channel
+/// (the embedded node itself, or the node behind the LND emulator).
+#[allow(clippy::large_enum_variant)] // one per test, never moved in a hot path
+enum Backend {
+    Ldk(Arc<LdkNode>),
+    Lnd {
+        node: Arc<LdkNode>,
+        emulator: LndEmulator,
+        client: LndNode,
+    },
+}
+
+impl Backend {
+    fn ln(&self) -> &dyn LightningNode {
+        match self {
+            Backend::Ldk(n) => n.as_ref(),
+            Backend::Lnd { client, .. } => client,
+        }
+    }
+
+    fn ldk(&self) -> &Arc<ldk_node::Node> {
+        match self {
+            Backend::Ldk(n) | Backend::Lnd { node: n, .. } => n.ldk(),
+        }
+    }
+
+    /// Blocks before the HTLC expiry at which the node stops settling.
+    fn deadline_delta(&self) -> u32 {
+        match self {
+            Backend::Ldk(_) => LDK_CLAIM_DEADLINE_BEFORE_EXPIRY,
+            Backend::Lnd { .. } => HOLD_EXPIRY_DELTA,
+        }
+    }
+}
+
 impl Ctx {
-    fn start_backend(&self) -> LdkNode {
-        self.rt
-            .block_on(LdkNode::start(self.config.clone(), self.chain.clone()))
-            .expect("backend")
+    fn start_ldk(&self) -> Arc<LdkNode> {
+        Arc::new(
+            self.rt
+                .block_on(LdkNode::start(self.config.clone(), self.chain.clone()))
+                .expect("backend"),
+        )
+    }
+
+    fn start_backend(&self, lnd: bool) -> Backend {
+        let node = self.start_ldk();
+        if !lnd {
+            return Backend::Ldk(node);
+        }
+        let dir = self.config.data_dir.join("lnd-emulator");
+        let emulator = self
+            .rt
+            .block_on(LndEmulator::start(node.clone(), self.chain.clone(), &dir))
+            .expect("emulator");
+        // Connect the way a user would paste it: an lndconnect:// URI carrying the certificate
+        // (DER, base64url) and the macaroon.
+        let pem = std::fs::read_to_string(emulator.cert_path()).expect("cert");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64).expect("pem body");
+        let macaroon = std::fs::read(emulator.macaroon_path()).expect("macaroon");
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let uri = format!(
+            "lndconnect://{}?cert={}&macaroon={}",
+            emulator.address().trim_start_matches("https://"),
+            url.encode(der),
+            url.encode(macaroon)
+        );
+        let config = LndConfig::from_lndconnect(&uri, &self.config.data_dir.join("lnd-client")).expect("lndconnect");
+        assert_eq!(config.address, emulator.address());
+        assert_eq!(
+            std::fs::read(&config.macaroon_path).expect("written"),
+            std::fs::read(emulator.macaroon_path()).expect("m")
+        );
+        let client = self.rt.block_on(LndNode::connect(&config)).expect("lnd client");
+        Backend::Lnd { node, emulator, client }
+    }
+
+    fn stop(&self, backend: Backend) {
+        let node = match backend {
+            Backend::Ldk(n) => n,
+            Backend::Lnd { node, emulator, client } => {
+                drop(client);
+                drop(emulator);
+                node
+            }
+        };
+        self.rt.block_on(node.stop()).expect("stop");
     }
 
     /// Restarts the backend; the payer reconnects at once (the channel was opened by the payer,
     /// so only it knows the backend's address; ldk-node would retry only after 60 s).
-    fn restart(&self, backend: LdkNode) -> LdkNode {
-        self.rt.block_on(backend.stop()).expect("stop");
-        let backend = self.start_backend();
+    fn restart(&self, backend: Backend) -> Backend {
+        let lnd = matches!(backend, Backend::Lnd { .. });
+        self.stop(backend);
+        // Give the emulator's server task a moment to let go of its node handle.
+        std::thread::sleep(Duration::from_millis(100));
+        let backend = self.start_backend(lnd);
         let addr = self.config.listen.expect("listen");
         let addr = SocketAddress::from_str(&addr.to_string()).expect("addr");
         self.payer()
@@ -139,6 +229,16 @@ impl Ctx {
 
 #[test]
 fn ldk_backend_conformance() {
+    conformance(false);
+}
+
+/// The same suite through LND's gRPC API (the LND client against the proto-faithful emulator).
+#[test]
+fn lnd_backend_conformance() {
+    conformance(true);
+}
+
+fn conformance(lnd: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(LabConfig::new(dir.path(), 1)).expect("lab");
     let rt = runtime();
@@ -164,11 +264,12 @@ fn ldk_backend_conformance() {
         },
     };
     let ctx = Ctx { rt, lab, chain, config };
-    let mut backend = ctx.start_backend();
+    let mut backend = ctx.start_backend(lnd);
 
     // Info.
-    let info = ctx.rt.block_on(backend.info()).expect("info");
+    let info = ctx.rt.block_on(backend.ln().info()).expect("info");
     assert_eq!(info.pubkey, backend.ldk().node_id());
+    assert_eq!(info.network, Network::Regtest);
     assert_eq!(info.network, Network::Regtest);
 
     // Payer funds and opens 500k to the backend, pushing 200k so the backend can pay too.
@@ -187,8 +288,8 @@ fn ldk_backend_conformance() {
         )
         .expect("channel");
     let tip = ctx.lab.chain.tip().expect("tip").0;
-    assert_eq!(ctx.rt.block_on(backend.info()).expect("info").block_height, tip);
-    let chans = ctx.rt.block_on(backend.channels()).expect("channels");
+    assert_eq!(ctx.rt.block_on(backend.ln().info()).expect("info").block_height, tip);
+    let chans = ctx.rt.block_on(backend.ln().channels()).expect("channels");
     assert_eq!(chans.len(), 1);
     assert_eq!(chans[0].capacity, Amount::from_sat(500_000));
     assert!(chans[0].usable);
@@ -196,22 +297,22 @@ fn ldk_backend_conformance() {
     // The backend's 200k minus its channel reserve (1% of capacity) is what it can send.
     assert_eq!(chans[0].local_msat, 200_000_000 - 5_000_000);
 
-    let mut events = backend.subscribe();
+    let mut events = backend.ln().subscribe();
 
     // 1. Hold invoice accepted → settled (idempotently); the payer learns the preimage.
     let p1 = Preimage::from_bytes([1; 32]);
     let h1 = p1.payment_hash();
-    let inv = ctx.hold(&backend, &p1, 30_000);
-    assert_eq!(ctx.state(&backend, &h1), HoldInvoiceState::Open);
+    let inv = ctx.hold(backend.ln(), &p1, 30_000);
+    assert_eq!(ctx.state(backend.ln(), &h1), HoldInvoiceState::Open);
     assert!(
         matches!(
-            ctx.rt.block_on(backend.settle_hold_invoice(&p1)),
+            ctx.rt.block_on(backend.ln().settle_hold_invoice(&p1)),
             Err(LnError::Refused(_))
         ),
         "cannot settle an unpaid invoice"
     );
     ctx.payer_pays(&inv);
-    let acc = ctx.accepted(&backend, &h1);
+    let acc = ctx.accepted(backend.ln(), &h1);
     let height = ctx.lab.chain.tip().expect("tip").0;
     let HoldInvoiceState::Accepted { amount_msat, htlcs } = &acc else {
         unreachable!()
@@ -226,18 +327,28 @@ fn ldk_backend_conformance() {
     );
     assert_eq!(
         htlcs[0].settle_deadline,
-        htlcs[0].expiry_height - LDK_CLAIM_DEADLINE_BEFORE_EXPIRY
+        htlcs[0].expiry_height - backend.deadline_delta()
     );
-    let ev = ctx
-        .rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await });
-    assert!(
-        matches!(ev, Ok(Ok(LnEvent::Invoice { payment_hash, state: HoldInvoiceState::Accepted { .. } })) if payment_hash == h1),
-        "{ev:?}"
-    );
-    ctx.rt.block_on(backend.settle_hold_invoice(&p1)).expect("settle");
+    // The stream tells about the acceptance (other updates, e.g. LND's initial OPEN, may come first).
+    let accepted_event = ctx.rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(LnEvent::Invoice {
+                        payment_hash,
+                        state: HoldInvoiceState::Accepted { amount_msat, .. },
+                    }) if payment_hash == h1 => return Some(amount_msat),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .await
+    });
+    assert_eq!(accepted_event, Ok(Some(30_000_000)));
+    ctx.rt.block_on(backend.ln().settle_hold_invoice(&p1)).expect("settle");
     assert_eq!(ctx.payer_outcome(&h1), Ok(Some([1; 32])));
-    let settled = ctx.eventually("settled", || match ctx.state(&backend, &h1) {
+    let settled = ctx.eventually("settled", || match ctx.state(backend.ln(), &h1) {
         s @ HoldInvoiceState::Settled { .. } => Some(s),
         _ => None,
     });
@@ -248,10 +359,10 @@ fn ldk_backend_conformance() {
         }
     );
     ctx.rt
-        .block_on(backend.settle_hold_invoice(&p1))
+        .block_on(backend.ln().settle_hold_invoice(&p1))
         .expect("settle again is Ok");
     assert!(matches!(
-        ctx.rt.block_on(backend.cancel_hold_invoice(&h1)),
+        ctx.rt.block_on(backend.ln().cancel_hold_invoice(&h1)),
         Err(LnError::Refused(_))
     ));
 
@@ -259,22 +370,22 @@ fn ldk_backend_conformance() {
     ctx.payer_can_send(30_000);
     let p2 = Preimage::from_bytes([2; 32]);
     let h2 = p2.payment_hash();
-    let inv = ctx.hold(&backend, &p2, 30_000);
+    let inv = ctx.hold(backend.ln(), &p2, 30_000);
     ctx.payer_pays(&inv);
-    ctx.accepted(&backend, &h2);
-    ctx.rt.block_on(backend.cancel_hold_invoice(&h2)).expect("cancel");
+    ctx.accepted(backend.ln(), &h2);
+    ctx.rt.block_on(backend.ln().cancel_hold_invoice(&h2)).expect("cancel");
     assert_eq!(ctx.payer_outcome(&h2), Err(()));
-    assert_eq!(ctx.state(&backend, &h2), HoldInvoiceState::Canceled);
+    assert_eq!(ctx.state(backend.ln(), &h2), HoldInvoiceState::Canceled);
     ctx.rt
-        .block_on(backend.cancel_hold_invoice(&h2))
+        .block_on(backend.ln().cancel_hold_invoice(&h2))
         .expect("cancel again is Ok");
     assert!(matches!(
-        ctx.rt.block_on(backend.settle_hold_invoice(&p2)),
+        ctx.rt.block_on(backend.ln().settle_hold_invoice(&p2)),
         Err(LnError::Refused(_))
     ));
     let unknown = PaymentHash([9; 32]);
     assert_eq!(
-        ctx.rt.block_on(backend.hold_invoice_state(&unknown)),
+        ctx.rt.block_on(backend.ln().hold_invoice_state(&unknown)),
         Err(LnError::Unknown(unknown))
     );
 
@@ -283,11 +394,11 @@ fn ldk_backend_conformance() {
     let p3 = Preimage::from_bytes([3; 32]);
     let inv = ctx
         .rt
-        .block_on(backend.create_invoice(&p3, 25_000_000, 3600, "own"))
+        .block_on(backend.ln().create_invoice(&p3, 25_000_000, 3600, "own"))
         .expect("invoice");
     ctx.payer_pays(&inv.bolt11);
     assert_eq!(ctx.payer_outcome(&p3.payment_hash()), Ok(Some([3; 32])));
-    let st = ctx.eventually("own settled", || match ctx.state(&backend, &p3.payment_hash()) {
+    let st = ctx.eventually("own settled", || match ctx.state(backend.ln(), &p3.payment_hash()) {
         s @ HoldInvoiceState::Settled { .. } => Some(s),
         _ => None,
     });
@@ -317,15 +428,16 @@ fn ldk_backend_conformance() {
     };
     let hash4 = PaymentHash(h4.0);
     assert_eq!(
-        ctx.rt.block_on(backend.payment_status(&hash4)),
+        ctx.rt.block_on(backend.ln().payment_status(&hash4)),
         Ok(PaymentStatus::Unknown)
     );
     assert_eq!(
-        ctx.rt.block_on(backend.pay_invoice(&payee_inv.to_string(), &params)),
+        ctx.rt
+            .block_on(backend.ln().pay_invoice(&payee_inv.to_string(), &params)),
         Ok(hash4)
     );
     assert_eq!(
-        ctx.rt.block_on(backend.payment_status(&hash4)),
+        ctx.rt.block_on(backend.ln().payment_status(&hash4)),
         Ok(PaymentStatus::InFlight)
     );
     // The payee holds the payment while the backend restarts: the payment survives.
@@ -343,11 +455,12 @@ fn ldk_backend_conformance() {
     assert_eq!(claim, 40_000_000);
     backend = ctx.restart(backend);
     assert_eq!(
-        ctx.rt.block_on(backend.payment_status(&hash4)),
+        ctx.rt.block_on(backend.ln().payment_status(&hash4)),
         Ok(PaymentStatus::InFlight)
     );
     assert_eq!(
-        ctx.rt.block_on(backend.pay_invoice(&payee_inv.to_string(), &params)),
+        ctx.rt
+            .block_on(backend.ln().pay_invoice(&payee_inv.to_string(), &params)),
         Ok(hash4),
         "paying a hash in flight is a no-op"
     );
@@ -365,7 +478,7 @@ fn ldk_backend_conformance() {
         .claim_for_hash(h4, 40_000_000, PaymentPreimage(p4))
         .expect("payee claims");
     let done = ctx.eventually("payment succeeded", || {
-        match ctx.rt.block_on(backend.payment_status(&hash4)) {
+        match ctx.rt.block_on(backend.ln().payment_status(&hash4)) {
             Ok(s @ PaymentStatus::Succeeded { .. }) => Some(s),
             _ => None,
         }
@@ -378,7 +491,8 @@ fn ldk_backend_conformance() {
         }
     );
     assert_eq!(
-        ctx.rt.block_on(backend.pay_invoice(&payee_inv.to_string(), &params)),
+        ctx.rt
+            .block_on(backend.ln().pay_invoice(&payee_inv.to_string(), &params)),
         Ok(hash4),
         "paying a paid hash is a no-op"
     );
@@ -389,13 +503,26 @@ fn ldk_backend_conformance() {
         outgoing_channel: Some(1),
         ..params.clone()
     };
+    // Restricting the outgoing channel: ldk-node cannot (and neither can the LDK node behind the
+    // LND emulator; a real LND would route through the channel). Nothing is sent.
+    let h6 = LdkHash(sha256::Hash::hash(&[6u8; 32]).to_byte_array());
+    let fresh = ctx
+        .payer()
+        .node()
+        .bolt11_payment()
+        .receive_for_hash(10_000_000, &desc, 3600, h6)
+        .expect("payee invoice");
     assert!(matches!(
         ctx.rt
-            .block_on(backend.pay_invoice(&payee_inv.to_string(), &with_channel)),
+            .block_on(backend.ln().pay_invoice(&fresh.to_string(), &with_channel)),
         Err(LnError::Unsupported(_))
     ));
+    assert_eq!(
+        ctx.rt.block_on(backend.ln().payment_status(&PaymentHash(h6.0))),
+        Ok(PaymentStatus::Unknown)
+    );
     assert!(matches!(
-        ctx.rt.block_on(backend.pay_invoice("lnbc1garbage", &params)),
+        ctx.rt.block_on(backend.ln().pay_invoice("lnbc1garbage", &params)),
         Err(LnError::Refused(_))
     ));
 
@@ -403,11 +530,11 @@ fn ldk_backend_conformance() {
     ctx.payer_can_send(20_000);
     let p5 = Preimage::from_bytes([5; 32]);
     let h5 = p5.payment_hash();
-    let inv = ctx.hold(&backend, &p5, 20_000);
+    let inv = ctx.hold(backend.ln(), &p5, 20_000);
     ctx.payer_pays(&inv);
-    let before = ctx.accepted(&backend, &h5);
+    let before = ctx.accepted(backend.ln(), &h5);
     backend = ctx.restart(backend);
-    let after = ctx.accepted(&backend, &h5);
+    let after = ctx.accepted(backend.ln(), &h5);
     let (HoldInvoiceState::Accepted { htlcs: b, .. }, HoldInvoiceState::Accepted { htlcs: a, amount_msat }) =
         (&before, &after)
     else {
@@ -419,12 +546,12 @@ fn ldk_backend_conformance() {
         backend.ldk().list_peers().iter().any(|p| p.is_connected).then_some(())
     });
     ctx.rt
-        .block_on(backend.settle_hold_invoice(&p5))
+        .block_on(backend.ln().settle_hold_invoice(&p5))
         .expect("settle after restart");
     assert_eq!(ctx.payer_outcome(&h5), Ok(Some([5; 32])));
     ctx.eventually("settled after restart", || {
         matches!(
-            ctx.state(&backend, &h5),
+            ctx.state(backend.ln(), &h5),
             HoldInvoiceState::Settled {
                 amount_msat: 20_000_000
             }
@@ -433,7 +560,7 @@ fn ldk_backend_conformance() {
     });
 
     // 6. On-chain wallet: exact funding, exact send, exact change.
-    let addr = ctx.rt.block_on(backend.new_address()).expect("address");
+    let addr = ctx.rt.block_on(backend.ln().new_address()).expect("address");
     ctx.lab
         .chain
         .fund(&addr, Amount::from_sat(300_000))
@@ -441,14 +568,14 @@ fn ldk_backend_conformance() {
     ctx.lab.mine(1).expect("mine");
     eddy_lab::wait_synced(backend.ldk(), ctx.lab.chain.tip().expect("tip"), WAIT).expect("synced");
     let bal = ctx.eventually("wallet funded", || {
-        let b = ctx.rt.block_on(backend.wallet_balance()).expect("balance");
+        let b = ctx.rt.block_on(backend.ln().wallet_balance()).expect("balance");
         (b.total == Amount::from_sat(300_000)).then_some(b)
     });
     assert_eq!(bal.total, Amount::from_sat(300_000));
     let dest = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([7; 32]));
     let tx = ctx
         .rt
-        .block_on(backend.send_outputs(
+        .block_on(backend.ln().send_outputs(
             &[(dest.clone(), Amount::from_sat(50_000))],
             FeeRate::from_sat_per_kwu(500),
         ))
@@ -468,15 +595,15 @@ fn ldk_backend_conformance() {
     ctx.lab.mine(1).expect("mine");
     eddy_lab::wait_synced(backend.ldk(), ctx.lab.chain.tip().expect("tip"), WAIT).expect("synced");
     ctx.eventually("change confirmed", || {
-        let b = ctx.rt.block_on(backend.wallet_balance()).expect("balance");
+        let b = ctx.rt.block_on(backend.ln().wallet_balance()).expect("balance");
         (b.total == change).then_some(())
     });
     assert!(matches!(
-        ctx.rt.block_on(backend.send_outputs(
+        ctx.rt.block_on(backend.ln().send_outputs(
             &[(dest.clone(), Amount::from_sat(1_000)), (dest, Amount::from_sat(1_000))],
             FeeRate::from_sat_per_kwu(500)
         )),
         Err(LnError::Unsupported(_))
     ));
-    ctx.rt.block_on(backend.stop()).expect("stop");
+    ctx.stop(backend);
 }
