@@ -497,3 +497,22 @@ impl TaprootHtlc {
 pub fn public_key(secret: &secp256k1::SecretKey) -> PublicKey {
     PublicKey::from_secret_key(&Secp256k1::signing_only(), secret)
 }
+/// The scriptPubKeys an HTLC with `base`'s hash, keys and kind would have for every expiry in
+/// `expiries`, mapped back to the expiry.
+///
+/// A loop-out client whose server can only fix `E` once the client's payment is held (an
+/// embedded-LDK server cannot choose its hold invoice's final CLTV delta, so it adapts `E` to
+/// the accepted HTLC's deadline) watches all of these: whichever output appears names `E`, and
+/// the client checks it against its window before revealing anything. Nothing is trusted from
+/// the server: every candidate is rebuilt from the client's own hash and key.
+pub fn candidates(
+    base: &HtlcParams,
+    expiries: std::ops::RangeInclusive<u32>,
+) -> Result<std::collections::HashMap<ScriptBuf, u32>, HtlcError> {
+    expiries
+        .map(|timeout| {
+            let params = HtlcParams { timeout, ..*base };
+            Htlc::new(params).map(|h| (h.script_pubkey(), timeout))
+        })
+        .collect()
+}
