@@ -3,8 +3,11 @@
 //!
 //! How the trait maps onto ldk-node (see docs/measured.md and shared/docs/ldk-node-notes.md):
 //! - Hold invoices are `receive_for_hash` / `claim_for_hash` / `fail_for_hash`. ldk-node cannot
-//!   set the invoice's `min_final_cltv_expiry_delta` (always 42): [`HoldInvoice`] reports what
-//!   the invoice says, and every held HTLC's expiry and settle deadline are exposed in
+//!   set the invoice's `min_final_cltv_expiry_delta` (always 42, so payers give the holder only
+//!   ~3 blocks plus their random shadow offset). The backend re-issues the invoice with the
+//!   requested delta, signed with the node's own key (re-derived from its seed and checked
+//!   against the node id; without it the invoice keeps 42). [`HoldInvoice`] reports what the
+//!   invoice says, and every held HTLC's expiry and settle deadline are exposed in
 //!   [`HoldInvoiceState::Accepted`] so the swap server checks them against its on-chain expiry.
 //! - States are re-derived from ldk-node's persisted payment store plus `list_balances()` (held
 //!   HTLCs), because `PaymentClaimable` is not replayed after a restart. After a restart the
@@ -27,13 +30,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bitcoin::bip32::{ChildNumber, Xpriv};
+use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction};
 use eddy_core::types::{PaymentHash, Preimage};
 use ldk_node::config::Config;
 use ldk_node::lightning::ln::channelmanager::PaymentId;
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_node::lightning::routing::router::RouteParametersConfig;
-use ldk_node::lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description};
+use ldk_node::lightning_invoice::{
+    Bolt11Invoice, Bolt11InvoiceDescription, Bolt11InvoiceDescriptionRef, Description, InvoiceBuilder,
+};
 use ldk_node::lightning_types::payment::{PaymentHash as LdkHash, PaymentPreimage};
 use ldk_node::logger::LogLevel;
 use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus as LdkStatus};
@@ -91,6 +98,9 @@ struct Claimable {
 
 struct Shared {
     node: Arc<Node>,
+    /// The node's signing key, re-derived from its seed (see [`node_secret`]), used only to
+    /// re-issue hold invoices with the final CLTV delta the caller asked for.
+    node_secret: Option<SecretKey>,
     events: broadcast::Sender<LnEvent>,
     claimable: Mutex<HashMap<[u8; 32], Claimable>>,
     own: Mutex<HashMap<[u8; 32], Preimage>>,
@@ -369,6 +379,56 @@ impl Shared {
     }
 }
 
+/// Re-derives the node's key the way ldk-node 0.7 and LDK do (wallet master from the
+/// `keys_seed` file → its private key is LDK's seed → LDK master → m/0'), and returns it only if
+/// it is the running node's key, so a change in either library's derivation disables the
+/// feature instead of producing invoices nobody can pay.
+fn node_secret(data_dir: &Path, network: Network, node_id: &PublicKey) -> Option<SecretKey> {
+    let seed = std::fs::read(data_dir.join("keys_seed")).ok()?;
+    let wallet_master = Xpriv::new_master(network, &seed).ok()?;
+    let ldk_seed = wallet_master.private_key.secret_bytes();
+    let ldk_master = Xpriv::new_master(Network::Testnet, &ldk_seed).ok()?;
+    let secp = Secp256k1::new();
+    let key = ldk_master
+        .derive_priv(&secp, &[ChildNumber::from_hardened_idx(0).ok()?])
+        .ok()?
+        .private_key;
+    (PublicKey::from_secret_key(&secp, &key) == *node_id).then_some(key)
+}
+
+/// `inv` re-issued with `min_final_cltv_expiry_delta = delta`: same hash, payment secret,
+/// amount, description, timestamp, expiry and route hints, signed by the node's key. LDK
+/// verifies inbound payments from the payment secret (and only requires *at least* its default
+/// final CLTV), so it accepts HTLCs paid against this invoice; payers add `delta` blocks, which
+/// is what gives the holder of the invoice its hold budget.
+fn with_final_cltv(inv: &Bolt11Invoice, delta: u64, key: &SecretKey) -> Result<Bolt11Invoice, LnError> {
+    let amount = inv
+        .amount_milli_satoshis()
+        .ok_or_else(|| LnError::Refused("hold invoices need an amount".into()))?;
+    let description = match inv.description() {
+        Bolt11InvoiceDescriptionRef::Direct(d) => d.as_inner().0.clone(),
+        Bolt11InvoiceDescriptionRef::Hash(_) => {
+            return Err(LnError::Unsupported("description hashes are not re-issued".into()))
+        }
+    };
+    let mut builder = InvoiceBuilder::new(inv.currency())
+        .description(description)
+        .payment_hash(*inv.payment_hash())
+        .payment_secret(*inv.payment_secret())
+        .duration_since_epoch(inv.duration_since_epoch())
+        .min_final_cltv_expiry_delta(delta)
+        .expiry_time(inv.expiry_time())
+        .amount_milli_satoshis(amount)
+        .basic_mpp();
+    for hint in inv.private_routes() {
+        builder = builder.private_route(hint.clone().into_inner());
+    }
+    let secp = Secp256k1::new();
+    builder
+        .build_signed(|msg| secp.sign_ecdsa_recoverable(msg, key))
+        .map_err(|e| LnError::Refused(format!("re-issuing the invoice: {e}")))
+}
+
 impl LdkNode {
     /// Builds and starts the node (must be called inside a multi-thread tokio runtime).
     /// `chain` is used to return the transactions the wallet broadcasts.
@@ -417,8 +477,10 @@ impl LdkNode {
         })
         .await??;
         let (events, _) = broadcast::channel(1024);
+        let node_secret = node_secret(&config.data_dir, config.network, &node.node_id());
         let shared = Arc::new(Shared {
             node: Arc::new(node),
+            node_secret,
             events,
             claimable: Mutex::new(HashMap::new()),
             own: Mutex::new(own),
@@ -495,6 +557,12 @@ impl LightningNode for LdkNode {
                 .map_err(refused)
         })
         .await??;
+        // ldk-node always issues 42; ask payers for more when the caller needs a longer hold.
+        let wanted = u64::from(req.min_final_cltv_delta);
+        let inv = match &self.shared.node_secret {
+            Some(key) if wanted > inv.min_final_cltv_expiry_delta() => with_final_cltv(&inv, wanted, key)?,
+            _ => inv,
+        };
         Ok(HoldInvoice {
             bolt11: inv.to_string(),
             min_final_cltv_delta: inv.min_final_cltv_expiry_delta(),

@@ -9,9 +9,9 @@
 //! that is not accepted and `CancelInvoice` on a settled one fail; `SendPaymentV2` refuses a
 //! payment hash in flight or paid with `AlreadyExists`; `TrackPaymentV2` answers `NotFound` for
 //! an unknown hash; subscriptions stream the current state first. What it cannot reproduce,
-//! because the node behind it is LDK: the hold invoice's final CLTV delta (the invoice carries
-//! LDK's 42, and `DecodePayReq` says so), outgoing-channel restrictions and multi-output sends
-//! (answered `Unimplemented`), and LND's own timing of auto-cancels.
+//! because the node behind it is LDK: outgoing-channel restrictions and multi-output sends
+//! (answered `Unimplemented`), LND's own timing of auto-cancels and its finer failure reasons.
+//! (`AddHoldInvoice`'s `cltv_expiry` is honoured: the LDK backend re-issues the invoice with it.)
 //! Everything else LND offers answers `Unimplemented`.
 
 // gRPC handlers return tonic's `Status` by contract; boxing it would only add conversions.

@@ -184,10 +184,15 @@ impl Ctx {
                 description: "conformance".into(),
             }))
             .expect("hold invoice");
+        let decoded: Bolt11Invoice = inv.bolt11.parse().expect("invoice");
         assert_eq!(
-            inv.min_final_cltv_delta, 42,
-            "LDK's fixed delta, reported as the invoice says"
+            inv.min_final_cltv_delta,
+            decoded.min_final_cltv_expiry_delta(),
+            "reported as the invoice says"
         );
+        assert_eq!(inv.min_final_cltv_delta, 80, "the requested final CLTV delta");
+        let node_id = self.rt.block_on(ln.info()).expect("info").pubkey;
+        assert_eq!(decoded.recover_payee_pub_key(), node_id, "signed by the node");
         inv.bolt11
     }
 
@@ -321,7 +326,7 @@ fn conformance(lnd: bool) {
     assert_eq!(htlcs.len(), 1);
     assert_eq!(htlcs[0].amount_msat, 30_000_000);
     assert!(
-        htlcs[0].expiry_height > height + 40,
+        htlcs[0].expiry_height >= height + 80,
         "expiry {} at height {height}",
         htlcs[0].expiry_height
     );
@@ -410,6 +415,16 @@ fn conformance(lnd: bool) {
     );
 
     // 4. Paying: exactly once per hash, outcome with the preimage and the fee.
+    // Measure once no HTLC of earlier steps is pending on the payee's side.
+    ctx.eventually("payee without pending HTLCs", || {
+        ctx.payer()
+            .node()
+            .list_balances()
+            .lightning_balances
+            .iter()
+            .all(|b| matches!(b, ldk_node::LightningBalance::ClaimableOnChannelClose { .. }))
+            .then_some(())
+    });
     let payee_before = ctx.payer().node().list_balances().total_lightning_balance_sats;
     let p4 = [4u8; 32];
     let h4 = LdkHash(sha256::Hash::hash(&p4).to_byte_array());
