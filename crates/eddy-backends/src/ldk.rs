@@ -763,4 +763,8 @@ impl LightningNode for LdkNode {
     fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
         self.shared.events.subscribe()
     }
+
+    fn settle_deadline_delta(&self) -> u32 {
+        LDK_CLAIM_DEADLINE_BEFORE_EXPIRY
+    }
 }

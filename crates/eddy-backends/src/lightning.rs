@@ -246,4 +246,9 @@ pub trait LightningNode: Send + Sync {
 
     /// A stream of changes (not replayed: re-read states after subscribing).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LnEvent>;
+
+    /// Blocks before a held HTLC's expiry at which this node stops settling it (LDK 39, LND's
+    /// default `--holdexpirydelta` 12): a hold invoice's final CLTV delta must cover the hold
+    /// the caller needs plus this.
+    fn settle_deadline_delta(&self) -> u32;
 }

@@ -578,6 +578,10 @@ impl LightningNode for LndNode {
     fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
         self.events.subscribe()
     }
+
+    fn settle_deadline_delta(&self) -> u32 {
+        HOLD_EXPIRY_DELTA
+    }
 }
 
 #[cfg(test)]

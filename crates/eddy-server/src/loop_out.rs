@@ -1,0 +1,599 @@
+//! The loop-out engine (server side). Each swap is one [`LoopOutRecord`] in the store, holding
+//! the `eddy-core` state machine's state plus what the actions need. [`LoopOutServer::tick`]
+//! gathers what happened (hold-invoice states, the chain watcher's fundings and spends, the new
+//! tip), feeds it to the state machine, **persists every transition before acting on it**, then
+//! performs the actions — each idempotent, so a crash anywhere repeats at most a harmless step:
+//! - publishing the HTLC first looks for an existing output paying the HTLC (the watcher
+//!   rescans from the swap's creation), so a crash between broadcast and persistence never
+//!   publishes twice;
+//! - settling and canceling invoices are idempotent in the backends;
+//! - the refund is rebuilt deterministically and re-broadcast (RBF-bumped) every block.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
+use eddy_backends::lightning::HoldInvoiceRequest;
+use eddy_backends::{ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_core::constants::SERVER_SETTLE_MARGIN;
+use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
+use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
+use eddy_core::sm::loop_out_server::{transition, Action, Event, State, Terms};
+use eddy_core::spend::find_preimage;
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::types::{PaymentHash, Preimage, SwapId};
+use eddy_core::validate::LoopOutOffer;
+use eddy_store::{ListFilter, NewSwap, StateUpdate, StoreError, SwapKind, SwapStore};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::keys::ServerKeys;
+
+/// Key purpose for loop-out HTLC keys.
+const KEY_PURPOSE: &str = "loop-out";
+/// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
+const FINAL_CLTV_SLACK: u32 = 3;
+/// Invoice lifetime.
+const INVOICE_EXPIRY_SECS: u32 = 3600;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The network swaps run on.
+    pub network: Network,
+    /// Fees and limits.
+    pub fees: FeePolicy,
+    /// `E − tip` at creation.
+    pub expiry_delta: u32,
+    /// Confirmation target for publishing HTLCs.
+    pub publish_conf_target: u16,
+}
+
+/// A loop-out request as the server receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopOutRequest {
+    /// HTLC value.
+    pub amount: Amount,
+    /// `sha256` of the client's preimage.
+    pub payment_hash: PaymentHash,
+    /// The client's claim key.
+    pub claim_key: bitcoin::secp256k1::PublicKey,
+}
+
+/// The refund sweep, once started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundInfo {
+    /// Last broadcast.
+    pub txid: Txid,
+    /// Its fee rate (sat/kWU).
+    pub fee_rate_kwu: u64,
+    /// Every refund txid broadcast (a bumped one may lose to an earlier one).
+    pub all: Vec<Txid>,
+}
+
+/// One swap as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopOutRecord {
+    /// The HTLC.
+    pub htlc: HtlcParams,
+    /// HTLC value.
+    pub amount: Amount,
+    /// The state machine's terms.
+    pub terms: Terms,
+    /// Swap hold invoice.
+    pub swap_invoice: String,
+    /// Prepay hold invoice.
+    pub prepay_invoice: String,
+    /// The prepay's preimage (the server's own).
+    pub prepay_preimage: Preimage,
+    /// The HTLC output, once published.
+    pub funding: Option<OutPoint>,
+    /// Where refunds go (an address of the server's wallet), fixed before first use.
+    pub sweep_spk: Option<ScriptBuf>,
+    /// The refund sweep.
+    pub refund: Option<RefundInfo>,
+    /// The state machine's state.
+    pub state: State,
+}
+
+/// Engine errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The request is not acceptable (amount, key, network…).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// A swap for this payment hash exists (replay).
+    #[error("a swap for payment hash {0} exists")]
+    Duplicate(PaymentHash),
+    /// Unknown swap.
+    #[error("unknown swap {0}")]
+    NotFound(SwapId),
+    /// A backend failed; retry.
+    #[error("backend: {0}")]
+    Backend(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn backend(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Backend(e.to_string())
+}
+
+fn watch_id(id: &SwapId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+fn state_name(state: &State) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The loop-out engine.
+pub struct LoopOutServer {
+    cfg: ServerConfig,
+    ln: Arc<dyn LightningNode>,
+    chain: Arc<dyn ChainSource>,
+    store: Arc<dyn SwapStore>,
+    keys: ServerKeys,
+    watcher: Mutex<ChainWatcher>,
+    watched: Mutex<HashMap<u64, SwapId>>,
+}
+
+impl LoopOutServer {
+    /// Starts the engine: the chain watcher rescans from the oldest active swap's creation, and
+    /// every active swap's HTLC is watched again.
+    pub async fn new(
+        cfg: ServerConfig,
+        ln: Arc<dyn LightningNode>,
+        chain: Arc<dyn ChainSource>,
+        store: Arc<dyn SwapStore>,
+        keys: ServerKeys,
+    ) -> Result<LoopOutServer, ServerError> {
+        let tip = chain.tip().await.map_err(backend)?;
+        let active = Self::active(&*store).await?;
+        let from = active
+            .iter()
+            .map(|(_, _, r)| r.terms.created_height.saturating_sub(1))
+            .min()
+            .unwrap_or(tip.height)
+            .min(tip.height);
+        let start_hash = chain
+            .block_hash(from)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| ServerError::Backend(format!("no block at {from}")))?;
+        let mut watcher = ChainWatcher::new(
+            chain.clone(),
+            eddy_backends::BlockRef {
+                height: from,
+                hash: start_hash,
+            },
+            eddy_backends::watcher::DEFAULT_HISTORY,
+        );
+        let mut watched = HashMap::new();
+        for (id, _, r) in &active {
+            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
+            watcher.index_mut().watch_script(watch_id(id), htlc.script_pubkey());
+            watched.insert(watch_id(id), *id);
+        }
+        Ok(LoopOutServer {
+            cfg,
+            ln,
+            chain,
+            store,
+            keys,
+            watcher: Mutex::new(watcher),
+            watched: Mutex::new(watched),
+        })
+    }
+
+    async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, LoopOutRecord)>, ServerError> {
+        let mut out = vec![];
+        for r in store.list(ListFilter::Active).await? {
+            if r.kind != SwapKind::LoopOutServer {
+                continue;
+            }
+            let rec: LoopOutRecord =
+                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            out.push((r.id, r.version, rec));
+        }
+        Ok(out)
+    }
+
+    /// A stored swap.
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopOutRecord), ServerError> {
+        let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
+        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        Ok((r.version, rec))
+    }
+
+    /// Creates a loop-out: two hold invoices, the HTLC terms, persisted before answering.
+    pub async fn create_loop_out(&self, req: &LoopOutRequest) -> Result<LoopOutOffer, ServerError> {
+        let quote = self
+            .cfg
+            .fees
+            .loop_out_quote(req.amount)
+            .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let id = SwapId::from(req.payment_hash);
+        if self.store.get(&id).await?.is_some() {
+            return Err(ServerError::Duplicate(req.payment_hash));
+        }
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let expiry = tip + self.cfg.expiry_delta;
+        let server_key = self.keys.public(KEY_PURPOSE, &id);
+        if server_key == req.claim_key {
+            return Err(ServerError::Invalid("claim key equals the server key".into()));
+        }
+        let htlc = HtlcParams {
+            kind: HtlcKind::P2trOut,
+            payment_hash: req.payment_hash,
+            claim_key: HtlcKey::Pubkey(req.claim_key),
+            refund_key: HtlcKey::Pubkey(server_key),
+            timeout: expiry,
+        };
+        let built = Htlc::new(htlc).map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let prepay_preimage = Preimage::random();
+        // The held swap HTLC must stay settleable until E + SERVER_SETTLE_MARGIN; the node stops
+        // settling `settle_deadline_delta` blocks before the HTLC's expiry.
+        let final_cltv = (expiry - tip) + SERVER_SETTLE_MARGIN + self.ln.settle_deadline_delta() + FINAL_CLTV_SLACK;
+        let swap_invoice = self
+            .ln
+            .create_hold_invoice(&HoldInvoiceRequest {
+                payment_hash: req.payment_hash,
+                amount_msat: quote.swap_invoice_amount.to_sat() * 1000,
+                expiry_secs: INVOICE_EXPIRY_SECS,
+                min_final_cltv_delta: u16::try_from(final_cltv).unwrap_or(u16::MAX),
+                description: format!("eddy loop-out {}", req.amount.to_sat()),
+            })
+            .await
+            .map_err(backend)?;
+        let prepay_invoice = self
+            .ln
+            .create_hold_invoice(&HoldInvoiceRequest {
+                payment_hash: prepay_preimage.payment_hash(),
+                amount_msat: quote.prepay.to_sat() * 1000,
+                expiry_secs: INVOICE_EXPIRY_SECS,
+                min_final_cltv_delta: 40,
+                description: "eddy loop-out prepay".into(),
+            })
+            .await
+            .map_err(backend)?;
+        let record = LoopOutRecord {
+            htlc,
+            amount: req.amount,
+            terms: Terms {
+                swap_invoice_msat: quote.swap_invoice_amount.to_sat() * 1000,
+                prepay_msat: quote.prepay.to_sat() * 1000,
+                expiry,
+                created_height: tip,
+            },
+            swap_invoice: swap_invoice.bolt11.clone(),
+            prepay_invoice: prepay_invoice.bolt11.clone(),
+            prepay_preimage,
+            funding: None,
+            sweep_spk: None,
+            refund: None,
+            state: State::new(),
+        };
+        let state = serde_json::to_value(&record).map_err(|e| ServerError::Backend(e.to_string()))?;
+        self.store
+            .create(&NewSwap {
+                id,
+                kind: SwapKind::LoopOutServer,
+                state_name: state_name(&record.state),
+                terminal: false,
+                state,
+                event: json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => ServerError::Duplicate(req.payment_hash),
+                e => ServerError::Store(e),
+            })?;
+        self.watcher
+            .lock()
+            .await
+            .index_mut()
+            .watch_script(watch_id(&id), built.script_pubkey());
+        self.watched.lock().await.insert(watch_id(&id), id);
+        Ok(LoopOutOffer {
+            swap_invoice: swap_invoice.bolt11,
+            prepay_invoice: prepay_invoice.bolt11,
+            server_key,
+            expiry,
+            htlc_address: built.address(self.cfg.network).to_string(),
+        })
+    }
+
+    /// One pass over every active swap. Errors of one swap do not stop the others; the first
+    /// is returned after all were tried.
+    pub async fn tick(&self) -> Result<(), ServerError> {
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let mut first_err = None;
+        for (id, version, rec) in Self::active(&*self.store).await? {
+            if let Err(e) = self.step(id, version, rec, tip).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn status(&self, id: &SwapId) -> WatchStatus {
+        self.watcher
+            .lock()
+            .await
+            .index()
+            .status(watch_id(id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Applies `event`, persists, performs the actions.
+    async fn apply(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopOutRecord,
+        event: Event,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event, tip);
+        if next == rec.state && actions.is_empty() {
+            return Ok(());
+        }
+        rec.state = next;
+        self.persist(id, version, rec, &event_json(&event)).await?;
+        for action in actions {
+            self.act(id, version, rec, action, tip).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &LoopOutRecord,
+        event: &serde_json::Value,
+    ) -> Result<(), ServerError> {
+        let state = serde_json::to_value(rec).map_err(|e| ServerError::Backend(e.to_string()))?;
+        let r = self
+            .store
+            .transition(
+                &id,
+                *version,
+                &StateUpdate {
+                    state_name: state_name(&rec.state),
+                    terminal: rec.state.is_terminal(),
+                    state,
+                    event: event.clone(),
+                },
+            )
+            .await?;
+        *version = r.version;
+        Ok(())
+    }
+
+    async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {
+        let hash = rec.htlc.payment_hash;
+        // Lightning side.
+        match &rec.state {
+            State::Created { .. } => {
+                let swap = self.ln.hold_invoice_state(&hash).await.map_err(backend)?;
+                if let HoldInvoiceState::Accepted { amount_msat, .. } = &swap {
+                    if let Some(deadline) = swap.settle_deadline() {
+                        let e = Event::SwapAccepted {
+                            amount_msat: *amount_msat,
+                            claim_deadline: deadline,
+                        };
+                        self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    }
+                }
+                let prepay = self
+                    .ln
+                    .hold_invoice_state(&rec.prepay_preimage.payment_hash())
+                    .await
+                    .map_err(backend)?;
+                if let HoldInvoiceState::Accepted { amount_msat, .. } = prepay {
+                    self.apply(id, &mut version, &mut rec, Event::PrepayAccepted { amount_msat }, tip)
+                        .await?;
+                }
+            }
+            State::PreimageKnown { .. } => {
+                if let HoldInvoiceState::Settled { .. } = self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
+                    self.apply(id, &mut version, &mut rec, Event::SwapSettled, tip).await?;
+                }
+            }
+            _ => {}
+        }
+        // A crash between persisting `Publishing` and the broadcast: publish (or adopt) again.
+        if rec.state == State::Publishing {
+            self.act(id, &mut version, &mut rec, Action::PublishHtlc, tip).await?;
+        }
+        // After publication the prepay is ours: settle it whenever it is still only held.
+        if matches!(
+            rec.state,
+            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. }
+        ) {
+            let prepay_hash = rec.prepay_preimage.payment_hash();
+            if let Ok(HoldInvoiceState::Accepted { .. }) = self.ln.hold_invoice_state(&prepay_hash).await {
+                self.ln
+                    .settle_hold_invoice(&rec.prepay_preimage)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        // Chain side.
+        let status = self.status(&id).await;
+        if let Some(funding) = rec.funding {
+            for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
+                if let Some(p) = find_preimage(&spend.witness, &hash) {
+                    self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
+                        .await?;
+                } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
+                    let confs = WatchStatus::confirmations(spend.height, tip);
+                    self.apply(id, &mut version, &mut rec, Event::RefundConfirmed { confs }, tip)
+                        .await?;
+                }
+            }
+        }
+        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
+            .await
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopOutRecord,
+        action: Action,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        match action {
+            Action::PublishHtlc => {
+                let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+                let spk = htlc.script_pubkey();
+                let status = self.status(&id).await;
+                let existing = status
+                    .fundings
+                    .iter()
+                    .find(|f| f.value == rec.amount)
+                    .map(|f| f.outpoint);
+                let outpoint = match existing {
+                    Some(o) => o,
+                    None => {
+                        let rate = self
+                            .chain
+                            .fee_rate(self.cfg.publish_conf_target)
+                            .await
+                            .map_err(backend)?;
+                        let tx = self
+                            .ln
+                            .send_outputs(&[(spk.clone(), rec.amount)], rate)
+                            .await
+                            .map_err(backend)?;
+                        let vout = tx
+                            .output
+                            .iter()
+                            .position(|o| o.script_pubkey == spk && o.value == rec.amount)
+                            .ok_or_else(|| ServerError::Backend("wallet transaction misses the HTLC".into()))?;
+                        OutPoint {
+                            txid: tx.compute_txid(),
+                            vout: vout as u32,
+                        }
+                    }
+                };
+                rec.funding = Some(outpoint);
+                Box::pin(self.apply(id, version, rec, Event::HtlcBroadcast { txid: outpoint.txid }, tip)).await
+            }
+            Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
+            Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
+            Action::CancelInvoices => {
+                let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                let b = self.ln.cancel_hold_invoice(&rec.prepay_preimage.payment_hash()).await;
+                a.and(b).map_err(backend)
+            }
+            Action::CancelSwap => self
+                .ln
+                .cancel_hold_invoice(&rec.htlc.payment_hash)
+                .await
+                .map_err(backend),
+            Action::BroadcastRefund => self.refund(id, version, rec).await,
+        }
+    }
+
+    async fn refund(&self, id: SwapId, version: &mut i64, rec: &mut LoopOutRecord) -> Result<(), ServerError> {
+        let Some(outpoint) = rec.funding else {
+            return Ok(());
+        };
+        if rec.sweep_spk.is_none() {
+            let addr = self.ln.new_address().await.map_err(backend)?;
+            rec.sweep_spk = Some(addr.script_pubkey());
+            self.persist(id, version, rec, &json!({"event": "sweep_address"}))
+                .await?;
+        }
+        let dest = rec
+            .sweep_spk
+            .clone()
+            .ok_or_else(|| ServerError::Backend("no sweep address".into()))?;
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let input = HtlcInput {
+            outpoint,
+            value: rec.amount,
+            htlc: htlc.clone(),
+            path: SpendPath::Refund,
+        };
+        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
+        let estimate = self.chain.fee_rate(2).await.map_err(backend)?;
+        let rate = next_sweep_fee_rate(&SweepStep {
+            estimate,
+            previous: rec
+                .refund
+                .as_ref()
+                .map(|r| bitcoin::FeeRate::from_sat_per_kwu(r.fee_rate_kwu)),
+            // The refund is not racing a deadline of ours; the client may still claim until it
+            // confirms, which is what the bumps are for.
+            blocks_left: u32::MAX,
+            weight: probe.predicted_weight,
+            value: rec.amount,
+            max_fee: rec.amount / 5,
+            dust: dest.minimal_non_dust(),
+        });
+        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
+        let key = self.keys.secret(KEY_PURPOSE, &id);
+        spend.sign(0, &key).map_err(backend)?;
+        let signed = spend.finalize().map_err(backend)?;
+        let txid = signed.tx.compute_txid();
+        let mut info = rec.refund.clone().unwrap_or(RefundInfo {
+            txid,
+            fee_rate_kwu: 0,
+            all: vec![],
+        });
+        if info.all.last() != Some(&txid) {
+            info.txid = txid;
+            info.fee_rate_kwu = rate.to_sat_per_kwu();
+            if !info.all.contains(&txid) {
+                info.all.push(txid);
+            }
+            rec.refund = Some(info);
+            // Persist the refund before broadcasting it, so its confirmations are recognised
+            // after a crash.
+            self.persist(
+                id,
+                version,
+                rec,
+                &json!({"event": "refund_built", "txid": txid.to_string()}),
+            )
+            .await?;
+        }
+        match self.chain.broadcast(&signed.tx).await {
+            Ok(_) => Ok(()),
+            // Not final yet, or a claim already spent the HTLC: the next block tells.
+            Err(e) if e.is_non_final() || e.is_missing_inputs() => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::SwapAccepted {
+            amount_msat,
+            claim_deadline,
+        } => json!({"event": "swap_accepted", "amount_msat": amount_msat, "claim_deadline": claim_deadline}),
+        Event::PrepayAccepted { amount_msat } => json!({"event": "prepay_accepted", "amount_msat": amount_msat}),
+        Event::Block { height } => json!({"event": "block", "height": height}),
+        Event::HtlcBroadcast { txid } => json!({"event": "htlc_broadcast", "txid": txid.to_string()}),
+        // Never the preimage itself.
+        Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
+        Event::SwapSettled => json!({"event": "swap_settled"}),
+        Event::RefundConfirmed { confs } => json!({"event": "refund_confirmed", "confs": confs}),
+    }
+}

@@ -1,0 +1,293 @@
+//! The loop-out engine on the devnet with real LDK nodes: the server's embedded LDK node
+//! receives the client's hold-invoice payments from a real ldk-node client, publishes the HTLC
+//! from its wallet, settles the prepay, learns the preimage from the client's script-path claim
+//! in the mempool and settles the swap. Every amount is asserted exactly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+use bitcoin::{Amount, FeeRate, Network, ScriptBuf};
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_core::fees::FeePolicy;
+use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
+use eddy_core::sm::loop_out_server::State;
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::types::{PaymentHash, Preimage, SwapId};
+use eddy_lab::{Lab, LabConfig, WAIT};
+use eddy_server::{LoopOutRequest, LoopOutServer, ServerConfig, ServerError, ServerKeys};
+use eddy_store::{SqliteStore, SwapStore};
+use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_node::lightning_invoice::Bolt11Invoice;
+use ldk_node::Event;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn fees() -> FeePolicy {
+    FeePolicy {
+        base_fee: Amount::from_sat(1_000),
+        fee_ppm: 5_000,
+        min_amount: Amount::from_sat(10_000),
+        max_amount: Amount::from_sat(1_000_000),
+        prepay: Amount::from_sat(1_000),
+    }
+}
+
+#[test]
+fn loop_out_happy_path_script_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = Lab::start(LabConfig::new(dir.path(), 1)).expect("lab");
+    let rt = runtime();
+    let (host, port, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(
+        rt.block_on(BitcoindSource::connect(
+            &lab.chain.url(),
+            &BitcoindAuth::UserPass(user.clone(), password.clone()),
+            FeeRate::from_sat_per_kwu(500),
+        ))
+        .expect("chain"),
+    );
+    let listen = eddy_lab::LabChain::free_port_pub().expect("port");
+    let server_ln = Arc::new(
+        rt.block_on(LdkNode::start(
+            LdkConfig {
+                data_dir: dir.path().join("server-ldk"),
+                network: Network::Regtest,
+                listen: Some(format!("127.0.0.1:{listen}").parse().expect("addr")),
+                chain: LdkChainSource::BitcoindRpc {
+                    host,
+                    port,
+                    user,
+                    password,
+                },
+            },
+            chain.clone(),
+        ))
+        .expect("server node"),
+    );
+    let client = lab.node(0);
+
+    // Server: 2M on chain, opens 1M to the client pushing 500k (the client's spendable side).
+    let addr = rt.block_on(server_ln.new_address()).expect("address");
+    lab.chain.fund(&addr, Amount::from_sat(2_000_000)).expect("fund server");
+    lab.mine(1).expect("mine");
+    eddy_lab::wait_synced(server_ln.ldk(), lab.chain.tip().expect("tip"), WAIT).expect("sync");
+    let _ = SocketAddress::TcpIpV4 {
+        addr: [127, 0, 0, 1],
+        port: listen,
+    };
+    lab.open_channel_between(
+        server_ln.ldk(),
+        client.node(),
+        client.address(),
+        Amount::from_sat(1_000_000),
+        500_000_000,
+    )
+    .expect("channel");
+
+    let store: Arc<dyn SwapStore> = Arc::new(
+        rt.block_on(SqliteStore::open(&dir.path().join("server.sqlite")))
+            .expect("store"),
+    );
+    let keys = ServerKeys::load_or_create(&dir.path().join("server-keys")).expect("keys");
+    let cfg = ServerConfig {
+        network: Network::Regtest,
+        fees: fees(),
+        expiry_delta: 80,
+        publish_conf_target: 6,
+    };
+    let server = rt
+        .block_on(LoopOutServer::new(
+            cfg,
+            server_ln.clone(),
+            chain.clone(),
+            store.clone(),
+            keys,
+        ))
+        .expect("server");
+
+    // The client's secrets.
+    let preimage = Preimage::from_bytes([0x5a; 32]);
+    let hash = preimage.payment_hash();
+    let claim_sk = SecretKey::from_slice(&[0x21; 32]).expect("key");
+    let claim_pk = PublicKey::from_secret_key(&Secp256k1::new(), &claim_sk);
+    let amount = Amount::from_sat(100_000);
+    let tip = lab.chain.tip().expect("tip").0;
+    let offer = rt
+        .block_on(server.create_loop_out(&LoopOutRequest {
+            amount,
+            payment_hash: hash,
+            claim_key: claim_pk,
+        }))
+        .expect("offer");
+    assert_eq!(offer.expiry, tip + 80);
+    // The client rebuilds the address from its own data.
+    let htlc = Htlc::new(HtlcParams {
+        kind: HtlcKind::P2trOut,
+        payment_hash: hash,
+        claim_key: HtlcKey::Pubkey(claim_pk),
+        refund_key: HtlcKey::Pubkey(offer.server_key),
+        timeout: offer.expiry,
+    })
+    .expect("htlc");
+    assert_eq!(offer.htlc_address, htlc.address(Network::Regtest).to_string());
+    let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
+    let prepay_inv: Bolt11Invoice = offer.prepay_invoice.parse().expect("prepay invoice");
+    // 100,000 + fee (1,000 + 0.5 % = 1,500) − prepay 1,000.
+    assert_eq!(swap_inv.amount_milli_satoshis(), Some(100_500_000));
+    assert_eq!(prepay_inv.amount_milli_satoshis(), Some(1_000_000));
+    assert_eq!(swap_inv.payment_hash().to_byte_array(), hash.0);
+    // Hold budget: (E − tip) + 15 + LDK's 39 + 3 blocks of slack.
+    assert_eq!(swap_inv.min_final_cltv_expiry_delta(), 80 + 15 + 39 + 3);
+    // A replayed request is refused.
+    assert!(matches!(
+        rt.block_on(server.create_loop_out(&LoopOutRequest { amount, payment_hash: hash, claim_key: claim_pk })),
+        Err(ServerError::Duplicate(h)) if h == hash
+    ));
+
+    let server_ln_before = server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_chain_before = server_ln.ldk().list_balances().total_onchain_balance_sats;
+    client
+        .node()
+        .bolt11_payment()
+        .send(&prepay_inv, None)
+        .expect("pay prepay");
+    client.node().bolt11_payment().send(&swap_inv, None).expect("pay swap");
+
+    let id = SwapId::from(hash);
+    let until = |what: &str, f: &dyn Fn(&State) -> bool| {
+        let start = Instant::now();
+        loop {
+            rt.block_on(server.tick()).expect("tick");
+            let (_, rec) = rt.block_on(server.swap(&id)).expect("swap");
+            if f(&rec.state) {
+                return rec;
+            }
+            assert!(start.elapsed() < WAIT, "waiting for {what}; state {:?}", rec.state);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let rec = until("publication", &|s| matches!(s, State::Published { .. }));
+    let funding = rec.funding.expect("funding");
+    let funding_tx = rt
+        .block_on(chain.transaction(&funding.txid))
+        .expect("tx")
+        .expect("known")
+        .tx;
+    assert_eq!(funding_tx.output[funding.vout as usize].value, amount);
+    assert_eq!(
+        funding_tx.output[funding.vout as usize].script_pubkey,
+        htlc.script_pubkey()
+    );
+    // The prepay is settled on publication: the client's prepay payment succeeds.
+    let prepay_hash = PaymentHash(prepay_inv.payment_hash().to_byte_array());
+    client
+        .wait_event("prepay settled", WAIT, |e| match e {
+            Event::PaymentSuccessful { payment_hash, .. } if payment_hash.0 == prepay_hash.0 => Some(()),
+            _ => None,
+        })
+        .expect("prepay");
+
+    // The client waits for a confirmation, then claims by the script path.
+    lab.mine(1).expect("mine");
+    let dest = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([0x77; 32]));
+    let mut claim = build_spend(
+        vec![HtlcInput {
+            outpoint: funding,
+            value: amount,
+            htlc: htlc.clone(),
+            path: SpendPath::Claim(preimage),
+        }],
+        dest.clone(),
+        FeeSpec::Rate(FeeRate::from_sat_per_kwu(500)),
+    )
+    .expect("claim");
+    claim.sign(0, &claim_sk).expect("sign");
+    let claim = claim.finalize().expect("finalize");
+    rt.block_on(chain.broadcast(&claim.tx)).expect("broadcast claim");
+
+    let rec = until("success", &|s| *s == State::Succeeded);
+    assert!(rec.refund.is_none());
+    let revealed = client
+        .wait_event("swap settled", WAIT, |e| match e {
+            Event::PaymentSuccessful {
+                payment_hash,
+                payment_preimage,
+                ..
+            } if payment_hash.0 == hash.0 => Some(payment_preimage.map(|p| p.0)),
+            _ => None,
+        })
+        .expect("swap payment");
+    assert_eq!(revealed, Some(*preimage.expose_bytes()));
+
+    // Money: the server received exactly swap + prepay over Lightning and paid exactly the
+    // HTLC value plus the publication fee on chain; the client got the HTLC minus its claim fee.
+    lab.mine(1).expect("mine");
+    eddy_lab::wait_synced(server_ln.ldk(), lab.chain.tip().expect("tip"), WAIT).expect("sync");
+    let start = Instant::now();
+    while server_ln.ldk().list_balances().total_lightning_balance_sats != server_ln_before + 101_500 {
+        assert!(start.elapsed() < WAIT, "server lightning balance");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let publish_fee = {
+        let inputs: u64 = funding_tx
+            .input
+            .iter()
+            .map(|i| {
+                let prev = rt
+                    .block_on(chain.transaction(&i.previous_output.txid))
+                    .expect("prev")
+                    .expect("prev known")
+                    .tx;
+                prev.output[i.previous_output.vout as usize].value.to_sat()
+            })
+            .sum();
+        inputs - funding_tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
+    };
+    let start = Instant::now();
+    while server_ln.ldk().list_balances().total_onchain_balance_sats != server_chain_before - 100_000 - publish_fee {
+        assert!(start.elapsed() < WAIT, "server on-chain balance");
+        let _ = server_ln.ldk().sync_wallets();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(claim.tx.output[0].script_pubkey, dest);
+    assert_eq!(claim.tx.output[0].value, amount - claim.fee);
+    assert_eq!(
+        claim.fee.to_sat(),
+        claim.tx.vsize() as u64 * 2,
+        "2 sat/vB on the exact size"
+    );
+
+    // The store: terminal, with the steps recorded and never the preimage.
+    let stored = rt.block_on(store.get(&id)).expect("get").expect("stored");
+    assert!(stored.terminal);
+    let events = rt.block_on(store.events(&id)).expect("events");
+    let names: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.event.get("event").and_then(|v| v.as_str()).map(str::to_owned))
+        .collect();
+    for step in [
+        "created",
+        "swap_accepted",
+        "htlc_broadcast",
+        "preimage_learned",
+        "swap_settled",
+    ] {
+        assert!(names.iter().any(|n| n == step), "{step} in {names:?}");
+    }
+    let all_events = serde_json::to_string(&events.iter().map(|e| &e.event).collect::<Vec<_>>()).expect("json");
+    assert!(
+        !all_events.contains(&preimage.expose_hex()),
+        "events never hold the preimage"
+    );
+    rt.block_on(server_ln.stop()).expect("stop");
+}
