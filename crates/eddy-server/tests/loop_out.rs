@@ -42,8 +42,19 @@ fn fees() -> FeePolicy {
     }
 }
 
-#[test]
-fn loop_out_happy_path_script_claim() {
+struct Env {
+    dir: tempfile::TempDir,
+    lab: Lab,
+    rt: tokio::runtime::Runtime,
+    chain: Arc<dyn ChainSource>,
+    server_ln: Arc<LdkNode>,
+    store: Arc<dyn SwapStore>,
+    server: LoopOutServer,
+}
+
+/// Devnet, a client ldk-node, the server's embedded LDK node with 2M on chain and a 1M channel
+/// to the client (500k pushed), the SQLite store and the engine.
+fn setup() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(LabConfig::new(dir.path(), 1)).expect("lab");
     let rt = runtime();
@@ -115,6 +126,29 @@ fn loop_out_happy_path_script_claim() {
         ))
         .expect("server");
 
+    Env {
+        dir,
+        lab,
+        rt,
+        chain,
+        server_ln,
+        store,
+        server,
+    }
+}
+
+#[test]
+fn loop_out_happy_path_script_claim() {
+    let Env {
+        dir: _dir,
+        lab,
+        rt,
+        chain,
+        server_ln,
+        store,
+        server,
+    } = setup();
+    let client = lab.node(0);
     // The client's secrets.
     let preimage = Preimage::from_bytes([0x5a; 32]);
     let hash = preimage.payment_hash();
@@ -289,5 +323,149 @@ fn loop_out_happy_path_script_claim() {
         !all_events.contains(&preimage.expose_hex()),
         "events never hold the preimage"
     );
+    rt.block_on(server_ln.stop()).expect("stop");
+}
+
+/// The client pays but never claims: at `E` the server sweeps the refund path, and only once the
+/// refund is 6 blocks deep does it cancel the swap invoice — the client's swap payment fails
+/// back, the prepay stays with the server. Exact on-chain and Lightning balances.
+#[test]
+fn loop_out_client_never_claims_server_refunds_then_cancels() {
+    let Env {
+        dir: _dir,
+        lab,
+        rt,
+        chain,
+        server_ln,
+        store,
+        server,
+    } = setup();
+    let client = lab.node(0);
+    let preimage = Preimage::from_bytes([0x6b; 32]);
+    let hash = preimage.payment_hash();
+    let claim_pk = PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[0x31; 32]).expect("key"));
+    let amount = Amount::from_sat(150_000);
+    let offer = rt
+        .block_on(server.create_loop_out(&LoopOutRequest {
+            amount,
+            payment_hash: hash,
+            claim_key: claim_pk,
+        }))
+        .expect("offer");
+    let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
+    let prepay_inv: Bolt11Invoice = offer.prepay_invoice.parse().expect("prepay invoice");
+    let server_ln_before = server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_chain_before = server_ln.ldk().list_balances().total_onchain_balance_sats;
+    client
+        .node()
+        .bolt11_payment()
+        .send(&prepay_inv, None)
+        .expect("pay prepay");
+    client.node().bolt11_payment().send(&swap_inv, None).expect("pay swap");
+    let id = SwapId::from(hash);
+    let state = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(server.tick()).expect("tick");
+        rt.block_on(server.swap(&id)).expect("swap").1
+    };
+    let start = Instant::now();
+    let funding = loop {
+        let rec = state(&rt);
+        if let State::Published { .. } = rec.state {
+            break rec.funding.expect("funding");
+        }
+        assert!(start.elapsed() < WAIT, "publication: {:?}", rec.state);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let funding_tx = rt
+        .block_on(chain.transaction(&funding.txid))
+        .expect("tx")
+        .expect("known")
+        .tx;
+
+    // Up to E − 1 nothing happens on the refund path.
+    let tip = lab.chain.tip().expect("tip").0;
+    lab.mine(offer.expiry - 1 - tip).expect("mine to E-1");
+    let rec = state(&rt);
+    assert!(matches!(rec.state, State::Published { .. }), "{:?}", rec.state);
+    assert!(rec.refund.is_none());
+    // At E the refund is built (nLockTime = E) and broadcast.
+    lab.mine(1).expect("mine to E");
+    let rec = state(&rt);
+    assert!(matches!(rec.state, State::Refunding { .. }), "{:?}", rec.state);
+    let refund = rec.refund.clone().expect("refund");
+    let refund_tx = rt
+        .block_on(chain.transaction(&refund.txid))
+        .expect("tx")
+        .expect("in mempool")
+        .tx;
+    assert_eq!(refund_tx.input[0].previous_output, funding);
+    assert_eq!(refund_tx.lock_time.to_consensus_u32(), offer.expiry);
+    // The swap invoice is still held while the refund is shallow.
+    for _ in 0..5 {
+        lab.mine(1).expect("mine");
+        let rec = state(&rt);
+        assert!(matches!(rec.state, State::Refunding { .. }), "{:?}", rec.state);
+    }
+    assert!(matches!(
+        rt.block_on(server_ln.hold_invoice_state(&hash)),
+        Ok(eddy_backends::HoldInvoiceState::Accepted { .. })
+    ));
+    // Sixth confirmation: refunded, swap invoice canceled, the client's payment fails back.
+    lab.mine(1).expect("mine");
+    let rec = state(&rt);
+    assert_eq!(rec.state, State::Refunded);
+    let failed = client.wait_event("swap payment failed", WAIT, |e| match e {
+        Event::PaymentFailed {
+            payment_hash: Some(h), ..
+        } if h.0 == hash.0 => Some(()),
+        _ => None,
+    });
+    assert!(failed.is_ok(), "{failed:?}");
+    assert_eq!(
+        rt.block_on(server_ln.hold_invoice_state(&hash)),
+        Ok(eddy_backends::HoldInvoiceState::Canceled)
+    );
+    let refund_tx = rt
+        .block_on(chain.transaction(&refund.txid))
+        .expect("tx")
+        .expect("mined")
+        .tx;
+    let refund_fee = amount.to_sat() - refund_tx.output[0].value.to_sat();
+    let publish_fee = {
+        let inputs: u64 = funding_tx
+            .input
+            .iter()
+            .map(|i| {
+                let prev = rt
+                    .block_on(chain.transaction(&i.previous_output.txid))
+                    .expect("prev")
+                    .expect("prev known")
+                    .tx;
+                prev.output[i.previous_output.vout as usize].value.to_sat()
+            })
+            .sum();
+        inputs - funding_tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
+    };
+    assert!(refund_fee > 0 && refund_fee < 1_000, "refund fee {refund_fee}");
+    let start = Instant::now();
+    loop {
+        let _ = server_ln.ldk().sync_wallets();
+        let b = server_ln.ldk().list_balances();
+        if b.total_onchain_balance_sats == server_chain_before - publish_fee - refund_fee
+            && b.total_lightning_balance_sats == server_ln_before + 1_000
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "server balances: on-chain {} (want {}), lightning {} (want {})",
+            b.total_onchain_balance_sats,
+            server_chain_before - publish_fee - refund_fee,
+            b.total_lightning_balance_sats,
+            server_ln_before + 1_000
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rt.block_on(store.get(&id)).expect("get").expect("stored").terminal);
     rt.block_on(server_ln.stop()).expect("stop");
 }
