@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod devnet;
 pub mod htlc;
 
@@ -39,10 +40,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Htlc(args) => htlc::run(&args).map(|out| println!("{out}")),
         Command::Devnet(args) => devnet::run(&args),
-        Command::Demo => {
-            println!("not yet: the devnet loop-out demo lands with the loop-out issue");
-            Ok(())
-        }
+        Command::Demo => demo::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -165,6 +165,19 @@ pub struct LoopOutRequest {
     pub limits: LoopOutLimits,
 }
 
+/// What a client sends the server to start a loop-out (the wire request; the client keeps its
+/// limits to itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopOutCreate {
+    /// HTLC amount.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub amount: Amount,
+    /// `sha256` of the client's preimage.
+    pub payment_hash: PaymentHash,
+    /// The client's claim key.
+    pub claim_key: PublicKey,
+}
+
 /// The server's answer to a loop-out request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoopOutOffer {

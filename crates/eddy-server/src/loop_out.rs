@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::keys::ServerKeys;
+use eddy_store::SeedKeys;
 
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: &str = "loop-out";
@@ -51,15 +51,7 @@ pub struct ServerConfig {
 }
 
 /// A loop-out request as the server receives it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoopOutRequest {
-    /// HTLC value.
-    pub amount: Amount,
-    /// `sha256` of the client's preimage.
-    pub payment_hash: PaymentHash,
-    /// The client's claim key.
-    pub claim_key: bitcoin::secp256k1::PublicKey,
-}
+pub use eddy_core::validate::LoopOutCreate as LoopOutRequest;
 
 /// The refund sweep, once started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +132,7 @@ pub struct LoopOutServer {
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
     store: Arc<dyn SwapStore>,
-    keys: ServerKeys,
+    keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
     watched: Mutex<HashMap<u64, SwapId>>,
 }
@@ -153,7 +145,7 @@ impl LoopOutServer {
         ln: Arc<dyn LightningNode>,
         chain: Arc<dyn ChainSource>,
         store: Arc<dyn SwapStore>,
-        keys: ServerKeys,
+        keys: SeedKeys,
     ) -> Result<LoopOutServer, ServerError> {
         let tip = chain.tip().await.map_err(backend)?;
         let active = Self::active(&*store).await?;
@@ -309,6 +301,25 @@ impl LoopOutServer {
             expiry,
             htlc_address: built.address(self.cfg.network).to_string(),
         })
+    }
+
+    /// The client pushes the preimage (before or instead of the server finding it on chain):
+    /// the swap invoice is settled at once. Unknown hash → [`ServerError::NotFound`].
+    pub async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ServerError> {
+        let id = SwapId::from(preimage.payment_hash());
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        // A concurrent tick may move the swap between our read and write: re-read and retry.
+        for _ in 0..3 {
+            let (mut version, mut rec) = self.swap(&id).await?;
+            match self
+                .apply(id, &mut version, &mut rec, Event::PreimageLearned(*preimage), tip)
+                .await
+            {
+                Err(ServerError::Store(StoreError::Conflict { .. })) => continue,
+                other => return other,
+            }
+        }
+        Err(ServerError::Backend("swap kept changing; retry".into()))
     }
 
     /// One pass over every active swap. Errors of one swap do not stop the others; the first

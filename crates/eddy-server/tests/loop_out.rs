@@ -18,7 +18,7 @@ use eddy_core::sm::loop_out_server::State;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_lab::{Lab, LabConfig, WAIT};
-use eddy_server::{LoopOutRequest, LoopOutServer, ServerConfig, ServerError, ServerKeys};
+use eddy_server::{LoopOutRequest, LoopOutServer, SeedKeys, ServerConfig, ServerError};
 use eddy_store::{SqliteStore, SwapStore};
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_node::lightning_invoice::Bolt11Invoice;
@@ -109,7 +109,7 @@ fn setup() -> Env {
         rt.block_on(SqliteStore::open(&dir.path().join("server.sqlite")))
             .expect("store"),
     );
-    let keys = ServerKeys::load_or_create(&dir.path().join("server-keys")).expect("keys");
+    let keys = SeedKeys::load_or_create(&dir.path().join("server-keys"), eddy_server::SEED_FILE).expect("keys");
     let cfg = ServerConfig {
         network: Network::Regtest,
         fees: fees(),

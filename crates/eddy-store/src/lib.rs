@@ -14,9 +14,11 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod keys;
 mod postgres;
 mod sqlite;
 
+pub use keys::SeedKeys;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

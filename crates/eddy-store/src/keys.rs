@@ -1,7 +1,7 @@
-//! The server's swap keys: one secret per swap, derived from a 32-byte seed kept in the data
-//! dir (`server-seed`, 0600, created on first start) as `HMAC-SHA256(seed, "eddy/loop-out" ||
-//! swap id)`, so a restarted server can always re-derive the key of any stored swap and the
-//! store itself never holds a private key.
+//! Swap keys for a daemon (server or client): one secret per swap and purpose, derived from a
+//! 32-byte seed kept in the data dir (0600, created on first start) as
+//! `HMAC-SHA256(seed, "eddy/" || purpose || swap id || counter)`, so a restarted daemon can
+//! always re-derive the key of any stored swap and the store itself never holds a private key.
 
 use std::path::Path;
 
@@ -9,30 +9,27 @@ use bitcoin::hashes::{hmac, sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use eddy_core::types::SwapId;
 
-/// Seed file name in the data dir.
-pub const SEED_FILE: &str = "server-seed";
-
 /// The key source.
-pub struct ServerKeys {
+pub struct SeedKeys {
     seed: [u8; 32],
 }
 
-impl std::fmt::Debug for ServerKeys {
+impl std::fmt::Debug for SeedKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServerKeys(<redacted>)")
+        f.write_str("SeedKeys(<redacted>)")
     }
 }
 
-impl ServerKeys {
-    /// Reads the seed from `dir`, creating it (0600) if missing.
-    pub fn load_or_create(dir: &Path) -> std::io::Result<ServerKeys> {
-        let path = dir.join(SEED_FILE);
+impl SeedKeys {
+    /// Reads the seed file `dir/file`, creating it (0600) if missing.
+    pub fn load_or_create(dir: &Path, file: &str) -> std::io::Result<SeedKeys> {
+        let path = dir.join(file);
         match std::fs::read(&path) {
             Ok(b) => {
                 let seed: [u8; 32] = b.as_slice().try_into().map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "server-seed must be 32 bytes")
                 })?;
-                Ok(ServerKeys { seed })
+                Ok(SeedKeys { seed })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::io::Write;
@@ -48,7 +45,7 @@ impl ServerKeys {
                 let mut f = opts.open(&path)?;
                 f.write_all(&seed)?;
                 f.sync_all()?;
-                Ok(ServerKeys { seed })
+                Ok(SeedKeys { seed })
             }
             Err(e) => Err(e),
         }
@@ -72,7 +69,7 @@ impl ServerKeys {
         }
     }
 
-    /// The public key of [`ServerKeys::secret`].
+    /// The public key of [`SeedKeys::secret`].
     pub fn public(&self, purpose: &str, id: &SwapId) -> PublicKey {
         PublicKey::from_secret_key(&Secp256k1::signing_only(), &self.secret(purpose, id))
     }

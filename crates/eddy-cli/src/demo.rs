@@ -1,0 +1,346 @@
+//! `eddy demo`: a loop-out on a bare machine. Starts Eddy's devnet (blocks validated by
+//! libbitcoinkernel), two embedded LDK nodes (the swap server's and the client's) with a
+//! channel from the server to the client, the server engine and the client engine with their
+//! SQLite stores, runs one loop-out, mining blocks as soon as the swap needs them, and reports
+//! what happened with the real numbers. [`run_loop_out`] returns the numbers so tests can
+//! assert them exactly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use bitcoin::{Amount, FeeRate, Network, Txid};
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_client::{ClientConfig, LoopOutClient, SwapServerApi};
+use eddy_core::fees::FeePolicy;
+use eddy_core::sm::{loop_out_client, loop_out_server};
+use eddy_core::types::{Preimage, SwapId};
+use eddy_core::validate::{LoopOutCreate, LoopOutLimits, LoopOutOffer};
+use eddy_lab::{Lab, LabConfig, WAIT};
+use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
+use eddy_store::{SqliteStore, SwapStore};
+
+/// The server engine reached in-process (the daemons speak HTTP; the demo keeps one process).
+struct InProcess(Arc<LoopOutServer>);
+
+#[async_trait]
+impl SwapServerApi for InProcess {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+        self.0.create_loop_out(req).await.map_err(|e| e.to_string())
+    }
+
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+        self.0.push_preimage(preimage).await.map_err(|e| e.to_string())
+    }
+}
+
+/// What a demo loop-out did.
+#[derive(Clone, Debug)]
+pub struct LoopOutReport {
+    /// The swap.
+    pub swap_id: SwapId,
+    /// HTLC value.
+    pub amount: Amount,
+    /// Swap invoice amount paid by the client.
+    pub swap_invoice: Amount,
+    /// Prepay paid by the client.
+    pub prepay: Amount,
+    /// HTLC expiry height.
+    pub expiry: u32,
+    /// The HTLC transaction.
+    pub htlc_txid: Txid,
+    /// The server's fee for publishing it.
+    pub publish_fee: Amount,
+    /// The client's claim.
+    pub claim_txid: Txid,
+    /// Its fee.
+    pub claim_fee: Amount,
+    /// Client channel balance (sat) before / after.
+    pub client_ln: (u64, u64),
+    /// Client on-chain balance (sat) before / after.
+    pub client_chain: (u64, u64),
+    /// Server channel balance (sat) before / after.
+    pub server_ln: (u64, u64),
+    /// Server on-chain balance (sat) before / after.
+    pub server_chain: (u64, u64),
+    /// Blocks mined during the swap.
+    pub blocks: u32,
+    /// Wall time from request to the client's claim confirmed and the server settled.
+    pub elapsed: Duration,
+}
+
+fn fees() -> FeePolicy {
+    FeePolicy {
+        base_fee: Amount::from_sat(1_000),
+        fee_ppm: 5_000,
+        min_amount: Amount::from_sat(10_000),
+        max_amount: Amount::from_sat(1_000_000),
+        prepay: Amount::from_sat(1_000),
+    }
+}
+
+async fn start_node(lab: &Lab, dir: &Path, chain: Arc<dyn ChainSource>) -> anyhow::Result<Arc<LdkNode>> {
+    let (host, port, user, password) = lab.chain.rpc_credentials();
+    let listen = eddy_lab::LabChain::free_port_pub()?;
+    Ok(Arc::new(
+        LdkNode::start(
+            LdkConfig {
+                data_dir: dir.to_path_buf(),
+                network: Network::Regtest,
+                listen: Some(format!("127.0.0.1:{listen}").parse()?),
+                chain: LdkChainSource::BitcoindRpc {
+                    host,
+                    port,
+                    user,
+                    password,
+                },
+            },
+            chain,
+        )
+        .await?,
+    ))
+}
+
+fn balances(n: &LdkNode) -> (u64, u64) {
+    let b = n.ldk().list_balances();
+    (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
+}
+
+/// Runs the whole demo in `dir` and returns the report (prints progress when `verbose`).
+pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result<LoopOutReport> {
+    let say = |s: String| {
+        if verbose {
+            println!("{s}");
+        }
+    };
+    let t0 = Instant::now();
+    let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the devnet")?;
+    say(format!(
+        "devnet: regtest at height {}, RPC {} ({:.1} s)",
+        lab.chain.tip()?.0,
+        lab.chain.url(),
+        t0.elapsed().as_secs_f64()
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let (_, _, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
+        &lab.chain.url(),
+        &BitcoindAuth::UserPass(user, password),
+        FeeRate::from_sat_per_kwu(500),
+    ))?);
+    let server_ln = rt.block_on(start_node(&lab, &dir.join("server-ldk"), chain.clone()))?;
+    let client_ln = rt.block_on(start_node(&lab, &dir.join("client-ldk"), chain.clone()))?;
+    let addr = rt.block_on(server_ln.new_address())?;
+    lab.chain.fund(&addr, Amount::from_sat(2_000_000))?;
+    lab.mine(1)?;
+    eddy_lab::wait_synced(server_ln.ldk(), lab.chain.tip()?, WAIT)?;
+    let client_addr = client_ln
+        .ldk()
+        .listening_addresses()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| anyhow!("client node has no listening address"))?;
+    lab.open_channel_between(
+        server_ln.ldk(),
+        client_ln.ldk(),
+        client_addr,
+        Amount::from_sat(1_000_000),
+        500_000_000,
+    )?;
+    say(format!(
+        "lightning: server {} → client {}, channel 1,000,000 sat (500,000 pushed to the client) ({:.1} s)",
+        server_ln.ldk().node_id(),
+        client_ln.ldk().node_id(),
+        t0.elapsed().as_secs_f64()
+    ));
+
+    let server_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("server.sqlite")))?);
+    let client_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("client.sqlite")))?);
+    let server = Arc::new(rt.block_on(LoopOutServer::new(
+        ServerConfig {
+            network: Network::Regtest,
+            fees: fees(),
+            expiry_delta: 80,
+            publish_conf_target: 6,
+        },
+        server_ln.clone(),
+        chain.clone(),
+        server_store,
+        SeedKeys::load_or_create(dir, eddy_server::SEED_FILE)?,
+    ))?);
+    let client = rt.block_on(LoopOutClient::new(
+        ClientConfig {
+            network: Network::Regtest,
+            limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
+            max_miner_fee: Amount::from_sat(5_000),
+            max_routing_fee: Amount::from_sat(100),
+            conf_target: 6,
+            htlc_confs: 1,
+        },
+        client_ln.clone(),
+        chain.clone(),
+        client_store.clone(),
+        Arc::new(InProcess(server.clone())),
+        SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
+    ))?;
+
+    let (client_ln0, client_chain0) = balances(&client_ln);
+    let (server_ln0, server_chain0) = balances(&server_ln);
+    let dest = rt.block_on(client_ln.new_address())?.script_pubkey();
+    let start_height = lab.chain.tip()?.0;
+    let t_swap = Instant::now();
+    let id = rt.block_on(client.loop_out(amount, dest))?;
+    let (_, rec) = rt.block_on(client.swap(&id))?;
+    say(format!(
+        "loop-out {}: {} sat, HTLC expiry at height {} (now {}), address {}",
+        id,
+        amount.to_sat(),
+        rec.offer.expiry,
+        start_height,
+        rec.offer.htlc_address
+    ));
+    // Drive both engines; mine a block whenever something waits for one.
+    let mut blocks = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        rt.block_on(server.tick())?;
+        rt.block_on(client.tick())?;
+        let (_, c) = rt.block_on(client.swap(&id))?;
+        let (_, s) = rt.block_on(server.swap(&id))?;
+        if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
+            eprintln!("client {:?} | server {:?}", c.state, s.state);
+        }
+        match (&c.state, &s.state) {
+            (loop_out_client::State::Succeeded { .. }, loop_out_server::State::Succeeded) => break,
+            (loop_out_client::State::Failed(r), _) => return Err(anyhow!("the client's swap failed: {r:?}")),
+            (_, loop_out_server::State::Canceled(r)) => return Err(anyhow!("the server canceled: {r:?}")),
+            (loop_out_client::State::HtlcConfirming { .. }, _) | (loop_out_client::State::Claiming { .. }, _) => {
+                lab.mine(1)?;
+                blocks += 1;
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "the swap did not finish: client {:?}, server {:?}",
+                c.state,
+                s.state
+            ));
+        }
+    }
+    let elapsed = t_swap.elapsed();
+    let (_, c) = rt.block_on(client.swap(&id))?;
+    let (_, s) = rt.block_on(server.swap(&id))?;
+    let claim = c.claim.clone().ok_or_else(|| anyhow!("no claim recorded"))?;
+    let funding = s.funding.ok_or_else(|| anyhow!("no HTLC recorded"))?;
+    let funding_tx = rt
+        .block_on(chain.transaction(&funding.txid))?
+        .ok_or_else(|| anyhow!("HTLC tx unknown"))?
+        .tx;
+    let mut inputs = Amount::ZERO;
+    for i in &funding_tx.input {
+        let prev = rt
+            .block_on(chain.transaction(&i.previous_output.txid))?
+            .ok_or_else(|| anyhow!("input unknown"))?
+            .tx;
+        inputs += prev.output[i.previous_output.vout as usize].value;
+    }
+    let publish_fee = inputs - funding_tx.output.iter().map(|o| o.value).sum::<Amount>();
+    // Let both wallets see the final block, then wait until the channel has settled.
+    for n in [&server_ln, &client_ln] {
+        eddy_lab::wait_synced(n.ldk(), lab.chain.tip()?, WAIT)?;
+    }
+    let swap_invoice = Amount::from_sat(s.terms.swap_invoice_msat / 1000);
+    let prepay = Amount::from_sat(s.terms.prepay_msat / 1000);
+    let paid = (swap_invoice + prepay).to_sat();
+    eddy_lab::wait_until("channel balances to settle", WAIT, || {
+        balances(&client_ln).0 == client_ln0 - paid && balances(&server_ln).0 == server_ln0 + paid
+    })?;
+    eddy_lab::wait_until("wallets to see the claim", WAIT, || {
+        let _ = client_ln.ldk().sync_wallets();
+        let _ = server_ln.ldk().sync_wallets();
+        balances(&client_ln).1 == client_chain0 + (amount - claim.fee).to_sat()
+            && balances(&server_ln).1 == server_chain0 - (amount + publish_fee).to_sat()
+    })?;
+    let report = LoopOutReport {
+        swap_id: id,
+        amount,
+        swap_invoice,
+        prepay,
+        expiry: c.offer.expiry,
+        htlc_txid: funding.txid,
+        publish_fee,
+        claim_txid: claim.txid,
+        claim_fee: claim.fee,
+        client_ln: (client_ln0, balances(&client_ln).0),
+        client_chain: (client_chain0, balances(&client_ln).1),
+        server_ln: (server_ln0, balances(&server_ln).0),
+        server_chain: (server_chain0, balances(&server_ln).1),
+        blocks,
+        elapsed,
+    };
+    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
+        eprintln!("stopping");
+    }
+    rt.block_on(server_ln.stop())?;
+    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
+        eprintln!("server stopped");
+    }
+    rt.block_on(client_ln.stop())?;
+    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
+        eprintln!("client stopped");
+    }
+    lab.stop();
+    Ok(report)
+}
+
+/// `eddy demo`.
+pub fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let amount = Amount::from_sat(250_000);
+    println!(
+        "Eddy demo: one loop-out of {} sat on the embedded devnet\n",
+        amount.to_sat()
+    );
+    let r = run_loop_out(dir.path(), amount, true)?;
+    println!();
+    println!(
+        "swap {} succeeded in {:.2} s ({} blocks mined)",
+        r.swap_id,
+        r.elapsed.as_secs_f64(),
+        r.blocks
+    );
+    println!(
+        "  client paid      {:>9} sat swap invoice + {} sat prepay over Lightning",
+        r.swap_invoice.to_sat(),
+        r.prepay.to_sat()
+    );
+    println!(
+        "  server fee       {:>9} sat (swap invoice + prepay − HTLC value)",
+        (r.swap_invoice + r.prepay - r.amount).to_sat()
+    );
+    println!(
+        "  HTLC             {:>9} sat in {} (server paid {} sat miner fee), expiry height {}",
+        r.amount.to_sat(),
+        r.htlc_txid,
+        r.publish_fee.to_sat(),
+        r.expiry
+    );
+    println!(
+        "  claim            {:>9} sat to the client's wallet in {} ({} sat miner fee)",
+        (r.amount - r.claim_fee).to_sat(),
+        r.claim_txid,
+        r.claim_fee.to_sat()
+    );
+    println!("  client channel   {:>9} → {} sat", r.client_ln.0, r.client_ln.1);
+    println!("  client on-chain  {:>9} → {} sat", r.client_chain.0, r.client_chain.1);
+    println!("  server channel   {:>9} → {} sat", r.server_ln.0, r.server_ln.1);
+    println!("  server on-chain  {:>9} → {} sat", r.server_chain.0, r.server_chain.1);
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The demo is Eddy's main job on the embedded default: a loop-out between two embedded LDK
+//! nodes on the devnet, server and client engines persisting to SQLite. These tests run it and
+//! assert the money to the satoshi, then run the README's command itself.
+
+use std::process::Command;
+
+use bitcoin::Amount;
+
+#[test]
+fn demo_loop_out_moves_exact_amounts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let amount = Amount::from_sat(250_000);
+    let r = eddy::demo::run_loop_out(dir.path(), amount, false).expect("demo loop-out");
+    // Fees: 1,000 base + 0.5 % = 2,250; 1,000 of it as prepay.
+    assert_eq!(r.prepay, Amount::from_sat(1_000));
+    assert_eq!(r.swap_invoice, Amount::from_sat(251_250));
+    let paid = 252_250;
+    assert_eq!(
+        r.client_ln.0 - r.client_ln.1,
+        paid,
+        "client's channel paid swap + prepay, no routing fee"
+    );
+    assert_eq!(r.server_ln.1 - r.server_ln.0, paid);
+    // The claim: P2TR script-path claim to the wallet's P2WPKH address, 140 vB at 2 sat/vB.
+    assert_eq!(r.claim_fee, Amount::from_sat(280));
+    assert_eq!(r.client_chain.1 - r.client_chain.0, (amount - r.claim_fee).to_sat());
+    assert_eq!(r.server_chain.0 - r.server_chain.1, (amount + r.publish_fee).to_sat());
+    assert!(r.publish_fee > Amount::ZERO && r.publish_fee < Amount::from_sat(1_000));
+    assert!(r.blocks <= 5, "{} blocks", r.blocks);
+}
+
+#[test]
+fn readme_demo_command_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("demo")
+        .output()
+        .expect("run eddy demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("succeeded in"), "{stdout}");
+    assert!(stdout.contains("client on-chain"), "{stdout}");
+}

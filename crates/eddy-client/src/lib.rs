@@ -1,0 +1,30 @@
+//! # eddy-client
+//!
+//! The swap client's engine: [`loop_out::LoopOutClient`] runs the `eddy-core` client state
+//! machine against a Lightning node, a chain source and a swap server reached through
+//! [`SwapServerApi`] (HTTP in the daemon; in-process in tests and the demo), persisting every
+//! transition before acting on it.
+
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+pub mod loop_out;
+
+use async_trait::async_trait;
+use eddy_core::types::Preimage;
+use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+
+/// The client's seed file in its data dir.
+pub const SEED_FILE: &str = "client-seed";
+
+/// What the client needs from a swap server.
+#[async_trait]
+pub trait SwapServerApi: Send + Sync {
+    /// Asks for a loop-out offer.
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String>;
+
+    /// Tells the server the preimage (so it settles at once); best effort.
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String>;
+}
+
+pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient};

@@ -1,0 +1,586 @@
+//! The loop-out client engine. A swap is one [`ClientLoopOut`] record: the preimage (the only
+//! secret that matters — revealed only against a confirmed, sufficient HTLC with enough blocks
+//! left), the validated offer, the HTLC rebuilt from the client's own data, and the state.
+//! [`LoopOutClient::tick`] feeds the state machine what the chain and the Lightning node show,
+//! persists each transition, then acts (pay, reveal and claim, bump).
+
+use std::sync::Arc;
+
+use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
+use eddy_backends::{ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
+use eddy_core::constants::{MAX_FINAL_CLTV_SLACK, SERVER_SETTLE_MARGIN};
+use eddy_core::fees::{claim_decision, next_sweep_fee_rate, sweep_conf_target, SweepStep};
+use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
+use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, State, Terms};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::types::{PaymentHash, Preimage, SwapId};
+use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
+use eddy_store::{ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::SwapServerApi;
+
+const KEY_PURPOSE: &str = "loop-out-claim";
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Network.
+    pub network: Network,
+    /// Fee limits and the expiry window accepted.
+    pub limits: LoopOutLimits,
+    /// Most the claim transaction may pay in miner fees.
+    pub max_miner_fee: Amount,
+    /// Most the Lightning payments may pay in routing fees.
+    pub max_routing_fee: Amount,
+    /// Confirmation target of the claim.
+    pub conf_target: u16,
+    /// HTLC confirmations required before revealing the preimage.
+    pub htlc_confs: u32,
+}
+
+/// The claim, once revealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimInfo {
+    /// Last broadcast.
+    pub txid: Txid,
+    /// Its fee rate (sat/kWU).
+    pub fee_rate_kwu: u64,
+    /// Its fee.
+    pub fee: Amount,
+    /// Every claim broadcast (any may confirm).
+    pub all: Vec<Txid>,
+    /// Tip height when it was built (bumps happen once per new block).
+    pub height: u32,
+}
+
+/// One client loop-out as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientLoopOut {
+    /// The preimage (secret until the claim).
+    pub preimage: Preimage,
+    /// The validated offer.
+    pub offer: LoopOutOffer,
+    /// The HTLC, rebuilt from our data.
+    pub htlc: HtlcParams,
+    /// The state machine's terms.
+    pub terms: Terms,
+    /// Where the claim pays.
+    pub destination: ScriptBuf,
+    /// The claim.
+    pub claim: Option<ClaimInfo>,
+    /// The state machine's state.
+    pub state: State,
+}
+
+/// Client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server's offer failed validation; nothing was paid.
+    #[error("offer refused: {0}")]
+    OfferRefused(String),
+    /// The server could not be asked.
+    #[error("server: {0}")]
+    Server(String),
+    /// A backend failed; retry.
+    #[error("backend: {0}")]
+    Backend(String),
+    /// Unknown swap.
+    #[error("unknown swap {0}")]
+    NotFound(SwapId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn backend(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Backend(e.to_string())
+}
+
+fn state_name(state: &State) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn watch_id(id: &SwapId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The client engine.
+pub struct LoopOutClient {
+    cfg: ClientConfig,
+    ln: Arc<dyn LightningNode>,
+    chain: Arc<dyn ChainSource>,
+    store: Arc<dyn SwapStore>,
+    server: Arc<dyn SwapServerApi>,
+    keys: SeedKeys,
+    watcher: Mutex<ChainWatcher>,
+}
+
+impl LoopOutClient {
+    /// Starts the engine; the watcher rescans from the oldest active swap.
+    pub async fn new(
+        cfg: ClientConfig,
+        ln: Arc<dyn LightningNode>,
+        chain: Arc<dyn ChainSource>,
+        store: Arc<dyn SwapStore>,
+        server: Arc<dyn SwapServerApi>,
+        keys: SeedKeys,
+    ) -> Result<LoopOutClient, ClientError> {
+        let tip = chain.tip().await.map_err(backend)?;
+        let active = Self::active(&*store).await?;
+        let from = active
+            .iter()
+            .map(|(_, _, r)| {
+                r.offer
+                    .expiry
+                    .saturating_sub(eddy_core::constants::MAX_LOOP_OUT_EXPIRY_DELTA + 1)
+            })
+            .min()
+            .unwrap_or(tip.height)
+            .min(tip.height);
+        let hash = chain
+            .block_hash(from)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| ClientError::Backend(format!("no block at {from}")))?;
+        let mut watcher = ChainWatcher::new(
+            chain.clone(),
+            eddy_backends::BlockRef { height: from, hash },
+            eddy_backends::watcher::DEFAULT_HISTORY,
+        );
+        for (id, _, r) in &active {
+            let htlc = Htlc::new(r.htlc).map_err(backend)?;
+            watcher.index_mut().watch_script(watch_id(id), htlc.script_pubkey());
+        }
+        Ok(LoopOutClient {
+            cfg,
+            ln,
+            chain,
+            store,
+            server,
+            keys,
+            watcher: Mutex::new(watcher),
+        })
+    }
+
+    async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopOut)>, ClientError> {
+        let mut out = vec![];
+        for r in store.list(ListFilter::Active).await? {
+            if r.kind != SwapKind::LoopOutClient {
+                continue;
+            }
+            let rec: ClientLoopOut =
+                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            out.push((r.id, r.version, rec));
+        }
+        Ok(out)
+    }
+
+    /// A stored swap.
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopOut), ClientError> {
+        let r = self.store.get(id).await?.ok_or(ClientError::NotFound(*id))?;
+        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        Ok((r.version, rec))
+    }
+
+    /// Starts a loop-out of `amount` paying the claim to `destination`: asks the server,
+    /// validates every field of the offer (nothing is paid if any check fails), persists, pays.
+    pub async fn loop_out(&self, amount: Amount, destination: ScriptBuf) -> Result<SwapId, ClientError> {
+        let preimage = Preimage::random();
+        let hash = preimage.payment_hash();
+        let id = SwapId::from(hash);
+        let claim_key = self.keys.public(KEY_PURPOSE, &id);
+        let offer = self
+            .server
+            .loop_out(&LoopOutCreate {
+                amount,
+                payment_hash: hash,
+                claim_key,
+            })
+            .await
+            .map_err(ClientError::Server)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let req = LoopOutRequest {
+            amount,
+            payment_hash: hash,
+            claim_key,
+            kind: HtlcKind::P2trOut,
+            network: self.cfg.network,
+            limits: self.cfg.limits,
+        };
+        let validated =
+            validate_loop_out_offer(&req, &offer, tip, now).map_err(|e| ClientError::OfferRefused(e.to_string()))?;
+        let htlc = *validated.htlc.params();
+        let terms = Terms {
+            amount,
+            expiry: offer.expiry,
+            htlc_confs: self.cfg.htlc_confs,
+            // Our payment's HTLC cannot outlive the invoice's final CLTV plus route slack.
+            payment_timeout: tip
+                + u32::try_from(validated.swap_invoice.min_final_cltv_delta).unwrap_or(u32::MAX / 2)
+                + MAX_FINAL_CLTV_SLACK
+                + SERVER_SETTLE_MARGIN,
+        };
+        let mut rec = ClientLoopOut {
+            preimage,
+            offer,
+            htlc,
+            terms,
+            destination,
+            claim: None,
+            state: State::Created,
+        };
+        let created = self
+            .store
+            .create(&NewSwap {
+                id,
+                kind: SwapKind::LoopOutClient,
+                state_name: state_name(&rec.state),
+                terminal: false,
+                state: serde_json::to_value(&rec).map_err(backend)?,
+                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.offer.expiry}),
+            })
+            .await?;
+        self.watcher
+            .lock()
+            .await
+            .index_mut()
+            .watch_script(watch_id(&id), validated.htlc.script_pubkey());
+        let mut version = created.version;
+        self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip)
+            .await?;
+        Ok(id)
+    }
+
+    async fn persist(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &ClientLoopOut,
+        event: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .store
+            .transition(
+                &id,
+                *version,
+                &StateUpdate {
+                    state_name: state_name(&rec.state),
+                    terminal: rec.state.is_terminal(),
+                    state: serde_json::to_value(rec).map_err(backend)?,
+                    event,
+                },
+            )
+            .await?;
+        *version = r.version;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopOut,
+        event: Event,
+        tip: u32,
+    ) -> Result<(), ClientError> {
+        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
+        if next == rec.state && actions.is_empty() {
+            return Ok(());
+        }
+        rec.state = next;
+        self.persist(id, version, rec, event_json(&event)).await?;
+        for a in actions {
+            self.act(id, version, rec, a, tip).await?;
+        }
+        Ok(())
+    }
+
+    /// One pass over every active swap.
+    pub async fn tick(&self) -> Result<(), ClientError> {
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let mut first = None;
+        for (id, version, rec) in Self::active(&*self.store).await? {
+            if let Err(e) = self.step(id, version, rec, tip).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn claim_input(rec: &ClientLoopOut, outpoint: OutPoint, value: Amount) -> Result<HtlcInput, ClientError> {
+        Ok(HtlcInput {
+            outpoint,
+            value,
+            htlc: Htlc::new(rec.htlc).map_err(backend)?,
+            path: SpendPath::Claim(rec.preimage),
+        })
+    }
+
+    async fn step(&self, id: SwapId, mut version: i64, mut rec: ClientLoopOut, tip: u32) -> Result<(), ClientError> {
+        // Payments.
+        if matches!(
+            rec.state,
+            State::OfferAccepted | State::Paying | State::HtlcConfirming { .. }
+        ) {
+            let prepay_hash =
+                eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
+                    .map(|f| f.payment_hash)
+                    .ok();
+            let mut failed = false;
+            for h in std::iter::once(rec.htlc.payment_hash).chain(prepay_hash) {
+                if let Ok(PaymentStatus::Failed { .. }) = self.ln.payment_status(&h).await {
+                    failed = true;
+                }
+            }
+            if failed {
+                self.apply(id, &mut version, &mut rec, Event::PaymentFailed, tip)
+                    .await?;
+            }
+        }
+        // A crash between persisting OfferAccepted and paying: pay (idempotent per hash).
+        if rec.state == State::OfferAccepted {
+            self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await?;
+        }
+        let status = self
+            .watcher
+            .lock()
+            .await
+            .index()
+            .status(watch_id(&id))
+            .cloned()
+            .unwrap_or_default();
+        // The HTLC.
+        if matches!(
+            rec.state,
+            State::OfferAccepted | State::Paying | State::HtlcConfirming { .. }
+        ) {
+            if let Some(f) = status.fundings.iter().max_by_key(|f| f.value) {
+                let confs = WatchStatus::confirmations(f.height, tip);
+                let input = Self::claim_input(&rec, f.outpoint, f.value)?;
+                let probe = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(Amount::ZERO))
+                    .map_err(backend)?;
+                let blocks_left = rec.terms.expiry.saturating_sub(tip);
+                let needed = self
+                    .chain
+                    .fee_rate(sweep_conf_target(blocks_left, self.cfg.conf_target))
+                    .await
+                    .map_err(backend)?;
+                let decision = claim_decision(
+                    f.value,
+                    probe.predicted_weight,
+                    needed,
+                    self.cfg.max_miner_fee,
+                    rec.destination.minimal_non_dust(),
+                    blocks_left,
+                )
+                .map(|_| ());
+                let e = Event::HtlcSeen {
+                    outpoint: f.outpoint,
+                    value: f.value,
+                    confs,
+                    height: tip,
+                    decision,
+                };
+                self.apply(id, &mut version, &mut rec, e, tip).await?;
+            }
+        }
+        // The claim.
+        if let State::Claiming { outpoint, .. } = rec.state {
+            for s in status.spends.iter().filter(|s| s.outpoint == outpoint) {
+                let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
+                if ours {
+                    let confs = WatchStatus::confirmations(s.height, tip);
+                    let e = Event::ClaimConfirmed { txid: s.txid, confs };
+                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                } else if s.height.is_some() {
+                    self.apply(id, &mut version, &mut rec, Event::HtlcRefunded, tip).await?;
+                }
+            }
+        }
+        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
+            .await
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopOut,
+        action: Action,
+        tip: u32,
+    ) -> Result<(), ClientError> {
+        match action {
+            Action::PayInvoices => {
+                let params = PayParams {
+                    max_fee_msat: self.cfg.max_routing_fee.to_sat() * 1000,
+                    timeout: std::time::Duration::from_secs(60),
+                    outgoing_channel: None,
+                    max_total_cltv_delta: None,
+                };
+                self.ln
+                    .pay_invoice(&rec.offer.prepay_invoice, &params)
+                    .await
+                    .map_err(backend)?;
+                self.ln
+                    .pay_invoice(&rec.offer.swap_invoice, &params)
+                    .await
+                    .map_err(backend)?;
+                Box::pin(self.apply(id, version, rec, Event::PaymentsSent, tip)).await
+            }
+            Action::RevealAndClaim { outpoint } | Action::BumpClaim { outpoint } => {
+                self.claim(id, version, rec, outpoint, tip).await
+            }
+        }
+    }
+
+    async fn claim(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopOut,
+        outpoint: OutPoint,
+        tip: u32,
+    ) -> Result<(), ClientError> {
+        let State::Claiming { value, .. } = rec.state else {
+            return Ok(());
+        };
+        // Once a claim of ours (or anything else) has spent the HTLC in a block there is
+        // nothing to bump: the watcher reports the confirmations.
+        let spent_in_block = self
+            .watcher
+            .lock()
+            .await
+            .index()
+            .status(watch_id(&id))
+            .is_some_and(|st| st.spends.iter().any(|s| s.outpoint == outpoint && s.height.is_some()));
+        if spent_in_block {
+            return Ok(());
+        }
+        let input = Self::claim_input(rec, outpoint, value)?;
+        let probe = build_spend(
+            vec![input.clone()],
+            rec.destination.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
+        )
+        .map_err(backend)?;
+        let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let estimate = self
+            .chain
+            .fee_rate(sweep_conf_target(blocks_left, self.cfg.conf_target))
+            .await
+            .map_err(backend)?;
+        let previous = rec
+            .claim
+            .as_ref()
+            .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu));
+        let rate = next_sweep_fee_rate(&SweepStep {
+            estimate,
+            previous,
+            blocks_left,
+            weight: probe.predicted_weight,
+            value,
+            max_fee: self.cfg.max_miner_fee,
+            dust: rec.destination.minimal_non_dust(),
+        });
+        let same_block = rec.claim.as_ref().is_some_and(|c| c.height == tip);
+        if previous == Some(rate) || same_block {
+            // Nothing to bump: re-broadcast the last claim as it is (mempools forget).
+            if let Some(c) = &rec.claim {
+                if let Ok(Some(s)) = self.chain.transaction(&c.txid).await {
+                    let _ = self.chain.broadcast(&s.tx).await;
+                    return Ok(());
+                }
+            }
+        }
+        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).map_err(backend)?;
+        spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
+        let signed = spend.finalize().map_err(backend)?;
+        let txid = signed.tx.compute_txid();
+        let mut info = rec.claim.clone().unwrap_or(ClaimInfo {
+            txid,
+            fee_rate_kwu: 0,
+            fee: signed.fee,
+            all: vec![],
+            height: tip,
+        });
+        info.height = tip;
+        info.txid = txid;
+        info.fee_rate_kwu = rate.to_sat_per_kwu();
+        info.fee = signed.fee;
+        if !info.all.contains(&txid) {
+            info.all.push(txid);
+        }
+        rec.claim = Some(info);
+        // Persist the claim before it reveals the preimage to the world.
+        self.persist(
+            id,
+            version,
+            rec,
+            json!({"event": "claim_built", "txid": txid.to_string(), "fee_sat": signed.fee.to_sat()}),
+        )
+        .await?;
+        match self.chain.broadcast(&signed.tx).await {
+            Ok(_) => {}
+            // An earlier claim of ours (or the server's refund) spent the HTLC meanwhile: the
+            // watcher tells which at the next step.
+            Err(e) if e.is_missing_inputs() => {}
+            Err(e) => return Err(backend(e)),
+        }
+        // Best effort: lets the server settle without waiting for the chain.
+        let _ = self.server.push_preimage(&rec.preimage).await;
+        Box::pin(self.apply(id, version, rec, Event::ClaimBroadcast { txid }, tip)).await
+    }
+
+    /// The payment hash of a swap's prepay invoice (for reporting).
+    pub fn prepay_hash(&self, rec: &ClientLoopOut) -> Option<PaymentHash> {
+        eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
+            .map(|f| f.payment_hash)
+            .ok()
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::OfferValidated => json!({"event": "offer_validated"}),
+        Event::OfferRejected => json!({"event": "offer_rejected"}),
+        Event::PaymentsSent => json!({"event": "payments_sent"}),
+        Event::PaymentFailed => json!({"event": "payment_failed"}),
+        Event::HtlcSeen {
+            outpoint,
+            value,
+            confs,
+            height,
+            decision,
+        } => json!({
+            "event": "htlc_seen", "outpoint": outpoint.to_string(), "value_sat": value.to_sat(),
+            "confs": confs, "height": height, "claim_ok": decision.is_ok(),
+        }),
+        Event::Block { height } => json!({"event": "block", "height": height}),
+        Event::ClaimBroadcast { txid } => json!({"event": "claim_broadcast", "txid": txid.to_string()}),
+        Event::ClaimConfirmed { txid, confs } => {
+            json!({"event": "claim_confirmed", "txid": txid.to_string(), "confs": confs})
+        }
+        Event::HtlcRefunded => json!({"event": "htlc_refunded"}),
+    }
+}
+
+/// Why a failed swap failed, for reports.
+pub fn fail_reason(state: &State) -> Option<FailReason> {
+    match state {
+        State::Failed(r) => Some(*r),
+        _ => None,
+    }
+}
