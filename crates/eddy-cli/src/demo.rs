@@ -110,13 +110,35 @@ fn balances(n: &LdkNode) -> (u64, u64) {
     (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
 }
 
-/// Runs the whole demo in `dir` and returns the report (prints progress when `verbose`).
-pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result<LoopOutReport> {
-    let say = |s: String| {
-        if verbose {
-            println!("{s}");
-        }
-    };
+/// Everything a loop-out needs, running: the devnet, the server's and the client's embedded
+/// LDK nodes (server → client channel of 1,000,000 sat, 500,000 pushed to the client), both
+/// engines with their SQLite stores. Tests build it with their own server adapter.
+pub struct Swapnet {
+    /// The chain.
+    pub lab: Lab,
+    /// The runtime the nodes and engines run on.
+    pub rt: tokio::runtime::Runtime,
+    /// Chain source (bitcoind RPC against the devnet).
+    pub chain: Arc<dyn ChainSource>,
+    /// The server's node.
+    pub server_ln: Arc<LdkNode>,
+    /// The client's node.
+    pub client_ln: Arc<LdkNode>,
+    /// The server engine.
+    pub server: Arc<LoopOutServer>,
+    /// The client engine.
+    pub client: LoopOutClient,
+    /// The client's store.
+    pub client_store: Arc<dyn SwapStore>,
+}
+
+/// Starts a [`Swapnet`] in `dir`; `api` turns the server engine into what the client talks to
+/// (in-process by default; tests wrap it to tamper with offers).
+pub fn swapnet(
+    dir: &Path,
+    api: impl FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>,
+    say: &dyn Fn(String),
+) -> anyhow::Result<Swapnet> {
     let t0 = Instant::now();
     let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the devnet")?;
     say(format!(
@@ -125,6 +147,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         lab.chain.url(),
         t0.elapsed().as_secs_f64()
     ));
+    // ldk-node's background tasks share this runtime with the engines: 2 workers starve it.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -159,7 +182,6 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         client_ln.ldk().node_id(),
         t0.elapsed().as_secs_f64()
     ));
-
     let server_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("server.sqlite")))?);
     let client_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("client.sqlite")))?);
     let server = Arc::new(rt.block_on(LoopOutServer::new(
@@ -186,12 +208,71 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         client_ln.clone(),
         chain.clone(),
         client_store.clone(),
-        Arc::new(InProcess(server.clone())),
+        api(server.clone(), server_ln.clone()),
         SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
     ))?;
+    Ok(Swapnet {
+        lab,
+        rt,
+        chain,
+        server_ln,
+        client_ln,
+        server,
+        client,
+        client_store,
+    })
+}
 
-    let (client_ln0, client_chain0) = balances(&client_ln);
-    let (server_ln0, server_chain0) = balances(&server_ln);
+impl Swapnet {
+    /// Mines `n` blocks and waits until both Lightning nodes have processed them (their own
+    /// chain polling runs only every 2 s).
+    pub fn mine(&self, n: u32) -> anyhow::Result<()> {
+        mine_synced(&self.lab, &[&self.server_ln, &self.client_ln], n)
+    }
+
+    /// Stops both nodes and the chain.
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.rt.block_on(self.server_ln.stop())?;
+        self.rt.block_on(self.client_ln.stop())?;
+        self.lab.stop();
+        Ok(())
+    }
+}
+
+fn mine_synced(lab: &Lab, nodes: &[&Arc<LdkNode>], n: u32) -> anyhow::Result<()> {
+    lab.mine(n)?;
+    let tip = lab.chain.tip()?;
+    for node in nodes {
+        eddy_lab::wait_synced(node.ldk(), tip, WAIT)?;
+    }
+    Ok(())
+}
+
+/// The in-process server adapter.
+pub fn in_process(server: Arc<LoopOutServer>, _node: Arc<LdkNode>) -> Arc<dyn SwapServerApi> {
+    Arc::new(InProcess(server))
+}
+
+/// Runs the whole demo in `dir` and returns the report (prints progress when `verbose`).
+pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result<LoopOutReport> {
+    let say = |s: String| {
+        if verbose {
+            println!("{s}");
+        }
+    };
+    let net = swapnet(dir, in_process, &say)?;
+    let Swapnet {
+        lab,
+        rt,
+        chain,
+        server_ln,
+        client_ln,
+        server,
+        client,
+        ..
+    } = &net;
+    let (client_ln0, client_chain0) = balances(client_ln);
+    let (server_ln0, server_chain0) = balances(server_ln);
     let dest = rt.block_on(client_ln.new_address())?.script_pubkey();
     let start_height = lab.chain.tip()?.0;
     let t_swap = Instant::now();
@@ -213,15 +294,12 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         rt.block_on(client.tick())?;
         let (_, c) = rt.block_on(client.swap(&id))?;
         let (_, s) = rt.block_on(server.swap(&id))?;
-        if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
-            eprintln!("client {:?} | server {:?}", c.state, s.state);
-        }
         match (&c.state, &s.state) {
             (loop_out_client::State::Succeeded { .. }, loop_out_server::State::Succeeded) => break,
             (loop_out_client::State::Failed(r), _) => return Err(anyhow!("the client's swap failed: {r:?}")),
             (_, loop_out_server::State::Canceled(r)) => return Err(anyhow!("the server canceled: {r:?}")),
             (loop_out_client::State::HtlcConfirming { .. }, _) | (loop_out_client::State::Claiming { .. }, _) => {
-                lab.mine(1)?;
+                mine_synced(lab, &[server_ln, client_ln], 1)?;
                 blocks += 1;
             }
             _ => std::thread::sleep(Duration::from_millis(10)),
@@ -260,13 +338,13 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     let prepay = Amount::from_sat(s.terms.prepay_msat / 1000);
     let paid = (swap_invoice + prepay).to_sat();
     eddy_lab::wait_until("channel balances to settle", WAIT, || {
-        balances(&client_ln).0 == client_ln0 - paid && balances(&server_ln).0 == server_ln0 + paid
+        balances(client_ln).0 == client_ln0 - paid && balances(server_ln).0 == server_ln0 + paid
     })?;
     eddy_lab::wait_until("wallets to see the claim", WAIT, || {
         let _ = client_ln.ldk().sync_wallets();
         let _ = server_ln.ldk().sync_wallets();
-        balances(&client_ln).1 == client_chain0 + (amount - claim.fee).to_sat()
-            && balances(&server_ln).1 == server_chain0 - (amount + publish_fee).to_sat()
+        balances(client_ln).1 == client_chain0 + (amount - claim.fee).to_sat()
+            && balances(server_ln).1 == server_chain0 - (amount + publish_fee).to_sat()
     })?;
     let report = LoopOutReport {
         swap_id: id,
@@ -278,25 +356,14 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         publish_fee,
         claim_txid: claim.txid,
         claim_fee: claim.fee,
-        client_ln: (client_ln0, balances(&client_ln).0),
-        client_chain: (client_chain0, balances(&client_ln).1),
-        server_ln: (server_ln0, balances(&server_ln).0),
-        server_chain: (server_chain0, balances(&server_ln).1),
+        client_ln: (client_ln0, balances(client_ln).0),
+        client_chain: (client_chain0, balances(client_ln).1),
+        server_ln: (server_ln0, balances(server_ln).0),
+        server_chain: (server_chain0, balances(server_ln).1),
         blocks,
         elapsed,
     };
-    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
-        eprintln!("stopping");
-    }
-    rt.block_on(server_ln.stop())?;
-    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
-        eprintln!("server stopped");
-    }
-    rt.block_on(client_ln.stop())?;
-    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
-        eprintln!("client stopped");
-    }
-    lab.stop();
+    net.stop()?;
     Ok(report)
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
-use eddy_core::constants::SERVER_SETTLE_MARGIN;
+use eddy_core::constants::{LOOP_OUT_PUBLICATION_DEADLINE, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::sm::loop_out_server::{transition, Action, Event, State, Terms};
@@ -251,7 +251,11 @@ impl LoopOutServer {
                 payment_hash: prepay_preimage.payment_hash(),
                 amount_msat: quote.prepay.to_sat() * 1000,
                 expiry_secs: INVOICE_EXPIRY_SECS,
-                min_final_cltv_delta: 40,
+                // Held until publication, which must happen before the publication deadline.
+                min_final_cltv_delta: u16::try_from(
+                    LOOP_OUT_PUBLICATION_DEADLINE + self.ln.settle_deadline_delta() + FINAL_CLTV_SLACK,
+                )
+                .unwrap_or(u16::MAX),
                 description: "eddy loop-out prepay".into(),
             })
             .await

@@ -1,0 +1,161 @@
+//! Loop-out failure paths on the devnet with real LDK nodes and both engines: a server whose
+//! offer is wrong in any field is refused before anything is paid; a server that never
+//! publishes gets nothing — the client's payments fail back, prepay included, to the satoshi.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bitcoin::{Amount, Network};
+use eddy::demo::{swapnet, Swapnet};
+use eddy_backends::lightning::HoldInvoiceRequest;
+use eddy_backends::LightningNode;
+use eddy_client::{ClientError, SwapServerApi};
+use eddy_core::sm::loop_out_client::{FailReason, State};
+use eddy_core::types::Preimage;
+use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+use eddy_server::LoopOutServer;
+
+#[derive(Clone, Copy, Debug)]
+enum Tamper {
+    WrongHash,
+    SmallAmount,
+    OtherAddress,
+    ExpiryOutsideWindow,
+}
+
+/// A server that answers with the genuine offer, altered in one field.
+struct Tampering {
+    server: Arc<LoopOutServer>,
+    ln: Arc<dyn LightningNode>,
+    how: Tamper,
+}
+
+#[async_trait]
+impl SwapServerApi for Tampering {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+        let mut offer = self.server.create_loop_out(req).await.map_err(|e| e.to_string())?;
+        let genuine: ldk_node::lightning_invoice::Bolt11Invoice = offer.swap_invoice.parse().map_err(|_| "parse")?;
+        let msat = genuine.amount_milli_satoshis().unwrap_or(0);
+        let hold = |hash, amount_msat| HoldInvoiceRequest {
+            payment_hash: hash,
+            amount_msat,
+            expiry_secs: 3600,
+            min_final_cltv_delta: 80,
+            description: "tampered".into(),
+        };
+        match self.how {
+            Tamper::WrongHash => {
+                let other = Preimage::random().payment_hash();
+                offer.swap_invoice = self
+                    .ln
+                    .create_hold_invoice(&hold(other, msat))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .bolt11;
+            }
+            Tamper::SmallAmount => {
+                // Same hash, 10,000 sat less: the invoices no longer cover the amount.
+                offer.swap_invoice = self
+                    .ln
+                    .create_hold_invoice(&hold(req.payment_hash, msat - 10_000_000))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .bolt11;
+            }
+            Tamper::OtherAddress => {
+                offer.htlc_address =
+                    bitcoin::Address::p2wsh(&bitcoin::ScriptBuf::from_bytes(vec![0x51]), Network::Regtest).to_string();
+            }
+            Tamper::ExpiryOutsideWindow => offer.expiry += 1_000,
+        }
+        Ok(offer)
+    }
+
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+        self.server.push_preimage(preimage).await.map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn client_refuses_tampered_offers_and_pays_nothing() {
+    for how in [
+        Tamper::WrongHash,
+        Tamper::SmallAmount,
+        Tamper::OtherAddress,
+        Tamper::ExpiryOutsideWindow,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net: Swapnet = swapnet(
+            dir.path(),
+            |server, node| Arc::new(Tampering { server, ln: node, how }),
+            &|_| {},
+        )
+        .expect("swapnet");
+        let before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+        let dest = net
+            .rt
+            .block_on(net.client_ln.new_address())
+            .expect("address")
+            .script_pubkey();
+        let res = net.rt.block_on(net.client.loop_out(Amount::from_sat(100_000), dest));
+        let msg = match res {
+            Err(ClientError::OfferRefused(m)) => m,
+            other => panic!("{how:?}: expected a refusal, got {other:?}"),
+        };
+        match how {
+            Tamper::WrongHash => assert!(msg.contains("payment hash"), "{msg}"),
+            Tamper::SmallAmount => assert!(msg.contains("less than the swap amount"), "{msg}"),
+            Tamper::OtherAddress => assert!(msg.contains("address"), "{msg}"),
+            Tamper::ExpiryOutsideWindow => assert!(msg.contains("xpiry") || msg.contains("window"), "{msg}"),
+        }
+        // Nothing paid, nothing stored.
+        assert!(
+            net.client_ln.ldk().list_payments().is_empty(),
+            "{how:?}: no payment attempted"
+        );
+        assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, before);
+        assert!(net
+            .rt
+            .block_on(net.client_store.list(eddy_store::ListFilter::All))
+            .expect("list")
+            .is_empty());
+        net.stop().expect("stop");
+    }
+}
+
+/// The server's engine never publishes (its node still runs): the held HTLCs reach the node's
+/// settle deadlines and fail back; the client ends `Failed(PaymentFailed)` with its channel
+/// balance exactly as before, prepay included.
+#[test]
+fn server_never_publishes_client_gets_everything_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), eddy::demo::in_process, &|_| {}).expect("swapnet");
+    let before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(Amount::from_sat(100_000), dest))
+        .expect("loop-out accepted and paid");
+    let start = std::time::Instant::now();
+    loop {
+        // Only the client's engine runs.
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+        let balance = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+        if rec.state == State::Failed(FailReason::PaymentFailed) && balance == before {
+            assert!(rec.claim.is_none(), "nothing revealed");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "state {:?}, balance {balance} (before {before})",
+            rec.state
+        );
+        net.mine(5).expect("mine");
+    }
+    net.stop().expect("stop");
+}
