@@ -69,6 +69,10 @@ pub struct LoopOutReport {
     pub server_chain: (u64, u64),
     /// Blocks mined during the swap.
     pub blocks: u32,
+    /// Virtual size of the HTLC transaction (the server's wallet transaction, change included).
+    pub htlc_tx_vsize: u64,
+    /// Virtual size of the claim.
+    pub claim_vsize: u64,
     /// Wall time from request to the client's claim confirmed and the server settled.
     pub elapsed: Duration,
 }
@@ -362,6 +366,11 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         server_chain: (server_chain0, balances(server_ln).1),
         blocks,
         elapsed,
+        htlc_tx_vsize: funding_tx.vsize() as u64,
+        claim_vsize: rt
+            .block_on(chain.transaction(&claim.txid))?
+            .map(|t| t.tx.vsize() as u64)
+            .unwrap_or(0),
     };
     net.stop()?;
     Ok(report)
