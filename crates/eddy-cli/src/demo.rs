@@ -1,10 +1,11 @@
 //! `eddy demo`: a loop-out on a bare machine. Starts Eddy's devnet (blocks validated by
 //! libbitcoinkernel), two embedded LDK nodes (the swap server's and the client's) with a
-//! channel from the server to the client, the server engine and the client engine with their
-//! SQLite stores, runs one loop-out, mining blocks as soon as the swap needs them, and reports
+//! channel from the server to the client, the server engine with its HTTP API on 127.0.0.1 and
+//! the client engine talking to it, both with SQLite stores, runs one loop-out, mining blocks as soon as the swap needs them, and reports
 //! what happened with the real numbers. [`run_loop_out`] returns the numbers so tests can
 //! assert them exactly.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +16,13 @@ use bitcoin::{Amount, FeeRate, Network, Txid};
 use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
 use eddy_backends::{ChainSource, LightningNode};
-use eddy_client::{ClientConfig, LoopOutClient, SwapServerApi};
+use eddy_client::{ClientConfig, HttpSwapServer, LoopOutClient, SwapServerApi};
 use eddy_core::fees::FeePolicy;
 use eddy_core::sm::{loop_out_client, loop_out_server};
 use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{LoopOutCreate, LoopOutLimits, LoopOutOffer};
 use eddy_lab::{Lab, LabConfig, WAIT};
+use eddy_server::http::HttpServer;
 use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
 use eddy_store::{SqliteStore, SwapStore};
 
@@ -134,15 +136,31 @@ pub struct Swapnet {
     pub client: LoopOutClient,
     /// The client's store.
     pub client_store: Arc<dyn SwapStore>,
+    /// The server's HTTP API, when the client talks to it over HTTP.
+    pub http: Option<HttpServer>,
 }
 
-/// Starts a [`Swapnet`] in `dir`; `api` turns the server engine into what the client talks to
-/// (in-process by default; tests wrap it to tamper with offers).
-pub fn swapnet(
-    dir: &Path,
-    api: impl FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>,
-    say: &dyn Fn(String),
-) -> anyhow::Result<Swapnet> {
+/// Builds what the client talks to from the server engine and the server's node (tests use
+/// this to put a tampering server in between).
+pub type ApiFactory = Box<dyn FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>>;
+
+/// The terms the demo server publishes.
+pub fn terms() -> eddy_server::http::Terms {
+    let f = fees();
+    eddy_server::http::Terms {
+        network: "regtest".into(),
+        min_amount_sat: f.min_amount.to_sat(),
+        max_amount_sat: f.max_amount.to_sat(),
+        base_fee_sat: f.base_fee.to_sat(),
+        fee_ppm: f.fee_ppm,
+        prepay_sat: f.prepay.to_sat(),
+        expiry_delta: 80,
+    }
+}
+
+/// Starts a [`Swapnet`] in `dir`. The client reaches the server over its HTTP API on
+/// 127.0.0.1, unless `api` supplies something else (tests put a tampering server in between).
+pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> anyhow::Result<Swapnet> {
     let t0 = Instant::now();
     let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the devnet")?;
     say(format!(
@@ -200,6 +218,18 @@ pub fn swapnet(
         server_store,
         SeedKeys::load_or_create(dir, eddy_server::SEED_FILE)?,
     ))?);
+    let (client_api, http): (Arc<dyn SwapServerApi>, Option<HttpServer>) = match api {
+        Some(make) => (make(server.clone(), server_ln.clone()), None),
+        None => {
+            let http = rt.block_on(HttpServer::start(
+                eddy_server::http::router(server.clone(), terms()),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ))?;
+            say(format!("swap server API: {}", http.url()));
+            let client = HttpSwapServer::new(&http.url()).map_err(|e| anyhow!(e))?;
+            (Arc::new(client), Some(http))
+        }
+    };
     let client = rt.block_on(LoopOutClient::new(
         ClientConfig {
             network: Network::Regtest,
@@ -212,7 +242,7 @@ pub fn swapnet(
         client_ln.clone(),
         chain.clone(),
         client_store.clone(),
-        api(server.clone(), server_ln.clone()),
+        client_api,
         SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
     ))?;
     Ok(Swapnet {
@@ -224,6 +254,7 @@ pub fn swapnet(
         server,
         client,
         client_store,
+        http,
     })
 }
 
@@ -236,6 +267,7 @@ impl Swapnet {
 
     /// Stops both nodes and the chain.
     pub fn stop(self) -> anyhow::Result<()> {
+        drop(self.http);
         self.rt.block_on(self.server_ln.stop())?;
         self.rt.block_on(self.client_ln.stop())?;
         self.lab.stop();
@@ -253,8 +285,8 @@ fn mine_synced(lab: &Lab, nodes: &[&Arc<LdkNode>], n: u32) -> anyhow::Result<()>
 }
 
 /// The in-process server adapter.
-pub fn in_process(server: Arc<LoopOutServer>, _node: Arc<LdkNode>) -> Arc<dyn SwapServerApi> {
-    Arc::new(InProcess(server))
+pub fn in_process() -> ApiFactory {
+    Box::new(|server, _node| Arc::new(InProcess(server)))
 }
 
 /// Runs the whole demo in `dir` and returns the report (prints progress when `verbose`).
@@ -264,7 +296,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
             println!("{s}");
         }
     };
-    let net = swapnet(dir, in_process, &say)?;
+    let net = swapnet(dir, None, &say)?;
     let Swapnet {
         lab,
         rt,

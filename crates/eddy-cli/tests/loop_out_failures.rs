@@ -87,7 +87,9 @@ fn client_refuses_tampered_offers_and_pays_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let net: Swapnet = swapnet(
             dir.path(),
-            |server, node| Arc::new(Tampering { server, ln: node, how }),
+            Some(Box::new(move |server, node| -> Arc<dyn SwapServerApi> {
+                Arc::new(Tampering { server, ln: node, how })
+            })),
             &|_| {},
         )
         .expect("swapnet");
@@ -129,7 +131,8 @@ fn client_refuses_tampered_offers_and_pays_nothing() {
 #[test]
 fn server_never_publishes_client_gets_everything_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = swapnet(dir.path(), eddy::demo::in_process, &|_| {}).expect("swapnet");
+    // Over HTTP, as the daemons talk.
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
     let before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
     let dest = net
         .rt

@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod loop_out;
 
 use async_trait::async_trait;
@@ -27,4 +28,5 @@ pub trait SwapServerApi: Send + Sync {
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String>;
 }
 
+pub use http::HttpSwapServer;
 pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient};

@@ -2,11 +2,12 @@
 //!
 //! The swap server ("loop service"): the loop-out engine ([`loop_out::LoopOutServer`]) that
 //! turns the persisted `eddy-core` state machine into actions on a Lightning node and the
-//! chain, with per-swap keys from a seed ([`SeedKeys`]). The HTTP API and the daemon wrap this engine.
+//! chain, with per-swap keys from a seed ([`SeedKeys`]), and its JSON HTTP API ([`http`]). The HTTP API and the daemon wrap this engine.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod loop_out;
 
 /// The server's seed file in its data dir.

@@ -1,0 +1,114 @@
+//! The swap server's HTTP API under bad and hostile input: every refusal is a 4xx with a JSON
+//! `error`, and nothing changes on the server.
+
+use eddy::demo::swapnet;
+use eddy_core::types::{Preimage, SwapId};
+use serde_json::{json, Value};
+
+#[test]
+fn bad_requests_get_clear_json_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: &str, body: Option<String>| -> (u16, Value) {
+        net.rt.block_on(async {
+            let mut req = match method {
+                "GET" => http.get(format!("{url}{path}")),
+                _ => http.post(format!("{url}{path}")),
+            };
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+            (status, v)
+        })
+    };
+    let err = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+
+    let (s, terms) = call("GET", "/v1/terms", None);
+    assert_eq!(s, 200);
+    assert_eq!(terms["min_amount_sat"], 10_000);
+    assert_eq!(terms["network"], "regtest");
+
+    // Malformed or incomplete JSON.
+    let (s, v) = call("POST", "/v1/loop-out", Some("{not json".into()));
+    assert_eq!(s, 400);
+    assert!(err(&v).starts_with("malformed request"), "{v}");
+    let (s, v) = call("POST", "/v1/loop-out", Some(json!({"amount": 50_000}).to_string()));
+    assert_eq!(s, 400, "{v}");
+
+    let preimage = Preimage::from_bytes([0x42; 32]);
+    let claim_key = "02".to_string() + &"11".repeat(32);
+    let req = |amount: u64| {
+        json!({"amount": amount, "payment_hash": preimage.payment_hash().to_string(), "claim_key": claim_key})
+            .to_string()
+    };
+    // Not a curve point.
+    let (s, v) = call("POST", "/v1/loop-out", Some(req(50_000)));
+    assert_eq!(s, 400, "{v}");
+    let claim_key = bitcoin::secp256k1::PublicKey::from_secret_key(
+        &bitcoin::secp256k1::Secp256k1::new(),
+        &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+    )
+    .to_string();
+    let req = |amount: u64| {
+        json!({"amount": amount, "payment_hash": preimage.payment_hash().to_string(), "claim_key": claim_key})
+            .to_string()
+    };
+    // Out-of-range amounts.
+    for amount in [1u64, 9_999, 1_000_001, 2_100_000_000_000_000] {
+        let (s, v) = call("POST", "/v1/loop-out", Some(req(amount)));
+        assert_eq!(s, 400, "{amount}: {v}");
+        assert!(err(&v).contains("amount"), "{amount}: {v}");
+    }
+    // A good one, then its replay.
+    let (s, offer) = call("POST", "/v1/loop-out", Some(req(50_000)));
+    assert_eq!(s, 201, "{offer}");
+    assert!(offer["swap_invoice"].as_str().is_some_and(|i| i.starts_with("lnbcrt")));
+    let (s, v) = call("POST", "/v1/loop-out", Some(req(50_000)));
+    assert_eq!(s, 409, "{v}");
+    let id = SwapId::from(preimage.payment_hash());
+    let version = net.rt.block_on(net.server.swap(&id)).expect("swap").0;
+
+    // Status: bad id, unknown id, known id (no secrets in it).
+    let (s, _) = call("GET", "/v1/swaps/zz", None);
+    assert_eq!(s, 400);
+    let (s, v) = call("GET", &format!("/v1/swaps/{}", "ab".repeat(32)), None);
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = call("GET", &format!("/v1/swaps/{id}"), None);
+    assert_eq!(s, 200);
+    assert_eq!(v["state"], "created");
+    assert!(!v.to_string().contains(&preimage.expose_hex()));
+
+    // Preimage pushes that do not fit.
+    let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{id}/preimage"),
+        Some(json!({"preimage": "zz"}).to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+    let wrong = Preimage::from_bytes([0x43; 32]);
+    let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{id}/preimage"),
+        Some(json!({"preimage": wrong.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(err(&v).contains("does not match"));
+    let stranger = Preimage::from_bytes([0x44; 32]);
+    let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{}/preimage", SwapId::from(stranger.payment_hash())),
+        Some(json!({"preimage": stranger.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 404, "{v}");
+
+    // Nothing moved.
+    let (v2, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+    assert_eq!(v2, version);
+    assert_eq!(rec.state, eddy_core::sm::loop_out_server::State::new());
+    net.stop().expect("stop");
+}

@@ -1,0 +1,67 @@
+//! [`SwapServerApi`] over the server's HTTP API.
+
+use async_trait::async_trait;
+use eddy_core::types::Preimage;
+use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+use serde_json::{json, Value};
+
+use crate::SwapServerApi;
+
+/// The swap server at a base URL.
+pub struct HttpSwapServer {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl HttpSwapServer {
+    /// A client for `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Result<HttpSwapServer, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HttpSwapServer {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    async fn error_of(resp: reqwest::Response) -> String {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let msg = body.get("error").and_then(Value::as_str).unwrap_or("no error message");
+        format!("server answered {status}: {msg}")
+    }
+}
+
+#[async_trait]
+impl SwapServerApi for HttpSwapServer {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/loop-out", self.base))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json().await.map_err(|e| format!("unreadable offer: {e}"))
+    }
+
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+        let id = preimage.payment_hash();
+        let resp = self
+            .http
+            .post(format!("{}/v1/swaps/{id}/preimage", self.base))
+            .json(&json!({"preimage": preimage.expose_hex()}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        Ok(())
+    }
+}

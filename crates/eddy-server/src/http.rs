@@ -1,0 +1,194 @@
+//! The server's HTTP API (JSON): terms, loop-out creation, swap status, preimage push. Every
+//! error is a JSON body `{"error": "..."}` with a 4xx status for bad input (malformed JSON,
+//! out-of-range amounts, unknown swap ids, replays) and 5xx only for backend failures; a
+//! rejected request changes nothing. Preimages are accepted but never echoed or logged, and
+//! swap status never includes secrets.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eddy_core::types::{Preimage, SwapId};
+use eddy_core::validate::LoopOutCreate;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::loop_out::{LoopOutServer, ServerError};
+
+/// What `GET /v1/terms` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// Network name (`regtest`, `bitcoin`, …).
+    pub network: String,
+    /// Smallest loop-out.
+    pub min_amount_sat: u64,
+    /// Largest loop-out.
+    pub max_amount_sat: u64,
+    /// Fixed fee.
+    pub base_fee_sat: u64,
+    /// Proportional fee (ppm).
+    pub fee_ppm: u32,
+    /// Prepay.
+    pub prepay_sat: u64,
+    /// `E − tip` at creation.
+    pub expiry_delta: u32,
+}
+
+/// What `GET /v1/swaps/{id}` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapStatus {
+    /// The swap id.
+    pub id: String,
+    /// The state name.
+    pub state: String,
+    /// Whether it is final.
+    pub terminal: bool,
+    /// HTLC expiry.
+    pub expiry: u32,
+    /// The HTLC output, once published.
+    pub htlc_outpoint: Option<String>,
+}
+
+/// Body of `POST /v1/swaps/{id}/preimage`.
+#[derive(Clone, Debug, Deserialize)]
+struct PreimageBody {
+    preimage: String,
+}
+
+/// An API error.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<ServerError> for ApiError {
+    fn from(e: ServerError) -> Self {
+        let status = match &e {
+            ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServerError::Duplicate(_) => StatusCode::CONFLICT,
+            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Backend(_) | ServerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn bad_json(r: JsonRejection) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {}", r.body_text()))
+}
+
+struct AppState {
+    server: Arc<LoopOutServer>,
+    terms: Terms,
+}
+
+async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
+    Json(st.terms.clone())
+}
+
+async fn loop_out(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<LoopOutCreate>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body.map_err(bad_json)?;
+    let offer = st.server.create_loop_out(&req).await?;
+    Ok((StatusCode::CREATED, Json(offer)))
+}
+
+fn parse_id(s: &str) -> Result<SwapId, ApiError> {
+    SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
+}
+
+async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<SwapStatus>, ApiError> {
+    let id = parse_id(&id)?;
+    let (_, rec) = st.server.swap(&id).await?;
+    let state = serde_json::to_value(&rec.state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Json(SwapStatus {
+        id: id.to_string(),
+        state,
+        terminal: rec.state.is_terminal(),
+        expiry: rec.terms.expiry,
+        htlc_outpoint: rec.funding.map(|o| o.to_string()),
+    }))
+}
+
+async fn push_preimage(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<PreimageBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(b) = body.map_err(bad_json)?;
+    let preimage = Preimage::from_hex(&b.preimage)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "preimage must be 32 bytes of hex".into()))?;
+    if SwapId::from(preimage.payment_hash()) != id {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "preimage does not match the swap".into(),
+        ));
+    }
+    st.server.push_preimage(&preimage).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The router.
+pub fn router(server: Arc<LoopOutServer>, terms: Terms) -> Router {
+    Router::new()
+        .route("/v1/terms", get(self::terms))
+        .route("/v1/loop-out", post(loop_out))
+        .route("/v1/swaps/{id}", get(status))
+        .route("/v1/swaps/{id}/preimage", post(push_preimage))
+        .with_state(Arc::new(AppState { server, terms }))
+}
+
+/// A running HTTP server; stops when dropped.
+pub struct HttpServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl HttpServer {
+    /// Serves `router` on `bind` (tests: `127.0.0.1:0`).
+    pub async fn start(router: Router, bind: SocketAddr) -> std::io::Result<HttpServer> {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(HttpServer {
+            addr,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
