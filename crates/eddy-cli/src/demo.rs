@@ -138,6 +138,68 @@ pub struct Swapnet {
     pub client_store: Arc<dyn SwapStore>,
     /// The server's HTTP API, when the client talks to it over HTTP.
     pub http: Option<HttpServer>,
+    /// The server's store.
+    pub server_store: Arc<dyn SwapStore>,
+    /// Where everything lives.
+    pub dir: std::path::PathBuf,
+}
+
+fn make_server(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    ln: &Arc<LdkNode>,
+    chain: &Arc<dyn ChainSource>,
+    store: &Arc<dyn SwapStore>,
+) -> anyhow::Result<Arc<LoopOutServer>> {
+    Ok(Arc::new(rt.block_on(LoopOutServer::new(
+        ServerConfig {
+            network: Network::Regtest,
+            fees: fees(),
+            expiry_delta: 80,
+            publish_conf_target: 6,
+        },
+        ln.clone(),
+        chain.clone(),
+        store.clone(),
+        SeedKeys::load_or_create(dir, eddy_server::SEED_FILE)?,
+    ))?))
+}
+
+fn make_client(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    ln: &Arc<LdkNode>,
+    chain: &Arc<dyn ChainSource>,
+    store: &Arc<dyn SwapStore>,
+    api: Arc<dyn SwapServerApi>,
+) -> anyhow::Result<LoopOutClient> {
+    Ok(rt.block_on(LoopOutClient::new(
+        ClientConfig {
+            network: Network::Regtest,
+            limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
+            max_miner_fee: Amount::from_sat(5_000),
+            max_routing_fee: Amount::from_sat(100),
+            conf_target: 6,
+            htlc_confs: 1,
+        },
+        ln.clone(),
+        chain.clone(),
+        store.clone(),
+        api,
+        SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
+    ))?)
+}
+
+fn start_http(
+    rt: &tokio::runtime::Runtime,
+    server: &Arc<LoopOutServer>,
+) -> anyhow::Result<(Arc<dyn SwapServerApi>, HttpServer)> {
+    let http = rt.block_on(HttpServer::start(
+        eddy_server::http::router(server.clone(), terms()),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    ))?;
+    let client = HttpSwapServer::new(&http.url()).map_err(|e| anyhow!(e))?;
+    Ok((Arc::new(client), http))
 }
 
 /// Builds what the client talks to from the server engine and the server's node (tests use
@@ -206,45 +268,16 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
     ));
     let server_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("server.sqlite")))?);
     let client_store: Arc<dyn SwapStore> = Arc::new(rt.block_on(SqliteStore::open(&dir.join("client.sqlite")))?);
-    let server = Arc::new(rt.block_on(LoopOutServer::new(
-        ServerConfig {
-            network: Network::Regtest,
-            fees: fees(),
-            expiry_delta: 80,
-            publish_conf_target: 6,
-        },
-        server_ln.clone(),
-        chain.clone(),
-        server_store,
-        SeedKeys::load_or_create(dir, eddy_server::SEED_FILE)?,
-    ))?);
+    let server = make_server(&rt, dir, &server_ln, &chain, &server_store)?;
     let (client_api, http): (Arc<dyn SwapServerApi>, Option<HttpServer>) = match api {
         Some(make) => (make(server.clone(), server_ln.clone()), None),
         None => {
-            let http = rt.block_on(HttpServer::start(
-                eddy_server::http::router(server.clone(), terms()),
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            ))?;
+            let (api, http) = start_http(&rt, &server)?;
             say(format!("swap server API: {}", http.url()));
-            let client = HttpSwapServer::new(&http.url()).map_err(|e| anyhow!(e))?;
-            (Arc::new(client), Some(http))
+            (api, Some(http))
         }
     };
-    let client = rt.block_on(LoopOutClient::new(
-        ClientConfig {
-            network: Network::Regtest,
-            limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
-            max_miner_fee: Amount::from_sat(5_000),
-            max_routing_fee: Amount::from_sat(100),
-            conf_target: 6,
-            htlc_confs: 1,
-        },
-        client_ln.clone(),
-        chain.clone(),
-        client_store.clone(),
-        client_api,
-        SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
-    ))?;
+    let client = make_client(&rt, dir, &client_ln, &chain, &client_store, client_api)?;
     Ok(Swapnet {
         lab,
         rt,
@@ -255,10 +288,30 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
         client,
         client_store,
         http,
+        server_store,
+        dir: dir.to_path_buf(),
     })
 }
 
 impl Swapnet {
+    /// Throws both engines (and the HTTP API) away and builds them again from their stores,
+    /// seeds and nodes — what a daemon restart after a crash does. Nothing in memory survives.
+    pub fn restart_engines(&mut self) -> anyhow::Result<()> {
+        drop(self.http.take());
+        self.server = make_server(&self.rt, &self.dir, &self.server_ln, &self.chain, &self.server_store)?;
+        let (api, http) = start_http(&self.rt, &self.server)?;
+        self.http = Some(http);
+        self.client = make_client(
+            &self.rt,
+            &self.dir,
+            &self.client_ln,
+            &self.chain,
+            &self.client_store,
+            api,
+        )?;
+        Ok(())
+    }
+
     /// Mines `n` blocks and waits until both Lightning nodes have processed them (their own
     /// chain polling runs only every 2 s).
     pub fn mine(&self, n: u32) -> anyhow::Result<()> {

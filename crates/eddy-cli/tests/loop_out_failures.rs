@@ -162,3 +162,86 @@ fn server_never_publishes_client_gets_everything_back() {
     }
     net.stop().expect("stop");
 }
+
+/// Both engines are thrown away and rebuilt from their stores after every step of a loop-out
+/// (every persisted state is followed by a "crash"): the swap still completes, nothing is paid
+/// or published twice, and the money adds up exactly.
+#[test]
+fn engines_restarted_after_every_step_complete_the_swap() {
+    use eddy_core::sm::loop_out_server::State as ServerState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let client_before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_chain_before = net.server_ln.ldk().list_balances().total_onchain_balance_sats;
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let amount = Amount::from_sat(120_000);
+    let id = net.rt.block_on(net.client.loop_out(amount, dest)).expect("loop-out");
+    let mut restarts = 0;
+    let start = std::time::Instant::now();
+    loop {
+        net.restart_engines().expect("restart");
+        restarts += 1;
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.restart_engines().expect("restart");
+        restarts += 1;
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("client swap");
+        let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+        match (&c.state, &s.state) {
+            (State::Succeeded { .. }, ServerState::Succeeded) => break,
+            (State::Failed(r), _) => panic!("client failed: {r:?}"),
+            (State::HtlcConfirming { .. } | State::Claiming { .. }, _) => net.mine(1).expect("mine"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "client {:?} server {:?}",
+            c.state,
+            s.state
+        );
+    }
+    assert!(restarts >= 8, "{restarts} restarts");
+    // Exactly one HTLC publication and one payment of each invoice.
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("client swap");
+    let funding = s.funding.expect("funding");
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("tx")
+        .expect("known")
+        .tx;
+    let mut inputs = Amount::ZERO;
+    for i in &funding_tx.input {
+        let prev = net
+            .rt
+            .block_on(net.chain.transaction(&i.previous_output.txid))
+            .expect("prev")
+            .expect("known")
+            .tx;
+        inputs += prev.output[i.previous_output.vout as usize].value;
+    }
+    let publish_fee = inputs - funding_tx.output.iter().map(|o| o.value).sum::<Amount>();
+    let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
+    let tip = net.lab.chain.tip().expect("tip");
+    for n in [&net.server_ln, &net.client_ln] {
+        eddy_lab::wait_synced(n.ldk(), tip, eddy_lab::WAIT).expect("synced");
+    }
+    eddy_lab::wait_until("balances", eddy_lab::WAIT, || {
+        let _ = net.server_ln.ldk().sync_wallets();
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats == client_before - paid
+            && net.server_ln.ldk().list_balances().total_onchain_balance_sats
+                == server_chain_before - (amount + publish_fee).to_sat()
+    })
+    .expect("exact balances: one payment, one publication");
+    assert_eq!(
+        c.claim.as_ref().map(|cl| cl.all.len()),
+        Some(1),
+        "one claim, never re-revealed differently"
+    );
+    net.stop().expect("stop");
+}
