@@ -38,6 +38,15 @@ impl SwapServerApi for InProcess {
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
         self.0.push_preimage(preimage).await.map_err(|e| e.to_string())
     }
+
+    async fn cosign_claim(
+        &self,
+        id: &SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        self.0.cosign_claim(id, nonce, tx).await.map_err(|e| e.to_string())
+    }
 }
 
 /// What a demo loop-out did.

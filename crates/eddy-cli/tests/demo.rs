@@ -21,8 +21,12 @@ fn demo_loop_out_moves_exact_amounts() {
         "client's channel paid swap + prepay, no routing fee"
     );
     assert_eq!(r.server_ln.1 - r.server_ln.0, paid);
-    // The claim: P2TR script-path claim to the wallet's P2WPKH address, 140 vB at 2 sat/vB.
-    assert_eq!(r.claim_fee, Amount::from_sat(280));
+    // The claim: the server co-signs a MuSig2 key-path claim to the wallet's P2WPKH address,
+    // 99 vB at 2 sat/vB (the script path would be 140 vB).
+    assert_eq!(r.claim_vsize, 99);
+    assert_eq!(r.claim_fee, Amount::from_sat(198));
+    // On-chain footprint per swap: the server's HTLC transaction (with its change) + the claim.
+    assert_eq!(r.htlc_tx_vsize + r.claim_vsize, 153 + 99);
     assert_eq!(r.client_chain.1 - r.client_chain.0, (amount - r.claim_fee).to_sat());
     assert_eq!(r.server_chain.0 - r.server_chain.1, (amount + r.publish_fee).to_sat());
     assert!(r.publish_fee > Amount::ZERO && r.publish_fee < Amount::from_sat(1_000));

@@ -106,6 +106,28 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     );
     assert_eq!(s, 404, "{v}");
 
+    // Co-signing: refused on malformed input, and before the server holds the preimage.
+    let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{id}/cosign"),
+        Some(json!({"nonce": "00", "tx": "00"}).to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+    let nonce = "02".repeat(66);
+    let tx = bitcoin::consensus::encode::serialize_hex(&bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn::default()],
+        output: vec![],
+    });
+    let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{id}/cosign"),
+        Some(json!({"nonce": nonce, "tx": tx}).to_string()),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(err(&v).contains("push the preimage"), "{v}");
+
     // Nothing moved.
     let (v2, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
     assert_eq!(v2, version);

@@ -74,6 +74,15 @@ impl SwapServerApi for Tampering {
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
         self.server.push_preimage(preimage).await.map_err(|e| e.to_string())
     }
+
+    async fn cosign_claim(
+        &self,
+        id: &eddy_core::types::SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        self.server.cosign_claim(id, nonce, tx).await.map_err(|e| e.to_string())
+    }
 }
 
 #[test]
@@ -243,5 +252,69 @@ fn engines_restarted_after_every_step_complete_the_swap() {
         Some(1),
         "one claim, never re-revealed differently"
     );
+    net.stop().expect("stop");
+}
+
+/// A server that will not co-sign: the client claims by the script path, and the swap still
+/// completes with exact amounts (the claim is 140 vB instead of 99).
+#[test]
+fn server_refusing_to_cosign_client_claims_by_script_path() {
+    struct NoCosign(Arc<LoopOutServer>);
+    #[async_trait]
+    impl SwapServerApi for NoCosign {
+        async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+            self.0.create_loop_out(req).await.map_err(|e| e.to_string())
+        }
+        async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+            self.0.push_preimage(preimage).await.map_err(|e| e.to_string())
+        }
+        async fn cosign_claim(
+            &self,
+            _id: &eddy_core::types::SwapId,
+            _nonce: &eddy_core::musig::PubNonceBytes,
+            _tx: &bitcoin::Transaction,
+        ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+            Err("no co-signing today".into())
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(
+        dir.path(),
+        Some(Box::new(|server, _node| -> Arc<dyn SwapServerApi> {
+            Arc::new(NoCosign(server))
+        })),
+        &|_| {},
+    )
+    .expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let amount = Amount::from_sat(80_000);
+    let id = net.rt.block_on(net.client.loop_out(amount, dest)).expect("loop-out");
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("client swap");
+        match &c.state {
+            State::Succeeded { claim_txid } => {
+                let tx = net
+                    .rt
+                    .block_on(net.chain.transaction(claim_txid))
+                    .expect("tx")
+                    .expect("known")
+                    .tx;
+                assert_eq!(tx.vsize(), 140, "script-path claim");
+                assert_eq!(tx.output[0].value, amount - Amount::from_sat(280));
+                break;
+            }
+            State::Failed(r) => panic!("failed: {r:?}"),
+            State::HtlcConfirming { .. } | State::Claiming { .. } => net.mine(1).expect("mine"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "{:?}", c.state);
+    }
     net.stop().expect("stop");
 }

@@ -64,4 +64,32 @@ impl SwapServerApi for HttpSwapServer {
         }
         Ok(())
     }
+
+    async fn cosign_claim(
+        &self,
+        id: &eddy_core::types::SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        use bitcoin::hex::{DisplayHex, FromHex};
+        let resp = self
+            .http
+            .post(format!("{}/v1/swaps/{id}/cosign", self.base))
+            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        let n = v["nonce"]
+            .as_str()
+            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
+        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
+        match (n, p) {
+            (Some(n), Some(p)) => Ok((n, p)),
+            _ => Err("unreadable co-signature".into()),
+        }
+    }
 }

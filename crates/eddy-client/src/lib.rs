@@ -26,6 +26,15 @@ pub trait SwapServerApi: Send + Sync {
 
     /// Tells the server the preimage (so it settles at once); best effort.
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String>;
+
+    /// Asks the server to co-sign a key-path claim: our nonce and the unsigned claim in, the
+    /// server's nonce and partial signature out.
+    async fn cosign_claim(
+        &self,
+        id: &eddy_core::types::SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String>;
 }
 
 pub use http::HttpSwapServer;

@@ -11,6 +11,7 @@ use eddy_backends::{ChainSource, ChainWatcher, LightningNode, PayParams, Payment
 use eddy_core::constants::{MAX_FINAL_CLTV_SLACK, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{claim_decision, next_sweep_fee_rate, sweep_conf_target, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
+use eddy_core::musig::Signer;
 use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
@@ -505,9 +506,21 @@ impl LoopOutClient {
                 }
             }
         }
-        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).map_err(backend)?;
-        spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
-        let signed = spend.finalize().map_err(backend)?;
+        // Reveal to the server first (so it can settle and co-sign), then claim by the key path
+        // with its co-signature — smaller and indistinguishable from any taproot spend — and fall
+        // back to the script path on any failure.
+        if rec.claim.is_none() {
+            let _ = self.server.push_preimage(&rec.preimage).await;
+        }
+        let signed = match self.cooperative_claim(id, rec, outpoint, value, rate).await {
+            Some(s) => s,
+            None => {
+                let mut spend =
+                    build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).map_err(backend)?;
+                spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
+                spend.finalize().map_err(backend)?
+            }
+        };
         let txid = signed.tx.compute_txid();
         let mut info = rec.claim.clone().unwrap_or(ClaimInfo {
             txid,
@@ -539,9 +552,42 @@ impl LoopOutClient {
             Err(e) if e.is_missing_inputs() => {}
             Err(e) => return Err(backend(e)),
         }
-        // Best effort: lets the server settle without waiting for the chain.
-        let _ = self.server.push_preimage(&rec.preimage).await;
         Box::pin(self.apply(id, version, rec, Event::ClaimBroadcast { txid }, tip)).await
+    }
+
+    /// A key-path claim co-signed by the server, or `None` when the server does not co-sign
+    /// (offline, refuses, or answers a partial signature that does not verify).
+    async fn cooperative_claim(
+        &self,
+        id: SwapId,
+        rec: &ClientLoopOut,
+        outpoint: OutPoint,
+        value: Amount,
+        rate: bitcoin::FeeRate,
+    ) -> Option<eddy_core::tx::SignedSpend> {
+        let htlc = Htlc::new(rec.htlc).ok()?;
+        let input = HtlcInput {
+            outpoint,
+            value,
+            htlc: htlc.clone(),
+            path: SpendPath::Cooperative,
+        };
+        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).ok()?;
+        let msg = spend.sighash(0).ok()?;
+        let Htlc::Taproot(taproot) = &htlc else {
+            return None;
+        };
+        let key = self.keys.secret(KEY_PURPOSE, &id);
+        let mut signer = Signer::new(taproot, &key, msg, &id.0).ok()?;
+        let (their_nonce, their_partial) = self
+            .server
+            .cosign_claim(&id, &signer.public_nonce(), &spend.tx)
+            .await
+            .ok()?;
+        let ours = signer.sign(&their_nonce).ok()?;
+        let sig = signer.aggregate(&their_nonce, &ours, &their_partial).ok()?;
+        spend.set_cooperative_signature(0, sig).ok()?;
+        spend.finalize().ok()
     }
 
     /// The payment hash of a swap's prepay invoice (for reporting).

@@ -62,6 +62,24 @@ struct PreimageBody {
     preimage: String,
 }
 
+/// Body of `POST /v1/swaps/{id}/cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CosignRequest {
+    /// The client's MuSig2 public nonce (hex).
+    pub nonce: String,
+    /// The unsigned claim transaction (hex).
+    pub tx: String,
+}
+
+/// Answer of `POST /v1/swaps/{id}/cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CosignResponse {
+    /// The server's public nonce (hex).
+    pub nonce: String,
+    /// The server's partial signature (hex).
+    pub partial_sig: String,
+}
+
 /// An API error.
 pub struct ApiError(StatusCode, String);
 
@@ -144,6 +162,25 @@ async fn push_preimage(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn cosign(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<CosignRequest>, JsonRejection>,
+) -> Result<Json<CosignResponse>, ApiError> {
+    use bitcoin::hex::{DisplayHex, FromHex};
+    let id = parse_id(&id)?;
+    let Json(b) = body.map_err(bad_json)?;
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
+    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
+    let (n, p) = st.server.cosign_claim(&id, &nonce, &tx).await?;
+    Ok(Json(CosignResponse {
+        nonce: n.to_lower_hex_string(),
+        partial_sig: p.to_lower_hex_string(),
+    }))
+}
+
 /// The router.
 pub fn router(server: Arc<LoopOutServer>, terms: Terms) -> Router {
     Router::new()
@@ -151,6 +188,7 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms) -> Router {
         .route("/v1/loop-out", post(loop_out))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))
+        .route("/v1/swaps/{id}/cosign", post(cosign))
         .with_state(Arc::new(AppState { server, terms }))
 }
 

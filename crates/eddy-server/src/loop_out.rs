@@ -12,12 +12,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
 use eddy_core::constants::{LOOP_OUT_PUBLICATION_DEADLINE, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
+use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_out_server::{transition, Action, Event, State, Terms};
 use eddy_core::spend::find_preimage;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
@@ -324,6 +326,50 @@ impl LoopOutServer {
             }
         }
         Err(ServerError::Backend("swap kept changing; retry".into()))
+    }
+
+    /// Co-signs the client's key-path claim of the HTLC (MuSig2, one round trip: the client's
+    /// nonce in, the server's nonce and partial signature out). Only once the server holds the
+    /// preimage (it was pushed or seen), so giving up the refund path costs it nothing; only a
+    /// one-input transaction spending this swap's HTLC; a fresh nonce for every request.
+    pub async fn cosign_claim(
+        &self,
+        id: &SwapId,
+        client_nonce: &PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        let (_, rec) = self.swap(id).await?;
+        if !matches!(rec.state, State::PreimageKnown { .. } | State::Succeeded) {
+            return Err(ServerError::Invalid(
+                "push the preimage before asking for a cooperative claim".into(),
+            ));
+        }
+        let funding = rec
+            .funding
+            .ok_or_else(|| ServerError::Invalid("the HTLC is not published".into()))?;
+        if tx.input.len() != 1 || tx.input[0].previous_output != funding {
+            return Err(ServerError::Invalid(
+                "the claim must spend exactly this swap's HTLC".into(),
+            ));
+        }
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let Htlc::Taproot(taproot) = &htlc else {
+            return Err(ServerError::Invalid("not a taproot HTLC".into()));
+        };
+        let prevout = bitcoin::TxOut {
+            value: rec.amount,
+            script_pubkey: htlc.script_pubkey(),
+        };
+        let msg = bitcoin::sighash::SighashCache::new(tx)
+            .taproot_key_spend_signature_hash(
+                0,
+                &bitcoin::sighash::Prevouts::All(&[prevout]),
+                bitcoin::TapSighashType::Default,
+            )
+            .map_err(|e| ServerError::Invalid(e.to_string()))?
+            .to_byte_array();
+        let key = self.keys.secret(KEY_PURPOSE, id);
+        cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
     }
 
     /// One pass over every active swap. Errors of one swap do not stop the others; the first
