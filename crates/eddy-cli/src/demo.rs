@@ -503,10 +503,22 @@ pub fn run() -> anyhow::Result<()> {
         r.expiry
     );
     println!(
-        "  claim            {:>9} sat to the client's wallet in {} ({} sat miner fee)",
+        "  claim            {:>9} sat to the client's wallet in {} ({} sat miner fee, {} vB, {})",
         (r.amount - r.claim_fee).to_sat(),
         r.claim_txid,
-        r.claim_fee.to_sat()
+        r.claim_fee.to_sat(),
+        r.claim_vsize,
+        if r.claim_vsize < 140 {
+            "MuSig2 key path co-signed by the server"
+        } else {
+            "script path"
+        }
+    );
+    println!(
+        "  on-chain         {:>9} vB per swap (HTLC transaction {} vB + claim {} vB)",
+        r.htlc_tx_vsize + r.claim_vsize,
+        r.htlc_tx_vsize,
+        r.claim_vsize
     );
     println!("  client channel   {:>9} → {} sat", r.client_ln.0, r.client_ln.1);
     println!("  client on-chain  {:>9} → {} sat", r.client_chain.0, r.client_chain.1);
