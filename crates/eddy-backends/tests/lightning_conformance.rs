@@ -302,6 +302,13 @@ fn conformance(lnd: bool) {
     // The backend's 200k minus its channel reserve (1% of capacity) is what it can send.
     assert_eq!(chans[0].local_msat, 200_000_000 - 5_000_000);
 
+    if let Backend::Lnd { client, .. } = &backend {
+        // walletrpc EstimateFee: the node's estimate (here the chain source's fallback, 500 sat/kWU).
+        assert_eq!(
+            ctx.rt.block_on(client.estimate_fee(6)).expect("estimate"),
+            FeeRate::from_sat_per_kwu(500)
+        );
+    }
     let mut events = backend.ln().subscribe();
 
     // 1. Hold invoice accepted → settled (idempotently); the payer learns the preimage.
