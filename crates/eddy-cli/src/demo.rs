@@ -3,7 +3,8 @@
 //! channel from the server to the client, the server engine with its HTTP API on 127.0.0.1 and
 //! the client engine talking to it, both with SQLite stores, runs one loop-out, mining blocks as soon as the swap needs them, and reports
 //! what happened with the real numbers. [`run_loop_out`] returns the numbers so tests can
-//! assert them exactly.
+//! assert them exactly. `EDDY_DEMO_TRACE=1` prints each state change with its time;
+//! `EDDY_DEMO_DIR=<dir>` keeps the nodes' logs and the stores there.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -387,11 +388,20 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     // Drive both engines; mine a block whenever something waits for one.
     let mut blocks = 0u32;
     let deadline = Instant::now() + Duration::from_secs(120);
+    let trace = std::env::var_os("EDDY_DEMO_TRACE").is_some();
+    let mut last = String::new();
     loop {
         rt.block_on(server.tick())?;
         rt.block_on(client.tick())?;
         let (_, c) = rt.block_on(client.swap(&id))?;
         let (_, s) = rt.block_on(server.swap(&id))?;
+        if trace {
+            let now = format!("{} | {:?}", state_tag(&c.state), s.state);
+            if now != last {
+                eprintln!("{:>6.3} s  client {now}", t_swap.elapsed().as_secs_f64());
+                last = now;
+            }
+        }
         match (&c.state, &s.state) {
             (loop_out_client::State::Succeeded { .. }, loop_out_server::State::Succeeded) => break,
             (loop_out_client::State::Failed(r), _) => return Err(anyhow!("the client's swap failed: {r:?}")),
@@ -470,15 +480,27 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     Ok(report)
 }
 
+fn state_tag<T: serde::Serialize>(state: &T) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// `eddy demo`.
 pub fn run() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::tempdir()?;
+    // EDDY_DEMO_DIR keeps everything (node logs, stores) for inspection.
+    let dir = match std::env::var_os("EDDY_DEMO_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => tmp.path().to_path_buf(),
+    };
     let amount = Amount::from_sat(250_000);
     println!(
         "Eddy demo: one loop-out of {} sat on the embedded devnet\n",
         amount.to_sat()
     );
-    let r = run_loop_out(dir.path(), amount, true)?;
+    let r = run_loop_out(&dir, amount, true)?;
     println!();
     println!(
         "swap {} succeeded in {:.2} s ({} blocks mined)",
