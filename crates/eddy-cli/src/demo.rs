@@ -375,6 +375,20 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     let dest = rt.block_on(client_ln.new_address())?.script_pubkey();
     let start_height = lab.chain.tip()?.0;
     let t_swap = Instant::now();
+    if std::env::var_os("EDDY_DEMO_TRACE").is_some() {
+        let mut events = server_ln.subscribe();
+        rt.spawn(async move {
+            while let Ok(e) = events.recv().await {
+                let what = match e {
+                    eddy_backends::LnEvent::Invoice { payment_hash, state } => {
+                        format!("invoice {payment_hash:.8}… {}", state_tag_ln(&state))
+                    }
+                    eddy_backends::LnEvent::Payment { payment_hash, .. } => format!("payment {payment_hash:.8}…"),
+                };
+                eprintln!("{:>6.3} s  server node event: {what}", t_swap.elapsed().as_secs_f64());
+            }
+        });
+    }
     let id = rt.block_on(client.loop_out(amount, dest))?;
     let (_, rec) = rt.block_on(client.swap(&id))?;
     say(format!(
@@ -478,6 +492,15 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     };
     net.stop()?;
     Ok(report)
+}
+
+fn state_tag_ln(s: &eddy_backends::HoldInvoiceState) -> &'static str {
+    match s {
+        eddy_backends::HoldInvoiceState::Open => "open",
+        eddy_backends::HoldInvoiceState::Accepted { .. } => "accepted",
+        eddy_backends::HoldInvoiceState::Settled { .. } => "settled",
+        eddy_backends::HoldInvoiceState::Canceled => "canceled",
+    }
 }
 
 fn state_tag<T: serde::Serialize>(state: &T) -> String {
