@@ -318,3 +318,91 @@ fn server_refusing_to_cosign_client_claims_by_script_path() {
     }
     net.stop().expect("stop");
 }
+
+/// A fee spike after the claim is out and miners that leave it out: the client re-signs a
+/// bumped claim in every block (BIP125: more per vbyte and in total), never above its miner-fee
+/// limit, and the last one confirms; the client gets the HTLC minus exactly that claim's fee.
+#[test]
+fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let amount = Amount::from_sat(90_000);
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let tick = |net: &eddy::demo::Swapnet| {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        net.rt.block_on(net.client.swap(&id)).expect("swap").1
+    };
+    // Up to the first claim.
+    let start = std::time::Instant::now();
+    loop {
+        let c = tick(&net);
+        match c.state {
+            State::Claiming {
+                claim_txid: Some(_), ..
+            } => break,
+            State::HtlcConfirming { .. } => net.mine(1).expect("mine"),
+            State::Failed(r) => panic!("{r:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+    // Fees spike to 20 sat/vB; three blocks come without the claim.
+    net.lab.chain.set_fee_estimate(Some(20.0)).expect("spike");
+    let faucet = net.lab.chain.faucet_address().expect("addr").to_string();
+    let mut fees = vec![];
+    for _ in 0..3 {
+        let c = tick(&net);
+        let claim = c.claim.clone().expect("claim");
+        fees.push((claim.txid, claim.fee));
+        let _: serde_json::Value = net
+            .lab
+            .chain
+            .rpc("generateblock", serde_json::json!([faucet, []]))
+            .expect("empty block");
+        let tip = net.lab.chain.tip().expect("tip");
+        for n in [&net.server_ln, &net.client_ln] {
+            eddy_lab::wait_synced(n.ldk(), tip, eddy_lab::WAIT).expect("sync");
+        }
+    }
+    let c = tick(&net);
+    let last = c.claim.clone().expect("claim");
+    fees.push((last.txid, last.fee));
+    for w in fees.windows(2) {
+        assert!(w[1].1 > w[0].1, "each block's claim pays more: {fees:?}");
+        assert_ne!(w[1].0, w[0].0);
+    }
+    assert!(
+        last.fee <= Amount::from_sat(5_000),
+        "never above the client's miner-fee limit"
+    );
+    assert!(last.all.len() >= 4);
+    // Miners include it now.
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.mine(1).expect("mine");
+        let c = tick(&net);
+        if let State::Succeeded { claim_txid } = c.state {
+            break claim_txid;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "{:?}", c.state);
+    };
+    assert_eq!(claim_txid, last.txid, "the highest bump confirmed");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim_txid))
+        .expect("tx")
+        .expect("known")
+        .tx;
+    assert_eq!(tx.output[0].script_pubkey, dest);
+    assert_eq!(tx.output[0].value, amount - last.fee);
+    net.stop().expect("stop");
+}
