@@ -167,6 +167,8 @@ fn make_server(
             fees: fees(),
             expiry_delta: 80,
             publish_conf_target: 6,
+            max_active_swaps: 50,
+            onchain_reserve: Amount::from_sat(50_000),
         },
         ln.clone(),
         chain.clone(),
@@ -205,7 +207,7 @@ fn start_http(
     server: &Arc<LoopOutServer>,
 ) -> anyhow::Result<(Arc<dyn SwapServerApi>, HttpServer)> {
     let http = rt.block_on(HttpServer::start(
-        eddy_server::http::router(server.clone(), terms()),
+        eddy_server::http::router(server.clone(), terms(), RATE_LIMIT_PER_MINUTE),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
     ))?;
     let client = HttpSwapServer::new(&http.url()).map_err(|e| anyhow!(e))?;
@@ -215,6 +217,9 @@ fn start_http(
 /// Builds what the client talks to from the server engine and the server's node (tests use
 /// this to put a tampering server in between).
 pub type ApiFactory = Box<dyn FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>>;
+
+/// Loop-out requests a client may make per minute.
+pub const RATE_LIMIT_PER_MINUTE: usize = 20;
 
 /// The terms the demo server publishes.
 pub fn terms() -> eddy_server::http::Terms {

@@ -128,6 +128,33 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert_eq!(s, 400, "{v}");
     assert!(err(&v).contains("push the preimage"), "{v}");
 
+    // More than the server's wallet can back (1,000,000 + the 50,000 reserve > what it holds):
+    // refused up front, nothing created.
+    let big = Preimage::from_bytes([0x45; 32]);
+    let (s, v) = call(
+        "POST",
+        "/v1/loop-out",
+        Some(
+            json!({"amount": 1_000_000, "payment_hash": big.payment_hash().to_string(), "claim_key": claim_key})
+                .to_string(),
+        ),
+    );
+    assert_eq!(s, 503, "{v}");
+    assert!(err(&v).contains("insufficient on-chain liquidity"), "{v}");
+    assert!(net
+        .rt
+        .block_on(net.server.swap(&SwapId::from(big.payment_hash())))
+        .is_err());
+
+    // Rate limit: 20 loop-out requests a minute per client; this test has made 10 so far.
+    for i in 11..=20 {
+        let (s, v) = call("POST", "/v1/loop-out", Some("{}".into()));
+        assert_eq!(s, 400, "request {i} is still served: {v}");
+    }
+    let (s, v) = call("POST", "/v1/loop-out", Some(req(50_000)));
+    assert_eq!(s, 429, "{v}");
+    assert!(err(&v).contains("in a minute"), "{v}");
+
     // Nothing moved.
     let (v2, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
     assert_eq!(v2, version);

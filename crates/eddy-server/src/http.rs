@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -95,7 +95,9 @@ impl From<ServerError> for ApiError {
             ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
             ServerError::Duplicate(_) => StatusCode::CONFLICT,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServerError::Backend(_) | ServerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Unavailable(_) | ServerError::Backend(_) | ServerError::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -108,6 +110,30 @@ fn bad_json(r: JsonRejection) -> ApiError {
 struct AppState {
     server: Arc<LoopOutServer>,
     terms: Terms,
+    limiter: RateLimiter,
+}
+
+/// Per-client (IP) limit on swap creation requests in a sliding minute.
+struct RateLimiter {
+    per_minute: usize,
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<std::time::Instant>>>,
+}
+
+impl RateLimiter {
+    fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let window = std::time::Duration::from_secs(60);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let q = seen.entry(ip).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+            q.pop_front();
+        }
+        if q.len() >= self.per_minute {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
 }
 
 async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
@@ -116,8 +142,15 @@ async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
 
 async fn loop_out(
     State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<LoopOutCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if !st.limiter.allow(peer.ip()) {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} loop-out requests in a minute", st.limiter.per_minute),
+        ));
+    }
     let Json(req) = body.map_err(bad_json)?;
     let offer = st.server.create_loop_out(&req).await?;
     Ok((StatusCode::CREATED, Json(offer)))
@@ -181,15 +214,22 @@ async fn cosign(
     }))
 }
 
-/// The router.
-pub fn router(server: Arc<LoopOutServer>, terms: Terms) -> Router {
+/// The router; `per_minute` limits loop-out requests per client IP.
+pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Router {
     Router::new()
         .route("/v1/terms", get(self::terms))
         .route("/v1/loop-out", post(loop_out))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))
         .route("/v1/swaps/{id}/cosign", post(cosign))
-        .with_state(Arc::new(AppState { server, terms }))
+        .with_state(Arc::new(AppState {
+            server,
+            terms,
+            limiter: RateLimiter {
+                per_minute,
+                seen: std::sync::Mutex::default(),
+            },
+        }))
 }
 
 /// A running HTTP server; stops when dropped.
@@ -205,7 +245,7 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
+            let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })

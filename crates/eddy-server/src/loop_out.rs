@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub expiry_delta: u32,
     /// Confirmation target for publishing HTLCs.
     pub publish_conf_target: u16,
+    /// Most swaps in flight at once.
+    pub max_active_swaps: usize,
+    /// On-chain funds kept out of swaps (for fees, refunds, channel reserves).
+    pub onchain_reserve: Amount,
 }
 
 /// A loop-out request as the server receives it.
@@ -97,6 +101,9 @@ pub enum ServerError {
     /// The request is not acceptable (amount, key, network…).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The server cannot take the swap now (capacity or liquidity); nothing was created.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A swap for this payment hash exists (replay).
     #[error("a swap for payment hash {0} exists")]
     Duplicate(PaymentHash),
@@ -217,6 +224,30 @@ impl LoopOutServer {
         let id = SwapId::from(req.payment_hash);
         if self.store.get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(req.payment_hash));
+        }
+        // Capacity and liquidity: every HTLC not yet published is a promise on our wallet.
+        let active = Self::active(&*self.store).await?;
+        if active.len() >= self.cfg.max_active_swaps {
+            return Err(ServerError::Unavailable(format!(
+                "{} swaps in flight, the most this server takes",
+                active.len()
+            )));
+        }
+        let promised: Amount = active
+            .iter()
+            .filter(|(_, _, r)| matches!(r.state, State::Created { .. } | State::Publishing))
+            .map(|(_, _, r)| r.amount)
+            .sum();
+        let spendable = self.ln.wallet_balance().await.map_err(backend)?.spendable;
+        let needed = req.amount + promised + self.cfg.onchain_reserve;
+        if spendable < needed {
+            return Err(ServerError::Unavailable(format!(
+                "insufficient on-chain liquidity for {} sat (available {} sat)",
+                req.amount.to_sat(),
+                spendable
+                    .to_sat()
+                    .saturating_sub((promised + self.cfg.onchain_reserve).to_sat())
+            )));
         }
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let expiry = tip + self.cfg.expiry_delta;

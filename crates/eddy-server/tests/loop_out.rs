@@ -115,6 +115,8 @@ fn setup() -> Env {
         fees: fees(),
         expiry_delta: 80,
         publish_conf_target: 6,
+        max_active_swaps: 10,
+        onchain_reserve: Amount::from_sat(10_000),
     };
     let server = rt
         .block_on(LoopOutServer::new(
