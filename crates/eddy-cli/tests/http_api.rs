@@ -2,6 +2,7 @@
 //! `error`, and nothing changes on the server.
 
 use eddy::demo::swapnet;
+use eddy_backends::LightningNode;
 use eddy_core::types::{Preimage, SwapId};
 use serde_json::{json, Value};
 
@@ -159,5 +160,73 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     let (v2, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
     assert_eq!(v2, version);
     assert_eq!(rec.state, eddy_core::sm::loop_out_server::State::new());
+    net.stop().expect("stop");
+}
+
+/// The live status stream (server-sent events) follows a swap from creation to success and
+/// ends there; an unknown id is refused with a JSON 404.
+#[test]
+fn status_stream_follows_a_swap_to_the_end() {
+    use eddy_core::sm::loop_out_client::State;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let unknown = net.rt.block_on(async {
+        reqwest::get(format!("{url}/v1/swaps/{}/events", "cd".repeat(32)))
+            .await
+            .expect("get")
+            .status()
+    });
+    assert_eq!(unknown.as_u16(), 404);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(bitcoin::Amount::from_sat(70_000), dest))
+        .expect("loop-out");
+    let stream_url = format!("{url}/v1/swaps/{id}/events");
+    let reader = net.rt.spawn(async move {
+        let mut resp = reqwest::get(stream_url).await.expect("stream");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+        let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+        if matches!(c.state, State::Succeeded { .. }) && s.state == eddy_core::sm::loop_out_server::State::Succeeded {
+            break;
+        }
+        if matches!(c.state, State::HtlcConfirming { .. } | State::Claiming { .. }) {
+            net.mine(1).expect("mine");
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+    let text = net
+        .rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), reader).await })
+        .expect("stream ended")
+        .expect("reader");
+    let states: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).expect("json event"))
+        .collect();
+    let names: Vec<&str> = states.iter().filter_map(|v| v["state"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"created"), "{names:?}");
+    assert!(names.contains(&"published"), "{names:?}");
+    assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
+    assert_eq!(states.last().map(|v| v["terminal"].clone()), Some(Value::Bool(true)));
     net.stop().expect("stop");
 }

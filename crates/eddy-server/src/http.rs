@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -163,17 +164,7 @@ fn parse_id(s: &str) -> Result<SwapId, ApiError> {
 async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<SwapStatus>, ApiError> {
     let id = parse_id(&id)?;
     let (_, rec) = st.server.swap(&id).await?;
-    let state = serde_json::to_value(&rec.state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_default();
-    Ok(Json(SwapStatus {
-        id: id.to_string(),
-        state,
-        terminal: rec.state.is_terminal(),
-        expiry: rec.terms.expiry,
-        htlc_outpoint: rec.funding.map(|o| o.to_string()),
-    }))
+    Ok(Json(status_of(&id, &rec)))
 }
 
 async fn push_preimage(
@@ -214,12 +205,57 @@ async fn cosign(
     }))
 }
 
+/// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status, one event
+/// per change, ending once the swap is final.
+async fn events(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    let id = parse_id(&id)?;
+    // Unknown ids are refused before the stream starts.
+    st.server.swap(&id).await?;
+    let stream = futures::stream::unfold((st, id, String::new(), false), |(st, id, last, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let Ok((_, rec)) = st.server.swap(&id).await else {
+                return None;
+            };
+            let status = status_of(&id, &rec);
+            let key = format!("{}:{:?}", status.state, status.htlc_outpoint);
+            if key != last {
+                let terminal = status.terminal;
+                let data = serde_json::to_string(&status).unwrap_or_default();
+                return Some((Ok(Event::default().event("status").data(data)), (st, id, key, terminal)));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
+    let state = serde_json::to_value(&rec.state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    SwapStatus {
+        id: id.to_string(),
+        state,
+        terminal: rec.state.is_terminal(),
+        expiry: rec.terms.expiry,
+        htlc_outpoint: rec.funding.map(|o| o.to_string()),
+    }
+}
+
 /// The router; `per_minute` limits loop-out requests per client IP.
 pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Router {
     Router::new()
         .route("/v1/terms", get(self::terms))
         .route("/v1/loop-out", post(loop_out))
         .route("/v1/swaps/{id}", get(status))
+        .route("/v1/swaps/{id}/events", get(events))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))
         .route("/v1/swaps/{id}/cosign", post(cosign))
         .with_state(Arc::new(AppState {
