@@ -71,6 +71,46 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert!(offer["swap_invoice"].as_str().is_some_and(|i| i.starts_with("lnbcrt")));
     let (s, v) = call("POST", "/v1/loop-out", Some(req(50_000)));
     assert_eq!(s, 409, "{v}");
+
+    // The OpenAPI document lists every endpoint, and its schemas name exactly the fields the
+    // real types put on the wire.
+    let (s, doc) = call("GET", "/v1/openapi.json", None);
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    for path in [
+        "/v1/terms",
+        "/v1/loop-out",
+        "/v1/swaps/{id}",
+        "/v1/swaps/{id}/events",
+        "/v1/swaps/{id}/preimage",
+        "/v1/swaps/{id}/cosign",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    let fields = |schema: &str| -> Vec<String> {
+        let mut f: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        f.sort();
+        f
+    };
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    };
+    let real = eddy_core::validate::LoopOutCreate {
+        amount: bitcoin::Amount::from_sat(50_000),
+        payment_hash: preimage.payment_hash(),
+        claim_key: claim_key.parse().expect("key"),
+    };
+    assert_eq!(
+        fields("LoopOutCreate"),
+        keys(&serde_json::to_value(real).expect("json"))
+    );
+    assert_eq!(fields("LoopOutOffer"), keys(&offer));
+    assert_eq!(fields("Terms"), keys(&terms));
     let id = SwapId::from(preimage.payment_hash());
     let version = net.rt.block_on(net.server.swap(&id)).expect("swap").0;
 

@@ -20,11 +20,12 @@ use eddy_core::validate::LoopOutCreate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::loop_out::{LoopOutServer, ServerError};
 
 /// What `GET /v1/terms` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Terms {
     /// Network name (`regtest`, `bitcoin`, …).
     pub network: String,
@@ -43,7 +44,7 @@ pub struct Terms {
 }
 
 /// What `GET /v1/swaps/{id}` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SwapStatus {
     /// The swap id.
     pub id: String,
@@ -58,13 +59,14 @@ pub struct SwapStatus {
 }
 
 /// Body of `POST /v1/swaps/{id}/preimage`.
-#[derive(Clone, Debug, Deserialize)]
-struct PreimageBody {
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+pub struct PreimageBody {
+    /// The preimage, 32 bytes hex.
     preimage: String,
 }
 
 /// Body of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CosignRequest {
     /// The client's MuSig2 public nonce (hex).
     pub nonce: String,
@@ -73,13 +75,74 @@ pub struct CosignRequest {
 }
 
 /// Answer of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CosignResponse {
     /// The server's public nonce (hex).
     pub nonce: String,
     /// The server's partial signature (hex).
     pub partial_sig: String,
 }
+
+/// The loop-out request as it travels (schema of `eddy_core::validate::LoopOutCreate`; a test
+/// checks the field names match what the type serializes).
+#[derive(ToSchema)]
+#[schema(as = LoopOutCreate)]
+#[allow(dead_code)]
+pub struct LoopOutCreateDoc {
+    /// HTLC amount in satoshis.
+    amount: u64,
+    /// sha256 of the client's preimage, hex.
+    payment_hash: String,
+    /// The client's claim key, compressed public key hex.
+    claim_key: String,
+}
+
+/// The server's offer (schema of `eddy_core::validate::LoopOutOffer`).
+#[derive(ToSchema)]
+#[schema(as = LoopOutOffer)]
+#[allow(dead_code)]
+pub struct LoopOutOfferDoc {
+    /// Hold invoice for the swap amount (BOLT11).
+    swap_invoice: String,
+    /// Hold invoice for the prepay (BOLT11).
+    prepay_invoice: String,
+    /// The server's HTLC key, compressed public key hex.
+    server_key: String,
+    /// Absolute expiry height of the HTLC.
+    expiry: u32,
+    /// The P2TR HTLC address.
+    htlc_address: String,
+}
+
+/// Every error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What was wrong.
+    error: String,
+}
+
+/// The OpenAPI document of this API (served at `GET /v1/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Eddy swap server",
+        version = "1",
+        description = "Non-custodial Lightning ⇄ chain swaps: loop-out."
+    ),
+    paths(terms, loop_out, status, events, push_preimage, cosign),
+    components(schemas(
+        Terms,
+        SwapStatus,
+        PreimageBody,
+        CosignRequest,
+        CosignResponse,
+        LoopOutCreateDoc,
+        LoopOutOfferDoc,
+        ErrorBody
+    ))
+)]
+pub struct ApiDoc;
 
 /// An API error.
 pub struct ApiError(StatusCode, String);
@@ -137,10 +200,18 @@ impl RateLimiter {
     }
 }
 
+#[utoipa::path(get, path = "/v1/terms", responses((status = 200, description = "The server's terms", body = Terms)))]
 async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
     Json(st.terms.clone())
 }
 
+#[utoipa::path(post, path = "/v1/loop-out", request_body = LoopOutCreateDoc, responses(
+    (status = 201, description = "The offer (both hold invoices, the server key, E, the HTLC address)", body = LoopOutOfferDoc),
+    (status = 400, description = "Malformed request or amount out of range", body = ErrorBody),
+    (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client", body = ErrorBody),
+    (status = 503, description = "Not enough liquidity or capacity now", body = ErrorBody),
+))]
 async fn loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -161,12 +232,22 @@ fn parse_id(s: &str) -> Result<SwapId, ApiError> {
     SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
 }
 
+#[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex")), responses(
+    (status = 200, description = "The swap's status (never any secret)", body = SwapStatus),
+    (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
 async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<SwapStatus>, ApiError> {
     let id = parse_id(&id)?;
     let (_, rec) = st.server.swap(&id).await?;
     Ok(Json(status_of(&id, &rec)))
 }
 
+#[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(("id" = String, Path, description = "swap id")), request_body = PreimageBody, responses(
+    (status = 204, description = "Learned; the swap invoice is being settled"),
+    (status = 400, description = "Not 32 bytes of hex, or not this swap's preimage", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
 async fn push_preimage(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -186,6 +267,11 @@ async fn push_preimage(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id")), request_body = CosignRequest, responses(
+    (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
+    (status = 400, description = "Preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
 async fn cosign(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -207,6 +293,10 @@ async fn cosign(
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status, one event
 /// per change, ending once the swap is final.
+#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id")), responses(
+    (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
 async fn events(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -252,6 +342,7 @@ fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
 /// The router; `per_minute` limits loop-out requests per client IP.
 pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Router {
     Router::new()
+        .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/v1/terms", get(self::terms))
         .route("/v1/loop-out", post(loop_out))
         .route("/v1/swaps/{id}", get(status))
