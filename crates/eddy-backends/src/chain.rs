@@ -71,6 +71,27 @@ impl BroadcastError {
     }
 }
 
+/// The fee `tx` paid: its inputs' values, looked up at `chain`, minus its outputs.
+pub async fn fee_paid(chain: &dyn ChainSource, tx: &Transaction) -> Result<bitcoin::Amount, ChainSourceError> {
+    let mut inputs = bitcoin::Amount::ZERO;
+    for i in &tx.input {
+        let prev = chain
+            .transaction(&i.previous_output.txid)
+            .await?
+            .ok_or_else(|| ChainSourceError::Protocol(format!("input {} unknown", i.previous_output)))?;
+        let out = prev
+            .tx
+            .output
+            .get(i.previous_output.vout as usize)
+            .ok_or_else(|| ChainSourceError::Protocol(format!("no output {}", i.previous_output)))?;
+        inputs += out.value;
+    }
+    let outputs: bitcoin::Amount = tx.output.iter().map(|o| o.value).sum();
+    inputs
+        .checked_sub(outputs)
+        .ok_or_else(|| ChainSourceError::Protocol("outputs exceed inputs".into()))
+}
+
 /// A view of the Bitcoin network.
 #[async_trait]
 pub trait ChainSource: Send + Sync {

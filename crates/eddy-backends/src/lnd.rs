@@ -282,6 +282,20 @@ impl LndNode {
         });
     }
 
+    /// The final CLTV delta an invoice carries, as LND decodes it.
+    async fn final_cltv_delta(&self, bolt11: &str) -> Result<u64, LnError> {
+        let decoded = self
+            .c()
+            .lightning()
+            .decode_pay_req(lnrpc::PayReqString {
+                pay_req: bolt11.to_string(),
+            })
+            .await
+            .map_err(status_err)?
+            .into_inner();
+        Ok(decoded.cltv_expiry.max(0) as u64)
+    }
+
     /// The fee rate LND's wallet estimates for `conf_target` blocks.
     pub async fn estimate_fee(&self, conf_target: i32) -> Result<FeeRate, LnError> {
         let r = self
@@ -328,19 +342,11 @@ impl LightningNode for LndNode {
             .await
             .map_err(status_err)?
             .into_inner();
-        let decoded = self
-            .c()
-            .lightning()
-            .decode_pay_req(lnrpc::PayReqString {
-                pay_req: resp.payment_request.clone(),
-            })
-            .await
-            .map_err(status_err)?
-            .into_inner();
+        let min_final_cltv_delta = self.final_cltv_delta(&resp.payment_request).await?;
         self.watch_invoice(req.payment_hash);
         Ok(HoldInvoice {
             bolt11: resp.payment_request,
-            min_final_cltv_delta: decoded.cltv_expiry.max(0) as u64,
+            min_final_cltv_delta,
         })
     }
 
@@ -414,19 +420,11 @@ impl LightningNode for LndNode {
             .await
             .map_err(status_err)?
             .into_inner();
-        let decoded = self
-            .c()
-            .lightning()
-            .decode_pay_req(lnrpc::PayReqString {
-                pay_req: resp.payment_request.clone(),
-            })
-            .await
-            .map_err(status_err)?
-            .into_inner();
+        let min_final_cltv_delta = self.final_cltv_delta(&resp.payment_request).await?;
         self.watch_invoice(preimage.payment_hash());
         Ok(HoldInvoice {
             bolt11: resp.payment_request,
-            min_final_cltv_delta: decoded.cltv_expiry.max(0) as u64,
+            min_final_cltv_delta,
         })
     }
 

@@ -13,6 +13,13 @@ use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid, 
 /// Caller's identifier for a watch (e.g. a swap's row id).
 pub type WatchId = u64;
 
+/// The watch id the swap engines use for a swap: its id's first 8 bytes.
+pub fn swap_watch_id(id: &eddy_core::types::SwapId) -> WatchId {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
 /// An output paying a watched script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Funding {

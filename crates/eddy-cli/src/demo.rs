@@ -415,7 +415,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         let (_, c) = rt.block_on(client.swap(&id))?;
         let (_, s) = rt.block_on(server.swap(&id))?;
         if trace {
-            let now = format!("{} | {:?}", state_tag(&c.state), s.state);
+            let now = format!("{} | {:?}", eddy_store::state_name(&c.state), s.state);
             if now != last {
                 eprintln!("{:>6.3} s  client {now}", t_swap.elapsed().as_secs_f64());
                 last = now;
@@ -448,15 +448,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         .block_on(chain.transaction(&funding.txid))?
         .ok_or_else(|| anyhow!("HTLC tx unknown"))?
         .tx;
-    let mut inputs = Amount::ZERO;
-    for i in &funding_tx.input {
-        let prev = rt
-            .block_on(chain.transaction(&i.previous_output.txid))?
-            .ok_or_else(|| anyhow!("input unknown"))?
-            .tx;
-        inputs += prev.output[i.previous_output.vout as usize].value;
-    }
-    let publish_fee = inputs - funding_tx.output.iter().map(|o| o.value).sum::<Amount>();
+    let publish_fee = rt.block_on(eddy_backends::fee_paid(chain.as_ref(), &funding_tx))?;
     // Let both wallets see the final block, then wait until the channel has settled.
     for n in [&server_ln, &client_ln] {
         eddy_lab::wait_synced(n.ldk(), lab.chain.tip()?, WAIT)?;
@@ -506,13 +498,6 @@ fn state_tag_ln(s: &eddy_backends::HoldInvoiceState) -> &'static str {
         eddy_backends::HoldInvoiceState::Settled { .. } => "settled",
         eddy_backends::HoldInvoiceState::Canceled => "canceled",
     }
-}
-
-fn state_tag<T: serde::Serialize>(state: &T) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// `eddy demo`.

@@ -224,17 +224,10 @@ fn engines_restarted_after_every_step_complete_the_swap() {
         .expect("tx")
         .expect("known")
         .tx;
-    let mut inputs = Amount::ZERO;
-    for i in &funding_tx.input {
-        let prev = net
-            .rt
-            .block_on(net.chain.transaction(&i.previous_output.txid))
-            .expect("prev")
-            .expect("known")
-            .tx;
-        inputs += prev.output[i.previous_output.vout as usize].value;
-    }
-    let publish_fee = inputs - funding_tx.output.iter().map(|o| o.value).sum::<Amount>();
+    let publish_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("publish fee");
     let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
     let tip = net.lab.chain.tip().expect("tip");
     for n in [&net.server_ln, &net.client_ln] {

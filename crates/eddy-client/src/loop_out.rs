@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{MAX_FINAL_CLTV_SLACK, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{claim_decision, next_sweep_fee_rate, sweep_conf_target, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
@@ -16,7 +16,7 @@ use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, Stat
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
-use eddy_store::{ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -100,19 +100,6 @@ fn backend(e: impl std::fmt::Display) -> ClientError {
     ClientError::Backend(e.to_string())
 }
 
-fn state_name(state: &State) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn watch_id(id: &SwapId) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(b)
-}
-
 /// The client engine.
 pub struct LoopOutClient {
     cfg: ClientConfig,
@@ -158,7 +145,9 @@ impl LoopOutClient {
         );
         for (id, _, r) in &active {
             let htlc = Htlc::new(r.htlc).map_err(backend)?;
-            watcher.index_mut().watch_script(watch_id(id), htlc.script_pubkey());
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
         }
         Ok(LoopOutClient {
             cfg,
@@ -257,7 +246,7 @@ impl LoopOutClient {
             .lock()
             .await
             .index_mut()
-            .watch_script(watch_id(&id), validated.htlc.script_pubkey());
+            .watch_script(swap_watch_id(&id), validated.htlc.script_pubkey());
         let mut version = created.version;
         self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip)
             .await?;
@@ -336,10 +325,7 @@ impl LoopOutClient {
             rec.state,
             State::OfferAccepted | State::Paying | State::HtlcConfirming { .. }
         ) {
-            let prepay_hash =
-                eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
-                    .map(|f| f.payment_hash)
-                    .ok();
+            let prepay_hash = self.prepay_hash(&rec);
             let mut failed = false;
             for h in std::iter::once(rec.htlc.payment_hash).chain(prepay_hash) {
                 if let Ok(PaymentStatus::Failed { .. }) = self.ln.payment_status(&h).await {
@@ -360,7 +346,7 @@ impl LoopOutClient {
             .lock()
             .await
             .index()
-            .status(watch_id(&id))
+            .status(swap_watch_id(&id))
             .cloned()
             .unwrap_or_default();
         // The HTLC.
@@ -465,7 +451,7 @@ impl LoopOutClient {
             .lock()
             .await
             .index()
-            .status(watch_id(&id))
+            .status(swap_watch_id(&id))
             .is_some_and(|st| st.spends.iter().any(|s| s.outpoint == outpoint && s.height.is_some()));
         if spent_in_block {
             return Ok(());
@@ -590,7 +576,7 @@ impl LoopOutClient {
         spend.finalize().ok()
     }
 
-    /// The payment hash of a swap's prepay invoice (for reporting).
+    /// The payment hash of a swap's prepay invoice.
     pub fn prepay_hash(&self, rec: &ClientLoopOut) -> Option<PaymentHash> {
         eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
             .map(|f| f.payment_hash)

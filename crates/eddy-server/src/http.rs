@@ -326,13 +326,9 @@ async fn events(
 }
 
 fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
-    let state = serde_json::to_value(&rec.state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_default();
     SwapStatus {
         id: id.to_string(),
-        state,
+        state: eddy_store::state_name(&rec.state),
         terminal: rec.state.is_terminal(),
         expiry: rec.terms.expiry,
         htlc_outpoint: rec.funding.map(|o| o.to_string()),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
-use eddy_backends::{ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
 use eddy_core::constants::{LOOP_OUT_PUBLICATION_DEADLINE, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -25,7 +25,7 @@ use eddy_core::spend::find_preimage;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::LoopOutOffer;
-use eddy_store::{ListFilter, NewSwap, StateUpdate, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, ListFilter, NewSwap, StateUpdate, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -122,19 +122,6 @@ fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
 }
 
-fn watch_id(id: &SwapId) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(b)
-}
-
-fn state_name(state: &State) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// The loop-out engine.
 pub struct LoopOutServer {
     cfg: ServerConfig,
@@ -180,8 +167,10 @@ impl LoopOutServer {
         let mut watched = HashMap::new();
         for (id, _, r) in &active {
             let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
-            watcher.index_mut().watch_script(watch_id(id), htlc.script_pubkey());
-            watched.insert(watch_id(id), *id);
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
+            watched.insert(swap_watch_id(id), *id);
         }
         Ok(LoopOutServer {
             cfg,
@@ -329,8 +318,8 @@ impl LoopOutServer {
             .lock()
             .await
             .index_mut()
-            .watch_script(watch_id(&id), built.script_pubkey());
-        self.watched.lock().await.insert(watch_id(&id), id);
+            .watch_script(swap_watch_id(&id), built.script_pubkey());
+        self.watched.lock().await.insert(swap_watch_id(&id), id);
         Ok(LoopOutOffer {
             swap_invoice: swap_invoice.bolt11,
             prepay_invoice: prepay_invoice.bolt11,
@@ -422,7 +411,7 @@ impl LoopOutServer {
             .lock()
             .await
             .index()
-            .status(watch_id(id))
+            .status(swap_watch_id(id))
             .cloned()
             .unwrap_or_default()
     }

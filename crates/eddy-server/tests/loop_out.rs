@@ -274,21 +274,10 @@ fn loop_out_happy_path_script_claim() {
         assert!(start.elapsed() < WAIT, "server lightning balance");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let publish_fee = {
-        let inputs: u64 = funding_tx
-            .input
-            .iter()
-            .map(|i| {
-                let prev = rt
-                    .block_on(chain.transaction(&i.previous_output.txid))
-                    .expect("prev")
-                    .expect("prev known")
-                    .tx;
-                prev.output[i.previous_output.vout as usize].value.to_sat()
-            })
-            .sum();
-        inputs - funding_tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
-    };
+    let publish_fee = rt
+        .block_on(eddy_backends::fee_paid(chain.as_ref(), &funding_tx))
+        .expect("publish fee")
+        .to_sat();
     let start = Instant::now();
     while server_ln.ldk().list_balances().total_onchain_balance_sats != server_chain_before - 100_000 - publish_fee {
         assert!(start.elapsed() < WAIT, "server on-chain balance");
@@ -433,21 +422,10 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
         .expect("mined")
         .tx;
     let refund_fee = amount.to_sat() - refund_tx.output[0].value.to_sat();
-    let publish_fee = {
-        let inputs: u64 = funding_tx
-            .input
-            .iter()
-            .map(|i| {
-                let prev = rt
-                    .block_on(chain.transaction(&i.previous_output.txid))
-                    .expect("prev")
-                    .expect("prev known")
-                    .tx;
-                prev.output[i.previous_output.vout as usize].value.to_sat()
-            })
-            .sum();
-        inputs - funding_tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
-    };
+    let publish_fee = rt
+        .block_on(eddy_backends::fee_paid(chain.as_ref(), &funding_tx))
+        .expect("publish fee")
+        .to_sat();
     assert!(refund_fee > 0 && refund_fee < 1_000, "refund fee {refund_fee}");
     let start = Instant::now();
     loop {

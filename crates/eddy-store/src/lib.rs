@@ -194,6 +194,15 @@ pub trait SwapStore: Send + Sync {
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// The tag of a state machine state (`#[serde(tag = "state")]`): what the store keeps in
+/// `state_name` and what status reports show.
+pub fn state_name<S: serde::Serialize>(state: &S) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
