@@ -1,13 +1,19 @@
 //! The `eddy` command. The binary is a thin wrapper around [`run`]; each subcommand lives in its
-//! own module: `htlc` inspects any swap address independently of any server, `devnet` runs the
-//! embedded regtest standalone.
+//! own module: `server` and `daemon` are the two long-running processes (swap server, swap
+//! client), `client_cmds` the CLI commands that drive a running daemon, `htlc` inspects any swap
+//! address independently of any server, `devnet` runs the embedded regtest standalone, `demo`
+//! runs a whole loop-out on a bare machine.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod client_cmds;
+pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod devnet;
 pub mod htlc;
+pub mod server;
 
 use std::process::ExitCode;
 
@@ -32,6 +38,54 @@ pub enum Command {
     Devnet(devnet::DevnetArgs),
     /// Run the end-to-end demo on the embedded devnet.
     Demo,
+    /// Run the swap server (loop service): engine + HTTP API.
+    Server(server::ServerArgs),
+    /// Run the swap client daemon: engine + local API for the commands below.
+    Daemon(daemon::DaemonArgs),
+    /// The swap server's terms (through the daemon).
+    Terms {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+    },
+    /// What a swap would cost.
+    Quote {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// Which swap.
+        #[command(subcommand)]
+        kind: client_cmds::QuoteKind,
+    },
+    /// Start a loop-out: move AMOUNT sat from your channels on-chain.
+    Out {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// What to swap.
+        #[command(flatten)]
+        args: client_cmds::OutArgs,
+    },
+    /// List swaps.
+    List {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+    },
+    /// One swap in detail, with its events.
+    Swapinfo {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// Swap id.
+        id: String,
+    },
+    /// Follow every swap's progress live.
+    Monitor {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+    },
 }
 
 /// Parses the command line and runs the subcommand.
@@ -41,6 +95,14 @@ pub fn run() -> ExitCode {
         Command::Htlc(args) => htlc::run(&args).map(|out| println!("{out}")),
         Command::Devnet(args) => devnet::run(&args),
         Command::Demo => demo::run(),
+        Command::Server(args) => server::run(&args),
+        Command::Daemon(args) => daemon::run(&args),
+        Command::Terms { conn } => client_cmds::terms(&conn),
+        Command::Quote { conn, kind } => client_cmds::quote(&conn, &kind),
+        Command::Out { conn, args } => client_cmds::out(&conn, &args),
+        Command::List { conn } => client_cmds::list(&conn),
+        Command::Swapinfo { conn, id } => client_cmds::swapinfo(&conn, &id),
+        Command::Monitor { conn } => client_cmds::monitor(&conn),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,25 @@ impl HttpSwapServer {
         })
     }
 
+    /// `GET /v1/terms`, as the server answers it.
+    pub async fn terms(&self) -> Result<Value, String> {
+        self.get_json(&format!("{}/v1/terms", self.base)).await
+    }
+
+    /// `GET /v1/quote/loop-out?amount=…`, as the server answers it.
+    pub async fn quote_loop_out(&self, amount: bitcoin::Amount) -> Result<Value, String> {
+        self.get_json(&format!("{}/v1/quote/loop-out?amount={}", self.base, amount.to_sat()))
+            .await
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json().await.map_err(|e| format!("unreadable answer: {e}"))
+    }
+
     async fn error_of(resp: reqwest::Response) -> String {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);

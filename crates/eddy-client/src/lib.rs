@@ -38,4 +38,4 @@ pub trait SwapServerApi: Send + Sync {
 }
 
 pub use http::HttpSwapServer;
-pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient};
+pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient, SwapOptions};

@@ -25,6 +25,11 @@ use crate::SwapServerApi;
 
 const KEY_PURPOSE: &str = "loop-out-claim";
 
+/// How often [`LoopOutClient::run`] asks the chain for a new tip.
+pub const TIP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often [`LoopOutClient::run`] ticks when nothing happens.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Client settings.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -40,6 +45,64 @@ pub struct ClientConfig {
     pub conf_target: u16,
     /// HTLC confirmations required before revealing the preimage.
     pub htlc_confs: u32,
+}
+
+/// Per-swap limits and settings (the CLI's `--max-*`, `--conf-target`, `--htlc-confs`,
+/// `--channel`); anything not given comes from [`ClientConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapOptions {
+    /// Most the server's fee may be, prepay included (sat).
+    pub max_swap_fee: Option<u64>,
+    /// Most the prepay may be (sat).
+    pub max_prepay: Option<u64>,
+    /// Most the claim may pay in miner fees (sat).
+    pub max_miner_fee: Option<u64>,
+    /// Most both payments may pay in routing fees (sat).
+    pub max_routing_fee: Option<u64>,
+    /// Confirmation target of the claim.
+    pub conf_target: Option<u16>,
+    /// HTLC confirmations before revealing the preimage.
+    pub htlc_confs: Option<u32>,
+    /// Pay through this first-hop channel (short channel id).
+    pub channel: Option<u64>,
+}
+
+/// The settings one swap runs with: its options over the engine's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effective {
+    /// Offer limits.
+    pub limits: LoopOutLimits,
+    /// Claim miner fee cap.
+    pub max_miner_fee: Amount,
+    /// Routing fee cap.
+    pub max_routing_fee: Amount,
+    /// Claim confirmation target.
+    pub conf_target: u16,
+    /// HTLC confirmations before the reveal.
+    pub htlc_confs: u32,
+    /// First-hop channel.
+    pub channel: Option<u64>,
+}
+
+impl ClientConfig {
+    /// `opts` over these defaults.
+    pub fn effective(&self, opts: &SwapOptions) -> Effective {
+        let mut limits = self.limits;
+        if let Some(f) = opts.max_swap_fee {
+            limits.max_swap_fee = Amount::from_sat(f);
+        }
+        if let Some(p) = opts.max_prepay {
+            limits.max_prepay = Amount::from_sat(p);
+        }
+        Effective {
+            limits,
+            max_miner_fee: opts.max_miner_fee.map_or(self.max_miner_fee, Amount::from_sat),
+            max_routing_fee: opts.max_routing_fee.map_or(self.max_routing_fee, Amount::from_sat),
+            conf_target: opts.conf_target.unwrap_or(self.conf_target).max(1),
+            htlc_confs: opts.htlc_confs.unwrap_or(self.htlc_confs).max(1),
+            channel: opts.channel,
+        }
+    }
 }
 
 /// The claim, once revealed.
@@ -70,6 +133,9 @@ pub struct ClientLoopOut {
     pub terms: Terms,
     /// Where the claim pays.
     pub destination: ScriptBuf,
+    /// The swap's own limits (absent in records written before they existed).
+    #[serde(default)]
+    pub options: SwapOptions,
     /// The claim.
     pub claim: Option<ClaimInfo>,
     /// The state machine's state.
@@ -183,6 +249,17 @@ impl LoopOutClient {
     /// Starts a loop-out of `amount` paying the claim to `destination`: asks the server,
     /// validates every field of the offer (nothing is paid if any check fails), persists, pays.
     pub async fn loop_out(&self, amount: Amount, destination: ScriptBuf) -> Result<SwapId, ClientError> {
+        self.loop_out_with(amount, destination, SwapOptions::default()).await
+    }
+
+    /// [`Self::loop_out`] with per-swap limits.
+    pub async fn loop_out_with(
+        &self,
+        amount: Amount,
+        destination: ScriptBuf,
+        options: SwapOptions,
+    ) -> Result<SwapId, ClientError> {
+        let eff = self.cfg.effective(&options);
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
@@ -207,7 +284,7 @@ impl LoopOutClient {
             claim_key,
             kind: HtlcKind::P2trOut,
             network: self.cfg.network,
-            limits: self.cfg.limits,
+            limits: eff.limits,
         };
         let validated =
             validate_loop_out_offer(&req, &offer, tip, now).map_err(|e| ClientError::OfferRefused(e.to_string()))?;
@@ -215,7 +292,7 @@ impl LoopOutClient {
         let terms = Terms {
             amount,
             expiry: offer.expiry,
-            htlc_confs: self.cfg.htlc_confs,
+            htlc_confs: eff.htlc_confs,
             // Our payment's HTLC cannot outlive the invoice's final CLTV plus route slack.
             payment_timeout: tip
                 + u32::try_from(validated.swap_invoice.min_final_cltv_delta).unwrap_or(u32::MAX / 2)
@@ -228,6 +305,7 @@ impl LoopOutClient {
             htlc,
             terms,
             destination,
+            options,
             claim: None,
             state: State::Created,
         };
@@ -242,6 +320,7 @@ impl LoopOutClient {
                 event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.offer.expiry}),
             })
             .await?;
+        tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.offer.expiry, "loop-out offer validated");
         self.watcher
             .lock()
             .await
@@ -290,11 +369,74 @@ impl LoopOutClient {
             return Ok(());
         }
         rec.state = next;
-        self.persist(id, version, rec, event_json(&event)).await?;
+        let ev = event_json(&event);
+        self.persist(id, version, rec, ev.clone()).await?;
+        tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
         for a in actions {
             self.act(id, version, rec, a, tip).await?;
         }
         Ok(())
+    }
+
+    /// A swap's recorded events, oldest first.
+    pub async fn events(&self, id: &SwapId) -> Result<Vec<eddy_store::EventRecord>, ClientError> {
+        Ok(self.store.events(id).await?)
+    }
+
+    /// Every loop-out this client made, newest first.
+    pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopOut)>, ClientError> {
+        let mut out = vec![];
+        for r in self.store.list(ListFilter::All).await? {
+            if r.kind != SwapKind::LoopOutClient {
+                continue;
+            }
+            let rec: ClientLoopOut = serde_json::from_value(r.state.clone())
+                .map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            out.push((r, rec));
+        }
+        out.sort_by(|a, b| b.0.created_at.cmp(&a.0.created_at));
+        Ok(out)
+    }
+
+    /// Drives the engine until `shutdown` turns true: a full [`Self::tick`] on every new tip,
+    /// on every Lightning event (a payment settling or failing) and after [`IDLE_TICK`] of
+    /// quiet. Errors are logged and retried on the next pass.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut events = self.ln.subscribe();
+        let mut tip = None;
+        let mut poll = tokio::time::interval(TIP_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = std::time::Instant::now() - IDLE_TICK;
+        loop {
+            let mut now = false;
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => now = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        events = self.ln.subscribe();
+                        tokio::time::sleep(TIP_POLL).await;
+                    }
+                },
+                _ = poll.tick() => {
+                    let t = self.chain.tip().await.ok().map(|t| t.hash);
+                    if t != tip || last.elapsed() >= IDLE_TICK {
+                        tip = t;
+                        now = true;
+                    }
+                }
+            }
+            if now {
+                last = std::time::Instant::now();
+                if let Err(e) = self.tick().await {
+                    tracing::warn!(error = %e, "client engine pass");
+                }
+            }
+        }
     }
 
     /// One pass over every active swap.
@@ -360,16 +502,17 @@ impl LoopOutClient {
                 let probe = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(Amount::ZERO))
                     .map_err(backend)?;
                 let blocks_left = rec.terms.expiry.saturating_sub(tip);
+                let eff = self.cfg.effective(&rec.options);
                 let needed = self
                     .chain
-                    .fee_rate(sweep_conf_target(blocks_left, self.cfg.conf_target))
+                    .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
                     .await
                     .map_err(backend)?;
                 let decision = claim_decision(
                     f.value,
                     probe.predicted_weight,
                     needed,
-                    self.cfg.max_miner_fee,
+                    eff.max_miner_fee,
                     rec.destination.minimal_non_dust(),
                     blocks_left,
                 )
@@ -411,10 +554,11 @@ impl LoopOutClient {
     ) -> Result<(), ClientError> {
         match action {
             Action::PayInvoices => {
+                let eff = self.cfg.effective(&rec.options);
                 let params = PayParams {
-                    max_fee_msat: self.cfg.max_routing_fee.to_sat() * 1000,
+                    max_fee_msat: eff.max_routing_fee.to_sat() * 1000,
                     timeout: std::time::Duration::from_secs(60),
-                    outgoing_channel: None,
+                    outgoing_channel: eff.channel,
                     max_total_cltv_delta: None,
                 };
                 self.ln
@@ -464,9 +608,10 @@ impl LoopOutClient {
         )
         .map_err(backend)?;
         let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let eff = self.cfg.effective(&rec.options);
         let estimate = self
             .chain
-            .fee_rate(sweep_conf_target(blocks_left, self.cfg.conf_target))
+            .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
             .await
             .map_err(backend)?;
         let previous = rec
@@ -479,7 +624,7 @@ impl LoopOutClient {
             blocks_left,
             weight: probe.predicted_weight,
             value,
-            max_fee: self.cfg.max_miner_fee,
+            max_fee: eff.max_miner_fee,
             dust: rec.destination.minimal_non_dust(),
         });
         let same_block = rec.claim.as_ref().is_some_and(|c| c.height == tip);
@@ -607,6 +752,42 @@ fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::HtlcRefunded => json!({"event": "htlc_refunded"}),
     }
+}
+
+/// Virtual sizes of a loop-out claim to a P2WPKH address: (key path co-signed by the server,
+/// script path with the preimage), for quotes.
+pub fn claim_vbytes() -> (u64, u64) {
+    let key = |b: u8| {
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[b; 32]).ok();
+        sk.map(|k| eddy_core::htlc::public_key(&k))
+    };
+    let (Some(server), Some(client)) = (key(1), key(2)) else {
+        return (0, 0);
+    };
+    let params = HtlcParams {
+        kind: HtlcKind::P2trOut,
+        payment_hash: Preimage::from_bytes([3; 32]).payment_hash(),
+        claim_key: eddy_core::htlc::HtlcKey::Pubkey(client),
+        refund_key: eddy_core::htlc::HtlcKey::Pubkey(server),
+        timeout: 1_000,
+    };
+    let Ok(htlc) = Htlc::new(params) else {
+        return (0, 0);
+    };
+    let dest = ScriptBuf::new_p2wpkh(&<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array([0; 20]));
+    let size = |path: SpendPath| {
+        let input = HtlcInput {
+            outpoint: OutPoint::null(),
+            value: Amount::from_sat(100_000),
+            htlc: htlc.clone(),
+            path,
+        };
+        eddy_core::tx::predict_weight(&[input], &dest).map_or(0, |w| w.to_vbytes_ceil())
+    };
+    (
+        size(SpendPath::Cooperative),
+        size(SpendPath::Claim(Preimage::from_bytes([3; 32]))),
+    )
 }
 
 /// Why a failed swap failed, for reports.

@@ -2,14 +2,14 @@
 //! error is a JSON body `{"error": "..."}` with a 4xx status for bad input (malformed JSON,
 //! out-of-range amounts, unknown swap ids, replays) and 5xx only for backend failures; a
 //! rejected request changes nothing. Preimages are accepted but never echoed or logged, and
-//! swap status never includes secrets.
+//! swap status never includes secrets. `GET /metrics` serves the engine's Prometheus metrics.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use eddy_core::validate::LoopOutCreate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::loop_out::{LoopOutServer, ServerError};
 
@@ -130,9 +130,10 @@ pub struct ErrorBody {
         version = "1",
         description = "Non-custodial Lightning ⇄ chain swaps: loop-out."
     ),
-    paths(terms, loop_out, status, events, push_preimage, cosign),
+    paths(terms, quote, loop_out, status, events, push_preimage, cosign),
     components(schemas(
         Terms,
+        Quote,
         SwapStatus,
         PreimageBody,
         CosignRequest,
@@ -218,14 +219,74 @@ async fn loop_out(
     body: Result<Json<LoopOutCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !st.limiter.allow(peer.ip()) {
+        st.server.metrics().refused("rate_limited");
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             format!("more than {} loop-out requests in a minute", st.limiter.per_minute),
         ));
     }
-    let Json(req) = body.map_err(bad_json)?;
-    let offer = st.server.create_loop_out(&req).await?;
+    let Json(req) = body.map_err(|r| {
+        st.server.metrics().refused("malformed");
+        bad_json(r)
+    })?;
+    let offer = st.server.create_loop_out(&req).await.inspect_err(|e| {
+        st.server.metrics().refused(match e {
+            ServerError::Invalid(_) => "invalid",
+            ServerError::Duplicate(_) => "duplicate",
+            ServerError::Unavailable(_) => "unavailable",
+            _ => "backend",
+        })
+    })?;
     Ok((StatusCode::CREATED, Json(offer)))
+}
+
+/// `GET /v1/quote/loop-out?amount=<sat>` query.
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+pub struct QuoteQuery {
+    /// HTLC amount, sat.
+    pub amount: u64,
+}
+
+/// What a loop-out of `amount_sat` costs off-chain.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Quote {
+    /// The on-chain HTLC value, sat.
+    pub amount_sat: u64,
+    /// The server's fee, sat (prepay included).
+    pub swap_fee_sat: u64,
+    /// Paid up front (non-refundable once the HTLC is published), sat.
+    pub prepay_sat: u64,
+    /// The swap invoice's amount, sat.
+    pub swap_invoice_sat: u64,
+    /// `E − tip` the HTLC would get.
+    pub expiry_delta: u32,
+}
+
+#[utoipa::path(get, path = "/v1/quote/loop-out", params(QuoteQuery), responses(
+    (status = 200, description = "What a loop-out of this amount costs", body = Quote),
+    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+))]
+async fn quote(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<QuoteQuery>, QueryRejection>,
+) -> Result<Json<Quote>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
+    let quote = st.server.quote(bitcoin::Amount::from_sat(q.amount))?;
+    Ok(Json(Quote {
+        amount_sat: quote.amount.to_sat(),
+        swap_fee_sat: quote.swap_fee.to_sat(),
+        prepay_sat: quote.prepay.to_sat(),
+        swap_invoice_sat: quote.swap_invoice_amount.to_sat(),
+        expiry_delta: st.terms.expiry_delta,
+    }))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        st.server.metrics().render(),
+    )
 }
 
 fn parse_id(s: &str) -> Result<SwapId, ApiError> {
@@ -340,6 +401,8 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/v1/terms", get(self::terms))
+        .route("/v1/quote/loop-out", get(quote))
+        .route("/metrics", get(metrics))
         .route("/v1/loop-out", post(loop_out))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/events", get(events))

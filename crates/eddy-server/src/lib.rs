@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod loop_out;
+pub mod metrics;
 
 /// The server's seed file in its data dir.
 pub const SEED_FILE: &str = "server-seed";

@@ -11,11 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
-use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_backends::{
+    swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus,
+};
 use eddy_core::constants::{LOOP_OUT_PUBLICATION_DEADLINE, SERVER_SETTLE_MARGIN};
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -31,6 +34,8 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use eddy_store::SeedKeys;
+
+use crate::metrics::Metrics;
 
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: &str = "loop-out";
@@ -131,7 +136,17 @@ pub struct LoopOutServer {
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
     watched: Mutex<HashMap<u64, SwapId>>,
+    /// Prepay payment hash → swap (the swap invoice's hash is the swap id itself).
+    prepay_ids: std::sync::Mutex<HashMap<PaymentHash, SwapId>>,
+    /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
+    accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
+    metrics: Arc<Metrics>,
 }
+
+/// How often [`LoopOutServer::run`] asks the chain for a new tip.
+pub const TIP_POLL: Duration = Duration::from_millis(100);
+/// How often [`LoopOutServer::run`] ticks when nothing happens (retries failed actions).
+pub const IDLE_TICK: Duration = Duration::from_secs(2);
 
 impl LoopOutServer {
     /// Starts the engine: the chain watcher rescans from the oldest active swap's creation, and
@@ -165,7 +180,9 @@ impl LoopOutServer {
             eddy_backends::watcher::DEFAULT_HISTORY,
         );
         let mut watched = HashMap::new();
+        let mut prepay_ids = HashMap::new();
         for (id, _, r) in &active {
+            prepay_ids.insert(r.prepay_preimage.payment_hash(), *id);
             let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
             watcher
                 .index_mut()
@@ -180,7 +197,94 @@ impl LoopOutServer {
             keys,
             watcher: Mutex::new(watcher),
             watched: Mutex::new(watched),
+            prepay_ids: std::sync::Mutex::new(prepay_ids),
+            accepted_at: std::sync::Mutex::default(),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Drives the engine until `shutdown` turns true: a Lightning event (an HTLC accepted on
+    /// one of our invoices) steps that swap at once — publication latency is what the client's
+    /// payment waits for — a new tip or [`IDLE_TICK`] of quiet runs a full [`Self::tick`].
+    /// Errors are logged and retried on the next pass; every step is idempotent.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut events = self.ln.subscribe();
+        let mut tip = None;
+        let mut poll = tokio::time::interval(TIP_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_tick = Instant::now() - IDLE_TICK;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        if let Err(e) = self.on_ln_event(&ev).await {
+                            tracing::warn!(error = %e, "handling a Lightning event");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "Lightning events lagged; ticking");
+                        last_tick = Instant::now() - IDLE_TICK;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        events = self.ln.subscribe();
+                        tokio::time::sleep(TIP_POLL).await;
+                    }
+                },
+                _ = poll.tick() => {
+                    let now_tip = self.chain.tip().await.ok().map(|t| t.hash);
+                    if now_tip != tip || last_tick.elapsed() >= IDLE_TICK {
+                        tip = now_tip;
+                        last_tick = Instant::now();
+                        if let Err(e) = self.tick().await {
+                            tracing::warn!(error = %e, "engine pass");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reacts to one Lightning event: an HTLC accepted on a swap's or prepay's hold invoice
+    /// steps that swap now.
+    pub async fn on_ln_event(&self, ev: &LnEvent) -> Result<(), ServerError> {
+        let LnEvent::Invoice {
+            payment_hash,
+            state: HoldInvoiceState::Accepted { .. },
+        } = ev
+        else {
+            return Ok(());
+        };
+        let prepay_of = self
+            .prepay_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(payment_hash)
+            .copied();
+        let id = prepay_of.unwrap_or_else(|| SwapId::from(*payment_hash));
+        let Some(r) = self.store.get(&id).await? else {
+            return Ok(());
+        };
+        if r.kind != SwapKind::LoopOutServer || r.terminal {
+            return Ok(());
+        }
+        self.accepted_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Instant::now());
+        let rec: LoopOutRecord =
+            serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        self.step(id, r.version, rec, tip).await
     }
 
     async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, LoopOutRecord)>, ServerError> {
@@ -201,6 +305,14 @@ impl LoopOutServer {
         let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
         let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
         Ok((r.version, rec))
+    }
+
+    /// What a loop-out of `amount` costs (amount limits checked).
+    pub fn quote(&self, amount: Amount) -> Result<eddy_core::fees::LoopOutQuote, ServerError> {
+        self.cfg
+            .fees
+            .loop_out_quote(amount)
+            .map_err(|e| ServerError::Invalid(e.to_string()))
     }
 
     /// Creates a loop-out: two hold invoices, the HTLC terms, persisted before answering.
@@ -320,6 +432,12 @@ impl LoopOutServer {
             .index_mut()
             .watch_script(swap_watch_id(&id), built.script_pubkey());
         self.watched.lock().await.insert(swap_watch_id(&id), id);
+        self.prepay_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(prepay_preimage.payment_hash(), id);
+        self.metrics.swap_created();
+        tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-out created");
         Ok(LoopOutOffer {
             swap_invoice: swap_invoice.bolt11,
             prepay_invoice: prepay_invoice.bolt11,
@@ -398,7 +516,9 @@ impl LoopOutServer {
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut first_err = None;
-        for (id, version, rec) in Self::active(&*self.store).await? {
+        let active = Self::active(&*self.store).await?;
+        self.metrics.set_active(active.len());
+        for (id, version, rec) in active {
             if let Err(e) = self.step(id, version, rec, tip).await {
                 first_err.get_or_insert(e);
             }
@@ -430,7 +550,13 @@ impl LoopOutServer {
             return Ok(());
         }
         rec.state = next;
-        self.persist(id, version, rec, &event_json(&event)).await?;
+        let ev = event_json(&event);
+        self.persist(id, version, rec, &ev).await?;
+        tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
+        if rec.state.is_terminal() {
+            self.metrics.swap_finished(&state_name(&rec.state));
+            self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        }
         for action in actions {
             self.act(id, version, rec, action, tip).await?;
         }
@@ -469,6 +595,11 @@ impl LoopOutServer {
             State::Created { .. } => {
                 let swap = self.ln.hold_invoice_state(&hash).await.map_err(backend)?;
                 if let HoldInvoiceState::Accepted { amount_msat, .. } = &swap {
+                    self.accepted_at
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(id)
+                        .or_insert_with(Instant::now);
                     if let Some(deadline) = swap.settle_deadline() {
                         let e = Event::SwapAccepted {
                             amount_msat: *amount_msat,
@@ -572,6 +703,10 @@ impl LoopOutServer {
                     }
                 };
                 rec.funding = Some(outpoint);
+                let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                if let (Some(t), None) = (accepted, existing) {
+                    self.metrics.publish_latency(t.elapsed());
+                }
                 Box::pin(self.apply(id, version, rec, Event::HtlcBroadcast { txid: outpoint.txid }, tip)).await
             }
             Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),

@@ -1,0 +1,305 @@
+//! What the two long-running processes (`eddy server`, `eddy daemon`) share: layered
+//! configuration (command-line flags over `EDDY_*` environment variables over a TOML file over
+//! defaults), structured logging (text or JSON lines via `tracing`), and opening the backends
+//! the configuration names — the bitcoind-compatible chain source, the Lightning node (embedded
+//! LDK or LND over gRPC) and the swap store (SQLite in the data dir, or PostgreSQL).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use bitcoin::{FeeRate, Network};
+use clap::Args;
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::lnd::{LndConfig, LndNode};
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_store::{PgStore, SqliteStore, SwapStore};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Fee rate used when the chain source has no estimate yet (regtest at start): 2 sat/vB.
+const FALLBACK_FEE: FeeRate = FeeRate::from_sat_per_kwu(500);
+
+/// Options both processes take: network, data dir, chain, Lightning node, store, logging.
+/// Every field is optional here; [`Common::network`] and friends apply the defaults.
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
+pub struct Common {
+    /// Network: bitcoin, testnet, signet or regtest.
+    #[arg(long, env = "EDDY_NETWORK")]
+    pub network: Option<String>,
+    /// Where keys, the swap database and the embedded node live.
+    #[arg(long, env = "EDDY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// bitcoind (or `eddy devnet`) JSON-RPC URL, e.g. http://127.0.0.1:18443.
+    #[arg(long, env = "EDDY_BITCOIND_URL")]
+    pub bitcoind_url: Option<String>,
+    /// bitcoind cookie file (instead of user/password).
+    #[arg(long, env = "EDDY_BITCOIND_COOKIE")]
+    pub bitcoind_cookie: Option<PathBuf>,
+    /// bitcoind RPC user.
+    #[arg(long, env = "EDDY_BITCOIND_USER")]
+    pub bitcoind_user: Option<String>,
+    /// bitcoind RPC password.
+    #[arg(long, env = "EDDY_BITCOIND_PASSWORD")]
+    pub bitcoind_password: Option<String>,
+    /// Lightning backend: `ldk` (embedded node, the default) or `lnd`.
+    #[arg(long, env = "EDDY_LN")]
+    pub ln: Option<String>,
+    /// Embedded node's Lightning P2P listening address.
+    #[arg(long, env = "EDDY_LDK_LISTEN")]
+    pub ldk_listen: Option<SocketAddr>,
+    /// LND: an lndconnect:// URI (host, TLS certificate and macaroon).
+    #[arg(long, env = "EDDY_LND_CONNECT")]
+    pub lnd_connect: Option<String>,
+    /// Swap database: a postgres:// URL; default SQLite in the data dir.
+    #[arg(long, env = "EDDY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Log format: `text` or `json` (one JSON object per line).
+    #[arg(long, env = "EDDY_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter (tracing env-filter syntax), default `info`.
+    #[arg(long, env = "EDDY_LOG")]
+    pub log: Option<String>,
+}
+
+/// Reads `file` (TOML) when given and lays `cli` (flags and environment, already merged by
+/// clap) over it: a value set on the command line or in the environment wins, then the file.
+/// A key the options do not know is an error (a typo must not silently fall back to a default).
+pub fn layered<T: Serialize + DeserializeOwned + Default>(cli: &T, file: Option<&Path>) -> anyhow::Result<T> {
+    let mut base = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let t: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let v = serde_json::to_value(t)?;
+            let known = serde_json::to_value(T::default())?;
+            if let (Value::Object(file), Value::Object(known)) = (&v, &known) {
+                if let Some(k) = file.keys().find(|k| !known.contains_key(*k)) {
+                    bail!("{}: unknown setting {k:?}", path.display());
+                }
+            }
+            v
+        }
+        None => Value::Object(Default::default()),
+    };
+    let over = serde_json::to_value(cli)?;
+    merge(&mut base, over);
+    serde_json::from_value(base).map_err(|e| anyhow!("configuration: {e}"))
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    continue;
+                }
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// The running backends of one process.
+pub struct Backends {
+    /// The chain.
+    pub chain: Arc<dyn ChainSource>,
+    /// The Lightning node.
+    pub ln: Arc<dyn LightningNode>,
+    /// The embedded node, when that is the backend (to stop it cleanly).
+    pub ldk: Option<Arc<LdkNode>>,
+    /// The swap store.
+    pub store: Arc<dyn SwapStore>,
+}
+
+impl Common {
+    /// The network (default regtest).
+    pub fn network(&self) -> anyhow::Result<Network> {
+        let n = self.network.as_deref().unwrap_or("regtest");
+        Network::from_core_arg(n)
+            .or_else(|_| n.parse::<Network>())
+            .map_err(|_| anyhow!("unknown network {n:?} (bitcoin, testnet, signet or regtest)"))
+    }
+
+    /// The data dir (default `~/.eddy/<name>`), created 0700.
+    pub fn data_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; give --data-dir"))?;
+                PathBuf::from(home).join(".eddy").join(name)
+            }
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(dir)
+    }
+
+    /// Starts logging to stderr in the configured format.
+    pub fn init_logging(&self) -> anyhow::Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(self.log.as_deref().unwrap_or("info"))
+            .map_err(|e| anyhow!("log filter: {e}"))?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let r = match self.log_format.as_deref().unwrap_or("text") {
+            "json" => builder.json().flatten_event(true).try_init(),
+            "text" => builder.try_init(),
+            other => bail!("unknown log format {other:?} (text or json)"),
+        };
+        // A second init in one process (tests) keeps the first subscriber.
+        let _ = r;
+        Ok(())
+    }
+
+    fn bitcoind_auth(&self) -> anyhow::Result<BitcoindAuth> {
+        match (&self.bitcoind_cookie, &self.bitcoind_user, &self.bitcoind_password) {
+            (Some(c), None, None) => Ok(BitcoindAuth::Cookie(c.clone())),
+            (None, Some(u), Some(p)) => Ok(BitcoindAuth::UserPass(u.clone(), p.clone())),
+            (None, None, None) => bail!("bitcoind credentials missing: give --bitcoind-cookie or --bitcoind-user and --bitcoind-password"),
+            _ => bail!("give either --bitcoind-cookie or --bitcoind-user with --bitcoind-password, not both"),
+        }
+    }
+
+    /// Connects the chain source, starts or connects the Lightning node, opens the store.
+    pub async fn open_backends(&self, dir: &Path, store_file: &str) -> anyhow::Result<Backends> {
+        let network = self.network()?;
+        let url = self
+            .bitcoind_url
+            .clone()
+            .ok_or_else(|| anyhow!("--bitcoind-url is required"))?;
+        let auth = self.bitcoind_auth()?;
+        let chain: Arc<dyn ChainSource> = Arc::new(
+            BitcoindSource::connect(&url, &auth, FALLBACK_FEE)
+                .await
+                .with_context(|| format!("connecting to bitcoind at {url}"))?,
+        );
+        let (ln, ldk): (Arc<dyn LightningNode>, Option<Arc<LdkNode>>) = match self.ln.as_deref().unwrap_or("ldk") {
+            "ldk" => {
+                let (user, password) = match &auth {
+                    BitcoindAuth::UserPass(u, p) => (u.clone(), p.clone()),
+                    BitcoindAuth::Cookie(path) => {
+                        let c = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading the cookie {}", path.display()))?;
+                        let (u, p) = c
+                            .trim()
+                            .split_once(':')
+                            .ok_or_else(|| anyhow!("cookie file {} is not user:password", path.display()))?;
+                        (u.to_string(), p.to_string())
+                    }
+                };
+                let parsed = reqwest::Url::parse(&url).with_context(|| format!("bitcoind URL {url}"))?;
+                let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
+                let port = parsed.port_or_known_default().unwrap_or(8332);
+                let node = Arc::new(
+                    LdkNode::start(
+                        LdkConfig {
+                            data_dir: dir.join("ldk"),
+                            network,
+                            listen: self.ldk_listen,
+                            chain: LdkChainSource::BitcoindRpc {
+                                host,
+                                port,
+                                user,
+                                password,
+                            },
+                        },
+                        chain.clone(),
+                    )
+                    .await
+                    .context("starting the embedded Lightning node")?,
+                );
+                (node.clone(), Some(node))
+            }
+            "lnd" => {
+                let uri = self
+                    .lnd_connect
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("--ln lnd needs --lnd-connect lndconnect://…"))?;
+                let cfg = LndConfig::from_lndconnect(uri, dir).context("lndconnect URI")?;
+                (Arc::new(LndNode::connect(&cfg).await.context("connecting to LND")?), None)
+            }
+            other => bail!("unknown Lightning backend {other:?} (ldk or lnd)"),
+        };
+        let store: Arc<dyn SwapStore> = match &self.database_url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Arc::new(PgStore::connect(u).await.context("connecting to PostgreSQL")?)
+            }
+            Some(u) => bail!("database URL {u:?} is not postgres://…; leave it out for SQLite"),
+            None => Arc::new(
+                SqliteStore::open(&dir.join(store_file))
+                    .await
+                    .context("opening the swap database")?,
+            ),
+        };
+        Ok(Backends { chain, ln, ldk, store })
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    struct T {
+        a: Option<u32>,
+        b: Option<String>,
+        c: Option<u32>,
+    }
+
+    #[test]
+    fn flags_over_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "a = 1\nb = \"file\"\n").expect("write");
+        let cli = T {
+            a: None,
+            b: Some("flag".into()),
+            c: None,
+        };
+        let t: T = layered(&cli, Some(&f)).expect("layered");
+        assert_eq!(
+            t,
+            T {
+                a: Some(1),
+                b: Some("flag".into()),
+                c: None
+            }
+        );
+        std::fs::write(&f, "a = 1\nd = 2\n").expect("write");
+        let e = layered(&cli, Some(&f)).expect_err("unknown key");
+        assert!(e.to_string().contains("unknown setting \"d\""), "{e}");
+        let e = layered(&cli, Some(&dir.path().join("missing.toml"))).expect_err("missing file");
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+        std::fs::write(&f, "a = \"one\"\n").expect("write");
+        let e = layered(&cli, Some(&f)).expect_err("wrong type");
+        assert!(e.to_string().contains("configuration"), "{e}");
+    }
+}

@@ -1,0 +1,576 @@
+//! `eddy daemon`: the swap client as a long-running process. Opens the configured backends,
+//! runs the loop-out client engine ([`eddy_client::LoopOutClient::run`]) against the swap
+//! server's HTTP API, and serves a local API for the CLI on loopback. Every local request needs
+//! `Authorization: Bearer <token>`, the token being the contents of `<data dir>/api.token`
+//! (created 0600 at first start): only who can read the data dir can spend through the daemon.
+//!
+//! Local API (JSON, errors as `{"error": …}` with a 4xx status for bad input):
+//! `GET /v1/terms`, `GET /v1/quote/out?amount=`, `POST /v1/loop-out`, `GET /v1/swaps`,
+//! `GET /v1/swaps/{id}`, `GET /v1/monitor` (server-sent events, one per swap change),
+//! `GET /v1/node` (node id and balances).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bitcoin::{Address, Amount, Network};
+use clap::Args;
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_client::loop_out::ClientLoopOut;
+use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions};
+use eddy_core::sm::loop_out_client::State as ClientState;
+use eddy_core::types::SwapId;
+use eddy_core::validate::LoopOutLimits;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{layered, shutdown_signal, Common};
+
+/// Default local API address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8281);
+/// The token file in the data dir.
+pub const TOKEN_FILE: &str = "api.token";
+
+/// `eddy daemon` options (also `EDDY_<NAME>` or `name = value` in the `--config` TOML file).
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
+pub struct DaemonArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "EDDY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Shared options.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Local API address (default 127.0.0.1:8281; loopback only unless you mean it).
+    #[arg(long, env = "EDDY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The swap server's base URL.
+    #[arg(long, env = "EDDY_SERVER_URL")]
+    pub server_url: Option<String>,
+    /// Default cap on the server's fee, prepay included, sat (default 5000).
+    #[arg(long, env = "EDDY_MAX_SWAP_FEE_SAT")]
+    pub max_swap_fee_sat: Option<u64>,
+    /// Default cap on the prepay, sat (default 2000).
+    #[arg(long, env = "EDDY_MAX_PREPAY_SAT")]
+    pub max_prepay_sat: Option<u64>,
+    /// Default cap on the claim's miner fee, sat (default 5000).
+    #[arg(long, env = "EDDY_MAX_MINER_FEE_SAT")]
+    pub max_miner_fee_sat: Option<u64>,
+    /// Default cap on routing fees, sat (default 100).
+    #[arg(long, env = "EDDY_MAX_ROUTING_FEE_SAT")]
+    pub max_routing_fee_sat: Option<u64>,
+    /// Default claim confirmation target (default 6).
+    #[arg(long, env = "EDDY_CONF_TARGET")]
+    pub conf_target: Option<u16>,
+    /// Default HTLC confirmations before revealing the preimage (default 1).
+    #[arg(long, env = "EDDY_HTLC_CONFS")]
+    pub htlc_confs: Option<u32>,
+}
+
+impl DaemonArgs {
+    /// The engine's settings.
+    pub fn engine(&self) -> anyhow::Result<ClientConfig> {
+        Ok(ClientConfig {
+            network: self.common.network()?,
+            limits: LoopOutLimits::with_fees(
+                Amount::from_sat(self.max_swap_fee_sat.unwrap_or(5_000)),
+                Amount::from_sat(self.max_prepay_sat.unwrap_or(2_000)),
+            ),
+            max_miner_fee: Amount::from_sat(self.max_miner_fee_sat.unwrap_or(5_000)),
+            max_routing_fee: Amount::from_sat(self.max_routing_fee_sat.unwrap_or(100)),
+            conf_target: self.conf_target.unwrap_or(6).max(1),
+            htlc_confs: self.htlc_confs.unwrap_or(1).max(1),
+        })
+    }
+}
+
+/// Reads the token, or creates it (32 random bytes, hex, mode 0600).
+pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if t.len() == 64 {
+            return Ok(t);
+        }
+    }
+    let token = eddy_core::types::Preimage::random().expose_hex();
+    let tmp = dir.join(format!("{TOKEN_FILE}.tmp"));
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
+
+struct Daemon {
+    client: Arc<LoopOutClient>,
+    server: HttpSwapServer,
+    ln: Arc<dyn LightningNode>,
+    chain: Arc<dyn ChainSource>,
+    cfg: ClientConfig,
+    token: String,
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        let status = match &e {
+            ClientError::OfferRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ClientError::NotFound(_) => StatusCode::NOT_FOUND,
+            ClientError::Server(_) => StatusCode::BAD_GATEWAY,
+            ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !ct_eq(given.trim().as_bytes(), d.token.as_bytes()) {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            format!("missing or wrong token (Authorization: Bearer <contents of {TOKEN_FILE}>)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// `POST /v1/loop-out` body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopOutBody {
+    /// HTLC amount, sat.
+    pub amount_sat: u64,
+    /// Claim destination (default: a new address of the node's wallet).
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// The swap's limits and settings.
+    #[serde(default, flatten)]
+    pub options: OptionsBody,
+}
+
+/// Per-swap limits as the local API and the CLI name them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, Args)]
+pub struct OptionsBody {
+    /// First-hop channel (short channel id, as a number or `BLOCKxTXxOUT`).
+    #[arg(long)]
+    #[serde(default)]
+    pub channel: Option<u64>,
+    /// Most the server's fee may be, prepay included, sat.
+    #[arg(long = "max-swap-fee")]
+    #[serde(default)]
+    pub max_swap_fee_sat: Option<u64>,
+    /// Most the prepay may be, sat.
+    #[arg(long = "max-prepay")]
+    #[serde(default)]
+    pub max_prepay_sat: Option<u64>,
+    /// Most the payments may pay in routing fees, sat.
+    #[arg(long = "max-routing-fee")]
+    #[serde(default)]
+    pub max_routing_fee_sat: Option<u64>,
+    /// Most the claim may pay in miner fees, sat.
+    #[arg(long = "max-miner-fee")]
+    #[serde(default)]
+    pub max_miner_fee_sat: Option<u64>,
+    /// Claim confirmation target, blocks.
+    #[arg(long)]
+    #[serde(default)]
+    pub conf_target: Option<u16>,
+    /// HTLC confirmations before revealing the preimage.
+    #[arg(long)]
+    #[serde(default)]
+    pub htlc_confs: Option<u32>,
+}
+
+impl From<OptionsBody> for SwapOptions {
+    fn from(o: OptionsBody) -> Self {
+        SwapOptions {
+            max_swap_fee: o.max_swap_fee_sat,
+            max_prepay: o.max_prepay_sat,
+            max_miner_fee: o.max_miner_fee_sat,
+            max_routing_fee: o.max_routing_fee_sat,
+            conf_target: o.conf_target,
+            htlc_confs: o.htlc_confs,
+            channel: o.channel,
+        }
+    }
+}
+
+/// Parses a destination address and checks its network.
+pub fn parse_address(s: &str, network: Network) -> Result<Address, String> {
+    let a = Address::from_str(s.trim()).map_err(|e| format!("not a bitcoin address ({s:?}): {e}"))?;
+    a.require_network(network)
+        .map_err(|_| format!("{s} is not an address for the {network} network"))
+}
+
+/// What the local API says about one swap (never the preimage).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SwapView {
+    /// Swap id (the payment hash).
+    pub id: String,
+    /// State name.
+    pub state: String,
+    /// Whether it is final.
+    pub terminal: bool,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// HTLC amount, sat.
+    pub amount_sat: u64,
+    /// Swap invoice, sat.
+    pub swap_invoice_sat: u64,
+    /// Prepay, sat.
+    pub prepay_sat: u64,
+    /// HTLC expiry height.
+    pub expiry: u32,
+    /// HTLC address.
+    pub htlc_address: String,
+    /// The HTLC output, once seen.
+    pub htlc_outpoint: Option<String>,
+    /// The claim, once broadcast.
+    pub claim_txid: Option<String>,
+    /// Its miner fee, sat.
+    pub claim_fee_sat: Option<u64>,
+    /// Where the claim pays.
+    pub destination: String,
+    /// Store version (one per transition).
+    pub version: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+fn invoice_sat(bolt11: &str, network: Network) -> u64 {
+    eddy_core::validate::decode_invoice("invoice", bolt11, network, 0, 0)
+        .ok()
+        .and_then(|f| f.amount_msat)
+        .map_or(0, |m| m.0 / 1000)
+}
+
+fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> SwapView {
+    let outpoint = match &rec.state {
+        ClientState::HtlcConfirming { outpoint, .. } | ClientState::Claiming { outpoint, .. } => Some(*outpoint),
+        _ => None,
+    };
+    SwapView {
+        id: r.id.to_string(),
+        state: r.state_name.clone(),
+        terminal: r.terminal,
+        failure: eddy_client::loop_out::fail_reason(&rec.state).map(|f| format!("{f:?}")),
+        amount_sat: rec.terms.amount.to_sat(),
+        swap_invoice_sat: invoice_sat(&rec.offer.swap_invoice, network),
+        prepay_sat: invoice_sat(&rec.offer.prepay_invoice, network),
+        expiry: rec.offer.expiry,
+        htlc_address: rec.offer.htlc_address.clone(),
+        htlc_outpoint: outpoint.map(|o| o.to_string()),
+        claim_txid: rec.claim.as_ref().map(|c| c.txid.to_string()),
+        claim_fee_sat: rec.claim.as_ref().map(|c| c.fee.to_sat()),
+        destination: Address::from_script(&rec.destination, network)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| rec.destination.to_hex_string()),
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
+    d.server
+        .terms()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))
+}
+
+#[derive(Deserialize)]
+struct AmountQuery {
+    amount: u64,
+}
+
+async fn quote(
+    State(d): State<Arc<Daemon>>,
+    q: Result<Query<AmountQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| bad(format!("malformed query: {}", r.body_text())))?;
+    let mut v = d
+        .server
+        .quote_loop_out(Amount::from_sat(q.amount))
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+    // The client's own cost: the claim's miner fee at the current estimate.
+    let rate = d
+        .chain
+        .fee_rate(d.cfg.conf_target)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let (coop, script) = eddy_client::loop_out::claim_vbytes();
+    if let Value::Object(m) = &mut v {
+        m.insert("fee_rate_sat_per_vb".into(), json!(rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0));
+        m.insert("claim_vbytes".into(), json!(coop));
+        m.insert(
+            "claim_fee_sat".into(),
+            json!(rate.fee_vb(coop).map_or(0, |a| a.to_sat())),
+        );
+        m.insert(
+            "claim_fee_script_path_sat".into(),
+            json!(rate.fee_vb(script).map_or(0, |a| a.to_sat())),
+        );
+    }
+    Ok(Json(v))
+}
+
+async fn loop_out(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<LoopOutBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<SwapView>), ApiError> {
+    let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
+    let destination = match &b.addr {
+        Some(a) => parse_address(a, d.cfg.network).map_err(bad)?.script_pubkey(),
+        None => d
+            .ln
+            .new_address()
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+            .script_pubkey(),
+    };
+    let id = d
+        .client
+        .loop_out_with(Amount::from_sat(b.amount_sat), destination, b.options.into())
+        .await?;
+    let r = d
+        .client
+        .list()
+        .await?
+        .into_iter()
+        .find(|(r, _)| r.id == id)
+        .ok_or(ClientError::NotFound(id))?;
+    Ok((StatusCode::CREATED, Json(view(&r.0, &r.1, d.cfg.network))))
+}
+
+async fn list(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<SwapView>>, ApiError> {
+    Ok(Json(
+        d.client
+            .list()
+            .await?
+            .iter()
+            .map(|(r, rec)| view(r, rec, d.cfg.network))
+            .collect(),
+    ))
+}
+
+async fn swapinfo(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+    let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
+    let (r, rec) = d
+        .client
+        .list()
+        .await?
+        .into_iter()
+        .find(|(r, _)| r.id == id)
+        .ok_or(ClientError::NotFound(id))?;
+    let events = d.client.events(&id).await?;
+    let mut v = serde_json::to_value(view(&r, &rec, d.cfg.network)).map_err(|e| bad(e.to_string()))?;
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "events".into(),
+            Value::Array(
+                events
+                    .into_iter()
+                    .map(|e| json!({"seq": e.seq, "at": e.at, "event": e.event}))
+                    .collect(),
+            ),
+        );
+    }
+    Ok(Json(v))
+}
+
+async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
+    let err = |e: eddy_backends::LnError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let info = d.ln.info().await.map_err(err)?;
+    let wallet = d.ln.wallet_balance().await.map_err(err)?;
+    let channels = d.ln.channels().await.map_err(err)?;
+    Ok(Json(json!({
+        "node_id": info.pubkey.to_string(),
+        "block_height": info.block_height,
+        "onchain_sat": wallet.total.to_sat(),
+        "onchain_spendable_sat": wallet.spendable.to_sat(),
+        "channels": channels.iter().map(|c| json!({
+            "short_channel_id": c.short_channel_id,
+            "peer": c.peer.to_string(),
+            "capacity_sat": c.capacity.to_sat(),
+            "local_msat": c.local_msat,
+            "remote_msat": c.remote_msat,
+            "usable": c.usable,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /v1/monitor`: one `swap` event (a [`SwapView`]) per change of any swap, forever.
+async fn monitor(State(d): State<Arc<Daemon>>) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let stream = futures::stream::unfold(
+        (d, std::collections::HashMap::<String, i64>::new(), std::collections::VecDeque::<SwapView>::new()),
+        |(d, mut seen, mut pending)| async move {
+            loop {
+                if let Some(v) = pending.pop_front() {
+                    let data = serde_json::to_string(&v).unwrap_or_default();
+                    return Some((Ok(Event::default().event("swap").data(data)), (d, seen, pending)));
+                }
+                if let Ok(all) = d.client.list().await {
+                    for (r, rec) in all.iter().rev() {
+                        let key = r.id.to_string();
+                        if seen.get(&key) != Some(&r.version) {
+                            seen.insert(key, r.version);
+                            pending.push_back(view(r, rec, d.cfg.network));
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/terms", get(terms))
+        .route("/v1/quote/out", get(quote))
+        .route("/v1/loop-out", post(loop_out))
+        .route("/v1/swaps", get(list))
+        .route("/v1/swaps/{id}", get(swapinfo))
+        .route("/v1/monitor", get(monitor))
+        .route("/v1/node", get(node))
+        .route_layer(axum::middleware::from_fn_with_state(d.clone(), auth))
+        .with_state(d)
+}
+
+/// Runs `eddy daemon` until SIGTERM.
+pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
+    let args: DaemonArgs = layered(args, args.config.as_deref())?;
+    args.common.init_logging()?;
+    let cfg = args.engine()?;
+    let dir = args.common.data_dir("client")?;
+    let server_url = args
+        .server_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--server-url is required"))?;
+    let token = load_or_create_token(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let b = args.common.open_backends(&dir, "client.sqlite").await?;
+        let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
+        let api = Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
+        let client = Arc::new(
+            LoopOutClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?,
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(client.clone().run(stop_rx));
+        let daemon = Arc::new(Daemon {
+            client,
+            server: HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?,
+            ln: b.ln.clone(),
+            chain: b.chain.clone(),
+            cfg,
+            token,
+        });
+        let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
+        let http = eddy_server::http::HttpServer::start(router(daemon), listen)
+            .await
+            .with_context(|| format!("binding the local API to {listen}"))?;
+        tracing::info!(api = %http.url(), server = %server_url, "eddy daemon ready");
+        println!("eddy daemon: listening on {}", http.url());
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        drop(http);
+        let _ = stop_tx.send(true);
+        let _ = runner.await;
+        if let Some(n) = &b.ldk {
+            n.stop().await?;
+        }
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_is_private_and_stable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = load_or_create_token(dir.path()).expect("token");
+        assert_eq!(t.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(load_or_create_token(dir.path()).expect("again"), t);
+    }
+
+    #[test]
+    fn addresses_must_match_the_network() {
+        let regtest = "bcrt1qsnaz83m800prgcgp2dxvv5f9z2x4f5lasfekj9";
+        assert!(parse_address(regtest, Network::Regtest).is_ok());
+        let e = parse_address(regtest, Network::Bitcoin).expect_err("wrong network");
+        assert!(e.contains("not an address for the bitcoin network"), "{e}");
+        let e = parse_address("bc1qnotanaddress", Network::Regtest).expect_err("garbage");
+        assert!(e.contains("not a bitcoin address"), "{e}");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,162 @@
+//! `eddy server`: the swap server as a long-running process. Opens the configured backends,
+//! runs the loop-out engine ([`eddy_server::LoopOutServer::run`]) and serves its HTTP API
+//! (terms, quote, loop-out, status, events, co-signing, preimage push, `/metrics`) until
+//! SIGTERM. Everything it needs to resume after a crash is in its data dir (seed, SQLite swap
+//! database, embedded node) or its PostgreSQL database: `kill -9` and start it again.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bitcoin::Amount;
+use clap::Args;
+use eddy_core::fees::FeePolicy;
+use eddy_server::http::{router, HttpServer, Terms};
+use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{layered, shutdown_signal, Common};
+
+/// Default HTTP API address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8280);
+
+/// `eddy server` options. Each may also be set as `EDDY_<NAME>` in the environment or as
+/// `name = value` in the `--config` TOML file; flags win over the environment over the file.
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "EDDY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Shared options.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// HTTP API address (default 127.0.0.1:8280).
+    #[arg(long, env = "EDDY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Fixed fee per swap, sat (default 1000).
+    #[arg(long, env = "EDDY_BASE_FEE_SAT")]
+    pub base_fee_sat: Option<u64>,
+    /// Proportional fee, ppm (default 5000).
+    #[arg(long, env = "EDDY_FEE_PPM")]
+    pub fee_ppm: Option<u32>,
+    /// Smallest loop-out, sat (default 10000).
+    #[arg(long, env = "EDDY_MIN_AMOUNT_SAT")]
+    pub min_amount_sat: Option<u64>,
+    /// Largest loop-out, sat (default 1000000).
+    #[arg(long, env = "EDDY_MAX_AMOUNT_SAT")]
+    pub max_amount_sat: Option<u64>,
+    /// Prepay, sat (default 1000; never more than the fee).
+    #[arg(long, env = "EDDY_PREPAY_SAT")]
+    pub prepay_sat: Option<u64>,
+    /// `E − tip` given to new HTLCs, blocks (default 80).
+    #[arg(long, env = "EDDY_EXPIRY_DELTA")]
+    pub expiry_delta: Option<u32>,
+    /// Confirmation target for publishing HTLCs (default 6).
+    #[arg(long, env = "EDDY_PUBLISH_CONF_TARGET")]
+    pub publish_conf_target: Option<u16>,
+    /// Most swaps in flight (default 50).
+    #[arg(long, env = "EDDY_MAX_ACTIVE_SWAPS")]
+    pub max_active_swaps: Option<usize>,
+    /// On-chain funds never promised to swaps, sat (default 50000).
+    #[arg(long, env = "EDDY_ONCHAIN_RESERVE_SAT")]
+    pub onchain_reserve_sat: Option<u64>,
+    /// Loop-out requests a client IP may make per minute (default 20).
+    #[arg(long, env = "EDDY_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<usize>,
+}
+
+impl ServerArgs {
+    /// The fee policy these options describe.
+    pub fn fees(&self) -> FeePolicy {
+        FeePolicy {
+            base_fee: Amount::from_sat(self.base_fee_sat.unwrap_or(1_000)),
+            fee_ppm: self.fee_ppm.unwrap_or(5_000),
+            min_amount: Amount::from_sat(self.min_amount_sat.unwrap_or(10_000)),
+            max_amount: Amount::from_sat(self.max_amount_sat.unwrap_or(1_000_000)),
+            prepay: Amount::from_sat(self.prepay_sat.unwrap_or(1_000)),
+        }
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> anyhow::Result<ServerConfig> {
+        let fees = self.fees();
+        if fees.min_amount > fees.max_amount {
+            anyhow::bail!(
+                "min_amount_sat {} is above max_amount_sat {}",
+                fees.min_amount.to_sat(),
+                fees.max_amount.to_sat()
+            );
+        }
+        let expiry_delta = self.expiry_delta.unwrap_or(80);
+        let window = eddy_core::constants::MIN_LOOP_OUT_EXPIRY_DELTA..=eddy_core::constants::MAX_LOOP_OUT_EXPIRY_DELTA;
+        if !window.contains(&expiry_delta) {
+            anyhow::bail!("expiry_delta {expiry_delta} is outside what clients accept ({window:?})");
+        }
+        Ok(ServerConfig {
+            network: self.common.network()?,
+            fees,
+            expiry_delta,
+            publish_conf_target: self.publish_conf_target.unwrap_or(6).max(1),
+            max_active_swaps: self.max_active_swaps.unwrap_or(50),
+            onchain_reserve: Amount::from_sat(self.onchain_reserve_sat.unwrap_or(50_000)),
+        })
+    }
+
+    /// The terms `GET /v1/terms` publishes.
+    pub fn terms(&self) -> anyhow::Result<Terms> {
+        let cfg = self.engine()?;
+        Ok(Terms {
+            network: cfg.network.to_core_arg().to_string(),
+            min_amount_sat: cfg.fees.min_amount.to_sat(),
+            max_amount_sat: cfg.fees.max_amount.to_sat(),
+            base_fee_sat: cfg.fees.base_fee.to_sat(),
+            fee_ppm: cfg.fees.fee_ppm,
+            prepay_sat: cfg.fees.prepay.to_sat(),
+            expiry_delta: cfg.expiry_delta,
+        })
+    }
+}
+
+/// Runs `eddy server` until SIGTERM.
+pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
+    let args: ServerArgs = layered(args, args.config.as_deref())?;
+    args.common.init_logging()?;
+    let cfg = args.engine()?;
+    let terms = args.terms()?;
+    let dir = args.common.data_dir("server")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let b = args.common.open_backends(&dir, "server.sqlite").await?;
+        let keys = SeedKeys::load_or_create(&dir, eddy_server::SEED_FILE).context("server seed")?;
+        let engine = Arc::new(LoopOutServer::new(cfg, b.ln.clone(), b.chain.clone(), b.store.clone(), keys).await?);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(engine.clone().run(stop_rx));
+        let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
+        let http = HttpServer::start(
+            router(engine.clone(), terms, args.rate_limit_per_minute.unwrap_or(20)),
+            listen,
+        )
+        .await
+        .with_context(|| format!("binding the HTTP API to {listen}"))?;
+        tracing::info!(api = %http.url(), node = %b.ln.info().await.map(|i| i.pubkey.to_string()).unwrap_or_default(), "eddy server ready");
+        // The line scripts and tests wait for.
+        println!("eddy server: listening on {}", http.url());
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        drop(http);
+        let _ = stop_tx.send(true);
+        let _ = runner.await;
+        if let Some(n) = &b.ldk {
+            n.stop().await?;
+        }
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
+}
