@@ -153,7 +153,8 @@ impl Common {
             .map_err(|e| anyhow!("log filter: {e}"))?;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
         let r = match self.log_format.as_deref().unwrap_or("text") {
             "json" => builder.json().flatten_event(true).try_init(),
             "text" => builder.try_init(),

@@ -147,7 +147,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let status = match &e {
-            ClientError::OfferRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ClientError::OfferRefused(_) | ClientError::NoCapacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
             ClientError::Server(_) => StatusCode::BAD_GATEWAY,
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -268,7 +268,7 @@ pub struct SwapView {
     pub htlc_address: String,
     /// The HTLC output, once seen.
     pub htlc_outpoint: Option<String>,
-    /// The claim, once broadcast.
+    /// The claim: the confirmed one once succeeded, else the latest broadcast.
     pub claim_txid: Option<String>,
     /// Its miner fee, sat.
     pub claim_fee_sat: Option<u64>,
@@ -305,8 +305,16 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         expiry: rec.offer.expiry,
         htlc_address: rec.offer.htlc_address.clone(),
         htlc_outpoint: outpoint.map(|o| o.to_string()),
-        claim_txid: rec.claim.as_ref().map(|c| c.txid.to_string()),
-        claim_fee_sat: rec.claim.as_ref().map(|c| c.fee.to_sat()),
+        claim_txid: rec
+            .confirmed_claim()
+            .map(|c| c.0)
+            .or(rec.claim.as_ref().map(|c| c.txid))
+            .map(|t| t.to_string()),
+        claim_fee_sat: rec
+            .confirmed_claim()
+            .map(|c| c.1)
+            .or(rec.claim.as_ref().map(|c| c.fee))
+            .map(|f| f.to_sat()),
         destination: Address::from_script(&rec.destination, network)
             .map(|a| a.to_string())
             .unwrap_or_else(|_| rec.destination.to_hex_string()),

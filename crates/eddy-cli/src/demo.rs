@@ -442,7 +442,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     let elapsed = t_swap.elapsed();
     let (_, c) = rt.block_on(client.swap(&id))?;
     let (_, s) = rt.block_on(server.swap(&id))?;
-    let claim = c.claim.clone().ok_or_else(|| anyhow!("no claim recorded"))?;
+    let (claim_txid, claim_fee) = c.confirmed_claim().ok_or_else(|| anyhow!("no confirmed claim recorded"))?;
     let funding = s.funding.ok_or_else(|| anyhow!("no HTLC recorded"))?;
     let funding_tx = rt
         .block_on(chain.transaction(&funding.txid))?
@@ -462,7 +462,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     eddy_lab::wait_until("wallets to see the claim", WAIT, || {
         let _ = client_ln.ldk().sync_wallets();
         let _ = server_ln.ldk().sync_wallets();
-        balances(client_ln).1 == client_chain0 + (amount - claim.fee).to_sat()
+        balances(client_ln).1 == client_chain0 + (amount - claim_fee).to_sat()
             && balances(server_ln).1 == server_chain0 - (amount + publish_fee).to_sat()
     })?;
     let report = LoopOutReport {
@@ -473,8 +473,8 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         expiry: c.offer.expiry,
         htlc_txid: funding.txid,
         publish_fee,
-        claim_txid: claim.txid,
-        claim_fee: claim.fee,
+        claim_txid,
+        claim_fee,
         client_ln: (client_ln0, balances(client_ln).0),
         client_chain: (client_chain0, balances(client_ln).1),
         server_ln: (server_ln0, balances(server_ln).0),
@@ -483,7 +483,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         elapsed,
         htlc_tx_vsize: funding_tx.vsize() as u64,
         claim_vsize: rt
-            .block_on(chain.transaction(&claim.txid))?
+            .block_on(chain.transaction(&claim_txid))?
             .map(|t| t.tx.vsize() as u64)
             .unwrap_or(0),
     };

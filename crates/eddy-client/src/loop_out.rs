@@ -116,6 +116,9 @@ pub struct ClaimInfo {
     pub fee: Amount,
     /// Every claim broadcast (any may confirm).
     pub all: Vec<Txid>,
+    /// The fee of each of `all`, in the same order (absent in records written before).
+    #[serde(default)]
+    pub fees: Vec<Amount>,
     /// Tip height when it was built (bumps happen once per new block).
     pub height: u32,
 }
@@ -142,6 +145,26 @@ pub struct ClientLoopOut {
     pub state: State,
 }
 
+impl ClaimInfo {
+    /// The fee of the claim `txid` (one of [`ClaimInfo::all`]).
+    pub fn fee_of(&self, txid: &Txid) -> Option<Amount> {
+        let i = self.all.iter().position(|t| t == txid)?;
+        self.fees.get(i).copied().or((*txid == self.txid).then_some(self.fee))
+    }
+}
+
+impl ClientLoopOut {
+    /// The claim that confirmed and its fee, once the swap succeeded. Any of the broadcast
+    /// claims may be the one: a bump can lose to its predecessor.
+    pub fn confirmed_claim(&self) -> Option<(Txid, Amount)> {
+        let State::Succeeded { claim_txid } = &self.state else {
+            return None;
+        };
+        let fee = self.claim.as_ref().and_then(|c| c.fee_of(claim_txid))?;
+        Some((*claim_txid, fee))
+    }
+}
+
 /// Client errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -151,6 +174,9 @@ pub enum ClientError {
     /// The server could not be asked.
     #[error("server: {0}")]
     Server(String),
+    /// Our channels cannot send this much now; nothing was paid.
+    #[error("cannot pay: {0}")]
+    NoCapacity(String),
     /// A backend failed; retry.
     #[error("backend: {0}")]
     Backend(String),
@@ -260,6 +286,8 @@ impl LoopOutClient {
         options: SwapOptions,
     ) -> Result<SwapId, ClientError> {
         let eff = self.cfg.effective(&options);
+        // Before bothering the server: can our channels send at least the amount?
+        self.check_capacity(amount, eff.channel).await?;
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
@@ -289,6 +317,13 @@ impl LoopOutClient {
         let validated =
             validate_loop_out_offer(&req, &offer, tip, now).map_err(|e| ClientError::OfferRefused(e.to_string()))?;
         let htlc = *validated.htlc.params();
+        let to_pay = [&validated.swap_invoice, &validated.prepay_invoice]
+            .iter()
+            .map(|f| f.amount_msat.map_or(0, |m| m.0))
+            .sum::<u64>()
+            / 1000;
+        self.check_capacity(Amount::from_sat(to_pay) + eff.max_routing_fee, eff.channel)
+            .await?;
         let terms = Terms {
             amount,
             expiry: offer.expiry,
@@ -327,8 +362,15 @@ impl LoopOutClient {
             .index_mut()
             .watch_script(swap_watch_id(&id), validated.htlc.script_pubkey());
         let mut version = created.version;
-        self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip)
-            .await?;
+        match self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip).await {
+            Ok(()) => {}
+            // The swap is stored and the payment is retried by every tick (the node may still
+            // be reconnecting its channels): the swap exists, so report it.
+            Err(ClientError::Backend(e)) => {
+                tracing::warn!(swap = %id, error = %e, "paying failed; retrying on the next pass");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(id)
     }
 
@@ -374,6 +416,29 @@ impl LoopOutClient {
         tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
         for a in actions {
             self.act(id, version, rec, a, tip).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails with [`ClientError::NoCapacity`] unless the usable channels (or `channel`) can
+    /// send `amount` now.
+    async fn check_capacity(&self, amount: Amount, channel: Option<u64>) -> Result<(), ClientError> {
+        let channels = self.ln.channels().await.map_err(backend)?;
+        let usable: Vec<_> = channels
+            .iter()
+            .filter(|c| c.usable && channel.is_none_or(|id| c.short_channel_id == Some(id)))
+            .collect();
+        if let Some(id) = channel {
+            if usable.is_empty() {
+                return Err(ClientError::NoCapacity(format!("channel {id} is unknown or not usable now")));
+            }
+        }
+        let can = usable.iter().map(|c| c.local_msat).sum::<u64>() / 1000;
+        if can < amount.to_sat() {
+            return Err(ClientError::NoCapacity(format!(
+                "{} sat needed, usable channels can send {can} sat now",
+                amount.to_sat()
+            )));
         }
         Ok(())
     }
@@ -658,6 +723,7 @@ impl LoopOutClient {
             fee_rate_kwu: 0,
             fee: signed.fee,
             all: vec![],
+            fees: vec![],
             height: tip,
         });
         info.height = tip;
@@ -666,6 +732,7 @@ impl LoopOutClient {
         info.fee = signed.fee;
         if !info.all.contains(&txid) {
             info.all.push(txid);
+            info.fees.push(signed.fee);
         }
         rec.claim = Some(info);
         // Persist the claim before it reveals the preimage to the world.

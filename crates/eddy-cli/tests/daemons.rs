@@ -1,0 +1,504 @@
+//! The two daemons as an operator runs them: the real `eddy server` and `eddy daemon`
+//! processes, configured by TOML files, environment and flags, each with its embedded LDK node,
+//! on the devnet; the CLI (`eddy terms/quote/out/list/swapinfo/monitor`) talking to the daemon
+//! with its token. The loop-out survives `kill -9` of each process after each persisted state
+//! and ends with exact balances on both nodes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoin::{Amount, FeeRate, Network};
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_lab::{Lab, LabConfig, WAIT};
+use serde_json::Value;
+
+fn eddy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+}
+
+/// A running daemon process; killed (SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `eddy <what> --config <config>` and waits for its "listening on" line.
+    fn start(what: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let mut child = eddy()
+            .arg(what)
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, url)) = line.split_once("listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "eddy {what} did not start; its log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        };
+        Proc { child, url }
+    }
+
+    /// `kill -9`.
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "clean exit on SIGTERM: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+struct Net {
+    lab: Lab,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    chain: Arc<dyn ChainSource>,
+    server_port: u16,
+    client_port: u16,
+    server_api: u16,
+    client_api: u16,
+    /// (channel, on-chain) sat of server and client before the swap.
+    before: [(u64, u64); 2],
+}
+
+impl Net {
+    fn ldk_config(&self, who: &str, port: u16) -> LdkConfig {
+        let (host, rpc_port, user, password) = self.lab.chain.rpc_credentials();
+        LdkConfig {
+            data_dir: self.dir.join(who).join("ldk"),
+            network: Network::Regtest,
+            listen: Some(format!("127.0.0.1:{port}").parse().expect("addr")),
+            chain: LdkChainSource::BitcoindRpc {
+                host,
+                port: rpc_port,
+                user,
+                password,
+            },
+        }
+    }
+
+    fn start_node(&self, who: &str, port: u16) -> Arc<LdkNode> {
+        Arc::new(
+            self.rt
+                .block_on(LdkNode::start(self.ldk_config(who, port), self.chain.clone()))
+                .expect("node"),
+        )
+    }
+
+    /// (channel sat, on-chain sat) of a node's stored state, read by starting it in-process
+    /// after its daemon stopped.
+    fn balances(&self, who: &str, port: u16) -> (u64, u64) {
+        let n = self.start_node(who, port);
+        eddy_lab::wait_synced(n.ldk(), self.lab.chain.tip().expect("tip"), WAIT).expect("synced");
+        let _ = n.ldk().sync_wallets();
+        let b = n.ldk().list_balances();
+        self.rt.block_on(n.stop()).expect("stop");
+        (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
+    }
+
+    fn write_configs(&self) -> (PathBuf, PathBuf) {
+        let (_, _, user, password) = self.lab.chain.rpc_credentials();
+        let common = |who: &str, api: u16, ldk: u16| {
+            [
+                "network = \"regtest\"".to_string(),
+                format!("data_dir = \"{}\"", self.dir.join(who).display()),
+                format!("listen = \"127.0.0.1:{api}\""),
+                format!("bitcoind_url = \"{}\"", self.lab.chain.url()),
+                format!("bitcoind_user = \"{user}\""),
+                format!("bitcoind_password = \"{password}\""),
+                format!("ldk_listen = \"127.0.0.1:{ldk}\""),
+            ]
+            .join("\n")
+        };
+        let server = self.dir.join("server.toml");
+        let text = common("server", self.server_api, self.server_port)
+            + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n";
+        std::fs::write(&server, text).expect("server.toml");
+        let client = self.dir.join("client.toml");
+        let text = common("client", self.client_api, self.client_port) + "\nmax_swap_fee_sat = 5000\nmax_prepay_sat = 2000\n";
+        std::fs::write(&client, text).expect("client.toml");
+        (server, client)
+    }
+}
+
+/// Devnet, two nodes with a 1,000,000-sat channel server → client (500,000 pushed), both
+/// nodes stopped again so the daemons can own them.
+fn setup(dir: &Path) -> Net {
+    let lab = Lab::start(LabConfig::new(dir, 0)).expect("lab");
+    let rt = rt();
+    let (_, _, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(
+        rt.block_on(BitcoindSource::connect(
+            &lab.chain.url(),
+            &BitcoindAuth::UserPass(user, password),
+            FeeRate::from_sat_per_kwu(500),
+        ))
+        .expect("chain"),
+    );
+    let net = Net {
+        lab,
+        dir: dir.to_path_buf(),
+        rt,
+        chain,
+        server_port: eddy_lab::LabChain::free_port_pub().expect("port"),
+        client_port: eddy_lab::LabChain::free_port_pub().expect("port"),
+        server_api: eddy_lab::LabChain::free_port_pub().expect("port"),
+        client_api: eddy_lab::LabChain::free_port_pub().expect("port"),
+        before: [(0, 0); 2],
+    };
+    let s = net.start_node("server", net.server_port);
+    let c = net.start_node("client", net.client_port);
+    let addr = net.rt.block_on(s.new_address()).expect("address");
+    net.lab.chain.fund(&addr, Amount::from_sat(2_000_000)).expect("fund");
+    net.lab.mine(1).expect("mine");
+    eddy_lab::wait_synced(s.ldk(), net.lab.chain.tip().expect("tip"), WAIT).expect("synced");
+    let c_addr = c
+        .ldk()
+        .listening_addresses()
+        .and_then(|a| a.first().cloned())
+        .expect("listening");
+    net.lab
+        .open_channel_between(s.ldk(), c.ldk(), c_addr, Amount::from_sat(1_000_000), 500_000_000)
+        .expect("channel");
+    let bal = |n: &LdkNode| {
+        let b = n.ldk().list_balances();
+        (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
+    };
+    let mut net = net;
+    net.before = [bal(&s), bal(&c)];
+    net.rt.block_on(s.stop()).expect("stop");
+    net.rt.block_on(c.stop()).expect("stop");
+    net
+}
+
+/// Runs the CLI against the daemon; returns stdout (asserting success).
+fn cli(client_dir: &Path, daemon_url: &str, args: &[&str]) -> String {
+    let out = eddy()
+        .args(args)
+        .arg("--daemon")
+        .arg(daemon_url)
+        .arg("--data-dir")
+        .arg(client_dir)
+        .output()
+        .expect("run eddy");
+    assert!(
+        out.status.success(),
+        "eddy {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn cli_json(client_dir: &Path, daemon_url: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&cli(client_dir, daemon_url, &a)).expect("json output")
+}
+
+/// GET `url` as JSON (Null when unreachable: a process may be restarting).
+fn http_get(url: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        match reqwest::get(url).await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    })
+}
+
+fn server_status(url: &str, id: &str) -> Value {
+    http_get(&format!("{url}/v1/swaps/{id}"))
+}
+
+#[test]
+fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // EDDY_TEST_KEEP=1 keeps the data dirs and logs for inspection.
+    let dir = &if std::env::var_os("EDDY_TEST_KEEP").is_some() {
+        let d = tmp.path().to_path_buf();
+        std::mem::forget(tmp);
+        eprintln!("data dirs and logs in {}", d.display());
+        d
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let net = setup(dir);
+    let (server_toml, client_toml) = net.write_configs();
+    let server_log = dir.join("server.log");
+    let client_log = dir.join("client.log");
+    let client_dir = dir.join("client");
+    // The environment overrides the file (prepay 1000 in the file → 900 here).
+    let server_env = [("EDDY_PREPAY_SAT", "900")];
+    let mut server = Proc::start("server", &server_toml, &server_log, &server_env);
+    let server_url = server.url.clone();
+    assert_eq!(server_url, format!("http://127.0.0.1:{}", net.server_api));
+    let start_client = || Proc::start("daemon", &client_toml, &client_log, &[("EDDY_SERVER_URL", &server_url)]);
+    let mut client = start_client();
+
+    // The token file is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(client_dir.join("api.token"))
+            .expect("token")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let terms = cli_json(&client_dir, &client.url, &["terms"]);
+    assert_eq!(terms["prepay_sat"], 900, "EDDY_PREPAY_SAT over the file: {terms}");
+    assert_eq!(terms["base_fee_sat"], 1000);
+    let quote = cli_json(&client_dir, &client.url, &["quote", "out", "100000"]);
+    // 1000 + 100000 × 5000 ppm = 1500 fee, 900 of it prepaid.
+    assert_eq!(quote["swap_fee_sat"], 1500, "{quote}");
+    assert_eq!(quote["prepay_sat"], 900);
+    assert_eq!(quote["swap_invoice_sat"], 100_600);
+    let (coop, script) = eddy_client::loop_out::claim_vbytes();
+    assert_eq!(quote["claim_vbytes"], coop);
+    assert!(coop < script, "key path {coop} vB < script path {script} vB");
+    let text = cli(&client_dir, &client.url, &["quote", "out", "100000"]);
+    assert!(text.contains("swap fee            1500 sat (900 of it prepaid)"), "{text}");
+
+    // Right after start the node is still re-establishing its channel: `out` refuses clearly
+    // (nothing is created) until it can pay. Wait for the channel through the daemon.
+    let token = std::fs::read_to_string(client_dir.join("api.token")).expect("token");
+    let node_info = |url: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .get(format!("{url}/v1/node"))
+                .bearer_auth(token.trim())
+                .send()
+                .await;
+            match r {
+                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node_info(&client.url)["channels"][0]["usable"] != true {
+        assert!(Instant::now() < deadline, "client channel never usable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let too_much = eddy()
+        .args(["out", "900000", "--daemon", &client.url, "--data-dir"])
+        .arg(&client_dir)
+        .output()
+        .expect("run");
+    assert!(!too_much.status.success());
+    let err = String::from_utf8_lossy(&too_much.stderr);
+    assert!(err.contains("cannot pay: 900000 sat needed"), "{err}");
+    let bad_addr = eddy()
+        .args(["out", "100000", "--addr", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "--daemon", &client.url, "--data-dir"])
+        .arg(&client_dir)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&bad_addr.stderr);
+    assert!(err.contains("is not an address for the regtest network"), "{err}");
+    assert_eq!(cli_json(&client_dir, &client.url, &["list"]), serde_json::json!([]), "refusals create nothing");
+
+    let swap = cli_json(&client_dir, &client.url, &["out", "100000"]);
+    let id = swap["id"].as_str().expect("id").to_string();
+    assert_eq!(swap["amount_sat"], 100_000);
+    assert_eq!(swap["swap_invoice_sat"], 100_600);
+    assert_eq!(swap["prepay_sat"], 900);
+
+    let client_state = |url: &str| cli_json(&client_dir, url, &["swapinfo", &id])["state"].as_str().unwrap_or("").to_string();
+    let wait_for = |what: &str, mut f: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut kills = vec![];
+
+    // 1. Just after creation (the client is paying; the server holds or is publishing).
+    let s_state = server_status(&server_url, &id)["state"].as_str().unwrap_or("").to_string();
+    kills.push(format!("server at {s_state}"));
+    server.kill9();
+    server = Proc::start("server", &server_toml, &server_log, &server_env);
+    // 2. Published: kill the client.
+    wait_for("the HTLC", Box::new(|| !server_status(&server.url, &id)["htlc_outpoint"].is_null()));
+    kills.push(format!("client at {}", client_state(&client.url)));
+    client.kill9();
+    client = start_client();
+    // 3. Confirm the HTLC: the client reveals and claims; kill the server then.
+    net.lab.mine(1).expect("mine");
+    wait_for("the claim", Box::new(|| client_state(&client.url) == "claiming"));
+    kills.push(format!(
+        "server at {}",
+        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+    ));
+    server.kill9();
+    server = Proc::start("server", &server_toml, &server_log, &server_env);
+    // 4. Claim broadcast, unconfirmed: kill the client.
+    kills.push(format!("client at {}", client_state(&client.url)));
+    client.kill9();
+    client = start_client();
+    // `eddy monitor --json` follows the rest live.
+    let mut monitor = eddy()
+        .args(["monitor", "--json", "--daemon", &client.url, "--data-dir"])
+        .arg(&client_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("monitor");
+    let monitor_out = monitor.stdout.take().expect("stdout");
+    let (mtx, mrx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(monitor_out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = mtx.send(v);
+            }
+        }
+    });
+    // 5. Mine until both are done.
+    wait_for(
+        "both sides to succeed",
+        Box::new(|| {
+            let c = client_state(&client.url);
+            if c == "claiming" || c == "htlc_confirming" {
+                let _ = net.lab.mine(1);
+                // Give both engines the block before deciding whether another is needed.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            c == "succeeded" && server_status(&server.url, &id)["state"] == "succeeded"
+        }),
+    );
+    eprintln!("kill -9 points: {kills:?}");
+    let mut seen = vec![];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|s: &String| s == "succeeded") && Instant::now() < deadline {
+        if let Ok(v) = mrx.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(v["id"], id.as_str());
+            seen.push(v["state"].as_str().unwrap_or("").to_string());
+        }
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert_eq!(seen.first().map(String::as_str), Some("claiming"), "monitor: {seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("succeeded"), "monitor: {seen:?}");
+
+    let info = cli_json(&client_dir, &client.url, &["swapinfo", &id]);
+    let claim_fee = info["claim_fee_sat"].as_u64().expect("claim fee");
+    let list = cli_json(&client_dir, &client.url, &["list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["state"], "succeeded");
+    let text = cli(&client_dir, &client.url, &["swapinfo", &id]);
+    assert!(text.contains("succeeded (claim "), "{text}");
+    // Not a single event carries the preimage.
+    let preimage_free = !info.to_string().contains("preimage\":\"");
+    assert!(preimage_free);
+
+    // The daemon's node endpoint needs the token.
+    let unauth = http_get(&format!("{}/v1/node", client.url));
+    assert_eq!(unauth["error"].as_str().map(|e| e.contains("token")), Some(true), "{unauth}");
+
+    // Server metrics.
+    let metrics = net.rt.block_on(async {
+        ::reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    });
+    assert!(metrics.contains("eddy_server_loop_out_finished_total{outcome=\"succeeded\"} 1"), "{metrics}");
+
+    let s_final = server_status(&server.url, &id);
+    server.terminate();
+    client.terminate();
+    // Structured logs: one JSON object per line, none with a preimage.
+    let slog = std::fs::read_to_string(&server_log).expect("server log");
+    let json_lines = slog.lines().filter(|l| l.starts_with('{')).count();
+    assert!(json_lines > 5, "JSON log lines: {json_lines}");
+    assert!(slog.contains("\"loop-out transition\""), "transitions are logged");
+
+    // Exact money, read from the nodes' own stores.
+    let htlc_txid: bitcoin::Txid = s_final["htlc_outpoint"]
+        .as_str()
+        .and_then(|s| s.split(':').next())
+        .map(|s| s.parse().expect("txid"))
+        .unwrap_or_else(|| panic!("no HTLC outpoint in {s_final}"));
+    let htlc_tx = net
+        .rt
+        .block_on(net.chain.transaction(&htlc_txid))
+        .expect("rpc")
+        .expect("HTLC tx")
+        .tx;
+    let publish_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &htlc_tx))
+        .expect("fee")
+        .to_sat();
+    let [(s_ln0, s_chain0), (c_ln0, c_chain0)] = net.before;
+    let (c_ln, c_chain) = net.balances("client", net.client_port);
+    let (s_ln, s_chain) = net.balances("server", net.server_port);
+    assert_eq!(c_ln, c_ln0 - 100_600 - 900, "client channel: paid once");
+    assert_eq!(s_ln, s_ln0 + 100_600 + 900, "server channel: received once");
+    assert_eq!(c_chain, c_chain0 + 100_000 - claim_fee, "client on-chain: one claim");
+    assert_eq!(s_chain, s_chain0 - 100_000 - publish_fee, "server on-chain: one HTLC");
+    net.lab.stop();
+}
