@@ -113,6 +113,13 @@ pub struct LdkNode {
     network: Network,
     chain: Arc<dyn ChainSource>,
     event_task: tokio::task::JoinHandle<()>,
+    /// Serializes wallet spends. It does not make quick successive spends safe: ldk-node 0.7
+    /// neither locks the coins it spends nor adds its own transaction to its wallet, and its
+    /// bitcoind mempool sync skips a transaction whose entry time (whole seconds) equals the
+    /// latest one it saw — so a second spend in the same second picks the same coin and is
+    /// rejected as a double spend until a block confirms the first. The swap server therefore
+    /// funds HTLCs from its own swap wallet (`eddy_server::wallet`), not through this method.
+    send_lock: tokio::sync::Mutex<()>,
 }
 
 fn unavailable(e: impl std::fmt::Debug) -> LnError {
@@ -506,6 +513,7 @@ impl LdkNode {
             network: config.network,
             chain,
             event_task,
+            send_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -739,6 +747,7 @@ impl LightningNode for LdkNode {
             ));
         };
         let address = Address::from_script(spk, self.network).map_err(refused)?;
+        let _one_at_a_time = self.send_lock.lock().await;
         let s = self.shared.clone();
         let sats = amount.to_sat();
         let txid = blocking(move || {
@@ -748,12 +757,17 @@ impl LightningNode for LdkNode {
                 .map_err(refused)
         })
         .await??;
-        // ldk-node returns the txid; the transaction itself comes from the chain source.
-        for _ in 0..100 {
+        // ldk-node returns the txid and broadcasts from a background task; the transaction
+        // itself comes from the chain source once it is there (polled tightly at first: the
+        // HTLC publication latency is what a client's payment waits for).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(1);
+        while tokio::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.chain.transaction(&txid).await {
                 return Ok(status.tx);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
         Err(LnError::Unavailable(format!(
             "{txid} was sent but the chain source does not show it"
