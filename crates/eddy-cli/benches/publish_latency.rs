@@ -11,7 +11,6 @@ use anyhow::anyhow;
 use bitcoin::Amount;
 use eddy::demo::{in_process, swapnet, Swapnet};
 use eddy_backends::LightningNode;
-use eddy_lab::WAIT;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -55,16 +54,13 @@ fn measure(concurrent: usize, rounds: usize, extra_channels: usize) -> anyhow::R
     };
     let net = swapnet(&dir, Some(in_process()), &|_| {})?;
     more_channels(&net, extra_channels)?;
-    // Fund the server's wallet for every HTLC.
-    let addr = net.rt.block_on(net.server_ln.new_address())?;
+    // Fund the server's swap wallet for every HTLC.
+    let need = 20_000 * (concurrent * rounds) as u64;
     net.lab
         .chain
-        .fund(&addr, Amount::from_sat(20_000 * (concurrent * rounds) as u64 + 100_000))?;
+        .fund(net.server.wallet_address(), Amount::from_sat(need + 100_000))?;
     net.mine(1)?;
-    eddy_lab::wait_until("server wallet funded", WAIT, || {
-        let _ = net.server_ln.ldk().sync_wallets();
-        net.server_ln.ldk().list_balances().spendable_onchain_balance_sats > 20_000 * (concurrent * rounds) as u64
-    })?;
+    net.rt.block_on(net.server.tick())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runner = net.rt.spawn(net.server.clone().run(stop_rx));
     let mut all = vec![];

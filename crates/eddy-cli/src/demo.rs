@@ -77,7 +77,7 @@ pub struct LoopOutReport {
     pub client_chain: (u64, u64),
     /// Server channel balance (sat) before / after.
     pub server_ln: (u64, u64),
-    /// Server on-chain balance (sat) before / after.
+    /// Server swap wallet balance (sat) before / after.
     pub server_chain: (u64, u64),
     /// Blocks mined during the swap.
     pub blocks: u32,
@@ -218,6 +218,9 @@ fn start_http(
 /// this to put a tampering server in between).
 pub type ApiFactory = Box<dyn FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>>;
 
+/// What the demo puts in the server's swap wallet.
+pub const SWAP_WALLET_FUNDS: u64 = 1_000_000;
+
 /// Loop-out requests a client may make per minute.
 pub const RATE_LIMIT_PER_MINUTE: usize = 20;
 
@@ -293,6 +296,15 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
         }
     };
     let client = make_client(&rt, dir, &client_ln, &chain, &client_store, client_api)?;
+    // The server funds HTLCs from its own swap wallet.
+    lab.chain.fund(server.wallet_address(), Amount::from_sat(SWAP_WALLET_FUNDS))?;
+    mine_synced(&lab, &[&server_ln, &client_ln], 1)?;
+    rt.block_on(server.tick())?;
+    say(format!(
+        "swap wallet: {} with {} sat",
+        server.wallet_address(),
+        rt.block_on(server.wallet_balance()).spendable.to_sat()
+    ));
     Ok(Swapnet {
         lab,
         rt,
@@ -376,7 +388,8 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         ..
     } = &net;
     let (client_ln0, client_chain0) = balances(client_ln);
-    let (server_ln0, server_chain0) = balances(server_ln);
+    let server_ln0 = balances(server_ln).0;
+    let server_chain0 = rt.block_on(server.wallet_balance()).spendable.to_sat();
     let dest = rt.block_on(client_ln.new_address())?.script_pubkey();
     let start_height = lab.chain.tip()?.0;
     let t_swap = Instant::now();
@@ -463,8 +476,9 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         let _ = client_ln.ldk().sync_wallets();
         let _ = server_ln.ldk().sync_wallets();
         balances(client_ln).1 == client_chain0 + (amount - claim_fee).to_sat()
-            && balances(server_ln).1 == server_chain0 - (amount + publish_fee).to_sat()
     })?;
+    rt.block_on(server.tick())?;
+    let server_chain1 = rt.block_on(server.wallet_balance()).spendable.to_sat();
     let report = LoopOutReport {
         swap_id: id,
         amount,
@@ -478,7 +492,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         client_ln: (client_ln0, balances(client_ln).0),
         client_chain: (client_chain0, balances(client_ln).1),
         server_ln: (server_ln0, balances(server_ln).0),
-        server_chain: (server_chain0, balances(server_ln).1),
+        server_chain: (server_chain0, server_chain1),
         blocks,
         elapsed,
         htlc_tx_vsize: funding_tx.vsize() as u64,
@@ -558,6 +572,6 @@ pub fn run() -> anyhow::Result<()> {
     println!("  client channel   {:>9} → {} sat", r.client_ln.0, r.client_ln.1);
     println!("  client on-chain  {:>9} → {} sat", r.client_chain.0, r.client_chain.1);
     println!("  server channel   {:>9} → {} sat", r.server_ln.0, r.server_ln.1);
-    println!("  server on-chain  {:>9} → {} sat", r.server_chain.0, r.server_chain.1);
+    println!("  server swap wallet {:>7} → {} sat", r.server_chain.0, r.server_chain.1);
     Ok(())
 }

@@ -66,6 +66,10 @@ pub struct ServerArgs {
     /// Loop-out requests a client IP may make per minute (default 20).
     #[arg(long, env = "EDDY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<usize>,
+    /// Rescan the chain for swap-wallet deposits from this height (a deposit made before the
+    /// server's first start is otherwise not seen).
+    #[arg(long, env = "EDDY_WALLET_RESCAN_FROM")]
+    pub wallet_rescan_from: Option<u32>,
 }
 
 impl ServerArgs {
@@ -134,7 +138,27 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let b = args.common.open_backends(&dir, "server.sqlite").await?;
         let keys = SeedKeys::load_or_create(&dir, eddy_server::SEED_FILE).context("server seed")?;
+        if let Some(h) = args.wallet_rescan_from {
+            b.store
+                .set_meta(eddy_server::loop_out::META_WALLET_SCAN_FROM, &h.to_string())
+                .await?;
+        }
         let engine = Arc::new(LoopOutServer::new(cfg, b.ln.clone(), b.chain.clone(), b.store.clone(), keys).await?);
+        if let Err(e) = engine.tick().await {
+            tracing::warn!(error = %e, "first engine pass");
+        }
+        let balance = engine.wallet_balance().await;
+        tracing::info!(
+            address = %engine.wallet_address(),
+            spendable_sat = balance.spendable.to_sat(),
+            unconfirmed_sat = balance.unconfirmed_deposits.to_sat(),
+            "swap wallet (deposit here the funds HTLCs are paid from)"
+        );
+        println!(
+            "eddy server: swap wallet {} holds {} sat",
+            engine.wallet_address(),
+            balance.spendable.to_sat()
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(engine.clone().run(stop_rx));
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);

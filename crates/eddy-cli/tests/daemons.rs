@@ -288,7 +288,14 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     let client_log = dir.join("client.log");
     let client_dir = dir.join("client");
     // The environment overrides the file (prepay 1000 in the file → 900 here).
-    let server_env = [("EDDY_PREPAY_SAT", "900")];
+    // The server's swap wallet, derived from the seed it will find in its data dir.
+    let seed = eddy_store::SeedKeys::load_or_create(&dir.join("server"), eddy_server::SEED_FILE).expect("seed");
+    let wallet = eddy_server::wallet::SwapWallet::new(&seed, Network::Regtest);
+    net.lab.chain.fund(wallet.address(), Amount::from_sat(600_000)).expect("fund");
+    net.lab.mine(1).expect("mine");
+    // It was funded before the server's first start: tell it where to look.
+    let rescan = (net.lab.chain.tip().expect("tip").0 - 1).to_string();
+    let server_env = [("EDDY_PREPAY_SAT", "900"), ("EDDY_WALLET_RESCAN_FROM", rescan.as_str())];
     let mut server = Proc::start("server", &server_toml, &server_log, &server_env);
     let server_url = server.url.clone();
     assert_eq!(server_url, format!("http://127.0.0.1:{}", net.server_api));
@@ -466,6 +473,11 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
             .expect("text")
     });
     assert!(metrics.contains("eddy_server_loop_out_finished_total{outcome=\"succeeded\"} 1"), "{metrics}");
+    let wallet_after = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_server_swap_wallet_spendable_sat "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no wallet gauge in {metrics}"));
 
     let s_final = server_status(&server.url, &id);
     server.terminate();
@@ -493,12 +505,12 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &htlc_tx))
         .expect("fee")
         .to_sat();
-    let [(s_ln0, s_chain0), (c_ln0, c_chain0)] = net.before;
+    let [(s_ln0, _), (c_ln0, c_chain0)] = net.before;
     let (c_ln, c_chain) = net.balances("client", net.client_port);
-    let (s_ln, s_chain) = net.balances("server", net.server_port);
+    let (s_ln, _) = net.balances("server", net.server_port);
     assert_eq!(c_ln, c_ln0 - 100_600 - 900, "client channel: paid once");
     assert_eq!(s_ln, s_ln0 + 100_600 + 900, "server channel: received once");
     assert_eq!(c_chain, c_chain0 + 100_000 - claim_fee, "client on-chain: one claim");
-    assert_eq!(s_chain, s_chain0 - 100_000 - publish_fee, "server on-chain: one HTLC");
+    assert_eq!(wallet_after, 600_000 - 100_000 - publish_fee, "server swap wallet: one HTLC");
     net.lab.stop();
 }

@@ -25,8 +25,12 @@ fn demo_loop_out_moves_exact_amounts() {
     // 99 vB at 2 sat/vB (the script path would be 140 vB).
     assert_eq!(r.claim_vsize, 99);
     assert_eq!(r.claim_fee, Amount::from_sat(198));
-    // On-chain footprint per swap: the server's HTLC transaction (with its change) + the claim.
-    assert_eq!(r.htlc_tx_vsize + r.claim_vsize, 153 + 99);
+    // On-chain footprint per swap: the server's HTLC transaction from its swap wallet (one P2TR
+    // key-path input, the HTLC, P2TR change: 154 vB) + the claim.
+    assert_eq!(r.htlc_tx_vsize, 154);
+    assert_eq!(r.htlc_tx_vsize + r.claim_vsize, 154 + 99);
+    // Published at the 2 sat/vB fallback estimate on the exact weight (615 WU → 307.5 → 308).
+    assert_eq!(r.publish_fee, Amount::from_sat(308));
     assert_eq!(r.client_chain.1 - r.client_chain.0, (amount - r.claim_fee).to_sat());
     assert_eq!(r.server_chain.0 - r.server_chain.1, (amount + r.publish_fee).to_sat());
     assert!(r.publish_fee > Amount::ZERO && r.publish_fee < Amount::from_sat(1_000));

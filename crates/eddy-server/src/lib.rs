@@ -10,6 +10,7 @@
 pub mod http;
 pub mod loop_out;
 pub mod metrics;
+pub mod wallet;
 
 /// The server's seed file in its data dir.
 pub const SEED_FILE: &str = "server-seed";

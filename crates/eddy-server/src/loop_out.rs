@@ -36,6 +36,12 @@ use tokio::sync::Mutex;
 use eddy_store::SeedKeys;
 
 use crate::metrics::Metrics;
+use crate::wallet::{SwapWallet, WALLET_WATCH_ID};
+
+/// Store meta key: the height from which the swap wallet's coins must be rescanned. Set to the
+/// tip at the first start (deposits made before it are found only by setting this lower, e.g.
+/// `eddy server --wallet-rescan-from`), then kept at the oldest unspent coin's height.
+pub const META_WALLET_SCAN_FROM: &str = "swap_wallet.scan_from";
 
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: &str = "loop-out";
@@ -141,6 +147,11 @@ pub struct LoopOutServer {
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
     metrics: Arc<Metrics>,
+    wallet: SwapWallet,
+    /// One publication (one batch transaction) at a time.
+    publishing: Mutex<()>,
+    /// Last persisted rescan height of the wallet.
+    wallet_scan_from: std::sync::Mutex<Option<u32>>,
 }
 
 /// How often [`LoopOutServer::run`] asks the chain for a new tip.
@@ -160,9 +171,19 @@ impl LoopOutServer {
     ) -> Result<LoopOutServer, ServerError> {
         let tip = chain.tip().await.map_err(backend)?;
         let active = Self::active(&*store).await?;
+        let wallet_from = store
+            .get_meta(META_WALLET_SCAN_FROM)
+            .await?
+            .and_then(|v| v.parse::<u32>().ok());
+        if wallet_from.is_none() {
+            store
+                .set_meta(META_WALLET_SCAN_FROM, &tip.height.to_string())
+                .await?;
+        }
         let from = active
             .iter()
             .map(|(_, _, r)| r.terms.created_height.saturating_sub(1))
+            .chain(wallet_from)
             .min()
             .unwrap_or(tip.height)
             .min(tip.height);
@@ -179,6 +200,10 @@ impl LoopOutServer {
             },
             eddy_backends::watcher::DEFAULT_HISTORY,
         );
+        let wallet = SwapWallet::new(&keys, cfg.network);
+        watcher
+            .index_mut()
+            .watch_script(WALLET_WATCH_ID, wallet.script_pubkey().clone());
         let mut watched = HashMap::new();
         let mut prepay_ids = HashMap::new();
         for (id, _, r) in &active {
@@ -200,7 +225,31 @@ impl LoopOutServer {
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
             metrics: Arc::new(Metrics::new()),
+            wallet,
+            publishing: Mutex::new(()),
+            wallet_scan_from: std::sync::Mutex::new(wallet_from),
         })
+    }
+
+    /// Where to deposit the on-chain funds the server locks into HTLCs.
+    pub fn wallet_address(&self) -> &bitcoin::Address {
+        self.wallet.address()
+    }
+
+    /// The swap wallet's balance as of the last chain sync ([`Self::tick`] syncs).
+    pub async fn wallet_balance(&self) -> crate::wallet::WalletBalance {
+        let seen = self.status_of(WALLET_WATCH_ID).await;
+        self.wallet.balance(&seen)
+    }
+
+    async fn status_of(&self, watch: u64) -> WatchStatus {
+        self.watcher
+            .lock()
+            .await
+            .index()
+            .status(watch)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The engine's metrics.
@@ -227,8 +276,19 @@ impl LoopOutServer {
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) => {
-                        if let Err(e) = self.on_ln_event(&ev).await {
-                            tracing::warn!(error = %e, "handling a Lightning event");
+                        // Take every event already queued, then publish them all in one
+                        // transaction.
+                        let mut batch = vec![ev];
+                        while let Ok(more) = events.try_recv() {
+                            batch.push(more);
+                        }
+                        for ev in &batch {
+                            if let Err(e) = self.on_ln_event(ev).await {
+                                tracing::warn!(error = %e, "handling a Lightning event");
+                            }
+                        }
+                        if let Err(e) = self.publish_pending().await {
+                            tracing::warn!(error = %e, "publishing HTLCs");
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -339,7 +399,7 @@ impl LoopOutServer {
             .filter(|(_, _, r)| matches!(r.state, State::Created { .. } | State::Publishing))
             .map(|(_, _, r)| r.amount)
             .sum();
-        let spendable = self.ln.wallet_balance().await.map_err(backend)?.spendable;
+        let spendable = self.wallet_balance().await.spendable;
         let needed = req.amount + promised + self.cfg.onchain_reserve;
         if spendable < needed {
             return Err(ServerError::Unavailable(format!(
@@ -523,6 +583,95 @@ impl LoopOutServer {
                 first_err.get_or_insert(e);
             }
         }
+        if let Err(e) = self.publish_pending().await {
+            first_err.get_or_insert(e);
+        }
+        let seen = self.status_of(WALLET_WATCH_ID).await;
+        let scan_from = self.wallet.scan_from(&seen, tip);
+        let changed = *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) != Some(scan_from);
+        if changed {
+            self.store
+                .set_meta(META_WALLET_SCAN_FROM, &scan_from.to_string())
+                .await?;
+            *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(scan_from);
+        }
+        self.metrics
+            .set_wallet_balance(self.wallet.balance(&seen).spendable.to_sat());
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Publishes every swap waiting in `Publishing` — all in **one** transaction from the swap
+    /// wallet, outputs in swap order — after adopting any HTLC output already on chain or in the
+    /// mempool (a crash between broadcast and persistence never publishes twice). Each swap is
+    /// then moved on with [`Event::HtlcBroadcast`].
+    pub async fn publish_pending(&self) -> Result<(), ServerError> {
+        let _one = self.publishing.lock().await;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let mut batch = vec![];
+        for (id, mut version, mut rec) in Self::active(&*self.store).await? {
+            if rec.state != State::Publishing {
+                continue;
+            }
+            let existing = self
+                .status(&id)
+                .await
+                .fundings
+                .iter()
+                .find(|f| f.value == rec.amount)
+                .map(|f| f.outpoint);
+            match existing {
+                Some(outpoint) => {
+                    rec.funding = Some(outpoint);
+                    self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid: outpoint.txid }, tip)
+                        .await?;
+                }
+                None => batch.push((id, version, rec)),
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut outputs = vec![];
+        for (_, _, rec) in &batch {
+            let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+            outputs.push(bitcoin::TxOut {
+                value: rec.amount,
+                script_pubkey: htlc.script_pubkey(),
+            });
+        }
+        let rate = self
+            .chain
+            .fee_rate(self.cfg.publish_conf_target)
+            .await
+            .map_err(backend)?;
+        let seen = self.status_of(WALLET_WATCH_ID).await;
+        let tx = self
+            .wallet
+            .pay(&seen, &outputs, rate)
+            .map_err(|e| ServerError::Unavailable(e.to_string()))?;
+        let txid = tx.compute_txid();
+        if let Err(e) = self.chain.broadcast(&tx).await {
+            self.wallet.forget(&txid);
+            return Err(backend(e));
+        }
+        tracing::info!(%txid, htlcs = batch.len(), "HTLCs published");
+        let mut first_err = None;
+        for (vout, (id, mut version, mut rec)) in batch.into_iter().enumerate() {
+            rec.funding = Some(OutPoint {
+                txid,
+                vout: vout as u32,
+            });
+            let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            if let Some(t) = accepted {
+                self.metrics.publish_latency(t.elapsed());
+            }
+            if let Err(e) = self
+                .apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid }, tip)
+                .await
+            {
+                first_err.get_or_insert(e);
+            }
+        }
         first_err.map_or(Ok(()), Err)
     }
 
@@ -558,7 +707,7 @@ impl LoopOutServer {
             self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         }
         for action in actions {
-            self.act(id, version, rec, action, tip).await?;
+            self.act(id, version, rec, action).await?;
         }
         Ok(())
     }
@@ -625,10 +774,8 @@ impl LoopOutServer {
             }
             _ => {}
         }
-        // A crash between persisting `Publishing` and the broadcast: publish (or adopt) again.
-        if rec.state == State::Publishing {
-            self.act(id, &mut version, &mut rec, Action::PublishHtlc, tip).await?;
-        }
+        // `Publishing` swaps (also after a crash between persisting it and the broadcast) are
+        // published together by `publish_pending`.
         // After publication the prepay is ours: settle it whenever it is still only held.
         if matches!(
             rec.state,
@@ -666,49 +813,10 @@ impl LoopOutServer {
         version: &mut i64,
         rec: &mut LoopOutRecord,
         action: Action,
-        tip: u32,
     ) -> Result<(), ServerError> {
         match action {
-            Action::PublishHtlc => {
-                let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-                let spk = htlc.script_pubkey();
-                let status = self.status(&id).await;
-                let existing = status
-                    .fundings
-                    .iter()
-                    .find(|f| f.value == rec.amount)
-                    .map(|f| f.outpoint);
-                let outpoint = match existing {
-                    Some(o) => o,
-                    None => {
-                        let rate = self
-                            .chain
-                            .fee_rate(self.cfg.publish_conf_target)
-                            .await
-                            .map_err(backend)?;
-                        let tx = self
-                            .ln
-                            .send_outputs(&[(spk.clone(), rec.amount)], rate)
-                            .await
-                            .map_err(backend)?;
-                        let vout = tx
-                            .output
-                            .iter()
-                            .position(|o| o.script_pubkey == spk && o.value == rec.amount)
-                            .ok_or_else(|| ServerError::Backend("wallet transaction misses the HTLC".into()))?;
-                        OutPoint {
-                            txid: tx.compute_txid(),
-                            vout: vout as u32,
-                        }
-                    }
-                };
-                rec.funding = Some(outpoint);
-                let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                if let (Some(t), None) = (accepted, existing) {
-                    self.metrics.publish_latency(t.elapsed());
-                }
-                Box::pin(self.apply(id, version, rec, Event::HtlcBroadcast { txid: outpoint.txid }, tip)).await
-            }
+            // Published in a batch by `publish_pending` (the caller's pass ends with it).
+            Action::PublishHtlc => Ok(()),
             Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
             Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
             Action::CancelInvoices => {
@@ -730,8 +838,8 @@ impl LoopOutServer {
             return Ok(());
         };
         if rec.sweep_spk.is_none() {
-            let addr = self.ln.new_address().await.map_err(backend)?;
-            rec.sweep_spk = Some(addr.script_pubkey());
+            // Refunds go back into the swap wallet, ready for the next swaps.
+            rec.sweep_spk = Some(self.wallet.script_pubkey().clone());
             self.persist(id, version, rec, &json!({"event": "sweep_address"}))
                 .await?;
         }

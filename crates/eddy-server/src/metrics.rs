@@ -26,6 +26,7 @@ pub struct Metrics {
     created: Counter,
     finished: Family<Labels, Counter>,
     active: Gauge,
+    wallet: Gauge,
     refused: Family<Labels, Counter>,
     publish_latency: Histogram,
     samples: Mutex<VecDeque<Duration>>,
@@ -44,6 +45,7 @@ impl Metrics {
         let created = Counter::default();
         let finished = Family::<Labels, Counter>::default();
         let active = Gauge::default();
+        let wallet = Gauge::default();
         let refused = Family::<Labels, Counter>::default();
         // 0.5 ms … ~4 s.
         let publish_latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -56,6 +58,11 @@ impl Metrics {
             finished.clone(),
         );
         registry.register("loop_out_active", "Loop-outs not yet final", active.clone());
+        registry.register(
+            "swap_wallet_spendable_sat",
+            "Swap wallet funds available for HTLCs",
+            wallet.clone(),
+        );
         registry.register(
             "requests_refused",
             "Loop-out requests refused, by reason",
@@ -71,6 +78,7 @@ impl Metrics {
             created,
             finished,
             active,
+            wallet,
             refused,
             publish_latency,
             samples: Mutex::new(VecDeque::new()),
@@ -92,6 +100,11 @@ impl Metrics {
     /// Sets the number of swaps in flight.
     pub fn set_active(&self, n: usize) {
         self.active.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the swap wallet's spendable balance.
+    pub fn set_wallet_balance(&self, sat: u64) {
+        self.wallet.set(i64::try_from(sat).unwrap_or(i64::MAX));
     }
 
     /// A request was refused for `reason` (`invalid`, `duplicate`, `unavailable`, `rate_limited`…).

@@ -127,6 +127,16 @@ fn setup() -> Env {
             keys,
         ))
         .expect("server");
+    // The swap wallet the server funds HTLCs from.
+    lab.chain
+        .fund(server.wallet_address(), Amount::from_sat(500_000))
+        .expect("fund swap wallet");
+    lab.mine(1).expect("mine");
+    rt.block_on(server.tick()).expect("tick");
+    assert_eq!(
+        rt.block_on(server.wallet_balance()).spendable,
+        Amount::from_sat(500_000)
+    );
 
     Env {
         dir,
@@ -191,7 +201,7 @@ fn loop_out_happy_path_script_claim() {
     ));
 
     let server_ln_before = server_ln.ldk().list_balances().total_lightning_balance_sats;
-    let server_chain_before = server_ln.ldk().list_balances().total_onchain_balance_sats;
+    let server_chain_before = rt.block_on(server.wallet_balance()).spendable.to_sat();
     client
         .node()
         .bolt11_payment()
@@ -278,12 +288,12 @@ fn loop_out_happy_path_script_claim() {
         .block_on(eddy_backends::fee_paid(chain.as_ref(), &funding_tx))
         .expect("publish fee")
         .to_sat();
-    let start = Instant::now();
-    while server_ln.ldk().list_balances().total_onchain_balance_sats != server_chain_before - 100_000 - publish_fee {
-        assert!(start.elapsed() < WAIT, "server on-chain balance");
-        let _ = server_ln.ldk().sync_wallets();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rt.block_on(server.tick()).expect("tick");
+    assert_eq!(
+        rt.block_on(server.wallet_balance()).spendable.to_sat(),
+        server_chain_before - 100_000 - publish_fee,
+        "swap wallet: exactly the HTLC and its fee"
+    );
     assert_eq!(claim.tx.output[0].script_pubkey, dest);
     assert_eq!(claim.tx.output[0].value, amount - claim.fee);
     assert_eq!(
@@ -346,7 +356,7 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
     let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
     let prepay_inv: Bolt11Invoice = offer.prepay_invoice.parse().expect("prepay invoice");
     let server_ln_before = server_ln.ldk().list_balances().total_lightning_balance_sats;
-    let server_chain_before = server_ln.ldk().list_balances().total_onchain_balance_sats;
+    let server_chain_before = rt.block_on(server.wallet_balance()).spendable.to_sat();
     client
         .node()
         .bolt11_payment()
@@ -427,23 +437,17 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
         .expect("publish fee")
         .to_sat();
     assert!(refund_fee > 0 && refund_fee < 1_000, "refund fee {refund_fee}");
+    // The refund went back into the swap wallet.
+    assert_eq!(refund_tx.output[0].script_pubkey, *server.wallet_address().script_pubkey().as_script());
+    rt.block_on(server.tick()).expect("tick");
+    assert_eq!(
+        rt.block_on(server.wallet_balance()).spendable.to_sat(),
+        server_chain_before - publish_fee - refund_fee,
+        "swap wallet: back but for the two fees"
+    );
     let start = Instant::now();
-    loop {
-        let _ = server_ln.ldk().sync_wallets();
-        let b = server_ln.ldk().list_balances();
-        if b.total_onchain_balance_sats == server_chain_before - publish_fee - refund_fee
-            && b.total_lightning_balance_sats == server_ln_before + 1_000
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "server balances: on-chain {} (want {}), lightning {} (want {})",
-            b.total_onchain_balance_sats,
-            server_chain_before - publish_fee - refund_fee,
-            b.total_lightning_balance_sats,
-            server_ln_before + 1_000
-        );
+    while server_ln.ldk().list_balances().total_lightning_balance_sats != server_ln_before + 1_000 {
+        assert!(start.elapsed() < WAIT, "server lightning balance: only the prepay");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(rt.block_on(store.get(&id)).expect("get").expect("stored").terminal);
