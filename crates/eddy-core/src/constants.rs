@@ -84,6 +84,26 @@ pub const MAX_LOOP_OUT_EXPIRY_DELTA: u32 = 288;
 /// 80 - 32 = 48, less 4 blocks of slack = 44.
 pub const LOOP_OUT_PUBLICATION_DEADLINE: u32 = DEFAULT_LOOP_OUT_EXPIRY_DELTA - MIN_BLOCKS_LEFT_AT_PUBLICATION - 4;
 
+/// Seed 000's loop-out exchange (`POST /api/loop/out`): the CSV delay its client builds the
+/// HTLC script with, so the server must use it too for the addresses to match. The seed's logs
+/// print it as `28 OP_CHECKSEQUENCEVERIFY` — hex push data: `0x28` = 40 blocks (its scripts
+/// carry `01 28 b2`; `eddy-core/tests/scripts.rs` rebuilds its worked example with 40).
+pub const SEED_CSV_DELAY: u32 = 40;
+
+/// Seed exchange: blocks the server assumes its HTLC needs to confirm after publication (it
+/// publishes at its normal confirmation target). With a relative timeout the refund is
+/// possible only `SEED_CSV_DELAY` blocks after the HTLC *confirms*, so — unlike Eddy's own
+/// absolute-timeout HTLCs — the server's protection rests on this assumption: if the HTLC
+/// took longer, the client could still claim after the server's held payment expired. Eddy's
+/// own protocol (`POST /v1/loop-out`, absolute `E`) has no such gap.
+pub const SEED_CONF_ALLOWANCE: u32 = SPEND_CONFIRM_BUDGET;
+
+/// Seed exchange: the absolute height `E` the server's state machine works with, counted from
+/// the swap's creation — the latest publication ([`LOOP_OUT_PUBLICATION_DEADLINE`]), plus the
+/// confirmation allowance, plus the CSV delay: the refund is valid by then. 44 + 6 + 40 = 90.
+/// Publishing at the deadline still leaves `6 + 40 = 46 ≥` [`MIN_BLOCKS_LEFT_AT_PUBLICATION`].
+pub const SEED_LOOP_OUT_EXPIRY_DELTA: u32 = LOOP_OUT_PUBLICATION_DEADLINE + SEED_CONF_ALLOWANCE + SEED_CSV_DELAY;
+
 /// Loop-out client: the swap invoice's final CLTV delta must be at least `(E - tip) +`
 /// [`SERVER_SETTLE_MARGIN`] (else the server could not settle and the swap would fail after
 /// the client revealed its preimage) and at most `(E - tip) + SERVER_SETTLE_MARGIN +
@@ -157,6 +177,11 @@ mod tests {
             assert!(CLAIM_URGENCY_BLOCKS > 0 && CLAIM_URGENCY_BLOCKS < PREIMAGE_REVEAL_CUTOFF);
             // Loop-out payment lock stays within LDK's 1008-block route CLTV cap.
             assert!(MAX_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK <= 1008);
+        }
+        assert_eq!(SEED_LOOP_OUT_EXPIRY_DELTA, 90);
+        const {
+            assert!(SEED_LOOP_OUT_EXPIRY_DELTA - LOOP_OUT_PUBLICATION_DEADLINE >= MIN_BLOCKS_LEFT_AT_PUBLICATION);
+            assert!(SEED_LOOP_OUT_EXPIRY_DELTA <= MAX_LOOP_OUT_EXPIRY_DELTA);
         }
         assert_eq!(loop_in_max_payment_cltv(1000), 980);
         assert_eq!(loop_in_last_payment_height(1000), 940);

@@ -15,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bitcoin::hashes::Hash;
 use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::LoopOutCreate;
 use serde::{Deserialize, Serialize};
@@ -130,10 +131,12 @@ pub struct ErrorBody {
         version = "1",
         description = "Non-custodial Lightning ⇄ chain swaps: loop-out."
     ),
-    paths(terms, quote, loop_out, status, events, push_preimage, cosign),
+    paths(terms, quote, loop_out, seed_loop_out, status, events, push_preimage, cosign),
     components(schemas(
         Terms,
         Quote,
+        SeedLoopOutRequest,
+        SeedLoopOutResponse,
         SwapStatus,
         PreimageBody,
         CosignRequest,
@@ -289,6 +292,94 @@ async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
+/// Seed 000's loop-out request (field names as its client sends them).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedLoopOutRequest {
+    /// The client's P2WPKH claim address (the HTLC commits to its pubkey hash).
+    pub htlc_claim_address: String,
+    /// sha256 of the client's preimage, hex.
+    pub hash: String,
+    /// HTLC amount, sat.
+    pub loop_out_sats: u64,
+}
+
+/// Seed 000's loop-out answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedLoopOutResponse {
+    /// The server's P2WPKH refund address (the HTLC commits to its pubkey hash).
+    pub htlc_refund_address: String,
+    /// The hold invoice: amount plus the server's fee.
+    pub payment_request: String,
+}
+
+/// `POST /api/loop/out`: seed 000's exchange, unchanged. The HTLC is seed 000's BIP199 P2WSH
+/// (`OP_SHA256 <hash> OP_EQUAL OP_IF OP_DUP OP_HASH160 <claim> OP_ELSE 40 OP_CSV OP_DROP OP_DUP
+/// OP_HASH160 <refund> OP_ENDIF OP_EQUALVERIFY OP_CHECKSIG`), paying exactly `loopOutSats`.
+#[utoipa::path(post, path = "/api/loop/out", request_body = SeedLoopOutRequest, responses(
+    (status = 200, description = "The refund address and the hold invoice", body = SeedLoopOutResponse),
+    (status = 400, description = "Malformed request, not a P2WPKH address of this network, bad hash, amount out of range", body = ErrorBody),
+    (status = 409, description = "A swap for this hash exists", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client", body = ErrorBody),
+    (status = 503, description = "Not enough liquidity or capacity now", body = ErrorBody),
+))]
+async fn seed_loop_out(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
+) -> Result<Json<SeedLoopOutResponse>, ApiError> {
+    if !st.limiter.allow(peer.ip()) {
+        st.server.metrics().refused("rate_limited");
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} loop-out requests in a minute", st.limiter.per_minute),
+        ));
+    }
+    let Json(req) = body.map_err(|r| {
+        st.server.metrics().refused("malformed");
+        bad_json(r)
+    })?;
+    let invalid = |m: String| {
+        st.server.metrics().refused("invalid");
+        ApiError(StatusCode::BAD_REQUEST, m)
+    };
+    let network = st.server.network();
+    let address = bitcoin::Address::from_str(req.htlc_claim_address.trim())
+        .map_err(|e| invalid(format!("htlcClaimAddress is not an address: {e}")))?
+        .require_network(network)
+        .map_err(|_| invalid(format!("htlcClaimAddress is not a {network} address")))?;
+    let pkh = match address.witness_program() {
+        Some(p) if p.is_p2wpkh() => {
+            let bytes: [u8; 20] = p
+                .program()
+                .as_bytes()
+                .try_into()
+                .map_err(|_| invalid("htlcClaimAddress: bad witness program".into()))?;
+            bitcoin::PubkeyHash::from_byte_array(bytes)
+        }
+        _ => return Err(invalid("htlcClaimAddress must be a P2WPKH address".into())),
+    };
+    let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
+        .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
+    let (refund, invoice) = st
+        .server
+        .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
+        .await
+        .inspect_err(|e| {
+            st.server.metrics().refused(match e {
+                ServerError::Invalid(_) => "invalid",
+                ServerError::Duplicate(_) => "duplicate",
+                ServerError::Unavailable(_) => "unavailable",
+                _ => "backend",
+            })
+        })?;
+    Ok(Json(SeedLoopOutResponse {
+        htlc_refund_address: refund.to_string(),
+        payment_request: invoice,
+    }))
+}
+
 fn parse_id(s: &str) -> Result<SwapId, ApiError> {
     SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
 }
@@ -404,6 +495,7 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
         .route("/v1/quote/loop-out", get(quote))
         .route("/metrics", get(metrics))
         .route("/v1/loop-out", post(loop_out))
+        .route("/api/loop/out", post(seed_loop_out))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/events", get(events))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))

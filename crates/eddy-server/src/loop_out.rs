@@ -19,7 +19,9 @@ use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{
     swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus,
 };
-use eddy_core::constants::{LOOP_OUT_PUBLICATION_DEADLINE, SERVER_SETTLE_MARGIN};
+use eddy_core::constants::{
+    LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN,
+};
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -231,6 +233,11 @@ impl LoopOutServer {
         })
     }
 
+    /// The network swaps run on.
+    pub fn network(&self) -> Network {
+        self.cfg.network
+    }
+
     /// Where to deposit the on-chain funds the server locks into HTLCs.
     pub fn wallet_address(&self) -> &bitcoin::Address {
         self.wallet.address()
@@ -377,14 +384,51 @@ impl LoopOutServer {
 
     /// Creates a loop-out: two hold invoices, the HTLC terms, persisted before answering.
     pub async fn create_loop_out(&self, req: &LoopOutRequest) -> Result<LoopOutOffer, ServerError> {
-        let quote = self
+        let (offer, _) = self
+            .create(req.amount, req.payment_hash, HtlcKey::Pubkey(req.claim_key), HtlcKind::P2trOut)
+            .await?;
+        Ok(offer)
+    }
+
+    /// Seed 000's exchange (`POST /api/loop/out`): one hold invoice for the amount plus the fee
+    /// (no prepay), a BIP199 P2WSH HTLC with the client's pubkey hash and a
+    /// [`SEED_CSV_DELAY`]-block relative refund to the server's key. Returns the server's refund
+    /// address (P2WPKH of its HTLC key, which the seed client puts in the script as a hash) and
+    /// the invoice.
+    pub async fn create_seed_loop_out(
+        &self,
+        amount: Amount,
+        payment_hash: PaymentHash,
+        claim_key_hash: bitcoin::PubkeyHash,
+    ) -> Result<(bitcoin::Address, String), ServerError> {
+        let (offer, server_key) = self
+            .create(amount, payment_hash, HtlcKey::Hash(claim_key_hash), HtlcKind::Seed)
+            .await?;
+        let refund = bitcoin::Address::p2wpkh(&bitcoin::CompressedPublicKey(server_key), self.cfg.network);
+        Ok((refund, offer.swap_invoice))
+    }
+
+    async fn create(
+        &self,
+        amount: Amount,
+        payment_hash: PaymentHash,
+        claim_key: HtlcKey,
+        kind: HtlcKind,
+    ) -> Result<(LoopOutOffer, bitcoin::secp256k1::PublicKey), ServerError> {
+        let seed = kind == HtlcKind::Seed;
+        let mut quote = self
             .cfg
             .fees
-            .loop_out_quote(req.amount)
+            .loop_out_quote(amount)
             .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        let id = SwapId::from(req.payment_hash);
+        if seed {
+            // No prepay in the seed exchange: the whole fee is in the swap invoice.
+            quote.swap_invoice_amount += quote.prepay;
+            quote.prepay = Amount::ZERO;
+        }
+        let id = SwapId::from(payment_hash);
         if self.store.get(&id).await?.is_some() {
-            return Err(ServerError::Duplicate(req.payment_hash));
+            return Err(ServerError::Duplicate(payment_hash));
         }
         // Capacity and liquidity: every HTLC not yet published is a promise on our wallet.
         let active = Self::active(&*self.store).await?;
@@ -400,28 +444,34 @@ impl LoopOutServer {
             .map(|(_, _, r)| r.amount)
             .sum();
         let spendable = self.wallet_balance().await.spendable;
-        let needed = req.amount + promised + self.cfg.onchain_reserve;
+        let needed = amount + promised + self.cfg.onchain_reserve;
         if spendable < needed {
             return Err(ServerError::Unavailable(format!(
                 "insufficient on-chain liquidity for {} sat (available {} sat)",
-                req.amount.to_sat(),
+                amount.to_sat(),
                 spendable
                     .to_sat()
                     .saturating_sub((promised + self.cfg.onchain_reserve).to_sat())
             )));
         }
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let expiry = tip + self.cfg.expiry_delta;
+        let expiry = tip
+            + if seed {
+                SEED_LOOP_OUT_EXPIRY_DELTA
+            } else {
+                self.cfg.expiry_delta
+            };
         let server_key = self.keys.public(KEY_PURPOSE, &id);
-        if server_key == req.claim_key {
+        if HtlcKey::Pubkey(server_key).pubkey_hash() == claim_key.pubkey_hash() {
             return Err(ServerError::Invalid("claim key equals the server key".into()));
         }
         let htlc = HtlcParams {
-            kind: HtlcKind::P2trOut,
-            payment_hash: req.payment_hash,
-            claim_key: HtlcKey::Pubkey(req.claim_key),
+            kind,
+            payment_hash: payment_hash,
+            claim_key,
             refund_key: HtlcKey::Pubkey(server_key),
-            timeout: expiry,
+            // The seed kind's timeout is relative; its absolute bound is `expiry` below.
+            timeout: if seed { SEED_CSV_DELAY } else { expiry },
         };
         let built = Htlc::new(htlc).map_err(|e| ServerError::Invalid(e.to_string()))?;
         let prepay_preimage = Preimage::random();
@@ -431,16 +481,18 @@ impl LoopOutServer {
         let swap_invoice = self
             .ln
             .create_hold_invoice(&HoldInvoiceRequest {
-                payment_hash: req.payment_hash,
+                payment_hash: payment_hash,
                 amount_msat: quote.swap_invoice_amount.to_sat() * 1000,
                 expiry_secs: INVOICE_EXPIRY_SECS,
                 min_final_cltv_delta: u16::try_from(final_cltv).unwrap_or(u16::MAX),
-                description: format!("eddy loop-out {}", req.amount.to_sat()),
+                description: format!("eddy loop-out {}", amount.to_sat()),
             })
             .await
             .map_err(backend)?;
-        let prepay_invoice = self
-            .ln
+        let prepay_invoice = if seed {
+            String::new()
+        } else {
+            self.ln
             .create_hold_invoice(&HoldInvoiceRequest {
                 payment_hash: prepay_preimage.payment_hash(),
                 amount_msat: quote.prepay.to_sat() * 1000,
@@ -453,10 +505,12 @@ impl LoopOutServer {
                 description: "eddy loop-out prepay".into(),
             })
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+            .bolt11
+        };
         let record = LoopOutRecord {
             htlc,
-            amount: req.amount,
+            amount: amount,
             terms: Terms {
                 swap_invoice_msat: quote.swap_invoice_amount.to_sat() * 1000,
                 prepay_msat: quote.prepay.to_sat() * 1000,
@@ -464,7 +518,7 @@ impl LoopOutServer {
                 created_height: tip,
             },
             swap_invoice: swap_invoice.bolt11.clone(),
-            prepay_invoice: prepay_invoice.bolt11.clone(),
+            prepay_invoice: prepay_invoice.clone(),
             prepay_preimage,
             funding: None,
             sweep_spk: None,
@@ -479,11 +533,11 @@ impl LoopOutServer {
                 state_name: state_name(&record.state),
                 terminal: false,
                 state,
-                event: json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
+                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": expiry}),
             })
             .await
             .map_err(|e| match e {
-                StoreError::Duplicate(_) => ServerError::Duplicate(req.payment_hash),
+                StoreError::Duplicate(_) => ServerError::Duplicate(payment_hash),
                 e => ServerError::Store(e),
             })?;
         self.watcher
@@ -497,14 +551,17 @@ impl LoopOutServer {
             .unwrap_or_else(|e| e.into_inner())
             .insert(prepay_preimage.payment_hash(), id);
         self.metrics.swap_created();
-        tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-out created");
-        Ok(LoopOutOffer {
-            swap_invoice: swap_invoice.bolt11,
-            prepay_invoice: prepay_invoice.bolt11,
+        tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry, "loop-out created");
+        Ok((
+            LoopOutOffer {
+                swap_invoice: swap_invoice.bolt11,
+                prepay_invoice,
+                server_key,
+                expiry,
+                htlc_address: built.address(self.cfg.network).to_string(),
+            },
             server_key,
-            expiry,
-            htlc_address: built.address(self.cfg.network).to_string(),
-        })
+        ))
     }
 
     /// The client pushes the preimage (before or instead of the server finding it on chain):
@@ -757,11 +814,14 @@ impl LoopOutServer {
                         self.apply(id, &mut version, &mut rec, e, tip).await?;
                     }
                 }
-                let prepay = self
-                    .ln
-                    .hold_invoice_state(&rec.prepay_preimage.payment_hash())
-                    .await
-                    .map_err(backend)?;
+                let prepay = if rec.terms.prepay_msat == 0 {
+                    HoldInvoiceState::Open
+                } else {
+                    self.ln
+                        .hold_invoice_state(&rec.prepay_preimage.payment_hash())
+                        .await
+                        .map_err(backend)?
+                };
                 if let HoldInvoiceState::Accepted { amount_msat, .. } = prepay {
                     self.apply(id, &mut version, &mut rec, Event::PrepayAccepted { amount_msat }, tip)
                         .await?;
@@ -817,10 +877,14 @@ impl LoopOutServer {
         match action {
             // Published in a batch by `publish_pending` (the caller's pass ends with it).
             Action::PublishHtlc => Ok(()),
+            Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
             Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
             Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
             Action::CancelInvoices => {
                 let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                if rec.terms.prepay_msat == 0 {
+                    return a.map_err(backend);
+                }
                 let b = self.ln.cancel_hold_invoice(&rec.prepay_preimage.payment_hash()).await;
                 a.and(b).map_err(backend)
             }

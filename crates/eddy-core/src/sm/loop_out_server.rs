@@ -205,6 +205,8 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
                 Event::PrepayAccepted { amount_msat } => (swap_accepted, Some(*amount_msat)),
                 _ => (swap_accepted, prepay_accepted),
             };
+            // A swap without a prepay (seed 000's exchange) waits for the swap HTLC only.
+            let prepay = prepay.or((terms.prepay_msat == 0).then_some(0));
             match (swap, prepay) {
                 (Some((amount, deadline)), Some(prepay_amount)) => {
                     let ok = prepay_amount >= terms.prepay_msat
@@ -350,5 +352,36 @@ mod tests {
             }
             prop_assert!(all.iter().filter(|a| matches!(a, Action::PublishHtlc)).count() <= 1);
         }
+    }
+
+    #[test]
+    fn without_a_prepay_the_swap_htlc_alone_publishes() {
+        let t = Terms {
+            prepay_msat: 0,
+            ..terms()
+        };
+        let (s, a) = transition(
+            &t,
+            State::new(),
+            &Event::SwapAccepted {
+                amount_msat: t.swap_invoice_msat,
+                claim_deadline: t.expiry + SERVER_SETTLE_MARGIN,
+            },
+            t.created_height + 1,
+        );
+        assert_eq!(s, State::Publishing);
+        assert_eq!(a, vec![Action::PublishHtlc]);
+        // With a prepay, the same event only records the swap HTLC.
+        let (s, a) = transition(
+            &terms(),
+            State::new(),
+            &Event::SwapAccepted {
+                amount_msat: t.swap_invoice_msat,
+                claim_deadline: t.expiry + SERVER_SETTLE_MARGIN,
+            },
+            t.created_height + 1,
+        );
+        assert!(matches!(s, State::Created { prepay_accepted: None, .. }), "{s:?}");
+        assert!(a.is_empty());
     }
 }
