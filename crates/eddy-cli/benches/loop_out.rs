@@ -1,29 +1,39 @@
 //! Loop-out on the devnet, blocks mined as soon as the swap needs one: wall time from the
-//! client's request to both sides done (client claim 3 deep, server settled), and on-chain
-//! vbytes per swap (HTLC transaction + claim). Prints JSON. `cargo bench` runs 5 swaps (fresh
-//! devnet each), `cargo test` one.
+//! client's request to both sides done (client claim confirmed, server settled), and on-chain
+//! vbytes per swap (HTLC transaction + claim). Prints JSON.
+//!
+//! The first swap after the Lightning nodes start waits for LDK's initial 2-second HTLC
+//! forwarding delay (`lightning-background-processor`'s `INIT_FWD_DELAY`; later batches wait
+//! ~50 ms), so it is reported apart from the steady state, which is what a running server sees.
+//! `cargo bench` runs 1 + 8 swaps on one swapnet; `cargo test` 1 + 1.
 
 use bitcoin::Amount;
 
 fn main() -> anyhow::Result<()> {
-    let runs = if std::env::args().any(|a| a == "--bench") { 5 } else { 1 };
+    let warm_runs = if std::env::args().any(|a| a == "--bench") { 8 } else { 1 };
+    let dir = tempfile::tempdir()?;
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {})?;
+    let first = net.loop_out(Amount::from_sat(100_000), &|_| {})?;
     let mut times = vec![];
-    let mut vbytes = vec![];
-    for _ in 0..runs {
-        let dir = tempfile::tempdir()?;
-        let r = eddy::demo::run_loop_out(dir.path(), Amount::from_sat(250_000), false)?;
+    let mut last = first.clone();
+    for _ in 0..warm_runs {
+        let r = net.loop_out(Amount::from_sat(100_000), &|_| {})?;
         times.push(r.elapsed.as_secs_f64());
-        vbytes.push((r.htlc_tx_vsize, r.claim_vsize, r.blocks));
+        last = r;
     }
+    net.stop()?;
     times.sort_by(f64::total_cmp);
-    let (htlc, claim, blocks) = vbytes[0];
     println!(
-        "{{\"bench\":\"loop_out\",\"runs\":{runs},\"wall_s_min\":{:.3},\"wall_s_median\":{:.3},\"wall_s_max\":{:.3},\
-         \"blocks_mined\":{blocks},\"htlc_tx_vbytes\":{htlc},\"claim_vbytes\":{claim},\"onchain_vbytes_per_swap\":{}}}",
+        "{{\"bench\":\"loop_out\",\"first_swap_wall_s\":{:.3},\"steady_runs\":{warm_runs},\"wall_s_min\":{:.3},\"wall_s_median\":{:.3},\"wall_s_max\":{:.3},\
+         \"blocks_mined\":{},\"htlc_tx_vbytes\":{},\"claim_vbytes\":{},\"onchain_vbytes_per_swap\":{}}}",
+        first.elapsed.as_secs_f64(),
         times[0],
         times[times.len() / 2],
         times[times.len() - 1],
-        htlc + claim
+        last.blocks,
+        last.htlc_tx_vsize,
+        last.claim_vsize,
+        last.htlc_tx_vsize + last.claim_vsize
     );
     Ok(())
 }

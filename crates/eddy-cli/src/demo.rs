@@ -377,6 +377,20 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         }
     };
     let net = swapnet(dir, None, &say)?;
+    let report = net.loop_out(amount, &say)?;
+    net.stop()?;
+    Ok(report)
+}
+
+impl Swapnet {
+    /// Runs one loop-out of `amount` on this swapnet, mining blocks as soon as the swap needs
+    /// one, and reports what happened (`say` gets progress lines).
+    pub fn loop_out(&self, amount: Amount, say: &dyn Fn(String)) -> anyhow::Result<LoopOutReport> {
+        loop_out_on(self, amount, say)
+    }
+}
+
+fn loop_out_on(net: &Swapnet, amount: Amount, say: &dyn Fn(String)) -> anyhow::Result<LoopOutReport> {
     let Swapnet {
         lab,
         rt,
@@ -386,7 +400,7 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
         server,
         client,
         ..
-    } = &net;
+    } = net;
     let (client_ln0, client_chain0) = balances(client_ln);
     let server_ln0 = balances(server_ln).0;
     let server_chain0 = rt.block_on(server.wallet_balance()).spendable.to_sat();
@@ -501,7 +515,6 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
             .map(|t| t.tx.vsize() as u64)
             .unwrap_or(0),
     };
-    net.stop()?;
     Ok(report)
 }
 
