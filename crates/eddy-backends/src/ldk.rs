@@ -113,6 +113,7 @@ pub struct LdkNode {
     network: Network,
     chain: Arc<dyn ChainSource>,
     event_task: tokio::task::JoinHandle<()>,
+    reconnect_task: tokio::task::JoinHandle<()>,
     /// Serializes wallet spends. It does not make quick successive spends safe: ldk-node 0.7
     /// neither locks the coins it spends nor adds its own transaction to its wallet, and its
     /// bitcoind mempool sync skips a transaction whose entry time (whole seconds) equals the
@@ -121,6 +122,9 @@ pub struct LdkNode {
     /// funds HTLCs from its own swap wallet (`eddy_server::wallet`), not through this method.
     send_lock: tokio::sync::Mutex<()>,
 }
+
+/// How often disconnected channel peers are reconnected.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
 fn unavailable(e: impl std::fmt::Debug) -> LnError {
     LnError::Unavailable(format!("{e:?}"))
@@ -508,11 +512,32 @@ impl LdkNode {
                 .await;
             }
         });
+        // ldk-node retries disconnected peers only every 60 s: after either side of a channel
+        // restarts, its payments (held swap HTLCs included) would wait that long. Reconnect
+        // channel peers we know an address for every few seconds instead.
+        let s = shared.clone();
+        let reconnect_task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                let s2 = s.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let channel_peers: std::collections::HashSet<_> =
+                        s2.node.list_channels().iter().map(|c| c.counterparty_node_id).collect();
+                    for p in s2.node.list_peers() {
+                        if !p.is_connected && channel_peers.contains(&p.node_id) {
+                            let _ = s2.node.connect(p.node_id, p.address.clone(), true);
+                        }
+                    }
+                })
+                .await;
+            }
+        });
         Ok(LdkNode {
             shared,
             network: config.network,
             chain,
             event_task,
+            reconnect_task,
             send_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -525,6 +550,7 @@ impl LdkNode {
     /// Stops the node (other handles on it then see it not running).
     pub async fn stop(&self) -> Result<(), LnError> {
         self.event_task.abort();
+        self.reconnect_task.abort();
         let node = self.shared.node.clone();
         blocking(move || node.stop().map_err(unavailable)).await?
     }

@@ -108,7 +108,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let bench = std::env::args().any(|a| a == "--bench");
-    let plans: [(usize, usize, usize); 2] = if bench { [(1, 20, 0), (50, 1, 2)] } else { [(1, 2, 0), (5, 1, 0)] };
+    let plans: [(usize, usize, usize); 2] = if bench {
+        [(1, 20, 0), (50, 1, 2)]
+    } else {
+        [(1, 2, 0), (5, 1, 0)]
+    };
     for (concurrent, rounds, extra) in plans {
         let mut l = measure(concurrent, rounds, extra)?;
         l.sort();

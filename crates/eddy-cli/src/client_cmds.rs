@@ -15,7 +15,12 @@ use crate::daemon::{OptionsBody, SwapView, TOKEN_FILE};
 #[derive(Clone, Debug, Args)]
 pub struct DaemonConn {
     /// The daemon's local API.
-    #[arg(long, env = "EDDY_DAEMON_URL", default_value = "http://127.0.0.1:8281", global = true)]
+    #[arg(
+        long,
+        env = "EDDY_DAEMON_URL",
+        default_value = "http://127.0.0.1:8281",
+        global = true
+    )]
     pub daemon: String,
     /// The daemon's token file (default: `api.token` in `--data-dir`, or `~/.eddy/client`).
     #[arg(long, env = "EDDY_TOKEN_FILE", global = true)]
@@ -133,8 +138,16 @@ pub fn terms(c: &DaemonConn) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("network        {}", v["network"].as_str().unwrap_or("?"));
-    println!("loop-out       {} – {} sat", u(&v, "min_amount_sat"), u(&v, "max_amount_sat"));
-    println!("fee            {} sat + {} ppm", u(&v, "base_fee_sat"), u(&v, "fee_ppm"));
+    println!(
+        "loop-out       {} – {} sat",
+        u(&v, "min_amount_sat"),
+        u(&v, "max_amount_sat")
+    );
+    println!(
+        "fee            {} sat + {} ppm",
+        u(&v, "base_fee_sat"),
+        u(&v, "fee_ppm")
+    );
     println!("prepay         {} sat", u(&v, "prepay_sat"));
     println!("HTLC expiry    {} blocks", u(&v, "expiry_delta"));
     Ok(())
@@ -237,7 +250,10 @@ pub fn swapinfo(c: &DaemonConn, id: &str) -> anyhow::Result<()> {
     println!("swap {}", s.id);
     println!("  state          {}", line_state(&s));
     println!("  amount         {} sat", s.amount_sat);
-    println!("  paid           {} sat + {} sat prepay", s.swap_invoice_sat, s.prepay_sat);
+    println!(
+        "  paid           {} sat + {} sat prepay",
+        s.swap_invoice_sat, s.prepay_sat
+    );
     println!("  HTLC           {} (expiry height {})", s.htlc_address, s.expiry);
     if let Some(o) = &s.htlc_outpoint {
         println!("  HTLC output    {o}");

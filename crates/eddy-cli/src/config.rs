@@ -169,7 +169,9 @@ impl Common {
         match (&self.bitcoind_cookie, &self.bitcoind_user, &self.bitcoind_password) {
             (Some(c), None, None) => Ok(BitcoindAuth::Cookie(c.clone())),
             (None, Some(u), Some(p)) => Ok(BitcoindAuth::UserPass(u.clone(), p.clone())),
-            (None, None, None) => bail!("bitcoind credentials missing: give --bitcoind-cookie or --bitcoind-user and --bitcoind-password"),
+            (None, None, None) => {
+                bail!("bitcoind credentials missing: give --bitcoind-cookie or --bitcoind-user and --bitcoind-password")
+            }
             _ => bail!("give either --bitcoind-cookie or --bitcoind-user with --bitcoind-password, not both"),
         }
     }
@@ -230,7 +232,10 @@ impl Common {
                     .as_deref()
                     .ok_or_else(|| anyhow!("--ln lnd needs --lnd-connect lndconnect://…"))?;
                 let cfg = LndConfig::from_lndconnect(uri, dir).context("lndconnect URI")?;
-                (Arc::new(LndNode::connect(&cfg).await.context("connecting to LND")?), None)
+                (
+                    Arc::new(LndNode::connect(&cfg).await.context("connecting to LND")?),
+                    None,
+                )
             }
             other => bail!("unknown Lightning backend {other:?} (ldk or lnd)"),
         };

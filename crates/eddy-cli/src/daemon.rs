@@ -355,7 +355,10 @@ async fn quote(
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let (coop, script) = eddy_client::loop_out::claim_vbytes();
     if let Value::Object(m) = &mut v {
-        m.insert("fee_rate_sat_per_vb".into(), json!(rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0));
+        m.insert(
+            "fee_rate_sat_per_vb".into(),
+            json!(rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0),
+        );
         m.insert("claim_vbytes".into(), json!(coop));
         m.insert(
             "claim_fee_sat".into(),
@@ -376,12 +379,12 @@ async fn loop_out(
     let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
     let destination = match &b.addr {
         Some(a) => parse_address(a, d.cfg.network).map_err(bad)?.script_pubkey(),
-        None => d
-            .ln
-            .new_address()
-            .await
-            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-            .script_pubkey(),
+        None => {
+            d.ln.new_address()
+                .await
+                .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+                .script_pubkey()
+        }
     };
     let id = d
         .client
@@ -455,9 +458,15 @@ async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
 }
 
 /// `GET /v1/monitor`: one `swap` event (a [`SwapView`]) per change of any swap, forever.
-async fn monitor(State(d): State<Arc<Daemon>>) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn monitor(
+    State(d): State<Arc<Daemon>>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let stream = futures::stream::unfold(
-        (d, std::collections::HashMap::<String, i64>::new(), std::collections::VecDeque::<SwapView>::new()),
+        (
+            d,
+            std::collections::HashMap::<String, i64>::new(),
+            std::collections::VecDeque::<SwapView>::new(),
+        ),
         |(d, mut seen, mut pending)| async move {
             loop {
                 if let Some(v) = pending.pop_front() {
@@ -514,9 +523,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         let b = args.common.open_backends(&dir, "client.sqlite").await?;
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
         let api = Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
-        let client = Arc::new(
-            LoopOutClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?,
-        );
+        let client =
+            Arc::new(LoopOutClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(client.clone().run(stop_rx));
         let daemon = Arc::new(Daemon {
@@ -559,7 +567,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(load_or_create_token(dir.path()).expect("again"), t);

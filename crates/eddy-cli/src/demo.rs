@@ -297,7 +297,8 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
     };
     let client = make_client(&rt, dir, &client_ln, &chain, &client_store, client_api)?;
     // The server funds HTLCs from its own swap wallet.
-    lab.chain.fund(server.wallet_address(), Amount::from_sat(SWAP_WALLET_FUNDS))?;
+    lab.chain
+        .fund(server.wallet_address(), Amount::from_sat(SWAP_WALLET_FUNDS))?;
     mine_synced(&lab, &[&server_ln, &client_ln], 1)?;
     rt.block_on(server.tick())?;
     say(format!(
@@ -469,7 +470,9 @@ fn loop_out_on(net: &Swapnet, amount: Amount, say: &dyn Fn(String)) -> anyhow::R
     let elapsed = t_swap.elapsed();
     let (_, c) = rt.block_on(client.swap(&id))?;
     let (_, s) = rt.block_on(server.swap(&id))?;
-    let (claim_txid, claim_fee) = c.confirmed_claim().ok_or_else(|| anyhow!("no confirmed claim recorded"))?;
+    let (claim_txid, claim_fee) = c
+        .confirmed_claim()
+        .ok_or_else(|| anyhow!("no confirmed claim recorded"))?;
     let funding = s.funding.ok_or_else(|| anyhow!("no HTLC recorded"))?;
     let funding_tx = rt
         .block_on(chain.transaction(&funding.txid))?
@@ -585,6 +588,9 @@ pub fn run() -> anyhow::Result<()> {
     println!("  client channel   {:>9} → {} sat", r.client_ln.0, r.client_ln.1);
     println!("  client on-chain  {:>9} → {} sat", r.client_chain.0, r.client_chain.1);
     println!("  server channel   {:>9} → {} sat", r.server_ln.0, r.server_ln.1);
-    println!("  server swap wallet {:>7} → {} sat", r.server_chain.0, r.server_chain.1);
+    println!(
+        "  server swap wallet {:>7} → {} sat",
+        r.server_chain.0, r.server_chain.1
+    );
     Ok(())
 }

@@ -13,7 +13,11 @@ fn htlcs_held_together_are_published_in_one_transaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
     let wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
-    let amounts = [Amount::from_sat(50_000), Amount::from_sat(60_000), Amount::from_sat(70_000)];
+    let amounts = [
+        Amount::from_sat(50_000),
+        Amount::from_sat(60_000),
+        Amount::from_sat(70_000),
+    ];
     let mut ids = vec![];
     for a in amounts {
         let dest = net

@@ -171,7 +171,8 @@ impl Net {
             + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n";
         std::fs::write(&server, text).expect("server.toml");
         let client = self.dir.join("client.toml");
-        let text = common("client", self.client_api, self.client_port) + "\nmax_swap_fee_sat = 5000\nmax_prepay_sat = 2000\n";
+        let text =
+            common("client", self.client_api, self.client_port) + "\nmax_swap_fee_sat = 5000\nmax_prepay_sat = 2000\n";
         std::fs::write(&client, text).expect("client.toml");
         (server, client)
     }
@@ -291,7 +292,10 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     // The server's swap wallet, derived from the seed it will find in its data dir.
     let seed = eddy_store::SeedKeys::load_or_create(&dir.join("server"), eddy_server::SEED_FILE).expect("seed");
     let wallet = eddy_server::wallet::SwapWallet::new(&seed, Network::Regtest);
-    net.lab.chain.fund(wallet.address(), Amount::from_sat(600_000)).expect("fund");
+    net.lab
+        .chain
+        .fund(wallet.address(), Amount::from_sat(600_000))
+        .expect("fund");
     net.lab.mine(1).expect("mine");
     // It was funded before the server's first start: tell it where to look.
     let rescan = (net.lab.chain.tip().expect("tip").0 - 1).to_string();
@@ -325,13 +329,19 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     assert_eq!(quote["claim_vbytes"], coop);
     assert!(coop < script, "key path {coop} vB < script path {script} vB");
     let text = cli(&client_dir, &client.url, &["quote", "out", "100000"]);
-    assert!(text.contains("swap fee            1500 sat (900 of it prepaid)"), "{text}");
+    assert!(
+        text.contains("swap fee            1500 sat (900 of it prepaid)"),
+        "{text}"
+    );
 
     // Right after start the node is still re-establishing its channel: `out` refuses clearly
     // (nothing is created) until it can pay. Wait for the channel through the daemon.
     let token = std::fs::read_to_string(client_dir.join("api.token")).expect("token");
     let node_info = |url: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         rt.block_on(async {
             let r = reqwest::Client::new()
                 .get(format!("{url}/v1/node"))
@@ -358,13 +368,25 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     let err = String::from_utf8_lossy(&too_much.stderr);
     assert!(err.contains("cannot pay: 900000 sat needed"), "{err}");
     let bad_addr = eddy()
-        .args(["out", "100000", "--addr", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "--daemon", &client.url, "--data-dir"])
+        .args([
+            "out",
+            "100000",
+            "--addr",
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "--daemon",
+            &client.url,
+            "--data-dir",
+        ])
         .arg(&client_dir)
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&bad_addr.stderr);
     assert!(err.contains("is not an address for the regtest network"), "{err}");
-    assert_eq!(cli_json(&client_dir, &client.url, &["list"]), serde_json::json!([]), "refusals create nothing");
+    assert_eq!(
+        cli_json(&client_dir, &client.url, &["list"]),
+        serde_json::json!([]),
+        "refusals create nothing"
+    );
 
     let swap = cli_json(&client_dir, &client.url, &["out", "100000"]);
     let id = swap["id"].as_str().expect("id").to_string();
@@ -372,7 +394,12 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     assert_eq!(swap["swap_invoice_sat"], 100_600);
     assert_eq!(swap["prepay_sat"], 900);
 
-    let client_state = |url: &str| cli_json(&client_dir, url, &["swapinfo", &id])["state"].as_str().unwrap_or("").to_string();
+    let client_state = |url: &str| {
+        cli_json(&client_dir, url, &["swapinfo", &id])["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let wait_for = |what: &str, mut f: Box<dyn FnMut() -> bool + '_>| {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !f() {
@@ -382,29 +409,31 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     };
     let mut kills = vec![];
 
-    // 1. Just after creation (the client is paying; the server holds or is publishing).
-    let s_state = server_status(&server_url, &id)["state"].as_str().unwrap_or("").to_string();
-    kills.push(format!("server at {s_state}"));
-    server.kill9();
-    server = Proc::start("server", &server_toml, &server_log, &server_env);
-    // 2. Published: kill the client.
-    wait_for("the HTLC", Box::new(|| !server_status(&server.url, &id)["htlc_outpoint"].is_null()));
-    kills.push(format!("client at {}", client_state(&client.url)));
-    client.kill9();
-    client = start_client();
-    // 3. Confirm the HTLC: the client reveals and claims; kill the server then.
+    // kill -9 both daemons (the client first, then the server) at three points of the swap,
+    // restarting each on its data dir.
+    let kill_both = |kills: &mut Vec<String>, client: Proc, server: Proc| -> (Proc, Proc) {
+        kills.push(format!("client at {}", client_state(&client.url)));
+        client.kill9();
+        kills.push(format!(
+            "server at {}",
+            server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+        ));
+        server.kill9();
+        let server = Proc::start("server", &server_toml, &server_log, &server_env);
+        (start_client(), server)
+    };
+    // 1. Just after creation: the client has stored the offer and sent its payments.
+    (client, server) = kill_both(&mut kills, client, server);
+    // 2. The HTLC is published (and the prepay settled).
+    wait_for(
+        "the HTLC",
+        Box::new(|| !server_status(&server.url, &id)["htlc_outpoint"].is_null()),
+    );
+    (client, server) = kill_both(&mut kills, client, server);
+    // 3. One confirmation: the client reveals the preimage and broadcasts its claim.
     net.lab.mine(1).expect("mine");
     wait_for("the claim", Box::new(|| client_state(&client.url) == "claiming"));
-    kills.push(format!(
-        "server at {}",
-        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
-    ));
-    server.kill9();
-    server = Proc::start("server", &server_toml, &server_log, &server_env);
-    // 4. Claim broadcast, unconfirmed: kill the client.
-    kills.push(format!("client at {}", client_state(&client.url)));
-    client.kill9();
-    client = start_client();
+    (client, server) = kill_both(&mut kills, client, server);
     // `eddy monitor --json` follows the rest live.
     let mut monitor = eddy()
         .args(["monitor", "--json", "--daemon", &client.url, "--data-dir"])
@@ -435,6 +464,18 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         }),
     );
     eprintln!("kill -9 points: {kills:?}");
+    assert_eq!(kills.len(), 6);
+    assert!(
+        matches!(kills[0].as_str(), "client at offer_accepted" | "client at paying"),
+        "{kills:?}"
+    );
+    assert!(kills[2].starts_with("client at "), "{kills:?}");
+    assert_eq!(kills[3], "server at published", "{kills:?}");
+    assert_eq!(kills[4], "client at claiming", "{kills:?}");
+    assert!(
+        matches!(kills[5].as_str(), "server at preimage_known" | "server at succeeded"),
+        "{kills:?}"
+    );
     let mut seen = vec![];
     let deadline = Instant::now() + Duration::from_secs(10);
     while !seen.iter().any(|s: &String| s == "succeeded") && Instant::now() < deadline {
@@ -461,7 +502,11 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
 
     // The daemon's node endpoint needs the token.
     let unauth = http_get(&format!("{}/v1/node", client.url));
-    assert_eq!(unauth["error"].as_str().map(|e| e.contains("token")), Some(true), "{unauth}");
+    assert_eq!(
+        unauth["error"].as_str().map(|e| e.contains("token")),
+        Some(true),
+        "{unauth}"
+    );
 
     // Server metrics.
     let metrics = net.rt.block_on(async {
@@ -472,7 +517,10 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
             .await
             .expect("text")
     });
-    assert!(metrics.contains("eddy_server_loop_out_finished_total{outcome=\"succeeded\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("eddy_server_loop_out_finished_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
     let wallet_after = metrics
         .lines()
         .find_map(|l| l.strip_prefix("eddy_server_swap_wallet_spendable_sat "))
@@ -511,6 +559,10 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     assert_eq!(c_ln, c_ln0 - 100_600 - 900, "client channel: paid once");
     assert_eq!(s_ln, s_ln0 + 100_600 + 900, "server channel: received once");
     assert_eq!(c_chain, c_chain0 + 100_000 - claim_fee, "client on-chain: one claim");
-    assert_eq!(wallet_after, 600_000 - 100_000 - publish_fee, "server swap wallet: one HTLC");
+    assert_eq!(
+        wallet_after,
+        600_000 - 100_000 - publish_fee,
+        "server swap wallet: one HTLC"
+    );
     net.lab.stop();
 }

@@ -6,7 +6,7 @@
 //! claim and settles; every satoshi is accounted for. Then malformed and hostile requests.
 
 use bitcoin::blockdata::opcodes::all::*;
-use bitcoin::hashes::{hash160, sha256, Hash};
+use bitcoin::hashes::{sha256, Hash};
 use bitcoin::script::Builder;
 use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
 use bitcoin::sighash::{EcdsaSighashType, SighashCache};
@@ -15,7 +15,7 @@ use bitcoin::{
     TxIn, TxOut, Witness,
 };
 use eddy::demo::swapnet;
-use eddy_backends::{ChainSource, LightningNode};
+use eddy_backends::{ChainSource as _, LightningNode};
 use eddy_core::sm::loop_out_server::State as ServerState;
 use eddy_core::types::SwapId;
 use serde_json::{json, Value};
@@ -113,11 +113,7 @@ fn seed_000_client_loops_out_unchanged() {
     assert_eq!(status, 409, "{v}");
 
     // Pay; the server holds the payment and publishes the HTLC.
-    net.client_ln
-        .ldk()
-        .bolt11_payment()
-        .send(&invoice, None)
-        .expect("pay");
+    net.client_ln.ldk().bolt11_payment().send(&invoice, None).expect("pay");
     let id = SwapId(hash);
     let start = std::time::Instant::now();
     let funding = loop {
@@ -141,7 +137,11 @@ fn seed_000_client_loops_out_unchanged() {
         .iter()
         .position(|o| o.script_pubkey == spk)
         .expect("an output pays the seed client's own script");
-    assert_eq!(htlc_tx.output[vout].value, Amount::from_sat(amount), "exactly loopOutSats");
+    assert_eq!(
+        htlc_tx.output[vout].value,
+        Amount::from_sat(amount),
+        "exactly loopOutSats"
+    );
     net.mine(1).expect("mine");
 
     // Claim the seed way: witness [sig, pubkey, preimage, script], 141 vB at 1 sat/vB as in its log.
@@ -210,7 +210,9 @@ fn seed_000_client_loops_out_unchanged() {
         .expect("claim known");
     assert!(claimed.block.is_some(), "claim confirmed");
     assert_eq!(
-        net.rt.block_on(net.client_ln.payment_status(&eddy_core::types::PaymentHash(hash))).expect("status"),
+        net.rt
+            .block_on(net.client_ln.payment_status(&eddy_core::types::PaymentHash(hash)))
+            .expect("status"),
         eddy_backends::PaymentStatus::Succeeded {
             preimage: eddy_core::types::Preimage::from_bytes(preimage),
             fee_msat: 0
@@ -219,13 +221,41 @@ fn seed_000_client_loops_out_unchanged() {
 
     // Hostile requests: clear 4xx, nothing created.
     let cases = [
-        (json!({"htlcClaimAddress": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "hash": hex::encode([1u8; 32]), "loopOutSats": 50_000}), 400, "regtest"),
-        (json!({"htlcClaimAddress": net.rt.block_on(net.server.wallet_balance()).spendable.to_sat().to_string(), "hash": hex::encode([2u8; 32]), "loopOutSats": 50_000}), 400, "not an address"),
-        (json!({"htlcClaimAddress": net.server.wallet_address().to_string(), "hash": hex::encode([3u8; 32]), "loopOutSats": 50_000}), 400, "P2WPKH"),
-        (json!({"htlcClaimAddress": claim_address.to_string(), "hash": "abcd", "loopOutSats": 50_000}), 400, "32 bytes"),
-        (json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([4u8; 32]), "loopOutSats": 9_999}), 400, "amount"),
-        (json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([5u8; 32]), "loopOutSats": -5}), 400, "malformed"),
-        (json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([6u8; 32])}), 400, "loopOutSats"),
+        (
+            json!({"htlcClaimAddress": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "hash": hex::encode([1u8; 32]), "loopOutSats": 50_000}),
+            400,
+            "regtest",
+        ),
+        (
+            json!({"htlcClaimAddress": net.rt.block_on(net.server.wallet_balance()).spendable.to_sat().to_string(), "hash": hex::encode([2u8; 32]), "loopOutSats": 50_000}),
+            400,
+            "not an address",
+        ),
+        (
+            json!({"htlcClaimAddress": net.server.wallet_address().to_string(), "hash": hex::encode([3u8; 32]), "loopOutSats": 50_000}),
+            400,
+            "P2WPKH",
+        ),
+        (
+            json!({"htlcClaimAddress": claim_address.to_string(), "hash": "abcd", "loopOutSats": 50_000}),
+            400,
+            "32 bytes",
+        ),
+        (
+            json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([4u8; 32]), "loopOutSats": 9_999}),
+            400,
+            "amount",
+        ),
+        (
+            json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([5u8; 32]), "loopOutSats": -5}),
+            400,
+            "malformed",
+        ),
+        (
+            json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([6u8; 32])}),
+            400,
+            "loopOutSats",
+        ),
     ];
     for (body, want, text) in cases {
         let (status, v) = post(&format!("{url}/api/loop/out"), &body.to_string());
@@ -236,7 +266,10 @@ fn seed_000_client_loops_out_unchanged() {
     let (status, _) = post(&format!("{url}/api/loop/out"), "{not json");
     assert_eq!(status, 400);
     for n in 1..=6u8 {
-        assert!(net.rt.block_on(net.server.swap(&SwapId([n; 32]))).is_err(), "nothing stored");
+        assert!(
+            net.rt.block_on(net.server.swap(&SwapId([n; 32]))).is_err(),
+            "nothing stored"
+        );
     }
     net.stop().expect("stop");
 }

@@ -410,10 +410,15 @@ impl LoopOutClient {
         if next == rec.state && actions.is_empty() {
             return Ok(());
         }
+        // A repeated action in an unchanged state (settle again, bump, re-broadcast) was
+        // persisted when the state was entered: only transitions are written.
+        let changed = next != rec.state;
         rec.state = next;
         let ev = event_json(&event);
-        self.persist(id, version, rec, ev.clone()).await?;
-        tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
+        if changed {
+            self.persist(id, version, rec, ev.clone()).await?;
+            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
+        }
         for a in actions {
             self.act(id, version, rec, a, tip).await?;
         }
@@ -430,7 +435,9 @@ impl LoopOutClient {
             .collect();
         if let Some(id) = channel {
             if usable.is_empty() {
-                return Err(ClientError::NoCapacity(format!("channel {id} is unknown or not usable now")));
+                return Err(ClientError::NoCapacity(format!(
+                    "channel {id} is unknown or not usable now"
+                )));
             }
         }
         let can = usable.iter().map(|c| c.local_msat).sum::<u64>() / 1000;
@@ -455,8 +462,8 @@ impl LoopOutClient {
             if r.kind != SwapKind::LoopOutClient {
                 continue;
             }
-            let rec: ClientLoopOut = serde_json::from_value(r.state.clone())
-                .map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            let rec: ClientLoopOut =
+                serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
             out.push((r, rec));
         }
         out.sort_by(|a, b| b.0.created_at.cmp(&a.0.created_at));
@@ -841,7 +848,9 @@ pub fn claim_vbytes() -> (u64, u64) {
     let Ok(htlc) = Htlc::new(params) else {
         return (0, 0);
     };
-    let dest = ScriptBuf::new_p2wpkh(&<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array([0; 20]));
+    let dest = ScriptBuf::new_p2wpkh(&<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array(
+        [0; 20],
+    ));
     let size = |path: SpendPath| {
         let input = HtlcInput {
             outpoint: OutPoint::null(),

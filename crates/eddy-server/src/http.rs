@@ -287,7 +287,10 @@ async fn quote(
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.server.metrics().render(),
     )
 }

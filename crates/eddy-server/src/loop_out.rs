@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
-use eddy_backends::{
-    swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus,
-};
+use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus};
 use eddy_core::constants::{
     LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN,
 };
@@ -178,9 +176,7 @@ impl LoopOutServer {
             .await?
             .and_then(|v| v.parse::<u32>().ok());
         if wallet_from.is_none() {
-            store
-                .set_meta(META_WALLET_SCAN_FROM, &tip.height.to_string())
-                .await?;
+            store.set_meta(META_WALLET_SCAN_FROM, &tip.height.to_string()).await?;
         }
         let from = active
             .iter()
@@ -385,7 +381,12 @@ impl LoopOutServer {
     /// Creates a loop-out: two hold invoices, the HTLC terms, persisted before answering.
     pub async fn create_loop_out(&self, req: &LoopOutRequest) -> Result<LoopOutOffer, ServerError> {
         let (offer, _) = self
-            .create(req.amount, req.payment_hash, HtlcKey::Pubkey(req.claim_key), HtlcKind::P2trOut)
+            .create(
+                req.amount,
+                req.payment_hash,
+                HtlcKey::Pubkey(req.claim_key),
+                HtlcKind::P2trOut,
+            )
             .await?;
         Ok(offer)
     }
@@ -493,20 +494,20 @@ impl LoopOutServer {
             String::new()
         } else {
             self.ln
-            .create_hold_invoice(&HoldInvoiceRequest {
-                payment_hash: prepay_preimage.payment_hash(),
-                amount_msat: quote.prepay.to_sat() * 1000,
-                expiry_secs: INVOICE_EXPIRY_SECS,
-                // Held until publication, which must happen before the publication deadline.
-                min_final_cltv_delta: u16::try_from(
-                    LOOP_OUT_PUBLICATION_DEADLINE + self.ln.settle_deadline_delta() + FINAL_CLTV_SLACK,
-                )
-                .unwrap_or(u16::MAX),
-                description: "eddy loop-out prepay".into(),
-            })
-            .await
-            .map_err(backend)?
-            .bolt11
+                .create_hold_invoice(&HoldInvoiceRequest {
+                    payment_hash: prepay_preimage.payment_hash(),
+                    amount_msat: quote.prepay.to_sat() * 1000,
+                    expiry_secs: INVOICE_EXPIRY_SECS,
+                    // Held until publication, which must happen before the publication deadline.
+                    min_final_cltv_delta: u16::try_from(
+                        LOOP_OUT_PUBLICATION_DEADLINE + self.ln.settle_deadline_delta() + FINAL_CLTV_SLACK,
+                    )
+                    .unwrap_or(u16::MAX),
+                    description: "eddy loop-out prepay".into(),
+                })
+                .await
+                .map_err(backend)?
+                .bolt11
         };
         let record = LoopOutRecord {
             htlc,
@@ -679,8 +680,14 @@ impl LoopOutServer {
             match existing {
                 Some(outpoint) => {
                     rec.funding = Some(outpoint);
-                    self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid: outpoint.txid }, tip)
-                        .await?;
+                    self.apply(
+                        id,
+                        &mut version,
+                        &mut rec,
+                        Event::HtlcBroadcast { txid: outpoint.txid },
+                        tip,
+                    )
+                    .await?;
                 }
                 None => batch.push((id, version, rec)),
             }
@@ -755,10 +762,15 @@ impl LoopOutServer {
         if next == rec.state && actions.is_empty() {
             return Ok(());
         }
+        // A repeated action in an unchanged state (settle again, bump, re-broadcast) was
+        // persisted when the state was entered: only transitions are written.
+        let changed = next != rec.state;
         rec.state = next;
         let ev = event_json(&event);
-        self.persist(id, version, rec, &ev).await?;
-        tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
+        if changed {
+            self.persist(id, version, rec, &ev).await?;
+            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
+        }
         if rec.state.is_terminal() {
             self.metrics.swap_finished(&state_name(&rec.state));
             self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

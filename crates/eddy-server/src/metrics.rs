@@ -167,8 +167,14 @@ mod tests {
             text.contains("eddy_server_requests_refused_total{reason=\"rate_limited\"} 1"),
             "{text}"
         );
-        assert!(text.contains("eddy_server_htlc_publish_latency_seconds_count 1"), "{text}");
-        assert!(text.contains("eddy_server_htlc_publish_latency_seconds_bucket{le=\"0.004\"} 1"), "{text}");
+        assert!(
+            text.contains("eddy_server_htlc_publish_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eddy_server_htlc_publish_latency_seconds_bucket{le=\"0.004\"} 1"),
+            "{text}"
+        );
         assert_eq!(m.publish_latencies(), vec![Duration::from_millis(3)]);
     }
 }

@@ -370,7 +370,11 @@ mod tests {
         assert_eq!(tx1.input[0].previous_output, op(1));
         assert_eq!(tx1.output.len(), 3, "two HTLCs and change");
         let fee = 100_000 - tx1.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
-        assert_eq!(fee, rate.fee_wu(tx1.weight()).expect("fee").to_sat(), "fee is exact for the real weight");
+        assert_eq!(
+            fee,
+            rate.fee_wu(tx1.weight()).expect("fee").to_sat(),
+            "fee is exact for the real weight"
+        );
         // Right away (before the watcher saw tx1), the next payment spends tx1's change.
         let tx2 = w.pay(&seen, &[htlc_out(5_000)], rate).expect("pay");
         assert_eq!(

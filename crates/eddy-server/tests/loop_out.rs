@@ -438,7 +438,10 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
         .to_sat();
     assert!(refund_fee > 0 && refund_fee < 1_000, "refund fee {refund_fee}");
     // The refund went back into the swap wallet.
-    assert_eq!(refund_tx.output[0].script_pubkey, *server.wallet_address().script_pubkey().as_script());
+    assert_eq!(
+        refund_tx.output[0].script_pubkey,
+        *server.wallet_address().script_pubkey().as_script()
+    );
     rt.block_on(server.tick()).expect("tick");
     assert_eq!(
         rt.block_on(server.wallet_balance()).spendable.to_sat(),

@@ -381,7 +381,16 @@ mod tests {
             },
             t.created_height + 1,
         );
-        assert!(matches!(s, State::Created { prepay_accepted: None, .. }), "{s:?}");
+        assert!(
+            matches!(
+                s,
+                State::Created {
+                    prepay_accepted: None,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
         assert!(a.is_empty());
     }
 }
