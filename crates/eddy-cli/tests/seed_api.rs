@@ -15,7 +15,7 @@ use bitcoin::{
     TxIn, TxOut, Witness,
 };
 use eddy::demo::swapnet;
-use eddy_backends::{ChainSource as _, LightningNode};
+use eddy_backends::LightningNode;
 use eddy_core::sm::loop_out_server::State as ServerState;
 use eddy_core::types::SwapId;
 use serde_json::{json, Value};

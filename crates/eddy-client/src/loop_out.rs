@@ -466,7 +466,7 @@ impl LoopOutClient {
                 serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
             out.push((r, rec));
         }
-        out.sort_by(|a, b| b.0.created_at.cmp(&a.0.created_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
         Ok(out)
     }
 

@@ -468,7 +468,7 @@ impl LoopOutServer {
         }
         let htlc = HtlcParams {
             kind,
-            payment_hash: payment_hash,
+            payment_hash,
             claim_key,
             refund_key: HtlcKey::Pubkey(server_key),
             // The seed kind's timeout is relative; its absolute bound is `expiry` below.
@@ -482,7 +482,7 @@ impl LoopOutServer {
         let swap_invoice = self
             .ln
             .create_hold_invoice(&HoldInvoiceRequest {
-                payment_hash: payment_hash,
+                payment_hash,
                 amount_msat: quote.swap_invoice_amount.to_sat() * 1000,
                 expiry_secs: INVOICE_EXPIRY_SECS,
                 min_final_cltv_delta: u16::try_from(final_cltv).unwrap_or(u16::MAX),
@@ -511,7 +511,7 @@ impl LoopOutServer {
         };
         let record = LoopOutRecord {
             htlc,
-            amount: amount,
+            amount,
             terms: Terms {
                 swap_invoice_msat: quote.swap_invoice_amount.to_sat() * 1000,
                 prepay_msat: quote.prepay.to_sat() * 1000,

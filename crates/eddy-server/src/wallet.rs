@@ -364,7 +364,7 @@ mod tests {
         let b = w.balance(&seen);
         assert_eq!(b.spendable, Amount::from_sat(100_000));
         assert_eq!(b.unconfirmed_deposits, Amount::from_sat(50_000));
-        let rate = FeeRate::from_sat_per_vb_unchecked(2);
+        let rate = FeeRate::from_sat_per_kwu(500);
         let tx1 = w.pay(&seen, &[htlc_out(10_000), htlc_out(20_000)], rate).expect("pay");
         assert_eq!(tx1.input.len(), 1);
         assert_eq!(tx1.input[0].previous_output, op(1));
@@ -424,7 +424,7 @@ mod tests {
             height: Some(6),
         });
         let tx = w
-            .pay(&seen, &[htlc_out(100_000)], FeeRate::from_sat_per_vb_unchecked(1))
+            .pay(&seen, &[htlc_out(100_000)], FeeRate::from_sat_per_kwu(250))
             .expect("pay");
         assert_eq!(tx.input.len(), 2);
         let prevouts = vec![
