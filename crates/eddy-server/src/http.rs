@@ -131,10 +131,25 @@ pub struct ErrorBody {
         version = "1",
         description = "Non-custodial Lightning ⇄ chain swaps: loop-out."
     ),
-    paths(terms, quote, loop_out, seed_loop_out, status, events, push_preimage, cosign),
+    paths(
+        terms,
+        quote,
+        quote_in,
+        loop_out,
+        loop_in,
+        refund_cosign,
+        seed_loop_out,
+        status,
+        events,
+        push_preimage,
+        cosign
+    ),
     components(schemas(
         Terms,
         Quote,
+        QuoteIn,
+        LoopInCreateDoc,
+        LoopInOfferDoc,
         SeedLoopOutRequest,
         SeedLoopOutResponse,
         SwapStatus,
@@ -394,8 +409,131 @@ fn parse_id(s: &str) -> Result<SwapId, ApiError> {
 ))]
 async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<SwapStatus>, ApiError> {
     let id = parse_id(&id)?;
-    let (_, rec) = st.server.swap(&id).await?;
-    Ok(Json(status_of(&id, &rec)))
+    Ok(Json(any_status(&st, &id).await?))
+}
+
+async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerError> {
+    match st.server.swap(id).await {
+        Ok((_, rec)) => Ok(status_of(id, &rec)),
+        Err(ServerError::NotFound(_)) => {
+            let (_, rec) = st.server.loop_in(id).await?;
+            Ok(SwapStatus {
+                id: id.to_string(),
+                state: eddy_store::state_name(&rec.state),
+                terminal: rec.state.is_terminal(),
+                expiry: rec.terms.expiry,
+                htlc_outpoint: rec.funding.map(|o| o.to_string()),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /v1/quote/loop-in?amount=<sat>` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct QuoteIn {
+    /// The on-chain HTLC value the client funds, sat.
+    pub amount_sat: u64,
+    /// The server's fee, sat.
+    pub swap_fee_sat: u64,
+    /// What the client's invoice must ask: amount − fee, sat.
+    pub invoice_sat: u64,
+    /// `E − tip` the HTLC gets.
+    pub expiry_delta: u32,
+}
+
+#[utoipa::path(get, path = "/v1/quote/loop-in", params(QuoteQuery), responses(
+    (status = 200, description = "What a loop-in of this amount costs", body = QuoteIn),
+    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+))]
+async fn quote_in(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<QuoteQuery>, QueryRejection>,
+) -> Result<Json<QuoteIn>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
+    let quote = st.server.quote_in(bitcoin::Amount::from_sat(q.amount))?;
+    Ok(Json(QuoteIn {
+        amount_sat: quote.amount.to_sat(),
+        swap_fee_sat: quote.swap_fee.to_sat(),
+        invoice_sat: quote.invoice_amount.to_sat(),
+        expiry_delta: eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA,
+    }))
+}
+
+/// The loop-in request (schema of `eddy_server::loop_in::LoopInCreate`).
+#[derive(ToSchema)]
+#[schema(as = LoopInCreate)]
+#[allow(dead_code)]
+pub struct LoopInCreateDoc {
+    /// HTLC amount the client funds, sat.
+    amount: u64,
+    /// The client's BOLT11 invoice for amount − fee.
+    invoice: String,
+    /// The client's refund key, compressed public key hex.
+    refund_key: String,
+}
+
+/// The server's loop-in answer (schema of `eddy_core::validate::LoopInOffer`).
+#[derive(ToSchema)]
+#[schema(as = LoopInOffer)]
+#[allow(dead_code)]
+pub struct LoopInOfferDoc {
+    /// The server's claim key, compressed public key hex.
+    server_key: String,
+    /// Absolute expiry height `E`.
+    expiry: u32,
+    /// The P2TR HTLC address to fund with exactly the amount.
+    htlc_address: String,
+    /// The server's fee, sat.
+    swap_fee: u64,
+}
+
+#[utoipa::path(post, path = "/v1/loop-in", request_body = LoopInCreateDoc, responses(
+    (status = 201, description = "The HTLC to fund", body = LoopInOfferDoc),
+    (status = 400, description = "Malformed request, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV)", body = ErrorBody),
+    (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client", body = ErrorBody),
+    (status = 503, description = "Not enough capacity now", body = ErrorBody),
+))]
+async fn loop_in(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !st.limiter.allow(peer.ip()) {
+        st.server.metrics().refused("rate_limited");
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} swap requests in a minute", st.limiter.per_minute),
+        ));
+    }
+    let Json(req) = body.map_err(bad_json)?;
+    let offer = st.server.create_loop_in(&req).await?;
+    Ok((StatusCode::CREATED, Json(offer)))
+}
+
+#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id")), request_body = CosignRequest, responses(
+    (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
+    (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
+async fn refund_cosign(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<CosignRequest>, JsonRejection>,
+) -> Result<Json<CosignResponse>, ApiError> {
+    use bitcoin::hex::{DisplayHex, FromHex};
+    let id = parse_id(&id)?;
+    let Json(b) = body.map_err(bad_json)?;
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
+    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
+    let (n, p) = st.server.cosign_refund(&id, &nonce, &tx).await?;
+    Ok(Json(CosignResponse {
+        nonce: n.to_lower_hex_string(),
+        partial_sig: p.to_lower_hex_string(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(("id" = String, Path, description = "swap id")), request_body = PreimageBody, responses(
@@ -499,6 +637,9 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
         .route("/metrics", get(metrics))
         .route("/v1/loop-out", post(loop_out))
         .route("/api/loop/out", post(seed_loop_out))
+        .route("/v1/quote/loop-in", get(quote_in))
+        .route("/v1/loop-in", post(loop_in))
+        .route("/v1/swaps/{id}/refund-cosign", post(refund_cosign))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/events", get(events))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))

@@ -178,9 +178,11 @@ impl LoopOutServer {
         if wallet_from.is_none() {
             store.set_meta(META_WALLET_SCAN_FROM, &tip.height.to_string()).await?;
         }
+        let active_in = crate::loop_in::active_in_of(&*store).await?;
         let from = active
             .iter()
             .map(|(_, _, r)| r.terms.created_height.saturating_sub(1))
+            .chain(active_in.iter().map(|(_, _, r)| r.created_height.saturating_sub(1)))
             .chain(wallet_from)
             .min()
             .unwrap_or(tip.height)
@@ -203,6 +205,13 @@ impl LoopOutServer {
             .index_mut()
             .watch_script(WALLET_WATCH_ID, wallet.script_pubkey().clone());
         let mut watched = HashMap::new();
+        for (id, _, r) in &active_in {
+            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
+            watched.insert(swap_watch_id(id), *id);
+        }
         let mut prepay_ids = HashMap::new();
         for (id, _, r) in &active {
             prepay_ids.insert(r.prepay_preimage.payment_hash(), *id);
@@ -234,6 +243,48 @@ impl LoopOutServer {
         self.cfg.network
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn SwapStore> {
+        &self.store
+    }
+
+    pub(crate) fn ln(&self) -> &Arc<dyn LightningNode> {
+        &self.ln
+    }
+
+    pub(crate) fn chain(&self) -> &Arc<dyn ChainSource> {
+        &self.chain
+    }
+
+    pub(crate) fn keys(&self) -> &SeedKeys {
+        &self.keys
+    }
+
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub(crate) async fn tip(&self) -> Result<u32, ServerError> {
+        Ok(self.chain.tip().await.map_err(backend)?.height)
+    }
+
+    pub(crate) fn wallet_script(&self) -> ScriptBuf {
+        self.wallet.script_pubkey().clone()
+    }
+
+    pub(crate) async fn active_count(&self) -> Result<usize, ServerError> {
+        Ok(Self::active(&*self.store).await?.len())
+    }
+
+    /// Starts watching a swap's HTLC script.
+    pub(crate) async fn watch(&self, id: SwapId, spk: ScriptBuf) {
+        self.watcher
+            .lock()
+            .await
+            .index_mut()
+            .watch_script(swap_watch_id(&id), spk);
+        self.watched.lock().await.insert(swap_watch_id(&id), id);
+    }
+
     /// Where to deposit the on-chain funds the server locks into HTLCs.
     pub fn wallet_address(&self) -> &bitcoin::Address {
         self.wallet.address()
@@ -245,7 +296,7 @@ impl LoopOutServer {
         self.wallet.balance(&seen)
     }
 
-    async fn status_of(&self, watch: u64) -> WatchStatus {
+    pub(crate) async fn status_of(&self, watch: u64) -> WatchStatus {
         self.watcher
             .lock()
             .await
@@ -366,6 +417,9 @@ impl LoopOutServer {
     /// A stored swap.
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopOutRecord), ServerError> {
         let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
+        if r.kind != SwapKind::LoopOutServer {
+            return Err(ServerError::NotFound(*id));
+        }
         let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
         Ok((r.version, rec))
     }
@@ -640,6 +694,9 @@ impl LoopOutServer {
             if let Err(e) = self.step(id, version, rec, tip).await {
                 first_err.get_or_insert(e);
             }
+        }
+        if let Err(e) = self.tick_in(tip).await {
+            first_err.get_or_insert(e);
         }
         if let Err(e) = self.publish_pending().await {
             first_err.get_or_insert(e);

@@ -54,6 +54,9 @@ pub enum RefundReason {
     TooLate,
     /// The Lightning payment failed.
     PaymentFailed,
+    /// The client asked for a cooperative refund before the server paid: once co-signed, the
+    /// server must never pay (the client could take both).
+    ClientRefund,
 }
 
 /// Server loop-in states.
@@ -191,7 +194,10 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             ),
         },
         (S::Created, Event::Block { height }) if *height >= terms.expiry => (S::Expired, vec![]),
-        (s @ (S::Created | S::Refundable(_)), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
+        // Co-signing a refund gives the client its coins back by the key path at any time, so
+        // from then on the swap is over for the server: never pay after it.
+        (S::Created, Event::RefundRequested) => (S::Refundable(RefundReason::ClientRefund), vec![Action::CosignRefund]),
+        (s @ S::Refundable(_), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
         (S::Created | S::Refundable(_), Event::HtlcRefunded) => (S::Refunded, vec![]),
         (S::Paying { outpoint }, Event::PaymentSucceeded(p)) => {
             (S::Claiming { outpoint, preimage: *p }, vec![Action::Claim { outpoint }])
@@ -280,16 +286,21 @@ mod tests {
             let t = terms();
             let mut s = State::Created;
             let mut in_flight_or_settled = false;
+            let mut cosigned = false;
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
                 let (next, actions) = transition(&t, s, e);
                 for a in &actions {
                     match a {
                         Action::PayInvoice { max_cltv_expiry } => {
                             prop_assert!(!in_flight_or_settled, "paid twice");
+                            prop_assert!(!cosigned, "paid after co-signing a refund");
                             prop_assert!(*max_cltv_expiry + crate::constants::LOOP_IN_CLAIM_MARGIN <= t.expiry);
                             in_flight_or_settled = true;
                         }
-                        Action::CosignRefund => prop_assert!(!in_flight_or_settled, "co-signed a refund with a payment in flight or settled"),
+                        Action::CosignRefund => {
+                            prop_assert!(!in_flight_or_settled, "co-signed a refund with a payment in flight or settled");
+                            cosigned = true;
+                        }
                         _ => {}
                     }
                 }

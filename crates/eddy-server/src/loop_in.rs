@@ -1,0 +1,536 @@
+//! The loop-in engine (server side), sharing the loop-out engine's store, chain watcher, keys and
+//! swap wallet. The client funds a P2TR HTLC (server claims with the preimage, client refunds
+//! after `E`); once the funding is exactly the amount and confirmed, the server pays the client's
+//! invoice with a CLTV limit that leaves [`eddy_core::constants::LOOP_IN_CLAIM_MARGIN`] before
+//! `E`, learns the preimage from the payment and claims the HTLC into its swap wallet (script
+//! path, RBF-bumped every block). When the swap fails (under- or over-payment, too late, the
+//! payment failed, or the client asks first) the server co-signs the client's cooperative
+//! refund at once — never while a payment for the hash is in flight or settled, and never pays
+//! after co-signing one.
+
+use bitcoin::hashes::Hash;
+use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
+use eddy_backends::{swap_watch_id, PayParams, PaymentStatus, WatchStatus};
+use eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA;
+use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
+use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
+use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
+use eddy_core::sm::loop_in_server::{transition, Action, Event, State, Terms};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::types::SwapId;
+use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
+use eddy_store::{state_name, ListFilter, NewSwap, StateUpdate, StoreError, SwapKind};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::loop_out::{LoopOutServer, ServerError};
+
+/// Key purpose of the server's loop-in claim keys.
+const KEY_PURPOSE: &str = "loop-in";
+/// Confirmations of the funding before the server pays.
+pub const LOOP_IN_FUNDING_CONFS: u32 = 1;
+/// Share of the swap fee the server spends on routing the client's invoice, at most.
+const ROUTING_FEE_SHARE_PPM: u64 = 500_000;
+
+/// A loop-in request (the wire body of `POST /v1/loop-in`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopInCreate {
+    /// HTLC amount the client will fund, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub amount: Amount,
+    /// The client's invoice for `amount − fee` (its hash is the swap's).
+    pub invoice: String,
+    /// The client's refund key.
+    pub refund_key: bitcoin::secp256k1::PublicKey,
+}
+
+/// The claim, once started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InClaim {
+    /// Last broadcast.
+    pub txid: Txid,
+    /// Its fee rate (sat/kWU).
+    pub fee_rate_kwu: u64,
+    /// Every claim broadcast.
+    pub all: Vec<Txid>,
+    /// Tip when last built (bumps once per block).
+    pub height: u32,
+}
+
+/// One server loop-in as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopInRecord {
+    /// The HTLC.
+    pub htlc: HtlcParams,
+    /// The client's invoice.
+    pub invoice: String,
+    /// The state machine's terms.
+    pub terms: Terms,
+    /// The server's fee.
+    pub swap_fee: Amount,
+    /// Height at creation (rescans start here).
+    pub created_height: u32,
+    /// The funding output, once seen.
+    pub funding: Option<OutPoint>,
+    /// The claim.
+    pub claim: Option<InClaim>,
+    /// The state machine's state.
+    pub state: State,
+}
+
+/// The active loop-ins in `store`.
+pub(crate) async fn active_in_of(
+    store: &dyn eddy_store::SwapStore,
+) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
+    let mut out = vec![];
+    for r in store.list(ListFilter::Active).await? {
+        if r.kind != SwapKind::LoopInServer {
+            continue;
+        }
+        let rec: LoopInRecord =
+            serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+        out.push((r.id, r.version, rec));
+    }
+    Ok(out)
+}
+
+impl LoopOutServer {
+    pub(crate) async fn active_in(&self) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
+        active_in_of(&**self.store()).await
+    }
+
+    /// A stored loop-in.
+    pub async fn loop_in(&self, id: &SwapId) -> Result<(i64, LoopInRecord), ServerError> {
+        let r = self.store().get(id).await?.ok_or(ServerError::NotFound(*id))?;
+        if r.kind != SwapKind::LoopInServer {
+            return Err(ServerError::NotFound(*id));
+        }
+        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        Ok((r.version, rec))
+    }
+
+    /// What a loop-in of `amount` costs (amount limits checked).
+    pub fn quote_in(&self, amount: Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError> {
+        self.config()
+            .fees
+            .loop_in_quote(amount)
+            .map_err(|e| ServerError::Invalid(e.to_string()))
+    }
+
+    /// Creates a loop-in: checks the invoice (amount = swap amount − fee, network, lifetime,
+    /// final CLTV within the payment budget), fixes `E`, persists, answers the HTLC to fund.
+    pub async fn create_loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ServerError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let valid = validate_loop_in_request(
+            &req.invoice,
+            req.amount,
+            &self.config().fees,
+            self.network(),
+            DEFAULT_LOOP_IN_EXPIRY_DELTA,
+            now,
+        )
+        .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let hash = valid.invoice.payment_hash;
+        let id = SwapId::from(hash);
+        if self.store().get(&id).await?.is_some() {
+            return Err(ServerError::Duplicate(hash));
+        }
+        let active = self.active_in().await?.len() + self.active_count().await?;
+        if active >= self.config().max_active_swaps {
+            return Err(ServerError::Unavailable(format!(
+                "{active} swaps in flight, the most this server takes"
+            )));
+        }
+        let tip = self.tip().await?;
+        let expiry = tip + DEFAULT_LOOP_IN_EXPIRY_DELTA;
+        let server_key = self.keys().public(KEY_PURPOSE, &id);
+        if server_key == req.refund_key {
+            return Err(ServerError::Invalid("refund key equals the server key".into()));
+        }
+        let htlc = HtlcParams {
+            kind: HtlcKind::P2trIn,
+            payment_hash: hash,
+            claim_key: HtlcKey::Pubkey(server_key),
+            refund_key: HtlcKey::Pubkey(req.refund_key),
+            timeout: expiry,
+        };
+        let built = Htlc::new(htlc).map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let rec = LoopInRecord {
+            htlc,
+            invoice: req.invoice.trim().to_string(),
+            terms: Terms {
+                amount: req.amount,
+                expiry,
+                funding_confs: LOOP_IN_FUNDING_CONFS,
+            },
+            swap_fee: valid.quote.swap_fee,
+            created_height: tip,
+            funding: None,
+            claim: None,
+            state: State::Created,
+        };
+        let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
+        self.store()
+            .create(&NewSwap {
+                id,
+                kind: SwapKind::LoopInServer,
+                state_name: state_name(&rec.state),
+                terminal: false,
+                state,
+                event: json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => ServerError::Duplicate(hash),
+                e => ServerError::Store(e),
+            })?;
+        self.watch(id, built.script_pubkey()).await;
+        self.metrics().swap_created();
+        tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-in created");
+        Ok(LoopInOffer {
+            server_key,
+            expiry,
+            htlc_address: built.address(self.network()).to_string(),
+            swap_fee: valid.quote.swap_fee,
+        })
+    }
+
+    /// Co-signs the client's cooperative (key-path) refund: the client's nonce and the unsigned
+    /// refund in, the server's nonce and partial signature out. Only while the server has not
+    /// paid (state `Created` or `Refundable`, and the node knows no payment for the hash in
+    /// flight or settled); after it, the server never pays this swap.
+    pub async fn cosign_refund(
+        &self,
+        id: &SwapId,
+        client_nonce: &PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        for _ in 0..3 {
+            let (mut version, mut rec) = self.loop_in(id).await?;
+            if !rec.state.may_cosign_refund() {
+                return Err(ServerError::Invalid(format!(
+                    "the swap is {}: no cooperative refund",
+                    state_name(&rec.state)
+                )));
+            }
+            match self
+                .ln()
+                .payment_status(&rec.htlc.payment_hash)
+                .await
+                .map_err(backend)?
+            {
+                PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
+                _ => return Err(ServerError::Invalid("a payment for this swap exists".into())),
+            }
+            let status = self.status_of(swap_watch_id(id)).await;
+            if tx.input.len() != 1 {
+                return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
+            }
+            let Some(funding) = status
+                .fundings
+                .iter()
+                .find(|f| f.outpoint == tx.input[0].previous_output)
+            else {
+                return Err(ServerError::Invalid("the refund must spend this swap's HTLC".into()));
+            };
+            let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+            let Htlc::Taproot(taproot) = &htlc else {
+                return Err(ServerError::Invalid("not a taproot HTLC".into()));
+            };
+            let prevout = bitcoin::TxOut {
+                value: funding.value,
+                script_pubkey: htlc.script_pubkey(),
+            };
+            let msg = bitcoin::sighash::SighashCache::new(tx)
+                .taproot_key_spend_signature_hash(
+                    0,
+                    &bitcoin::sighash::Prevouts::All(&[prevout]),
+                    bitcoin::TapSighashType::Default,
+                )
+                .map_err(|e| ServerError::Invalid(e.to_string()))?
+                .to_byte_array();
+            // Persist "no payment from now on" before handing out the signature.
+            let tip = self.tip().await?;
+            match self
+                .apply_in(*id, &mut version, &mut rec, Event::RefundRequested, tip)
+                .await
+            {
+                Err(ServerError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            if !rec.state.may_cosign_refund() {
+                return Err(ServerError::Invalid("the swap moved on".into()));
+            }
+            let key = self.keys().secret(KEY_PURPOSE, id);
+            return cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()));
+        }
+        Err(ServerError::Backend("swap kept changing; retry".into()))
+    }
+
+    /// One pass over the active loop-ins (called by [`LoopOutServer::tick`]).
+    pub(crate) async fn tick_in(&self, tip: u32) -> Result<(), ServerError> {
+        let mut first = None;
+        for (id, version, rec) in self.active_in().await? {
+            if let Err(e) = self.step_in(id, version, rec, tip).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    async fn step_in(&self, id: SwapId, mut version: i64, mut rec: LoopInRecord, tip: u32) -> Result<(), ServerError> {
+        let status = self.status_of(swap_watch_id(&id)).await;
+        // Funding.
+        if rec.state == State::Created {
+            if let Some(f) = status.fundings.iter().max_by_key(|f| f.value) {
+                rec.funding = Some(f.outpoint);
+                let e = Event::FundingSeen {
+                    outpoint: f.outpoint,
+                    value: f.value,
+                    confs: WatchStatus::confirmations(f.height, tip),
+                    height: tip,
+                };
+                self.apply_in(id, &mut version, &mut rec, e, tip).await?;
+            }
+        }
+        // The payment.
+        if let State::Paying { .. } = rec.state {
+            match self
+                .ln()
+                .payment_status(&rec.htlc.payment_hash)
+                .await
+                .map_err(backend)?
+            {
+                PaymentStatus::Succeeded { preimage, .. } => {
+                    self.apply_in(id, &mut version, &mut rec, Event::PaymentSucceeded(preimage), tip)
+                        .await?;
+                }
+                PaymentStatus::Failed { .. } => {
+                    self.apply_in(id, &mut version, &mut rec, Event::PaymentFailed, tip)
+                        .await?;
+                }
+                PaymentStatus::Unknown => {
+                    // Persisted `Paying` but crashed before paying: pay now (idempotent per hash).
+                    let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
+                    self.act_in(
+                        id,
+                        &mut version,
+                        &mut rec,
+                        Action::PayInvoice { max_cltv_expiry: max },
+                        tip,
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        // Spends of the HTLC (any funding output of it: the client may refund one the server
+        // never recorded, e.g. after co-signing before it confirmed).
+        let fundings: Vec<OutPoint> = status.fundings.iter().map(|f| f.outpoint).collect();
+        {
+            for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
+                let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
+                if ours {
+                    let confs = WatchStatus::confirmations(s.height, tip);
+                    self.apply_in(id, &mut version, &mut rec, Event::ClaimConfirmed { confs }, tip)
+                        .await?;
+                } else if s.height.is_some() {
+                    self.apply_in(id, &mut version, &mut rec, Event::HtlcRefunded, tip)
+                        .await?;
+                }
+            }
+        }
+        self.apply_in(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
+            .await
+    }
+
+    async fn apply_in(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopInRecord,
+        event: Event,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
+        if next == rec.state && actions.is_empty() {
+            return Ok(());
+        }
+        let changed = next != rec.state;
+        rec.state = next;
+        if changed {
+            let ev = event_json(&event);
+            self.persist_in(id, version, rec, ev.clone()).await?;
+            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-in transition");
+            if rec.state.is_terminal() {
+                self.metrics().swap_finished(&format!("in_{}", state_name(&rec.state)));
+            }
+        }
+        for a in actions {
+            Box::pin(self.act_in(id, version, rec, a, tip)).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist_in(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &LoopInRecord,
+        event: serde_json::Value,
+    ) -> Result<(), ServerError> {
+        let r = self
+            .store()
+            .transition(
+                &id,
+                *version,
+                &StateUpdate {
+                    state_name: state_name(&rec.state),
+                    terminal: rec.state.is_terminal(),
+                    state: serde_json::to_value(rec).map_err(|e| ServerError::Backend(e.to_string()))?,
+                    event,
+                },
+            )
+            .await?;
+        *version = r.version;
+        Ok(())
+    }
+
+    async fn act_in(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopInRecord,
+        action: Action,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        match action {
+            Action::PayInvoice { max_cltv_expiry } => {
+                let budget = rec.swap_fee.to_sat() * ROUTING_FEE_SHARE_PPM / 1_000_000;
+                let params = PayParams {
+                    max_fee_msat: budget * 1000,
+                    timeout: std::time::Duration::from_secs(60),
+                    outgoing_channel: None,
+                    max_total_cltv_delta: Some(max_cltv_expiry.saturating_sub(tip)),
+                };
+                self.ln().pay_invoice(&rec.invoice, &params).await.map_err(backend)?;
+                Ok(())
+            }
+            Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,
+            // The status API tells the client; it asks for the co-signature.
+            Action::NotifyFailed(_) | Action::CosignRefund => Ok(()),
+        }
+    }
+
+    async fn claim_in(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopInRecord,
+        outpoint: OutPoint,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        let State::Claiming { preimage, .. } = rec.state else {
+            return Ok(());
+        };
+        let status = self.status_of(swap_watch_id(&id)).await;
+        if status
+            .spends
+            .iter()
+            .any(|s| s.outpoint == outpoint && s.height.is_some())
+        {
+            return Ok(());
+        }
+        if rec.claim.as_ref().is_some_and(|c| c.height == tip) {
+            return Ok(());
+        }
+        let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
+            return Ok(());
+        };
+        let dest: ScriptBuf = self.wallet_script();
+        let input = HtlcInput {
+            outpoint,
+            value,
+            htlc: Htlc::new(rec.htlc).map_err(backend)?,
+            path: SpendPath::Claim(preimage),
+        };
+        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
+        let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let estimate = self
+            .chain()
+            .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, 6))
+            .await
+            .map_err(backend)?;
+        let rate = next_sweep_fee_rate(&SweepStep {
+            estimate,
+            previous: rec
+                .claim
+                .as_ref()
+                .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu)),
+            blocks_left,
+            weight: probe.predicted_weight,
+            value,
+            max_fee: value / 5,
+            dust: dest.minimal_non_dust(),
+        });
+        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
+        spend.sign(0, &self.keys().secret(KEY_PURPOSE, &id)).map_err(backend)?;
+        let signed = spend.finalize().map_err(backend)?;
+        let txid = signed.tx.compute_txid();
+        let mut info = rec.claim.clone().unwrap_or(InClaim {
+            txid,
+            fee_rate_kwu: 0,
+            all: vec![],
+            height: tip,
+        });
+        info.txid = txid;
+        info.height = tip;
+        info.fee_rate_kwu = rate.to_sat_per_kwu();
+        if !info.all.contains(&txid) {
+            info.all.push(txid);
+        }
+        rec.claim = Some(info);
+        // Persist the claim before broadcasting it, so its confirmations are recognised after a
+        // crash.
+        self.persist_in(
+            id,
+            version,
+            rec,
+            json!({"event": "claim_built", "txid": txid.to_string()}),
+        )
+        .await?;
+        match self.chain().broadcast(&signed.tx).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_missing_inputs() => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Backend(e.to_string())
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::FundingSeen {
+            outpoint,
+            value,
+            confs,
+            height,
+        } => {
+            json!({"event": "funding_seen", "outpoint": outpoint.to_string(), "value_sat": value.to_sat(), "confs": confs, "height": height})
+        }
+        // Never the preimage itself.
+        Event::PaymentSucceeded(_) => json!({"event": "payment_succeeded"}),
+        Event::PaymentFailed => json!({"event": "payment_failed"}),
+        Event::RefundRequested => json!({"event": "refund_requested"}),
+        Event::ClaimConfirmed { confs } => json!({"event": "claim_confirmed", "confs": confs}),
+        Event::HtlcRefunded => json!({"event": "htlc_refunded"}),
+        Event::Block { height } => json!({"event": "block", "height": height}),
+    }
+}
