@@ -25,7 +25,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn more_channels(net: &Swapnet, n: usize) -> anyhow::Result<()> {
     let addr = net.rt.block_on(net.server_ln.new_address())?;
     net.lab.chain.fund(&addr, Amount::from_sat(1_100_000 * n as u64))?;
+    // The accepting side of an anchor channel must hold an on-chain reserve (25,000 sat each).
+    let addr = net.rt.block_on(net.client_ln.new_address())?;
+    net.lab.chain.fund(&addr, Amount::from_sat(30_000 * (n as u64 + 1)))?;
     net.mine(1)?;
+    for node in [&net.server_ln, &net.client_ln] {
+        let _ = node.ldk().sync_wallets();
+    }
     let client_addr = net
         .client_ln
         .ldk()
@@ -53,7 +59,17 @@ fn measure(concurrent: usize, rounds: usize, extra_channels: usize) -> anyhow::R
         None => tmp.path().to_path_buf(),
     };
     let net = swapnet(&dir, Some(in_process()), &|_| {})?;
-    more_channels(&net, extra_channels)?;
+    let result = rounds_on(&net, concurrent, rounds, extra_channels);
+    if let Err(e) = &result {
+        eprintln!("{concurrent} concurrent: {e:#}");
+    }
+    let _ = net.rt.block_on(net.server_ln.stop());
+    let _ = net.rt.block_on(net.client_ln.stop());
+    result
+}
+
+fn rounds_on(net: &Swapnet, concurrent: usize, rounds: usize, extra_channels: usize) -> anyhow::Result<Vec<Duration>> {
+    more_channels(net, extra_channels)?;
     // Fund the server's swap wallet for every HTLC.
     let need = 20_000 * (concurrent * rounds) as u64;
     net.lab
@@ -82,6 +98,8 @@ fn measure(concurrent: usize, rounds: usize, extra_channels: usize) -> anyhow::R
         })?;
         let deadline = Instant::now() + Duration::from_secs(120);
         while net.server.metrics().publish_latencies().len() < before + concurrent {
+            // The client engine retries what it must (as its daemon would).
+            net.rt.block_on(net.client.tick())?;
             if Instant::now() > deadline {
                 return Err(anyhow!(
                     "only {} of {concurrent} HTLCs published",
@@ -96,8 +114,6 @@ fn measure(concurrent: usize, rounds: usize, extra_channels: usize) -> anyhow::R
     }
     let _ = stop_tx.send(true);
     let _ = net.rt.block_on(runner);
-    let _ = net.rt.block_on(net.server_ln.stop());
-    let _ = net.rt.block_on(net.client_ln.stop());
     Ok(all)
 }
 
@@ -108,13 +124,23 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let bench = std::env::args().any(|a| a == "--bench");
-    let plans: [(usize, usize, usize); 2] = if bench {
-        [(1, 20, 0), (50, 1, 2)]
+    let mut plans: Vec<(usize, usize, usize)> = if bench {
+        vec![(1, 20, 0), (50, 1, 2)]
     } else {
-        [(1, 2, 0), (5, 1, 0)]
+        vec![(1, 2, 0), (5, 1, 0)]
     };
+    // EDDY_BENCH_CONCURRENT=N runs only N concurrent swaps (one round).
+    if let Some(n) = std::env::var("EDDY_BENCH_CONCURRENT").ok().and_then(|v| v.parse().ok()) {
+        plans = vec![(n, 1, n / 25)];
+    }
     for (concurrent, rounds, extra) in plans {
-        let mut l = measure(concurrent, rounds, extra)?;
+        let mut l = match measure(concurrent, rounds, extra) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{concurrent} concurrent: {e:#}");
+                return Err(e);
+            }
+        };
         l.sort();
         println!(
             "{{\"bench\":\"htlc_publish_latency\",\"concurrent\":{concurrent},\"samples\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",

@@ -367,7 +367,7 @@ impl LoopOutClient {
             // The swap is stored and the payment is retried by every tick (the node may still
             // be reconnecting its channels): the swap exists, so report it.
             Err(ClientError::Backend(e)) => {
-                tracing::warn!(swap = %id, error = %e, "paying failed; retrying on the next pass");
+                tracing::warn!(swap = %id, error = %e, "paying failed; the next pass retries or, if the node failed the payment, fails the swap");
             }
             Err(e) => return Err(e),
         }

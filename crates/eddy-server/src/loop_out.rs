@@ -316,7 +316,28 @@ impl LoopOutServer {
     /// payment waits for — a new tip or [`IDLE_TICK`] of quiet runs a full [`Self::tick`].
     /// Errors are logged and retried on the next pass; every step is idempotent.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut events = self.ln.subscribe();
+        // A forwarding task stamps each Lightning event as it arrives, so the publish latency
+        // counts the time an event waits behind others too.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<(Instant, LnEvent)>>();
+        let ln = self.ln.clone();
+        let forward = tokio::spawn(async move {
+            let mut events = ln.subscribe();
+            loop {
+                let msg = match events.recv().await {
+                    Ok(ev) => Some((Instant::now(), ev)),
+                    // Missed events: `None` asks for a full pass.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep(TIP_POLL).await;
+                        events = ln.subscribe();
+                        None
+                    }
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
         let mut tip = None;
         let mut poll = tokio::time::interval(TIP_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -325,35 +346,41 @@ impl LoopOutServer {
             tokio::select! {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
+                        forward.abort();
                         return;
                     }
                 }
-                ev = events.recv() => match ev {
-                    Ok(ev) => {
-                        // Take every event already queued, then publish them all in one
-                        // transaction.
-                        let mut batch = vec![ev];
-                        while let Ok(more) = events.try_recv() {
-                            batch.push(more);
+                Some(first) = rx.recv() => {
+                    // Take every event already queued: step each swap once (concurrently), then
+                    // publish them all in one transaction.
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    if batch.iter().any(Option::is_none) {
+                        tracing::warn!("Lightning events lagged; ticking");
+                        last_tick = Instant::now() - IDLE_TICK;
+                    }
+                    let mut swaps: HashMap<SwapId, Instant> = HashMap::new();
+                    for (at, ev) in batch.into_iter().flatten() {
+                        if let Some(id) = self.swap_of_accepted(&ev) {
+                            let e = swaps.entry(id).or_insert(at);
+                            *e = (*e).max(at);
                         }
-                        for ev in &batch {
-                            if let Err(e) = self.on_ln_event(ev).await {
+                    }
+                    let tip_now = self.chain.tip().await.ok().map(|t| t.height);
+                    if let Some(tip_now) = tip_now {
+                        let steps = swaps.into_iter().map(|(id, at)| self.on_accepted(id, at, tip_now));
+                        for r in futures::future::join_all(steps).await {
+                            if let Err(e) = r {
                                 tracing::warn!(error = %e, "handling a Lightning event");
                             }
                         }
-                        if let Err(e) = self.publish_pending().await {
-                            tracing::warn!(error = %e, "publishing HTLCs");
-                        }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "Lightning events lagged; ticking");
-                        last_tick = Instant::now() - IDLE_TICK;
+                    if let Err(e) = self.publish_pending().await {
+                        tracing::warn!(error = %e, "publishing HTLCs");
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        events = self.ln.subscribe();
-                        tokio::time::sleep(TIP_POLL).await;
-                    }
-                },
+                }
                 _ = poll.tick() => {
                     let now_tip = self.chain.tip().await.ok().map(|t| t.hash);
                     if now_tip != tip || last_tick.elapsed() >= IDLE_TICK {
@@ -368,15 +395,14 @@ impl LoopOutServer {
         }
     }
 
-    /// Reacts to one Lightning event: an HTLC accepted on a swap's or prepay's hold invoice
-    /// steps that swap now.
-    pub async fn on_ln_event(&self, ev: &LnEvent) -> Result<(), ServerError> {
+    /// The swap whose swap or prepay invoice `ev` reports accepted.
+    fn swap_of_accepted(&self, ev: &LnEvent) -> Option<SwapId> {
         let LnEvent::Invoice {
             payment_hash,
             state: HoldInvoiceState::Accepted { .. },
         } = ev
         else {
-            return Ok(());
+            return None;
         };
         let prepay_of = self
             .prepay_ids
@@ -384,7 +410,20 @@ impl LoopOutServer {
             .unwrap_or_else(|e| e.into_inner())
             .get(payment_hash)
             .copied();
-        let id = prepay_of.unwrap_or_else(|| SwapId::from(*payment_hash));
+        Some(prepay_of.unwrap_or_else(|| SwapId::from(*payment_hash)))
+    }
+
+    /// Reacts to one Lightning event: an HTLC accepted on a swap's or prepay's hold invoice
+    /// steps that swap now (publication follows with [`Self::publish_pending`]).
+    pub async fn on_ln_event(&self, ev: &LnEvent) -> Result<(), ServerError> {
+        let Some(id) = self.swap_of_accepted(ev) else {
+            return Ok(());
+        };
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        self.on_accepted(id, Instant::now(), tip).await
+    }
+
+    async fn on_accepted(&self, id: SwapId, at: Instant, tip: u32) -> Result<(), ServerError> {
         let Some(r) = self.store.get(&id).await? else {
             return Ok(());
         };
@@ -394,10 +433,9 @@ impl LoopOutServer {
         self.accepted_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Instant::now());
+            .insert(id, at);
         let rec: LoopOutRecord =
             serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
         self.step(id, r.version, rec, tip).await
     }
 
