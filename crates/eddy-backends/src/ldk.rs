@@ -123,6 +123,11 @@ pub struct LdkNode {
     send_lock: tokio::sync::Mutex<()>,
 }
 
+/// Resends of a payment whose first attempt failed before anything was sent.
+const SEND_RETRIES: u32 = 30;
+/// Pause between them.
+const SEND_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// How often disconnected channel peers are reconnected.
 const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
@@ -715,11 +720,20 @@ impl LightningNode for LdkNode {
             if let Some(d) = params.max_total_cltv_delta {
                 route.max_total_cltv_expiry_delta = d;
             }
-            s.node
-                .bolt11_payment()
-                .send(&invoice, Some(route))
-                .map(|_| hash)
-                .map_err(refused)
+            // A send that fails before any HTLC leaves (no route now: with many payments
+            // started at once LDK's router picks a first hop that others just filled) is safe
+            // to resend; try again for a few seconds before reporting it.
+            let mut attempt = 0;
+            loop {
+                match s.node.bolt11_payment().send(&invoice, Some(route)) {
+                    Ok(_) => return Ok(hash),
+                    Err(ldk_node::NodeError::PaymentSendingFailed) if attempt < SEND_RETRIES => {
+                        attempt += 1;
+                        std::thread::sleep(SEND_RETRY_PAUSE);
+                    }
+                    Err(e) => return Err(refused(e)),
+                }
+            }
         })
         .await?
     }

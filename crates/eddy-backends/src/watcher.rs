@@ -126,6 +126,7 @@ impl ChainWatcher {
 
     async fn sync_mempool(&mut self, events: &mut Vec<WatchEvent>) -> Result<(), ChainSourceError> {
         let txids: HashSet<Txid> = self.source.mempool_txids().await?.into_iter().collect();
+        let mut new = vec![];
         for txid in &txids {
             if self.mempool_seen.contains(txid) {
                 continue;
@@ -133,12 +134,72 @@ impl ChainWatcher {
             // It may have been mined or replaced since the listing: then skip it.
             if let Some(status) = self.source.transaction(txid).await? {
                 if status.block.is_none() {
-                    self.index.apply_tx(&status.tx, None, events);
+                    new.push(status.tx);
                 }
             }
+        }
+        // Parents before children (the listing has no order): a child spending a watched
+        // output created by its parent in this same pass must see that output watched already.
+        for tx in topological(new) {
+            self.index.apply_tx(&tx, None, events);
         }
         events.extend(self.index.prune_unconfirmed(|t| txids.contains(t)));
         self.mempool_seen = txids;
         Ok(())
+    }
+}
+
+/// `txs` ordered so that every transaction comes after those of `txs` it spends.
+fn topological(txs: Vec<bitcoin::Transaction>) -> Vec<bitcoin::Transaction> {
+    let mut pending: Vec<(Txid, bitcoin::Transaction)> = txs.into_iter().map(|t| (t.compute_txid(), t)).collect();
+    let mut out = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let waiting: HashSet<Txid> = pending.iter().map(|(id, _)| *id).collect();
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, t)| !t.input.iter().any(|i| waiting.contains(&i.previous_output.txid)));
+        if ready.is_empty() {
+            // A cycle cannot happen between valid transactions; keep the rest as listed.
+            out.extend(rest.into_iter().map(|(_, t)| t));
+            break;
+        }
+        out.extend(ready.into_iter().map(|(_, t)| t));
+        pending = rest;
+    }
+    out
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Witness};
+
+    fn tx(spends: Option<Txid>, tag: u8) -> bitcoin::Transaction {
+        bitcoin::Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint {
+                    txid: spends.unwrap_or_else(|| <Txid as bitcoin::hashes::Hash>::from_byte_array([tag; 32])),
+                    vout: 0,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::MAX,
+                witness: Witness::new(),
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(1000 + u64::from(tag)),
+                script_pubkey: ScriptBuf::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn parents_come_first() {
+        let a = tx(None, 1);
+        let b = tx(Some(a.compute_txid()), 2);
+        let c = tx(Some(b.compute_txid()), 3);
+        let ordered = topological(vec![c.clone(), b.clone(), a.clone()]);
+        assert_eq!(ordered, vec![a, b, c]);
     }
 }

@@ -101,8 +101,12 @@ fn rounds_on(net: &Swapnet, concurrent: usize, rounds: usize, extra_channels: us
             // The client engine retries what it must (as its daemon would).
             net.rt.block_on(net.client.tick())?;
             if Instant::now() > deadline {
+                let mut states = std::collections::BTreeMap::<String, usize>::new();
+                for (r, _) in net.rt.block_on(net.client.list())? {
+                    *states.entry(r.state_name).or_default() += 1;
+                }
                 return Err(anyhow!(
-                    "only {} of {concurrent} HTLCs published",
+                    "only {} of {concurrent} HTLCs published; client swaps: {states:?}",
                     net.server.metrics().publish_latencies().len() - before
                 ));
             }

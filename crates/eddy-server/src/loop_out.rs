@@ -342,11 +342,15 @@ impl LoopOutServer {
         let mut poll = tokio::time::interval(TIP_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = Instant::now() - IDLE_TICK;
+        let mut ticking: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         forward.abort();
+                        if let Some(t) = ticking {
+                            let _ = t.await;
+                        }
                         return;
                     }
                 }
@@ -372,8 +376,12 @@ impl LoopOutServer {
                     if let Some(tip_now) = tip_now {
                         let steps = swaps.into_iter().map(|(id, at)| self.on_accepted(id, at, tip_now));
                         for r in futures::future::join_all(steps).await {
-                            if let Err(e) = r {
-                                tracing::warn!(error = %e, "handling a Lightning event");
+                            match r {
+                                Ok(()) => {}
+                                Err(ServerError::Store(StoreError::Conflict { .. })) => {
+                                    tracing::debug!("event raced an engine pass; retried next pass");
+                                }
+                                Err(e) => tracing::warn!(error = %e, "handling a Lightning event"),
                             }
                         }
                     }
@@ -382,13 +390,26 @@ impl LoopOutServer {
                     }
                 }
                 _ = poll.tick() => {
+                    // A full pass runs beside event handling (it can take a while with many
+                    // swaps); both persist with version checks, so a swap stepped by both is
+                    // written once and the other retries on its next pass.
+                    if ticking.as_ref().is_some_and(|h| !h.is_finished()) {
+                        continue;
+                    }
                     let now_tip = self.chain.tip().await.ok().map(|t| t.hash);
                     if now_tip != tip || last_tick.elapsed() >= IDLE_TICK {
                         tip = now_tip;
                         last_tick = Instant::now();
-                        if let Err(e) = self.tick().await {
-                            tracing::warn!(error = %e, "engine pass");
-                        }
+                        let me = self.clone();
+                        ticking = Some(tokio::spawn(async move {
+                            match me.tick().await {
+                                Ok(()) => {}
+                                Err(ServerError::Store(StoreError::Conflict { .. })) => {
+                                    tracing::debug!("engine pass raced an event; retried next pass");
+                                }
+                                Err(e) => tracing::warn!(error = %e, "engine pass"),
+                            }
+                        }));
                     }
                 }
             }

@@ -115,14 +115,15 @@ impl SwapWallet {
     /// The coins spendable now, given what the watcher saw of the wallet's script.
     pub fn coins(&self, seen: &WatchStatus) -> Vec<Coin> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget our transactions once the watcher shows them (their outputs or spends).
-        let seen_txids: HashSet<Txid> = seen
-            .fundings
-            .iter()
-            .map(|f| f.outpoint.txid)
-            .chain(seen.spends.iter().map(|s| s.txid))
-            .collect();
-        pending.retain(|tx| !seen_txids.contains(&tx.compute_txid()));
+        // Forget our transactions once the watcher shows each of their inputs spent by them
+        // (seeing only their outputs is not enough: the inputs would look unspent).
+        let seen_spends: HashSet<(OutPoint, Txid)> = seen.spends.iter().map(|s| (s.outpoint, s.txid)).collect();
+        pending.retain(|tx| {
+            let txid = tx.compute_txid();
+            !tx.input
+                .iter()
+                .all(|i| seen_spends.contains(&(i.previous_output, txid)))
+        });
         // Our transactions: spenders of wallet coins (seen or pending).
         let mut ours: HashMap<Txid, Vec<OutPoint>> = HashMap::new();
         for s in &seen.spends {
