@@ -36,10 +36,12 @@ fn create(net: &Swapnet, c: &Client, amount: Amount) -> (SwapId, Htlc) {
     let quote = net.server.quote_in(amount).expect("quote");
     let invoice = net
         .rt
-        .block_on(
-            net.client_ln
-                .create_invoice(&c.preimage, quote.invoice_amount.to_sat() * 1000, 3600, "eddy loop-in"),
-        )
+        .block_on(net.client_ln.create_invoice(
+            &c.preimage,
+            quote.invoice_amount.to_sat() * 1000,
+            2 * eddy_core::validate::MIN_LOOP_IN_INVOICE_REMAINING_SECS as u32,
+            "eddy loop-in",
+        ))
         .expect("invoice");
     let offer = net
         .rt
