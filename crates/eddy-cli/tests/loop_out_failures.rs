@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bitcoin::{Amount, Network};
-use eddy::demo::{swapnet, Swapnet};
+use eddy::demo::{in_process, swapnet, Swapnet};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::LightningNode;
 use eddy_client::{ClientError, SwapServerApi};
@@ -169,6 +169,77 @@ fn server_never_publishes_client_gets_everything_back() {
         );
         net.mine(5).expect("mine");
     }
+    net.stop().expect("stop");
+}
+
+/// A server that locks less than the amount in the HTLC (here the test plays it: the engine
+/// never publishes and 1,000 sat less lands on the swap address): the client refuses to reveal
+/// its preimage, its payments fail back at the server node's deadline, and its channel balance
+/// ends exactly as before, prepay included. The short output stays unspent.
+#[test]
+fn htlc_below_the_amount_is_never_claimed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let amount = Amount::from_sat(100_000);
+    let id = net.rt.block_on(net.client.loop_out(amount, dest)).expect("loop-out");
+    let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    let short = net
+        .lab
+        .chain
+        .fund(&address, amount - Amount::from_sat(1_000))
+        .expect("fund");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.client.tick()).expect("client tick");
+    let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert_eq!(rec.state, State::Failed(FailReason::HtlcUnderpaid));
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let balance = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+        if balance == before {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "balance {balance} (before {before})"
+        );
+        net.mine(5).expect("mine");
+    }
+    let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert!(rec.claim.is_none(), "nothing revealed");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&short))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    let vout = tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == address.script_pubkey())
+        .expect("HTLC output");
+    let out = net
+        .lab
+        .chain
+        .rpc::<serde_json::Value>("gettxout", serde_json::json!([short.to_string(), vout]))
+        .expect("gettxout");
+    assert_eq!(
+        out["value"],
+        serde_json::json!(0.00099),
+        "the short HTLC output is still unspent"
+    );
     net.stop().expect("stop");
 }
 
