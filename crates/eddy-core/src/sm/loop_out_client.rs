@@ -51,7 +51,9 @@ pub enum FailReason {
     OfferRejected,
     /// The Lightning payment failed (no route, or failed back by the server).
     PaymentFailed,
-    /// The server's HTLC pays less than the amount; not claimed.
+    /// The server's HTLC pays less than the amount; not claimed. (No longer produced: a short
+    /// output is ignored while the client waits for one that pays the amount; kept so stored
+    /// records still read.)
     HtlcUnderpaid,
     /// The claim would not be worth it (or came too late); the preimage stays secret and the
     /// payment fails back.
@@ -186,7 +188,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             (S::Failed(FailReason::PaymentFailed), vec![])
         }
         (
-            S::OfferAccepted | S::Paying | S::HtlcConfirming { .. },
+            state @ (S::OfferAccepted | S::Paying | S::HtlcConfirming { .. }),
             Event::HtlcSeen {
                 outpoint,
                 value,
@@ -196,7 +198,10 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             },
         ) => {
             if *value < terms.amount {
-                return (S::Failed(FailReason::HtlcUnderpaid), vec![]);
+                // Never claimed. Not a failure either: anyone can pay the address, and failing
+                // on a stranger's dust would let them grief the swap. Wait for an output that
+                // pays the amount; without one the payments fail back.
+                return (state, vec![]);
             }
             let confirming = S::HtlcConfirming {
                 outpoint: *outpoint,
@@ -366,10 +371,7 @@ mod tests {
             height: 420,
             decision: Ok(()),
         };
-        assert_eq!(
-            transition(&t, State::Paying, &under).0,
-            State::Failed(FailReason::HtlcUnderpaid)
-        );
+        assert_eq!(transition(&t, State::Paying, &under), (State::Paying, vec![]));
         let late = Event::HtlcSeen {
             outpoint: op(),
             value: t.amount,
