@@ -13,15 +13,23 @@ fn main() -> anyhow::Result<()> {
     let warm_runs = if std::env::args().any(|a| a == "--bench") { 8 } else { 1 };
     let dir = tempfile::tempdir()?;
     let net = eddy::demo::swapnet(dir.path(), None, &|_| {})?;
-    let first = net.loop_out(Amount::from_sat(100_000), &|_| {})?;
-    let mut times = vec![];
-    let mut last = first.clone();
-    for _ in 0..warm_runs {
-        let r = net.loop_out(Amount::from_sat(100_000), &|_| {})?;
-        times.push(r.elapsed.as_secs_f64());
-        last = r;
+    let run = || -> anyhow::Result<_> {
+        let first = net.loop_out(Amount::from_sat(40_000), &|_| {})?;
+        let mut times = vec![];
+        let mut last = first.clone();
+        for _ in 0..warm_runs {
+            let r = net.loop_out(Amount::from_sat(40_000), &|_| {})?;
+            times.push(r.elapsed.as_secs_f64());
+            last = r;
+        }
+        Ok((first, times, last))
+    };
+    let result = run();
+    if let Err(e) = &result {
+        eprintln!("loop_out bench: {e:#}");
     }
     net.stop()?;
+    let (first, mut times, last) = result?;
     times.sort_by(f64::total_cmp);
     println!(
         "{{\"bench\":\"loop_out\",\"first_swap_wall_s\":{:.3},\"steady_runs\":{warm_runs},\"wall_s_min\":{:.3},\"wall_s_median\":{:.3},\"wall_s_max\":{:.3},\
