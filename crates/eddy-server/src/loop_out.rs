@@ -835,24 +835,29 @@ impl LoopOutServer {
             return Err(backend(e));
         }
         tracing::info!(%txid, htlcs = batch.len(), "HTLCs published");
-        let mut first_err = None;
-        for (vout, (id, mut version, mut rec)) in batch.into_iter().enumerate() {
-            rec.funding = Some(OutPoint {
-                txid,
-                vout: vout as u32,
-            });
-            let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        for (id, _, _) in &batch {
+            let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
             if let Some(t) = accepted {
                 self.metrics.publish_latency(t.elapsed());
             }
-            if let Err(e) = self
-                .apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid }, tip)
-                .await
-            {
-                first_err.get_or_insert(e);
-            }
         }
-        first_err.map_or(Ok(()), Err)
+        // Record each publication and settle each prepay, all swaps at once.
+        let steps = batch
+            .into_iter()
+            .enumerate()
+            .map(|(vout, (id, mut version, mut rec))| async move {
+                rec.funding = Some(OutPoint {
+                    txid,
+                    vout: vout as u32,
+                });
+                self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid }, tip)
+                    .await
+            });
+        futures::future::join_all(steps)
+            .await
+            .into_iter()
+            .find(Result::is_err)
+            .unwrap_or(Ok(()))
     }
 
     async fn status(&self, id: &SwapId) -> WatchStatus {
