@@ -48,6 +48,38 @@ impl SwapServerApi for InProcess {
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
         self.0.cosign_claim(id, nonce, tx).await.map_err(|e| e.to_string())
     }
+
+    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
+        self.0.quote_in(amount).map(|q| q.swap_fee).map_err(|e| e.to_string())
+    }
+
+    async fn loop_in(
+        &self,
+        req: &eddy_core::validate::LoopInCreate,
+    ) -> Result<eddy_core::validate::LoopInOffer, String> {
+        self.0.create_loop_in(req).await.map_err(|e| e.to_string())
+    }
+
+    async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
+        match self.0.swap(id).await {
+            Ok((_, r)) => Ok(eddy_store::state_name(&r.state)),
+            Err(_) => self
+                .0
+                .loop_in(id)
+                .await
+                .map(|(_, r)| eddy_store::state_name(&r.state))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn cosign_refund(
+        &self,
+        id: &SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        self.0.cosign_refund(id, nonce, tx).await.map_err(|e| e.to_string())
+    }
 }
 
 /// What a demo loop-out did.

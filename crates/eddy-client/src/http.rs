@@ -111,4 +111,67 @@ impl SwapServerApi for HttpSwapServer {
             _ => Err("unreadable co-signature".into()),
         }
     }
+
+    async fn loop_in_fee(&self, amount: bitcoin::Amount) -> Result<bitcoin::Amount, String> {
+        let v = self
+            .get_json(&format!("{}/v1/quote/loop-in?amount={}", self.base, amount.to_sat()))
+            .await?;
+        v["swap_fee_sat"]
+            .as_u64()
+            .map(bitcoin::Amount::from_sat)
+            .ok_or_else(|| "unreadable quote".into())
+    }
+
+    async fn loop_in(
+        &self,
+        req: &eddy_core::validate::LoopInCreate,
+    ) -> Result<eddy_core::validate::LoopInOffer, String> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/loop-in", self.base))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json().await.map_err(|e| format!("unreadable offer: {e}"))
+    }
+
+    async fn swap_state(&self, id: &eddy_core::types::SwapId) -> Result<String, String> {
+        let v = self.get_json(&format!("{}/v1/swaps/{id}", self.base)).await?;
+        v["state"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "unreadable status".into())
+    }
+
+    async fn cosign_refund(
+        &self,
+        id: &eddy_core::types::SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        use bitcoin::hex::{DisplayHex, FromHex};
+        let resp = self
+            .http
+            .post(format!("{}/v1/swaps/{id}/refund-cosign", self.base))
+            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        let n = v["nonce"]
+            .as_str()
+            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
+        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
+        match (n, p) {
+            (Some(n), Some(p)) => Ok((n, p)),
+            _ => Err("unreadable co-signature".into()),
+        }
+    }
 }

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod loop_in;
 pub mod loop_out;
 
 use async_trait::async_trait;
@@ -35,6 +36,35 @@ pub trait SwapServerApi: Send + Sync {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String>;
+
+    /// The server's fee for a loop-in of `amount`.
+    async fn loop_in_fee(&self, _amount: bitcoin::Amount) -> Result<bitcoin::Amount, String> {
+        Err("this server adapter does not do loop-in".into())
+    }
+
+    /// Asks for a loop-in: the HTLC to fund.
+    async fn loop_in(
+        &self,
+        _req: &eddy_core::validate::LoopInCreate,
+    ) -> Result<eddy_core::validate::LoopInOffer, String> {
+        Err("this server adapter does not do loop-in".into())
+    }
+
+    /// The server's state name for a swap (`refundable` tells a loop-in client to refund).
+    async fn swap_state(&self, _id: &eddy_core::types::SwapId) -> Result<String, String> {
+        Err("this server adapter does not report swap states".into())
+    }
+
+    /// Asks the server to co-sign a loop-in's cooperative refund: our nonce and the unsigned
+    /// refund in, its nonce and partial signature out.
+    async fn cosign_refund(
+        &self,
+        _id: &eddy_core::types::SwapId,
+        _nonce: &eddy_core::musig::PubNonceBytes,
+        _tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        Err("this server adapter does not co-sign refunds".into())
+    }
 }
 
 pub use http::HttpSwapServer;

@@ -513,6 +513,18 @@ pub fn validate_loop_in_request(
     Ok(ValidatedLoopIn { invoice: facts, quote })
 }
 
+/// What a client sends the server to start a loop-in (the wire body of `POST /v1/loop-in`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopInCreate {
+    /// HTLC amount the client will fund.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub amount: Amount,
+    /// The client's invoice for `amount − fee` (its hash is the swap's).
+    pub invoice: String,
+    /// The client's refund key.
+    pub refund_key: PublicKey,
+}
+
 /// The server's answer to a loop-in request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoopInOffer {

@@ -33,16 +33,7 @@ pub const LOOP_IN_FUNDING_CONFS: u32 = 1;
 const ROUTING_FEE_SHARE_PPM: u64 = 500_000;
 
 /// A loop-in request (the wire body of `POST /v1/loop-in`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoopInCreate {
-    /// HTLC amount the client will fund, sat.
-    #[serde(with = "bitcoin::amount::serde::as_sat")]
-    pub amount: Amount,
-    /// The client's invoice for `amount − fee` (its hash is the swap's).
-    pub invoice: String,
-    /// The client's refund key.
-    pub refund_key: bitcoin::secp256k1::PublicKey,
-}
+pub use eddy_core::validate::LoopInCreate;
 
 /// The claim, once started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,7 +408,11 @@ impl LoopOutServer {
                     outgoing_channel: None,
                     max_total_cltv_delta: Some(max_cltv_expiry.saturating_sub(tip)),
                 };
-                self.ln().pay_invoice(&rec.invoice, &params).await.map_err(backend)?;
+                // A refused send leaves the payment failed (or unknown) in the node: the next
+                // step reads that and makes the swap refundable (or pays again).
+                if let Err(e) = self.ln().pay_invoice(&rec.invoice, &params).await {
+                    tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
+                }
                 Ok(())
             }
             Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,

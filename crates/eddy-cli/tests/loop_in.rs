@@ -1,0 +1,209 @@
+//! Loop-in end to end with both engines on the devnet and real LDK nodes: the client funds the
+//! HTLC from its node's wallet, the server pays the client's invoice and claims; and when the
+//! server's payment fails, the client's cooperative refund confirms in the very next block.
+//! Exact money in both.
+
+use bitcoin::{Amount, Network};
+use eddy::demo::{in_process, swapnet, Swapnet};
+use eddy_backends::LightningNode;
+use eddy_client::loop_in::{LoopInClient, LoopInOptions};
+use eddy_client::ClientConfig;
+use eddy_core::sm::loop_in_client::State;
+use eddy_core::sm::loop_in_server::{RefundReason, State as ServerState};
+use eddy_core::types::SwapId;
+use eddy_core::validate::LoopOutLimits;
+
+fn loop_in_client(net: &Swapnet) -> LoopInClient {
+    let api = in_process()(net.server.clone(), net.server_ln.clone());
+    net.rt
+        .block_on(LoopInClient::new(
+            ClientConfig {
+                network: Network::Regtest,
+                limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
+                max_miner_fee: Amount::from_sat(5_000),
+                max_routing_fee: Amount::from_sat(100),
+                conf_target: 6,
+                htlc_confs: 1,
+            },
+            net.client_ln.clone(),
+            net.chain.clone(),
+            net.client_store.clone(),
+            api,
+            eddy_store::SeedKeys::load_or_create(&net.dir, eddy_client::SEED_FILE).expect("seed"),
+        ))
+        .expect("loop-in client")
+}
+
+/// Gives the client node 300,000 sat on-chain.
+fn fund_client(net: &Swapnet) -> u64 {
+    let addr = net.rt.block_on(net.client_ln.new_address()).expect("address");
+    net.lab.chain.fund(&addr, Amount::from_sat(300_000)).expect("fund");
+    net.mine(1).expect("mine");
+    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
+        let _ = net.client_ln.ldk().sync_wallets();
+        net.client_ln.ldk().list_balances().spendable_onchain_balance_sats > 0
+    })
+    .expect("funded");
+    net.client_ln.ldk().list_balances().total_onchain_balance_sats
+}
+
+fn onchain(net: &Swapnet) -> u64 {
+    let _ = net.client_ln.ldk().sync_wallets();
+    net.client_ln.ldk().list_balances().total_onchain_balance_sats
+}
+
+#[test]
+fn loop_in_funds_gets_paid_and_the_server_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let chain0 = fund_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    // 90,000 on-chain; fee 1,000 + 0.5 % = 1,450; the client's invoice asks 88,550.
+    let amount = Amount::from_sat(90_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Funding { txid: funding_txid } = rec.state else {
+        panic!("funded at once: {:?}", rec.state)
+    };
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
+        let s = net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state;
+        if c == State::Succeeded && s == ServerState::Succeeded {
+            break;
+        }
+        assert!(!matches!(c, State::Refunding { .. } | State::Failed(_)), "{c:?}");
+        if matches!(c, State::Funding { .. }) || matches!(s, ServerState::Claiming { .. }) {
+            net.mine(1).expect("mine");
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {s:?}");
+    }
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let claim = net
+        .rt
+        .block_on(net.chain.transaction(&srec.claim.expect("claim").txid))
+        .expect("rpc")
+        .expect("claim")
+        .tx;
+    let claim_fee = amount - claim.output[0].value;
+    eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats == ln0 + 88_550
+            && onchain(&net) == chain0 - 90_000 - funding_fee
+    })
+    .expect("the client paid exactly the HTLC and its funding fee and received amount − fee");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet0 + amount - claim_fee
+    );
+    net.stop().expect("stop");
+}
+
+#[test]
+fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let chain0 = fund_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    // 150,000: the server's payment of 148,250 cannot reach the client (the client accepted
+    // the channel: LDK lets at most 10 % of it, 100,000, be in flight towards it).
+    let amount = Amount::from_sat(150_000);
+    let id: SwapId = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Funding { txid: funding_txid } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    // The server sees the funding, tries to pay, fails; it then co-signs at once.
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        if net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state
+            == ServerState::Refundable(RefundReason::PaymentFailed)
+        {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let failed_at = net.lab.chain.tip().expect("tip").0;
+    net.rt.block_on(client.tick()).expect("client tick");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Refunding {
+        refund_txid: Some(refund_txid),
+        ..
+    } = rec.state
+    else {
+        panic!("refund broadcast at once: {:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    let refund = net
+        .rt
+        .block_on(net.chain.transaction(&refund_txid))
+        .expect("rpc")
+        .expect("refund");
+    assert_eq!(
+        refund.block.map(|b| b.height),
+        Some(failed_at + 1),
+        "confirmed in the next block"
+    );
+    assert_eq!(refund.tx.input[0].witness.len(), 1, "MuSig2 key path");
+    // Final after a few confirmations.
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(client.tick()).expect("client tick");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
+        if matches!(c, State::Refunded { .. }) {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{c:?}");
+        net.mine(1).expect("mine");
+    }
+    assert_eq!(
+        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        ServerState::Refunded
+    );
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    let refund_fee = amount.to_sat() - refund.tx.output[0].value.to_sat();
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("back but for the two fees");
+    assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, ln0);
+    net.stop().expect("stop");
+}

@@ -1,0 +1,547 @@
+//! The loop-in client engine. A swap is one [`ClientLoopIn`] record: our invoice (its preimage
+//! stays in the node), the validated offer, the HTLC rebuilt from our own data, and the state.
+//! The offer is persisted before the funding, and funding first looks for an existing output
+//! paying the HTLC, so a crash between the two never funds twice. When the server reports the
+//! swap failed, the refund is cooperative (MuSig2 key path co-signed by the server) in the next
+//! block; without the server, the timeout path after `E`, bumped every block.
+
+use std::sync::Arc;
+
+use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
+use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_core::constants::{loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
+use eddy_core::fees::{next_sweep_fee_rate, sweep_conf_target, SweepStep};
+use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
+use eddy_core::musig::Signer;
+use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
+use eddy_core::types::{Preimage, SwapId};
+use eddy_core::validate::{validate_loop_in_offer, LoopInCreate, LoopInOffer, MIN_LOOP_IN_INVOICE_REMAINING_SECS};
+use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::{ClientConfig, ClientError, SwapServerApi};
+
+const KEY_PURPOSE: &str = "loop-in-refund";
+
+/// Per-swap settings of a loop-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopInOptions {
+    /// Most the server's fee may be (sat); default: the engine's `max_swap_fee`.
+    pub max_swap_fee: Option<u64>,
+    /// Confirmation target of the funding and refunds.
+    pub conf_target: Option<u16>,
+    /// Do not fund from the node's wallet: the user pays the HTLC address from elsewhere.
+    pub external: bool,
+}
+
+/// A refund, once started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InRefund {
+    /// Every refund broadcast.
+    pub all: Vec<Txid>,
+    /// The fee of each of `all`.
+    pub fees: Vec<Amount>,
+    /// Fee rate of the last (sat/kWU).
+    pub fee_rate_kwu: u64,
+    /// Tip when last built.
+    pub height: u32,
+}
+
+/// One client loop-in as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientLoopIn {
+    /// Our invoice (amount − fee).
+    pub invoice: String,
+    /// The validated offer.
+    pub offer: LoopInOffer,
+    /// The HTLC, rebuilt from our data.
+    pub htlc: HtlcParams,
+    /// The state machine's terms.
+    pub terms: Terms,
+    /// Settings.
+    pub options: LoopInOptions,
+    /// Where refunds pay (fixed before first use).
+    pub refund_to: Option<ScriptBuf>,
+    /// The refund.
+    pub refund: Option<InRefund>,
+    /// The state machine's state.
+    pub state: State,
+}
+
+/// The loop-in client engine.
+pub struct LoopInClient {
+    cfg: ClientConfig,
+    ln: Arc<dyn LightningNode>,
+    chain: Arc<dyn ChainSource>,
+    store: Arc<dyn SwapStore>,
+    server: Arc<dyn SwapServerApi>,
+    keys: SeedKeys,
+    watcher: Mutex<ChainWatcher>,
+}
+
+fn backend(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Backend(e.to_string())
+}
+
+impl LoopInClient {
+    /// Starts the engine; the watcher rescans from the oldest active loop-in.
+    pub async fn new(
+        cfg: ClientConfig,
+        ln: Arc<dyn LightningNode>,
+        chain: Arc<dyn ChainSource>,
+        store: Arc<dyn SwapStore>,
+        server: Arc<dyn SwapServerApi>,
+        keys: SeedKeys,
+    ) -> Result<LoopInClient, ClientError> {
+        let tip = chain.tip().await.map_err(backend)?;
+        let active = Self::active(&*store).await?;
+        let from = active
+            .iter()
+            .map(|(_, _, r)| r.offer.expiry.saturating_sub(MAX_LOOP_IN_EXPIRY_DELTA + 1))
+            .min()
+            .unwrap_or(tip.height)
+            .min(tip.height);
+        let hash = chain
+            .block_hash(from)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| ClientError::Backend(format!("no block at {from}")))?;
+        let mut watcher = ChainWatcher::new(
+            chain.clone(),
+            eddy_backends::BlockRef { height: from, hash },
+            eddy_backends::watcher::DEFAULT_HISTORY,
+        );
+        for (id, _, r) in &active {
+            let htlc = Htlc::new(r.htlc).map_err(backend)?;
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
+        }
+        Ok(LoopInClient {
+            cfg,
+            ln,
+            chain,
+            store,
+            server,
+            keys,
+            watcher: Mutex::new(watcher),
+        })
+    }
+
+    async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopIn)>, ClientError> {
+        let mut out = vec![];
+        for r in store.list(ListFilter::Active).await? {
+            if r.kind != SwapKind::LoopInClient {
+                continue;
+            }
+            let rec: ClientLoopIn =
+                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            out.push((r.id, r.version, rec));
+        }
+        Ok(out)
+    }
+
+    /// A stored loop-in.
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopIn), ClientError> {
+        let r = self.store.get(id).await?.ok_or(ClientError::NotFound(*id))?;
+        if r.kind != SwapKind::LoopInClient {
+            return Err(ClientError::NotFound(*id));
+        }
+        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        Ok((r.version, rec))
+    }
+
+    /// Starts a loop-in of `amount` (the on-chain value): asks the fee, creates our invoice for
+    /// `amount − fee`, asks the server, validates its answer (fee, expiry window, the HTLC
+    /// address rebuilt from our data), persists, then funds from the node's wallet unless
+    /// `options.external`.
+    pub async fn loop_in(&self, amount: Amount, options: LoopInOptions) -> Result<SwapId, ClientError> {
+        let max_fee = options
+            .max_swap_fee
+            .map_or(self.cfg.limits.max_swap_fee, Amount::from_sat);
+        let fee = self.server.loop_in_fee(amount).await.map_err(ClientError::Server)?;
+        if fee > max_fee {
+            return Err(ClientError::OfferRefused(format!(
+                "swap fee {} sat exceeds the limit {} sat",
+                fee.to_sat(),
+                max_fee.to_sat()
+            )));
+        }
+        let preimage = Preimage::random();
+        let hash = preimage.payment_hash();
+        let id = SwapId::from(hash);
+        let invoice = self
+            .ln
+            .create_invoice(
+                &preimage,
+                (amount - fee).to_sat() * 1000,
+                u32::try_from(2 * MIN_LOOP_IN_INVOICE_REMAINING_SECS).unwrap_or(u32::MAX),
+                "eddy loop-in",
+            )
+            .await
+            .map_err(backend)?;
+        let refund_key = self.keys.public(KEY_PURPOSE, &id);
+        let offer = self
+            .server
+            .loop_in(&LoopInCreate {
+                amount,
+                invoice: invoice.bolt11.clone(),
+                refund_key,
+            })
+            .await
+            .map_err(ClientError::Server)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let htlc = validate_loop_in_offer(
+            HtlcKind::P2trIn,
+            hash,
+            refund_key,
+            max_fee,
+            self.cfg.network,
+            &offer,
+            tip,
+        )
+        .map_err(|e| ClientError::OfferRefused(e.to_string()))?;
+        let mut rec = ClientLoopIn {
+            invoice: invoice.bolt11,
+            terms: Terms {
+                amount,
+                expiry: offer.expiry,
+            },
+            offer,
+            htlc: *htlc.params(),
+            options,
+            refund_to: None,
+            refund: None,
+            state: State::Created,
+        };
+        let created = self
+            .store
+            .create(&NewSwap {
+                id,
+                kind: SwapKind::LoopInClient,
+                state_name: state_name(&rec.state),
+                terminal: false,
+                state: serde_json::to_value(&rec).map_err(backend)?,
+                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.terms.expiry}),
+            })
+            .await?;
+        self.watcher
+            .lock()
+            .await
+            .index_mut()
+            .watch_script(swap_watch_id(&id), htlc.script_pubkey());
+        tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.terms.expiry, "loop-in offer validated");
+        let mut version = created.version;
+        self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip)
+            .await?;
+        Ok(id)
+    }
+
+    /// One pass over every active loop-in.
+    pub async fn tick(&self) -> Result<(), ClientError> {
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let mut first = None;
+        for (id, version, rec) in Self::active(&*self.store).await? {
+            if let Err(e) = self.step(id, version, rec, tip).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    async fn status(&self, id: &SwapId) -> WatchStatus {
+        self.watcher
+            .lock()
+            .await
+            .index()
+            .status(swap_watch_id(id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn step(&self, id: SwapId, mut version: i64, mut rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
+        // Persisted but not funded (also after a crash between the two): fund, or adopt.
+        if rec.state == State::Persisted {
+            self.act(id, &mut version, &mut rec, Action::FundHtlc, tip).await?;
+        }
+        let status = self.status(&id).await;
+        if matches!(rec.state, State::Persisted | State::Funding { .. }) {
+            if let Some(f) = status.fundings.iter().find(|f| f.height.is_some()) {
+                let e = Event::FundingConfirmed {
+                    outpoint: f.outpoint,
+                    value: f.value,
+                };
+                self.apply(id, &mut version, &mut rec, e, tip).await?;
+            }
+        }
+        if matches!(
+            rec.state,
+            State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
+        ) {
+            if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
+                self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, tip)
+                    .await?;
+            }
+        }
+        if let State::Funded { .. } = rec.state {
+            if let Ok(s) = self.server.swap_state(&id).await {
+                if s == "refundable" {
+                    self.apply(id, &mut version, &mut rec, Event::SwapFailed, tip).await?;
+                }
+            }
+        }
+        // Spends of the HTLC: our refund, or the server's claim.
+        let fundings: Vec<OutPoint> = status.fundings.iter().map(|f| f.outpoint).collect();
+        for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
+            let ours = rec.refund.as_ref().is_some_and(|r| r.all.contains(&s.txid));
+            if ours {
+                let confs = WatchStatus::confirmations(s.height, tip);
+                let e = Event::RefundConfirmed { txid: s.txid, confs };
+                self.apply(id, &mut version, &mut rec, e, tip).await?;
+            } else if s.height.is_some() {
+                self.apply(id, &mut version, &mut rec, Event::ServerClaimed, tip)
+                    .await?;
+            }
+        }
+        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
+            .await
+    }
+
+    async fn apply(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        event: Event,
+        tip: u32,
+    ) -> Result<(), ClientError> {
+        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
+        if next == rec.state && actions.is_empty() {
+            return Ok(());
+        }
+        let changed = next != rec.state;
+        rec.state = next;
+        if changed {
+            let ev = event_json(&event);
+            self.persist(id, version, rec, ev.clone()).await?;
+            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-in transition");
+        }
+        for a in actions {
+            Box::pin(self.act(id, version, rec, a, tip)).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &ClientLoopIn,
+        event: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .store
+            .transition(
+                &id,
+                *version,
+                &StateUpdate {
+                    state_name: state_name(&rec.state),
+                    terminal: rec.state.is_terminal(),
+                    state: serde_json::to_value(rec).map_err(backend)?,
+                    event,
+                },
+            )
+            .await?;
+        *version = r.version;
+        Ok(())
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        action: Action,
+        tip: u32,
+    ) -> Result<(), ClientError> {
+        match action {
+            Action::FundHtlc => {
+                if rec.state != State::Persisted || rec.options.external {
+                    return Ok(());
+                }
+                // Never twice: an output paying the HTLC (ours from before a crash, or the
+                // user's) is adopted.
+                self.watcher.lock().await.sync().await.map_err(backend)?;
+                let existing = self.status(&id).await.fundings.first().map(|f| f.outpoint.txid);
+                let txid = match existing {
+                    Some(t) => t,
+                    None => {
+                        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+                        let rate = self
+                            .chain
+                            .fee_rate(rec.options.conf_target.unwrap_or(self.cfg.conf_target))
+                            .await
+                            .map_err(backend)?;
+                        self.ln
+                            .send_outputs(&[(htlc.script_pubkey(), rec.terms.amount)], rate)
+                            .await
+                            .map_err(backend)?
+                            .compute_txid()
+                    }
+                };
+                Box::pin(self.apply(id, version, rec, Event::FundingBroadcast { txid }, tip)).await
+            }
+            Action::RequestCooperativeRefund => self.refund(id, version, rec, tip, true).await,
+            Action::BroadcastTimeoutRefund => self.refund(id, version, rec, tip, false).await,
+        }
+    }
+
+    async fn refund(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        tip: u32,
+        cooperative: bool,
+    ) -> Result<(), ClientError> {
+        let State::Refunding { outpoint, .. } = rec.state else {
+            return Ok(());
+        };
+        let status = self.status(&id).await;
+        if status
+            .spends
+            .iter()
+            .any(|s| s.outpoint == outpoint && s.height.is_some())
+        {
+            return Ok(());
+        }
+        if rec.refund.as_ref().is_some_and(|r| r.height == tip) {
+            return Ok(());
+        }
+        let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
+            return Ok(());
+        };
+        if cooperative {
+            // Our invoice must not be payable once we take the coins back.
+            let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+        }
+        if rec.refund_to.is_none() {
+            rec.refund_to = Some(self.ln.new_address().await.map_err(backend)?.script_pubkey());
+            self.persist(id, version, rec, json!({"event": "refund_address"}))
+                .await?;
+        }
+        let dest = rec
+            .refund_to
+            .clone()
+            .ok_or_else(|| ClientError::Backend("no refund address".into()))?;
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let path = if cooperative {
+            SpendPath::Cooperative
+        } else {
+            SpendPath::Refund
+        };
+        let input = HtlcInput {
+            outpoint,
+            value,
+            htlc: htlc.clone(),
+            path,
+        };
+        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
+        let blocks_left = loop_in_max_payment_cltv(rec.terms.expiry).saturating_sub(tip);
+        let conf_target = rec.options.conf_target.unwrap_or(self.cfg.conf_target);
+        let estimate = self
+            .chain
+            .fee_rate(sweep_conf_target(blocks_left, conf_target))
+            .await
+            .map_err(backend)?;
+        let rate = next_sweep_fee_rate(&SweepStep {
+            estimate,
+            previous: rec
+                .refund
+                .as_ref()
+                .map(|r| bitcoin::FeeRate::from_sat_per_kwu(r.fee_rate_kwu)),
+            blocks_left: u32::MAX,
+            weight: probe.predicted_weight,
+            value,
+            max_fee: self.cfg.max_miner_fee.max(value / 20),
+            dust: dest.minimal_non_dust(),
+        });
+        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
+        let key = self.keys.secret(KEY_PURPOSE, &id);
+        let signed: SignedSpend = if cooperative {
+            let Htlc::Taproot(taproot) = &htlc else {
+                return Ok(());
+            };
+            let msg = spend.sighash(0).map_err(backend)?;
+            let mut signer = Signer::new(taproot, &key, msg, &id.0).map_err(backend)?;
+            let (their_nonce, their_partial) =
+                match self.server.cosign_refund(&id, &signer.public_nonce(), &spend.tx).await {
+                    Ok(x) => x,
+                    // Not now (or never): the next block asks again, `E` brings the timeout path.
+                    Err(e) => {
+                        tracing::warn!(swap = %id, error = %e, "cooperative refund refused");
+                        return Ok(());
+                    }
+                };
+            let ours = signer.sign(&their_nonce).map_err(backend)?;
+            let sig = signer.aggregate(&their_nonce, &ours, &their_partial).map_err(backend)?;
+            spend.set_cooperative_signature(0, sig).map_err(backend)?;
+            spend.finalize().map_err(backend)?
+        } else {
+            spend.sign(0, &key).map_err(backend)?;
+            spend.finalize().map_err(backend)?
+        };
+        let txid = signed.tx.compute_txid();
+        let mut info = rec.refund.clone().unwrap_or(InRefund {
+            all: vec![],
+            fees: vec![],
+            fee_rate_kwu: 0,
+            height: tip,
+        });
+        info.height = tip;
+        info.fee_rate_kwu = rate.to_sat_per_kwu();
+        if !info.all.contains(&txid) {
+            info.all.push(txid);
+            info.fees.push(signed.fee);
+        }
+        rec.refund = Some(info);
+        // Persist the refund before broadcasting it, so its confirmations are recognised.
+        self.persist(
+            id,
+            version,
+            rec,
+            json!({"event": "refund_built", "txid": txid.to_string(), "cooperative": cooperative}),
+        )
+        .await?;
+        match self.chain.broadcast(&signed.tx).await {
+            Ok(_) => {}
+            Err(e) if e.is_missing_inputs() || e.is_non_final() => return Ok(()),
+            Err(e) => return Err(backend(e)),
+        }
+        Box::pin(self.apply(id, version, rec, Event::RefundBroadcast { txid }, tip)).await
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::OfferValidated => json!({"event": "offer_validated"}),
+        Event::OfferRejected => json!({"event": "offer_rejected"}),
+        Event::FundingBroadcast { txid } => json!({"event": "funding_broadcast", "txid": txid.to_string()}),
+        Event::FundingConfirmed { outpoint, value } => {
+            json!({"event": "funding_confirmed", "outpoint": outpoint.to_string(), "value_sat": value.to_sat()})
+        }
+        Event::InvoiceSettled => json!({"event": "invoice_settled"}),
+        Event::SwapFailed => json!({"event": "swap_failed"}),
+        Event::Abandon => json!({"event": "abandon"}),
+        Event::Block { height } => json!({"event": "block", "height": height}),
+        Event::RefundBroadcast { txid } => json!({"event": "refund_broadcast", "txid": txid.to_string()}),
+        Event::RefundConfirmed { txid, confs } => {
+            json!({"event": "refund_confirmed", "txid": txid.to_string(), "confs": confs})
+        }
+        Event::ServerClaimed => json!({"event": "server_claimed"}),
+    }
+}
