@@ -17,6 +17,7 @@ use bitcoin::{Amount, FeeRate, Network, Txid};
 use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
 use eddy_backends::{ChainSource, LightningNode};
+use eddy_client::loop_in::{LoopInClient, LoopInOptions};
 use eddy_client::{ClientConfig, HttpSwapServer, LoopOutClient, SwapServerApi};
 use eddy_core::fees::FeePolicy;
 use eddy_core::sm::{loop_out_client, loop_out_server};
@@ -174,8 +175,10 @@ pub struct Swapnet {
     pub client_ln: Arc<LdkNode>,
     /// The server engine.
     pub server: Arc<LoopOutServer>,
-    /// The client engine.
+    /// The client's loop-out engine.
     pub client: LoopOutClient,
+    /// The client's loop-in engine.
+    pub client_in: LoopInClient,
     /// The client's store.
     pub client_store: Arc<dyn SwapStore>,
     /// The server's HTTP API, when the client talks to it over HTTP.
@@ -209,6 +212,17 @@ fn make_server(
     ))?))
 }
 
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        network: Network::Regtest,
+        limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
+        max_miner_fee: Amount::from_sat(5_000),
+        max_routing_fee: Amount::from_sat(100),
+        conf_target: 6,
+        htlc_confs: 1,
+    }
+}
+
 fn make_client(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
@@ -216,22 +230,25 @@ fn make_client(
     chain: &Arc<dyn ChainSource>,
     store: &Arc<dyn SwapStore>,
     api: Arc<dyn SwapServerApi>,
-) -> anyhow::Result<LoopOutClient> {
-    Ok(rt.block_on(LoopOutClient::new(
-        ClientConfig {
-            network: Network::Regtest,
-            limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
-            max_miner_fee: Amount::from_sat(5_000),
-            max_routing_fee: Amount::from_sat(100),
-            conf_target: 6,
-            htlc_confs: 1,
-        },
+) -> anyhow::Result<(LoopOutClient, LoopInClient)> {
+    let keys = SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?;
+    let out = rt.block_on(LoopOutClient::new(
+        client_config(),
+        ln.clone(),
+        chain.clone(),
+        store.clone(),
+        api.clone(),
+        keys,
+    ))?;
+    let inn = rt.block_on(LoopInClient::new(
+        client_config(),
         ln.clone(),
         chain.clone(),
         store.clone(),
         api,
         SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?,
-    ))?)
+    ))?;
+    Ok((out, inn))
 }
 
 fn start_http(
@@ -327,7 +344,7 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
             (api, Some(http))
         }
     };
-    let client = make_client(&rt, dir, &client_ln, &chain, &client_store, client_api)?;
+    let (client, client_in) = make_client(&rt, dir, &client_ln, &chain, &client_store, client_api)?;
     // The server funds HTLCs from its own swap wallet.
     lab.chain
         .fund(server.wallet_address(), Amount::from_sat(SWAP_WALLET_FUNDS))?;
@@ -346,6 +363,7 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
         client_ln,
         server,
         client,
+        client_in,
         client_store,
         http,
         server_store,
@@ -361,7 +379,7 @@ impl Swapnet {
         self.server = make_server(&self.rt, &self.dir, &self.server_ln, &self.chain, &self.server_store)?;
         let (api, http) = start_http(&self.rt, &self.server)?;
         self.http = Some(http);
-        self.client = make_client(
+        (self.client, self.client_in) = make_client(
             &self.rt,
             &self.dir,
             &self.client_ln,
@@ -413,6 +431,109 @@ pub fn run_loop_out(dir: &Path, amount: Amount, verbose: bool) -> anyhow::Result
     let report = net.loop_out(amount, &say)?;
     net.stop()?;
     Ok(report)
+}
+
+/// What a demo loop-in did.
+#[derive(Clone, Debug)]
+pub struct LoopInReport {
+    /// The swap.
+    pub swap_id: SwapId,
+    /// HTLC value the client funded.
+    pub amount: Amount,
+    /// The server's fee.
+    pub swap_fee: Amount,
+    /// The funding transaction and its fee (paid by the client's wallet).
+    pub funding: (Txid, Amount),
+    /// The server's claim and its fee.
+    pub claim: (Txid, Amount),
+    /// Client channel balance (sat) before / after.
+    pub client_ln: (u64, u64),
+    /// Client on-chain balance (sat) before / after.
+    pub client_chain: (u64, u64),
+    /// Server swap wallet (sat) before / after.
+    pub server_chain: (u64, u64),
+    /// Blocks mined.
+    pub blocks: u32,
+    /// Wall time from the request to both sides done.
+    pub elapsed: Duration,
+}
+
+impl Swapnet {
+    /// Runs one loop-in of `amount` from the client node's wallet, mining blocks as soon as the
+    /// swap needs one, and reports what happened.
+    pub fn loop_in(&self, amount: Amount) -> anyhow::Result<LoopInReport> {
+        use eddy_core::sm::{loop_in_client as lic, loop_in_server as lis};
+        let bal = |n: &LdkNode| {
+            let _ = n.ldk().sync_wallets();
+            balances(n)
+        };
+        let (ln0, chain0) = bal(&self.client_ln);
+        let wallet0 = self.rt.block_on(self.server.wallet_balance()).spendable.to_sat();
+        let t0 = Instant::now();
+        let id = self
+            .rt
+            .block_on(self.client_in.loop_in(amount, LoopInOptions::default()))?;
+        let mut blocks = 0;
+        loop {
+            self.rt.block_on(self.server.tick())?;
+            self.rt.block_on(self.client_in.tick())?;
+            let (_, c) = self.rt.block_on(self.client_in.swap(&id))?;
+            let (_, s) = self.rt.block_on(self.server.loop_in(&id))?;
+            match (&c.state, &s.state) {
+                (lic::State::Succeeded, lis::State::Succeeded) => break,
+                (lic::State::Refunding { .. } | lic::State::Refunded { .. } | lic::State::Failed(_), _) => {
+                    return Err(anyhow!("the loop-in failed: {:?}", c.state))
+                }
+                (lic::State::Funding { .. }, _) | (_, lis::State::Claiming { .. }) => {
+                    self.mine(1)?;
+                    blocks += 1;
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                return Err(anyhow!("the loop-in did not finish: {:?} / {:?}", c.state, s.state));
+            }
+        }
+        let elapsed = t0.elapsed();
+        let (_, c) = self.rt.block_on(self.client_in.swap(&id))?;
+        let (_, s) = self.rt.block_on(self.server.loop_in(&id))?;
+        let funding_out = s.funding.ok_or_else(|| anyhow!("no funding recorded"))?;
+        let funding_tx = self
+            .rt
+            .block_on(self.chain.transaction(&funding_out.txid))?
+            .ok_or_else(|| anyhow!("funding unknown"))?
+            .tx;
+        let funding_fee = self
+            .rt
+            .block_on(eddy_backends::fee_paid(self.chain.as_ref(), &funding_tx))?;
+        let claim_txid = s.claim.as_ref().map(|c| c.txid).ok_or_else(|| anyhow!("no claim"))?;
+        let claim_tx = self
+            .rt
+            .block_on(self.chain.transaction(&claim_txid))?
+            .ok_or_else(|| anyhow!("claim unknown"))?
+            .tx;
+        let claim_fee = amount - claim_tx.output.iter().map(|o| o.value).sum::<Amount>();
+        let invoice = amount - c.offer.swap_fee;
+        eddy_lab::wait_until("client balances", WAIT, || {
+            let (ln, chain) = bal(&self.client_ln);
+            ln == ln0 + invoice.to_sat() && chain == chain0 - (amount + funding_fee).to_sat()
+        })?;
+        self.rt.block_on(self.server.tick())?;
+        let wallet1 = self.rt.block_on(self.server.wallet_balance()).spendable.to_sat();
+        let (ln1, chain1) = bal(&self.client_ln);
+        Ok(LoopInReport {
+            swap_id: id,
+            amount,
+            swap_fee: c.offer.swap_fee,
+            funding: (funding_out.txid, funding_fee),
+            claim: (claim_txid, claim_fee),
+            client_ln: (ln0, ln1),
+            client_chain: (chain0, chain1),
+            server_chain: (wallet0, wallet1),
+            blocks,
+            elapsed,
+        })
+    }
 }
 
 impl Swapnet {
@@ -575,7 +696,16 @@ pub fn run() -> anyhow::Result<()> {
         "Eddy demo: one loop-out of {} sat on the embedded devnet\n",
         amount.to_sat()
     );
-    let r = run_loop_out(&dir, amount, true)?;
+    let say = |s: String| println!("{s}");
+    let net = swapnet(&dir, None, &say)?;
+    let result = demo_both(&net, amount);
+    net.stop()?;
+    result
+}
+
+fn demo_both(net: &Swapnet, amount: Amount) -> anyhow::Result<()> {
+    let say = |s: String| println!("{s}");
+    let r = net.loop_out(amount, &say)?;
     println!();
     println!(
         "swap {} succeeded in {:.2} s ({} blocks mined)",
@@ -623,6 +753,42 @@ pub fn run() -> anyhow::Result<()> {
     println!(
         "  server swap wallet {:>7} → {} sat",
         r.server_chain.0, r.server_chain.1
+    );
+    // And back: a loop-in from the coins the loop-out brought on-chain.
+    let amount_in = Amount::from_sat(90_000);
+    println!(
+        "\nEddy demo: one loop-in of {} sat from the client's on-chain wallet\n",
+        amount_in.to_sat()
+    );
+    let i = net.loop_in(amount_in)?;
+    println!(
+        "swap {} succeeded in {:.2} s ({} blocks mined)",
+        i.swap_id,
+        i.elapsed.as_secs_f64(),
+        i.blocks
+    );
+    println!(
+        "  client funded    {:>9} sat HTLC in {} ({} sat miner fee)",
+        i.amount.to_sat(),
+        i.funding.0,
+        i.funding.1.to_sat()
+    );
+    println!("  server fee       {:>9} sat", i.swap_fee.to_sat());
+    println!(
+        "  client received  {:>9} sat over Lightning (its invoice: amount − fee)",
+        (i.amount - i.swap_fee).to_sat()
+    );
+    println!(
+        "  server claimed   {:>9} sat into its swap wallet in {} ({} sat miner fee)",
+        (i.amount - i.claim.1).to_sat(),
+        i.claim.0,
+        i.claim.1.to_sat()
+    );
+    println!("  client channel   {:>9} → {} sat", i.client_ln.0, i.client_ln.1);
+    println!("  client on-chain  {:>9} → {} sat", i.client_chain.0, i.client_chain.1);
+    println!(
+        "  server swap wallet {:>7} → {} sat",
+        i.server_chain.0, i.server_chain.1
     );
     Ok(())
 }

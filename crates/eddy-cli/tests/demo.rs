@@ -51,4 +51,11 @@ fn readme_demo_command_runs() {
     );
     assert!(stdout.contains("succeeded in"), "{stdout}");
     assert!(stdout.contains("client on-chain"), "{stdout}");
+    // Both directions: the loop-in after the loop-out, with its exact invoice amount.
+    assert_eq!(stdout.matches("succeeded in").count(), 2, "{stdout}");
+    assert!(stdout.contains("one loop-in of 90000 sat"), "{stdout}");
+    assert!(
+        stdout.contains("client received      88550 sat over Lightning"),
+        "{stdout}"
+    );
 }
