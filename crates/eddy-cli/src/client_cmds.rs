@@ -41,6 +41,27 @@ pub enum QuoteKind {
         /// HTLC amount, sat.
         amount: u64,
     },
+    /// What a loop-in of AMOUNT sat costs.
+    In {
+        /// HTLC amount (what you pay on-chain), sat.
+        amount: u64,
+    },
+}
+
+/// `eddy in` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct InArgs {
+    /// Amount to move into your channels (the on-chain HTLC value), sat.
+    pub amount: u64,
+    /// Fund the HTLC yourself from any wallet: prints the address, a BIP21 URI and a QR code.
+    #[arg(long)]
+    pub external: bool,
+    /// Most the server's fee may be, sat.
+    #[arg(long = "max-swap-fee")]
+    pub max_swap_fee: Option<u64>,
+    /// Confirmation target of the funding transaction.
+    #[arg(long)]
+    pub conf_target: Option<u16>,
 }
 
 /// `eddy out` arguments.
@@ -153,9 +174,12 @@ pub fn terms(c: &DaemonConn) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `eddy quote out AMOUNT`.
+/// `eddy quote out|in AMOUNT`.
 pub fn quote(c: &DaemonConn, q: &QuoteKind) -> anyhow::Result<()> {
-    let QuoteKind::Out { amount } = q;
+    let amount = match q {
+        QuoteKind::Out { amount } => amount,
+        QuoteKind::In { amount } => return quote_in(c, *amount),
+    };
     let conn = Conn::new(c)?;
     let v = rt()?.block_on(conn.get(&format!("/v1/quote/out?amount={amount}")))?;
     if c.json {
@@ -307,4 +331,72 @@ pub fn monitor(c: &DaemonConn) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+fn quote_in(c: &DaemonConn, amount: u64) -> anyhow::Result<()> {
+    let conn = Conn::new(c)?;
+    let v = rt()?.block_on(conn.get(&format!("/v1/quote/in?amount={amount}")))?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    println!("loop-in of {} sat", u(&v, "amount_sat"));
+    println!("  swap fee       {:>9} sat", u(&v, "swap_fee_sat"));
+    println!(
+        "  funding fee    {:>9} sat estimated ({} sat/vB)",
+        u(&v, "funding_fee_estimate_sat"),
+        v["fee_rate_sat_per_vb"].as_f64().unwrap_or(0.0)
+    );
+    println!("  you receive    {:>9} sat in your channels", u(&v, "invoice_sat"));
+    Ok(())
+}
+
+/// `eddy in AMOUNT …`.
+pub fn loop_in(c: &DaemonConn, a: &InArgs) -> anyhow::Result<()> {
+    let conn = Conn::new(c)?;
+    let mut body = serde_json::json!({"amount_sat": a.amount, "external": a.external});
+    if let Some(f) = a.max_swap_fee {
+        body["max_swap_fee_sat"] = f.into();
+    }
+    if let Some(t) = a.conf_target {
+        body["conf_target"] = t.into();
+    }
+    let v = rt()?.block_on(conn.post("/v1/loop-in", &body))?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let bip21 = v["bip21"].as_str().unwrap_or("").to_string();
+    let s: SwapView = serde_json::from_value(v)?;
+    println!("swap {} started: {}", s.id, s.state);
+    println!(
+        "  HTLC {} sat at {} (expiry height {}); you receive {} sat",
+        s.amount_sat, s.htlc_address, s.expiry, s.swap_invoice_sat
+    );
+    if a.external {
+        println!("  pay exactly {} sat to {}", s.amount_sat, s.htlc_address);
+        println!("  {bip21}");
+        if let Ok(code) = qrcode::QrCode::new(bip21.to_uppercase().as_bytes()) {
+            println!(
+                "{}",
+                code.render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build()
+            );
+        }
+    }
+    println!("  follow it with: eddy monitor");
+    Ok(())
+}
+
+/// `eddy abandon ID`: gives up a loop-in (funded ones are refunded).
+pub fn abandon(c: &DaemonConn, id: &str) -> anyhow::Result<()> {
+    let conn = Conn::new(c)?;
+    let v = rt()?.block_on(conn.post(&format!("/v1/swaps/{id}/abandon"), &serde_json::json!({})))?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    println!("swap {id}: {}", v["state"].as_str().unwrap_or("?"));
+    Ok(())
 }

@@ -26,8 +26,9 @@ use axum::{Json, Router};
 use bitcoin::{Address, Amount, Network};
 use clap::Args;
 use eddy_backends::{ChainSource, LightningNode};
+use eddy_client::loop_in::{ClientLoopIn, LoopInClient, LoopInOptions};
 use eddy_client::loop_out::ClientLoopOut;
-use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions};
+use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
 use eddy_core::sm::loop_out_client::State as ClientState;
 use eddy_core::types::SwapId;
 use eddy_core::validate::LoopOutLimits;
@@ -125,6 +126,7 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
 
 struct Daemon {
     client: Arc<LoopOutClient>,
+    client_in: Arc<LoopInClient>,
     server: HttpSwapServer,
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
@@ -250,6 +252,9 @@ pub fn parse_address(s: &str, network: Network) -> Result<Address, String> {
 pub struct SwapView {
     /// Swap id (the payment hash).
     pub id: String,
+    /// `loop_out` or `loop_in`.
+    #[serde(default)]
+    pub kind: String,
     /// State name.
     pub state: String,
     /// Whether it is final.
@@ -272,8 +277,11 @@ pub struct SwapView {
     pub claim_txid: Option<String>,
     /// Its miner fee, sat.
     pub claim_fee_sat: Option<u64>,
-    /// Where the claim pays.
+    /// Where the claim pays (loop-out) or the refund would pay (loop-in, once chosen).
     pub destination: String,
+    /// Loop-in: the refund, once broadcast.
+    #[serde(default)]
+    pub refund_txid: Option<String>,
     /// Store version (one per transition).
     pub version: i64,
     /// Unix seconds.
@@ -296,6 +304,8 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
     };
     SwapView {
         id: r.id.to_string(),
+        kind: "loop_out".into(),
+        refund_txid: None,
         state: r.state_name.clone(),
         terminal: r.terminal,
         failure: eddy_client::loop_out::fail_reason(&rec.state).map(|f| format!("{f:?}")),
@@ -322,6 +332,145 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
+}
+
+fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> SwapView {
+    use eddy_core::sm::loop_in_client::State as S;
+    let outpoint = match &rec.state {
+        S::Funded { outpoint, .. } | S::Refunding { outpoint, .. } => Some(outpoint.to_string()),
+        _ => None,
+    };
+    let failure = match &rec.state {
+        S::Failed(f) => Some(format!("{f:?}")),
+        _ => None,
+    };
+    SwapView {
+        id: r.id.to_string(),
+        kind: "loop_in".into(),
+        state: r.state_name.clone(),
+        terminal: r.terminal,
+        failure,
+        amount_sat: rec.terms.amount.to_sat(),
+        swap_invoice_sat: invoice_sat(&rec.invoice, network),
+        prepay_sat: 0,
+        expiry: rec.terms.expiry,
+        htlc_address: rec.offer.htlc_address.clone(),
+        htlc_outpoint: outpoint,
+        claim_txid: None,
+        claim_fee_sat: None,
+        destination: rec
+            .refund_to
+            .as_ref()
+            .and_then(|s| Address::from_script(s, network).ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        refund_txid: rec.refund.as_ref().and_then(|r| r.all.last()).map(|t| t.to_string()),
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+async fn all_views(d: &Daemon) -> Result<Vec<SwapView>, ApiError> {
+    let mut v: Vec<SwapView> = d
+        .client
+        .list()
+        .await?
+        .iter()
+        .map(|(r, rec)| view(r, rec, d.cfg.network))
+        .collect();
+    v.extend(
+        d.client_in
+            .list()
+            .await?
+            .iter()
+            .map(|(r, rec)| view_in(r, rec, d.cfg.network)),
+    );
+    v.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    Ok(v)
+}
+
+/// `POST /v1/loop-in` body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopInBody {
+    /// HTLC amount, sat.
+    pub amount_sat: u64,
+    /// Fund from elsewhere: the daemon only waits for the HTLC output.
+    #[serde(default)]
+    pub external: bool,
+    /// Most the server's fee may be, sat.
+    #[serde(default)]
+    pub max_swap_fee_sat: Option<u64>,
+    /// Confirmation target of the funding.
+    #[serde(default)]
+    pub conf_target: Option<u16>,
+}
+
+async fn quote_in(
+    State(d): State<Arc<Daemon>>,
+    q: Result<Query<AmountQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| bad(format!("malformed query: {}", r.body_text())))?;
+    let amount = Amount::from_sat(q.amount);
+    let fee = d
+        .server
+        .loop_in_fee(amount)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+    let rate = d
+        .chain
+        .fee_rate(d.cfg.conf_target)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // A one-input P2WPKH → P2TR + change funding transaction: ~154 vB.
+    let funding_vb = 154u64;
+    Ok(Json(json!({
+        "amount_sat": q.amount,
+        "swap_fee_sat": fee.to_sat(),
+        "invoice_sat": q.amount.saturating_sub(fee.to_sat()),
+        "funding_fee_estimate_sat": rate.fee_vb(funding_vb).map_or(0, |a| a.to_sat()),
+        "fee_rate_sat_per_vb": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0,
+    })))
+}
+
+async fn loop_in_route(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<LoopInBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
+    let opts = LoopInOptions {
+        max_swap_fee: b.max_swap_fee_sat,
+        conf_target: b.conf_target,
+        external: b.external,
+    };
+    let id = d.client_in.loop_in(Amount::from_sat(b.amount_sat), opts).await?;
+    let (_, rec) = d.client_in.swap(&id).await?;
+    let r = d
+        .client_in
+        .list()
+        .await?
+        .into_iter()
+        .find(|(r, _)| r.id == id)
+        .ok_or(ClientError::NotFound(id))?;
+    let mut v = serde_json::to_value(view_in(&r.0, &r.1, d.cfg.network)).map_err(|e| bad(e.to_string()))?;
+    if let Value::Object(m) = &mut v {
+        let btc = bitcoin::Amount::from_sat(b.amount_sat).to_btc();
+        m.insert(
+            "bip21".into(),
+            json!(format!("bitcoin:{}?amount={btc}", rec.offer.htlc_address)),
+        );
+    }
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn abandon(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+    let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
+    d.client_in.abandon(&id).await?;
+    let (_, rec) = d.client_in.swap(&id).await?;
+    Ok(Json(
+        json!({"id": id.to_string(), "state": eddy_store::state_name(&rec.state)}),
+    ))
 }
 
 async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
@@ -401,27 +550,18 @@ async fn loop_out(
 }
 
 async fn list(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<SwapView>>, ApiError> {
-    Ok(Json(
-        d.client
-            .list()
-            .await?
-            .iter()
-            .map(|(r, rec)| view(r, rec, d.cfg.network))
-            .collect(),
-    ))
+    Ok(Json(all_views(&d).await?))
 }
 
 async fn swapinfo(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
     let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
-    let (r, rec) = d
-        .client
-        .list()
+    let found = all_views(&d)
         .await?
         .into_iter()
-        .find(|(r, _)| r.id == id)
+        .find(|v| v.id == id.to_string())
         .ok_or(ClientError::NotFound(id))?;
     let events = d.client.events(&id).await?;
-    let mut v = serde_json::to_value(view(&r, &rec, d.cfg.network)).map_err(|e| bad(e.to_string()))?;
+    let mut v = serde_json::to_value(found).map_err(|e| bad(e.to_string()))?;
     if let Value::Object(m) = &mut v {
         m.insert(
             "events".into(),
@@ -473,12 +613,11 @@ async fn monitor(
                     let data = serde_json::to_string(&v).unwrap_or_default();
                     return Some((Ok(Event::default().event("swap").data(data)), (d, seen, pending)));
                 }
-                if let Ok(all) = d.client.list().await {
-                    for (r, rec) in all.iter().rev() {
-                        let key = r.id.to_string();
-                        if seen.get(&key) != Some(&r.version) {
-                            seen.insert(key, r.version);
-                            pending.push_back(view(r, rec, d.cfg.network));
+                if let Ok(all) = all_views(&d).await {
+                    for v in all.into_iter().rev() {
+                        if seen.get(&v.id) != Some(&v.version) {
+                            seen.insert(v.id.clone(), v.version);
+                            pending.push_back(v);
                         }
                     }
                 }
@@ -499,6 +638,9 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/swaps", get(list))
         .route("/v1/swaps/{id}", get(swapinfo))
         .route("/v1/monitor", get(monitor))
+        .route("/v1/quote/in", get(quote_in))
+        .route("/v1/loop-in", post(loop_in_route))
+        .route("/v1/swaps/{id}/abandon", post(abandon))
         .route("/v1/node", get(node))
         .route_layer(axum::middleware::from_fn_with_state(d.clone(), auth))
         .with_state(d)
@@ -522,13 +664,28 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let b = args.common.open_backends(&dir, "client.sqlite").await?;
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
-        let api = Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
-        let client =
-            Arc::new(LoopOutClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?);
+        let api: Arc<dyn eddy_client::SwapServerApi> =
+            Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
+        let client = Arc::new(
+            LoopOutClient::new(
+                cfg.clone(),
+                b.ln.clone(),
+                b.chain.clone(),
+                b.store.clone(),
+                api.clone(),
+                keys,
+            )
+            .await?,
+        );
+        let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
+        let client_in =
+            Arc::new(LoopInClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let runner = tokio::spawn(client.clone().run(stop_rx));
+        let runner = tokio::spawn(client.clone().run(stop_rx.clone()));
+        let runner_in = tokio::spawn(client_in.clone().run(stop_rx));
         let daemon = Arc::new(Daemon {
             client,
+            client_in,
             server: HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?,
             ln: b.ln.clone(),
             chain: b.chain.clone(),
@@ -546,6 +703,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         drop(http);
         let _ = stop_tx.send(true);
         let _ = runner.await;
+        let _ = runner_in.await;
         if let Some(n) = &b.ldk {
             n.stop().await?;
         }

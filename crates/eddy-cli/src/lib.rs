@@ -66,6 +66,23 @@ pub enum Command {
         #[command(flatten)]
         args: client_cmds::OutArgs,
     },
+    /// Start a loop-in: move AMOUNT sat from the chain into your channels.
+    In {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// What to swap.
+        #[command(flatten)]
+        args: client_cmds::InArgs,
+    },
+    /// Give up a loop-in (a funded one is refunded).
+    Abandon {
+        /// Daemon connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// Swap id.
+        id: String,
+    },
     /// List swaps.
     List {
         /// Daemon connection.
@@ -100,6 +117,8 @@ pub fn run() -> ExitCode {
         Command::Terms { conn } => client_cmds::terms(&conn),
         Command::Quote { conn, kind } => client_cmds::quote(&conn, &kind),
         Command::Out { conn, args } => client_cmds::out(&conn, &args),
+        Command::In { conn, args } => client_cmds::loop_in(&conn, &args),
+        Command::Abandon { conn, id } => client_cmds::abandon(&conn, &id),
         Command::List { conn } => client_cmds::list(&conn),
         Command::Swapinfo { conn, id } => client_cmds::swapinfo(&conn, &id),
         Command::Monitor { conn } => client_cmds::monitor(&conn),

@@ -508,6 +508,77 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         "{unauth}"
     );
 
+    // And back: a loop-in through the daemons, from the coins the loop-out brought on-chain.
+    let q = cli_json(&client_dir, &client.url, &["quote", "in", "50000"]);
+    // 1,000 + 50,000 × 5,000 ppm = 1,250.
+    assert_eq!(q["swap_fee_sat"], 1_250, "{q}");
+    assert_eq!(q["invoice_sat"], 48_750, "{q}");
+    let lin = cli_json(&client_dir, &client.url, &["in", "50000"]);
+    let in_id = lin["id"].as_str().expect("id").to_string();
+    assert_eq!(lin["kind"], "loop_in");
+    assert_eq!(lin["swap_invoice_sat"], 48_750);
+    assert!(
+        lin["bip21"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("bitcoin:bcrt1p") && b.ends_with("amount=0.0005")),
+        "{lin}"
+    );
+    wait_for(
+        "the loop-in to succeed on both sides",
+        Box::new(|| {
+            let c = cli_json(&client_dir, &client.url, &["swapinfo", &in_id])["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let s = server_status(&server.url, &in_id)["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if c == "funding" || s == "claiming" {
+                let _ = net.lab.mine(1);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            c == "succeeded" && s == "succeeded"
+        }),
+    );
+    let list = cli_json(&client_dir, &client.url, &["list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    let in_funding: bitcoin::OutPoint = server_status(&server.url, &in_id)["htlc_outpoint"]
+        .as_str()
+        .expect("funding")
+        .parse()
+        .expect("outpoint");
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&in_funding.txid))
+        .expect("rpc")
+        .expect("funding tx")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    // The server's claim: the transaction spending the funding, in one of the last blocks.
+    let in_claim_fee = {
+        let tip = net.lab.chain.tip().expect("tip").0;
+        let mut fee = None;
+        for h in (tip.saturating_sub(20)..=tip).rev() {
+            let hash = net.rt.block_on(net.chain.block_hash(h)).expect("rpc").expect("hash");
+            let (block, _) = net.rt.block_on(net.chain.block(&hash)).expect("rpc").expect("block");
+            if let Some(t) = block
+                .txdata
+                .iter()
+                .find(|t| t.input.iter().any(|i| i.previous_output == in_funding))
+            {
+                fee = Some(50_000 - t.output.iter().map(|o| o.value.to_sat()).sum::<u64>());
+            }
+        }
+        fee.expect("the server's claim is in a block")
+    };
+    // Let the server's gauge see the claim's block.
+    std::thread::sleep(Duration::from_millis(2_500));
+
     // Server metrics.
     let metrics = net.rt.block_on(async {
         ::reqwest::get(format!("{}/metrics", server.url))
@@ -556,13 +627,18 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     let [(s_ln0, _), (c_ln0, c_chain0)] = net.before;
     let (c_ln, c_chain) = net.balances("client", net.client_port);
     let (s_ln, _) = net.balances("server", net.server_port);
-    assert_eq!(c_ln, c_ln0 - 100_600 - 900, "client channel: paid once");
-    assert_eq!(s_ln, s_ln0 + 100_600 + 900, "server channel: received once");
-    assert_eq!(c_chain, c_chain0 + 100_000 - claim_fee, "client on-chain: one claim");
+    // Loop-out: paid 100,600 + 900 once; loop-in: received 48,750 once.
+    assert_eq!(c_ln, c_ln0 - 100_600 - 900 + 48_750, "client channel");
+    assert_eq!(s_ln, s_ln0 + 100_600 + 900 - 48_750, "server channel");
+    assert_eq!(
+        c_chain,
+        c_chain0 + 100_000 - claim_fee - 50_000 - funding_fee,
+        "client on-chain: one claim, one funding"
+    );
     assert_eq!(
         wallet_after,
-        600_000 - 100_000 - publish_fee,
-        "server swap wallet: one HTLC"
+        600_000 - 100_000 - publish_fee + 50_000 - in_claim_fee,
+        "server swap wallet: one HTLC out, one claimed in"
     );
     net.lab.stop();
 }

@@ -69,3 +69,53 @@ pub trait SwapServerApi: Send + Sync {
 
 pub use http::HttpSwapServer;
 pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient, SwapOptions};
+
+/// Drives an engine until `shutdown` turns true: `tick` runs on every new tip, on every
+/// Lightning event (a payment settling or failing) and after [`loop_out::IDLE_TICK`] of quiet.
+/// Errors are logged and retried on the next pass (every step is idempotent).
+pub async fn drive<F, Fut>(
+    ln: std::sync::Arc<dyn eddy_backends::LightningNode>,
+    chain: std::sync::Arc<dyn eddy_backends::ChainSource>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    tick: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use loop_out::{IDLE_TICK, TIP_POLL};
+    let mut events = ln.subscribe();
+    let mut tip = None;
+    let mut poll = tokio::time::interval(TIP_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = std::time::Instant::now() - IDLE_TICK;
+    loop {
+        let mut now = false;
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+            ev = events.recv() => match ev {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => now = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    events = ln.subscribe();
+                    tokio::time::sleep(TIP_POLL).await;
+                }
+            },
+            _ = poll.tick() => {
+                let t = chain.tip().await.ok().map(|t| t.hash);
+                if t != tip || last.elapsed() >= IDLE_TICK {
+                    tip = t;
+                    now = true;
+                }
+            }
+        }
+        if now {
+            last = std::time::Instant::now();
+            if let Err(e) = tick().await {
+                tracing::warn!(error = %e, "client engine pass");
+            }
+        }
+    }
+}

@@ -240,6 +240,55 @@ impl LoopInClient {
         Ok(id)
     }
 
+    /// Drives the engine until `shutdown` turns true (see [`crate::drive`]).
+    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (ln, chain) = (self.ln.clone(), self.chain.clone());
+        crate::drive(ln, chain, shutdown, move || {
+            let me = self.clone();
+            async move { me.tick().await.map_err(|e| e.to_string()) }
+        })
+        .await
+    }
+
+    /// Every loop-in this client made, newest first.
+    pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopIn)>, ClientError> {
+        let mut out = vec![];
+        for r in self.store.list(ListFilter::All).await? {
+            if r.kind != SwapKind::LoopInClient {
+                continue;
+            }
+            let rec: ClientLoopIn =
+                serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+            out.push((r, rec));
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
+        Ok(out)
+    }
+
+    /// Gives a loop-in up: before funding it simply ends; once funded the coins come back
+    /// (cooperatively if the server agrees, else by the timeout path after `E`). After our
+    /// invoice was paid there is nothing to abandon.
+    pub async fn abandon(&self, id: &SwapId) -> Result<(), ClientError> {
+        let (mut version, mut rec) = self.swap(id).await?;
+        if rec.state.is_terminal() {
+            return Err(ClientError::OfferRefused(format!(
+                "the swap is already {}",
+                state_name(&rec.state)
+            )));
+        }
+        // Never end a swap whose HTLC holds coins: those come back by a refund, which needs
+        // the funding confirmed.
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        let funded = self.status(id).await.fundings.first().map(|f| f.outpoint.txid);
+        if let (Some(txid), State::Created | State::Persisted | State::Funding { .. }) = (funded, &rec.state) {
+            return Err(ClientError::OfferRefused(format!(
+                "the HTLC is funded ({txid}); abandon again once it confirms and the coins are refunded"
+            )));
+        }
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        self.apply(*id, &mut version, &mut rec, Event::Abandon, tip).await
+    }
+
     /// One pass over every active loop-in.
     pub async fn tick(&self) -> Result<(), ClientError> {
         self.watcher.lock().await.sync().await.map_err(backend)?;

@@ -473,42 +473,13 @@ impl LoopOutClient {
     /// Drives the engine until `shutdown` turns true: a full [`Self::tick`] on every new tip,
     /// on every Lightning event (a payment settling or failing) and after [`IDLE_TICK`] of
     /// quiet. Errors are logged and retried on the next pass.
-    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut events = self.ln.subscribe();
-        let mut tip = None;
-        let mut poll = tokio::time::interval(TIP_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = std::time::Instant::now() - IDLE_TICK;
-        loop {
-            let mut now = false;
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                ev = events.recv() => match ev {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => now = true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        events = self.ln.subscribe();
-                        tokio::time::sleep(TIP_POLL).await;
-                    }
-                },
-                _ = poll.tick() => {
-                    let t = self.chain.tip().await.ok().map(|t| t.hash);
-                    if t != tip || last.elapsed() >= IDLE_TICK {
-                        tip = t;
-                        now = true;
-                    }
-                }
-            }
-            if now {
-                last = std::time::Instant::now();
-                if let Err(e) = self.tick().await {
-                    tracing::warn!(error = %e, "client engine pass");
-                }
-            }
-        }
+    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (ln, chain) = (self.ln.clone(), self.chain.clone());
+        crate::drive(ln, chain, shutdown, move || {
+            let me = self.clone();
+            async move { me.tick().await.map_err(|e| e.to_string()) }
+        })
+        .await
     }
 
     /// One pass over every active swap.
