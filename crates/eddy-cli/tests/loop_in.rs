@@ -207,3 +207,149 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
     assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, ln0);
     net.stop().expect("stop");
 }
+
+#[test]
+fn without_the_server_the_timeout_refund_returns_the_coins_after_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let chain0 = fund_client(&net);
+    let amount = Amount::from_sat(80_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Funding { txid: funding_txid } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    let expiry = rec.terms.expiry;
+    // The server is gone (its engine never runs again): nothing happens until E.
+    net.mine(1).expect("mine");
+    net.rt.block_on(client.tick()).expect("tick");
+    assert!(matches!(
+        net.rt.block_on(client.swap(&id)).expect("swap").1.state,
+        State::Funded { .. }
+    ));
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(expiry - 1 - tip).expect("mine to E - 1");
+    net.rt.block_on(client.tick()).expect("tick");
+    assert!(
+        matches!(
+            net.rt.block_on(client.swap(&id)).expect("swap").1.state,
+            State::Funded { .. }
+        ),
+        "no refund before E"
+    );
+    // At E the timeout path (script, CLTV E) is valid in the next block.
+    net.mine(1).expect("mine to E");
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(client.tick()).expect("tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("swap").1;
+        if matches!(c.state, State::Refunded { .. }) {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+        net.mine(1).expect("mine");
+    }
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Refunded { txid } = rec.state else {
+        unreachable!()
+    };
+    let refund = net
+        .rt
+        .block_on(net.chain.transaction(&txid))
+        .expect("rpc")
+        .expect("refund");
+    assert_eq!(
+        refund.tx.lock_time.to_consensus_u32(),
+        expiry,
+        "timeout path: nLockTime = E"
+    );
+    assert!(refund.tx.input[0].witness.len() > 1, "script path");
+    assert!(refund.block.is_some_and(|b| b.height >= expiry));
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    let refund_fee = amount.to_sat() - refund.tx.output[0].value.to_sat();
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("back but for the two fees");
+    net.stop().expect("stop");
+}
+
+#[test]
+fn overpaid_external_funding_is_refunded_cooperatively_in_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let amount = Amount::from_sat(60_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(
+            amount,
+            LoopInOptions {
+                external: true,
+                ..LoopInOptions::default()
+            },
+        ))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert_eq!(rec.state, State::Persisted, "external: the daemon waits");
+    // The user pays 1,000 sat too much from another wallet.
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    let paid = amount + Amount::from_sat(1_000);
+    net.lab.chain.fund(&address, paid).expect("fund");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.server.tick()).expect("server tick");
+    assert_eq!(
+        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        ServerState::Refundable(RefundReason::Overpaid),
+        "the server never pays a wrong amount"
+    );
+    let chain0 = onchain(&net);
+    let start = std::time::Instant::now();
+    let refund_txid = loop {
+        net.rt.block_on(client.tick()).expect("tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("swap").1;
+        if let State::Refunding {
+            refund_txid: Some(t), ..
+        } = c.state
+        {
+            break t;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    net.mine(1).expect("mine");
+    let refund = net
+        .rt
+        .block_on(net.chain.transaction(&refund_txid))
+        .expect("rpc")
+        .expect("refund");
+    assert!(refund.block.is_some(), "next block");
+    assert_eq!(refund.tx.input[0].witness.len(), 1, "cooperative key path");
+    let refund_fee = paid.to_sat() - refund.tx.output[0].value.to_sat();
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 + paid.to_sat() - refund_fee
+    })
+    .expect("everything paid in comes back, less the refund fee");
+    assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, ln0);
+    net.stop().expect("stop");
+}
