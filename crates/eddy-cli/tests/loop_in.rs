@@ -353,3 +353,144 @@ fn overpaid_external_funding_is_refunded_cooperatively_in_full() {
     assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, ln0);
     net.stop().expect("stop");
 }
+
+#[test]
+fn funding_reorged_out_and_mined_again_still_completes_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let chain0 = fund_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let amount = Amount::from_sat(70_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Funding { txid: funding_txid } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    // The server sees one confirmation and pays.
+    let start = std::time::Instant::now();
+    while !matches!(
+        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        ServerState::Claiming { .. }
+    ) {
+        net.rt.block_on(net.server.tick()).expect("tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A one-block reorg takes the funding out (back to the mempool, with the server's claim).
+    net.lab.chain.reorg(1, 1, &[funding_txid], &[]).expect("reorg");
+    let in_block = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("known")
+        .block;
+    assert!(in_block.is_none(), "the funding is unconfirmed again");
+    // Both engines carry on; the next block mines it again.
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
+        let s = net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state;
+        if c == State::Succeeded && s == ServerState::Succeeded {
+            break;
+        }
+        assert!(!matches!(c, State::Refunding { .. } | State::Failed(_)), "{c:?}");
+        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {s:?}");
+        net.mine(1).expect("mine");
+    }
+    let funding = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding");
+    assert!(funding.block.is_some(), "mined again");
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding.tx))
+        .expect("fee")
+        .to_sat();
+    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let claim = net
+        .rt
+        .block_on(net.chain.transaction(&srec.claim.expect("claim").txid))
+        .expect("rpc")
+        .expect("claim");
+    assert!(claim.block.is_some());
+    let claim_fee = amount - claim.tx.output[0].value;
+    // Fee 1,000 + 0.5 % of 70,000 = 1,350: the client receives 68,650, once.
+    eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats == ln0 + 68_650
+            && onchain(&net) == chain0 - 70_000 - funding_fee
+    })
+    .expect("exact client balances");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet0 + amount - claim_fee
+    );
+    net.stop().expect("stop");
+}
+
+/// A crash between persisting the offer and recording the funding: the restarted engine finds
+/// the output already paying the HTLC and adopts it — it never funds a second time.
+#[test]
+fn restart_after_persist_adopts_the_existing_funding_and_never_funds_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let amount = Amount::from_sat(60_000);
+    // The node's wallet is empty: the offer is persisted, the funding attempt fails.
+    let err = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect_err("no coins to fund with");
+    assert!(err.to_string().contains("backend"), "{err}");
+    let (r, rec) = net
+        .rt
+        .block_on(client.list())
+        .expect("list")
+        .into_iter()
+        .next()
+        .expect("persisted");
+    assert_eq!(rec.state, State::Persisted);
+    drop(client);
+    // As if the funding had gone out just before the crash.
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    let funding_txid = net.lab.chain.fund(&address, amount).expect("fund");
+    // Now the wallet has coins: a second funding would be possible.
+    let chain0 = fund_client(&net);
+    let client = loop_in_client(&net);
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(client.tick()).expect("client tick");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        let c = net.rt.block_on(client.swap(&r.id)).expect("c").1.state;
+        let s = net.rt.block_on(net.server.loop_in(&r.id)).expect("s").1.state;
+        if c == State::Succeeded && s == ServerState::Succeeded {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {s:?}");
+        net.mine(1).expect("mine");
+    }
+    let (_, srec) = net.rt.block_on(net.server.loop_in(&r.id)).expect("s");
+    assert_eq!(srec.funding.map(|o| o.txid), Some(funding_txid), "the adopted funding");
+    // 60,000 − (1,000 + 300) = 58,700 received; the wallet never paid a funding.
+    eddy_lab::wait_until("balances", eddy_lab::WAIT, || {
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats == ln0 + 58_700 && onchain(&net) == chain0
+    })
+    .expect("paid once, funded once");
+    net.stop().expect("stop");
+}
