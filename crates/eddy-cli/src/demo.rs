@@ -73,6 +73,26 @@ impl SwapServerApi for InProcess {
         }
     }
 
+    async fn claim_request(
+        &self,
+        id: &SwapId,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
+        self.0.claim_request(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn claim_cosign(
+        &self,
+        id: &SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        partial: &eddy_core::musig::PartialSigBytes,
+    ) -> Result<(), String> {
+        self.0
+            .claim_cosigned(id, nonce, partial)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn cosign_refund(
         &self,
         id: &SwapId,

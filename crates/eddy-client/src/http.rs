@@ -174,4 +174,42 @@ impl SwapServerApi for HttpSwapServer {
             _ => Err("unreadable co-signature".into()),
         }
     }
+
+    async fn claim_request(
+        &self,
+        id: &eddy_core::types::SwapId,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
+        use bitcoin::hex::FromHex;
+        let v = self.get_json(&format!("{}/v1/swaps/{id}/claim", self.base)).await?;
+        let n = v["nonce"]
+            .as_str()
+            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
+        let tx = v["tx"]
+            .as_str()
+            .and_then(|s| bitcoin::consensus::encode::deserialize_hex(s).ok());
+        match (n, tx) {
+            (Some(n), Some(tx)) => Ok((n, tx)),
+            _ => Err("unreadable claim offer".into()),
+        }
+    }
+
+    async fn claim_cosign(
+        &self,
+        id: &eddy_core::types::SwapId,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        partial: &eddy_core::musig::PartialSigBytes,
+    ) -> Result<(), String> {
+        use bitcoin::hex::DisplayHex;
+        let resp = self
+            .http
+            .post(format!("{}/v1/swaps/{id}/claim-cosign", self.base))
+            .json(&json!({"nonce": nonce.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        Ok(())
+    }
 }

@@ -55,6 +55,24 @@ pub trait SwapServerApi: Send + Sync {
         Err("this server adapter does not report swap states".into())
     }
 
+    /// A loop-in's cooperative claim as the server offers it: its nonce and the unsigned claim.
+    async fn claim_request(
+        &self,
+        _id: &eddy_core::types::SwapId,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
+        Err("this server adapter does not offer cooperative claims".into())
+    }
+
+    /// Our nonce and partial signature for that claim.
+    async fn claim_cosign(
+        &self,
+        _id: &eddy_core::types::SwapId,
+        _nonce: &eddy_core::musig::PubNonceBytes,
+        _partial: &eddy_core::musig::PartialSigBytes,
+    ) -> Result<(), String> {
+        Err("this server adapter does not offer cooperative claims".into())
+    }
+
     /// Asks the server to co-sign a loop-in's cooperative refund: our nonce and the unsigned
     /// refund in, its nonce and partial signature out.
     async fn cosign_refund(

@@ -332,6 +332,11 @@ impl LoopInClient {
             State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
         ) {
             if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
+                // We are paid: help the server claim by the key path (smaller, private). Best
+                // effort; it falls back to the script path.
+                if let Err(e) = self.cosign_claim(&id, &rec, &status).await {
+                    tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+                }
                 self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, tip)
                     .await?;
             }
@@ -358,6 +363,46 @@ impl LoopInClient {
         }
         self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
             .await
+    }
+
+    /// Co-signs the server's key-path claim of our HTLC. Called only once our invoice is
+    /// settled (we hold the payment), and only for a claim spending exactly our HTLC.
+    async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, status: &WatchStatus) -> Result<(), String> {
+        let (server_nonce, tx) = self.server.claim_request(id).await?;
+        if tx.input.len() != 1 {
+            return Err("the claim must spend only our HTLC".into());
+        }
+        let Some(funding) = status
+            .fundings
+            .iter()
+            .find(|f| f.outpoint == tx.input[0].previous_output)
+        else {
+            return Err("the claim does not spend our HTLC".into());
+        };
+        let htlc = Htlc::new(rec.htlc).map_err(|e| e.to_string())?;
+        let Htlc::Taproot(taproot) = &htlc else {
+            return Err("not a taproot HTLC".into());
+        };
+        let prevout = bitcoin::TxOut {
+            value: funding.value,
+            script_pubkey: htlc.script_pubkey(),
+        };
+        let msg = bitcoin::sighash::SighashCache::new(&tx)
+            .taproot_key_spend_signature_hash(
+                0,
+                &bitcoin::sighash::Prevouts::All(&[prevout]),
+                bitcoin::TapSighashType::Default,
+            )
+            .map_err(|e| e.to_string())?;
+        let (nonce, partial) = eddy_core::musig::cosign(
+            taproot,
+            &self.keys.secret(KEY_PURPOSE, id),
+            bitcoin::hashes::Hash::to_byte_array(msg),
+            &id.0,
+            &server_nonce,
+        )
+        .map_err(|e| e.to_string())?;
+        self.server.claim_cosign(id, &nonce, &partial).await
     }
 
     async fn apply(

@@ -138,6 +138,8 @@ pub struct ErrorBody {
         loop_out,
         loop_in,
         refund_cosign,
+        claim_offer,
+        claim_cosign,
         seed_loop_out,
         status,
         events,
@@ -148,6 +150,8 @@ pub struct ErrorBody {
         Terms,
         Quote,
         QuoteIn,
+        ClaimOffer,
+        ClaimCosign,
         LoopInCreateDoc,
         LoopInOfferDoc,
         SeedLoopOutRequest,
@@ -512,6 +516,60 @@ async fn loop_in(
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
+/// `GET /v1/swaps/{id}/claim` answer: the cooperative claim offered to a loop-in client.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimOffer {
+    /// The server's MuSig2 public nonce (hex).
+    pub nonce: String,
+    /// The unsigned key-path claim (hex).
+    pub tx: String,
+}
+
+/// Body of `POST /v1/swaps/{id}/claim-cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimCosign {
+    /// The client's MuSig2 public nonce (hex).
+    pub nonce: String,
+    /// The client's partial signature (hex).
+    pub partial_sig: String,
+}
+
+#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id")), responses(
+    (status = 200, description = "The loop-in claim the server asks the client to co-sign (only once the server has paid)", body = ClaimOffer),
+    (status = 400, description = "No claim to co-sign now", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
+async fn claim_offer(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<ClaimOffer>, ApiError> {
+    use bitcoin::hex::DisplayHex;
+    let id = parse_id(&id)?;
+    let (nonce, tx) = st.server.claim_request(&id).await?;
+    Ok(Json(ClaimOffer {
+        nonce: nonce.to_lower_hex_string(),
+        tx: bitcoin::consensus::encode::serialize_hex(&tx),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id")), request_body = ClaimCosign, responses(
+    (status = 204, description = "Aggregated and broadcast"),
+    (status = 400, description = "Bad nonce or partial signature, or no claim offered", body = ErrorBody),
+    (status = 404, description = "Unknown swap", body = ErrorBody),
+))]
+async fn claim_cosign(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<ClaimCosign>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    use bitcoin::hex::FromHex;
+    let id = parse_id(&id)?;
+    let Json(b) = body.map_err(bad_json)?;
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
+    let partial = <[u8; 32]>::from_hex(&b.partial_sig)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "partial_sig must be 32 bytes of hex".into()))?;
+    st.server.claim_cosigned(&id, &nonce, &partial).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id")), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
     (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
@@ -640,6 +698,8 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
         .route("/v1/quote/loop-in", get(quote_in))
         .route("/v1/loop-in", post(loop_in))
         .route("/v1/swaps/{id}/refund-cosign", post(refund_cosign))
+        .route("/v1/swaps/{id}/claim", get(claim_offer))
+        .route("/v1/swaps/{id}/claim-cosign", post(claim_cosign))
         .route("/v1/swaps/{id}", get(status))
         .route("/v1/swaps/{id}/events", get(events))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))

@@ -65,8 +65,19 @@ pub struct LoopInRecord {
     pub funding: Option<OutPoint>,
     /// The claim.
     pub claim: Option<InClaim>,
+    /// Until this height the server waits for the client to co-sign a key-path claim before
+    /// claiming by the script path (set when the preimage is learned).
+    #[serde(default)]
+    pub coop_wait_until: Option<u32>,
     /// The state machine's state.
     pub state: State,
+}
+
+/// A cooperative claim offered to the client: the server's signing session and the claim.
+pub struct ClaimSession {
+    signer: eddy_core::musig::Signer,
+    spend: eddy_core::tx::UnsignedSpend,
+    fee_rate_kwu: u64,
 }
 
 /// The active loop-ins in `store`.
@@ -161,6 +172,7 @@ impl LoopOutServer {
             created_height: tip,
             funding: None,
             claim: None,
+            coop_wait_until: None,
             state: State::Created,
         };
         let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -260,6 +272,118 @@ impl LoopOutServer {
             return cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()));
         }
         Err(ServerError::Backend("swap kept changing; retry".into()))
+    }
+
+    /// Offers the client the cooperative (key-path) claim of its loop-in: the unsigned claim
+    /// into the swap wallet and the server's MuSig2 nonce. Only once the server was paid the
+    /// preimage (state `Claiming`), so co-signing costs the client nothing.
+    pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
+        let (_, rec) = self.loop_in(id).await?;
+        let State::Claiming { outpoint, .. } = rec.state else {
+            return Err(ServerError::Invalid("no claim to co-sign now".into()));
+        };
+        let status = self.status_of(swap_watch_id(id)).await;
+        let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
+            return Err(ServerError::Backend("funding not seen".into()));
+        };
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let Htlc::Taproot(taproot) = &htlc else {
+            return Err(ServerError::Invalid("not a taproot HTLC".into()));
+        };
+        let tip = self.tip().await?;
+        let rate = self
+            .chain()
+            .fee_rate(eddy_core::fees::sweep_conf_target(
+                rec.terms.expiry.saturating_sub(tip),
+                6,
+            ))
+            .await
+            .map_err(backend)?;
+        let spend = build_spend(
+            vec![HtlcInput {
+                outpoint,
+                value,
+                htlc: htlc.clone(),
+                path: SpendPath::Cooperative,
+            }],
+            self.wallet_script(),
+            FeeSpec::Rate(rate),
+        )
+        .map_err(backend)?;
+        let msg = spend.sighash(0).map_err(backend)?;
+        let signer = eddy_core::musig::Signer::new(taproot, &self.keys().secret(KEY_PURPOSE, id), msg, &id.0)
+            .map_err(backend)?;
+        let nonce = signer.public_nonce();
+        let tx = spend.tx.clone();
+        self.in_claims.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            *id,
+            ClaimSession {
+                signer,
+                spend,
+                fee_rate_kwu: rate.to_sat_per_kwu(),
+            },
+        );
+        Ok((nonce, tx))
+    }
+
+    /// Completes the cooperative claim with the client's nonce and partial signature (checked),
+    /// records it and broadcasts it.
+    pub async fn claim_cosigned(
+        &self,
+        id: &SwapId,
+        client_nonce: &PubNonceBytes,
+        client_partial: &PartialSigBytes,
+    ) -> Result<Txid, ServerError> {
+        let session = self
+            .in_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+            .ok_or_else(|| ServerError::Invalid("ask for the claim first".into()))?;
+        let ClaimSession {
+            mut signer,
+            mut spend,
+            fee_rate_kwu,
+        } = session;
+        let ours = signer
+            .sign(client_nonce)
+            .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let sig = signer
+            .aggregate(client_nonce, &ours, client_partial)
+            .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        spend.set_cooperative_signature(0, sig).map_err(backend)?;
+        let signed = spend.finalize().map_err(backend)?;
+        let txid = signed.tx.compute_txid();
+        let (mut version, mut rec) = self.loop_in(id).await?;
+        if !matches!(rec.state, State::Claiming { .. }) {
+            return Err(ServerError::Invalid("no claim to co-sign now".into()));
+        }
+        let tip = self.tip().await?;
+        let mut info = rec.claim.clone().unwrap_or(InClaim {
+            txid,
+            fee_rate_kwu,
+            all: vec![],
+            height: tip,
+        });
+        info.txid = txid;
+        info.height = tip;
+        info.fee_rate_kwu = fee_rate_kwu;
+        if !info.all.contains(&txid) {
+            info.all.push(txid);
+        }
+        rec.claim = Some(info);
+        self.persist_in(
+            *id,
+            &mut version,
+            &rec,
+            json!({"event": "claim_built", "txid": txid.to_string(), "cooperative": true}),
+        )
+        .await?;
+        match self.chain().broadcast(&signed.tx).await {
+            Ok(_) => Ok(txid),
+            Err(e) if e.is_missing_inputs() => Ok(txid),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     /// One pass over the active loop-ins (called by [`LoopOutServer::tick`]).
@@ -432,6 +556,19 @@ impl LoopOutServer {
         let State::Claiming { preimage, .. } = rec.state else {
             return Ok(());
         };
+        // First give the client a block to co-sign the smaller, private key-path claim.
+        if rec.claim.is_none() {
+            match rec.coop_wait_until {
+                None => {
+                    rec.coop_wait_until = Some(tip + 1);
+                    self.persist_in(id, version, rec, json!({"event": "cooperative_claim_offered"}))
+                        .await?;
+                    return Ok(());
+                }
+                Some(h) if tip < h => return Ok(()),
+                Some(_) => {}
+            }
+        }
         let status = self.status_of(swap_watch_id(&id)).await;
         if status
             .spends

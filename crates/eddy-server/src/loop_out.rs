@@ -152,6 +152,8 @@ pub struct LoopOutServer {
     publishing: Mutex<()>,
     /// Last persisted rescan height of the wallet.
     wallet_scan_from: std::sync::Mutex<Option<u32>>,
+    /// Loop-in cooperative claims waiting for the client's partial signature.
+    pub(crate) in_claims: std::sync::Mutex<HashMap<SwapId, crate::loop_in::ClaimSession>>,
 }
 
 /// How often [`LoopOutServer::run`] asks the chain for a new tip.
@@ -235,6 +237,7 @@ impl LoopOutServer {
             wallet,
             publishing: Mutex::new(()),
             wallet_scan_from: std::sync::Mutex::new(wallet_from),
+            in_claims: std::sync::Mutex::default(),
         })
     }
 
