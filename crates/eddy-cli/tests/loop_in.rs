@@ -75,12 +75,16 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
         net.rt.block_on(net.server.tick()).expect("server tick");
         net.rt.block_on(client.tick()).expect("client tick");
         let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
-        let s = net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state;
+        let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+        let s = srec.state;
         if c == State::Succeeded && s == ServerState::Succeeded {
             break;
         }
         assert!(!matches!(c, State::Refunding { .. } | State::Failed(_)), "{c:?}");
-        if matches!(c, State::Funding { .. }) || matches!(s, ServerState::Claiming { .. }) {
+        // Blocks come only when something waits on one: the funding's confirmation, or the
+        // claim once broadcast (the server gives the client a block to co-sign; no block is
+        // mined before the client had its chance).
+        if matches!(c, State::Funding { .. }) || (matches!(s, ServerState::Claiming { .. }) && srec.claim.is_some()) {
             net.mine(1).expect("mine");
         } else {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -499,5 +503,67 @@ fn restart_after_persist_adopts_the_existing_funding_and_never_funds_twice() {
         net.client_ln.ldk().list_balances().total_lightning_balance_sats == ln0 + 58_700 && onchain(&net) == chain0
     })
     .expect("paid once, funded once");
+    net.stop().expect("stop");
+}
+
+#[test]
+fn abandon_ends_an_unfunded_loop_in_and_refuses_while_coins_are_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    // Never funded: abandoning simply ends it.
+    let a = net
+        .rt
+        .block_on(client.loop_in(Amount::from_sat(40_000), external))
+        .expect("loop-in");
+    net.rt.block_on(client.abandon(&a)).expect("abandon");
+    assert_eq!(
+        net.rt.block_on(client.swap(&a)).expect("swap").1.state,
+        State::Failed(eddy_core::sm::loop_in_client::FailReason::Abandoned)
+    );
+    // Funded but unconfirmed: the coins must come back by a refund, so abandon waits.
+    let b = net
+        .rt
+        .block_on(client.loop_in(Amount::from_sat(40_000), external))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&b)).expect("swap");
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    net.lab.chain.fund(&address, Amount::from_sat(40_000)).expect("fund");
+    let e = net.rt.block_on(client.abandon(&b)).expect_err("funded");
+    assert!(e.to_string().contains("abandon again once it confirms"), "{e}");
+    // Confirmed (the server has not looked yet): abandon asks for a cooperative refund, and the
+    // server, which has not paid, co-signs — and from then on never pays.
+    net.mine(1).expect("mine");
+    net.rt.block_on(client.tick()).expect("client tick");
+    assert!(matches!(
+        net.rt.block_on(client.swap(&b)).expect("swap").1.state,
+        State::Funded { .. }
+    ));
+    net.rt.block_on(client.abandon(&b)).expect("abandon");
+    net.rt.block_on(client.tick()).expect("client tick");
+    assert!(
+        matches!(
+            net.rt.block_on(client.swap(&b)).expect("swap").1.state,
+            State::Refunding {
+                refund_txid: Some(_),
+                ..
+            }
+        ),
+        "refund broadcast"
+    );
+    net.rt.block_on(net.server.tick()).expect("server tick");
+    assert_eq!(
+        net.rt.block_on(net.server.loop_in(&b)).expect("s").1.state,
+        ServerState::Refundable(RefundReason::ClientRefund)
+    );
     net.stop().expect("stop");
 }

@@ -332,13 +332,20 @@ impl LoopInClient {
             State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
         ) {
             if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
-                // We are paid: help the server claim by the key path (smaller, private). Best
-                // effort; it falls back to the script path.
-                if let Err(e) = self.cosign_claim(&id, &rec, &status).await {
-                    tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+                // We are paid: help the server claim by the key path (smaller, private). Its
+                // node may learn the preimage a moment after ours released it: while it still
+                // says "paying", wait for the next pass. Best effort otherwise; the server falls
+                // back to the script path.
+                let server_state = self.server.swap_state(&id).await.ok();
+                if server_state.as_deref() != Some("paying") {
+                    if server_state.as_deref() == Some("claiming") {
+                        if let Err(e) = self.cosign_claim(&id, &rec, &status).await {
+                            tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+                        }
+                    }
+                    self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, tip)
+                        .await?;
                 }
-                self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, tip)
-                    .await?;
             }
         }
         if let State::Funded { .. } = rec.state {

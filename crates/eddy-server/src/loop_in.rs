@@ -211,6 +211,8 @@ impl LoopOutServer {
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        // See the funding the client refunds even between engine passes.
+        self.sync_chain().await?;
         for _ in 0..3 {
             let (mut version, mut rec) = self.loop_in(id).await?;
             if !rec.state.may_cosign_refund() {

@@ -278,6 +278,12 @@ impl LoopOutServer {
         Ok(Self::active(&*self.store).await?.len())
     }
 
+    /// Brings the chain watcher up to the tip and mempool.
+    pub(crate) async fn sync_chain(&self) -> Result<(), ServerError> {
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        Ok(())
+    }
+
     /// Starts watching a swap's HTLC script.
     pub(crate) async fn watch(&self, id: SwapId, spk: ScriptBuf) {
         self.watcher
