@@ -337,7 +337,9 @@ impl LoopInClient {
                 // says "paying", wait for the next pass. Best effort otherwise; the server falls
                 // back to the script path.
                 let server_state = self.server.swap_state(&id).await.ok();
-                if server_state.as_deref() != Some("paying") {
+                // Never near `E`: once paid we must be out of the refund path well before it.
+                let plenty_of_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
+                if server_state.as_deref() != Some("paying") || !plenty_of_time {
                     if server_state.as_deref() == Some("claiming") {
                         if let Err(e) = self.cosign_claim(&id, &rec, &status).await {
                             tracing::debug!(swap = %id, error = %e, "no cooperative claim");
