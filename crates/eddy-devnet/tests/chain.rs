@@ -43,7 +43,8 @@ fn spend_p2wpkh(outpoint: OutPoint, value: Amount, outputs: Vec<TxOut>) -> Trans
     let sighash = SighashCache::new(&tx)
         .p2wpkh_signature_hash(0, &wallet_spk(), value, EcdsaSighashType::All)
         .expect("sighash");
-    let sig = secp.sign_ecdsa(&Message::from_digest(sighash.to_byte_array()), &key(1));
+    // Low-R signatures: the size does not vary with the message (but for a 1-in-256 short s).
+    let sig = secp.sign_ecdsa_low_r(&Message::from_digest(sighash.to_byte_array()), &key(1));
     let sig = bitcoin::ecdsa::Signature {
         signature: sig,
         sighash_type: EcdsaSighashType::All,
@@ -248,15 +249,23 @@ fn double_spend_needs_bip125_fees_and_replaces() {
             }],
         )
     };
-    let (first, _, vsize) = chain.accept_tx(pay(200), false).expect("first");
+    let (first, _, _) = chain.accept_tx(pay(200), false).expect("first");
     // Same fee: not a valid replacement.
     let err = chain.accept_tx(pay(200), false);
     assert!(err.is_err());
-    // Higher rate but not enough extra fee to pay its own relay (needs +vsize sats).
-    let err = chain.accept_tx(pay(200 + vsize - 1), false).expect_err("rule 4");
+    // Rule 4 counts the replacement's own size: find fees `extra` sats past 200 + its vsize.
+    let with_extra = |extra: i64| {
+        (200..600u64)
+            .find(|f| *f as i64 == 200 + pay(*f).vsize() as i64 + extra)
+            .expect("a fee that fits")
+    };
+    // Higher rate but one sat short of paying its own relay.
+    let short = with_extra(-1);
+    let err = chain.accept_tx(pay(short), false).expect_err("rule 4");
     assert!(err.message.starts_with("insufficient fee"), "{}", err.message);
-    let (second, fee, _) = chain.accept_tx(pay(200 + vsize), false).expect("replacement");
-    assert_eq!(fee, Amount::from_sat(200 + vsize));
+    let enough = with_extra(0);
+    let (second, fee, _) = chain.accept_tx(pay(enough), false).expect("replacement");
+    assert_eq!(fee, Amount::from_sat(enough));
     assert!(chain.mempool().get(&first).is_none());
     assert!(chain.mempool().get(&second).is_some());
     assert_eq!(chain.mempool().len(), 1);
