@@ -33,6 +33,18 @@ pub struct ChainWatcher {
 impl ChainWatcher {
     /// A watcher that has processed everything up to and including `start` (which must be in
     /// the best chain), keeping `history` blocks for reorgs.
+    /// A watcher whose first block to scan is the one after `height` of the source's best chain
+    /// (what every engine does at start: rescan from its oldest active swap), keeping
+    /// [`DEFAULT_HISTORY`] blocks for reorgs.
+    pub async fn starting_after(source: Arc<dyn ChainSource>, height: u32) -> Result<ChainWatcher, ChainSourceError> {
+        let hash = source
+            .block_hash(height)
+            .await?
+            .ok_or_else(|| ChainSourceError::Protocol(format!("no block at {height}")))?;
+        Ok(ChainWatcher::new(source, BlockRef { height, hash }, DEFAULT_HISTORY))
+    }
+
+    /// A watcher that has seen `start` and scans what follows, remembering `history` blocks.
     pub fn new(source: Arc<dyn ChainSource>, start: BlockRef, history: usize) -> ChainWatcher {
         let mut recent = VecDeque::new();
         recent.push_back(Seen {

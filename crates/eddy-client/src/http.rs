@@ -45,6 +45,36 @@ impl HttpSwapServer {
         resp.json().await.map_err(|e| format!("unreadable answer: {e}"))
     }
 
+    /// Posts a co-signing request (our nonce, the unsigned transaction) and reads the server's
+    /// nonce and partial signature.
+    async fn post_cosign(
+        &self,
+        url: &str,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+        use bitcoin::hex::{DisplayHex, FromHex};
+        let resp = self
+            .http
+            .post(url)
+            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        let n = v["nonce"]
+            .as_str()
+            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
+        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
+        match (n, p) {
+            (Some(n), Some(p)) => Ok((n, p)),
+            _ => Err("unreadable co-signature".into()),
+        }
+    }
+
     async fn error_of(resp: reqwest::Response) -> String {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -90,26 +120,8 @@ impl SwapServerApi for HttpSwapServer {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        use bitcoin::hex::{DisplayHex, FromHex};
-        let resp = self
-            .http
-            .post(format!("{}/v1/swaps/{id}/cosign", self.base))
-            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
-            .send()
+        self.post_cosign(&format!("{}/v1/swaps/{id}/cosign", self.base), nonce, tx)
             .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-        let n = v["nonce"]
-            .as_str()
-            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
-        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
-        match (n, p) {
-            (Some(n), Some(p)) => Ok((n, p)),
-            _ => Err("unreadable co-signature".into()),
-        }
     }
 
     async fn loop_in_fee(&self, amount: bitcoin::Amount) -> Result<bitcoin::Amount, String> {
@@ -153,26 +165,8 @@ impl SwapServerApi for HttpSwapServer {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        use bitcoin::hex::{DisplayHex, FromHex};
-        let resp = self
-            .http
-            .post(format!("{}/v1/swaps/{id}/refund-cosign", self.base))
-            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
-            .send()
+        self.post_cosign(&format!("{}/v1/swaps/{id}/refund-cosign", self.base), nonce, tx)
             .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-        let n = v["nonce"]
-            .as_str()
-            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
-        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
-        match (n, p) {
-            (Some(n), Some(p)) => Ok((n, p)),
-            _ => Err("unreadable co-signature".into()),
-        }
     }
 
     async fn claim_request(

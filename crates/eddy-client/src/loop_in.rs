@@ -104,16 +104,9 @@ impl LoopInClient {
             .min()
             .unwrap_or(tip.height)
             .min(tip.height);
-        let hash = chain
-            .block_hash(from)
+        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
             .await
-            .map_err(backend)?
-            .ok_or_else(|| ClientError::Backend(format!("no block at {from}")))?;
-        let mut watcher = ChainWatcher::new(
-            chain.clone(),
-            eddy_backends::BlockRef { height: from, hash },
-            eddy_backends::watcher::DEFAULT_HISTORY,
-        );
+            .map_err(backend)?;
         for (id, _, r) in &active {
             let htlc = Htlc::new(r.htlc).map_err(backend)?;
             watcher
@@ -132,16 +125,8 @@ impl LoopInClient {
     }
 
     async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopIn)>, ClientError> {
-        let mut out = vec![];
-        for r in store.list(ListFilter::Active).await? {
-            if r.kind != SwapKind::LoopInClient {
-                continue;
-            }
-            let rec: ClientLoopIn =
-                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-            out.push((r.id, r.version, rec));
-        }
-        Ok(out)
+        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopInClient).await?;
+        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
     }
 
     /// A stored loop-in.
@@ -252,17 +237,9 @@ impl LoopInClient {
 
     /// Every loop-in this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopIn)>, ClientError> {
-        let mut out = vec![];
-        for r in self.store.list(ListFilter::All).await? {
-            if r.kind != SwapKind::LoopInClient {
-                continue;
-            }
-            let rec: ClientLoopIn =
-                serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-            out.push((r, rec));
-        }
-        out.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
-        Ok(out)
+        let mut all = eddy_store::records_of(&*self.store, ListFilter::All, SwapKind::LoopInClient).await?;
+        all.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
+        Ok(all)
     }
 
     /// Gives a loop-in up: before funding it simply ends; once funded the coins come back

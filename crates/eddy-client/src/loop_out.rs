@@ -225,16 +225,9 @@ impl LoopOutClient {
             .min()
             .unwrap_or(tip.height)
             .min(tip.height);
-        let hash = chain
-            .block_hash(from)
+        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
             .await
-            .map_err(backend)?
-            .ok_or_else(|| ClientError::Backend(format!("no block at {from}")))?;
-        let mut watcher = ChainWatcher::new(
-            chain.clone(),
-            eddy_backends::BlockRef { height: from, hash },
-            eddy_backends::watcher::DEFAULT_HISTORY,
-        );
+            .map_err(backend)?;
         for (id, _, r) in &active {
             let htlc = Htlc::new(r.htlc).map_err(backend)?;
             watcher
@@ -253,16 +246,8 @@ impl LoopOutClient {
     }
 
     async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopOut)>, ClientError> {
-        let mut out = vec![];
-        for r in store.list(ListFilter::Active).await? {
-            if r.kind != SwapKind::LoopOutClient {
-                continue;
-            }
-            let rec: ClientLoopOut =
-                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-            out.push((r.id, r.version, rec));
-        }
-        Ok(out)
+        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopOutClient).await?;
+        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
     }
 
     /// A stored swap.
@@ -457,17 +442,9 @@ impl LoopOutClient {
 
     /// Every loop-out this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopOut)>, ClientError> {
-        let mut out = vec![];
-        for r in self.store.list(ListFilter::All).await? {
-            if r.kind != SwapKind::LoopOutClient {
-                continue;
-            }
-            let rec: ClientLoopOut =
-                serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-            out.push((r, rec));
-        }
-        out.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
-        Ok(out)
+        let mut all = eddy_store::records_of(&*self.store, ListFilter::All, SwapKind::LoopOutClient).await?;
+        all.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
+        Ok(all)
     }
 
     /// Drives the engine until `shutdown` turns true: a full [`Self::tick`] on every new tip,

@@ -580,18 +580,11 @@ async fn refund_cosign(
     Path(id): Path<String>,
     body: Result<Json<CosignRequest>, JsonRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    use bitcoin::hex::{DisplayHex, FromHex};
     let id = parse_id(&id)?;
-    let Json(b) = body.map_err(bad_json)?;
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
-    let (n, p) = st.server.cosign_refund(&id, &nonce, &tx).await?;
-    Ok(Json(CosignResponse {
-        nonce: n.to_lower_hex_string(),
-        partial_sig: p.to_lower_hex_string(),
-    }))
+    let (nonce, tx) = cosign_request(body)?;
+    Ok(Json(CosignResponse::from(
+        st.server.cosign_refund(&id, &nonce, &tx).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(("id" = String, Path, description = "swap id")), request_body = PreimageBody, responses(
@@ -628,18 +621,34 @@ async fn cosign(
     Path(id): Path<String>,
     body: Result<Json<CosignRequest>, JsonRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    use bitcoin::hex::{DisplayHex, FromHex};
     let id = parse_id(&id)?;
+    let (nonce, tx) = cosign_request(body)?;
+    Ok(Json(CosignResponse::from(
+        st.server.cosign_claim(&id, &nonce, &tx).await?,
+    )))
+}
+
+/// The client's nonce and unsigned transaction of a co-signing request, checked.
+fn cosign_request(
+    body: Result<Json<CosignRequest>, JsonRejection>,
+) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiError> {
+    use bitcoin::hex::FromHex;
     let Json(b) = body.map_err(bad_json)?;
     let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx)
+    let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
-    let (n, p) = st.server.cosign_claim(&id, &nonce, &tx).await?;
-    Ok(Json(CosignResponse {
-        nonce: n.to_lower_hex_string(),
-        partial_sig: p.to_lower_hex_string(),
-    }))
+    Ok((nonce, tx))
+}
+
+impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> for CosignResponse {
+    fn from((nonce, partial): (eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)) -> Self {
+        use bitcoin::hex::DisplayHex;
+        CosignResponse {
+            nonce: nonce.to_lower_hex_string(),
+            partial_sig: partial.to_lower_hex_string(),
+        }
+    }
 }
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status, one event

@@ -84,16 +84,8 @@ pub struct ClaimSession {
 pub(crate) async fn active_in_of(
     store: &dyn eddy_store::SwapStore,
 ) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
-    let mut out = vec![];
-    for r in store.list(ListFilter::Active).await? {
-        if r.kind != SwapKind::LoopInServer {
-            continue;
-        }
-        let rec: LoopInRecord =
-            serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-        out.push((r.id, r.version, rec));
-    }
-    Ok(out)
+    let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopInServer).await?;
+    Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
 }
 
 impl LoopOutServer {

@@ -189,19 +189,9 @@ impl LoopOutServer {
             .min()
             .unwrap_or(tip.height)
             .min(tip.height);
-        let start_hash = chain
-            .block_hash(from)
+        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
             .await
-            .map_err(backend)?
-            .ok_or_else(|| ServerError::Backend(format!("no block at {from}")))?;
-        let mut watcher = ChainWatcher::new(
-            chain.clone(),
-            eddy_backends::BlockRef {
-                height: from,
-                hash: start_hash,
-            },
-            eddy_backends::watcher::DEFAULT_HISTORY,
-        );
+            .map_err(backend)?;
         let wallet = SwapWallet::new(&keys, cfg.network);
         watcher
             .index_mut()
@@ -470,16 +460,8 @@ impl LoopOutServer {
     }
 
     async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, LoopOutRecord)>, ServerError> {
-        let mut out = vec![];
-        for r in store.list(ListFilter::Active).await? {
-            if r.kind != SwapKind::LoopOutServer {
-                continue;
-            }
-            let rec: LoopOutRecord =
-                serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
-            out.push((r.id, r.version, rec));
-        }
-        Ok(out)
+        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopOutServer).await?;
+        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
     }
 
     /// A stored swap.

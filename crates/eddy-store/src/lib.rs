@@ -194,6 +194,25 @@ pub trait SwapStore: Send + Sync {
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// The swaps of `kind` that match `filter`, in the store's order, each with its stored state read as
+/// `T` (the engine's record type); a state that does not read is [`StoreError::Corrupt`].
+pub async fn records_of<T: serde::de::DeserializeOwned>(
+    store: &dyn SwapStore,
+    filter: ListFilter,
+    kind: SwapKind,
+) -> Result<Vec<(SwapRecord, T)>, StoreError> {
+    let mut out = vec![];
+    for r in store.list(filter).await? {
+        if r.kind != kind {
+            continue;
+        }
+        let rec: T =
+            serde_json::from_value(r.state.clone()).map_err(|_| StoreError::Corrupt(format!("swap {}", r.id)))?;
+        out.push((r, rec));
+    }
+    Ok(out)
+}
+
 /// The tag of a state machine state (`#[serde(tag = "state")]`): what the store keeps in
 /// `state_name` and what status reports show.
 pub fn state_name<S: serde::Serialize>(state: &S) -> String {
