@@ -19,7 +19,7 @@
 //!   their preimages are kept in `eddy-own-preimages.json` (0600) in the node's data dir so a
 //!   restart can still settle them.
 //! - Not offered by ldk-node 0.7, hence [`LnError::Unsupported`]: restricting a payment to one
-//!   outgoing channel, and paying several on-chain outputs in one transaction. A payment's
+//!   outgoing channel or to one last hop, and paying several on-chain outputs in one transaction. A payment's
 //!   timeout is ldk-node's own retry timeout, not `PayParams::timeout`.
 
 use std::collections::HashMap;
@@ -704,6 +704,9 @@ impl LightningNode for LdkNode {
             return Err(LnError::Unsupported(
                 "ldk-node 0.7 cannot restrict the outgoing channel".into(),
             ));
+        }
+        if params.last_hop.is_some() {
+            return Err(LnError::Unsupported("ldk-node 0.7 cannot restrict the last hop".into()));
         }
         let hash = PaymentHash(*invoice.payment_hash().as_ref());
         let s = self.shared.clone();

@@ -131,6 +131,11 @@ pub struct PayParams {
     pub outgoing_channel: Option<u64>,
     /// Largest CLTV expiry delta of the whole route; `None` for the node's default.
     pub max_total_cltv_delta: Option<u32>,
+    /// Only routes whose last hop (the payee's channel peer) is this node, when set: a
+    /// loop-in client uses it to choose which of its channels gets the liquidity. Backends
+    /// that cannot restrict it ([`LightningNode::restricts_last_hop`] false) refuse with
+    /// [`LnError::Unsupported`].
+    pub last_hop: Option<PublicKey>,
 }
 
 /// Where an outgoing payment stands.
@@ -246,6 +251,12 @@ pub trait LightningNode: Send + Sync {
 
     /// A stream of changes (not replayed: re-read states after subscribing).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LnEvent>;
+
+    /// Whether [`PayParams::last_hop`] is honoured (LND: `last_hop_pubkey`; ldk-node 0.7 has no
+    /// such route restriction). A server asks before it accepts a swap that needs it.
+    fn restricts_last_hop(&self) -> bool {
+        false
+    }
 
     /// Blocks before a held HTLC's expiry at which this node stops settling it (LDK 39, LND's
     /// default `--holdexpirydelta` 12): a hold invoice's final CLTV delta must cover the hold

@@ -453,6 +453,7 @@ impl LightningNode for LndNode {
                 timeout_seconds: params.timeout.as_secs().clamp(1, i32::MAX as u64) as i32,
                 outgoing_chan_ids: params.outgoing_channel.into_iter().collect(),
                 cltv_limit: params.max_total_cltv_delta.map_or(0, |d| d as i32),
+                last_hop_pubkey: params.last_hop.map(|k| k.serialize().to_vec()).unwrap_or_default(),
                 ..Default::default()
             })
             .await;
@@ -575,6 +576,10 @@ impl LightningNode for LndNode {
 
     fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
         self.events.subscribe()
+    }
+
+    fn restricts_last_hop(&self) -> bool {
+        true
     }
 
     fn settle_deadline_delta(&self) -> u32 {

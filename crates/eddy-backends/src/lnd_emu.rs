@@ -9,8 +9,9 @@
 //! that is not accepted and `CancelInvoice` on a settled one fail; `SendPaymentV2` refuses a
 //! payment hash in flight or paid with `AlreadyExists`; `TrackPaymentV2` answers `NotFound` for
 //! an unknown hash; subscriptions stream the current state first. What it cannot reproduce,
-//! because the node behind it is LDK: outgoing-channel restrictions and multi-output sends
-//! (answered `Unimplemented`), LND's own timing of auto-cancels and its finer failure reasons.
+//! because the node behind it is LDK: outgoing-channel and last-hop restrictions (the last hop
+//! is decoded and checked as LND does, then refused by the LDK node: `Unimplemented`) and
+//! multi-output sends, LND's own timing of auto-cancels and its finer failure reasons.
 //! (`AddHoldInvoice`'s `cltv_expiry` is honoured: the LDK backend re-issues the invoice with it.)
 //! Everything else LND offers answers `Unimplemented`.
 
@@ -549,11 +550,21 @@ async fn send_payment(inner: Arc<Inner>, r: routerrpc::SendPaymentRequest) -> Re
         PaymentStatus::Succeeded { .. } => return Err(Status::already_exists("invoice is already paid")),
         PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
     }
+    // LND: an empty `last_hop_pubkey` means no restriction; anything else must be a key.
+    let last_hop = if r.last_hop_pubkey.is_empty() {
+        None
+    } else {
+        Some(
+            bitcoin::secp256k1::PublicKey::from_slice(&r.last_hop_pubkey)
+                .map_err(|e| Status::invalid_argument(format!("invalid last hop pubkey: {e}")))?,
+        )
+    };
     let params = PayParams {
         max_fee_msat: r.fee_limit_msat.max(0) as u64,
         timeout: Duration::from_secs(r.timeout_seconds.max(1) as u64),
         outgoing_channel: r.outgoing_chan_ids.first().copied(),
         max_total_cltv_delta: (r.cltv_limit > 0).then_some(r.cltv_limit as u32),
+        last_hop,
     };
     inner.ln.pay_invoice(&r.payment_request, &params).await.map_err(lnerr)?;
     let first = inner.ln.payment_status(&hash).await.map_err(lnerr)?;

@@ -447,6 +447,7 @@ fn conformance(lnd: bool) {
         timeout: Duration::from_secs(60),
         outgoing_channel: None,
         max_total_cltv_delta: None,
+        last_hop: None,
     };
     let hash4 = PaymentHash(h4.0);
     assert_eq!(
@@ -539,6 +540,22 @@ fn conformance(lnd: bool) {
             .block_on(backend.ln().pay_invoice(&fresh.to_string(), &with_channel)),
         Err(LnError::Unsupported(_))
     ));
+    assert_eq!(
+        ctx.rt.block_on(backend.ln().payment_status(&PaymentHash(h6.0))),
+        Ok(PaymentStatus::Unknown)
+    );
+    // Restricting the last hop: LND takes `last_hop_pubkey` (the backend says so); the LND
+    // client sends the key, the emulator decodes it and hands it to the LDK node behind it,
+    // which cannot route by it. ldk-node refuses up front. Nothing is sent either way.
+    assert_eq!(backend.ln().restricts_last_hop(), lnd);
+    let via = PayParams {
+        last_hop: Some(ctx.payer().node().node_id()),
+        ..params.clone()
+    };
+    match ctx.rt.block_on(backend.ln().pay_invoice(&fresh.to_string(), &via)) {
+        Err(LnError::Unsupported(m)) => assert!(m.contains("last hop"), "{m}"),
+        other => panic!("last hop: {other:?}"),
+    }
     assert_eq!(
         ctx.rt.block_on(backend.ln().payment_status(&PaymentHash(h6.0))),
         Ok(PaymentStatus::Unknown)

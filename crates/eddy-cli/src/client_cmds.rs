@@ -62,6 +62,12 @@ pub struct InArgs {
     /// Confirmation target of the funding transaction.
     #[arg(long)]
     pub conf_target: Option<u16>,
+    /// Most the funding transaction's miner fee may be (estimated before the swap starts), sat.
+    #[arg(long = "max-miner-fee")]
+    pub max_miner_fee: Option<u64>,
+    /// The channel peer (node public key) the payment must arrive through, to fill that channel.
+    #[arg(long = "last-hop")]
+    pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
 }
 
 /// `eddy out` arguments.
@@ -343,8 +349,9 @@ fn quote_in(c: &DaemonConn, amount: u64) -> anyhow::Result<()> {
     println!("loop-in of {} sat", u(&v, "amount_sat"));
     println!("  swap fee       {:>9} sat", u(&v, "swap_fee_sat"));
     println!(
-        "  funding fee    {:>9} sat estimated ({} sat/vB)",
+        "  funding fee    {:>9} sat estimated ({} vB at {} sat/vB, one wallet input)",
         u(&v, "funding_fee_estimate_sat"),
+        u(&v, "funding_vbytes"),
         v["fee_rate_sat_per_vb"].as_f64().unwrap_or(0.0)
     );
     println!("  you receive    {:>9} sat in your channels", u(&v, "invoice_sat"));
@@ -360,6 +367,12 @@ pub fn loop_in(c: &DaemonConn, a: &InArgs) -> anyhow::Result<()> {
     }
     if let Some(t) = a.conf_target {
         body["conf_target"] = t.into();
+    }
+    if let Some(f) = a.max_miner_fee {
+        body["max_miner_fee_sat"] = f.into();
+    }
+    if let Some(k) = a.last_hop {
+        body["last_hop"] = k.to_string().into();
     }
     let v = rt()?.block_on(conn.post("/v1/loop-in", &body))?;
     if c.json {

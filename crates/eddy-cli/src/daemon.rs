@@ -130,6 +130,7 @@ struct Daemon {
     server: HttpSwapServer,
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
+    store: Arc<dyn eddy_store::SwapStore>,
     cfg: ClientConfig,
     token: String,
 }
@@ -282,6 +283,12 @@ pub struct SwapView {
     /// Loop-in: the refund, once broadcast.
     #[serde(default)]
     pub refund_txid: Option<String>,
+    /// Loop-in: the funding transaction, once broadcast (before it confirms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding_txid: Option<String>,
+    /// Loop-in: the channel peer the payment must arrive through, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hop: Option<String>,
     /// Store version (one per transition).
     pub version: i64,
     /// Unix seconds.
@@ -306,6 +313,8 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         id: r.id.to_string(),
         kind: "loop_out".into(),
         refund_txid: None,
+        funding_txid: None,
+        last_hop: None,
         state: r.state_name.clone(),
         terminal: r.terminal,
         failure: eddy_client::loop_out::fail_reason(&rec.state).map(|f| format!("{f:?}")),
@@ -365,9 +374,36 @@ fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> 
             .map(|a| a.to_string())
             .unwrap_or_default(),
         refund_txid: rec.refund.as_ref().and_then(|r| r.all.last()).map(|t| t.to_string()),
+        funding_txid: match &rec.state {
+            S::Funding { txid } => Some(txid.to_string()),
+            _ => None,
+        },
+        last_hop: rec.options.last_hop.map(|k| k.to_string()),
         version: r.version,
         created_at: r.created_at,
         updated_at: r.updated_at,
+    }
+}
+
+/// One swap's view, read by its id (either kind).
+async fn view_of(d: &Daemon, id: &SwapId) -> Result<SwapView, ApiError> {
+    let r = d
+        .store
+        .get(id)
+        .await
+        .map_err(ClientError::from)?
+        .ok_or(ClientError::NotFound(*id))?;
+    let corrupt = || ClientError::from(eddy_store::StoreError::Corrupt(format!("swap {id}")));
+    match r.kind {
+        eddy_store::SwapKind::LoopOutClient => {
+            let rec: ClientLoopOut = serde_json::from_value(r.state.clone()).map_err(|_| corrupt())?;
+            Ok(view(&r, &rec, d.cfg.network))
+        }
+        eddy_store::SwapKind::LoopInClient => {
+            let rec: ClientLoopIn = serde_json::from_value(r.state.clone()).map_err(|_| corrupt())?;
+            Ok(view_in(&r, &rec, d.cfg.network))
+        }
+        _ => Err(ClientError::NotFound(*id).into()),
     }
 }
 
@@ -405,6 +441,12 @@ pub struct LoopInBody {
     /// Confirmation target of the funding.
     #[serde(default)]
     pub conf_target: Option<u16>,
+    /// Most the funding's miner fee may be (estimated before anything is created), sat.
+    #[serde(default)]
+    pub max_miner_fee_sat: Option<u64>,
+    /// The channel peer the payment must arrive through, compressed public key hex.
+    #[serde(default)]
+    pub last_hop: Option<String>,
 }
 
 async fn quote_in(
@@ -423,13 +465,12 @@ async fn quote_in(
         .fee_rate(d.cfg.conf_target)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    // A one-input P2WPKH → P2TR + change funding transaction: ~154 vB.
-    let funding_vb = 154u64;
     Ok(Json(json!({
         "amount_sat": q.amount,
         "swap_fee_sat": fee.to_sat(),
         "invoice_sat": q.amount.saturating_sub(fee.to_sat()),
-        "funding_fee_estimate_sat": rate.fee_vb(funding_vb).map_or(0, |a| a.to_sat()),
+        "funding_vbytes": eddy_client::loop_in::FUNDING_VBYTES_ONE_INPUT,
+        "funding_fee_estimate_sat": eddy_client::loop_in::funding_fee_estimate(rate).to_sat(),
         "fee_rate_sat_per_vb": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0,
     })))
 }
@@ -439,27 +480,30 @@ async fn loop_in_route(
     body: Result<Json<LoopInBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
+    let last_hop = match &b.last_hop {
+        None => None,
+        Some(k) => Some(
+            bitcoin::secp256k1::PublicKey::from_str(k.trim())
+                .map_err(|_| bad(format!("last_hop is not a node public key: {k:?}")))?,
+        ),
+    };
     let opts = LoopInOptions {
         max_swap_fee: b.max_swap_fee_sat,
         conf_target: b.conf_target,
         external: b.external,
+        max_miner_fee: b.max_miner_fee_sat,
+        last_hop,
     };
     let id = d.client_in.loop_in(Amount::from_sat(b.amount_sat), opts).await?;
-    let (_, rec) = d.client_in.swap(&id).await?;
-    let r = d
-        .client_in
-        .list()
-        .await?
-        .into_iter()
-        .find(|(r, _)| r.id == id)
-        .ok_or(ClientError::NotFound(id))?;
-    let mut v = serde_json::to_value(view_in(&r.0, &r.1, d.cfg.network)).map_err(|e| bad(e.to_string()))?;
+    let found = view_of(&d, &id).await?;
+    let bip21 = format!(
+        "bitcoin:{}?amount={}",
+        found.htlc_address,
+        bitcoin::Amount::from_sat(b.amount_sat).to_btc()
+    );
+    let mut v = serde_json::to_value(found).map_err(|e| bad(e.to_string()))?;
     if let Value::Object(m) = &mut v {
-        let btc = bitcoin::Amount::from_sat(b.amount_sat).to_btc();
-        m.insert(
-            "bip21".into(),
-            json!(format!("bitcoin:{}?amount={btc}", rec.offer.htlc_address)),
-        );
+        m.insert("bip21".into(), json!(bip21));
     }
     Ok((StatusCode::CREATED, Json(v)))
 }
@@ -539,14 +583,7 @@ async fn loop_out(
         .client
         .loop_out_with(Amount::from_sat(b.amount_sat), destination, b.options.into())
         .await?;
-    let r = d
-        .client
-        .list()
-        .await?
-        .into_iter()
-        .find(|(r, _)| r.id == id)
-        .ok_or(ClientError::NotFound(id))?;
-    Ok((StatusCode::CREATED, Json(view(&r.0, &r.1, d.cfg.network))))
+    Ok((StatusCode::CREATED, Json(view_of(&d, &id).await?)))
 }
 
 async fn list(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<SwapView>>, ApiError> {
@@ -555,11 +592,7 @@ async fn list(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<SwapView>>, ApiEr
 
 async fn swapinfo(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
     let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
-    let found = all_views(&d)
-        .await?
-        .into_iter()
-        .find(|v| v.id == id.to_string())
-        .ok_or(ClientError::NotFound(id))?;
+    let found = view_of(&d, &id).await?;
     let events = d.client.events(&id).await?;
     let mut v = serde_json::to_value(found).map_err(|e| bad(e.to_string()))?;
     if let Value::Object(m) = &mut v {
@@ -689,6 +722,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             server: HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?,
             ln: b.ln.clone(),
             chain: b.chain.clone(),
+            store: b.store.clone(),
             cfg,
             token,
         });

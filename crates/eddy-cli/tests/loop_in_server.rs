@@ -49,6 +49,7 @@ fn create(net: &Swapnet, c: &Client, amount: Amount) -> (SwapId, Htlc) {
             amount,
             invoice: invoice.bolt11,
             refund_key: c.pubkey,
+            last_hop: None,
         }))
         .expect("offer");
     let htlc = Htlc::new(HtlcParams {

@@ -35,6 +35,26 @@ pub struct LoopInOptions {
     pub conf_target: Option<u16>,
     /// Do not fund from the node's wallet: the user pays the HTLC address from elsewhere.
     pub external: bool,
+    /// Most the funding transaction's miner fee may be, estimated before anything is created
+    /// (sat); also the most a refund pays. Default: the engine's `max_miner_fee`.
+    #[serde(default)]
+    pub max_miner_fee: Option<u64>,
+    /// The channel peer the server's payment must arrive through (`--last-hop`).
+    #[serde(default)]
+    pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
+}
+
+/// Virtual size of a funding transaction from the node's wallet with one input: 10.5 vB of
+/// version, counts, lock time and segwit marker, one P2WPKH input (41 vB + a 108-byte
+/// witness / 4 = 68 vB; the wallet of ldk-node and of LND's default are P2WPKH), the P2TR HTLC
+/// output (43 vB) and a P2WPKH change output (31 vB): 152.5, rounded up. The funding fee
+/// check multiplies it by the fee rate; a wallet that needs more inputs pays more (68 vB each),
+/// which the estimate cannot know before the wallet selects its coins.
+pub const FUNDING_VBYTES_ONE_INPUT: u64 = 153;
+
+/// The estimated miner fee of funding a loop-in from the node's wallet at `rate`.
+pub fn funding_fee_estimate(rate: bitcoin::FeeRate) -> Amount {
+    rate.fee_vb(FUNDING_VBYTES_ONE_INPUT).unwrap_or(Amount::MAX_MONEY)
 }
 
 /// A refund, once started.
@@ -155,6 +175,30 @@ impl LoopInClient {
                 max_fee.to_sat()
             )));
         }
+        if !options.external {
+            let max_miner = options.max_miner_fee.map_or(self.cfg.max_miner_fee, Amount::from_sat);
+            let rate = self
+                .chain
+                .fee_rate(options.conf_target.unwrap_or(self.cfg.conf_target))
+                .await
+                .map_err(backend)?;
+            let estimate = funding_fee_estimate(rate);
+            if estimate > max_miner {
+                return Err(ClientError::OfferRefused(format!(
+                    "the funding transaction's miner fee is estimated at {} sat ({} sat/vB), above the limit {} sat",
+                    estimate.to_sat(),
+                    rate.to_sat_per_vb_ceil(),
+                    max_miner.to_sat()
+                )));
+            }
+        }
+        if let Some(hop) = options.last_hop {
+            // The payment can only arrive through a peer we have a channel with.
+            let channels = self.ln.channels().await.map_err(backend)?;
+            if !channels.iter().any(|c| c.peer == hop) {
+                return Err(ClientError::OfferRefused(format!("no channel with the last hop {hop}")));
+            }
+        }
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
@@ -175,6 +219,7 @@ impl LoopInClient {
                 amount,
                 invoice: invoice.bolt11.clone(),
                 refund_key,
+                last_hop: options.last_hop,
             })
             .await
             .map_err(ClientError::Server)?;
@@ -460,6 +505,7 @@ impl LoopInClient {
                 let txid = match existing {
                     Some(t) => t,
                     None => {
+                        eddy_store::crash_point("loop_in.fund.before_broadcast");
                         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
                         let rate = self
                             .chain
@@ -473,6 +519,7 @@ impl LoopInClient {
                             .compute_txid()
                     }
                 };
+                eddy_store::crash_point("loop_in.fund.after_broadcast");
                 Box::pin(self.apply(id, version, rec, Event::FundingBroadcast { txid }, tip)).await
             }
             Action::RequestCooperativeRefund => self.refund(id, version, rec, tip, true).await,
@@ -547,7 +594,10 @@ impl LoopInClient {
             blocks_left: u32::MAX,
             weight: probe.predicted_weight,
             value,
-            max_fee: self.cfg.max_miner_fee.max(value / 20),
+            max_fee: rec
+                .options
+                .max_miner_fee
+                .map_or(self.cfg.max_miner_fee.max(value / 20), Amount::from_sat),
             dust: dest.minimal_non_dust(),
         });
         let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;

@@ -576,6 +576,7 @@ impl LoopOutClient {
             Action::PayInvoices => {
                 let eff = self.cfg.effective(&rec.options);
                 let params = PayParams {
+                    last_hop: None,
                     max_fee_msat: eff.max_routing_fee.to_sat() * 1000,
                     timeout: std::time::Duration::from_secs(60),
                     outgoing_channel: eff.channel,

@@ -523,6 +523,10 @@ pub struct LoopInCreate {
     pub invoice: String,
     /// The client's refund key.
     pub refund_key: PublicKey,
+    /// The node the payment must arrive through (the client's channel peer), if the client
+    /// wants the liquidity in one channel; a server that cannot restrict it refuses the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hop: Option<PublicKey>,
 }
 
 /// The server's answer to a loop-in request.

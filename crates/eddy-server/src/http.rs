@@ -421,13 +421,7 @@ async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerErro
         Ok((_, rec)) => Ok(status_of(id, &rec)),
         Err(ServerError::NotFound(_)) => {
             let (_, rec) = st.server.loop_in(id).await?;
-            Ok(SwapStatus {
-                id: id.to_string(),
-                state: eddy_store::state_name(&rec.state),
-                terminal: rec.state.is_terminal(),
-                expiry: rec.terms.expiry,
-                htlc_outpoint: rec.funding.map(|o| o.to_string()),
-            })
+            Ok(in_status_of(id, &rec))
         }
         Err(e) => Err(e),
     }
@@ -475,6 +469,9 @@ pub struct LoopInCreateDoc {
     invoice: String,
     /// The client's refund key, compressed public key hex.
     refund_key: String,
+    /// Optional: the node the payment must arrive through (compressed public key hex); refused
+    /// with 400 by a server whose Lightning node cannot restrict the last hop.
+    last_hop: Option<String>,
 }
 
 /// The server's loop-in answer (schema of `eddy_core::validate::LoopInOffer`).
@@ -651,8 +648,8 @@ impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> 
     }
 }
 
-/// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status, one event
-/// per change, ending once the swap is final.
+/// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status (loop-out or
+/// loop-in), one event per change, ending once the swap is final.
 #[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id")), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
     (status = 404, description = "Unknown swap", body = ErrorBody),
@@ -663,16 +660,15 @@ async fn events(
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let id = parse_id(&id)?;
     // Unknown ids are refused before the stream starts.
-    st.server.swap(&id).await?;
+    any_status(&st, &id).await?;
     let stream = futures::stream::unfold((st, id, String::new(), false), |(st, id, last, done)| async move {
         if done {
             return None;
         }
         loop {
-            let Ok((_, rec)) = st.server.swap(&id).await else {
+            let Ok(status) = any_status(&st, &id).await else {
                 return None;
             };
-            let status = status_of(&id, &rec);
             let key = format!("{}:{:?}", status.state, status.htlc_outpoint);
             if key != last {
                 let terminal = status.terminal;
@@ -686,6 +682,16 @@ async fn events(
 }
 
 fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
+    SwapStatus {
+        id: id.to_string(),
+        state: eddy_store::state_name(&rec.state),
+        terminal: rec.state.is_terminal(),
+        expiry: rec.terms.expiry,
+        htlc_outpoint: rec.funding.map(|o| o.to_string()),
+    }
+}
+
+fn in_status_of(id: &SwapId, rec: &crate::loop_in::LoopInRecord) -> SwapStatus {
     SwapStatus {
         id: id.to_string(),
         state: eddy_store::state_name(&rec.state),

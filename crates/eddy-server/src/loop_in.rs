@@ -69,6 +69,9 @@ pub struct LoopInRecord {
     /// claiming by the script path (set when the preimage is learned).
     #[serde(default)]
     pub coop_wait_until: Option<u32>,
+    /// The node the payment must arrive through, as the client asked.
+    #[serde(default)]
+    pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
     /// The state machine's state.
     pub state: State,
 }
@@ -129,6 +132,15 @@ impl LoopOutServer {
         .map_err(|e| ServerError::Invalid(e.to_string()))?;
         let hash = valid.invoice.payment_hash;
         let id = SwapId::from(hash);
+        if let Some(hop) = req.last_hop {
+            // Refused before anything is funded: a swap accepted here and then paid by
+            // another route would not fill the channel the client asked for.
+            if !self.ln().restricts_last_hop() {
+                return Err(ServerError::Invalid(format!(
+                    "last_hop {hop}: this server's Lightning node cannot restrict a payment's last hop"
+                )));
+            }
+        }
         if self.store().get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(hash));
         }
@@ -165,6 +177,7 @@ impl LoopOutServer {
             funding: None,
             claim: None,
             coop_wait_until: None,
+            last_hop: req.last_hop,
             state: State::Created,
         };
         let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -525,12 +538,15 @@ impl LoopOutServer {
                     timeout: std::time::Duration::from_secs(60),
                     outgoing_channel: None,
                     max_total_cltv_delta: Some(max_cltv_expiry.saturating_sub(tip)),
+                    last_hop: rec.last_hop,
                 };
                 // A refused send leaves the payment failed (or unknown) in the node: the next
                 // step reads that and makes the swap refundable (or pays again).
+                eddy_store::crash_point("loop_in_server.pay.before_send");
                 if let Err(e) = self.ln().pay_invoice(&rec.invoice, &params).await {
                     tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
                 }
+                eddy_store::crash_point("loop_in_server.pay.after_send");
                 Ok(())
             }
             Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,

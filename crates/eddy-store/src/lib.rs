@@ -14,10 +14,12 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod crash;
 pub mod keys;
 mod postgres;
 mod sqlite;
 
+pub use crash::crash_point;
 pub use keys::SeedKeys;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
