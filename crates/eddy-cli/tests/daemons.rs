@@ -79,6 +79,19 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Waits for the process to die by itself (a crash point aborting it).
+    fn wait_crash(mut self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(!status.success(), "{what}: exited cleanly instead of crashing");
+                return status.to_string();
+            }
+            assert!(Instant::now() < deadline, "{what}: never reached its crash point");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM and wait for a clean exit.
     fn terminate(mut self) {
         let pid = self.child.id().to_string();
@@ -178,9 +191,10 @@ impl Net {
     }
 }
 
-/// Devnet, two nodes with a 1,000,000-sat channel server → client (500,000 pushed), both
-/// nodes stopped again so the daemons can own them.
-fn setup(dir: &Path) -> Net {
+/// Devnet, two nodes with a 1,000,000-sat channel server → client (500,000 pushed) and
+/// `client_onchain` sat in the client's wallet, both nodes stopped again so the daemons can
+/// own them.
+fn setup(dir: &Path, client_onchain: u64) -> Net {
     let lab = Lab::start(LabConfig::new(dir, 0)).expect("lab");
     let rt = rt();
     let (_, _, user, password) = lab.chain.rpc_credentials();
@@ -217,6 +231,20 @@ fn setup(dir: &Path) -> Net {
     net.lab
         .open_channel_between(s.ldk(), c.ldk(), c_addr, Amount::from_sat(1_000_000), 500_000_000)
         .expect("channel");
+    if client_onchain > 0 {
+        let addr = net.rt.block_on(c.new_address()).expect("address");
+        net.lab
+            .chain
+            .fund(&addr, Amount::from_sat(client_onchain))
+            .expect("fund");
+        net.lab.mine(1).expect("mine");
+        eddy_lab::wait_synced(c.ldk(), net.lab.chain.tip().expect("tip"), WAIT).expect("synced");
+        eddy_lab::wait_until("client wallet funded", WAIT, || {
+            let _ = c.ldk().sync_wallets();
+            c.ldk().list_balances().spendable_onchain_balance_sats > 0
+        })
+        .expect("funded");
+    }
     let bal = |n: &LdkNode| {
         let b = n.ldk().list_balances();
         (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
@@ -267,6 +295,35 @@ fn http_get(url: &str) -> Value {
     })
 }
 
+/// The daemon's `GET /v1/node` (with its token), Null while unreachable.
+fn node_info(client_dir: &Path, url: &str) -> Value {
+    let token = std::fs::read_to_string(client_dir.join("api.token")).expect("token");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("{url}/v1/node"))
+            .bearer_auth(token.trim())
+            .send()
+            .await;
+        match r {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    })
+}
+
+/// Waits until the client's channel is usable (after a start, the peers reconnect first).
+fn wait_channel_usable(client_dir: &Path, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node_info(client_dir, url)["channels"][0]["usable"] != true {
+        assert!(Instant::now() < deadline, "client channel never usable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn server_status(url: &str, id: &str) -> Value {
     http_get(&format!("{url}/v1/swaps/{id}"))
 }
@@ -283,7 +340,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     } else {
         tmp.path().to_path_buf()
     };
-    let net = setup(dir);
+    let net = setup(dir, 0);
     let (server_toml, client_toml) = net.write_configs();
     let server_log = dir.join("server.log");
     let client_log = dir.join("client.log");
@@ -336,29 +393,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
 
     // Right after start the node is still re-establishing its channel: `out` refuses clearly
     // (nothing is created) until it can pay. Wait for the channel through the daemon.
-    let token = std::fs::read_to_string(client_dir.join("api.token")).expect("token");
-    let node_info = |url: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async {
-            let r = reqwest::Client::new()
-                .get(format!("{url}/v1/node"))
-                .bearer_auth(token.trim())
-                .send()
-                .await;
-            match r {
-                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while node_info(&client.url)["channels"][0]["usable"] != true {
-        assert!(Instant::now() < deadline, "client channel never usable");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_channel_usable(&client_dir, &client.url);
     let too_much = eddy()
         .args(["out", "900000", "--daemon", &client.url, "--data-dir"])
         .arg(&client_dir)
@@ -504,6 +539,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     assert!(preimage_free);
 
     // The daemon's node endpoint needs the token.
+    assert!(node_info(&client_dir, &client.url)["node_id"].is_string());
     let unauth = http_get(&format!("{}/v1/node", client.url));
     assert_eq!(
         unauth["error"].as_str().map(|e| e.contains("token")),
@@ -514,11 +550,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     // And back: a loop-in through the daemons, from the coins the loop-out brought on-chain.
     // The client daemon restarted last (kill -9 above): let its channel come back before the
     // server pays over it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while node_info(&client.url)["channels"][0]["usable"] != true {
-        assert!(Instant::now() < deadline, "client channel never usable again");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_channel_usable(&client_dir, &client.url);
     let q = cli_json(&client_dir, &client.url, &["quote", "in", "50000"]);
     // 1,000 + 50,000 × 5,000 ppm = 1,250.
     assert_eq!(q["swap_fee_sat"], 1_250, "{q}");
@@ -649,6 +681,352 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         wallet_after,
         600_000 - 100_000 - publish_fee + 50_000 - in_claim_fee,
         "server swap wallet: one HTLC out, one claimed in"
+    );
+    net.lab.stop();
+}
+
+/// Starts `eddy <what>` expecting it to die at its crash point (possibly before it listens);
+/// returns how it ended.
+fn run_until_crash(what: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> String {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = eddy()
+        .arg(what)
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("spawn");
+    Proc {
+        child,
+        url: String::new(),
+    }
+    .wait_crash(what)
+}
+
+/// Every output paying `script` in the blocks above `from`, as (txid, sat).
+fn outputs_paying(net: &Net, script: &bitcoin::ScriptBuf, from: u32) -> Vec<(bitcoin::Txid, u64)> {
+    let tip = net.lab.chain.tip().expect("tip").0;
+    let mut found = vec![];
+    for h in from + 1..=tip {
+        let hash = net.rt.block_on(net.chain.block_hash(h)).expect("rpc").expect("hash");
+        let (block, _) = net.rt.block_on(net.chain.block(&hash)).expect("rpc").expect("block");
+        for tx in &block.txdata {
+            for o in tx.output.iter().filter(|o| &o.script_pubkey == script) {
+                found.push((tx.compute_txid(), o.value.to_sat()));
+            }
+        }
+    }
+    found
+}
+
+/// A loop-in through the daemons with each process dying after each persisted state. Crash
+/// points (`EDDY_CRASH_AT`: the process aborts on the spot, as `kill -9` would at that instant)
+/// hit the moments no outside observer can aim at: the client between storing the offer and
+/// broadcasting the funding, and between broadcasting it and recording it; the server between
+/// storing "paying" and sending the payment. `kill -9` takes the states one can wait for
+/// (client funding/funded/succeeded, server created/claiming). The swap funds
+/// once, pays once and ends with exact balances on both nodes; `--max-miner-fee` and
+/// `--last-hop` refusals create nothing; the server's event stream follows the loop-in.
+#[test]
+fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = &if std::env::var_os("EDDY_TEST_KEEP").is_some() {
+        let d = tmp.path().to_path_buf();
+        std::mem::forget(tmp);
+        eprintln!("data dirs and logs in {}", d.display());
+        d
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let net = setup(dir, 300_000);
+    let (server_toml, client_toml) = net.write_configs();
+    let server_log = dir.join("server.log");
+    let client_log = dir.join("client.log");
+    let client_dir = dir.join("client");
+    let start_server = |crash: &str| Proc::start("server", &server_toml, &server_log, &[("EDDY_CRASH_AT", crash)]);
+    let mut server = start_server("");
+    let server_url = server.url.clone();
+    let client_env = |crash: &'static str| {
+        [
+            ("EDDY_SERVER_URL", server_url.clone()),
+            ("EDDY_CRASH_AT", crash.to_string()),
+        ]
+    };
+    let start_client = |crash: &'static str| {
+        let env = client_env(crash);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Proc::start("daemon", &client_toml, &client_log, &env)
+    };
+    let mut client = start_client("loop_in.fund.before_broadcast");
+    wait_channel_usable(&client_dir, &client.url);
+    let server_node = node_info(&client_dir, &client.url)["channels"][0]["peer"]
+        .as_str()
+        .expect("peer")
+        .to_string();
+    let start_height = net.lab.chain.tip().expect("tip").0;
+
+    // Refusals, before anything is created or funded.
+    let refused = |url: &str, args: &[&str]| -> String {
+        let out = eddy()
+            .args(args)
+            .args(["--daemon", url, "--data-dir"])
+            .arg(&client_dir)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = refused(&client.url, &["in", "50000", "--max-miner-fee", "10"]);
+    assert!(e.contains("miner fee is estimated at"), "{e}");
+    // The server's node is LDK: it cannot restrict the last hop, and says so up front.
+    let e = refused(&client.url, &["in", "50000", "--last-hop", &server_node]);
+    assert!(e.contains("cannot restrict a payment's last hop"), "{e}");
+    let stranger = bitcoin::secp256k1::PublicKey::from_secret_key(
+        &bitcoin::secp256k1::Secp256k1::new(),
+        &bitcoin::secp256k1::SecretKey::from_slice(&[7; 32]).expect("key"),
+    )
+    .to_string();
+    let e = refused(&client.url, &["in", "50000", "--last-hop", &stranger]);
+    assert!(e.contains("no channel with the last hop"), "{e}");
+    let e = refused(&client.url, &["in", "50000", "--last-hop", "02abcd"]);
+    assert!(e.contains("--last-hop"), "{e}");
+    assert_eq!(
+        cli_json(&client_dir, &client.url, &["list"]),
+        serde_json::json!([]),
+        "refusals create nothing"
+    );
+
+    let mut points: Vec<String> = vec![];
+    // 1. The client stores the validated offer, then dies before broadcasting the funding:
+    //    the CLI's request dies with it.
+    let out = eddy()
+        .args(["in", "50000", "--json", "--daemon", &client.url, "--data-dir"])
+        .arg(&client_dir)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the daemon died while answering");
+    points.push(format!(
+        "client crashed before the funding broadcast ({})",
+        client.wait_crash("client")
+    ));
+    // 2. Restarted, it funds — and dies before recording that it did.
+    points.push(format!(
+        "client crashed after the funding broadcast ({})",
+        run_until_crash(
+            "daemon",
+            &client_toml,
+            &client_log,
+            &[
+                ("EDDY_SERVER_URL", server_url.as_str()),
+                ("EDDY_CRASH_AT", "loop_in.fund.after_broadcast")
+            ]
+        )
+    ));
+    // 3. Restarted again: it finds its funding in the mempool and adopts it.
+    client = start_client("");
+    let list = cli_json(&client_dir, &client.url, &["list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let id = list[0]["id"].as_str().expect("id").to_string();
+    let htlc_script = list[0]["htlc_address"]
+        .as_str()
+        .expect("address")
+        .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+        .expect("address")
+        .require_network(Network::Regtest)
+        .expect("regtest")
+        .script_pubkey();
+    let client_state = |url: &str| {
+        cli_json(&client_dir, url, &["swapinfo", &id])["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let wait_for = |what: &str, mut f: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(
+        "the adopted funding",
+        Box::new(|| client_state(&client.url) == "funding"),
+    );
+    let info = cli_json(&client_dir, &client.url, &["swapinfo", &id]);
+    let funding_txid = info["funding_txid"].as_str().expect("funding txid").to_string();
+    let broadcasts = info["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"]["event"] == "funding_broadcast")
+        .count();
+    assert_eq!(broadcasts, 1, "one funding recorded: {info}");
+    // 4. kill -9 both: the client at `funding`, the server at `created`; the server comes back
+    //    set to die between storing `paying` and sending the payment.
+    points.push(format!("client at {}", client_state(&client.url)));
+    client.kill9();
+    points.push(format!(
+        "server at {}",
+        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+    ));
+    server.kill9();
+    server = start_server("loop_in_server.pay.before_send");
+    client = start_client("");
+    net.lab.mine(1).expect("mine");
+    points.push(format!(
+        "server crashed before sending the payment ({})",
+        server.wait_crash("server")
+    ));
+    wait_for(
+        "the client to see the funding confirmed",
+        Box::new(|| client_state(&client.url) == "funded"),
+    );
+    // 5. kill -9 the client at `funded`. Both back: the server finds `paying` with no payment
+    //    in its node and sends it (retrying while the channel is re-established), then claims.
+    //    (No crash point right after the send: with ldk-node a process killed in the moment
+    //    between a channel update and the node's next ChannelManager write force-closes the
+    //    channel on restart — measured, docs/measured.md. Funds stay safe, but that is LDK's
+    //    recovery on-chain, not a state of the swap.)
+    points.push(format!("client at {}", client_state(&client.url)));
+    client.kill9();
+    client = start_client("");
+    server = start_server("");
+    wait_for(
+        "the server to claim",
+        Box::new(|| server_status(&server.url, &id)["state"] == "claiming"),
+    );
+    points.push(format!("client at {}", client_state(&client.url)));
+    client.kill9();
+    points.push(format!(
+        "server at {}",
+        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+    ));
+    server.kill9();
+    server = start_server("");
+    client = start_client("");
+    // The server's event stream follows the loop-in to its end.
+    let stream_url = format!("{}/v1/swaps/{id}/events", server.url);
+    let (stx, srx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async {
+            let Ok(mut resp) = reqwest::get(stream_url).await else {
+                return;
+            };
+            let mut text = String::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            let _ = stx.send(text);
+        });
+    });
+    wait_for(
+        "both sides to succeed",
+        Box::new(|| {
+            let s = server_status(&server.url, &id)["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if s == "claiming" {
+                let _ = net.lab.mine(1);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            s == "succeeded" && client_state(&client.url) == "succeeded"
+        }),
+    );
+    let stream = srx.recv_timeout(Duration::from_secs(10)).expect("the stream ends");
+    let states: Vec<String> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .map(|v| v["state"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(states.first().map(String::as_str), Some("claiming"), "{stream}");
+    assert_eq!(states.last().map(String::as_str), Some("succeeded"), "{stream}");
+
+    eprintln!("crash points: {points:?}");
+    assert_eq!(points.len(), 8, "{points:?}");
+    assert_eq!(points[2], "client at funding", "{points:?}");
+    assert_eq!(points[3], "server at created", "{points:?}");
+    assert_eq!(points[5], "client at funded", "{points:?}");
+    assert_eq!(points[7], "server at claiming", "{points:?}");
+
+    // One funding output, the one the client recorded; the server claimed it.
+    let fundings = outputs_paying(&net, &htlc_script, start_height);
+    assert_eq!(fundings.len(), 1, "funded exactly once: {fundings:?}");
+    assert_eq!(fundings[0], (funding_txid.parse().expect("txid"), 50_000));
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&fundings[0].0))
+        .expect("rpc")
+        .expect("funding tx")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let metrics = net.rt.block_on(async {
+        ::reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    });
+    let wallet_after = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_server_swap_wallet_spendable_sat "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no wallet gauge in {metrics}"));
+    server.terminate();
+    client.terminate();
+    // The server's store: this one loop-in, succeeded, claimed once.
+    let store = net
+        .rt
+        .block_on(eddy_store::SqliteStore::open(&dir.join("server").join("server.sqlite")))
+        .expect("server store");
+    let swaps = net
+        .rt
+        .block_on(eddy_store::SwapStore::list(&store, eddy_store::ListFilter::All))
+        .expect("list");
+    assert_eq!(swaps.len(), 1);
+    assert_eq!(swaps[0].state_name, "succeeded");
+    // Of the claims it broadcast (key path co-signed, or script path, or bumped), one confirmed.
+    let confirmed: Vec<bitcoin::Transaction> = swaps[0].state["claim"]["all"]
+        .as_array()
+        .expect("claims")
+        .iter()
+        .filter_map(|t| t.as_str().and_then(|t| t.parse::<bitcoin::Txid>().ok()))
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(&t)).expect("rpc"))
+        .filter(|t| t.block.is_some())
+        .map(|t| t.tx)
+        .collect();
+    assert_eq!(confirmed.len(), 1, "one claim confirmed");
+    let claim_fee = 50_000 - confirmed[0].output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+
+    // Exact money, read from the nodes' own stores: one payment of amount − fee (50,000 −
+    // 1,250), one funding of 50,000 plus its fee, one claim into the swap wallet.
+    let [(s_ln0, _), (c_ln0, c_chain0)] = net.before;
+    let (c_ln, c_chain) = net.balances("client", net.client_port);
+    let (s_ln, _) = net.balances("server", net.server_port);
+    assert_eq!(c_ln, c_ln0 + 48_750, "client channel: paid once");
+    assert_eq!(s_ln, s_ln0 - 48_750, "server channel: paid once");
+    assert_eq!(c_chain, c_chain0 - 50_000 - funding_fee, "client on-chain: funded once");
+    assert_eq!(
+        wallet_after,
+        50_000 - claim_fee,
+        "server swap wallet: the HTLC less the claim fee"
     );
     net.lab.stop();
 }

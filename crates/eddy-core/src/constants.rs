@@ -140,6 +140,18 @@ pub fn loop_in_last_payment_height(expiry: BlockHeight) -> BlockHeight {
     expiry.saturating_sub(LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET)
 }
 
+/// Loop-in server: how many times it sends the client's payment before declaring the swap
+/// failed. A send fails at once, nothing sent, when no route exists at that moment; the common
+/// case is a channel that is still being re-established after either node restarted, which a
+/// few attempts a few seconds apart ride out. Each attempt re-sends a hash whose previous
+/// attempt failed for good, so none can pay twice, and every attempt starts before
+/// [`loop_in_last_payment_height`]. The price: a swap that cannot be paid becomes refundable
+/// `(LOOP_IN_PAY_ATTEMPTS − 1) ×` [`LOOP_IN_PAY_RETRY_SECS`] seconds later (no block later).
+pub const LOOP_IN_PAY_ATTEMPTS: u32 = 3;
+
+/// Loop-in server: seconds between a failed payment attempt and the next.
+pub const LOOP_IN_PAY_RETRY_SECS: u64 = 3;
+
 /// Loop-in: the highest absolute CLTV expiry the server's outgoing HTLCs may carry.
 pub fn loop_in_max_payment_cltv(expiry: BlockHeight) -> BlockHeight {
     expiry.saturating_sub(LOOP_IN_CLAIM_MARGIN)

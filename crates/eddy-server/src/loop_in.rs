@@ -11,7 +11,7 @@
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, PayParams, PaymentStatus, WatchStatus};
-use eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA;
+use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -72,6 +72,12 @@ pub struct LoopInRecord {
     /// The node the payment must arrive through, as the client asked.
     #[serde(default)]
     pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
+    /// Payment attempts after the first (see `LOOP_IN_PAY_ATTEMPTS`).
+    #[serde(default)]
+    pub pay_retries: u32,
+    /// After a failed attempt with attempts left: when (unix seconds) to send again.
+    #[serde(default)]
+    pub retry_at: Option<u64>,
     /// The state machine's state.
     pub state: State,
 }
@@ -81,6 +87,13 @@ pub struct ClaimSession {
     signer: eddy_core::musig::Signer,
     spend: eddy_core::tx::UnsignedSpend,
     fee_rate_kwu: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The active loop-ins in `store`.
@@ -117,10 +130,7 @@ impl LoopOutServer {
     /// Creates a loop-in: checks the invoice (amount = swap amount − fee, network, lifetime,
     /// final CLTV within the payment budget), fixes `E`, persists, answers the HTLC to fund.
     pub async fn create_loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ServerError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_now();
         let valid = validate_loop_in_request(
             &req.invoice,
             req.amount,
@@ -178,6 +188,8 @@ impl LoopOutServer {
             claim: None,
             coop_wait_until: None,
             last_hop: req.last_hop,
+            pay_retries: 0,
+            retry_at: None,
             state: State::Created,
         };
         let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -431,9 +443,48 @@ impl LoopOutServer {
                     self.apply_in(id, &mut version, &mut rec, Event::PaymentSucceeded(preimage), tip)
                         .await?;
                 }
-                PaymentStatus::Failed { .. } => {
-                    self.apply_in(id, &mut version, &mut rec, Event::PaymentFailed, tip)
-                        .await?;
+                PaymentStatus::Failed { reason } => {
+                    let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
+                    let in_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
+                    let now = unix_now();
+                    match rec.retry_at {
+                        _ if !attempts_left || !in_time => {
+                            self.apply_in(id, &mut version, &mut rec, Event::PaymentFailed, tip)
+                                .await?;
+                        }
+                        None => {
+                            rec.retry_at = Some(now + LOOP_IN_PAY_RETRY_SECS);
+                            tracing::info!(swap = %id, %reason, attempt = rec.pay_retries + 1, "loop-in payment failed; retrying");
+                            self.persist_in(
+                                id,
+                                &mut version,
+                                &rec,
+                                json!({"event": "payment_attempt_failed", "reason": reason}),
+                            )
+                            .await?;
+                        }
+                        Some(at) if now >= at => {
+                            rec.pay_retries += 1;
+                            rec.retry_at = None;
+                            self.persist_in(
+                                id,
+                                &mut version,
+                                &rec,
+                                json!({"event": "payment_retry", "attempt": rec.pay_retries + 1}),
+                            )
+                            .await?;
+                            let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
+                            self.act_in(
+                                id,
+                                &mut version,
+                                &mut rec,
+                                Action::PayInvoice { max_cltv_expiry: max },
+                                tip,
+                            )
+                            .await?;
+                        }
+                        Some(_) => {}
+                    }
                 }
                 PaymentStatus::Unknown => {
                     // Persisted `Paying` but crashed before paying: pay now (idempotent per hash).
@@ -546,7 +597,6 @@ impl LoopOutServer {
                 if let Err(e) = self.ln().pay_invoice(&rec.invoice, &params).await {
                     tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
                 }
-                eddy_store::crash_point("loop_in_server.pay.after_send");
                 Ok(())
             }
             Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,

@@ -1,6 +1,6 @@
 //! Crash points: the named instants between a persisted state and its side effect (after the
 //! loop-in offer is stored and before the funding is broadcast, after the broadcast and before
-//! it is recorded, before and after the server sends a payment) where a test can make the
+//! it is recorded, before the server sends a payment) where a test can make the
 //! process die on the spot. With `EDDY_CRASH_AT=<name>[,<name>…]` in its environment, the
 //! process calls [`std::process::abort`] when it reaches a listed point: no destructor, no
 //! flush, no graceful shutdown — what `kill -9` does at that exact instant, which a test
