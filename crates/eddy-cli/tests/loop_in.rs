@@ -102,6 +102,13 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
         .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
         .expect("fee")
         .to_sat();
+    // The funding's size is what the client's `--max-miner-fee` check estimates (one wallet
+    // input, the HTLC output and change).
+    assert_eq!((funding_tx.input.len(), funding_tx.output.len()), (1, 2));
+    assert_eq!(
+        funding_tx.vsize() as u64,
+        eddy_client::loop_in::FUNDING_VBYTES_ONE_INPUT
+    );
     let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
     let claim = net
         .rt
@@ -157,6 +164,10 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
         assert!(start.elapsed() < eddy_lab::WAIT);
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The server tried the payment LOOP_IN_PAY_ATTEMPTS times before giving up.
+    let events = net.rt.block_on(net.server_store.events(&id)).expect("events");
+    let retries = events.iter().filter(|e| e.event["event"] == "payment_retry").count() as u32;
+    assert_eq!(retries, eddy_core::constants::LOOP_IN_PAY_ATTEMPTS - 1);
     let failed_at = net.lab.chain.tip().expect("tip").0;
     net.rt.block_on(client.tick()).expect("client tick");
     let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
