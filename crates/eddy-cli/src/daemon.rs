@@ -150,7 +150,9 @@ fn bad(msg: impl Into<String>) -> ApiError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let status = match &e {
-            ClientError::OfferRefused(_) | ClientError::NoCapacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ClientError::OfferRefused(_) | ClientError::NoCapacity(_) | ClientError::NoInbound(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
             ClientError::Server(_) => StatusCode::BAD_GATEWAY,
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,

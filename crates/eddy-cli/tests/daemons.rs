@@ -793,7 +793,13 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     )
     .to_string();
     let e = refused(&client.url, &["in", "50000", "--last-hop", &stranger]);
-    assert!(e.contains("no channel with the last hop"), "{e}");
+    assert!(e.contains("no usable channel with the last hop"), "{e}");
+    // The client's channel can receive ~500,000 sat: 700,000 − (1,000 + 3,500) is too much.
+    let e = refused(&client.url, &["in", "700000"]);
+    assert!(
+        e.contains("cannot receive: 695500 sat to receive, usable channels can receive"),
+        "{e}"
+    );
     let e = refused(&client.url, &["in", "50000", "--last-hop", "02abcd"]);
     assert!(e.contains("--last-hop"), "{e}");
     assert_eq!(

@@ -204,6 +204,36 @@ fn loop_in_pays_the_invoice_and_claims_the_htlc() {
 fn underpaid_loop_in_is_refunded_cooperatively_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    // More than the server's channels can send: refused before anything exists (the invoice
+    // asks 600,000 − 4,000; the server's side of its one channel holds about 500,000).
+    let big = client(9);
+    let invoice = net
+        .rt
+        .block_on(net.client_ln.create_invoice(
+            &big.preimage,
+            596_000_000,
+            2 * eddy_core::validate::MIN_LOOP_IN_INVOICE_REMAINING_SECS as u32,
+            "eddy loop-in",
+        ))
+        .expect("invoice");
+    let e = net
+        .rt
+        .block_on(net.server.create_loop_in(&LoopInCreate {
+            amount: Amount::from_sat(600_000),
+            invoice: invoice.bolt11,
+            refund_key: big.pubkey,
+            last_hop: None,
+        }))
+        .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("not enough outbound liquidity now: the invoice asks 596000 sat"),
+        "{e}"
+    );
+    assert!(net
+        .rt
+        .block_on(net.server.loop_in(&SwapId::from(big.preimage.payment_hash())))
+        .is_err());
     let c = client(2);
     let amount = Amount::from_sat(150_000);
     let (id, htlc) = create(&net, &c, amount);

@@ -192,12 +192,25 @@ impl LoopInClient {
                 )));
             }
         }
-        if let Some(hop) = options.last_hop {
-            // The payment can only arrive through a peer we have a channel with.
-            let channels = self.ln.channels().await.map_err(backend)?;
-            if !channels.iter().any(|c| c.peer == hop) {
-                return Err(ClientError::OfferRefused(format!("no channel with the last hop {hop}")));
-            }
+        // Our channels (with the last hop, if one is asked) must be able to receive the
+        // payment now: else the server's payment would fail after we funded, and the refund
+        // would cost a second miner fee.
+        let channels = self.ln.channels().await.map_err(backend)?;
+        let usable: Vec<_> = channels
+            .iter()
+            .filter(|c| c.usable && options.last_hop.is_none_or(|h| c.peer == h))
+            .collect();
+        if let (Some(hop), true) = (options.last_hop, usable.is_empty()) {
+            return Err(ClientError::NoInbound(format!(
+                "no usable channel with the last hop {hop}"
+            )));
+        }
+        let can = usable.iter().map(|c| c.remote_msat).sum::<u64>() / 1000;
+        let receive = (amount - fee).to_sat();
+        if can < receive {
+            return Err(ClientError::NoInbound(format!(
+                "{receive} sat to receive, usable channels can receive {can} sat now"
+            )));
         }
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();

@@ -177,6 +177,9 @@ pub enum ClientError {
     /// Our channels cannot send this much now; nothing was paid.
     #[error("cannot pay: {0}")]
     NoCapacity(String),
+    /// Our channels cannot receive this much now (loop-in); nothing was created.
+    #[error("cannot receive: {0}")]
+    NoInbound(String),
     /// A backend failed; retry.
     #[error("backend: {0}")]
     Backend(String),

@@ -160,6 +160,16 @@ impl LoopOutServer {
                 "{active} swaps in flight, the most this server takes"
             )));
         }
+        // Refuse what the node cannot send now: a client would fund, the payment would fail
+        // and the client would pay a second miner fee for its refund.
+        let channels = self.ln().channels().await.map_err(backend)?;
+        let can = channels.iter().filter(|c| c.usable).map(|c| c.local_msat).sum::<u64>() / 1000;
+        let pay = valid.quote.invoice_amount.to_sat();
+        if can < pay {
+            return Err(ServerError::Unavailable(format!(
+                "not enough outbound liquidity now: the invoice asks {pay} sat, this server's channels can send {can} sat"
+            )));
+        }
         let tip = self.tip().await?;
         let expiry = tip + DEFAULT_LOOP_IN_EXPIRY_DELTA;
         let server_key = self.keys().public(KEY_PURPOSE, &id);
