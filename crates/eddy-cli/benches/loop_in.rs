@@ -1,8 +1,9 @@
 //! Loop-in on the devnet with blocks mined as soon as the swap needs one: wall time from the
 //! request to both sides done (client paid, server's claim confirmed), in steady state (after a
 //! warm-up swap: the first one after node start waits for LDK's 2-s initial forwarding delay);
-//! and, for a swap whose payment fails, the blocks and time from the server's failure to the
-//! client's cooperative refund confirmed. Prints JSON. `cargo bench`: 1 + 5 swaps; `cargo
+//! and, for a swap whose payment fails, the time from the funding's confirmation until the
+//! server gives up paying (its `LOOP_IN_PAY_ATTEMPTS` included), then the blocks and time from
+//! that failure to the client's cooperative refund confirmed. Prints JSON. `cargo bench`: 1 + 5 swaps; `cargo
 //! test`: 1 + 1.
 
 use std::time::{Duration, Instant};
@@ -25,14 +26,16 @@ fn fund_client(net: &Swapnet) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Failure → cooperative refund confirmed: (blocks, seconds).
-fn failed_refund(net: &Swapnet) -> anyhow::Result<(u32, f64)> {
+/// Funding confirmed → the server gives up paying (its attempts included), seconds; then
+/// failure → cooperative refund confirmed: (blocks, seconds).
+fn failed_refund(net: &Swapnet) -> anyhow::Result<(f64, u32, f64)> {
     // 150,000 cannot reach the client (LDK's 10 % in-flight limit on the accepting side).
     let id = net.rt.block_on(
         net.client_in
             .loop_in(Amount::from_sat(150_000), LoopInOptions::default()),
     )?;
     net.mine(1)?;
+    let confirmed = Instant::now();
     loop {
         net.rt.block_on(net.server.tick())?;
         if matches!(
@@ -44,6 +47,7 @@ fn failed_refund(net: &Swapnet) -> anyhow::Result<(u32, f64)> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let t0 = Instant::now();
+    let gave_up = confirmed.elapsed().as_secs_f64();
     let h0 = net.lab.chain.tip()?.0;
     loop {
         net.rt.block_on(net.client_in.tick())?;
@@ -55,7 +59,7 @@ fn failed_refund(net: &Swapnet) -> anyhow::Result<(u32, f64)> {
             net.mine(1)?;
             if let Some(s) = net.rt.block_on(net.chain.transaction(&t))? {
                 if let Some(b) = s.block {
-                    return Ok((b.height - h0, t0.elapsed().as_secs_f64()));
+                    return Ok((gave_up, b.height - h0, t0.elapsed().as_secs_f64()));
                 }
             }
         }
@@ -85,10 +89,10 @@ fn main() -> anyhow::Result<()> {
         eprintln!("loop_in bench: {e:#}");
     }
     net.stop()?;
-    let (first, mut times, (refund_blocks, refund_s)) = result?;
+    let (first, mut times, (gave_up_s, refund_blocks, refund_s)) = result?;
     times.sort_by(f64::total_cmp);
     println!(
-        "{{\"bench\":\"loop_in\",\"first_swap_wall_s\":{:.3},\"steady_runs\":{runs},\"wall_s_min\":{:.3},\"wall_s_median\":{:.3},\"wall_s_max\":{:.3},\"blocks_mined\":{},\"failure_to_refund_confirmed_blocks\":{refund_blocks},\"failure_to_refund_confirmed_s\":{refund_s:.3}}}",
+        "{{\"bench\":\"loop_in\",\"first_swap_wall_s\":{:.3},\"steady_runs\":{runs},\"wall_s_min\":{:.3},\"wall_s_median\":{:.3},\"wall_s_max\":{:.3},\"blocks_mined\":{},\"failure_to_refund_confirmed_blocks\":{refund_blocks},\"failure_to_refund_confirmed_s\":{refund_s:.3},\"funding_confirmed_to_payment_given_up_s\":{gave_up_s:.3}}}",
         first.elapsed.as_secs_f64(),
         times[0],
         times[times.len() / 2],

@@ -142,7 +142,8 @@ pub struct LoopOutReport {
     pub elapsed: Duration,
 }
 
-fn fees() -> FeePolicy {
+/// The demo server's fees: 1,000 sat + 0.5 %.
+pub fn fees() -> FeePolicy {
     FeePolicy {
         base_fee: Amount::from_sat(1_000),
         fee_ppm: 5_000,

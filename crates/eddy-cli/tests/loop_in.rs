@@ -578,3 +578,162 @@ fn abandon_ends_an_unfunded_loop_in_and_refuses_while_coins_are_in_flight() {
     );
     net.stop().expect("stop");
 }
+
+/// `--last-hop` on a server whose node is LND (here: Eddy's LND client against the LND gRPC
+/// emulator, whose node behind is the server's LDK node). The server takes the swap (LND can
+/// restrict the last hop) and hands the key to LND in `SendPaymentV2`'s `last_hop_pubkey`; the
+/// LDK node behind the emulator cannot route by it and refuses, nothing sent — the one part a
+/// real LND would do differently (it would pay through that peer). What this proves: the key
+/// travels from the CLI option to the wire, and a payment the node refuses is retried
+/// (`LOOP_IN_PAY_ATTEMPTS`), then the swap fails safely: cooperative refund in the next block,
+/// the client's coins back but for the two miner fees, nothing paid over Lightning.
+#[test]
+fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
+    use eddy_backends::lnd::{LndConfig, LndNode};
+    use eddy_backends::lnd_emu::LndEmulator;
+    use eddy_store::{SqliteStore, SwapStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let emulator = net
+        .rt
+        .block_on(LndEmulator::start(
+            net.server_ln.clone(),
+            net.chain.clone(),
+            &dir.path().join("lnd-emulator"),
+        ))
+        .expect("emulator");
+    let lnd: std::sync::Arc<dyn LightningNode> = std::sync::Arc::new(
+        net.rt
+            .block_on(LndNode::connect(&LndConfig {
+                address: emulator.address(),
+                cert_path: emulator.cert_path().to_path_buf(),
+                macaroon_path: emulator.macaroon_path().to_path_buf(),
+            }))
+            .expect("lnd client"),
+    );
+    assert!(lnd.restricts_last_hop());
+    let store = |name: &str| -> std::sync::Arc<dyn SwapStore> {
+        std::sync::Arc::new(
+            net.rt
+                .block_on(SqliteStore::open(&dir.path().join(name)))
+                .expect("store"),
+        )
+    };
+    let server_store = store("lnd-server.sqlite");
+    let server_dir = dir.path().join("lnd-server");
+    std::fs::create_dir_all(&server_dir).expect("dir");
+    let server = std::sync::Arc::new(
+        net.rt
+            .block_on(eddy_server::LoopOutServer::new(
+                eddy_server::ServerConfig {
+                    network: Network::Regtest,
+                    fees: eddy::demo::fees(),
+                    expiry_delta: 80,
+                    publish_conf_target: 6,
+                    max_active_swaps: 50,
+                    onchain_reserve: Amount::from_sat(50_000),
+                },
+                lnd,
+                net.chain.clone(),
+                server_store.clone(),
+                eddy_store::SeedKeys::load_or_create(&server_dir, eddy_server::SEED_FILE).expect("seed"),
+            ))
+            .expect("server"),
+    );
+    let client_dir = dir.path().join("lnd-client");
+    std::fs::create_dir_all(&client_dir).expect("dir");
+    let client = net
+        .rt
+        .block_on(LoopInClient::new(
+            ClientConfig {
+                network: Network::Regtest,
+                limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
+                max_miner_fee: Amount::from_sat(5_000),
+                max_routing_fee: Amount::from_sat(100),
+                conf_target: 6,
+                htlc_confs: 1,
+            },
+            net.client_ln.clone(),
+            net.chain.clone(),
+            store("lnd-client.sqlite"),
+            in_process()(server.clone(), net.server_ln.clone()),
+            eddy_store::SeedKeys::load_or_create(&client_dir, eddy_client::SEED_FILE).expect("seed"),
+        ))
+        .expect("client");
+    let chain0 = fund_client(&net);
+    let ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_node = net.server_ln.ldk().node_id();
+    let id = net
+        .rt
+        .block_on(client.loop_in(
+            Amount::from_sat(50_000),
+            LoopInOptions {
+                last_hop: Some(server_node),
+                ..LoopInOptions::default()
+            },
+        ))
+        .expect("loop-in");
+    let (_, srec) = net.rt.block_on(server.loop_in(&id)).expect("server swap");
+    assert_eq!(srec.last_hop, Some(server_node), "the server stored the last hop");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Funding { txid: funding_txid } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    let start = std::time::Instant::now();
+    while net.rt.block_on(server.loop_in(&id)).expect("s").1.state
+        != ServerState::Refundable(RefundReason::PaymentFailed)
+    {
+        net.rt.block_on(server.tick()).expect("server tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let events = net.rt.block_on(server_store.events(&id)).expect("events");
+    let failures: Vec<String> = events
+        .iter()
+        .filter(|e| e.event["event"] == "payment_attempt_failed")
+        .map(|e| e.event["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        failures.len() as u32,
+        eddy_core::constants::LOOP_IN_PAY_ATTEMPTS - 1,
+        "{failures:?}"
+    );
+    assert!(failures.iter().all(|r| r.contains("last hop")), "{failures:?}");
+    let failed_at = net.lab.chain.tip().expect("tip").0;
+    net.rt.block_on(client.tick()).expect("client tick");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let State::Refunding {
+        refund_txid: Some(refund_txid),
+        ..
+    } = rec.state
+    else {
+        panic!("refund broadcast at once: {:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    let refund = net
+        .rt
+        .block_on(net.chain.transaction(&refund_txid))
+        .expect("rpc")
+        .expect("refund");
+    assert_eq!(refund.block.map(|b| b.height), Some(failed_at + 1));
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding")
+        .tx;
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    let refund_fee = 50_000 - refund.tx.output[0].value.to_sat();
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("back but for the two fees");
+    assert_eq!(net.client_ln.ldk().list_balances().total_lightning_balance_sats, ln0);
+    drop(emulator);
+    net.stop().expect("stop");
+}

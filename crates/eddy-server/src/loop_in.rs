@@ -10,7 +10,7 @@
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{swap_watch_id, LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -454,47 +454,13 @@ impl LoopOutServer {
                         .await?;
                 }
                 PaymentStatus::Failed { reason } => {
-                    let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
-                    let in_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
-                    let now = unix_now();
-                    match rec.retry_at {
-                        _ if !attempts_left || !in_time => {
-                            self.apply_in(id, &mut version, &mut rec, Event::PaymentFailed, tip)
-                                .await?;
-                        }
-                        None => {
-                            rec.retry_at = Some(now + LOOP_IN_PAY_RETRY_SECS);
-                            tracing::info!(swap = %id, %reason, attempt = rec.pay_retries + 1, "loop-in payment failed; retrying");
-                            self.persist_in(
-                                id,
-                                &mut version,
-                                &rec,
-                                json!({"event": "payment_attempt_failed", "reason": reason}),
-                            )
-                            .await?;
-                        }
-                        Some(at) if now >= at => {
-                            rec.pay_retries += 1;
-                            rec.retry_at = None;
-                            self.persist_in(
-                                id,
-                                &mut version,
-                                &rec,
-                                json!({"event": "payment_retry", "attempt": rec.pay_retries + 1}),
-                            )
-                            .await?;
-                            let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
-                            self.act_in(
-                                id,
-                                &mut version,
-                                &mut rec,
-                                Action::PayInvoice { max_cltv_expiry: max },
-                                tip,
-                            )
-                            .await?;
-                        }
-                        Some(_) => {}
-                    }
+                    self.payment_failed(id, &mut version, &mut rec, tip, reason).await?;
+                }
+                // The node refused an attempt (it keeps no record of those): wait for the
+                // retry, or give up.
+                PaymentStatus::Unknown if rec.retry_at.is_some() => {
+                    self.payment_failed(id, &mut version, &mut rec, tip, "refused by the node".into())
+                        .await?;
                 }
                 PaymentStatus::Unknown => {
                     // Persisted `Paying` but crashed before paying: pay now (idempotent per hash).
@@ -529,6 +495,42 @@ impl LoopOutServer {
         }
         self.apply_in(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
             .await
+    }
+
+    /// A payment attempt failed for good (nothing of it in flight): send again after
+    /// [`LOOP_IN_PAY_RETRY_SECS`] while attempts ([`LOOP_IN_PAY_ATTEMPTS`]) and time (before
+    /// the last payment height) remain; otherwise the swap fails and becomes refundable.
+    async fn payment_failed(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopInRecord,
+        tip: u32,
+        reason: String,
+    ) -> Result<(), ServerError> {
+        let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
+        let in_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
+        if !attempts_left || !in_time {
+            return self.apply_in(id, version, rec, Event::PaymentFailed, tip).await;
+        }
+        let now = unix_now();
+        match rec.retry_at {
+            None => {
+                rec.retry_at = Some(now + LOOP_IN_PAY_RETRY_SECS);
+                tracing::info!(swap = %id, %reason, attempt = rec.pay_retries + 1, "loop-in payment failed; retrying");
+                let ev = json!({"event": "payment_attempt_failed", "reason": reason});
+                self.persist_in(id, version, rec, ev).await
+            }
+            Some(at) if now >= at => {
+                rec.pay_retries += 1;
+                rec.retry_at = None;
+                let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
+                self.persist_in(id, version, rec, ev).await?;
+                let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
+                Box::pin(self.act_in(id, version, rec, Action::PayInvoice { max_cltv_expiry: max }, tip)).await
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     async fn apply_in(
@@ -604,10 +606,19 @@ impl LoopOutServer {
                 // A refused send leaves the payment failed (or unknown) in the node: the next
                 // step reads that and makes the swap refundable (or pays again).
                 eddy_store::crash_point("loop_in_server.pay.before_send");
-                if let Err(e) = self.ln().pay_invoice(&rec.invoice, &params).await {
-                    tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
+                match self.ln().pay_invoice(&rec.invoice, &params).await {
+                    Ok(_) => Ok(()),
+                    // Refused by the node up front: nothing was sent (the backends' contract),
+                    // and the node may keep no record of it to read back — an attempt failed.
+                    Err(e @ (LnError::Refused(_) | LnError::Unsupported(_))) => {
+                        Box::pin(self.payment_failed(id, version, rec, tip, e.to_string())).await
+                    }
+                    // Anything else may or may not have left: the next step reads the node.
+                    Err(e) => {
+                        tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
+                        Ok(())
+                    }
                 }
-                Ok(())
             }
             Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,
             // The status API tells the client; it asks for the co-signature.
