@@ -200,6 +200,35 @@ struct AppState {
     limiter: RateLimiter,
 }
 
+impl AppState {
+    /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
+    /// body; each refusal is counted by reason.
+    fn admit<T>(&self, peer: SocketAddr, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+        if !self.limiter.allow(peer.ip()) {
+            self.server.metrics().refused("rate_limited");
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("more than {} swap requests in a minute", self.limiter.per_minute),
+            ));
+        }
+        let Json(req) = body.map_err(|r| {
+            self.server.metrics().refused("malformed");
+            bad_json(r)
+        })?;
+        Ok(req)
+    }
+
+    /// Counts a swap the engine refused to create, by reason.
+    fn count_refusal(&self, e: &ServerError) {
+        self.server.metrics().refused(match e {
+            ServerError::Invalid(_) => "invalid",
+            ServerError::Duplicate(_) => "duplicate",
+            ServerError::Unavailable(_) => "unavailable",
+            _ => "backend",
+        })
+    }
+}
+
 /// Per-client (IP) limit on swap creation requests in a sliding minute.
 struct RateLimiter {
     per_minute: usize,
@@ -240,25 +269,12 @@ async fn loop_out(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<LoopOutCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !st.limiter.allow(peer.ip()) {
-        st.server.metrics().refused("rate_limited");
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("more than {} loop-out requests in a minute", st.limiter.per_minute),
-        ));
-    }
-    let Json(req) = body.map_err(|r| {
-        st.server.metrics().refused("malformed");
-        bad_json(r)
-    })?;
-    let offer = st.server.create_loop_out(&req).await.inspect_err(|e| {
-        st.server.metrics().refused(match e {
-            ServerError::Invalid(_) => "invalid",
-            ServerError::Duplicate(_) => "duplicate",
-            ServerError::Unavailable(_) => "unavailable",
-            _ => "backend",
-        })
-    })?;
+    let req = st.admit(peer, body)?;
+    let offer = st
+        .server
+        .create_loop_out(&req)
+        .await
+        .inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
@@ -351,17 +367,7 @@ async fn seed_loop_out(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
 ) -> Result<Json<SeedLoopOutResponse>, ApiError> {
-    if !st.limiter.allow(peer.ip()) {
-        st.server.metrics().refused("rate_limited");
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("more than {} loop-out requests in a minute", st.limiter.per_minute),
-        ));
-    }
-    let Json(req) = body.map_err(|r| {
-        st.server.metrics().refused("malformed");
-        bad_json(r)
-    })?;
+    let req = st.admit(peer, body)?;
     let invalid = |m: String| {
         st.server.metrics().refused("invalid");
         ApiError(StatusCode::BAD_REQUEST, m)
@@ -388,14 +394,7 @@ async fn seed_loop_out(
         .server
         .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
         .await
-        .inspect_err(|e| {
-            st.server.metrics().refused(match e {
-                ServerError::Invalid(_) => "invalid",
-                ServerError::Duplicate(_) => "duplicate",
-                ServerError::Unavailable(_) => "unavailable",
-                _ => "backend",
-            })
-        })?;
+        .inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
         payment_request: invoice,
@@ -501,15 +500,12 @@ async fn loop_in(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !st.limiter.allow(peer.ip()) {
-        st.server.metrics().refused("rate_limited");
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("more than {} swap requests in a minute", st.limiter.per_minute),
-        ));
-    }
-    let Json(req) = body.map_err(bad_json)?;
-    let offer = st.server.create_loop_in(&req).await?;
+    let req = st.admit(peer, body)?;
+    let offer = st
+        .server
+        .create_loop_in(&req)
+        .await
+        .inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
