@@ -131,6 +131,8 @@ struct Daemon {
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
     store: Arc<dyn eddy_store::SwapStore>,
+    /// The same store, announcing each write (for `monitor`).
+    changes: Arc<eddy_store::NotifyingStore>,
     cfg: ClientConfig,
     token: String,
 }
@@ -632,36 +634,62 @@ async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// `GET /v1/monitor`: one `swap` event (a [`SwapView`]) per change of any swap, forever.
+/// `GET /v1/monitor`: every swap's current view first, then one `swap` event (a [`SwapView`])
+/// per change of any swap, forever. Changes come from the store's announcements (one keyed read
+/// each); a listener that fell behind re-reads every swap once.
 async fn monitor(
     State(d): State<Arc<Daemon>>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let stream = futures::stream::unfold(
-        (
-            d,
-            std::collections::HashMap::<String, i64>::new(),
-            std::collections::VecDeque::<SwapView>::new(),
-        ),
-        |(d, mut seen, mut pending)| async move {
-            loop {
-                if let Some(v) = pending.pop_front() {
-                    let data = serde_json::to_string(&v).unwrap_or_default();
-                    return Some((Ok(Event::default().event("swap").data(data)), (d, seen, pending)));
-                }
-                if let Ok(all) = all_views(&d).await {
+    use tokio::sync::broadcast::error::RecvError;
+    struct Follow {
+        d: Arc<Daemon>,
+        changes: tokio::sync::broadcast::Receiver<SwapId>,
+        seen: std::collections::HashMap<String, i64>,
+        pending: std::collections::VecDeque<SwapView>,
+        relist: bool,
+    }
+    impl Follow {
+        fn offer(&mut self, v: SwapView) {
+            if self.seen.get(&v.id) != Some(&v.version) {
+                self.seen.insert(v.id.clone(), v.version);
+                self.pending.push_back(v);
+            }
+        }
+    }
+    // Subscribe before the first listing: nothing written in between is missed.
+    let start = Follow {
+        changes: d.changes.subscribe(),
+        d,
+        seen: Default::default(),
+        pending: Default::default(),
+        relist: true,
+    };
+    let stream = futures::stream::unfold(start, |mut f| async move {
+        loop {
+            if let Some(v) = f.pending.pop_front() {
+                let data = serde_json::to_string(&v).unwrap_or_default();
+                return Some((Ok(Event::default().event("swap").data(data)), f));
+            }
+            if f.relist {
+                f.relist = false;
+                if let Ok(all) = all_views(&f.d).await {
                     for v in all.into_iter().rev() {
-                        if seen.get(&v.id) != Some(&v.version) {
-                            seen.insert(v.id.clone(), v.version);
-                            pending.push_back(v);
-                        }
+                        f.offer(v);
                     }
                 }
-                if pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
+                continue;
             }
-        },
-    );
+            match f.changes.recv().await {
+                Ok(id) => {
+                    if let Ok(v) = view_of(&f.d, &id).await {
+                        f.offer(v);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => f.relist = true,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -697,7 +725,10 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let b = args.common.open_backends(&dir, "client.sqlite").await?;
+        let mut b = args.common.open_backends(&dir, "client.sqlite").await?;
+        // Both engines write through it; `monitor` follows what they write.
+        let notifying = Arc::new(eddy_store::NotifyingStore::new(b.store.clone(), 1024));
+        b.store = notifying.clone();
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
         let api: Arc<dyn eddy_client::SwapServerApi> =
             Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
@@ -725,6 +756,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             ln: b.ln.clone(),
             chain: b.chain.clone(),
             store: b.store.clone(),
+            changes: notifying,
             cfg,
             token,
         });

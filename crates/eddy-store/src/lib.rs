@@ -16,11 +16,13 @@
 
 pub mod crash;
 pub mod keys;
+pub mod notify;
 mod postgres;
 mod sqlite;
 
 pub use crash::crash_point;
 pub use keys::SeedKeys;
+pub use notify::NotifyingStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

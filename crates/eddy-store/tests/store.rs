@@ -285,3 +285,39 @@ async fn postgres_store() {
     again.close().await;
     drop(server);
 }
+
+/// The notifying wrapper passes the whole suite through and announces exactly the writes that
+/// committed (creates and transitions; not refused ones, not reads), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifying_store_announces_committed_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("eddy.sqlite")).await.expect("open"));
+    let store = Arc::new(eddy_store::NotifyingStore::new(inner, 16));
+    let mut changes = store.subscribe();
+    store
+        .create(&new_swap(7, SwapKind::LoopInClient))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.create(&new_swap(7, SwapKind::LoopInClient)).await,
+        Err(StoreError::Duplicate(id(7)))
+    );
+    let r = store
+        .transition(&id(7), 1, &update("funding", false, 1))
+        .await
+        .expect("move");
+    assert!(matches!(
+        store.transition(&id(7), 1, &update("stale", false, 2)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store.get(&id(7)).await.expect("get");
+    store.set_meta("k", "v").await.expect("meta");
+    assert_eq!(r.version, 2);
+    assert_eq!(changes.try_recv(), Ok(id(7)), "the create");
+    assert_eq!(changes.try_recv(), Ok(id(7)), "the transition");
+    assert!(changes.try_recv().is_err(), "nothing for refusals and reads");
+    // And it is a complete store.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let fresh = Arc::new(SqliteStore::open(&dir2.path().join("eddy.sqlite")).await.expect("open"));
+    suite(Arc::new(eddy_store::NotifyingStore::new(fresh, 1))).await;
+}
