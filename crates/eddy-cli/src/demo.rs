@@ -210,6 +210,19 @@ pub struct Swapnet {
     pub dir: std::path::PathBuf,
 }
 
+/// The demo server's settings: [`fees`], loop-out expiry 80 blocks, publication target 6, at
+/// most 50 swaps in flight, 50,000 sat kept on-chain.
+pub fn server_config() -> ServerConfig {
+    ServerConfig {
+        network: Network::Regtest,
+        fees: fees(),
+        expiry_delta: 80,
+        publish_conf_target: 6,
+        max_active_swaps: 50,
+        onchain_reserve: Amount::from_sat(50_000),
+    }
+}
+
 fn make_server(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
@@ -218,14 +231,7 @@ fn make_server(
     store: &Arc<dyn SwapStore>,
 ) -> anyhow::Result<Arc<LoopOutServer>> {
     Ok(Arc::new(rt.block_on(LoopOutServer::new(
-        ServerConfig {
-            network: Network::Regtest,
-            fees: fees(),
-            expiry_delta: 80,
-            publish_conf_target: 6,
-            max_active_swaps: 50,
-            onchain_reserve: Amount::from_sat(50_000),
-        },
+        server_config(),
         ln.clone(),
         chain.clone(),
         store.clone(),
@@ -233,7 +239,9 @@ fn make_server(
     ))?))
 }
 
-fn client_config() -> ClientConfig {
+/// The demo client's limits: swap fee ≤ 5,000 sat (prepay ≤ 2,000), miner fee ≤ 5,000,
+/// routing ≤ 100, conf target 6, one HTLC confirmation.
+pub fn client_config() -> ClientConfig {
     ClientConfig {
         network: Network::Regtest,
         limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),

@@ -3,28 +3,19 @@
 //! server's payment fails, the client's cooperative refund confirms in the very next block.
 //! Exact money in both.
 
-use bitcoin::{Amount, Network};
+use bitcoin::Amount;
 use eddy::demo::{in_process, swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
-use eddy_client::ClientConfig;
 use eddy_core::sm::loop_in_client::State;
 use eddy_core::sm::loop_in_server::{RefundReason, State as ServerState};
 use eddy_core::types::SwapId;
-use eddy_core::validate::LoopOutLimits;
 
 fn loop_in_client(net: &Swapnet) -> LoopInClient {
     let api = in_process()(net.server.clone(), net.server_ln.clone());
     net.rt
         .block_on(LoopInClient::new(
-            ClientConfig {
-                network: Network::Regtest,
-                limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
-                max_miner_fee: Amount::from_sat(5_000),
-                max_routing_fee: Amount::from_sat(100),
-                conf_target: 6,
-                htlc_confs: 1,
-            },
+            eddy::demo::client_config(),
             net.client_ln.clone(),
             net.chain.clone(),
             net.client_store.clone(),
@@ -45,6 +36,48 @@ fn fund_client(net: &Swapnet) -> u64 {
     })
     .expect("funded");
     net.client_ln.ldk().list_balances().total_onchain_balance_sats
+}
+
+/// A transaction's miner fee.
+fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> u64 {
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("transaction")
+        .tx;
+    net.rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
+        .expect("fee")
+        .to_sat()
+}
+
+/// The server just gave up paying: the client's next pass broadcasts its cooperative refund of
+/// `amount` (MuSig2 key path), which confirms in the very next block. Returns its fee.
+fn refund_in_next_block(net: &Swapnet, client: &LoopInClient, id: &SwapId, amount: Amount) -> u64 {
+    let failed_at = net.lab.chain.tip().expect("tip").0;
+    net.rt.block_on(client.tick()).expect("client tick");
+    let (_, rec) = net.rt.block_on(client.swap(id)).expect("swap");
+    let State::Refunding {
+        refund_txid: Some(refund_txid),
+        ..
+    } = rec.state
+    else {
+        panic!("refund broadcast at once: {:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    let refund = net
+        .rt
+        .block_on(net.chain.transaction(&refund_txid))
+        .expect("rpc")
+        .expect("refund");
+    assert_eq!(
+        refund.block.map(|b| b.height),
+        Some(failed_at + 1),
+        "confirmed in the next block"
+    );
+    assert_eq!(refund.tx.input[0].witness.len(), 1, "MuSig2 key path");
+    amount.to_sat() - refund.tx.output[0].value.to_sat()
 }
 
 fn onchain(net: &Swapnet) -> u64 {
@@ -91,17 +124,13 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
         }
         assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {s:?}");
     }
+    let funding_fee = fee_of(&net, &funding_txid);
     let funding_tx = net
         .rt
         .block_on(net.chain.transaction(&funding_txid))
         .expect("rpc")
         .expect("funding")
         .tx;
-    let funding_fee = net
-        .rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
-        .expect("fee")
-        .to_sat();
     // The funding's size is what the client's `--max-miner-fee` check estimates (one wallet
     // input, the HTLC output and change).
     assert_eq!((funding_tx.input.len(), funding_tx.output.len()), (1, 2));
@@ -168,28 +197,7 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
     let events = net.rt.block_on(net.server_store.events(&id)).expect("events");
     let retries = events.iter().filter(|e| e.event["event"] == "payment_retry").count() as u32;
     assert_eq!(retries, eddy_core::constants::LOOP_IN_PAY_ATTEMPTS - 1);
-    let failed_at = net.lab.chain.tip().expect("tip").0;
-    net.rt.block_on(client.tick()).expect("client tick");
-    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
-    let State::Refunding {
-        refund_txid: Some(refund_txid),
-        ..
-    } = rec.state
-    else {
-        panic!("refund broadcast at once: {:?}", rec.state)
-    };
-    net.mine(1).expect("mine");
-    let refund = net
-        .rt
-        .block_on(net.chain.transaction(&refund_txid))
-        .expect("rpc")
-        .expect("refund");
-    assert_eq!(
-        refund.block.map(|b| b.height),
-        Some(failed_at + 1),
-        "confirmed in the next block"
-    );
-    assert_eq!(refund.tx.input[0].witness.len(), 1, "MuSig2 key path");
+    let refund_fee = refund_in_next_block(&net, &client, &id, amount);
     // Final after a few confirmations.
     let start = std::time::Instant::now();
     loop {
@@ -206,18 +214,7 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
         net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
         ServerState::Refunded
     );
-    let funding_tx = net
-        .rt
-        .block_on(net.chain.transaction(&funding_txid))
-        .expect("rpc")
-        .expect("funding")
-        .tx;
-    let funding_fee = net
-        .rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
-        .expect("fee")
-        .to_sat();
-    let refund_fee = amount.to_sat() - refund.tx.output[0].value.to_sat();
+    let funding_fee = fee_of(&net, &funding_txid);
     eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
         onchain(&net) == chain0 - funding_fee - refund_fee
     })
@@ -287,17 +284,7 @@ fn without_the_server_the_timeout_refund_returns_the_coins_after_expiry() {
     );
     assert!(refund.tx.input[0].witness.len() > 1, "script path");
     assert!(refund.block.is_some_and(|b| b.height >= expiry));
-    let funding_tx = net
-        .rt
-        .block_on(net.chain.transaction(&funding_txid))
-        .expect("rpc")
-        .expect("funding")
-        .tx;
-    let funding_fee = net
-        .rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
-        .expect("fee")
-        .to_sat();
+    let funding_fee = fee_of(&net, &funding_txid);
     let refund_fee = amount.to_sat() - refund.tx.output[0].value.to_sat();
     eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
         onchain(&net) == chain0 - funding_fee - refund_fee
@@ -625,14 +612,7 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
     let server = std::sync::Arc::new(
         net.rt
             .block_on(eddy_server::LoopOutServer::new(
-                eddy_server::ServerConfig {
-                    network: Network::Regtest,
-                    fees: eddy::demo::fees(),
-                    expiry_delta: 80,
-                    publish_conf_target: 6,
-                    max_active_swaps: 50,
-                    onchain_reserve: Amount::from_sat(50_000),
-                },
+                eddy::demo::server_config(),
                 lnd,
                 net.chain.clone(),
                 server_store.clone(),
@@ -645,14 +625,7 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
     let client = net
         .rt
         .block_on(LoopInClient::new(
-            ClientConfig {
-                network: Network::Regtest,
-                limits: LoopOutLimits::with_fees(Amount::from_sat(5_000), Amount::from_sat(2_000)),
-                max_miner_fee: Amount::from_sat(5_000),
-                max_routing_fee: Amount::from_sat(100),
-                conf_target: 6,
-                htlc_confs: 1,
-            },
+            eddy::demo::client_config(),
             net.client_ln.clone(),
             net.chain.clone(),
             store("lnd-client.sqlite"),
@@ -700,35 +673,8 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
         "{failures:?}"
     );
     assert!(failures.iter().all(|r| r.contains("last hop")), "{failures:?}");
-    let failed_at = net.lab.chain.tip().expect("tip").0;
-    net.rt.block_on(client.tick()).expect("client tick");
-    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
-    let State::Refunding {
-        refund_txid: Some(refund_txid),
-        ..
-    } = rec.state
-    else {
-        panic!("refund broadcast at once: {:?}", rec.state)
-    };
-    net.mine(1).expect("mine");
-    let refund = net
-        .rt
-        .block_on(net.chain.transaction(&refund_txid))
-        .expect("rpc")
-        .expect("refund");
-    assert_eq!(refund.block.map(|b| b.height), Some(failed_at + 1));
-    let funding_tx = net
-        .rt
-        .block_on(net.chain.transaction(&funding_txid))
-        .expect("rpc")
-        .expect("funding")
-        .tx;
-    let funding_fee = net
-        .rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
-        .expect("fee")
-        .to_sat();
-    let refund_fee = 50_000 - refund.tx.output[0].value.to_sat();
+    let refund_fee = refund_in_next_block(&net, &client, &id, Amount::from_sat(50_000));
+    let funding_fee = fee_of(&net, &funding_txid);
     eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
         onchain(&net) == chain0 - funding_fee - refund_fee
     })

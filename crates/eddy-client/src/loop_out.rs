@@ -502,9 +502,24 @@ impl LoopOutClient {
                     .await?;
             }
         }
-        // A crash between persisting OfferAccepted and paying: pay (idempotent per hash).
+        // A crash between persisting OfferAccepted and paying: pay (idempotent per hash) — once
+        // a channel is usable again. Right after a restart the peers are still reconnecting; a
+        // payment started then fails at once and would fail the swap. The server's publication
+        // deadline bounds the wait (it cancels the invoices; the swap then fails, nothing paid).
         if rec.state == State::OfferAccepted {
-            self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await?;
+            let channel = self.cfg.effective(&rec.options).channel;
+            let ready = self
+                .ln
+                .channels()
+                .await
+                .map_err(backend)?
+                .iter()
+                .any(|c| c.usable && channel.is_none_or(|id| c.short_channel_id == Some(id)));
+            if ready {
+                self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await?;
+            } else {
+                tracing::debug!(swap = %id, "waiting for a usable channel to pay");
+            }
         }
         let status = self
             .watcher
@@ -585,6 +600,7 @@ impl LoopOutClient {
                     outgoing_channel: eff.channel,
                     max_total_cltv_delta: None,
                 };
+                eddy_store::crash_point("loop_out.pay.before_send");
                 self.ln
                     .pay_invoice(&rec.offer.prepay_invoice, &params)
                     .await

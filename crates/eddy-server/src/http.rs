@@ -678,22 +678,28 @@ async fn events(
 }
 
 fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
-    SwapStatus {
-        id: id.to_string(),
-        state: eddy_store::state_name(&rec.state),
-        terminal: rec.state.is_terminal(),
-        expiry: rec.terms.expiry,
-        htlc_outpoint: rec.funding.map(|o| o.to_string()),
-    }
+    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
 fn in_status_of(id: &SwapId, rec: &crate::loop_in::LoopInRecord) -> SwapStatus {
-    SwapStatus {
-        id: id.to_string(),
-        state: eddy_store::state_name(&rec.state),
-        terminal: rec.state.is_terminal(),
-        expiry: rec.terms.expiry,
-        htlc_outpoint: rec.funding.map(|o| o.to_string()),
+    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
+}
+
+impl SwapStatus {
+    fn new<S: Serialize>(
+        id: &SwapId,
+        state: &S,
+        terminal: bool,
+        expiry: u32,
+        funding: Option<bitcoin::OutPoint>,
+    ) -> SwapStatus {
+        SwapStatus {
+            id: id.to_string(),
+            state: eddy_store::state_name(state),
+            terminal,
+            expiry,
+            htlc_outpoint: funding.map(|o| o.to_string()),
+        }
     }
 }
 
