@@ -17,7 +17,7 @@ use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
 use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{validate_loop_in_offer, LoopInCreate, LoopInOffer, MIN_LOOP_IN_INVOICE_REMAINING_SECS};
-use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -481,21 +481,16 @@ impl LoopInClient {
         rec: &ClientLoopIn,
         event: serde_json::Value,
     ) -> Result<(), ClientError> {
-        let r = self
-            .store
-            .transition(
-                &id,
-                *version,
-                &StateUpdate {
-                    state_name: state_name(&rec.state),
-                    terminal: rec.state.is_terminal(),
-                    state: serde_json::to_value(rec).map_err(backend)?,
-                    event,
-                },
-            )
-            .await?;
-        *version = r.version;
-        Ok(())
+        Ok(eddy_store::save(
+            &*self.store,
+            &id,
+            version,
+            state_name(&rec.state),
+            rec.state.is_terminal(),
+            rec,
+            event,
+        )
+        .await?)
     }
 
     async fn act(

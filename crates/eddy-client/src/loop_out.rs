@@ -16,7 +16,7 @@ use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, Stat
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
-use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StateUpdate, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -369,21 +369,16 @@ impl LoopOutClient {
         rec: &ClientLoopOut,
         event: serde_json::Value,
     ) -> Result<(), ClientError> {
-        let r = self
-            .store
-            .transition(
-                &id,
-                *version,
-                &StateUpdate {
-                    state_name: state_name(&rec.state),
-                    terminal: rec.state.is_terminal(),
-                    state: serde_json::to_value(rec).map_err(backend)?,
-                    event,
-                },
-            )
-            .await?;
-        *version = r.version;
-        Ok(())
+        Ok(eddy_store::save(
+            &*self.store,
+            &id,
+            version,
+            state_name(&rec.state),
+            rec.state.is_terminal(),
+            rec,
+            event,
+        )
+        .await?)
     }
 
     async fn apply(

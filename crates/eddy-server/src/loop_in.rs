@@ -19,7 +19,7 @@ use eddy_core::sm::loop_in_server::{transition, Action, Event, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::SwapId;
 use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
-use eddy_store::{state_name, ListFilter, NewSwap, StateUpdate, StoreError, SwapKind};
+use eddy_store::{state_name, ListFilter, NewSwap, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -568,21 +568,16 @@ impl LoopOutServer {
         rec: &LoopInRecord,
         event: serde_json::Value,
     ) -> Result<(), ServerError> {
-        let r = self
-            .store()
-            .transition(
-                &id,
-                *version,
-                &StateUpdate {
-                    state_name: state_name(&rec.state),
-                    terminal: rec.state.is_terminal(),
-                    state: serde_json::to_value(rec).map_err(|e| ServerError::Backend(e.to_string()))?,
-                    event,
-                },
-            )
-            .await?;
-        *version = r.version;
-        Ok(())
+        Ok(eddy_store::save(
+            &**self.store(),
+            &id,
+            version,
+            state_name(&rec.state),
+            rec.state.is_terminal(),
+            rec,
+            event,
+        )
+        .await?)
     }
 
     async fn act_in(

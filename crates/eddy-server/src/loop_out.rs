@@ -28,7 +28,7 @@ use eddy_core::spend::find_preimage;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::LoopOutOffer;
-use eddy_store::{state_name, ListFilter, NewSwap, StateUpdate, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, ListFilter, NewSwap, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -900,22 +900,16 @@ impl LoopOutServer {
         rec: &LoopOutRecord,
         event: &serde_json::Value,
     ) -> Result<(), ServerError> {
-        let state = serde_json::to_value(rec).map_err(|e| ServerError::Backend(e.to_string()))?;
-        let r = self
-            .store
-            .transition(
-                &id,
-                *version,
-                &StateUpdate {
-                    state_name: state_name(&rec.state),
-                    terminal: rec.state.is_terminal(),
-                    state,
-                    event: event.clone(),
-                },
-            )
-            .await?;
-        *version = r.version;
-        Ok(())
+        Ok(eddy_store::save(
+            &*self.store,
+            &id,
+            version,
+            state_name(&rec.state),
+            rec.state.is_terminal(),
+            rec,
+            event.clone(),
+        )
+        .await?)
     }
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {

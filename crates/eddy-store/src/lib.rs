@@ -198,6 +198,36 @@ pub trait SwapStore: Send + Sync {
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// Writes an engine's record as the swap's next state: `rec` serialised as the stored state,
+/// with its `state_name` and `terminal` flag and the `event` that caused it, guarded by
+/// `version` (the one read), which becomes the version written.
+pub async fn save<T: serde::Serialize>(
+    store: &dyn SwapStore,
+    id: &SwapId,
+    version: &mut i64,
+    state_name: String,
+    terminal: bool,
+    rec: &T,
+    event: serde_json::Value,
+) -> Result<(), StoreError> {
+    let state =
+        serde_json::to_value(rec).map_err(|_| StoreError::Corrupt(format!("swap {id}: state does not encode")))?;
+    let r = store
+        .transition(
+            id,
+            *version,
+            &StateUpdate {
+                state_name,
+                terminal,
+                state,
+                event,
+            },
+        )
+        .await?;
+    *version = r.version;
+    Ok(())
+}
+
 /// The swaps of `kind` that match `filter`, in the store's order, each with its stored state read as
 /// `T` (the engine's record type); a state that does not read is [`StoreError::Corrupt`].
 pub async fn records_of<T: serde::de::DeserializeOwned>(
