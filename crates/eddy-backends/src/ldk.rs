@@ -730,6 +730,10 @@ impl LightningNode for LdkNode {
             loop {
                 match s.node.bolt11_payment().send(&invoice, Some(route)) {
                     Ok(_) => return Ok(hash),
+                    // The node already has a payment for this hash under way (its payment
+                    // store and its channel manager can disagree after a restart): that payment
+                    // is the caller's; its outcome comes from `payment_status`.
+                    Err(ldk_node::NodeError::DuplicatePayment) => return Ok(hash),
                     Err(ldk_node::NodeError::PaymentSendingFailed) if attempt < SEND_RETRIES => {
                         attempt += 1;
                         std::thread::sleep(SEND_RETRY_PAUSE);

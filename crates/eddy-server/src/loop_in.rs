@@ -508,6 +508,17 @@ impl LoopOutServer {
         tip: u32,
         reason: String,
     ) -> Result<(), ServerError> {
+        // Whatever the send said, the node's own record decides: a payment in flight or made
+        // is never a failure (the swap must not become refundable while it can still pay).
+        match self
+            .ln()
+            .payment_status(&rec.htlc.payment_hash)
+            .await
+            .map_err(backend)?
+        {
+            PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => return Ok(()),
+            PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
+        }
         let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
         let in_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
         if !attempts_left || !in_time {
