@@ -18,6 +18,7 @@ pub mod crash;
 pub mod keys;
 pub mod notify;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use crash::crash_point;

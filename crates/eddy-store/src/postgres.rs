@@ -1,5 +1,6 @@
 //! The PostgreSQL store, for providers that run the server on a database server;
-//! migrations from `migrations/postgres`. Same queries as the SQLite store.
+//! migrations from `migrations/postgres`. Its queries are the SQLite store's, written once in
+//! `sql.rs` (with PostgreSQL's numbered placeholders).
 
 use std::time::Duration;
 
@@ -17,24 +18,6 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-}
-
-const COLUMNS: &str = "id, kind, state_name, terminal, state, version, created_at, updated_at";
-
-fn row_to_record(r: &sqlx::postgres::PgRow) -> Result<SwapRecord, StoreError> {
-    let id: String = r.try_get("id").map_err(db_err)?;
-    let kind: String = r.try_get("kind").map_err(db_err)?;
-    let state: String = r.try_get("state").map_err(db_err)?;
-    record(
-        &id,
-        &kind,
-        r.try_get("state_name").map_err(db_err)?,
-        r.try_get::<bool, _>("terminal").map_err(db_err)?,
-        &state,
-        r.try_get("version").map_err(db_err)?,
-        r.try_get("created_at").map_err(db_err)?,
-        r.try_get("updated_at").map_err(db_err)?,
-    )
 }
 
 impl PgStore {
@@ -59,158 +42,8 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl SwapStore for PgStore {
-    async fn create(&self, swap: &NewSwap) -> Result<SwapRecord, StoreError> {
-        let id = swap.id.to_string();
-        let t = now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let inserted = sqlx::query(
-            "INSERT INTO swaps (id, kind, state_name, terminal, state, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
-        )
-        .bind(&id)
-        .bind(swap.kind.as_str())
-        .bind(&swap.state_name)
-        .bind(swap.terminal)
-        .bind(swap.state.to_string())
-        .bind(t)
-        .bind(t)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate(swap.id)),
-            Err(e) => return Err(db_err(e)),
-            Ok(_) => {}
-        }
-        sqlx::query("INSERT INTO swap_events (swap_id, seq, event, at) VALUES ($1, 1, $2, $3)")
-            .bind(&id)
-            .bind(swap.event.to_string())
-            .bind(t)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(SwapRecord {
-            id: swap.id,
-            kind: swap.kind,
-            state_name: swap.state_name.clone(),
-            terminal: swap.terminal,
-            state: swap.state.clone(),
-            version: 1,
-            created_at: t,
-            updated_at: t,
-        })
-    }
+crate::sql::sql_swap_store!(PgStore, sqlx::postgres::PgRow, crate::sql::numbered, pg_bool, pg_bool);
 
-    async fn get(&self, id: &SwapId) -> Result<Option<SwapRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM swaps WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(row_to_record).transpose()
-    }
-
-    async fn transition(
-        &self,
-        id: &SwapId,
-        expected_version: i64,
-        update: &StateUpdate,
-    ) -> Result<SwapRecord, StoreError> {
-        let key = id.to_string();
-        let t = now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE swaps SET state_name = $1, terminal = $2, state = $3, version = version + 1, updated_at = $4 \
-             WHERE id = $5 AND version = $6",
-        )
-        .bind(&update.state_name)
-        .bind(update.terminal)
-        .bind(update.state.to_string())
-        .bind(t)
-        .bind(&key)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM swaps WHERE id = $1")
-                .bind(&key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            return Err(match actual {
-                None => StoreError::NotFound(*id),
-                Some(actual) => StoreError::Conflict {
-                    id: *id,
-                    expected: expected_version,
-                    actual,
-                },
-            });
-        }
-        sqlx::query("INSERT INTO swap_events (swap_id, seq, event, at) VALUES ($1, $2, $3, $4)")
-            .bind(&key)
-            .bind(expected_version + 1)
-            .bind(update.event.to_string())
-            .bind(t)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM swaps WHERE id = $1"))
-            .bind(&key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        row_to_record(&row)
-    }
-
-    async fn events(&self, id: &SwapId) -> Result<Vec<EventRecord>, StoreError> {
-        let rows = sqlx::query("SELECT seq, event, at FROM swap_events WHERE swap_id = $1 ORDER BY seq")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let event: String = r.try_get("event").map_err(db_err)?;
-                Ok(EventRecord {
-                    seq: r.try_get("seq").map_err(db_err)?,
-                    event: serde_json::from_str(&event)
-                        .map_err(|_| StoreError::Corrupt(format!("event of swap {id} is not JSON")))?,
-                    at: r.try_get("at").map_err(db_err)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn list(&self, filter: ListFilter) -> Result<Vec<SwapRecord>, StoreError> {
-        let sql = match filter {
-            ListFilter::All => format!("SELECT {COLUMNS} FROM swaps ORDER BY created_at, id"),
-            ListFilter::Active => format!("SELECT {COLUMNS} FROM swaps WHERE NOT terminal ORDER BY created_at, id"),
-        };
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db_err)?;
-        rows.iter().map(row_to_record).collect()
-    }
-
-    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
-    }
-
-    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
+fn pg_bool(b: bool) -> bool {
+    b
 }
