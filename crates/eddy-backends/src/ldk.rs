@@ -103,6 +103,11 @@ struct Shared {
     node_secret: Option<SecretKey>,
     events: broadcast::Sender<LnEvent>,
     claimable: Mutex<HashMap<[u8; 32], Claimable>>,
+    /// The HTLCs held for each claimable payment, read once from the node's balances (which
+    /// walks every channel monitor: up to milliseconds with many channels, and hold-invoice
+    /// states are read on every swap step). A claimable payment's HTLCs do not change until it
+    /// is claimed or failed, when the entry goes with its `claimable` one.
+    held: Mutex<HashMap<[u8; 32], Vec<HeldHtlc>>>,
     own: Mutex<HashMap<[u8; 32], Preimage>>,
     own_path: PathBuf,
 }
@@ -200,7 +205,26 @@ impl Shared {
                 let Some(live) = live else {
                     return Ok(HoldInvoiceState::Open);
                 };
-                let htlcs = self.held_htlcs(hash);
+                let cached = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&hash.0)
+                    .cloned();
+                let htlcs = match cached {
+                    Some(h) => h,
+                    None => {
+                        let h = self.held_htlcs(hash);
+                        // Not cached while the balances do not show them yet.
+                        if !h.is_empty() {
+                            self.held
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(hash.0, h.clone());
+                        }
+                        h
+                    }
+                };
                 let deadline = live.deadline.or_else(|| htlcs.iter().map(|h| h.settle_deadline).min());
                 if let Some(d) = deadline {
                     if self.height() >= d {
@@ -214,6 +238,12 @@ impl Shared {
                 })
             }
         }
+    }
+
+    /// A payment is no longer claimable (claimed or failed back).
+    fn forget_claimable(&self, hash: &[u8; 32]) {
+        self.claimable.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
     }
 
     /// The HTLCs held for `hash`, from the node's balances.
@@ -361,10 +391,7 @@ impl Shared {
                 amount_msat,
                 ..
             } => {
-                self.claimable
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&payment_hash.0);
+                self.forget_claimable(&payment_hash.0);
                 let _ = self.events.send(LnEvent::Invoice {
                     payment_hash: PaymentHash(payment_hash.0),
                     state: HoldInvoiceState::Settled { amount_msat },
@@ -499,6 +526,7 @@ impl LdkNode {
             node_secret,
             events,
             claimable: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             own: Mutex::new(own),
             own_path,
         });
@@ -654,7 +682,7 @@ impl LightningNode for LdkNode {
                     .bolt11_payment()
                     .fail_for_hash(LdkHash(hash.0))
                     .map_err(refused)?;
-                s.claimable.lock().unwrap_or_else(|e| e.into_inner()).remove(&hash.0);
+                s.forget_claimable(&hash.0);
                 let _ = s.events.send(LnEvent::Invoice {
                     payment_hash: hash,
                     state: HoldInvoiceState::Canceled,
