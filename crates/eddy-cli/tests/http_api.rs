@@ -84,6 +84,11 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         "/v1/swaps/{id}/events",
         "/v1/swaps/{id}/preimage",
         "/v1/swaps/{id}/cosign",
+        "/v1/quote/loop-in",
+        "/v1/loop-in",
+        "/v1/swaps/{id}/claim",
+        "/v1/swaps/{id}/claim-cosign",
+        "/v1/swaps/{id}/refund-cosign",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
@@ -110,6 +115,17 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         keys(&serde_json::to_value(real).expect("json"))
     );
     assert_eq!(fields("LoopOutOffer"), keys(&offer));
+    // The loop-in request with every optional field set (`last_hop`).
+    let real_in = eddy_core::validate::LoopInCreate {
+        amount: bitcoin::Amount::from_sat(50_000),
+        invoice: "lnbcrt1".into(),
+        refund_key: claim_key.parse().expect("key"),
+        last_hop: Some(claim_key.parse().expect("key")),
+    };
+    assert_eq!(
+        fields("LoopInCreate"),
+        keys(&serde_json::to_value(real_in).expect("json"))
+    );
     assert_eq!(fields("Terms"), keys(&terms));
     let id = SwapId::from(preimage.payment_hash());
     let version = net.rt.block_on(net.server.swap(&id)).expect("swap").0;
