@@ -31,8 +31,6 @@ pub struct ChainWatcher {
 }
 
 impl ChainWatcher {
-    /// A watcher that has processed everything up to and including `start` (which must be in
-    /// the best chain), keeping `history` blocks for reorgs.
     /// A watcher whose first block to scan is the one after `height` of the source's best chain
     /// (what every engine does at start: rescan from its oldest active swap), keeping
     /// [`DEFAULT_HISTORY`] blocks for reorgs.

@@ -88,6 +88,28 @@ pub trait SwapServerApi: Send + Sync {
 pub use http::HttpSwapServer;
 pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient, SwapOptions};
 
+/// The chain watcher a client engine starts with: it rescans from the block after `from` (the
+/// earliest block any active swap's HTLC could be in; the tip when there is none, never above
+/// it) and watches every HTLC in `htlcs`.
+pub(crate) async fn start_watcher(
+    chain: std::sync::Arc<dyn eddy_backends::ChainSource>,
+    from: Option<u32>,
+    htlcs: impl IntoIterator<Item = (eddy_core::types::SwapId, eddy_core::htlc::HtlcParams)>,
+) -> Result<eddy_backends::ChainWatcher, ClientError> {
+    let err = |e: &dyn std::fmt::Display| ClientError::Backend(e.to_string());
+    let tip = chain.tip().await.map_err(|e| err(&e))?.height;
+    let mut watcher = eddy_backends::ChainWatcher::starting_after(chain, from.map_or(tip, |f| f.min(tip)))
+        .await
+        .map_err(|e| err(&e))?;
+    for (id, params) in htlcs {
+        let htlc = eddy_core::htlc::Htlc::new(params).map_err(|e| err(&e))?;
+        watcher
+            .index_mut()
+            .watch_script(eddy_backends::swap_watch_id(&id), htlc.script_pubkey());
+    }
+    Ok(watcher)
+}
+
 /// Drives an engine until `shutdown` turns true: `tick` runs on every new tip, on every
 /// Lightning event (a payment settling or failing) and after [`loop_out::IDLE_TICK`] of quiet.
 /// Errors are logged and retried on the next pass (every step is idempotent).

@@ -116,23 +116,12 @@ impl LoopInClient {
         server: Arc<dyn SwapServerApi>,
         keys: SeedKeys,
     ) -> Result<LoopInClient, ClientError> {
-        let tip = chain.tip().await.map_err(backend)?;
         let active = Self::active(&*store).await?;
         let from = active
             .iter()
             .map(|(_, _, r)| r.offer.expiry.saturating_sub(MAX_LOOP_IN_EXPIRY_DELTA + 1))
-            .min()
-            .unwrap_or(tip.height)
-            .min(tip.height);
-        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
-            .await
-            .map_err(backend)?;
-        for (id, _, r) in &active {
-            let htlc = Htlc::new(r.htlc).map_err(backend)?;
-            watcher
-                .index_mut()
-                .watch_script(swap_watch_id(id), htlc.script_pubkey());
-        }
+            .min();
+        let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopInClient {
             cfg,
             ln,
@@ -427,25 +416,10 @@ impl LoopInClient {
         let Htlc::Taproot(taproot) = &htlc else {
             return Err("not a taproot HTLC".into());
         };
-        let prevout = bitcoin::TxOut {
-            value: funding.value,
-            script_pubkey: htlc.script_pubkey(),
-        };
-        let msg = bitcoin::sighash::SighashCache::new(&tx)
-            .taproot_key_spend_signature_hash(
-                0,
-                &bitcoin::sighash::Prevouts::All(&[prevout]),
-                bitcoin::TapSighashType::Default,
-            )
-            .map_err(|e| e.to_string())?;
-        let (nonce, partial) = eddy_core::musig::cosign(
-            taproot,
-            &self.keys.secret(KEY_PURPOSE, id),
-            bitcoin::hashes::Hash::to_byte_array(msg),
-            &id.0,
-            &server_nonce,
-        )
-        .map_err(|e| e.to_string())?;
+        let msg = eddy_core::tx::cooperative_sighash(&tx, &htlc, funding.value).map_err(|e| e.to_string())?;
+        let (nonce, partial) =
+            eddy_core::musig::cosign(taproot, &self.keys.secret(KEY_PURPOSE, id), msg, &id.0, &server_nonce)
+                .map_err(|e| e.to_string())?;
         self.server.claim_cosign(id, &nonce, &partial).await
     }
 

@@ -216,7 +216,6 @@ impl LoopOutClient {
         server: Arc<dyn SwapServerApi>,
         keys: SeedKeys,
     ) -> Result<LoopOutClient, ClientError> {
-        let tip = chain.tip().await.map_err(backend)?;
         let active = Self::active(&*store).await?;
         let from = active
             .iter()
@@ -225,18 +224,8 @@ impl LoopOutClient {
                     .expiry
                     .saturating_sub(eddy_core::constants::MAX_LOOP_OUT_EXPIRY_DELTA + 1)
             })
-            .min()
-            .unwrap_or(tip.height)
-            .min(tip.height);
-        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
-            .await
-            .map_err(backend)?;
-        for (id, _, r) in &active {
-            let htlc = Htlc::new(r.htlc).map_err(backend)?;
-            watcher
-                .index_mut()
-                .watch_script(swap_watch_id(id), htlc.script_pubkey());
-        }
+            .min();
+        let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopOutClient {
             cfg,
             ln,

@@ -474,3 +474,18 @@ impl UnsignedSpend {
         })
     }
 }
+
+/// The BIP341 key-path message of input 0 of `tx`, a transaction someone else built that spends
+/// only `htlc`'s output holding `value`: what a MuSig2 co-signer signs (a loop-out server for
+/// the client's claim, a loop-in server for the client's refund, a loop-in client for the
+/// server's claim). The caller checks that `tx` spends that output and nothing else.
+pub fn cooperative_sighash(tx: &Transaction, htlc: &Htlc, value: Amount) -> Result<[u8; 32], TxError> {
+    let prevout = TxOut {
+        value,
+        script_pubkey: htlc.script_pubkey(),
+    };
+    SighashCache::new(tx)
+        .taproot_key_spend_signature_hash(0, &Prevouts::All(&[prevout]), TapSighashType::Default)
+        .map(|h| h.to_byte_array())
+        .map_err(|e| TxError::Sighash(e.to_string()))
+}

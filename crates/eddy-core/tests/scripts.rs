@@ -175,6 +175,21 @@ fn cooperative(kind: HtlcKind) -> (UnsignedSpend, [u8; 32]) {
     (s, msg)
 }
 
+/// What a co-signer computes from the counterparty's bare transaction is the message the
+/// builder of the spend signs; another value or another HTLC gives another message.
+#[test]
+fn cooperative_sighash_of_a_bare_transaction_matches_the_spend() {
+    for kind in [HtlcKind::P2trOut, HtlcKind::P2trIn] {
+        let (s, msg) = cooperative(kind);
+        assert_eq!(eddy_core::tx::cooperative_sighash(&s.tx, &htlc(kind), value()), Ok(msg));
+        let other_value = value() + bitcoin::Amount::from_sat(1);
+        assert_ne!(
+            eddy_core::tx::cooperative_sighash(&s.tx, &htlc(kind), other_value),
+            Ok(msg)
+        );
+    }
+}
+
 #[test]
 fn musig2_key_spend_verifies() {
     for kind in [HtlcKind::P2trOut, HtlcKind::P2trIn] {

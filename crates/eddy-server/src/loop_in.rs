@@ -8,7 +8,6 @@
 //! refund at once — never while a payment for the hash is in flight or settled, and never pays
 //! after co-signing one.
 
-use bitcoin::hashes::Hash;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
@@ -272,18 +271,8 @@ impl LoopOutServer {
             let Htlc::Taproot(taproot) = &htlc else {
                 return Err(ServerError::Invalid("not a taproot HTLC".into()));
             };
-            let prevout = bitcoin::TxOut {
-                value: funding.value,
-                script_pubkey: htlc.script_pubkey(),
-            };
-            let msg = bitcoin::sighash::SighashCache::new(tx)
-                .taproot_key_spend_signature_hash(
-                    0,
-                    &bitcoin::sighash::Prevouts::All(&[prevout]),
-                    bitcoin::TapSighashType::Default,
-                )
-                .map_err(|e| ServerError::Invalid(e.to_string()))?
-                .to_byte_array();
+            let msg = eddy_core::tx::cooperative_sighash(tx, &htlc, funding.value)
+                .map_err(|e| ServerError::Invalid(e.to_string()))?;
             // Persist "no payment from now on" before handing out the signature.
             let tip = self.tip().await?;
             match self

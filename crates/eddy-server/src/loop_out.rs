@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus};
@@ -716,18 +715,8 @@ impl LoopOutServer {
         let Htlc::Taproot(taproot) = &htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };
-        let prevout = bitcoin::TxOut {
-            value: rec.amount,
-            script_pubkey: htlc.script_pubkey(),
-        };
-        let msg = bitcoin::sighash::SighashCache::new(tx)
-            .taproot_key_spend_signature_hash(
-                0,
-                &bitcoin::sighash::Prevouts::All(&[prevout]),
-                bitcoin::TapSighashType::Default,
-            )
-            .map_err(|e| ServerError::Invalid(e.to_string()))?
-            .to_byte_array();
+        let msg = eddy_core::tx::cooperative_sighash(tx, &htlc, rec.amount)
+            .map_err(|e| ServerError::Invalid(e.to_string()))?;
         let key = self.keys.secret(KEY_PURPOSE, id);
         cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
     }
