@@ -14,7 +14,7 @@ use bitcoin::{
     absolute, Amount, Block, BlockHash, CompactTarget, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
     TxOut, Txid, Witness, XOnlyPublicKey,
 };
-use eddy_backends::WatchIndex;
+use eddy_backends::{WatchId, WatchIndex};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -32,6 +32,13 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static A: Counting = Counting;
+
+/// The watch of swap `i` (a swap is named by its whole id).
+fn watch_id(i: u64) -> WatchId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&i.to_be_bytes());
+    WatchId::Swap(eddy_core::types::SwapId(id))
+}
 
 fn p2tr(i: u64) -> ScriptBuf {
     let secp = Secp256k1::new();
@@ -84,8 +91,8 @@ fn main() {
     let before = LIVE.load(Ordering::Relaxed);
     let mut index = WatchIndex::default();
     for i in 0..swaps {
-        index.watch_script(i, scripts[i as usize].clone());
-        index.watch_outpoint(i, fundings[i as usize]);
+        index.watch_script(watch_id(i), scripts[i as usize].clone());
+        index.watch_outpoint(watch_id(i), fundings[i as usize]);
     }
     let per_swap = (LIVE.load(Ordering::Relaxed) - before) as f64 / swaps as f64;
 

@@ -10,14 +10,20 @@ use std::collections::{HashMap, HashSet};
 
 use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid, Witness};
 
-/// Caller's identifier for a watch (e.g. a swap's row id).
-pub type WatchId = u64;
+/// Who a watch belongs to. Keys cannot collide: a swap is named by its whole id (the payment
+/// hash, 32 bytes — a client chooses it, so no prefix of it may stand for the swap), and the
+/// server's swap wallet has a variant of its own, outside the swaps' id space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchId {
+    /// A swap's HTLC, by the swap's full id.
+    Swap(eddy_core::types::SwapId),
+    /// The server's swap wallet.
+    Wallet,
+}
 
-/// The watch id the swap engines use for a swap: its id's first 8 bytes.
+/// The watch id the swap engines use for a swap: the swap's full id.
 pub fn swap_watch_id(id: &eddy_core::types::SwapId) -> WatchId {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(b)
+    WatchId::Swap(*id)
 }
 
 /// An output paying a watched script.
@@ -25,6 +31,9 @@ pub fn swap_watch_id(id: &eddy_core::types::SwapId) -> WatchId {
 pub struct Funding {
     /// The output.
     pub outpoint: OutPoint,
+    /// The script it pays (every funding names the script it paid, so that a reader accepts
+    /// only outputs paying its own script — see [`WatchStatus::paying`]).
+    pub script_pubkey: ScriptBuf,
     /// Its value.
     pub value: Amount,
     /// Height of the block that confirmed it; `None` while only in the mempool.
@@ -91,6 +100,26 @@ pub struct WatchStatus {
 }
 
 impl WatchStatus {
+    /// What this watch has seen of outputs paying `spk` exactly: those fundings, and the spends
+    /// of those outputs. Engines read a swap's status through this, with the HTLC script they
+    /// rebuilt from their own stored terms, so an output paying anything else (another swap's
+    /// script, a wallet) can never be taken for this swap's funding.
+    pub fn paying(&self, spk: &bitcoin::Script) -> WatchStatus {
+        let fundings: Vec<Funding> = self
+            .fundings
+            .iter()
+            .filter(|f| f.script_pubkey.as_script() == spk)
+            .cloned()
+            .collect();
+        let spends = self
+            .spends
+            .iter()
+            .filter(|s| fundings.iter().any(|f| f.outpoint == s.outpoint))
+            .cloned()
+            .collect();
+        WatchStatus { fundings, spends }
+    }
+
     /// Confirmations of `funding` at tip height `tip` (0 when unconfirmed).
     pub fn confirmations(height: Option<u32>, tip: u32) -> u32 {
         height.map_or(0, |h| tip.saturating_sub(h) + 1)
@@ -194,6 +223,7 @@ impl WatchIndex {
             for id in ids.clone() {
                 let funding = Funding {
                     outpoint,
+                    script_pubkey: output.script_pubkey.clone(),
                     value: output.value,
                     height,
                 };
@@ -309,5 +339,95 @@ impl WatchIndex {
             }
         }
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::{absolute, transaction, TxOut};
+    use eddy_core::types::SwapId;
+
+    fn paying(outputs: &[(&ScriptBuf, u64)]) -> Transaction {
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![],
+            output: outputs
+                .iter()
+                .map(|(spk, v)| TxOut {
+                    value: Amount::from_sat(*v),
+                    script_pubkey: (*spk).clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Two swaps whose ids share their first 8 bytes (a client chooses the hash, so it can make
+    /// that happen), and the wallet: three watches that never see each other's outputs.
+    #[test]
+    fn colliding_prefixes_and_the_wallet_never_share_a_watch() {
+        let mut a = [7u8; 32];
+        let mut b = [7u8; 32];
+        a[31] = 1;
+        b[31] = 2;
+        let (wa, wb) = (swap_watch_id(&SwapId(a)), swap_watch_id(&SwapId(b)));
+        assert_ne!(wa, wb);
+        assert_ne!(wa, WatchId::Wallet);
+        let (sa, sb, sw) = (
+            ScriptBuf::new_op_return([1u8; 4]),
+            ScriptBuf::new_op_return([2u8; 4]),
+            ScriptBuf::new_op_return([3u8; 4]),
+        );
+        let mut index = WatchIndex::default();
+        index.watch_script(wa, sa.clone());
+        index.watch_script(wb, sb.clone());
+        index.watch_script(WatchId::Wallet, sw.clone());
+        let mut ev = vec![];
+        index.apply_tx(&paying(&[(&sa, 50_000)]), Some(10), &mut ev);
+        assert_eq!(ev.len(), 1);
+        let st = |id| index.status(id).cloned().unwrap_or_default();
+        assert_eq!(st(wa).fundings.len(), 1);
+        assert_eq!(st(wa).fundings[0].script_pubkey, sa);
+        assert!(
+            st(wb).fundings.is_empty(),
+            "the other swap saw a funding it was not paid"
+        );
+        assert!(st(WatchId::Wallet).fundings.is_empty());
+    }
+
+    /// A status read through `paying` keeps only outputs to that script and their spends.
+    #[test]
+    fn paying_keeps_only_outputs_to_the_script() {
+        let (mine, other) = (ScriptBuf::new_op_return([1u8; 4]), ScriptBuf::new_op_return([2u8; 4]));
+        let id = swap_watch_id(&SwapId([9; 32]));
+        let mut index = WatchIndex::default();
+        // One watch, two scripts (what a shared id used to amount to).
+        index.watch_script(id, mine.clone());
+        index.watch_script(id, other.clone());
+        let tx = paying(&[(&other, 90_000), (&mine, 10_000)]);
+        let txid = tx.compute_txid();
+        let mut ev = vec![];
+        index.apply_tx(&tx, Some(5), &mut ev);
+        let spend = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn {
+                previous_output: OutPoint { txid, vout: 0 },
+                ..Default::default()
+            }],
+            output: vec![],
+        };
+        index.apply_tx(&spend, None, &mut ev);
+        let all = index.status(id).cloned().unwrap_or_default();
+        assert_eq!((all.fundings.len(), all.spends.len()), (2, 1));
+        let only = all.paying(&mine);
+        assert_eq!(only.fundings.len(), 1);
+        assert_eq!(only.fundings[0].value, Amount::from_sat(10_000));
+        assert_eq!(only.fundings[0].outpoint, OutPoint { txid, vout: 1 });
+        assert!(
+            only.spends.is_empty(),
+            "a spend of the other script's output is not this swap's"
+        );
     }
 }

@@ -14,8 +14,13 @@ use bitcoin::{
     absolute, Address, Amount, FeeRate, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
 };
 use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
-use eddy_backends::{BlockRef, BroadcastError, ChainSource, ChainWatcher, WatchEvent, WatchStatus};
+use eddy_backends::{BlockRef, BroadcastError, ChainSource, ChainWatcher, WatchEvent, WatchId, WatchStatus};
+use eddy_core::types::SwapId;
 use eddy_lab::{Lab, LabConfig};
+
+/// Two watches of the test (swaps named by their whole ids).
+const W42: WatchId = WatchId::Swap(SwapId([42; 32]));
+const W43: WatchId = WatchId::Swap(SwapId([43; 32]));
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -189,8 +194,8 @@ fn watcher_follows_funding_spend_and_reorgs() {
     let start = rt.block_on(src.tip()).expect("tip");
     let mut w = ChainWatcher::new(src.clone(), start, 144);
     let spk = sixteen().to_p2wsh();
-    w.index_mut().watch_script(42, spk.clone());
-    w.index_mut().watch_script(43, ScriptBuf::new_op_return([1u8; 4]));
+    w.index_mut().watch_script(W42, spk.clone());
+    w.index_mut().watch_script(W43, ScriptBuf::new_op_return([1u8; 4]));
     assert_eq!(rt.block_on(w.sync()).expect("sync"), vec![]);
 
     // Funding: seen in the mempool, then confirmed, then deeper.
@@ -199,7 +204,7 @@ fn watcher_follows_funding_spend_and_reorgs() {
     let ev = rt.block_on(w.sync()).expect("sync");
     let funded = |ev: &[WatchEvent]| -> Option<(OutPoint, Amount, Option<u32>)> {
         ev.iter().find_map(|e| match e {
-            WatchEvent::Funded { id: 42, funding } => Some((funding.outpoint, funding.value, funding.height)),
+            WatchEvent::Funded { id: W42, funding } => Some((funding.outpoint, funding.value, funding.height)),
             _ => None,
         })
     };
@@ -211,9 +216,9 @@ fn watcher_follows_funding_spend_and_reorgs() {
     lab.chain.mine(2).expect("mine");
     assert_eq!(rt.block_on(w.sync()).expect("sync"), vec![], "deeper: nothing new");
     let tip = w.tip().expect("tip").height;
-    let st = w.index().status(42).expect("status").clone();
+    let st = w.index().status(W42).expect("status").clone();
     assert_eq!(WatchStatus::confirmations(st.fundings[0].height, tip), 3);
-    assert!(w.index().status(43).expect("other").fundings.is_empty());
+    assert!(w.index().status(W43).expect("other").fundings.is_empty());
 
     // Spend: the witness is reported (where a preimage would be), then confirmation.
     let spend = spend_sixteen(
@@ -226,7 +231,7 @@ fn watcher_follows_funding_spend_and_reorgs() {
     let ev = rt.block_on(w.sync()).expect("sync");
     let spent = |ev: &[WatchEvent]| {
         ev.iter().find_map(|e| match e {
-            WatchEvent::Spent { id: 42, spend } => Some(spend.clone()),
+            WatchEvent::Spent { id: W42, spend } => Some(spend.clone()),
             _ => None,
         })
     };
@@ -248,7 +253,7 @@ fn watcher_follows_funding_spend_and_reorgs() {
     assert!(ev
         .iter()
         .any(|e| matches!(e, WatchEvent::Disconnected { height, .. } if *height == tip + 1)));
-    let st = w.index().status(42).expect("status").clone();
+    let st = w.index().status(W42).expect("status").clone();
     assert_eq!(st.spends.len(), 1);
     assert_eq!(st.spends[0].height, None, "back in the mempool");
     assert!(rt.block_on(src.mempool_txids()).expect("mempool").contains(&spend_id));
@@ -285,9 +290,15 @@ fn watcher_follows_funding_spend_and_reorgs() {
         .filter(|e| matches!(e, WatchEvent::Disconnected { .. }))
         .count();
     assert_eq!(disconnected as u32, depth);
-    assert!(ev.contains(&WatchEvent::Dropped { id: 42, txid }), "{ev:?}");
-    assert!(ev.contains(&WatchEvent::Dropped { id: 42, txid: spend_id }), "{ev:?}");
-    let st = w.index().status(42).expect("status");
+    assert!(ev.contains(&WatchEvent::Dropped { id: W42, txid }), "{ev:?}");
+    assert!(
+        ev.contains(&WatchEvent::Dropped {
+            id: W42,
+            txid: spend_id
+        }),
+        "{ev:?}"
+    );
+    let st = w.index().status(W42).expect("status");
     assert!(st.fundings.is_empty() && st.spends.is_empty(), "{st:?}");
     assert_eq!(w.tip(), Some(rt.block_on(src.tip()).expect("tip")));
     let _ = b1;

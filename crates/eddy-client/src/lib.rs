@@ -110,6 +110,24 @@ pub(crate) async fn start_watcher(
     Ok(watcher)
 }
 
+/// What `watcher` has seen of swap `id`'s HTLC: only outputs paying exactly the script rebuilt
+/// from the swap's stored `params` (and their spends). Every engine reads its swaps' chain state
+/// through this, so no output paying another script is ever taken for the HTLC.
+pub(crate) fn htlc_status(
+    watcher: &eddy_backends::ChainWatcher,
+    id: &eddy_core::types::SwapId,
+    params: &eddy_core::htlc::HtlcParams,
+) -> Result<eddy_backends::WatchStatus, ClientError> {
+    let spk = eddy_core::htlc::Htlc::new(*params)
+        .map_err(|e| ClientError::Backend(e.to_string()))?
+        .script_pubkey();
+    Ok(watcher
+        .index()
+        .status(eddy_backends::swap_watch_id(id))
+        .map(|st| st.paying(&spk))
+        .unwrap_or_default())
+}
+
 /// Drives an engine until `shutdown` turns true: `tick` runs on every new tip, on every
 /// Lightning event (a payment settling or failing) and after [`loop_out::IDLE_TICK`] of quiet.
 /// Errors are logged and retried on the next pass (every step is idempotent).

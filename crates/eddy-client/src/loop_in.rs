@@ -303,7 +303,7 @@ impl LoopInClient {
         // Never end a swap whose HTLC holds coins: those come back by a refund, which needs
         // the funding confirmed.
         self.watcher.lock().await.sync().await.map_err(backend)?;
-        let funded = self.status(id).await.fundings.first().map(|f| f.outpoint.txid);
+        let funded = self.status(id, &rec).await?.fundings.first().map(|f| f.outpoint.txid);
         if let (Some(txid), State::Created | State::Persisted | State::Funding { .. }) = (funded, &rec.state) {
             return Err(ClientError::OfferRefused(format!(
                 "the HTLC is funded ({txid}); abandon again once it confirms and the coins are refunded"
@@ -326,14 +326,8 @@ impl LoopInClient {
         first.map_or(Ok(()), Err)
     }
 
-    async fn status(&self, id: &SwapId) -> WatchStatus {
-        self.watcher
-            .lock()
-            .await
-            .index()
-            .status(swap_watch_id(id))
-            .cloned()
-            .unwrap_or_default()
+    async fn status(&self, id: &SwapId, rec: &ClientLoopIn) -> Result<WatchStatus, ClientError> {
+        crate::htlc_status(&*self.watcher.lock().await, id, &rec.htlc)
     }
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
@@ -341,7 +335,7 @@ impl LoopInClient {
         if rec.state == State::Persisted {
             self.act(id, &mut version, &mut rec, Action::FundHtlc, tip).await?;
         }
-        let status = self.status(&id).await;
+        let status = self.status(&id, &rec).await?;
         if matches!(rec.state, State::Persisted | State::Funding { .. }) {
             if let Some(f) = status.fundings.iter().find(|f| f.height.is_some()) {
                 let e = Event::FundingConfirmed {
@@ -483,7 +477,7 @@ impl LoopInClient {
                 // Never twice: an output paying the HTLC (ours from before a crash, or the
                 // user's) is adopted.
                 self.watcher.lock().await.sync().await.map_err(backend)?;
-                let existing = self.status(&id).await.fundings.first().map(|f| f.outpoint.txid);
+                let existing = self.status(&id, rec).await?.fundings.first().map(|f| f.outpoint.txid);
                 let txid = match existing {
                     Some(t) => t,
                     None => {
@@ -520,7 +514,7 @@ impl LoopInClient {
         let State::Refunding { outpoint, .. } = rec.state else {
             return Ok(());
         };
-        let status = self.status(&id).await;
+        let status = self.status(&id, rec).await?;
         if status
             .spends
             .iter()

@@ -505,14 +505,7 @@ impl LoopOutClient {
                 tracing::debug!(swap = %id, "waiting for a usable channel to pay");
             }
         }
-        let status = self
-            .watcher
-            .lock()
-            .await
-            .index()
-            .status(swap_watch_id(&id))
-            .cloned()
-            .unwrap_or_default();
+        let status = crate::htlc_status(&*self.watcher.lock().await, &id, &rec.htlc)?;
         // The HTLC.
         if matches!(
             rec.state,
@@ -614,13 +607,10 @@ impl LoopOutClient {
         };
         // Once a claim of ours (or anything else) has spent the HTLC in a block there is
         // nothing to bump: the watcher reports the confirmations.
-        let spent_in_block = self
-            .watcher
-            .lock()
-            .await
-            .index()
-            .status(swap_watch_id(&id))
-            .is_some_and(|st| st.spends.iter().any(|s| s.outpoint == outpoint && s.height.is_some()));
+        let spent_in_block = crate::htlc_status(&*self.watcher.lock().await, &id, &rec.htlc)?
+            .spends
+            .iter()
+            .any(|s| s.outpoint == outpoint && s.height.is_some());
         if spent_in_block {
             return Ok(());
         }

@@ -4,7 +4,8 @@
 //! ([`htlc`]), claim/refund/cooperative transactions with exact size prediction ([`tx`]),
 //! MuSig2 co-signing ([`musig`]), spend analysis and preimage extraction ([`spend`]), fee
 //! math ([`fees`]), validation rules ([`validate`]), the safety constants they rest on
-//! ([`constants`]) and the four swap state machines ([`sm`]).
+//! ([`constants`]), per-swap request signatures ([`auth`]) and the four swap state machines
+//! ([`sm`]).
 //!
 //! Nothing here does I/O, spawns threads or is async: the daemons feed events in and run the
 //! actions that come out.
@@ -12,6 +13,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod constants;
 pub mod fees;
 pub mod htlc;

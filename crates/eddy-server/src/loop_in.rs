@@ -9,7 +9,7 @@
 //! after co-signing one.
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, LnError, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -256,7 +256,7 @@ impl LoopOutServer {
                 PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
                 _ => return Err(ServerError::Invalid("a payment for this swap exists".into())),
             }
-            let status = self.status_of(swap_watch_id(id)).await;
+            let status = self.htlc_status(id, &rec.htlc).await?;
             if tx.input.len() != 1 {
                 return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
             }
@@ -300,7 +300,7 @@ impl LoopOutServer {
         let State::Claiming { outpoint, .. } = rec.state else {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         };
-        let status = self.status_of(swap_watch_id(id)).await;
+        let status = self.htlc_status(id, &rec.htlc).await?;
         let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
             return Err(ServerError::Backend("funding not seen".into()));
         };
@@ -416,7 +416,7 @@ impl LoopOutServer {
     }
 
     async fn step_in(&self, id: SwapId, mut version: i64, mut rec: LoopInRecord, tip: u32) -> Result<(), ServerError> {
-        let status = self.status_of(swap_watch_id(&id)).await;
+        let status = self.htlc_status(&id, &rec.htlc).await?;
         // Funding.
         if rec.state == State::Created {
             if let Some(f) = status.fundings.iter().max_by_key(|f| f.value) {
@@ -645,7 +645,7 @@ impl LoopOutServer {
                 Some(_) => {}
             }
         }
-        let status = self.status_of(swap_watch_id(&id)).await;
+        let status = self.htlc_status(&id, &rec.htlc).await?;
         if status
             .spends
             .iter()

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
-use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchStatus};
+use eddy_backends::{
+    swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
+};
 use eddy_core::constants::{
     LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN,
 };
@@ -140,7 +142,6 @@ pub struct LoopOutServer {
     store: Arc<dyn SwapStore>,
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
-    watched: Mutex<HashMap<u64, SwapId>>,
     /// Prepay payment hash → swap (the swap invoice's hash is the swap id itself).
     prepay_ids: std::sync::Mutex<HashMap<PaymentHash, SwapId>>,
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
@@ -195,13 +196,11 @@ impl LoopOutServer {
         watcher
             .index_mut()
             .watch_script(WALLET_WATCH_ID, wallet.script_pubkey().clone());
-        let mut watched = HashMap::new();
         for (id, _, r) in &active_in {
             let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
             watcher
                 .index_mut()
                 .watch_script(swap_watch_id(id), htlc.script_pubkey());
-            watched.insert(swap_watch_id(id), *id);
         }
         let mut prepay_ids = HashMap::new();
         for (id, _, r) in &active {
@@ -210,7 +209,6 @@ impl LoopOutServer {
             watcher
                 .index_mut()
                 .watch_script(swap_watch_id(id), htlc.script_pubkey());
-            watched.insert(swap_watch_id(id), *id);
         }
         Ok(LoopOutServer {
             cfg,
@@ -219,7 +217,6 @@ impl LoopOutServer {
             store,
             keys,
             watcher: Mutex::new(watcher),
-            watched: Mutex::new(watched),
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
             metrics: Arc::new(Metrics::new()),
@@ -280,7 +277,6 @@ impl LoopOutServer {
             .await
             .index_mut()
             .watch_script(swap_watch_id(&id), spk);
-        self.watched.lock().await.insert(swap_watch_id(&id), id);
     }
 
     /// Where to deposit the on-chain funds the server locks into HTLCs.
@@ -294,7 +290,7 @@ impl LoopOutServer {
         self.wallet.balance(&seen)
     }
 
-    pub(crate) async fn status_of(&self, watch: u64) -> WatchStatus {
+    pub(crate) async fn status_of(&self, watch: WatchId) -> WatchStatus {
         self.watcher
             .lock()
             .await
@@ -302,6 +298,13 @@ impl LoopOutServer {
             .status(watch)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// What the chain shows of swap `id`'s HTLC: only outputs paying exactly the script rebuilt
+    /// from the swap's stored `htlc` terms (and their spends), whatever else its watch saw.
+    pub(crate) async fn htlc_status(&self, id: &SwapId, htlc: &HtlcParams) -> Result<WatchStatus, ServerError> {
+        let spk = Htlc::new(*htlc).map_err(backend)?.script_pubkey();
+        Ok(self.status_of(swap_watch_id(id)).await.paying(&spk))
     }
 
     /// The engine's metrics.
@@ -649,7 +652,6 @@ impl LoopOutServer {
             .await
             .index_mut()
             .watch_script(swap_watch_id(&id), built.script_pubkey());
-        self.watched.lock().await.insert(swap_watch_id(&id), id);
         self.prepay_ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -767,8 +769,8 @@ impl LoopOutServer {
                 continue;
             }
             let existing = self
-                .status(&id)
-                .await
+                .htlc_status(&id, &rec.htlc)
+                .await?
                 .fundings
                 .iter()
                 .find(|f| f.value == rec.amount)
@@ -838,16 +840,6 @@ impl LoopOutServer {
             .into_iter()
             .find(Result::is_err)
             .unwrap_or(Ok(()))
-    }
-
-    async fn status(&self, id: &SwapId) -> WatchStatus {
-        self.watcher
-            .lock()
-            .await
-            .index()
-            .status(swap_watch_id(id))
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// Applies `event`, persists, performs the actions.
@@ -957,7 +949,7 @@ impl LoopOutServer {
             }
         }
         // Chain side.
-        let status = self.status(&id).await;
+        let status = self.htlc_status(&id, &rec.htlc).await?;
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {

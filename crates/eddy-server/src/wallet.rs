@@ -30,8 +30,9 @@ use eddy_backends::WatchStatus;
 use eddy_core::types::SwapId;
 use eddy_store::SeedKeys;
 
-/// Watch id of the wallet's script in the engine's chain watcher.
-pub const WALLET_WATCH_ID: u64 = u64::MAX - 7;
+/// Watch id of the wallet's script in the engine's chain watcher: a variant of its own, so no
+/// swap (whose id a client chooses) can share the wallet's watch.
+pub const WALLET_WATCH_ID: eddy_backends::WatchId = eddy_backends::WatchId::Wallet;
 /// Key purpose of the wallet key.
 const KEY_PURPOSE: &str = "swap-wallet";
 /// Longest chain of our own unconfirmed transactions we build on (mempool ancestor limit 25).
@@ -129,8 +130,13 @@ impl SwapWallet {
         for s in &seen.spends {
             ours.entry(s.txid).or_default().push(s.outpoint);
         }
-        let mut outputs: Vec<(OutPoint, Amount, Option<u32>)> =
-            seen.fundings.iter().map(|f| (f.outpoint, f.value, f.height)).collect();
+        // Only outputs paying the wallet's own script are its coins, whatever the watch saw.
+        let mut outputs: Vec<(OutPoint, Amount, Option<u32>)> = seen
+            .fundings
+            .iter()
+            .filter(|f| f.script_pubkey == self.spk)
+            .map(|f| (f.outpoint, f.value, f.height))
+            .collect();
         for tx in pending.iter() {
             let txid = tx.compute_txid();
             ours.insert(txid, tx.input.iter().map(|i| i.previous_output).collect());
@@ -203,7 +209,8 @@ impl SwapWallet {
             .fundings
             .iter()
             .filter(|f| {
-                f.height.is_none()
+                f.script_pubkey == self.spk
+                    && f.height.is_none()
                     && !listed.contains(&f.outpoint)
                     && !spent.contains(&f.outpoint)
                     && !ours.contains(&f.outpoint.txid)
@@ -352,12 +359,14 @@ mod tests {
         let w = wallet();
         let mut seen = WatchStatus::default();
         seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
             outpoint: op(1),
             value: Amount::from_sat(100_000),
             height: Some(101),
         });
         // An unconfirmed deposit is not spendable yet.
         seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
             outpoint: op(2),
             value: Amount::from_sat(50_000),
             height: None,
@@ -394,6 +403,7 @@ mod tests {
             height: None,
         });
         seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
             outpoint: OutPoint {
                 txid: tx1.compute_txid(),
                 vout: 2,
@@ -415,11 +425,13 @@ mod tests {
         let w = wallet();
         let mut seen = WatchStatus::default();
         seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
             outpoint: op(3),
             value: Amount::from_sat(60_000),
             height: Some(5),
         });
         seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
             outpoint: op(4),
             value: Amount::from_sat(60_000),
             height: Some(6),
