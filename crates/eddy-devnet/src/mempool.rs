@@ -1,6 +1,6 @@
 //! The devnet mempool: transactions waiting for a block, with the bookkeeping for parents
 //! (unconfirmed chains), conflicts (which input is spent by which transaction) and
-//! replacement. Acceptance rules live in [`crate::chain::Chain::accept`], which has the UTXO view.
+//! replacement. Acceptance rules live in `Chain::accept` (crate::chain), which has the UTXO view.
 
 use std::collections::{HashMap, HashSet};
 
