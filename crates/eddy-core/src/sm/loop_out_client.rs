@@ -12,13 +12,18 @@
 //!                                                              Failed
 //! ```
 //! Rules: the preimage is revealed (action [`Action::RevealAndClaim`]) only against an HTLC with
-//! the required confirmations, value ≥ amount, and at least `PREIMAGE_REVEAL_CUTOFF` blocks
-//! before `E`; once revealed, the claim is re-broadcast and bumped every block.
+//! the required confirmations (at least 1, at most [`MAX_HTLC_CONFS`]), value ≥ amount, and at
+//! least `PREIMAGE_REVEAL_CUTOFF` blocks before `E`; once revealed, the claim is re-broadcast
+//! and bumped every block **for as long as the HTLC is unspent** — no give-up height ends a
+//! `Claiming` swap (a daemon that was down across `E` comes back and claims at once): it ends
+//! only when our claim, or the server's refund, is [`SWEEP_FINAL_CONFS`] deep, or when the HTLC
+//! vanished from the chain altogether (its funding double-spent) past the give-up height. The
+//! give-up height applies only while waiting for the server off-chain (before the reveal).
 
 use bitcoin::{Amount, OutPoint, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::constants::{MAX_HTLC_CONFS, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
 use crate::fees::DontClaim;
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::BlockHeight;
@@ -37,9 +42,16 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// Past this height the machine gives up.
+    /// Past this height a swap that has not revealed its preimage gives up waiting for the
+    /// server (its payment has surely failed back by then). A revealed swap never gives up
+    /// while its HTLC exists.
     pub fn give_up_height(&self) -> BlockHeight {
         self.expiry.max(self.payment_timeout) + SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH
+    }
+
+    /// The confirmations required before the reveal: `htlc_confs` within 1..=[`MAX_HTLC_CONFS`].
+    pub fn required_confs(&self) -> u32 {
+        self.htlc_confs.clamp(1, MAX_HTLC_CONFS)
     }
 }
 
@@ -148,8 +160,17 @@ pub enum Event {
         /// Confirmations.
         confs: u32,
     },
-    /// The HTLC was spent by the server's refund.
-    HtlcRefunded,
+    /// The HTLC was spent by the server's refund, with this many confirmations.
+    HtlcRefunded {
+        /// Confirmations of the refund.
+        confs: u32,
+    },
+    /// The HTLC being claimed is neither on the chain nor in the mempool (its funding was
+    /// double-spent in a reorg).
+    HtlcVanished {
+        /// Current tip.
+        height: BlockHeight,
+    },
 }
 
 /// What the daemon must do (each idempotent).
@@ -176,7 +197,8 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         return (state, vec![]);
     }
     if let Event::Block { height } = event {
-        if *height >= terms.give_up_height() {
+        // Only while the preimage is secret: a revealed swap claims while it can.
+        if *height >= terms.give_up_height() && !matches!(state, S::Claiming { .. }) {
             return (S::Failed(FailReason::TimedOut), vec![]);
         }
     }
@@ -214,7 +236,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                     vec![],
                 );
             }
-            if *confs < terms.htlc_confs.max(1) {
+            if *confs < terms.required_confs() {
                 return (confirming, vec![]);
             }
             match decision {
@@ -248,7 +270,14 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Claiming { .. }, Event::ClaimConfirmed { txid, confs }) if *confs >= SWEEP_FINAL_CONFS => {
             (S::Succeeded { claim_txid: *txid }, vec![])
         }
-        (S::Claiming { .. }, Event::HtlcRefunded) => (S::Failed(FailReason::ServerRefunded), vec![]),
+        // The server's refund ends the swap only once it is final: a reorg could undo it and
+        // our claim (the preimage is out) must then still win.
+        (S::Claiming { .. }, Event::HtlcRefunded { confs }) if *confs >= SWEEP_FINAL_CONFS => {
+            (S::Failed(FailReason::ServerRefunded), vec![])
+        }
+        (S::Claiming { .. }, Event::HtlcVanished { height }) if *height >= terms.give_up_height() => {
+            (S::Failed(FailReason::TimedOut), vec![])
+        }
         (s, _) => (s, vec![]),
     }
 }
@@ -308,7 +337,7 @@ mod tests {
                 txid: Txid::all_zeros(),
                 confs
             }),
-            Just(Event::HtlcRefunded),
+            (0u32..5).prop_map(|confs| Event::HtlcRefunded { confs }),
         ]
     }
 
@@ -405,7 +434,8 @@ mod tests {
                 }
                 s = next;
             }
-            prop_assert!(s.is_terminal());
+            // Ends by the give-up height unless the preimage is out: then it claims on.
+            prop_assert!(s.is_terminal() || matches!(s, State::Claiming { .. }), "{s:?}");
         }
     }
 }
