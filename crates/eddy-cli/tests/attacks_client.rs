@@ -506,7 +506,9 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
             break;
         }
         assert!(!c.is_terminal(), "{c:?}");
-        if matches!(srec.state, ServerInState::Claiming { .. }) && srec.claim.is_some() {
+        // Blocks once the client had its chance to co-sign (it refused: the server then claims
+        // by the script path).
+        if matches!(srec.state, ServerInState::Claiming { .. }) && (srec.claim.is_some() || c == InState::Paid) {
             net.mine(1).expect("mine");
         } else {
             std::thread::sleep(Duration::from_millis(20));
