@@ -562,8 +562,16 @@ impl LoopOutClient {
                 }
             }
             if !status.fundings.iter().any(|f| f.outpoint == outpoint) {
-                self.apply(id, &mut version, &mut rec, Event::HtlcVanished { height: tip }, tip)
-                    .await?;
+                let replacement = status
+                    .fundings
+                    .iter()
+                    .max_by_key(|f| f.value)
+                    .map(|f| (f.outpoint, f.value));
+                let e = Event::HtlcVanished {
+                    height: tip,
+                    replacement,
+                };
+                self.apply(id, &mut version, &mut rec, e, tip).await?;
             }
         }
         self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
@@ -822,7 +830,10 @@ fn event_json(e: &Event) -> serde_json::Value {
             json!({"event": "claim_confirmed", "txid": txid.to_string(), "confs": confs})
         }
         Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),
-        Event::HtlcVanished { height } => json!({"event": "htlc_vanished", "height": height}),
+        Event::HtlcVanished { height, replacement } => json!({
+            "event": "htlc_vanished", "height": height,
+            "replacement": replacement.map(|(o, _)| o.to_string()),
+        }),
     }
 }
 

@@ -17,7 +17,9 @@
 //! and bumped every block **for as long as the HTLC is unspent** — no give-up height ends a
 //! `Claiming` swap (a daemon that was down across `E` comes back and claims at once): it ends
 //! only when our claim, or the server's refund, is [`SWEEP_FINAL_CONFS`] deep, or when the HTLC
-//! vanished from the chain altogether (its funding double-spent) past the give-up height. The
+//! vanished from the chain altogether (its funding double-spent) past the give-up height. If
+//! the claimed output vanishes while another output pays the HTLC script, the client claims
+//! that one (the preimage is public: anything paying the script is the client's to take). The
 //! give-up height applies only while waiting for the server off-chain (before the reveal).
 
 use bitcoin::{Amount, OutPoint, Txid};
@@ -170,6 +172,9 @@ pub enum Event {
     HtlcVanished {
         /// Current tip.
         height: BlockHeight,
+        /// The largest other output paying the HTLC script now, if any (confirmed or not):
+        /// with the preimage out, the client claims it instead.
+        replacement: Option<(OutPoint, Amount)>,
     },
 }
 
@@ -275,9 +280,29 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Claiming { .. }, Event::HtlcRefunded { confs }) if *confs >= SWEEP_FINAL_CONFS => {
             (S::Failed(FailReason::ServerRefunded), vec![])
         }
-        (S::Claiming { .. }, Event::HtlcVanished { height }) if *height >= terms.give_up_height() => {
-            (S::Failed(FailReason::TimedOut), vec![])
-        }
+        // The preimage is out: whatever pays the HTLC script now is ours to claim, at once (a
+        // server that double-spent its HTLC in a reorg and paid the address again).
+        (
+            S::Claiming { .. },
+            Event::HtlcVanished {
+                replacement: Some((outpoint, value)),
+                ..
+            },
+        ) => (
+            S::Claiming {
+                outpoint: *outpoint,
+                value: *value,
+                claim_txid: None,
+            },
+            vec![Action::BumpClaim { outpoint: *outpoint }],
+        ),
+        (
+            S::Claiming { .. },
+            Event::HtlcVanished {
+                height,
+                replacement: None,
+            },
+        ) if *height >= terms.give_up_height() => (S::Failed(FailReason::TimedOut), vec![]),
         (s, _) => (s, vec![]),
     }
 }
