@@ -298,14 +298,14 @@ mod tests {
     fn a_smaller_replacement_pays_more_in_total() {
         let script_path = Weight::from_vb_unchecked(140);
         let key_path = Weight::from_vb_unchecked(99);
-        let first = fee_for_weight(FeeRate::from_sat_per_vb_unchecked(2), script_path).expect("fee");
+        let first = fee_for_weight(FeeRate::from_sat_per_kwu(2 * 250), script_path).expect("fee");
         assert_eq!(first, Amount::from_sat(280));
-        let rate = FeeRate::from_sat_per_vb_unchecked(3);
+        let rate = FeeRate::from_sat_per_kwu(3 * 250);
         assert_eq!(fee_for_weight(rate, key_path), Some(Amount::from_sat(297)));
         // 297 ≥ 280 but the bump must also pay 1 sat/vB for its 99 vB: 280 + 99 = 379.
         assert_eq!(replacement_fee(rate, key_path, &[first]), Some(Amount::from_sat(379)));
         assert_eq!(replacement_fee(rate, key_path, &[]), Some(Amount::from_sat(297)));
-        let high = FeeRate::from_sat_per_vb_unchecked(10);
+        let high = FeeRate::from_sat_per_kwu(10 * 250);
         assert_eq!(replacement_fee(high, key_path, &[first]), Some(Amount::from_sat(990)));
     }
 

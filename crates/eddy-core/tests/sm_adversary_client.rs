@@ -59,6 +59,13 @@ impl ModelTx {
     }
 }
 
+/// An output paying the HTLC: its funding transaction, value, and spend (transaction, ours).
+type ModelOutput = (ModelTx, Amount, Option<(ModelTx, bool)>);
+
+/// What the loop-out client sees of its HTLC: outpoint, value, confirmations, spend (txid,
+/// confirmations, ours).
+type HtlcView = (OutPoint, Amount, u32, Option<(Txid, u32, bool)>);
+
 /// The chain as far as one swap's HTLC goes.
 #[derive(Clone, Debug, Default)]
 struct Model {
@@ -67,7 +74,7 @@ struct Model {
     max_tip: u32,
     next: u32,
     /// Outputs paying the HTLC: (funding tx, value, spend (tx, ours)).
-    outputs: Vec<(ModelTx, Amount, Option<(ModelTx, bool)>)>,
+    outputs: Vec<ModelOutput>,
 }
 
 impl Model {
@@ -401,7 +408,7 @@ struct OutRun {
 }
 
 impl OutRun {
-    fn htlc(&self) -> Option<(OutPoint, Amount, u32, Option<(Txid, u32, bool)>)> {
+    fn htlc(&self) -> Option<HtlcView> {
         let tip = self.model.tip;
         // The output the client looks at: the largest (as the engine does).
         self.model.outputs.iter().max_by_key(|(_, v, _)| *v).map(|(f, v, s)| {
