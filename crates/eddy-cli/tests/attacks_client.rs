@@ -17,6 +17,7 @@ use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
 use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapServerApi};
+use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_client::State as InState;
 use eddy_core::sm::loop_in_server::State as ServerInState;
@@ -40,6 +41,12 @@ struct Knobs {
     refuse_claim_cosign: Arc<AtomicBool>,
     /// Calls about this swap never answer (a server that hangs).
     hang: Option<SwapId>,
+    /// Answer loop-out co-signing with a partial signature that does not verify.
+    garbage_partial: bool,
+    /// Report this state for every swap instead of the real one.
+    fake_state: Option<&'static str>,
+    /// Refuse every loop-in refund co-signing.
+    refuse_refund_cosign: bool,
 }
 
 /// The hostile server: the real server over HTTP, with [`Knobs`] applied.
@@ -136,7 +143,11 @@ impl SwapServerApi for Hostile {
         if self.knobs.refuse_claim_cosign.load(Ordering::SeqCst) {
             return Err("not co-signing now".into());
         }
-        self.real.cosign_claim(id, nonce, tx).await
+        let (n, mut partial) = self.real.cosign_claim(id, nonce, tx).await?;
+        if self.knobs.garbage_partial {
+            partial[31] ^= 1;
+        }
+        Ok((n, partial))
     }
 
     async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
@@ -152,6 +163,9 @@ impl SwapServerApi for Hostile {
 
     async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
         self.hang_if(id).await;
+        if let Some(s) = self.knobs.fake_state {
+            return Ok(s.into());
+        }
         self.real.swap_state(id).await
     }
 
@@ -178,6 +192,9 @@ impl SwapServerApi for Hostile {
         tx: &Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
         self.hang_if(id).await;
+        if self.knobs.refuse_refund_cosign {
+            return Err("no refund for you".into());
+        }
         self.real.cosign_refund(id, nonce, tx).await
     }
 }
@@ -868,5 +885,395 @@ fn attack_hanging_server_calls_do_not_stall_other_swaps() {
             assert!(t.input[0].witness.len() > 1, "the hung swap claims by the script path");
         }
     }
+    net.stop().expect("stop");
+}
+
+/// The unspent value of `txid`'s output paying `address` (0 when spent).
+fn unspent_at(net: &Swapnet, txid: &bitcoin::Txid, address: &bitcoin::Address) -> u64 {
+    let t = tx(net, txid).tx;
+    let vout = t
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == address.script_pubkey())
+        .expect("output");
+    let out: serde_json::Value = net
+        .lab
+        .chain
+        .rpc("gettxout", serde_json::json!([txid.to_string(), vout]))
+        .expect("gettxout");
+    out["value"].as_f64().map_or(0, |btc| (btc * 1e8).round() as u64)
+}
+
+fn htlc_address(offer_address: &str) -> bitcoin::Address {
+    offer_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked()
+}
+
+/// Attacks on the HTLC the server publishes, three loop-outs in one lab (the test plays the
+/// server; its engine never publishes): (a) the right address but 1,000 sat short; (b) the
+/// amount to the address of another script (the same swap with `E + 1`); (c) the right HTLC,
+/// but published only 19 blocks before `E` (below the reveal cutoff). The client never reveals
+/// a preimage, its payments fail back at the server node's deadline, and its channel balance
+/// ends exactly as before, prepays included; every output the "server" paid stays unspent.
+#[test]
+fn attack_wrong_amount_wrong_script_or_late_htlc_is_never_claimed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(50_000);
+    let ids: Vec<SwapId> = (0..3)
+        .map(|_| {
+            net.rt
+                .block_on(net.client.loop_out(amount, dest.clone()))
+                .expect("loop-out")
+        })
+        .collect();
+    let recs: Vec<_> = ids
+        .iter()
+        .map(|id| net.rt.block_on(net.client.swap(id)).expect("swap").1)
+        .collect();
+    // (a) short.
+    let a_addr = htlc_address(&recs[0].offer.htlc_address);
+    let a = net
+        .lab
+        .chain
+        .fund(&a_addr, amount - Amount::from_sat(1_000))
+        .expect("fund a");
+    // (b) another script: the same HTLC with another expiry.
+    let other = eddy_core::htlc::Htlc::new(eddy_core::htlc::HtlcParams {
+        timeout: recs[1].htlc.timeout + 1,
+        ..recs[1].htlc
+    })
+    .expect("htlc");
+    let b_addr = other.address(bitcoin::Network::Regtest);
+    let b = net.lab.chain.fund(&b_addr, amount).expect("fund b");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.client.tick()).expect("tick");
+    for id in &ids[..2] {
+        assert_eq!(
+            net.rt.block_on(net.client.swap(id)).expect("swap").1.state,
+            OutState::Paying
+        );
+    }
+    // (c) the right HTLC, 19 blocks before E.
+    mine_to(&net, recs[2].offer.expiry - PREIMAGE_REVEAL_CUTOFF + 1);
+    let c_addr = htlc_address(&recs[2].offer.htlc_address);
+    let c = net.lab.chain.fund(&c_addr, amount).expect("fund c");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.client.tick()).expect("tick");
+    assert!(matches!(
+        net.rt.block_on(net.client.swap(&ids[2])).expect("swap").1.state,
+        OutState::Failed(eddy_core::sm::loop_out_client::FailReason::NotClaimed(
+            eddy_core::fees::DontClaim::TooLate { .. }
+        ))
+    ));
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let states: Vec<_> = ids
+            .iter()
+            .map(|id| net.rt.block_on(net.client.swap(id)).expect("swap").1)
+            .collect();
+        if lightning(&net) == before && states.iter().all(|r| r.state.is_terminal()) {
+            for r in &states {
+                assert!(r.claim.is_none(), "nothing revealed");
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "balance {} before {before}",
+            lightning(&net)
+        );
+        net.mine(5).expect("mine");
+    }
+    assert_eq!(unspent_at(&net, &a, &a_addr), 49_000);
+    assert_eq!(unspent_at(&net, &b, &b_addr), 50_000);
+    assert_eq!(unspent_at(&net, &c, &c_addr), 50_000);
+    net.stop().expect("stop");
+}
+
+/// Attack: the server takes the prepay (settles it at once, as a hostile server could) and
+/// never publishes the HTLC. The client loses at most the prepay — within its `max_prepay`
+/// limit — and its swap payment fails back: its channel balance ends short of exactly the
+/// prepay; no preimage was revealed.
+#[test]
+fn attack_prepay_taken_htlc_never_published_loses_only_the_prepay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(Amount::from_sat(100_000), dest))
+        .expect("loop-out");
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let prepay_sat = s.terms.prepay_msat / 1000;
+    let prepay_hash = s.prepay_preimage.payment_hash();
+    eddy_lab::wait_until("prepay held", eddy_lab::WAIT, || {
+        matches!(
+            net.rt.block_on(net.server_ln.hold_invoice_state(&prepay_hash)),
+            Ok(eddy_backends::HoldInvoiceState::Accepted { .. })
+        )
+    })
+    .expect("held");
+    net.rt
+        .block_on(net.server_ln.settle_hold_invoice(&s.prepay_preimage))
+        .expect("the hostile server takes the prepay");
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+        if rec.state.is_terminal() && lightning(&net) == before - prepay_sat {
+            assert_eq!(
+                rec.state,
+                OutState::Failed(eddy_core::sm::loop_out_client::FailReason::PaymentFailed)
+            );
+            assert!(rec.claim.is_none(), "nothing revealed");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{:?} {}",
+            rec.state,
+            lightning(&net)
+        );
+        net.mine(5).expect("mine");
+    }
+    assert!(prepay_sat <= eddy::demo::client_config().limits.max_prepay.to_sat());
+    assert_eq!(prepay_sat, 1_000, "the demo server's prepay");
+    net.stop().expect("stop");
+}
+
+/// Attack: a reorg takes the server's HTLC (and the client's claim, revealing the preimage)
+/// out of the chain after the reveal; both return to the mempool. The client keeps its claim
+/// out (re-broadcast, bumped) and still gets the coins when they are mined again. Exact money:
+/// the amount less the fee of the claim that confirmed.
+#[test]
+fn attack_reorg_after_the_reveal_client_still_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(80_000);
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let claim = until_first_claim(&net, &net.client, &id);
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let funding = s.funding.expect("published").txid;
+    net.mine(1).expect("mine the claim");
+    assert!(tx(&net, &claim).block.is_some());
+    // Two blocks out: the HTLC's block and the claim's; both back to the mempool.
+    net.lab.chain.reorg(2, 1, &[funding, claim], &[]).expect("reorg");
+    for (what, t) in [("HTLC", funding), ("claim", claim)] {
+        let known = net.rt.block_on(net.chain.transaction(&t)).expect("rpc");
+        assert!(
+            known.as_ref().is_none_or(|k| k.block.is_none()),
+            "{what} out of the chain"
+        );
+        eprintln!(
+            "{what} after the reorg: {}",
+            if known.is_some() { "in the mempool" } else { "gone" }
+        );
+    }
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(net.client.swap(&id)).expect("swap").1.state {
+            break claim_txid;
+        }
+        assert!(!net
+            .rt
+            .block_on(net.client.swap(&id))
+            .expect("swap")
+            .1
+            .state
+            .is_terminal());
+        net.mine(1).expect("mine");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("claim");
+    let t = tx(&net, &claim_txid).tx;
+    assert_eq!(t.output[0].script_pubkey, dest);
+    assert_eq!(t.output[0].value, amount - fee);
+    net.stop().expect("stop");
+}
+
+/// Attack: the server stops playing mid-MuSig2 — it answers the co-signing request with a
+/// partial signature that does not verify. The client claims by the script path instead, and
+/// the swap completes: the 140 vB script-path claim, the amount less exactly its fee.
+#[test]
+fn attack_bad_partial_signature_mid_musig2_falls_back_to_the_script_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let client = out_client(
+        &net,
+        Hostile::new(
+            &net,
+            Knobs {
+                garbage_partial: true,
+                ..Knobs::default()
+            },
+        ),
+    );
+    let ln0 = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(75_000);
+    let id = net
+        .rt
+        .block_on(client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let first = until_first_claim(&net, &client, &id);
+    assert_eq!(tx(&net, &first).tx.vsize(), 140, "script path");
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.mine(1).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(client.swap(&id)).expect("swap").1.state {
+            break claim_txid;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("claim");
+    let t = tx(&net, &claim_txid).tx;
+    assert!(t.input[0].witness.len() > 1, "script path");
+    assert_eq!(t.output[0].value, amount - fee);
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("s");
+    let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
+    eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
+        .expect("paid exactly the two invoices");
+    net.stop().expect("stop");
+}
+
+/// Attack: a loop-in server that says the swap failed ("refundable") but never co-signs the
+/// refund, and never pays. The client never co-signs anything of the server's (it asks for no
+/// claim before being paid), keeps asking for the cooperative refund, and refunds by the
+/// timeout path at `E`. Exact money: its wallet short of exactly the two miner fees, its
+/// channel untouched.
+#[test]
+fn attack_loop_in_refund_never_cosigned_timeout_refund_at_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            fake_state: Some("refundable"),
+            refuse_refund_cosign: true,
+            ..Knobs::default()
+        },
+    );
+    let client = in_client(&net, hostile.clone());
+    let chain0 = fund_client(&net);
+    let ln0 = lightning(&net);
+    let amount = Amount::from_sat(70_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let InState::Funding { txid: funding } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    net.rt.block_on(client.tick()).expect("tick");
+    net.rt.block_on(client.tick()).expect("tick");
+    let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert!(
+        matches!(c.state, InState::Refunding { refund_txid: None, .. }),
+        "asks, is refused: {:?}",
+        c.state
+    );
+    mine_to(&net, rec.terms.expiry - 1);
+    net.rt.block_on(client.tick()).expect("tick");
+    assert!(
+        net.rt.block_on(client.swap(&id)).expect("swap").1.refund.is_none(),
+        "nothing before E"
+    );
+    net.mine(1).expect("mine to E");
+    let start = std::time::Instant::now();
+    let refund = loop {
+        net.rt.block_on(client.tick()).expect("tick");
+        let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+        if let InState::Refunded { txid } = c.state {
+            break txid;
+        }
+        net.mine(1).expect("mine");
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+    };
+    let refund_tx = tx(&net, &refund).tx;
+    assert_eq!(refund_tx.lock_time.to_consensus_u32(), rec.terms.expiry, "timeout path");
+    assert!(
+        hostile.asked.lock().expect("lock").is_none(),
+        "no claim co-signing was even asked for"
+    );
+    let refund_fee = fee_of(&net, &refund);
+    let funding_fee = fee_of(&net, &funding);
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("back but for the two fees");
+    assert_eq!(lightning(&net), ln0);
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 10): a request for more HTLC confirmations than `MAX_HTLC_CONFS` (a
+/// confused or hostile front end) is refused before the server is even asked: nothing paid,
+/// nothing stored.
+#[test]
+fn attack_htlc_confs_above_the_cap_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let opts = eddy_client::SwapOptions {
+        htlc_confs: Some(eddy_core::constants::MAX_HTLC_CONFS + 1),
+        ..eddy_client::SwapOptions::default()
+    };
+    match net
+        .rt
+        .block_on(net.client.loop_out_with(Amount::from_sat(100_000), dest, opts))
+    {
+        Err(ClientError::OfferRefused(m)) => assert!(m.contains("confirmations"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(lightning_payments(&net), 0);
+    assert_eq!(lightning(&net), before);
+    let eff = eddy::demo::client_config().effective(&eddy_client::SwapOptions {
+        htlc_confs: Some(60),
+        ..eddy_client::SwapOptions::default()
+    });
+    assert_eq!(
+        eff.htlc_confs,
+        eddy_core::constants::MAX_HTLC_CONFS,
+        "capped everywhere"
+    );
     net.stop().expect("stop");
 }

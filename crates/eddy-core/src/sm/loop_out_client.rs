@@ -58,8 +58,13 @@ impl Terms {
 }
 
 /// Why a loop-out failed (client view).
+///
+/// Stored as [`FailReasonRepr`]: `NotClaimed` nests its [`DontClaim`] under its own key. (It
+/// used to be flattened beside the `reason` tag, and `DontClaim`'s own `reason` tag overwrote
+/// it — `{"state":"failed","reason":"too_late","blocks_left":19}` — a record no one could read
+/// back; those records read again as `NotClaimed`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "reason")]
+#[serde(from = "FailReasonRepr", into = "FailReasonRepr")]
 pub enum FailReason {
     /// The offer failed validation; nothing was paid.
     OfferRejected,
@@ -76,6 +81,77 @@ pub enum FailReason {
     ServerRefunded,
     /// The give-up height passed without a decision.
     TimedOut,
+}
+
+/// The stored form of [`FailReason`] (serde tags are store format: never rename one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum FailReasonRepr {
+    /// [`FailReason::OfferRejected`].
+    OfferRejected,
+    /// [`FailReason::PaymentFailed`].
+    PaymentFailed,
+    /// [`FailReason::HtlcUnderpaid`].
+    HtlcUnderpaid,
+    /// [`FailReason::NotClaimed`].
+    NotClaimed {
+        /// Why.
+        not_claimed: DontClaim,
+    },
+    /// [`FailReason::ServerRefunded`].
+    ServerRefunded,
+    /// [`FailReason::TimedOut`].
+    TimedOut,
+    /// A `NotClaimed(TooLate)` written before (its tag overwrote ours).
+    TooLate {
+        /// Blocks left.
+        blocks_left: u32,
+    },
+    /// A `NotClaimed(FeeAboveLimit)` written before.
+    FeeAboveLimit {
+        /// The fee needed.
+        fee: Amount,
+        /// The limit.
+        max_fee: Amount,
+    },
+    /// A `NotClaimed(NotWorthIt)` written before.
+    NotWorthIt {
+        /// The HTLC value.
+        value: Amount,
+        /// The fee needed.
+        fee: Amount,
+    },
+}
+
+impl From<FailReasonRepr> for FailReason {
+    fn from(r: FailReasonRepr) -> FailReason {
+        use FailReasonRepr as R;
+        match r {
+            R::OfferRejected => FailReason::OfferRejected,
+            R::PaymentFailed => FailReason::PaymentFailed,
+            R::HtlcUnderpaid => FailReason::HtlcUnderpaid,
+            R::NotClaimed { not_claimed } => FailReason::NotClaimed(not_claimed),
+            R::ServerRefunded => FailReason::ServerRefunded,
+            R::TimedOut => FailReason::TimedOut,
+            R::TooLate { blocks_left } => FailReason::NotClaimed(DontClaim::TooLate { blocks_left }),
+            R::FeeAboveLimit { fee, max_fee } => FailReason::NotClaimed(DontClaim::FeeAboveLimit { fee, max_fee }),
+            R::NotWorthIt { value, fee } => FailReason::NotClaimed(DontClaim::NotWorthIt { value, fee }),
+        }
+    }
+}
+
+impl From<FailReason> for FailReasonRepr {
+    fn from(r: FailReason) -> FailReasonRepr {
+        use FailReasonRepr as R;
+        match r {
+            FailReason::OfferRejected => R::OfferRejected,
+            FailReason::PaymentFailed => R::PaymentFailed,
+            FailReason::HtlcUnderpaid => R::HtlcUnderpaid,
+            FailReason::NotClaimed(not_claimed) => R::NotClaimed { not_claimed },
+            FailReason::ServerRefunded => R::ServerRefunded,
+            FailReason::TimedOut => R::TimedOut,
+        }
+    }
 }
 
 /// Client loop-out states.
@@ -412,6 +488,39 @@ mod tests {
             State::Succeeded {
                 claim_txid: Txid::all_zeros()
             }
+        );
+    }
+
+    /// A failed swap's state reads back, `NotClaimed` included (it used to be written with
+    /// two `reason` keys, the inner one winning, and could not be read), and the records
+    /// written that way read again.
+    #[test]
+    fn fail_reasons_round_trip_through_the_store_format() {
+        for r in [
+            FailReason::TimedOut,
+            FailReason::PaymentFailed,
+            FailReason::NotClaimed(DontClaim::TooLate { blocks_left: 19 }),
+            FailReason::NotClaimed(DontClaim::NotWorthIt {
+                value: Amount::from_sat(5),
+                fee: Amount::from_sat(6),
+            }),
+        ] {
+            let v = serde_json::to_value(State::Failed(r)).expect("json");
+            assert_eq!(v["state"], "failed");
+            assert_eq!(
+                serde_json::from_value::<State>(v).expect("reads back"),
+                State::Failed(r)
+            );
+        }
+        let old = serde_json::json!({"state": "failed", "reason": "too_late", "blocks_left": 19});
+        assert_eq!(
+            serde_json::from_value::<State>(old).expect("old record"),
+            State::Failed(FailReason::NotClaimed(DontClaim::TooLate { blocks_left: 19 }))
+        );
+        let old = serde_json::json!({"state": "failed", "reason": "timed_out"});
+        assert_eq!(
+            serde_json::from_value::<State>(old).expect("old record"),
+            State::Failed(FailReason::TimedOut)
         );
     }
 
