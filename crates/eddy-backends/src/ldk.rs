@@ -736,6 +736,23 @@ impl LightningNode for LdkNode {
         if params.last_hop.is_some() {
             return Err(LnError::Unsupported("ldk-node 0.7 cannot restrict the last hop".into()));
         }
+        if let Some(max) = params.max_total_cltv_delta {
+            // The router bounds the route it builds by `max_total_cltv_expiry_delta`; refuse up
+            // front what cannot fit at all (the final CLTV plus a route hint the payee chose), and
+            // a limit of 0, which is never meant as "no limit".
+            let hints = invoice
+                .route_hints()
+                .iter()
+                .map(|h| h.0.iter().map(|hop| u64::from(hop.cltv_expiry_delta)).sum::<u64>())
+                .max()
+                .unwrap_or(0);
+            let needed = invoice.min_final_cltv_expiry_delta().saturating_add(hints);
+            if max == 0 || needed > u64::from(max) {
+                return Err(LnError::Refused(format!(
+                    "the invoice's final CLTV and route hints need {needed} blocks, above the limit {max}"
+                )));
+            }
+        }
         let hash = PaymentHash(*invoice.payment_hash().as_ref());
         let s = self.shared.clone();
         let params = params.clone();

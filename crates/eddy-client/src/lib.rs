@@ -19,6 +19,20 @@ use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
 /// The client's seed file in its data dir.
 pub const SEED_FILE: &str = "client-seed";
 
+/// How many swaps' steps a pass runs at once (each waits mostly on the server, the chain or
+/// the node; a bound keeps a node with thousands of swaps from opening thousands of requests).
+pub const CONCURRENT_STEPS: usize = 16;
+
+/// A call to the swap server, given up after
+/// [`eddy_core::constants::SERVER_CALL_TIMEOUT_SECS`]: every server call is best effort and
+/// retried at the next pass, so a slow server never holds up a pass for longer.
+pub(crate) async fn bounded<T>(call: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    let limit = eddy_core::constants::SERVER_CALL_TIMEOUT_SECS;
+    tokio::time::timeout(std::time::Duration::from_secs(limit), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("the swap server did not answer within {limit} s")))
+}
+
 /// What the client needs from a swap server.
 #[async_trait]
 pub trait SwapServerApi: Send + Sync {

@@ -4,6 +4,12 @@
 //! paying the HTLC, so a crash between the two never funds twice. When the server reports the
 //! swap failed, the refund is cooperative (MuSig2 key path co-signed by the server) in the next
 //! block; without the server, the timeout path after `E`, bumped every block.
+//!
+//! Every output paying the HTLC address is the client's except the one the server paid for
+//! ([`eddy_core::sm::loop_in_client::server_output`]): each is refunded (one refund transaction
+//! per output, each bumped on its own), the server's claim is co-signed only for that one
+//! output and only once our invoice is settled, and the swap stays active until every output of
+//! ours is spent for good — whatever the height, so a daemon back from downtime refunds at once.
 
 use std::sync::Arc;
 
@@ -13,6 +19,7 @@ use eddy_core::constants::{loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
 use eddy_core::fees::{next_sweep_fee_rate, sweep_conf_target, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
+use eddy_core::sm::loop_in_client::{server_output, Chain, HtlcOutput, OutputSpend};
 use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
 use eddy_core::types::{Preimage, SwapId};
@@ -70,6 +77,19 @@ pub struct InRefund {
     pub height: u32,
 }
 
+/// The refund of one output paying the HTLC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRefund {
+    /// The output.
+    pub outpoint: OutPoint,
+    /// Every refund of it broadcast (any may confirm).
+    pub all: Vec<Txid>,
+    /// Fee rate of the last (sat/kWU).
+    pub fee_rate_kwu: u64,
+    /// Tip when last built.
+    pub height: u32,
+}
+
 /// One client loop-in as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientLoopIn {
@@ -85,10 +105,43 @@ pub struct ClientLoopIn {
     pub options: LoopInOptions,
     /// Where refunds pay (fixed before first use).
     pub refund_to: Option<ScriptBuf>,
-    /// The refund.
+    /// Every refund broadcast, of any output (`all` and `fees` over all outputs; the rate and
+    /// height of the last).
     pub refund: Option<InRefund>,
+    /// The refund of each output, for bumping (absent in records written before: their one
+    /// refund is `refund`, of the state's outpoint).
+    #[serde(default)]
+    pub refunds: Vec<OutputRefund>,
     /// The state machine's state.
     pub state: State,
+}
+
+impl ClientLoopIn {
+    /// The refund record of `outpoint` (for records from before per-output refunds: `refund`
+    /// belongs to the state's outpoint).
+    fn refund_of(&self, outpoint: OutPoint) -> Option<OutputRefund> {
+        if let Some(r) = self.refunds.iter().find(|r| r.outpoint == outpoint) {
+            return Some(r.clone());
+        }
+        let legacy = match &self.state {
+            State::Refunding { outpoint: o, .. } | State::Funded { outpoint: o, .. } => *o == outpoint,
+            _ => false,
+        };
+        match (&self.refund, legacy && self.refunds.is_empty()) {
+            (Some(r), true) => Some(OutputRefund {
+                outpoint,
+                all: r.all.clone(),
+                fee_rate_kwu: r.fee_rate_kwu,
+                height: r.height,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `txid` is one of our refunds.
+    pub fn is_our_refund(&self, txid: &Txid) -> bool {
+        self.refund.as_ref().is_some_and(|r| r.all.contains(txid)) || self.refunds.iter().any(|r| r.all.contains(txid))
+    }
 }
 
 /// The loop-in client engine.
@@ -156,7 +209,17 @@ impl LoopInClient {
         let max_fee = options
             .max_swap_fee
             .map_or(self.cfg.limits.max_swap_fee, Amount::from_sat);
-        let fee = self.server.loop_in_fee(amount).await.map_err(ClientError::Server)?;
+        let fee = crate::bounded(self.server.loop_in_fee(amount))
+            .await
+            .map_err(ClientError::Server)?;
+        // A hostile quote may ask more than the amount: refuse it, never wrap around.
+        let receive = amount.checked_sub(fee).filter(|r| *r > Amount::ZERO).ok_or_else(|| {
+            ClientError::OfferRefused(format!(
+                "swap fee {} sat leaves nothing of the amount {} sat",
+                fee.to_sat(),
+                amount.to_sat()
+            ))
+        })?;
         if fee > max_fee {
             return Err(ClientError::OfferRefused(format!(
                 "swap fee {} sat exceeds the limit {} sat",
@@ -195,7 +258,7 @@ impl LoopInClient {
             )));
         }
         let can = usable.iter().map(|c| c.remote_msat).sum::<u64>() / 1000;
-        let receive = (amount - fee).to_sat();
+        let receive = receive.to_sat();
         if can < receive {
             return Err(ClientError::NoInbound(format!(
                 "{receive} sat to receive, usable channels can receive {can} sat now"
@@ -208,23 +271,31 @@ impl LoopInClient {
             .ln
             .create_invoice(
                 &preimage,
-                (amount - fee).to_sat() * 1000,
+                receive.saturating_mul(1000),
                 u32::try_from(2 * MIN_LOOP_IN_INVOICE_REMAINING_SECS).unwrap_or(u32::MAX),
                 "eddy loop-in",
             )
             .await
             .map_err(backend)?;
         let refund_key = self.keys.public(KEY_PURPOSE, &id);
-        let offer = self
-            .server
-            .loop_in(&LoopInCreate {
-                amount,
-                invoice: invoice.bolt11.clone(),
-                refund_key,
-                last_hop: options.last_hop,
-            })
-            .await
-            .map_err(ClientError::Server)?;
+        let offer = crate::bounded(self.server.loop_in(&LoopInCreate {
+            amount,
+            invoice: invoice.bolt11.clone(),
+            refund_key,
+            last_hop: options.last_hop,
+        }))
+        .await
+        .map_err(ClientError::Server)?;
+        // The offer must charge the fee our invoice was made for (else the server takes more
+        // than it quoted: it pays `amount − quoted fee` for an HTLC of `amount`, fine, but a
+        // different figure means its quote and its offer disagree).
+        if offer.swap_fee != fee {
+            return Err(ClientError::OfferRefused(format!(
+                "the offer's fee {} sat is not the quoted {} sat",
+                offer.swap_fee.to_sat(),
+                fee.to_sat()
+            )));
+        }
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let htlc = validate_loop_in_offer(
             HtlcKind::P2trIn,
@@ -247,6 +318,7 @@ impl LoopInClient {
             options,
             refund_to: None,
             refund: None,
+            refunds: vec![],
             state: State::Created,
         };
         let created = self
@@ -267,7 +339,11 @@ impl LoopInClient {
             .watch_script(swap_watch_id(&id), htlc.script_pubkey());
         tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.terms.expiry, "loop-in offer validated");
         let mut version = created.version;
-        self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip)
+        let chain = Chain {
+            height: tip,
+            outputs: vec![],
+        };
+        self.apply(id, &mut version, &mut rec, Event::OfferValidated, &chain)
             .await?;
         Ok(id)
     }
@@ -303,47 +379,51 @@ impl LoopInClient {
         // Never end a swap whose HTLC holds coins: those come back by a refund, which needs
         // the funding confirmed.
         self.watcher.lock().await.sync().await.map_err(backend)?;
-        let funded = self.status(id, &rec).await?.fundings.first().map(|f| f.outpoint.txid);
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let chain = self.chain_view(id, &rec, tip).await?;
+        let funded = chain.outputs.iter().find(|o| o.refundable()).map(|o| o.outpoint.txid);
         if let (Some(txid), State::Created | State::Persisted | State::Funding { .. }) = (funded, &rec.state) {
             return Err(ClientError::OfferRefused(format!(
                 "the HTLC is funded ({txid}); abandon again once it confirms and the coins are refunded"
             )));
         }
-        let tip = self.chain.tip().await.map_err(backend)?.height;
-        self.apply(*id, &mut version, &mut rec, Event::Abandon, tip).await
+        self.apply(*id, &mut version, &mut rec, Event::Abandon, &chain).await
     }
 
-    /// One pass over every active loop-in.
+    /// One pass over every active loop-in. The swaps' steps run concurrently: a slow answer
+    /// from the server (each call bounded by `SERVER_CALL_TIMEOUT_SECS`) holds up only its own
+    /// swap.
     pub async fn tick(&self) -> Result<(), ClientError> {
+        use futures::StreamExt;
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let mut first = None;
-        for (id, version, rec) in Self::active(&*self.store).await? {
-            if let Err(e) = self.step(id, version, rec, tip).await {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        let active = Self::active(&*self.store).await?;
+        let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
+            .map(|(id, version, rec)| self.step(id, version, rec, tip))
+            .buffer_unordered(crate::CONCURRENT_STEPS)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
-    async fn status(&self, id: &SwapId, rec: &ClientLoopIn) -> Result<WatchStatus, ClientError> {
-        crate::htlc_status(&*self.watcher.lock().await, id, &rec.htlc)
+    /// What the chain shows of swap `id`'s HTLC at `tip`: every output paying exactly its script
+    /// and how each is spent (a spend in a block wins over one in the mempool; ours are the
+    /// refunds we recorded).
+    pub async fn chain_view(&self, id: &SwapId, rec: &ClientLoopIn, tip: u32) -> Result<Chain, ClientError> {
+        let status = crate::htlc_status(&*self.watcher.lock().await, id, &rec.htlc)?;
+        Ok(chain_of(&status, rec, tip))
     }
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
         // Persisted but not funded (also after a crash between the two): fund, or adopt.
         if rec.state == State::Persisted {
-            self.act(id, &mut version, &mut rec, Action::FundHtlc, tip).await?;
+            let chain = self.chain_view(&id, &rec, tip).await?;
+            self.act(id, &mut version, &mut rec, Action::FundHtlc, &chain).await?;
         }
-        let status = self.status(&id, &rec).await?;
+        let chain = self.chain_view(&id, &rec, tip).await?;
         if matches!(rec.state, State::Persisted | State::Funding { .. }) {
-            if let Some(f) = status.fundings.iter().find(|f| f.height.is_some()) {
-                let e = Event::FundingConfirmed {
-                    outpoint: f.outpoint,
-                    value: f.value,
-                };
-                self.apply(id, &mut version, &mut rec, e, tip).await?;
-            }
+            // Confirmed funding (or nothing ever came): the machine moves on.
+            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
         }
         if matches!(
             rec.state,
@@ -354,56 +434,40 @@ impl LoopInClient {
                 // node may learn the preimage a moment after ours released it: while it still
                 // says "paying", wait for the next pass. Best effort otherwise; the server falls
                 // back to the script path.
-                let server_state = self.server.swap_state(&id).await.ok();
+                let server_state = crate::bounded(self.server.swap_state(&id)).await.ok();
                 // Never near `E`: once paid we must be out of the refund path well before it.
                 let plenty_of_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
                 if server_state.as_deref() != Some("paying") || !plenty_of_time {
                     if server_state.as_deref() == Some("claiming") {
-                        if let Err(e) = self.cosign_claim(&id, &rec, &status).await {
+                        if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
                             tracing::debug!(swap = %id, error = %e, "no cooperative claim");
                         }
                     }
-                    self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, tip)
+                    self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, &chain)
                         .await?;
                 }
             }
         }
         if let State::Funded { .. } = rec.state {
-            if let Ok(s) = self.server.swap_state(&id).await {
+            if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {
                 if s == "refundable" {
-                    self.apply(id, &mut version, &mut rec, Event::SwapFailed, tip).await?;
+                    self.apply(id, &mut version, &mut rec, Event::SwapFailed, &chain)
+                        .await?;
                 }
             }
         }
-        // Spends of the HTLC: our refund, or the server's claim.
-        let fundings: Vec<OutPoint> = status.fundings.iter().map(|f| f.outpoint).collect();
-        for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
-            let ours = rec.refund.as_ref().is_some_and(|r| r.all.contains(&s.txid));
-            if ours {
-                let confs = WatchStatus::confirmations(s.height, tip);
-                let e = Event::RefundConfirmed { txid: s.txid, confs };
-                self.apply(id, &mut version, &mut rec, e, tip).await?;
-            } else if s.height.is_some() {
-                self.apply(id, &mut version, &mut rec, Event::ServerClaimed, tip)
-                    .await?;
-            }
-        }
-        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
-            .await
+        self.apply(id, &mut version, &mut rec, Event::Block, &chain).await
     }
 
     /// Co-signs the server's key-path claim of our HTLC. Called only once our invoice is
-    /// settled (we hold the payment), and only for a claim spending exactly our HTLC.
-    async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, status: &WatchStatus) -> Result<(), String> {
-        let (server_nonce, tx) = self.server.claim_request(id).await?;
-        if tx.input.len() != 1 {
-            return Err("the claim must spend only our HTLC".into());
-        }
-        let Some(funding) = status
-            .fundings
-            .iter()
-            .find(|f| f.outpoint == tx.input[0].previous_output)
-        else {
+    /// settled (we hold the payment), and only for a claim spending exactly the one output the
+    /// server paid for: a confirmed output of exactly the amount ([`server_output`]). Every
+    /// other output paying the address is ours, and a co-signed key-path spend of it would hand
+    /// it to the server.
+    async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
+        let (server_nonce, tx) = crate::bounded(self.server.claim_request(id)).await?;
+        check_claim_request(&rec.terms, chain, &tx)?;
+        let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
             return Err("the claim does not spend our HTLC".into());
         };
         let htlc = Htlc::new(rec.htlc).map_err(|e| e.to_string())?;
@@ -414,7 +478,7 @@ impl LoopInClient {
         let (nonce, partial) =
             eddy_core::musig::cosign(taproot, &self.keys.secret(KEY_PURPOSE, id), msg, &id.0, &server_nonce)
                 .map_err(|e| e.to_string())?;
-        self.server.claim_cosign(id, &nonce, &partial).await
+        crate::bounded(self.server.claim_cosign(id, &nonce, &partial)).await
     }
 
     async fn apply(
@@ -423,21 +487,21 @@ impl LoopInClient {
         version: &mut i64,
         rec: &mut ClientLoopIn,
         event: Event,
-        tip: u32,
+        chain: &Chain,
     ) -> Result<(), ClientError> {
-        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
+        let (next, actions) = transition(&rec.terms, rec.state.clone(), chain, &event);
         if next == rec.state && actions.is_empty() {
             return Ok(());
         }
         let changed = next != rec.state;
         rec.state = next;
         if changed {
-            let ev = event_json(&event);
+            let ev = event_json(&event, chain);
             self.persist(id, version, rec, ev.clone()).await?;
             tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-in transition");
         }
         for a in actions {
-            Box::pin(self.act(id, version, rec, a, tip)).await?;
+            Box::pin(self.act(id, version, rec, a, chain)).await?;
         }
         Ok(())
     }
@@ -467,7 +531,7 @@ impl LoopInClient {
         version: &mut i64,
         rec: &mut ClientLoopIn,
         action: Action,
-        tip: u32,
+        chain: &Chain,
     ) -> Result<(), ClientError> {
         match action {
             Action::FundHtlc => {
@@ -477,7 +541,13 @@ impl LoopInClient {
                 // Never twice: an output paying the HTLC (ours from before a crash, or the
                 // user's) is adopted.
                 self.watcher.lock().await.sync().await.map_err(backend)?;
-                let existing = self.status(&id, rec).await?.fundings.first().map(|f| f.outpoint.txid);
+                let existing = self
+                    .chain_view(&id, rec, chain.height)
+                    .await?
+                    .outputs
+                    .iter()
+                    .find(|o| o.refundable())
+                    .map(|o| o.outpoint.txid);
                 let txid = match existing {
                     Some(t) => t,
                     None => {
@@ -496,11 +566,38 @@ impl LoopInClient {
                     }
                 };
                 eddy_store::crash_point("loop_in.fund.after_broadcast");
-                Box::pin(self.apply(id, version, rec, Event::FundingBroadcast { txid }, tip)).await
+                Box::pin(self.apply(id, version, rec, Event::FundingBroadcast { txid }, chain)).await
             }
-            Action::RequestCooperativeRefund => self.refund(id, version, rec, tip, true).await,
-            Action::BroadcastTimeoutRefund => self.refund(id, version, rec, tip, false).await,
+            Action::RequestCooperativeRefund { outpoints } => {
+                // Our invoice must not be payable once we take the coins back.
+                let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                self.refund_all(id, version, rec, chain, &outpoints, true).await
+            }
+            Action::BroadcastTimeoutRefund { outpoints } => {
+                self.refund_all(id, version, rec, chain, &outpoints, false).await
+            }
         }
+    }
+
+    /// Refunds each of `outpoints` (one transaction each); a failure on one does not keep the
+    /// others from being refunded (the first error is returned after all were tried).
+    async fn refund_all(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        chain: &Chain,
+        outpoints: &[OutPoint],
+        cooperative: bool,
+    ) -> Result<(), ClientError> {
+        let mut first = None;
+        for outpoint in outpoints {
+            if let Err(e) = self.refund(id, version, rec, chain, *outpoint, cooperative).await {
+                tracing::warn!(swap = %id, %outpoint, error = %e, "refund");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     async fn refund(
@@ -508,30 +605,22 @@ impl LoopInClient {
         id: SwapId,
         version: &mut i64,
         rec: &mut ClientLoopIn,
-        tip: u32,
+        chain: &Chain,
+        outpoint: OutPoint,
         cooperative: bool,
     ) -> Result<(), ClientError> {
-        let State::Refunding { outpoint, .. } = rec.state else {
+        let tip = chain.height;
+        let Some(out) = chain.outputs.iter().find(|o| o.outpoint == outpoint) else {
             return Ok(());
         };
-        let status = self.status(&id, rec).await?;
-        if status
-            .spends
-            .iter()
-            .any(|s| s.outpoint == outpoint && s.height.is_some())
-        {
+        if out.spend.is_some_and(|s| s.confs >= 1) {
             return Ok(());
         }
-        if rec.refund.as_ref().is_some_and(|r| r.height == tip) {
+        let previous = rec.refund_of(outpoint);
+        if previous.as_ref().is_some_and(|r| r.height == tip) {
             return Ok(());
         }
-        let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
-            return Ok(());
-        };
-        if cooperative {
-            // Our invoice must not be payable once we take the coins back.
-            let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
-        }
+        let value = out.value;
         if rec.refund_to.is_none() {
             rec.refund_to = Some(self.ln.new_address().await.map_err(backend)?.script_pubkey());
             self.persist(id, version, rec, json!({"event": "refund_address"}))
@@ -563,8 +652,7 @@ impl LoopInClient {
             .map_err(backend)?;
         let rate = next_sweep_fee_rate(&SweepStep {
             estimate,
-            previous: rec
-                .refund
+            previous: previous
                 .as_ref()
                 .map(|r| bitcoin::FeeRate::from_sat_per_kwu(r.fee_rate_kwu)),
             blocks_left: u32::MAX,
@@ -585,7 +673,7 @@ impl LoopInClient {
             let msg = spend.sighash(0).map_err(backend)?;
             let mut signer = Signer::new(taproot, &key, msg, &id.0).map_err(backend)?;
             let (their_nonce, their_partial) =
-                match self.server.cosign_refund(&id, &signer.public_nonce(), &spend.tx).await {
+                match crate::bounded(self.server.cosign_refund(&id, &signer.public_nonce(), &spend.tx)).await {
                     Ok(x) => x,
                     // Not now (or never): the next block asks again, `E` brings the timeout path.
                     Err(e) => {
@@ -615,12 +703,25 @@ impl LoopInClient {
             info.fees.push(signed.fee);
         }
         rec.refund = Some(info);
+        let mut mine = previous.unwrap_or(OutputRefund {
+            outpoint,
+            all: vec![],
+            fee_rate_kwu: 0,
+            height: tip,
+        });
+        mine.height = tip;
+        mine.fee_rate_kwu = rate.to_sat_per_kwu();
+        if !mine.all.contains(&txid) {
+            mine.all.push(txid);
+        }
+        rec.refunds.retain(|r| r.outpoint != outpoint);
+        rec.refunds.push(mine);
         // Persist the refund before broadcasting it, so its confirmations are recognised.
         self.persist(
             id,
             version,
             rec,
-            json!({"event": "refund_built", "txid": txid.to_string(), "cooperative": cooperative}),
+            json!({"event": "refund_built", "txid": txid.to_string(), "outpoint": outpoint.to_string(), "cooperative": cooperative}),
         )
         .await?;
         match self.chain.broadcast(&signed.tx).await {
@@ -628,26 +729,78 @@ impl LoopInClient {
             Err(e) if e.is_missing_inputs() || e.is_non_final() => return Ok(()),
             Err(e) => return Err(backend(e)),
         }
-        Box::pin(self.apply(id, version, rec, Event::RefundBroadcast { txid }, tip)).await
+        Box::pin(self.apply(id, version, rec, Event::RefundBroadcast { txid }, chain)).await
     }
 }
 
-fn event_json(e: &Event) -> serde_json::Value {
+/// The machine's view of a swap's HTLC from the watcher's `status` at `tip`.
+fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
+    let outputs = status
+        .fundings
+        .iter()
+        .map(|f| {
+            let spends = status.spends.iter().filter(|s| s.outpoint == f.outpoint);
+            // A spend in a block wins; else one in the mempool, someone else's first (a race
+            // our refund must win is worth knowing about).
+            let spend = spends
+                .map(|s| OutputSpend {
+                    txid: s.txid,
+                    confs: WatchStatus::confirmations(s.height, tip),
+                    ours: rec.is_our_refund(&s.txid),
+                })
+                .max_by_key(|s| (s.confs, !s.ours));
+            HtlcOutput {
+                outpoint: f.outpoint,
+                value: f.value,
+                confs: WatchStatus::confirmations(f.height, tip),
+                spend,
+            }
+        })
+        .collect();
+    Chain { height: tip, outputs }
+}
+
+/// Why the client will not co-sign a claim the server asks for: it must spend exactly one
+/// output, the one the server paid for ([`server_output`]: confirmed, exactly the amount).
+pub fn check_claim_request(
+    terms: &eddy_core::sm::loop_in_client::Terms,
+    chain: &Chain,
+    tx: &bitcoin::Transaction,
+) -> Result<(), String> {
+    if tx.input.len() != 1 {
+        return Err("the claim must spend only our HTLC".into());
+    }
+    let Some(paid) = server_output(terms, &chain.outputs) else {
+        return Err("no confirmed output of exactly the amount pays our HTLC".into());
+    };
+    if tx.input[0].previous_output != paid {
+        return Err(format!(
+            "the claim spends {}, not the output the server paid for ({paid})",
+            tx.input[0].previous_output
+        ));
+    }
+    Ok(())
+}
+
+fn event_json(e: &Event, chain: &Chain) -> serde_json::Value {
     match e {
         Event::OfferValidated => json!({"event": "offer_validated"}),
         Event::OfferRejected => json!({"event": "offer_rejected"}),
         Event::FundingBroadcast { txid } => json!({"event": "funding_broadcast", "txid": txid.to_string()}),
-        Event::FundingConfirmed { outpoint, value } => {
-            json!({"event": "funding_confirmed", "outpoint": outpoint.to_string(), "value_sat": value.to_sat()})
-        }
         Event::InvoiceSettled => json!({"event": "invoice_settled"}),
         Event::SwapFailed => json!({"event": "swap_failed"}),
         Event::Abandon => json!({"event": "abandon"}),
-        Event::Block { height } => json!({"event": "block", "height": height}),
+        Event::Block => json!({
+            "event": "block",
+            "height": chain.height,
+            "outputs": chain.outputs.iter().map(|o| json!({
+                "outpoint": o.outpoint.to_string(),
+                "value_sat": o.value.to_sat(),
+                "confs": o.confs,
+                "spent_by": o.spend.map(|s| s.txid.to_string()),
+                "spend_confs": o.spend.map(|s| s.confs),
+            })).collect::<Vec<_>>(),
+        }),
         Event::RefundBroadcast { txid } => json!({"event": "refund_broadcast", "txid": txid.to_string()}),
-        Event::RefundConfirmed { txid, confs } => {
-            json!({"event": "refund_confirmed", "txid": txid.to_string(), "confs": confs})
-        }
-        Event::ServerClaimed => json!({"event": "server_claimed"}),
     }
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
-use eddy_core::constants::{MAX_FINAL_CLTV_SLACK, SERVER_SETTLE_MARGIN};
-use eddy_core::fees::{claim_decision, next_sweep_fee_rate, sweep_conf_target, SweepStep};
+use eddy_core::constants::{loop_out_max_payment_cltv, loop_out_max_payment_cltv_delta, MAX_HTLC_CONFS};
+use eddy_core::fees::{
+    claim_decision, next_sweep_fee_rate, replacement_fee, sweep_budget, sweep_conf_target, SweepStep,
+};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
 use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, State, Terms};
@@ -99,7 +101,8 @@ impl ClientConfig {
             max_miner_fee: opts.max_miner_fee.map_or(self.max_miner_fee, Amount::from_sat),
             max_routing_fee: opts.max_routing_fee.map_or(self.max_routing_fee, Amount::from_sat),
             conf_target: opts.conf_target.unwrap_or(self.conf_target).max(1),
-            htlc_confs: opts.htlc_confs.unwrap_or(self.htlc_confs).max(1),
+            // Never more than MAX_HTLC_CONFS: more would eat the claim window.
+            htlc_confs: opts.htlc_confs.unwrap_or(self.htlc_confs).clamp(1, MAX_HTLC_CONFS),
             channel: opts.channel,
         }
     }
@@ -263,21 +266,24 @@ impl LoopOutClient {
         options: SwapOptions,
     ) -> Result<SwapId, ClientError> {
         let eff = self.cfg.effective(&options);
+        if let Some(n) = options.htlc_confs.filter(|n| *n > MAX_HTLC_CONFS) {
+            return Err(ClientError::OfferRefused(format!(
+                "{n} HTLC confirmations asked, at most {MAX_HTLC_CONFS} leave time to claim"
+            )));
+        }
         // Before bothering the server: can our channels send at least the amount?
         self.check_capacity(amount, eff.channel).await?;
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
         let claim_key = self.keys.public(KEY_PURPOSE, &id);
-        let offer = self
-            .server
-            .loop_out(&LoopOutCreate {
-                amount,
-                payment_hash: hash,
-                claim_key,
-            })
-            .await
-            .map_err(ClientError::Server)?;
+        let offer = crate::bounded(self.server.loop_out(&LoopOutCreate {
+            amount,
+            payment_hash: hash,
+            claim_key,
+        }))
+        .await
+        .map_err(ClientError::Server)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -305,11 +311,9 @@ impl LoopOutClient {
             amount,
             expiry: offer.expiry,
             htlc_confs: eff.htlc_confs,
-            // Our payment's HTLC cannot outlive the invoice's final CLTV plus route slack.
-            payment_timeout: tip
-                + u32::try_from(validated.swap_invoice.min_final_cltv_delta).unwrap_or(u32::MAX / 2)
-                + MAX_FINAL_CLTV_SLACK
-                + SERVER_SETTLE_MARGIN,
+            // Our payments' HTLCs cannot outlive this: every payment is sent with the route
+            // CLTV bounded by it.
+            payment_timeout: loop_out_max_payment_cltv(offer.expiry),
         };
         let mut rec = ClientLoopOut {
             preimage,
@@ -446,17 +450,19 @@ impl LoopOutClient {
         .await
     }
 
-    /// One pass over every active swap.
+    /// One pass over every active swap. The swaps' steps run concurrently: a slow answer from
+    /// the server (each call bounded by `SERVER_CALL_TIMEOUT_SECS`) holds up only its own swap.
     pub async fn tick(&self) -> Result<(), ClientError> {
+        use futures::StreamExt;
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let mut first = None;
-        for (id, version, rec) in Self::active(&*self.store).await? {
-            if let Err(e) = self.step(id, version, rec, tip).await {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        let active = Self::active(&*self.store).await?;
+        let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
+            .map(|(id, version, rec)| self.step(id, version, rec, tip))
+            .buffer_unordered(crate::CONCURRENT_STEPS)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     fn claim_input(rec: &ClientLoopOut, outpoint: OutPoint, value: Amount) -> Result<HtlcInput, ClientError> {
@@ -546,13 +552,26 @@ impl LoopOutClient {
         if let State::Claiming { outpoint, .. } = rec.state {
             for s in status.spends.iter().filter(|s| s.outpoint == outpoint) {
                 let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
+                let confs = WatchStatus::confirmations(s.height, tip);
                 if ours {
-                    let confs = WatchStatus::confirmations(s.height, tip);
                     let e = Event::ClaimConfirmed { txid: s.txid, confs };
                     self.apply(id, &mut version, &mut rec, e, tip).await?;
                 } else if s.height.is_some() {
-                    self.apply(id, &mut version, &mut rec, Event::HtlcRefunded, tip).await?;
+                    self.apply(id, &mut version, &mut rec, Event::HtlcRefunded { confs }, tip)
+                        .await?;
                 }
+            }
+            if !status.fundings.iter().any(|f| f.outpoint == outpoint) {
+                let replacement = status
+                    .fundings
+                    .iter()
+                    .max_by_key(|f| f.value)
+                    .map(|f| (f.outpoint, f.value));
+                let e = Event::HtlcVanished {
+                    height: tip,
+                    replacement,
+                };
+                self.apply(id, &mut version, &mut rec, e, tip).await?;
             }
         }
         self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
@@ -570,12 +589,20 @@ impl LoopOutClient {
         match action {
             Action::PayInvoices => {
                 let eff = self.cfg.effective(&rec.options);
+                // Both payments (swap and prepay) are bounded by the offer: no HTLC of ours may
+                // outlive `loop_out_max_payment_cltv(E)`, whatever the route hints say.
+                let Some(max_cltv) = loop_out_max_payment_cltv_delta(rec.offer.expiry, tip) else {
+                    return Err(ClientError::Backend(format!(
+                        "too late to pay: tip {tip} is past the payment CLTV bound of expiry {}",
+                        rec.offer.expiry
+                    )));
+                };
                 let params = PayParams {
                     last_hop: None,
                     max_fee_msat: eff.max_routing_fee.to_sat() * 1000,
                     timeout: std::time::Duration::from_secs(60),
                     outgoing_channel: eff.channel,
-                    max_total_cltv_delta: None,
+                    max_total_cltv_delta: Some(max_cltv),
                 };
                 eddy_store::crash_point("loop_out.pay.before_send");
                 self.ln
@@ -632,7 +659,7 @@ impl LoopOutClient {
             .claim
             .as_ref()
             .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu));
-        let rate = next_sweep_fee_rate(&SweepStep {
+        let step = SweepStep {
             estimate,
             previous,
             blocks_left,
@@ -640,10 +667,35 @@ impl LoopOutClient {
             value,
             max_fee: eff.max_miner_fee,
             dust: rec.destination.minimal_non_dust(),
-        });
+        };
+        let rate = next_sweep_fee_rate(&step);
+        let budget = sweep_budget(&step);
+        // Every replacement pays more in total than any claim it replaces, plus the relay
+        // increment for its own size (BIP125 rules 3 and 4), whichever path it takes: a key-path
+        // claim is smaller than a script-path one and at the same rate would pay less.
+        let previous_fees: Vec<Amount> = rec
+            .claim
+            .as_ref()
+            .map(|c| c.fees.iter().copied().chain([c.fee]).collect())
+            .unwrap_or_default();
+        let fee_for = |weight| replacement_fee(rate, weight, &previous_fees).filter(|f| *f <= budget);
+        let script_fee = fee_for(probe.predicted_weight);
+        let coop_weight = build_spend(
+            vec![HtlcInput {
+                path: SpendPath::Cooperative,
+                ..input.clone()
+            }],
+            rec.destination.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
+        )
+        .map_err(backend)?
+        .predicted_weight;
+        let coop_fee = fee_for(coop_weight);
         let same_block = rec.claim.as_ref().is_some_and(|c| c.height == tip);
-        if previous == Some(rate) || same_block {
-            // Nothing to bump: re-broadcast the last claim as it is (mempools forget).
+        let cannot_replace = rec.claim.is_some() && script_fee.is_none() && coop_fee.is_none();
+        if previous == Some(rate) || same_block || cannot_replace {
+            // Nothing to bump (or no bump the mempool would take within our limit):
+            // re-broadcast the last claim as it is (mempools forget).
             if let Some(c) = &rec.claim {
                 if let Ok(Some(s)) = self.chain.transaction(&c.txid).await {
                     let _ = self.chain.broadcast(&s.tx).await;
@@ -655,11 +707,23 @@ impl LoopOutClient {
         // with its co-signature — smaller and indistinguishable from any taproot spend — and fall
         // back to the script path on any failure.
         if rec.claim.is_none() {
-            let _ = self.server.push_preimage(&rec.preimage).await;
+            let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
         }
-        let signed = match self.cooperative_claim(id, rec, outpoint, value, rate).await {
-            Some(s) => s,
-            None => {
+        let cooperative = match coop_fee {
+            Some(fee) => self.cooperative_claim(id, rec, outpoint, value, fee).await,
+            None => None,
+        };
+        let signed = match (cooperative, script_fee) {
+            (Some(s), _) => s,
+            (None, Some(fee)) => {
+                let mut spend =
+                    build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(fee)).map_err(backend)?;
+                spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
+                spend.finalize().map_err(backend)?
+            }
+            // First claim: the rate fits by construction (`next_sweep_fee_rate` caps it), so
+            // this is a replacement that does not fit; the last claim was re-broadcast above.
+            (None, None) => {
                 let mut spend =
                     build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).map_err(backend)?;
                 spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
@@ -710,7 +774,7 @@ impl LoopOutClient {
         rec: &ClientLoopOut,
         outpoint: OutPoint,
         value: Amount,
-        rate: bitcoin::FeeRate,
+        fee: Amount,
     ) -> Option<eddy_core::tx::SignedSpend> {
         let htlc = Htlc::new(rec.htlc).ok()?;
         let input = HtlcInput {
@@ -719,18 +783,17 @@ impl LoopOutClient {
             htlc: htlc.clone(),
             path: SpendPath::Cooperative,
         };
-        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).ok()?;
+        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(fee)).ok()?;
         let msg = spend.sighash(0).ok()?;
         let Htlc::Taproot(taproot) = &htlc else {
             return None;
         };
         let key = self.keys.secret(KEY_PURPOSE, &id);
         let mut signer = Signer::new(taproot, &key, msg, &id.0).ok()?;
-        let (their_nonce, their_partial) = self
-            .server
-            .cosign_claim(&id, &signer.public_nonce(), &spend.tx)
-            .await
-            .ok()?;
+        let (their_nonce, their_partial) =
+            crate::bounded(self.server.cosign_claim(&id, &signer.public_nonce(), &spend.tx))
+                .await
+                .ok()?;
         let ours = signer.sign(&their_nonce).ok()?;
         let sig = signer.aggregate(&their_nonce, &ours, &their_partial).ok()?;
         spend.set_cooperative_signature(0, sig).ok()?;
@@ -766,7 +829,11 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::ClaimConfirmed { txid, confs } => {
             json!({"event": "claim_confirmed", "txid": txid.to_string(), "confs": confs})
         }
-        Event::HtlcRefunded => json!({"event": "htlc_refunded"}),
+        Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),
+        Event::HtlcVanished { height, replacement } => json!({
+            "event": "htlc_vanished", "height": height,
+            "replacement": replacement.map(|(o, _)| o.to_string()),
+        }),
     }
 }
 

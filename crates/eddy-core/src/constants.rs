@@ -162,6 +162,50 @@ pub fn loop_out_last_reveal_height(expiry: BlockHeight) -> BlockHeight {
     expiry.saturating_sub(PREIMAGE_REVEAL_CUTOFF)
 }
 
+// --- client side (issue 12) ---
+
+/// Loop-out client: CLTV blocks allowed for the hops of the route to the server's node, on top
+/// of the swap invoice's final CLTV (itself at most `(E − tip) +` [`SERVER_SETTLE_MARGIN`] `+`
+/// [`MAX_FINAL_CLTV_SLACK`]). Route hints are the server's to write, so without this bound a hint
+/// with a huge `cltv_expiry_delta` would lock the client's payment (and channel liquidity) far
+/// past `E`. 144 blocks = 4 hops at LND's default delta of 40 plus slack, or 2 at LDK's 72;
+/// the whole lock stays within LDK's 1008-block route cap:
+/// 288 + 15 + 144 + 144 = 591.
+pub const LOOP_OUT_ROUTE_CLTV_ALLOWANCE: u32 = 144;
+
+/// Loop-out client: the highest absolute height any HTLC of the client's payments (swap and
+/// prepay) may expire at: `E +` [`SERVER_SETTLE_MARGIN`] `+` [`MAX_FINAL_CLTV_SLACK`] `+`
+/// [`LOOP_OUT_ROUTE_CLTV_ALLOWANCE`]. Every payment is sent with
+/// `max_total_cltv_delta = this − tip` ([`loop_out_max_payment_cltv_delta`]), and an offer whose
+/// invoice (final CLTV plus its route hints alone) exceeds it is refused before paying.
+pub fn loop_out_max_payment_cltv(expiry: BlockHeight) -> BlockHeight {
+    expiry
+        .saturating_add(SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK)
+        .saturating_add(LOOP_OUT_ROUTE_CLTV_ALLOWANCE)
+}
+
+/// Loop-out client: the route CLTV limit of a payment sent at `tip` (see
+/// [`loop_out_max_payment_cltv`]); `None` when no payment may be sent any more (never a limit of
+/// 0, which some nodes read as "no limit").
+pub fn loop_out_max_payment_cltv_delta(expiry: BlockHeight, tip: BlockHeight) -> Option<u32> {
+    Some(loop_out_max_payment_cltv(expiry).saturating_sub(tip)).filter(|d| *d > 0)
+}
+
+/// Loop-in client: outputs paying the HTLC address below this value (sat) are neither refunded
+/// nor waited for. A timeout refund of one output is about 140 vB (1 sat/vB at least) and its
+/// output must stay above the destination's dust limit (330 sat for P2TR): 470 sat would be
+/// all it could recover at best, so anything under 1,000 sat is a stranger's dust, which must
+/// not keep a swap open forever.
+pub const LOOP_IN_MIN_REFUND_SAT: u64 = 1_000;
+
+/// Client engines: seconds any one call to the swap server may take before the engine gives up
+/// on it for this pass (every server call is best effort and retried at the next pass). Swap
+/// steps run concurrently, so a slow server delays only its own swap's step, and by at most
+/// this long per call; the next block's pass (≈ 600 s on mainnet, never less than a few seconds
+/// on the devnet) is never starved. 10 s is three times the slowest co-signing round trip
+/// measured on the devnet under load.
+pub const SERVER_CALL_TIMEOUT_SECS: u64 = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +242,19 @@ mod tests {
         assert_eq!(loop_in_max_payment_cltv(1000), 980);
         assert_eq!(loop_in_last_payment_height(1000), 940);
         assert_eq!(loop_out_last_reveal_height(100), 80);
+        // Client side (issue 12): the whole route of a loop-out payment stays inside LDK's
+        // 1008-block cap even at the widest expiry window, and a payment can still be routed
+        // through a few hops after the longest final CLTV the client accepts.
+        const {
+            assert!(
+                MAX_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK + LOOP_OUT_ROUTE_CLTV_ALLOWANCE
+                    <= 1008
+            );
+            assert!(LOOP_OUT_ROUTE_CLTV_ALLOWANCE >= 72);
+            assert!(SERVER_CALL_TIMEOUT_SECS * 3 < 60);
+        }
+        assert_eq!(loop_out_max_payment_cltv(1000), 1303);
+        assert_eq!(loop_out_max_payment_cltv_delta(1000, 1000), Some(303));
+        assert_eq!(loop_out_max_payment_cltv_delta(1000, 1303), None);
     }
 }

@@ -185,15 +185,34 @@ pub fn next_sweep_fee_rate(step: &SweepStep) -> FeeRate {
             .max((prev * BUMP_PERCENT).div_ceil(100))
             .max(prev + INCREMENTAL_RELAY_FEE_RATE.to_sat_per_kwu());
     }
-    let budget = if step.blocks_left <= CLAIM_URGENCY_BLOCKS {
-        step.value.checked_sub(step.dust).unwrap_or(Amount::ZERO)
-    } else {
-        step.max_fee
-            .min(step.value.checked_sub(step.dust).unwrap_or(Amount::ZERO))
-    };
-    let cap = max_rate_within(budget, step.weight);
+    let cap = max_rate_within(sweep_budget(step), step.weight);
     let floor = step.previous.map_or(0, |p| p.to_sat_per_kwu());
     FeeRate::from_sat_per_kwu(kwu.min(cap.to_sat_per_kwu()).max(floor))
+}
+
+/// The most a sweep may pay in fees: the user's limit (never more than the value less dust),
+/// except within [`CLAIM_URGENCY_BLOCKS`] of the deadline, where it is everything but dust.
+pub fn sweep_budget(step: &SweepStep) -> Amount {
+    let all_but_dust = step.value.checked_sub(step.dust).unwrap_or(Amount::ZERO);
+    if step.blocks_left <= CLAIM_URGENCY_BLOCKS {
+        all_but_dust
+    } else {
+        step.max_fee.min(all_but_dust)
+    }
+}
+
+/// The fee of a replacement of `weight` at `rate` that the mempool accepts in place of any of
+/// the earlier versions (paying `previous_fees`): BIP125 rule 3 (at least the absolute fee of
+/// what it replaces) and rule 4 (plus [`INCREMENTAL_RELAY_FEE_RATE`] for its own size). A smaller
+/// replacement (a key-path claim after a script-path one) needs this: the same rate on fewer
+/// vbytes pays less in total and would be refused. `None` on overflow.
+pub fn replacement_fee(rate: FeeRate, weight: Weight, previous_fees: &[Amount]) -> Option<Amount> {
+    let at_rate = fee_for_weight(rate, weight)?;
+    let Some(prev) = previous_fees.iter().max() else {
+        return Some(at_rate);
+    };
+    let increment = fee_for_weight(INCREMENTAL_RELAY_FEE_RATE, weight)?;
+    Some(at_rate.max(prev.checked_add(increment)?))
 }
 
 /// The highest rate whose fee for `weight` does not exceed `budget`.
@@ -271,6 +290,23 @@ mod tests {
             max_amount: Amount::from_sat(100_000_000),
             prepay: Amount::from_sat(1_000),
         }
+    }
+
+    /// Finding 10: a key-path claim (99 vB) replacing a script-path claim (140 vB) at a higher
+    /// rate still pays more in total, by the incremental relay fee for its own size.
+    #[test]
+    fn a_smaller_replacement_pays_more_in_total() {
+        let script_path = Weight::from_vb_unchecked(140);
+        let key_path = Weight::from_vb_unchecked(99);
+        let first = fee_for_weight(FeeRate::from_sat_per_kwu(2 * 250), script_path).expect("fee");
+        assert_eq!(first, Amount::from_sat(280));
+        let rate = FeeRate::from_sat_per_kwu(3 * 250);
+        assert_eq!(fee_for_weight(rate, key_path), Some(Amount::from_sat(297)));
+        // 297 ≥ 280 but the bump must also pay 1 sat/vB for its 99 vB: 280 + 99 = 379.
+        assert_eq!(replacement_fee(rate, key_path, &[first]), Some(Amount::from_sat(379)));
+        assert_eq!(replacement_fee(rate, key_path, &[]), Some(Amount::from_sat(297)));
+        let high = FeeRate::from_sat_per_kwu(10 * 250);
+        assert_eq!(replacement_fee(high, key_path, &[first]), Some(Amount::from_sat(990)));
     }
 
     #[test]

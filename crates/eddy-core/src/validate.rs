@@ -37,6 +37,11 @@ pub struct InvoiceFacts {
     pub payee: PublicKey,
     /// The network the invoice is for.
     pub currency: String,
+    /// The largest CLTV its route hints alone add: over every hint, the sum of its hops'
+    /// `cltv_expiry_delta` (0 without hints). A payer's route to the payee through a hint
+    /// locks the payment at least `min_final_cltv_delta` plus this.
+    #[serde(default)]
+    pub route_hint_cltv: u64,
 }
 
 /// Errors decoding or checking an invoice.
@@ -120,6 +125,12 @@ pub fn decode_invoice(
         min_final_cltv_delta: inv.min_final_cltv_expiry_delta(),
         payee: inv.get_payee_pub_key(),
         currency: inv.currency().to_string(),
+        route_hint_cltv: inv
+            .route_hints()
+            .iter()
+            .map(|h| h.0.iter().map(|hop| u64::from(hop.cltv_expiry_delta)).sum::<u64>())
+            .max()
+            .unwrap_or(0),
     })
 }
 
@@ -260,6 +271,19 @@ pub enum OfferError {
     /// The HTLC address is not the one rebuilt from the swap's data.
     #[error(transparent)]
     Htlc(#[from] HtlcError),
+    /// An invoice's final CLTV plus its route hints would lock the client's payment past
+    /// [`loop_out_max_payment_cltv`].
+    #[error(
+        "the {which} invoice's final CLTV and route hints lock a payment {got} blocks, more than the allowed {max}"
+    )]
+    RouteCltvTooLong {
+        /// Which invoice.
+        which: &'static str,
+        /// `min_final_cltv_delta` + the largest hint's CLTV.
+        got: u64,
+        /// `loop_out_max_payment_cltv(E) − tip`.
+        max: u64,
+    },
 }
 
 /// A checked loop-out offer: what to pay and what to watch.
@@ -283,8 +307,10 @@ fn amount_of(which: &'static str, f: &InvoiceFacts) -> Result<u64, InvoiceError>
 /// network and not about to expire, the swap invoice pays to our hash and the prepay does not,
 /// both go to the same node, the fee and prepay are within our limits, `E` is inside our
 /// window, the swap invoice's final CLTV does not lock our payment beyond
-/// `(E - tip) + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK`, and the HTLC address is exactly the
-/// one rebuilt from our hash, our key, the server's key and `E`.
+/// `(E - tip) + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK`, neither invoice's final CLTV plus
+/// route hints reaches past [`loop_out_max_payment_cltv`] (the bound every payment is then sent
+/// with), and the HTLC address is exactly the one rebuilt from our hash, our key, the server's
+/// key and `E`.
 pub fn validate_loop_out_offer(
     req: &LoopOutRequest,
     offer: &LoopOutOffer,
@@ -357,6 +383,17 @@ pub fn validate_loop_out_offer(
             got: swap.min_final_cltv_delta,
             max: max_final,
         });
+    }
+    let max_route = u64::from(loop_out_max_payment_cltv(offer.expiry).saturating_sub(tip));
+    for (which, f) in [("swap", &swap), ("prepay", &prepay)] {
+        let got = f.min_final_cltv_delta.saturating_add(f.route_hint_cltv);
+        if got > max_route {
+            return Err(OfferError::RouteCltvTooLong {
+                which,
+                got,
+                max: max_route,
+            });
+        }
     }
     let htlc = Htlc::new(HtlcParams {
         kind: req.kind,

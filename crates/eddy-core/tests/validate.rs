@@ -383,3 +383,76 @@ fn client_checks_loop_in_offer() {
         FundingCheck::Over
     );
 }
+
+/// An invoice like [`invoice`] with one route hint of `hint_cltv` blocks (one hop).
+fn invoice_with_hint(hash: PaymentHash, msat: u64, final_cltv: u64, hint_cltv: u16) -> String {
+    use lightning_invoice::{RouteHint, RouteHintHop, RoutingFees};
+    let secp = Secp256k1::new();
+    InvoiceBuilder::new(Currency::Regtest)
+        .description("eddy test".into())
+        .payment_hash(sha256::Hash::from_byte_array(hash.0))
+        .payment_secret(PaymentSecret([7; 32]))
+        .duration_since_epoch(Duration::from_secs(NOW - 10))
+        .min_final_cltv_expiry_delta(final_cltv)
+        .amount_milli_satoshis(msat)
+        .expiry_time(Duration::from_secs(600))
+        .private_route(RouteHint(vec![RouteHintHop {
+            src_node_id: pubkey(STRANGER),
+            short_channel_id: 42,
+            fees: RoutingFees {
+                base_msat: 0,
+                proportional_millionths: 0,
+            },
+            cltv_expiry_delta: hint_cltv,
+            htlc_minimum_msat: None,
+            htlc_maximum_msat: None,
+        }]))
+        .build_signed(|m| secp.sign_ecdsa_recoverable(m, &key(SERVER)))
+        .expect("invoice builds")
+        .to_string()
+}
+
+/// Finding 7: the offer check bounds the whole route's CLTV — the final CLTV plus what the
+/// route hints alone add — on both invoices, by `loop_out_max_payment_cltv(E) − tip`.
+#[test]
+fn refuses_route_hints_that_lock_the_payment_too_long() {
+    let req = request();
+    let o = good_offer();
+    let bound = u64::from(loop_out_max_payment_cltv(o.expiry) - TIP);
+    assert_eq!(bound, 80 + 15 + 144 + 144);
+    let final_cltv = u64::from(DEFAULT_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN);
+    // A hint of 1,000 blocks on the swap invoice.
+    let mut bad = o.clone();
+    bad.swap_invoice = invoice_with_hint(preimage().payment_hash(), 100_700_000, final_cltv, 1000);
+    assert_eq!(
+        validate_loop_out_offer(&req, &bad, TIP, NOW).err(),
+        Some(OfferError::RouteCltvTooLong {
+            which: "swap",
+            got: final_cltv + 1000,
+            max: bound
+        })
+    );
+    // The same on the prepay.
+    let mut bad = o.clone();
+    bad.prepay_invoice = invoice_with_hint(PaymentHash([9; 32]), 300_000, 18, 1000);
+    assert_eq!(
+        validate_loop_out_offer(&req, &bad, TIP, NOW).err(),
+        Some(OfferError::RouteCltvTooLong {
+            which: "prepay",
+            got: 1018,
+            max: bound
+        })
+    );
+    // Exactly at the bound passes; one more is refused.
+    let room = u16::try_from(bound - final_cltv).expect("small");
+    let mut ok = o.clone();
+    ok.swap_invoice = invoice_with_hint(preimage().payment_hash(), 100_700_000, final_cltv, room);
+    let v = validate_loop_out_offer(&req, &ok, TIP, NOW).expect("at the bound");
+    assert_eq!(v.swap_invoice.route_hint_cltv, u64::from(room));
+    let mut bad = o;
+    bad.swap_invoice = invoice_with_hint(preimage().payment_hash(), 100_700_000, final_cltv, room + 1);
+    assert!(matches!(
+        validate_loop_out_offer(&req, &bad, TIP, NOW),
+        Err(OfferError::RouteCltvTooLong { .. })
+    ));
+}

@@ -1,24 +1,35 @@
 //! Loop-in, client side.
 //!
 //! ```text
-//!  Created ──offer ok (stored)──▶ Persisted ──funding broadcast──▶ Funding ──confirmed──▶ Funded
-//!     │ offer bad                   │ abandon / E passed unfunded                          │
-//!     ▼                             ▼                                invoice settled /     │ swap failed, abandon,
-//!   Failed ◀────────────────────────┘                                server claimed        │ or tip ≥ E
-//!                                               Succeeded ◀─────────────────────────────────┤
-//!                                                                                           ▼
-//!                                               Refunded ◀──refund confirmed (3)──  Refunding (cooperative first;
-//!                                                                                    timeout path once tip ≥ E)
+//!  Created ──offer ok (stored)──▶ Persisted ──funding broadcast──▶ Funding ──an output confirmed──▶ Funded
+//!     │ offer bad                   │ abandon (nothing paid in) /                                  │ swap failed,
+//!     ▼                             ▼ E passed, nothing paid in                                   │ abandon, or tip ≥ E
+//!   Failed ◀────────────────────────┘                                                             ▼
+//!                                                                   Refunded ◀──every output── Refunding (cooperative
+//!                                                                               refunded (3)     before E, timeout path
+//!       invoice settled / the server claimed (from Funding, Funded, Refunding)                   from E on)
+//!   ──────────────────────────────────────────────────────▶ Paid ──every other output spent (3)──▶ Succeeded
+//!                                                   (other outputs refunded by the timeout path from E on)
 //! ```
-//! Rules: the offer is persisted before funding (so a crash between "persisted" and "funding
-//! broadcast" never funds twice: the daemon looks for an existing funding transaction first);
-//! once the invoice is settled the client never refunds; a refund asks the server to co-sign
-//! first and falls back to the timeout path at `E`.
+//!
+//! The machine sees the chain on every call: [`Chain`] lists every output paying the swap's HTLC
+//! script (anyone can pay the address, any number of times) and how each is spent. Rules:
+//! - the offer is persisted before funding (a crash between "persisted" and "funding broadcast"
+//!   never funds twice: the daemon looks for an existing funding output first);
+//! - every output paying the HTLC is the client's money, except the one the server paid for
+//!   ([`server_output`]: a confirmed output of exactly the amount) once our invoice is settled;
+//! - **a swap is never terminal while an output of the client's is unspent** (or its spend is
+//!   not [`SWEEP_FINAL_CONFS`] deep): no give-up height applies once anything was paid in; from
+//!   `E` on the client refunds every output of its own by the timeout path, at once after any
+//!   downtime;
+//! - once the invoice is settled the client never refunds the output the server paid for;
+//! - a refund asks the server to co-sign first (before `E`), and falls back to the timeout
+//!   path at `E`.
 
 use bitcoin::{Amount, OutPoint, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::constants::{LOOP_IN_MIN_REFUND_SAT, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::BlockHeight;
 
@@ -32,10 +43,103 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// Past this height the machine gives up.
+    /// Past this height a swap that never got an output paying its HTLC gives up waiting
+    /// (before the offer was stored, or a funding broadcast that never showed up on the chain).
+    /// It never ends a swap that holds coins.
     pub fn give_up_height(&self) -> BlockHeight {
         self.expiry + SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH + 2 * REORG_SAFETY_DEPTH
     }
+}
+
+/// How an output paying the HTLC is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSpend {
+    /// The spending transaction.
+    pub txid: Txid,
+    /// Its confirmations (0: in the mempool).
+    pub confs: u32,
+    /// One of our refunds.
+    pub ours: bool,
+}
+
+/// One output paying the swap's HTLC script, as the chain shows it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HtlcOutput {
+    /// The output.
+    pub outpoint: OutPoint,
+    /// Its value.
+    pub value: Amount,
+    /// Its confirmations (0: in the mempool).
+    pub confs: u32,
+    /// Its spend, if any is seen (mempool or chain).
+    pub spend: Option<OutputSpend>,
+}
+
+impl HtlcOutput {
+    /// Worth a refund (at least [`LOOP_IN_MIN_REFUND_SAT`]): smaller outputs are a stranger's
+    /// dust, neither refunded nor waited for.
+    pub fn refundable(&self) -> bool {
+        self.value.to_sat() >= LOOP_IN_MIN_REFUND_SAT
+    }
+
+    /// Spent by a transaction [`SWEEP_FINAL_CONFS`] deep.
+    pub fn spent_final(&self) -> bool {
+        self.spend.is_some_and(|s| s.confs >= SWEEP_FINAL_CONFS)
+    }
+
+    /// Spent in a block by someone else (the server, with the preimage our node released).
+    pub fn claimed_by_other(&self) -> bool {
+        self.spend.is_some_and(|s| !s.ours && s.confs >= 1)
+    }
+}
+
+/// What the chain shows of the swap at the current tip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// The tip.
+    pub height: BlockHeight,
+    /// Every output paying the HTLC script (confirmed or in the mempool).
+    pub outputs: Vec<HtlcOutput>,
+}
+
+/// The output the server paid for, once our invoice is settled: the confirmed output of exactly
+/// the amount that the server claimed, else the one of exactly the amount with the most
+/// confirmations (the lowest outpoint on a tie). The only output the client co-signs a claim of,
+/// and the only one it leaves to the server; every other output is the client's.
+pub fn server_output(terms: &Terms, outputs: &[HtlcOutput]) -> Option<OutPoint> {
+    let exact = || outputs.iter().filter(|o| o.confs >= 1 && o.value == terms.amount);
+    exact()
+        .filter(|o| o.spend.is_some_and(|s| !s.ours))
+        .map(|o| o.outpoint)
+        .min()
+        .or_else(|| {
+            exact()
+                .max_by(|a, b| a.confs.cmp(&b.confs).then(b.outpoint.cmp(&a.outpoint)))
+                .map(|o| o.outpoint)
+        })
+}
+
+/// The outputs the client must still get back: every output but `reserved` (the server's)
+/// worth a refund that is confirmed and not spent in a block. (An output only in the mempool is waited for:
+/// it may never confirm; one spent in the mempool, by our refund or anyone, is re-spent — a
+/// bump, or a race the refund must win.)
+pub fn outputs_to_refund(outputs: &[HtlcOutput], reserved: Option<OutPoint>) -> Vec<OutPoint> {
+    outputs
+        .iter()
+        .filter(|o| {
+            Some(o.outpoint) != reserved && o.refundable() && o.confs >= 1 && o.spend.is_none_or(|s| s.confs == 0)
+        })
+        .map(|o| o.outpoint)
+        .collect()
+}
+
+/// Whether every output of the client's (all but `reserved`, worth a refund) is spent
+/// [`SWEEP_FINAL_CONFS`] deep: the condition for any terminal state once something was paid in.
+pub fn all_settled(outputs: &[HtlcOutput], reserved: Option<OutPoint>) -> bool {
+    outputs
+        .iter()
+        .filter(|o| Some(o.outpoint) != reserved && o.refundable())
+        .all(HtlcOutput::spent_final)
 }
 
 /// Why a loop-in failed without a refund.
@@ -48,7 +152,8 @@ pub enum FailReason {
     Abandoned,
     /// Never funded before `E`.
     NeverFunded,
-    /// The give-up height passed without a decision.
+    /// The give-up height passed without a decision (only before the offer was stored; older
+    /// records may carry it for funded swaps).
     TimedOut,
 }
 
@@ -65,25 +170,28 @@ pub enum State {
         /// The funding transaction.
         txid: Txid,
     },
-    /// Funding confirmed.
+    /// An output paying the HTLC is confirmed.
     Funded {
-        /// The HTLC output.
+        /// The first confirmed HTLC output.
         outpoint: OutPoint,
         /// Its value.
         value: Amount,
     },
-    /// Getting the coins back.
+    /// Getting the coins back: every output paying the HTLC.
     Refunding {
-        /// The HTLC output.
+        /// The first confirmed HTLC output.
         outpoint: OutPoint,
         /// The last refund broadcast.
         refund_txid: Option<Txid>,
     },
-    /// Terminal: the invoice was paid.
+    /// Our invoice is paid; every other output paying the HTLC (not the one the server paid
+    /// for) is refunded by the timeout path from `E` on.
+    Paid,
+    /// Terminal: the invoice was paid and nothing else of ours is left in the HTLC.
     Succeeded,
     /// Terminal: refunded.
     Refunded {
-        /// The refund.
+        /// The (last) refund.
         txid: Txid,
     },
     /// Terminal: failed before funding.
@@ -97,7 +205,7 @@ impl State {
     }
 }
 
-/// What happened.
+/// What happened (besides the chain, which every call shows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The server's answer passed validation (and was stored).
@@ -109,103 +217,151 @@ pub enum Event {
         /// Its txid.
         txid: Txid,
     },
-    /// The funding output is confirmed.
-    FundingConfirmed {
-        /// The HTLC output.
-        outpoint: OutPoint,
-        /// Its value.
-        value: Amount,
-    },
     /// Our node received the payment for our invoice.
     InvoiceSettled,
     /// The server reports the swap failed (under/over-payment, payment failure).
     SwapFailed,
     /// The user gives up.
     Abandon,
-    /// A new best block.
-    Block {
-        /// Its height.
-        height: BlockHeight,
-    },
+    /// A pass at the current tip: the machine reads the chain.
+    Block,
     /// A refund was broadcast.
     RefundBroadcast {
         /// Its txid.
         txid: Txid,
     },
-    /// The refund has confirmations.
-    RefundConfirmed {
-        /// Its txid.
-        txid: Txid,
-        /// Confirmations.
-        confs: u32,
-    },
-    /// The server claimed the HTLC (with the preimage our node revealed).
-    ServerClaimed,
 }
 
 /// What the daemon must do (each idempotent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Fund the HTLC from the wallet unless a funding transaction already exists.
+    /// Fund the HTLC from the wallet unless an output paying it already exists.
     FundHtlc,
     /// Cancel our invoice (so it can no longer be paid), then ask the server to co-sign a
-    /// key-path refund.
-    RequestCooperativeRefund,
-    /// Broadcast or bump the timeout refund (valid once the tip is ≥ `E`).
-    BroadcastTimeoutRefund,
+    /// key-path refund of each of these outputs.
+    RequestCooperativeRefund {
+        /// The outputs.
+        outpoints: Vec<OutPoint>,
+    },
+    /// Broadcast or bump the timeout refund of each of these outputs (valid once the tip is
+    /// ≥ `E`).
+    BroadcastTimeoutRefund {
+        /// The outputs.
+        outpoints: Vec<OutPoint>,
+    },
 }
 
-/// The transition function.
-pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
+fn refund_actions(terms: &Terms, chain: &Chain, reserved: Option<OutPoint>, cooperative: bool) -> Vec<Action> {
+    let outpoints = outputs_to_refund(&chain.outputs, reserved);
+    if outpoints.is_empty() {
+        vec![]
+    } else if chain.height >= terms.expiry {
+        vec![Action::BroadcastTimeoutRefund { outpoints }]
+    } else if cooperative {
+        vec![Action::RequestCooperativeRefund { outpoints }]
+    } else {
+        vec![]
+    }
+}
+
+/// No output worth a refund pays the HTLC (not even in the mempool).
+fn nothing_paid_in(chain: &Chain) -> bool {
+    !chain.outputs.iter().any(HtlcOutput::refundable)
+}
+
+/// The first confirmed output (most confirmations, lowest outpoint on a tie).
+fn first_confirmed(chain: &Chain) -> Option<&HtlcOutput> {
+    chain
+        .outputs
+        .iter()
+        .filter(|o| o.confs >= 1 && o.refundable())
+        .max_by(|a, b| a.confs.cmp(&b.confs).then(b.outpoint.cmp(&a.outpoint)))
+}
+
+/// Paid: done once every other output is spent for good; from `E` on, refund them.
+fn paid(terms: &Terms, chain: &Chain) -> (State, Vec<Action>) {
+    let reserved = server_output(terms, &chain.outputs);
+    if all_settled(&chain.outputs, reserved) {
+        return (State::Succeeded, vec![]);
+    }
+    (State::Paid, refund_actions(terms, chain, reserved, false))
+}
+
+/// Refunding: done once every output is spent for good (all by us); a confirmed spend by
+/// anyone else means the server claimed with the preimage, so our invoice was paid.
+fn refunding(terms: &Terms, chain: &Chain, outpoint: OutPoint, refund_txid: Option<Txid>) -> (State, Vec<Action>) {
+    if chain.outputs.iter().any(HtlcOutput::claimed_by_other) {
+        return paid(terms, chain);
+    }
+    if all_settled(&chain.outputs, None) {
+        let last = chain
+            .outputs
+            .iter()
+            .filter_map(|o| o.spend)
+            .max_by_key(|s| std::cmp::Reverse(s.confs))
+            .map(|s| s.txid)
+            .or(refund_txid);
+        return match last {
+            Some(txid) => (State::Refunded { txid }, vec![]),
+            // Nothing of ours left and nothing refunded: the outputs vanished (their funding
+            // double-spent after a reorg), the coins never left the payer's wallet.
+            None => (State::Failed(FailReason::NeverFunded), vec![]),
+        };
+    }
+    (
+        State::Refunding { outpoint, refund_txid },
+        refund_actions(terms, chain, None, true),
+    )
+}
+
+/// The transition function: `chain` is what the chain shows at the tip now.
+pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> (State, Vec<Action>) {
     use State as S;
     if state.is_terminal() {
         return (state, vec![]);
     }
-    if let Event::Block { height } = event {
-        if *height >= terms.give_up_height() {
-            return (S::Failed(FailReason::TimedOut), vec![]);
-        }
-    }
+    let h = chain.height;
     match (state, event) {
         (S::Created, Event::OfferValidated) => (S::Persisted, vec![Action::FundHtlc]),
         (S::Created, Event::OfferRejected) => (S::Failed(FailReason::OfferRejected), vec![]),
-        (S::Created | S::Persisted, Event::Abandon) => (S::Failed(FailReason::Abandoned), vec![]),
+        (S::Created, Event::Abandon) if nothing_paid_in(chain) => (S::Failed(FailReason::Abandoned), vec![]),
+        (S::Created, Event::Block) if h >= terms.give_up_height() && nothing_paid_in(chain) => {
+            (S::Failed(FailReason::TimedOut), vec![])
+        }
+        // Abandoning ends a swap only while nothing pays its HTLC (not even in the mempool).
+        (S::Persisted, Event::Abandon) if nothing_paid_in(chain) => (S::Failed(FailReason::Abandoned), vec![]),
         (S::Persisted, Event::FundingBroadcast { txid }) => (S::Funding { txid: *txid }, vec![]),
-        (S::Persisted | S::Funding { .. }, Event::FundingConfirmed { outpoint, value }) => (
-            S::Funded {
-                outpoint: *outpoint,
-                value: *value,
-            },
-            vec![],
-        ),
-        (S::Persisted, Event::Block { height }) if *height >= terms.expiry => {
-            (S::Failed(FailReason::NeverFunded), vec![])
-        }
-        (S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled | Event::ServerClaimed) => {
-            (S::Succeeded, vec![])
-        }
-        (S::Funded { outpoint, .. }, Event::SwapFailed | Event::Abandon) => (
-            S::Refunding {
-                outpoint,
-                refund_txid: None,
-            },
-            vec![Action::RequestCooperativeRefund],
-        ),
-        (S::Funded { outpoint, .. }, Event::Block { height }) if *height >= terms.expiry => (
-            S::Refunding {
-                outpoint,
-                refund_txid: None,
-            },
-            vec![Action::BroadcastTimeoutRefund],
-        ),
-        (S::Refunding { outpoint, refund_txid }, Event::Block { height }) => {
-            let action = if *height >= terms.expiry {
-                Action::BroadcastTimeoutRefund
-            } else {
-                Action::RequestCooperativeRefund
+        (s @ (S::Persisted | S::Funding { .. }), Event::Block) => {
+            if let Some(first) = first_confirmed(chain) {
+                let funded = S::Funded {
+                    outpoint: first.outpoint,
+                    value: first.value,
+                };
+                let (next, actions) = transition(terms, funded.clone(), chain, &Event::Block);
+                return (next, actions);
+            }
+            let waited_out = match s {
+                S::Persisted => h >= terms.expiry,
+                _ => h >= terms.give_up_height(),
             };
-            (S::Refunding { outpoint, refund_txid }, vec![action])
+            if nothing_paid_in(chain) && waited_out {
+                (S::Failed(FailReason::NeverFunded), vec![])
+            } else {
+                (s, vec![])
+            }
         }
+        (S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled) => paid(terms, chain),
+        (S::Funded { outpoint, .. }, Event::SwapFailed | Event::Abandon) => refunding(terms, chain, outpoint, None),
+        (s @ S::Funded { outpoint, .. }, Event::Block) => {
+            if chain.outputs.iter().any(HtlcOutput::claimed_by_other) {
+                paid(terms, chain)
+            } else if h >= terms.expiry {
+                refunding(terms, chain, outpoint, None)
+            } else {
+                (s, vec![])
+            }
+        }
+        (S::Refunding { outpoint, refund_txid }, Event::Block) => refunding(terms, chain, outpoint, refund_txid),
         (S::Refunding { outpoint, .. }, Event::RefundBroadcast { txid }) => (
             S::Refunding {
                 outpoint,
@@ -213,9 +369,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             },
             vec![],
         ),
-        (S::Refunding { .. }, Event::RefundConfirmed { txid, confs }) if *confs >= SWEEP_FINAL_CONFS => {
-            (S::Refunded { txid: *txid }, vec![])
-        }
+        (S::Paid, Event::Block) => paid(terms, chain),
         (s, _) => (s, vec![]),
     }
 }
@@ -223,9 +377,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sm::testing::height;
     use bitcoin::hashes::Hash;
-    use proptest::prelude::*;
 
     fn terms() -> Terms {
         Terms {
@@ -234,89 +386,114 @@ mod tests {
         }
     }
 
-    fn op() -> OutPoint {
+    fn op(vout: u32) -> OutPoint {
         OutPoint {
             txid: Txid::all_zeros(),
-            vout: 1,
+            vout,
         }
     }
 
-    fn event() -> impl Strategy<Value = Event> {
-        prop_oneof![
-            Just(Event::OfferValidated),
-            Just(Event::OfferRejected),
-            Just(Event::FundingBroadcast {
-                txid: Txid::all_zeros()
+    fn out(vout: u32, value: u64, confs: u32, spend: Option<(u32, bool)>) -> HtlcOutput {
+        HtlcOutput {
+            outpoint: op(vout),
+            value: Amount::from_sat(value),
+            confs,
+            spend: spend.map(|(confs, ours)| OutputSpend {
+                txid: Txid::from_byte_array([vout as u8 + 1; 32]),
+                confs,
+                ours,
             }),
-            Just(Event::FundingConfirmed {
-                outpoint: op(),
-                value: Amount::from_sat(100_000)
-            }),
-            Just(Event::InvoiceSettled),
-            Just(Event::SwapFailed),
-            Just(Event::Abandon),
-            height().prop_map(|height| Event::Block { height }),
-            Just(Event::RefundBroadcast {
-                txid: Txid::all_zeros()
-            }),
-            (0u32..5).prop_map(|confs| Event::RefundConfirmed {
-                txid: Txid::all_zeros(),
-                confs
-            }),
-            Just(Event::ServerClaimed),
-        ]
+        }
+    }
+
+    fn chain(height: u32, outputs: Vec<HtlcOutput>) -> Chain {
+        Chain { height, outputs }
     }
 
     #[test]
     fn cooperative_refund_then_timeout_fallback() {
         let t = terms();
         let s = State::Funded {
-            outpoint: op(),
+            outpoint: op(1),
             value: t.amount,
         };
-        let (s, a) = transition(&t, s, &Event::SwapFailed);
-        assert_eq!(a, vec![Action::RequestCooperativeRefund]);
-        let (s, a) = transition(&t, s, &Event::Block { height: 499 });
-        assert_eq!(a, vec![Action::RequestCooperativeRefund]);
-        let (s, a) = transition(&t, s, &Event::Block { height: 500 });
-        assert_eq!(a, vec![Action::BroadcastTimeoutRefund]);
+        let c = chain(450, vec![out(1, 100_000, 3, None)]);
+        let (s, a) = transition(&t, s, &c, &Event::SwapFailed);
+        assert_eq!(a, vec![Action::RequestCooperativeRefund { outpoints: vec![op(1)] }]);
+        let (s, a) = transition(&t, s, &chain(499, c.outputs.clone()), &Event::Block);
+        assert_eq!(a, vec![Action::RequestCooperativeRefund { outpoints: vec![op(1)] }]);
+        let (s, a) = transition(&t, s, &chain(500, c.outputs.clone()), &Event::Block);
+        assert_eq!(a, vec![Action::BroadcastTimeoutRefund { outpoints: vec![op(1)] }]);
         let (s, _) = transition(
             &t,
             s,
-            &Event::RefundConfirmed {
-                txid: Txid::all_zeros(),
-                confs: 3,
-            },
+            &chain(503, vec![out(1, 100_000, 6, Some((3, true)))]),
+            &Event::Block,
         );
         assert_eq!(
             s,
             State::Refunded {
-                txid: Txid::all_zeros()
+                txid: Txid::from_byte_array([2; 32])
             }
         );
     }
 
-    proptest! {
-        #[test]
-        fn ends_on_timeout_and_never_refunds_after_payment(events in proptest::collection::vec(event(), 0..40)) {
-            let t = terms();
-            let mut s = State::Created;
-            let mut paid = false;
-            let mut funds = 0;
-            for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
-                let was_succeeded = s == State::Succeeded;
-                let (next, actions) = transition(&t, s, e);
-                paid |= next == State::Succeeded && !was_succeeded;
-                for a in &actions {
-                    match a {
-                        Action::FundHtlc => funds += 1,
-                        Action::RequestCooperativeRefund | Action::BroadcastTimeoutRefund => prop_assert!(!paid),
-                    }
-                }
-                s = next;
-            }
-            prop_assert!(s.is_terminal());
-            prop_assert!(funds <= 1, "funded twice");
-        }
+    /// Finding 3: a funded loop-in whose daemon was down far past the old give-up height
+    /// refunds at once; it never ends with the coins in the HTLC.
+    #[test]
+    fn downtime_past_the_old_give_up_height_refunds_instead_of_timing_out() {
+        let t = terms();
+        let late = t.give_up_height() + 100;
+        let s = State::Funding {
+            txid: Txid::all_zeros(),
+        };
+        let (s, a) = transition(&t, s, &chain(late, vec![out(1, 100_000, 150, None)]), &Event::Block);
+        assert!(matches!(s, State::Refunding { .. }), "{s:?}");
+        assert_eq!(a, vec![Action::BroadcastTimeoutRefund { outpoints: vec![op(1)] }]);
+    }
+
+    /// Finding 4: two outputs pay the address; once paid, the one the server paid for is its,
+    /// the other is refunded from `E` on; the swap ends only when that refund is final.
+    #[test]
+    fn extra_outputs_are_refunded_after_payment() {
+        let t = terms();
+        let s = State::Funded {
+            outpoint: op(1),
+            value: t.amount,
+        };
+        let outs = vec![out(1, 100_000, 5, None), out(2, 30_000, 4, None)];
+        let (s, a) = transition(&t, s, &chain(450, outs.clone()), &Event::InvoiceSettled);
+        assert_eq!((s.clone(), a), (State::Paid, vec![]));
+        let (s, a) = transition(&t, s, &chain(500, outs), &Event::Block);
+        assert_eq!(a, vec![Action::BroadcastTimeoutRefund { outpoints: vec![op(2)] }]);
+        let outs = vec![
+            out(1, 100_000, 55, Some((40, false))),
+            out(2, 30_000, 54, Some((2, true))),
+        ];
+        let (s, _) = transition(&t, s, &chain(502, outs), &Event::Block);
+        assert_eq!(s, State::Paid, "not before the refund is final");
+        let outs = vec![
+            out(1, 100_000, 56, Some((41, false))),
+            out(2, 30_000, 55, Some((3, true))),
+        ];
+        let (s, _) = transition(&t, s, &chain(503, outs), &Event::Block);
+        assert_eq!(s, State::Succeeded);
+    }
+
+    #[test]
+    fn the_server_output_is_a_confirmed_exact_one() {
+        let t = terms();
+        assert_eq!(server_output(&t, &[out(1, 100_000, 0, None)]), None, "unconfirmed");
+        assert_eq!(server_output(&t, &[out(1, 100_001, 3, None)]), None, "not exact");
+        assert_eq!(
+            server_output(&t, &[out(1, 100_000, 2, None), out(2, 100_000, 3, None)]),
+            Some(op(2)),
+            "the earliest"
+        );
+        assert_eq!(
+            server_output(&t, &[out(1, 100_000, 2, Some((0, false))), out(2, 100_000, 3, None)]),
+            Some(op(1)),
+            "the one it claims"
+        );
     }
 }

@@ -12,13 +12,20 @@
 //!                                                              Failed
 //! ```
 //! Rules: the preimage is revealed (action [`Action::RevealAndClaim`]) only against an HTLC with
-//! the required confirmations, value ≥ amount, and at least `PREIMAGE_REVEAL_CUTOFF` blocks
-//! before `E`; once revealed, the claim is re-broadcast and bumped every block.
+//! the required confirmations (at least 1, at most [`MAX_HTLC_CONFS`]), value ≥ amount, and at
+//! least `PREIMAGE_REVEAL_CUTOFF` blocks before `E`; once revealed, the claim is re-broadcast
+//! and bumped every block **for as long as the HTLC is unspent** — no give-up height ends a
+//! `Claiming` swap (a daemon that was down across `E` comes back and claims at once): it ends
+//! only when our claim, or the server's refund, is [`SWEEP_FINAL_CONFS`] deep, or when the HTLC
+//! vanished from the chain altogether (its funding double-spent) past the give-up height. If
+//! the claimed output vanishes while another output pays the HTLC script, the client claims
+//! that one (the preimage is public: anything paying the script is the client's to take). The
+//! give-up height applies only while waiting for the server off-chain (before the reveal).
 
 use bitcoin::{Amount, OutPoint, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::constants::{MAX_HTLC_CONFS, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
 use crate::fees::DontClaim;
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::BlockHeight;
@@ -37,15 +44,27 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// Past this height the machine gives up.
+    /// Past this height a swap that has not revealed its preimage gives up waiting for the
+    /// server (its payment has surely failed back by then). A revealed swap never gives up
+    /// while its HTLC exists.
     pub fn give_up_height(&self) -> BlockHeight {
         self.expiry.max(self.payment_timeout) + SPEND_CONFIRM_BUDGET + REORG_SAFETY_DEPTH
+    }
+
+    /// The confirmations required before the reveal: `htlc_confs` within 1..=[`MAX_HTLC_CONFS`].
+    pub fn required_confs(&self) -> u32 {
+        self.htlc_confs.clamp(1, MAX_HTLC_CONFS)
     }
 }
 
 /// Why a loop-out failed (client view).
+///
+/// Stored as [`FailReasonRepr`]: `NotClaimed` nests its [`DontClaim`] under its own key. (It
+/// used to be flattened beside the `reason` tag, and `DontClaim`'s own `reason` tag overwrote
+/// it — `{"state":"failed","reason":"too_late","blocks_left":19}` — a record no one could read
+/// back; those records read again as `NotClaimed`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "reason")]
+#[serde(from = "FailReasonRepr", into = "FailReasonRepr")]
 pub enum FailReason {
     /// The offer failed validation; nothing was paid.
     OfferRejected,
@@ -62,6 +81,77 @@ pub enum FailReason {
     ServerRefunded,
     /// The give-up height passed without a decision.
     TimedOut,
+}
+
+/// The stored form of [`FailReason`] (serde tags are store format: never rename one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum FailReasonRepr {
+    /// [`FailReason::OfferRejected`].
+    OfferRejected,
+    /// [`FailReason::PaymentFailed`].
+    PaymentFailed,
+    /// [`FailReason::HtlcUnderpaid`].
+    HtlcUnderpaid,
+    /// [`FailReason::NotClaimed`].
+    NotClaimed {
+        /// Why.
+        not_claimed: DontClaim,
+    },
+    /// [`FailReason::ServerRefunded`].
+    ServerRefunded,
+    /// [`FailReason::TimedOut`].
+    TimedOut,
+    /// A `NotClaimed(TooLate)` written before (its tag overwrote ours).
+    TooLate {
+        /// Blocks left.
+        blocks_left: u32,
+    },
+    /// A `NotClaimed(FeeAboveLimit)` written before.
+    FeeAboveLimit {
+        /// The fee needed.
+        fee: Amount,
+        /// The limit.
+        max_fee: Amount,
+    },
+    /// A `NotClaimed(NotWorthIt)` written before.
+    NotWorthIt {
+        /// The HTLC value.
+        value: Amount,
+        /// The fee needed.
+        fee: Amount,
+    },
+}
+
+impl From<FailReasonRepr> for FailReason {
+    fn from(r: FailReasonRepr) -> FailReason {
+        use FailReasonRepr as R;
+        match r {
+            R::OfferRejected => FailReason::OfferRejected,
+            R::PaymentFailed => FailReason::PaymentFailed,
+            R::HtlcUnderpaid => FailReason::HtlcUnderpaid,
+            R::NotClaimed { not_claimed } => FailReason::NotClaimed(not_claimed),
+            R::ServerRefunded => FailReason::ServerRefunded,
+            R::TimedOut => FailReason::TimedOut,
+            R::TooLate { blocks_left } => FailReason::NotClaimed(DontClaim::TooLate { blocks_left }),
+            R::FeeAboveLimit { fee, max_fee } => FailReason::NotClaimed(DontClaim::FeeAboveLimit { fee, max_fee }),
+            R::NotWorthIt { value, fee } => FailReason::NotClaimed(DontClaim::NotWorthIt { value, fee }),
+        }
+    }
+}
+
+impl From<FailReason> for FailReasonRepr {
+    fn from(r: FailReason) -> FailReasonRepr {
+        use FailReasonRepr as R;
+        match r {
+            FailReason::OfferRejected => R::OfferRejected,
+            FailReason::PaymentFailed => R::PaymentFailed,
+            FailReason::HtlcUnderpaid => R::HtlcUnderpaid,
+            FailReason::NotClaimed(not_claimed) => R::NotClaimed { not_claimed },
+            FailReason::ServerRefunded => R::ServerRefunded,
+            FailReason::TimedOut => R::TimedOut,
+        }
+    }
 }
 
 /// Client loop-out states.
@@ -148,8 +238,20 @@ pub enum Event {
         /// Confirmations.
         confs: u32,
     },
-    /// The HTLC was spent by the server's refund.
-    HtlcRefunded,
+    /// The HTLC was spent by the server's refund, with this many confirmations.
+    HtlcRefunded {
+        /// Confirmations of the refund.
+        confs: u32,
+    },
+    /// The HTLC being claimed is neither on the chain nor in the mempool (its funding was
+    /// double-spent in a reorg).
+    HtlcVanished {
+        /// Current tip.
+        height: BlockHeight,
+        /// The largest other output paying the HTLC script now, if any (confirmed or not):
+        /// with the preimage out, the client claims it instead.
+        replacement: Option<(OutPoint, Amount)>,
+    },
 }
 
 /// What the daemon must do (each idempotent).
@@ -176,7 +278,8 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         return (state, vec![]);
     }
     if let Event::Block { height } = event {
-        if *height >= terms.give_up_height() {
+        // Only while the preimage is secret: a revealed swap claims while it can.
+        if *height >= terms.give_up_height() && !matches!(state, S::Claiming { .. }) {
             return (S::Failed(FailReason::TimedOut), vec![]);
         }
     }
@@ -214,7 +317,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                     vec![],
                 );
             }
-            if *confs < terms.htlc_confs.max(1) {
+            if *confs < terms.required_confs() {
                 return (confirming, vec![]);
             }
             match decision {
@@ -248,7 +351,34 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Claiming { .. }, Event::ClaimConfirmed { txid, confs }) if *confs >= SWEEP_FINAL_CONFS => {
             (S::Succeeded { claim_txid: *txid }, vec![])
         }
-        (S::Claiming { .. }, Event::HtlcRefunded) => (S::Failed(FailReason::ServerRefunded), vec![]),
+        // The server's refund ends the swap only once it is final: a reorg could undo it and
+        // our claim (the preimage is out) must then still win.
+        (S::Claiming { .. }, Event::HtlcRefunded { confs }) if *confs >= SWEEP_FINAL_CONFS => {
+            (S::Failed(FailReason::ServerRefunded), vec![])
+        }
+        // The preimage is out: whatever pays the HTLC script now is ours to claim, at once (a
+        // server that double-spent its HTLC in a reorg and paid the address again).
+        (
+            S::Claiming { .. },
+            Event::HtlcVanished {
+                replacement: Some((outpoint, value)),
+                ..
+            },
+        ) => (
+            S::Claiming {
+                outpoint: *outpoint,
+                value: *value,
+                claim_txid: None,
+            },
+            vec![Action::BumpClaim { outpoint: *outpoint }],
+        ),
+        (
+            S::Claiming { .. },
+            Event::HtlcVanished {
+                height,
+                replacement: None,
+            },
+        ) if *height >= terms.give_up_height() => (S::Failed(FailReason::TimedOut), vec![]),
         (s, _) => (s, vec![]),
     }
 }
@@ -308,7 +438,7 @@ mod tests {
                 txid: Txid::all_zeros(),
                 confs
             }),
-            Just(Event::HtlcRefunded),
+            (0u32..5).prop_map(|confs| Event::HtlcRefunded { confs }),
         ]
     }
 
@@ -361,6 +491,39 @@ mod tests {
         );
     }
 
+    /// A failed swap's state reads back, `NotClaimed` included (it used to be written with
+    /// two `reason` keys, the inner one winning, and could not be read), and the records
+    /// written that way read again.
+    #[test]
+    fn fail_reasons_round_trip_through_the_store_format() {
+        for r in [
+            FailReason::TimedOut,
+            FailReason::PaymentFailed,
+            FailReason::NotClaimed(DontClaim::TooLate { blocks_left: 19 }),
+            FailReason::NotClaimed(DontClaim::NotWorthIt {
+                value: Amount::from_sat(5),
+                fee: Amount::from_sat(6),
+            }),
+        ] {
+            let v = serde_json::to_value(State::Failed(r)).expect("json");
+            assert_eq!(v["state"], "failed");
+            assert_eq!(
+                serde_json::from_value::<State>(v).expect("reads back"),
+                State::Failed(r)
+            );
+        }
+        let old = serde_json::json!({"state": "failed", "reason": "too_late", "blocks_left": 19});
+        assert_eq!(
+            serde_json::from_value::<State>(old).expect("old record"),
+            State::Failed(FailReason::NotClaimed(DontClaim::TooLate { blocks_left: 19 }))
+        );
+        let old = serde_json::json!({"state": "failed", "reason": "timed_out"});
+        assert_eq!(
+            serde_json::from_value::<State>(old).expect("old record"),
+            State::Failed(FailReason::TimedOut)
+        );
+    }
+
     #[test]
     fn refuses_underpaid_and_late_htlcs() {
         let t = terms();
@@ -405,7 +568,8 @@ mod tests {
                 }
                 s = next;
             }
-            prop_assert!(s.is_terminal());
+            // Ends by the give-up height unless the preimage is out: then it claims on.
+            prop_assert!(s.is_terminal() || matches!(s, State::Claiming { .. }), "{s:?}");
         }
     }
 }

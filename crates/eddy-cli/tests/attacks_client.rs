@@ -1,0 +1,1279 @@
+//! The standing attacker against the swap CLIENT (issue 12): a hostile server, written for the
+//! tests, against the real client engines (`LoopOutClient`, `LoopInClient`) on the devnet with
+//! real LDK nodes. The hostile server is [`Hostile`]: it speaks to the real server engine over
+//! its real HTTP API (`HttpSwapServer`) and tampers with chosen answers on the way back
+//! (forged invoices signed by another key, a fee above the amount, claims of the wrong output,
+//! calls that hang, co-signatures refused); where the attack is on-chain (a daemon down across
+//! `E`, the address paid twice) the test plays it with the devnet. Every test names its attack
+//! and asserts exact money on both sides.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitcoin::{Amount, OutPoint, Transaction};
+use eddy::demo::{swapnet, Swapnet};
+use eddy_backends::LightningNode;
+use eddy_client::loop_in::{LoopInClient, LoopInOptions};
+use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapServerApi};
+use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
+use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
+use eddy_core::sm::loop_in_client::State as InState;
+use eddy_core::sm::loop_in_server::State as ServerInState;
+use eddy_core::sm::loop_out_client::State as OutState;
+use eddy_core::types::{Preimage, SwapId};
+use eddy_core::validate::{LoopInCreate, LoopInOffer, LoopOutCreate, LoopOutOffer};
+
+/// What the hostile server does besides answering like the real one.
+#[derive(Default)]
+struct Knobs {
+    /// Answer loop-out offers with both invoices re-signed by another node key, the swap
+    /// invoice carrying a route hint of this many CLTV blocks.
+    route_hint_cltv: Option<u16>,
+    /// Answer loop-out offers with the swap invoice asking this much more (msat), re-signed.
+    extra_swap_msat: Option<u64>,
+    /// Quote this loop-in fee instead of the real one.
+    loop_in_fee: Option<Amount>,
+    /// Ask the client to co-sign a claim of this output instead of the real one.
+    claim_outpoint: Option<OutPoint>,
+    /// Refuse to co-sign loop-out claims while set.
+    refuse_claim_cosign: Arc<AtomicBool>,
+    /// Calls about this swap never answer (a server that hangs).
+    hang: Option<SwapId>,
+    /// Answer loop-out co-signing with a partial signature that does not verify.
+    garbage_partial: bool,
+    /// Report this state for every swap instead of the real one.
+    fake_state: Option<&'static str>,
+    /// Refuse every loop-in refund co-signing.
+    refuse_refund_cosign: bool,
+}
+
+/// The hostile server: the real server over HTTP, with [`Knobs`] applied.
+struct Hostile {
+    real: HttpSwapServer,
+    knobs: Knobs,
+    /// Partial signatures the client handed over for claims of `claim_outpoint`.
+    wrong_cosigns: AtomicU32,
+    /// The loop-in claim we asked the client to co-sign.
+    asked: Mutex<Option<Transaction>>,
+}
+
+impl Hostile {
+    fn new(net: &Swapnet, knobs: Knobs) -> Arc<Hostile> {
+        let url = net.http.as_ref().expect("the server's HTTP API").url();
+        Arc::new(Hostile {
+            real: HttpSwapServer::new(&url).expect("http client"),
+            knobs,
+            wrong_cosigns: AtomicU32::new(0),
+            asked: Mutex::new(None),
+        })
+    }
+
+    async fn hang_if(&self, id: &SwapId) {
+        if self.knobs.hang == Some(*id) {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+        }
+    }
+}
+
+/// `invoice` re-signed by a key the server does not own, asking `extra_msat` more and carrying
+/// a one-hop route hint of `hint_cltv` blocks if given.
+fn forge(invoice: &str, extra_msat: u64, hint_cltv: Option<u16>) -> Result<String, String> {
+    use lightning_invoice::{Bolt11Invoice, InvoiceBuilder, RouteHint, RouteHintHop, RoutingFees};
+    let inv: Bolt11Invoice = invoice.parse().map_err(|_| "parse")?;
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let key = bitcoin::secp256k1::SecretKey::from_slice(&[0x42; 32]).map_err(|e| e.to_string())?;
+    let mut b = InvoiceBuilder::new(inv.currency())
+        .description("hostile".into())
+        .payment_hash(*inv.payment_hash())
+        .payment_secret(*inv.payment_secret())
+        .current_timestamp()
+        .min_final_cltv_expiry_delta(inv.min_final_cltv_expiry_delta())
+        .amount_milli_satoshis(inv.amount_milli_satoshis().unwrap_or(0) + extra_msat)
+        .expiry_time(Duration::from_secs(3_600));
+    if let Some(cltv) = hint_cltv {
+        b = b.private_route(RouteHint(vec![RouteHintHop {
+            src_node_id: bitcoin::secp256k1::PublicKey::from_secret_key(
+                &secp,
+                &bitcoin::secp256k1::SecretKey::from_slice(&[0x43; 32]).map_err(|e| e.to_string())?,
+            ),
+            short_channel_id: 42,
+            fees: RoutingFees {
+                base_msat: 0,
+                proportional_millionths: 0,
+            },
+            cltv_expiry_delta: cltv,
+            htlc_minimum_msat: None,
+            htlc_maximum_msat: None,
+        }]));
+    }
+    b.build_signed(|m| secp.sign_ecdsa_recoverable(m, &key))
+        .map(|i| i.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[async_trait]
+impl SwapServerApi for Hostile {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+        let mut offer = self.real.loop_out(req).await?;
+        if self.knobs.route_hint_cltv.is_some() || self.knobs.extra_swap_msat.is_some() {
+            offer.swap_invoice = forge(
+                &offer.swap_invoice,
+                self.knobs.extra_swap_msat.unwrap_or(0),
+                self.knobs.route_hint_cltv,
+            )?;
+            offer.prepay_invoice = forge(&offer.prepay_invoice, 0, None)?;
+        }
+        Ok(offer)
+    }
+
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+        self.hang_if(&SwapId::from(preimage.payment_hash())).await;
+        self.real.push_preimage(preimage).await
+    }
+
+    async fn cosign_claim(
+        &self,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
+        tx: &Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
+        self.hang_if(id).await;
+        if self.knobs.refuse_claim_cosign.load(Ordering::SeqCst) {
+            return Err("not co-signing now".into());
+        }
+        let (n, mut partial) = self.real.cosign_claim(id, nonce, tx).await?;
+        if self.knobs.garbage_partial {
+            partial[31] ^= 1;
+        }
+        Ok((n, partial))
+    }
+
+    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
+        match self.knobs.loop_in_fee {
+            Some(f) => Ok(f),
+            None => self.real.loop_in_fee(amount).await,
+        }
+    }
+
+    async fn loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, String> {
+        self.real.loop_in(req).await
+    }
+
+    async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
+        self.hang_if(id).await;
+        if let Some(s) = self.knobs.fake_state {
+            return Ok(s.into());
+        }
+        self.real.swap_state(id).await
+    }
+
+    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, Transaction), String> {
+        let (nonce, mut tx) = self.real.claim_request(id).await?;
+        if let Some(o) = self.knobs.claim_outpoint {
+            tx.input[0].previous_output = o;
+        }
+        *self.asked.lock().expect("lock") = Some(tx.clone());
+        Ok((nonce, tx))
+    }
+
+    async fn claim_cosign(&self, id: &SwapId, nonce: &PubNonceBytes, partial: &PartialSigBytes) -> Result<(), String> {
+        if self.knobs.claim_outpoint.is_some() {
+            self.wrong_cosigns.fetch_add(1, Ordering::SeqCst);
+        }
+        self.real.claim_cosign(id, nonce, partial).await
+    }
+
+    async fn cosign_refund(
+        &self,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
+        tx: &Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
+        self.hang_if(id).await;
+        if self.knobs.refuse_refund_cosign {
+            return Err("no refund for you".into());
+        }
+        self.real.cosign_refund(id, nonce, tx).await
+    }
+}
+
+fn keys(net: &Swapnet) -> eddy_store::SeedKeys {
+    eddy_store::SeedKeys::load_or_create(&net.dir, eddy_client::SEED_FILE).expect("seed")
+}
+
+fn out_client(net: &Swapnet, api: Arc<dyn SwapServerApi>) -> LoopOutClient {
+    net.rt
+        .block_on(LoopOutClient::new(
+            eddy::demo::client_config(),
+            net.client_ln.clone(),
+            net.chain.clone(),
+            net.client_store.clone(),
+            api,
+            keys(net),
+        ))
+        .expect("loop-out client")
+}
+
+fn in_client(net: &Swapnet, api: Arc<dyn SwapServerApi>) -> LoopInClient {
+    net.rt
+        .block_on(LoopInClient::new(
+            eddy::demo::client_config(),
+            net.client_ln.clone(),
+            net.chain.clone(),
+            net.client_store.clone(),
+            api,
+            keys(net),
+        ))
+        .expect("loop-in client")
+}
+
+fn lightning(net: &Swapnet) -> u64 {
+    net.client_ln.ldk().list_balances().total_lightning_balance_sats
+}
+
+/// Lightning payments the client's node has made or tried (on-chain ones aside).
+fn lightning_payments(net: &Swapnet) -> usize {
+    net.client_ln
+        .ldk()
+        .list_payments()
+        .iter()
+        .filter(|p| !matches!(p.kind, ldk_node::payment::PaymentKind::Onchain { .. }))
+        .count()
+}
+
+fn onchain(net: &Swapnet) -> u64 {
+    let _ = net.client_ln.ldk().sync_wallets();
+    net.client_ln.ldk().list_balances().total_onchain_balance_sats
+}
+
+/// Gives the client node 300,000 sat on-chain; returns its on-chain balance.
+fn fund_client(net: &Swapnet) -> u64 {
+    let addr = net.rt.block_on(net.client_ln.new_address()).expect("address");
+    net.lab.chain.fund(&addr, Amount::from_sat(300_000)).expect("fund");
+    net.mine(1).expect("mine");
+    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
+        let _ = net.client_ln.ldk().sync_wallets();
+        net.client_ln.ldk().list_balances().spendable_onchain_balance_sats > 0
+    })
+    .expect("funded");
+    onchain(net)
+}
+
+fn tx(net: &Swapnet, txid: &bitcoin::Txid) -> eddy_backends::TxStatus {
+    net.rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("known transaction")
+}
+
+fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> u64 {
+    let t = tx(net, txid).tx;
+    net.rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &t))
+        .expect("fee")
+        .to_sat()
+}
+
+fn tip(net: &Swapnet) -> u32 {
+    net.lab.chain.tip().expect("tip").0
+}
+
+/// Mines up to height `h` (both nodes synced).
+fn mine_to(net: &Swapnet, h: u32) {
+    let t = tip(net);
+    if h > t {
+        net.mine(h - t).expect("mine");
+    }
+}
+
+fn in_mempool(net: &Swapnet, txid: &bitcoin::Txid) -> bool {
+    net.lab
+        .chain
+        .rpc::<serde_json::Value>("getmempoolentry", serde_json::json!([txid.to_string()]))
+        .is_ok()
+}
+
+/// Attack (finding 7): the server's swap invoice carries a route hint with `cltv_expiry_delta`
+/// 1,000, which would lock the client's payment (and channel liquidity) ~1,000 blocks. The
+/// client refuses the offer before anything is paid: no payment, no stored swap, both nodes'
+/// channel balances as before.
+#[test]
+fn attack_route_hint_with_huge_cltv_is_refused_before_paying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            route_hint_cltv: Some(1_000),
+            ..Knobs::default()
+        },
+    );
+    let client = out_client(&net, hostile);
+    let (c0, s0) = (
+        lightning(&net),
+        net.server_ln.ldk().list_balances().total_lightning_balance_sats,
+    );
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let res = net.rt.block_on(client.loop_out(Amount::from_sat(100_000), dest));
+    match res {
+        Err(ClientError::OfferRefused(m)) => assert!(m.contains("route hints"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(lightning_payments(&net), 0, "nothing paid");
+    assert_eq!(lightning(&net), c0);
+    assert_eq!(net.server_ln.ldk().list_balances().total_lightning_balance_sats, s0);
+    assert!(net
+        .rt
+        .block_on(net.client_store.list(eddy_store::ListFilter::All))
+        .expect("list")
+        .is_empty());
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 10 and hostile quotes): a loop-in quote whose fee exceeds the amount (the
+/// client's `amount − fee` would wrap around), a loop-in fee above the client's limit, and a
+/// loop-out swap invoice asking 10,000 sat more than the amount plus the fee limit allow. Each
+/// is refused before anything is created, funded or paid: balances unchanged to the satoshi.
+#[test]
+fn attack_hostile_quotes_are_refused_before_anything_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let chain0 = fund_client(&net);
+    let ln0 = lightning(&net);
+    let amount = Amount::from_sat(50_000);
+    for (fee, want) in [
+        (Amount::from_sat(50_001), "leaves nothing"),
+        (Amount::from_sat(50_000), "leaves nothing"),
+        (Amount::from_sat(5_001), "exceeds the limit"),
+    ] {
+        let hostile = Hostile::new(
+            &net,
+            Knobs {
+                loop_in_fee: Some(fee),
+                ..Knobs::default()
+            },
+        );
+        let client = in_client(&net, hostile);
+        match net.rt.block_on(client.loop_in(amount, LoopInOptions::default())) {
+            Err(ClientError::OfferRefused(m)) => assert!(m.contains(want), "{fee}: {m}"),
+            other => panic!("{fee}: expected a refusal, got {other:?}"),
+        }
+    }
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            extra_swap_msat: Some(10_000_000),
+            ..Knobs::default()
+        },
+    );
+    let client = out_client(&net, hostile);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    match net.rt.block_on(client.loop_out(Amount::from_sat(100_000), dest)) {
+        Err(ClientError::OfferRefused(m)) => assert!(m.contains("fee"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(lightning_payments(&net), 0, "nothing paid");
+    assert!(net
+        .rt
+        .block_on(net.client_store.list(eddy_store::ListFilter::All))
+        .expect("list")
+        .is_empty());
+    assert_eq!(lightning(&net), ln0);
+    assert_eq!(onchain(&net), chain0, "nothing funded");
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 3, loop-in): the server takes the funding and never pays; the client's
+/// daemon is down from just after the funding confirmed until far past `E` and the old give-up
+/// height (`E + 24`). Back up, it refunds by the timeout path at once — it used to end the swap
+/// `Failed(TimedOut)` with the coins left in the HTLC. Exact money: the client's wallet is short
+/// of exactly the two miner fees, its channel balance untouched; the server gained nothing.
+#[test]
+fn attack_loop_in_client_down_across_expiry_still_refunds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let hostile = Hostile::new(&net, Knobs::default());
+    let client = in_client(&net, hostile.clone());
+    let chain0 = fund_client(&net);
+    let ln0 = lightning(&net);
+    let server_wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let amount = Amount::from_sat(80_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let InState::Funding { txid: funding } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    net.rt.block_on(client.tick()).expect("tick");
+    assert!(matches!(
+        net.rt.block_on(client.swap(&id)).expect("swap").1.state,
+        InState::Funded { .. }
+    ));
+    // The daemon goes down; the server's engine never pays.
+    drop(client);
+    let expiry = rec.terms.expiry;
+    mine_to(&net, rec.terms.give_up_height() + 10);
+    let client = in_client(&net, hostile);
+    net.rt.block_on(client.tick()).expect("tick");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let InState::Refunding {
+        refund_txid: Some(refund),
+        ..
+    } = rec.state
+    else {
+        panic!("refund broadcast at once after the downtime: {:?}", rec.state)
+    };
+    assert_eq!(
+        tx(&net, &refund).tx.lock_time.to_consensus_u32(),
+        expiry,
+        "timeout path"
+    );
+    let start = std::time::Instant::now();
+    while !matches!(
+        net.rt.block_on(client.swap(&id)).expect("swap").1.state,
+        InState::Refunded { .. }
+    ) {
+        net.mine(1).expect("mine");
+        net.rt.block_on(client.tick()).expect("tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    }
+    let refund_fee = fee_of(&net, &refund);
+    let funding_fee = fee_of(&net, &funding);
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("everything back but the two miner fees");
+    assert_eq!(lightning(&net), ln0);
+    net.rt.block_on(net.server.tick()).expect("server tick");
+    assert_eq!(net.rt.block_on(net.server.wallet_balance()).spendable, server_wallet0);
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 4): the HTLC address is paid twice — the amount, and 25,000 sat more in a
+/// second output — and the hostile server asks the client to co-sign a key-path "claim" of
+/// the extra output instead of the one it paid for. The client refuses (no partial signature
+/// leaves it for that output), the server claims its own output by the script path, and the
+/// client refunds the extra output by the timeout path at `E`; the swap ends only then.
+/// Exact money: the client receives `amount − fee` over Lightning and the extra output less
+/// its refund fee; the server's wallet gains the amount less its claim fee.
+#[test]
+fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let amount = Amount::from_sat(60_000);
+    let extra = Amount::from_sat(25_000);
+    // Find the extra output first (the test plays the payer), then the hostile server.
+    let probe = in_client(&net, Hostile::new(&net, Knobs::default()));
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    let id = net.rt.block_on(probe.loop_in(amount, external)).expect("loop-in");
+    drop(probe);
+    let (_, rec) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    let exact = net.lab.chain.fund(&address, amount).expect("fund");
+    let extra_tx = net.lab.chain.fund(&address, extra).expect("fund extra");
+    let vout = tx(&net, &extra_tx)
+        .tx
+        .output
+        .iter()
+        .position(|o| o.value == extra && o.script_pubkey == address.script_pubkey())
+        .expect("extra output") as u32;
+    let extra_out = OutPoint { txid: extra_tx, vout };
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            claim_outpoint: Some(extra_out),
+            ..Knobs::default()
+        },
+    );
+    let client = in_client(&net, hostile.clone());
+    net.mine(1).expect("mine");
+    let chain0 = onchain(&net);
+    // The server pays for the exact output and claims it (script path: no co-signature).
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
+        let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+        if srec.state == ServerInState::Succeeded {
+            assert_eq!(c, InState::Paid, "the extra output keeps the swap open");
+            break;
+        }
+        assert!(!c.is_terminal(), "{c:?}");
+        // Blocks once the client had its chance to co-sign (it refused: the server then claims
+        // by the script path).
+        if matches!(srec.state, ServerInState::Claiming { .. }) && (srec.claim.is_some() || c == InState::Paid) {
+            net.mine(1).expect("mine");
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {:?}", srec.state);
+    }
+    assert!(hostile.asked.lock().expect("lock").is_some(), "the server asked");
+    assert_eq!(
+        hostile.wrong_cosigns.load(Ordering::SeqCst),
+        0,
+        "never co-signed the extra"
+    );
+    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let claim = srec
+        .claim
+        .expect("claim")
+        .all
+        .iter()
+        .map(|t| tx(&net, t))
+        .find(|t| t.block.is_some())
+        .expect("confirmed claim");
+    assert_eq!(claim.tx.input[0].previous_output.txid, exact, "the server's own output");
+    assert!(claim.tx.input[0].witness.len() > 1, "script path");
+    // Nothing moves before E; at E the extra output is refunded.
+    mine_to(&net, rec.terms.expiry - 1);
+    net.rt.block_on(client.tick()).expect("tick");
+    assert_eq!(net.rt.block_on(client.swap(&id)).expect("c").1.state, InState::Paid);
+    let start = std::time::Instant::now();
+    while net.rt.block_on(client.swap(&id)).expect("c").1.state != InState::Succeeded {
+        net.mine(1).expect("mine");
+        net.rt.block_on(client.tick()).expect("tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    }
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
+    let refunds = &rec.refunds;
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].outpoint, extra_out);
+    let refund = refunds[0]
+        .all
+        .iter()
+        .map(|t| tx(&net, t))
+        .find(|t| t.block.is_some())
+        .expect("confirmed refund");
+    let refund_fee = extra - refund.tx.output[0].value;
+    // 60,000 − (1,000 + 300) = 58,700 over Lightning; the extra back less its refund fee.
+    eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
+        lightning(&net) == ln0 + 58_700 && onchain(&net) == chain0 + (extra - refund_fee).to_sat()
+    })
+    .expect("exact client balances");
+    let claim_fee = amount - claim.tx.output[0].value;
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet0 + amount - claim_fee
+    );
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 4, two parts): the user pays the address in two parts (40,000 + 20,000 for
+/// a 60,000 loop-in, as an external wallet might). Neither is the amount, the server never
+/// pays; the client refunds BOTH outputs cooperatively, one refund each, and ends only when
+/// both are final. Exact money: both parts back less exactly the two refund fees.
+#[test]
+fn attack_two_part_funding_both_parts_refunded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let client = in_client(&net, Hostile::new(&net, Knobs::default()));
+    let amount = Amount::from_sat(60_000);
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    let id = net.rt.block_on(client.loop_in(amount, external)).expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    net.lab.chain.fund(&address, Amount::from_sat(40_000)).expect("part 1");
+    net.lab.chain.fund(&address, Amount::from_sat(20_000)).expect("part 2");
+    net.mine(1).expect("mine");
+    let chain0 = onchain(&net);
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let (_, c) = net.rt.block_on(client.swap(&id)).expect("c");
+        if matches!(c.state, InState::Refunded { .. }) {
+            break;
+        }
+        if c.refunds.len() == 2 {
+            net.mine(1).expect("mine");
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+    }
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
+    let mut back = 0;
+    for r in &rec.refunds {
+        let t = r
+            .all
+            .iter()
+            .map(|t| tx(&net, t))
+            .find(|t| t.block.is_some())
+            .expect("confirmed refund");
+        assert_eq!(t.tx.input.len(), 1);
+        assert_eq!(t.tx.input[0].witness.len(), 1, "cooperative key path");
+        back += t.tx.output[0].value.to_sat();
+    }
+    let fees = 60_000 - back;
+    assert!(fees > 0 && fees < 1_000, "two refund fees: {fees}");
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || onchain(&net) == chain0 + back)
+        .expect("both parts back less the two refund fees");
+    assert_eq!(lightning(&net), ln0, "nothing paid over Lightning");
+    net.stop().expect("stop");
+}
+
+/// Drives a loop-out through the server and `client` until the client has broadcast its first
+/// claim (mining while the HTLC confirms).
+fn until_first_claim(net: &Swapnet, client: &LoopOutClient, id: &SwapId) -> bitcoin::Txid {
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let c = net.rt.block_on(client.swap(id)).expect("swap").1;
+        match c.state {
+            OutState::Claiming {
+                claim_txid: Some(t), ..
+            } => return t,
+            OutState::HtlcConfirming { .. } => net.mine(1).expect("mine"),
+            OutState::Failed(r) => panic!("{r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+    }
+}
+
+/// Attack (finding 10, BIP125 rule 3): the server refuses to co-sign at first, so the client's
+/// first claim goes by the script path (140 vB); a block later the server co-signs and the
+/// client's bump is a key-path claim (99 vB). At the bumped rate on fewer vbytes it would pay
+/// less in total than the claim it replaces and the mempool would refuse it; it must pay at
+/// least the first claim's fee plus 1 sat/vB for its own size. It replaces the first, confirms,
+/// and the client receives exactly the amount less that fee.
+#[test]
+fn attack_key_path_replacement_pays_more_than_the_script_path_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let refuse = Arc::new(AtomicBool::new(true));
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            refuse_claim_cosign: refuse.clone(),
+            ..Knobs::default()
+        },
+    );
+    let client = out_client(&net, hostile);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(90_000);
+    let id = net
+        .rt
+        .block_on(client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let first = until_first_claim(&net, &client, &id);
+    let first_tx = tx(&net, &first).tx;
+    assert!(first_tx.input[0].witness.len() > 1, "script path first");
+    let first_fee = fee_of(&net, &first);
+    // A block without the claim; now the server co-signs.
+    refuse.store(false, Ordering::SeqCst);
+    let faucet = net.lab.chain.faucet_address().expect("addr").to_string();
+    let _: serde_json::Value = net
+        .lab
+        .chain
+        .rpc("generateblock", serde_json::json!([faucet, []]))
+        .expect("empty block");
+    let t = net.lab.chain.tip().expect("tip");
+    for n in [&net.server_ln, &net.client_ln] {
+        eddy_lab::wait_synced(n.ldk(), t, eddy_lab::WAIT).expect("sync");
+    }
+    net.rt.block_on(net.server.tick()).expect("server tick");
+    net.rt.block_on(client.tick()).expect("client tick");
+    let c = net.rt.block_on(client.swap(&id)).expect("swap").1;
+    let claim = c.claim.clone().expect("claim");
+    assert_eq!(claim.all.len(), 2, "one bump");
+    let second = claim.txid;
+    let second_tx = tx(&net, &second).tx;
+    assert_eq!(second_tx.input[0].witness.len(), 1, "key path");
+    assert!(in_mempool(&net, &second), "the mempool took the replacement");
+    assert!(!in_mempool(&net, &first), "it replaced the script-path claim");
+    assert!(
+        claim.fee.to_sat() >= first_fee + second_tx.vsize() as u64,
+        "rule 3 + 4: {} ≥ {first_fee} + {}",
+        claim.fee,
+        second_tx.vsize()
+    );
+    let start = std::time::Instant::now();
+    loop {
+        net.mine(1).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(client.swap(&id)).expect("swap").1.state {
+            assert_eq!(claim_txid, second);
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    }
+    assert_eq!(second_tx.output[0].script_pubkey, dest);
+    assert_eq!(second_tx.output[0].value, amount - claim.fee);
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 3, loop-out): the client revealed its preimage (its claim is in the
+/// mempool, the server settled) and then its daemon is down while miners leave the claim out
+/// until far past `E` and past the old give-up height. Back up, it keeps claiming — a bump at
+/// the urgent rate — instead of ending `Failed(TimedOut)` with the coins in the HTLC. Exact
+/// money: the client receives the amount less its last claim's fee; its channel paid exactly
+/// the swap and prepay invoices.
+#[test]
+fn attack_loop_out_client_down_after_reveal_still_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(100_000);
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let first = until_first_claim(&net, &net.client, &id);
+    // The server learns the preimage and settles.
+    let start = std::time::Instant::now();
+    while net.rt.block_on(net.server.swap(&id)).expect("s").1.state != eddy_core::sm::loop_out_server::State::Succeeded
+    {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let old_give_up = rec.offer.expiry.max(tip(&net) + 95 + 159) + 12;
+    let target = old_give_up.max(rec.terms.give_up_height()) + 5;
+    // The daemon is down; blocks come without the claim.
+    let now = tip(&net);
+    let _ = net
+        .lab
+        .chain
+        .reorg(1, target - now, &[], &[])
+        .expect("blocks without the claim");
+    assert!(in_mempool(&net, &first), "the claim waits in the mempool");
+    let t = net.lab.chain.tip().expect("tip");
+    for n in [&net.server_ln, &net.client_ln] {
+        eddy_lab::wait_synced(n.ldk(), t, eddy_lab::WAIT).expect("sync");
+    }
+    net.restart_engines().expect("restart");
+    net.rt.block_on(net.client.tick()).expect("client tick");
+    let c = net.rt.block_on(net.client.swap(&id)).expect("swap").1;
+    assert!(matches!(c.state, OutState::Claiming { .. }), "{:?}", c.state);
+    let claim = c.claim.clone().expect("claim");
+    assert!(claim.all.len() >= 2, "bumped at once");
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.mine(1).expect("mine");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(net.client.swap(&id)).expect("swap").1.state {
+            break claim_txid;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("confirmed claim");
+    let claim_tx = tx(&net, &claim_txid).tx;
+    assert_eq!(claim_tx.output[0].script_pubkey, dest);
+    assert_eq!(claim_tx.output[0].value, amount - fee);
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("s");
+    let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
+    eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
+        .expect("paid exactly the two invoices");
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 10): a server that never answers calls about one swap (the first loop-out)
+/// must not stall the client's other swaps: every server call is bounded and the swaps' steps
+/// run concurrently. The second loop-out completes while the first's calls hang; the first
+/// claims by the script path without the server. Exact money on both.
+#[test]
+fn attack_hanging_server_calls_do_not_stall_other_swaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    // The client makes the swap id: start the first swap through an honest adapter, then
+    // hang every call about it.
+    let honest = out_client(&net, Hostile::new(&net, Knobs::default()));
+    let a = net
+        .rt
+        .block_on(honest.loop_out(Amount::from_sat(70_000), dest.clone()))
+        .expect("loop-out a");
+    drop(honest);
+    let client = out_client(
+        &net,
+        Hostile::new(
+            &net,
+            Knobs {
+                hang: Some(a),
+                ..Knobs::default()
+            },
+        ),
+    );
+    let b = net
+        .rt
+        .block_on(client.loop_out(Amount::from_sat(60_000), dest.clone()))
+        .expect("loop-out b");
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        let t0 = std::time::Instant::now();
+        net.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), client.tick()).await })
+            .expect("a pass never hangs")
+            .expect("client tick");
+        assert!(t0.elapsed() < Duration::from_secs(35), "pass took {:?}", t0.elapsed());
+        let sa = net.rt.block_on(client.swap(&a)).expect("a").1.state;
+        let sb = net.rt.block_on(client.swap(&b)).expect("b").1.state;
+        if matches!(sa, OutState::Succeeded { .. }) && matches!(sb, OutState::Succeeded { .. }) {
+            break;
+        }
+        assert!(
+            !matches!(sa, OutState::Failed(_)) && !matches!(sb, OutState::Failed(_)),
+            "{sa:?} {sb:?}"
+        );
+        if matches!(sa, OutState::HtlcConfirming { .. } | OutState::Claiming { .. })
+            || matches!(sb, OutState::HtlcConfirming { .. } | OutState::Claiming { .. })
+        {
+            net.mine(1).expect("mine");
+        }
+        assert!(start.elapsed() < Duration::from_secs(400), "{sa:?} {sb:?}");
+    }
+    for (id, amount) in [(a, 70_000), (b, 60_000)] {
+        let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+        let (txid, fee) = c.confirmed_claim().expect("claim");
+        let t = tx(&net, &txid).tx;
+        assert_eq!(t.output[0].value, Amount::from_sat(amount) - fee);
+        if id == a {
+            assert!(t.input[0].witness.len() > 1, "the hung swap claims by the script path");
+        }
+    }
+    net.stop().expect("stop");
+}
+
+/// The unspent value of `txid`'s output paying `address` (0 when spent).
+fn unspent_at(net: &Swapnet, txid: &bitcoin::Txid, address: &bitcoin::Address) -> u64 {
+    let t = tx(net, txid).tx;
+    let vout = t
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == address.script_pubkey())
+        .expect("output");
+    let out: serde_json::Value = net
+        .lab
+        .chain
+        .rpc("gettxout", serde_json::json!([txid.to_string(), vout]))
+        .expect("gettxout");
+    out["value"].as_f64().map_or(0, |btc| (btc * 1e8).round() as u64)
+}
+
+fn htlc_address(offer_address: &str) -> bitcoin::Address {
+    offer_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked()
+}
+
+/// Attacks on the HTLC the server publishes, three loop-outs in one lab (the test plays the
+/// server; its engine never publishes): (a) the right address but 1,000 sat short; (b) the
+/// amount to the address of another script (the same swap with `E + 1`); (c) the right HTLC,
+/// but published only 19 blocks before `E` (below the reveal cutoff). The client never reveals
+/// a preimage, its payments fail back at the server node's deadline, and its channel balance
+/// ends exactly as before, prepays included; every output the "server" paid stays unspent.
+#[test]
+fn attack_wrong_amount_wrong_script_or_late_htlc_is_never_claimed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(50_000);
+    let ids: Vec<SwapId> = (0..3)
+        .map(|_| {
+            net.rt
+                .block_on(net.client.loop_out(amount, dest.clone()))
+                .expect("loop-out")
+        })
+        .collect();
+    let recs: Vec<_> = ids
+        .iter()
+        .map(|id| net.rt.block_on(net.client.swap(id)).expect("swap").1)
+        .collect();
+    // (a) short.
+    let a_addr = htlc_address(&recs[0].offer.htlc_address);
+    let a = net
+        .lab
+        .chain
+        .fund(&a_addr, amount - Amount::from_sat(1_000))
+        .expect("fund a");
+    // (b) another script: the same HTLC with another expiry.
+    let other = eddy_core::htlc::Htlc::new(eddy_core::htlc::HtlcParams {
+        timeout: recs[1].htlc.timeout + 1,
+        ..recs[1].htlc
+    })
+    .expect("htlc");
+    let b_addr = other.address(bitcoin::Network::Regtest);
+    let b = net.lab.chain.fund(&b_addr, amount).expect("fund b");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.client.tick()).expect("tick");
+    for id in &ids[..2] {
+        assert_eq!(
+            net.rt.block_on(net.client.swap(id)).expect("swap").1.state,
+            OutState::Paying
+        );
+    }
+    // (c) the right HTLC, 19 blocks before E.
+    mine_to(&net, recs[2].offer.expiry - PREIMAGE_REVEAL_CUTOFF + 1);
+    let c_addr = htlc_address(&recs[2].offer.htlc_address);
+    let c = net.lab.chain.fund(&c_addr, amount).expect("fund c");
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.client.tick()).expect("tick");
+    assert!(matches!(
+        net.rt.block_on(net.client.swap(&ids[2])).expect("swap").1.state,
+        OutState::Failed(eddy_core::sm::loop_out_client::FailReason::NotClaimed(
+            eddy_core::fees::DontClaim::TooLate { .. }
+        ))
+    ));
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let states: Vec<_> = ids
+            .iter()
+            .map(|id| net.rt.block_on(net.client.swap(id)).expect("swap").1)
+            .collect();
+        if lightning(&net) == before && states.iter().all(|r| r.state.is_terminal()) {
+            for r in &states {
+                assert!(r.claim.is_none(), "nothing revealed");
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "balance {} before {before}",
+            lightning(&net)
+        );
+        net.mine(5).expect("mine");
+    }
+    assert_eq!(unspent_at(&net, &a, &a_addr), 49_000);
+    assert_eq!(unspent_at(&net, &b, &b_addr), 50_000);
+    assert_eq!(unspent_at(&net, &c, &c_addr), 50_000);
+    net.stop().expect("stop");
+}
+
+/// Attack: the server takes the prepay (settles it at once, as a hostile server could) and
+/// never publishes the HTLC. The client loses at most the prepay — within its `max_prepay`
+/// limit — and its swap payment fails back: its channel balance ends short of exactly the
+/// prepay; no preimage was revealed.
+#[test]
+fn attack_prepay_taken_htlc_never_published_loses_only_the_prepay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(Amount::from_sat(100_000), dest))
+        .expect("loop-out");
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let prepay_sat = s.terms.prepay_msat / 1000;
+    let prepay_hash = s.prepay_preimage.payment_hash();
+    eddy_lab::wait_until("prepay held", eddy_lab::WAIT, || {
+        matches!(
+            net.rt.block_on(net.server_ln.hold_invoice_state(&prepay_hash)),
+            Ok(eddy_backends::HoldInvoiceState::Accepted { .. })
+        )
+    })
+    .expect("held");
+    net.rt
+        .block_on(net.server_ln.settle_hold_invoice(&s.prepay_preimage))
+        .expect("the hostile server takes the prepay");
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+        if rec.state.is_terminal() && lightning(&net) == before - prepay_sat {
+            assert_eq!(
+                rec.state,
+                OutState::Failed(eddy_core::sm::loop_out_client::FailReason::PaymentFailed)
+            );
+            assert!(rec.claim.is_none(), "nothing revealed");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{:?} {}",
+            rec.state,
+            lightning(&net)
+        );
+        net.mine(5).expect("mine");
+    }
+    assert!(prepay_sat <= eddy::demo::client_config().limits.max_prepay.to_sat());
+    assert_eq!(prepay_sat, 1_000, "the demo server's prepay");
+    net.stop().expect("stop");
+}
+
+/// Attack: a reorg takes the server's HTLC (and the client's claim, revealing the preimage)
+/// out of the chain after the reveal; both return to the mempool. The client keeps its claim
+/// out (re-broadcast, bumped) and still gets the coins when they are mined again. Exact money:
+/// the amount less the fee of the claim that confirmed.
+#[test]
+fn attack_reorg_after_the_reveal_client_still_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(80_000);
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let claim = until_first_claim(&net, &net.client, &id);
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let funding = s.funding.expect("published").txid;
+    net.mine(1).expect("mine the claim");
+    assert!(tx(&net, &claim).block.is_some());
+    // Two blocks out: the HTLC's block and the claim's; both back to the mempool.
+    net.lab.chain.reorg(2, 1, &[funding, claim], &[]).expect("reorg");
+    for (what, t) in [("HTLC", funding), ("claim", claim)] {
+        let known = net.rt.block_on(net.chain.transaction(&t)).expect("rpc");
+        assert!(
+            known.as_ref().is_none_or(|k| k.block.is_none()),
+            "{what} out of the chain"
+        );
+        eprintln!(
+            "{what} after the reorg: {}",
+            if known.is_some() { "in the mempool" } else { "gone" }
+        );
+    }
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(net.client.swap(&id)).expect("swap").1.state {
+            break claim_txid;
+        }
+        assert!(!net
+            .rt
+            .block_on(net.client.swap(&id))
+            .expect("swap")
+            .1
+            .state
+            .is_terminal());
+        net.mine(1).expect("mine");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("claim");
+    let t = tx(&net, &claim_txid).tx;
+    assert_eq!(t.output[0].script_pubkey, dest);
+    assert_eq!(t.output[0].value, amount - fee);
+    net.stop().expect("stop");
+}
+
+/// Attack: the server stops playing mid-MuSig2 — it answers the co-signing request with a
+/// partial signature that does not verify. The client claims by the script path instead, and
+/// the swap completes: the 140 vB script-path claim, the amount less exactly its fee.
+#[test]
+fn attack_bad_partial_signature_mid_musig2_falls_back_to_the_script_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let client = out_client(
+        &net,
+        Hostile::new(
+            &net,
+            Knobs {
+                garbage_partial: true,
+                ..Knobs::default()
+            },
+        ),
+    );
+    let ln0 = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(75_000);
+    let id = net
+        .rt
+        .block_on(client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    let first = until_first_claim(&net, &client, &id);
+    assert_eq!(tx(&net, &first).tx.vsize(), 140, "script path");
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.mine(1).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        if let OutState::Succeeded { claim_txid } = net.rt.block_on(client.swap(&id)).expect("swap").1.state {
+            break claim_txid;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("claim");
+    let t = tx(&net, &claim_txid).tx;
+    assert!(t.input[0].witness.len() > 1, "script path");
+    assert_eq!(t.output[0].value, amount - fee);
+    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("s");
+    let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
+    eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
+        .expect("paid exactly the two invoices");
+    net.stop().expect("stop");
+}
+
+/// Attack: a loop-in server that says the swap failed ("refundable") but never co-signs the
+/// refund, and never pays. The client never co-signs anything of the server's (it asks for no
+/// claim before being paid), keeps asking for the cooperative refund, and refunds by the
+/// timeout path at `E`. Exact money: its wallet short of exactly the two miner fees, its
+/// channel untouched.
+#[test]
+fn attack_loop_in_refund_never_cosigned_timeout_refund_at_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            fake_state: Some("refundable"),
+            refuse_refund_cosign: true,
+            ..Knobs::default()
+        },
+    );
+    let client = in_client(&net, hostile.clone());
+    let chain0 = fund_client(&net);
+    let ln0 = lightning(&net);
+    let amount = Amount::from_sat(70_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let InState::Funding { txid: funding } = rec.state else {
+        panic!("{:?}", rec.state)
+    };
+    net.mine(1).expect("mine");
+    net.rt.block_on(client.tick()).expect("tick");
+    net.rt.block_on(client.tick()).expect("tick");
+    let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert!(
+        matches!(c.state, InState::Refunding { refund_txid: None, .. }),
+        "asks, is refused: {:?}",
+        c.state
+    );
+    mine_to(&net, rec.terms.expiry - 1);
+    net.rt.block_on(client.tick()).expect("tick");
+    assert!(
+        net.rt.block_on(client.swap(&id)).expect("swap").1.refund.is_none(),
+        "nothing before E"
+    );
+    net.mine(1).expect("mine to E");
+    let start = std::time::Instant::now();
+    let refund = loop {
+        net.rt.block_on(client.tick()).expect("tick");
+        let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
+        if let InState::Refunded { txid } = c.state {
+            break txid;
+        }
+        net.mine(1).expect("mine");
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+    };
+    let refund_tx = tx(&net, &refund).tx;
+    assert_eq!(refund_tx.lock_time.to_consensus_u32(), rec.terms.expiry, "timeout path");
+    assert!(
+        hostile.asked.lock().expect("lock").is_none(),
+        "no claim co-signing was even asked for"
+    );
+    let refund_fee = fee_of(&net, &refund);
+    let funding_fee = fee_of(&net, &funding);
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 - funding_fee - refund_fee
+    })
+    .expect("back but for the two fees");
+    assert_eq!(lightning(&net), ln0);
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 10): a request for more HTLC confirmations than `MAX_HTLC_CONFS` (a
+/// confused or hostile front end) is refused before the server is even asked: nothing paid,
+/// nothing stored.
+#[test]
+fn attack_htlc_confs_above_the_cap_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let before = lightning(&net);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let opts = eddy_client::SwapOptions {
+        htlc_confs: Some(eddy_core::constants::MAX_HTLC_CONFS + 1),
+        ..eddy_client::SwapOptions::default()
+    };
+    match net
+        .rt
+        .block_on(net.client.loop_out_with(Amount::from_sat(100_000), dest, opts))
+    {
+        Err(ClientError::OfferRefused(m)) => assert!(m.contains("confirmations"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(lightning_payments(&net), 0);
+    assert_eq!(lightning(&net), before);
+    let eff = eddy::demo::client_config().effective(&eddy_client::SwapOptions {
+        htlc_confs: Some(60),
+        ..eddy_client::SwapOptions::default()
+    });
+    assert_eq!(
+        eff.htlc_confs,
+        eddy_core::constants::MAX_HTLC_CONFS,
+        "capped everywhere"
+    );
+    net.stop().expect("stop");
+}
