@@ -103,6 +103,15 @@ pub struct LoopOutRecord {
     pub sweep_spk: Option<ScriptBuf>,
     /// The refund sweep.
     pub refund: Option<RefundInfo>,
+    /// The tip when the HTLC was broadcast (or an existing output adopted): the prepay is
+    /// earned only for a publication inside the window (`Terms::may_publish`). `None` in
+    /// records written before it existed.
+    #[serde(default)]
+    pub published_height: Option<u32>,
+    /// The HTLC (batch) transaction as broadcast, consensus hex: re-broadcast every block until
+    /// it confirms (an evicted publication must not leave the swap waiting for nothing).
+    #[serde(default)]
+    pub htlc_tx: Option<String>,
     /// The state machine's state.
     pub state: State,
 }
@@ -630,6 +639,8 @@ impl LoopOutServer {
             funding: None,
             sweep_spk: None,
             refund: None,
+            published_height: None,
+            htlc_tx: None,
             state: State::new(),
         };
         let state = serde_json::to_value(&record).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -762,12 +773,21 @@ impl LoopOutServer {
     /// then moved on with [`Event::HtlcBroadcast`].
     pub async fn publish_pending(&self) -> Result<(), ServerError> {
         let _one = self.publishing.lock().await;
+        // Adopt before publish, on every path (engine pass or Lightning event): the watcher
+        // must have seen the chain and mempool *now*, or a publication broadcast but not
+        // recorded (crash, store error) would be made a second time.
+        let pending: Vec<_> = Self::active(&*self.store)
+            .await?
+            .into_iter()
+            .filter(|(_, _, rec)| rec.state == State::Publishing)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.sync_chain().await?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut batch = vec![];
-        for (id, mut version, mut rec) in Self::active(&*self.store).await? {
-            if rec.state != State::Publishing {
-                continue;
-            }
+        for (id, mut version, mut rec) in pending {
             let existing = self
                 .htlc_status(&id, &rec.htlc)
                 .await?
@@ -778,16 +798,28 @@ impl LoopOutServer {
             match existing {
                 Some(outpoint) => {
                     rec.funding = Some(outpoint);
+                    rec.published_height.get_or_insert(tip);
                     self.apply(
                         id,
                         &mut version,
                         &mut rec,
-                        Event::HtlcBroadcast { txid: outpoint.txid },
+                        Event::HtlcBroadcast {
+                            txid: outpoint.txid,
+                            height: tip,
+                        },
                         tip,
                     )
                     .await?;
                 }
-                None => batch.push((id, version, rec)),
+                None => {
+                    // Nothing on chain: the machine decides whether a publication is still in
+                    // its window (else it cancels both invoices).
+                    self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
+                        .await?;
+                    if rec.state == State::Publishing {
+                        batch.push((id, version, rec));
+                    }
+                }
             }
         }
         if batch.is_empty() {
@@ -816,6 +848,7 @@ impl LoopOutServer {
             self.wallet.forget(&txid);
             return Err(backend(e));
         }
+        eddy_store::crash_point("loop_out_server.publish.after_broadcast");
         tracing::info!(%txid, htlcs = batch.len(), "HTLCs published");
         for (id, _, _) in &batch {
             let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
@@ -823,23 +856,53 @@ impl LoopOutServer {
                 self.metrics.publish_latency(t.elapsed());
             }
         }
+        let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
         // Record each publication and settle each prepay, all swaps at once.
         let steps = batch
             .into_iter()
             .enumerate()
-            .map(|(vout, (id, mut version, mut rec))| async move {
-                rec.funding = Some(OutPoint {
-                    txid,
-                    vout: vout as u32,
-                });
-                self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid }, tip)
-                    .await
+            .map(|(vout, (id, mut version, mut rec))| {
+                let tx_hex = tx_hex.clone();
+                async move {
+                    rec.funding = Some(OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    });
+                    rec.published_height = Some(tip);
+                    rec.htlc_tx = Some(tx_hex);
+                    self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid, height: tip }, tip)
+                        .await
+                }
             });
         futures::future::join_all(steps)
             .await
             .into_iter()
             .find(Result::is_err)
             .unwrap_or(Ok(()))
+    }
+
+    /// Re-broadcasts the swap's HTLC transaction while its output is not confirmed (evicted
+    /// from mempools, or never relayed): the publication must reach the chain.
+    async fn rebroadcast_htlc(&self, id: &SwapId, rec: &LoopOutRecord, status: &WatchStatus) {
+        let Some(funding) = rec.funding else { return };
+        let confirmed = status
+            .fundings
+            .iter()
+            .any(|f| f.outpoint == funding && f.height.is_some());
+        if confirmed {
+            return;
+        }
+        let Some(tx) = rec
+            .htlc_tx
+            .as_deref()
+            .and_then(|h| bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(h).ok())
+        else {
+            return;
+        };
+        match self.chain.broadcast(&tx).await {
+            Ok(_) => {}
+            Err(e) => tracing::debug!(swap = %id, txid = %funding.txid, error = %e, "re-broadcasting the HTLC"),
+        }
     }
 
     /// Applies `event`, persists, performs the actions.
@@ -926,20 +989,29 @@ impl LoopOutServer {
                         .await?;
                 }
             }
-            State::PreimageKnown { .. } => {
-                if let HoldInvoiceState::Settled { .. } = self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
+            State::PreimageKnown { .. } => match self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
+                HoldInvoiceState::Settled { .. } => {
                     self.apply(id, &mut version, &mut rec, Event::SwapSettled, tip).await?;
                 }
-            }
+                // Failed back (expired, or canceled): the preimage can no longer be paid for,
+                // so the HTLC is still the server's to refund.
+                HoldInvoiceState::Canceled => {
+                    self.apply(id, &mut version, &mut rec, Event::SwapInvoiceGone, tip).await?;
+                }
+                _ => {}
+            },
             _ => {}
         }
         // `Publishing` swaps (also after a crash between persisting it and the broadcast) are
         // published together by `publish_pending`.
-        // After publication the prepay is ours: settle it whenever it is still only held.
-        if matches!(
+        // After a publication inside the window the prepay is ours: settle it whenever it is
+        // still only held (an HTLC adopted after the window released it: `CancelPrepay`).
+        let published = matches!(
             rec.state,
-            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. }
-        ) {
+            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+        );
+        let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
+        if published && earned && rec.terms.prepay_msat > 0 {
             let prepay_hash = rec.prepay_preimage.payment_hash();
             if let Ok(HoldInvoiceState::Accepted { .. }) = self.ln.hold_invoice_state(&prepay_hash).await {
                 self.ln
@@ -950,10 +1022,16 @@ impl LoopOutServer {
         }
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
+        if published {
+            self.rebroadcast_htlc(&id, &rec, &status).await;
+        }
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {
                     self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
+                        .await?;
+                    let confs = WatchStatus::confirmations(spend.height, tip);
+                    self.apply(id, &mut version, &mut rec, Event::HtlcClaimed { confs }, tip)
                         .await?;
                 } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
                     let confs = WatchStatus::confirmations(spend.height, tip);
@@ -978,6 +1056,12 @@ impl LoopOutServer {
             Action::PublishHtlc => Ok(()),
             Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
             Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
+            Action::CancelPrepay if rec.terms.prepay_msat == 0 => Ok(()),
+            Action::CancelPrepay => self
+                .ln
+                .cancel_hold_invoice(&rec.prepay_preimage.payment_hash())
+                .await
+                .map_err(backend),
             Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
             Action::CancelInvoices => {
                 let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
@@ -1077,7 +1161,12 @@ fn event_json(e: &Event) -> serde_json::Value {
         } => json!({"event": "swap_accepted", "amount_msat": amount_msat, "claim_deadline": claim_deadline}),
         Event::PrepayAccepted { amount_msat } => json!({"event": "prepay_accepted", "amount_msat": amount_msat}),
         Event::Block { height } => json!({"event": "block", "height": height}),
-        Event::HtlcBroadcast { txid } => json!({"event": "htlc_broadcast", "txid": txid.to_string()}),
+        Event::HtlcBroadcast { txid, height } => {
+            json!({"event": "htlc_broadcast", "txid": txid.to_string(), "height": height})
+        }
+        Event::NoHtlcOnChain { height } => json!({"event": "no_htlc_on_chain", "height": height}),
+        Event::SwapInvoiceGone => json!({"event": "swap_invoice_gone"}),
+        Event::HtlcClaimed { confs } => json!({"event": "htlc_claimed", "confs": confs}),
         // Never the preimage itself.
         Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
         Event::SwapSettled => json!({"event": "swap_settled"}),
