@@ -162,6 +162,22 @@ pub fn loop_out_last_reveal_height(expiry: BlockHeight) -> BlockHeight {
     expiry.saturating_sub(PREIMAGE_REVEAL_CUTOFF)
 }
 
+// --- server side (issue 12) ---
+
+/// Loop-out server: lifetime (seconds) of an offer's hold invoices. An offer reserves no slot
+/// and no on-chain liquidity until its swap invoice is paid (held), so an unpaid offer must
+/// stop being payable soon: ten minutes covers a client that validates the offer and pays at
+/// once (the client refuses an invoice with less than a minute left,
+/// `validate::MIN_INVOICE_REMAINING_SECS`), and bounds how long a flood of unpaid offers can
+/// occupy the unpaid-offer budget ([`UNPAID_OFFERS_PER_SLOT`]).
+pub const LOOP_OUT_OFFER_EXPIRY_SECS: u32 = 600;
+
+/// Loop-out server: live (not yet expired, see [`LOOP_OUT_OFFER_EXPIRY_SECS`]) unpaid offers
+/// allowed per `max_active_swaps` slot. Unpaid offers hold no slot and no liquidity, but each is
+/// two hold invoices on the node; four per slot leaves room for honest clients racing for the
+/// same slots while bounding what a flood from many addresses can make the node keep.
+pub const UNPAID_OFFERS_PER_SLOT: usize = 4;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,6 +237,8 @@ impl LoopOutServer {
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        // The lookup comes before any work: an unknown id costs no chain sync.
+        self.loop_in(id).await?;
         // See the funding the client refunds even between engine passes.
         self.sync_chain().await?;
         for _ in 0..3 {

@@ -48,8 +48,8 @@ pub const META_WALLET_SCAN_FROM: &str = "swap_wallet.scan_from";
 const KEY_PURPOSE: &str = "loop-out";
 /// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
 const FINAL_CLTV_SLACK: u32 = 3;
-/// Invoice lifetime.
-const INVOICE_EXPIRY_SECS: u32 = 3600;
+/// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).
+const INVOICE_EXPIRY_SECS: u32 = eddy_core::constants::LOOP_OUT_OFFER_EXPIRY_SECS;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -112,6 +112,9 @@ pub struct LoopOutRecord {
     /// it confirms (an evicted publication must not leave the swap waiting for nothing).
     #[serde(default)]
     pub htlc_tx: Option<String>,
+    /// Unix time of creation (the offer's invoices expire [`INVOICE_EXPIRY_SECS`] later).
+    #[serde(default)]
+    pub created_unix: Option<u64>,
     /// The state machine's state.
     pub state: State,
 }
@@ -141,6 +144,35 @@ pub enum ServerError {
 
 fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl LoopOutRecord {
+    /// Whether the client has paid anything yet (a swap or prepay HTLC held, or further):
+    /// only such swaps hold a slot and reserve on-chain liquidity.
+    pub fn is_paid(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Created {
+                swap_accepted: None,
+                prepay_accepted: None
+            }
+        )
+    }
+
+    /// An unpaid offer whose invoices can still be paid at unix time `now`.
+    fn is_live_offer(&self, now: u64) -> bool {
+        !self.is_paid()
+            && self
+                .created_unix
+                .is_none_or(|t| now < t + u64::from(INVOICE_EXPIRY_SECS))
+    }
 }
 
 /// The loop-out engine.
@@ -269,8 +301,13 @@ impl LoopOutServer {
         self.wallet.script_pubkey().clone()
     }
 
+    /// Loop-outs holding a slot: paid ones (see [`LoopOutRecord::is_paid`]).
     pub(crate) async fn active_count(&self) -> Result<usize, ServerError> {
-        Ok(Self::active(&*self.store).await?.len())
+        Ok(Self::active(&*self.store)
+            .await?
+            .iter()
+            .filter(|(_, _, r)| r.is_paid())
+            .count())
     }
 
     /// Brings the chain watcher up to the tip and mempool.
@@ -485,6 +522,34 @@ impl LoopOutServer {
         Ok((r.version, rec))
     }
 
+    /// The key that authorizes calls on swap `id` ([`eddy_core::auth`]): the key its client gave
+    /// at creation — a loop-out's claim key, a loop-in's refund key. `None` for a seed-protocol
+    /// swap (its client gave only a key hash; that protocol has no per-swap calls). One store
+    /// read, nothing else: unknown ids answer [`ServerError::NotFound`] before any work.
+    pub async fn swap_auth_key(&self, id: &SwapId) -> Result<Option<bitcoin::secp256k1::PublicKey>, ServerError> {
+        let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
+        let htlc: HtlcParams = match r.kind {
+            SwapKind::LoopOutServer => {
+                let rec: LoopOutRecord =
+                    serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+                return Ok(match rec.htlc.claim_key {
+                    HtlcKey::Pubkey(k) => Some(k),
+                    HtlcKey::Hash(_) => None,
+                });
+            }
+            SwapKind::LoopInServer => {
+                serde_json::from_value::<crate::loop_in::LoopInRecord>(r.state)
+                    .map_err(|_| StoreError::Corrupt(format!("swap {id}")))?
+                    .htlc
+            }
+            _ => return Err(ServerError::NotFound(*id)),
+        };
+        Ok(match htlc.refund_key {
+            HtlcKey::Pubkey(k) => Some(k),
+            HtlcKey::Hash(_) => None,
+        })
+    }
+
     /// What a loop-out of `amount` costs (amount limits checked).
     pub fn quote(&self, amount: Amount) -> Result<eddy_core::fees::LoopOutQuote, ServerError> {
         self.cfg
@@ -546,17 +611,28 @@ impl LoopOutServer {
         if self.store.get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(payment_hash));
         }
-        // Capacity and liquidity: every HTLC not yet published is a promise on our wallet.
+        // Capacity and liquidity count *paid* swaps only: an unpaid offer costs its maker
+        // nothing, so it must not be able to hold a slot or reserve our coins (it expires in
+        // `INVOICE_EXPIRY_SECS`); live unpaid offers have their own, larger budget.
         let active = Self::active(&*self.store).await?;
-        if active.len() >= self.cfg.max_active_swaps {
+        let paid = active.iter().filter(|(_, _, r)| r.is_paid()).count();
+        if paid >= self.cfg.max_active_swaps {
             return Err(ServerError::Unavailable(format!(
-                "{} swaps in flight, the most this server takes",
-                active.len()
+                "{paid} swaps in flight, the most this server takes"
             )));
         }
+        let now = unix_now();
+        let offers = active.iter().filter(|(_, _, r)| r.is_live_offer(now)).count();
+        let max_offers = self.cfg.max_active_swaps * eddy_core::constants::UNPAID_OFFERS_PER_SLOT;
+        if offers >= max_offers {
+            return Err(ServerError::Unavailable(format!(
+                "{offers} unpaid offers outstanding; retry in a few minutes"
+            )));
+        }
+        // Every paid HTLC not yet published is a promise on our wallet.
         let promised: Amount = active
             .iter()
-            .filter(|(_, _, r)| matches!(r.state, State::Created { .. } | State::Publishing))
+            .filter(|(_, _, r)| r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing))
             .map(|(_, _, r)| r.amount)
             .sum();
         let spendable = self.wallet_balance().await.spendable;
@@ -641,6 +717,7 @@ impl LoopOutServer {
             refund: None,
             published_height: None,
             htlc_tx: None,
+            created_unix: Some(unix_now()),
             state: State::new(),
         };
         let state = serde_json::to_value(&record).map_err(|e| ServerError::Backend(e.to_string()))?;
