@@ -530,18 +530,6 @@ async fn seed_loop_out(
     headers: HeaderMap,
     body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
 ) -> Result<Json<SeedLoopOutResponse>, ApiError> {
-    // No prepay in this protocol: its own, tighter limits (per client and in all) come first.
-    let ip = st.client_ip(peer, &headers);
-    if !st.seed_limiter.allow(ip) || !st.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
-        st.server.metrics().refused("rate_limited");
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "seed-protocol swaps have no prepay: at most {} a minute per client and {} in all",
-                st.seed_limiter.per_minute, st.seed_total.per_minute
-            ),
-        ));
-    }
     let req = st.admit(peer, &headers, body)?;
     let invalid = |m: String| {
         st.server.metrics().refused("invalid");
@@ -565,6 +553,19 @@ async fn seed_loop_out(
     };
     let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
         .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
+    // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
+    // is created, its own tight limits apply (per client and from everyone together).
+    let ip = st.client_ip(peer, &headers);
+    if !st.seed_limiter.allow(ip) || !st.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
+        st.server.metrics().refused("rate_limited");
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "seed-protocol swaps have no prepay: at most {} a minute per client and {} in all",
+                st.seed_limiter.per_minute, st.seed_total.per_minute
+            ),
+        ));
+    }
     let (refund, invoice) = st
         .server
         .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)

@@ -916,10 +916,21 @@ impl LoopOutServer {
             .await
             .map_err(backend)?;
         let seen = self.status_of(WALLET_WATCH_ID).await;
-        let tx = self
-            .wallet
-            .pay(&seen, &outputs, rate)
-            .map_err(|e| ServerError::Unavailable(e.to_string()))?;
+        // Unpaid offers reserve nothing, so paid swaps may together want more than the wallet
+        // holds: publish the longest prefix (in swap order) that fits; the rest wait
+        // for funds inside their publication window, then are canceled (nothing taken).
+        let tx = loop {
+            match self.wallet.pay(&seen, &outputs, rate) {
+                Ok(tx) => break tx,
+                Err(crate::wallet::WalletError::Insufficient { .. }) if outputs.len() > 1 => {
+                    outputs.pop();
+                    if let Some((id, _, _)) = batch.pop() {
+                        tracing::warn!(swap = %id, "swap wallet cannot fund this HTLC now; waiting for funds");
+                    }
+                }
+                Err(e) => return Err(ServerError::Unavailable(e.to_string())),
+            }
+        };
         let txid = tx.compute_txid();
         if let Err(e) = self.chain.broadcast(&tx).await {
             self.wallet.forget(&txid);
