@@ -869,3 +869,78 @@ fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
     assert_eq!(wallet(&net, &own.server), wallet0 - Amount::from_sat(amount) - publish_fee);
     net.stop().expect("stop");
 }
+
+/// **F6: double publication after a store error.** The HTLC is broadcast, then recording it
+/// fails (injected store fault); the next publication attempt comes from the Lightning-event
+/// path, which used not to sync the chain first. Adopt-before-publish on every path: exactly
+/// one output ever pays the HTLC script, one publication fee is paid. The attacker then claims;
+/// server: wallet − amount − one publication fee, channel + invoice + prepay.
+#[test]
+fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let sqlite: Arc<dyn eddy_store::SwapStore> = Arc::new(
+        net.rt
+            .block_on(eddy_store::SqliteStore::open(&dir.path().join("faulty.sqlite")))
+            .expect("store"),
+    );
+    let faulty: Arc<dyn eddy_store::SwapStore> = Arc::new(FailOnce {
+        inner: sqlite,
+        fail_state: "published".into(),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    });
+    // Two coins, so that a second publication could be funded.
+    let own = own_server(
+        &net,
+        "faulty",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        Some(faulty),
+        &[300_000, 300_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x2d; 32]);
+    let (k, pk) = key(0x3d);
+    let amount = Amount::from_sat(85_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    // Engine pass: both HTLCs held → `Publishing` → broadcast → recording it fails.
+    drive(&net, &own.server, || false, || {
+        !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty()
+    });
+    assert_eq!(out_state(&net, &own.server, &id), OutState::Publishing, "the record failed");
+    // The Lightning-event path publishes next (no engine pass in between).
+    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    net.rt
+        .block_on(own.server.on_ln_event(&eddy_backends::LnEvent::Invoice {
+            payment_hash: p.payment_hash(),
+            state: HoldInvoiceState::Accepted {
+                amount_msat: 0,
+                htlcs: vec![],
+            },
+        }))
+        .expect("event");
+    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    assert!(matches!(out_state(&net, &own.server, &id), OutState::Published { .. }));
+    let outs = outputs_paying(&net, &htlc.script_pubkey(), created);
+    assert_eq!(outs.len(), 1, "exactly one output pays the HTLC script: {outs:?}");
+    net.mine(1).expect("mine");
+    let funding = outs[0];
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    let _ = claim_fee;
+    drive(&net, &own.server, || false, || out_state(&net, &own.server, &id) == OutState::Succeeded);
+    net.mine(1).expect("mine");
+    assert_eq!(outputs_paying(&net, &htlc.script_pubkey(), created).len(), 1);
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    net.stop().expect("stop");
+}

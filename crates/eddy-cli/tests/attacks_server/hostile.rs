@@ -391,3 +391,44 @@ pub fn drive(net: &Swapnet, server: &LoopOutServer, mut mine: impl FnMut() -> bo
         assert!(start.elapsed() < eddy_lab::WAIT, "gave up waiting");
     }
 }
+
+/// The real store with one injected fault: the first write of state `fail_state` fails (as a
+/// full disk or a dropped database connection would), after the engine already acted.
+pub struct FailOnce {
+    pub inner: Arc<dyn SwapStore>,
+    pub fail_state: String,
+    pub armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SwapStore for FailOnce {
+    async fn create(&self, swap: &eddy_store::NewSwap) -> Result<eddy_store::SwapRecord, eddy_store::StoreError> {
+        self.inner.create(swap).await
+    }
+    async fn get(&self, id: &SwapId) -> Result<Option<eddy_store::SwapRecord>, eddy_store::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn transition(
+        &self,
+        id: &SwapId,
+        expected_version: i64,
+        update: &eddy_store::StateUpdate,
+    ) -> Result<eddy_store::SwapRecord, eddy_store::StoreError> {
+        if update.state_name == self.fail_state && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(eddy_store::StoreError::Db("injected: disk full".into()));
+        }
+        self.inner.transition(id, expected_version, update).await
+    }
+    async fn events(&self, id: &SwapId) -> Result<Vec<eddy_store::EventRecord>, eddy_store::StoreError> {
+        self.inner.events(id).await
+    }
+    async fn list(&self, filter: eddy_store::ListFilter) -> Result<Vec<eddy_store::SwapRecord>, eddy_store::StoreError> {
+        self.inner.list(filter).await
+    }
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, eddy_store::StoreError> {
+        self.inner.get_meta(key).await
+    }
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), eddy_store::StoreError> {
+        self.inner.set_meta(key, value).await
+    }
+}
