@@ -456,8 +456,12 @@ impl LoopOutServer {
                 PaymentStatus::Unknown => {
                     // Persisted `Paying` but crashed before paying (or restarted much later):
                     // the machine decides whether a payment may still be sent now.
-                    self.apply_in(id, &mut version, &mut rec, Event::SendPayment { height: tip }, tip)
-                        .await?;
+                    let funding_confs = funding_confs(&status, rec.funding, tip);
+                    let e = Event::SendPayment {
+                        height: tip,
+                        funding_confs,
+                    };
+                    self.apply_in(id, &mut version, &mut rec, e, tip).await?;
                 }
                 _ => {}
             }
@@ -523,7 +527,12 @@ impl LoopOutServer {
                 let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
                 self.persist_in(id, version, rec, ev).await?;
                 // The machine decides whether the retry may still be sent.
-                Box::pin(self.apply_in(id, version, rec, Event::SendPayment { height: tip }, tip)).await
+                let status = self.htlc_status(&id, &rec.htlc).await?;
+                let e = Event::SendPayment {
+                    height: tip,
+                    funding_confs: funding_confs(&status, rec.funding, tip),
+                };
+                Box::pin(self.apply_in(id, version, rec, e, tip)).await
             }
             Some(_) => Ok(()),
         }
@@ -728,6 +737,15 @@ impl LoopOutServer {
     }
 }
 
+/// Confirmations of the recorded funding output at `tip` (0 when unconfirmed or gone).
+fn funding_confs(status: &WatchStatus, funding: Option<OutPoint>, tip: u32) -> u32 {
+    status
+        .fundings
+        .iter()
+        .find(|f| Some(f.outpoint) == funding)
+        .map_or(0, |f| WatchStatus::confirmations(f.height, tip))
+}
+
 fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
 }
@@ -748,7 +766,9 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::RefundRequested => json!({"event": "refund_requested"}),
         Event::ClaimConfirmed { confs } => json!({"event": "claim_confirmed", "confs": confs}),
         Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),
-        Event::SendPayment { height } => json!({"event": "send_payment", "height": height}),
+        Event::SendPayment { height, funding_confs } => {
+            json!({"event": "send_payment", "height": height, "funding_confs": funding_confs})
+        }
         Event::Block { height } => json!({"event": "block", "height": height}),
     }
 }

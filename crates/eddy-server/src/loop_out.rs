@@ -759,7 +759,9 @@ impl LoopOutServer {
     }
 
     /// The client pushes the preimage (before or instead of the server finding it on chain):
-    /// the swap invoice is settled at once. Unknown hash → [`ServerError::NotFound`].
+    /// before `E` the swap invoice is settled at once; after `E` the server keeps refunding
+    /// and settles only for the client's claim confirmed on chain (see the state machine).
+    /// Unknown hash → [`ServerError::NotFound`].
     pub async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ServerError> {
         let id = SwapId::from(preimage.payment_hash());
         let tip = self.chain.tip().await.map_err(backend)?.height;
@@ -1116,10 +1118,8 @@ impl LoopOutServer {
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {
-                    self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
-                        .await?;
                     let confs = WatchStatus::confirmations(spend.height, tip);
-                    self.apply(id, &mut version, &mut rec, Event::HtlcClaimed { confs }, tip)
+                    self.apply(id, &mut version, &mut rec, Event::HtlcClaimed { preimage: p, confs }, tip)
                         .await?;
                 } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
                     let confs = WatchStatus::confirmations(spend.height, tip);
@@ -1254,7 +1254,8 @@ fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::NoHtlcOnChain { height } => json!({"event": "no_htlc_on_chain", "height": height}),
         Event::SwapInvoiceGone => json!({"event": "swap_invoice_gone"}),
-        Event::HtlcClaimed { confs } => json!({"event": "htlc_claimed", "confs": confs}),
+        // Never the preimage itself.
+        Event::HtlcClaimed { confs, .. } => json!({"event": "htlc_claimed", "confs": confs}),
         // Never the preimage itself.
         Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
         Event::SwapSettled => json!({"event": "swap_settled"}),

@@ -181,6 +181,9 @@ pub enum Event {
     SendPayment {
         /// Current tip.
         height: BlockHeight,
+        /// Confirmations of the funding output now (a reorg may have taken some away: a
+        /// retry never pays against a funding that is no longer confirmed enough).
+        funding_confs: u32,
     },
     /// A new best block.
     Block {
@@ -262,7 +265,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Created | S::Refundable(_), Event::HtlcRefunded { confs }) if *confs >= 1 => (S::Refunded, vec![]),
         // Nothing in flight (the node says so): send now if still in time, else the swap is
         // refundable — never a payment at or after the last payment height.
-        (S::Paying { outpoint }, Event::SendPayment { height }) => match terms.pay_at(*height) {
+        (S::Paying { outpoint }, Event::SendPayment { height, funding_confs }) => match terms.pay_at(*height) {
+            // The funding lost confirmations (reorg): wait for them, while there is time.
+            Some(_) if *funding_confs < terms.funding_confs.max(1) => (S::Paying { outpoint }, vec![]),
             Some(pay) => (S::Paying { outpoint }, vec![pay]),
             None => (
                 S::Refundable(RefundReason::TooLate),
@@ -323,7 +328,7 @@ mod tests {
             Just(Event::RefundRequested),
             (0u32..5).prop_map(|confs| Event::ClaimConfirmed { confs }),
             (0u32..8).prop_map(|confs| Event::HtlcRefunded { confs }),
-            height().prop_map(|height| Event::SendPayment { height }),
+            (height(), 0u32..3).prop_map(|(height, funding_confs)| Event::SendPayment { height, funding_confs }),
             height().prop_map(|height| Event::Block { height }),
         ]
     }
@@ -356,16 +361,21 @@ mod tests {
         // The restart path asks the machine too: past the deadline it never pays.
         let paying = State::Paying { outpoint: op() };
         assert_eq!(
-            transition(&t, paying.clone(), &Event::SendPayment { height: 440 }),
+            transition(&t, paying.clone(), &Event::SendPayment { height: 440, funding_confs: 1 }),
             (
                 State::Refundable(RefundReason::TooLate),
                 vec![Action::NotifyFailed(RefundReason::TooLate)]
             )
         );
         assert!(matches!(
-            transition(&t, paying, &Event::SendPayment { height: 400 }).1[..],
+            transition(&t, paying.clone(), &Event::SendPayment { height: 400, funding_confs: 1 }).1[..],
             [Action::PayInvoice { height: 400, .. }]
         ));
+        // A funding reorged back to unconfirmed is not paid against.
+        assert_eq!(
+            transition(&t, paying.clone(), &Event::SendPayment { height: 400, funding_confs: 0 }),
+            (paying, vec![])
+        );
         assert_eq!(
             transition(&t, State::Paying { outpoint: op() }, &Event::RefundRequested).1,
             vec![]

@@ -17,8 +17,9 @@
 //! at acceptance *and* again at broadcast ([`Event::NoHtlcOnChain`]: the engine asks right
 //! before building a new HTLC transaction, after adopting any output already paying the
 //! script); settle the prepay only for an HTLC broadcast inside that window (an HTLC adopted
-//! later releases the prepay); settle the swap invoice as soon as the preimage is known, and
-//! from then on never refund — unless the invoice can no longer be settled
+//! later releases the prepay); settle the swap invoice as soon as the preimage is known before
+//! `E` (after `E`, only once the client's claim is confirmed: a late push does not stop the
+//! refund), and from then on never refund — unless the invoice can no longer be settled
 //! ([`Event::SwapInvoiceGone`]), then keep refunding (`Reclaiming`); cancel the swap invoice
 //! only after the refund is final. Settling and canceling the swap invoice are mutually
 //! exclusive.
@@ -187,9 +188,12 @@ pub enum Event {
     },
     /// The swap invoice can no longer be settled (canceled or its HTLC failed back).
     SwapInvoiceGone,
-    /// The client's claim (a spend with the preimage) has this many confirmations.
+    /// The client's claim (a spend of the HTLC revealing the preimage) was seen on chain or in
+    /// the mempool, with this many confirmations.
     HtlcClaimed {
-        /// Confirmations.
+        /// The preimage its witness reveals.
+        preimage: Preimage,
+        /// Confirmations (0: in the mempool).
         confs: u32,
     },
     /// A preimage hashing to the swap's hash was learned (API push, mempool, block).
@@ -293,8 +297,15 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             (S::Refunding { txid }, vec![Action::BroadcastRefund])
         }
         (S::Refunding { txid }, Event::Block { .. }) => (S::Refunding { txid }, vec![Action::BroadcastRefund]),
-        (S::Published { .. } | S::Refunding { .. }, Event::PreimageLearned(p)) => {
+        // Before `E` no refund can confirm: settle on any preimage (pushed or seen).
+        (S::Published { .. }, Event::PreimageLearned(p) | Event::HtlcClaimed { preimage: p, .. }) => {
             (S::PreimageKnown { preimage: *p }, vec![Action::SettleSwap(*p)])
+        }
+        // After `E` the server's refund is in flight: a preimage pushed late does not stop it
+        // (settling then could take the invoice *and* the refund); only the client's claim
+        // confirmed on chain — the HTLC is then spent, no refund can confirm — is paid for.
+        (S::Refunding { .. }, Event::HtlcClaimed { preimage, confs }) if *confs >= 1 => {
+            (S::PreimageKnown { preimage: *preimage }, vec![Action::SettleSwap(*preimage)])
         }
         (S::PreimageKnown { preimage }, Event::Block { .. }) => {
             (S::PreimageKnown { preimage }, vec![Action::SettleSwap(preimage)])
@@ -306,7 +317,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         (S::Reclaiming, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
             (S::Refunded, vec![Action::CancelSwap])
         }
-        (S::Reclaiming, Event::HtlcClaimed { confs }) if *confs >= REORG_SAFETY_DEPTH => (S::ClaimedUnsettled, vec![]),
+        (S::Reclaiming, Event::HtlcClaimed { confs, .. }) if *confs >= REORG_SAFETY_DEPTH => {
+            (S::ClaimedUnsettled, vec![])
+        }
         (S::Refunding { .. }, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
             (S::Refunded, vec![Action::CancelSwap])
         }
@@ -344,7 +357,7 @@ mod tests {
             }),
             height().prop_map(|height| Event::NoHtlcOnChain { height }),
             Just(Event::SwapInvoiceGone),
-            (0u32..8).prop_map(|confs| Event::HtlcClaimed { confs }),
+            (0u32..8).prop_map(|confs| Event::HtlcClaimed { preimage: Preimage::from_bytes([1; 32]), confs }),
             Just(Event::PreimageLearned(Preimage::from_bytes([1; 32]))),
             Just(Event::SwapSettled),
             (0u32..8).prop_map(|confs| Event::RefundConfirmed { confs }),
