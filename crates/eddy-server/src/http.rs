@@ -553,6 +553,9 @@ async fn seed_loop_out(
     };
     let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
         .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
+    st.server
+        .quote(bitcoin::Amount::from_sat(req.loop_out_sats))
+        .map_err(|e| invalid(e.to_string().trim_start_matches("invalid request: ").to_string()))?;
     // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
     // is created, its own tight limits apply (per client and from everyone together).
     let ip = st.client_ip(peer, &headers);

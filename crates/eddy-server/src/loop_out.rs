@@ -1118,6 +1118,9 @@ impl LoopOutServer {
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {
+                    // Before `E` the preimage alone settles; after it, only the claim confirmed.
+                    self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
+                        .await?;
                     let confs = WatchStatus::confirmations(spend.height, tip);
                     self.apply(id, &mut version, &mut rec, Event::HtlcClaimed { preimage: p, confs }, tip)
                         .await?;
