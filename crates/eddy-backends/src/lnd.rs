@@ -461,7 +461,9 @@ impl LightningNode for LndNode {
                 timeout_seconds: params.timeout.as_secs().clamp(1, i32::MAX as u64) as i32,
                 outgoing_chan_ids: params.outgoing_channel.into_iter().collect(),
                 // Checked above: `Some(d)` is at least 1 here.
-                cltv_limit: params.max_total_cltv_delta.map_or(0, |d| i32::try_from(d).unwrap_or(i32::MAX)),
+                cltv_limit: params
+                    .max_total_cltv_delta
+                    .map_or(0, |d| i32::try_from(d).unwrap_or(i32::MAX)),
                 last_hop_pubkey: params.last_hop.map(|k| k.serialize().to_vec()).unwrap_or_default(),
                 ..Default::default()
             })

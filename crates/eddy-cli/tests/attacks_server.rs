@@ -15,7 +15,6 @@ mod hostile;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use hostile::*;
 use bitcoin::Amount;
 use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::lightning::HoldInvoiceRequest;
@@ -23,6 +22,7 @@ use eddy_backends::{HoldInvoiceState, LightningNode, PaymentStatus};
 use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
 use eddy_core::sm::loop_out_server::{CancelReason, State as OutState};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
+use hostile::*;
 use serde_json::{json, Value};
 
 fn net(dir: &std::path::Path) -> Swapnet {
@@ -47,7 +47,12 @@ fn wallet(net: &Swapnet, server: &eddy_server::LoopOutServer) -> Amount {
 }
 
 fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
-    let tx = net.rt.block_on(net.chain.transaction(txid)).expect("rpc").expect("tx").tx;
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
     net.rt
         .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
         .expect("fee")
@@ -124,12 +129,17 @@ fn attack_f1_hash_prefix_collision_pays_only_the_funded_swap() {
     let op1 = fund(&net, &htlc1, amount);
     net.mine(1).expect("mine");
     // The server pays L1's invoice; the attacker holds the payment.
-    drive(&net, &net.server, || false, || {
-        matches!(
-            net.rt.block_on(net.client_ln.hold_invoice_state(&h1)),
-            Ok(HoldInvoiceState::Accepted { .. })
-        )
-    });
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                net.rt.block_on(net.client_ln.hold_invoice_state(&h1)),
+                Ok(HoldInvoiceState::Accepted { .. })
+            )
+        },
+    );
     for _ in 0..5 {
         net.rt.block_on(net.server.tick()).expect("tick");
     }
@@ -148,7 +158,12 @@ fn attack_f1_hash_prefix_collision_pays_only_the_funded_swap() {
     );
     let (refund, fee) = cooperative_refund(&net, &h, &k1, &id1, &htlc1, op1, amount).expect("co-signed");
     net.mine(1).expect("mine");
-    drive(&net, &net.server, || false, || in_state(&net, &net.server, &id1) == InState::Refunded);
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id1) == InState::Refunded,
+    );
     assert_eq!(refund.input[0].previous_output, op1);
     assert_eq!(in_state(&net, &net.server, &id2), InState::Created);
     assert_eq!(payment(&net, &h2), PaymentStatus::Unknown, "nothing paid for L2, ever");
@@ -227,7 +242,12 @@ fn attack_f2_restart_past_the_payment_deadline_never_pays() {
     let quote = server.quote_in(amount).expect("quote");
     let p = Preimage::from_bytes([0x22; 32]);
     let (k, pk) = key(0x33);
-    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, quote.invoice_amount.to_sat() * 1000), &pk);
+    let (s, offer) = h.loop_in(
+        &net,
+        amount.to_sat(),
+        &invoice(&net, &p, quote.invoice_amount.to_sat() * 1000),
+        &pk,
+    );
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
     let htlc = in_htlc(&offer, p.payment_hash(), &pk);
@@ -256,7 +276,12 @@ fn attack_f2_restart_past_the_payment_deadline_never_pays() {
     assert_eq!(payment(&net, &p.payment_hash()), PaymentStatus::Unknown, "never sent");
     let (_, fee) = cooperative_refund(&net, &h, &k, &id, &htlc, op, amount).expect("co-signed");
     net.mine(1).expect("mine");
-    drive(&net, &server, || false, || in_state(&net, &server, &id) == InState::Refunded);
+    drive(
+        &net,
+        &server,
+        || false,
+        || in_state(&net, &server, &id) == InState::Refunded,
+    );
     wait_channels(&net, server_ln0, client_ln0);
     eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
         onchain(&net.client_ln) == chain0 + (amount - fee).to_sat()
@@ -286,23 +311,38 @@ fn attack_f3_server_down_across_expiry_still_refunds() {
     let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
     pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &net.server, || false, || {
-        matches!(out_state(&net, &net.server, &id), OutState::Published { .. })
-    });
-    let funding = net.rt.block_on(net.server.swap(&id)).expect("swap").1.funding.expect("funding");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
     let publish_fee = fee_of(&net, &funding.txid);
     // The server goes down; the chain moves past E and past the old give-up height.
     drop(net.http.take());
     let tip = net.lab.chain.tip().expect("tip").0;
     let target = expiry + eddy_core::constants::SERVER_SETTLE_MARGIN + 12 + 1;
     while net.lab.chain.tip().expect("tip").0 < target {
-        net.mine(4.min(target - net.lab.chain.tip().expect("tip").0).max(1)).expect("mine");
+        net.mine(4.min(target - net.lab.chain.tip().expect("tip").0).max(1))
+            .expect("mine");
     }
     assert!(net.lab.chain.tip().expect("tip").0 > tip + 80);
     net.restart_engines().expect("restart");
     net.rt.block_on(net.server.tick()).expect("tick");
     assert!(matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }));
-    drive(&net, &net.server, || true, || out_state(&net, &net.server, &id) == OutState::Refunded);
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || out_state(&net, &net.server, &id) == OutState::Refunded,
+    );
     let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
     // The confirmed one of the (bumped) refunds.
     let refund_tx = rec
@@ -343,14 +383,19 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
     let addr = net.rt.block_on(net.client_ln.new_address()).expect("address");
     net.lab.chain.fund(&addr, Amount::from_sat(300_000)).expect("fund");
     net.mine(1).expect("mine");
-    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || onchain(&net.client_ln) == 300_000)
-        .expect("funded");
+    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == 300_000
+    })
+    .expect("funded");
     let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
     let chain0 = onchain(&net.client_ln);
     let wallet0 = wallet(&net, &net.server);
     let id = net
         .rt
-        .block_on(net.client_in.loop_in(amount, eddy_client::loop_in::LoopInOptions::default()))
+        .block_on(
+            net.client_in
+                .loop_in(amount, eddy_client::loop_in::LoopInOptions::default()),
+        )
         .expect("loop-in");
     // The client funds; the funding waits unconfirmed.
     let start = std::time::Instant::now();
@@ -391,7 +436,14 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
     refused(h.call(&net, "GET", &base, &[], None));
     refused(h.call(&net, "POST", &format!("{base}/refund-cosign"), &[], Some(body.clone())));
     refused(h.signed(&net, &stranger, &id, "GET", &base, None));
-    refused(h.signed(&net, &stranger, &id, "POST", &format!("{base}/refund-cosign"), Some(body.clone())));
+    refused(h.signed(
+        &net,
+        &stranger,
+        &id,
+        "POST",
+        &format!("{base}/refund-cosign"),
+        Some(body.clone()),
+    ));
     refused(h.signed(&net, &stranger, &id, "GET", &format!("{base}/claim"), None));
     // A signature the client made for its status request, captured and replayed elsewhere.
     let client_key = eddy_store::SeedKeys::load_or_create(dir.path(), eddy_client::SEED_FILE)
@@ -403,9 +455,20 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
     refused(h.call(&net, "GET", &format!("{base}/claim"), &hdr, None));
     refused(h.call(&net, "POST", &format!("{base}/refund-cosign"), &hdr, Some(body.clone())));
     let unknown = SwapId([0x77; 32]);
-    assert_eq!(h.call(&net, "GET", &format!("/v1/swaps/{unknown}/refund-cosign"), &[], None).0, 405);
     assert_eq!(
-        h.call(&net, "POST", &format!("/v1/swaps/{unknown}/refund-cosign"), &[], Some(body)).0,
+        h.call(&net, "GET", &format!("/v1/swaps/{unknown}/refund-cosign"), &[], None)
+            .0,
+        405
+    );
+    assert_eq!(
+        h.call(
+            &net,
+            "POST",
+            &format!("/v1/swaps/{unknown}/refund-cosign"),
+            &[],
+            Some(body)
+        )
+        .0,
         404
     );
     assert_eq!(in_state(&net, &net.server, &id), InState::Created, "nothing changed");
@@ -457,23 +520,35 @@ fn attack_swap_paid_without_the_prepay_is_never_published() {
     let id = SwapId::from(p.payment_hash());
     let htlc = out_htlc(&offer, p.payment_hash(), &pk);
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &net.server, || false, || {
-        matches!(
-            out_state(&net, &net.server, &id),
-            OutState::Created {
-                swap_accepted: Some(_),
-                ..
-            }
-        )
-    });
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                out_state(&net, &net.server, &id),
+                OutState::Created {
+                    swap_accepted: Some(_),
+                    ..
+                }
+            )
+        },
+    );
     for _ in 0..5 {
         net.rt.block_on(net.server.tick()).expect("tick");
     }
-    net.mine(eddy_core::constants::LOOP_OUT_PUBLICATION_DEADLINE).expect("mine");
-    drive(&net, &net.server, || false, || {
-        out_state(&net, &net.server, &id) == OutState::Canceled(CancelReason::PublicationDeadline)
-    });
-    assert!(outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(), "never published");
+    net.mine(eddy_core::constants::LOOP_OUT_PUBLICATION_DEADLINE)
+        .expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Canceled(CancelReason::PublicationDeadline),
+    );
+    assert!(
+        outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+        "never published"
+    );
     wait_channels(&net, server_ln0, client_ln0);
     assert_eq!(wallet(&net, &net.server), wallet0);
     net.stop().expect("stop");
@@ -497,7 +572,13 @@ fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
     assert_eq!(s, 409, "{v}");
     let (s, v) = h.loop_out(&net, 90_000, out.payment_hash(), &key(0x37).1);
     assert_eq!(s, 409, "other terms, same hash: {v}");
-    let in_msat = net.server.quote_in(Amount::from_sat(90_000)).expect("quote").invoice_amount.to_sat() * 1000;
+    let in_msat = net
+        .server
+        .quote_in(Amount::from_sat(90_000))
+        .expect("quote")
+        .invoice_amount
+        .to_sat()
+        * 1000;
     // A loop-in on the loop-out's hash (a hold invoice: the attacker need not know it).
     let (s, v) = h.loop_in(&net, 90_000, &hold_invoice(&net, out.payment_hash(), in_msat), &pk);
     assert_eq!(s, 409, "{v}");
@@ -510,10 +591,17 @@ fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
     let (s, v) = h.loop_out(&net, 70_000, inn.payment_hash(), &pk);
     assert_eq!(s, 409, "a loop-out on the loop-in's hash: {v}");
     // The first offer's terms are the stored ones.
-    let rec = net.rt.block_on(net.server.swap(&SwapId::from(out.payment_hash()))).expect("swap").1;
+    let rec = net
+        .rt
+        .block_on(net.server.swap(&SwapId::from(out.payment_hash())))
+        .expect("swap")
+        .1;
     assert_eq!(rec.amount, Amount::from_sat(70_000));
     assert_eq!(rec.swap_invoice, first["swap_invoice"].as_str().expect("invoice"));
-    let all = net.rt.block_on(net.server_store.list(eddy_store::ListFilter::Active)).expect("list");
+    let all = net
+        .rt
+        .block_on(net.server_store.list(eddy_store::ListFilter::Active))
+        .expect("list");
     assert_eq!(all.len(), 2, "one swap per hash");
     wait_channels(&net, server_ln0, client_ln0);
     assert_eq!(wallet(&net, &net.server), wallet0);
@@ -544,11 +632,20 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
     let htlc = out_htlc(&offer, p.payment_hash(), &pk);
     pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &net.server, || false, || {
-        matches!(out_state(&net, &net.server, &id), OutState::Published { .. })
-    });
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
     net.mine(1).expect("mine");
-    let funding = net.rt.block_on(net.server.swap(&id)).expect("swap").1.funding.expect("funding");
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
     let (s, v) = h.call(
         &net,
         "POST",
@@ -580,7 +677,14 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
             &id.0,
         ).expect("signer").public_nonce().iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "tx": bitcoin::consensus::encode::serialize_hex(t)});
-        h.signed(&net, &k, &id, "POST", &format!("/v1/swaps/{id}/cosign"), Some(body.to_string()))
+        h.signed(
+            &net,
+            &k,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/cosign"),
+            Some(body.to_string()),
+        )
     };
     let other = bitcoin::OutPoint {
         txid: funding.txid,
@@ -592,7 +696,10 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
     ] {
         let (s, v) = cosign(&t);
         assert_eq!(s, 400, "{what}: {v}");
-        assert!(v["error"].as_str().unwrap_or("").contains("exactly this swap's HTLC"), "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("exactly this swap's HTLC"),
+            "{v}"
+        );
     }
     let good = tx(vec![funding]);
     let (s1, a) = cosign(&good);
@@ -602,7 +709,12 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
     // The attacker walks away from the key path and claims by the script path.
     let (claim, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
     net.mine(1).expect("mine");
-    drive(&net, &net.server, || false, || out_state(&net, &net.server, &id) == OutState::Succeeded);
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Succeeded,
+    );
     assert_eq!(claim.input[0].previous_output, funding);
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = offer_invoice_sat(&net, &offer);
@@ -641,7 +753,12 @@ fn attack_refund_while_paying_then_vanish_mid_musig() {
     let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x28; 32]);
     let (k, pk) = key(0x39);
-    let (s, offer) = h.loop_in(&net, amount.to_sat(), &hold_invoice(&net, p.payment_hash(), invoice_sat * 1000), &pk);
+    let (s, offer) = h.loop_in(
+        &net,
+        amount.to_sat(),
+        &hold_invoice(&net, p.payment_hash(), invoice_sat * 1000),
+        &pk,
+    );
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
     let htlc = in_htlc(&offer, p.payment_hash(), &pk);
@@ -649,35 +766,74 @@ fn attack_refund_while_paying_then_vanish_mid_musig() {
     let wallet0 = wallet(&net, &net.server);
     let op = fund(&net, &htlc, amount);
     net.mine(1).expect("mine");
-    drive(&net, &net.server, || false, || {
-        matches!(
-            net.rt.block_on(net.client_ln.hold_invoice_state(&p.payment_hash())),
-            Ok(HoldInvoiceState::Accepted { .. })
-        )
-    });
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                net.rt.block_on(net.client_ln.hold_invoice_state(&p.payment_hash())),
+                Ok(HoldInvoiceState::Accepted { .. })
+            )
+        },
+    );
     let e = cooperative_refund(&net, &h, &k, &id, &htlc, op, amount).expect_err("refused while paying");
     assert_eq!(e.0, 400, "{:?}", e.1);
     assert!(matches!(in_state(&net, &net.server, &id), InState::Paying { .. }));
     // The attacker takes the payment.
     net.rt.block_on(net.client_ln.settle_hold_invoice(&p)).expect("settle");
-    drive(&net, &net.server, || false, || {
-        matches!(in_state(&net, &net.server, &id), InState::Claiming { .. })
-    });
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(in_state(&net, &net.server, &id), InState::Claiming { .. }),
+    );
     // Mid-MuSig2: the attacker opens the claim session and never completes it.
     let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
     assert_eq!(s, 200, "{v}");
     let garbage = json!({"nonce": "02".repeat(66), "partial_sig": "11".repeat(32)}).to_string();
-    let (s, v) = h.signed(&net, &k, &id, "POST", &format!("/v1/swaps/{id}/claim-cosign"), Some(garbage.clone()));
+    let (s, v) = h.signed(
+        &net,
+        &k,
+        &id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(garbage.clone()),
+    );
     assert_eq!(s, 400, "{v}");
-    let (s, v) = h.signed(&net, &k, &id, "POST", &format!("/v1/swaps/{id}/claim-cosign"), Some(garbage));
+    let (s, v) = h.signed(
+        &net,
+        &k,
+        &id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(garbage),
+    );
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("ask for the claim first"), "{v}");
-    drive(&net, &net.server, || true, || in_state(&net, &net.server, &id) == InState::Succeeded);
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("ask for the claim first"),
+        "{v}"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
     let rec = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1;
     let claim = rec.claim.expect("claim");
-    let claim_tx = net.rt.block_on(net.chain.transaction(&claim.txid)).expect("rpc").expect("claim").tx;
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim")
+        .tx;
     assert_eq!(claim_tx.input[0].previous_output, op);
-    assert_eq!(claim_tx.input[0].witness.nth(1), Some(&p.expose_bytes()[..]), "script path");
+    assert_eq!(
+        claim_tx.input[0].witness.nth(1),
+        Some(&p.expose_bytes()[..]),
+        "script path"
+    );
     let claim_fee = amount - claim_tx.output[0].value;
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
@@ -707,10 +863,19 @@ fn attack_preimage_revealed_at_the_cutoff_is_still_settled() {
     let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
     pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &net.server, || false, || {
-        matches!(out_state(&net, &net.server, &id), OutState::Published { .. })
-    });
-    let funding = net.rt.block_on(net.server.swap(&id)).expect("swap").1.funding.expect("funding");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
     let last = eddy_core::constants::loop_out_last_reveal_height(expiry);
     while net.lab.chain.tip().expect("tip").0 < last {
         let left = last - net.lab.chain.tip().expect("tip").0;
@@ -720,7 +885,12 @@ fn attack_preimage_revealed_at_the_cutoff_is_still_settled() {
     assert_eq!(net.lab.chain.tip().expect("tip").0, last);
     assert!(matches!(out_state(&net, &net.server, &id), OutState::Published { .. }));
     let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
-    drive(&net, &net.server, || false, || out_state(&net, &net.server, &id) == OutState::Succeeded);
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Succeeded,
+    );
     net.mine(1).expect("mine");
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = offer_invoice_sat(&net, &offer);
@@ -773,20 +943,35 @@ fn attack_f9_creation_flood_does_not_block_an_honest_client() {
     let p = Preimage::from_bytes([0x2a; 32]);
     let (k, pk) = key(0x3b);
     let amount = Amount::from_sat(100_000);
-    let body = json!({"amount": amount.to_sat(), "payment_hash": p.payment_hash().to_string(), "claim_key": pk.to_string()});
+    let body =
+        json!({"amount": amount.to_sat(), "payment_hash": p.payment_hash().to_string(), "claim_key": pk.to_string()});
     let (s, offer) = h.call(&net, "POST", "/v1/loop-out", &from("10.0.0.1"), Some(body.to_string()));
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
     let htlc = out_htlc(&offer, p.payment_hash(), &pk);
     pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &own.server, || false, || {
-        matches!(out_state(&net, &own.server, &id), OutState::Published { .. })
-    });
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
     net.mine(1).expect("mine");
-    let funding = net.rt.block_on(own.server.swap(&id)).expect("swap").1.funding.expect("funding");
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
     let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
-    drive(&net, &own.server, || false, || out_state(&net, &own.server, &id) == OutState::Succeeded);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
     net.mine(1).expect("mine");
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = offer_invoice_sat(&net, &offer);
@@ -831,16 +1016,28 @@ fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
     let created = net.lab.chain.tip().expect("tip").0;
     pay(&net, a["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, a["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &own.server, || false, || {
-        matches!(out_state(&net, &own.server, &ida), OutState::Published { .. })
-    });
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &ida), OutState::Published { .. }),
+    );
     pay(&net, b["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, b["swap_invoice"].as_str().expect("invoice"));
-    drive(&net, &own.server, || false, || out_state(&net, &own.server, &idb) == OutState::Publishing);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &idb) == OutState::Publishing,
+    );
     for _ in 0..3 {
         let _ = net.rt.block_on(own.server.tick());
     }
-    assert_eq!(out_state(&net, &own.server, &idb), OutState::Publishing, "no funds for B");
+    assert_eq!(
+        out_state(&net, &own.server, &idb),
+        OutState::Publishing,
+        "no funds for B"
+    );
     // A pushes its preimage (the server settles A); B's window closes.
     let (s, v) = h.call(
         &net,
@@ -857,16 +1054,31 @@ fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
         net.mine(left.min(8)).expect("mine");
         let _ = net.rt.block_on(own.server.tick());
     }
-    drive(&net, &own.server, || false, || {
-        out_state(&net, &own.server, &idb) == OutState::Canceled(CancelReason::PublicationWindowMissed)
-    });
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &idb) == OutState::Canceled(CancelReason::PublicationWindowMissed),
+    );
     let htlc_b = out_htlc(&b, pb.payment_hash(), &pk);
-    assert!(outputs_paying(&net, &htlc_b.script_pubkey(), created).is_empty(), "B never published");
-    let funding = net.rt.block_on(own.server.swap(&ida)).expect("swap").1.funding.expect("funding");
+    assert!(
+        outputs_paying(&net, &htlc_b.script_pubkey(), created).is_empty(),
+        "B never published"
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&ida))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_a = offer_invoice_sat(&net, &a);
     wait_channels(&net, server_ln0 + invoice_a + 1_000, client_ln0 - invoice_a - 1_000);
-    assert_eq!(wallet(&net, &own.server), wallet0 - Amount::from_sat(amount) - publish_fee);
+    assert_eq!(
+        wallet(&net, &own.server),
+        wallet0 - Amount::from_sat(amount) - publish_fee
+    );
     net.stop().expect("stop");
 }
 
@@ -912,10 +1124,17 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
     pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
     pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
     // Engine pass: both HTLCs held → `Publishing` → broadcast → recording it fails.
-    drive(&net, &own.server, || false, || {
-        !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty()
-    });
-    assert_eq!(out_state(&net, &own.server, &id), OutState::Publishing, "the record failed");
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+    );
+    assert_eq!(
+        out_state(&net, &own.server, &id),
+        OutState::Publishing,
+        "the record failed"
+    );
     // The Lightning-event path publishes next (no engine pass in between).
     net.rt.block_on(own.server.publish_pending()).expect("publish");
     net.rt
@@ -935,7 +1154,12 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
     let funding = outs[0];
     let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
     let _ = claim_fee;
-    drive(&net, &own.server, || false, || out_state(&net, &own.server, &id) == OutState::Succeeded);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
     net.mine(1).expect("mine");
     assert_eq!(outputs_paying(&net, &htlc.script_pubkey(), created).len(), 1);
     let publish_fee = fee_of(&net, &funding.txid);

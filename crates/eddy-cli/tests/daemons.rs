@@ -583,7 +583,9 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         client.kill9();
         kills.push(format!(
             "server at {}",
-            server_status(&client_dir, &server.url, &id)["state"].as_str().unwrap_or("")
+            server_status(&client_dir, &server.url, &id)["state"]
+                .as_str()
+                .unwrap_or("")
         ));
         server.kill9();
         let server = Proc::start("server", &server_toml, &server_log, &server_env);
@@ -1024,7 +1026,9 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     client.kill9();
     points.push(format!(
         "server at {}",
-        server_status(&client_dir, &server.url, &id)["state"].as_str().unwrap_or("")
+        server_status(&client_dir, &server.url, &id)["state"]
+            .as_str()
+            .unwrap_or("")
     ));
     server.kill9();
     server = start_server("loop_in_server.pay.before_send");
@@ -1059,7 +1063,9 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     client.kill9();
     points.push(format!(
         "server at {}",
-        server_status(&client_dir, &server.url, &id)["state"].as_str().unwrap_or("")
+        server_status(&client_dir, &server.url, &id)["state"]
+            .as_str()
+            .unwrap_or("")
     ));
     server.kill9();
     server = start_server("");

@@ -58,7 +58,14 @@ impl HttpSwapServer {
     }
 
     /// A request on swap `id` at `path` (from `/v1/…`), signed with the swap's key.
-    fn signed(&self, method: reqwest::Method, side: Side, id: &SwapId, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        side: Side,
+        id: &SwapId,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
         let key = self.keys.secret(side.purpose(), id);
         let auth = eddy_core::auth::sign(&key, id, unix_now(), method.as_str(), path, &body);
         let mut req = self
@@ -236,7 +243,9 @@ impl SwapServerApi for HttpSwapServer {
         id: &eddy_core::types::SwapId,
     ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
         use bitcoin::hex::FromHex;
-        let v = self.get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}/claim")).await?;
+        let v = self
+            .get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}/claim"))
+            .await?;
         let n = v["nonce"]
             .as_str()
             .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());

@@ -229,21 +229,31 @@ impl InWorld {
                     self.pay = Pay::None;
                     if self.payments_sent < 3 {
                         let funding_confs = self.funding_confs();
-                        self.event(lis::Event::SendPayment { height: self.tip, funding_confs })?;
+                        self.event(lis::Event::SendPayment {
+                            height: self.tip,
+                            funding_confs,
+                        })?;
                     } else {
                         self.event(lis::Event::PaymentFailed)?;
                     }
                 }
                 Pay::None => {
                     let funding_confs = self.funding_confs();
-                    self.event(lis::Event::SendPayment { height: self.tip, funding_confs })?
+                    self.event(lis::Event::SendPayment {
+                        height: self.tip,
+                        funding_confs,
+                    })?
                 }
                 Pay::InFlight { .. } => {}
             }
         }
         match self.spent {
-            Spent::Claimed(h) => self.event(lis::Event::ClaimConfirmed { confs: self.tip + 1 - h })?,
-            Spent::Refunded(h) => self.event(lis::Event::HtlcRefunded { confs: self.tip + 1 - h })?,
+            Spent::Claimed(h) => self.event(lis::Event::ClaimConfirmed {
+                confs: self.tip + 1 - h,
+            })?,
+            Spent::Refunded(h) => self.event(lis::Event::HtlcRefunded {
+                confs: self.tip + 1 - h,
+            })?,
             _ => {}
         }
         self.event(lis::Event::Block { height: self.tip })
@@ -346,9 +356,13 @@ enum OutAdv {
     Blocks(u32, bool),
     /// The client pays the swap invoice (held until `claim_deadline`; `short`: less than the
     /// margin the server requires).
-    PaySwap { short: bool },
+    PaySwap {
+        short: bool,
+    },
     /// The client pays the prepay (`under`: less than asked).
-    PayPrepay { under: bool },
+    PayPrepay {
+        under: bool,
+    },
     /// The client pushes its preimage over the API.
     PushPreimage,
     /// The client claims the HTLC on chain (confirms in the next block, unless spent first).
@@ -470,7 +484,11 @@ impl OutWorld {
             }
             OutAdv::PaySwap { short } => {
                 if self.swap == Inv::Open {
-                    let margin = if *short { SERVER_SETTLE_MARGIN - 1 } else { SERVER_SETTLE_MARGIN + 3 };
+                    let margin = if *short {
+                        SERVER_SETTLE_MARGIN - 1
+                    } else {
+                        SERVER_SETTLE_MARGIN + 3
+                    };
                     self.swap = Inv::Held {
                         deadline: self.terms.expiry + margin,
                     };
@@ -478,7 +496,11 @@ impl OutWorld {
             }
             OutAdv::PayPrepay { under } => {
                 if self.prepay == Inv::Open {
-                    self.prepay_amount = if *under { self.terms.prepay_msat - 1 } else { self.terms.prepay_msat };
+                    self.prepay_amount = if *under {
+                        self.terms.prepay_msat - 1
+                    } else {
+                        self.terms.prepay_msat
+                    };
                     self.prepay = Inv::Held {
                         deadline: self.terms.created_height + 60,
                     };
@@ -533,7 +555,10 @@ impl OutWorld {
         }
         let published = matches!(
             self.state,
-            los::State::Published { .. } | los::State::Refunding { .. } | los::State::PreimageKnown { .. } | los::State::Reclaiming
+            los::State::Published { .. }
+                | los::State::Refunding { .. }
+                | los::State::PreimageKnown { .. }
+                | los::State::Reclaiming
         );
         if published && self.htlc.is_some() && !self.confirmed() {
             // Re-broadcast until it confirms.
@@ -555,7 +580,9 @@ impl OutWorld {
                 preimage: self.preimage,
                 confs: self.tip + 1 - h,
             })?,
-            Spent::Refunded(h) => self.event(los::Event::RefundConfirmed { confs: self.tip + 1 - h })?,
+            Spent::Refunded(h) => self.event(los::Event::RefundConfirmed {
+                confs: self.tip + 1 - h,
+            })?,
             _ => {}
         }
         self.event(los::Event::Block { height: self.tip })
@@ -567,7 +594,11 @@ impl OutWorld {
         for a in actions {
             match a {
                 los::Action::PublishHtlc => {
-                    prop_assert!(self.terms.may_publish(self.tip), "published outside the window at {}", self.tip);
+                    prop_assert!(
+                        self.terms.may_publish(self.tip),
+                        "published outside the window at {}",
+                        self.tip
+                    );
                     prop_assert!(!published_before || self.htlc.is_none(), "published twice");
                     if self.wallet_ok && self.htlc.is_none() {
                         self.htlc = Some((self.tip, None));
@@ -582,7 +613,11 @@ impl OutWorld {
                 }
                 los::Action::SettlePrepay => {
                     let (p, _) = self.htlc.expect("settled a prepay without an HTLC");
-                    prop_assert!(self.terms.may_publish(p), "prepay settled for a late publication at {}", p);
+                    prop_assert!(
+                        self.terms.may_publish(p),
+                        "prepay settled for a late publication at {}",
+                        p
+                    );
                     if let Inv::Held { .. } = self.prepay {
                         self.prepay = Inv::Settled;
                     }

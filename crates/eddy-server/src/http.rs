@@ -19,8 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -314,8 +314,7 @@ impl AppState {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|e| e.trim().parse::<IpAddr>().ok())
-            .filter(|e| Some(*e) != self.trusted_proxy)
-            .next_back()
+            .rfind(|e| Some(*e) != self.trusted_proxy)
             .unwrap_or(ip)
     }
 

@@ -948,22 +948,25 @@ impl LoopOutServer {
         }
         let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
         // Record each publication and settle each prepay, all swaps at once.
-        let steps = batch
-            .into_iter()
-            .enumerate()
-            .map(|(vout, (id, mut version, mut rec))| {
-                let tx_hex = tx_hex.clone();
-                async move {
-                    rec.funding = Some(OutPoint {
-                        txid,
-                        vout: vout as u32,
-                    });
-                    rec.published_height = Some(tip);
-                    rec.htlc_tx = Some(tx_hex);
-                    self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid, height: tip }, tip)
-                        .await
-                }
-            });
+        let steps = batch.into_iter().enumerate().map(|(vout, (id, mut version, mut rec))| {
+            let tx_hex = tx_hex.clone();
+            async move {
+                rec.funding = Some(OutPoint {
+                    txid,
+                    vout: vout as u32,
+                });
+                rec.published_height = Some(tip);
+                rec.htlc_tx = Some(tx_hex);
+                self.apply(
+                    id,
+                    &mut version,
+                    &mut rec,
+                    Event::HtlcBroadcast { txid, height: tip },
+                    tip,
+                )
+                .await
+            }
+        });
         futures::future::join_all(steps)
             .await
             .into_iter()
@@ -1086,7 +1089,8 @@ impl LoopOutServer {
                 // Failed back (expired, or canceled): the preimage can no longer be paid for,
                 // so the HTLC is still the server's to refund.
                 HoldInvoiceState::Canceled => {
-                    self.apply(id, &mut version, &mut rec, Event::SwapInvoiceGone, tip).await?;
+                    self.apply(id, &mut version, &mut rec, Event::SwapInvoiceGone, tip)
+                        .await?;
                 }
                 _ => {}
             },
@@ -1122,8 +1126,14 @@ impl LoopOutServer {
                     self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
                         .await?;
                     let confs = WatchStatus::confirmations(spend.height, tip);
-                    self.apply(id, &mut version, &mut rec, Event::HtlcClaimed { preimage: p, confs }, tip)
-                        .await?;
+                    self.apply(
+                        id,
+                        &mut version,
+                        &mut rec,
+                        Event::HtlcClaimed { preimage: p, confs },
+                        tip,
+                    )
+                    .await?;
                 } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
                     let confs = WatchStatus::confirmations(spend.height, tip);
                     self.apply(id, &mut version, &mut rec, Event::RefundConfirmed { confs }, tip)

@@ -253,18 +253,30 @@ pub fn cooperative_refund(
     if s != 200 {
         return Err((s, v));
     }
-    let their_nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
+    let their_nonce =
+        <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
     let their_partial = <[u8; 32]>::from_hex(v["partial_sig"].as_str().expect("sig")).expect("sig");
     let ours = signer.sign(&their_nonce).expect("sign");
-    let sig = signer.aggregate(&their_nonce, &ours, &their_partial).expect("aggregate");
+    let sig = signer
+        .aggregate(&their_nonce, &ours, &their_partial)
+        .expect("aggregate");
     spend.set_cooperative_signature(0, sig).expect("set");
     let signed = spend.finalize().expect("finalize");
-    net.rt.block_on(net.chain.broadcast(&signed.tx)).expect("refund broadcast");
+    net.rt
+        .block_on(net.chain.broadcast(&signed.tx))
+        .expect("refund broadcast");
     Ok((signed.tx, signed.fee))
 }
 
 /// The attacker's script-path claim of a loop-out HTLC with its preimage (broadcast): (tx, fee).
-pub fn claim_out(net: &Swapnet, key: &SecretKey, htlc: &Htlc, outpoint: OutPoint, value: Amount, p: Preimage) -> (Transaction, Amount) {
+pub fn claim_out(
+    net: &Swapnet,
+    key: &SecretKey,
+    htlc: &Htlc,
+    outpoint: OutPoint,
+    value: Amount,
+    p: Preimage,
+) -> (Transaction, Amount) {
     let mut spend = build_spend(
         vec![HtlcInput {
             outpoint,
@@ -278,7 +290,9 @@ pub fn claim_out(net: &Swapnet, key: &SecretKey, htlc: &Htlc, outpoint: OutPoint
     .expect("spend");
     spend.sign(0, key).expect("sign");
     let signed = spend.finalize().expect("finalize");
-    net.rt.block_on(net.chain.broadcast(&signed.tx)).expect("claim broadcast");
+    net.rt
+        .block_on(net.chain.broadcast(&signed.tx))
+        .expect("claim broadcast");
     (signed.tx, signed.fee)
 }
 
@@ -422,7 +436,10 @@ impl SwapStore for FailOnce {
     async fn events(&self, id: &SwapId) -> Result<Vec<eddy_store::EventRecord>, eddy_store::StoreError> {
         self.inner.events(id).await
     }
-    async fn list(&self, filter: eddy_store::ListFilter) -> Result<Vec<eddy_store::SwapRecord>, eddy_store::StoreError> {
+    async fn list(
+        &self,
+        filter: eddy_store::ListFilter,
+    ) -> Result<Vec<eddy_store::SwapRecord>, eddy_store::StoreError> {
         self.inner.list(filter).await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>, eddy_store::StoreError> {

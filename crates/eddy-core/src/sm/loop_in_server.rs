@@ -361,19 +361,41 @@ mod tests {
         // The restart path asks the machine too: past the deadline it never pays.
         let paying = State::Paying { outpoint: op() };
         assert_eq!(
-            transition(&t, paying.clone(), &Event::SendPayment { height: 440, funding_confs: 1 }),
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 440,
+                    funding_confs: 1
+                }
+            ),
             (
                 State::Refundable(RefundReason::TooLate),
                 vec![Action::NotifyFailed(RefundReason::TooLate)]
             )
         );
         assert!(matches!(
-            transition(&t, paying.clone(), &Event::SendPayment { height: 400, funding_confs: 1 }).1[..],
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 400,
+                    funding_confs: 1
+                }
+            )
+            .1[..],
             [Action::PayInvoice { height: 400, .. }]
         ));
         // A funding reorged back to unconfirmed is not paid against.
         assert_eq!(
-            transition(&t, paying.clone(), &Event::SendPayment { height: 400, funding_confs: 0 }),
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 400,
+                    funding_confs: 0
+                }
+            ),
             (paying, vec![])
         );
         assert_eq!(

@@ -292,7 +292,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         (S::Publishing, Event::HtlcBroadcast { txid, height }) if terms.may_publish(*height) => {
             (S::Published { txid: *txid }, vec![Action::SettlePrepay])
         }
-        (S::Publishing, Event::HtlcBroadcast { txid, .. }) => (S::Published { txid: *txid }, vec![Action::CancelPrepay]),
+        (S::Publishing, Event::HtlcBroadcast { txid, .. }) => {
+            (S::Published { txid: *txid }, vec![Action::CancelPrepay])
+        }
         (S::Published { txid }, Event::Block { height }) if *height >= terms.expiry => {
             (S::Refunding { txid }, vec![Action::BroadcastRefund])
         }
@@ -304,16 +306,19 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         // After `E` the server's refund is in flight: a preimage pushed late does not stop it
         // (settling then could take the invoice *and* the refund); only the client's claim
         // confirmed on chain — the HTLC is then spent, no refund can confirm — is paid for.
-        (S::Refunding { .. }, Event::HtlcClaimed { preimage, confs }) if *confs >= 1 => {
-            (S::PreimageKnown { preimage: *preimage }, vec![Action::SettleSwap(*preimage)])
-        }
+        (S::Refunding { .. }, Event::HtlcClaimed { preimage, confs }) if *confs >= 1 => (
+            S::PreimageKnown { preimage: *preimage },
+            vec![Action::SettleSwap(*preimage)],
+        ),
         (S::PreimageKnown { preimage }, Event::Block { .. }) => {
             (S::PreimageKnown { preimage }, vec![Action::SettleSwap(preimage)])
         }
         (S::PreimageKnown { .. }, Event::SwapSettled) => (S::Succeeded, vec![]),
         // The preimage came too late to be paid for: the HTLC is still ours to refund.
         (S::PreimageKnown { .. }, Event::SwapInvoiceGone) => (S::Reclaiming, vec![Action::BroadcastRefund]),
-        (S::Reclaiming, Event::Block { height }) if *height >= terms.expiry => (S::Reclaiming, vec![Action::BroadcastRefund]),
+        (S::Reclaiming, Event::Block { height }) if *height >= terms.expiry => {
+            (S::Reclaiming, vec![Action::BroadcastRefund])
+        }
         (S::Reclaiming, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
             (S::Refunded, vec![Action::CancelSwap])
         }
@@ -357,7 +362,10 @@ mod tests {
             }),
             height().prop_map(|height| Event::NoHtlcOnChain { height }),
             Just(Event::SwapInvoiceGone),
-            (0u32..8).prop_map(|confs| Event::HtlcClaimed { preimage: Preimage::from_bytes([1; 32]), confs }),
+            (0u32..8).prop_map(|confs| Event::HtlcClaimed {
+                preimage: Preimage::from_bytes([1; 32]),
+                confs
+            }),
             Just(Event::PreimageLearned(Preimage::from_bytes([1; 32]))),
             Just(Event::SwapSettled),
             (0u32..8).prop_map(|confs| Event::RefundConfirmed { confs }),
