@@ -116,6 +116,25 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
+    // Every per-swap call but the preimage push documents its signature header and 401.
+    for (path, method) in [
+        ("/v1/swaps/{id}", "get"),
+        ("/v1/swaps/{id}/events", "get"),
+        ("/v1/swaps/{id}/cosign", "post"),
+        ("/v1/swaps/{id}/claim", "get"),
+        ("/v1/swaps/{id}/claim-cosign", "post"),
+        ("/v1/swaps/{id}/refund-cosign", "post"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op["responses"].get("401").is_some(), "{path}: 401 documented");
+        assert!(op["responses"].get("404").is_some(), "{path}: 404 documented");
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        assert!(
+            params.iter().any(|p| p["name"] == "x-eddy-swap-auth" && p["in"] == "header"),
+            "{path}: header documented: {params:?}"
+        );
+    }
+    assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"].get("401").is_none());
     let fields = |schema: &str| -> Vec<String> {
         let mut f: Vec<String> = doc["components"]["schemas"][schema]["properties"]
             .as_object()

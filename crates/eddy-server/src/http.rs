@@ -1004,6 +1004,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backend_and_database_text_never_reaches_the_caller() {
+        for e in [
+            ServerError::Backend("lnd at 10.1.2.3:10009: macaroon /var/lib/lnd/admin.macaroon refused".into()),
+            ServerError::Store(eddy_store::StoreError::Db("sqlite /srv/eddy/server.sqlite: disk I/O error".into())),
+        ] {
+            let ApiError(status, msg) = ApiError::from(e);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(msg.starts_with("internal error (id "), "{msg}");
+            for secret in ["10.1.2.3", "macaroon", "sqlite", "/srv", "disk"] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+        }
+        // The server's own refusals keep their clear message.
+        let ApiError(status, msg) = ApiError::from(ServerError::Invalid("amount 5 below 10000".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(msg.contains("amount 5 below 10000"));
+    }
+
+    #[test]
     fn the_rate_limiter_forgets_clients_whose_minute_is_over() {
         let l = RateLimiter::new(2);
         for i in 0..50u8 {
