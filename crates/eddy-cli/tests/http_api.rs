@@ -130,11 +130,15 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         assert!(op["responses"].get("404").is_some(), "{path}: 404 documented");
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
         assert!(
-            params.iter().any(|p| p["name"] == "x-eddy-swap-auth" && p["in"] == "header"),
+            params
+                .iter()
+                .any(|p| p["name"] == "x-eddy-swap-auth" && p["in"] == "header"),
             "{path}: header documented: {params:?}"
         );
     }
-    assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"].get("401").is_none());
+    assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"]
+        .get("401")
+        .is_none());
     let fields = |schema: &str| -> Vec<String> {
         let mut f: Vec<String> = doc["components"]["schemas"][schema]["properties"]
             .as_object()

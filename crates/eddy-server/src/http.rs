@@ -1007,7 +1007,9 @@ mod tests {
     fn backend_and_database_text_never_reaches_the_caller() {
         for e in [
             ServerError::Backend("lnd at 10.1.2.3:10009: macaroon /var/lib/lnd/admin.macaroon refused".into()),
-            ServerError::Store(eddy_store::StoreError::Db("sqlite /srv/eddy/server.sqlite: disk I/O error".into())),
+            ServerError::Store(eddy_store::StoreError::Db(
+                "sqlite /srv/eddy/server.sqlite: disk I/O error".into(),
+            )),
         ] {
             let ApiError(status, msg) = ApiError::from(e);
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -153,7 +153,15 @@ impl LoopOutServer {
         if self.store().get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(hash));
         }
-        let active = self.active_in().await?.len() + self.active_count().await?;
+        // Slots count swaps that cost their client something: funded loop-ins and paid
+        // loop-outs (an unfunded offer is free to make, so it must not hold a slot).
+        let funded_in = self
+            .active_in()
+            .await?
+            .iter()
+            .filter(|(_, _, r)| r.state != State::Created || r.funding.is_some())
+            .count();
+        let active = funded_in + self.active_count().await?;
         if active >= self.config().max_active_swaps {
             return Err(ServerError::Unavailable(format!(
                 "{active} swaps in flight, the most this server takes"

@@ -3,9 +3,13 @@
 //! gathers what happened (hold-invoice states, the chain watcher's fundings and spends, the new
 //! tip), feeds it to the state machine, **persists every transition before acting on it**, then
 //! performs the actions — each idempotent, so a crash anywhere repeats at most a harmless step:
-//! - publishing the HTLC first looks for an existing output paying the HTLC (the watcher
-//!   rescans from the swap's creation), so a crash between broadcast and persistence never
-//!   publishes twice;
+//! - publishing the HTLC first syncs the watcher and looks for an existing output paying the
+//!   HTLC script (the watcher rescans from the swap's creation), on every path (engine pass or
+//!   Lightning event), so a crash or store error between broadcast and persistence never
+//!   publishes twice; a publication is made only inside the window the state machine allows
+//!   (checked again at broadcast), and re-broadcast every pass until it confirms;
+//! - unpaid offers hold no slot and reserve no liquidity (their invoices expire in
+//!   `LOOP_OUT_OFFER_EXPIRY_SECS`); a published HTLC is never given up: it ends when spent;
 //! - settling and canceling invoices are idempotent in the backends;
 //! - the refund is rebuilt deterministically and re-broadcast (RBF-bumped) every block.
 
