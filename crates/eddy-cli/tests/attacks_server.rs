@@ -1168,3 +1168,91 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
     assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
     net.stop().expect("stop");
 }
+
+/// **F3: a preimage pushed after `E` while the refund is under way.** The attacker pays a
+/// loop-out, lets `E` pass without claiming, and pushes its preimage once the server's refund
+/// is in flight. The server keeps refunding (a push proves no claim on chain, and settling now
+/// could take the invoice *and* the refund), the refund confirms, the swap invoice is canceled.
+/// Never settled and refunded: server wallet less the publication and refund fees, channel plus
+/// the prepay only; attacker channel less the prepay only.
+#[test]
+fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x2e; 32]);
+    let (_, pk) = key(0x3e);
+    let amount = 70_000;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let (s, offer) = h.loop_out(&net, amount, p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    while net.lab.chain.tip().expect("tip").0 < expiry {
+        let left = expiry - net.lab.chain.tip().expect("tip").0;
+        net.mine(left.min(8)).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert!(matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }));
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    // The refund is in the mempool; the attacker pushes its preimage now.
+    let (s, v) = h.call(
+        &net,
+        "POST",
+        &format!("/v1/swaps/{id}/preimage"),
+        &[],
+        Some(json!({"preimage": p.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }),
+        "still refunding"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || out_state(&net, &net.server, &id) == OutState::Refunded,
+    );
+    assert_eq!(
+        net.rt
+            .block_on(net.server_ln.hold_invoice_state(&p.payment_hash()))
+            .expect("state"),
+        HoldInvoiceState::Canceled,
+        "the swap invoice was never settled"
+    );
+    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let refund_tx = rec
+        .refund
+        .expect("refund")
+        .all
+        .iter()
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+        .find(|t| t.block.is_some())
+        .expect("a refund confirmed")
+        .tx;
+    assert_eq!(refund_tx.input[0].previous_output, funding);
+    let refund_fee = Amount::from_sat(amount) - refund_tx.output[0].value;
+    let publish_fee = fee_of(&net, &funding.txid);
+    assert_eq!(wallet(&net, &net.server), wallet0 - publish_fee - refund_fee);
+    wait_channels(&net, server_ln0 + 1_000, client_ln0 - 1_000);
+    net.stop().expect("stop");
+}
