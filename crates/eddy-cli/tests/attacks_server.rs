@@ -921,7 +921,7 @@ fn attack_f9_creation_flood_does_not_block_an_honest_client() {
         trusted_proxy: Some("127.0.0.1".parse().expect("ip")),
         ..eddy_server::http::Limits::new(5)
     };
-    let own = own_server(&net, "flooded", cfg, limits, None, &[400_000]);
+    let own = own_server(&net, "flooded", cfg, limits, None, None, &[400_000]);
     let h = Hostile::new(&own.http.url());
     let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
     let wallet0 = wallet(&net, &own.server);
@@ -999,6 +999,7 @@ fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
         "short",
         eddy::demo::server_config(),
         eddy_server::http::Limits::new(20),
+        None,
         None,
         &[150_000],
     );
@@ -1108,6 +1109,7 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
         eddy::demo::server_config(),
         eddy_server::http::Limits::new(20),
         Some(faulty),
+        None,
         &[300_000, 300_000],
     );
     let h = Hostile::new(&own.http.url());
@@ -1254,5 +1256,99 @@ fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
     let publish_fee = fee_of(&net, &funding.txid);
     assert_eq!(wallet(&net, &net.server), wallet0 - publish_fee - refund_fee);
     wait_channels(&net, server_ln0 + 1_000, client_ln0 - 1_000);
+    net.stop().expect("stop");
+}
+
+/// **F5: a lost HTLC publication.** The server's broadcast of the HTLC is answered "accepted"
+/// but never reaches the mempool (as after an eviction or a node restart). The server
+/// re-broadcasts it every pass until it confirms; the attacker claims. Server: channel +
+/// invoice + prepay, wallet − amount − publication fee; attacker: on-chain + amount − claim fee.
+#[test]
+fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let losing = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "lossy",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(losing.clone()),
+        &[200_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let chain0 = onchain(&net.client_ln);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x2f; 32]);
+    let (k, pk) = key(0x3f);
+    let amount = Amount::from_sat(60_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    *losing.lose.lock().expect("lock") = Some(htlc.script_pubkey());
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    assert!(losing.lose.lock().expect("lock").is_none(), "the publication was lost");
+    net.mine(2).expect("mine");
+    // Re-broadcast on the next passes; confirmed in the next block.
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || {
+            outputs_paying(&net, &htlc.script_pubkey(), created).len() == 1
+                && net
+                    .rt
+                    .block_on(
+                        net.chain.transaction(
+                            &net.rt
+                                .block_on(own.server.swap(&id))
+                                .expect("swap")
+                                .1
+                                .funding
+                                .expect("funding")
+                                .txid,
+                        ),
+                    )
+                    .expect("rpc")
+                    .is_some_and(|t| t.block.is_some())
+        },
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
     net.stop().expect("stop");
 }

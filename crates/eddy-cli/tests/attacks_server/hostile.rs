@@ -343,8 +343,10 @@ pub fn own_server(
     cfg: eddy_server::ServerConfig,
     limits: eddy_server::http::Limits,
     store: Option<Arc<dyn SwapStore>>,
+    chain: Option<Arc<dyn eddy_backends::ChainSource>>,
     coins: &[u64],
 ) -> OwnServer {
+    let chain = chain.unwrap_or_else(|| net.chain.clone());
     let dir = net.dir.join(name);
     std::fs::create_dir_all(&dir).expect("dir");
     let store: Arc<dyn SwapStore> = store.unwrap_or_else(|| {
@@ -360,7 +362,7 @@ pub fn own_server(
             .block_on(LoopOutServer::new(
                 cfg,
                 net.server_ln.clone(),
-                net.chain.clone(),
+                chain,
                 store.clone(),
                 keys,
             ))
@@ -447,5 +449,70 @@ impl SwapStore for FailOnce {
     }
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), eddy_store::StoreError> {
         self.inner.set_meta(key, value).await
+    }
+}
+
+/// The real chain source, except that the first broadcast of a transaction paying `lose` is
+/// answered "accepted" and never reaches the node (a mempool that restarted and forgot it, or
+/// evicted it: the devnet cannot evict on its own).
+pub struct LosesOneBroadcast {
+    pub inner: Arc<dyn eddy_backends::ChainSource>,
+    pub lose: std::sync::Mutex<Option<ScriptBuf>>,
+}
+
+#[async_trait::async_trait]
+impl eddy_backends::ChainSource for LosesOneBroadcast {
+    fn network(&self) -> bitcoin::Network {
+        self.inner.network()
+    }
+    async fn tip(&self) -> Result<eddy_backends::BlockRef, eddy_backends::ChainSourceError> {
+        self.inner.tip().await
+    }
+    async fn block_hash(&self, height: u32) -> Result<Option<bitcoin::BlockHash>, eddy_backends::ChainSourceError> {
+        self.inner.block_hash(height).await
+    }
+    async fn block(
+        &self,
+        hash: &bitcoin::BlockHash,
+    ) -> Result<Option<(bitcoin::Block, u32)>, eddy_backends::ChainSourceError> {
+        self.inner.block(hash).await
+    }
+    async fn transaction(
+        &self,
+        txid: &bitcoin::Txid,
+    ) -> Result<Option<eddy_backends::TxStatus>, eddy_backends::ChainSourceError> {
+        self.inner.transaction(txid).await
+    }
+    async fn broadcast(&self, tx: &Transaction) -> Result<bitcoin::Txid, eddy_backends::BroadcastError> {
+        {
+            let mut lose = self.lose.lock().expect("lock");
+            if lose
+                .as_ref()
+                .is_some_and(|spk| tx.output.iter().any(|o| &o.script_pubkey == spk))
+            {
+                *lose = None;
+                return Ok(tx.compute_txid());
+            }
+        }
+        self.inner.broadcast(tx).await
+    }
+    async fn fee_rate(&self, conf_target: u16) -> Result<bitcoin::FeeRate, eddy_backends::ChainSourceError> {
+        self.inner.fee_rate(conf_target).await
+    }
+    async fn mempool_txids(&self) -> Result<Vec<bitcoin::Txid>, eddy_backends::ChainSourceError> {
+        self.inner.mempool_txids().await
+    }
+    async fn mempool_spender(
+        &self,
+        outpoint: &OutPoint,
+    ) -> Result<Option<bitcoin::Txid>, eddy_backends::ChainSourceError> {
+        self.inner.mempool_spender(outpoint).await
+    }
+    async fn wait_for_block(
+        &self,
+        current: &bitcoin::BlockHash,
+        timeout: std::time::Duration,
+    ) -> Result<eddy_backends::BlockRef, eddy_backends::ChainSourceError> {
+        self.inner.wait_for_block(current, timeout).await
     }
 }
