@@ -1270,6 +1270,7 @@ fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
     let losing = Arc::new(LosesOneBroadcast {
         inner: net.chain.clone(),
         lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
     });
     let own = own_server(
         &net,
@@ -1346,6 +1347,122 @@ fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
     let invoice_sat = offer_invoice_sat(&net, &offer);
     wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
     assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// **F5: an evicted publication whose fee no longer gets in.** The mempool's minimum fee is
+/// above what the HTLC publication pays (10 sat/vB against the 2 sat/vB estimate: it is
+/// evicted at once, and every re-broadcast is dropped again); the estimate then goes to 12:
+/// after `HTLC_PUBLICATION_BUMP_BLOCKS` blocks the server replaces it (BIP125, from the swap
+/// wallet's change) at the estimate; the replacement confirms, the swap follows it, exactly one
+/// output ever pays the HTLC script, and the server pays exactly the replacement's fee. Server:
+/// channel + invoice + prepay, wallet − amount − replacement fee; attacker: on-chain + amount −
+/// claim fee.
+#[test]
+fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let losing = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "evicting",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(losing.clone()),
+        &[200_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let chain0 = onchain(&net.client_ln);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x30; 32]);
+    let (k, pk) = key(0x40);
+    let amount = Amount::from_sat(60_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    // The mempool floor is above what the publication will pay.
+    *losing.min_fee.lock().expect("lock") = Some((htlc.script_pubkey(), bitcoin::FeeRate::from_sat_per_kwu(2_500)));
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    let original = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    assert!(
+        outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+        "evicted"
+    );
+    net.lab.chain.set_fee_estimate(Some(12.0)).expect("estimate");
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || {
+            let f = net
+                .rt
+                .block_on(own.server.swap(&id))
+                .expect("swap")
+                .1
+                .funding
+                .expect("funding");
+            f != original && !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty()
+        },
+    );
+    net.mine(1).expect("mine");
+    net.lab.chain.set_fee_estimate(None).expect("estimate");
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    assert_eq!(funding.vout, original.vout);
+    let outs = outputs_paying(&net, &htlc.script_pubkey(), created);
+    assert_eq!(outs, vec![funding], "exactly one output ever pays the HTLC script");
+    let replacement_fee = fee_of(&net, &funding.txid);
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("rpc")
+        .expect("tx");
+    assert!(tx.block.is_some(), "the replacement confirmed");
+    assert!(
+        replacement_fee.to_sat() * 1000 / tx.tx.weight().to_wu() >= 2_500,
+        "paid at least the mempool floor"
+    );
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - replacement_fee);
     eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
         onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
     })

@@ -178,6 +178,14 @@ pub const LOOP_OUT_OFFER_EXPIRY_SECS: u32 = 600;
 /// same slots while bounding what a flood from many addresses can make the node keep.
 pub const UNPAID_OFFERS_PER_SLOT: usize = 4;
 
+/// Loop-out server: blocks an HTLC publication may sit unconfirmed in the mempool before it is
+/// replaced (BIP125, from the swap wallet's change) at the current estimate. The publication
+/// must confirm within [`SPEND_CONFIRM_BUDGET`] (6) for the client to keep its claim window
+/// ([`MIN_BLOCKS_LEFT_AT_PUBLICATION`]); re-estimating every 2 blocks gives it three chances
+/// inside that budget. A publication missing from the mempool (evicted, or refused for its
+/// fee) is re-broadcast, and replaced at once if refused, at every pass.
+pub const HTLC_PUBLICATION_BUMP_BLOCKS: u32 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

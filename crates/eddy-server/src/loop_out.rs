@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{
-    swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
+    swap_watch_id, ChainSource, ChainWatcher, Funding, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
 };
 use eddy_core::constants::{
-    LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN,
+    HTLC_PUBLICATION_BUMP_BLOCKS, LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
+    SERVER_SETTLE_MARGIN,
 };
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -836,6 +837,9 @@ impl LoopOutServer {
         if let Err(e) = self.publish_pending().await {
             first_err.get_or_insert(e);
         }
+        if let Err(e) = self.keep_publications(tip).await {
+            first_err.get_or_insert(e);
+        }
         let seen = self.status_of(WALLET_WATCH_ID).await;
         let scan_from = self.wallet.scan_from(&seen, tip);
         let changed = *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) != Some(scan_from);
@@ -978,28 +982,94 @@ impl LoopOutServer {
             .unwrap_or(Ok(()))
     }
 
-    /// Re-broadcasts the swap's HTLC transaction while its output is not confirmed (evicted
-    /// from mempools, or never relayed): the publication must reach the chain.
-    async fn rebroadcast_htlc(&self, id: &SwapId, rec: &LoopOutRecord, status: &WatchStatus) {
-        let Some(funding) = rec.funding else { return };
-        let confirmed = status
-            .fundings
-            .iter()
-            .any(|f| f.outpoint == funding && f.height.is_some());
-        if confirmed {
-            return;
+    /// Keeps every unconfirmed HTLC publication on its way to a block: re-broadcast at every
+    /// pass while missing from the mempool (evicted, lost); replaced (BIP125, from the swap
+    /// wallet's change; one replacement covers every swap of the batch) when the node refuses it
+    /// or when it waited [`HTLC_PUBLICATION_BUMP_BLOCKS`] unconfirmed (in the mempool or not)
+    /// below the current estimate. Each swap
+    /// of the batch then follows the replacement (or the original, whichever confirms: see the
+    /// adoption in `step`).
+    async fn keep_publications(&self, tip: u32) -> Result<(), ServerError> {
+        let _one = self.publishing.lock().await;
+        let active = Self::active(&*self.store).await?;
+        // Each unconfirmed publication once: (tx hex, height it was published at, in mempool).
+        let mut pubs: Vec<(String, u32, bool)> = vec![];
+        for (id, _, rec) in &active {
+            let published = matches!(
+                rec.state,
+                State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+            );
+            let (Some(hex), Some(funding), true) = (&rec.htlc_tx, rec.funding, published) else {
+                continue;
+            };
+            let status = self.htlc_status(id, &rec.htlc).await?;
+            let seen = status.fundings.iter().find(|f| f.outpoint == funding);
+            if seen.is_some_and(|f| f.height.is_some()) || pubs.iter().any(|(h, _, _)| h == hex) {
+                continue;
+            }
+            pubs.push((hex.clone(), rec.published_height.unwrap_or(tip), seen.is_some()));
         }
-        let Some(tx) = rec
-            .htlc_tx
-            .as_deref()
-            .and_then(|h| bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(h).ok())
-        else {
-            return;
-        };
-        match self.chain.broadcast(&tx).await {
-            Ok(_) => {}
-            Err(e) => tracing::debug!(swap = %id, txid = %funding.txid, error = %e, "re-broadcasting the HTLC"),
+        for (hex, published_at, in_mempool) in pubs {
+            let Ok(tx) = bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&hex) else {
+                continue;
+            };
+            let txid = tx.compute_txid();
+            let target = self
+                .chain
+                .fee_rate(self.cfg.publish_conf_target)
+                .await
+                .map_err(backend)?;
+            let fee = eddy_backends::fee_paid(&*self.chain, &tx).await.map_err(backend)?;
+            let rate = bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu().max(1));
+            // Waited long enough below the current estimate (in the mempool or not).
+            let stale = tip >= published_at + HTLC_PUBLICATION_BUMP_BLOCKS && target > rate;
+            let bump = if in_mempool {
+                stale
+            } else {
+                match self.chain.broadcast(&tx).await {
+                    Ok(_) => stale,
+                    // Its inputs are gone: a replacement confirmed (adopted in `step`).
+                    Err(e) if e.is_missing_inputs() => false,
+                    Err(e) => {
+                        tracing::warn!(%txid, error = %e, "HTLC publication refused on re-broadcast; replacing it");
+                        true
+                    }
+                }
+            };
+            if !bump {
+                continue;
+            }
+            let seen = self.status_of(WALLET_WATCH_ID).await;
+            let new = match self.wallet.bump(&seen, &tx, target) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(%txid, error = %e, "cannot replace the HTLC publication");
+                    continue;
+                }
+            };
+            let new_txid = new.compute_txid();
+            if let Err(e) = self.chain.broadcast(&new).await {
+                tracing::warn!(%txid, replacement = %new_txid, error = %e, "HTLC publication replacement refused");
+                continue;
+            }
+            self.wallet.replaced(&txid, &new);
+            tracing::info!(%txid, replacement = %new_txid, "HTLC publication replaced at a higher fee");
+            let new_hex = bitcoin::consensus::encode::serialize_hex(&new);
+            for (id, mut version, mut rec) in Self::active(&*self.store).await? {
+                if rec.htlc_tx.as_deref() != Some(hex.as_str()) {
+                    continue;
+                }
+                let Some(funding) = rec.funding else { continue };
+                rec.funding = Some(OutPoint {
+                    txid: new_txid,
+                    vout: funding.vout,
+                });
+                rec.htlc_tx = Some(new_hex.clone());
+                let ev = json!({"event": "htlc_replaced", "txid": new_txid.to_string()});
+                self.persist(id, &mut version, &rec, &ev).await?;
+            }
         }
+        Ok(())
     }
 
     /// Applies `event`, persists, performs the actions.
@@ -1120,8 +1190,20 @@ impl LoopOutServer {
         }
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
+        // A replacement of the publication (or the original, if it won) is the one to follow.
         if published {
-            self.rebroadcast_htlc(&id, &rec, &status).await;
+            if let Some(funding) = rec.funding {
+                let mine = status.fundings.iter().find(|f| f.outpoint == funding);
+                let confirmed_other = status
+                    .fundings
+                    .iter()
+                    .find(|f| f.outpoint != funding && f.value == rec.amount && f.height.is_some());
+                if let (None | Some(Funding { height: None, .. }), Some(other)) = (mine, confirmed_other) {
+                    rec.funding = Some(other.outpoint);
+                    let ev = json!({"event": "htlc_adopted", "txid": other.outpoint.txid.to_string()});
+                    self.persist(id, &mut version, &rec, &ev).await?;
+                }
+            }
         }
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {

@@ -458,6 +458,9 @@ impl SwapStore for FailOnce {
 pub struct LosesOneBroadcast {
     pub inner: Arc<dyn eddy_backends::ChainSource>,
     pub lose: std::sync::Mutex<Option<ScriptBuf>>,
+    /// A mempool minimum fee for transactions paying this script (as when a full mempool
+    /// evicts the cheapest): below it, "accepted" and dropped at once.
+    pub min_fee: std::sync::Mutex<Option<(ScriptBuf, bitcoin::FeeRate)>>,
 }
 
 #[async_trait::async_trait]
@@ -492,6 +495,16 @@ impl eddy_backends::ChainSource for LosesOneBroadcast {
             {
                 *lose = None;
                 return Ok(tx.compute_txid());
+            }
+        }
+        let floor = self.min_fee.lock().expect("lock").clone();
+        if let Some((spk, min)) = floor {
+            if tx.output.iter().any(|o| o.script_pubkey == spk) {
+                let fee = eddy_backends::fee_paid(&*self.inner, tx).await?;
+                let rate = bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu());
+                if rate < min {
+                    return Ok(tx.compute_txid());
+                }
             }
         }
         self.inner.broadcast(tx).await
