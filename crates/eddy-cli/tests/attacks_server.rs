@@ -1469,3 +1469,101 @@ fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
     .expect("the attacker got the HTLC less its claim fee");
     net.stop().expect("stop");
 }
+
+/// **Refund co-sign requests for other outpoints, and replays.** The attacker underpays a
+/// loop-in (the server will not pay: refundable), then asks the server to co-sign "refunds"
+/// spending another output of the funding transaction and spending the HTLC together with
+/// another coin: refused. It replays a valid request: each answer is a fresh co-signature for
+/// the same refund, nothing else changes; the refund confirms. Server: channel and wallet
+/// unchanged, nothing paid; attacker: its funding back less the refund fee.
+#[test]
+fn attack_refund_cosign_for_other_outpoints_and_replays() {
+    use eddy_core::htlc::Htlc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(80_000);
+    let invoice_msat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat() * 1000;
+    let p = Preimage::from_bytes([0x31; 32]);
+    let (k, pk) = key(0x41);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_msat), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let short = amount - Amount::from_sat(1);
+    let op = fund(&net, &htlc, short);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id) == InState::Refundable(RefundReason::Underpaid),
+    );
+    let Htlc::Taproot(_) = &htlc else { panic!("taproot") };
+    let nonce = "02".repeat(66);
+    let refund = |inputs: Vec<bitcoin::OutPoint>| {
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: inputs
+                .into_iter()
+                .map(|o| bitcoin::TxIn {
+                    previous_output: o,
+                    ..Default::default()
+                })
+                .collect(),
+            output: vec![bitcoin::TxOut {
+                value: Amount::from_sat(70_000),
+                script_pubkey: address(&net),
+            }],
+        };
+        let body = json!({"nonce": nonce, "tx": bitcoin::consensus::encode::serialize_hex(&tx)}).to_string();
+        h.signed(
+            &net,
+            &k,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/refund-cosign"),
+            Some(body),
+        )
+    };
+    let other = bitcoin::OutPoint {
+        txid: op.txid,
+        vout: op.vout ^ 1,
+    };
+    let (s, v) = refund(vec![other]);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("this swap's HTLC"), "{v}");
+    let (s, v) = refund(vec![op, other]);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("exactly the HTLC"), "{v}");
+    // Replays of a valid request: fresh nonces, no other effect.
+    let (s1, a) = refund(vec![op]);
+    let (s2, b) = refund(vec![op]);
+    assert_eq!((s1, s2), (200, 200), "{a} {b}");
+    assert_ne!(a["nonce"], b["nonce"]);
+    assert_eq!(
+        in_state(&net, &net.server, &id),
+        InState::Refundable(RefundReason::Underpaid)
+    );
+    let (tx, fee) = cooperative_refund(&net, &h, &k, &id, &htlc, op, short).expect("co-signed");
+    assert_eq!(tx.input[0].previous_output, op);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id) == InState::Refunded,
+    );
+    assert_eq!(payment(&net, &p.payment_hash()), PaymentStatus::Unknown, "nothing paid");
+    wait_channels(&net, server_ln0, client_ln0);
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (short - fee).to_sat()
+    })
+    .expect("the attacker got its funding back less the refund fee");
+    net.stop().expect("stop");
+}
