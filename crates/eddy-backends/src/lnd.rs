@@ -429,6 +429,14 @@ impl LightningNode for LndNode {
     }
 
     async fn pay_invoice(&self, bolt11: &str, params: &PayParams) -> Result<PaymentHash, LnError> {
+        // LND reads a `cltv_limit` of 0 as "no limit": a caller that asked for a budget of 0
+        // blocks must get a refusal, never an unbounded payment. (`None` is the node's default,
+        // LND's own maximum; the loop-in server always sends a budget of at least 1.)
+        if params.max_total_cltv_delta == Some(0) {
+            return Err(LnError::Refused(
+                "a CLTV budget of 0 blocks: nothing sent (LND would read 0 as no limit)".into(),
+            ));
+        }
         let decoded = self
             .c()
             .lightning()
@@ -452,7 +460,10 @@ impl LightningNode for LndNode {
                 fee_limit_msat: params.max_fee_msat as i64,
                 timeout_seconds: params.timeout.as_secs().clamp(1, i32::MAX as u64) as i32,
                 outgoing_chan_ids: params.outgoing_channel.into_iter().collect(),
-                cltv_limit: params.max_total_cltv_delta.map_or(0, |d| d as i32),
+                // Checked above: `Some(d)` is at least 1 here.
+                cltv_limit: params
+                    .max_total_cltv_delta
+                    .map_or(0, |d| i32::try_from(d).unwrap_or(i32::MAX)),
                 last_hop_pubkey: params.last_hop.map(|k| k.serialize().to_vec()).unwrap_or_default(),
                 ..Default::default()
             })

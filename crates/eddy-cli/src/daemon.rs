@@ -730,8 +730,10 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         let notifying = Arc::new(eddy_store::NotifyingStore::new(b.store.clone(), 1024));
         b.store = notifying.clone();
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
+        let seed = || eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed");
+        // Signs each per-swap call with that swap's key (the engines' keys, same seed).
         let api: Arc<dyn eddy_client::SwapServerApi> =
-            Arc::new(HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?);
+            Arc::new(HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?);
         let client = Arc::new(
             LoopOutClient::new(
                 cfg.clone(),
@@ -752,7 +754,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         let daemon = Arc::new(Daemon {
             client,
             client_in,
-            server: HttpSwapServer::new(&server_url).map_err(|e| anyhow::anyhow!(e))?,
+            server: HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?,
             ln: b.ln.clone(),
             chain: b.chain.clone(),
             store: b.store.clone(),

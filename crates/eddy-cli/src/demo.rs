@@ -280,15 +280,19 @@ fn make_client(
     Ok((out, inn))
 }
 
+/// Serves the server's API on a free loopback port; the client's HTTP API signs its per-swap
+/// calls with the client's keys from `dir`.
 fn start_http(
     rt: &tokio::runtime::Runtime,
     server: &Arc<LoopOutServer>,
+    dir: &Path,
 ) -> anyhow::Result<(Arc<dyn SwapServerApi>, HttpServer)> {
     let http = rt.block_on(HttpServer::start(
         eddy_server::http::router(server.clone(), terms(), RATE_LIMIT_PER_MINUTE),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
     ))?;
-    let client = HttpSwapServer::new(&http.url()).map_err(|e| anyhow!(e))?;
+    let client = HttpSwapServer::new(&http.url(), SeedKeys::load_or_create(dir, eddy_client::SEED_FILE)?)
+        .map_err(|e| anyhow!(e))?;
     Ok((Arc::new(client), http))
 }
 
@@ -368,7 +372,7 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
     let (client_api, http): (Arc<dyn SwapServerApi>, Option<HttpServer>) = match api {
         Some(make) => (make(server.clone(), server_ln.clone()), None),
         None => {
-            let (api, http) = start_http(&rt, &server)?;
+            let (api, http) = start_http(&rt, &server, dir)?;
             say(format!("swap server API: {}", http.url()));
             (api, Some(http))
         }
@@ -406,7 +410,7 @@ impl Swapnet {
     pub fn restart_engines(&mut self) -> anyhow::Result<()> {
         drop(self.http.take());
         self.server = make_server(&self.rt, &self.dir, &self.server_ln, &self.chain, &self.server_store)?;
-        let (api, http) = start_http(&self.rt, &self.server)?;
+        let (api, http) = start_http(&self.rt, &self.server, &self.dir)?;
         self.http = Some(http);
         (self.client, self.client_in) = make_client(
             &self.rt,

@@ -1,7 +1,8 @@
 //! `eddy server`: the swap server as a long-running process. Opens the configured backends,
 //! runs the loop-out engine ([`eddy_server::LoopOutServer::run`]) and serves its HTTP API
-//! (terms, quote, loop-out, status, events, co-signing, preimage push, `/metrics`) until
-//! SIGTERM. Everything it needs to resume after a crash is in its data dir (seed, SQLite swap
+//! (terms, quote, loop-out, status, events, co-signing, preimage push) until SIGTERM, and its
+//! Prometheus metrics on a separate address (`metrics_listen`, loopback by default: they show
+//! the swap wallet's balance). Everything it needs to resume after a crash is in its data dir (seed, SQLite swap
 //! database, embedded node) or its PostgreSQL database: `kill -9` and start it again.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -12,7 +13,7 @@ use anyhow::Context;
 use bitcoin::Amount;
 use clap::Args;
 use eddy_core::fees::FeePolicy;
-use eddy_server::http::{router, HttpServer, Terms};
+use eddy_server::http::{metrics_router, router_with, HttpServer, Limits, Terms};
 use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,9 @@ use crate::config::{layered, shutdown_signal, Common};
 
 /// Default HTTP API address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8280);
+
+/// Default metrics address: loopback only (the metrics show the swap wallet's balance).
+pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8289);
 
 /// `eddy server` options. Each may also be set as `EDDY_<NAME>` in the environment or as
 /// `name = value` in the `--config` TOML file; flags win over the environment over the file.
@@ -66,6 +70,19 @@ pub struct ServerArgs {
     /// Loop-out requests a client IP may make per minute (default 20).
     #[arg(long, env = "EDDY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<usize>,
+    /// Seed-protocol (`POST /api/loop/out`, no prepay) requests per client IP per minute, and
+    /// in all per minute (default 2 and 10: an unpaid seed swap costs the server a hold
+    /// invoice and a slot).
+    #[arg(long, env = "EDDY_SEED_RATE_LIMIT_PER_MINUTE")]
+    pub seed_rate_limit_per_minute: Option<usize>,
+    /// The reverse proxy in front of the API: only requests from this address have their
+    /// client read from `X-Forwarded-For` (its right-most entry that is not the proxy);
+    /// unset, the header is ignored.
+    #[arg(long, env = "EDDY_TRUSTED_PROXY")]
+    pub trusted_proxy: Option<std::net::IpAddr>,
+    /// Prometheus metrics address (default 127.0.0.1:8289; never the public API's).
+    #[arg(long, env = "EDDY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Rescan the chain for swap-wallet deposits from this height (a deposit made before the
     /// server's first start is otherwise not seen).
     #[arg(long, env = "EDDY_WALLET_RESCAN_FROM")]
@@ -162,18 +179,27 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(engine.clone().run(stop_rx));
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
-        let http = HttpServer::start(
-            router(engine.clone(), terms, args.rate_limit_per_minute.unwrap_or(20)),
-            listen,
-        )
-        .await
-        .with_context(|| format!("binding the HTTP API to {listen}"))?;
+        let limits = Limits {
+            per_minute: args.rate_limit_per_minute.unwrap_or(20),
+            seed_per_minute: args.seed_rate_limit_per_minute.unwrap_or(2),
+            seed_total_per_minute: args.seed_rate_limit_per_minute.map_or(10, |n| n * 5),
+            trusted_proxy: args.trusted_proxy,
+        };
+        let http = HttpServer::start(router_with(engine.clone(), terms, limits), listen)
+            .await
+            .with_context(|| format!("binding the HTTP API to {listen}"))?;
+        let metrics_listen = args.metrics_listen.unwrap_or(DEFAULT_METRICS_LISTEN);
+        let metrics = HttpServer::start(metrics_router(engine.clone()), metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics endpoint to {metrics_listen}"))?;
+        println!("eddy server: metrics on {}/metrics", metrics.url());
         tracing::info!(api = %http.url(), node = %b.ln.info().await.map(|i| i.pubkey.to_string()).unwrap_or_default(), "eddy server ready");
         // The line scripts and tests wait for.
         println!("eddy server: listening on {}", http.url());
         shutdown_signal().await;
         tracing::info!("stopping");
         drop(http);
+        drop(metrics);
         let _ = stop_tx.send(true);
         let _ = runner.await;
         if let Some(n) = &b.ldk {

@@ -63,7 +63,7 @@ impl Hostile {
     fn new(net: &Swapnet, knobs: Knobs) -> Arc<Hostile> {
         let url = net.http.as_ref().expect("the server's HTTP API").url();
         Arc::new(Hostile {
-            real: HttpSwapServer::new(&url).expect("http client"),
+            real: HttpSwapServer::new(&url, keys(net)).expect("http client"),
             knobs,
             wrong_cosigns: AtomicU32::new(0),
             asked: Mutex::new(None),

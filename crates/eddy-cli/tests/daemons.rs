@@ -125,6 +125,8 @@ struct Net {
     server_port: u16,
     client_port: u16,
     server_api: u16,
+    /// The server's metrics address (its own, not the API's).
+    server_metrics: u16,
     client_api: u16,
     /// (channel, on-chain) sat of server and client before the swap.
     before: [(u64, u64); 2],
@@ -193,7 +195,8 @@ impl Net {
         };
         let server = self.dir.join("server.toml");
         let text = common("server", self.server_api, self.server_port)
-            + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n";
+            + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n"
+            + &format!("metrics_listen = \"127.0.0.1:{}\"\n", self.server_metrics);
         std::fs::write(&server, text).expect("server.toml");
         let client = self.dir.join("client.toml");
         let text =
@@ -285,6 +288,7 @@ fn setup(dir: &Path, client_onchain: u64) -> Net {
         server_port: eddy_lab::LabChain::free_port_pub().expect("port"),
         client_port: eddy_lab::LabChain::free_port_pub().expect("port"),
         server_api: eddy_lab::LabChain::free_port_pub().expect("port"),
+        server_metrics: eddy_lab::LabChain::free_port_pub().expect("port"),
         client_api: eddy_lab::LabChain::free_port_pub().expect("port"),
         before: [(0, 0); 2],
     };
@@ -395,8 +399,46 @@ fn wait_channel_usable(client_dir: &Path, url: &str) {
     }
 }
 
-fn server_status(url: &str, id: &str) -> Value {
-    http_get(&format!("{url}/v1/swaps/{id}"))
+/// `GET /v1/swaps/{id}` as the client's daemon would ask it: signed with the swap's key (its
+/// loop-out claim key or loop-in refund key, from the client's seed in `client_dir`).
+fn server_status(client_dir: &Path, url: &str, id: &str) -> Value {
+    let id: eddy_core::types::SwapId = id.parse().expect("swap id");
+    let path = format!("/v1/swaps/{id}");
+    let keys = eddy_store::SeedKeys::load_or_create(client_dir, eddy_client::SEED_FILE).expect("seed");
+    for purpose in [eddy_client::loop_out::KEY_PURPOSE, eddy_client::loop_in::KEY_PURPOSE] {
+        let v = signed_get(&keys.secret(purpose, &id), &id, url, &path);
+        if v.get("state").is_some() {
+            return v;
+        }
+    }
+    Value::Null
+}
+
+/// A GET on swap `id` signed with `key` (`x-eddy-swap-auth`).
+fn signed_get(key: &bitcoin::secp256k1::SecretKey, id: &eddy_core::types::SwapId, url: &str, path: &str) -> Value {
+    let auth = eddy_core::auth::sign(key, id, unix_now(), "GET", path, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        match reqwest::Client::new()
+            .get(format!("{url}{path}"))
+            .header(eddy_core::auth::HEADER, auth)
+            .send()
+            .await
+        {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 #[test]
@@ -541,7 +583,9 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         client.kill9();
         kills.push(format!(
             "server at {}",
-            server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+            server_status(&client_dir, &server.url, &id)["state"]
+                .as_str()
+                .unwrap_or("")
         ));
         server.kill9();
         let server = Proc::start("server", &server_toml, &server_log, &server_env);
@@ -552,7 +596,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     // 2. The HTLC is published (and the prepay settled).
     wait_for(
         "the HTLC",
-        Box::new(|| !server_status(&server.url, &id)["htlc_outpoint"].is_null()),
+        Box::new(|| !server_status(&client_dir, &server.url, &id)["htlc_outpoint"].is_null()),
     );
     (client, server) = kill_both(&mut kills, client, server);
     // 3. One confirmation: the client reveals the preimage and broadcasts its claim.
@@ -585,7 +629,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
                 // Give both engines the block before deciding whether another is needed.
                 std::thread::sleep(Duration::from_millis(500));
             }
-            c == "succeeded" && server_status(&server.url, &id)["state"] == "succeeded"
+            c == "succeeded" && server_status(&client_dir, &server.url, &id)["state"] == "succeeded"
         }),
     );
     eprintln!("kill -9 points: {kills:?}");
@@ -663,7 +707,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            let s = server_status(&server.url, &in_id)["state"]
+            let s = server_status(&client_dir, &server.url, &in_id)["state"]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
@@ -676,7 +720,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     );
     let list = cli_json(&client_dir, &client.url, &["list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
-    let in_funding: bitcoin::OutPoint = server_status(&server.url, &in_id)["htlc_outpoint"]
+    let in_funding: bitcoin::OutPoint = server_status(&client_dir, &server.url, &in_id)["htlc_outpoint"]
         .as_str()
         .expect("funding")
         .parse()
@@ -712,9 +756,16 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     // Let the server's gauge see the claim's block.
     std::thread::sleep(Duration::from_millis(2_500));
 
-    // Server metrics.
-    let metrics = net.rt.block_on(async {
+    // Server metrics: on their own address only (they show the swap wallet's balance).
+    let public = net.rt.block_on(async {
         ::reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .expect("public metrics")
+            .status()
+    });
+    assert_eq!(public.as_u16(), 404, "no metrics on the public API port");
+    let metrics = net.rt.block_on(async {
+        ::reqwest::get(format!("http://127.0.0.1:{}/metrics", net.server_metrics))
             .await
             .expect("metrics")
             .text()
@@ -739,7 +790,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no wallet gauge in {metrics}"));
 
-    let s_final = server_status(&server.url, &id);
+    let s_final = server_status(&client_dir, &server.url, &id);
     server.terminate();
     client.terminate();
     // Structured logs: one JSON object per line, none with a preimage.
@@ -975,7 +1026,9 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     client.kill9();
     points.push(format!(
         "server at {}",
-        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+        server_status(&client_dir, &server.url, &id)["state"]
+            .as_str()
+            .unwrap_or("")
     ));
     server.kill9();
     server = start_server("loop_in_server.pay.before_send");
@@ -1002,7 +1055,7 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     server = start_server("");
     wait_for(
         "the server to claim",
-        Box::new(|| server_status(&server.url, &id)["state"] == "claiming"),
+        Box::new(|| server_status(&client_dir, &server.url, &id)["state"] == "claiming"),
     );
     // The payment just crossed the channel: let both nodes write their channel state.
     lightning_quiet(dir);
@@ -1010,13 +1063,28 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     client.kill9();
     points.push(format!(
         "server at {}",
-        server_status(&server.url, &id)["state"].as_str().unwrap_or("")
+        server_status(&client_dir, &server.url, &id)["state"]
+            .as_str()
+            .unwrap_or("")
     ));
     server.kill9();
     server = start_server("");
     client = start_client("");
-    // The server's event stream follows the loop-in to its end.
-    let stream_url = format!("{}/v1/swaps/{id}/events", server.url);
+    // The server's event stream follows the loop-in to its end (asked as the client: signed
+    // with the swap's refund key).
+    let stream_path = format!("/v1/swaps/{id}/events");
+    let stream_url = format!("{}{stream_path}", server.url);
+    let swap_id: eddy_core::types::SwapId = id.parse().expect("id");
+    let stream_auth = eddy_core::auth::sign(
+        &eddy_store::SeedKeys::load_or_create(&client_dir, eddy_client::SEED_FILE)
+            .expect("seed")
+            .secret(eddy_client::loop_in::KEY_PURPOSE, &swap_id),
+        &swap_id,
+        unix_now(),
+        "GET",
+        &stream_path,
+        &[],
+    );
     let (stx, srx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -1024,7 +1092,12 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
             .build()
             .expect("rt");
         rt.block_on(async {
-            let Ok(mut resp) = reqwest::get(stream_url).await else {
+            let Ok(mut resp) = reqwest::Client::new()
+                .get(stream_url)
+                .header(eddy_core::auth::HEADER, stream_auth)
+                .send()
+                .await
+            else {
                 return;
             };
             let mut text = String::new();
@@ -1037,7 +1110,7 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     wait_for(
         "both sides to succeed",
         Box::new(|| {
-            let s = server_status(&server.url, &id)["state"]
+            let s = server_status(&client_dir, &server.url, &id)["state"]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
@@ -1082,7 +1155,7 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
         .to_sat();
     std::thread::sleep(Duration::from_millis(2_500));
     let metrics = net.rt.block_on(async {
-        ::reqwest::get(format!("{}/metrics", server.url))
+        ::reqwest::get(format!("http://127.0.0.1:{}/metrics", net.server_metrics))
             .await
             .expect("metrics")
             .text()

@@ -28,6 +28,30 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         })
     };
     let err = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+    // A per-swap call signed (`x-eddy-swap-auth`) with `key` for swap `id`.
+    let signed = |key: &bitcoin::secp256k1::SecretKey, id: &SwapId, method: &str, path: &str, body: Option<String>| {
+        net.rt.block_on(async {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs();
+            let bytes = body.clone().unwrap_or_default().into_bytes();
+            let auth = eddy_core::auth::sign(key, id, now, method, path, &bytes);
+            let mut req = match method {
+                "GET" => http.get(format!("{url}{path}")),
+                _ => http.post(format!("{url}{path}")),
+            };
+            req = req.header(eddy_core::auth::HEADER, auth);
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+            (status, v)
+        })
+    };
+    let client_key = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key");
 
     let (s, terms) = call("GET", "/v1/terms", None);
     assert_eq!(s, 200);
@@ -92,6 +116,29 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
+    // Every per-swap call but the preimage push documents its signature header and 401.
+    for (path, method) in [
+        ("/v1/swaps/{id}", "get"),
+        ("/v1/swaps/{id}/events", "get"),
+        ("/v1/swaps/{id}/cosign", "post"),
+        ("/v1/swaps/{id}/claim", "get"),
+        ("/v1/swaps/{id}/claim-cosign", "post"),
+        ("/v1/swaps/{id}/refund-cosign", "post"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op["responses"].get("401").is_some(), "{path}: 401 documented");
+        assert!(op["responses"].get("404").is_some(), "{path}: 404 documented");
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "x-eddy-swap-auth" && p["in"] == "header"),
+            "{path}: header documented: {params:?}"
+        );
+    }
+    assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"]
+        .get("401")
+        .is_none());
     let fields = |schema: &str| -> Vec<String> {
         let mut f: Vec<String> = doc["components"]["schemas"][schema]["properties"]
             .as_object()
@@ -135,8 +182,15 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert_eq!(s, 400);
     let (s, v) = call("GET", &format!("/v1/swaps/{}", "ab".repeat(32)), None);
     assert_eq!(s, 404, "{v}");
+    // A known id needs the client's signature (the key it gave at creation).
     let (s, v) = call("GET", &format!("/v1/swaps/{id}"), None);
-    assert_eq!(s, 200);
+    assert_eq!(s, 401, "{v}");
+    assert!(err(&v).contains("missing x-eddy-swap-auth"), "{v}");
+    let stranger_key = bitcoin::secp256k1::SecretKey::from_slice(&[4; 32]).expect("key");
+    let (s, v) = signed(&stranger_key, &id, "GET", &format!("/v1/swaps/{id}"), None);
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = signed(&client_key, &id, "GET", &format!("/v1/swaps/{id}"), None);
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["state"], "created");
     assert!(!v.to_string().contains(&preimage.expose_hex()));
 
@@ -163,8 +217,17 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     );
     assert_eq!(s, 404, "{v}");
 
-    // Co-signing: refused on malformed input, and before the server holds the preimage.
+    // Co-signing: refused unsigned, on malformed input, and before the server holds the
+    // preimage.
     let (s, v) = call(
+        "POST",
+        &format!("/v1/swaps/{id}/cosign"),
+        Some(json!({"nonce": "00", "tx": "00"}).to_string()),
+    );
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = signed(
+        &client_key,
+        &id,
         "POST",
         &format!("/v1/swaps/{id}/cosign"),
         Some(json!({"nonce": "00", "tx": "00"}).to_string()),
@@ -177,7 +240,9 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         input: vec![bitcoin::TxIn::default()],
         output: vec![],
     });
-    let (s, v) = call(
+    let (s, v) = signed(
+        &client_key,
+        &id,
         "POST",
         &format!("/v1/swaps/{id}/cosign"),
         Some(json!({"nonce": nonce, "tx": tx}).to_string()),
@@ -243,9 +308,24 @@ fn status_stream_follows_a_swap_to_the_end() {
         .rt
         .block_on(net.client.loop_out(bitcoin::Amount::from_sat(70_000), dest))
         .expect("loop-out");
-    let stream_url = format!("{url}/v1/swaps/{id}/events");
+    let path = format!("/v1/swaps/{id}/events");
+    let stream_url = format!("{url}{path}");
+    // Signed with the client's claim key for this swap, as its HTTP client signs.
+    let key = eddy_store::SeedKeys::load_or_create(dir.path(), eddy_client::SEED_FILE)
+        .expect("seed")
+        .secret(eddy_client::loop_out::KEY_PURPOSE, &id);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let auth = eddy_core::auth::sign(&key, &id, now, "GET", &path, &[]);
     let reader = net.rt.spawn(async move {
-        let mut resp = reqwest::get(stream_url).await.expect("stream");
+        let mut resp = reqwest::Client::new()
+            .get(stream_url)
+            .header(eddy_core::auth::HEADER, auth)
+            .send()
+            .await
+            .expect("stream");
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let mut text = String::new();
         while let Ok(Some(chunk)) = resp.chunk().await {

@@ -271,5 +271,16 @@ fn seed_000_client_loops_out_unchanged() {
             "nothing stored"
         );
     }
+    // No prepay in this protocol: two well-formed requests a minute per client (the swap above
+    // and its replay), then 429 before anything is created.
+    let valid =
+        json!({"htlcClaimAddress": claim_address.to_string(), "hash": hex::encode([7u8; 32]), "loopOutSats": 50_000});
+    let (status, v) = post(&format!("{url}/api/loop/out"), &valid.to_string());
+    assert_eq!(status, 429, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("no prepay"), "{v}");
+    assert!(
+        net.rt.block_on(net.server.swap(&SwapId([7; 32]))).is_err(),
+        "nothing stored"
+    );
     net.stop().expect("stop");
 }

@@ -1,8 +1,13 @@
-//! [`SwapServerApi`] over the server's HTTP API.
+//! [`SwapServerApi`] over the server's HTTP API. Every call on one swap (`/v1/swaps/{id}…`,
+//! but the preimage push, which authorizes itself) is signed with that swap's key — the key
+//! the client gave at creation (loop-out: its claim key, loop-in: its refund key), derived from
+//! the client's [`SeedKeys`] — in the [`eddy_core::auth::HEADER`] header: a stranger who knows
+//! a payment hash can neither read the swap nor act on it.
 
 use async_trait::async_trait;
-use eddy_core::types::Preimage;
+use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+use eddy_store::SeedKeys;
 use serde_json::{json, Value};
 
 use crate::SwapServerApi;
@@ -11,11 +16,36 @@ use crate::SwapServerApi;
 pub struct HttpSwapServer {
     base: String,
     http: reqwest::Client,
+    keys: SeedKeys,
+}
+
+/// Which of the client's swap keys signs a call (the one the swap was created with).
+#[derive(Clone, Copy)]
+enum Side {
+    LoopOut,
+    LoopIn,
+}
+
+impl Side {
+    fn purpose(self) -> &'static str {
+        match self {
+            Side::LoopOut => crate::loop_out::KEY_PURPOSE,
+            Side::LoopIn => crate::loop_in::KEY_PURPOSE,
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl HttpSwapServer {
-    /// A client for `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: &str) -> Result<HttpSwapServer, String> {
+    /// A client for `base` (`http://127.0.0.1:PORT`) signing its per-swap calls with the swap
+    /// keys of `keys` (the client engines' seed).
+    pub fn new(base: &str, keys: SeedKeys) -> Result<HttpSwapServer, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -23,7 +53,42 @@ impl HttpSwapServer {
         Ok(HttpSwapServer {
             base: base.trim_end_matches('/').to_string(),
             http,
+            keys,
         })
+    }
+
+    /// A request on swap `id` at `path` (from `/v1/…`), signed with the swap's key.
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        side: Side,
+        id: &SwapId,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let key = self.keys.secret(side.purpose(), id);
+        let auth = eddy_core::auth::sign(&key, id, unix_now(), method.as_str(), path, &body);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(eddy_core::auth::HEADER, auth);
+        if !body.is_empty() {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
+        req
+    }
+
+    /// A signed GET on swap `id`, answer as JSON.
+    async fn get_signed(&self, side: Side, id: &SwapId, path: &str) -> Result<Value, String> {
+        let resp = self
+            .signed(reqwest::Method::GET, side, id, path, vec![])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json().await.map_err(|e| format!("unreadable answer: {e}"))
     }
 
     /// `GET /v1/terms`, as the server answers it.
@@ -49,15 +114,19 @@ impl HttpSwapServer {
     /// nonce and partial signature.
     async fn post_cosign(
         &self,
-        url: &str,
+        side: Side,
+        id: &SwapId,
+        path: &str,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
         use bitcoin::hex::{DisplayHex, FromHex};
+        let body = serde_json::to_vec(
+            &json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}),
+        )
+        .map_err(|e| e.to_string())?;
         let resp = self
-            .http
-            .post(url)
-            .json(&json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}))
+            .signed(reqwest::Method::POST, side, id, path, body)
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -120,7 +189,7 @@ impl SwapServerApi for HttpSwapServer {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.post_cosign(&format!("{}/v1/swaps/{id}/cosign", self.base), nonce, tx)
+        self.post_cosign(Side::LoopOut, id, &format!("/v1/swaps/{id}/cosign"), nonce, tx)
             .await
     }
 
@@ -152,7 +221,7 @@ impl SwapServerApi for HttpSwapServer {
     }
 
     async fn swap_state(&self, id: &eddy_core::types::SwapId) -> Result<String, String> {
-        let v = self.get_json(&format!("{}/v1/swaps/{id}", self.base)).await?;
+        let v = self.get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}")).await?;
         v["state"]
             .as_str()
             .map(str::to_string)
@@ -165,7 +234,7 @@ impl SwapServerApi for HttpSwapServer {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.post_cosign(&format!("{}/v1/swaps/{id}/refund-cosign", self.base), nonce, tx)
+        self.post_cosign(Side::LoopIn, id, &format!("/v1/swaps/{id}/refund-cosign"), nonce, tx)
             .await
     }
 
@@ -174,7 +243,9 @@ impl SwapServerApi for HttpSwapServer {
         id: &eddy_core::types::SwapId,
     ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
         use bitcoin::hex::FromHex;
-        let v = self.get_json(&format!("{}/v1/swaps/{id}/claim", self.base)).await?;
+        let v = self
+            .get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}/claim"))
+            .await?;
         let n = v["nonce"]
             .as_str()
             .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
@@ -194,10 +265,18 @@ impl SwapServerApi for HttpSwapServer {
         partial: &eddy_core::musig::PartialSigBytes,
     ) -> Result<(), String> {
         use bitcoin::hex::DisplayHex;
+        let body = serde_json::to_vec(
+            &json!({"nonce": nonce.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}),
+        )
+        .map_err(|e| e.to_string())?;
         let resp = self
-            .http
-            .post(format!("{}/v1/swaps/{id}/claim-cosign", self.base))
-            .json(&json!({"nonce": nonce.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}))
+            .signed(
+                reqwest::Method::POST,
+                Side::LoopIn,
+                id,
+                &format!("/v1/swaps/{id}/claim-cosign"),
+                body,
+            )
             .send()
             .await
             .map_err(|e| e.to_string())?;

@@ -31,7 +31,8 @@ use tokio::sync::Mutex;
 
 use crate::{ClientConfig, ClientError, SwapServerApi};
 
-const KEY_PURPOSE: &str = "loop-in-refund";
+/// Key purpose of the loop-in refund keys (they also sign this swap's calls to the server).
+pub const KEY_PURPOSE: &str = "loop-in-refund";
 
 /// Per-swap settings of a loop-in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -206,6 +206,30 @@ pub const LOOP_IN_MIN_REFUND_SAT: u64 = 1_000;
 /// measured on the devnet under load.
 pub const SERVER_CALL_TIMEOUT_SECS: u64 = 10;
 
+// --- server side (issue 12) ---
+
+/// Loop-out server: lifetime (seconds) of an offer's hold invoices. An offer reserves no slot
+/// and no on-chain liquidity until its swap invoice is paid (held), so an unpaid offer must
+/// stop being payable soon: ten minutes covers a client that validates the offer and pays at
+/// once (the client refuses an invoice with less than a minute left,
+/// `validate::MIN_INVOICE_REMAINING_SECS`), and bounds how long a flood of unpaid offers can
+/// occupy the unpaid-offer budget ([`UNPAID_OFFERS_PER_SLOT`]).
+pub const LOOP_OUT_OFFER_EXPIRY_SECS: u32 = 600;
+
+/// Loop-out server: live (not yet expired, see [`LOOP_OUT_OFFER_EXPIRY_SECS`]) unpaid offers
+/// allowed per `max_active_swaps` slot. Unpaid offers hold no slot and no liquidity, but each is
+/// two hold invoices on the node; four per slot leaves room for honest clients racing for the
+/// same slots while bounding what a flood from many addresses can make the node keep.
+pub const UNPAID_OFFERS_PER_SLOT: usize = 4;
+
+/// Loop-out server: blocks an HTLC publication may sit unconfirmed in the mempool before it is
+/// replaced (BIP125, from the swap wallet's change) at the current estimate. The publication
+/// must confirm within [`SPEND_CONFIRM_BUDGET`] (6) for the client to keep its claim window
+/// ([`MIN_BLOCKS_LEFT_AT_PUBLICATION`]); re-estimating every 2 blocks gives it three chances
+/// inside that budget. A publication missing from the mempool (evicted, or refused for its
+/// fee) is re-broadcast, and replaced at once if refused, at every pass.
+pub const HTLC_PUBLICATION_BUMP_BLOCKS: u32 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

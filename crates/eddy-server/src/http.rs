@@ -1,16 +1,28 @@
 //! The server's HTTP API (JSON): terms, loop-out creation, swap status, preimage push. Every
 //! error is a JSON body `{"error": "..."}` with a 4xx status for bad input (malformed JSON,
 //! out-of-range amounts, unknown swap ids, replays) and 5xx only for backend failures; a
-//! rejected request changes nothing. Preimages are accepted but never echoed or logged, and
-//! swap status never includes secrets. `GET /metrics` serves the engine's Prometheus metrics.
+//! rejected request changes nothing. Backend and database error text never reaches a caller:
+//! it is logged with an error id, and the caller gets a generic message with that id.
+//! Preimages are accepted but never echoed or logged, and swap status never includes secrets.
+//!
+//! Calls on one swap (`GET /v1/swaps/{id}` and every `/v1/swaps/{id}/…` but the preimage push,
+//! which authorizes itself by hashing to the id) must carry the swap counterparty's signature
+//! ([`eddy_core::auth`], header `x-eddy-swap-auth`, with the key it gave at creation): the swap
+//! is looked up first (unknown → 404, no other work), then the signature checked (missing or
+//! bad → 401, nothing changed), and only then the body is read and the engine asked.
+//!
+//! The Prometheus metrics (they show the swap wallet's balance) are not on this router: see
+//! [`metrics_router`], served on its own (loopback by default) address.
 
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -186,8 +198,62 @@ impl From<ServerError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        ApiError(status, e.to_string())
+        match e {
+            // Backend and database text (node errors, SQL, paths) stays in the log; the caller
+            // gets an id to quote.
+            ServerError::Backend(_) | ServerError::Store(_) => {
+                let error_id = error_id();
+                tracing::warn!(%error_id, error = %e, "request failed");
+                ApiError(
+                    status,
+                    format!("internal error (id {error_id}); retry later or quote the id to the operator"),
+                )
+            }
+            e => ApiError(status, e.to_string()),
+        }
     }
+}
+
+/// A short random id tying a generic error answer to its log line.
+fn error_id() -> String {
+    use bitcoin::hex::DisplayHex;
+    let mut b = [0u8; 8];
+    bitcoin::secp256k1::rand::RngCore::fill_bytes(&mut bitcoin::secp256k1::rand::thread_rng(), &mut b);
+    b.to_lower_hex_string()
+}
+
+/// Looks swap `id` up (404 before any other work), then checks the request's
+/// [`eddy_core::auth::HEADER`] against the key the swap's client gave at creation (401).
+async fn authorize(
+    st: &AppState,
+    id: &SwapId,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let key = st.server.swap_auth_key(id).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this swap was made with the seed protocol (POST /api/loop/out): it has no per-swap calls".into(),
+        )
+    })?;
+    let header = headers
+        .get(eddy_core::auth::HEADER)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    eddy_core::auth::verify(header, &key, id, method.as_str(), uri.path(), body, now).map_err(|e| {
+        st.server.metrics().refused("unauthorized");
+        ApiError(StatusCode::UNAUTHORIZED, format!("not authorized: {e}"))
+    })
+}
+
+/// A JSON body read after [`authorize`].
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
 }
 
 fn bad_json(r: JsonRejection) -> ApiError {
@@ -198,13 +264,70 @@ struct AppState {
     server: Arc<LoopOutServer>,
     terms: Terms,
     limiter: RateLimiter,
+    /// Seed-protocol creations (no prepay) per client, tighter.
+    seed_limiter: RateLimiter,
+    /// Seed-protocol creations from everyone together.
+    seed_total: RateLimiter,
+    trusted_proxy: Option<IpAddr>,
+}
+
+/// Request limits of the public API.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Swap-creation requests per client IP per minute (loop-out, loop-in).
+    pub per_minute: usize,
+    /// Seed-protocol (`POST /api/loop/out`) requests per client IP per minute: that protocol
+    /// has no prepay, so an unpaid offer costs its maker nothing at all.
+    pub seed_per_minute: usize,
+    /// Seed-protocol requests per minute from all clients together.
+    pub seed_total_per_minute: usize,
+    /// The reverse proxy in front of the API, if any: only for requests from it is the client
+    /// read from `X-Forwarded-For` (the right-most entry that is not the proxy itself).
+    pub trusted_proxy: Option<IpAddr>,
+}
+
+impl Limits {
+    /// `per_minute` swap creations per client, the seed endpoint at 2 per client and 10 in
+    /// all, no proxy.
+    pub fn new(per_minute: usize) -> Limits {
+        Limits {
+            per_minute,
+            seed_per_minute: 2,
+            seed_total_per_minute: 10,
+            trusted_proxy: None,
+        }
+    }
 }
 
 impl AppState {
+    /// The client a request comes from: the peer, or — only when the peer is the configured
+    /// trusted proxy — the right-most `X-Forwarded-For` entry that is not the proxy (entries
+    /// left of it were written by the client and prove nothing).
+    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let ip = peer.ip();
+        if self.trusted_proxy != Some(ip) {
+            return ip;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|e| e.trim().parse::<IpAddr>().ok())
+            .rfind(|e| Some(*e) != self.trusted_proxy)
+            .unwrap_or(ip)
+    }
+
     /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
     /// body; each refusal is counted by reason.
-    fn admit<T>(&self, peer: SocketAddr, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-        if !self.limiter.allow(peer.ip()) {
+    fn admit<T>(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        body: Result<Json<T>, JsonRejection>,
+    ) -> Result<T, ApiError> {
+        let ip = self.client_ip(peer, headers);
+        if !self.limiter.allow(ip) {
             self.server.metrics().refused("rate_limited");
             return Err(ApiError(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -229,19 +352,40 @@ impl AppState {
     }
 }
 
-/// Per-client (IP) limit on swap creation requests in a sliding minute.
+/// Per-client (IP) limit on requests in a sliding minute. Its memory is bounded: a client's
+/// entry is dropped once its minute is over (checked on every request, whole map at most once
+/// a minute), and at most [`RateLimiter::MAX_CLIENTS`] clients are tracked (beyond that new
+/// clients are refused until entries expire: a flood from many addresses cannot grow it).
 struct RateLimiter {
     per_minute: usize,
-    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<std::time::Instant>>>,
+    seen: std::sync::Mutex<(std::time::Instant, HashMap<IpAddr, VecDeque<std::time::Instant>>)>,
 }
 
 impl RateLimiter {
-    fn allow(&self, ip: std::net::IpAddr) -> bool {
+    /// Most clients tracked at once.
+    const MAX_CLIENTS: usize = 100_000;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new(per_minute: usize) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            seen: std::sync::Mutex::new((std::time::Instant::now(), HashMap::new())),
+        }
+    }
+
+    fn allow(&self, ip: IpAddr) -> bool {
         let now = std::time::Instant::now();
-        let window = std::time::Duration::from_secs(60);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (pruned, seen) = &mut *guard;
+        if now.duration_since(*pruned) > Self::WINDOW {
+            seen.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= Self::WINDOW));
+            *pruned = now;
+        }
+        if !seen.contains_key(&ip) && seen.len() >= Self::MAX_CLIENTS {
+            return false;
+        }
         let q = seen.entry(ip).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while q.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
             q.pop_front();
         }
         if q.len() >= self.per_minute {
@@ -249,6 +393,12 @@ impl RateLimiter {
         }
         q.push_back(now);
         true
+    }
+
+    /// Clients tracked now (tests: the map is pruned).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).1.len()
     }
 }
 
@@ -267,9 +417,10 @@ async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
 async fn loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<LoopOutCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, body)?;
+    let req = st.admit(peer, &headers, body)?;
     let offer = st
         .server
         .create_loop_out(&req)
@@ -319,14 +470,24 @@ async fn quote(
     }))
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.server.metrics().render(),
+/// The metrics router: `GET /metrics`, Prometheus text exposition. It shows the swap wallet's
+/// balance, so it is served on its own listen address (the `metrics_listen` setting, loopback
+/// by default), never on the public API's.
+pub fn metrics_router(server: Arc<LoopOutServer>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let server = server.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    server.metrics().render(),
+                )
+            }
+        }),
     )
 }
 
@@ -365,9 +526,10 @@ pub struct SeedLoopOutResponse {
 async fn seed_loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
 ) -> Result<Json<SeedLoopOutResponse>, ApiError> {
-    let req = st.admit(peer, body)?;
+    let req = st.admit(peer, &headers, body)?;
     let invalid = |m: String| {
         st.server.metrics().refused("invalid");
         ApiError(StatusCode::BAD_REQUEST, m)
@@ -390,6 +552,22 @@ async fn seed_loop_out(
     };
     let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
         .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
+    st.server
+        .quote(bitcoin::Amount::from_sat(req.loop_out_sats))
+        .map_err(|e| invalid(e.to_string().trim_start_matches("invalid request: ").to_string()))?;
+    // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
+    // is created, its own tight limits apply (per client and from everyone together).
+    let ip = st.client_ip(peer, &headers);
+    if !st.seed_limiter.allow(ip) || !st.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
+        st.server.metrics().refused("rate_limited");
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "seed-protocol swaps have no prepay: at most {} a minute per client and {} in all",
+                st.seed_limiter.per_minute, st.seed_total.per_minute
+            ),
+        ));
+    }
     let (refund, invoice) = st
         .server
         .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
@@ -405,14 +583,34 @@ fn parse_id(s: &str) -> Result<SwapId, ApiError> {
     SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
 }
 
-#[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex")), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex"), AuthHeader), responses(
     (status = 200, description = "The swap's status (never any secret)", body = SwapStatus),
     (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
-async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<SwapStatus>, ApiError> {
+async fn status(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<SwapStatus>, ApiError> {
     let id = parse_id(&id)?;
+    authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     Ok(Json(any_status(&st, &id).await?))
+}
+
+/// The per-swap authorization header (documented on every per-swap endpoint).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct AuthHeader {
+    /// `<unix seconds>:<BIP340 signature hex>` by the key the client gave at creation
+    /// (loop-out: claim key, loop-in: refund key) over the swap id, time, method, path and
+    /// body (see `eddy_core::auth`).
+    #[param(rename = "x-eddy-swap-auth")]
+    x_eddy_swap_auth: String,
 }
 
 async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerError> {
@@ -498,9 +696,10 @@ pub struct LoopInOfferDoc {
 async fn loop_in(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, body)?;
+    let req = st.admit(peer, &headers, body)?;
     let offer = st
         .server
         .create_loop_in(&req)
@@ -527,14 +726,23 @@ pub struct ClaimCosign {
     pub partial_sig: String,
 }
 
-#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id")), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
     (status = 200, description = "The loop-in claim the server asks the client to co-sign (only once the server has paid)", body = ClaimOffer),
     (status = 400, description = "No claim to co-sign now", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
-async fn claim_offer(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<ClaimOffer>, ApiError> {
+async fn claim_offer(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ClaimOffer>, ApiError> {
     use bitcoin::hex::DisplayHex;
     let id = parse_id(&id)?;
+    // Only the client may (re)open the signing session.
+    authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     let (nonce, tx) = st.server.claim_request(&id).await?;
     Ok(Json(ClaimOffer {
         nonce: nonce.to_lower_hex_string(),
@@ -542,19 +750,24 @@ async fn claim_offer(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
     }))
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id")), request_body = ClaimCosign, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = ClaimCosign, responses(
     (status = 204, description = "Aggregated and broadcast"),
     (status = 400, description = "Bad nonce or partial signature, or no claim offered", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
 async fn claim_cosign(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<ClaimCosign>, JsonRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     use bitcoin::hex::FromHex;
     let id = parse_id(&id)?;
-    let Json(b) = body.map_err(bad_json)?;
+    authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    let b: ClaimCosign = json_body(&body)?;
     let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
     let partial = <[u8; 32]>::from_hex(&b.partial_sig)
@@ -563,18 +776,23 @@ async fn claim_cosign(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id")), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
     (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
 async fn refund_cosign(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<CosignRequest>, JsonRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<CosignResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let (nonce, tx) = cosign_request(body)?;
+    authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    let (nonce, tx) = cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_refund(&id, &nonce, &tx).await?,
     )))
@@ -604,29 +822,32 @@ async fn push_preimage(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id")), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
     (status = 400, description = "Preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
 async fn cosign(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<CosignRequest>, JsonRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<CosignResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let (nonce, tx) = cosign_request(body)?;
+    authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    let (nonce, tx) = cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_claim(&id, &nonce, &tx).await?,
     )))
 }
 
 /// The client's nonce and unsigned transaction of a co-signing request, checked.
-fn cosign_request(
-    body: Result<Json<CosignRequest>, JsonRejection>,
-) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiError> {
+fn cosign_request(body: &[u8]) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiError> {
     use bitcoin::hex::FromHex;
-    let Json(b) = body.map_err(bad_json)?;
+    let b: CosignRequest = json_body(body)?;
     let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
     let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx)
@@ -646,17 +867,21 @@ impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> 
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status (loop-out or
 /// loop-in), one event per change, ending once the swap is final.
-#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id")), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
     (status = 404, description = "Unknown swap", body = ErrorBody),
 ))]
 async fn events(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let id = parse_id(&id)?;
-    // Unknown ids are refused before the stream starts.
-    any_status(&st, &id).await?;
+    // Unknown ids and strangers are refused before the stream starts.
+    authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     let stream = futures::stream::unfold((st, id, String::new(), false), |(st, id, last, done)| async move {
         if done {
             return None;
@@ -703,13 +928,17 @@ impl SwapStatus {
     }
 }
 
-/// The router; `per_minute` limits loop-out requests per client IP.
+/// The router; `per_minute` limits swap-creation requests per client IP (see [`Limits::new`]).
 pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Router {
+    router_with(server, terms, Limits::new(per_minute))
+}
+
+/// The router with explicit [`Limits`].
+pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/v1/terms", get(self::terms))
         .route("/v1/quote/loop-out", get(quote))
-        .route("/metrics", get(metrics))
         .route("/v1/loop-out", post(loop_out))
         .route("/api/loop/out", post(seed_loop_out))
         .route("/v1/quote/loop-in", get(quote_in))
@@ -724,10 +953,10 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
         .with_state(Arc::new(AppState {
             server,
             terms,
-            limiter: RateLimiter {
-                per_minute,
-                seen: std::sync::Mutex::default(),
-            },
+            limiter: RateLimiter::new(limits.per_minute),
+            seed_limiter: RateLimiter::new(limits.seed_per_minute),
+            seed_total: RateLimiter::new(limits.seed_total_per_minute),
+            trusted_proxy: limits.trusted_proxy,
         }))
 }
 
@@ -767,5 +996,55 @@ impl Drop for HttpServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_and_database_text_never_reaches_the_caller() {
+        for e in [
+            ServerError::Backend("lnd at 10.1.2.3:10009: macaroon /var/lib/lnd/admin.macaroon refused".into()),
+            ServerError::Store(eddy_store::StoreError::Db(
+                "sqlite /srv/eddy/server.sqlite: disk I/O error".into(),
+            )),
+        ] {
+            let ApiError(status, msg) = ApiError::from(e);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(msg.starts_with("internal error (id "), "{msg}");
+            for secret in ["10.1.2.3", "macaroon", "sqlite", "/srv", "disk"] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+        }
+        // The server's own refusals keep their clear message.
+        let ApiError(status, msg) = ApiError::from(ServerError::Invalid("amount 5 below 10000".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(msg.contains("amount 5 below 10000"));
+    }
+
+    #[test]
+    fn the_rate_limiter_forgets_clients_whose_minute_is_over() {
+        let l = RateLimiter::new(2);
+        for i in 0..50u8 {
+            assert!(l.allow(IpAddr::from([10, 0, 0, i])));
+        }
+        assert!(l.allow(IpAddr::from([10, 0, 0, 1])));
+        assert!(!l.allow(IpAddr::from([10, 0, 0, 1])), "third in a minute");
+        assert_eq!(l.tracked(), 50);
+        // Pretend the last prune and every request were more than a minute ago.
+        {
+            let mut g = l.seen.lock().expect("lock");
+            let old = std::time::Instant::now() - RateLimiter::WINDOW - std::time::Duration::from_secs(1);
+            g.0 = old;
+            for q in g.1.values_mut() {
+                for t in q.iter_mut() {
+                    *t = old;
+                }
+            }
+        }
+        assert!(l.allow(IpAddr::from([10, 0, 0, 200])));
+        assert_eq!(l.tracked(), 1, "expired clients pruned");
     }
 }

@@ -9,7 +9,7 @@
 //! after co-signing one.
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -153,7 +153,15 @@ impl LoopOutServer {
         if self.store().get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(hash));
         }
-        let active = self.active_in().await?.len() + self.active_count().await?;
+        // Slots count swaps that cost their client something: funded loop-ins and paid
+        // loop-outs (an unfunded offer is free to make, so it must not hold a slot).
+        let funded_in = self
+            .active_in()
+            .await?
+            .iter()
+            .filter(|(_, _, r)| r.state != State::Created || r.funding.is_some())
+            .count();
+        let active = funded_in + self.active_count().await?;
         if active >= self.config().max_active_swaps {
             return Err(ServerError::Unavailable(format!(
                 "{active} swaps in flight, the most this server takes"
@@ -237,6 +245,8 @@ impl LoopOutServer {
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        // The lookup comes before any work: an unknown id costs no chain sync.
+        self.loop_in(id).await?;
         // See the funding the client refunds even between engine passes.
         self.sync_chain().await?;
         for _ in 0..3 {
@@ -452,16 +462,14 @@ impl LoopOutServer {
                         .await?;
                 }
                 PaymentStatus::Unknown => {
-                    // Persisted `Paying` but crashed before paying: pay now (idempotent per hash).
-                    let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
-                    self.act_in(
-                        id,
-                        &mut version,
-                        &mut rec,
-                        Action::PayInvoice { max_cltv_expiry: max },
-                        tip,
-                    )
-                    .await?;
+                    // Persisted `Paying` but crashed before paying (or restarted much later):
+                    // the machine decides whether a payment may still be sent now.
+                    let funding_confs = funding_confs(&status, rec.funding, tip);
+                    let e = Event::SendPayment {
+                        height: tip,
+                        funding_confs,
+                    };
+                    self.apply_in(id, &mut version, &mut rec, e, tip).await?;
                 }
                 _ => {}
             }
@@ -472,12 +480,12 @@ impl LoopOutServer {
         {
             for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
                 let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
+                let confs = WatchStatus::confirmations(s.height, tip);
                 if ours {
-                    let confs = WatchStatus::confirmations(s.height, tip);
                     self.apply_in(id, &mut version, &mut rec, Event::ClaimConfirmed { confs }, tip)
                         .await?;
                 } else if s.height.is_some() {
-                    self.apply_in(id, &mut version, &mut rec, Event::HtlcRefunded, tip)
+                    self.apply_in(id, &mut version, &mut rec, Event::HtlcRefunded { confs }, tip)
                         .await?;
                 }
             }
@@ -509,7 +517,7 @@ impl LoopOutServer {
             PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
         }
         let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
-        let in_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
+        let in_time = rec.terms.may_send(tip);
         if !attempts_left || !in_time {
             return self.apply_in(id, version, rec, Event::PaymentFailed, tip).await;
         }
@@ -526,8 +534,13 @@ impl LoopOutServer {
                 rec.retry_at = None;
                 let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
                 self.persist_in(id, version, rec, ev).await?;
-                let max = eddy_core::constants::loop_in_max_payment_cltv(rec.terms.expiry);
-                Box::pin(self.act_in(id, version, rec, Action::PayInvoice { max_cltv_expiry: max }, tip)).await
+                // The machine decides whether the retry may still be sent.
+                let status = self.htlc_status(&id, &rec.htlc).await?;
+                let e = Event::SendPayment {
+                    height: tip,
+                    funding_confs: funding_confs(&status, rec.funding, tip),
+                };
+                Box::pin(self.apply_in(id, version, rec, e, tip)).await
             }
             Some(_) => Ok(()),
         }
@@ -589,29 +602,42 @@ impl LoopOutServer {
         tip: u32,
     ) -> Result<(), ServerError> {
         match action {
-            Action::PayInvoice { max_cltv_expiry } => {
-                let budget = rec.swap_fee.to_sat() * ROUTING_FEE_SHARE_PPM / 1_000_000;
+            Action::PayInvoice {
+                max_cltv_expiry,
+                max_total_cltv_delta,
+                height,
+            } => {
+                // The rule of the machine, checked right before the send with the freshest tip:
+                // never a payment at or after the last payment height, never a CLTV budget of 0
+                // (LND reads 0 as "no limit"). A stale decision sends nothing; the next pass
+                // asks the machine again ([`Event::SendPayment`]).
+                let now = self.tip().await?.max(height).max(tip);
+                let Some(budget) = rec.terms.payment_cltv_budget(now) else {
+                    tracing::warn!(swap = %id, tip = now, "loop-in payment deadline passed before the send: not paying");
+                    return Ok(());
+                };
+                let budget = budget.min(max_total_cltv_delta);
+                debug_assert!(now + budget.get() <= max_cltv_expiry);
+                let fee_budget = rec.swap_fee.to_sat() * ROUTING_FEE_SHARE_PPM / 1_000_000;
                 let params = PayParams {
-                    max_fee_msat: budget * 1000,
+                    max_fee_msat: fee_budget * 1000,
                     timeout: std::time::Duration::from_secs(60),
                     outgoing_channel: None,
-                    max_total_cltv_delta: Some(max_cltv_expiry.saturating_sub(tip)),
+                    max_total_cltv_delta: Some(budget.get()),
                     last_hop: rec.last_hop,
                 };
-                // A refused send leaves the payment failed (or unknown) in the node: the next
-                // step reads that and makes the swap refundable (or pays again).
                 eddy_store::crash_point("loop_in_server.pay.before_send");
                 match self.ln().pay_invoice(&rec.invoice, &params).await {
                     Ok(_) => Ok(()),
-                    // Refused by the node up front: nothing was sent (the backends' contract),
-                    // and the node may keep no record of it to read back — an attempt failed.
-                    Err(e @ (LnError::Refused(_) | LnError::Unsupported(_))) => {
-                        Box::pin(self.payment_failed(id, version, rec, tip, e.to_string())).await
-                    }
-                    // Anything else may or may not have left: the next step reads the node.
+                    // Whatever the node answered (refused up front, unsupported, or an error that
+                    // may hide a refusal — LND reports most of its refusals as `Unknown`), its
+                    // own payment record decides: in flight or made → wait; unknown or failed →
+                    // a failed attempt (retried while attempts and time remain, then
+                    // refundable). A node that cannot even be asked leaves `Paying` for the next
+                    // pass, which asks again.
                     Err(e) => {
                         tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
-                        Ok(())
+                        Box::pin(self.payment_failed(id, version, rec, now, e.to_string())).await
                     }
                 }
             }
@@ -719,6 +745,15 @@ impl LoopOutServer {
     }
 }
 
+/// Confirmations of the recorded funding output at `tip` (0 when unconfirmed or gone).
+fn funding_confs(status: &WatchStatus, funding: Option<OutPoint>, tip: u32) -> u32 {
+    status
+        .fundings
+        .iter()
+        .find(|f| Some(f.outpoint) == funding)
+        .map_or(0, |f| WatchStatus::confirmations(f.height, tip))
+}
+
 fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
 }
@@ -738,7 +773,10 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::PaymentFailed => json!({"event": "payment_failed"}),
         Event::RefundRequested => json!({"event": "refund_requested"}),
         Event::ClaimConfirmed { confs } => json!({"event": "claim_confirmed", "confs": confs}),
-        Event::HtlcRefunded => json!({"event": "htlc_refunded"}),
+        Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),
+        Event::SendPayment { height, funding_confs } => {
+            json!({"event": "send_payment", "height": height, "funding_confs": funding_confs})
+        }
         Event::Block { height } => json!({"event": "block", "height": height}),
     }
 }

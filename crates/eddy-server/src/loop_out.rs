@@ -3,9 +3,13 @@
 //! gathers what happened (hold-invoice states, the chain watcher's fundings and spends, the new
 //! tip), feeds it to the state machine, **persists every transition before acting on it**, then
 //! performs the actions — each idempotent, so a crash anywhere repeats at most a harmless step:
-//! - publishing the HTLC first looks for an existing output paying the HTLC (the watcher
-//!   rescans from the swap's creation), so a crash between broadcast and persistence never
-//!   publishes twice;
+//! - publishing the HTLC first syncs the watcher and looks for an existing output paying the
+//!   HTLC script (the watcher rescans from the swap's creation), on every path (engine pass or
+//!   Lightning event), so a crash or store error between broadcast and persistence never
+//!   publishes twice; a publication is made only inside the window the state machine allows
+//!   (checked again at broadcast), and re-broadcast every pass until it confirms;
+//! - unpaid offers hold no slot and reserve no liquidity (their invoices expire in
+//!   `LOOP_OUT_OFFER_EXPIRY_SECS`); a published HTLC is never given up: it ends when spent;
 //! - settling and canceling invoices are idempotent in the backends;
 //! - the refund is rebuilt deterministically and re-broadcast (RBF-bumped) every block.
 
@@ -16,10 +20,11 @@ use std::time::{Duration, Instant};
 use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{
-    swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
+    swap_watch_id, ChainSource, ChainWatcher, Funding, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
 };
 use eddy_core::constants::{
-    LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN,
+    HTLC_PUBLICATION_BUMP_BLOCKS, LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
+    SERVER_SETTLE_MARGIN,
 };
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -48,8 +53,8 @@ pub const META_WALLET_SCAN_FROM: &str = "swap_wallet.scan_from";
 const KEY_PURPOSE: &str = "loop-out";
 /// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
 const FINAL_CLTV_SLACK: u32 = 3;
-/// Invoice lifetime.
-const INVOICE_EXPIRY_SECS: u32 = 3600;
+/// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).
+const INVOICE_EXPIRY_SECS: u32 = eddy_core::constants::LOOP_OUT_OFFER_EXPIRY_SECS;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -103,6 +108,18 @@ pub struct LoopOutRecord {
     pub sweep_spk: Option<ScriptBuf>,
     /// The refund sweep.
     pub refund: Option<RefundInfo>,
+    /// The tip when the HTLC was broadcast (or an existing output adopted): the prepay is
+    /// earned only for a publication inside the window (`Terms::may_publish`). `None` in
+    /// records written before it existed.
+    #[serde(default)]
+    pub published_height: Option<u32>,
+    /// The HTLC (batch) transaction as broadcast, consensus hex: re-broadcast every block until
+    /// it confirms (an evicted publication must not leave the swap waiting for nothing).
+    #[serde(default)]
+    pub htlc_tx: Option<String>,
+    /// Unix time of creation (the offer's invoices expire [`INVOICE_EXPIRY_SECS`] later).
+    #[serde(default)]
+    pub created_unix: Option<u64>,
     /// The state machine's state.
     pub state: State,
 }
@@ -132,6 +149,35 @@ pub enum ServerError {
 
 fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl LoopOutRecord {
+    /// Whether the client has paid anything yet (a swap or prepay HTLC held, or further):
+    /// only such swaps hold a slot and reserve on-chain liquidity.
+    pub fn is_paid(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Created {
+                swap_accepted: None,
+                prepay_accepted: None
+            }
+        )
+    }
+
+    /// An unpaid offer whose invoices can still be paid at unix time `now`.
+    fn is_live_offer(&self, now: u64) -> bool {
+        !self.is_paid()
+            && self
+                .created_unix
+                .is_none_or(|t| now < t + u64::from(INVOICE_EXPIRY_SECS))
+    }
 }
 
 /// The loop-out engine.
@@ -260,8 +306,13 @@ impl LoopOutServer {
         self.wallet.script_pubkey().clone()
     }
 
+    /// Loop-outs holding a slot: paid ones (see [`LoopOutRecord::is_paid`]).
     pub(crate) async fn active_count(&self) -> Result<usize, ServerError> {
-        Ok(Self::active(&*self.store).await?.len())
+        Ok(Self::active(&*self.store)
+            .await?
+            .iter()
+            .filter(|(_, _, r)| r.is_paid())
+            .count())
     }
 
     /// Brings the chain watcher up to the tip and mempool.
@@ -476,6 +527,34 @@ impl LoopOutServer {
         Ok((r.version, rec))
     }
 
+    /// The key that authorizes calls on swap `id` ([`eddy_core::auth`]): the key its client gave
+    /// at creation — a loop-out's claim key, a loop-in's refund key. `None` for a seed-protocol
+    /// swap (its client gave only a key hash; that protocol has no per-swap calls). One store
+    /// read, nothing else: unknown ids answer [`ServerError::NotFound`] before any work.
+    pub async fn swap_auth_key(&self, id: &SwapId) -> Result<Option<bitcoin::secp256k1::PublicKey>, ServerError> {
+        let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
+        let htlc: HtlcParams = match r.kind {
+            SwapKind::LoopOutServer => {
+                let rec: LoopOutRecord =
+                    serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+                return Ok(match rec.htlc.claim_key {
+                    HtlcKey::Pubkey(k) => Some(k),
+                    HtlcKey::Hash(_) => None,
+                });
+            }
+            SwapKind::LoopInServer => {
+                serde_json::from_value::<crate::loop_in::LoopInRecord>(r.state)
+                    .map_err(|_| StoreError::Corrupt(format!("swap {id}")))?
+                    .htlc
+            }
+            _ => return Err(ServerError::NotFound(*id)),
+        };
+        Ok(match htlc.refund_key {
+            HtlcKey::Pubkey(k) => Some(k),
+            HtlcKey::Hash(_) => None,
+        })
+    }
+
     /// What a loop-out of `amount` costs (amount limits checked).
     pub fn quote(&self, amount: Amount) -> Result<eddy_core::fees::LoopOutQuote, ServerError> {
         self.cfg
@@ -537,17 +616,28 @@ impl LoopOutServer {
         if self.store.get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(payment_hash));
         }
-        // Capacity and liquidity: every HTLC not yet published is a promise on our wallet.
+        // Capacity and liquidity count *paid* swaps only: an unpaid offer costs its maker
+        // nothing, so it must not be able to hold a slot or reserve our coins (it expires in
+        // `INVOICE_EXPIRY_SECS`); live unpaid offers have their own, larger budget.
         let active = Self::active(&*self.store).await?;
-        if active.len() >= self.cfg.max_active_swaps {
+        let paid = active.iter().filter(|(_, _, r)| r.is_paid()).count();
+        if paid >= self.cfg.max_active_swaps {
             return Err(ServerError::Unavailable(format!(
-                "{} swaps in flight, the most this server takes",
-                active.len()
+                "{paid} swaps in flight, the most this server takes"
             )));
         }
+        let now = unix_now();
+        let offers = active.iter().filter(|(_, _, r)| r.is_live_offer(now)).count();
+        let max_offers = self.cfg.max_active_swaps * eddy_core::constants::UNPAID_OFFERS_PER_SLOT;
+        if offers >= max_offers {
+            return Err(ServerError::Unavailable(format!(
+                "{offers} unpaid offers outstanding; retry in a few minutes"
+            )));
+        }
+        // Every paid HTLC not yet published is a promise on our wallet.
         let promised: Amount = active
             .iter()
-            .filter(|(_, _, r)| matches!(r.state, State::Created { .. } | State::Publishing))
+            .filter(|(_, _, r)| r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing))
             .map(|(_, _, r)| r.amount)
             .sum();
         let spendable = self.wallet_balance().await.spendable;
@@ -630,6 +720,9 @@ impl LoopOutServer {
             funding: None,
             sweep_spk: None,
             refund: None,
+            published_height: None,
+            htlc_tx: None,
+            created_unix: Some(unix_now()),
             state: State::new(),
         };
         let state = serde_json::to_value(&record).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -671,7 +764,9 @@ impl LoopOutServer {
     }
 
     /// The client pushes the preimage (before or instead of the server finding it on chain):
-    /// the swap invoice is settled at once. Unknown hash → [`ServerError::NotFound`].
+    /// before `E` the swap invoice is settled at once; after `E` the server keeps refunding
+    /// and settles only for the client's claim confirmed on chain (see the state machine).
+    /// Unknown hash → [`ServerError::NotFound`].
     pub async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ServerError> {
         let id = SwapId::from(preimage.payment_hash());
         let tip = self.chain.tip().await.map_err(backend)?.height;
@@ -742,6 +837,9 @@ impl LoopOutServer {
         if let Err(e) = self.publish_pending().await {
             first_err.get_or_insert(e);
         }
+        if let Err(e) = self.keep_publications(tip).await {
+            first_err.get_or_insert(e);
+        }
         let seen = self.status_of(WALLET_WATCH_ID).await;
         let scan_from = self.wallet.scan_from(&seen, tip);
         let changed = *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) != Some(scan_from);
@@ -762,12 +860,21 @@ impl LoopOutServer {
     /// then moved on with [`Event::HtlcBroadcast`].
     pub async fn publish_pending(&self) -> Result<(), ServerError> {
         let _one = self.publishing.lock().await;
+        // Adopt before publish, on every path (engine pass or Lightning event): the watcher
+        // must have seen the chain and mempool *now*, or a publication broadcast but not
+        // recorded (crash, store error) would be made a second time.
+        let pending: Vec<_> = Self::active(&*self.store)
+            .await?
+            .into_iter()
+            .filter(|(_, _, rec)| rec.state == State::Publishing)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.sync_chain().await?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut batch = vec![];
-        for (id, mut version, mut rec) in Self::active(&*self.store).await? {
-            if rec.state != State::Publishing {
-                continue;
-            }
+        for (id, mut version, mut rec) in pending {
             let existing = self
                 .htlc_status(&id, &rec.htlc)
                 .await?
@@ -778,16 +885,28 @@ impl LoopOutServer {
             match existing {
                 Some(outpoint) => {
                     rec.funding = Some(outpoint);
+                    rec.published_height.get_or_insert(tip);
                     self.apply(
                         id,
                         &mut version,
                         &mut rec,
-                        Event::HtlcBroadcast { txid: outpoint.txid },
+                        Event::HtlcBroadcast {
+                            txid: outpoint.txid,
+                            height: tip,
+                        },
                         tip,
                     )
                     .await?;
                 }
-                None => batch.push((id, version, rec)),
+                None => {
+                    // Nothing on chain: the machine decides whether a publication is still in
+                    // its window (else it cancels both invoices).
+                    self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
+                        .await?;
+                    if rec.state == State::Publishing {
+                        batch.push((id, version, rec));
+                    }
+                }
             }
         }
         if batch.is_empty() {
@@ -807,15 +926,27 @@ impl LoopOutServer {
             .await
             .map_err(backend)?;
         let seen = self.status_of(WALLET_WATCH_ID).await;
-        let tx = self
-            .wallet
-            .pay(&seen, &outputs, rate)
-            .map_err(|e| ServerError::Unavailable(e.to_string()))?;
+        // Unpaid offers reserve nothing, so paid swaps may together want more than the wallet
+        // holds: publish the longest prefix (in swap order) that fits; the rest wait
+        // for funds inside their publication window, then are canceled (nothing taken).
+        let tx = loop {
+            match self.wallet.pay(&seen, &outputs, rate) {
+                Ok(tx) => break tx,
+                Err(crate::wallet::WalletError::Insufficient { .. }) if outputs.len() > 1 => {
+                    outputs.pop();
+                    if let Some((id, _, _)) = batch.pop() {
+                        tracing::warn!(swap = %id, "swap wallet cannot fund this HTLC now; waiting for funds");
+                    }
+                }
+                Err(e) => return Err(ServerError::Unavailable(e.to_string())),
+            }
+        };
         let txid = tx.compute_txid();
         if let Err(e) = self.chain.broadcast(&tx).await {
             self.wallet.forget(&txid);
             return Err(backend(e));
         }
+        eddy_store::crash_point("loop_out_server.publish.after_broadcast");
         tracing::info!(%txid, htlcs = batch.len(), "HTLCs published");
         for (id, _, _) in &batch {
             let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
@@ -823,23 +954,122 @@ impl LoopOutServer {
                 self.metrics.publish_latency(t.elapsed());
             }
         }
+        let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
         // Record each publication and settle each prepay, all swaps at once.
-        let steps = batch
-            .into_iter()
-            .enumerate()
-            .map(|(vout, (id, mut version, mut rec))| async move {
+        let steps = batch.into_iter().enumerate().map(|(vout, (id, mut version, mut rec))| {
+            let tx_hex = tx_hex.clone();
+            async move {
                 rec.funding = Some(OutPoint {
                     txid,
                     vout: vout as u32,
                 });
-                self.apply(id, &mut version, &mut rec, Event::HtlcBroadcast { txid }, tip)
-                    .await
-            });
+                rec.published_height = Some(tip);
+                rec.htlc_tx = Some(tx_hex);
+                self.apply(
+                    id,
+                    &mut version,
+                    &mut rec,
+                    Event::HtlcBroadcast { txid, height: tip },
+                    tip,
+                )
+                .await
+            }
+        });
         futures::future::join_all(steps)
             .await
             .into_iter()
             .find(Result::is_err)
             .unwrap_or(Ok(()))
+    }
+
+    /// Keeps every unconfirmed HTLC publication on its way to a block: re-broadcast at every
+    /// pass while missing from the mempool (evicted, lost); replaced (BIP125, from the swap
+    /// wallet's change; one replacement covers every swap of the batch) when the node refuses it
+    /// or when it waited [`HTLC_PUBLICATION_BUMP_BLOCKS`] unconfirmed (in the mempool or not)
+    /// below the current estimate. Each swap
+    /// of the batch then follows the replacement (or the original, whichever confirms: see the
+    /// adoption in `step`).
+    async fn keep_publications(&self, tip: u32) -> Result<(), ServerError> {
+        let _one = self.publishing.lock().await;
+        let active = Self::active(&*self.store).await?;
+        // Each unconfirmed publication once: (tx hex, height it was published at, in mempool).
+        let mut pubs: Vec<(String, u32, bool)> = vec![];
+        for (id, _, rec) in &active {
+            let published = matches!(
+                rec.state,
+                State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+            );
+            let (Some(hex), Some(funding), true) = (&rec.htlc_tx, rec.funding, published) else {
+                continue;
+            };
+            let status = self.htlc_status(id, &rec.htlc).await?;
+            let seen = status.fundings.iter().find(|f| f.outpoint == funding);
+            if seen.is_some_and(|f| f.height.is_some()) || pubs.iter().any(|(h, _, _)| h == hex) {
+                continue;
+            }
+            pubs.push((hex.clone(), rec.published_height.unwrap_or(tip), seen.is_some()));
+        }
+        for (hex, published_at, in_mempool) in pubs {
+            let Ok(tx) = bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&hex) else {
+                continue;
+            };
+            let txid = tx.compute_txid();
+            let target = self
+                .chain
+                .fee_rate(self.cfg.publish_conf_target)
+                .await
+                .map_err(backend)?;
+            let fee = eddy_backends::fee_paid(&*self.chain, &tx).await.map_err(backend)?;
+            let rate = bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu().max(1));
+            // Waited long enough below the current estimate (in the mempool or not).
+            let stale = tip >= published_at + HTLC_PUBLICATION_BUMP_BLOCKS && target > rate;
+            let bump = if in_mempool {
+                stale
+            } else {
+                match self.chain.broadcast(&tx).await {
+                    Ok(_) => stale,
+                    // Its inputs are gone: a replacement confirmed (adopted in `step`).
+                    Err(e) if e.is_missing_inputs() => false,
+                    Err(e) => {
+                        tracing::warn!(%txid, error = %e, "HTLC publication refused on re-broadcast; replacing it");
+                        true
+                    }
+                }
+            };
+            if !bump {
+                continue;
+            }
+            let seen = self.status_of(WALLET_WATCH_ID).await;
+            let new = match self.wallet.bump(&seen, &tx, target) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(%txid, error = %e, "cannot replace the HTLC publication");
+                    continue;
+                }
+            };
+            let new_txid = new.compute_txid();
+            if let Err(e) = self.chain.broadcast(&new).await {
+                tracing::warn!(%txid, replacement = %new_txid, error = %e, "HTLC publication replacement refused");
+                continue;
+            }
+            self.wallet.replaced(&txid, &new);
+            tracing::info!(%txid, replacement = %new_txid, "HTLC publication replaced at a higher fee");
+            let new_hex = bitcoin::consensus::encode::serialize_hex(&new);
+            for (id, mut version, mut rec) in Self::active(&*self.store).await? {
+                if rec.htlc_tx.as_deref() != Some(hex.as_str()) {
+                    continue;
+                }
+                let Some(funding) = rec.funding else { continue };
+                rec.funding = Some(OutPoint {
+                    txid: new_txid,
+                    vout: funding.vout,
+                });
+                rec.htlc_tx = Some(new_hex.clone());
+                let ev = json!({"event": "htlc_replaced", "txid": new_txid.to_string()});
+                self.persist(id, &mut version, &rec, &ev).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies `event`, persists, performs the actions.
@@ -926,20 +1156,30 @@ impl LoopOutServer {
                         .await?;
                 }
             }
-            State::PreimageKnown { .. } => {
-                if let HoldInvoiceState::Settled { .. } = self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
+            State::PreimageKnown { .. } => match self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
+                HoldInvoiceState::Settled { .. } => {
                     self.apply(id, &mut version, &mut rec, Event::SwapSettled, tip).await?;
                 }
-            }
+                // Failed back (expired, or canceled): the preimage can no longer be paid for,
+                // so the HTLC is still the server's to refund.
+                HoldInvoiceState::Canceled => {
+                    self.apply(id, &mut version, &mut rec, Event::SwapInvoiceGone, tip)
+                        .await?;
+                }
+                _ => {}
+            },
             _ => {}
         }
         // `Publishing` swaps (also after a crash between persisting it and the broadcast) are
         // published together by `publish_pending`.
-        // After publication the prepay is ours: settle it whenever it is still only held.
-        if matches!(
+        // After a publication inside the window the prepay is ours: settle it whenever it is
+        // still only held (an HTLC adopted after the window released it: `CancelPrepay`).
+        let published = matches!(
             rec.state,
-            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. }
-        ) {
+            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+        );
+        let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
+        if published && earned && rec.terms.prepay_msat > 0 {
             let prepay_hash = rec.prepay_preimage.payment_hash();
             if let Ok(HoldInvoiceState::Accepted { .. }) = self.ln.hold_invoice_state(&prepay_hash).await {
                 self.ln
@@ -950,11 +1190,36 @@ impl LoopOutServer {
         }
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
+        // A replacement of the publication (or the original, if it won) is the one to follow.
+        if published {
+            if let Some(funding) = rec.funding {
+                let mine = status.fundings.iter().find(|f| f.outpoint == funding);
+                let confirmed_other = status
+                    .fundings
+                    .iter()
+                    .find(|f| f.outpoint != funding && f.value == rec.amount && f.height.is_some());
+                if let (None | Some(Funding { height: None, .. }), Some(other)) = (mine, confirmed_other) {
+                    rec.funding = Some(other.outpoint);
+                    let ev = json!({"event": "htlc_adopted", "txid": other.outpoint.txid.to_string()});
+                    self.persist(id, &mut version, &rec, &ev).await?;
+                }
+            }
+        }
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {
+                    // Before `E` the preimage alone settles; after it, only the claim confirmed.
                     self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
                         .await?;
+                    let confs = WatchStatus::confirmations(spend.height, tip);
+                    self.apply(
+                        id,
+                        &mut version,
+                        &mut rec,
+                        Event::HtlcClaimed { preimage: p, confs },
+                        tip,
+                    )
+                    .await?;
                 } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
                     let confs = WatchStatus::confirmations(spend.height, tip);
                     self.apply(id, &mut version, &mut rec, Event::RefundConfirmed { confs }, tip)
@@ -978,6 +1243,12 @@ impl LoopOutServer {
             Action::PublishHtlc => Ok(()),
             Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
             Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
+            Action::CancelPrepay if rec.terms.prepay_msat == 0 => Ok(()),
+            Action::CancelPrepay => self
+                .ln
+                .cancel_hold_invoice(&rec.prepay_preimage.payment_hash())
+                .await
+                .map_err(backend),
             Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
             Action::CancelInvoices => {
                 let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
@@ -1077,7 +1348,13 @@ fn event_json(e: &Event) -> serde_json::Value {
         } => json!({"event": "swap_accepted", "amount_msat": amount_msat, "claim_deadline": claim_deadline}),
         Event::PrepayAccepted { amount_msat } => json!({"event": "prepay_accepted", "amount_msat": amount_msat}),
         Event::Block { height } => json!({"event": "block", "height": height}),
-        Event::HtlcBroadcast { txid } => json!({"event": "htlc_broadcast", "txid": txid.to_string()}),
+        Event::HtlcBroadcast { txid, height } => {
+            json!({"event": "htlc_broadcast", "txid": txid.to_string(), "height": height})
+        }
+        Event::NoHtlcOnChain { height } => json!({"event": "no_htlc_on_chain", "height": height}),
+        Event::SwapInvoiceGone => json!({"event": "swap_invoice_gone"}),
+        // Never the preimage itself.
+        Event::HtlcClaimed { confs, .. } => json!({"event": "htlc_claimed", "confs": confs}),
         // Never the preimage itself.
         Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
         Event::SwapSettled => json!({"event": "swap_settled"}),

@@ -54,6 +54,14 @@ pub enum WalletError {
     /// Signing failed (should not happen).
     #[error("signing: {0}")]
     Signing(String),
+    /// A transaction cannot be replaced (see [`SwapWallet::bump`]).
+    #[error("cannot replace {txid}: {why}")]
+    NoBump {
+        /// The transaction.
+        txid: Txid,
+        /// Why.
+        why: String,
+    },
 }
 
 /// A spendable coin.
@@ -301,13 +309,20 @@ impl SwapWallet {
                 script_pubkey: self.spk.clone(),
             })
             .collect();
+        self.sign_all(&mut tx, &prevouts)?;
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(tx.clone());
+        Ok(tx)
+    }
+
+    /// Signs every input of `tx` (all ours, key path) against `prevouts`.
+    fn sign_all(&self, tx: &mut Transaction, prevouts: &[TxOut]) -> Result<(), WalletError> {
         let secp = Secp256k1::new();
         let mut sigs = vec![];
         {
-            let mut cache = SighashCache::new(&tx);
+            let mut cache = SighashCache::new(&*tx);
             for i in 0..tx.input.len() {
                 let h = cache
-                    .taproot_key_spend_signature_hash(i, &Prevouts::All(&prevouts), TapSighashType::Default)
+                    .taproot_key_spend_signature_hash(i, &Prevouts::All(prevouts), TapSighashType::Default)
                     .map_err(|e| WalletError::Signing(e.to_string()))?;
                 let msg = Message::from_digest(h.to_byte_array());
                 sigs.push(secp.sign_schnorr_no_aux_rand(&msg, &self.keypair.to_keypair()));
@@ -316,8 +331,102 @@ impl SwapWallet {
         for (input, sig) in tx.input.iter_mut().zip(sigs) {
             input.witness = Witness::from_slice(&[sig.as_ref()]);
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(tx.clone());
-        Ok(tx)
+        Ok(())
+    }
+
+    /// A replacement (BIP125) of our unconfirmed `tx`: the same inputs and the same payment
+    /// outputs, the change (our last output) lowered so that the whole pays `rate`. Refused when
+    /// `tx` has no change of ours, when its change is spent already (replacing it would evict
+    /// that child), when an input's value is unknown, when `rate` would not raise the fee, or when
+    /// the change would fall below dust. Call [`SwapWallet::replaced`] once the replacement is
+    /// broadcast.
+    pub fn bump(&self, seen: &WatchStatus, tx: &Transaction, rate: FeeRate) -> Result<Transaction, WalletError> {
+        let txid = tx.compute_txid();
+        let no = |why: &str| WalletError::NoBump {
+            txid,
+            why: why.to_string(),
+        };
+        let change = tx
+            .output
+            .iter()
+            .rposition(|o| o.script_pubkey == self.spk)
+            .filter(|i| *i == tx.output.len() - 1)
+            .ok_or_else(|| no("no change output to take the fee from"))?;
+        let change_op = OutPoint {
+            txid,
+            vout: change as u32,
+        };
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let spent_by_child = seen.spends.iter().any(|s| s.outpoint == change_op)
+            || pending
+                .iter()
+                .any(|t| t.input.iter().any(|i| i.previous_output == change_op));
+        if spent_by_child {
+            return Err(no("its change is spent by a later transaction"));
+        }
+        // Input values: the wallet's coins as seen, and our own pending outputs.
+        let mut values: HashMap<OutPoint, Amount> = seen
+            .fundings
+            .iter()
+            .filter(|f| f.script_pubkey == self.spk)
+            .map(|f| (f.outpoint, f.value))
+            .collect();
+        for t in &pending {
+            let t_id = t.compute_txid();
+            for (vout, o) in t.output.iter().enumerate() {
+                values.insert(
+                    OutPoint {
+                        txid: t_id,
+                        vout: vout as u32,
+                    },
+                    o.value,
+                );
+            }
+        }
+        let mut prevouts = vec![];
+        for i in &tx.input {
+            let value = values
+                .get(&i.previous_output)
+                .copied()
+                .ok_or_else(|| no("an input's value is unknown"))?;
+            prevouts.push(TxOut {
+                value,
+                script_pubkey: self.spk.clone(),
+            });
+        }
+        let total_in: Amount = prevouts.iter().map(|p| p.value).sum();
+        let total_out: Amount = tx.output.iter().map(|o| o.value).sum();
+        let old_fee = total_in
+            .checked_sub(total_out)
+            .ok_or_else(|| no("outputs exceed inputs"))?;
+        let mut new = tx.clone();
+        for i in &mut new.input {
+            i.witness = Witness::new();
+        }
+        // Key-path witnesses (one 64-byte signature each) plus the segwit marker and flag.
+        let weight = new.weight() + Weight::from_wu(2 + 66 * new.input.len() as u64);
+        let fee = rate.fee_wu(weight).unwrap_or(Amount::MAX_MONEY);
+        // BIP125 rules 3 and 4: a higher absolute fee, by at least the relay fee of its size.
+        let min_fee = old_fee
+            + FeeRate::from_sat_per_kwu(250)
+                .fee_wu(weight)
+                .unwrap_or(Amount::MAX_MONEY);
+        let fee = fee.max(min_fee);
+        let others: Amount = total_out - tx.output[change].value;
+        let new_change = total_in
+            .checked_sub(others + fee)
+            .filter(|c| *c >= MIN_CHANGE)
+            .ok_or_else(|| no("the change cannot pay the higher fee"))?;
+        new.output[change].value = new_change;
+        self.sign_all(&mut new, &prevouts)?;
+        Ok(new)
+    }
+
+    /// Remembers `new` (broadcast) as ours instead of the transaction it replaced.
+    pub fn replaced(&self, old: &Txid, new: &Transaction) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|t| t.compute_txid() != *old);
+        p.push(new.clone());
     }
 
     /// Drops a transaction from the pending set (it was never broadcast).
@@ -352,6 +461,48 @@ mod tests {
             value: Amount::from_sat(v),
             script_pubkey: ScriptBuf::new_op_return([1u8; 4]),
         }
+    }
+
+    #[test]
+    fn a_publication_is_replaced_from_its_change_unless_a_child_spends_it() {
+        let w = wallet();
+        let mut seen = WatchStatus::default();
+        seen.fundings.push(Funding {
+            script_pubkey: w.script_pubkey().clone(),
+            outpoint: op(1),
+            value: Amount::from_sat(100_000),
+            height: Some(101),
+        });
+        let low = FeeRate::from_sat_per_kwu(500);
+        let tx = w.pay(&seen, &[htlc_out(10_000), htlc_out(20_000)], low).expect("pay");
+        let old_fee = 100_000 - tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+        let high = FeeRate::from_sat_per_kwu(3_000);
+        let new = w.bump(&seen, &tx, high).expect("bump");
+        assert_eq!(new.input, {
+            let mut i = tx.input.clone();
+            i[0].witness = new.input[0].witness.clone();
+            i
+        });
+        assert_eq!(new.output[..2], tx.output[..2], "the HTLCs unchanged");
+        let new_fee = 100_000 - new.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+        assert_eq!(
+            new_fee,
+            high.fee_wu(new.weight()).expect("fee").to_sat(),
+            "exact at the new rate"
+        );
+        assert!(
+            new_fee >= old_fee + new.vsize() as u64,
+            "BIP125: higher by at least the relay fee"
+        );
+        // A rate below the original still pays the original fee plus the relay fee.
+        let same = w.bump(&seen, &tx, low).expect("bump");
+        let same_fee = 100_000 - same.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+        assert!(same_fee >= old_fee + same.vsize() as u64);
+        // A later payment spent the change: replacing would evict it.
+        w.replaced(&tx.compute_txid(), &tx);
+        let child = w.pay(&seen, &[htlc_out(5_000)], low).expect("child");
+        assert_eq!(child.input[0].previous_output.txid, tx.compute_txid());
+        assert!(matches!(w.bump(&seen, &tx, high), Err(WalletError::NoBump { .. })));
     }
 
     #[test]

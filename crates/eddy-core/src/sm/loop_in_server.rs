@@ -9,10 +9,25 @@
 //!     ▼
 //!  Expired
 //! ```
-//! Rules: pay only an exactly funded, sufficiently confirmed HTLC, no later than
-//! `loop_in_last_payment_height(E)` and with a CLTV limit of `loop_in_max_payment_cltv(E)`;
-//! co-sign a cooperative refund only while no payment for the hash is in flight or settled
-//! (i.e. in `Created` or `Refundable`, never in `Paying` or after).
+//! Rules:
+//! - pay only an exactly funded, sufficiently confirmed HTLC;
+//! - **no payment is ever sent at or after `loop_in_last_payment_height(E)`, on any path**
+//!   (first send, retry, restart with the payment unknown to the node): the engine sends only
+//!   what an [`Action::PayInvoice`] says, and that action comes only from this machine, which
+//!   emits it only below the last payment height, with a CLTV limit of
+//!   `loop_in_max_payment_cltv(E)` and a route CLTV budget ([`Action::PayInvoice`]'s
+//!   `max_total_cltv_delta`) of at least 1 — a budget of 0 means "no limit" to LND, so it is
+//!   unrepresentable ([`NonZeroU32`]). The engine asks again ([`Event::SendPayment`]) before
+//!   every retry and after a restart, and re-checks [`Terms::may_send`] right before the send;
+//! - co-sign a cooperative refund only while no payment for the hash is in flight or settled
+//!   (i.e. in `Created` or `Refundable`, never in `Paying` or after);
+//! - **never terminal while the server can still spend an output**: the give-up height ends only
+//!   waiting for the client off-chain (`Created`, `Refundable`); `Paying` (a payment may be in
+//!   flight) waits for the node's verdict, and `Claiming` claims until the HTLC is spent — by
+//!   its claim (`Succeeded`) or, after `E`, by the client's timeout refund buried
+//!   [`REORG_SAFETY_DEPTH`] deep (`Refunded`).
+
+use std::num::NonZeroU32;
 
 use bitcoin::{Amount, OutPoint};
 use serde::{Deserialize, Serialize};
@@ -36,9 +51,41 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// Past this height the machine gives up.
+    /// Past this height the machine stops waiting for the client off-chain (`Created`,
+    /// `Refundable` become `Expired`). It never ends a swap with a payment possibly in flight
+    /// or a claim to make.
     pub fn give_up_height(&self) -> BlockHeight {
         self.expiry + SPEND_CONFIRM_BUDGET + 3 * REORG_SAFETY_DEPTH
+    }
+
+    /// The first height at which no payment may be sent any more:
+    /// [`loop_in_last_payment_height`]`(E)`.
+    pub fn last_payment_height(&self) -> BlockHeight {
+        loop_in_last_payment_height(self.expiry)
+    }
+
+    /// Whether a payment may be sent at `tip`: only strictly below
+    /// [`Terms::last_payment_height`]. The engine checks it right before every send.
+    pub fn may_send(&self, tip: BlockHeight) -> bool {
+        tip < self.last_payment_height()
+    }
+
+    /// The CLTV budget of a payment sent at `tip`: `loop_in_max_payment_cltv(E) − tip`, or
+    /// `None` when no payment may be sent ([`Terms::may_send`] false, or no budget left).
+    pub fn payment_cltv_budget(&self, tip: BlockHeight) -> Option<NonZeroU32> {
+        if !self.may_send(tip) {
+            return None;
+        }
+        NonZeroU32::new(loop_in_max_payment_cltv(self.expiry).saturating_sub(tip))
+    }
+
+    /// The payment action for `tip`, if a payment may be sent then.
+    fn pay_at(&self, tip: BlockHeight) -> Option<Action> {
+        self.payment_cltv_budget(tip).map(|budget| Action::PayInvoice {
+            max_cltv_expiry: loop_in_max_payment_cltv(self.expiry),
+            max_total_cltv_delta: budget,
+            height: tip,
+        })
     }
 }
 
@@ -124,8 +171,20 @@ pub enum Event {
         /// Confirmations.
         confs: u32,
     },
-    /// The HTLC was spent by a refund (cooperative or timeout).
-    HtlcRefunded,
+    /// The HTLC was spent by a refund (cooperative or timeout), with this many confirmations.
+    HtlcRefunded {
+        /// Confirmations of the refund.
+        confs: u32,
+    },
+    /// The node has no payment for the hash in flight or made (nothing sent yet after a
+    /// restart, or a failed attempt with attempts left): may the engine send now, at `height`?
+    SendPayment {
+        /// Current tip.
+        height: BlockHeight,
+        /// Confirmations of the funding output now (a reorg may have taken some away: a
+        /// retry never pays against a funding that is no longer confirmed enough).
+        funding_confs: u32,
+    },
     /// A new best block.
     Block {
         /// Its height.
@@ -136,10 +195,16 @@ pub enum Event {
 /// What the daemon must do (each idempotent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Pay the client's invoice (idempotent per hash) with this CLTV limit.
+    /// Pay the client's invoice (idempotent per hash) with this CLTV limit. Emitted only below
+    /// the last payment height; the engine sends nothing else and re-checks
+    /// [`Terms::may_send`] right before sending.
     PayInvoice {
         /// Highest absolute CLTV expiry the payment's HTLCs may carry.
         max_cltv_expiry: BlockHeight,
+        /// The route's CLTV budget (`max_cltv_expiry − height`), never 0.
+        max_total_cltv_delta: NonZeroU32,
+        /// The tip the budget was computed at.
+        height: BlockHeight,
     },
     /// Claim the HTLC (cooperatively if the client helps, else script path), or bump the claim.
     Claim {
@@ -159,7 +224,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         return (state, vec![]);
     }
     if let Event::Block { height } = event {
-        if *height >= terms.give_up_height() {
+        // Give up only waiting for the client: never with a payment possibly in flight
+        // (`Paying`) or a claim to make (`Claiming`).
+        if *height >= terms.give_up_height() && matches!(state, S::Created | S::Refundable(_)) {
             return (S::Expired, vec![]);
         }
     }
@@ -182,23 +249,31 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                 vec![Action::NotifyFailed(RefundReason::Overpaid)],
             ),
             FundingCheck::Exact if *confs < terms.funding_confs.max(1) => (S::Created, vec![]),
-            FundingCheck::Exact if *height > loop_in_last_payment_height(terms.expiry) => (
-                S::Refundable(RefundReason::TooLate),
-                vec![Action::NotifyFailed(RefundReason::TooLate)],
-            ),
-            FundingCheck::Exact => (
-                S::Paying { outpoint: *outpoint },
-                vec![Action::PayInvoice {
-                    max_cltv_expiry: loop_in_max_payment_cltv(terms.expiry),
-                }],
-            ),
+            FundingCheck::Exact => match terms.pay_at(*height) {
+                Some(pay) => (S::Paying { outpoint: *outpoint }, vec![pay]),
+                None => (
+                    S::Refundable(RefundReason::TooLate),
+                    vec![Action::NotifyFailed(RefundReason::TooLate)],
+                ),
+            },
         },
         (S::Created, Event::Block { height }) if *height >= terms.expiry => (S::Expired, vec![]),
         // Co-signing a refund gives the client its coins back by the key path at any time, so
         // from then on the swap is over for the server: never pay after it.
         (S::Created, Event::RefundRequested) => (S::Refundable(RefundReason::ClientRefund), vec![Action::CosignRefund]),
         (s @ S::Refundable(_), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
-        (S::Created | S::Refundable(_), Event::HtlcRefunded) => (S::Refunded, vec![]),
+        (S::Created | S::Refundable(_), Event::HtlcRefunded { confs }) if *confs >= 1 => (S::Refunded, vec![]),
+        // Nothing in flight (the node says so): send now if still in time, else the swap is
+        // refundable — never a payment at or after the last payment height.
+        (S::Paying { outpoint }, Event::SendPayment { height, funding_confs }) => match terms.pay_at(*height) {
+            // The funding lost confirmations (reorg): wait for them, while there is time.
+            Some(_) if *funding_confs < terms.funding_confs.max(1) => (S::Paying { outpoint }, vec![]),
+            Some(pay) => (S::Paying { outpoint }, vec![pay]),
+            None => (
+                S::Refundable(RefundReason::TooLate),
+                vec![Action::NotifyFailed(RefundReason::TooLate)],
+            ),
+        },
         (S::Paying { outpoint }, Event::PaymentSucceeded(p)) => {
             (S::Claiming { outpoint, preimage: *p }, vec![Action::Claim { outpoint }])
         }
@@ -210,6 +285,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             (S::Claiming { outpoint, preimage }, vec![Action::Claim { outpoint }])
         }
         (S::Claiming { .. }, Event::ClaimConfirmed { confs }) if *confs >= SWEEP_FINAL_CONFS => (S::Succeeded, vec![]),
+        // The client's timeout refund won the race for the HTLC (after `E`): once it is buried
+        // nothing is left for the server to spend.
+        (S::Claiming { .. }, Event::HtlcRefunded { confs }) if *confs >= REORG_SAFETY_DEPTH => (S::Refunded, vec![]),
         (s, _) => (s, vec![]),
     }
 }
@@ -249,7 +327,8 @@ mod tests {
             Just(Event::PaymentFailed),
             Just(Event::RefundRequested),
             (0u32..5).prop_map(|confs| Event::ClaimConfirmed { confs }),
-            Just(Event::HtlcRefunded),
+            (0u32..8).prop_map(|confs| Event::HtlcRefunded { confs }),
+            (height(), 0u32..3).prop_map(|(height, funding_confs)| Event::SendPayment { height, funding_confs }),
             height().prop_map(|height| Event::Block { height }),
         ]
     }
@@ -264,15 +343,60 @@ mod tests {
             height,
         };
         assert_eq!(
-            transition(&t, State::Created, &seen(440)),
+            transition(&t, State::Created, &seen(439)),
             (
                 State::Paying { outpoint: op() },
-                vec![Action::PayInvoice { max_cltv_expiry: 480 }]
+                vec![Action::PayInvoice {
+                    max_cltv_expiry: 480,
+                    max_total_cltv_delta: NonZeroU32::new(41).expect("41"),
+                    height: 439
+                }]
             )
         );
+        // At the last payment height (E − 60 = 440) nothing is sent any more.
         assert_eq!(
-            transition(&t, State::Created, &seen(441)).0,
+            transition(&t, State::Created, &seen(440)).0,
             State::Refundable(RefundReason::TooLate)
+        );
+        // The restart path asks the machine too: past the deadline it never pays.
+        let paying = State::Paying { outpoint: op() };
+        assert_eq!(
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 440,
+                    funding_confs: 1
+                }
+            ),
+            (
+                State::Refundable(RefundReason::TooLate),
+                vec![Action::NotifyFailed(RefundReason::TooLate)]
+            )
+        );
+        assert!(matches!(
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 400,
+                    funding_confs: 1
+                }
+            )
+            .1[..],
+            [Action::PayInvoice { height: 400, .. }]
+        ));
+        // A funding reorged back to unconfirmed is not paid against.
+        assert_eq!(
+            transition(
+                &t,
+                paying.clone(),
+                &Event::SendPayment {
+                    height: 400,
+                    funding_confs: 0
+                }
+            ),
+            (paying, vec![])
         );
         assert_eq!(
             transition(&t, State::Paying { outpoint: op() }, &Event::RefundRequested).1,
@@ -282,17 +406,23 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ends_on_timeout_and_never_cosigns_while_paying(events in proptest::collection::vec(event(), 0..40)) {
+        fn gives_up_only_off_chain_and_never_cosigns_while_paying(events in proptest::collection::vec(event(), 0..40)) {
             let t = terms();
             let mut s = State::Created;
             let mut in_flight_or_settled = false;
             let mut cosigned = false;
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
+                // `SendPayment` is the node saying nothing is in flight.
+                if matches!(e, Event::SendPayment { .. }) && matches!(s, State::Paying { .. }) {
+                    in_flight_or_settled = false;
+                }
                 let (next, actions) = transition(&t, s, e);
                 for a in &actions {
                     match a {
-                        Action::PayInvoice { max_cltv_expiry } => {
+                        Action::PayInvoice { max_cltv_expiry, max_total_cltv_delta, height } => {
                             prop_assert!(!in_flight_or_settled, "paid twice");
+                            prop_assert!(*height < t.last_payment_height(), "paid at or after the last payment height");
+                            prop_assert_eq!(max_total_cltv_delta.get(), *max_cltv_expiry - *height);
                             prop_assert!(!cosigned, "paid after co-signing a refund");
                             prop_assert!(*max_cltv_expiry + crate::constants::LOOP_IN_CLAIM_MARGIN <= t.expiry);
                             in_flight_or_settled = true;
@@ -309,7 +439,8 @@ mod tests {
                 }
                 s = next;
             }
-            prop_assert!(s.is_terminal());
+            // Only a payment possibly in flight or a claim to make outlives the give-up height.
+            prop_assert!(s.is_terminal() || matches!(s, State::Paying { .. } | State::Claiming { .. }), "{:?}", s);
         }
     }
 }

@@ -7,17 +7,35 @@
 //!  Canceled (both invoices canceled)                         preimage learned  │  Refunding ──refund final──▶ Refunded
 //!                                                                              ▼    │ preimage learned        (swap invoice canceled)
 //!                                            Succeeded ◀──settled── PreimageKnown ◀─┘
+//!                                                                  │ swap invoice gone (failed back)
+//!                                                                  ▼
+//!                          Refunded ◀──refund final── Reclaiming ──client's claim buried──▶ ClaimedUnsettled
 //! ```
 //! Rules: publish only after *both* invoices' HTLCs are accepted and the swap HTLC's claim
-//! deadline leaves `SERVER_SETTLE_MARGIN` over `E` (free-option protection); settle the prepay
-//! once the HTLC is broadcast; settle the swap invoice as soon as the preimage is known, and from
-//! then on never refund; cancel the swap invoice only after the refund is final. Settling and
-//! canceling the swap invoice are mutually exclusive.
+//! deadline leaves `SERVER_SETTLE_MARGIN` over `E` (free-option protection), and only while
+//! [`Terms::may_publish`] (at least `MIN_BLOCKS_LEFT_AT_PUBLICATION` blocks before `E`) — checked
+//! at acceptance *and* again at broadcast ([`Event::NoHtlcOnChain`]: the engine asks right
+//! before building a new HTLC transaction, after adopting any output already paying the
+//! script); settle the prepay only for an HTLC broadcast inside that window (an HTLC adopted
+//! later releases the prepay); settle the swap invoice as soon as the preimage is known before
+//! `E` (after `E`, only once the client's claim is confirmed: a late push does not stop the
+//! refund), and from then on never refund — unless the invoice can no longer be settled
+//! ([`Event::SwapInvoiceGone`]), then keep refunding (`Reclaiming`); cancel the swap invoice
+//! only after the refund is final. Settling and canceling the swap invoice are mutually
+//! exclusive.
+//!
+//! **Never terminal while the server can spend an output**: the give-up height only cancels a
+//! swap that never published (`Created`); a published HTLC ends when it is spent — by the
+//! client's claim (preimage → settle) or by the server's refund buried `REORG_SAFETY_DEPTH`
+//! deep. `TimedOut` is kept for old records only; no transition enters it.
 
 use bitcoin::Txid;
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{LOOP_OUT_PUBLICATION_DEADLINE, REORG_SAFETY_DEPTH, SERVER_SETTLE_MARGIN, SPEND_CONFIRM_BUDGET};
+use crate::constants::{
+    LOOP_OUT_PUBLICATION_DEADLINE, MIN_BLOCKS_LEFT_AT_PUBLICATION, REORG_SAFETY_DEPTH, SERVER_SETTLE_MARGIN,
+    SPEND_CONFIRM_BUDGET,
+};
 use crate::types::{BlockHeight, Preimage};
 use crate::validate::check_accepted_htlc;
 
@@ -44,6 +62,13 @@ impl Terms {
     pub fn publication_deadline(&self) -> BlockHeight {
         self.created_height + LOOP_OUT_PUBLICATION_DEADLINE
     }
+
+    /// Whether an HTLC may be (and a prepay earned by one) broadcast at `tip`: at least
+    /// [`MIN_BLOCKS_LEFT_AT_PUBLICATION`] blocks before `E`, so that it confirms and reaches the
+    /// client's confirmations while the client can still claim.
+    pub fn may_publish(&self, tip: BlockHeight) -> bool {
+        self.expiry.saturating_sub(tip) >= MIN_BLOCKS_LEFT_AT_PUBLICATION
+    }
 }
 
 /// Why the server canceled before publishing.
@@ -54,6 +79,10 @@ pub enum CancelReason {
     PublicationDeadline,
     /// The accepted HTLC failed `check_accepted_htlc`.
     HtlcRejected,
+    /// No HTLC was on chain or in the mempool when the publication window
+    /// ([`Terms::may_publish`]) had closed (e.g. the server was down): nothing published,
+    /// both invoices canceled.
+    PublicationWindowMissed,
 }
 
 /// Server loop-out states.
@@ -90,8 +119,14 @@ pub enum State {
     Refunded,
     /// Terminal: canceled before publishing.
     Canceled(CancelReason),
-    /// Terminal: the give-up height passed without a decision.
+    /// Terminal (old records only; never entered now): the give-up height passed.
     TimedOut,
+    /// The preimage is known but the swap invoice can no longer be settled (its HTLC was
+    /// failed back): the server refunds its HTLC as in `Refunding` (from `E` on).
+    Reclaiming,
+    /// Terminal: the client's claim took the HTLC (buried) but the swap invoice could no
+    /// longer be settled.
+    ClaimedUnsettled,
 }
 
 impl State {
@@ -107,7 +142,7 @@ impl State {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            State::Succeeded | State::Refunded | State::Canceled(_) | State::TimedOut
+            State::Succeeded | State::Refunded | State::Canceled(_) | State::TimedOut | State::ClaimedUnsettled
         )
     }
 }
@@ -138,10 +173,28 @@ pub enum Event {
         /// Its height.
         height: BlockHeight,
     },
-    /// The HTLC transaction was broadcast.
+    /// The HTLC transaction was broadcast (or an output paying the script adopted) at `height`.
     HtlcBroadcast {
         /// Its txid.
         txid: Txid,
+        /// The tip at broadcast (or adoption).
+        height: BlockHeight,
+    },
+    /// The engine synced the chain and mempool right before publishing and found no output
+    /// paying the HTLC script: may it publish now, at `height`?
+    NoHtlcOnChain {
+        /// Current tip.
+        height: BlockHeight,
+    },
+    /// The swap invoice can no longer be settled (canceled or its HTLC failed back).
+    SwapInvoiceGone,
+    /// The client's claim (a spend of the HTLC revealing the preimage) was seen on chain or in
+    /// the mempool, with this many confirmations.
+    HtlcClaimed {
+        /// The preimage its witness reveals.
+        preimage: Preimage,
+        /// Confirmations (0: in the mempool).
+        confs: u32,
     },
     /// A preimage hashing to the swap's hash was learned (API push, mempool, block).
     PreimageLearned(Preimage),
@@ -161,6 +214,8 @@ pub enum Action {
     PublishHtlc,
     /// Settle the prepay invoice.
     SettlePrepay,
+    /// Cancel the prepay invoice (an HTLC adopted after the publication window earns nothing).
+    CancelPrepay,
     /// Settle the swap invoice with the preimage.
     SettleSwap(Preimage),
     /// Cancel both invoices (before publication).
@@ -178,15 +233,12 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         return (state, vec![]);
     }
     if let Event::Block { height } = event {
-        if *height >= terms.give_up_height() {
-            return match state {
-                // Never published: canceling is always safe.
-                S::Created { .. } => (
-                    S::Canceled(CancelReason::PublicationDeadline),
-                    vec![Action::CancelInvoices],
-                ),
-                _ => (S::TimedOut, vec![]),
-            };
+        // Give up only waiting for the client's payment: a published HTLC ends when spent.
+        if *height >= terms.give_up_height() && matches!(state, S::Created { .. }) {
+            return (
+                S::Canceled(CancelReason::PublicationDeadline),
+                vec![Action::CancelInvoices],
+            );
         }
     }
     match (state, event) {
@@ -230,18 +282,49 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             S::Canceled(CancelReason::PublicationDeadline),
             vec![Action::CancelInvoices],
         ),
-        (S::Publishing, Event::HtlcBroadcast { txid }) => (S::Published { txid: *txid }, vec![Action::SettlePrepay]),
+        (S::Publishing, Event::NoHtlcOnChain { height }) if terms.may_publish(*height) => {
+            (S::Publishing, vec![Action::PublishHtlc])
+        }
+        (S::Publishing, Event::NoHtlcOnChain { .. }) => (
+            S::Canceled(CancelReason::PublicationWindowMissed),
+            vec![Action::CancelInvoices],
+        ),
+        (S::Publishing, Event::HtlcBroadcast { txid, height }) if terms.may_publish(*height) => {
+            (S::Published { txid: *txid }, vec![Action::SettlePrepay])
+        }
+        (S::Publishing, Event::HtlcBroadcast { txid, .. }) => {
+            (S::Published { txid: *txid }, vec![Action::CancelPrepay])
+        }
         (S::Published { txid }, Event::Block { height }) if *height >= terms.expiry => {
             (S::Refunding { txid }, vec![Action::BroadcastRefund])
         }
         (S::Refunding { txid }, Event::Block { .. }) => (S::Refunding { txid }, vec![Action::BroadcastRefund]),
-        (S::Published { .. } | S::Refunding { .. }, Event::PreimageLearned(p)) => {
+        // Before `E` no refund can confirm: settle on any preimage (pushed or seen).
+        (S::Published { .. }, Event::PreimageLearned(p) | Event::HtlcClaimed { preimage: p, .. }) => {
             (S::PreimageKnown { preimage: *p }, vec![Action::SettleSwap(*p)])
         }
+        // After `E` the server's refund is in flight: a preimage pushed late does not stop it
+        // (settling then could take the invoice *and* the refund); only the client's claim
+        // confirmed on chain — the HTLC is then spent, no refund can confirm — is paid for.
+        (S::Refunding { .. }, Event::HtlcClaimed { preimage, confs }) if *confs >= 1 => (
+            S::PreimageKnown { preimage: *preimage },
+            vec![Action::SettleSwap(*preimage)],
+        ),
         (S::PreimageKnown { preimage }, Event::Block { .. }) => {
             (S::PreimageKnown { preimage }, vec![Action::SettleSwap(preimage)])
         }
         (S::PreimageKnown { .. }, Event::SwapSettled) => (S::Succeeded, vec![]),
+        // The preimage came too late to be paid for: the HTLC is still ours to refund.
+        (S::PreimageKnown { .. }, Event::SwapInvoiceGone) => (S::Reclaiming, vec![Action::BroadcastRefund]),
+        (S::Reclaiming, Event::Block { height }) if *height >= terms.expiry => {
+            (S::Reclaiming, vec![Action::BroadcastRefund])
+        }
+        (S::Reclaiming, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
+            (S::Refunded, vec![Action::CancelSwap])
+        }
+        (S::Reclaiming, Event::HtlcClaimed { confs, .. }) if *confs >= REORG_SAFETY_DEPTH => {
+            (S::ClaimedUnsettled, vec![])
+        }
         (S::Refunding { .. }, Event::RefundConfirmed { confs }) if *confs >= REORG_SAFETY_DEPTH => {
             (S::Refunded, vec![Action::CancelSwap])
         }
@@ -273,8 +356,15 @@ mod tests {
             }),
             (0u64..2_000_000).prop_map(|amount_msat| Event::PrepayAccepted { amount_msat }),
             height().prop_map(|height| Event::Block { height }),
-            Just(Event::HtlcBroadcast {
-                txid: Txid::all_zeros()
+            height().prop_map(|height| Event::HtlcBroadcast {
+                txid: Txid::all_zeros(),
+                height
+            }),
+            height().prop_map(|height| Event::NoHtlcOnChain { height }),
+            Just(Event::SwapInvoiceGone),
+            (0u32..8).prop_map(|confs| Event::HtlcClaimed {
+                preimage: Preimage::from_bytes([1; 32]),
+                confs
             }),
             Just(Event::PreimageLearned(Preimage::from_bytes([1; 32]))),
             Just(Event::SwapSettled),
@@ -325,7 +415,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ends_on_timeout_and_never_settles_and_cancels(events in proptest::collection::vec(event(), 0..40)) {
+        fn never_abandons_a_published_htlc_and_never_settles_and_cancels(events in proptest::collection::vec(event(), 0..40)) {
             let t = terms();
             let mut s = State::new();
             let mut tip = 420;
@@ -337,20 +427,28 @@ mod tests {
                 for a in &actions {
                     if matches!(a, Action::PublishHtlc) {
                         prop_assert!(!published_before);
+                        prop_assert!(t.may_publish(tip), "publication outside the window at {}", tip);
                     }
                 }
                 all.extend(actions);
                 s = next;
             }
-            prop_assert!(s.is_terminal());
-            let settled = all.iter().any(|a| matches!(a, Action::SettleSwap(_)));
+            // Past the give-up height only a published HTLC (still to be spent) keeps a swap open.
+            prop_assert!(
+                s.is_terminal()
+                    || matches!(s, State::Publishing | State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming),
+                "{:?}", s
+            );
+            prop_assert!(s != State::TimedOut);
+            // Once the node says the swap invoice is gone, a settle attempt paid nothing.
+            let gone = events.iter().any(|e| matches!(e, Event::SwapInvoiceGone));
+            let settled = !gone && all.iter().any(|a| matches!(a, Action::SettleSwap(_)));
             let canceled = all.iter().any(|a| matches!(a, Action::CancelSwap | Action::CancelInvoices));
             prop_assert!(!(settled && canceled), "settled and canceled: {:?}", all);
             // Never a refund after the preimage was used to settle.
-            if let Some(i) = all.iter().position(|a| matches!(a, Action::SettleSwap(_))) {
+            if let Some(i) = all.iter().position(|a| matches!(a, Action::SettleSwap(_))).filter(|_| !gone) {
                 prop_assert!(!all[i..].iter().any(|a| matches!(a, Action::BroadcastRefund)));
             }
-            prop_assert!(all.iter().filter(|a| matches!(a, Action::PublishHtlc)).count() <= 1);
         }
     }
 

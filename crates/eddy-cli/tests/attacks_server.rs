@@ -1,0 +1,1569 @@
+//! The attack matrix against the swap server (issue 12): a hostile client written for the tests
+//! (`attacks_server/mod.rs`) speaks the real HTTP API to the real server engine on the devnet,
+//! with real LDK nodes on both sides. Each test names the attack in its doc comment and asserts
+//! the money of both sides to the satoshi: server channel and swap wallet, attacker channel and
+//! on-chain coins.
+//!
+//! One attack needs LND (a restart past the loop-in payment deadline: LND reads a CLTV limit
+//! of 0 as "no limit"); LND itself cannot run here, so that test puts the LND gRPC emulator
+//! (`eddy_backends::lnd_emu`, LND's own protos, served from the server's LDK node) between the
+//! server engine and its node.
+
+#[path = "attacks_server/hostile.rs"]
+mod hostile;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bitcoin::Amount;
+use eddy::demo::{swapnet, Swapnet};
+use eddy_backends::lightning::HoldInvoiceRequest;
+use eddy_backends::{HoldInvoiceState, LightningNode, PaymentStatus};
+use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
+use eddy_core::sm::loop_out_server::{CancelReason, State as OutState};
+use eddy_core::types::{PaymentHash, Preimage, SwapId};
+use hostile::*;
+use serde_json::{json, Value};
+
+fn net(dir: &std::path::Path) -> Swapnet {
+    swapnet(dir, None, &|_| {}).expect("swapnet")
+}
+
+fn url(net: &Swapnet) -> String {
+    net.http.as_ref().expect("http").url()
+}
+
+fn in_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> InState {
+    net.rt.block_on(server.loop_in(id)).expect("loop-in").1.state
+}
+
+fn out_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> OutState {
+    net.rt.block_on(server.swap(id)).expect("loop-out").1.state
+}
+
+fn wallet(net: &Swapnet, server: &eddy_server::LoopOutServer) -> Amount {
+    net.rt.block_on(server.tick()).expect("tick");
+    net.rt.block_on(server.wallet_balance()).spendable
+}
+
+fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    net.rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
+        .expect("fee")
+}
+
+fn payment(net: &Swapnet, hash: &PaymentHash) -> PaymentStatus {
+    net.rt.block_on(net.server_ln.payment_status(hash)).expect("status")
+}
+
+fn wait_channels(net: &Swapnet, server: u64, client: u64) {
+    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
+        ln(&net.server_ln) == server && ln(&net.client_ln) == client
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "channels: server {} (want {server}), client {} (want {client})",
+            ln(&net.server_ln),
+            ln(&net.client_ln)
+        )
+    });
+}
+
+/// A hold invoice on the attacker's node for any hash (it need not know the preimage).
+fn hold_invoice(net: &Swapnet, hash: PaymentHash, amount_msat: u64) -> String {
+    net.rt
+        .block_on(net.client_ln.create_hold_invoice(&HoldInvoiceRequest {
+            payment_hash: hash,
+            amount_msat,
+            expiry_secs: 7_200,
+            min_final_cltv_delta: 42,
+            description: "attacker".into(),
+        }))
+        .expect("hold invoice")
+        .bolt11
+}
+
+fn invoice(net: &Swapnet, p: &Preimage, amount_msat: u64) -> String {
+    net.rt
+        .block_on(net.client_ln.create_invoice(p, amount_msat, 7_200, "attacker"))
+        .expect("invoice")
+        .bolt11
+}
+
+/// **F1: theft through colliding watch ids.** The attacker opens loop-in L1 with a hold
+/// invoice for H1 and loop-in L2 with an ordinary invoice for H2, where H1 shares its first 8
+/// bytes with H2 (the old watch key), funds only L1 and waits: the server must pay nothing for
+/// L2 (its watch sees only outputs paying L2's own script), L1 proceeds on its own funding; the
+/// attacker then fails L1's payment and takes its cooperative refund. Server: channel and
+/// wallet unchanged; attacker: its funding back less the refund fee, nothing over Lightning.
+#[test]
+fn attack_f1_hash_prefix_collision_pays_only_the_funded_swap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(90_000);
+    let invoice_msat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat() * 1000;
+    let p2 = Preimage::from_bytes([0x21; 32]);
+    let h2 = p2.payment_hash();
+    let mut b1 = h2.0;
+    b1[8..].fill(0xa5);
+    let h1 = PaymentHash(b1);
+    assert_eq!(h1.0[..8], h2.0[..8]);
+    let (k1, pk1) = key(0x31);
+    let (_, pk2) = key(0x32);
+    let (s, offer1) = h.loop_in(&net, amount.to_sat(), &hold_invoice(&net, h1, invoice_msat), &pk1);
+    assert_eq!(s, 201, "{offer1}");
+    let (s, offer2) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p2, invoice_msat), &pk2);
+    assert_eq!(s, 201, "{offer2}");
+    let (id1, id2) = (SwapId::from(h1), SwapId::from(h2));
+    let htlc1 = in_htlc(&offer1, h1, &pk1);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let op1 = fund(&net, &htlc1, amount);
+    net.mine(1).expect("mine");
+    // The server pays L1's invoice; the attacker holds the payment.
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                net.rt.block_on(net.client_ln.hold_invoice_state(&h1)),
+                Ok(HoldInvoiceState::Accepted { .. })
+            )
+        },
+    );
+    for _ in 0..5 {
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    assert!(matches!(in_state(&net, &net.server, &id1), InState::Paying { .. }));
+    assert_eq!(in_state(&net, &net.server, &id2), InState::Created, "L2 unfunded");
+    assert_eq!(payment(&net, &h2), PaymentStatus::Unknown, "nothing paid for L2");
+    // The attacker fails L1's payment (every retry) and asks for its refund.
+    drive(
+        &net,
+        &net.server,
+        || {
+            let _ = net.rt.block_on(net.client_ln.cancel_hold_invoice(&h1));
+            false
+        },
+        || matches!(in_state(&net, &net.server, &id1), InState::Refundable(_)),
+    );
+    let (refund, fee) = cooperative_refund(&net, &h, &k1, &id1, &htlc1, op1, amount).expect("co-signed");
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id1) == InState::Refunded,
+    );
+    assert_eq!(refund.input[0].previous_output, op1);
+    assert_eq!(in_state(&net, &net.server, &id2), InState::Created);
+    assert_eq!(payment(&net, &h2), PaymentStatus::Unknown, "nothing paid for L2, ever");
+    wait_channels(&net, server_ln0, client_ln0);
+    assert_eq!(wallet(&net, &net.server), wallet0, "server wallet untouched");
+    eddy_lab::wait_until("attacker refunded", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - fee).to_sat()
+    })
+    .expect("the attacker got exactly its one funding back less the refund fee");
+    net.stop().expect("stop");
+}
+
+/// **F2: a loop-in server paying too late after a restart (LND).** The server stores `Paying`,
+/// cannot send (its LND is down), crashes, and restarts after the last payment height: it must
+/// never send (no CLTV limit of 0 reaches LND, no payment at or after the deadline); the swap
+/// becomes refundable and the client refunds cooperatively. Server channel unchanged, client
+/// gets its funding back less the refund fee. LND cannot run here: the LND emulator stands in.
+#[test]
+fn attack_f2_restart_past_the_payment_deadline_never_pays() {
+    use eddy_backends::lnd::{LndConfig, LndNode};
+    use eddy_backends::lnd_emu::LndEmulator;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let connect = |n: u32| {
+        let emulator = net
+            .rt
+            .block_on(LndEmulator::start(
+                net.server_ln.clone(),
+                net.chain.clone(),
+                &dir.path().join(format!("lnd-{n}")),
+            ))
+            .expect("emulator");
+        let lnd: Arc<dyn LightningNode> = Arc::new(
+            net.rt
+                .block_on(LndNode::connect(&LndConfig {
+                    address: emulator.address(),
+                    cert_path: emulator.cert_path().to_path_buf(),
+                    macaroon_path: emulator.macaroon_path().to_path_buf(),
+                }))
+                .expect("lnd client"),
+        );
+        (emulator, lnd)
+    };
+    let server_dir = dir.path().join("lnd-server");
+    std::fs::create_dir_all(&server_dir).expect("dir");
+    let store: Arc<dyn eddy_store::SwapStore> = Arc::new(
+        net.rt
+            .block_on(eddy_store::SqliteStore::open(&server_dir.join("server.sqlite")))
+            .expect("store"),
+    );
+    let start = |lnd: Arc<dyn LightningNode>| {
+        let server = Arc::new(
+            net.rt
+                .block_on(eddy_server::LoopOutServer::new(
+                    eddy::demo::server_config(),
+                    lnd,
+                    net.chain.clone(),
+                    store.clone(),
+                    eddy_store::SeedKeys::load_or_create(&server_dir, eddy_server::SEED_FILE).expect("seed"),
+                ))
+                .expect("server"),
+        );
+        let http = net
+            .rt
+            .block_on(eddy_server::http::HttpServer::start(
+                eddy_server::http::router(server.clone(), eddy::demo::terms(), 20),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ))
+            .expect("http");
+        (server, http)
+    };
+    let (emulator, lnd) = connect(1);
+    let (server, http) = start(lnd);
+    let h = Hostile::new(&http.url());
+    let amount = Amount::from_sat(60_000);
+    let quote = server.quote_in(amount).expect("quote");
+    let p = Preimage::from_bytes([0x22; 32]);
+    let (k, pk) = key(0x33);
+    let (s, offer) = h.loop_in(
+        &net,
+        amount.to_sat(),
+        &invoice(&net, &p, quote.invoice_amount.to_sat() * 1000),
+        &pk,
+    );
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let chain0 = onchain(&net.client_ln);
+    let op = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    // LND goes away: the server persists `Paying` and cannot send.
+    drop(emulator);
+    let _ = net.rt.block_on(server.tick());
+    assert!(matches!(in_state(&net, &server, &id), InState::Paying { .. }));
+    // The server crashes and stays down until past the last payment height.
+    drop(http);
+    drop(server);
+    let last = eddy_core::constants::loop_in_last_payment_height(expiry);
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(last + 1 - tip).expect("mine");
+    let (_emulator, lnd) = connect(2);
+    let (server, http) = start(lnd);
+    let h = Hostile::new(&http.url());
+    for _ in 0..3 {
+        net.rt.block_on(server.tick()).expect("tick");
+    }
+    assert_eq!(in_state(&net, &server, &id), InState::Refundable(RefundReason::TooLate));
+    assert_eq!(payment(&net, &p.payment_hash()), PaymentStatus::Unknown, "never sent");
+    let (_, fee) = cooperative_refund(&net, &h, &k, &id, &htlc, op, amount).expect("co-signed");
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &server,
+        || false,
+        || in_state(&net, &server, &id) == InState::Refunded,
+    );
+    wait_channels(&net, server_ln0, client_ln0);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - fee).to_sat()
+    })
+    .expect("the client got its funding back less the refund fee");
+    net.stop().expect("stop");
+}
+
+/// **F3: give-up heights abandoning the server's coins.** The attacker pays a loop-out and never
+/// claims; the server is down across `E` and past the old give-up height (`E + 27`). Restarted,
+/// it refunds its HTLC at once and cancels the swap invoice once the refund is buried. Server:
+/// wallet less the publication and refund fees, channel plus the prepay; attacker: channel
+/// less the prepay.
+#[test]
+fn attack_f3_server_down_across_expiry_still_refunds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x23; 32]);
+    let (_, pk) = key(0x34);
+    let amount = 100_000;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let (s, offer) = h.loop_out(&net, amount, p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let publish_fee = fee_of(&net, &funding.txid);
+    // The server goes down; the chain moves past E and past the old give-up height.
+    drop(net.http.take());
+    let tip = net.lab.chain.tip().expect("tip").0;
+    let target = expiry + eddy_core::constants::SERVER_SETTLE_MARGIN + 12 + 1;
+    while net.lab.chain.tip().expect("tip").0 < target {
+        net.mine(4.min(target - net.lab.chain.tip().expect("tip").0).max(1))
+            .expect("mine");
+    }
+    assert!(net.lab.chain.tip().expect("tip").0 > tip + 80);
+    net.restart_engines().expect("restart");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert!(matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }));
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || out_state(&net, &net.server, &id) == OutState::Refunded,
+    );
+    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    // The confirmed one of the (bumped) refunds.
+    let refund_tx = rec
+        .refund
+        .expect("refund")
+        .all
+        .iter()
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+        .find(|t| t.block.is_some())
+        .expect("a refund confirmed")
+        .tx;
+    let refund_fee = Amount::from_sat(amount) - refund_tx.output[0].value;
+    assert_eq!(refund_tx.input[0].previous_output, funding);
+    assert_eq!(
+        wallet(&net, &net.server),
+        wallet0 - publish_fee - refund_fee,
+        "the HTLC came back less the two fees"
+    );
+    let prepay = 1_000;
+    wait_channels(&net, server_ln0 + prepay, client_ln0 - prepay);
+    net.stop().expect("stop");
+}
+
+/// **F8: per-swap endpoints anyone could call.** While an honest loop-in is funded (not yet
+/// confirmed), a stranger who knows the payment hash asks for its status, for a cooperative
+/// refund of the funding (which would stop the server from ever paying), for the claim signing
+/// session, with no signature, a wrong key, and a captured signature replayed on another
+/// endpoint and body: 401 every time, 404 for an unknown id, nothing changes; the honest swap
+/// completes. Client: channel + (amount − fee), on-chain − (amount + funding fee); server:
+/// wallet + (amount − claim fee), channel − (amount − fee).
+#[test]
+fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
+    use eddy_core::sm::loop_in_client as lic;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(90_000);
+    let addr = net.rt.block_on(net.client_ln.new_address()).expect("address");
+    net.lab.chain.fund(&addr, Amount::from_sat(300_000)).expect("fund");
+    net.mine(1).expect("mine");
+    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == 300_000
+    })
+    .expect("funded");
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let chain0 = onchain(&net.client_ln);
+    let wallet0 = wallet(&net, &net.server);
+    let id = net
+        .rt
+        .block_on(
+            net.client_in
+                .loop_in(amount, eddy_client::loop_in::LoopInOptions::default()),
+        )
+        .expect("loop-in");
+    // The client funds; the funding waits unconfirmed.
+    let start = std::time::Instant::now();
+    let funding = loop {
+        net.rt.block_on(net.client_in.tick()).expect("tick");
+        let (_, c) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
+        let spk = bitcoin::Address::from_str(&c.offer.htlc_address)
+            .expect("address")
+            .assume_checked()
+            .script_pubkey();
+        if let Some(op) = outputs_paying(&net, &spk, net.lab.chain.tip().expect("tip").0).first() {
+            break *op;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(in_state(&net, &net.server, &id), InState::Created);
+    let stranger = key(0x66).0;
+    let base = format!("/v1/swaps/{id}");
+    let refund = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: funding,
+            ..Default::default()
+        }],
+        output: vec![bitcoin::TxOut {
+            value: amount - Amount::from_sat(500),
+            script_pubkey: address(&net),
+        }],
+    };
+    let body = json!({"nonce": "02".repeat(66), "tx": bitcoin::consensus::encode::serialize_hex(&refund)}).to_string();
+    let refused = |(s, v): (u16, Value)| {
+        assert_eq!(s, 401, "{v}");
+        assert!(v["error"].as_str().unwrap_or("").starts_with("not authorized"), "{v}");
+    };
+    refused(h.call(&net, "GET", &base, &[], None));
+    refused(h.call(&net, "POST", &format!("{base}/refund-cosign"), &[], Some(body.clone())));
+    refused(h.signed(&net, &stranger, &id, "GET", &base, None));
+    refused(h.signed(
+        &net,
+        &stranger,
+        &id,
+        "POST",
+        &format!("{base}/refund-cosign"),
+        Some(body.clone()),
+    ));
+    refused(h.signed(&net, &stranger, &id, "GET", &format!("{base}/claim"), None));
+    // A signature the client made for its status request, captured and replayed elsewhere.
+    let client_key = eddy_store::SeedKeys::load_or_create(dir.path(), eddy_client::SEED_FILE)
+        .expect("seed")
+        .secret(eddy_client::loop_in::KEY_PURPOSE, &id);
+    let captured = eddy_core::auth::sign(&client_key, &id, now(), "GET", &base, &[]);
+    let hdr = [(eddy_core::auth::HEADER, captured.clone())];
+    assert_eq!(h.call(&net, "GET", &base, &hdr, None).0, 200, "the client's own call");
+    refused(h.call(&net, "GET", &format!("{base}/claim"), &hdr, None));
+    refused(h.call(&net, "POST", &format!("{base}/refund-cosign"), &hdr, Some(body.clone())));
+    let unknown = SwapId([0x77; 32]);
+    assert_eq!(
+        h.call(&net, "GET", &format!("/v1/swaps/{unknown}/refund-cosign"), &[], None)
+            .0,
+        405
+    );
+    assert_eq!(
+        h.call(
+            &net,
+            "POST",
+            &format!("/v1/swaps/{unknown}/refund-cosign"),
+            &[],
+            Some(body)
+        )
+        .0,
+        404
+    );
+    assert_eq!(in_state(&net, &net.server, &id), InState::Created, "nothing changed");
+    // The honest swap completes.
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("tick");
+        net.rt.block_on(net.client_in.tick()).expect("tick");
+        let (_, c) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
+        let s = in_state(&net, &net.server, &id);
+        match (&c.state, &s) {
+            (lic::State::Succeeded, InState::Succeeded) => break,
+            (lic::State::Funding { .. }, _) | (_, InState::Claiming { .. }) => net.mine(1).expect("mine"),
+            (_, InState::Refundable(r)) => panic!("refundable: {r:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?} / {s:?}", c.state);
+    }
+    let (_, c) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
+    let rec = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1;
+    assert_eq!(rec.funding, Some(funding));
+    let claim_fee = fee_of(&net, &rec.claim.expect("claim").txid);
+    let funding_fee = fee_of(&net, &funding.txid);
+    let paid = (amount - c.offer.swap_fee).to_sat();
+    wait_channels(&net, server_ln0 - paid, client_ln0 + paid);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
+    eddy_lab::wait_until("client chain", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 - (amount + funding_fee).to_sat()
+    })
+    .expect("the client paid exactly the funding and its fee");
+    net.stop().expect("stop");
+}
+
+/// **The client pays the swap invoice but not the prepay.** The server never publishes; at the
+/// publication deadline it cancels both invoices. Nothing moves: both channels and the swap
+/// wallet as before, no output ever pays the HTLC script.
+#[test]
+fn attack_swap_paid_without_the_prepay_is_never_published() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x24; 32]);
+    let (_, pk) = key(0x35);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let (s, offer) = h.loop_out(&net, 80_000, p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                out_state(&net, &net.server, &id),
+                OutState::Created {
+                    swap_accepted: Some(_),
+                    ..
+                }
+            )
+        },
+    );
+    for _ in 0..5 {
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    net.mine(eddy_core::constants::LOOP_OUT_PUBLICATION_DEADLINE)
+        .expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Canceled(CancelReason::PublicationDeadline),
+    );
+    assert!(
+        outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+        "never published"
+    );
+    wait_channels(&net, server_ln0, client_ln0);
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    net.stop().expect("stop");
+}
+
+/// **Replays and duplicate hashes.** The attacker replays a loop-out creation, a loop-in
+/// creation, and opens a loop-in on the hash of its loop-out (and the reverse): 409 each time,
+/// one swap per hash, nothing reserved twice; balances untouched.
+#[test]
+fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let (_, pk) = key(0x36);
+    let out = Preimage::from_bytes([0x25; 32]);
+    let (s, first) = h.loop_out(&net, 70_000, out.payment_hash(), &pk);
+    assert_eq!(s, 201, "{first}");
+    let (s, v) = h.loop_out(&net, 70_000, out.payment_hash(), &pk);
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = h.loop_out(&net, 90_000, out.payment_hash(), &key(0x37).1);
+    assert_eq!(s, 409, "other terms, same hash: {v}");
+    let in_msat = net
+        .server
+        .quote_in(Amount::from_sat(90_000))
+        .expect("quote")
+        .invoice_amount
+        .to_sat()
+        * 1000;
+    // A loop-in on the loop-out's hash (a hold invoice: the attacker need not know it).
+    let (s, v) = h.loop_in(&net, 90_000, &hold_invoice(&net, out.payment_hash(), in_msat), &pk);
+    assert_eq!(s, 409, "{v}");
+    let inn = Preimage::from_bytes([0x26; 32]);
+    let bolt11 = invoice(&net, &inn, in_msat);
+    let (s, offer) = h.loop_in(&net, 90_000, &bolt11, &pk);
+    assert_eq!(s, 201, "{offer}");
+    let (s, v) = h.loop_in(&net, 90_000, &bolt11, &pk);
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = h.loop_out(&net, 70_000, inn.payment_hash(), &pk);
+    assert_eq!(s, 409, "a loop-out on the loop-in's hash: {v}");
+    // The first offer's terms are the stored ones.
+    let rec = net
+        .rt
+        .block_on(net.server.swap(&SwapId::from(out.payment_hash())))
+        .expect("swap")
+        .1;
+    assert_eq!(rec.amount, Amount::from_sat(70_000));
+    assert_eq!(rec.swap_invoice, first["swap_invoice"].as_str().expect("invoice"));
+    let all = net
+        .rt
+        .block_on(net.server_store.list(eddy_store::ListFilter::Active))
+        .expect("list");
+    assert_eq!(all.len(), 2, "one swap per hash");
+    wait_channels(&net, server_ln0, client_ln0);
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    net.stop().expect("stop");
+}
+
+/// **Co-sign requests for transactions that pay elsewhere, spend another outpoint or other
+/// amounts; replays of the co-sign call.** After pushing its preimage (so the server co-signs
+/// claims), the attacker asks the loop-out claim co-signature for a transaction spending
+/// another outpoint, two inputs, and the HTLC outpoint with a wrong value: refused; a correct
+/// request is answered twice with fresh nonces (no state change). Finally the attacker claims
+/// by the script path. Server: channel + invoice + prepay, wallet − amount − publication fee;
+/// attacker: channel − invoice − prepay, on-chain + amount − claim fee.
+#[test]
+fn attack_cosign_requests_for_other_transactions_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x27; 32]);
+    let (k, pk) = key(0x38);
+    let amount = Amount::from_sat(75_000);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    net.mine(1).expect("mine");
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let (s, v) = h.call(
+        &net,
+        "POST",
+        &format!("/v1/swaps/{id}/preimage"),
+        &[],
+        Some(json!({"preimage": p.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 204, "{v}");
+    let tx = |inputs: Vec<bitcoin::OutPoint>| bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: inputs
+            .into_iter()
+            .map(|o| bitcoin::TxIn {
+                previous_output: o,
+                ..Default::default()
+            })
+            .collect(),
+        output: vec![bitcoin::TxOut {
+            value: Amount::from_sat(70_000),
+            script_pubkey: address(&net),
+        }],
+    };
+    let cosign = |t: &bitcoin::Transaction| {
+        let body = json!({"nonce": eddy_core::musig::Signer::new(
+            match &htlc { eddy_core::htlc::Htlc::Taproot(t) => t, _ => panic!("taproot") },
+            &k,
+            [0u8; 32],
+            &id.0,
+        ).expect("signer").public_nonce().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "tx": bitcoin::consensus::encode::serialize_hex(t)});
+        h.signed(
+            &net,
+            &k,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/cosign"),
+            Some(body.to_string()),
+        )
+    };
+    let other = bitcoin::OutPoint {
+        txid: funding.txid,
+        vout: funding.vout + 1,
+    };
+    for (what, t) in [
+        ("another outpoint", tx(vec![other])),
+        ("two inputs", tx(vec![funding, other])),
+    ] {
+        let (s, v) = cosign(&t);
+        assert_eq!(s, 400, "{what}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("exactly this swap's HTLC"),
+            "{v}"
+        );
+    }
+    let good = tx(vec![funding]);
+    let (s1, a) = cosign(&good);
+    let (s2, b) = cosign(&good);
+    assert_eq!((s1, s2), (200, 200), "{a} {b}");
+    assert_ne!(a["nonce"], b["nonce"], "a fresh nonce for every request");
+    // The attacker walks away from the key path and claims by the script path.
+    let (claim, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Succeeded,
+    );
+    assert_eq!(claim.input[0].previous_output, funding);
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// The swap invoice's amount (sat) of a loop-out offer.
+fn offer_invoice_sat(_net: &Swapnet, offer: &Value) -> u64 {
+    let inv: ldk_node::lightning_invoice::Bolt11Invoice = offer["swap_invoice"]
+        .as_str()
+        .expect("invoice")
+        .parse()
+        .expect("bolt11");
+    inv.amount_milli_satoshis().expect("amount") / 1000
+}
+
+/// **A refund co-sign request while the server's payment is in flight; the client vanishes
+/// mid-MuSig2.** The attacker's invoice is a hold invoice, so the server's payment sits in
+/// flight: a (properly signed) cooperative refund request is refused, the swap stays `Paying`.
+/// The attacker then settles (the server learns the preimage), asks for the cooperative claim
+/// session and vanishes; a replayed claim-cosign with garbage is refused. The server waits its
+/// one block, claims by the script path. Server: wallet + amount − claim fee, channel −
+/// invoice; attacker: channel + invoice, its funding spent.
+#[test]
+fn attack_refund_while_paying_then_vanish_mid_musig() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(90_000);
+    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x28; 32]);
+    let (k, pk) = key(0x39);
+    let (s, offer) = h.loop_in(
+        &net,
+        amount.to_sat(),
+        &hold_invoice(&net, p.payment_hash(), invoice_sat * 1000),
+        &pk,
+    );
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let op = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            matches!(
+                net.rt.block_on(net.client_ln.hold_invoice_state(&p.payment_hash())),
+                Ok(HoldInvoiceState::Accepted { .. })
+            )
+        },
+    );
+    let e = cooperative_refund(&net, &h, &k, &id, &htlc, op, amount).expect_err("refused while paying");
+    assert_eq!(e.0, 400, "{:?}", e.1);
+    assert!(matches!(in_state(&net, &net.server, &id), InState::Paying { .. }));
+    // The attacker takes the payment.
+    net.rt.block_on(net.client_ln.settle_hold_invoice(&p)).expect("settle");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(in_state(&net, &net.server, &id), InState::Claiming { .. }),
+    );
+    // Mid-MuSig2: the attacker opens the claim session and never completes it.
+    let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+    assert_eq!(s, 200, "{v}");
+    let garbage = json!({"nonce": "02".repeat(66), "partial_sig": "11".repeat(32)}).to_string();
+    let (s, v) = h.signed(
+        &net,
+        &k,
+        &id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(garbage.clone()),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = h.signed(
+        &net,
+        &k,
+        &id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(garbage),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("ask for the claim first"),
+        "{v}"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
+    let rec = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1;
+    let claim = rec.claim.expect("claim");
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim")
+        .tx;
+    assert_eq!(claim_tx.input[0].previous_output, op);
+    assert_eq!(
+        claim_tx.input[0].witness.nth(1),
+        Some(&p.expose_bytes()[..]),
+        "script path"
+    );
+    let claim_fee = amount - claim_tx.output[0].value;
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
+    net.stop().expect("stop");
+}
+
+/// **The client reveals the preimage as late as the rules allow.** The attacker waits until the
+/// last reveal height `E − PREIMAGE_REVEAL_CUTOFF` and only then broadcasts its script-path
+/// claim: the server reads the preimage from the mempool and settles in time. Server: channel +
+/// invoice + prepay, wallet − amount − publication fee; attacker: channel − invoice − prepay,
+/// on-chain + amount − claim fee.
+#[test]
+fn attack_preimage_revealed_at_the_cutoff_is_still_settled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x29; 32]);
+    let (k, pk) = key(0x3a);
+    let amount = Amount::from_sat(65_000);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let last = eddy_core::constants::loop_out_last_reveal_height(expiry);
+    while net.lab.chain.tip().expect("tip").0 < last {
+        let left = last - net.lab.chain.tip().expect("tip").0;
+        net.mine(left.min(8)).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    assert_eq!(net.lab.chain.tip().expect("tip").0, last);
+    assert!(matches!(out_state(&net, &net.server, &id), OutState::Published { .. }));
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// **F9: free swap creation blocking honest users.** On a server taking 3 swaps at a time
+/// behind a reverse proxy, one address floods loop-out creations it never pays: after its
+/// per-minute quota it gets 429, and its unpaid offers hold no slot and reserve no coins, so an
+/// honest client (another address behind the same proxy) still gets a swap and completes it.
+/// Server: channel + invoice + prepay, wallet − amount − publication fee; honest client:
+/// channel − invoice − prepay, on-chain + amount − claim fee.
+#[test]
+fn attack_f9_creation_flood_does_not_block_an_honest_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let cfg = eddy_server::ServerConfig {
+        max_active_swaps: 3,
+        ..eddy::demo::server_config()
+    };
+    let limits = eddy_server::http::Limits {
+        trusted_proxy: Some("127.0.0.1".parse().expect("ip")),
+        ..eddy_server::http::Limits::new(5)
+    };
+    let own = own_server(&net, "flooded", cfg, limits, None, None, &[400_000]);
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let chain0 = onchain(&net.client_ln);
+    let from = |ip: &str| vec![("x-forwarded-for", format!("{ip}, 127.0.0.1"))];
+    let mut refused = 0;
+    for n in 0..8u8 {
+        let p = Preimage::from_bytes([0x80 + n; 32]);
+        let body = json!({"amount": 100_000, "payment_hash": p.payment_hash().to_string(), "claim_key": key(0x50 + n).1.to_string()});
+        let (s, v) = h.call(&net, "POST", "/v1/loop-out", &from("10.0.0.66"), Some(body.to_string()));
+        match s {
+            201 => {}
+            429 => refused += 1,
+            _ => panic!("{s}: {v}"),
+        }
+    }
+    assert_eq!(refused, 3, "5 a minute for the flooding address");
+    // The honest client, another address behind the proxy.
+    let p = Preimage::from_bytes([0x2a; 32]);
+    let (k, pk) = key(0x3b);
+    let amount = Amount::from_sat(100_000);
+    let body =
+        json!({"amount": amount.to_sat(), "payment_hash": p.payment_hash().to_string(), "claim_key": pk.to_string()});
+    let (s, offer) = h.call(&net, "POST", "/v1/loop-out", &from("10.0.0.1"), Some(body.to_string()));
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    net.mine(1).expect("mine");
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the honest client got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// **F5: a publication that cannot happen in its window.** Two paid loop-outs race for a swap
+/// wallet that can fund only one (unpaid offers reserve nothing): the first is published, the
+/// second waits for funds; when its publication window has closed (fewer than
+/// `MIN_BLOCKS_LEFT_AT_PUBLICATION` blocks before `E`) it is canceled — never published late,
+/// its prepay never settled, the attacker's payments returned. Server: channel + the first
+/// swap's invoice and prepay only, wallet − first amount − its publication fee.
+#[test]
+fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let own = own_server(
+        &net,
+        "short",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        None,
+        &[150_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let amount = 80_000;
+    let (pa, pb) = (Preimage::from_bytes([0x2b; 32]), Preimage::from_bytes([0x2c; 32]));
+    let (_, pk) = key(0x3c);
+    let (s, a) = h.loop_out(&net, amount, pa.payment_hash(), &pk);
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = h.loop_out(&net, amount, pb.payment_hash(), &pk);
+    assert_eq!(s, 201, "{b}");
+    let (ida, idb) = (SwapId::from(pa.payment_hash()), SwapId::from(pb.payment_hash()));
+    let created = net.lab.chain.tip().expect("tip").0;
+    pay(&net, a["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, a["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &ida), OutState::Published { .. }),
+    );
+    pay(&net, b["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, b["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &idb) == OutState::Publishing,
+    );
+    for _ in 0..3 {
+        let _ = net.rt.block_on(own.server.tick());
+    }
+    assert_eq!(
+        out_state(&net, &own.server, &idb),
+        OutState::Publishing,
+        "no funds for B"
+    );
+    // A pushes its preimage (the server settles A); B's window closes.
+    let (s, v) = h.call(
+        &net,
+        "POST",
+        &format!("/v1/swaps/{ida}/preimage"),
+        &[],
+        Some(json!({"preimage": pa.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 204, "{v}");
+    let expiry_b = b["expiry"].as_u64().expect("expiry") as u32;
+    let close = expiry_b - eddy_core::constants::MIN_BLOCKS_LEFT_AT_PUBLICATION + 1;
+    while net.lab.chain.tip().expect("tip").0 < close {
+        let left = close - net.lab.chain.tip().expect("tip").0;
+        net.mine(left.min(8)).expect("mine");
+        let _ = net.rt.block_on(own.server.tick());
+    }
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &idb) == OutState::Canceled(CancelReason::PublicationWindowMissed),
+    );
+    let htlc_b = out_htlc(&b, pb.payment_hash(), &pk);
+    assert!(
+        outputs_paying(&net, &htlc_b.script_pubkey(), created).is_empty(),
+        "B never published"
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&ida))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_a = offer_invoice_sat(&net, &a);
+    wait_channels(&net, server_ln0 + invoice_a + 1_000, client_ln0 - invoice_a - 1_000);
+    assert_eq!(
+        wallet(&net, &own.server),
+        wallet0 - Amount::from_sat(amount) - publish_fee
+    );
+    net.stop().expect("stop");
+}
+
+/// **F6: double publication after a store error.** The HTLC is broadcast, then recording it
+/// fails (injected store fault); the next publication attempt comes from the Lightning-event
+/// path, which used not to sync the chain first. Adopt-before-publish on every path: exactly
+/// one output ever pays the HTLC script, one publication fee is paid. The attacker then claims;
+/// server: wallet − amount − one publication fee, channel + invoice + prepay.
+#[test]
+fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let sqlite: Arc<dyn eddy_store::SwapStore> = Arc::new(
+        net.rt
+            .block_on(eddy_store::SqliteStore::open(&dir.path().join("faulty.sqlite")))
+            .expect("store"),
+    );
+    let faulty: Arc<dyn eddy_store::SwapStore> = Arc::new(FailOnce {
+        inner: sqlite,
+        fail_state: "published".into(),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    });
+    // Two coins, so that a second publication could be funded.
+    let own = own_server(
+        &net,
+        "faulty",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        Some(faulty),
+        None,
+        &[300_000, 300_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x2d; 32]);
+    let (k, pk) = key(0x3d);
+    let amount = Amount::from_sat(85_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    // Engine pass: both HTLCs held → `Publishing` → broadcast → recording it fails.
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+    );
+    assert_eq!(
+        out_state(&net, &own.server, &id),
+        OutState::Publishing,
+        "the record failed"
+    );
+    // The Lightning-event path publishes next (no engine pass in between).
+    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    net.rt
+        .block_on(own.server.on_ln_event(&eddy_backends::LnEvent::Invoice {
+            payment_hash: p.payment_hash(),
+            state: HoldInvoiceState::Accepted {
+                amount_msat: 0,
+                htlcs: vec![],
+            },
+        }))
+        .expect("event");
+    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    assert!(matches!(out_state(&net, &own.server, &id), OutState::Published { .. }));
+    let outs = outputs_paying(&net, &htlc.script_pubkey(), created);
+    assert_eq!(outs.len(), 1, "exactly one output pays the HTLC script: {outs:?}");
+    net.mine(1).expect("mine");
+    let funding = outs[0];
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    let _ = claim_fee;
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    assert_eq!(outputs_paying(&net, &htlc.script_pubkey(), created).len(), 1);
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    net.stop().expect("stop");
+}
+
+/// **F3: a preimage pushed after `E` while the refund is under way.** The attacker pays a
+/// loop-out, lets `E` pass without claiming, and pushes its preimage once the server's refund
+/// is in flight. The server keeps refunding (a push proves no claim on chain, and settling now
+/// could take the invoice *and* the refund), the refund confirms, the swap invoice is canceled.
+/// Never settled and refunded: server wallet less the publication and refund fees, channel plus
+/// the prepay only; attacker channel less the prepay only.
+#[test]
+fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let p = Preimage::from_bytes([0x2e; 32]);
+    let (_, pk) = key(0x3e);
+    let amount = 70_000;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let (s, offer) = h.loop_out(&net, amount, p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(net.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    while net.lab.chain.tip().expect("tip").0 < expiry {
+        let left = expiry - net.lab.chain.tip().expect("tip").0;
+        net.mine(left.min(8)).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert!(matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }));
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    // The refund is in the mempool; the attacker pushes its preimage now.
+    let (s, v) = h.call(
+        &net,
+        "POST",
+        &format!("/v1/swaps/{id}/preimage"),
+        &[],
+        Some(json!({"preimage": p.expose_hex()}).to_string()),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        matches!(out_state(&net, &net.server, &id), OutState::Refunding { .. }),
+        "still refunding"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || out_state(&net, &net.server, &id) == OutState::Refunded,
+    );
+    assert_eq!(
+        net.rt
+            .block_on(net.server_ln.hold_invoice_state(&p.payment_hash()))
+            .expect("state"),
+        HoldInvoiceState::Canceled,
+        "the swap invoice was never settled"
+    );
+    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let refund_tx = rec
+        .refund
+        .expect("refund")
+        .all
+        .iter()
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+        .find(|t| t.block.is_some())
+        .expect("a refund confirmed")
+        .tx;
+    assert_eq!(refund_tx.input[0].previous_output, funding);
+    let refund_fee = Amount::from_sat(amount) - refund_tx.output[0].value;
+    let publish_fee = fee_of(&net, &funding.txid);
+    assert_eq!(wallet(&net, &net.server), wallet0 - publish_fee - refund_fee);
+    wait_channels(&net, server_ln0 + 1_000, client_ln0 - 1_000);
+    net.stop().expect("stop");
+}
+
+/// **F5: a lost HTLC publication.** The server's broadcast of the HTLC is answered "accepted"
+/// but never reaches the mempool (as after an eviction or a node restart). The server
+/// re-broadcasts it every pass until it confirms; the attacker claims. Server: channel +
+/// invoice + prepay, wallet − amount − publication fee; attacker: on-chain + amount − claim fee.
+#[test]
+fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let losing = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "lossy",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(losing.clone()),
+        &[200_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let chain0 = onchain(&net.client_ln);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x2f; 32]);
+    let (k, pk) = key(0x3f);
+    let amount = Amount::from_sat(60_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    *losing.lose.lock().expect("lock") = Some(htlc.script_pubkey());
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    assert!(losing.lose.lock().expect("lock").is_none(), "the publication was lost");
+    net.mine(2).expect("mine");
+    // Re-broadcast on the next passes; confirmed in the next block.
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || {
+            outputs_paying(&net, &htlc.script_pubkey(), created).len() == 1
+                && net
+                    .rt
+                    .block_on(
+                        net.chain.transaction(
+                            &net.rt
+                                .block_on(own.server.swap(&id))
+                                .expect("swap")
+                                .1
+                                .funding
+                                .expect("funding")
+                                .txid,
+                        ),
+                    )
+                    .expect("rpc")
+                    .is_some_and(|t| t.block.is_some())
+        },
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// **F5: an evicted publication whose fee no longer gets in.** The mempool's minimum fee is
+/// above what the HTLC publication pays (10 sat/vB against the 2 sat/vB estimate: it is
+/// evicted at once, and every re-broadcast is dropped again); the estimate then goes to 12:
+/// after `HTLC_PUBLICATION_BUMP_BLOCKS` blocks the server replaces it (BIP125, from the swap
+/// wallet's change) at the estimate; the replacement confirms, the swap follows it, exactly one
+/// output ever pays the HTLC script, and the server pays exactly the replacement's fee. Server:
+/// channel + invoice + prepay, wallet − amount − replacement fee; attacker: on-chain + amount −
+/// claim fee.
+#[test]
+fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let losing = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "evicting",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(losing.clone()),
+        &[200_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let chain0 = onchain(&net.client_ln);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x30; 32]);
+    let (k, pk) = key(0x40);
+    let amount = Amount::from_sat(60_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    // The mempool floor is above what the publication will pay.
+    *losing.min_fee.lock().expect("lock") = Some((htlc.script_pubkey(), bitcoin::FeeRate::from_sat_per_kwu(2_500)));
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    let original = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    assert!(
+        outputs_paying(&net, &htlc.script_pubkey(), created).is_empty(),
+        "evicted"
+    );
+    net.lab.chain.set_fee_estimate(Some(12.0)).expect("estimate");
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || {
+            let f = net
+                .rt
+                .block_on(own.server.swap(&id))
+                .expect("swap")
+                .1
+                .funding
+                .expect("funding");
+            f != original && !outputs_paying(&net, &htlc.script_pubkey(), created).is_empty()
+        },
+    );
+    net.mine(1).expect("mine");
+    net.lab.chain.set_fee_estimate(None).expect("estimate");
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    assert_eq!(funding.vout, original.vout);
+    let outs = outputs_paying(&net, &htlc.script_pubkey(), created);
+    assert_eq!(outs, vec![funding], "exactly one output ever pays the HTLC script");
+    let replacement_fee = fee_of(&net, &funding.txid);
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("rpc")
+        .expect("tx");
+    assert!(tx.block.is_some(), "the replacement confirmed");
+    assert!(
+        replacement_fee.to_sat() * 1000 / tx.tx.weight().to_wu() >= 2_500,
+        "paid at least the mempool floor"
+    );
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - replacement_fee);
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the attacker got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// **Refund co-sign requests for other outpoints, and replays.** The attacker underpays a
+/// loop-in (the server will not pay: refundable), then asks the server to co-sign "refunds"
+/// spending another output of the funding transaction and spending the HTLC together with
+/// another coin: refused. It replays a valid request: each answer is a fresh co-signature for
+/// the same refund, nothing else changes; the refund confirms. Server: channel and wallet
+/// unchanged, nothing paid; attacker: its funding back less the refund fee.
+#[test]
+fn attack_refund_cosign_for_other_outpoints_and_replays() {
+    use eddy_core::htlc::Htlc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(80_000);
+    let invoice_msat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat() * 1000;
+    let p = Preimage::from_bytes([0x31; 32]);
+    let (k, pk) = key(0x41);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_msat), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let short = amount - Amount::from_sat(1);
+    let op = fund(&net, &htlc, short);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id) == InState::Refundable(RefundReason::Underpaid),
+    );
+    let Htlc::Taproot(_) = &htlc else { panic!("taproot") };
+    let nonce = "02".repeat(66);
+    let refund = |inputs: Vec<bitcoin::OutPoint>| {
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: inputs
+                .into_iter()
+                .map(|o| bitcoin::TxIn {
+                    previous_output: o,
+                    ..Default::default()
+                })
+                .collect(),
+            output: vec![bitcoin::TxOut {
+                value: Amount::from_sat(70_000),
+                script_pubkey: address(&net),
+            }],
+        };
+        let body = json!({"nonce": nonce, "tx": bitcoin::consensus::encode::serialize_hex(&tx)}).to_string();
+        h.signed(
+            &net,
+            &k,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/refund-cosign"),
+            Some(body),
+        )
+    };
+    let other = bitcoin::OutPoint {
+        txid: op.txid,
+        vout: op.vout ^ 1,
+    };
+    let (s, v) = refund(vec![other]);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("this swap's HTLC"), "{v}");
+    let (s, v) = refund(vec![op, other]);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("exactly the HTLC"), "{v}");
+    // Replays of a valid request: fresh nonces, no other effect.
+    let (s1, a) = refund(vec![op]);
+    let (s2, b) = refund(vec![op]);
+    assert_eq!((s1, s2), (200, 200), "{a} {b}");
+    assert_ne!(a["nonce"], b["nonce"]);
+    assert_eq!(
+        in_state(&net, &net.server, &id),
+        InState::Refundable(RefundReason::Underpaid)
+    );
+    let (tx, fee) = cooperative_refund(&net, &h, &k, &id, &htlc, op, short).expect("co-signed");
+    assert_eq!(tx.input[0].previous_output, op);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || in_state(&net, &net.server, &id) == InState::Refunded,
+    );
+    assert_eq!(payment(&net, &p.payment_hash()), PaymentStatus::Unknown, "nothing paid");
+    wait_channels(&net, server_ln0, client_ln0);
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (short - fee).to_sat()
+    })
+    .expect("the attacker got its funding back less the refund fee");
+    net.stop().expect("stop");
+}

@@ -1,0 +1,711 @@
+//! Property tests: the two server state machines driven by random adversarial worlds. Each
+//! world models the chain (the HTLC output, its confirmations, reorgs and evictions, the spends
+//! of either side, in the next block), the Lightning side (held invoices that fail back at their
+//! deadline, payments in flight that the payee settles or fails when it likes) and the server's
+//! own availability (long downtime gaps across `E` and past the old give-up heights, during
+//! which it sees nothing). A small engine feeds each machine exactly what a real engine would
+//! read from that world and performs its actions on it. The money invariants are checked after
+//! every step and once the world has gone quiet:
+//!
+//! - loop-in: never a payment at or after the last payment height, never with a CLTV budget of
+//!   0, never two at once; never a payment after co-signing a refund, never a co-signature with
+//!   a payment in flight or made; never terminal while the HTLC it has the preimage for is
+//!   unspent; a server that paid and stayed up gets its claim.
+//! - loop-out: publication and prepay settlement only inside the publication window; never
+//!   settled and canceled, never settled and refunded; never terminal while its published HTLC
+//!   is unspent and not paid for; never `TimedOut`; a client claim confirmed while the invoice
+//!   can still be settled is paid for.
+
+use std::num::NonZeroU32;
+
+use bitcoin::hashes::Hash;
+use bitcoin::{Amount, OutPoint, Txid};
+use eddy_core::constants::{
+    loop_in_last_payment_height, loop_in_max_payment_cltv, REORG_SAFETY_DEPTH, SERVER_SETTLE_MARGIN, SETTLE_LATENCY,
+};
+use eddy_core::sm::{loop_in_server as lis, loop_out_server as los};
+use eddy_core::types::Preimage;
+use proptest::prelude::*;
+
+const CREATED: u32 = 1_000;
+
+/// Blocks the world moves on: mostly single blocks, sometimes a long downtime gap.
+fn gap() -> impl Strategy<Value = (u32, bool)> {
+    prop_oneof![
+        6 => (1u32..3).prop_map(|n| (n, false)),
+        1 => (20u32..260).prop_map(|n| (n, true)),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loop-in.
+
+#[derive(Clone, Debug)]
+enum InAdv {
+    /// Blocks pass (`true`: the server is down throughout and sees none of them).
+    Blocks(u32, bool),
+    /// The client funds the HTLC with amount + delta sat.
+    Fund(i8),
+    /// The funding is reorged out (back to the mempool, unconfirmed).
+    ReorgFunding,
+    /// The client asks for a cooperative refund.
+    AskRefund,
+    /// The payee (the client's node) settles the server's payment, revealing the preimage.
+    PayeeSettles,
+    /// The payee fails the server's payment.
+    PayeeFails,
+    /// The client spends the HTLC back (key path if co-signed, else the timeout path after E).
+    ClientRefunds,
+}
+
+fn in_adv() -> impl Strategy<Value = InAdv> {
+    prop_oneof![
+        4 => gap().prop_map(|(n, down)| InAdv::Blocks(n, down)),
+        2 => prop_oneof![Just(0i8), Just(0), Just(-1), Just(1)].prop_map(InAdv::Fund),
+        1 => Just(InAdv::ReorgFunding),
+        1 => Just(InAdv::AskRefund),
+        2 => Just(InAdv::PayeeSettles),
+        1 => Just(InAdv::PayeeFails),
+        1 => Just(InAdv::ClientRefunds),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pay {
+    None,
+    InFlight { cltv: u32 },
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spent {
+    Unspent,
+    ClaimPending,
+    Claimed(u32),
+    RefundPending,
+    Refunded(u32),
+}
+
+struct InWorld {
+    terms: lis::Terms,
+    state: lis::State,
+    tip: u32,
+    funding: Option<(Amount, Option<u32>)>,
+    pay: Pay,
+    payments_sent: u32,
+    cosigned: bool,
+    spent: Spent,
+    /// The server was down at some point after its payment left.
+    down_after_paying: bool,
+    preimage: Preimage,
+}
+
+fn op() -> OutPoint {
+    OutPoint {
+        txid: Txid::all_zeros(),
+        vout: 0,
+    }
+}
+
+impl InWorld {
+    fn new() -> InWorld {
+        InWorld {
+            terms: lis::Terms {
+                amount: Amount::from_sat(100_000),
+                expiry: CREATED + eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA,
+                funding_confs: 1,
+            },
+            state: lis::State::Created,
+            tip: CREATED,
+            funding: None,
+            pay: Pay::None,
+            payments_sent: 0,
+            cosigned: false,
+            spent: Spent::Unspent,
+            down_after_paying: false,
+            preimage: Preimage::from_bytes([7; 32]),
+        }
+    }
+
+    /// The chain moves one block: pending spends confirm.
+    fn block(&mut self) {
+        self.tip += 1;
+        if let Some((v, None)) = self.funding {
+            self.funding = Some((v, Some(self.tip)));
+        }
+        self.spent = match self.spent {
+            Spent::ClaimPending => Spent::Claimed(self.tip),
+            Spent::RefundPending => Spent::Refunded(self.tip),
+            s => s,
+        };
+        // A payment whose HTLCs expired fails back.
+        if let Pay::InFlight { cltv } = self.pay {
+            if self.tip >= cltv {
+                self.pay = Pay::Failed;
+            }
+        }
+    }
+
+    fn adversary(&mut self, a: &InAdv) -> Result<(), TestCaseError> {
+        match a {
+            InAdv::Blocks(n, down) => {
+                for _ in 0..*n {
+                    self.block();
+                    if *down {
+                        if self.pay != Pay::None {
+                            self.down_after_paying = true;
+                        }
+                    } else {
+                        self.engine()?;
+                    }
+                }
+                return Ok(());
+            }
+            InAdv::Fund(d) => {
+                if self.funding.is_none() {
+                    let v = (self.terms.amount.to_sat() as i64 + i64::from(*d)) as u64;
+                    self.funding = Some((Amount::from_sat(v), None));
+                }
+            }
+            InAdv::ReorgFunding => {
+                if let Some((v, Some(_))) = self.funding {
+                    if self.spent == Spent::Unspent {
+                        self.funding = Some((v, None));
+                    }
+                }
+            }
+            InAdv::AskRefund => {
+                // The HTTP handler asks the machine (persisting first).
+                self.event(lis::Event::RefundRequested)?;
+            }
+            InAdv::PayeeSettles => {
+                if let Pay::InFlight { cltv } = self.pay {
+                    if self.tip < cltv {
+                        self.pay = Pay::Succeeded;
+                    }
+                }
+            }
+            InAdv::PayeeFails => {
+                if let Pay::InFlight { .. } = self.pay {
+                    self.pay = Pay::Failed;
+                }
+            }
+            InAdv::ClientRefunds => {
+                let funded = matches!(self.funding, Some((_, Some(_))));
+                if funded && self.spent == Spent::Unspent && (self.cosigned || self.tip > self.terms.expiry) {
+                    self.spent = Spent::RefundPending;
+                }
+            }
+        }
+        self.engine()
+    }
+
+    fn funding_confs(&self) -> u32 {
+        match self.funding {
+            Some((_, Some(h))) => self.tip + 1 - h,
+            _ => 0,
+        }
+    }
+
+    /// One engine pass: what a real engine reads from the world, fed to the machine.
+    fn engine(&mut self) -> Result<(), TestCaseError> {
+        if self.state == lis::State::Created {
+            if let Some((value, h)) = self.funding {
+                let confs = h.map_or(0, |h| self.tip + 1 - h);
+                self.event(lis::Event::FundingSeen {
+                    outpoint: op(),
+                    value,
+                    confs,
+                    height: self.tip,
+                })?;
+            }
+        }
+        if let lis::State::Paying { .. } = self.state {
+            match self.pay {
+                Pay::Succeeded => self.event(lis::Event::PaymentSucceeded(self.preimage))?,
+                Pay::Failed => {
+                    // Retried while allowed (the engine's attempts): the machine decides.
+                    self.pay = Pay::None;
+                    if self.payments_sent < 3 {
+                        let funding_confs = self.funding_confs();
+                        self.event(lis::Event::SendPayment {
+                            height: self.tip,
+                            funding_confs,
+                        })?;
+                    } else {
+                        self.event(lis::Event::PaymentFailed)?;
+                    }
+                }
+                Pay::None => {
+                    let funding_confs = self.funding_confs();
+                    self.event(lis::Event::SendPayment {
+                        height: self.tip,
+                        funding_confs,
+                    })?
+                }
+                Pay::InFlight { .. } => {}
+            }
+        }
+        match self.spent {
+            Spent::Claimed(h) => self.event(lis::Event::ClaimConfirmed {
+                confs: self.tip + 1 - h,
+            })?,
+            Spent::Refunded(h) => self.event(lis::Event::HtlcRefunded {
+                confs: self.tip + 1 - h,
+            })?,
+            _ => {}
+        }
+        self.event(lis::Event::Block { height: self.tip })
+    }
+
+    fn event(&mut self, e: lis::Event) -> Result<(), TestCaseError> {
+        let (next, actions) = lis::transition(&self.terms, self.state.clone(), &e);
+        for a in actions {
+            match a {
+                lis::Action::PayInvoice {
+                    max_cltv_expiry,
+                    max_total_cltv_delta,
+                    height,
+                } => {
+                    prop_assert!(
+                        self.tip < loop_in_last_payment_height(self.terms.expiry),
+                        "paid at {} ≥ last payment height",
+                        self.tip
+                    );
+                    prop_assert_eq!(height, self.tip);
+                    prop_assert!(max_total_cltv_delta >= NonZeroU32::MIN);
+                    prop_assert_eq!(max_cltv_expiry, loop_in_max_payment_cltv(self.terms.expiry));
+                    prop_assert_eq!(max_total_cltv_delta.get(), max_cltv_expiry - self.tip);
+                    prop_assert!(!self.cosigned, "paid after co-signing a refund");
+                    prop_assert!(
+                        !matches!(self.pay, Pay::InFlight { .. } | Pay::Succeeded),
+                        "a second payment while one is in flight or made"
+                    );
+                    prop_assert!(matches!(self.funding, Some((v, Some(_))) if v == self.terms.amount));
+                    self.pay = Pay::InFlight { cltv: max_cltv_expiry };
+                    self.payments_sent += 1;
+                }
+                lis::Action::CosignRefund => {
+                    prop_assert!(
+                        !matches!(self.pay, Pay::InFlight { .. } | Pay::Succeeded),
+                        "co-signed a refund with a payment in flight or made"
+                    );
+                    self.cosigned = true;
+                }
+                lis::Action::Claim { .. } => {
+                    prop_assert_eq!(self.pay, Pay::Succeeded);
+                    if self.spent == Spent::Unspent && matches!(self.funding, Some((_, Some(_)))) {
+                        self.spent = Spent::ClaimPending;
+                    }
+                }
+                lis::Action::NotifyFailed(_) => {}
+            }
+        }
+        self.state = next;
+        self.check()
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        if self.state.is_terminal() {
+            // The server holds the preimage only after its payment succeeded: then the HTLC is
+            // its money until spent.
+            if self.pay == Pay::Succeeded {
+                prop_assert!(
+                    matches!(self.spent, Spent::Claimed(_) | Spent::Refunded(_)),
+                    "terminal {:?} with the HTLC it can claim unspent ({:?})",
+                    self.state,
+                    self.spent
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn loop_in_server_survives_adversarial_worlds(adv in proptest::collection::vec(in_adv(), 0..40)) {
+        let mut w = InWorld::new();
+        for a in &adv {
+            w.adversary(a)?;
+        }
+        // The world goes quiet; the server stays up until well past every height that matters.
+        w.engine()?;
+        let end = w.tip.max(w.terms.give_up_height()) + 50;
+        while w.tip < end && !w.state.is_terminal() {
+            w.block();
+            w.engine()?;
+        }
+        if w.pay == Pay::Succeeded && !w.down_after_paying {
+            prop_assert_eq!(&w.state, &lis::State::Succeeded, "paid and up, yet not claimed ({:?})", w.spent);
+        }
+        prop_assert!(!(matches!(w.pay, Pay::Succeeded) && w.cosigned), "paid and co-signed a refund");
+        // Past the give-up height only a payment the node never resolved can keep it open.
+        prop_assert!(w.state.is_terminal() || matches!(w.pay, Pay::InFlight { .. }), "{:?}", w.state);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loop-out.
+
+#[derive(Clone, Debug)]
+enum OutAdv {
+    Blocks(u32, bool),
+    /// The client pays the swap invoice (held until `claim_deadline`; `short`: less than the
+    /// margin the server requires).
+    PaySwap {
+        short: bool,
+    },
+    /// The client pays the prepay (`under`: less than asked).
+    PayPrepay {
+        under: bool,
+    },
+    /// The client pushes its preimage over the API.
+    PushPreimage,
+    /// The client claims the HTLC on chain (confirms in the next block, unless spent first).
+    Claim,
+    /// The HTLC transaction disappears from the mempool (evicted) or its block is reorged out.
+    LoseHtlcTx,
+    /// The swap wallet can(not) fund a publication now.
+    Wallet(bool),
+}
+
+fn out_adv() -> impl Strategy<Value = OutAdv> {
+    prop_oneof![
+        5 => gap().prop_map(|(n, down)| OutAdv::Blocks(n, down)),
+        2 => Just(OutAdv::PaySwap { short: false }),
+        1 => Just(OutAdv::PaySwap { short: true }),
+        2 => Just(OutAdv::PayPrepay { under: false }),
+        1 => Just(OutAdv::PayPrepay { under: true }),
+        1 => Just(OutAdv::PushPreimage),
+        2 => Just(OutAdv::Claim),
+        1 => Just(OutAdv::LoseHtlcTx),
+        1 => any::<bool>().prop_map(OutAdv::Wallet),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inv {
+    Open,
+    Held { deadline: u32 },
+    Settled,
+    Gone,
+}
+
+struct OutWorld {
+    terms: los::Terms,
+    state: los::State,
+    tip: u32,
+    swap: Inv,
+    prepay: Inv,
+    prepay_amount: u64,
+    wallet_ok: bool,
+    /// The HTLC: (published at, confirmed at).
+    htlc: Option<(u32, Option<u32>)>,
+    in_mempool: bool,
+    spent: Spent,
+    refund_broadcast: bool,
+    down_after_claim: bool,
+    preimage: Preimage,
+    settle_calls: Vec<u32>,
+    cancels: u32,
+}
+
+impl OutWorld {
+    fn new() -> OutWorld {
+        OutWorld {
+            terms: los::Terms {
+                swap_invoice_msat: 100_000_000,
+                prepay_msat: 1_000_000,
+                expiry: CREATED + 80,
+                created_height: CREATED,
+            },
+            state: los::State::new(),
+            tip: CREATED,
+            swap: Inv::Open,
+            prepay: Inv::Open,
+            prepay_amount: 0,
+            wallet_ok: true,
+            htlc: None,
+            in_mempool: false,
+            spent: Spent::Unspent,
+            refund_broadcast: false,
+            down_after_claim: false,
+            preimage: Preimage::from_bytes([9; 32]),
+            settle_calls: vec![],
+            cancels: 0,
+        }
+    }
+
+    fn block(&mut self) {
+        self.tip += 1;
+        if let Some((p, None)) = self.htlc {
+            if self.in_mempool {
+                self.htlc = Some((p, Some(self.tip)));
+                self.in_mempool = false;
+            }
+        }
+        self.spent = match self.spent {
+            Spent::ClaimPending => Spent::Claimed(self.tip),
+            Spent::RefundPending => Spent::Refunded(self.tip),
+            s => s,
+        };
+        // The node fails a held HTLC back at its deadline.
+        for inv in [&mut self.swap, &mut self.prepay] {
+            if let Inv::Held { deadline } = *inv {
+                if self.tip >= deadline {
+                    *inv = Inv::Gone;
+                }
+            }
+        }
+    }
+
+    fn confirmed(&self) -> bool {
+        matches!(self.htlc, Some((_, Some(_))))
+    }
+
+    fn adversary(&mut self, a: &OutAdv) -> Result<(), TestCaseError> {
+        match a {
+            OutAdv::Blocks(n, down) => {
+                for _ in 0..*n {
+                    self.block();
+                    if *down {
+                        if matches!(self.spent, Spent::ClaimPending | Spent::Claimed(_)) {
+                            self.down_after_claim = true;
+                        }
+                    } else {
+                        self.engine()?;
+                    }
+                }
+                return Ok(());
+            }
+            OutAdv::PaySwap { short } => {
+                if self.swap == Inv::Open {
+                    let margin = if *short {
+                        SERVER_SETTLE_MARGIN - 1
+                    } else {
+                        SERVER_SETTLE_MARGIN + 3
+                    };
+                    self.swap = Inv::Held {
+                        deadline: self.terms.expiry + margin,
+                    };
+                }
+            }
+            OutAdv::PayPrepay { under } => {
+                if self.prepay == Inv::Open {
+                    self.prepay_amount = if *under {
+                        self.terms.prepay_msat - 1
+                    } else {
+                        self.terms.prepay_msat
+                    };
+                    self.prepay = Inv::Held {
+                        deadline: self.terms.created_height + 60,
+                    };
+                }
+            }
+            OutAdv::PushPreimage => {
+                self.event(los::Event::PreimageLearned(self.preimage))?;
+            }
+            OutAdv::Claim => {
+                if self.confirmed() && self.spent == Spent::Unspent && self.tip <= self.terms.expiry + 40 {
+                    self.spent = Spent::ClaimPending;
+                }
+            }
+            OutAdv::LoseHtlcTx => {
+                if let Some((p, c)) = self.htlc {
+                    if self.spent == Spent::Unspent {
+                        if c.is_some() {
+                            self.htlc = Some((p, None));
+                        }
+                        self.in_mempool = false;
+                    }
+                }
+            }
+            OutAdv::Wallet(ok) => self.wallet_ok = *ok,
+        }
+        self.engine()
+    }
+
+    fn engine(&mut self) -> Result<(), TestCaseError> {
+        if let los::State::Created { .. } = self.state {
+            if let Inv::Held { deadline } = self.swap {
+                self.event(los::Event::SwapAccepted {
+                    amount_msat: self.terms.swap_invoice_msat,
+                    claim_deadline: deadline,
+                })?;
+            }
+            if let Inv::Held { .. } = self.prepay {
+                self.event(los::Event::PrepayAccepted {
+                    amount_msat: self.prepay_amount,
+                })?;
+            }
+        }
+        if self.state == los::State::Publishing {
+            // Adopt before publish: the engine synced the chain and mempool.
+            match self.htlc {
+                Some((p, _)) => self.event(los::Event::HtlcBroadcast {
+                    txid: Txid::all_zeros(),
+                    height: p,
+                })?,
+                None => self.event(los::Event::NoHtlcOnChain { height: self.tip })?,
+            }
+        }
+        let published = matches!(
+            self.state,
+            los::State::Published { .. }
+                | los::State::Refunding { .. }
+                | los::State::PreimageKnown { .. }
+                | los::State::Reclaiming
+        );
+        if published && self.htlc.is_some() && !self.confirmed() {
+            // Re-broadcast until it confirms.
+            self.in_mempool = true;
+        }
+        if let los::State::PreimageKnown { .. } = self.state {
+            match self.swap {
+                Inv::Settled => self.event(los::Event::SwapSettled)?,
+                Inv::Gone => self.event(los::Event::SwapInvoiceGone)?,
+                _ => {}
+            }
+        }
+        match self.spent {
+            Spent::ClaimPending => self.event(los::Event::HtlcClaimed {
+                preimage: self.preimage,
+                confs: 0,
+            })?,
+            Spent::Claimed(h) => self.event(los::Event::HtlcClaimed {
+                preimage: self.preimage,
+                confs: self.tip + 1 - h,
+            })?,
+            Spent::Refunded(h) => self.event(los::Event::RefundConfirmed {
+                confs: self.tip + 1 - h,
+            })?,
+            _ => {}
+        }
+        self.event(los::Event::Block { height: self.tip })
+    }
+
+    fn event(&mut self, e: los::Event) -> Result<(), TestCaseError> {
+        let published_before = self.htlc.is_some();
+        let (next, actions) = los::transition(&self.terms, self.state.clone(), &e, self.tip);
+        for a in actions {
+            match a {
+                los::Action::PublishHtlc => {
+                    prop_assert!(
+                        self.terms.may_publish(self.tip),
+                        "published outside the window at {}",
+                        self.tip
+                    );
+                    prop_assert!(!published_before || self.htlc.is_none(), "published twice");
+                    if self.wallet_ok && self.htlc.is_none() {
+                        self.htlc = Some((self.tip, None));
+                        self.in_mempool = true;
+                        // The engine records the broadcast next.
+                        self.state = next.clone();
+                        return self.event(los::Event::HtlcBroadcast {
+                            txid: Txid::all_zeros(),
+                            height: self.tip,
+                        });
+                    }
+                }
+                los::Action::SettlePrepay => {
+                    let (p, _) = self.htlc.expect("settled a prepay without an HTLC");
+                    prop_assert!(
+                        self.terms.may_publish(p),
+                        "prepay settled for a late publication at {}",
+                        p
+                    );
+                    if let Inv::Held { .. } = self.prepay {
+                        self.prepay = Inv::Settled;
+                    }
+                }
+                los::Action::CancelPrepay => {
+                    prop_assert!(self.prepay != Inv::Settled);
+                    self.prepay = Inv::Gone;
+                }
+                los::Action::SettleSwap(p) => {
+                    prop_assert_eq!(p, self.preimage);
+                    prop_assert!(
+                        !matches!(self.spent, Spent::Refunded(_) | Spent::RefundPending),
+                        "settling a swap whose refund is confirmed or in flight"
+                    );
+                    self.settle_calls.push(self.tip);
+                    if let Inv::Held { .. } = self.swap {
+                        self.swap = Inv::Settled;
+                    }
+                }
+                los::Action::CancelInvoices | los::Action::CancelSwap => {
+                    prop_assert!(self.swap != Inv::Settled, "canceled a settled swap invoice");
+                    self.cancels += 1;
+                    self.swap = Inv::Gone;
+                    if matches!(a, los::Action::CancelInvoices) && self.prepay != Inv::Settled {
+                        self.prepay = Inv::Gone;
+                    }
+                }
+                los::Action::BroadcastRefund => {
+                    prop_assert!(self.swap != Inv::Settled, "refunding a paid-for HTLC");
+                    if self.tip >= self.terms.expiry && self.confirmed() && self.spent == Spent::Unspent {
+                        self.spent = Spent::RefundPending;
+                        self.refund_broadcast = true;
+                    }
+                }
+            }
+        }
+        self.state = next;
+        self.check()
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        prop_assert!(self.state != los::State::TimedOut);
+        prop_assert!(
+            !(self.swap == Inv::Settled && matches!(self.spent, Spent::Refunded(_))),
+            "settled and refunded"
+        );
+        if self.state.is_terminal() && self.htlc.is_some() {
+            // A published HTLC is done only when spent, or paid for (then it is the client's).
+            prop_assert!(
+                matches!(self.spent, Spent::Claimed(_) | Spent::Refunded(_)) || self.swap == Inv::Settled,
+                "terminal {:?} with its HTLC unspent and unpaid ({:?})",
+                self.state,
+                self.spent
+            );
+        }
+        if self.htlc.is_none() {
+            prop_assert!(self.prepay != Inv::Settled, "prepay taken without a publication");
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn loop_out_server_survives_adversarial_worlds(adv in proptest::collection::vec(out_adv(), 0..40)) {
+        let mut w = OutWorld::new();
+        for a in &adv {
+            w.adversary(a)?;
+        }
+        w.wallet_ok = true;
+        w.engine()?;
+        let end = w.tip.max(w.terms.expiry) + 400;
+        while w.tip < end && !w.state.is_terminal() {
+            w.block();
+            w.engine()?;
+        }
+        prop_assert!(w.state.is_terminal(), "never ends: {:?}", w.state);
+        // A claim confirmed while the invoice could still be settled is paid for.
+        if let Spent::Claimed(h) = w.spent {
+            if !w.down_after_claim && h + SETTLE_LATENCY <= w.terms.expiry + SERVER_SETTLE_MARGIN && w.cancels == 0 {
+                prop_assert_eq!(&w.state, &los::State::Succeeded, "claimed at {} yet not paid", h);
+            }
+        }
+        if let Spent::Refunded(_) = w.spent {
+            prop_assert!(w.swap != Inv::Settled);
+            prop_assert!(w.tip >= w.terms.expiry + REORG_SAFETY_DEPTH);
+        }
+    }
+}
