@@ -135,7 +135,10 @@ pub const MIN_LOOP_IN_EXPIRY_DELTA: u32 =
 /// server disappears; one week (1008 blocks) is the longest a user should wait for it.
 pub const MAX_LOOP_IN_EXPIRY_DELTA: u32 = 1008;
 
-/// Loop-in: the latest height at which the server may start paying the client's invoice.
+/// Loop-in: the last payment height — from this height on, the server never sends (or re-sends)
+/// the payment of the client's invoice, on any path: it pays only while `tip <` this. At `tip =
+/// E − 60` a payment sent would have at most [`MIN_PAYMENT_CLTV_BUDGET`] blocks of route CLTV
+/// before [`loop_in_max_payment_cltv`]; below that a typical route no longer fits.
 pub fn loop_in_last_payment_height(expiry: BlockHeight) -> BlockHeight {
     expiry.saturating_sub(LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET)
 }
