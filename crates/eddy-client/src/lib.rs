@@ -33,6 +33,37 @@ pub(crate) async fn bounded<T>(call: impl std::future::Future<Output = Result<T,
         .unwrap_or_else(|_| Err(format!("the swap server did not answer within {limit} s")))
 }
 
+/// One async lock per swap, shared by every call that acts on a swap (creating and funding or
+/// paying it, abandoning it) and by the engine's step of it. Whoever holds a swap's lock
+/// re-reads its record from the store before deciding anything, so no two callers ever act on
+/// the same stored state: the runner cannot fund a loop-in that `loop_in()` is funding, read a
+/// payment as failed while `loop_out()`'s own send is still retrying, or see a swap `abandon()`
+/// is ending half-way.
+#[derive(Default)]
+pub struct SwapLocks {
+    locks:
+        std::sync::Mutex<std::collections::HashMap<eddy_core::types::SwapId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SwapLocks {
+    /// Waits for swap `id`'s lock. Entries nobody holds or waits for are dropped on the way
+    /// (only the map refers to them), so the map stays as small as the swaps in use.
+    pub async fn lock(&self, id: &eddy_core::types::SwapId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.retain(|k, v| k == id || std::sync::Arc::strong_count(v) > 1);
+            map.entry(*id).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Whether swap `id`'s lock is held now (by anyone).
+    pub fn is_locked(&self, id: &eddy_core::types::SwapId) -> bool {
+        let map = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(id).is_some_and(|l| l.try_lock().is_err())
+    }
+}
+
 /// What the client needs from a swap server.
 #[async_trait]
 pub trait SwapServerApi: Send + Sync {

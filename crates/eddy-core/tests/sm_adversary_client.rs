@@ -179,6 +179,7 @@ impl Model {
                     }),
                 })
                 .collect(),
+            missing: vec![],
         }
     }
 }
@@ -410,25 +411,39 @@ struct OutRun {
 impl OutRun {
     fn htlc(&self) -> Option<HtlcView> {
         let tip = self.model.tip;
-        // The output the client looks at: the largest (as the engine does).
-        self.model.outputs.iter().max_by_key(|(_, v, _)| *v).map(|(f, v, s)| {
-            (
-                Model::outpoint(f),
-                *v,
-                f.confs(tip),
-                s.map(|(t, o)| (t.txid, t.confs(tip), o)),
-            )
-        })
+        // The output the client looks at: the engine's rule (at least the amount, the most
+        // confirmed, the lowest outpoint on a tie).
+        let outputs = self
+            .model
+            .outputs
+            .iter()
+            .map(|(f, v, _)| (Model::outpoint(f), *v, f.confs(tip)));
+        let (o, ..) = lo::htlc_output(outputs, self.terms.amount)?;
+        self.model
+            .outputs
+            .iter()
+            .find(|(f, _, _)| Model::outpoint(f) == o)
+            .map(|(f, v, s)| {
+                (
+                    Model::outpoint(f),
+                    *v,
+                    f.confs(tip),
+                    s.map(|(t, o)| (t.txid, t.confs(tip), o)),
+                )
+            })
     }
 
-    /// The HTLC's spend is final in the model (or there is no HTLC).
+    /// The HTLC's spend is final in the model (or there is no HTLC): every output of at least
+    /// the amount paying the script is spent for good. (A shorter one is never the client's to
+    /// claim, even with the preimage out — a stranger's dust must not keep a swap open — so it
+    /// only counts when nothing of the amount pays the script.)
     fn htlc_spent_final(&self) -> bool {
         let max_tip = self.model.max_tip;
         self.model
             .outputs
             .iter()
-            .max_by_key(|(_, v, _)| *v)
-            .is_none_or(|(_, _, s)| s.is_some_and(|(t, _)| t.is_final(max_tip)))
+            .filter(|(_, v, _)| *v >= self.terms.amount)
+            .all(|(_, _, s)| s.is_some_and(|(t, _)| t.is_final(max_tip)))
     }
 
     fn feed(&mut self, e: lo::Event) -> Result<(), TestCaseError> {

@@ -25,7 +25,9 @@
 use bitcoin::{Amount, OutPoint, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{MAX_HTLC_CONFS, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::constants::{
+    MAX_HTLC_CONFS, MIN_LOOP_OUT_EXPIRY_DELTA, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET,
+};
 use crate::fees::DontClaim;
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::BlockHeight;
@@ -81,6 +83,9 @@ pub enum FailReason {
     ServerRefunded,
     /// The give-up height passed without a decision.
     TimedOut,
+    /// Not paid before too few blocks were left for the swap to complete (a daemon down, a
+    /// payment that kept erroring); nothing was paid.
+    TooLateToPay,
 }
 
 /// The stored form of [`FailReason`] (serde tags are store format: never rename one).
@@ -102,6 +107,8 @@ pub enum FailReasonRepr {
     ServerRefunded,
     /// [`FailReason::TimedOut`].
     TimedOut,
+    /// [`FailReason::TooLateToPay`].
+    TooLateToPay,
     /// A `NotClaimed(TooLate)` written before (its tag overwrote ours).
     TooLate {
         /// Blocks left.
@@ -133,6 +140,7 @@ impl From<FailReasonRepr> for FailReason {
             R::NotClaimed { not_claimed } => FailReason::NotClaimed(not_claimed),
             R::ServerRefunded => FailReason::ServerRefunded,
             R::TimedOut => FailReason::TimedOut,
+            R::TooLateToPay => FailReason::TooLateToPay,
             R::TooLate { blocks_left } => FailReason::NotClaimed(DontClaim::TooLate { blocks_left }),
             R::FeeAboveLimit { fee, max_fee } => FailReason::NotClaimed(DontClaim::FeeAboveLimit { fee, max_fee }),
             R::NotWorthIt { value, fee } => FailReason::NotClaimed(DontClaim::NotWorthIt { value, fee }),
@@ -150,6 +158,7 @@ impl From<FailReason> for FailReasonRepr {
             FailReason::NotClaimed(not_claimed) => R::NotClaimed { not_claimed },
             FailReason::ServerRefunded => R::ServerRefunded,
             FailReason::TimedOut => R::TimedOut,
+            FailReason::TooLateToPay => R::TooLateToPay,
         }
     }
 }
@@ -205,6 +214,13 @@ pub enum Event {
     OfferRejected,
     /// Both payments were handed to the node.
     PaymentsSent,
+    /// The payments were not sent and the node has none in flight or made for either hash,
+    /// at this tip: the machine fails the swap if too few blocks are left to pay (see
+    /// [`pays_at`]).
+    NotPaid {
+        /// Current tip.
+        height: BlockHeight,
+    },
     /// A payment failed for good.
     PaymentFailed,
     /// The HTLC output was seen with this many confirmations (0 = mempool), and the
@@ -248,8 +264,8 @@ pub enum Event {
     HtlcVanished {
         /// Current tip.
         height: BlockHeight,
-        /// The largest other output paying the HTLC script now, if any (confirmed or not):
-        /// with the preimage out, the client claims it instead.
+        /// Another output of at least the amount paying the HTLC script now, if any (the one
+        /// [`htlc_output`] picks): with the preimage out, the client claims it instead.
         replacement: Option<(OutPoint, Amount)>,
     },
 }
@@ -271,6 +287,27 @@ pub enum Action {
     },
 }
 
+/// The output the client takes for the swap's HTLC among those paying its script
+/// (`(outpoint, value, confirmations)`): one of at least the amount (a smaller one is a
+/// stranger's or a short HTLC, never claimed), the most confirmed, the lowest outpoint on a
+/// tie. A stranger's unconfirmed output, however large, never displaces a confirmed HTLC.
+pub fn htlc_output(
+    outputs: impl IntoIterator<Item = (OutPoint, Amount, u32)>,
+    amount: Amount,
+) -> Option<(OutPoint, Amount, u32)> {
+    outputs
+        .into_iter()
+        .filter(|(_, value, _)| *value >= amount)
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
+}
+
+/// Whether the client may still send its payments at tip `height`: only with at least
+/// [`MIN_LOOP_OUT_EXPIRY_DELTA`] blocks left before `E` (what the server needs at publication
+/// plus the payment's arrival); paying later buys a swap that cannot complete.
+pub fn pays_at(terms: &Terms, height: BlockHeight) -> bool {
+    terms.expiry.saturating_sub(height) >= MIN_LOOP_OUT_EXPIRY_DELTA
+}
+
 /// The transition function.
 pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
     use State as S;
@@ -287,6 +324,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Created, Event::OfferValidated) => (S::OfferAccepted, vec![Action::PayInvoices]),
         (S::Created, Event::OfferRejected) => (S::Failed(FailReason::OfferRejected), vec![]),
         (S::OfferAccepted, Event::PaymentsSent) => (S::Paying, vec![]),
+        (S::OfferAccepted, Event::NotPaid { height }) if !pays_at(terms, *height) => {
+            (S::Failed(FailReason::TooLateToPay), vec![])
+        }
         (S::OfferAccepted | S::Paying | S::HtlcConfirming { .. }, Event::PaymentFailed) => {
             (S::Failed(FailReason::PaymentFailed), vec![])
         }
@@ -364,7 +404,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                 replacement: Some((outpoint, value)),
                 ..
             },
-        ) => (
+        ) if *value >= terms.amount => (
             S::Claiming {
                 outpoint: *outpoint,
                 value: *value,
@@ -372,13 +412,11 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             },
             vec![Action::BumpClaim { outpoint: *outpoint }],
         ),
-        (
-            S::Claiming { .. },
-            Event::HtlcVanished {
-                height,
-                replacement: None,
-            },
-        ) if *height >= terms.give_up_height() => (S::Failed(FailReason::TimedOut), vec![]),
+        (S::Claiming { .. }, Event::HtlcVanished { height, replacement })
+            if replacement.is_none_or(|(_, v)| v < terms.amount) && *height >= terms.give_up_height() =>
+        {
+            (S::Failed(FailReason::TimedOut), vec![])
+        }
         (s, _) => (s, vec![]),
     }
 }
