@@ -501,13 +501,12 @@ impl LoopInClient {
             }
         }
         let chain = self.observed_view(id, &mut version, &mut rec, tip).await?;
-        if matches!(rec.state, State::Persisted | State::Funding { .. }) {
-            // Confirmed funding (or nothing ever came): the machine moves on.
-            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
-        }
+        // Our invoice first: a swap paid for must never take the refund path, and a daemon
+        // back after downtime past `E` would otherwise see its funding confirmed, then `E`,
+        // and refund the output the server paid for before reading the invoice.
         if matches!(
             rec.state,
-            State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
+            State::Persisted | State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
         ) {
             if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
                 // We are paid: help the server claim by the key path (smaller, private). Its
@@ -527,6 +526,10 @@ impl LoopInClient {
                         .await?;
                 }
             }
+        }
+        if matches!(rec.state, State::Persisted | State::Funding { .. }) {
+            // Confirmed funding (or nothing ever came): the machine moves on.
+            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
         }
         if let State::Funded { .. } = rec.state {
             if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {

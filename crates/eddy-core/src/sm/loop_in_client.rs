@@ -405,7 +405,11 @@ pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> 
                 (s, vec![])
             }
         }
-        (S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled) => paid(terms, chain),
+        // Paid: whatever state we were in (even `Persisted`: an external funding the view has
+        // not shown us yet, or a daemon back after downtime that has not read the chain).
+        (S::Persisted | S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled) => {
+            paid(terms, chain)
+        }
         (S::Funded { outpoint, .. }, Event::SwapFailed | Event::Abandon) => refunding(terms, chain, outpoint, None),
         (s @ S::Funded { outpoint, .. }, Event::Block) => {
             if chain.outputs.iter().any(HtlcOutput::claimed_by_other) {
