@@ -222,3 +222,38 @@ pub async fn drive<F, Fut>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SwapLocks;
+    use eddy_core::types::SwapId;
+
+    /// Review finding 2 (lock discipline): while a call holds a swap's lock (a loop-out's own
+    /// send, retrying), a step of that swap waits for it; other swaps' steps do not.
+    #[tokio::test]
+    async fn a_swap_lock_serialises_one_swap_only() {
+        let locks = std::sync::Arc::new(SwapLocks::default());
+        let (a, b) = (SwapId([1; 32]), SwapId([2; 32]));
+        let held = locks.lock(&a).await;
+        assert!(locks.is_locked(&a) && !locks.is_locked(&b));
+        // Another swap's step runs at once.
+        let other = tokio::time::timeout(std::time::Duration::from_millis(100), locks.lock(&b)).await;
+        assert!(other.is_ok(), "another swap is not held up");
+        drop(other);
+        // This swap's step waits until the call is done.
+        let waiting = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _g = locks.lock(&a).await;
+                std::time::Instant::now()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the step waited");
+        let released = std::time::Instant::now();
+        drop(held);
+        let ran = waiting.await.expect("step");
+        assert!(ran >= released);
+        assert!(!locks.is_locked(&a));
+    }
+}

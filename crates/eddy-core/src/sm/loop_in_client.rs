@@ -559,4 +559,50 @@ mod tests {
             "the lowest outpoint on a tie"
         );
     }
+
+    /// Review finding 3: the wallet's funding window closed: a swap nothing pays fails as
+    /// never funded; one something pays (even only in the mempool) does not.
+    #[test]
+    fn funding_window_closed_fails_only_an_unpaid_swap() {
+        let t = terms();
+        let late = crate::constants::loop_in_last_funding_height(t.expiry) + 1;
+        let (s, _) = transition(&t, State::Persisted, &chain(late, vec![]), &Event::FundingWindowClosed);
+        assert_eq!(s, State::Failed(FailReason::NeverFunded));
+        let paid_in = chain(late, vec![out(1, 100_000, 0, None)]);
+        let (s, _) = transition(&t, State::Persisted, &paid_in, &Event::FundingWindowClosed);
+        assert_eq!(s, State::Persisted);
+    }
+
+    /// Review finding 5: an output missing from the view for fewer than `REORG_SAFETY_DEPTH`
+    /// blocks keeps the swap open; `Persisted` waits past `E` until the give-up height.
+    #[test]
+    fn briefly_missing_outputs_keep_the_swap_open() {
+        let t = terms();
+        let mut seen = vec![];
+        let mut c = chain(505, vec![out(1, 100_000, 3, Some((3, true)))]);
+        observe(&mut seen, &mut c);
+        let s = State::Refunding {
+            outpoint: op(1),
+            refund_txid: None,
+        };
+        // A second output seen in the mempool, then gone from the view.
+        let mut c = chain(505, vec![out(1, 100_000, 3, Some((3, true))), out(2, 50_000, 0, None)]);
+        assert!(observe(&mut seen, &mut c));
+        let mut c = chain(506, vec![out(1, 100_000, 4, Some((4, true)))]);
+        assert!(observe(&mut seen, &mut c));
+        assert_eq!(c.missing, vec![op(2)]);
+        let (s, _) = transition(&t, s, &c, &Event::Block);
+        assert!(matches!(s, State::Refunding { .. }), "{s:?}");
+        // Gone for REORG_SAFETY_DEPTH blocks: it is forgotten, the swap ends.
+        let mut c = chain(506 + REORG_SAFETY_DEPTH, vec![out(1, 100_000, 10, Some((10, true)))]);
+        observe(&mut seen, &mut c);
+        assert!(c.missing.is_empty());
+        let (s, _) = transition(&t, s, &c, &Event::Block);
+        assert!(matches!(s, State::Refunded { .. }), "{s:?}");
+        // Persisted, nothing paid: still waiting at E, failed only at the give-up height.
+        let (s, _) = transition(&t, State::Persisted, &chain(t.expiry, vec![]), &Event::Block);
+        assert_eq!(s, State::Persisted);
+        let (s, _) = transition(&t, State::Persisted, &chain(t.give_up_height(), vec![]), &Event::Block);
+        assert_eq!(s, State::Failed(FailReason::NeverFunded));
+    }
 }

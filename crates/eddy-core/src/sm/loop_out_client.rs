@@ -610,4 +610,66 @@ mod tests {
             prop_assert!(s.is_terminal() || matches!(s, State::Claiming { .. }), "{s:?}");
         }
     }
+
+    /// Review finding 4: a stored, unpaid loop-out is paid only while the swap can still
+    /// complete; past that it fails without paying (and the give-up height still ends it).
+    #[test]
+    fn too_late_to_pay_fails_without_paying() {
+        let t = terms();
+        let last_ok = t.expiry - MIN_LOOP_OUT_EXPIRY_DELTA;
+        assert!(pays_at(&t, last_ok) && !pays_at(&t, last_ok + 1));
+        let (s, a) = transition(&t, State::OfferAccepted, &Event::NotPaid { height: last_ok });
+        assert_eq!((s, a), (State::OfferAccepted, vec![]));
+        let (s, a) = transition(&t, State::OfferAccepted, &Event::NotPaid { height: last_ok + 1 });
+        assert_eq!((s.clone(), a), (State::Failed(FailReason::TooLateToPay), vec![]));
+        let stored = serde_json::to_value(&s).expect("json");
+        assert_eq!(
+            stored,
+            serde_json::json!({"state": "failed", "reason": "too_late_to_pay"})
+        );
+        assert_eq!(serde_json::from_value::<State>(stored).expect("reads back"), s);
+        let (s, _) = transition(
+            &t,
+            State::OfferAccepted,
+            &Event::Block {
+                height: t.give_up_height(),
+            },
+        );
+        assert_eq!(s, State::Failed(FailReason::TimedOut));
+    }
+
+    /// Review finding 6: a stranger's unconfirmed output, however large, does not displace the
+    /// confirmed HTLC; short outputs are never taken; ties go to the lowest outpoint.
+    #[test]
+    fn the_htlc_is_the_most_confirmed_output_of_the_amount() {
+        let amount = Amount::from_sat(100_000);
+        let o = |vout| OutPoint {
+            txid: Txid::all_zeros(),
+            vout,
+        };
+        let a = |s| Amount::from_sat(s);
+        let htlc = (o(1), a(100_000), 2);
+        let stranger = (o(2), a(5_000_000), 0);
+        assert_eq!(htlc_output([stranger, htlc], amount), Some(htlc));
+        assert_eq!(htlc_output([htlc, stranger], amount), Some(htlc));
+        assert_eq!(htlc_output([(o(3), a(99_999), 9)], amount), None, "short");
+        assert_eq!(
+            htlc_output([(o(5), a(100_000), 1), (o(4), a(100_001), 1)], amount),
+            Some((o(4), a(100_001), 1)),
+            "tie: lowest outpoint"
+        );
+        // Claiming: the HTLC vanished and only a short output pays the script: not a
+        // replacement.
+        let t = terms();
+        let s = State::Claiming {
+            outpoint: o(1),
+            value: amount,
+            claim_txid: None,
+        };
+        let e = Event::HtlcVanished {
+            height: 510,
+            replacement: Some((o(3), a(99_999))),
+        };
+        assert_eq!(transition(&t, s.clone(), &e), (s, vec![]));
+    }
 }
