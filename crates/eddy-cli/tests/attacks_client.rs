@@ -16,7 +16,7 @@ use bitcoin::{Amount, OutPoint, Transaction};
 use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
-use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapServerApi};
+use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
 use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_client::State as InState;
@@ -1356,5 +1356,61 @@ fn attack_strangers_large_unconfirmed_output_does_not_hold_the_swap() {
     );
     assert_eq!(t.output[0].script_pubkey, dest);
     assert_eq!(t.output[0].value, amount - fee);
+    net.stop().expect("stop");
+}
+
+/// Review finding 4: a loop-out whose payment attempt errors every time (here: the node
+/// cannot restrict the outgoing channel the swap asks for) used to stay stored forever — the
+/// error returned before the block check — and would pay whenever the error went away, however
+/// late. It is never paid with fewer than `MIN_LOOP_OUT_EXPIRY_DELTA` blocks left: then it fails
+/// `TooLateToPay`. Exact money: no payment ever left the client's node, its channel balance is
+/// unchanged to the satoshi.
+#[test]
+fn attack_loop_out_that_cannot_pay_ends_without_paying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let payments0 = lightning_payments(&net);
+    let scid = net
+        .rt
+        .block_on(net.client_ln.channels())
+        .expect("channels")
+        .iter()
+        .find_map(|c| c.short_channel_id)
+        .expect("a channel");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let opts = SwapOptions {
+        channel: Some(scid),
+        ..SwapOptions::default()
+    };
+    let id = net
+        .rt
+        .block_on(net.client.loop_out_with(Amount::from_sat(50_000), dest, opts))
+        .expect("stored; paying failed");
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert_eq!(c.state, OutState::OfferAccepted);
+    let expiry = c.terms.expiry;
+    // Every pass retries and errors while there is time.
+    for _ in 0..2 {
+        let _ = net.rt.block_on(net.client.tick());
+        net.mine(1).expect("mine");
+    }
+    assert_eq!(
+        net.rt.block_on(net.client.swap(&id)).expect("swap").1.state,
+        OutState::OfferAccepted
+    );
+    mine_to(&net, expiry - eddy_core::constants::MIN_LOOP_OUT_EXPIRY_DELTA + 1);
+    let _ = net.rt.block_on(net.client.tick());
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert_eq!(
+        c.state,
+        OutState::Failed(eddy_core::sm::loop_out_client::FailReason::TooLateToPay)
+    );
+    assert_eq!(lightning_payments(&net), payments0, "nothing was sent");
+    assert_eq!(lightning(&net), ln0);
     net.stop().expect("stop");
 }

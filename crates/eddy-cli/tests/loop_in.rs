@@ -746,3 +746,38 @@ fn runner_and_loop_in_racing_fund_the_htlc_exactly_once() {
     .expect("the wallet paid exactly one funding");
     net.stop().expect("stop");
 }
+
+/// Review finding 3: a stored loop-in whose funding failed (the wallet was empty) used to be
+/// funded by any later pass, even when too late for the server to pay (and its error skipped
+/// the block check). Past `loop_in_last_funding_height(E)` the wallet — now funded — never
+/// funds it: the swap fails as never funded, nothing pays its HTLC, the wallet is untouched.
+#[test]
+fn stored_loop_in_is_not_funded_past_the_funding_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");
+    let client = loop_in_client(&net);
+    let amount = Amount::from_sat(60_000);
+    let id = net
+        .rt
+        .block_on(client.loop_in(amount, LoopInOptions::default()))
+        .expect("stored");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert_eq!(rec.state, State::Persisted, "the empty wallet could not fund");
+    let last = eddy_core::constants::loop_in_last_funding_height(rec.terms.expiry);
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(last + 1 - tip - 1).expect("mine");
+    // The wallet gets coins (one more block): the tip is now past the funding window.
+    let chain0 = fund_client(&net);
+    assert_eq!(net.lab.chain.tip().expect("tip").0, last + 1);
+    net.rt.block_on(client.tick()).expect("client tick");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert_eq!(
+        rec.state,
+        State::Failed(eddy_core::sm::loop_in_client::FailReason::NeverFunded)
+    );
+    let tip = net.lab.chain.tip().expect("tip").0;
+    let view = net.rt.block_on(client.chain_view(&id, &rec, tip)).expect("view");
+    assert!(view.outputs.is_empty(), "nothing pays the HTLC: {:?}", view.outputs);
+    assert_eq!(onchain(&net), chain0, "the wallet paid nothing");
+    net.stop().expect("stop");
+}
