@@ -531,6 +531,20 @@ impl LoopInClient {
             // Confirmed funding (or nothing ever came): the machine moves on.
             self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
         }
+        // Paid: the server may ask for its cooperative claim at any pass while its output is
+        // unspent, not only in the pass in which we saw the invoice settled (only ever for the
+        // output it paid for).
+        let claim_pending = server_output(&rec.terms, &chain.outputs)
+            .and_then(|o| chain.outputs.iter().find(|x| x.outpoint == o))
+            .is_some_and(|o| o.spend.is_none());
+        if rec.state == State::Paid
+            && claim_pending
+            && crate::bounded(self.server.swap_state(&id)).await.ok().as_deref() == Some("claiming")
+        {
+            if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
+                tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+            }
+        }
         if let State::Funded { .. } = rec.state {
             if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {
                 if s == "refundable" {

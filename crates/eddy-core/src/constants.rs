@@ -168,9 +168,13 @@ pub fn loop_out_last_reveal_height(expiry: BlockHeight) -> BlockHeight {
 /// of the swap invoice's final CLTV (itself at most `(E − tip) +` [`SERVER_SETTLE_MARGIN`] `+`
 /// [`MAX_FINAL_CLTV_SLACK`]). Route hints are the server's to write, so without this bound a hint
 /// with a huge `cltv_expiry_delta` would lock the client's payment (and channel liquidity) far
-/// past `E`. 144 blocks = 4 hops at LND's default delta of 40 plus slack, or 2 at LDK's 72;
-/// the whole lock stays within LDK's 1008-block route cap:
-/// 288 + 15 + 144 + 144 = 591.
+/// past `E`. 144 blocks = 3 hops at LND's default delta of 40 plus slack (LDK's default
+/// channel delta is 72: 2 such hops). LDK's router also keeps `2 × MEDIAN_HOP_CLTV_EXPIRY_DELTA`
+/// (2 × 40 = 80 blocks) of the route's `max_total_cltv_expiry_delta` in reserve for the shadow
+/// route it adds for privacy, so the route budget the client grants,
+/// `E + 15 + 144 + 144 − tip`, leaves `144 − 80 = 64` blocks for real hops at the worst — a
+/// direct channel to the server (no hop delta) or a hop or two; and the whole lock stays
+/// within LDK's 1008-block route cap: 288 + 15 + 144 + 144 = 591.
 pub const LOOP_OUT_ROUTE_CLTV_ALLOWANCE: u32 = 144;
 
 /// Loop-out client: the highest absolute height any HTLC of the client's payments (swap and
@@ -275,6 +279,9 @@ mod tests {
                     <= 1008
             );
             assert!(LOOP_OUT_ROUTE_CLTV_ALLOWANCE >= 72);
+            // LDK's router keeps 2 × MEDIAN_HOP_CLTV_EXPIRY_DELTA (80) of the route budget in
+            // reserve; what is left still takes one hop at LND's default delta (40).
+            assert!(LOOP_OUT_ROUTE_CLTV_ALLOWANCE >= 2 * 40 + 40);
             assert!(SERVER_CALL_TIMEOUT_SECS * 3 < 60);
         }
         assert_eq!(loop_out_max_payment_cltv(1000), 1303);
