@@ -16,7 +16,7 @@ use bitcoin::{Amount, OutPoint, Transaction};
 use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
-use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapServerApi};
+use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
 use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_client::State as InState;
@@ -1275,5 +1275,142 @@ fn attack_htlc_confs_above_the_cap_is_refused() {
         eddy_core::constants::MAX_HTLC_CONFS,
         "capped everywhere"
     );
+    net.stop().expect("stop");
+}
+
+/// Attack (review finding 6): a stranger pays the loop-out HTLC's address 200,000 sat — more
+/// than the swap — in a transaction that stays unconfirmed, right when the server's HTLC
+/// confirms. The client used to take the largest output paying the script, the stranger's
+/// unconfirmed one, and wait in `HtlcConfirming` on it (until too late to reveal). It takes the
+/// confirmed HTLC of the amount, reveals at once and claims it: the client receives exactly the
+/// amount less its claim's fee; the stranger's output is left alone.
+#[test]
+fn attack_strangers_large_unconfirmed_output_does_not_hold_the_swap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let amount = Amount::from_sat(80_000);
+    let id = net
+        .rt
+        .block_on(net.client.loop_out(amount, dest.clone()))
+        .expect("loop-out");
+    // Until the server's HTLC is in the mempool and the client has seen it.
+    let start = std::time::Instant::now();
+    let htlc = loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let c = net.rt.block_on(net.client.swap(&id)).expect("swap").1;
+        if let OutState::HtlcConfirming { outpoint, .. } = c.state {
+            break outpoint;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", c.state);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let address = htlc_address(&c.offer.htlc_address);
+    let stranger = net
+        .lab
+        .chain
+        .fund(&address, Amount::from_sat(200_000))
+        .expect("stranger pays");
+    assert!(in_mempool(&net, &stranger));
+    // A block with the HTLC but not the stranger's transaction (the devnet builds it from the
+    // transactions given, the rest stays in the mempool).
+    let htlc_tx = tx(&net, &htlc.txid).tx;
+    net.lab
+        .chain
+        .reorg(1, 1, &[], &[htlc_tx])
+        .expect("block with the HTLC only");
+    assert!(tx(&net, &htlc.txid).block.is_some(), "HTLC confirmed");
+    assert!(in_mempool(&net, &stranger), "the stranger's output unconfirmed");
+    net.rt.block_on(net.client.tick()).expect("client tick");
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert!(
+        matches!(c.state, OutState::Claiming { outpoint, .. } if outpoint == htlc),
+        "claims the confirmed HTLC at once: {:?}",
+        c.state
+    );
+    let start = std::time::Instant::now();
+    let claim_txid = loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(net.client.tick()).expect("client tick");
+        let c = net.rt.block_on(net.client.swap(&id)).expect("swap").1;
+        if let OutState::Succeeded { claim_txid } = c.state {
+            break claim_txid;
+        }
+        assert!(!c.state.is_terminal(), "{:?}", c.state);
+        net.mine(1).expect("mine");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    };
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    let (_, fee) = c.confirmed_claim().expect("claim");
+    let t = tx(&net, &claim_txid).tx;
+    assert_eq!(t.input.len(), 1);
+    assert_eq!(
+        t.input[0].previous_output, htlc,
+        "the server's HTLC, not the stranger's output"
+    );
+    assert_eq!(t.output[0].script_pubkey, dest);
+    assert_eq!(t.output[0].value, amount - fee);
+    net.stop().expect("stop");
+}
+
+/// Review finding 4: a loop-out whose payment attempt errors every time (here: the node
+/// cannot restrict the outgoing channel the swap asks for) used to stay stored forever — the
+/// error returned before the block check — and would pay whenever the error went away, however
+/// late. It is never paid with fewer than `MIN_LOOP_OUT_EXPIRY_DELTA` blocks left: then it fails
+/// `TooLateToPay`. Exact money: no payment ever left the client's node, its channel balance is
+/// unchanged to the satoshi.
+#[test]
+fn attack_loop_out_that_cannot_pay_ends_without_paying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let payments0 = lightning_payments(&net);
+    let scid = net
+        .rt
+        .block_on(net.client_ln.channels())
+        .expect("channels")
+        .iter()
+        .find_map(|c| c.short_channel_id)
+        .expect("a channel");
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("addr")
+        .script_pubkey();
+    let opts = SwapOptions {
+        channel: Some(scid),
+        ..SwapOptions::default()
+    };
+    let id = net
+        .rt
+        .block_on(net.client.loop_out_with(Amount::from_sat(50_000), dest, opts))
+        .expect("stored; paying failed");
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert_eq!(c.state, OutState::OfferAccepted);
+    let expiry = c.terms.expiry;
+    // Every pass retries and errors while there is time.
+    for _ in 0..2 {
+        let _ = net.rt.block_on(net.client.tick());
+        net.mine(1).expect("mine");
+    }
+    assert_eq!(
+        net.rt.block_on(net.client.swap(&id)).expect("swap").1.state,
+        OutState::OfferAccepted
+    );
+    mine_to(&net, expiry - eddy_core::constants::MIN_LOOP_OUT_EXPIRY_DELTA + 1);
+    let _ = net.rt.block_on(net.client.tick());
+    let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
+    assert_eq!(
+        c.state,
+        OutState::Failed(eddy_core::sm::loop_out_client::FailReason::TooLateToPay)
+    );
+    assert_eq!(lightning_payments(&net), payments0, "nothing was sent");
+    assert_eq!(lightning(&net), ln0);
     net.stop().expect("stop");
 }

@@ -33,6 +33,37 @@ pub(crate) async fn bounded<T>(call: impl std::future::Future<Output = Result<T,
         .unwrap_or_else(|_| Err(format!("the swap server did not answer within {limit} s")))
 }
 
+/// One async lock per swap, shared by every call that acts on a swap (creating and funding or
+/// paying it, abandoning it) and by the engine's step of it. Whoever holds a swap's lock
+/// re-reads its record from the store before deciding anything, so no two callers ever act on
+/// the same stored state: the runner cannot fund a loop-in that `loop_in()` is funding, read a
+/// payment as failed while `loop_out()`'s own send is still retrying, or see a swap `abandon()`
+/// is ending half-way.
+#[derive(Default)]
+pub struct SwapLocks {
+    locks:
+        std::sync::Mutex<std::collections::HashMap<eddy_core::types::SwapId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SwapLocks {
+    /// Waits for swap `id`'s lock. Entries nobody holds or waits for are dropped on the way
+    /// (only the map refers to them), so the map stays as small as the swaps in use.
+    pub async fn lock(&self, id: &eddy_core::types::SwapId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.retain(|k, v| k == id || std::sync::Arc::strong_count(v) > 1);
+            map.entry(*id).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Whether swap `id`'s lock is held now (by anyone).
+    pub fn is_locked(&self, id: &eddy_core::types::SwapId) -> bool {
+        let map = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(id).is_some_and(|l| l.try_lock().is_err())
+    }
+}
+
 /// What the client needs from a swap server.
 #[async_trait]
 pub trait SwapServerApi: Send + Sync {
@@ -189,5 +220,40 @@ pub async fn drive<F, Fut>(
                 tracing::warn!(error = %e, "client engine pass");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SwapLocks;
+    use eddy_core::types::SwapId;
+
+    /// Review finding 2 (lock discipline): while a call holds a swap's lock (a loop-out's own
+    /// send, retrying), a step of that swap waits for it; other swaps' steps do not.
+    #[tokio::test]
+    async fn a_swap_lock_serialises_one_swap_only() {
+        let locks = std::sync::Arc::new(SwapLocks::default());
+        let (a, b) = (SwapId([1; 32]), SwapId([2; 32]));
+        let held = locks.lock(&a).await;
+        assert!(locks.is_locked(&a) && !locks.is_locked(&b));
+        // Another swap's step runs at once.
+        let other = tokio::time::timeout(std::time::Duration::from_millis(100), locks.lock(&b)).await;
+        assert!(other.is_ok(), "another swap is not held up");
+        drop(other);
+        // This swap's step waits until the call is done.
+        let waiting = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _g = locks.lock(&a).await;
+                std::time::Instant::now()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the step waited");
+        let released = std::time::Instant::now();
+        drop(held);
+        let ran = waiting.await.expect("step");
+        assert!(ran >= released);
+        assert!(!locks.is_locked(&a));
     }
 }

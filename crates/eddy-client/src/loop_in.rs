@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
-use eddy_core::constants::{loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
+use eddy_core::constants::{loop_in_last_funding_height, loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
 use eddy_core::fees::{next_sweep_fee_rate, sweep_conf_target, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
-use eddy_core::sm::loop_in_client::{server_output, Chain, HtlcOutput, OutputSpend};
+use eddy_core::sm::loop_in_client::{observe, server_output, Chain, HtlcOutput, OutputSpend, SeenOutput};
 use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
 use eddy_core::types::{Preimage, SwapId};
@@ -113,6 +113,11 @@ pub struct ClientLoopIn {
     /// refund is `refund`, of the state's outpoint).
     #[serde(default)]
     pub refunds: Vec<OutputRefund>,
+    /// Every output worth a refund seen paying the HTLC, and since when it is missing from the
+    /// view (a swap goes terminal on a missing output only after
+    /// [`eddy_core::constants::REORG_SAFETY_DEPTH`] blocks).
+    #[serde(default)]
+    pub seen: Vec<SeenOutput>,
     /// The state machine's state.
     pub state: State,
 }
@@ -154,6 +159,7 @@ pub struct LoopInClient {
     server: Arc<dyn SwapServerApi>,
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
+    locks: crate::SwapLocks,
 }
 
 fn backend(e: impl std::fmt::Display) -> ClientError {
@@ -184,6 +190,7 @@ impl LoopInClient {
             server,
             keys,
             watcher: Mutex::new(watcher),
+            locks: crate::SwapLocks::default(),
         })
     }
 
@@ -268,6 +275,8 @@ impl LoopInClient {
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
+        // Held until the funding is broadcast and recorded: no pass funds this swap meanwhile.
+        let _guard = self.locks.lock(&id).await;
         let invoice = self
             .ln
             .create_invoice(
@@ -320,6 +329,7 @@ impl LoopInClient {
             refund_to: None,
             refund: None,
             refunds: vec![],
+            seen: vec![],
             state: State::Created,
         };
         let created = self
@@ -343,9 +353,22 @@ impl LoopInClient {
         let chain = Chain {
             height: tip,
             outputs: vec![],
+            missing: vec![],
         };
-        self.apply(id, &mut version, &mut rec, Event::OfferValidated, &chain)
-            .await?;
+        match self
+            .apply(id, &mut version, &mut rec, Event::OfferValidated, &chain)
+            .await
+        {
+            Ok(()) => {}
+            // The swap is stored: the runner retries the funding while there is time for it
+            // (see `loop_in_last_funding_height`), else it fails as never funded. Report the
+            // swap (its state says it is not funded yet), never an error the caller might
+            // answer by creating a second swap.
+            Err(ClientError::Backend(e)) => {
+                tracing::warn!(swap = %id, error = %e, "funding failed; the next pass retries while there is time");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(id)
     }
 
@@ -370,6 +393,8 @@ impl LoopInClient {
     /// (cooperatively if the server agrees, else by the timeout path after `E`). After our
     /// invoice was paid there is nothing to abandon.
     pub async fn abandon(&self, id: &SwapId) -> Result<(), ClientError> {
+        // Under the swap's lock, on the record as stored now: never half-way through a funding.
+        let _guard = self.locks.lock(id).await;
         let (mut version, mut rec) = self.swap(id).await?;
         if rec.state.is_terminal() {
             return Err(ClientError::OfferRefused(format!(
@@ -381,8 +406,13 @@ impl LoopInClient {
         // the funding confirmed.
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let chain = self.chain_view(id, &rec, tip).await?;
-        let funded = chain.outputs.iter().find(|o| o.refundable()).map(|o| o.outpoint.txid);
+        let chain = self.observed_view(*id, &mut version, &mut rec, tip).await?;
+        let funded = chain
+            .outputs
+            .iter()
+            .find(|o| o.refundable())
+            .map(|o| o.outpoint.txid)
+            .or(chain.missing.first().map(|o| o.txid));
         if let (Some(txid), State::Created | State::Persisted | State::Funding { .. }) = (funded, &rec.state) {
             return Err(ClientError::OfferRefused(format!(
                 "the HTLC is funded ({txid}); abandon again once it confirms and the coins are refunded"
@@ -400,11 +430,52 @@ impl LoopInClient {
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let active = Self::active(&*self.store).await?;
         let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
-            .map(|(id, version, rec)| self.step(id, version, rec, tip))
+            .map(|(id, _, _)| self.step_locked(id, tip))
             .buffer_unordered(crate::CONCURRENT_STEPS)
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    /// [`Self::step`] under the swap's lock, on its record as stored now (`loop_in()` or
+    /// `abandon()` may have moved it since the pass listed it).
+    async fn step_locked(&self, id: SwapId, tip: u32) -> Result<(), ClientError> {
+        let _guard = self.locks.lock(&id).await;
+        let (version, rec) = self.swap(&id).await?;
+        if rec.state.is_terminal() {
+            return Ok(());
+        }
+        self.step(id, version, rec, tip).await
+    }
+
+    /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
+    pub fn is_busy(&self, id: &SwapId) -> bool {
+        self.locks.is_locked(id)
+    }
+
+    /// [`Self::chain_view`] with the swap's memory of its outputs applied (see
+    /// [`eddy_core::sm::loop_in_client::observe`]): outputs gone from the view for fewer than
+    /// `REORG_SAFETY_DEPTH` blocks are listed as missing; the memory is persisted when it
+    /// changes.
+    async fn observed_view(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        tip: u32,
+    ) -> Result<Chain, ClientError> {
+        let mut chain = self.chain_view(&id, rec, tip).await?;
+        if observe(&mut rec.seen, &mut chain) {
+            let missing: Vec<String> = chain.missing.iter().map(ToString::to_string).collect();
+            self.persist(
+                id,
+                version,
+                rec,
+                json!({"event": "outputs_seen", "height": tip, "missing": missing}),
+            )
+            .await?;
+        }
+        Ok(chain)
     }
 
     /// What the chain shows of swap `id`'s HTLC at `tip`: every output paying exactly its script
@@ -416,19 +487,27 @@ impl LoopInClient {
     }
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
-        // Persisted but not funded (also after a crash between the two): fund, or adopt.
-        if rec.state == State::Persisted {
-            let chain = self.chain_view(&id, &rec, tip).await?;
-            self.act(id, &mut version, &mut rec, Action::FundHtlc, &chain).await?;
+        // Persisted but not funded (also after a crash between the two): fund, or adopt —
+        // only while a funding can still confirm in time for the server to pay. A failed
+        // funding does not skip the block check below.
+        let mut fund_error = None;
+        if rec.state == State::Persisted && !rec.options.external {
+            let chain = self.observed_view(id, &mut version, &mut rec, tip).await?;
+            if tip > loop_in_last_funding_height(rec.terms.expiry) {
+                self.apply(id, &mut version, &mut rec, Event::FundingWindowClosed, &chain)
+                    .await?;
+            } else if let Err(e) = self.act(id, &mut version, &mut rec, Action::FundHtlc, &chain).await {
+                tracing::warn!(swap = %id, error = %e, "funding");
+                fund_error = Some(e);
+            }
         }
-        let chain = self.chain_view(&id, &rec, tip).await?;
-        if matches!(rec.state, State::Persisted | State::Funding { .. }) {
-            // Confirmed funding (or nothing ever came): the machine moves on.
-            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
-        }
+        let chain = self.observed_view(id, &mut version, &mut rec, tip).await?;
+        // Our invoice first: a swap paid for must never take the refund path, and a daemon
+        // back after downtime past `E` would otherwise see its funding confirmed, then `E`,
+        // and refund the output the server paid for before reading the invoice.
         if matches!(
             rec.state,
-            State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
+            State::Persisted | State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
         ) {
             if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
                 // We are paid: help the server claim by the key path (smaller, private). Its
@@ -449,6 +528,24 @@ impl LoopInClient {
                 }
             }
         }
+        if matches!(rec.state, State::Persisted | State::Funding { .. }) {
+            // Confirmed funding (or nothing ever came): the machine moves on.
+            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
+        }
+        // Paid: the server may ask for its cooperative claim at any pass while its output is
+        // unspent, not only in the pass in which we saw the invoice settled (only ever for the
+        // output it paid for).
+        let claim_pending = server_output(&rec.terms, &chain.outputs)
+            .and_then(|o| chain.outputs.iter().find(|x| x.outpoint == o))
+            .is_some_and(|o| o.spend.is_none());
+        if rec.state == State::Paid
+            && claim_pending
+            && crate::bounded(self.server.swap_state(&id)).await.ok().as_deref() == Some("claiming")
+        {
+            if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
+                tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+            }
+        }
         if let State::Funded { .. } = rec.state {
             if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {
                 if s == "refundable" {
@@ -457,7 +554,8 @@ impl LoopInClient {
                 }
             }
         }
-        self.apply(id, &mut version, &mut rec, Event::Block, &chain).await
+        self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
+        fund_error.map_or(Ok(()), Err)
     }
 
     /// Co-signs the server's key-path claim of our HTLC. Called only once our invoice is
@@ -552,6 +650,10 @@ impl LoopInClient {
                 let txid = match existing {
                     Some(t) => t,
                     None => {
+                        // Only while the funding can confirm in time for the server to pay.
+                        if chain.height > loop_in_last_funding_height(rec.terms.expiry) {
+                            return Ok(());
+                        }
                         eddy_store::crash_point("loop_in.fund.before_broadcast");
                         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
                         let rate = self
@@ -559,6 +661,20 @@ impl LoopInClient {
                             .fee_rate(rec.options.conf_target.unwrap_or(self.cfg.conf_target))
                             .await
                             .map_err(backend)?;
+                        // The miner-fee limit holds at funding time too (fees may have risen
+                        // since the swap was created): not now, maybe at a later pass.
+                        let max_miner = rec
+                            .options
+                            .max_miner_fee
+                            .map_or(self.cfg.max_miner_fee, Amount::from_sat);
+                        let estimate = funding_fee_estimate(rate);
+                        if estimate > max_miner {
+                            return Err(ClientError::Backend(format!(
+                                "not funding now: the miner fee is estimated at {} sat, above the limit {} sat",
+                                estimate.to_sat(),
+                                max_miner.to_sat()
+                            )));
+                        }
                         self.ln
                             .send_outputs(&[(htlc.script_pubkey(), rec.terms.amount)], rate)
                             .await
@@ -758,7 +874,11 @@ fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
             }
         })
         .collect();
-    Chain { height: tip, outputs }
+    Chain {
+        height: tip,
+        outputs,
+        missing: vec![],
+    }
 }
 
 /// Why the client will not co-sign a claim the server asks for: it must spend exactly one
@@ -803,5 +923,6 @@ fn event_json(e: &Event, chain: &Chain) -> serde_json::Value {
             })).collect::<Vec<_>>(),
         }),
         Event::RefundBroadcast { txid } => json!({"event": "refund_broadcast", "txid": txid.to_string()}),
+        Event::FundingWindowClosed => json!({"event": "funding_window_closed", "height": chain.height}),
     }
 }

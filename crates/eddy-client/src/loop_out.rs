@@ -14,7 +14,7 @@ use eddy_core::fees::{
 };
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
-use eddy_core::sm::loop_out_client::{transition, Action, Event, FailReason, State, Terms};
+use eddy_core::sm::loop_out_client::{htlc_output, pays_at, transition, Action, Event, FailReason, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
@@ -208,6 +208,7 @@ pub struct LoopOutClient {
     server: Arc<dyn SwapServerApi>,
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
+    locks: crate::SwapLocks,
 }
 
 impl LoopOutClient {
@@ -238,6 +239,7 @@ impl LoopOutClient {
             server,
             keys,
             watcher: Mutex::new(watcher),
+            locks: crate::SwapLocks::default(),
         })
     }
 
@@ -277,6 +279,9 @@ impl LoopOutClient {
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
+        // Held until the payments are handed to the node: no pass reads their status (a
+        // failed attempt between the node's send retries) before our own send is done.
+        let _guard = self.locks.lock(&id).await;
         let claim_key = self.keys.public(KEY_PURPOSE, &id);
         let offer = crate::bounded(self.server.loop_out(&LoopOutCreate {
             amount,
@@ -459,11 +464,27 @@ impl LoopOutClient {
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let active = Self::active(&*self.store).await?;
         let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
-            .map(|(id, version, rec)| self.step(id, version, rec, tip))
+            .map(|(id, _, _)| self.step_locked(id, tip))
             .buffer_unordered(crate::CONCURRENT_STEPS)
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    /// [`Self::step`] under the swap's lock, on its record as stored now (another call may have
+    /// moved it since the pass listed it).
+    async fn step_locked(&self, id: SwapId, tip: u32) -> Result<(), ClientError> {
+        let _guard = self.locks.lock(&id).await;
+        let (version, rec) = self.swap(&id).await?;
+        if rec.state.is_terminal() {
+            return Ok(());
+        }
+        self.step(id, version, rec, tip).await
+    }
+
+    /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
+    pub fn is_busy(&self, id: &SwapId) -> bool {
+        self.locks.is_locked(id)
     }
 
     fn claim_input(rec: &ClientLoopOut, outpoint: OutPoint, value: Amount) -> Result<HtlcInput, ClientError> {
@@ -497,6 +518,25 @@ impl LoopOutClient {
         // a channel is usable again. Right after a restart the peers are still reconnecting; a
         // payment started then fails at once and would fail the swap. The server's publication
         // deadline bounds the wait (it cancels the invoices; the swap then fails, nothing paid).
+        let mut pay_error = None;
+        if rec.state == State::OfferAccepted && !pays_at(&rec.terms, tip) {
+            // Too late to pay: unless a send of ours is already out (a crash after sending,
+            // before recording it), the swap fails without paying.
+            let prepay_hash = self.prepay_hash(&rec);
+            let mut sent = false;
+            for h in std::iter::once(rec.htlc.payment_hash).chain(prepay_hash) {
+                match self.ln.payment_status(&h).await.map_err(backend)? {
+                    PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => sent = true,
+                    _ => {}
+                }
+            }
+            let e = if sent {
+                Event::PaymentsSent
+            } else {
+                Event::NotPaid { height: tip }
+            };
+            self.apply(id, &mut version, &mut rec, e, tip).await?;
+        }
         if rec.state == State::OfferAccepted {
             let channel = self.cfg.effective(&rec.options).channel;
             let ready = self
@@ -507,7 +547,11 @@ impl LoopOutClient {
                 .iter()
                 .any(|c| c.usable && channel.is_none_or(|id| c.short_channel_id == Some(id)));
             if ready {
-                self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await?;
+                // A failed send does not skip the block check below (the give-up height).
+                if let Err(e) = self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await {
+                    tracing::warn!(swap = %id, error = %e, "paying");
+                    pay_error = Some(e);
+                }
             } else {
                 tracing::debug!(swap = %id, "waiting for a usable channel to pay");
             }
@@ -518,9 +562,12 @@ impl LoopOutClient {
             rec.state,
             State::OfferAccepted | State::Paying | State::HtlcConfirming { .. }
         ) {
-            if let Some(f) = status.fundings.iter().max_by_key(|f| f.value) {
-                let confs = WatchStatus::confirmations(f.height, tip);
-                let input = Self::claim_input(&rec, f.outpoint, f.value)?;
+            let outputs = status
+                .fundings
+                .iter()
+                .map(|f| (f.outpoint, f.value, WatchStatus::confirmations(f.height, tip)));
+            if let Some((outpoint, value, confs)) = htlc_output(outputs, rec.terms.amount) {
+                let input = Self::claim_input(&rec, outpoint, value)?;
                 let probe = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(Amount::ZERO))
                     .map_err(backend)?;
                 let blocks_left = rec.terms.expiry.saturating_sub(tip);
@@ -531,7 +578,7 @@ impl LoopOutClient {
                     .await
                     .map_err(backend)?;
                 let decision = claim_decision(
-                    f.value,
+                    value,
                     probe.predicted_weight,
                     needed,
                     eff.max_miner_fee,
@@ -540,8 +587,8 @@ impl LoopOutClient {
                 )
                 .map(|_| ());
                 let e = Event::HtlcSeen {
-                    outpoint: f.outpoint,
-                    value: f.value,
+                    outpoint,
+                    value,
                     confs,
                     height: tip,
                     decision,
@@ -563,11 +610,11 @@ impl LoopOutClient {
                 }
             }
             if !status.fundings.iter().any(|f| f.outpoint == outpoint) {
-                let replacement = status
+                let outputs = status
                     .fundings
                     .iter()
-                    .max_by_key(|f| f.value)
-                    .map(|f| (f.outpoint, f.value));
+                    .map(|f| (f.outpoint, f.value, WatchStatus::confirmations(f.height, tip)));
+                let replacement = htlc_output(outputs, rec.terms.amount).map(|(o, v, _)| (o, v));
                 let e = Event::HtlcVanished {
                     height: tip,
                     replacement,
@@ -576,7 +623,8 @@ impl LoopOutClient {
             }
         }
         self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
-            .await
+            .await?;
+        pay_error.map_or(Ok(()), Err)
     }
 
     async fn act(
@@ -589,6 +637,11 @@ impl LoopOutClient {
     ) -> Result<(), ClientError> {
         match action {
             Action::PayInvoices => {
+                // Never pay a swap that can no longer complete (see `pays_at`): the step fails
+                // it without paying.
+                if !pays_at(&rec.terms, tip) {
+                    return Ok(());
+                }
                 let eff = self.cfg.effective(&rec.options);
                 // Both payments (swap and prepay) are bounded by the offer: no HTLC of ours may
                 // outlive `loop_out_max_payment_cltv(E)`, whatever the route hints say.
@@ -814,6 +867,7 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::OfferValidated => json!({"event": "offer_validated"}),
         Event::OfferRejected => json!({"event": "offer_rejected"}),
         Event::PaymentsSent => json!({"event": "payments_sent"}),
+        Event::NotPaid { height } => json!({"event": "not_paid", "height": height}),
         Event::PaymentFailed => json!({"event": "payment_failed"}),
         Event::HtlcSeen {
             outpoint,

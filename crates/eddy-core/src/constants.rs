@@ -171,9 +171,13 @@ pub fn loop_out_last_reveal_height(expiry: BlockHeight) -> BlockHeight {
 /// of the swap invoice's final CLTV (itself at most `(E − tip) +` [`SERVER_SETTLE_MARGIN`] `+`
 /// [`MAX_FINAL_CLTV_SLACK`]). Route hints are the server's to write, so without this bound a hint
 /// with a huge `cltv_expiry_delta` would lock the client's payment (and channel liquidity) far
-/// past `E`. 144 blocks = 4 hops at LND's default delta of 40 plus slack, or 2 at LDK's 72;
-/// the whole lock stays within LDK's 1008-block route cap:
-/// 288 + 15 + 144 + 144 = 591.
+/// past `E`. 144 blocks = 3 hops at LND's default delta of 40 plus slack (LDK's default
+/// channel delta is 72: 2 such hops). LDK's router also keeps `2 × MEDIAN_HOP_CLTV_EXPIRY_DELTA`
+/// (2 × 40 = 80 blocks) of the route's `max_total_cltv_expiry_delta` in reserve for the shadow
+/// route it adds for privacy, so the route budget the client grants,
+/// `E + 15 + 144 + 144 − tip`, leaves `144 − 80 = 64` blocks for real hops at the worst — a
+/// direct channel to the server (no hop delta) or a hop or two; and the whole lock stays
+/// within LDK's 1008-block route cap: 288 + 15 + 144 + 144 = 591.
 pub const LOOP_OUT_ROUTE_CLTV_ALLOWANCE: u32 = 144;
 
 /// Loop-out client: the highest absolute height any HTLC of the client's payments (swap and
@@ -208,6 +212,30 @@ pub const LOOP_IN_MIN_REFUND_SAT: u64 = 1_000;
 /// on the devnet) is never starved. 10 s is three times the slowest co-signing round trip
 /// measured on the devnet under load.
 pub const SERVER_CALL_TIMEOUT_SECS: u64 = 10;
+
+/// Loop-in: confirmations the funding output needs before the server pays for it (and before
+/// [`crate::validate::loop_in_server_output`] counts it as the server's). One: the server's
+/// payment is safe against a double-spend of the funding only once it is in a block, and more
+/// would spend the payment budget ([`MIN_LOOP_IN_EXPIRY_DELTA`] counts up to
+/// [`MAX_HTLC_CONFS`]).
+pub const LOOP_IN_SERVER_FUNDING_CONFS: u32 = 1;
+
+/// Loop-in client: blocks before `E` under which its wallet no longer funds a stored swap. A
+/// funding broadcast at tip `t` confirms by `t +` [`SPEND_CONFIRM_BUDGET`], reaches the
+/// server's confirmations (at most [`MAX_HTLC_CONFS`] counted) and must then still leave the
+/// server its payment budget and claim margin ([`loop_in_last_payment_height`] is
+/// `E − LOOP_IN_CLAIM_MARGIN − MIN_PAYMENT_CLTV_BUDGET`): 6 + 6 + 40 + 20 = 72, the same budget
+/// as [`MIN_LOOP_IN_EXPIRY_DELTA`], so any accepted offer may be funded at once, and a swap
+/// stored but not funded in time (a daemon down, a wallet error) fails as never funded instead
+/// of funding an HTLC the server can no longer pay for.
+pub const LOOP_IN_FUNDING_CUTOFF: u32 =
+    SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + MIN_PAYMENT_CLTV_BUDGET + LOOP_IN_CLAIM_MARGIN;
+
+/// Loop-in client: the last tip at which its wallet may fund a swap expiring at `E`
+/// (`E −` [`LOOP_IN_FUNDING_CUTOFF`]).
+pub fn loop_in_last_funding_height(expiry: BlockHeight) -> BlockHeight {
+    expiry.saturating_sub(LOOP_IN_FUNDING_CUTOFF)
+}
 
 // --- server side (issue 12) ---
 
@@ -278,10 +306,26 @@ mod tests {
                     <= 1008
             );
             assert!(LOOP_OUT_ROUTE_CLTV_ALLOWANCE >= 72);
+            // LDK's router keeps 2 × MEDIAN_HOP_CLTV_EXPIRY_DELTA (80) of the route budget in
+            // reserve; what is left still takes one hop at LND's default delta (40).
+            assert!(LOOP_OUT_ROUTE_CLTV_ALLOWANCE >= 2 * 40 + 40);
             assert!(SERVER_CALL_TIMEOUT_SECS * 3 < 60);
         }
         assert_eq!(loop_out_max_payment_cltv(1000), 1303);
         assert_eq!(loop_out_max_payment_cltv_delta(1000, 1000), Some(303));
         assert_eq!(loop_out_max_payment_cltv_delta(1000, 1303), None);
+        // Client side (issue 12, review): an accepted loop-in offer can be funded at once, and
+        // a funding at the cutoff still confirms with the server's budget left; a loop-out
+        // client pays only with MIN_LOOP_OUT_EXPIRY_DELTA blocks left (an offer accepted at the
+        // minimum window can be paid at once).
+        assert_eq!(LOOP_IN_FUNDING_CUTOFF, MIN_LOOP_IN_EXPIRY_DELTA);
+        assert_eq!(loop_in_last_funding_height(1000), 928);
+        const {
+            assert!(
+                LOOP_IN_FUNDING_CUTOFF
+                    >= SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET
+            );
+            assert!(LOOP_IN_SERVER_FUNDING_CONFS >= 1 && LOOP_IN_SERVER_FUNDING_CONFS <= MAX_HTLC_CONFS);
+        }
     }
 }

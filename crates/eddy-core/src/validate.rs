@@ -666,3 +666,21 @@ pub fn check_funding(value: Amount, expected: Amount) -> FundingCheck {
         core::cmp::Ordering::Greater => FundingCheck::Over,
     }
 }
+
+/// The one loop-in output the server pays for, by the rule both sides share (the server
+/// decides what to pay against it, the client what to leave to the server and what to refund):
+/// among the outputs paying the swap's HTLC script — `(outpoint, value, confirmations)` —
+/// those of exactly `amount` with at least `required_confs` confirmations (never fewer than
+/// one), the earliest confirmed (most confirmations), the lowest outpoint on a tie. Every other
+/// output paying the HTLC is the client's to refund.
+pub fn loop_in_server_output(
+    fundings: impl IntoIterator<Item = (bitcoin::OutPoint, Amount, u32)>,
+    amount: Amount,
+    required_confs: u32,
+) -> Option<bitcoin::OutPoint> {
+    fundings
+        .into_iter()
+        .filter(|(_, value, confs)| *value == amount && *confs >= required_confs.max(1))
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
+        .map(|(outpoint, _, _)| outpoint)
+}

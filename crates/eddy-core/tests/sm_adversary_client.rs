@@ -22,9 +22,11 @@
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, OutPoint, Txid};
+use eddy_core::constants::REORG_SAFETY_DEPTH;
 use eddy_core::constants::{LOOP_IN_MIN_REFUND_SAT, PREIMAGE_REVEAL_CUTOFF};
 use eddy_core::fees::DontClaim;
 use eddy_core::sm::loop_in_client as li;
+use eddy_core::sm::loop_in_server as ls;
 use eddy_core::sm::loop_out_client as lo;
 use eddy_core::sm::SWEEP_FINAL_CONFS;
 use proptest::prelude::*;
@@ -75,6 +77,10 @@ struct Model {
     next: u32,
     /// Outputs paying the HTLC: (funding tx, value, spend (tx, ours)).
     outputs: Vec<ModelOutput>,
+    /// Outputs the client's view misses until the tip reaches the height given (a transaction
+    /// mined between the watcher's chain and mempool reads, a funding a reorg dropped that is
+    /// re-mined later): they exist, the client just does not see them for a while.
+    hidden: Vec<(OutPoint, u32)>,
 }
 
 impl Model {
@@ -84,6 +90,7 @@ impl Model {
             max_tip: START,
             next: 1,
             outputs: vec![],
+            hidden: vec![],
         }
     }
 
@@ -168,6 +175,12 @@ impl Model {
             outputs: self
                 .outputs
                 .iter()
+                .filter(|(f, _, _)| {
+                    !self
+                        .hidden
+                        .iter()
+                        .any(|(o, until)| *o == Model::outpoint(f) && self.tip < *until)
+                })
                 .map(|(f, v, s)| li::HtlcOutput {
                     outpoint: Model::outpoint(f),
                     value: *v,
@@ -179,6 +192,7 @@ impl Model {
                     }),
                 })
                 .collect(),
+            missing: vec![],
         }
     }
 }
@@ -204,6 +218,15 @@ enum InStep {
     Cosigns(bool),
     /// The server (once paid) claims the output it paid for.
     ServerClaims,
+    /// The client's view misses the newest output for this many blocks (fewer than
+    /// `REORG_SAFETY_DEPTH`), then sees it again.
+    Flicker(u32),
+    /// Whether the client's wallet funding works now (a wallet error keeps a stored swap in
+    /// `Persisted`; the engine retries while the funding window is open).
+    WalletWorks(bool),
+    /// With `--external`: the user pays the address (once), whenever before the give-up
+    /// height — also after `E`, also if the machine already gave up (it must not have).
+    UserFunds,
 }
 
 fn in_step() -> impl Strategy<Value = InStep> {
@@ -216,6 +239,9 @@ fn in_step() -> impl Strategy<Value = InStep> {
         1 => Just(InStep::Abandon),
         1 => any::<bool>().prop_map(InStep::Cosigns),
         1 => Just(InStep::ServerClaims),
+        1 => (1u32..REORG_SAFETY_DEPTH).prop_map(InStep::Flicker),
+        1 => any::<bool>().prop_map(InStep::WalletWorks),
+        1 => Just(InStep::UserFunds),
     ]
 }
 
@@ -225,21 +251,68 @@ struct InRun {
     model: Model,
     settled: bool,
     cosigns: bool,
-    /// The output the server paid for (fixed at its payment: a confirmed exact one).
+    /// The output the server paid for: the real server machine's `Paying` outpoint, fed the
+    /// output the shared rule (`validate::loop_in_server_output`) picks from what the server
+    /// sees (which the client's view may miss for a while).
     paid_for: Option<OutPoint>,
+    /// The real server machine.
+    server: ls::State,
+    server_terms: ls::Terms,
+    /// The user funds the address from elsewhere (`--external`): the wallet never funds, the
+    /// user pays whenever (even after `E`).
+    external: bool,
+    /// The wallet's funding works now.
+    wallet_works: bool,
+    /// The client's memory of its outputs (as the engine stores it).
+    seen: Vec<li::SeenOutput>,
+    /// The external user has paid.
+    user_funded: bool,
+    /// The machine saw a funding (left `Persisted` for a funded state) at some point.
+    left_persisted: bool,
 }
 
 impl InRun {
+    /// The client's view, with its memory of outputs missing from it (as the engine builds it).
+    fn view(&mut self) -> li::Chain {
+        let mut chain = self.model.li_chain();
+        li::observe(&mut self.seen, &mut chain);
+        chain
+    }
+
+    /// The engine's funding step for a stored, unfunded swap: fund while the window is open
+    /// (and the wallet works), fail as never funded once it closed.
+    fn fund(&mut self) -> Result<(), TestCaseError> {
+        if self.state != li::State::Persisted || self.external {
+            return Ok(());
+        }
+        if self.model.tip > eddy_core::constants::loop_in_last_funding_height(self.terms.expiry) {
+            return self.feed(li::Event::FundingWindowClosed);
+        }
+        if self.wallet_works {
+            // As the engine: an output already paying the HTLC is adopted, never funded twice.
+            let existing = self
+                .view()
+                .outputs
+                .iter()
+                .find(|o| o.refundable())
+                .map(|o| o.outpoint.txid);
+            let t = existing.unwrap_or_else(|| self.model.pay(self.terms.amount));
+            return self.feed(li::Event::FundingBroadcast { txid: t });
+        }
+        Ok(())
+    }
+
     fn feed(&mut self, event: li::Event) -> Result<(), TestCaseError> {
-        let chain = self.model.li_chain();
+        let chain = self.view();
         let (next, actions) = li::transition(&self.terms, self.state.clone(), &chain, &event);
         self.state = next;
+        self.left_persisted |= matches!(
+            self.state,
+            li::State::Funding { .. } | li::State::Funded { .. } | li::State::Refunding { .. } | li::State::Paid
+        );
         for a in actions {
             match &a {
-                li::Action::FundHtlc => {
-                    let t = self.model.pay(self.terms.amount);
-                    self.feed(li::Event::FundingBroadcast { txid: t })?;
-                }
+                li::Action::FundHtlc => self.fund()?,
                 li::Action::RequestCooperativeRefund { outpoints }
                 | li::Action::BroadcastTimeoutRefund { outpoints } => {
                     let cooperative = matches!(a, li::Action::RequestCooperativeRefund { .. });
@@ -251,6 +324,12 @@ impl InRun {
                         prop_assert!(chain.outputs.iter().any(|x| x.outpoint == o && x.confs >= 1));
                         if cooperative && !self.cosigns {
                             continue;
+                        }
+                        if cooperative {
+                            // The server co-signs: its machine never pays after that.
+                            let (next, _) =
+                                ls::transition(&self.server_terms, self.server.clone(), &ls::Event::RefundRequested);
+                            self.server = next;
                         }
                         if !cooperative {
                             prop_assert!(chain.height >= self.terms.expiry, "timeout refund before E");
@@ -265,12 +344,35 @@ impl InRun {
         self.check()
     }
 
+    /// The output that is the server's once we are paid: the one it paid for; if a reorg
+    /// double-spent that one (its payer got the coins back), any one exact output paying the
+    /// address instead — the swap is then still whole for the client: paid once, one
+    /// amount left to the server.
+    fn reserved(&self) -> Option<OutPoint> {
+        if !self.settled {
+            return None;
+        }
+        let exists = |o: OutPoint| self.model.outputs.iter().any(|(f, _, _)| Model::outpoint(f) == o);
+        match self.paid_for {
+            Some(o) if exists(o) => Some(o),
+            _ => {
+                let tip = self.model.tip;
+                let all = self
+                    .model
+                    .outputs
+                    .iter()
+                    .map(|(f, v, _)| (Model::outpoint(f), *v, f.confs(tip)));
+                eddy_core::validate::loop_in_server_output(all, self.terms.amount, self.server_terms.funding_confs)
+            }
+        }
+    }
+
     /// Never terminal with an output of ours unspent (or its spend not final).
     fn check(&self) -> Result<(), TestCaseError> {
         if !self.state.is_terminal() || matches!(self.state, li::State::Failed(li::FailReason::OfferRejected)) {
             return Ok(());
         }
-        let reserved = if self.settled { self.paid_for } else { None };
+        let reserved = self.reserved();
         for (f, v, s) in &self.model.outputs {
             if Some(Model::outpoint(f)) == reserved || v.to_sat() < LOOP_IN_MIN_REFUND_SAT {
                 continue;
@@ -290,28 +392,70 @@ impl InRun {
             InStep::Reorg(d, x) => self.model.reorg(*d, *x),
             InStep::Pay(v) => {
                 // Payments after the swap ended are not modelled (the daemon stops watching a
-                // terminal swap's address).
+                // terminal swap's address); before it ends, at any height (late external
+                // funding included).
                 if !matches!(self.state, li::State::Created) && !self.state.is_terminal() {
                     self.model.pay(Amount::from_sat(*v));
                 }
             }
             InStep::ServerPays => {
-                // A server pays for a confirmed output of exactly the amount (the only one it
-                // may claim); it may pay late or when it said it would not.
-                let chain = self.model.li_chain();
+                // The server as its machine decides: it sees every output (the client's view
+                // may miss some), takes the one the shared rule picks, and pays once its
+                // machine says `Paying` — never after co-signing a refund of it.
                 if !self.settled && !self.state.is_terminal() {
-                    if let Some(o) = li::server_output(&self.terms, &chain.outputs) {
-                        if !chain
-                            .outputs
-                            .iter()
-                            .any(|x| x.outpoint == o && x.spend.is_some_and(|s| s.ours))
-                        {
+                    let tip = self.model.tip;
+                    let all: Vec<_> = self
+                        .model
+                        .outputs
+                        .iter()
+                        .filter(|(_, _, s)| s.is_none_or(|(_, ours)| !ours))
+                        .map(|(f, v, _)| (Model::outpoint(f), *v, f.confs(tip)))
+                        .collect();
+                    let pick = eddy_core::validate::loop_in_server_output(
+                        all.iter().copied(),
+                        self.terms.amount,
+                        self.server_terms.funding_confs,
+                    );
+                    if let Some((o, v, confs)) = pick.and_then(|p| all.iter().copied().find(|x| x.0 == p)) {
+                        let e = ls::Event::FundingSeen {
+                            outpoint: o,
+                            value: v,
+                            confs,
+                            height: tip,
+                        };
+                        let (next, actions) = ls::transition(&self.server_terms, self.server.clone(), &e);
+                        self.server = next;
+                        if actions.iter().any(|a| matches!(a, ls::Action::PayInvoice { .. })) {
                             self.settled = true;
                             self.paid_for = Some(o);
                             return self.feed(li::Event::InvoiceSettled);
                         }
                     }
                 }
+            }
+            InStep::Flicker(n) => {
+                // One gap at a time (back-to-back gaps would add up to a long absence, which
+                // the client may take as final: the model keeps each absence short).
+                let tip = self.model.tip;
+                let hiding = self.model.hidden.iter().any(|(_, until)| tip < *until);
+                if let (Some((f, _, _)), false) = (self.model.outputs.last(), hiding) {
+                    self.model.hidden.push((Model::outpoint(f), tip + n));
+                }
+            }
+            InStep::UserFunds => {
+                // Only while the swap waits for its funding (or after it gave up waiting: it
+                // must not have before the give-up height) — not after it saw a funding, was
+                // abandoned or paid for: paying then is the user's mistake.
+                let waiting = self.state == li::State::Persisted
+                    || (self.state == li::State::Failed(li::FailReason::NeverFunded) && !self.left_persisted);
+                if self.external && waiting && !self.user_funded && self.model.tip < self.terms.give_up_height() {
+                    self.user_funded = true;
+                    self.model.pay(self.terms.amount);
+                }
+            }
+            InStep::WalletWorks(w) => {
+                self.wallet_works = *w;
+                self.fund()?;
             }
             InStep::ServerClaims => {
                 if let (true, Some(o)) = (self.settled, self.paid_for) {
@@ -322,6 +466,24 @@ impl InRun {
             InStep::Abandon => return self.feed(li::Event::Abandon),
             InStep::Cosigns(c) => self.cosigns = *c,
         }
+        self.pass()
+    }
+
+    /// One engine pass: fund a stored swap (or close its window), read the invoice (settled
+    /// is fed on every pass while the machine can take it, as the engine does), then the block.
+    fn pass(&mut self) -> Result<(), TestCaseError> {
+        self.fund()?;
+        if self.settled
+            && matches!(
+                self.state,
+                li::State::Persisted
+                    | li::State::Funding { .. }
+                    | li::State::Funded { .. }
+                    | li::State::Refunding { .. }
+            )
+        {
+            self.feed(li::Event::InvoiceSettled)?;
+        }
         self.feed(li::Event::Block)
     }
 }
@@ -330,7 +492,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn loop_in_client_keeps_every_coin_of_its_own(steps in proptest::collection::vec(in_step(), 0..40)) {
+    fn loop_in_client_keeps_every_coin_of_its_own(
+        steps in proptest::collection::vec(in_step(), 0..40),
+        external in any::<bool>(),
+        wallet_works in any::<bool>(),
+    ) {
         let mut run = InRun {
             terms: li::Terms { amount: Amount::from_sat(AMOUNT), expiry: EXPIRY },
             state: li::State::Created,
@@ -338,6 +504,17 @@ proptest! {
             settled: false,
             cosigns: false,
             paid_for: None,
+            server: ls::State::Created,
+            server_terms: ls::Terms {
+                amount: Amount::from_sat(AMOUNT),
+                expiry: EXPIRY,
+                funding_confs: eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS,
+            },
+            external,
+            wallet_works,
+            seen: vec![],
+            user_funded: false,
+            left_persisted: false,
         };
         run.feed(li::Event::OfferValidated)?;
         for s in &steps {
@@ -348,11 +525,11 @@ proptest! {
         let mut guard = 0;
         while !run.state.is_terminal() && guard < 400 {
             run.model.mine(1);
-            run.feed(li::Event::Block)?;
+            run.pass()?;
             guard += 1;
         }
         prop_assert!(run.state.is_terminal(), "never ends: {:?} at {}", run.state, run.model.tip);
-        let reserved = if run.settled { run.paid_for } else { None };
+        let reserved = run.reserved();
         for (f, v, s) in &run.model.outputs {
             if Some(Model::outpoint(f)) == reserved || v.to_sat() < LOOP_IN_MIN_REFUND_SAT {
                 continue;
@@ -410,25 +587,39 @@ struct OutRun {
 impl OutRun {
     fn htlc(&self) -> Option<HtlcView> {
         let tip = self.model.tip;
-        // The output the client looks at: the largest (as the engine does).
-        self.model.outputs.iter().max_by_key(|(_, v, _)| *v).map(|(f, v, s)| {
-            (
-                Model::outpoint(f),
-                *v,
-                f.confs(tip),
-                s.map(|(t, o)| (t.txid, t.confs(tip), o)),
-            )
-        })
+        // The output the client looks at: the engine's rule (at least the amount, the most
+        // confirmed, the lowest outpoint on a tie).
+        let outputs = self
+            .model
+            .outputs
+            .iter()
+            .map(|(f, v, _)| (Model::outpoint(f), *v, f.confs(tip)));
+        let (o, ..) = lo::htlc_output(outputs, self.terms.amount)?;
+        self.model
+            .outputs
+            .iter()
+            .find(|(f, _, _)| Model::outpoint(f) == o)
+            .map(|(f, v, s)| {
+                (
+                    Model::outpoint(f),
+                    *v,
+                    f.confs(tip),
+                    s.map(|(t, o)| (t.txid, t.confs(tip), o)),
+                )
+            })
     }
 
-    /// The HTLC's spend is final in the model (or there is no HTLC).
+    /// The HTLC's spend is final in the model (or there is no HTLC): every output of at least
+    /// the amount paying the script is spent for good. (A shorter one is never the client's to
+    /// claim, even with the preimage out — a stranger's dust must not keep a swap open — so it
+    /// only counts when nothing of the amount pays the script.)
     fn htlc_spent_final(&self) -> bool {
         let max_tip = self.model.max_tip;
         self.model
             .outputs
             .iter()
-            .max_by_key(|(_, v, _)| *v)
-            .is_none_or(|(_, _, s)| s.is_some_and(|(t, _)| t.is_final(max_tip)))
+            .filter(|(_, v, _)| *v >= self.terms.amount)
+            .all(|(_, _, s)| s.is_some_and(|(t, _)| t.is_final(max_tip)))
     }
 
     fn feed(&mut self, e: lo::Event) -> Result<(), TestCaseError> {

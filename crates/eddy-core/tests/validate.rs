@@ -456,3 +456,40 @@ fn refuses_route_hints_that_lock_the_payment_too_long() {
         Err(OfferError::RouteCltvTooLong { .. })
     ));
 }
+
+/// Review finding 7: the one rule both sides use for "which loop-in output did the server pay
+/// for": exactly the amount, confirmed at least the required times, the earliest confirmed,
+/// the lowest outpoint on a tie.
+#[test]
+fn loop_in_server_output_is_the_earliest_confirmed_exact_output() {
+    use bitcoin::hashes::Hash;
+    use eddy_core::validate::loop_in_server_output;
+    let op = |vout| bitcoin::OutPoint {
+        txid: bitcoin::Txid::all_zeros(),
+        vout,
+    };
+    let amt = Amount::from_sat(100_000);
+    let more = Amount::from_sat(100_001);
+    assert_eq!(loop_in_server_output([(op(1), amt, 0)], amt, 1), None, "unconfirmed");
+    assert_eq!(
+        loop_in_server_output([(op(1), amt, 0)], amt, 0),
+        None,
+        "never fewer than one"
+    );
+    assert_eq!(loop_in_server_output([(op(1), more, 9)], amt, 1), None, "not exact");
+    assert_eq!(
+        loop_in_server_output([(op(1), amt, 2)], amt, 3),
+        None,
+        "too few confirmations"
+    );
+    assert_eq!(
+        loop_in_server_output([(op(1), amt, 2), (op(2), amt, 5), (op(3), more, 9)], amt, 1),
+        Some(op(2)),
+        "the earliest confirmed"
+    );
+    assert_eq!(
+        loop_in_server_output([(op(4), amt, 5), (op(2), amt, 5)], amt, 1),
+        Some(op(2)),
+        "tie: the lowest outpoint"
+    );
+}

@@ -100,23 +100,69 @@ pub struct Chain {
     pub height: BlockHeight,
     /// Every output paying the HTLC script (confirmed or in the mempool).
     pub outputs: Vec<HtlcOutput>,
+    /// Outputs worth a refund that paid the HTLC but are not in the view now, gone for fewer
+    /// than [`REORG_SAFETY_DEPTH`] blocks (see [`observe`]): a transaction mined between two
+    /// reads of the chain, or a funding a reorg dropped, may come back. No terminal state is
+    /// taken while this is not empty.
+    pub missing: Vec<OutPoint>,
 }
 
-/// The output the server paid for, once our invoice is settled: the confirmed output of exactly
-/// the amount that the server claimed, else the one of exactly the amount with the most
-/// confirmations (the lowest outpoint on a tie). The only output the client co-signs a claim of,
-/// and the only one it leaves to the server; every other output is the client's.
+/// An output worth a refund once seen paying the HTLC (stored with the swap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenOutput {
+    /// The output.
+    pub outpoint: OutPoint,
+    /// The tip at which it was first found missing from the view, while it is.
+    pub missing_since: Option<BlockHeight>,
+}
+
+/// Updates `seen` (the swap's stored memory of its outputs) with what `chain` shows now and
+/// fills `chain.missing`: every output seen before, absent now, and gone for fewer than
+/// [`REORG_SAFETY_DEPTH`] blocks. Returns whether `seen` changed (the caller persists it).
+pub fn observe(seen: &mut Vec<SeenOutput>, chain: &mut Chain) -> bool {
+    let mut changed = false;
+    for o in chain.outputs.iter().filter(|o| o.refundable()) {
+        match seen.iter_mut().find(|s| s.outpoint == o.outpoint) {
+            None => {
+                seen.push(SeenOutput {
+                    outpoint: o.outpoint,
+                    missing_since: None,
+                });
+                changed = true;
+            }
+            Some(s) if s.missing_since.is_some() => {
+                s.missing_since = None;
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    chain.missing.clear();
+    for s in seen.iter_mut() {
+        if chain.outputs.iter().any(|o| o.outpoint == s.outpoint) {
+            continue;
+        }
+        let since = *s.missing_since.get_or_insert_with(|| {
+            changed = true;
+            chain.height
+        });
+        if chain.height < since.saturating_add(REORG_SAFETY_DEPTH) {
+            chain.missing.push(s.outpoint);
+        }
+    }
+    changed
+}
+
+/// The output the server paid for, once our invoice is settled: the one both sides pick by
+/// the shared rule [`crate::validate::loop_in_server_output`] (exactly the amount, confirmed,
+/// the earliest confirmed, the lowest outpoint on a tie). The only output the client co-signs a
+/// claim of, and the only one it leaves to the server; every other output is the client's.
 pub fn server_output(terms: &Terms, outputs: &[HtlcOutput]) -> Option<OutPoint> {
-    let exact = || outputs.iter().filter(|o| o.confs >= 1 && o.value == terms.amount);
-    exact()
-        .filter(|o| o.spend.is_some_and(|s| !s.ours))
-        .map(|o| o.outpoint)
-        .min()
-        .or_else(|| {
-            exact()
-                .max_by(|a, b| a.confs.cmp(&b.confs).then(b.outpoint.cmp(&a.outpoint)))
-                .map(|o| o.outpoint)
-        })
+    crate::validate::loop_in_server_output(
+        outputs.iter().map(|o| (o.outpoint, o.value, o.confs)),
+        terms.amount,
+        crate::constants::LOOP_IN_SERVER_FUNDING_CONFS,
+    )
 }
 
 /// The outputs the client must still get back: every output but `reserved` (the server's)
@@ -150,7 +196,8 @@ pub enum FailReason {
     OfferRejected,
     /// The user abandoned it before funding.
     Abandoned,
-    /// Never funded before `E`.
+    /// Never funded: the wallet's funding window closed, or nothing paid the HTLC by the
+    /// give-up height.
     NeverFunded,
     /// The give-up height passed without a decision (only before the offer was stored; older
     /// records may carry it for funded swaps).
@@ -230,6 +277,10 @@ pub enum Event {
         /// Its txid.
         txid: Txid,
     },
+    /// The client's wallet will not fund the HTLC: the tip is past
+    /// [`crate::constants::loop_in_last_funding_height`] (a funding now could not confirm in
+    /// time for the server to pay).
+    FundingWindowClosed,
 }
 
 /// What the daemon must do (each idempotent).
@@ -264,9 +315,10 @@ fn refund_actions(terms: &Terms, chain: &Chain, reserved: Option<OutPoint>, coop
     }
 }
 
-/// No output worth a refund pays the HTLC (not even in the mempool).
+/// No output worth a refund pays the HTLC (not even in the mempool), and none did in the last
+/// [`REORG_SAFETY_DEPTH`] blocks.
 fn nothing_paid_in(chain: &Chain) -> bool {
-    !chain.outputs.iter().any(HtlcOutput::refundable)
+    !chain.outputs.iter().any(HtlcOutput::refundable) && chain.missing.is_empty()
 }
 
 /// The first confirmed output (most confirmations, lowest outpoint on a tie).
@@ -281,7 +333,7 @@ fn first_confirmed(chain: &Chain) -> Option<&HtlcOutput> {
 /// Paid: done once every other output is spent for good; from `E` on, refund them.
 fn paid(terms: &Terms, chain: &Chain) -> (State, Vec<Action>) {
     let reserved = server_output(terms, &chain.outputs);
-    if all_settled(&chain.outputs, reserved) {
+    if all_settled(&chain.outputs, reserved) && chain.missing.is_empty() {
         return (State::Succeeded, vec![]);
     }
     (State::Paid, refund_actions(terms, chain, reserved, false))
@@ -293,7 +345,7 @@ fn refunding(terms: &Terms, chain: &Chain, outpoint: OutPoint, refund_txid: Opti
     if chain.outputs.iter().any(HtlcOutput::claimed_by_other) {
         return paid(terms, chain);
     }
-    if all_settled(&chain.outputs, None) {
+    if all_settled(&chain.outputs, None) && chain.missing.is_empty() {
         let last = chain
             .outputs
             .iter()
@@ -331,6 +383,11 @@ pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> 
         // Abandoning ends a swap only while nothing pays its HTLC (not even in the mempool).
         (S::Persisted, Event::Abandon) if nothing_paid_in(chain) => (S::Failed(FailReason::Abandoned), vec![]),
         (S::Persisted, Event::FundingBroadcast { txid }) => (S::Funding { txid: *txid }, vec![]),
+        // The wallet will not fund any more (too late for the server to pay); nothing was
+        // paid in, so nothing is owed.
+        (S::Persisted, Event::FundingWindowClosed) if nothing_paid_in(chain) => {
+            (S::Failed(FailReason::NeverFunded), vec![])
+        }
         (s @ (S::Persisted | S::Funding { .. }), Event::Block) => {
             if let Some(first) = first_confirmed(chain) {
                 let funded = S::Funded {
@@ -340,17 +397,19 @@ pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> 
                 let (next, actions) = transition(terms, funded.clone(), chain, &Event::Block);
                 return (next, actions);
             }
-            let waited_out = match s {
-                S::Persisted => h >= terms.expiry,
-                _ => h >= terms.give_up_height(),
-            };
-            if nothing_paid_in(chain) && waited_out {
+            // External funding may come late (a funding confirmed after `E` is refunded at once
+            // by the timeout path, above): both wait until the give-up height.
+            if nothing_paid_in(chain) && h >= terms.give_up_height() {
                 (S::Failed(FailReason::NeverFunded), vec![])
             } else {
                 (s, vec![])
             }
         }
-        (S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled) => paid(terms, chain),
+        // Paid: whatever state we were in (even `Persisted`: an external funding the view has
+        // not shown us yet, or a daemon back after downtime that has not read the chain).
+        (S::Persisted | S::Funding { .. } | S::Funded { .. } | S::Refunding { .. }, Event::InvoiceSettled) => {
+            paid(terms, chain)
+        }
         (S::Funded { outpoint, .. }, Event::SwapFailed | Event::Abandon) => refunding(terms, chain, outpoint, None),
         (s @ S::Funded { outpoint, .. }, Event::Block) => {
             if chain.outputs.iter().any(HtlcOutput::claimed_by_other) {
@@ -407,7 +466,11 @@ mod tests {
     }
 
     fn chain(height: u32, outputs: Vec<HtlcOutput>) -> Chain {
-        Chain { height, outputs }
+        Chain {
+            height,
+            outputs,
+            missing: vec![],
+        }
     }
 
     #[test]
@@ -491,9 +554,55 @@ mod tests {
             "the earliest"
         );
         assert_eq!(
-            server_output(&t, &[out(1, 100_000, 2, Some((0, false))), out(2, 100_000, 3, None)]),
-            Some(op(1)),
-            "the one it claims"
+            server_output(&t, &[out(3, 100_000, 3, None), out(2, 100_000, 3, None)]),
+            Some(op(2)),
+            "the lowest outpoint on a tie"
         );
+    }
+
+    /// Review finding 3: the wallet's funding window closed: a swap nothing pays fails as
+    /// never funded; one something pays (even only in the mempool) does not.
+    #[test]
+    fn funding_window_closed_fails_only_an_unpaid_swap() {
+        let t = terms();
+        let late = crate::constants::loop_in_last_funding_height(t.expiry) + 1;
+        let (s, _) = transition(&t, State::Persisted, &chain(late, vec![]), &Event::FundingWindowClosed);
+        assert_eq!(s, State::Failed(FailReason::NeverFunded));
+        let paid_in = chain(late, vec![out(1, 100_000, 0, None)]);
+        let (s, _) = transition(&t, State::Persisted, &paid_in, &Event::FundingWindowClosed);
+        assert_eq!(s, State::Persisted);
+    }
+
+    /// Review finding 5: an output missing from the view for fewer than `REORG_SAFETY_DEPTH`
+    /// blocks keeps the swap open; `Persisted` waits past `E` until the give-up height.
+    #[test]
+    fn briefly_missing_outputs_keep_the_swap_open() {
+        let t = terms();
+        let mut seen = vec![];
+        let mut c = chain(505, vec![out(1, 100_000, 3, Some((3, true)))]);
+        observe(&mut seen, &mut c);
+        let s = State::Refunding {
+            outpoint: op(1),
+            refund_txid: None,
+        };
+        // A second output seen in the mempool, then gone from the view.
+        let mut c = chain(505, vec![out(1, 100_000, 3, Some((3, true))), out(2, 50_000, 0, None)]);
+        assert!(observe(&mut seen, &mut c));
+        let mut c = chain(506, vec![out(1, 100_000, 4, Some((4, true)))]);
+        assert!(observe(&mut seen, &mut c));
+        assert_eq!(c.missing, vec![op(2)]);
+        let (s, _) = transition(&t, s, &c, &Event::Block);
+        assert!(matches!(s, State::Refunding { .. }), "{s:?}");
+        // Gone for REORG_SAFETY_DEPTH blocks: it is forgotten, the swap ends.
+        let mut c = chain(506 + REORG_SAFETY_DEPTH, vec![out(1, 100_000, 10, Some((10, true)))]);
+        observe(&mut seen, &mut c);
+        assert!(c.missing.is_empty());
+        let (s, _) = transition(&t, s, &c, &Event::Block);
+        assert!(matches!(s, State::Refunded { .. }), "{s:?}");
+        // Persisted, nothing paid: still waiting at E, failed only at the give-up height.
+        let (s, _) = transition(&t, State::Persisted, &chain(t.expiry, vec![]), &Event::Block);
+        assert_eq!(s, State::Persisted);
+        let (s, _) = transition(&t, State::Persisted, &chain(t.give_up_height(), vec![]), &Event::Block);
+        assert_eq!(s, State::Failed(FailReason::NeverFunded));
     }
 }

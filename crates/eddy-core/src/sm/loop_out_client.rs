@@ -25,7 +25,9 @@
 use bitcoin::{Amount, OutPoint, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{MAX_HTLC_CONFS, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET};
+use crate::constants::{
+    MAX_HTLC_CONFS, MIN_LOOP_OUT_EXPIRY_DELTA, PREIMAGE_REVEAL_CUTOFF, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET,
+};
 use crate::fees::DontClaim;
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::BlockHeight;
@@ -81,6 +83,9 @@ pub enum FailReason {
     ServerRefunded,
     /// The give-up height passed without a decision.
     TimedOut,
+    /// Not paid before too few blocks were left for the swap to complete (a daemon down, a
+    /// payment that kept erroring); nothing was paid.
+    TooLateToPay,
 }
 
 /// The stored form of [`FailReason`] (serde tags are store format: never rename one).
@@ -102,6 +107,8 @@ pub enum FailReasonRepr {
     ServerRefunded,
     /// [`FailReason::TimedOut`].
     TimedOut,
+    /// [`FailReason::TooLateToPay`].
+    TooLateToPay,
     /// A `NotClaimed(TooLate)` written before (its tag overwrote ours).
     TooLate {
         /// Blocks left.
@@ -133,6 +140,7 @@ impl From<FailReasonRepr> for FailReason {
             R::NotClaimed { not_claimed } => FailReason::NotClaimed(not_claimed),
             R::ServerRefunded => FailReason::ServerRefunded,
             R::TimedOut => FailReason::TimedOut,
+            R::TooLateToPay => FailReason::TooLateToPay,
             R::TooLate { blocks_left } => FailReason::NotClaimed(DontClaim::TooLate { blocks_left }),
             R::FeeAboveLimit { fee, max_fee } => FailReason::NotClaimed(DontClaim::FeeAboveLimit { fee, max_fee }),
             R::NotWorthIt { value, fee } => FailReason::NotClaimed(DontClaim::NotWorthIt { value, fee }),
@@ -150,6 +158,7 @@ impl From<FailReason> for FailReasonRepr {
             FailReason::NotClaimed(not_claimed) => R::NotClaimed { not_claimed },
             FailReason::ServerRefunded => R::ServerRefunded,
             FailReason::TimedOut => R::TimedOut,
+            FailReason::TooLateToPay => R::TooLateToPay,
         }
     }
 }
@@ -205,6 +214,13 @@ pub enum Event {
     OfferRejected,
     /// Both payments were handed to the node.
     PaymentsSent,
+    /// The payments were not sent and the node has none in flight or made for either hash,
+    /// at this tip: the machine fails the swap if too few blocks are left to pay (see
+    /// [`pays_at`]).
+    NotPaid {
+        /// Current tip.
+        height: BlockHeight,
+    },
     /// A payment failed for good.
     PaymentFailed,
     /// The HTLC output was seen with this many confirmations (0 = mempool), and the
@@ -248,8 +264,8 @@ pub enum Event {
     HtlcVanished {
         /// Current tip.
         height: BlockHeight,
-        /// The largest other output paying the HTLC script now, if any (confirmed or not):
-        /// with the preimage out, the client claims it instead.
+        /// Another output of at least the amount paying the HTLC script now, if any (the one
+        /// [`htlc_output`] picks): with the preimage out, the client claims it instead.
         replacement: Option<(OutPoint, Amount)>,
     },
 }
@@ -271,6 +287,27 @@ pub enum Action {
     },
 }
 
+/// The output the client takes for the swap's HTLC among those paying its script
+/// (`(outpoint, value, confirmations)`): one of at least the amount (a smaller one is a
+/// stranger's or a short HTLC, never claimed), the most confirmed, the lowest outpoint on a
+/// tie. A stranger's unconfirmed output, however large, never displaces a confirmed HTLC.
+pub fn htlc_output(
+    outputs: impl IntoIterator<Item = (OutPoint, Amount, u32)>,
+    amount: Amount,
+) -> Option<(OutPoint, Amount, u32)> {
+    outputs
+        .into_iter()
+        .filter(|(_, value, _)| *value >= amount)
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
+}
+
+/// Whether the client may still send its payments at tip `height`: only with at least
+/// [`MIN_LOOP_OUT_EXPIRY_DELTA`] blocks left before `E` (what the server needs at publication
+/// plus the payment's arrival); paying later buys a swap that cannot complete.
+pub fn pays_at(terms: &Terms, height: BlockHeight) -> bool {
+    terms.expiry.saturating_sub(height) >= MIN_LOOP_OUT_EXPIRY_DELTA
+}
+
 /// The transition function.
 pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
     use State as S;
@@ -287,6 +324,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Created, Event::OfferValidated) => (S::OfferAccepted, vec![Action::PayInvoices]),
         (S::Created, Event::OfferRejected) => (S::Failed(FailReason::OfferRejected), vec![]),
         (S::OfferAccepted, Event::PaymentsSent) => (S::Paying, vec![]),
+        (S::OfferAccepted, Event::NotPaid { height }) if !pays_at(terms, *height) => {
+            (S::Failed(FailReason::TooLateToPay), vec![])
+        }
         (S::OfferAccepted | S::Paying | S::HtlcConfirming { .. }, Event::PaymentFailed) => {
             (S::Failed(FailReason::PaymentFailed), vec![])
         }
@@ -364,7 +404,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                 replacement: Some((outpoint, value)),
                 ..
             },
-        ) => (
+        ) if *value >= terms.amount => (
             S::Claiming {
                 outpoint: *outpoint,
                 value: *value,
@@ -372,13 +412,11 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             },
             vec![Action::BumpClaim { outpoint: *outpoint }],
         ),
-        (
-            S::Claiming { .. },
-            Event::HtlcVanished {
-                height,
-                replacement: None,
-            },
-        ) if *height >= terms.give_up_height() => (S::Failed(FailReason::TimedOut), vec![]),
+        (S::Claiming { .. }, Event::HtlcVanished { height, replacement })
+            if replacement.is_none_or(|(_, v)| v < terms.amount) && *height >= terms.give_up_height() =>
+        {
+            (S::Failed(FailReason::TimedOut), vec![])
+        }
         (s, _) => (s, vec![]),
     }
 }
@@ -571,5 +609,67 @@ mod tests {
             // Ends by the give-up height unless the preimage is out: then it claims on.
             prop_assert!(s.is_terminal() || matches!(s, State::Claiming { .. }), "{s:?}");
         }
+    }
+
+    /// Review finding 4: a stored, unpaid loop-out is paid only while the swap can still
+    /// complete; past that it fails without paying (and the give-up height still ends it).
+    #[test]
+    fn too_late_to_pay_fails_without_paying() {
+        let t = terms();
+        let last_ok = t.expiry - MIN_LOOP_OUT_EXPIRY_DELTA;
+        assert!(pays_at(&t, last_ok) && !pays_at(&t, last_ok + 1));
+        let (s, a) = transition(&t, State::OfferAccepted, &Event::NotPaid { height: last_ok });
+        assert_eq!((s, a), (State::OfferAccepted, vec![]));
+        let (s, a) = transition(&t, State::OfferAccepted, &Event::NotPaid { height: last_ok + 1 });
+        assert_eq!((s.clone(), a), (State::Failed(FailReason::TooLateToPay), vec![]));
+        let stored = serde_json::to_value(&s).expect("json");
+        assert_eq!(
+            stored,
+            serde_json::json!({"state": "failed", "reason": "too_late_to_pay"})
+        );
+        assert_eq!(serde_json::from_value::<State>(stored).expect("reads back"), s);
+        let (s, _) = transition(
+            &t,
+            State::OfferAccepted,
+            &Event::Block {
+                height: t.give_up_height(),
+            },
+        );
+        assert_eq!(s, State::Failed(FailReason::TimedOut));
+    }
+
+    /// Review finding 6: a stranger's unconfirmed output, however large, does not displace the
+    /// confirmed HTLC; short outputs are never taken; ties go to the lowest outpoint.
+    #[test]
+    fn the_htlc_is_the_most_confirmed_output_of_the_amount() {
+        let amount = Amount::from_sat(100_000);
+        let o = |vout| OutPoint {
+            txid: Txid::all_zeros(),
+            vout,
+        };
+        let a = |s| Amount::from_sat(s);
+        let htlc = (o(1), a(100_000), 2);
+        let stranger = (o(2), a(5_000_000), 0);
+        assert_eq!(htlc_output([stranger, htlc], amount), Some(htlc));
+        assert_eq!(htlc_output([htlc, stranger], amount), Some(htlc));
+        assert_eq!(htlc_output([(o(3), a(99_999), 9)], amount), None, "short");
+        assert_eq!(
+            htlc_output([(o(5), a(100_000), 1), (o(4), a(100_001), 1)], amount),
+            Some((o(4), a(100_001), 1)),
+            "tie: lowest outpoint"
+        );
+        // Claiming: the HTLC vanished and only a short output pays the script: not a
+        // replacement.
+        let t = terms();
+        let s = State::Claiming {
+            outpoint: o(1),
+            value: amount,
+            claim_txid: None,
+        };
+        let e = Event::HtlcVanished {
+            height: 510,
+            replacement: Some((o(3), a(99_999))),
+        };
+        assert_eq!(transition(&t, s.clone(), &e), (s, vec![]));
     }
 }

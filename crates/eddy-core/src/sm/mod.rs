@@ -7,9 +7,13 @@
 //! Persisted state and reason names (the serde tags) are part of the store format: never rename
 //! or reuse one; add new ones.
 //!
-//! Every machine gives up at a "give-up height" derived from the swap's expiry: a block at or
-//! past it moves any non-terminal state to a terminal one, so a swap whose counterparty vanished
-//! always ends (the store keeps its data for manual recovery).
+//! A swap is never terminal while an output it can spend is unspent (or its spend is not
+//! [`SWEEP_FINAL_CONFS`] deep, or an output it saw went missing from the view fewer than
+//! `REORG_SAFETY_DEPTH` blocks ago): coins in an HTLC are never "done". A "give-up height"
+//! derived from the swap's expiry applies only to waiting for the other side off-chain
+//! (a payment, a publication, a funding that never came); once anything of the party's is
+//! on-chain the machine refunds or claims it — at once after any downtime — until that spend
+//! is final. (The server machines follow the same rule as the server side adopts it.)
 
 pub mod loop_in_client;
 pub mod loop_in_server;
