@@ -282,14 +282,16 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             S::Canceled(CancelReason::PublicationDeadline),
             vec![Action::CancelInvoices],
         ),
-        (S::Publishing, Event::NoHtlcOnChain { height }) if terms.may_publish(*height) => {
+        // The window is judged at the later of the event's height and the tip the caller
+        // passes: a stale height (an event built before a block arrived) never reopens it.
+        (S::Publishing, Event::NoHtlcOnChain { height }) if terms.may_publish((*height).max(tip)) => {
             (S::Publishing, vec![Action::PublishHtlc])
         }
         (S::Publishing, Event::NoHtlcOnChain { .. }) => (
             S::Canceled(CancelReason::PublicationWindowMissed),
             vec![Action::CancelInvoices],
         ),
-        (S::Publishing, Event::HtlcBroadcast { txid, height }) if terms.may_publish(*height) => {
+        (S::Publishing, Event::HtlcBroadcast { txid, height }) if terms.may_publish((*height).max(tip)) => {
             (S::Published { txid: *txid }, vec![Action::SettlePrepay])
         }
         (S::Publishing, Event::HtlcBroadcast { txid, .. }) => {
