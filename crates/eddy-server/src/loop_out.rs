@@ -117,7 +117,7 @@ pub struct LoopOutRecord {
     /// it confirms (an evicted publication must not leave the swap waiting for nothing).
     #[serde(default)]
     pub htlc_tx: Option<String>,
-    /// Unix time of creation (the offer's invoices expire [`INVOICE_EXPIRY_SECS`] later).
+    /// Unix time of creation (the offer's invoices expire `INVOICE_EXPIRY_SECS` later).
     #[serde(default)]
     pub created_unix: Option<u64>,
     /// The state machine's state.
