@@ -1692,7 +1692,11 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = offer_invoice_sat(&net, &offer);
     let prepay = net.server.quote(amount).expect("quote").prepay.to_sat();
-    wait_channels(&net, server_ln0 + invoice_sat + prepay, client_ln0 - invoice_sat - prepay);
+    wait_channels(
+        &net,
+        server_ln0 + invoice_sat + prepay,
+        client_ln0 - invoice_sat - prepay,
+    );
     assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
     net.stop().expect("stop");
 }

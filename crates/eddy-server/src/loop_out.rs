@@ -1351,7 +1351,9 @@ impl LoopOutServer {
                 // Nothing of ours can confirm: publish again inside the window, else end.
                 tracing::warn!(swap = %id, "HTLC publication lost (its inputs spent by a confirmed conflict)");
                 forget_publication(&mut rec);
-                return self.apply(id, &mut version, &mut rec, Event::PublicationLost, tip).await;
+                return self
+                    .apply(id, &mut version, &mut rec, Event::PublicationLost, tip)
+                    .await;
             }
             if let Some(height) = rec.our_funding(&status).and_then(|f| f.height) {
                 self.apply(id, &mut version, &mut rec, Event::HtlcConfirmed { height }, tip)

@@ -342,7 +342,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         // A relative refund is valid only `relative_refund` blocks after the HTLC confirmed:
         // until then the server keeps settling on any preimage (no refund of ours can win).
         (S::Published { txid }, Event::HtlcConfirmed { height })
-            if terms.refund_height(Some(*height)).is_some_and(|r| (*height).max(tip) >= r) =>
+            if terms
+                .refund_height(Some(*height))
+                .is_some_and(|r| (*height).max(tip) >= r) =>
         {
             (S::Refunding { txid }, vec![Action::BroadcastRefund])
         }
@@ -351,10 +353,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         (S::Published { .. }, Event::PublicationLost) if terms.may_publish(tip) => {
             (S::Publishing, vec![Action::PublishHtlc])
         }
-        (S::Published { .. } | S::Refunding { .. }, Event::PublicationLost) => (
-            S::Canceled(CancelReason::PublicationLost),
-            vec![Action::CancelSwap],
-        ),
+        (S::Published { .. } | S::Refunding { .. }, Event::PublicationLost) => {
+            (S::Canceled(CancelReason::PublicationLost), vec![Action::CancelSwap])
+        }
         (S::Refunding { txid }, Event::Block { .. }) => (S::Refunding { txid }, vec![Action::BroadcastRefund]),
         // Before `E` no refund can confirm: settle on any preimage (pushed or seen).
         (S::Published { .. }, Event::PreimageLearned(p) | Event::HtlcClaimed { preimage: p, .. }) => {
@@ -425,7 +426,13 @@ mod tests {
         assert!(t.may_publish(last));
         assert!(!t.may_publish(last + 1));
         assert_eq!(
-            transition(&t, State::Publishing, &Event::NoHtlcOnChain { height: last + 1 }, last + 1).0,
+            transition(
+                &t,
+                State::Publishing,
+                &Event::NoHtlcOnChain { height: last + 1 },
+                last + 1
+            )
+            .0,
             State::Canceled(CancelReason::PublicationWindowMissed)
         );
         // Published at the last height, confirmed 10 blocks later: refund only from conf + CSV.
