@@ -1567,3 +1567,136 @@ fn attack_refund_cosign_for_other_outpoints_and_replays() {
     .expect("the attacker got its funding back less the refund fee");
     net.stop().expect("stop");
 }
+
+/// The attacker's own coin-and-key wallet (the server's wallet type with the attacker's seed): a
+/// confirmed coin of `value` it can spend twice.
+fn attacker_wallet(net: &Swapnet, value: Amount) -> (eddy_server::wallet::SwapWallet, eddy_backends::WatchStatus) {
+    let dir = net.dir.join("attacker-wallet");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let keys = eddy_store::SeedKeys::load_or_create(&dir, "attacker-seed").expect("seed");
+    let w = eddy_server::wallet::SwapWallet::new(&keys, bitcoin::Network::Regtest);
+    let txid = net.lab.chain.fund(w.address(), value).expect("fund");
+    net.mine(1).expect("mine");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    let vout = tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == *w.script_pubkey())
+        .expect("output");
+    let seen = eddy_backends::WatchStatus {
+        fundings: vec![eddy_backends::Funding {
+            outpoint: bitcoin::OutPoint {
+                txid,
+                vout: vout as u32,
+            },
+            script_pubkey: w.script_pubkey().clone(),
+            value,
+            height: Some(net.lab.chain.tip().expect("tip").0),
+        }],
+        spends: vec![],
+    };
+    (w, seen)
+}
+
+/// **Review #2: a decoy publication.** The attacker broadcasts its own transaction paying the
+/// exact amount to the loop-out HTLC's script (unconfirmed), then pays both invoices: the old
+/// engine adopted that output as its publication (no transaction of its own), the attacker
+/// double-spent the decoy and the swap sat `Published`, then `Refunding` forever on an output
+/// that no longer existed, holding a slot. Now the server takes only its own transaction: it
+/// publishes its HTLC beside the decoy, the decoy is double-spent, the attacker claims the
+/// server's output, the swap succeeds. Server: wallet less the amount and its publication fee,
+/// channel plus the invoice and the prepay; attacker: channel less both; no slot held.
+#[test]
+fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (w, seen) = attacker_wallet(&net, Amount::from_sat(300_000));
+    let p = Preimage::from_bytes([0x41; 32]);
+    let (k, pk) = key(0x42);
+    let amount = Amount::from_sat(95_000);
+    let created = net.lab.chain.tip().expect("tip").0;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    // The decoy: exactly the amount to the HTLC's script, in the mempool.
+    let decoy = w
+        .pay(
+            &seen,
+            &[bitcoin::TxOut {
+                value: amount,
+                script_pubkey: htlc.script_pubkey(),
+            }],
+            bitcoin::FeeRate::from_sat_per_vb(2).expect("rate"),
+        )
+        .expect("decoy");
+    net.lab.chain.broadcast(&decoy).expect("decoy broadcast");
+    let _ = net.rt.block_on(net.server.tick());
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
+    );
+    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let funding = rec.funding.expect("funding");
+    assert_ne!(
+        funding.txid,
+        decoy.compute_txid(),
+        "the server took the attacker's decoy for its publication"
+    );
+    assert_eq!(rec.htlc_txids, vec![funding.txid], "its own transaction, stored");
+    // The attacker double-spends its decoy (a fresh view of its coin: the same input).
+    let back = eddy_server::wallet::SwapWallet::new(
+        &eddy_store::SeedKeys::load_or_create(&net.dir.join("attacker-wallet"), "attacker-seed").expect("seed"),
+        bitcoin::Network::Regtest,
+    )
+    .pay(
+        &seen,
+        &[bitcoin::TxOut {
+            value: Amount::from_sat(150_000),
+            script_pubkey: address(&net),
+        }],
+        bitcoin::FeeRate::from_sat_per_vb(30).expect("rate"),
+    )
+    .expect("double spend");
+    net.lab.chain.broadcast(&back).expect("double spend broadcast");
+    net.mine(1).expect("mine");
+    for _ in 0..3 {
+        net.rt.block_on(net.server.tick()).expect("tick");
+    }
+    assert_eq!(
+        outputs_paying(&net, &htlc.script_pubkey(), created),
+        vec![funding],
+        "only the server's own output pays the script now"
+    );
+    assert!(matches!(out_state(&net, &net.server, &id), OutState::Published { .. }));
+    claim_out(&net, &k, &htlc, funding, amount, p);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || out_state(&net, &net.server, &id) == OutState::Succeeded,
+    );
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    let prepay = net.server.quote(amount).expect("quote").prepay.to_sat();
+    wait_channels(
+        &net,
+        server_ln0 + invoice_sat + prepay,
+        client_ln0 - invoice_sat - prepay,
+    );
+    assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
+    net.stop().expect("stop");
+}

@@ -422,6 +422,7 @@ impl OutWorld {
                 prepay_msat: 1_000_000,
                 expiry: CREATED + 80,
                 created_height: CREATED,
+                relative_refund: None,
             },
             state: los::State::new(),
             tip: CREATED,

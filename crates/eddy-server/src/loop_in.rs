@@ -26,8 +26,9 @@ use crate::loop_out::{LoopOutServer, ServerError};
 
 /// Key purpose of the server's loop-in claim keys.
 const KEY_PURPOSE: &str = "loop-in";
-/// Confirmations of the funding before the server pays.
-pub const LOOP_IN_FUNDING_CONFS: u32 = 1;
+/// Confirmations of the funding before the server pays: the shared rule's
+/// [`eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS`] (one constant for both sides).
+pub const LOOP_IN_FUNDING_CONFS: u32 = eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS;
 /// Share of the swap fee the server spends on routing the client's invoice, at most.
 const ROUTING_FEE_SHARE_PPM: u64 = 500_000;
 
@@ -429,7 +430,28 @@ impl LoopOutServer {
         let status = self.htlc_status(&id, &rec.htlc).await?;
         // Funding.
         if rec.state == State::Created {
-            if let Some(f) = status.fundings.iter().max_by_key(|f| f.value) {
+            // The one rule both sides use (review #15): an output of exactly the amount with
+            // enough confirmations, the most confirmed — a stranger's unconfirmed or larger
+            // output never decides the swap (nor fails it as overpaid).
+            let chosen = eddy_core::validate::loop_in_server_output(
+                status
+                    .fundings
+                    .iter()
+                    .map(|f| (f.outpoint, f.value, WatchStatus::confirmations(f.height, tip))),
+                rec.terms.amount,
+                rec.terms.funding_confs,
+            );
+            // None of the exact amount: a *confirmed* wrong amount still tells the machine
+            // (under/overpaid → refundable at once); an unconfirmed one decides nothing.
+            let chosen = chosen.or_else(|| {
+                status
+                    .fundings
+                    .iter()
+                    .filter(|f| f.height.is_some())
+                    .max_by_key(|f| (f.height.map(std::cmp::Reverse), f.outpoint))
+                    .map(|f| f.outpoint)
+            });
+            if let Some(f) = chosen.and_then(|o| status.fundings.iter().find(|f| f.outpoint == o)) {
                 rec.funding = Some(f.outpoint);
                 let e = Event::FundingSeen {
                     outpoint: f.outpoint,
@@ -476,7 +498,13 @@ impl LoopOutServer {
         }
         // Spends of the HTLC (any funding output of it: the client may refund one the server
         // never recorded, e.g. after co-signing before it confirmed).
-        let fundings: Vec<OutPoint> = status.fundings.iter().map(|f| f.outpoint).collect();
+        // Once the server paid against its chosen output (Claiming, or a payment possibly out
+        // in Paying), only a spend of *that* output ends the swap (review #8): a refund of
+        // another output of the same script says nothing about the one it claims.
+        let fundings: Vec<OutPoint> = match (&rec.state, rec.funding) {
+            (State::Claiming { .. } | State::Paying { .. }, Some(f)) => vec![f],
+            _ => status.fundings.iter().map(|f| f.outpoint).collect(),
+        };
         {
             for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
                 let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));

@@ -117,6 +117,11 @@ pub struct LoopOutRecord {
     /// it confirms (an evicted publication must not leave the swap waiting for nothing).
     #[serde(default)]
     pub htlc_tx: Option<String>,
+    /// Every HTLC transaction of ours for this swap (the batch and its replacements), written
+    /// **before** each is broadcast: the only transactions whose output `funding.vout` the
+    /// server takes for its publication — never a stranger's output, even of the exact amount.
+    #[serde(default)]
+    pub htlc_txids: Vec<Txid>,
     /// Unix time of creation (the offer's invoices expire `INVOICE_EXPIRY_SECS` later).
     #[serde(default)]
     pub created_unix: Option<u64>,
@@ -169,6 +174,37 @@ impl LoopOutRecord {
                 prepay_accepted: None
             }
         )
+    }
+
+    /// The txids of our own publications: those recorded, and (records written before they
+    /// were) the funding's own txid.
+    fn our_txids(&self) -> Vec<Txid> {
+        let mut ids = self.htlc_txids.clone();
+        if let Some(f) = self.funding {
+            if !ids.contains(&f.txid) {
+                ids.push(f.txid);
+            }
+        }
+        ids
+    }
+
+    /// Our HTLC output as the watcher shows it (`status` already restricted to the swap's
+    /// script): output `funding.vout` of one of our own transactions, the confirmed one first.
+    fn our_funding<'a>(&self, status: &'a WatchStatus) -> Option<&'a Funding> {
+        let vout = self.funding?.vout;
+        let ours = self.our_txids();
+        status
+            .fundings
+            .iter()
+            .filter(|f| f.outpoint.vout == vout && ours.contains(&f.outpoint.txid) && f.value == self.amount)
+            .max_by_key(|f| (f.height.is_some(), std::cmp::Reverse(f.height)))
+    }
+
+    /// The stored publication, decoded.
+    fn stored_tx(&self) -> Option<bitcoin::Transaction> {
+        self.htlc_tx
+            .as_deref()
+            .and_then(|h| bitcoin::consensus::encode::deserialize_hex(h).ok())
     }
 
     /// An unpaid offer whose invoices can still be paid at unix time `now`.
@@ -713,6 +749,7 @@ impl LoopOutServer {
                 prepay_msat: quote.prepay.to_sat() * 1000,
                 expiry,
                 created_height: tip,
+                relative_refund: seed.then_some(SEED_CSV_DELAY),
             },
             swap_invoice: swap_invoice.bolt11.clone(),
             prepay_invoice: prepay_invoice.clone(),
@@ -722,6 +759,7 @@ impl LoopOutServer {
             refund: None,
             published_height: None,
             htlc_tx: None,
+            htlc_txids: vec![],
             created_unix: Some(unix_now()),
             state: State::new(),
         };
@@ -875,38 +913,48 @@ impl LoopOutServer {
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut batch = vec![];
         for (id, mut version, mut rec) in pending {
-            let existing = self
-                .htlc_status(&id, &rec.htlc)
-                .await?
-                .fundings
-                .iter()
-                .find(|f| f.value == rec.amount)
-                .map(|f| f.outpoint);
-            match existing {
-                Some(outpoint) => {
-                    rec.funding = Some(outpoint);
-                    rec.published_height.get_or_insert(tip);
-                    self.apply(
-                        id,
-                        &mut version,
-                        &mut rec,
-                        Event::HtlcBroadcast {
-                            txid: outpoint.txid,
-                            height: tip,
-                        },
-                        tip,
-                    )
-                    .await?;
+            let status = self.htlc_status(&id, &rec.htlc).await?;
+            if let Some(tx) = rec.stored_tx() {
+                // A publication of ours was written before its broadcast (write-ahead), and
+                // maybe broadcast before a crash or an error: it is the one to follow while
+                // it may confirm — never a second one beside it, never a cancel.
+                if let Some(f) = rec.our_funding(&status).cloned() {
+                    rec.funding = Some(f.outpoint);
+                    let height = rec.published_height.unwrap_or(tip);
+                    let e = Event::HtlcBroadcast {
+                        txid: f.outpoint.txid,
+                        height,
+                    };
+                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    continue;
                 }
-                None => {
-                    // Nothing on chain: the machine decides whether a publication is still in
-                    // its window (else it cancels both invoices).
-                    self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
-                        .await?;
-                    if rec.state == State::Publishing {
-                        batch.push((id, version, rec));
+                if !self.publication_lost(&rec, &status, tip).await {
+                    self.wallet.remember(&tx);
+                    let txid = tx.compute_txid();
+                    if let Err(e) = self.chain.broadcast(&tx).await {
+                        tracing::warn!(swap = %id, %txid, error = %e, "stored HTLC publication refused; kept and bumped");
                     }
+                    // Not seen before: its first broadcast may be now, so it earns the prepay
+                    // only if now is inside the window.
+                    let e = Event::HtlcBroadcast { txid, height: tip };
+                    rec.published_height = Some(tip);
+                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    continue;
                 }
+                // Its inputs are spent by a confirmed transaction that is not ours: it can
+                // never confirm; a new publication (inside the window) is the only one.
+                tracing::warn!(swap = %id, "stored HTLC publication can no longer confirm");
+                forget_publication(&mut rec);
+                self.persist(id, &mut version, &rec, &json!({"event": "htlc_publication_lost"}))
+                    .await?;
+            }
+            // No publication of ours: an output of a stranger (even of the exact amount, even
+            // confirmed) is not ours and never taken for it. The machine decides whether a
+            // publication is still in its window (else it cancels both invoices).
+            self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
+                .await?;
+            if rec.state == State::Publishing {
+                batch.push((id, version, rec));
             }
         }
         if batch.is_empty() {
@@ -942,8 +990,42 @@ impl LoopOutServer {
             }
         };
         let txid = tx.compute_txid();
-        if let Err(e) = self.chain.broadcast(&tx).await {
+        let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
+        // Write-ahead: every swap of the batch stores the signed transaction (and its output)
+        // before it is broadcast, so a crash or a lost broadcast is followed by re-broadcasting
+        // *this* transaction, never by a second publication or a cancel while it may confirm.
+        let mut written = 0;
+        let mut write_err = None;
+        for (vout, (id, version, rec)) in batch.iter_mut().enumerate() {
+            rec.funding = Some(OutPoint {
+                txid,
+                vout: vout as u32,
+            });
+            rec.published_height = Some(tip);
+            rec.htlc_tx = Some(tx_hex.clone());
+            rec.htlc_txids = vec![txid];
+            let ev = json!({"event": "htlc_signed", "txid": txid.to_string()});
+            if let Err(e) = self.persist(*id, version, rec, &ev).await {
+                write_err = Some(e);
+                break;
+            }
+            written += 1;
+        }
+        if let Some(e) = write_err {
+            // Not broadcast: take it back from the swaps that stored it (best effort; a swap
+            // still holding it broadcasts it on its next pass, as after a crash).
+            for (id, version, rec) in batch.iter_mut().take(written) {
+                forget_publication(rec);
+                let _ = self
+                    .persist(*id, version, rec, &json!({"event": "htlc_publication_withdrawn"}))
+                    .await;
+            }
             self.wallet.forget(&txid);
+            return Err(e);
+        }
+        eddy_store::crash_point("loop_out_server.publish.after_write");
+        if let Err(e) = self.chain.broadcast(&tx).await {
+            // Stored: the next pass broadcasts it again (or replaces it); its inputs stay ours.
             return Err(backend(e));
         }
         eddy_store::crash_point("loop_out_server.publish.after_broadcast");
@@ -954,26 +1036,16 @@ impl LoopOutServer {
                 self.metrics.publish_latency(t.elapsed());
             }
         }
-        let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
         // Record each publication and settle each prepay, all swaps at once.
-        let steps = batch.into_iter().enumerate().map(|(vout, (id, mut version, mut rec))| {
-            let tx_hex = tx_hex.clone();
-            async move {
-                rec.funding = Some(OutPoint {
-                    txid,
-                    vout: vout as u32,
-                });
-                rec.published_height = Some(tip);
-                rec.htlc_tx = Some(tx_hex);
-                self.apply(
-                    id,
-                    &mut version,
-                    &mut rec,
-                    Event::HtlcBroadcast { txid, height: tip },
-                    tip,
-                )
-                .await
-            }
+        let steps = batch.into_iter().map(|(id, mut version, mut rec)| async move {
+            self.apply(
+                id,
+                &mut version,
+                &mut rec,
+                Event::HtlcBroadcast { txid, height: tip },
+                tip,
+            )
+            .await
         });
         futures::future::join_all(steps)
             .await
@@ -992,84 +1064,157 @@ impl LoopOutServer {
     async fn keep_publications(&self, tip: u32) -> Result<(), ServerError> {
         let _one = self.publishing.lock().await;
         let active = Self::active(&*self.store).await?;
-        // Each unconfirmed publication once: (tx hex, height it was published at, in mempool).
-        let mut pubs: Vec<(String, u32, bool)> = vec![];
+        // Each unconfirmed publication once: (tx, height it was published at, in mempool).
+        let mut pubs: Vec<(bitcoin::Transaction, u32, bool)> = vec![];
         for (id, _, rec) in &active {
             let published = matches!(
                 rec.state,
                 State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
             );
-            let (Some(hex), Some(funding), true) = (&rec.htlc_tx, rec.funding, published) else {
+            let (Some(tx), true) = (rec.stored_tx(), published) else {
                 continue;
             };
             let status = self.htlc_status(id, &rec.htlc).await?;
-            let seen = status.fundings.iter().find(|f| f.outpoint == funding);
-            if seen.is_some_and(|f| f.height.is_some()) || pubs.iter().any(|(h, _, _)| h == hex) {
+            if rec.our_funding(&status).is_some_and(|f| f.height.is_some()) {
                 continue;
             }
-            pubs.push((hex.clone(), rec.published_height.unwrap_or(tip), seen.is_some()));
-        }
-        for (hex, published_at, in_mempool) in pubs {
-            let Ok(tx) = bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&hex) else {
-                continue;
-            };
             let txid = tx.compute_txid();
-            let target = self
-                .chain
-                .fee_rate(self.cfg.publish_conf_target)
-                .await
-                .map_err(backend)?;
-            let fee = eddy_backends::fee_paid(&*self.chain, &tx).await.map_err(backend)?;
-            let rate = bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu().max(1));
-            // Waited long enough below the current estimate (in the mempool or not).
-            let stale = tip >= published_at + HTLC_PUBLICATION_BUMP_BLOCKS && target > rate;
-            let bump = if in_mempool {
-                stale
-            } else {
-                match self.chain.broadcast(&tx).await {
-                    Ok(_) => stale,
-                    // Its inputs are gone: a replacement confirmed (adopted in `step`).
-                    Err(e) if e.is_missing_inputs() => false,
-                    Err(e) => {
-                        tracing::warn!(%txid, error = %e, "HTLC publication refused on re-broadcast; replacing it");
-                        true
-                    }
-                }
-            };
-            if !bump {
+            if pubs.iter().any(|(t, _, _)| t.compute_txid() == txid) {
                 continue;
             }
-            let seen = self.status_of(WALLET_WATCH_ID).await;
-            let new = match self.wallet.bump(&seen, &tx, target) {
-                Ok(t) => t,
+            // One that can never confirm is the swap's business (`step`: published again or
+            // ended), not re-broadcast.
+            if self.publication_lost(rec, &status, tip).await {
+                continue;
+            }
+            let in_mempool = status.fundings.iter().any(|f| f.outpoint.txid == txid);
+            pubs.push((tx, rec.published_height.unwrap_or(tip), in_mempool));
+        }
+        // Errors are per publication: one that fails never stops the others.
+        let mut first_err = None;
+        for (tx, published_at, in_mempool) in pubs {
+            if let Err(e) = self.keep_publication(tx, published_at, in_mempool, tip).await {
+                tracing::warn!(error = %e, "keeping an HTLC publication");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// One unconfirmed publication of [`Self::keep_publications`]: re-broadcast, replaced
+    /// (write-ahead: every swap following it stores the replacement before its broadcast).
+    async fn keep_publication(
+        &self,
+        tx: bitcoin::Transaction,
+        published_at: u32,
+        in_mempool: bool,
+        tip: u32,
+    ) -> Result<(), ServerError> {
+        let txid = tx.compute_txid();
+        // Ours (even after a restart): its inputs are never spent by another of our payments.
+        self.wallet.remember(&tx);
+        let target = self
+            .chain
+            .fee_rate(self.cfg.publish_conf_target)
+            .await
+            .map_err(backend)?;
+        // The fee from the wallet's own view of its inputs (no `-txindex` needed).
+        let seen = self.status_of(WALLET_WATCH_ID).await;
+        let rate = self
+            .wallet
+            .fee_of(&seen, &tx)
+            .map(|fee| bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu().max(1)));
+        // Waited long enough below the current estimate (in the mempool or not).
+        let stale = tip >= published_at + HTLC_PUBLICATION_BUMP_BLOCKS && rate.is_some_and(|r| target > r);
+        let bump = if in_mempool {
+            stale
+        } else {
+            match self.chain.broadcast(&tx).await {
+                Ok(_) => stale,
+                // Its inputs are gone: a replacement confirmed (adopted in `step`).
+                Err(e) if e.is_missing_inputs() => false,
                 Err(e) => {
-                    tracing::warn!(%txid, error = %e, "cannot replace the HTLC publication");
-                    continue;
+                    tracing::warn!(%txid, error = %e, "HTLC publication refused on re-broadcast; replacing it");
+                    true
                 }
-            };
-            let new_txid = new.compute_txid();
-            if let Err(e) = self.chain.broadcast(&new).await {
-                tracing::warn!(%txid, replacement = %new_txid, error = %e, "HTLC publication replacement refused");
+            }
+        };
+        if !bump {
+            return Ok(());
+        }
+        let new = match self.wallet.bump(&seen, &tx, target) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%txid, error = %e, "cannot replace the HTLC publication");
+                return Ok(());
+            }
+        };
+        let new_txid = new.compute_txid();
+        let old_hex = bitcoin::consensus::encode::serialize_hex(&tx);
+        let new_hex = bitcoin::consensus::encode::serialize_hex(&new);
+        // Write-ahead: each swap following `tx` records the replacement as its own before it is
+        // broadcast (a crash after the broadcast finds it ours). Only a funding that *is* the
+        // replaced transaction's output is re-pointed.
+        let mut following = vec![];
+        for (id, mut version, mut rec) in Self::active(&*self.store).await? {
+            if rec.htlc_tx.as_deref() != Some(old_hex.as_str()) {
                 continue;
             }
-            self.wallet.replaced(&txid, &new);
-            tracing::info!(%txid, replacement = %new_txid, "HTLC publication replaced at a higher fee");
-            let new_hex = bitcoin::consensus::encode::serialize_hex(&new);
-            for (id, mut version, mut rec) in Self::active(&*self.store).await? {
-                if rec.htlc_tx.as_deref() != Some(hex.as_str()) {
-                    continue;
-                }
-                let Some(funding) = rec.funding else { continue };
+            if !rec.htlc_txids.contains(&new_txid) {
+                rec.htlc_txids.push(new_txid);
+            }
+            if let Some(f) = rec.funding.filter(|f| f.txid == txid) {
                 rec.funding = Some(OutPoint {
                     txid: new_txid,
-                    vout: funding.vout,
+                    vout: f.vout,
                 });
-                rec.htlc_tx = Some(new_hex.clone());
-                let ev = json!({"event": "htlc_replaced", "txid": new_txid.to_string()});
+            }
+            rec.htlc_tx = Some(new_hex.clone());
+            let ev = json!({"event": "htlc_replacement_signed", "txid": new_txid.to_string()});
+            self.persist(id, &mut version, &rec, &ev).await?;
+            following.push((id, version, rec));
+        }
+        if let Err(e) = self.chain.broadcast(&new).await {
+            tracing::warn!(%txid, replacement = %new_txid, error = %e, "HTLC publication replacement refused");
+            // Back to the original for the swaps that stored the replacement.
+            for (id, mut version, mut rec) in following {
+                if rec.funding.is_some_and(|f| f.txid == new_txid) {
+                    rec.funding = rec.funding.map(|f| OutPoint { txid, vout: f.vout });
+                }
+                rec.htlc_tx = Some(old_hex.clone());
+                let ev = json!({"event": "htlc_replacement_refused", "txid": new_txid.to_string()});
                 self.persist(id, &mut version, &rec, &ev).await?;
             }
+            return Ok(());
         }
+        self.wallet.replaced(&txid, &new);
+        tracing::info!(%txid, replacement = %new_txid, "HTLC publication replaced at a higher fee");
         Ok(())
+    }
+
+    /// Whether our publication for `rec` can no longer confirm: an input of the stored
+    /// transaction is spent by a *confirmed* transaction that is not one of ours (only then —
+    /// missing from our own mempool is not enough: miners may hold it). A record written before
+    /// publications were stored (no transaction to judge) counts its output lost once the
+    /// watcher has not seen it for [`HTLC_PUBLICATION_BUMP_BLOCKS`] blocks after publication.
+    async fn publication_lost(&self, rec: &LoopOutRecord, status: &WatchStatus, tip: u32) -> bool {
+        if rec.our_funding(status).is_some_and(|f| f.height.is_some()) {
+            return false;
+        }
+        let Some(tx) = rec.stored_tx() else {
+            let old_enough = rec
+                .published_height
+                .is_none_or(|h| tip >= h + HTLC_PUBLICATION_BUMP_BLOCKS);
+            return rec.funding.is_some() && rec.our_funding(status).is_none() && old_enough;
+        };
+        let ours = rec.our_txids();
+        let wallet = self.status_of(WALLET_WATCH_ID).await;
+        tx.input.iter().any(|i| {
+            wallet
+                .spends
+                .iter()
+                .any(|s| s.outpoint == i.previous_output && s.height.is_some() && !ours.contains(&s.txid))
+        })
     }
 
     /// Applies `event`, persists, performs the actions.
@@ -1190,19 +1335,29 @@ impl LoopOutServer {
         }
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
-        // A replacement of the publication (or the original, if it won) is the one to follow.
+        // A replacement of the publication (or the original, if it won) is the one to follow:
+        // only transactions of ours, never a stranger's output of the same amount.
         if published {
-            if let Some(funding) = rec.funding {
-                let mine = status.fundings.iter().find(|f| f.outpoint == funding);
-                let confirmed_other = status
-                    .fundings
-                    .iter()
-                    .find(|f| f.outpoint != funding && f.value == rec.amount && f.height.is_some());
-                if let (None | Some(Funding { height: None, .. }), Some(other)) = (mine, confirmed_other) {
-                    rec.funding = Some(other.outpoint);
-                    let ev = json!({"event": "htlc_adopted", "txid": other.outpoint.txid.to_string()});
+            if let (Some(funding), Some(f)) = (rec.funding, rec.our_funding(&status).cloned()) {
+                if f.outpoint != funding && f.height.is_some() {
+                    rec.funding = Some(f.outpoint);
+                    let ev = json!({"event": "htlc_adopted", "txid": f.outpoint.txid.to_string()});
                     self.persist(id, &mut version, &rec, &ev).await?;
                 }
+            }
+            if matches!(rec.state, State::Published { .. } | State::Refunding { .. })
+                && self.publication_lost(&rec, &status, tip).await
+            {
+                // Nothing of ours can confirm: publish again inside the window, else end.
+                tracing::warn!(swap = %id, "HTLC publication lost (its inputs spent by a confirmed conflict)");
+                forget_publication(&mut rec);
+                return self
+                    .apply(id, &mut version, &mut rec, Event::PublicationLost, tip)
+                    .await;
+            }
+            if let Some(height) = rec.our_funding(&status).and_then(|f| f.height) {
+                self.apply(id, &mut version, &mut rec, Event::HtlcConfirmed { height }, tip)
+                    .await?;
             }
         }
         if let Some(funding) = rec.funding {
@@ -1340,6 +1495,15 @@ impl LoopOutServer {
     }
 }
 
+/// Drops a publication that can never confirm (or was never broadcast) from `rec`.
+fn forget_publication(rec: &mut LoopOutRecord) {
+    rec.htlc_tx = None;
+    rec.htlc_txids.clear();
+    rec.funding = None;
+    rec.published_height = None;
+    rec.refund = None;
+}
+
 fn event_json(e: &Event) -> serde_json::Value {
     match e {
         Event::SwapAccepted {
@@ -1353,6 +1517,8 @@ fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::NoHtlcOnChain { height } => json!({"event": "no_htlc_on_chain", "height": height}),
         Event::SwapInvoiceGone => json!({"event": "swap_invoice_gone"}),
+        Event::HtlcConfirmed { height } => json!({"event": "htlc_confirmed", "height": height}),
+        Event::PublicationLost => json!({"event": "publication_lost"}),
         // Never the preimage itself.
         Event::HtlcClaimed { confs, .. } => json!({"event": "htlc_claimed", "confs": confs}),
         // Never the preimage itself.

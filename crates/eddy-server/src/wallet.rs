@@ -133,6 +133,16 @@ impl SwapWallet {
                 .iter()
                 .all(|i| seen_spends.contains(&(i.previous_output, txid)))
         });
+        // ... and once an input is spent by another *confirmed* transaction: it can never
+        // confirm, its change must not count.
+        pending.retain(|tx| {
+            let txid = tx.compute_txid();
+            !tx.input.iter().any(|i| {
+                seen.spends
+                    .iter()
+                    .any(|s| s.outpoint == i.previous_output && s.txid != txid && s.height.is_some())
+            })
+        });
         // Our transactions: spenders of wallet coins (seen or pending).
         let mut ours: HashMap<Txid, Vec<OutPoint>> = HashMap::new();
         for s in &seen.spends {
@@ -364,25 +374,7 @@ impl SwapWallet {
         if spent_by_child {
             return Err(no("its change is spent by a later transaction"));
         }
-        // Input values: the wallet's coins as seen, and our own pending outputs.
-        let mut values: HashMap<OutPoint, Amount> = seen
-            .fundings
-            .iter()
-            .filter(|f| f.script_pubkey == self.spk)
-            .map(|f| (f.outpoint, f.value))
-            .collect();
-        for t in &pending {
-            let t_id = t.compute_txid();
-            for (vout, o) in t.output.iter().enumerate() {
-                values.insert(
-                    OutPoint {
-                        txid: t_id,
-                        vout: vout as u32,
-                    },
-                    o.value,
-                );
-            }
-        }
+        let values = self.input_values(seen);
         let mut prevouts = vec![];
         for i in &tx.input {
             let value = values
@@ -420,6 +412,53 @@ impl SwapWallet {
         new.output[change].value = new_change;
         self.sign_all(&mut new, &prevouts)?;
         Ok(new)
+    }
+
+    /// Values of the outputs the wallet knows: its coins as seen, and our own pending
+    /// transactions' outputs (no node index needed: `-txindex` is not required).
+    fn input_values(&self, seen: &WatchStatus) -> HashMap<OutPoint, Amount> {
+        let mut values: HashMap<OutPoint, Amount> = seen
+            .fundings
+            .iter()
+            .filter(|f| f.script_pubkey == self.spk)
+            .map(|f| (f.outpoint, f.value))
+            .collect();
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for t in pending.iter() {
+            let t_id = t.compute_txid();
+            for (vout, o) in t.output.iter().enumerate() {
+                values.insert(
+                    OutPoint {
+                        txid: t_id,
+                        vout: vout as u32,
+                    },
+                    o.value,
+                );
+            }
+        }
+        values
+    }
+
+    /// The fee `tx` (one of ours, spending wallet coins) pays, from the wallet's own view of
+    /// its inputs' values; `None` when an input's value is unknown to the wallet.
+    pub fn fee_of(&self, seen: &WatchStatus, tx: &Transaction) -> Option<Amount> {
+        let values = self.input_values(seen);
+        let mut total_in = Amount::ZERO;
+        for i in &tx.input {
+            total_in += *values.get(&i.previous_output)?;
+        }
+        let total_out: Amount = tx.output.iter().map(|o| o.value).sum();
+        total_in.checked_sub(total_out)
+    }
+
+    /// Remembers `tx` (a stored publication of ours, e.g. after a restart) as ours, so that
+    /// its inputs are never spent again by another transaction while it may confirm.
+    pub fn remember(&self, tx: &Transaction) {
+        let txid = tx.compute_txid();
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !p.iter().any(|t| t.compute_txid() == txid) {
+            p.push(tx.clone());
+        }
     }
 
     /// Remembers `new` (broadcast) as ours instead of the transaction it replaced.

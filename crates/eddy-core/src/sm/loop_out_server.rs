@@ -50,6 +50,13 @@ pub struct Terms {
     pub expiry: BlockHeight,
     /// Height at which the swap was created.
     pub created_height: BlockHeight,
+    /// For an HTLC whose refund is *relative* (seed 000's BIP199 script: `OP_CSV`), the delay
+    /// in blocks after the HTLC's confirmation before the refund can confirm. Such a swap is
+    /// published only until [`Terms::publication_deadline`] (the expiry's derivation assumes
+    /// it, see `SEED_LOOP_OUT_EXPIRY_DELTA`) and refunds only from the later of `E` and the
+    /// HTLC's confirmation height plus this delay. `None`: an absolute refund at `E`.
+    #[serde(default)]
+    pub relative_refund: Option<u32>,
 }
 
 impl Terms {
@@ -66,8 +73,24 @@ impl Terms {
     /// Whether an HTLC may be (and a prepay earned by one) broadcast at `tip`: at least
     /// [`MIN_BLOCKS_LEFT_AT_PUBLICATION`] blocks before `E`, so that it confirms and reaches the
     /// client's confirmations while the client can still claim.
+    ///
+    /// A relative-refund (seed) HTLC may be published only before
+    /// [`Terms::publication_deadline`]: its refund becomes valid only `relative_refund` blocks
+    /// after it confirms, and `SEED_LOOP_OUT_EXPIRY_DELTA` is derived from that deadline.
     pub fn may_publish(&self, tip: BlockHeight) -> bool {
-        self.expiry.saturating_sub(tip) >= MIN_BLOCKS_LEFT_AT_PUBLICATION
+        let relative_ok = self.relative_refund.is_none() || tip < self.publication_deadline();
+        relative_ok && self.expiry.saturating_sub(tip) >= MIN_BLOCKS_LEFT_AT_PUBLICATION
+    }
+
+    /// The first height at which the refund of an HTLC confirmed at `confirmed_at` can be
+    /// broadcast and mined: `E` for an absolute refund, the later of `E` and
+    /// `confirmed_at + relative_refund` for a relative one (`None` while the HTLC is
+    /// unconfirmed: a relative refund cannot start before the HTLC confirms).
+    pub fn refund_height(&self, confirmed_at: Option<BlockHeight>) -> Option<BlockHeight> {
+        match self.relative_refund {
+            None => Some(self.expiry),
+            Some(csv) => confirmed_at.map(|h| self.expiry.max(h + csv)),
+        }
     }
 }
 
@@ -77,6 +100,11 @@ impl Terms {
 pub enum CancelReason {
     /// The client did not pay in time.
     PublicationDeadline,
+    /// Our HTLC publication can no longer confirm (its inputs were spent by a confirmed
+    /// conflicting transaction) and no new one may be made (outside the window, or already
+    /// refunding): the swap invoice is canceled (the client's payment returns); nothing of
+    /// ours is on chain to refund.
+    PublicationLost,
     /// The accepted HTLC failed `check_accepted_htlc`.
     HtlcRejected,
     /// No HTLC was on chain or in the mempool when the publication window
@@ -188,6 +216,15 @@ pub enum Event {
     },
     /// The swap invoice can no longer be settled (canceled or its HTLC failed back).
     SwapInvoiceGone,
+    /// Our HTLC output is confirmed, in the block at `height` (the engine reports it every
+    /// pass while the swap is published; a relative refund counts from it).
+    HtlcConfirmed {
+        /// Height of the block that confirmed it.
+        height: BlockHeight,
+    },
+    /// Our HTLC publication (every transaction of ours paying it) can no longer confirm: its
+    /// inputs were spent by a confirmed transaction that is not ours.
+    PublicationLost,
     /// The client's claim (a spend of the HTLC revealing the preimage) was seen on chain or in
     /// the mempool, with this many confirmations.
     HtlcClaimed {
@@ -297,8 +334,27 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         (S::Publishing, Event::HtlcBroadcast { txid, .. }) => {
             (S::Published { txid: *txid }, vec![Action::CancelPrepay])
         }
-        (S::Published { txid }, Event::Block { height }) if *height >= terms.expiry => {
+        (S::Published { txid }, Event::Block { height })
+            if terms.relative_refund.is_none() && *height >= terms.expiry =>
+        {
             (S::Refunding { txid }, vec![Action::BroadcastRefund])
+        }
+        // A relative refund is valid only `relative_refund` blocks after the HTLC confirmed:
+        // until then the server keeps settling on any preimage (no refund of ours can win).
+        (S::Published { txid }, Event::HtlcConfirmed { height })
+            if terms
+                .refund_height(Some(*height))
+                .is_some_and(|r| (*height).max(tip) >= r) =>
+        {
+            (S::Refunding { txid }, vec![Action::BroadcastRefund])
+        }
+        // Our publication can no longer confirm: publish again inside the window, else end
+        // (the client's payment returns; nothing of ours is on chain).
+        (S::Published { .. }, Event::PublicationLost) if terms.may_publish(tip) => {
+            (S::Publishing, vec![Action::PublishHtlc])
+        }
+        (S::Published { .. } | S::Refunding { .. }, Event::PublicationLost) => {
+            (S::Canceled(CancelReason::PublicationLost), vec![Action::CancelSwap])
         }
         (S::Refunding { txid }, Event::Block { .. }) => (S::Refunding { txid }, vec![Action::BroadcastRefund]),
         // Before `E` no refund can confirm: settle on any preimage (pushed or seen).
@@ -347,7 +403,83 @@ mod tests {
             prepay_msat: 1_000_000,
             expiry: 500,
             created_height: 420,
+            relative_refund: None,
         }
+    }
+
+    fn seed_terms() -> Terms {
+        Terms {
+            prepay_msat: 0,
+            expiry: 420 + crate::constants::SEED_LOOP_OUT_EXPIRY_DELTA,
+            relative_refund: Some(crate::constants::SEED_CSV_DELAY),
+            ..terms()
+        }
+    }
+
+    /// Review #1: a seed HTLC is published only before created + LOOP_OUT_PUBLICATION_DEADLINE
+    /// (not until E − MIN_BLOCKS_LEFT_AT_PUBLICATION); its refund starts at the HTLC's
+    /// confirmation + SEED_CSV_DELAY, not at E, and until then any preimage settles.
+    #[test]
+    fn seed_publishes_by_the_deadline_and_refunds_after_the_csv() {
+        let t = seed_terms();
+        let last = t.publication_deadline() - 1;
+        assert!(t.may_publish(last));
+        assert!(!t.may_publish(last + 1));
+        assert_eq!(
+            transition(
+                &t,
+                State::Publishing,
+                &Event::NoHtlcOnChain { height: last + 1 },
+                last + 1
+            )
+            .0,
+            State::Canceled(CancelReason::PublicationWindowMissed)
+        );
+        // Published at the last height, confirmed 10 blocks later: refund only from conf + CSV.
+        let s = State::Published {
+            txid: Txid::all_zeros(),
+        };
+        let conf = last + 10;
+        let refund_at = conf + crate::constants::SEED_CSV_DELAY;
+        assert!(refund_at > t.expiry, "the attack needs a refund later than E");
+        let (s, a) = transition(&t, s, &Event::Block { height: t.expiry }, t.expiry);
+        assert!(matches!(s, State::Published { .. }) && a.is_empty(), "{s:?}");
+        let (s2, a) = transition(&t, s.clone(), &Event::HtlcConfirmed { height: conf }, refund_at - 1);
+        assert!(matches!(s2, State::Published { .. }) && a.is_empty(), "{s2:?}");
+        // Past E, before the refund is valid: a pushed preimage is still settled.
+        let p = Preimage::from_bytes([1; 32]);
+        assert_eq!(
+            transition(&t, s.clone(), &Event::PreimageLearned(p), refund_at - 1),
+            (State::PreimageKnown { preimage: p }, vec![Action::SettleSwap(p)])
+        );
+        let (s3, a) = transition(&t, s, &Event::HtlcConfirmed { height: conf }, refund_at);
+        assert!(matches!(s3, State::Refunding { .. }), "{s3:?}");
+        assert_eq!(a, vec![Action::BroadcastRefund]);
+    }
+
+    /// Review #2/#3: a publication of ours that can no longer confirm is made again inside
+    /// the window; outside it (or when refunding) the swap ends, its invoice canceled.
+    #[test]
+    fn lost_publication_republishes_or_ends() {
+        let t = terms();
+        let s = State::Published {
+            txid: Txid::all_zeros(),
+        };
+        assert_eq!(
+            transition(&t, s.clone(), &Event::PublicationLost, 440),
+            (State::Publishing, vec![Action::PublishHtlc])
+        );
+        assert_eq!(
+            transition(&t, s, &Event::PublicationLost, 480),
+            (State::Canceled(CancelReason::PublicationLost), vec![Action::CancelSwap])
+        );
+        let r = State::Refunding {
+            txid: Txid::all_zeros(),
+        };
+        assert_eq!(
+            transition(&t, r, &Event::PublicationLost, 501),
+            (State::Canceled(CancelReason::PublicationLost), vec![Action::CancelSwap])
+        );
     }
 
     fn event() -> impl Strategy<Value = Event> {
@@ -364,6 +496,8 @@ mod tests {
             }),
             height().prop_map(|height| Event::NoHtlcOnChain { height }),
             Just(Event::SwapInvoiceGone),
+            height().prop_map(|height| Event::HtlcConfirmed { height }),
+            Just(Event::PublicationLost),
             (0u32..8).prop_map(|confs| Event::HtlcClaimed {
                 preimage: Preimage::from_bytes([1; 32]),
                 confs
@@ -428,7 +562,8 @@ mod tests {
                 let (next, actions) = transition(&t, s, e, tip);
                 for a in &actions {
                     if matches!(a, Action::PublishHtlc) {
-                        prop_assert!(!published_before);
+                        // Published again only once the earlier publication is lost.
+                        prop_assert!(!published_before || *e == Event::PublicationLost);
                         prop_assert!(t.may_publish(tip), "publication outside the window at {}", tip);
                     }
                 }
