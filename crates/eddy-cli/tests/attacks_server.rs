@@ -938,7 +938,10 @@ fn attack_f9_creation_flood_does_not_block_an_honest_client() {
             _ => panic!("{s}: {v}"),
         }
     }
-    assert_eq!(refused, 3, "5 a minute for the flooding address");
+    assert_eq!(
+        refused, 5,
+        "3 live unpaid offers per client (5 a minute) for the flooding address"
+    );
     // The honest client, another address behind the proxy.
     let p = Preimage::from_bytes([0x2a; 32]);
     let (k, pk) = key(0x3b);
