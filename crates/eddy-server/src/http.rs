@@ -243,8 +243,10 @@ fn error_id() -> String {
     b.to_lower_hex_string()
 }
 
-/// Looks swap `id` up (404 before any other work), then checks the request's
-/// [`eddy_core::auth::HEADER`] against the key the swap's client gave at creation (401).
+/// Looks swap `id` up (one store read, before any other work), then checks the request's
+/// [`eddy_core::auth::HEADER`] against the key the swap's client gave at creation (401). An
+/// unknown id (or a seed-protocol swap) is checked against a key nobody holds, so it answers the
+/// very 401 a wrong signature gets.
 async fn authorize(
     st: &AppState,
     id: &SwapId,
