@@ -328,7 +328,8 @@ pub struct Limits {
     /// Seed-protocol requests per minute from all clients together.
     pub seed_total_per_minute: usize,
     /// The reverse proxy in front of the API, if any: only for requests from it is the client
-    /// read from `X-Forwarded-For` (the right-most entry that is not the proxy itself).
+    /// read from `X-Forwarded-For`: only the right-most entry, which the proxy wrote (one naming
+    /// the proxy itself is passed over); if it does not parse, the peer (see `client_ip`).
     pub trusted_proxy: Option<IpAddr>,
 }
 
