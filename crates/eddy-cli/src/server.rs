@@ -76,8 +76,10 @@ pub struct ServerArgs {
     #[arg(long, env = "EDDY_SEED_RATE_LIMIT_PER_MINUTE")]
     pub seed_rate_limit_per_minute: Option<usize>,
     /// The reverse proxy in front of the API: only requests from this address have their
-    /// client read from `X-Forwarded-For` (its right-most entry that is not the proxy);
-    /// unset, the header is ignored.
+    /// client read from `X-Forwarded-For` — only the entry the proxy wrote (the right-most;
+    /// one naming the proxy itself is passed over), never the client's own; when that entry
+    /// does not parse, the proxy's address is the client. IPv6 clients count by their /64.
+    /// Unset, the header is ignored.
     #[arg(long, env = "EDDY_TRUSTED_PROXY")]
     pub trusted_proxy: Option<std::net::IpAddr>,
     /// Prometheus metrics address (default 127.0.0.1:8289; never the public API's).

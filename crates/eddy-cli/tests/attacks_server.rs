@@ -370,7 +370,7 @@ fn attack_f3_server_down_across_expiry_still_refunds() {
 /// confirmed), a stranger who knows the payment hash asks for its status, for a cooperative
 /// refund of the funding (which would stop the server from ever paying), for the claim signing
 /// session, with no signature, a wrong key, and a captured signature replayed on another
-/// endpoint and body: 401 every time, 404 for an unknown id, nothing changes; the honest swap
+/// endpoint and body: 401 every time, also for an unknown id, nothing changes; the honest swap
 /// completes. Client: channel + (amount − fee), on-chain − (amount + funding fee); server:
 /// wallet + (amount − claim fee), channel − (amount − fee).
 #[test]
@@ -469,7 +469,7 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
             Some(body)
         )
         .0,
-        404
+        401
     );
     assert_eq!(in_state(&net, &net.server, &id), InState::Created, "nothing changed");
     // The honest swap completes.
@@ -938,7 +938,10 @@ fn attack_f9_creation_flood_does_not_block_an_honest_client() {
             _ => panic!("{s}: {v}"),
         }
     }
-    assert_eq!(refused, 3, "5 a minute for the flooding address");
+    assert_eq!(
+        refused, 5,
+        "3 live unpaid offers per client (5 a minute) for the flooding address"
+    );
     // The honest client, another address behind the proxy.
     let p = Preimage::from_bytes([0x2a; 32]);
     let (k, pk) = key(0x3b);

@@ -116,7 +116,8 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
-    // Every per-swap call but the preimage push documents its signature header and 401.
+    // Every per-swap call but the preimage push documents its signature header and 401, and
+    // no 404: an unknown id answers the same 401 (a stranger cannot tell which swaps exist).
     for (path, method) in [
         ("/v1/swaps/{id}", "get"),
         ("/v1/swaps/{id}/events", "get"),
@@ -127,7 +128,7 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     ] {
         let op = &doc["paths"][path][method];
         assert!(op["responses"].get("401").is_some(), "{path}: 401 documented");
-        assert!(op["responses"].get("404").is_some(), "{path}: 404 documented");
+        assert!(op["responses"].get("404").is_none(), "{path}: no 404 documented");
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
         assert!(
             params
@@ -180,15 +181,39 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     // Status: bad id, unknown id, known id (no secrets in it).
     let (s, _) = call("GET", "/v1/swaps/zz", None);
     assert_eq!(s, 400);
-    let (s, v) = call("GET", &format!("/v1/swaps/{}", "ab".repeat(32)), None);
-    assert_eq!(s, 404, "{v}");
-    // A known id needs the client's signature (the key it gave at creation).
+    // A known id needs the client's signature (the key it gave at creation); an unknown id
+    // answers exactly the same (review #14: 404 vs 401 told strangers which swaps exist).
+    let unknown = SwapId::from(Preimage::from_bytes([0x46; 32]).payment_hash());
     let (s, v) = call("GET", &format!("/v1/swaps/{id}"), None);
     assert_eq!(s, 401, "{v}");
     assert!(err(&v).contains("missing x-eddy-swap-auth"), "{v}");
+    assert_eq!(call("GET", &format!("/v1/swaps/{unknown}"), None), (s, v));
     let stranger_key = bitcoin::secp256k1::SecretKey::from_slice(&[4; 32]).expect("key");
     let (s, v) = signed(&stranger_key, &id, "GET", &format!("/v1/swaps/{id}"), None);
     assert_eq!(s, 401, "{v}");
+    assert_eq!(
+        signed(&stranger_key, &unknown, "GET", &format!("/v1/swaps/{unknown}"), None),
+        (s, v)
+    );
+    for path in ["cosign", "refund-cosign", "claim-cosign"] {
+        let body = Some(json!({"nonce": "00", "tx": "00"}).to_string());
+        let known = signed(
+            &stranger_key,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/{path}"),
+            body.clone(),
+        );
+        assert_eq!(known.0, 401, "{known:?}");
+        let other = signed(
+            &stranger_key,
+            &unknown,
+            "POST",
+            &format!("/v1/swaps/{unknown}/{path}"),
+            body,
+        );
+        assert_eq!(other, known, "{path}");
+    }
     let (s, v) = signed(&client_key, &id, "GET", &format!("/v1/swaps/{id}"), None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["state"], "created");
@@ -262,7 +287,11 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         ),
     );
     assert_eq!(s, 503, "{v}");
-    assert!(err(&v).contains("insufficient on-chain liquidity"), "{v}");
+    // Review #14: the reason (and the wallet's balance in it) stays in the server's log.
+    assert!(err(&v).starts_with("the server cannot take this swap now (id "), "{v}");
+    for leak in ["liquidity", "available", "sat", "950000"] {
+        assert!(!err(&v).contains(leak), "{v}");
+    }
     assert!(net
         .rt
         .block_on(net.server.swap(&SwapId::from(big.payment_hash())))
@@ -285,7 +314,7 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
 }
 
 /// The live status stream (server-sent events) follows a swap from creation to success and
-/// ends there; an unknown id is refused with a JSON 404.
+/// ends there; an unknown id is refused with a JSON 401, as a stranger is.
 #[test]
 fn status_stream_follows_a_swap_to_the_end() {
     use eddy_core::sm::loop_out_client::State;
@@ -298,7 +327,7 @@ fn status_stream_follows_a_swap_to_the_end() {
             .expect("get")
             .status()
     });
-    assert_eq!(unknown.as_u16(), 404);
+    assert_eq!(unknown.as_u16(), 401);
     let dest = net
         .rt
         .block_on(net.client_ln.new_address())

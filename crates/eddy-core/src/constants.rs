@@ -261,6 +261,39 @@ pub const UNPAID_OFFERS_PER_SLOT: usize = 4;
 /// fee) is re-broadcast, and replaced at once if refused, at every pass.
 pub const HTLC_PUBLICATION_BUMP_BLOCKS: u32 = 2;
 
+// --- server HTTP side (issue 12, review) ---
+
+/// Loop-out server: live unpaid offers (normal and seed protocol together) one client (an IPv4
+/// address, an IPv6 /64) may hold at once, on top of the global budget
+/// ([`UNPAID_OFFERS_PER_SLOT`]). An honest client makes one offer and pays it at once (a retry
+/// after a failed payment is a second): three leaves room for that and a parallel swap, while
+/// one address can take at most this many of the global budget for
+/// [`LOOP_OUT_OFFER_EXPIRY_SECS`] — fewer than even a one-slot server's budget.
+pub const UNPAID_OFFERS_PER_CLIENT: usize = 3;
+
+/// Loop-out server: live unpaid seed-protocol offers allowed per `max_active_swaps` slot, a
+/// budget of their own (they do not count against [`UNPAID_OFFERS_PER_SLOT`]): that protocol
+/// has no prepay, so its offers cost their makers nothing at all; one per slot keeps a seed
+/// flood from ever touching the budget of prepaid offers.
+pub const SEED_UNPAID_OFFERS_PER_SLOT: usize = 1;
+
+/// Loop-in server: blocks an unfunded loop-in offer counts as live against the unfunded-offer
+/// budgets ([`UNFUNDED_LOOP_IN_OFFERS_PER_SLOT`], [`UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT`]). An
+/// honest client funds the HTLC as soon as it has the offer (its funding is in the mempool
+/// within seconds); six blocks (about an hour, [`SPEND_CONFIRM_BUDGET`]) covers a client whose
+/// funding transaction waits for its own wallet. Older unfunded offers no longer count, so a
+/// flood holds the budget for at most this long.
+pub const LOOP_IN_UNFUNDED_OFFER_BLOCKS: u32 = SPEND_CONFIRM_BUDGET;
+
+/// Loop-in server: live unfunded loop-in offers (see [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`]) per
+/// `max_active_swaps` slot. An unfunded offer holds no slot (it costs its maker nothing), but it
+/// is a stored, watched swap scanned every pass: four per slot, like [`UNPAID_OFFERS_PER_SLOT`].
+pub const UNFUNDED_LOOP_IN_OFFERS_PER_SLOT: usize = 4;
+
+/// Loop-in server: live unfunded loop-in offers one client (an IPv4 address, an IPv6 /64) may
+/// hold at once, like [`UNPAID_OFFERS_PER_CLIENT`].
+pub const UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT: usize = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +328,13 @@ mod tests {
             assert!(SEED_LOOP_OUT_EXPIRY_DELTA <= MAX_LOOP_OUT_EXPIRY_DELTA);
         }
         assert_eq!(loop_in_max_payment_cltv(1000), 980);
+        // Server HTTP side (issue 12, review): one client never holds the whole offer budget
+        // of even a one-slot server, and an unfunded loop-in stops counting long before E.
+        const {
+            assert!(UNPAID_OFFERS_PER_CLIENT < UNPAID_OFFERS_PER_SLOT);
+            assert!(UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT < UNFUNDED_LOOP_IN_OFFERS_PER_SLOT);
+            assert!(LOOP_IN_UNFUNDED_OFFER_BLOCKS < MIN_LOOP_IN_EXPIRY_DELTA);
+        }
         assert_eq!(loop_in_last_payment_height(1000), 940);
         assert_eq!(loop_out_last_reveal_height(100), 80);
         // Client side (issue 12): the whole route of a loop-out payment stays inside LDK's

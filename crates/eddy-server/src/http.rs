@@ -8,14 +8,25 @@
 //! Calls on one swap (`GET /v1/swaps/{id}` and every `/v1/swaps/{id}/…` but the preimage push,
 //! which authorizes itself by hashing to the id) must carry the swap counterparty's signature
 //! ([`eddy_core::auth`], header `x-eddy-swap-auth`, with the key it gave at creation): the swap
-//! is looked up first (unknown → 404, no other work), then the signature checked (missing or
-//! bad → 401, nothing changed), and only then the body is read and the engine asked.
+//! is looked up first (one store read, no other work), then the signature checked (missing or
+//! bad → 401, nothing changed), and only then the body is read and the engine asked. An unknown
+//! id answers exactly what a known one with a bad signature answers (401, same text): a
+//! stranger learns nothing about which swaps exist.
+//!
+//! Abuse limits, all per client (an IPv4 address or an IPv6 /64; behind a configured trusted
+//! proxy, the right-most `X-Forwarded-For` entry): swap creations per minute; live unpaid
+//! loop-out offers ([`eddy_core::constants::UNPAID_OFFERS_PER_CLIENT`]) and unfunded loop-in
+//! offers ([`eddy_core::constants::UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT`]) on top of the engine's
+//! global budgets; open event streams ([`MAX_EVENT_STREAMS_PER_CLIENT`], [`MAX_EVENT_STREAMS`]
+//! in all); and per swap, co-signing calls ([`COSIGN_CALLS_PER_SWAP_PER_MINUTE`]). Refusals
+//! that say why the server cannot take a swap (its liquidity, capacity, swaps in flight) reach
+//! the caller only as a generic message with an error id; the details are in the log.
 //!
 //! The Prometheus metrics (they show the swap wallet's balance) are not on this router: see
 //! [`metrics_router`], served on its own (loopback by default) address.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -209,6 +220,16 @@ impl From<ServerError> for ApiError {
                     format!("internal error (id {error_id}); retry later or quote the id to the operator"),
                 )
             }
+            // Why the server cannot take a swap (its wallet balance, channel capacity, swaps or
+            // offers in flight) is the operator's business: logged, not answered.
+            ServerError::Unavailable(_) => {
+                let error_id = error_id();
+                tracing::info!(%error_id, error = %e, "swap refused");
+                ApiError(
+                    status,
+                    format!("the server cannot take this swap now (id {error_id}); retry later"),
+                )
+            }
             e => ApiError(status, e.to_string()),
         }
     }
@@ -222,8 +243,10 @@ fn error_id() -> String {
     b.to_lower_hex_string()
 }
 
-/// Looks swap `id` up (404 before any other work), then checks the request's
-/// [`eddy_core::auth::HEADER`] against the key the swap's client gave at creation (401).
+/// Looks swap `id` up (one store read, before any other work), then checks the request's
+/// [`eddy_core::auth::HEADER`] against the key the swap's client gave at creation (401). An
+/// unknown id (or a seed-protocol swap) is checked against a key nobody holds, so it answers the
+/// very 401 a wrong signature gets.
 async fn authorize(
     st: &AppState,
     id: &SwapId,
@@ -232,12 +255,14 @@ async fn authorize(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let key = st.server.swap_auth_key(id).await?.ok_or_else(|| {
-        ApiError(
-            StatusCode::UNAUTHORIZED,
-            "this swap was made with the seed protocol (POST /api/loop/out): it has no per-swap calls".into(),
-        )
-    })?;
+    // An unknown id, or a seed-protocol swap (no per-swap calls), is checked against a key
+    // nobody holds: the caller gets exactly the 401 a wrong signature gets, and no other work
+    // is done.
+    let key = match st.server.swap_auth_key(id).await {
+        Ok(Some(key)) => key,
+        Ok(None) | Err(ServerError::NotFound(_)) => st.nobody_key,
+        Err(e) => return Err(e.into()),
+    };
     let header = headers
         .get(eddy_core::auth::HEADER)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
@@ -269,7 +294,28 @@ struct AppState {
     /// Seed-protocol creations from everyone together.
     seed_total: RateLimiter,
     trusted_proxy: Option<IpAddr>,
+    /// Live unpaid loop-out offers (normal and seed) per client.
+    out_offers: OfferBudget,
+    /// Live unfunded loop-in offers per client.
+    in_offers: OfferBudget,
+    /// Co-signing calls per swap.
+    cosign_limiter: RateLimiter<SwapId>,
+    /// Open event streams.
+    streams: Arc<StreamSlots>,
+    /// A key whose secret nobody holds: unknown ids are "authorized" against it (always 401).
+    nobody_key: bitcoin::secp256k1::PublicKey,
 }
+
+/// Most open `GET /v1/swaps/{id}/events` streams from one client (each polls the store): a
+/// client follows its own few swaps; more is refused with 429.
+pub const MAX_EVENT_STREAMS_PER_CLIENT: usize = 4;
+/// Most open event streams from all clients together (503 beyond).
+pub const MAX_EVENT_STREAMS: usize = 256;
+/// Co-signing calls (`refund-cosign`, `claim`, `claim-cosign`, `cosign`) one swap may make per
+/// minute (429 beyond; counted after the signature check, so a stranger cannot use up a
+/// client's calls). An honest client needs one or two per block; each call costs the server
+/// store reads, a node query or a chain sync.
+pub const COSIGN_CALLS_PER_SWAP_PER_MINUTE: usize = 30;
 
 /// Request limits of the public API.
 #[derive(Clone, Debug)]
@@ -282,7 +328,8 @@ pub struct Limits {
     /// Seed-protocol requests per minute from all clients together.
     pub seed_total_per_minute: usize,
     /// The reverse proxy in front of the API, if any: only for requests from it is the client
-    /// read from `X-Forwarded-For` (the right-most entry that is not the proxy itself).
+    /// read from `X-Forwarded-For`: only the right-most entry, which the proxy wrote (one naming
+    /// the proxy itself is passed over); if it does not parse, the peer (see `client_ip`).
     pub trusted_proxy: Option<IpAddr>,
 }
 
@@ -300,22 +347,9 @@ impl Limits {
 }
 
 impl AppState {
-    /// The client a request comes from: the peer, or — only when the peer is the configured
-    /// trusted proxy — the right-most `X-Forwarded-For` entry that is not the proxy (entries
-    /// left of it were written by the client and prove nothing).
-    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        let ip = peer.ip();
-        if self.trusted_proxy != Some(ip) {
-            return ip;
-        }
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|e| e.trim().parse::<IpAddr>().ok())
-            .rfind(|e| Some(*e) != self.trusted_proxy)
-            .unwrap_or(ip)
+    /// The client a request comes from, as limits count it ([`client_bucket`]).
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        client_bucket(client_ip(self.trusted_proxy, peer, headers))
     }
 
     /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
@@ -326,7 +360,7 @@ impl AppState {
         headers: &HeaderMap,
         body: Result<Json<T>, JsonRejection>,
     ) -> Result<T, ApiError> {
-        let ip = self.client_ip(peer, headers);
+        let ip = self.client(peer, headers);
         if !self.limiter.allow(ip) {
             self.server.metrics().refused("rate_limited");
             return Err(ApiError(
@@ -352,39 +386,116 @@ impl AppState {
     }
 }
 
-/// Per-client (IP) limit on requests in a sliding minute. Its memory is bounded: a client's
-/// entry is dropped once its minute is over (checked on every request, whole map at most once
-/// a minute), and at most [`RateLimiter::MAX_CLIENTS`] clients are tracked (beyond that new
-/// clients are refused until entries expire: a flood from many addresses cannot grow it).
-struct RateLimiter {
-    per_minute: usize,
-    seen: std::sync::Mutex<(std::time::Instant, HashMap<IpAddr, VecDeque<std::time::Instant>>)>,
+/// The client a request comes from: the peer, or — only when the peer is the configured
+/// trusted proxy — the right-most entry of the last `X-Forwarded-For` header, which the proxy
+/// wrote (an entry naming the proxy itself is passed over). Entries left of it were written by
+/// the client and prove nothing, so they are never read: if the right-most entry does not parse
+/// (as an address, or an `ip:port` / `[ipv6]:port`), the peer is the client.
+fn client_ip(trusted_proxy: Option<IpAddr>, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let ip = peer.ip();
+    if trusted_proxy != Some(ip) {
+        return ip;
+    }
+    let Some(value) = headers.get_all("x-forwarded-for").iter().next_back() else {
+        return ip;
+    };
+    let Ok(value) = value.to_str() else {
+        return ip;
+    };
+    let parse = |e: &str| {
+        let e = e.trim();
+        e.parse::<IpAddr>()
+            .ok()
+            .or_else(|| e.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    };
+    let mut entries = value.rsplit(',');
+    match entries.next().map(parse) {
+        Some(Some(e)) if Some(e) == trusted_proxy => entries.next().and_then(parse).unwrap_or(ip),
+        Some(Some(e)) => e,
+        _ => ip,
+    }
 }
 
-impl RateLimiter {
-    /// Most clients tracked at once.
-    const MAX_CLIENTS: usize = 100_000;
+/// The bucket limits count a client in: an IPv4 address (an IPv4-mapped IPv6 address counts
+/// as its IPv4 address) or an IPv6 /64 (one subscriber's network: its 2^64 addresses are one
+/// client).
+fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(Ipv6Addr::from(seg))
+            }
+        },
+    }
+}
+
+/// Most clients (or swaps) a [`RateLimiter`] or [`OfferBudget`] tracks at once.
+const MAX_TRACKED: usize = 100_000;
+
+/// Limit on requests per key (a client bucket, a swap) in a sliding minute. Its memory is
+/// bounded: a key's entry is dropped once its minute is over (whole map pruned at most once a
+/// minute), and at most `max_keys` keys are tracked — when full, the oldest tracked key is
+/// forgotten, so a flood from many addresses can never lock out a new honest client (it only
+/// makes old entries be forgotten sooner).
+struct RateLimiter<K = IpAddr> {
+    per_minute: usize,
+    max_keys: usize,
+    seen: std::sync::Mutex<Seen<K>>,
+}
+
+struct Seen<K> {
+    pruned: std::time::Instant,
+    map: HashMap<K, VecDeque<std::time::Instant>>,
+    /// Keys in the order they started being tracked (eviction order).
+    order: VecDeque<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-    fn new(per_minute: usize) -> RateLimiter {
+    fn new(per_minute: usize) -> RateLimiter<K> {
+        Self::with_max(per_minute, MAX_TRACKED)
+    }
+
+    fn with_max(per_minute: usize, max_keys: usize) -> RateLimiter<K> {
         RateLimiter {
             per_minute,
-            seen: std::sync::Mutex::new((std::time::Instant::now(), HashMap::new())),
+            max_keys: max_keys.max(1),
+            seen: std::sync::Mutex::new(Seen {
+                pruned: std::time::Instant::now(),
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
         }
     }
 
-    fn allow(&self, ip: IpAddr) -> bool {
+    fn allow(&self, key: K) -> bool {
         let now = std::time::Instant::now();
         let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let (pruned, seen) = &mut *guard;
-        if now.duration_since(*pruned) > Self::WINDOW {
-            seen.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= Self::WINDOW));
-            *pruned = now;
+        let seen = &mut *guard;
+        if now.duration_since(seen.pruned) > Self::WINDOW {
+            seen.map
+                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= Self::WINDOW));
+            let map = &seen.map;
+            seen.order.retain(|k| map.contains_key(k));
+            seen.pruned = now;
         }
-        if !seen.contains_key(&ip) && seen.len() >= Self::MAX_CLIENTS {
-            return false;
+        if !seen.map.contains_key(&key) {
+            while seen.map.len() >= self.max_keys {
+                match seen.order.pop_front() {
+                    Some(old) => {
+                        seen.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            seen.order.push_back(key);
         }
-        let q = seen.entry(ip).or_default();
+        let q = seen.map.entry(key).or_default();
         while q.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
             q.pop_front();
         }
@@ -395,10 +506,187 @@ impl RateLimiter {
         true
     }
 
-    /// Clients tracked now (tests: the map is pruned).
+    /// Keys tracked now (tests: the map is pruned and bounded).
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).1.len()
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+    }
+}
+
+/// Per-client budget of live offers (unpaid loop-outs, unfunded loop-ins): the engine's budgets
+/// are global, so without this one address could fill them and keep everyone else out. A
+/// client's offers are counted until the engine says they are no longer live
+/// ([`LoopOutServer::is_live_offer`]: paid/funded, or expired); a creation in progress holds
+/// its place (concurrent requests cannot overshoot). At most [`MAX_TRACKED`] clients are
+/// tracked (the oldest forgotten beyond; the engine's global budget still holds).
+struct OfferBudget {
+    per_client: usize,
+    what: &'static str,
+    clients: std::sync::Mutex<ClientOffers>,
+}
+
+#[derive(Default)]
+struct ClientOffers {
+    next_ticket: u64,
+    /// Per client: (ticket, the swap once created).
+    map: HashMap<IpAddr, Vec<(u64, Option<SwapId>)>>,
+    order: VecDeque<IpAddr>,
+}
+
+impl OfferBudget {
+    fn new(per_client: usize, what: &'static str) -> OfferBudget {
+        OfferBudget {
+            per_client,
+            what,
+            clients: std::sync::Mutex::new(ClientOffers::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClientOffers> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place in `client`'s budget for one creation (429 when its live offers fill it);
+    /// give it back with [`OfferBudget::finish`].
+    async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<u64, ApiError> {
+        let ids: Vec<SwapId> = {
+            let g = self.lock();
+            match g.map.get(&client) {
+                Some(v) if v.len() >= self.per_client => v.iter().filter_map(|(_, id)| *id).collect(),
+                _ => vec![],
+            }
+        };
+        // Full: forget the offers that are no longer live (one store read each, at most
+        // `per_client`).
+        let mut gone = vec![];
+        for id in ids {
+            if !server.is_live_offer(&id).await? {
+                gone.push(id);
+            }
+        }
+        let mut g = self.lock();
+        let g = &mut *g;
+        if let Some(v) = g.map.get_mut(&client) {
+            v.retain(|(_, id)| id.is_none_or(|id| !gone.contains(&id)));
+        }
+        if !g.map.contains_key(&client) {
+            while g.map.len() >= MAX_TRACKED {
+                match g.order.pop_front() {
+                    Some(old) => {
+                        g.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            g.order.push_back(client);
+        }
+        let v = g.map.entry(client).or_default();
+        if v.len() >= self.per_client {
+            server.metrics().refused("offer_budget");
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} live {} from this client, the most it may hold: complete or abandon one first",
+                    v.len(),
+                    self.what
+                ),
+            ));
+        }
+        g.next_ticket += 1;
+        v.push((g.next_ticket, None));
+        Ok(g.next_ticket)
+    }
+
+    /// Ends a [`OfferBudget::reserve`]: the place now holds swap `id`, or is given back.
+    fn finish(&self, client: IpAddr, ticket: u64, id: Option<SwapId>) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let Some(v) = g.map.get_mut(&client) else {
+            return;
+        };
+        match id {
+            Some(id) => {
+                if let Some(e) = v.iter_mut().find(|(t, _)| *t == ticket) {
+                    e.1 = Some(id);
+                }
+            }
+            None => v.retain(|(t, _)| *t != ticket),
+        }
+        if v.is_empty() {
+            g.map.remove(&client);
+            g.order.retain(|c| *c != client);
+        }
+    }
+}
+
+/// Open event streams, total and per client; a [`StreamSlot`] gives its place back when the
+/// stream ends or the client goes away.
+#[derive(Default)]
+struct StreamSlots {
+    open: std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    client: IpAddr,
+}
+
+impl StreamSlots {
+    fn open(self: &Arc<Self>, client: IpAddr) -> Result<StreamSlot, ApiError> {
+        let mut g = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *g;
+        if *total >= MAX_EVENT_STREAMS {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many event streams open on this server; poll GET /v1/swaps/{id} or retry later".into(),
+            ));
+        }
+        let mine = per.entry(client).or_default();
+        if *mine >= MAX_EVENT_STREAMS_PER_CLIENT {
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("at most {MAX_EVENT_STREAMS_PER_CLIENT} event streams open per client"),
+            ));
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            client,
+        })
+    }
+
+    #[cfg(test)]
+    fn total(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut g = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *g;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Counts a co-signing call of swap `id` (after its signature was checked).
+    fn cosign_call(&self, id: &SwapId) -> Result<(), ApiError> {
+        if self.cosign_limiter.allow(*id) {
+            return Ok(());
+        }
+        self.server.metrics().refused("rate_limited");
+        Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {COSIGN_CALLS_PER_SWAP_PER_MINUTE} co-signing calls for this swap in a minute"),
+        ))
     }
 }
 
@@ -411,8 +699,8 @@ async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
     (status = 201, description = "The offer (both hold invoices, the server key, E, the HTLC address)", body = LoopOutOfferDoc),
     (status = 400, description = "Malformed request or amount out of range", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client", body = ErrorBody),
-    (status = 503, description = "Not enough liquidity or capacity now", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
+    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_out(
     State(st): State<Arc<AppState>>,
@@ -421,11 +709,12 @@ async fn loop_out(
     body: Result<Json<LoopOutCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body)?;
-    let offer = st
-        .server
-        .create_loop_out(&req)
-        .await
-        .inspect_err(|e| st.count_refusal(e))?;
+    let client = st.client(peer, &headers);
+    let ticket = st.out_offers.reserve(&st.server, client).await?;
+    let made = st.server.create_loop_out(&req).await;
+    st.out_offers
+        .finish(client, ticket, made.is_ok().then(|| SwapId::from(req.payment_hash)));
+    let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
@@ -520,8 +809,8 @@ pub struct SeedLoopOutResponse {
     (status = 200, description = "The refund address and the hold invoice", body = SeedLoopOutResponse),
     (status = 400, description = "Malformed request, not a P2WPKH address of this network, bad hash, amount out of range", body = ErrorBody),
     (status = 409, description = "A swap for this hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client", body = ErrorBody),
-    (status = 503, description = "Not enough liquidity or capacity now", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
+    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn seed_loop_out(
     State(st): State<Arc<AppState>>,
@@ -557,7 +846,7 @@ async fn seed_loop_out(
         .map_err(|e| invalid(e.to_string().trim_start_matches("invalid request: ").to_string()))?;
     // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
     // is created, its own tight limits apply (per client and from everyone together).
-    let ip = st.client_ip(peer, &headers);
+    let ip = st.client(peer, &headers);
     if !st.seed_limiter.allow(ip) || !st.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
         st.server.metrics().refused("rate_limited");
         return Err(ApiError(
@@ -568,11 +857,16 @@ async fn seed_loop_out(
             ),
         ));
     }
-    let (refund, invoice) = st
+    // Seed offers count against the client's offer budget like prepaid ones (and against a
+    // global budget of their own in the engine).
+    let ticket = st.out_offers.reserve(&st.server, ip).await?;
+    let made = st
         .server
         .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
-        .await
-        .inspect_err(|e| st.count_refusal(e))?;
+        .await;
+    st.out_offers
+        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(hash)));
+    let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
         payment_request: invoice,
@@ -586,8 +880,7 @@ fn parse_id(s: &str) -> Result<SwapId, ApiError> {
 #[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex"), AuthHeader), responses(
     (status = 200, description = "The swap's status (never any secret)", body = SwapStatus),
     (status = 400, description = "Not a swap id", body = ErrorBody),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
 ))]
 async fn status(
     State(st): State<Arc<AppState>>,
@@ -690,8 +983,8 @@ pub struct LoopInOfferDoc {
     (status = 201, description = "The HTLC to fund", body = LoopInOfferDoc),
     (status = 400, description = "Malformed request, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV)", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client", body = ErrorBody),
-    (status = 503, description = "Not enough capacity now", body = ErrorBody),
+    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
+    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_in(
     State(st): State<Arc<AppState>>,
@@ -700,11 +993,17 @@ async fn loop_in(
     body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body)?;
-    let offer = st
-        .server
-        .create_loop_in(&req)
-        .await
-        .inspect_err(|e| st.count_refusal(e))?;
+    let client = st.client(peer, &headers);
+    let ticket = st.in_offers.reserve(&st.server, client).await?;
+    let made = st.server.create_loop_in(&req).await;
+    // The swap id is the invoice's payment hash (the engine checked the invoice).
+    let id = made.as_ref().ok().and_then(|_| {
+        eddy_core::validate::decode_invoice("invoice", &req.invoice, st.server.network(), 0, 0)
+            .ok()
+            .map(|f| SwapId::from(f.payment_hash))
+    });
+    st.in_offers.finish(client, ticket, id);
+    let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
@@ -729,8 +1028,8 @@ pub struct ClaimCosign {
 #[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
     (status = 200, description = "The loop-in claim the server asks the client to co-sign (only once the server has paid)", body = ClaimOffer),
     (status = 400, description = "No claim to co-sign now", body = ErrorBody),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
 ))]
 async fn claim_offer(
     State(st): State<Arc<AppState>>,
@@ -743,6 +1042,7 @@ async fn claim_offer(
     let id = parse_id(&id)?;
     // Only the client may (re)open the signing session.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
+    st.cosign_call(&id)?;
     let (nonce, tx) = st.server.claim_request(&id).await?;
     Ok(Json(ClaimOffer {
         nonce: nonce.to_lower_hex_string(),
@@ -753,8 +1053,8 @@ async fn claim_offer(
 #[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = ClaimCosign, responses(
     (status = 204, description = "Aggregated and broadcast"),
     (status = 400, description = "Bad nonce or partial signature, or no claim offered", body = ErrorBody),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
 ))]
 async fn claim_cosign(
     State(st): State<Arc<AppState>>,
@@ -767,6 +1067,7 @@ async fn claim_cosign(
     use bitcoin::hex::FromHex;
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    st.cosign_call(&id)?;
     let b: ClaimCosign = json_body(&body)?;
     let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
@@ -779,8 +1080,8 @@ async fn claim_cosign(
 #[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
     (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
 ))]
 async fn refund_cosign(
     State(st): State<Arc<AppState>>,
@@ -792,6 +1093,7 @@ async fn refund_cosign(
 ) -> Result<Json<CosignResponse>, ApiError> {
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    st.cosign_call(&id)?;
     let (nonce, tx) = cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_refund(&id, &nonce, &tx).await?,
@@ -825,8 +1127,8 @@ async fn push_preimage(
 #[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
     (status = 400, description = "Preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
 ))]
 async fn cosign(
     State(st): State<Arc<AppState>>,
@@ -838,6 +1140,7 @@ async fn cosign(
 ) -> Result<Json<CosignResponse>, ApiError> {
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
+    st.cosign_call(&id)?;
     let (nonce, tx) = cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_claim(&id, &nonce, &tx).await?,
@@ -869,11 +1172,13 @@ impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> 
 /// loop-in), one event per change, ending once the swap is final.
 #[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
-    (status = 401, description = "Missing or bad x-eddy-swap-auth signature", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody),
+    (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server", body = ErrorBody),
 ))]
 async fn events(
     State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     method: Method,
     uri: Uri,
@@ -882,23 +1187,31 @@ async fn events(
     let id = parse_id(&id)?;
     // Unknown ids and strangers are refused before the stream starts.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
-    let stream = futures::stream::unfold((st, id, String::new(), false), |(st, id, last, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let Ok(status) = any_status(&st, &id).await else {
+    // The slot travels with the stream: given back when it ends or the client goes away.
+    let slot = st.streams.open(st.client(peer, &headers))?;
+    let stream = futures::stream::unfold(
+        (st, id, String::new(), false, slot),
+        |(st, id, last, done, slot)| async move {
+            if done {
                 return None;
-            };
-            let key = format!("{}:{:?}", status.state, status.htlc_outpoint);
-            if key != last {
-                let terminal = status.terminal;
-                let data = serde_json::to_string(&status).unwrap_or_default();
-                return Some((Ok(Event::default().event("status").data(data)), (st, id, key, terminal)));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    });
+            loop {
+                let Ok(status) = any_status(&st, &id).await else {
+                    return None;
+                };
+                let key = format!("{}:{:?}", status.state, status.htlc_outpoint);
+                if key != last {
+                    let terminal = status.terminal;
+                    let data = serde_json::to_string(&status).unwrap_or_default();
+                    return Some((
+                        Ok(Event::default().event("status").data(data)),
+                        (st, id, key, terminal, slot),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
@@ -957,6 +1270,17 @@ pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> 
             seed_limiter: RateLimiter::new(limits.seed_per_minute),
             seed_total: RateLimiter::new(limits.seed_total_per_minute),
             trusted_proxy: limits.trusted_proxy,
+            out_offers: OfferBudget::new(eddy_core::constants::UNPAID_OFFERS_PER_CLIENT, "unpaid loop-out offers"),
+            in_offers: OfferBudget::new(
+                eddy_core::constants::UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT,
+                "unfunded loop-in offers",
+            ),
+            cosign_limiter: RateLimiter::new(COSIGN_CALLS_PER_SWAP_PER_MINUTE),
+            streams: Arc::new(StreamSlots::default()),
+            nobody_key: bitcoin::secp256k1::PublicKey::from_secret_key(
+                &bitcoin::secp256k1::Secp256k1::signing_only(),
+                &bitcoin::secp256k1::SecretKey::new(&mut bitcoin::secp256k1::rand::thread_rng()),
+            ),
         }))
 }
 
@@ -1025,6 +1349,24 @@ mod tests {
     }
 
     #[test]
+    fn why_the_server_cannot_take_a_swap_never_reaches_the_caller() {
+        for reason in [
+            "insufficient on-chain liquidity for 900000 sat (available 123456 sat)",
+            "not enough outbound liquidity now: the invoice asks 596000 sat, this server's channels can send 400000 sat",
+            "12 swaps in flight, the most this server takes",
+            "37 unpaid offers outstanding; retry in a few minutes",
+        ] {
+            let ApiError(status, msg) = ApiError::from(ServerError::Unavailable(reason.into()));
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(msg.starts_with("the server cannot take this swap now (id "), "{msg}");
+            assert!(!msg.chars().any(|c| c.is_ascii_digit()) || msg.contains("(id "), "{msg}");
+            for leak in ["liquidity", "123456", "400000", "in flight", "offers", "sat"] {
+                assert!(!msg.contains(leak), "{msg}");
+            }
+        }
+    }
+
+    #[test]
     fn the_rate_limiter_forgets_clients_whose_minute_is_over() {
         let l = RateLimiter::new(2);
         for i in 0..50u8 {
@@ -1036,9 +1378,9 @@ mod tests {
         // Pretend the last prune and every request were more than a minute ago.
         {
             let mut g = l.seen.lock().expect("lock");
-            let old = std::time::Instant::now() - RateLimiter::WINDOW - std::time::Duration::from_secs(1);
-            g.0 = old;
-            for q in g.1.values_mut() {
+            let old = std::time::Instant::now() - RateLimiter::<IpAddr>::WINDOW - std::time::Duration::from_secs(1);
+            g.pruned = old;
+            for q in g.map.values_mut() {
                 for t in q.iter_mut() {
                     *t = old;
                 }
@@ -1046,5 +1388,112 @@ mod tests {
         }
         assert!(l.allow(IpAddr::from([10, 0, 0, 200])));
         assert_eq!(l.tracked(), 1, "expired clients pruned");
+        assert_eq!(l.seen.lock().expect("lock").order.len(), 1, "eviction order pruned too");
+    }
+
+    /// Review #6: a full map used to refuse every new client (one /64 at a few thousand
+    /// requests a second kept honest newcomers out); now the oldest tracked client is
+    /// forgotten and the newcomer served, memory still bounded.
+    #[test]
+    fn a_full_rate_limiter_forgets_its_oldest_client_instead_of_refusing_new_ones() {
+        let l = RateLimiter::with_max(1, 3);
+        for i in 1..=3u8 {
+            assert!(l.allow(IpAddr::from([10, 0, 0, i])));
+        }
+        assert!(l.allow(IpAddr::from([192, 0, 2, 1])), "a new client is served");
+        assert_eq!(l.tracked(), 3, "bounded");
+        assert!(!l.allow(IpAddr::from([10, 0, 0, 3])), "recent clients keep their count");
+        assert!(!l.allow(IpAddr::from([192, 0, 2, 1])));
+        // The oldest (10.0.0.1) was forgotten.
+        assert!(l.allow(IpAddr::from([10, 0, 0, 1])));
+        assert_eq!(l.tracked(), 3);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a = |s: &str| client_bucket(s.parse::<IpAddr>().expect("ip"));
+        assert_eq!(a("2001:db8:1:2::1"), a("2001:db8:1:2:ffff:eeee:dddd:cccc"));
+        assert_eq!(
+            a("2001:db8:1:2:abcd::9"),
+            a("2001:db8:1:2::").to_string().parse::<IpAddr>().expect("ip")
+        );
+        assert_ne!(a("2001:db8:1:2::1"), a("2001:db8:1:3::1"));
+        assert_eq!(a("::ffff:192.0.2.7"), a("192.0.2.7"), "IPv4-mapped is its IPv4 address");
+        assert_ne!(a("192.0.2.7"), a("192.0.2.8"));
+        // A whole /64 shares one quota.
+        let l = RateLimiter::new(2);
+        assert!(l.allow(a("2001:db8::1")));
+        assert!(l.allow(a("2001:db8::2")));
+        assert!(!l.allow(a("2001:db8::3")), "third from the same /64");
+        assert!(l.allow(a("2001:db8:0:1::1")), "another /64");
+    }
+
+    /// Review #6: only the right-most `X-Forwarded-For` entry (the one the trusted proxy wrote)
+    /// names the client; when it does not parse, the peer does — the old code walked left to a
+    /// client-written entry, letting the client choose its address.
+    #[test]
+    fn only_the_right_most_forwarded_entry_names_the_client() {
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let ip = |values: &[&str], trusted: Option<IpAddr>, peer: SocketAddr| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().expect("header"));
+            }
+            client_ip(trusted, peer, &h)
+        };
+        let v = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(ip(&["1.2.3.4, 5.6.7.8"], Some(proxy), peer), v("5.6.7.8"));
+        // The proxy writes ip:port (or garbage): never fall back to the client's own entries.
+        assert_eq!(ip(&["1.2.3.4, 5.6.7.8:443"], Some(proxy), peer), v("5.6.7.8"));
+        assert_eq!(ip(&["1.2.3.4, [2001:db8::7]:443"], Some(proxy), peer), v("2001:db8::7"));
+        assert_eq!(
+            ip(&["1.2.3.4, unknown"], Some(proxy), peer),
+            proxy,
+            "unparsable → the peer"
+        );
+        assert_eq!(ip(&["1.2.3.4, "], Some(proxy), peer), proxy);
+        assert_eq!(
+            ip(&["1.2.3.4", "garbage"], Some(proxy), peer),
+            proxy,
+            "last header only"
+        );
+        assert_eq!(ip(&["9.9.9.9", "1.2.3.4"], Some(proxy), peer), v("1.2.3.4"));
+        // A proxy appending its own address is passed over, once.
+        assert_eq!(ip(&["1.2.3.4, 5.6.7.8, 127.0.0.1"], Some(proxy), peer), v("5.6.7.8"));
+        assert_eq!(ip(&["1.2.3.4, bad, 127.0.0.1"], Some(proxy), peer), proxy);
+        // No header, or not from the trusted proxy: the peer.
+        assert_eq!(ip(&[], Some(proxy), peer), proxy);
+        assert_eq!(ip(&["1.2.3.4"], None, peer), proxy);
+        let other = SocketAddr::from(([192, 0, 2, 9], 1));
+        assert_eq!(ip(&["1.2.3.4"], Some(proxy), other), v("192.0.2.9"));
+    }
+
+    #[test]
+    fn event_streams_are_capped_per_client_and_in_all() {
+        let slots = Arc::new(StreamSlots::default());
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let mut held: Vec<StreamSlot> = (0..MAX_EVENT_STREAMS_PER_CLIENT)
+            .map(|_| slots.open(a).ok().expect("slot"))
+            .collect();
+        let ApiError(status, _) = slots.open(a).err().expect("full for a");
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        held.pop();
+        assert!(slots.open(a).is_ok(), "a slot comes back when its stream ends");
+        assert_eq!(slots.total(), MAX_EVENT_STREAMS_PER_CLIENT - 1);
+        let mut n = 1u32;
+        while n < 2 * MAX_EVENT_STREAMS as u32 {
+            match slots.open(IpAddr::from(n.to_be_bytes())) {
+                Ok(s) => held.push(s),
+                Err(ApiError(status, _)) => {
+                    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                    break;
+                }
+            }
+            n += 1;
+        }
+        assert_eq!(slots.total(), MAX_EVENT_STREAMS);
+        drop(held);
+        assert_eq!(slots.total(), 0);
     }
 }

@@ -10,7 +10,10 @@
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{PayParams, PaymentStatus, WatchStatus};
-use eddy_core::constants::{DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS};
+use eddy_core::constants::{
+    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS,
+    UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+};
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -80,6 +83,17 @@ pub struct LoopInRecord {
     pub retry_at: Option<u64>,
     /// The state machine's state.
     pub state: State,
+}
+
+impl LoopInRecord {
+    /// Whether this is a live unfunded offer at `tip`: no funding seen yet, made fewer than
+    /// [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`] blocks ago. Such offers count against the unfunded-offer
+    /// budgets (global: `create_loop_in`; per client: the HTTP layer).
+    pub fn is_live_offer(&self, tip: u32) -> bool {
+        self.state == State::Created
+            && self.funding.is_none()
+            && tip < self.created_height.saturating_add(LOOP_IN_UNFUNDED_OFFER_BLOCKS)
+    }
 }
 
 /// A cooperative claim offered to the client: the server's signing session and the claim.
@@ -156,9 +170,8 @@ impl LoopOutServer {
         }
         // Slots count swaps that cost their client something: funded loop-ins and paid
         // loop-outs (an unfunded offer is free to make, so it must not hold a slot).
-        let funded_in = self
-            .active_in()
-            .await?
+        let active_in = self.active_in().await?;
+        let funded_in = active_in
             .iter()
             .filter(|(_, _, r)| r.state != State::Created || r.funding.is_some())
             .count();
@@ -166,6 +179,15 @@ impl LoopOutServer {
         if active >= self.config().max_active_swaps {
             return Err(ServerError::Unavailable(format!(
                 "{active} swaps in flight, the most this server takes"
+            )));
+        }
+        // Unfunded offers are free to make but stored, watched and scanned every pass: a
+        // budget of live ones (young and unfunded; per client: the HTTP layer).
+        let tip = self.tip().await?;
+        let unfunded = active_in.iter().filter(|(_, _, r)| r.is_live_offer(tip)).count();
+        if unfunded >= self.config().max_active_swaps * UNFUNDED_LOOP_IN_OFFERS_PER_SLOT {
+            return Err(ServerError::Unavailable(format!(
+                "{unfunded} unfunded loop-in offers outstanding; retry later"
             )));
         }
         // Refuse what the node cannot send now: a client would fund, the payment would fail
@@ -178,7 +200,6 @@ impl LoopOutServer {
                 "not enough outbound liquidity now: the invoice asks {pay} sat, this server's channels can send {can} sat"
             )));
         }
-        let tip = self.tip().await?;
         let expiry = tip + DEFAULT_LOOP_IN_EXPIRY_DELTA;
         let server_key = self.keys().public(KEY_PURPOSE, &id);
         if server_key == req.refund_key {
@@ -246,8 +267,15 @@ impl LoopOutServer {
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
-        // The lookup comes before any work: an unknown id costs no chain sync.
-        self.loop_in(id).await?;
+        // The lookup and the state check come before any work: an unknown id, or a swap that
+        // can no longer be refunded cooperatively, costs no chain sync.
+        let (_, rec) = self.loop_in(id).await?;
+        if !rec.state.may_cosign_refund() {
+            return Err(ServerError::Invalid(format!(
+                "the swap is {}: no cooperative refund",
+                state_name(&rec.state)
+            )));
+        }
         // See the funding the client refunds even between engine passes.
         self.sync_chain().await?;
         for _ in 0..3 {

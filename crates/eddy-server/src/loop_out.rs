@@ -662,12 +662,22 @@ impl LoopOutServer {
                 "{paid} swaps in flight, the most this server takes"
             )));
         }
+        // Seed-protocol offers (no prepay: free to make) have a budget of their own, so a seed
+        // flood never takes the prepaid offers' budget (per-client budgets: the HTTP layer).
         let now = unix_now();
-        let offers = active.iter().filter(|(_, _, r)| r.is_live_offer(now)).count();
-        let max_offers = self.cfg.max_active_swaps * eddy_core::constants::UNPAID_OFFERS_PER_SLOT;
-        if offers >= max_offers {
+        let offers = active
+            .iter()
+            .filter(|(_, _, r)| r.is_live_offer(now) && (r.htlc.kind == HtlcKind::Seed) == seed)
+            .count();
+        let per_slot = if seed {
+            eddy_core::constants::SEED_UNPAID_OFFERS_PER_SLOT
+        } else {
+            eddy_core::constants::UNPAID_OFFERS_PER_SLOT
+        };
+        if offers >= self.cfg.max_active_swaps * per_slot {
             return Err(ServerError::Unavailable(format!(
-                "{offers} unpaid offers outstanding; retry in a few minutes"
+                "{offers} unpaid {}offers outstanding; retry in a few minutes",
+                if seed { "seed-protocol " } else { "" }
             )));
         }
         // Every paid HTLC not yet published is a promise on our wallet.
@@ -801,12 +811,37 @@ impl LoopOutServer {
         ))
     }
 
+    /// Whether swap `id` is still a live unpaid offer — a loop-out whose invoices are unpaid
+    /// and not expired, or a loop-in unfunded for fewer than
+    /// [`eddy_core::constants::LOOP_IN_UNFUNDED_OFFER_BLOCKS`] — i.e. whether it still counts
+    /// against its client's offer budget (the HTTP layer's). Unknown ids are not live.
+    pub async fn is_live_offer(&self, id: &SwapId) -> Result<bool, ServerError> {
+        let Some(r) = self.store.get(id).await? else {
+            return Ok(false);
+        };
+        match r.kind {
+            SwapKind::LoopOutServer => {
+                let rec: LoopOutRecord =
+                    serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+                Ok(rec.is_live_offer(unix_now()))
+            }
+            SwapKind::LoopInServer => {
+                let rec: crate::loop_in::LoopInRecord =
+                    serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+                Ok(rec.is_live_offer(self.tip().await?))
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The client pushes the preimage (before or instead of the server finding it on chain):
     /// before `E` the swap invoice is settled at once; after `E` the server keeps refunding
     /// and settles only for the client's claim confirmed on chain (see the state machine).
     /// Unknown hash → [`ServerError::NotFound`].
     pub async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ServerError> {
         let id = SwapId::from(preimage.payment_hash());
+        // The lookup comes before any work: an unknown hash costs no chain call.
+        self.swap(&id).await?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         // A concurrent tick may move the swap between our read and write: re-read and retry.
         for _ in 0..3 {
