@@ -1700,3 +1700,143 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
     assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
     net.stop().expect("stop");
 }
+
+/// The attacker's half of the loop-in's cooperative claim: asks for the claim session (`GET
+/// /claim`), co-signs the server's claim of `outpoint` and posts its partial signature. The
+/// status and body of the first refused call, if any.
+fn cosign_claim(
+    net: &Swapnet,
+    h: &Hostile,
+    key: &bitcoin::secp256k1::SecretKey,
+    id: &SwapId,
+    htlc: &eddy_core::htlc::Htlc,
+    value: Amount,
+) -> Result<(), (u16, Value)> {
+    use bitcoin::hex::{DisplayHex, FromHex};
+    let (s, v) = h.signed(net, key, id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+    if s != 200 {
+        return Err((s, v));
+    }
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(v["tx"].as_str().expect("tx")).expect("tx");
+    let msg = eddy_core::tx::cooperative_sighash(&tx, htlc, value).expect("sighash");
+    let eddy_core::htlc::Htlc::Taproot(t) = htlc else {
+        panic!("taproot")
+    };
+    let (ours, partial) = eddy_core::musig::cosign(t, key, msg, &id.0, &nonce).expect("cosign");
+    let body = json!({"nonce": ours.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}).to_string();
+    let (s, v) = h.signed(
+        net,
+        key,
+        id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(body),
+    );
+    if !(200..300).contains(&s) {
+        return Err((s, v));
+    }
+    Ok(())
+}
+
+/// **Review #9: a client that co-signs the cooperative claim every block cannot hold the
+/// claim's fee down.** Fees rose: the mempool drops anything paying the server's wallet below
+/// 10 sat/vB, while the estimate stays at the devnet's default. The server paid the attacker's
+/// invoice; at every block, before the server's pass, the attacker asks for the cooperative
+/// claim and co-signs it (a third session in the same block is refused). Each cooperative claim
+/// pays at least the script-path schedule's next rate, so the claim escalates one bump per
+/// block through the floor and confirms well before `E` (before the fix the cooperative claim
+/// paid the bare estimate and its record suppressed the server's bump: the claim never got in
+/// and the attacker would refund by the timeout path at `E`). Server: wallet + amount − claim
+/// fee (≥ the floor), channel − invoice; attacker: channel + invoice, its funding spent by the
+/// server's claim.
+#[test]
+fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let floor = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "cosigning",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(1_000),
+        None,
+        Some(floor.clone()),
+        &[],
+    );
+    let h = Hostile::new(&own.http.url());
+    let amount = Amount::from_sat(90_000);
+    let invoice_sat = own.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x41; 32]);
+    let (k, pk) = key(0x42);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let floor_rate = bitcoin::FeeRate::from_sat_per_kwu(2_500);
+    *floor.min_fee.lock().expect("lock") = Some((own.server.wallet_address().script_pubkey(), floor_rate));
+    let op = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }),
+    );
+    let expiry = net.rt.block_on(own.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let start = net.lab.chain.tip().expect("tip").0;
+    let mut cosigned = 0;
+    loop {
+        net.rt.block_on(own.server.tick()).expect("tick");
+        if in_state(&net, &own.server, &id) == InState::Succeeded {
+            break;
+        }
+        let tip = net.lab.chain.tip().expect("tip").0;
+        assert!(
+            tip < start + 30 && tip < expiry,
+            "the claim is still not confirmed {} blocks after the payment",
+            tip - start
+        );
+        if cosign_claim(&net, &h, &k, &id, &htlc, amount).is_ok() {
+            cosigned += 1;
+        }
+        // Only LOOP_IN_COOP_CLAIMS_PER_BLOCK (2) sessions per block.
+        let _ = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+        let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+        if matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }) {
+            assert_eq!(s, 400, "{v}");
+        }
+        net.rt.block_on(own.server.tick()).expect("tick");
+        net.mine(1).expect("mine");
+    }
+    assert!(cosigned >= 2, "the attacker co-signed every block ({cosigned})");
+    let claim = net
+        .rt
+        .block_on(own.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let confirmed = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim");
+    assert!(confirmed.block.is_some(), "the recorded claim is the confirmed one");
+    assert_eq!(confirmed.tx.input[0].previous_output, op);
+    let claim_fee = fee_of(&net, &claim.txid);
+    assert!(
+        claim_fee.to_sat() * 1000 / confirmed.tx.weight().to_wu() >= floor_rate.to_sat_per_kwu(),
+        "paid at least the mempool floor"
+    );
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
+    net.stop().expect("stop");
+}
