@@ -21,6 +21,7 @@ use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{HoldInvoiceState, LightningNode, PaymentStatus};
 use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
 use eddy_core::sm::loop_out_server::{CancelReason, State as OutState};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use hostile::*;
 use serde_json::{json, Value};
@@ -1838,5 +1839,152 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     );
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
+    net.stop().expect("stop");
+}
+
+/// **Review #8: a refund of another output does not end the server's claim.** The attacker
+/// funds its loop-in twice: X of exactly the amount and Y (30,000 sat) — both confirmed. The
+/// server pays against X (the shared rule's output) and goes down before claiming; the chain
+/// passes `E`, the attacker refunds only Y by the timeout path, and the refund is 6 blocks
+/// deep when the server comes back: it still claims X (before the fix any confirmed
+/// non-own spend of any output ended `Claiming` as refunded, abandoning X though paid for).
+/// Server: wallet + amount − claim fee, channel − invoice; attacker: channel + invoice,
+/// on-chain + Y − its refund fee.
+#[test]
+fn attack_refund_of_another_output_does_not_end_the_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(80_000);
+    let extra = Amount::from_sat(30_000);
+    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x43; 32]);
+    let (k, pk) = key(0x44);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let x = fund(&net, &htlc, amount);
+    let y = fund(&net, &htlc, extra);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(in_state(&net, &net.server, &id), InState::Claiming { .. }),
+    );
+    let InState::Claiming { outpoint, .. } = in_state(&net, &net.server, &id) else {
+        unreachable!()
+    };
+    assert_eq!(outpoint, x, "the server paid against the exact output");
+    // The server is down; the chain passes E; the attacker refunds Y only.
+    let expiry = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(expiry - tip).expect("mine");
+    let mut refund = build_spend(
+        vec![HtlcInput {
+            outpoint: y,
+            value: extra,
+            htlc: htlc.clone(),
+            path: SpendPath::Refund,
+        }],
+        address(&net),
+        FeeSpec::Rate(bitcoin::FeeRate::from_sat_per_kwu(500)),
+    )
+    .expect("spend");
+    refund.sign(0, &k).expect("sign");
+    let refund = refund.finalize().expect("finalize");
+    net.rt
+        .block_on(net.chain.broadcast(&refund.tx))
+        .expect("refund broadcast");
+    net.mine(7).expect("mine");
+    // Back: the server claims X.
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
+    let claim = net
+        .rt
+        .block_on(net.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim");
+    assert!(claim_tx.block.is_some());
+    assert_eq!(claim_tx.tx.input[0].previous_output, x);
+    let claim_fee = fee_of(&net, &claim.txid);
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (extra - refund.fee).to_sat()
+    })
+    .expect("the attacker got Y back less its refund fee");
+    net.stop().expect("stop");
+}
+
+/// **Review #15: a stranger's unconfirmed output of amount + 1 decides nothing.** The
+/// attacker's exact funding X confirms; then a stranger broadcasts amount + 1 sat to the same
+/// HTLC script (unconfirmed when the server looks). The server pays against X (not "overpaid"),
+/// claims X, and ends `Succeeded`; the stranger's output stays the client's to refund. Server:
+/// wallet + amount − claim fee, channel − invoice; attacker: channel + invoice.
+#[test]
+fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(70_000);
+    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x45; 32]);
+    let (_, pk) = key(0x46);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let x = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    let stranger = fund(&net, &htlc, amount + Amount::from_sat(1));
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let state = in_state(&net, &net.server, &id);
+    assert!(
+        matches!(state, InState::Paying { .. } | InState::Claiming { .. }),
+        "{state:?}"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
+    let claim = net
+        .rt
+        .block_on(net.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim")
+        .tx;
+    assert_eq!(claim_tx.input.len(), 1);
+    assert_eq!(claim_tx.input[0].previous_output, x);
+    assert_ne!(claim_tx.input[0].previous_output, stranger);
+    let claim_fee = fee_of(&net, &claim.txid);
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");
 }
