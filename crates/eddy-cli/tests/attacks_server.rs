@@ -21,6 +21,7 @@ use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{HoldInvoiceState, LightningNode, PaymentStatus};
 use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
 use eddy_core::sm::loop_out_server::{CancelReason, State as OutState};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use hostile::*;
 use serde_json::{json, Value};
@@ -1701,5 +1702,292 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
         client_ln0 - invoice_sat - prepay,
     );
     assert_eq!(wallet(&net, &net.server), wallet0 - amount - publish_fee);
+    net.stop().expect("stop");
+}
+
+/// The attacker's half of the loop-in's cooperative claim: asks for the claim session (`GET
+/// /claim`), co-signs the server's claim of `outpoint` and posts its partial signature. The
+/// status and body of the first refused call, if any.
+fn cosign_claim(
+    net: &Swapnet,
+    h: &Hostile,
+    key: &bitcoin::secp256k1::SecretKey,
+    id: &SwapId,
+    htlc: &eddy_core::htlc::Htlc,
+    value: Amount,
+) -> Result<(), (u16, Value)> {
+    use bitcoin::hex::{DisplayHex, FromHex};
+    let (s, v) = h.signed(net, key, id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+    if s != 200 {
+        return Err((s, v));
+    }
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(v["tx"].as_str().expect("tx")).expect("tx");
+    let msg = eddy_core::tx::cooperative_sighash(&tx, htlc, value).expect("sighash");
+    let eddy_core::htlc::Htlc::Taproot(t) = htlc else {
+        panic!("taproot")
+    };
+    let (ours, partial) = eddy_core::musig::cosign(t, key, msg, &id.0, &nonce).expect("cosign");
+    let body = json!({"nonce": ours.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}).to_string();
+    let (s, v) = h.signed(
+        net,
+        key,
+        id,
+        "POST",
+        &format!("/v1/swaps/{id}/claim-cosign"),
+        Some(body),
+    );
+    if !(200..300).contains(&s) {
+        return Err((s, v));
+    }
+    Ok(())
+}
+
+/// **Review #9: a client that co-signs the cooperative claim every block cannot hold the
+/// claim's fee down.** Fees rose: the mempool drops anything paying the server's wallet below
+/// 10 sat/vB, while the estimate stays at the devnet's default. The server paid the attacker's
+/// invoice; at every block, before the server's pass, the attacker asks for the cooperative
+/// claim and co-signs it (a third session in the same block is refused). Each cooperative claim
+/// pays at least the script-path schedule's next rate, so the claim escalates one bump per
+/// block through the floor and confirms well before `E` (before the fix the cooperative claim
+/// paid the bare estimate and its record suppressed the server's bump: the claim never got in
+/// and the attacker would refund by the timeout path at `E`). Server: wallet + amount − claim
+/// fee (≥ the floor), channel − invoice; attacker: channel + invoice, its funding spent by the
+/// server's claim.
+#[test]
+fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let floor = Arc::new(LosesOneBroadcast {
+        inner: net.chain.clone(),
+        lose: std::sync::Mutex::new(None),
+        min_fee: std::sync::Mutex::new(None),
+    });
+    let own = own_server(
+        &net,
+        "cosigning",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(1_000),
+        None,
+        Some(floor.clone()),
+        &[],
+    );
+    let h = Hostile::new(&own.http.url());
+    let amount = Amount::from_sat(90_000);
+    let invoice_sat = own.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x41; 32]);
+    let (k, pk) = key(0x42);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    let floor_rate = bitcoin::FeeRate::from_sat_per_kwu(2_500);
+    *floor.min_fee.lock().expect("lock") = Some((own.server.wallet_address().script_pubkey(), floor_rate));
+    let op = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }),
+    );
+    let expiry = net.rt.block_on(own.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let start = net.lab.chain.tip().expect("tip").0;
+    let mut cosigned = 0;
+    loop {
+        net.rt.block_on(own.server.tick()).expect("tick");
+        if in_state(&net, &own.server, &id) == InState::Succeeded {
+            break;
+        }
+        let tip = net.lab.chain.tip().expect("tip").0;
+        assert!(
+            tip < start + 30 && tip < expiry,
+            "the claim is still not confirmed {} blocks after the payment",
+            tip - start
+        );
+        if cosign_claim(&net, &h, &k, &id, &htlc, amount).is_ok() {
+            cosigned += 1;
+        }
+        // Only LOOP_IN_COOP_CLAIMS_PER_BLOCK (2) sessions per block.
+        let _ = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+        let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+        if matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }) {
+            assert_eq!(s, 400, "{v}");
+        }
+        net.rt.block_on(own.server.tick()).expect("tick");
+        net.mine(1).expect("mine");
+    }
+    assert!(cosigned >= 2, "the attacker co-signed every block ({cosigned})");
+    let claim = net
+        .rt
+        .block_on(own.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let confirmed = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim");
+    assert!(confirmed.block.is_some(), "the recorded claim is the confirmed one");
+    assert_eq!(confirmed.tx.input[0].previous_output, op);
+    let claim_fee = fee_of(&net, &claim.txid);
+    assert!(
+        claim_fee.to_sat() * 1000 / confirmed.tx.weight().to_wu() >= floor_rate.to_sat_per_kwu(),
+        "paid at least the mempool floor"
+    );
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
+    net.stop().expect("stop");
+}
+
+/// **Review #8: a refund of another output does not end the server's claim.** The attacker
+/// funds its loop-in twice: X of exactly the amount and Y (30,000 sat) — both confirmed. The
+/// server pays against X (the shared rule's output) and goes down before claiming; the chain
+/// passes `E`, the attacker refunds only Y by the timeout path, and the refund is 6 blocks
+/// deep when the server comes back: it still claims X (before the fix any confirmed
+/// non-own spend of any output ended `Claiming` as refunded, abandoning X though paid for).
+/// Server: wallet + amount − claim fee, channel − invoice; attacker: channel + invoice,
+/// on-chain + Y − its refund fee.
+#[test]
+fn attack_refund_of_another_output_does_not_end_the_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(80_000);
+    let extra = Amount::from_sat(30_000);
+    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x43; 32]);
+    let (k, pk) = key(0x44);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let chain0 = onchain(&net.client_ln);
+    let x = fund(&net, &htlc, amount);
+    let y = fund(&net, &htlc, extra);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || matches!(in_state(&net, &net.server, &id), InState::Claiming { .. }),
+    );
+    let InState::Claiming { outpoint, .. } = in_state(&net, &net.server, &id) else {
+        unreachable!()
+    };
+    assert_eq!(outpoint, x, "the server paid against the exact output");
+    // The server is down; the chain passes E; the attacker refunds Y only.
+    let expiry = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(expiry - tip).expect("mine");
+    let mut refund = build_spend(
+        vec![HtlcInput {
+            outpoint: y,
+            value: extra,
+            htlc: htlc.clone(),
+            path: SpendPath::Refund,
+        }],
+        address(&net),
+        FeeSpec::Rate(bitcoin::FeeRate::from_sat_per_kwu(500)),
+    )
+    .expect("spend");
+    refund.sign(0, &k).expect("sign");
+    let refund = refund.finalize().expect("finalize");
+    net.rt
+        .block_on(net.chain.broadcast(&refund.tx))
+        .expect("refund broadcast");
+    net.mine(7).expect("mine");
+    // Back: the server claims X.
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
+    let claim = net
+        .rt
+        .block_on(net.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim");
+    assert!(claim_tx.block.is_some());
+    assert_eq!(claim_tx.tx.input[0].previous_output, x);
+    let claim_fee = fee_of(&net, &claim.txid);
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (extra - refund.fee).to_sat()
+    })
+    .expect("the attacker got Y back less its refund fee");
+    net.stop().expect("stop");
+}
+
+/// **Review #15: a stranger's unconfirmed output of amount + 1 decides nothing.** The
+/// attacker's exact funding X confirms; then a stranger broadcasts amount + 1 sat to the same
+/// HTLC script (unconfirmed when the server looks). The server pays against X (not "overpaid"),
+/// claims X, and ends `Succeeded`; the stranger's output stays the client's to refund. Server:
+/// wallet + amount − claim fee, channel − invoice; attacker: channel + invoice.
+#[test]
+fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let amount = Amount::from_sat(70_000);
+    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([0x45; 32]);
+    let (_, pk) = key(0x46);
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let x = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    let stranger = fund(&net, &htlc, amount + Amount::from_sat(1));
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let state = in_state(&net, &net.server, &id);
+    assert!(
+        matches!(state, InState::Paying { .. } | InState::Claiming { .. }),
+        "{state:?}"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &id) == InState::Succeeded,
+    );
+    let claim = net
+        .rt
+        .block_on(net.server.loop_in(&id))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let claim_tx = net
+        .rt
+        .block_on(net.chain.transaction(&claim.txid))
+        .expect("rpc")
+        .expect("claim")
+        .tx;
+    assert_eq!(claim_tx.input.len(), 1);
+    assert_eq!(claim_tx.input[0].previous_output, x);
+    assert_ne!(claim_tx.input[0].previous_output, stranger);
+    let claim_fee = fee_of(&net, &claim.txid);
+    wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
+    assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");
 }

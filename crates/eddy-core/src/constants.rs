@@ -261,6 +261,14 @@ pub const UNPAID_OFFERS_PER_SLOT: usize = 4;
 /// fee) is re-broadcast, and replaced at once if refused, at every pass.
 pub const HTLC_PUBLICATION_BUMP_BLOCKS: u32 = 2;
 
+/// Loop-in server: cooperative (key-path) claim sessions a client may open per swap and block
+/// (`GET /v1/swaps/{id}/claim`). Each co-signed claim is a replacement paying at least the
+/// script-path schedule's next rate (`fees::next_sweep_fee_rate` from the previous claim), so
+/// co-signing can only make the claim escalate faster; the bound keeps one client from making
+/// the server build, sign and broadcast replacements without end inside one block. Two allow a
+/// retry after a lost answer.
+pub const LOOP_IN_COOP_CLAIMS_PER_BLOCK: u32 = 2;
+
 // --- server HTTP side (issue 12, review) ---
 
 /// Loop-out server: live unpaid offers (normal and seed protocol together) one client (an IPv4

@@ -11,8 +11,8 @@
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
-    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS,
-    UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS,
+    LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -334,11 +334,32 @@ impl LoopOutServer {
     /// Offers the client the cooperative (key-path) claim of its loop-in: the unsigned claim
     /// into the swap wallet and the server's MuSig2 nonce. Only once the server was paid the
     /// preimage (state `Claiming`), so co-signing costs the client nothing.
+    ///
+    /// The cooperative claim is a replacement in the claim's fee schedule: it pays at least
+    /// what the script-path claim would pay next ([`next_sweep_fee_rate`] from the previous
+    /// claim's rate, as [`Self::claim_in`] bumps), and at least the BIP125 replacement fee of
+    /// every earlier claim, so a client that co-signs every block can only make the claim
+    /// escalate, never hold it at the estimate (review #9). At most
+    /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
     pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
         let (_, rec) = self.loop_in(id).await?;
-        let State::Claiming { outpoint, .. } = rec.state else {
+        let State::Claiming { outpoint, preimage, .. } = rec.state else {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         };
+        let tip = self.tip().await?;
+        {
+            let mut attempts = self.in_claim_attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = attempts.entry(*id).or_insert((tip, 0));
+            if entry.0 != tip {
+                *entry = (tip, 0);
+            }
+            if entry.1 >= LOOP_IN_COOP_CLAIMS_PER_BLOCK {
+                return Err(ServerError::Invalid(
+                    "too many cooperative claim requests in this block; ask again next block".into(),
+                ));
+            }
+            entry.1 += 1;
+        }
         let status = self.htlc_status(id, &rec.htlc).await?;
         let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
             return Err(ServerError::Backend("funding not seen".into()));
@@ -347,26 +368,39 @@ impl LoopOutServer {
         let Htlc::Taproot(taproot) = &htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };
-        let tip = self.tip().await?;
-        let rate = self
-            .chain()
-            .fee_rate(eddy_core::fees::sweep_conf_target(
-                rec.terms.expiry.saturating_sub(tip),
-                6,
-            ))
-            .await
-            .map_err(backend)?;
-        let spend = build_spend(
-            vec![HtlcInput {
-                outpoint,
-                value,
-                htlc: htlc.clone(),
-                path: SpendPath::Cooperative,
-            }],
-            self.wallet_script(),
-            FeeSpec::Rate(rate),
+        let dest = self.wallet_script();
+        let input = |path| HtlcInput {
+            outpoint,
+            value,
+            htlc: htlc.clone(),
+            path,
+        };
+        let coop_probe = build_spend(
+            vec![input(SpendPath::Cooperative)],
+            dest.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
         )
         .map_err(backend)?;
+        let script_probe = build_spend(
+            vec![input(SpendPath::Claim(preimage))],
+            dest.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
+        )
+        .map_err(backend)?;
+        let step = self
+            .claim_step(&rec, tip, coop_probe.predicted_weight, value, &dest)
+            .await?;
+        let rate = next_sweep_fee_rate(&step);
+        // Every earlier claim was at most the script-path size at the previous rate.
+        let previous_fees: Vec<Amount> = step
+            .previous
+            .map(|r| Amount::from_sat((r.to_sat_per_kwu() * script_probe.predicted_weight.to_wu()).div_ceil(1000)))
+            .into_iter()
+            .collect();
+        let fee = eddy_core::fees::replacement_fee(rate, coop_probe.predicted_weight, &previous_fees)
+            .ok_or_else(|| backend("fee overflow"))?
+            .min(eddy_core::fees::sweep_budget(&step));
+        let spend = build_spend(vec![input(SpendPath::Cooperative)], dest, FeeSpec::Absolute(fee)).map_err(backend)?;
         let msg = spend.sighash(0).map_err(backend)?;
         let signer = eddy_core::musig::Signer::new(taproot, &self.keys().secret(KEY_PURPOSE, id), msg, &id.0)
             .map_err(backend)?;
@@ -383,8 +417,43 @@ impl LoopOutServer {
         Ok((nonce, tx))
     }
 
-    /// Completes the cooperative claim with the client's nonce and partial signature (checked),
-    /// records it and broadcasts it.
+    /// The claim's fee step at `tip` for a claim of `weight` spending `value`: the estimate for
+    /// the blocks left and the previous claim's rate (shared by the script-path and the
+    /// cooperative claim, so both follow one schedule).
+    async fn claim_step(
+        &self,
+        rec: &LoopInRecord,
+        tip: u32,
+        weight: bitcoin::Weight,
+        value: Amount,
+        dest: &ScriptBuf,
+    ) -> Result<SweepStep, ServerError> {
+        let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let estimate = self
+            .chain()
+            .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, 6))
+            .await
+            .map_err(backend)?;
+        Ok(SweepStep {
+            estimate,
+            previous: rec
+                .claim
+                .as_ref()
+                .filter(|c| c.fee_rate_kwu > 0)
+                .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu)),
+            blocks_left,
+            weight,
+            value,
+            max_fee: value / 5,
+            dust: dest.minimal_non_dust(),
+        })
+    }
+
+    /// Completes the cooperative claim with the client's nonce and partial signature (checked)
+    /// and broadcasts it. Its txid is recorded as ours before the broadcast (so its spend is
+    /// recognised as our claim after a crash), but it becomes the claim's current broadcast
+    /// (rate and height, which the next script-path bump starts from and waits on) only once
+    /// the mempool accepted it: a refused cooperative claim never suppresses a bump.
     pub async fn claim_cosigned(
         &self,
         id: &SwapId,
@@ -415,19 +484,36 @@ impl LoopOutServer {
         if !matches!(rec.state, State::Claiming { .. }) {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         }
-        let tip = self.tip().await?;
+        // Attempted: ours, but not (yet) the current broadcast.
         let mut info = rec.claim.clone().unwrap_or(InClaim {
             txid,
-            fee_rate_kwu,
+            fee_rate_kwu: 0,
             all: vec![],
-            height: tip,
+            height: 0,
         });
+        if !info.all.contains(&txid) {
+            info.all.push(txid);
+            rec.claim = Some(info.clone());
+            self.persist_in(
+                *id,
+                &mut version,
+                &rec,
+                json!({"event": "claim_attempted", "txid": txid.to_string(), "cooperative": true}),
+            )
+            .await?;
+        }
+        match self.chain().broadcast(&signed.tx).await {
+            Ok(_) => {}
+            Err(e) if e.is_missing_inputs() => return Ok(txid),
+            Err(e) => {
+                tracing::info!(swap = %id, error = %e, "cooperative claim refused by the mempool");
+                return Err(ServerError::Invalid("claim refused by the mempool".into()));
+            }
+        }
+        let tip = self.tip().await?;
         info.txid = txid;
         info.height = tip;
         info.fee_rate_kwu = fee_rate_kwu;
-        if !info.all.contains(&txid) {
-            info.all.push(txid);
-        }
         rec.claim = Some(info);
         self.persist_in(
             *id,
@@ -436,11 +522,7 @@ impl LoopOutServer {
             json!({"event": "claim_built", "txid": txid.to_string(), "cooperative": true}),
         )
         .await?;
-        match self.chain().broadcast(&signed.tx).await {
-            Ok(_) => Ok(txid),
-            Err(e) if e.is_missing_inputs() => Ok(txid),
-            Err(e) => Err(backend(e)),
-        }
+        Ok(txid)
     }
 
     /// One pass over the active loop-ins (called by [`LoopOutServer::tick`]).
@@ -749,24 +831,7 @@ impl LoopOutServer {
             path: SpendPath::Claim(preimage),
         };
         let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
-        let blocks_left = rec.terms.expiry.saturating_sub(tip);
-        let estimate = self
-            .chain()
-            .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, 6))
-            .await
-            .map_err(backend)?;
-        let rate = next_sweep_fee_rate(&SweepStep {
-            estimate,
-            previous: rec
-                .claim
-                .as_ref()
-                .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu)),
-            blocks_left,
-            weight: probe.predicted_weight,
-            value,
-            max_fee: value / 5,
-            dust: dest.minimal_non_dust(),
-        });
+        let rate = next_sweep_fee_rate(&self.claim_step(rec, tip, probe.predicted_weight, value, &dest).await?);
         let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
         spend.sign(0, &self.keys().secret(KEY_PURPOSE, &id)).map_err(backend)?;
         let signed = spend.finalize().map_err(backend)?;

@@ -236,6 +236,9 @@ pub struct LoopOutServer {
     wallet_scan_from: std::sync::Mutex<Option<u32>>,
     /// Loop-in cooperative claims waiting for the client's partial signature.
     pub(crate) in_claims: std::sync::Mutex<HashMap<SwapId, crate::loop_in::ClaimSession>>,
+    /// Loop-in cooperative claim sessions opened per swap in the current block: (tip, count),
+    /// bounded by `LOOP_IN_COOP_CLAIMS_PER_BLOCK`.
+    pub(crate) in_claim_attempts: std::sync::Mutex<HashMap<SwapId, (u32, u32)>>,
 }
 
 /// How often [`LoopOutServer::run`] asks the chain for a new tip.
@@ -306,6 +309,7 @@ impl LoopOutServer {
             publishing: Mutex::new(()),
             wallet_scan_from: std::sync::Mutex::new(wallet_from),
             in_claims: std::sync::Mutex::default(),
+            in_claim_attempts: std::sync::Mutex::default(),
         })
     }
 
