@@ -337,7 +337,7 @@ impl LoopOutServer {
     ///
     /// The cooperative claim is a replacement in the claim's fee schedule: it pays at least
     /// what the script-path claim would pay next ([`next_sweep_fee_rate`] from the previous
-    /// claim's rate, as [`Self::claim_in`] bumps), and at least the BIP125 replacement fee of
+    /// claim's rate, as `claim_in` bumps), and at least the BIP125 replacement fee of
     /// every earlier claim, so a client that co-signs every block can only make the claim
     /// escalate, never hold it at the estimate (review #9). At most
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
