@@ -359,9 +359,11 @@ enum OutAdv {
     PaySwap {
         short: bool,
     },
-    /// The client pays the prepay (`under`: less than asked).
+    /// The client pays the prepay (`under`: less than asked), held for `hold` blocks from the
+    /// tip (a short hold expires before the publication window closes: review #12).
     PayPrepay {
         under: bool,
+        hold: u32,
     },
     /// The client pushes its preimage over the API.
     PushPreimage,
@@ -378,8 +380,8 @@ fn out_adv() -> impl Strategy<Value = OutAdv> {
         5 => gap().prop_map(|(n, down)| OutAdv::Blocks(n, down)),
         2 => Just(OutAdv::PaySwap { short: false }),
         1 => Just(OutAdv::PaySwap { short: true }),
-        2 => Just(OutAdv::PayPrepay { under: false }),
-        1 => Just(OutAdv::PayPrepay { under: true }),
+        2 => (0u32..70).prop_map(|hold| OutAdv::PayPrepay { under: false, hold }),
+        1 => (0u32..70).prop_map(|hold| OutAdv::PayPrepay { under: true, hold }),
         1 => Just(OutAdv::PushPreimage),
         2 => Just(OutAdv::Claim),
         1 => Just(OutAdv::LoseHtlcTx),
@@ -495,7 +497,7 @@ impl OutWorld {
                     };
                 }
             }
-            OutAdv::PayPrepay { under } => {
+            OutAdv::PayPrepay { under, hold } => {
                 if self.prepay == Inv::Open {
                     self.prepay_amount = if *under {
                         self.terms.prepay_msat - 1
@@ -503,7 +505,7 @@ impl OutWorld {
                         self.terms.prepay_msat
                     };
                     self.prepay = Inv::Held {
-                        deadline: self.terms.created_height + 60,
+                        deadline: self.tip + *hold,
                     };
                 }
             }
@@ -538,13 +540,14 @@ impl OutWorld {
                     claim_deadline: deadline,
                 })?;
             }
-            if let Inv::Held { .. } = self.prepay {
+            if let Inv::Held { deadline } = self.prepay {
                 self.event(los::Event::PrepayAccepted {
                     amount_msat: self.prepay_amount,
+                    claim_deadline: deadline,
                 })?;
             }
         }
-        if self.state == los::State::Publishing {
+        if matches!(self.state, los::State::Publishing { .. }) {
             // Adopt before publish: the engine synced the chain and mempool.
             match self.htlc {
                 Some((p, _)) => self.event(los::Event::HtlcBroadcast {
@@ -619,7 +622,14 @@ impl OutWorld {
                         "prepay settled for a late publication at {}",
                         p
                     );
-                    if let Inv::Held { .. } = self.prepay {
+                    if let Inv::Held { deadline } = self.prepay {
+                        // The prepay is settled only before its deadline (review #12).
+                        prop_assert!(
+                            self.tip + SETTLE_LATENCY <= deadline,
+                            "prepay settled at {} past its deadline {}",
+                            self.tip,
+                            deadline
+                        );
                         self.prepay = Inv::Settled;
                     }
                 }
