@@ -3,7 +3,8 @@
 //! `hash`, `loopOutSats`, its own copy of the BIP199 script with a 40-block CSV, pay the
 //! invoice, find the HTLC output, claim with `[sig, pubkey, preimage, script]` — on the devnet
 //! with real LDK nodes. The server publishes exactly `loopOutSats`, learns the preimage from the
-//! claim and settles; every satoshi is accounted for. Then malformed and hostile requests.
+//! claim and settles; every satoshi is accounted for. Then malformed and hostile requests, and
+//! the seed HTLC's relative refund timing (refunded only once its CSV allows, not at `E`).
 
 use bitcoin::blockdata::opcodes::all::*;
 use bitcoin::hashes::{sha256, Hash};
@@ -282,5 +283,148 @@ fn seed_000_client_loops_out_unchanged() {
         net.rt.block_on(net.server.swap(&SwapId([7; 32]))).is_err(),
         "nothing stored"
     );
+    net.stop().expect("stop");
+}
+
+/// Mines one block with no transaction in it (the mempool stays as it is): the seed HTLC
+/// stays unconfirmed however many blocks pass. Both nodes see each block.
+fn mine_empty(net: &eddy::demo::Swapnet) {
+    let devnet = net.lab.chain.devnet().expect("the devnet chain backend");
+    devnet
+        .with_chain(|c| c.mine_block(&eddy_devnet::anyone_can_spend_spk(), Some(vec![])))
+        .expect("empty block");
+    let tip = net.lab.chain.tip().expect("tip");
+    for node in [&net.server_ln, &net.client_ln] {
+        eddy_lab::wait_synced(node.ldk(), tip, eddy_lab::WAIT).expect("synced");
+    }
+}
+
+/// Review #1 on the devnet: a seed HTLC's refund is relative (`OP_CSV` 40), so it is valid only
+/// `SEED_CSV_DELAY` blocks after the HTLC confirmed. A seed HTLC published in time but
+/// confirmed late (miners leave it out until `E − 29`) is not refunded at `E`: the server stays
+/// `Published` (and would settle on a preimage) until confirmation + `SEED_CSV_DELAY`, then
+/// refunds — the refund confirms, the swap invoice is canceled. Exact money: the server's
+/// wallet lost only the publication's and the refund's fees, no Lightning balance moved.
+#[test]
+fn seed_htlc_is_refunded_only_once_its_csv_allows() {
+    use eddy_core::constants::{REORG_SAFETY_DEPTH, SEED_CSV_DELAY};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let secp = Secp256k1::new();
+    let claim_sk = SecretKey::from_slice(&[0x35; 32]).expect("key");
+    let claim_address = Address::p2wpkh(&CompressedPublicKey(claim_sk.public_key(&secp)), Network::Regtest);
+    let hash = sha256::Hash::hash(&[0x78u8; 32]).to_byte_array();
+    let amount = 50_000u64;
+    let request = json!({
+        "htlcClaimAddress": claim_address.to_string(),
+        "hash": hex::encode(hash),
+        "loopOutSats": amount,
+    });
+    let wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let client_ln_before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_ln_before = net.server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let (status, resp) = post(&format!("{url}/api/loop/out"), &request.to_string());
+    assert_eq!(status, 200, "{resp}");
+    let invoice: lightning_invoice::Bolt11Invoice = resp["paymentRequest"]
+        .as_str()
+        .expect("invoice")
+        .parse()
+        .expect("bolt11");
+    net.client_ln.ldk().bolt11_payment().send(&invoice, None).expect("pay");
+    let id = SwapId(hash);
+    let tick = || net.rt.block_on(net.server.tick()).expect("tick");
+    let rec = || net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let start = std::time::Instant::now();
+    while rec().funding.is_none() {
+        tick();
+        assert!(start.elapsed() < eddy_lab::WAIT, "never published: {:?}", rec().state);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let expiry = rec().terms.expiry;
+    assert!(
+        rec().published_height.expect("published") < rec().terms.publication_deadline(),
+        "published in its window"
+    );
+    // Miners leave the HTLC out until E − 30; it confirms in the next block.
+    while net.lab.chain.tip().expect("tip").0 < expiry - 30 {
+        mine_empty(&net);
+        tick();
+    }
+    net.mine(1).expect("mine");
+    tick();
+    let funding = rec().funding.expect("funding");
+    let confirmed_at = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("rpc")
+        .expect("known")
+        .block
+        .expect("confirmed")
+        .height;
+    assert_eq!(confirmed_at, expiry - 29);
+    let refund_at = confirmed_at + SEED_CSV_DELAY;
+    assert!(refund_at > expiry, "the refund is valid only after E");
+    // Through E and up to the block before the CSV allows: still published, no refund.
+    while net.lab.chain.tip().expect("tip").0 < refund_at - 1 {
+        net.mine(1).expect("mine");
+        tick();
+        let r = rec();
+        assert!(
+            matches!(r.state, ServerState::Published { .. }),
+            "at {}: {:?}",
+            net.lab.chain.tip().expect("tip").0,
+            r.state
+        );
+        assert!(r.refund.is_none(), "no refund before its CSV allows");
+    }
+    // From confirmation + SEED_CSV_DELAY: refunded, the swap invoice canceled.
+    net.mine(1).expect("mine");
+    tick();
+    assert!(
+        matches!(rec().state, ServerState::Refunding { .. }),
+        "{:?}",
+        rec().state
+    );
+    let start = std::time::Instant::now();
+    while rec().state != ServerState::Refunded {
+        net.mine(1).expect("mine");
+        tick();
+        assert!(start.elapsed() < eddy_lab::WAIT, "not refunded: {:?}", rec().state);
+    }
+    // The refund that confirmed (a later bump may have lost to it).
+    let refund = rec()
+        .refund
+        .expect("refund")
+        .all
+        .iter()
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+        .find(|t| t.block.is_some())
+        .expect("a refund of ours confirmed");
+    let refund_height = refund.block.expect("refund confirmed").height;
+    assert!(refund_height > refund_at - 1 && refund_height >= confirmed_at + SEED_CSV_DELAY);
+    assert!(net.lab.chain.tip().expect("tip").0 >= refund_height + REORG_SAFETY_DEPTH - 1);
+    assert_eq!(refund.tx.input[0].previous_output, funding);
+    let htlc_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("rpc")
+        .expect("known")
+        .tx;
+    let publish_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &htlc_tx))
+        .expect("fee");
+    let refund_fee = Amount::from_sat(amount) - refund.tx.output.iter().map(|o| o.value).sum::<Amount>();
+    eddy_lab::wait_until("wallet", eddy_lab::WAIT, || {
+        tick();
+        net.rt.block_on(net.server.wallet_balance()).spendable == wallet_before - publish_fee - refund_fee
+    })
+    .expect("the server lost only the publication's and the refund's fees");
+    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats == client_ln_before
+            && net.server_ln.ldk().list_balances().total_lightning_balance_sats == server_ln_before
+    })
+    .expect("the client's payment returned");
     net.stop().expect("stop");
 }

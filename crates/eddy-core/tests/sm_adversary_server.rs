@@ -1,17 +1,20 @@
 //! Property tests: the two server state machines driven by random adversarial worlds. Each
 //! world models the chain (the HTLC output, its confirmations, reorgs and evictions, the spends
-//! of either side, in the next block), the Lightning side (held invoices that fail back at their
-//! deadline, payments in flight that the payee settles or fails when it likes) and the server's
-//! own availability (long downtime gaps across `E` and past the old give-up heights, during
-//! which it sees nothing). A small engine feeds each machine exactly what a real engine would
+//! of either side, in the next block; for loop-in several outputs paying the HTLC script: the
+//! client's, of any amount, and strangers' confirmed or never confirmed), the Lightning side
+//! (held invoices that fail back at their deadline, payments in flight that the payee settles
+//! or fails when it likes) and the server's own availability (long downtime gaps across `E`
+//! and past the old give-up heights, during which it sees nothing). A small engine feeds each machine exactly what a real engine would
 //! read from that world and performs its actions on it. The money invariants are checked after
 //! every step and once the world has gone quiet:
 //!
 //! - loop-in: never a payment at or after the last payment height, never with a CLTV budget of
 //!   0, never two at once; never a payment after co-signing a refund, never a co-signature with
-//!   a payment in flight or made; never terminal while the HTLC it has the preimage for is
-//!   unspent; a server that paid and stayed up gets its claim.
-//! - loop-out: publication and prepay settlement only inside the publication window; never
+//!   a payment in flight or made; paid only against one confirmed exact output, claims that
+//!   one; never terminal while the output it paid for is unspent (a refund of another output
+//!   ends nothing); a server that paid and stayed up gets its claim.
+//! - loop-out: publication and prepay settlement only inside the publication window, the
+//!   prepay settled only before its held HTLC's deadline (less `SETTLE_LATENCY`); never
 //!   settled and canceled, never settled and refunded; never terminal while its published HTLC
 //!   is unspent and not paid for; never `TimedOut`; a client claim confirmed while the invoice
 //!   can still be settled is paid for.
@@ -42,31 +45,37 @@ fn gap() -> impl Strategy<Value = (u32, bool)> {
 
 #[derive(Clone, Debug)]
 enum InAdv {
-    /// Blocks pass (`true`: the server is down throughout and sees none of them).
+    /// Blocks pass (`true`: the server is down throughout and sees none of them, nor what
+    /// happens next until blocks pass with it up again).
     Blocks(u32, bool),
-    /// The client funds the HTLC with amount + delta sat.
+    /// The client funds the HTLC (one more output) with amount + delta sat.
     Fund(i8),
-    /// The funding is reorged out (back to the mempool, unconfirmed).
-    ReorgFunding,
+    /// A stranger pays the HTLC script amount + delta sat (`confirms`: mined in the next block,
+    /// else it stays in the mempool for ever).
+    StrangerFunds(i8, bool),
+    /// One output paying the HTLC (by index) is reorged out (back to the mempool, unconfirmed).
+    ReorgFunding(u8),
     /// The client asks for a cooperative refund.
     AskRefund,
     /// The payee (the client's node) settles the server's payment, revealing the preimage.
     PayeeSettles,
     /// The payee fails the server's payment.
     PayeeFails,
-    /// The client spends the HTLC back (key path if co-signed, else the timeout path after E).
-    ClientRefunds,
+    /// The client spends one of its outputs (by index) back: key path if co-signed, else the
+    /// timeout path after E.
+    ClientRefunds(u8),
 }
 
 fn in_adv() -> impl Strategy<Value = InAdv> {
     prop_oneof![
         4 => gap().prop_map(|(n, down)| InAdv::Blocks(n, down)),
         2 => prop_oneof![Just(0i8), Just(0), Just(-1), Just(1)].prop_map(InAdv::Fund),
-        1 => Just(InAdv::ReorgFunding),
+        1 => (prop_oneof![Just(0i8), Just(1), Just(-1)], any::<bool>()).prop_map(|(d, c)| InAdv::StrangerFunds(d, c)),
+        1 => any::<u8>().prop_map(InAdv::ReorgFunding),
         1 => Just(InAdv::AskRefund),
         2 => Just(InAdv::PayeeSettles),
         1 => Just(InAdv::PayeeFails),
-        1 => Just(InAdv::ClientRefunds),
+        1 => any::<u8>().prop_map(InAdv::ClientRefunds),
     ]
 }
 
@@ -87,25 +96,39 @@ enum Spent {
     Refunded(u32),
 }
 
+/// One output paying the loop-in HTLC's script.
+#[derive(Clone, Copy, Debug)]
+struct Output {
+    outpoint: OutPoint,
+    value: Amount,
+    /// Confirmation height.
+    height: Option<u32>,
+    /// A stranger's output (nobody the swap knows can spend it).
+    stranger: bool,
+    /// Confirms in the next block (a stranger's may stay in the mempool for ever).
+    confirms: bool,
+    spent: Spent,
+}
+
 struct InWorld {
     terms: lis::Terms,
     state: lis::State,
     tip: u32,
-    funding: Option<(Amount, Option<u32>)>,
+    /// Every output paying the HTLC script, in the order they appeared.
+    outputs: Vec<Output>,
+    /// The output the engine recorded as the swap's funding.
+    funding: Option<OutPoint>,
+    /// The output the server paid against (its payment left for it).
+    paid_for: Option<OutPoint>,
     pay: Pay,
     payments_sent: u32,
     cosigned: bool,
-    spent: Spent,
     /// The server was down at some point after its payment left.
     down_after_paying: bool,
+    /// The server is down now (since the last downtime gap): it sees nothing until blocks pass
+    /// with it up.
+    down: bool,
     preimage: Preimage,
-}
-
-fn op() -> OutPoint {
-    OutPoint {
-        txid: Txid::all_zeros(),
-        vout: 0,
-    }
 }
 
 impl InWorld {
@@ -118,27 +141,57 @@ impl InWorld {
             },
             state: lis::State::Created,
             tip: CREATED,
+            outputs: vec![],
             funding: None,
+            paid_for: None,
             pay: Pay::None,
             payments_sent: 0,
             cosigned: false,
-            spent: Spent::Unspent,
             down_after_paying: false,
+            down: false,
             preimage: Preimage::from_bytes([7; 32]),
         }
     }
 
-    /// The chain moves one block: pending spends confirm.
+    fn output(&self, outpoint: OutPoint) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.outpoint == outpoint)
+    }
+
+    fn confs(&self, o: &Output) -> u32 {
+        o.height.map_or(0, |h| self.tip + 1 - h)
+    }
+
+    fn add_output(&mut self, delta: i8, stranger: bool, confirms: bool) {
+        if self.outputs.len() < 4 {
+            let v = (self.terms.amount.to_sat() as i64 + i64::from(delta)) as u64;
+            self.outputs.push(Output {
+                outpoint: OutPoint {
+                    txid: Txid::all_zeros(),
+                    vout: self.outputs.len() as u32,
+                },
+                value: Amount::from_sat(v),
+                height: None,
+                stranger,
+                confirms,
+                spent: Spent::Unspent,
+            });
+        }
+    }
+
+    /// The chain moves one block: pending outputs and spends confirm.
     fn block(&mut self) {
         self.tip += 1;
-        if let Some((v, None)) = self.funding {
-            self.funding = Some((v, Some(self.tip)));
+        let tip = self.tip;
+        for o in &mut self.outputs {
+            if o.height.is_none() && o.confirms {
+                o.height = Some(tip);
+            }
+            o.spent = match o.spent {
+                Spent::ClaimPending => Spent::Claimed(tip),
+                Spent::RefundPending => Spent::Refunded(tip),
+                s => s,
+            };
         }
-        self.spent = match self.spent {
-            Spent::ClaimPending => Spent::Claimed(self.tip),
-            Spent::RefundPending => Spent::Refunded(self.tip),
-            s => s,
-        };
         // A payment whose HTLCs expired fails back.
         if let Pay::InFlight { cltv } = self.pay {
             if self.tip >= cltv {
@@ -150,6 +203,7 @@ impl InWorld {
     fn adversary(&mut self, a: &InAdv) -> Result<(), TestCaseError> {
         match a {
             InAdv::Blocks(n, down) => {
+                self.down = *down;
                 for _ in 0..*n {
                     self.block();
                     if *down {
@@ -162,22 +216,22 @@ impl InWorld {
                 }
                 return Ok(());
             }
-            InAdv::Fund(d) => {
-                if self.funding.is_none() {
-                    let v = (self.terms.amount.to_sat() as i64 + i64::from(*d)) as u64;
-                    self.funding = Some((Amount::from_sat(v), None));
-                }
-            }
-            InAdv::ReorgFunding => {
-                if let Some((v, Some(_))) = self.funding {
-                    if self.spent == Spent::Unspent {
-                        self.funding = Some((v, None));
+            InAdv::Fund(d) => self.add_output(*d, false, true),
+            InAdv::StrangerFunds(d, confirms) => self.add_output(*d, true, *confirms),
+            InAdv::ReorgFunding(i) => {
+                if !self.outputs.is_empty() {
+                    let n = self.outputs.len();
+                    let o = &mut self.outputs[usize::from(*i) % n];
+                    if o.height.is_some() && o.spent == Spent::Unspent {
+                        o.height = None;
                     }
                 }
             }
             InAdv::AskRefund => {
                 // The HTTP handler asks the machine (persisting first).
-                self.event(lis::Event::RefundRequested)?;
+                if !self.down {
+                    self.event(lis::Event::RefundRequested)?;
+                }
             }
             InAdv::PayeeSettles => {
                 if let Pay::InFlight { cltv } = self.pay {
@@ -191,31 +245,49 @@ impl InWorld {
                     self.pay = Pay::Failed;
                 }
             }
-            InAdv::ClientRefunds => {
-                let funded = matches!(self.funding, Some((_, Some(_))));
-                if funded && self.spent == Spent::Unspent && (self.cosigned || self.tip > self.terms.expiry) {
-                    self.spent = Spent::RefundPending;
+            InAdv::ClientRefunds(i) => {
+                let (cosigned, late) = (self.cosigned, self.tip > self.terms.expiry);
+                let mine: Vec<usize> = (0..self.outputs.len()).filter(|j| !self.outputs[*j].stranger).collect();
+                if !mine.is_empty() {
+                    let o = &mut self.outputs[mine[usize::from(*i) % mine.len()]];
+                    if o.height.is_some() && o.spent == Spent::Unspent && (cosigned || late) {
+                        o.spent = Spent::RefundPending;
+                    }
                 }
             }
+        }
+        if self.down {
+            return Ok(());
         }
         self.engine()
     }
 
     fn funding_confs(&self) -> u32 {
-        match self.funding {
-            Some((_, Some(h))) => self.tip + 1 - h,
-            _ => 0,
-        }
+        self.funding.and_then(|f| self.output(f)).map_or(0, |o| self.confs(o))
     }
 
     /// One engine pass: what a real engine reads from the world, fed to the machine.
     fn engine(&mut self) -> Result<(), TestCaseError> {
         if self.state == lis::State::Created {
-            if let Some((value, h)) = self.funding {
-                let confs = h.map_or(0, |h| self.tip + 1 - h);
+            // The shared rule; else a confirmed wrong amount (the earliest) still reports.
+            let chosen = eddy_core::validate::loop_in_server_output(
+                self.outputs.iter().map(|o| (o.outpoint, o.value, self.confs(o))),
+                self.terms.amount,
+                self.terms.funding_confs,
+            )
+            .or_else(|| {
+                self.outputs
+                    .iter()
+                    .filter(|o| o.height.is_some())
+                    .max_by_key(|o| (o.height.map(std::cmp::Reverse), o.outpoint))
+                    .map(|o| o.outpoint)
+            });
+            if let Some(o) = chosen.and_then(|c| self.output(c)).copied() {
+                self.funding = Some(o.outpoint);
+                let confs = self.confs(&o);
                 self.event(lis::Event::FundingSeen {
-                    outpoint: op(),
-                    value,
+                    outpoint: o.outpoint,
+                    value: o.value,
                     confs,
                     height: self.tip,
                 })?;
@@ -247,14 +319,23 @@ impl InWorld {
                 Pay::InFlight { .. } => {}
             }
         }
-        match self.spent {
-            Spent::Claimed(h) => self.event(lis::Event::ClaimConfirmed {
-                confs: self.tip + 1 - h,
-            })?,
-            Spent::Refunded(h) => self.event(lis::Event::HtlcRefunded {
-                confs: self.tip + 1 - h,
-            })?,
-            _ => {}
+        // Spends: once paying or claiming, only those of the recorded funding count.
+        let watched: Vec<Output> = match (&self.state, self.funding) {
+            (lis::State::Claiming { .. } | lis::State::Paying { .. }, Some(f)) => {
+                self.output(f).copied().into_iter().collect()
+            }
+            _ => self.outputs.clone(),
+        };
+        for o in watched {
+            match o.spent {
+                Spent::Claimed(h) => self.event(lis::Event::ClaimConfirmed {
+                    confs: self.tip + 1 - h,
+                })?,
+                Spent::Refunded(h) => self.event(lis::Event::HtlcRefunded {
+                    confs: self.tip + 1 - h,
+                })?,
+                _ => {}
+            }
         }
         self.event(lis::Event::Block { height: self.tip })
     }
@@ -282,7 +363,21 @@ impl InWorld {
                         !matches!(self.pay, Pay::InFlight { .. } | Pay::Succeeded),
                         "a second payment while one is in flight or made"
                     );
-                    prop_assert!(matches!(self.funding, Some((v, Some(_))) if v == self.terms.amount));
+                    // Paid only against one confirmed output of exactly the amount, and always
+                    // the same one.
+                    let lis::State::Paying { outpoint } = next else {
+                        return Err(TestCaseError::fail(format!("paid in {next:?}")));
+                    };
+                    let o = self.output(outpoint).copied();
+                    prop_assert!(
+                        o.is_some_and(|o| o.value == self.terms.amount
+                            && o.height.is_some()
+                            && o.spent == Spent::Unspent),
+                        "paid against {:?}",
+                        o
+                    );
+                    prop_assert!(self.paid_for.is_none_or(|p| p == outpoint), "paid for two outputs");
+                    self.paid_for = Some(outpoint);
                     self.pay = Pay::InFlight { cltv: max_cltv_expiry };
                     self.payments_sent += 1;
                 }
@@ -295,8 +390,14 @@ impl InWorld {
                 }
                 lis::Action::Claim { .. } => {
                     prop_assert_eq!(self.pay, Pay::Succeeded);
-                    if self.spent == Spent::Unspent && matches!(self.funding, Some((_, Some(_)))) {
-                        self.spent = Spent::ClaimPending;
+                    let lis::State::Claiming { outpoint, .. } = next else {
+                        return Err(TestCaseError::fail(format!("claim in {next:?}")));
+                    };
+                    prop_assert_eq!(Some(outpoint), self.paid_for, "claims the output it paid for");
+                    if let Some(o) = self.outputs.iter_mut().find(|o| o.outpoint == outpoint) {
+                        if o.spent == Spent::Unspent && o.height.is_some() {
+                            o.spent = Spent::ClaimPending;
+                        }
                     }
                 }
                 lis::Action::NotifyFailed(_) => {}
@@ -307,17 +408,16 @@ impl InWorld {
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
-        if self.state.is_terminal() {
-            // The server holds the preimage only after its payment succeeded: then the HTLC is
-            // its money until spent.
-            if self.pay == Pay::Succeeded {
-                prop_assert!(
-                    matches!(self.spent, Spent::Claimed(_) | Spent::Refunded(_)),
-                    "terminal {:?} with the HTLC it can claim unspent ({:?})",
-                    self.state,
-                    self.spent
-                );
-            }
+        if self.state.is_terminal() && self.pay == Pay::Succeeded {
+            // The server holds the preimage only after its payment succeeded: then the output
+            // it paid for is its money until spent — a spend of another output ends nothing.
+            let o = self.paid_for.and_then(|p| self.output(p));
+            prop_assert!(
+                o.is_some_and(|o| matches!(o.spent, Spent::Claimed(_) | Spent::Refunded(_))),
+                "terminal {:?} with the output it paid for unspent ({:?})",
+                self.state,
+                o
+            );
         }
         Ok(())
     }
@@ -328,24 +428,75 @@ proptest! {
 
     #[test]
     fn loop_in_server_survives_adversarial_worlds(adv in proptest::collection::vec(in_adv(), 0..40)) {
-        let mut w = InWorld::new();
-        for a in &adv {
-            w.adversary(a)?;
-        }
-        // The world goes quiet; the server stays up until well past every height that matters.
-        w.engine()?;
-        let end = w.tip.max(w.terms.give_up_height()) + 50;
-        while w.tip < end && !w.state.is_terminal() {
-            w.block();
-            w.engine()?;
-        }
-        if w.pay == Pay::Succeeded && !w.down_after_paying {
-            prop_assert_eq!(&w.state, &lis::State::Succeeded, "paid and up, yet not claimed ({:?})", w.spent);
-        }
-        prop_assert!(!(matches!(w.pay, Pay::Succeeded) && w.cosigned), "paid and co-signed a refund");
-        // Past the give-up height only a payment the node never resolved can keep it open.
-        prop_assert!(w.state.is_terminal() || matches!(w.pay, Pay::InFlight { .. }), "{:?}", w.state);
+        run_in(&adv)?;
     }
+}
+
+/// Plays `adv`, lets the world go quiet, checks the end invariants; returns the world.
+fn run_in(adv: &[InAdv]) -> Result<InWorld, TestCaseError> {
+    let mut w = InWorld::new();
+    for a in adv {
+        w.adversary(a)?;
+    }
+    // The world goes quiet; the server comes back up and stays up until well past every
+    // height that matters.
+    w.down = false;
+    w.engine()?;
+    let end = w.tip.max(w.terms.give_up_height()) + 50;
+    while w.tip < end && !w.state.is_terminal() {
+        w.block();
+        w.engine()?;
+    }
+    if w.pay == Pay::Succeeded && !w.down_after_paying {
+        let o = w.paid_for.and_then(|p| w.output(p)).copied();
+        prop_assert_eq!(
+            &w.state,
+            &lis::State::Succeeded,
+            "paid and up, yet not claimed ({:?})",
+            o
+        );
+    }
+    prop_assert!(
+        !(matches!(w.pay, Pay::Succeeded) && w.cosigned),
+        "paid and co-signed a refund"
+    );
+    // Past the give-up height only a payment the node never resolved can keep it open.
+    prop_assert!(
+        w.state.is_terminal() || matches!(w.pay, Pay::InFlight { .. }),
+        "{:?}",
+        w.state
+    );
+    Ok(w)
+}
+
+/// Review #8 in the world: the client funds X (exact) and Y (+1 sat), a stranger leaves an
+/// exact output unconfirmed; the server pays against X and is down until well after `E`, while
+/// the payee settles and the client refunds Y by its timeout path (buried). Back up, the
+/// server still claims X: the refund of another output ends nothing.
+#[test]
+fn loop_in_refund_of_another_output_does_not_end_the_claim() {
+    use InAdv::*;
+    let adv = [
+        Fund(0),
+        Fund(1),
+        StrangerFunds(0, false),
+        Blocks(1, false),
+        Blocks(1, true),
+        PayeeSettles,
+        Blocks(150, true),
+        ClientRefunds(1),
+        Blocks(10, true),
+        Blocks(1, false),
+    ];
+    let w = run_in(&adv).expect("invariants hold");
+    let x = w.output(w.paid_for.expect("paid")).expect("X");
+    assert_eq!((x.outpoint.vout, x.value), (0, w.terms.amount), "paid against X");
+    assert!(matches!(x.spent, Spent::Claimed(_)), "X claimed: {:?}", x.spent);
+    assert!(
+        matches!(w.outputs[1].spent, Spent::Refunded(_)),
+        "Y refunded by the client"
+    );
+    assert_eq!(w.state, lis::State::Succeeded);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,9 +510,11 @@ enum OutAdv {
     PaySwap {
         short: bool,
     },
-    /// The client pays the prepay (`under`: less than asked).
+    /// The client pays the prepay (`under`: less than asked), held for `hold` blocks from the
+    /// tip (a short hold expires before the publication window closes: review #12).
     PayPrepay {
         under: bool,
+        hold: u32,
     },
     /// The client pushes its preimage over the API.
     PushPreimage,
@@ -378,8 +531,8 @@ fn out_adv() -> impl Strategy<Value = OutAdv> {
         5 => gap().prop_map(|(n, down)| OutAdv::Blocks(n, down)),
         2 => Just(OutAdv::PaySwap { short: false }),
         1 => Just(OutAdv::PaySwap { short: true }),
-        2 => Just(OutAdv::PayPrepay { under: false }),
-        1 => Just(OutAdv::PayPrepay { under: true }),
+        2 => (0u32..70).prop_map(|hold| OutAdv::PayPrepay { under: false, hold }),
+        1 => (0u32..70).prop_map(|hold| OutAdv::PayPrepay { under: true, hold }),
         1 => Just(OutAdv::PushPreimage),
         2 => Just(OutAdv::Claim),
         1 => Just(OutAdv::LoseHtlcTx),
@@ -495,7 +648,7 @@ impl OutWorld {
                     };
                 }
             }
-            OutAdv::PayPrepay { under } => {
+            OutAdv::PayPrepay { under, hold } => {
                 if self.prepay == Inv::Open {
                     self.prepay_amount = if *under {
                         self.terms.prepay_msat - 1
@@ -503,7 +656,7 @@ impl OutWorld {
                         self.terms.prepay_msat
                     };
                     self.prepay = Inv::Held {
-                        deadline: self.terms.created_height + 60,
+                        deadline: self.tip + *hold,
                     };
                 }
             }
@@ -538,13 +691,14 @@ impl OutWorld {
                     claim_deadline: deadline,
                 })?;
             }
-            if let Inv::Held { .. } = self.prepay {
+            if let Inv::Held { deadline } = self.prepay {
                 self.event(los::Event::PrepayAccepted {
                     amount_msat: self.prepay_amount,
+                    claim_deadline: deadline,
                 })?;
             }
         }
-        if self.state == los::State::Publishing {
+        if matches!(self.state, los::State::Publishing { .. }) {
             // Adopt before publish: the engine synced the chain and mempool.
             match self.htlc {
                 Some((p, _)) => self.event(los::Event::HtlcBroadcast {
@@ -619,7 +773,14 @@ impl OutWorld {
                         "prepay settled for a late publication at {}",
                         p
                     );
-                    if let Inv::Held { .. } = self.prepay {
+                    if let Inv::Held { deadline } = self.prepay {
+                        // The prepay is settled only before its deadline (review #12).
+                        prop_assert!(
+                            self.tip + SETTLE_LATENCY <= deadline,
+                            "prepay settled at {} past its deadline {}",
+                            self.tip,
+                            deadline
+                        );
                         self.prepay = Inv::Settled;
                     }
                 }

@@ -23,8 +23,8 @@ use eddy_backends::{
     swap_watch_id, ChainSource, ChainWatcher, Funding, HoldInvoiceState, LightningNode, LnEvent, WatchId, WatchStatus,
 };
 use eddy_core::constants::{
-    HTLC_PUBLICATION_BUMP_BLOCKS, LOOP_OUT_PUBLICATION_DEADLINE, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
-    SERVER_SETTLE_MARGIN,
+    HTLC_PUBLICATION_BUMP_BLOCKS, MIN_BLOCKS_LEFT_AT_PUBLICATION, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
+    SERVER_SETTLE_MARGIN, SETTLE_LATENCY,
 };
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -171,7 +171,8 @@ impl LoopOutRecord {
             self.state,
             State::Created {
                 swap_accepted: None,
-                prepay_accepted: None
+                prepay_accepted: None,
+                ..
             }
         )
     }
@@ -687,7 +688,7 @@ impl LoopOutServer {
         // Every paid HTLC not yet published is a promise on our wallet.
         let promised: Amount = active
             .iter()
-            .filter(|(_, _, r)| r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing))
+            .filter(|(_, _, r)| r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing { .. }))
             .map(|(_, _, r)| r.amount)
             .sum();
         let spendable = self.wallet_balance().await.spendable;
@@ -744,9 +745,15 @@ impl LoopOutServer {
                     payment_hash: prepay_preimage.payment_hash(),
                     amount_msat: quote.prepay.to_sat() * 1000,
                     expiry_secs: INVOICE_EXPIRY_SECS,
-                    // Held until publication, which must happen before the publication deadline.
+                    // Held until publication, which may happen as long as the window
+                    // (`Terms::may_publish`) is open — until `E - MIN_BLOCKS_LEFT_AT_PUBLICATION`
+                    // — and must then still be settleable (`SETTLE_LATENCY`); the machine also
+                    // checks the accepted deadline and stops publishing past it (review #12).
                     min_final_cltv_delta: u16::try_from(
-                        LOOP_OUT_PUBLICATION_DEADLINE + self.ln.settle_deadline_delta() + FINAL_CLTV_SLACK,
+                        (expiry - tip).saturating_sub(MIN_BLOCKS_LEFT_AT_PUBLICATION)
+                            + SETTLE_LATENCY
+                            + self.ln.settle_deadline_delta()
+                            + FINAL_CLTV_SLACK,
                     )
                     .unwrap_or(u16::MAX),
                     description: "eddy loop-out prepay".into(),
@@ -943,7 +950,7 @@ impl LoopOutServer {
         let pending: Vec<_> = Self::active(&*self.store)
             .await?
             .into_iter()
-            .filter(|(_, _, rec)| rec.state == State::Publishing)
+            .filter(|(_, _, rec)| matches!(rec.state, State::Publishing { .. }))
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -992,7 +999,7 @@ impl LoopOutServer {
             // publication is still in its window (else it cancels both invoices).
             self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
                 .await?;
-            if rec.state == State::Publishing {
+            if matches!(rec.state, State::Publishing { .. }) {
                 batch.push((id, version, rec));
             }
         }
@@ -1335,9 +1342,14 @@ impl LoopOutServer {
                         .await
                         .map_err(backend)?
                 };
-                if let HoldInvoiceState::Accepted { amount_msat, .. } = prepay {
-                    self.apply(id, &mut version, &mut rec, Event::PrepayAccepted { amount_msat }, tip)
-                        .await?;
+                if let (HoldInvoiceState::Accepted { amount_msat, .. }, Some(claim_deadline)) =
+                    (&prepay, prepay.settle_deadline())
+                {
+                    let e = Event::PrepayAccepted {
+                        amount_msat: *amount_msat,
+                        claim_deadline,
+                    };
+                    self.apply(id, &mut version, &mut rec, e, tip).await?;
                 }
             }
             State::PreimageKnown { .. } => match self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
@@ -1549,7 +1561,10 @@ fn event_json(e: &Event) -> serde_json::Value {
             amount_msat,
             claim_deadline,
         } => json!({"event": "swap_accepted", "amount_msat": amount_msat, "claim_deadline": claim_deadline}),
-        Event::PrepayAccepted { amount_msat } => json!({"event": "prepay_accepted", "amount_msat": amount_msat}),
+        Event::PrepayAccepted {
+            amount_msat,
+            claim_deadline,
+        } => json!({"event": "prepay_accepted", "amount_msat": amount_msat, "claim_deadline": claim_deadline}),
         Event::Block { height } => json!({"event": "block", "height": height}),
         Event::HtlcBroadcast { txid, height } => {
             json!({"event": "htlc_broadcast", "txid": txid.to_string(), "height": height})

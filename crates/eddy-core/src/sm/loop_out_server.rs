@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constants::{
     LOOP_OUT_PUBLICATION_DEADLINE, MIN_BLOCKS_LEFT_AT_PUBLICATION, REORG_SAFETY_DEPTH, SERVER_SETTLE_MARGIN,
-    SPEND_CONFIRM_BUDGET,
+    SETTLE_LATENCY, SPEND_CONFIRM_BUDGET,
 };
 use crate::types::{BlockHeight, Preimage};
 use crate::validate::check_accepted_htlc;
@@ -107,6 +107,11 @@ pub enum CancelReason {
     PublicationLost,
     /// The accepted HTLC failed `check_accepted_htlc`.
     HtlcRejected,
+    /// The held prepay could no longer be settled (its deadline less [`SETTLE_LATENCY`]) by
+    /// the time the HTLC could be published (e.g. the swap wallet was short): nothing
+    /// published, both invoices canceled — publishing then would give the client a free
+    /// option.
+    PrepayExpired,
     /// No HTLC was on chain or in the mempool when the publication window
     /// ([`Terms::may_publish`]) had closed (e.g. the server was down): nothing published,
     /// both invoices canceled.
@@ -123,9 +128,19 @@ pub enum State {
         swap_accepted: Option<(u64, BlockHeight)>,
         /// Prepay HTLC accepted (amount msat).
         prepay_accepted: Option<u64>,
+        /// The accepted prepay's settle deadline (the node fails it back at this height);
+        /// `None` in records older than the field (re-read from the node while `Created`).
+        #[serde(default)]
+        prepay_deadline: Option<BlockHeight>,
     },
     /// Checks passed; broadcasting the HTLC.
-    Publishing,
+    Publishing {
+        /// The accepted prepay's settle deadline: no publication from
+        /// `prepay_deadline - SETTLE_LATENCY` on (the prepay could no longer be settled, a free
+        /// option). `None`: no prepay, or a record older than the field.
+        #[serde(default)]
+        prepay_deadline: Option<BlockHeight>,
+    },
     /// HTLC broadcast; waiting for the preimage.
     Published {
         /// The HTLC transaction.
@@ -163,6 +178,7 @@ impl State {
         State::Created {
             swap_accepted: None,
             prepay_accepted: None,
+            prepay_deadline: None,
         }
     }
 
@@ -195,6 +211,8 @@ pub enum Event {
     PrepayAccepted {
         /// Total received.
         amount_msat: u64,
+        /// Earliest height at which the node would fail them back.
+        claim_deadline: BlockHeight,
     },
     /// A new best block.
     Block {
@@ -263,6 +281,14 @@ pub enum Action {
     BroadcastRefund,
 }
 
+/// Whether a prepay held until `deadline` (`None`: no prepay, or unknown in an old record) can
+/// still be settled when the HTLC is published at `height`: settling takes up to
+/// [`SETTLE_LATENCY`] blocks, and the node fails the HTLC back at `deadline` (the same rule as
+/// the swap HTLC's `SERVER_SETTLE_MARGIN`, whose last term is that latency).
+pub fn prepay_settleable(deadline: Option<BlockHeight>, height: BlockHeight) -> bool {
+    deadline.is_none_or(|d| height.saturating_add(SETTLE_LATENCY) <= d)
+}
+
 /// The transition function. `tip` is the current best height.
 pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) -> (State, Vec<Action>) {
     use State as S;
@@ -283,25 +309,33 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             S::Created {
                 swap_accepted,
                 prepay_accepted,
+                prepay_deadline,
             },
             e @ (Event::SwapAccepted { .. } | Event::PrepayAccepted { .. }),
         ) => {
-            let (swap, prepay) = match e {
+            let (swap, prepay, prepay_deadline) = match e {
                 Event::SwapAccepted {
                     amount_msat,
                     claim_deadline,
-                } => (Some((*amount_msat, *claim_deadline)), prepay_accepted),
-                Event::PrepayAccepted { amount_msat } => (swap_accepted, Some(*amount_msat)),
-                _ => (swap_accepted, prepay_accepted),
+                } => (Some((*amount_msat, *claim_deadline)), prepay_accepted, prepay_deadline),
+                Event::PrepayAccepted {
+                    amount_msat,
+                    claim_deadline,
+                } => (swap_accepted, Some(*amount_msat), Some(*claim_deadline)),
+                _ => (swap_accepted, prepay_accepted, prepay_deadline),
             };
             // A swap without a prepay (seed 000's exchange) waits for the swap HTLC only.
             let prepay = prepay.or((terms.prepay_msat == 0).then_some(0));
+            let prepay_deadline = prepay_deadline.filter(|_| terms.prepay_msat > 0);
             match (swap, prepay) {
                 (Some((amount, deadline)), Some(prepay_amount)) => {
+                    // Like the swap HTLC's, the prepay's deadline is checked at acceptance: it
+                    // must still be settleable if the HTLC is published now.
                     let ok = prepay_amount >= terms.prepay_msat
+                        && prepay_settleable(prepay_deadline, tip)
                         && check_accepted_htlc(amount, terms.swap_invoice_msat, deadline, terms.expiry, tip).is_ok();
                     if ok {
-                        (S::Publishing, vec![Action::PublishHtlc])
+                        (S::Publishing { prepay_deadline }, vec![Action::PublishHtlc])
                     } else {
                         (S::Canceled(CancelReason::HtlcRejected), vec![Action::CancelInvoices])
                     }
@@ -310,6 +344,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
                     S::Created {
                         swap_accepted: swap,
                         prepay_accepted: prepay,
+                        prepay_deadline,
                     },
                     vec![],
                 ),
@@ -321,17 +356,27 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         ),
         // The window is judged at the later of the event's height and the tip the caller
         // passes: a stale height (an event built before a block arrived) never reopens it.
-        (S::Publishing, Event::NoHtlcOnChain { height }) if terms.may_publish((*height).max(tip)) => {
-            (S::Publishing, vec![Action::PublishHtlc])
+        // The prepay must also still be settleable: a swap the wallet could not fund in time
+        // ends once the prepay would expire before it is earned (review #12).
+        (S::Publishing { prepay_deadline }, Event::NoHtlcOnChain { height })
+            if terms.may_publish((*height).max(tip)) =>
+        {
+            if prepay_settleable(prepay_deadline, (*height).max(tip)) {
+                (S::Publishing { prepay_deadline }, vec![Action::PublishHtlc])
+            } else {
+                (S::Canceled(CancelReason::PrepayExpired), vec![Action::CancelInvoices])
+            }
         }
-        (S::Publishing, Event::NoHtlcOnChain { .. }) => (
+        (S::Publishing { .. }, Event::NoHtlcOnChain { .. }) => (
             S::Canceled(CancelReason::PublicationWindowMissed),
             vec![Action::CancelInvoices],
         ),
-        (S::Publishing, Event::HtlcBroadcast { txid, height }) if terms.may_publish((*height).max(tip)) => {
+        (S::Publishing { prepay_deadline }, Event::HtlcBroadcast { txid, height })
+            if terms.may_publish((*height).max(tip)) && prepay_settleable(prepay_deadline, (*height).max(tip)) =>
+        {
             (S::Published { txid: *txid }, vec![Action::SettlePrepay])
         }
-        (S::Publishing, Event::HtlcBroadcast { txid, .. }) => {
+        (S::Publishing { .. }, Event::HtlcBroadcast { txid, .. }) => {
             (S::Published { txid: *txid }, vec![Action::CancelPrepay])
         }
         (S::Published { txid }, Event::Block { height })
@@ -350,8 +395,9 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
         }
         // Our publication can no longer confirm: publish again inside the window, else end
         // (the client's payment returns; nothing of ours is on chain).
+        // (The prepay was settled or released at the first publication: no deadline left.)
         (S::Published { .. }, Event::PublicationLost) if terms.may_publish(tip) => {
-            (S::Publishing, vec![Action::PublishHtlc])
+            (S::Publishing { prepay_deadline: None }, vec![Action::PublishHtlc])
         }
         (S::Published { .. } | S::Refunding { .. }, Event::PublicationLost) => {
             (S::Canceled(CancelReason::PublicationLost), vec![Action::CancelSwap])
@@ -428,7 +474,7 @@ mod tests {
         assert_eq!(
             transition(
                 &t,
-                State::Publishing,
+                State::Publishing { prepay_deadline: None },
                 &Event::NoHtlcOnChain { height: last + 1 },
                 last + 1
             )
@@ -467,7 +513,7 @@ mod tests {
         };
         assert_eq!(
             transition(&t, s.clone(), &Event::PublicationLost, 440),
-            (State::Publishing, vec![Action::PublishHtlc])
+            (State::Publishing { prepay_deadline: None }, vec![Action::PublishHtlc])
         );
         assert_eq!(
             transition(&t, s, &Event::PublicationLost, 480),
@@ -488,7 +534,10 @@ mod tests {
                 amount_msat,
                 claim_deadline
             }),
-            (0u64..2_000_000).prop_map(|amount_msat| Event::PrepayAccepted { amount_msat }),
+            (0u64..2_000_000, height()).prop_map(|(amount_msat, claim_deadline)| Event::PrepayAccepted {
+                amount_msat,
+                claim_deadline
+            }),
             height().prop_map(|height| Event::Block { height }),
             height().prop_map(|height| Event::HtlcBroadcast {
                 txid: Txid::all_zeros(),
@@ -512,7 +561,11 @@ mod tests {
     fn publishes_only_with_margin() {
         let t = terms();
         let s = State::new();
-        let (s, a) = transition(&t, s, &Event::PrepayAccepted { amount_msat: 1_000_000 }, 421);
+        let prepay = Event::PrepayAccepted {
+            amount_msat: 1_000_000,
+            claim_deadline: 480,
+        };
+        let (s, a) = transition(&t, s, &prepay, 421);
         assert!(a.is_empty());
         let short = Event::SwapAccepted {
             amount_msat: 100_000_000,
@@ -531,7 +584,100 @@ mod tests {
         };
         assert_eq!(
             transition(&t, s, &ok, 421),
-            (State::Publishing, vec![Action::PublishHtlc])
+            (
+                State::Publishing {
+                    prepay_deadline: Some(480)
+                },
+                vec![Action::PublishHtlc]
+            )
+        );
+    }
+
+    /// Review #12: the prepay's held HTLC deadline is checked at acceptance, and a swap waiting
+    /// in `Publishing` (wallet short) ends — nothing published, both invoices canceled — once
+    /// the prepay could no longer be settled before its deadline; a late broadcast of ours
+    /// releases the prepay instead of settling it.
+    #[test]
+    fn prepay_deadline_bounds_the_publication() {
+        let t = terms();
+        let swap = Event::SwapAccepted {
+            amount_msat: t.swap_invoice_msat,
+            claim_deadline: t.expiry + SERVER_SETTLE_MARGIN,
+        };
+        let prepay = |claim_deadline| Event::PrepayAccepted {
+            amount_msat: t.prepay_msat,
+            claim_deadline,
+        };
+        // At acceptance: a prepay that cannot be settled now is refused like a short swap HTLC.
+        let (s, _) = transition(&t, State::new(), &swap, 430);
+        assert_eq!(
+            transition(&t, s.clone(), &prepay(430 + SETTLE_LATENCY - 1), 430),
+            (
+                State::Canceled(CancelReason::HtlcRejected),
+                vec![Action::CancelInvoices]
+            )
+        );
+        let deadline = 430 + SETTLE_LATENCY + 10;
+        let (s, a) = transition(&t, s, &prepay(deadline), 430);
+        assert_eq!(
+            (s.clone(), a),
+            (
+                State::Publishing {
+                    prepay_deadline: Some(deadline)
+                },
+                vec![Action::PublishHtlc]
+            )
+        );
+        // Waiting for funds: publish while the prepay can be settled, then stop.
+        let last = deadline - SETTLE_LATENCY;
+        assert!(t.may_publish(last + 1), "the swap's own window is still open");
+        assert_eq!(
+            transition(&t, s.clone(), &Event::NoHtlcOnChain { height: last }, last),
+            (s.clone(), vec![Action::PublishHtlc])
+        );
+        assert_eq!(
+            transition(&t, s.clone(), &Event::NoHtlcOnChain { height: last + 1 }, last + 1),
+            (
+                State::Canceled(CancelReason::PrepayExpired),
+                vec![Action::CancelInvoices]
+            )
+        );
+        // A stale event height never reopens it.
+        assert_eq!(
+            transition(&t, s.clone(), &Event::NoHtlcOnChain { height: last }, last + 1).0,
+            State::Canceled(CancelReason::PrepayExpired)
+        );
+        // Our own publication found (written before a crash) after that: followed, prepay released.
+        let txid = Txid::all_zeros();
+        assert_eq!(
+            transition(
+                &t,
+                s.clone(),
+                &Event::HtlcBroadcast { txid, height: last + 1 },
+                last + 1
+            ),
+            (State::Published { txid }, vec![Action::CancelPrepay])
+        );
+        assert_eq!(
+            transition(&t, s, &Event::HtlcBroadcast { txid, height: last }, last),
+            (State::Published { txid }, vec![Action::SettlePrepay])
+        );
+    }
+
+    /// Records written before the prepay deadline existed still load (store format).
+    #[test]
+    fn old_records_without_the_prepay_deadline_load() {
+        let s: State = serde_json::from_str(r#"{"state":"publishing"}"#).expect("old publishing");
+        assert_eq!(s, State::Publishing { prepay_deadline: None });
+        let s: State = serde_json::from_str(r#"{"state":"created","swap_accepted":null,"prepay_accepted":5}"#)
+            .expect("old created");
+        assert_eq!(
+            s,
+            State::Created {
+                swap_accepted: None,
+                prepay_accepted: Some(5),
+                prepay_deadline: None
+            }
         );
     }
 
@@ -556,8 +702,12 @@ mod tests {
             let mut s = State::new();
             let mut tip = 420;
             let mut all = vec![];
+            let mut prepay_deadline = None;
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
                 if let Event::Block { height } = e { tip = *height; }
+                if let (State::Created { .. }, Event::PrepayAccepted { claim_deadline, .. }) = (&s, e) {
+                    prepay_deadline = Some(*claim_deadline);
+                }
                 let published_before = matches!(s, State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. });
                 let (next, actions) = transition(&t, s, e, tip);
                 for a in &actions {
@@ -566,6 +716,11 @@ mod tests {
                         prop_assert!(!published_before || *e == Event::PublicationLost);
                         prop_assert!(t.may_publish(tip), "publication outside the window at {}", tip);
                     }
+                    // The prepay is settled only before its deadline (less the settle latency).
+                    if matches!(a, Action::SettlePrepay) {
+                        let d = prepay_deadline.expect("a prepay settled was accepted");
+                        prop_assert!(tip + SETTLE_LATENCY <= d, "prepay settled at {} past {}", tip, d);
+                    }
                 }
                 all.extend(actions);
                 s = next;
@@ -573,7 +728,7 @@ mod tests {
             // Past the give-up height only a published HTLC (still to be spent) keeps a swap open.
             prop_assert!(
                 s.is_terminal()
-                    || matches!(s, State::Publishing | State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming),
+                    || matches!(s, State::Publishing { .. } | State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming),
                 "{:?}", s
             );
             prop_assert!(s != State::TimedOut);
@@ -604,7 +759,7 @@ mod tests {
             },
             t.created_height + 1,
         );
-        assert_eq!(s, State::Publishing);
+        assert_eq!(s, State::Publishing { prepay_deadline: None });
         assert_eq!(a, vec![Action::PublishHtlc]);
         // With a prepay, the same event only records the swap HTLC.
         let (s, a) = transition(
