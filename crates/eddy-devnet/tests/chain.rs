@@ -253,17 +253,18 @@ fn double_spend_needs_bip125_fees_and_replaces() {
     // Same fee: not a valid replacement.
     let err = chain.accept_tx(pay(200), false);
     assert!(err.is_err());
-    // Rule 4 counts the replacement's own size: find fees `extra` sats past 200 + its vsize.
-    let with_extra = |extra: i64| {
-        (200..600u64)
-            .find(|f| *f as i64 == 200 + pay(*f).vsize() as i64 + extra)
-            .expect("a fee that fits")
-    };
-    // Higher rate but one sat short of paying its own relay.
-    let short = with_extra(-1);
+    // Rule 4 counts the replacement's own size (at 1 sat/vB): a replacement must pay 200 + its
+    // own vsize. That size moves by a vbyte with the signature's length (a short s), which
+    // itself depends on the fee, so there may be no fee exactly one sat short: take the highest
+    // fee that is short of its own relay and the lowest that pays it (adjacent when the size
+    // holds still).
+    let pays_own_relay = |f: u64| f >= 200 + pay(f).vsize() as u64;
+    let short = (201..600u64).rev().find(|f| !pays_own_relay(*f)).expect("a short fee");
+    let enough = (201..600u64).find(|f| pays_own_relay(*f)).expect("a fee that pays");
+    assert!(short > 200 && enough <= short + 2, "{short} {enough}");
+    // Higher rate but short of paying its own relay.
     let err = chain.accept_tx(pay(short), false).expect_err("rule 4");
     assert!(err.message.starts_with("insufficient fee"), "{}", err.message);
-    let enough = with_extra(0);
     let (second, fee, _) = chain.accept_tx(pay(enough), false).expect("replacement");
     assert_eq!(fee, Amount::from_sat(enough));
     assert!(chain.mempool().get(&first).is_none());
