@@ -149,6 +149,7 @@ fn loop_in_pays_the_invoice_and_claims_the_htlc() {
     let client_ln0 = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
     let server_ln0 = net.server_ln.ldk().list_balances().total_lightning_balance_sats;
     let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let watches = net.rt.block_on(net.server.watch_count());
     let outpoint = fund(&net, &htlc, amount);
     // Unconfirmed funding: the server waits.
     net.rt.block_on(net.server.tick()).expect("tick");
@@ -165,6 +166,8 @@ fn loop_in_pays_the_invoice_and_claims_the_htlc() {
         }
         assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", state(&net, &id));
     }
+    // A finished swap is no longer watched (as after a restart): the index does not grow.
+    assert_eq!(net.rt.block_on(net.server.watch_count()), watches - 1);
     let (_, rec) = net.rt.block_on(net.server.loop_in(&id)).expect("swap");
     assert_eq!(rec.funding, Some(outpoint));
     let claim = rec.claim.expect("claim");

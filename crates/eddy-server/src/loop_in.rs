@@ -719,7 +719,7 @@ impl LoopOutServer {
         rec: &LoopInRecord,
         event: serde_json::Value,
     ) -> Result<(), ServerError> {
-        Ok(eddy_store::save(
+        eddy_store::save(
             &**self.store(),
             &id,
             version,
@@ -728,7 +728,11 @@ impl LoopOutServer {
             rec,
             event,
         )
-        .await?)
+        .await?;
+        if rec.state.is_terminal() {
+            self.unwatch(&id).await;
+        }
+        Ok(())
     }
 
     async fn act_in(

@@ -371,6 +371,17 @@ impl LoopOutServer {
             .watch_script(swap_watch_id(&id), spk);
     }
 
+    /// Number of chain watches (the swap wallet's and every active swap's).
+    pub async fn watch_count(&self) -> usize {
+        self.watcher.lock().await.index().len()
+    }
+
+    /// Stops watching a swap that became terminal: the same view a restart gives (only active
+    /// swaps are watched at start), so the index does not grow with every swap ever made.
+    pub(crate) async fn unwatch(&self, id: &SwapId) {
+        self.watcher.lock().await.index_mut().unwatch(swap_watch_id(id));
+    }
+
     /// Where to deposit the on-chain funds the server locks into HTLCs.
     pub fn wallet_address(&self) -> &bitcoin::Address {
         self.wallet.address()
@@ -1302,7 +1313,7 @@ impl LoopOutServer {
         rec: &LoopOutRecord,
         event: &serde_json::Value,
     ) -> Result<(), ServerError> {
-        Ok(eddy_store::save(
+        eddy_store::save(
             &*self.store,
             &id,
             version,
@@ -1311,7 +1322,11 @@ impl LoopOutServer {
             rec,
             event.clone(),
         )
-        .await?)
+        .await?;
+        if rec.state.is_terminal() {
+            self.unwatch(&id).await;
+        }
+        Ok(())
     }
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {
