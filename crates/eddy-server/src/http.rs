@@ -449,9 +449,57 @@ struct RateLimiter<K = IpAddr> {
 
 struct Seen<K> {
     pruned: std::time::Instant,
-    map: HashMap<K, VecDeque<std::time::Instant>>,
+    map: Bounded<K, VecDeque<std::time::Instant>>,
+}
+
+/// A map of at most a given number of keys that forgets its oldest key (by when it started
+/// being tracked) to make room for a new one: the bounded bookkeeping of the rate limiter and
+/// the offer budget, so a flood from many addresses only makes old entries be forgotten sooner.
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
     /// Keys in the order they started being tracked (eviction order).
     order: VecDeque<K>,
+}
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Default> Bounded<K, V> {
+    /// `key`'s value, created (after forgetting the oldest keys while `max` are tracked) if new.
+    fn entry(&mut self, key: K, max: usize) -> &mut V {
+        if !self.map.contains_key(&key) {
+            while self.map.len() >= max {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(key);
+        }
+        self.map.entry(key).or_default()
+    }
+
+    /// Keeps only the keys `keep` says to.
+    fn retain(&mut self, keep: impl FnMut(&K, &mut V) -> bool) {
+        self.map.retain(keep);
+        let map = &self.map;
+        self.order.retain(|k| map.contains_key(k));
+    }
+
+    /// Forgets `key`.
+    fn remove(&mut self, key: &K) {
+        if self.map.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
@@ -467,8 +515,7 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
             max_keys: max_keys.max(1),
             seen: std::sync::Mutex::new(Seen {
                 pruned: std::time::Instant::now(),
-                map: HashMap::new(),
-                order: VecDeque::new(),
+                map: Bounded::default(),
             }),
         }
     }
@@ -480,22 +527,9 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
         if now.duration_since(seen.pruned) > Self::WINDOW {
             seen.map
                 .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= Self::WINDOW));
-            let map = &seen.map;
-            seen.order.retain(|k| map.contains_key(k));
             seen.pruned = now;
         }
-        if !seen.map.contains_key(&key) {
-            while seen.map.len() >= self.max_keys {
-                match seen.order.pop_front() {
-                    Some(old) => {
-                        seen.map.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            seen.order.push_back(key);
-        }
-        let q = seen.map.entry(key).or_default();
+        let q = seen.map.entry(key, self.max_keys);
         while q.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
             q.pop_front();
         }
@@ -509,7 +543,7 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     /// Keys tracked now (tests: the map is pruned and bounded).
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).map.map.len()
     }
 }
 
@@ -529,8 +563,7 @@ struct OfferBudget {
 struct ClientOffers {
     next_ticket: u64,
     /// Per client: (ticket, the swap once created).
-    map: HashMap<IpAddr, Vec<(u64, Option<SwapId>)>>,
-    order: VecDeque<IpAddr>,
+    map: Bounded<IpAddr, Vec<(u64, Option<SwapId>)>>,
 }
 
 impl OfferBudget {
@@ -551,7 +584,7 @@ impl OfferBudget {
     async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<u64, ApiError> {
         let ids: Vec<SwapId> = {
             let g = self.lock();
-            match g.map.get(&client) {
+            match g.map.map.get(&client) {
                 Some(v) if v.len() >= self.per_client => v.iter().filter_map(|(_, id)| *id).collect(),
                 _ => vec![],
             }
@@ -566,21 +599,8 @@ impl OfferBudget {
         }
         let mut g = self.lock();
         let g = &mut *g;
-        if let Some(v) = g.map.get_mut(&client) {
-            v.retain(|(_, id)| id.is_none_or(|id| !gone.contains(&id)));
-        }
-        if !g.map.contains_key(&client) {
-            while g.map.len() >= MAX_TRACKED {
-                match g.order.pop_front() {
-                    Some(old) => {
-                        g.map.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            g.order.push_back(client);
-        }
-        let v = g.map.entry(client).or_default();
+        let v = g.map.entry(client, MAX_TRACKED);
+        v.retain(|(_, id)| id.is_none_or(|id| !gone.contains(&id)));
         if v.len() >= self.per_client {
             server.metrics().refused("offer_budget");
             return Err(ApiError(
@@ -601,7 +621,7 @@ impl OfferBudget {
     fn finish(&self, client: IpAddr, ticket: u64, id: Option<SwapId>) {
         let mut g = self.lock();
         let g = &mut *g;
-        let Some(v) = g.map.get_mut(&client) else {
+        let Some(v) = g.map.map.get_mut(&client) else {
             return;
         };
         match id {
@@ -614,7 +634,6 @@ impl OfferBudget {
         }
         if v.is_empty() {
             g.map.remove(&client);
-            g.order.retain(|c| *c != client);
         }
     }
 }
@@ -1380,7 +1399,7 @@ mod tests {
             let mut g = l.seen.lock().expect("lock");
             let old = std::time::Instant::now() - RateLimiter::<IpAddr>::WINDOW - std::time::Duration::from_secs(1);
             g.pruned = old;
-            for q in g.map.values_mut() {
+            for q in g.map.map.values_mut() {
                 for t in q.iter_mut() {
                     *t = old;
                 }
@@ -1388,7 +1407,11 @@ mod tests {
         }
         assert!(l.allow(IpAddr::from([10, 0, 0, 200])));
         assert_eq!(l.tracked(), 1, "expired clients pruned");
-        assert_eq!(l.seen.lock().expect("lock").order.len(), 1, "eviction order pruned too");
+        assert_eq!(
+            l.seen.lock().expect("lock").map.order.len(),
+            1,
+            "eviction order pruned too"
+        );
     }
 
     /// Review #6: a full map used to refuse every new client (one /64 at a few thousand
