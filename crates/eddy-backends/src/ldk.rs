@@ -445,6 +445,18 @@ fn node_secret(data_dir: &Path, network: Network, node_id: &PublicKey) -> Option
 /// final CLTV), so it accepts HTLCs paid against this invoice; payers add `delta` blocks, which
 /// is what gives the holder of the invoice its hold budget.
 fn with_final_cltv(inv: &Bolt11Invoice, delta: u64, key: &SecretKey) -> Result<Bolt11Invoice, LnError> {
+    reissue_invoice(inv, delta, true, key)
+}
+
+/// `inv` re-issued with `min_final_cltv_expiry_delta = delta`, with or without its route hints,
+/// signed with `key` (the node's). The LND emulator uses it to issue invoices as LND would (LND
+/// adds hop hints only when asked: `private`).
+pub fn reissue_invoice(
+    inv: &Bolt11Invoice,
+    delta: u64,
+    route_hints: bool,
+    key: &SecretKey,
+) -> Result<Bolt11Invoice, LnError> {
     let amount = inv
         .amount_milli_satoshis()
         .ok_or_else(|| LnError::Refused("hold invoices need an amount".into()))?;
@@ -463,8 +475,10 @@ fn with_final_cltv(inv: &Bolt11Invoice, delta: u64, key: &SecretKey) -> Result<B
         .expiry_time(inv.expiry_time())
         .amount_milli_satoshis(amount)
         .basic_mpp();
-    for hint in inv.private_routes() {
-        builder = builder.private_route(hint.clone().into_inner());
+    if route_hints {
+        for hint in inv.private_routes() {
+            builder = builder.private_route(hint.clone().into_inner());
+        }
     }
     let secp = Secp256k1::new();
     builder
@@ -573,6 +587,13 @@ impl LdkNode {
             reconnect_task,
             send_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The node's signing key (re-derived from its seed; `None` when it could not be), for the
+    /// LND emulator, which signs the invoices it re-issues with the key of the node behind it,
+    /// as LND signs its own. Never logged.
+    pub fn invoice_signing_key(&self) -> Option<SecretKey> {
+        self.shared.node_secret
     }
 
     /// The ldk-node handle (for setup such as connecting peers and opening channels).
@@ -808,6 +829,9 @@ impl LightningNode for LdkNode {
                     capacity: Amount::from_sat(c.channel_value_sats),
                     local_msat: c.outbound_capacity_msat,
                     remote_msat: c.inbound_capacity_msat,
+                    local_reserve: Amount::from_sat(c.unspendable_punishment_reserve.unwrap_or(0)),
+                    remote_reserve: Amount::from_sat(c.counterparty_unspendable_punishment_reserve),
+                    private: !c.is_announced,
                     usable: c.is_usable,
                 })
                 .collect()

@@ -168,10 +168,18 @@ pub struct ChannelInfo {
     pub peer: PublicKey,
     /// Capacity.
     pub capacity: Amount,
-    /// What we can send now, in millisatoshis.
+    /// What we can send now, in millisatoshis: our balance less the channel reserve we must
+    /// keep (and, for LND, less the commitment fee the channel's initiator pays).
     pub local_msat: u64,
-    /// What we can receive now, in millisatoshis.
+    /// What we can receive now, in millisatoshis: the peer's balance less the reserve it must
+    /// keep.
     pub remote_msat: u64,
+    /// The reserve we must keep in the channel (already left out of `local_msat`).
+    pub local_reserve: Amount,
+    /// The reserve the peer must keep (already left out of `remote_msat`).
+    pub remote_reserve: Amount,
+    /// Not announced to the network: payers need a hop hint to reach us through it.
+    pub private: bool,
     /// Whether payments can use it now.
     pub usable: bool,
 }

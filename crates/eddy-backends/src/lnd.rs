@@ -520,6 +520,9 @@ impl LightningNode for LndNode {
                     capacity: Amount::from_sat(c.capacity.max(0) as u64),
                     local_msat: c.local_balance.max(0) as u64 * 1000,
                     remote_msat: c.remote_balance.max(0) as u64 * 1000,
+                    local_reserve: Amount::ZERO,
+                    remote_reserve: Amount::ZERO,
+                    private: c.private,
                     usable: c.active,
                 })
             })
