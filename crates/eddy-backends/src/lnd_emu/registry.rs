@@ -430,7 +430,7 @@ impl Registry {
             return Err(RpcError::plain("preimage does not match"));
         }
         inv.state = InvoiceState::Settled;
-        inv.preimage = Some(preimage.clone());
+        inv.preimage = Some(*preimage);
         for h in &mut inv.htlcs {
             if h.state == HtlcState::Accepted {
                 h.state = HtlcState::Settled;
