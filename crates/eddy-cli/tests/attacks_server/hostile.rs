@@ -346,6 +346,22 @@ pub fn own_server(
     chain: Option<Arc<dyn eddy_backends::ChainSource>>,
     coins: &[u64],
 ) -> OwnServer {
+    own_server_on(net, name, net.server_ln.clone(), cfg, limits, store, chain, coins)
+}
+
+/// [`own_server`] on another Lightning backend of the server's node (the LND client in front
+/// of the LND emulator).
+#[allow(clippy::too_many_arguments, dead_code)] // the test's knobs, spelled out
+pub fn own_server_on(
+    net: &Swapnet,
+    name: &str,
+    ln: Arc<dyn eddy_backends::LightningNode>,
+    cfg: eddy_server::ServerConfig,
+    limits: eddy_server::http::Limits,
+    store: Option<Arc<dyn SwapStore>>,
+    chain: Option<Arc<dyn eddy_backends::ChainSource>>,
+    coins: &[u64],
+) -> OwnServer {
     let chain = chain.unwrap_or_else(|| net.chain.clone());
     let dir = net.dir.join(name);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -361,7 +377,7 @@ pub fn own_server(
         net.rt
             .block_on(LoopOutServer::new(
                 cfg,
-                net.server_ln.clone(),
+                ln,
                 chain,
                 store.clone(),
                 keys,

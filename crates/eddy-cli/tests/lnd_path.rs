@@ -1,0 +1,272 @@
+//! The swap server on LND (issue 18): the real server engine and HTTP API, with Eddy's LND
+//! client in front of the LND emulator (`eddy_backends::lnd_emu`, held to LND's rules) serving
+//! the server's LDK node on the devnet; the client side is a real LDK node speaking the real
+//! HTTP API. LND itself cannot run here (no binary in any registry this machine reaches): the
+//! emulator's profile says which LND it behaves as.
+//!
+//! - A whole loop-out on LND 0.21 (hold expiry delta 18): the server asks invoices whose hold
+//!   outlives `E + SERVER_SETTLE_MARGIN` by the node's *real* delta, read from the node.
+//! - A loop-in whose sends LND refuses (a late funding leaves a CLTV budget at or below the
+//!   invoice's final delta + 3): nothing is ever paid, through `E − 20` and past `E`; the client
+//!   refunds.
+
+#[path = "attacks_server/hostile.rs"]
+mod hostile;
+
+use std::sync::Arc;
+
+use bitcoin::Amount;
+use eddy::demo::{swapnet, Swapnet};
+use eddy_backends::lnd::{LndConfig, LndNode};
+use eddy_backends::lnd_emu::{EmulatorOptions, LndEmulator, LndProfile};
+use eddy_backends::{LightningNode, PaymentStatus};
+use eddy_core::constants::{loop_in_last_payment_height, SERVER_SETTLE_MARGIN};
+use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
+use eddy_core::sm::loop_out_server::State as OutState;
+use eddy_core::types::{Preimage, SwapId};
+use hostile::*;
+use ldk_node::lightning_invoice::Bolt11Invoice;
+
+fn net(dir: &std::path::Path) -> Swapnet {
+    swapnet(dir, None, &|_| {}).expect("swapnet")
+}
+
+/// The emulator (as `profile`) in front of the server's node, and Eddy's LND client on it.
+fn lnd(net: &Swapnet, profile: LndProfile, name: &str) -> (LndEmulator, Arc<LndNode>) {
+    let emulator = net
+        .rt
+        .block_on(LndEmulator::start_with(
+            net.server_ln.clone(),
+            net.chain.clone(),
+            &net.dir.join(name),
+            EmulatorOptions::new(profile).invoice_key(net.server_ln.invoice_signing_key()),
+        ))
+        .expect("emulator");
+    let client = net
+        .rt
+        .block_on(LndNode::connect(&LndConfig::new(
+            emulator.address(),
+            emulator.cert_path().to_path_buf(),
+            emulator.macaroon_path().to_path_buf(),
+        )))
+        .expect("lnd client");
+    (emulator, Arc::new(client))
+}
+
+fn ln_of(n: &eddy_backends::ldk::LdkNode) -> u64 {
+    ln(n)
+}
+
+fn wait_channels(net: &Swapnet, server: u64, client: u64) {
+    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
+        ln_of(&net.server_ln) == server && ln_of(&net.client_ln) == client
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "channels: server {} (want {server}), client {} (want {client})",
+            ln_of(&net.server_ln),
+            ln_of(&net.client_ln)
+        )
+    });
+}
+
+fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    net.rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
+        .expect("fee")
+}
+
+/// A loop-out through LND 0.21: the swap invoice's final CLTV delta is `(E − tip) + 15 + 18 + 3`
+/// (the delta read from the node, not assumed), the client pays both invoices, the server
+/// publishes, the client claims, the server settles over LND. Server: channel + invoice +
+/// prepay, wallet − amount − publication fee; client: channel − invoice − prepay, on-chain +
+/// amount − claim fee.
+#[test]
+fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let (_emulator, lnd_client) = lnd(&net, LndProfile::lnd_0_21(), "lnd-0.21");
+    assert_eq!(lnd_client.settle_deadline_delta(), 18, "read from the node");
+    let own = own_server_on(
+        &net,
+        "lnd-server",
+        lnd_client.clone(),
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        None,
+        &[400_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let p = Preimage::from_bytes([0x61; 32]);
+    let (k, pk) = key(0x62);
+    let amount = Amount::from_sat(70_000);
+    let (server_ln0, client_ln0) = (ln_of(&net.server_ln), ln_of(&net.client_ln));
+    net.rt.block_on(own.server.tick()).expect("tick");
+    let wallet0 = net.rt.block_on(own.server.wallet_balance()).spendable;
+    let chain0 = onchain(&net.client_ln);
+    let tip = net.lab.chain.tip().expect("tip").0;
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    let swap_invoice: Bolt11Invoice = offer["swap_invoice"]
+        .as_str()
+        .expect("invoice")
+        .parse()
+        .expect("bolt11");
+    assert_eq!(
+        swap_invoice.min_final_cltv_expiry_delta(),
+        u64::from((expiry - tip) + SERVER_SETTLE_MARGIN + 18 + 3),
+        "the hold outlives E + margin by LND 0.21's delta"
+    );
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(net.rt.block_on(own.server.swap(&id)).expect("swap").1.state, OutState::Published { .. }),
+    );
+    // The held HTLC's settle deadline, as the server reads it through LND, is expiry − 18.
+    let held = net
+        .rt
+        .block_on(lnd_client.hold_invoice_state(&p.payment_hash()))
+        .expect("state");
+    let deadline = held.settle_deadline().expect("accepted");
+    assert!(deadline >= expiry + SERVER_SETTLE_MARGIN, "{deadline} vs E {expiry}");
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    net.mine(1).expect("mine");
+    let (_, claim_fee) = claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || net.rt.block_on(own.server.swap(&id)).expect("swap").1.state == OutState::Succeeded,
+    );
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = swap_invoice.amount_milli_satoshis().expect("amount") / 1000;
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(own.server.wallet_balance()).spendable,
+        wallet0 - amount - publish_fee
+    );
+    eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
+    })
+    .expect("the client got the HTLC less its claim fee");
+    net.stop().expect("stop");
+}
+
+/// Item 1 of issue 18: a loop-in funded so late that every send's CLTV budget is at or below
+/// the invoice's final delta (42, LDK's) + LND's padding of 3 — LND refuses such a send with a
+/// plain error. The server must never pay, not on any retry, not at `E − 20`, not after `E`:
+/// the swap becomes refundable (payment failed) and the client refunds cooperatively. Server
+/// channel unchanged and no payment record at its node; client: funding back less the refund
+/// fee.
+#[test]
+fn loop_in_whose_sends_lnd_refuses_is_never_paid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let (emulator, lnd_client) = lnd(&net, LndProfile::lnd_0_21(), "lnd-0.21");
+    let own = own_server_on(
+        &net,
+        "lnd-server",
+        lnd_client.clone(),
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        None,
+        &[],
+    );
+    let h = Hostile::new(&own.http.url());
+    let amount = Amount::from_sat(60_000);
+    let quote = own.server.quote_in(amount).expect("quote");
+    let p = Preimage::from_bytes([0x63; 32]);
+    let (k, pk) = key(0x64);
+    let bolt11 = net
+        .rt
+        .block_on(
+            net.client_ln
+                .create_invoice(&p, quote.invoice_amount.to_sat() * 1000, 7_200, "late funder"),
+        )
+        .expect("invoice")
+        .bolt11;
+    let final_delta = bolt11.parse::<Bolt11Invoice>().expect("bolt11").min_final_cltv_expiry_delta() as u32;
+    let (s, offer) = h.loop_in(&net, amount.to_sat(), &bolt11, &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+    let (server_ln0, client_ln0) = (ln_of(&net.server_ln), ln_of(&net.client_ln));
+    let chain0 = onchain(&net.client_ln);
+    // Fund so that the funding confirms where the budget `E − 20 − tip` is final + 3 − 1.
+    let confirm_at = expiry - 20 - (final_delta + 3) + 1;
+    assert!(confirm_at < loop_in_last_payment_height(expiry), "still a payment height");
+    let tip = net.lab.chain.tip().expect("tip").0;
+    net.mine(confirm_at - 1 - tip).expect("mine");
+    let op = fund(&net, &htlc, amount);
+    net.mine(1).expect("mine");
+    assert_eq!(net.lab.chain.tip().expect("tip").0, confirm_at);
+    // Every attempt is refused; the server gives up after its attempts.
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || {
+            matches!(
+                net.rt.block_on(own.server.loop_in(&id)).expect("loop-in").1.state,
+                InState::Refundable(RefundReason::PaymentFailed)
+            )
+        },
+    );
+    let nothing = |what: &str| {
+        assert_eq!(
+            net.rt.block_on(lnd_client.payment_status(&p.payment_hash())).expect("status"),
+            PaymentStatus::Unknown,
+            "{what}: LND has no payment for the hash"
+        );
+        assert_eq!(
+            net.rt.block_on(net.server_ln.payment_status(&p.payment_hash())).expect("status"),
+            PaymentStatus::Unknown,
+            "{what}: the node behind sent nothing"
+        );
+    };
+    nothing("after the attempts");
+    // Advance to E − 20, ticking: still nothing is sent.
+    while net.lab.chain.tip().expect("tip").0 < expiry - 20 {
+        let left = expiry - 20 - net.lab.chain.tip().expect("tip").0;
+        net.mine(left.min(4)).expect("mine");
+        let _ = net.rt.block_on(own.server.tick());
+    }
+    nothing("at E − 20");
+    let (_, fee) = cooperative_refund(&net, &h, &k, &id, &htlc, op, amount).expect("co-signed");
+    net.mine(1).expect("mine");
+    wait_channels(&net, server_ln0, client_ln0);
+    eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
+        onchain(&net.client_ln) == chain0 + (amount - fee).to_sat()
+    })
+    .expect("the client got its funding back less the refund fee");
+    // And past E: nothing, ever.
+    while net.lab.chain.tip().expect("tip").0 < expiry + 2 {
+        net.mine(4).expect("mine");
+        let _ = net.rt.block_on(own.server.tick());
+    }
+    nothing("past E");
+    drop(emulator);
+    net.stop().expect("stop");
+}
