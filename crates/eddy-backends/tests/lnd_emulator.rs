@@ -34,7 +34,13 @@ struct World {
 /// The devnet, a payer (lab node 0) and the LDK node that sits behind the emulator, with a
 /// 500 000 sat channel payer → node (200 000 pushed).
 fn world(dir: &std::path::Path) -> World {
-    let lab = Lab::start(LabConfig::new(dir, 1)).expect("lab");
+    world_with(dir, 1)
+}
+
+/// [`world`] with `nodes` lab nodes; the last one has the channel to the node behind (so with
+/// two, lab node 0 reaches the node behind only through lab node 1).
+fn world_with(dir: &std::path::Path, nodes: usize) -> World {
+    let lab = Lab::start(LabConfig::new(dir, nodes)).expect("lab");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,9 +68,14 @@ fn world(dir: &std::path::Path) -> World {
         },
     };
     let node = Arc::new(rt.block_on(LdkNode::start(config, chain.clone())).expect("node"));
-    lab.fund_node(0, Amount::from_sat(1_000_000)).expect("fund payer");
+    for i in 0..nodes {
+        lab.fund_node(i, Amount::from_sat(1_000_000)).expect("fund");
+    }
+    if nodes == 2 {
+        lab.open_channel(0, 1, Amount::from_sat(500_000), 0).expect("channel 0 → 1");
+    }
     lab.open_channel_between(
-        lab.node(0).node(),
+        lab.node(nodes - 1).node(),
         node.ldk(),
         SocketAddress::TcpIpV4 {
             addr: [127, 0, 0, 1],
@@ -438,5 +449,70 @@ fn certificate_rotation_and_ca_issued_certificates() {
     let cfg = LndConfig::from_lndconnect(&uri, &w.dir.join("lnd-ca-client")).expect("no cert: allowed");
     let client = w.rt.block_on(LndNode::connect(&cfg)).expect("verified through the CA");
     assert_eq!(w.rt.block_on(client.info()).expect("info").pubkey, before.pubkey);
+    w.lab.stop();
+}
+
+/// A node whose only channel is private issues routable invoices: the client asks LND for hop
+/// hints (`private`), which LND adds only when asked. The payer, two hops away and without the
+/// private channel in its graph, pays through the hint: the node behind receives the amount,
+/// the payer pays the amount plus the hop's fee as the hint states it, and LND reports the
+/// invoice settled.
+#[test]
+fn private_channels_only_invoices_carry_hop_hints_and_get_paid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world_with(dir.path(), 2);
+    let e = w.emulator("lnd-private", EmulatorOptions::new(LndProfile::lnd_0_21()));
+    let ln = w.client(&e);
+    let chans = w.rt.block_on(ln.channels()).expect("channels");
+    assert!(chans.len() == 1 && chans[0].private, "{chans:?}");
+    let p = Preimage::from_bytes([0x70; 32]);
+    let inv = w
+        .rt
+        .block_on(ln.create_invoice(&p, 30_000_000, 3600, "private"))
+        .expect("invoice");
+    let inv = Bolt11Invoice::from_str(&inv.bolt11).expect("bolt11");
+    let hints = inv.route_hints();
+    assert_eq!(hints.len(), 1, "one hop hint, for the private channel");
+    let hop = &hints[0].0[0];
+    assert_eq!(hop.src_node_id, w.lab.node(1).node_id());
+    let fee_msat = u64::from(hop.fees.base_msat) + 30_000_000 * u64::from(hop.fees.proportional_millionths) / 1_000_000;
+    let payer = w.lab.node(0).node();
+    let before = payer.list_channels()[0].outbound_capacity_msat;
+    payer.bolt11_payment().send(&inv, None).expect("send");
+    let paid_fee = w
+        .lab
+        .node(0)
+        .wait_event("paid", WAIT, |ev| match ev {
+            Event::PaymentSuccessful {
+                payment_hash,
+                fee_paid_msat,
+                ..
+            } if payment_hash.0 == p.payment_hash().0 => Some(Ok(fee_paid_msat.unwrap_or(0))),
+            Event::PaymentFailed { payment_hash, reason, .. }
+                if payment_hash.map(|h| h.0) == Some(p.payment_hash().0) =>
+            {
+                Some(Err(format!("{reason:?}")))
+            }
+            _ => None,
+        })
+        .expect("event")
+        .expect("routed through the hint");
+    assert_eq!(paid_fee, fee_msat, "the hop's fee, as the hint states it");
+    eddy_lab::wait_until("payer balance", WAIT, || {
+        payer.list_channels()[0].outbound_capacity_msat == before - 30_000_000 - fee_msat
+    })
+    .expect("the payer paid the amount plus the hop's fee");
+    let settled = {
+        let start = std::time::Instant::now();
+        loop {
+            w.rt.block_on(e.sync());
+            let s = w.state(&ln, &p.payment_hash());
+            if matches!(s, HoldInvoiceState::Settled { .. }) || start.elapsed() > WAIT {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(settled, HoldInvoiceState::Settled { amount_msat: 30_000_000 });
     w.lab.stop();
 }

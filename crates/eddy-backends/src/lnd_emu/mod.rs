@@ -390,7 +390,12 @@ impl LndEmulator {
     pub async fn rotate_certificate(&mut self) -> std::io::Result<()> {
         if let Some(server) = self.server.take() {
             let _ = server.shutdown.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(2), server.task).await;
+            let mut task = server.task;
+            // Graceful shutdown waits for open streams; LND's restart does not.
+            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         }
         let (cert_pem, key_pem, ca_pem) = identity(self.tls)?;
         std::fs::write(&self.cert_path, &cert_pem)?;
@@ -463,6 +468,8 @@ impl Drop for LndEmulator {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             let _ = server.shutdown.send(());
+            // LND going away closes its connections too (graceful shutdown would wait for them).
+            server.task.abort();
         }
         self.driver.abort();
     }
