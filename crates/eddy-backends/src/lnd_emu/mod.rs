@@ -500,6 +500,10 @@ async fn drive_loop(inner: Weak<Inner>) {
 
 async fn drive(inner: &Inner) {
     let mut changed = false;
+    // An HTLC first seen now arrived after the previous pass: LND checks it against the height
+    // at its arrival, which is at least the previous pass's height (never later: a block mined
+    // in between must not turn a timely HTLC into a "too soon" one).
+    let arrival_floor = inner.state().height;
     if let Ok(tip) = inner.chain.tip().await {
         let mut st = inner.state();
         if st.height != tip.height {
@@ -528,10 +532,15 @@ async fn drive(inner: &Inner) {
             match (state, &node) {
                 (InvoiceState::Open, HoldInvoiceState::Accepted { htlcs, .. }) if hold => {
                     for h in htlcs {
-                        let outcome = st.registry.htlc_arrived(&hash, h.amount_msat, h.expiry_height, height, true);
+                        let outcome =
+                            st.registry
+                                .htlc_arrived(&hash, h.amount_msat, h.expiry_height, arrival_floor, true);
                         if outcome != HtlcOutcome::Accepted {
                             fail_back = true;
                         }
+                    }
+                    if fail_back {
+                        st.registry.node_released(&hash);
                     }
                     changed = true;
                 }

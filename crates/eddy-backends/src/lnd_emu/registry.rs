@@ -388,6 +388,20 @@ impl Registry {
         self.cancel_unchecked(hash);
     }
 
+    /// HTLCs the node behind held for an open invoice were failed back (LND refused part of the
+    /// set): they are canceled, the invoice stays open.
+    pub fn node_released(&mut self, hash: &PaymentHash) {
+        if let Some(inv) = self.invoices.get_mut(hash) {
+            if inv.state == InvoiceState::Open {
+                for h in &mut inv.htlcs {
+                    if h.on_node && h.state == HtlcState::Accepted {
+                        h.state = HtlcState::Canceled;
+                    }
+                }
+            }
+        }
+    }
+
     /// The node behind settled an ordinary invoice of ours by itself (it knows the preimage):
     /// `amount_msat` arrived at `height`.
     pub fn node_settled(&mut self, hash: &PaymentHash, amount_msat: u64, height: u32) {
