@@ -958,7 +958,8 @@ impl LndNode {
     }
 
     /// After SendPaymentV2 failed (`err`, not AlreadyExists), the node's payment record says
-    /// whether anything was sent: none (NotFound) → refused, nothing sent; in flight or
+    /// whether anything was sent: none (NotFound) → refused (`Unsupported` for a request the
+    /// node cannot serve), nothing sent; in flight or
     /// succeeded → sent; failed → refused. After a transport error LND may still be about to
     /// start the payment, so no record (or an older failed one) is only `Unavailable` then.
     async fn after_send_error(&self, hash: PaymentHash, err: &Status) -> Result<PaymentHash, LnError> {
@@ -967,7 +968,12 @@ impl LndNode {
         match self.payment_status(&hash).await {
             Ok(PaymentStatus::InFlight | PaymentStatus::Succeeded { .. }) => Ok(hash),
             Ok(_) if transport => Err(LnError::Unavailable(format!("{what}; LND may still start the payment"))),
-            Ok(PaymentStatus::Unknown) => Err(LnError::Refused(format!("{what}: nothing sent"))),
+            // Nothing sent: a refusal whatever the code (an unsupported request stays
+            // `Unsupported`).
+            Ok(PaymentStatus::Unknown) => match classify(err.code(), err.message(), false) {
+                ErrorClass::Unsupported => Err(LnError::Unsupported(format!("{what}: nothing sent"))),
+                _ => Err(LnError::Refused(format!("{what}: nothing sent"))),
+            },
             Ok(PaymentStatus::Failed { reason }) => Err(LnError::Refused(format!("{what}; payment failed: {reason}"))),
             Err(e) => Err(LnError::Unavailable(format!(
                 "{what}; its payment record cannot be read: {e}"
@@ -1804,5 +1810,218 @@ mod tests {
             };
             assert!(matches!(build_conn(&bad), Err(LnError::Refused(_))), "{address}");
         }
+    }
+    /// What the test server answers to GetDebugInfo: the config map, or an error.
+    type DebugAnswer = Result<HashMap<String, String>, (Code, String)>;
+
+    /// A TLS gRPC server answering GetInfo and GetDebugInfo as LND does (everything else
+    /// `Unimplemented`), stopped when the sender is dropped.
+    async fn mini_lnd(
+        listener: tokio::net::TcpListener,
+        cert: &rcgen::CertifiedKey,
+        debug: DebugAnswer,
+    ) -> tokio::sync::oneshot::Sender<()> {
+        use tonic::server::{Grpc, NamedService};
+        #[derive(Clone)]
+        struct Svc(Arc<Result<HashMap<String, String>, (Code, String)>>);
+        impl NamedService for Svc {
+            const NAME: &'static str = "lnrpc.Lightning";
+        }
+        impl tower::Service<http::Request<tonic::body::Body>> for Svc {
+            type Response = http::Response<tonic::body::Body>;
+            type Error = std::convert::Infallible;
+            type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+            fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+                let debug = self.0.clone();
+                Box::pin(async move {
+                    Ok(match req.uri().path() {
+                        "/lnrpc.Lightning/GetInfo" => {
+                            let svc = tower::service_fn(|_: tonic::Request<lnrpc::GetInfoRequest>| async {
+                                Ok::<_, Status>(tonic::Response::new(lnrpc::GetInfoResponse {
+                                    version: "0.21.0-beta".into(),
+                                    identity_pubkey: pubkey(),
+                                    chains: vec![lnrpc::Chain {
+                                        network: "regtest".into(),
+                                        ..Default::default()
+                                    }],
+                                    ..Default::default()
+                                }))
+                            });
+                            Grpc::new(
+                                tonic::codec::ProstCodec::<lnrpc::GetInfoResponse, lnrpc::GetInfoRequest>::default(),
+                            )
+                            .unary(svc, req)
+                            .await
+                        }
+                        "/lnrpc.Lightning/GetDebugInfo" => {
+                            let svc = tower::service_fn(move |_: tonic::Request<lnrpc::GetDebugInfoRequest>| {
+                                let debug = debug.clone();
+                                async move {
+                                    match &*debug {
+                                        Ok(config) => Ok(tonic::Response::new(lnrpc::GetDebugInfoResponse {
+                                            config: config.clone(),
+                                            log: vec!["2024-01-01 [INF] LTND: Version: 0.21.0-beta".into()],
+                                        })),
+                                        Err((code, m)) => Err(Status::new(*code, m.clone())),
+                                    }
+                                }
+                            });
+                            Grpc::new(tonic::codec::ProstCodec::<
+                                lnrpc::GetDebugInfoResponse,
+                                lnrpc::GetDebugInfoRequest,
+                            >::default())
+                            .unary(svc, req)
+                            .await
+                        }
+                        other => Status::unimplemented(other.to_string()).into_http(),
+                    })
+                })
+            }
+        }
+        let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            cert.cert.pem(),
+            cert.key_pair.serialize_pem(),
+        ));
+        let router = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .expect("tls")
+            .add_service(Svc(Arc::new(debug)));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        tx
+    }
+
+    fn self_signed() -> rcgen::CertifiedKey {
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("cert")
+    }
+
+    #[tokio::test]
+    async fn connect_reads_the_delta_from_the_node_and_refuses_what_it_cannot_trust() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cert = self_signed();
+        let macaroon = dir.path().join("admin.macaroon");
+        std::fs::write(&macaroon, [7u8; 8]).expect("write");
+        let config = |port: u16, delta: Option<u32>| LndConfig {
+            address: format!("https://127.0.0.1:{port}"),
+            cert_path: Some(write(dir.path(), "tls.cert", &cert.cert.pem())),
+            macaroon_path: macaroon.clone(),
+            hold_expiry_delta: delta,
+        };
+        let v021 = map(&[("invoices.holdexpirydelta", "18"), ("max-cltv-expiry", "1000")]);
+        type Case = (
+            DebugAnswer,
+            Option<u32>,
+            Result<(u32, HoldExpiryDeltaSource), &'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (Ok(v021.clone()), None, Ok((18, HoldExpiryDeltaSource::Node))),
+            (Ok(v021.clone()), Some(18), Ok((18, HoldExpiryDeltaSource::Node))),
+            (Ok(v021), Some(12), Err("is 18 but --lnd-hold-expiry-delta is 12")),
+            (
+                Err((Code::Unimplemented, "unknown method GetDebugInfo".to_string())),
+                Some(12),
+                Ok((12, HoldExpiryDeltaSource::Configured)),
+            ),
+            (
+                Err((Code::Unimplemented, "unknown method GetDebugInfo".to_string())),
+                None,
+                Err("pass --lnd-hold-expiry-delta"),
+            ),
+            (
+                Err((Code::Unknown, "permission denied".to_string())),
+                Some(18),
+                Ok((18, HoldExpiryDeltaSource::Configured)),
+            ),
+            (
+                Err((Code::Unknown, "permission denied".to_string())),
+                None,
+                Err("permission denied"),
+            ),
+        ];
+        for (debug, configured, expected) in cases {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let _server = mini_lnd(listener, &cert, debug).await;
+            let got = LndNode::connect(&config(port, configured)).await;
+            match (got, expected) {
+                (Ok(node), Ok((delta, source))) => {
+                    assert_eq!(
+                        (node.hold_expiry_delta(), node.hold_expiry_delta_source()),
+                        (delta, source)
+                    );
+                    assert_eq!(node.settle_deadline_delta(), delta);
+                    assert_eq!(node.version(), "0.21.0-beta");
+                    if source == HoldExpiryDeltaSource::Node {
+                        assert_eq!(node.max_cltv_expiry(), Some(1000));
+                    }
+                }
+                (Err(LnError::Refused(m)), Err(part)) => assert!(m.contains(part), "{m}"),
+                (got, expected) => panic!(
+                    "{configured:?}: got {:?}, expected {expected:?}",
+                    got.map(|n| n.hold_expiry_delta())
+                ),
+            }
+        }
+        // A server whose certificate is not the pinned one is never trusted.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _server = mini_lnd(listener, &self_signed(), Ok(map(&[("invoices.holdexpirydelta", "12")]))).await;
+        let mut conn = build_conn(&config(port, None)).expect("conn");
+        let s = conn
+            .lightning
+            .get_info(lnrpc::GetInfoRequest {})
+            .await
+            .expect_err("untrusted");
+        assert!(is_connect_error(&s), "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_certificate_is_re_read_from_disk_and_the_call_retried_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let macaroon = dir.path().join("admin.macaroon");
+        std::fs::write(&macaroon, [7u8; 8]).expect("write");
+        let first = self_signed();
+        let file = write(dir.path(), "tls.cert", &first.cert.pem());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let debug = || Ok(map(&[("invoices.holdexpirydelta", "18")]));
+        let server = mini_lnd(listener, &first, debug()).await;
+        let node = LndNode::connect(&LndConfig {
+            address: format!("https://{addr}"),
+            cert_path: Some(file.clone()),
+            macaroon_path: macaroon,
+            hold_expiry_delta: None,
+        })
+        .await
+        .expect("connect");
+        assert!(node.info().await.is_ok());
+        // LND restarts with a new certificate, written over the same file.
+        let rotate = |server: tokio::sync::oneshot::Sender<()>| async {
+            drop(server);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let next = self_signed();
+            std::fs::write(&file, next.cert.pem()).expect("rewrite");
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+            mini_lnd(listener, &next, debug()).await
+        };
+        let server = rotate(server).await;
+        let info = node.info().await.expect("re-read and retried");
+        assert_eq!(info.network, Network::Regtest);
+        assert_eq!(node.conn().0, 1, "one rebuild");
+        // A second rotation within LND_RECONNECT_MIN_INTERVAL_SECS: no rebuild yet, the call
+        // fails as transient (and nothing reached the server).
+        let _server = rotate(server).await;
+        assert!(matches!(node.info().await, Err(LnError::Unavailable(_))));
+        assert_eq!(node.conn().0, 1);
     }
 }
