@@ -507,6 +507,16 @@ fn status_err(s: Status) -> LnError {
     }
 }
 
+/// Whether LookupInvoiceV2's error says the invoice does not exist: `NotFound` ("unable to
+/// locate invoice"), or — when the deleted invoice was the node's only one on a kv database —
+/// the unmapped `ErrNoInvoicesCreated` "there are no existing invoices", code `Unknown`
+/// (`lnrpc/invoicesrpc/invoices_server.go` maps only `ErrInvoiceNotFound`).
+fn invoice_gone(s: &Status) -> bool {
+    !is_transport_error(s)
+        && (s.code() == Code::NotFound
+            || (s.code() == Code::Unknown && s.message().contains("there are no existing invoices")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Settings read from the node at start.
 
@@ -1038,7 +1048,7 @@ impl LightningNode for LndNode {
             .await
         {
             Ok(inv) => Ok(invoice_state(&inv, self.settings.hold_expiry_delta)),
-            Err(s) if s.code() == Code::NotFound && !is_transport_error(&s) => Ok(HoldInvoiceState::Canceled),
+            Err(s) if invoice_gone(&s) => Ok(HoldInvoiceState::Canceled),
             Err(s) => Err(status_err(s)),
         }
     }
@@ -1511,6 +1521,11 @@ mod tests {
                 "{code:?} {message:?} {transport}"
             );
         }
+        // A deleted invoice, as LookupInvoiceV2 reports it.
+        assert!(invoice_gone(&Status::not_found("unable to locate invoice")));
+        assert!(invoice_gone(&Status::unknown("there are no existing invoices")));
+        assert!(!invoice_gone(&Status::unknown("invoice still open")));
+        assert!(!invoice_gone(&Status::unavailable("connection refused")));
         // And what the caller sees.
         assert!(matches!(
             status_err(Status::unknown("invoice still open")),
