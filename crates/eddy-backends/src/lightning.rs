@@ -12,11 +12,20 @@
 //!   idempotent for the same outcome (settle twice = Ok), and refuse the other outcome.
 //! - **States survive restarts**: `hold_invoice_state` and `payment_status` are derived from the
 //!   node's own persisted records, so a restarted caller re-reads them instead of relying on
-//!   events it may have missed. The event stream ([`LightningNode::subscribe`]) is a hint to
+//!   events it may have missed. A node may delete canceled invoices (LND's
+//!   `gc-canceled-invoices-on-the-fly` / `-on-startup`, `DeleteCanceledInvoice`), and only
+//!   those: an invoice the caller created that the node no longer knows is reported
+//!   [`HoldInvoiceState::Canceled`] (settling it is refused, canceling it is `Ok`). Callers ask
+//!   only about invoices they created. The event stream ([`LightningNode::subscribe`]) is a hint to
 //!   re-read promptly; it is not replayed.
 //! - **Payments are idempotent per payment hash**: paying a hash that is in flight or already
 //!   succeeded returns `Ok` without sending again; the outcome is learnt from
-//!   `payment_status`, also after a restart.
+//!   `payment_status`, also after a restart. `pay_invoice` returning
+//!   [`LnError::Refused`] means nothing was sent for this call (the node refused it, or its
+//!   payment record shows no payment); [`LnError::Unavailable`] means it may or may not have
+//!   been sent: `payment_status` decides.
+//! - **Errors**: [`LnError::Refused`] is permanent for that request (retrying it unchanged
+//!   fails again); [`LnError::Unavailable`] is transient.
 
 use std::time::Duration;
 
@@ -221,7 +230,8 @@ pub trait LightningNode: Send + Sync {
     /// Creates a hold invoice for `req.payment_hash`.
     async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<HoldInvoice, LnError>;
 
-    /// The current state of a hold invoice (or own-preimage invoice).
+    /// The current state of a hold invoice (or own-preimage invoice) the caller created; one
+    /// the node deleted (it deletes only canceled ones) is `Canceled`.
     async fn hold_invoice_state(&self, payment_hash: &PaymentHash) -> Result<HoldInvoiceState, LnError>;
 
     /// Settles an accepted hold invoice with its preimage (idempotent).
@@ -266,8 +276,9 @@ pub trait LightningNode: Send + Sync {
         false
     }
 
-    /// Blocks before a held HTLC's expiry at which this node stops settling it (LDK 39, LND's
-    /// default `--holdexpirydelta` 12): a hold invoice's final CLTV delta must cover the hold
-    /// the caller needs plus this.
+    /// Blocks before a held HTLC's expiry at which this node stops settling it (LDK 39; LND its
+    /// `invoices.holdexpirydelta`, read from the node or configured at start — 12 by default up
+    /// to v0.20, 18 from v0.21 — never assumed): a hold invoice's final CLTV delta must cover
+    /// the hold the caller needs plus this. Fixed for the node's lifetime.
     fn settle_deadline_delta(&self) -> u32;
 }

@@ -51,9 +51,21 @@ pub struct Common {
     /// Embedded node's Lightning P2P listening address.
     #[arg(long, env = "EDDY_LDK_LISTEN")]
     pub ldk_listen: Option<SocketAddr>,
-    /// LND: an lndconnect:// URI (host, TLS certificate and macaroon).
+    /// LND: an lndconnect:// URI (host, macaroon, and optionally LND's TLS certificate; without
+    /// one, LND's certificate must verify against the system's CA roots, `SSL_CERT_FILE`
+    /// honoured).
     #[arg(long, env = "EDDY_LND_CONNECT")]
     pub lnd_connect: Option<String>,
+    /// LND: a certificate file to trust instead of the URI's: LND's own tls.cert (re-read when
+    /// the connection fails, so LND's certificate renewal is followed) or the CA that issued it.
+    #[arg(long, env = "EDDY_LND_TLS_CERT")]
+    pub lnd_tls_cert: Option<PathBuf>,
+    /// LND: the node's `invoices.holdexpirydelta` (blocks before a held HTLC's expiry at which
+    /// LND cancels the invoice; LND's default is 12 up to v0.20, 18 from v0.21). Read from the
+    /// node at start when its macaroon allows GetDebugInfo (LND >= 0.18), and then must match;
+    /// required otherwise.
+    #[arg(long, env = "EDDY_LND_HOLD_EXPIRY_DELTA")]
+    pub lnd_hold_expiry_delta: Option<u32>,
     /// Swap database: a postgres:// URL; default SQLite in the data dir.
     #[arg(long, env = "EDDY_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -231,7 +243,7 @@ impl Common {
                     .lnd_connect
                     .as_deref()
                     .ok_or_else(|| anyhow!("--ln lnd needs --lnd-connect lndconnect://…"))?;
-                let cfg = LndConfig::from_lndconnect(uri, dir).context("lndconnect URI")?;
+                let cfg = self.lnd_config(uri, dir)?;
                 (
                     Arc::new(LndNode::connect(&cfg).await.context("connecting to LND")?),
                     None,
@@ -254,6 +266,19 @@ impl Common {
     }
 }
 
+impl Common {
+    /// The LND connection settings: the lndconnect URI's, with `--lnd-tls-cert` replacing its
+    /// certificate and `--lnd-hold-expiry-delta` added.
+    fn lnd_config(&self, uri: &str, dir: &Path) -> anyhow::Result<LndConfig> {
+        let mut cfg = LndConfig::from_lndconnect(uri, dir).context("lndconnect URI")?;
+        if let Some(cert) = &self.lnd_tls_cert {
+            cfg.cert_path = Some(cert.clone());
+        }
+        cfg.hold_expiry_delta = self.lnd_hold_expiry_delta;
+        Ok(cfg)
+    }
+}
+
 /// Waits for SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
@@ -272,6 +297,26 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lnd_options_complete_the_lndconnect_uri() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let uri = "lndconnect://127.0.0.1:10009?cert=MIIB&macaroon=qqqq";
+        let plain = Common::default().lnd_config(uri, dir.path()).expect("uri only");
+        assert_eq!(plain.cert_path, Some(dir.path().join("lnd-tls.cert")));
+        assert_eq!(plain.hold_expiry_delta, None);
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "lnd_tls_cert = \"/var/lib/lnd/tls.cert\"\nlnd_hold_expiry_delta = 18\n",
+        )
+        .expect("write");
+        let common: Common = layered(&Common::default(), Some(&file)).expect("layered");
+        let cfg = common.lnd_config(uri, dir.path()).expect("with options");
+        assert_eq!(cfg.cert_path, Some(PathBuf::from("/var/lib/lnd/tls.cert")));
+        assert_eq!(cfg.hold_expiry_delta, Some(18));
+        assert_eq!(cfg.address, "https://127.0.0.1:10009");
+    }
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
     struct T {

@@ -302,6 +302,51 @@ pub const UNFUNDED_LOOP_IN_OFFERS_PER_SLOT: usize = 4;
 /// hold at once, like [`UNPAID_OFFERS_PER_CLIENT`].
 pub const UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT: usize = 3;
 
+// --- LND (issue 18) ---
+
+/// Loop-out server: blocks of slack its hold invoices' final CLTV delta carries on top of what
+/// the hold needs (`(E − tip) +` [`SERVER_SETTLE_MARGIN`] `+` the node's settle deadline delta
+/// for the swap invoice): a payer's route may deliver the HTLC a block or two after the tip the
+/// server counted from.
+pub const LOOP_OUT_FINAL_CLTV_SLACK: u32 = 3;
+
+/// Loop-out server: the largest settle deadline delta its Lightning node may have (blocks
+/// before a held HTLC's expiry at which the node fails it back: LDK's 39; LND's
+/// `invoices.holdexpirydelta`, 12 up to v0.20, 18 from v0.21, or whatever lnd.conf sets).
+/// The server asks the swap invoice's final CLTV `(E − tip) + SERVER_SETTLE_MARGIN + delta +`
+/// [`LOOP_OUT_FINAL_CLTV_SLACK`]; the client refuses more than `(E − tip) + SERVER_SETTLE_MARGIN
+/// +` [`MAX_FINAL_CLTV_SLACK`] (`validate::validate_loop_out_offer`), so `delta + 3 ≤ 144`:
+/// 141. The client's other bounds are looser: the route bound ([`loop_out_max_payment_cltv`],
+/// `(E − tip) + 15 + 144 + 144`) admits the swap invoice up to `delta ≤ 285` (less its route
+/// hints) and the prepay (final `(E − tip) −` [`MIN_BLOCKS_LEFT_AT_PUBLICATION`] `+`
+/// [`SETTLE_LATENCY`] `+ delta + 3`) up to `delta ≤ 329`. A node with a larger delta would have
+/// every offer refused by every client: the server refuses to start on it instead.
+pub const MAX_SETTLE_DEADLINE_DELTA: u32 = MAX_FINAL_CLTV_SLACK - LOOP_OUT_FINAL_CLTV_SLACK;
+
+/// LND's default `--max-cltv-expiry` (`htlcswitch.DefaultMaxOutgoingCltvExpiry`): the largest
+/// `cltv_limit` LND accepts for a payment ("total time lock of … exceeds max allowed …"). A
+/// payment's limit is clamped to the node's value, or to this when the node does not tell:
+/// a smaller limit is always safe.
+pub const LND_DEFAULT_MAX_CLTV_EXPIRY: u32 = 2016;
+
+/// LND's `routing.BlockPadding` (`routing/router.go`): LND refuses a payment whose
+/// `cltv_limit` is not above the invoice's final CLTV delta plus this ("cltv limit … should be
+/// greater than …"), so such a payment is refused before it is sent.
+pub const LND_BLOCK_PADDING: u32 = 3;
+
+/// LND client: seconds between two rebuilds of the gRPC connection (which re-read the TLS
+/// certificate and macaroon files) after calls that could not connect. LND replaces its
+/// certificate only when it restarts; one rebuild per 5 s follows that at once while a node
+/// that is simply down is not hammered with file reads and handshakes by every caller.
+pub const LND_RECONNECT_MIN_INTERVAL_SECS: u64 = 5;
+
+/// LND client: seconds `SendPaymentV2` may take to answer a started payment with its first
+/// update before the client stops waiting and lets the node's payment record
+/// (`TrackPaymentV2`) decide. LND sends the current state as soon as the payment is
+/// registered; 10 s equals [`SERVER_CALL_TIMEOUT_SECS`], so a slow node delays one swap step
+/// by at most that long, and nothing is lost by giving up (the record is re-read every pass).
+pub const LND_SEND_FIRST_UPDATE_SECS: u64 = SERVER_CALL_TIMEOUT_SECS;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +419,39 @@ mod tests {
                     >= SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS + LOOP_IN_CLAIM_MARGIN + MIN_PAYMENT_CLTV_BUDGET
             );
             assert!(LOOP_IN_SERVER_FUNDING_CONFS >= 1 && LOOP_IN_SERVER_FUNDING_CONFS <= MAX_HTLC_CONFS);
+        }
+        // LND (issue 18): the largest settle deadline delta a loop-out server's node may have
+        // keeps its swap invoice inside what clients accept, with LDK's (39) and LND's defaults
+        // (12 up to v0.20, 18 from v0.21) well inside; the prepay and the route bound are looser.
+        assert_eq!(MAX_SETTLE_DEADLINE_DELTA, 141);
+        const {
+            assert!(
+                SERVER_SETTLE_MARGIN + MAX_SETTLE_DEADLINE_DELTA + LOOP_OUT_FINAL_CLTV_SLACK
+                    <= SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK
+            );
+            assert!(39 <= MAX_SETTLE_DEADLINE_DELTA && 18 <= MAX_SETTLE_DEADLINE_DELTA);
+            // Swap invoice under the client's route bound (E − tip cancels out).
+            assert!(
+                SERVER_SETTLE_MARGIN + MAX_SETTLE_DEADLINE_DELTA + LOOP_OUT_FINAL_CLTV_SLACK
+                    <= SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK + LOOP_OUT_ROUTE_CLTV_ALLOWANCE
+            );
+            // Prepay: (E − tip) − 32 + 3 + delta + 3 under (E − tip) + 303.
+            assert!(
+                SETTLE_LATENCY + MAX_SETTLE_DEADLINE_DELTA + LOOP_OUT_FINAL_CLTV_SLACK
+                    <= MIN_BLOCKS_LEFT_AT_PUBLICATION
+                        + SERVER_SETTLE_MARGIN
+                        + MAX_FINAL_CLTV_SLACK
+                        + LOOP_OUT_ROUTE_CLTV_ALLOWANCE
+            );
+            // The whole payment lock at the widest window stays inside LDK's 1008-block cap.
+            assert!(
+                MAX_LOOP_OUT_EXPIRY_DELTA
+                    + SERVER_SETTLE_MARGIN
+                    + MAX_SETTLE_DEADLINE_DELTA
+                    + LOOP_OUT_FINAL_CLTV_SLACK
+                    <= 1008
+            );
+            assert!(LND_SEND_FIRST_UPDATE_SECS > 0 && LND_RECONNECT_MIN_INTERVAL_SECS > 0);
         }
     }
 }

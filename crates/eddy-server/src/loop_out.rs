@@ -52,7 +52,7 @@ pub const META_WALLET_SCAN_FROM: &str = "swap_wallet.scan_from";
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: &str = "loop-out";
 /// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
-const FINAL_CLTV_SLACK: u32 = 3;
+const FINAL_CLTV_SLACK: u32 = eddy_core::constants::LOOP_OUT_FINAL_CLTV_SLACK;
 /// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).
 const INVOICE_EXPIRY_SECS: u32 = eddy_core::constants::LOOP_OUT_OFFER_EXPIRY_SECS;
 
@@ -150,6 +150,21 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Refuses a Lightning node that fails held HTLCs back too early for loop-out clients: the
+/// swap invoice would ask a final CLTV no client accepts
+/// ([`eddy_core::constants::MAX_SETTLE_DEADLINE_DELTA`]).
+pub fn check_settle_deadline_delta(delta: u32) -> Result<(), ServerError> {
+    let max = eddy_core::constants::MAX_SETTLE_DEADLINE_DELTA;
+    if delta > max {
+        return Err(ServerError::Invalid(format!(
+            "the Lightning node fails held HTLCs back {delta} blocks before their expiry (LND: \
+             invoices.holdexpirydelta); loop-out clients accept swap invoices only for a delta up to {max}: \
+             lower it on the node"
+        )));
+    }
+    Ok(())
 }
 
 fn backend(e: impl std::fmt::Display) -> ServerError {
@@ -257,6 +272,7 @@ impl LoopOutServer {
         store: Arc<dyn SwapStore>,
         keys: SeedKeys,
     ) -> Result<LoopOutServer, ServerError> {
+        check_settle_deadline_delta(ln.settle_deadline_delta())?;
         let tip = chain.tip().await.map_err(backend)?;
         let active = Self::active(&*store).await?;
         let wallet_from = store
@@ -1594,5 +1610,23 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
         Event::SwapSettled => json!({"event": "swap_settled"}),
         Event::RefundConfirmed { confs } => json!({"event": "refund_confirmed", "confs": confs}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_failing_held_htlcs_back_too_early_refuses_to_start() {
+        // LND <= 0.20 (12), LND >= 0.21 (18), LDK (39), the bound itself: fine.
+        for delta in [0, 12, 18, 39, eddy_core::constants::MAX_SETTLE_DEADLINE_DELTA] {
+            assert!(check_settle_deadline_delta(delta).is_ok(), "{delta}");
+        }
+        let e = check_settle_deadline_delta(eddy_core::constants::MAX_SETTLE_DEADLINE_DELTA + 1).expect_err("too big");
+        assert!(
+            matches!(&e, ServerError::Invalid(m) if m.contains("142") && m.contains("141") && m.contains("holdexpirydelta")),
+            "{e}"
+        );
     }
 }
