@@ -109,6 +109,23 @@ pub struct LndConfig {
 }
 
 impl LndConfig {
+    /// LND at `address` (`https://host:port`), pinning its `tls.cert` at `cert_path`, with the
+    /// macaroon at `macaroon_path`; the hold expiry delta is read from the node.
+    pub fn new(address: String, cert_path: PathBuf, macaroon_path: PathBuf) -> LndConfig {
+        LndConfig {
+            address,
+            cert_path: Some(cert_path),
+            macaroon_path,
+            hold_expiry_delta: None,
+        }
+    }
+
+    /// This config with the operator's `invoices.holdexpirydelta` (see the field).
+    pub fn with_hold_expiry_delta(mut self, delta: Option<u32>) -> LndConfig {
+        self.hold_expiry_delta = delta;
+        self
+    }
+
     /// Parses `lndconnect://host:port?cert=<base64url DER>&macaroon=<base64url>` (`cert` is
     /// optional) and writes the certificate (PEM), when given, and the macaroon into `dir`
     /// (0600), returning a config using them (no hold expiry delta: set it after).

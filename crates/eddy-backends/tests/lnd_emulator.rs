@@ -72,7 +72,8 @@ fn world_with(dir: &std::path::Path, nodes: usize) -> World {
         lab.fund_node(i, Amount::from_sat(1_000_000)).expect("fund");
     }
     if nodes == 2 {
-        lab.open_channel(0, 1, Amount::from_sat(500_000), 0).expect("channel 0 → 1");
+        lab.open_channel(0, 1, Amount::from_sat(500_000), 0)
+            .expect("channel 0 → 1");
     }
     lab.open_channel_between(
         lab.node(nodes - 1).node(),
@@ -178,16 +179,28 @@ fn held_htlc_edge_on_lnd_0_20_and_0_21() {
         let deadline = expiry - delta;
         let accepted = w.state(&ln, &canceled.payment_hash());
         assert_eq!(accepted.settle_deadline(), Some(deadline));
-        assert!(matches!(accepted, HoldInvoiceState::Accepted { amount_msat: 10_000_000, .. }));
+        assert!(matches!(
+            accepted,
+            HoldInvoiceState::Accepted {
+                amount_msat: 10_000_000,
+                ..
+            }
+        ));
         w.mine_to(&e, deadline - 1);
         assert!(
-            matches!(w.state(&ln, &canceled.payment_hash()), HoldInvoiceState::Accepted { .. }),
+            matches!(
+                w.state(&ln, &canceled.payment_hash()),
+                HoldInvoiceState::Accepted { .. }
+            ),
             "delta {delta}: accepted at deadline − 1"
         );
-        w.rt.block_on(ln.settle_hold_invoice(&settled)).expect("settle at deadline − 1");
+        w.rt.block_on(ln.settle_hold_invoice(&settled))
+            .expect("settle at deadline − 1");
         assert_eq!(
             w.state(&ln, &settled.payment_hash()),
-            HoldInvoiceState::Settled { amount_msat: 10_000_000 }
+            HoldInvoiceState::Settled {
+                amount_msat: 10_000_000
+            }
         );
         w.mine_to(&e, deadline);
         assert_eq!(
@@ -202,7 +215,9 @@ fn held_htlc_edge_on_lnd_0_20_and_0_21() {
         // And the settled one stays settled.
         assert_eq!(
             w.state(&ln, &settled.payment_hash()),
-            HoldInvoiceState::Settled { amount_msat: 10_000_000 }
+            HoldInvoiceState::Settled {
+                amount_msat: 10_000_000
+            }
         );
     }
     w.lab.stop();
@@ -226,7 +241,12 @@ fn real_held_payment_is_canceled_at_a_custom_delta() {
     let outbound0 = w.payer_outbound();
     let inv = Bolt11Invoice::from_str(&bolt11).expect("bolt11");
     assert_eq!(inv.min_final_cltv_expiry_delta(), 100, "LND writes the requested delta");
-    w.lab.node(0).node().bolt11_payment().send(&inv, None).expect("payer sends");
+    w.lab
+        .node(0)
+        .node()
+        .bolt11_payment()
+        .send(&inv, None)
+        .expect("payer sends");
     let accepted = {
         let start = std::time::Instant::now();
         loop {
@@ -246,7 +266,10 @@ fn real_held_payment_is_canceled_at_a_custom_delta() {
     let deadline = accepted.settle_deadline().expect("deadline");
     assert_eq!(deadline, htlcs[0].expiry_height - 48);
     w.mine_to(&e, deadline - 1);
-    assert!(matches!(w.state(&ln, &p.payment_hash()), HoldInvoiceState::Accepted { .. }));
+    assert!(matches!(
+        w.state(&ln, &p.payment_hash()),
+        HoldInvoiceState::Accepted { .. }
+    ));
     w.mine_to(&e, deadline);
     assert_eq!(w.state(&ln, &p.payment_hash()), HoldInvoiceState::Canceled);
     w.lab
@@ -285,7 +308,10 @@ fn lnd_refusals_statuses_and_gc_through_the_client() {
         min_final_cltv_delta: 80,
         description: "dup".into(),
     }));
-    assert!(matches!(&again, Err(LnError::Refused(m)) if m.contains("already exists")), "{again:?}");
+    assert!(
+        matches!(&again, Err(LnError::Refused(m)) if m.contains("already exists")),
+        "{again:?}"
+    );
     let low = w.rt.block_on(ln.create_hold_invoice(&HoldInvoiceRequest {
         payment_hash: Preimage::from_bytes([0x32; 32]).payment_hash(),
         amount_msat: 1_000_000,
@@ -298,10 +324,12 @@ fn lnd_refusals_statuses_and_gc_through_the_client() {
         "{low:?}"
     );
     // Canceled with GC on the fly: LND deletes it; the client reads canceled, cancel again Ok.
-    w.rt.block_on(ln.cancel_hold_invoice(&p.payment_hash())).expect("cancel");
+    w.rt.block_on(ln.cancel_hold_invoice(&p.payment_hash()))
+        .expect("cancel");
     assert!(e.invoice(&p.payment_hash()).is_none(), "deleted by LND");
     assert_eq!(w.state(&ln, &p.payment_hash()), HoldInvoiceState::Canceled);
-    w.rt.block_on(ln.cancel_hold_invoice(&p.payment_hash())).expect("cancel again");
+    w.rt.block_on(ln.cancel_hold_invoice(&p.payment_hash()))
+        .expect("cancel again");
     assert!(matches!(
         w.rt.block_on(ln.settle_hold_invoice(&p)),
         Err(LnError::Refused(_))
@@ -343,7 +371,11 @@ fn lnd_refusals_statuses_and_gc_through_the_client() {
         (vec![Attempt::Settled], Some(FailureReason::Error), None),
     ];
     for (i, (attempts, reason, want)) in rows.into_iter().enumerate() {
-        let pre = if i == 4 { settled_pre } else { Preimage::from_bytes([0x50 + i as u8; 32]) };
+        let pre = if i == 4 {
+            settled_pre
+        } else {
+            Preimage::from_bytes([0x50 + i as u8; 32])
+        };
         e.record_payment(pre.payment_hash(), &attempts, reason, Some(pre));
         let got = w.rt.block_on(ln.payment_status(&pre.payment_hash()));
         match want {
@@ -400,10 +432,9 @@ fn macaroon_permissions_are_enforced_and_reported() {
     let w = world(dir.path());
     let e = w.emulator("lnd-mac", EmulatorOptions::new(LndProfile::lnd_0_21()));
     let readonly = e.macaroon_path().with_file_name("readonly.macaroon");
-    let ro = w
-        .rt
-        .block_on(LndNode::connect(
-            &LndConfig::new(e.address(), e.cert_path().to_path_buf(), readonly).hold_expiry_delta(Some(18)),
+    let ro =
+        w.rt.block_on(LndNode::connect(
+            &LndConfig::new(e.address(), e.cert_path().to_path_buf(), readonly).with_hold_expiry_delta(Some(18)),
         ))
         .expect("readonly connects (GetInfo is info:read)");
     let denied = w.rt.block_on(ro.create_hold_invoice(&HoldInvoiceRequest {
@@ -443,7 +474,9 @@ fn certificate_rotation_and_ca_issued_certificates() {
     let macaroon = std::fs::read(ca.macaroon_path()).expect("macaroon");
     let uri = format!(
         "lndconnect://{}?macaroon={}",
-        ca.address().trim_start_matches("https://").replace("127.0.0.1", "localhost"),
+        ca.address()
+            .trim_start_matches("https://")
+            .replace("127.0.0.1", "localhost"),
         base64::Engine::encode(&url, macaroon)
     );
     let cfg = LndConfig::from_lndconnect(&uri, &w.dir.join("lnd-ca-client")).expect("no cert: allowed");
@@ -466,10 +499,9 @@ fn private_channels_only_invoices_carry_hop_hints_and_get_paid() {
     let chans = w.rt.block_on(ln.channels()).expect("channels");
     assert!(chans.len() == 1 && chans[0].private, "{chans:?}");
     let p = Preimage::from_bytes([0x70; 32]);
-    let inv = w
-        .rt
-        .block_on(ln.create_invoice(&p, 30_000_000, 3600, "private"))
-        .expect("invoice");
+    let inv =
+        w.rt.block_on(ln.create_invoice(&p, 30_000_000, 3600, "private"))
+            .expect("invoice");
     let inv = Bolt11Invoice::from_str(&inv.bolt11).expect("bolt11");
     let hints = inv.route_hints();
     assert_eq!(hints.len(), 1, "one hop hint, for the private channel");
@@ -488,11 +520,9 @@ fn private_channels_only_invoices_carry_hop_hints_and_get_paid() {
                 fee_paid_msat,
                 ..
             } if payment_hash.0 == p.payment_hash().0 => Some(Ok(fee_paid_msat.unwrap_or(0))),
-            Event::PaymentFailed { payment_hash, reason, .. }
-                if payment_hash.map(|h| h.0) == Some(p.payment_hash().0) =>
-            {
-                Some(Err(format!("{reason:?}")))
-            }
+            Event::PaymentFailed {
+                payment_hash, reason, ..
+            } if payment_hash.map(|h| h.0) == Some(p.payment_hash().0) => Some(Err(format!("{reason:?}"))),
             _ => None,
         })
         .expect("event")
@@ -513,7 +543,12 @@ fn private_channels_only_invoices_carry_hop_hints_and_get_paid() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    assert_eq!(settled, HoldInvoiceState::Settled { amount_msat: 30_000_000 });
+    assert_eq!(
+        settled,
+        HoldInvoiceState::Settled {
+            amount_msat: 30_000_000
+        }
+    );
     w.lab.stop();
 }
 
@@ -527,10 +562,16 @@ fn hold_expiry_delta_is_read_or_required() {
     let w = world(dir.path());
     let e = w.emulator("lnd-021", EmulatorOptions::new(LndProfile::lnd_0_21()));
     let cfg = |e: &LndEmulator, delta: Option<u32>| {
-        LndConfig::new(e.address(), e.cert_path().to_path_buf(), e.macaroon_path().to_path_buf())
-            .hold_expiry_delta(delta)
+        LndConfig::new(
+            e.address(),
+            e.cert_path().to_path_buf(),
+            e.macaroon_path().to_path_buf(),
+        )
+        .with_hold_expiry_delta(delta)
     };
-    let read = w.rt.block_on(LndNode::connect(&cfg(&e, None))).expect("read from the node");
+    let read =
+        w.rt.block_on(LndNode::connect(&cfg(&e, None)))
+            .expect("read from the node");
     assert_eq!(read.settle_deadline_delta(), 18);
     let agreed = w.rt.block_on(LndNode::connect(&cfg(&e, Some(18)))).expect("agrees");
     assert_eq!(agreed.settle_deadline_delta(), 18);
@@ -551,7 +592,9 @@ fn hold_expiry_delta_is_read_or_required() {
         "{:?}",
         missing.as_ref().err()
     );
-    let given = w.rt.block_on(LndNode::connect(&cfg(&old, Some(12)))).expect("configured");
+    let given =
+        w.rt.block_on(LndNode::connect(&cfg(&old, Some(12))))
+            .expect("configured");
     assert_eq!(given.settle_deadline_delta(), 12);
     w.lab.stop();
 }

@@ -74,13 +74,22 @@ fn state(reg: &Registry, h: &PaymentHash) -> InvoiceState {
 #[test]
 fn expiry_watcher_cancels_exactly_the_expired_open_invoices() {
     let mut reg = Registry::new(test_rules(0, false));
-    assert!(reg.expire(CURRENT_HEIGHT, TEST_TIME).is_empty(), "no invoices, nothing canceled");
+    assert!(
+        reg.expire(CURRENT_HEIGHT, TEST_TIME).is_empty(),
+        "no invoices, nothing canceled"
+    );
     let now = TEST_TIME;
     let mut pending = vec![];
     let mut expired = vec![];
     for i in 1..=5u8 {
         pending.push(add(&mut reg, &preimage(i), false, now, u64::from(i) * HOUR));
-        expired.push(add(&mut reg, &preimage(100 + i), false, now - 24 * HOUR, u64::from(i) * HOUR));
+        expired.push(add(
+            &mut reg,
+            &preimage(100 + i),
+            false,
+            now - 24 * HOUR,
+            u64::from(i) * HOUR,
+        ));
     }
     let mut canceled = reg.expire(CURRENT_HEIGHT, now);
     canceled.sort();
@@ -148,7 +157,10 @@ fn expiry_height_arrives_at_the_lowest_htlc_minus_delta() {
     reg.htlc_arrived(&h, AMOUNT / 2, 7, 2, false);
     assert_eq!(state(&reg, &h), InvoiceState::Accepted);
     assert_eq!(reg.lookup(&h).expect("inv").cancel_height(1), Some(6));
-    assert!(reg.expire(2, TEST_TIME + 2 * HOUR + 1).is_empty(), "block 2, time expiry passed");
+    assert!(
+        reg.expire(2, TEST_TIME + 2 * HOUR + 1).is_empty(),
+        "block 2, time expiry passed"
+    );
     assert!(reg.expire(5, TEST_TIME).is_empty(), "block 5: 5 + 1 < 7");
     assert_eq!(reg.expire(6, TEST_TIME), vec![h], "block 6: 6 + 1 >= 7");
 }
@@ -174,9 +186,15 @@ fn settle_hold_invoice() {
     let inv = reg.lookup(&h).expect("inv");
     assert_eq!((inv.state, inv.amt_paid_msat()), (InvoiceState::Accepted, 100_500));
     let settled = reg.settle(&p).expect("settled");
-    assert_eq!((settled.state, settled.amt_paid_msat()), (InvoiceState::Settled, 100_500));
+    assert_eq!(
+        (settled.state, settled.amt_paid_msat()),
+        (InvoiceState::Settled, 100_500)
+    );
     assert_eq!(settled.htlcs[0].accept_height, CURRENT_HEIGHT);
-    assert_eq!(reg.settle(&p).expect("settle again answers success").state, InvoiceState::Settled);
+    assert_eq!(
+        reg.settle(&p).expect("settle again answers success").state,
+        InvoiceState::Settled
+    );
     assert_eq!(reg.cancel(&h), Err(RpcError::plain("invoice already settled")));
 }
 
@@ -198,7 +216,10 @@ fn cancel_hold_invoice() {
         HtlcOutcome::InvoiceNotOpen
     );
     assert_eq!(reg.cancel(&h), Ok(false), "cancel again: success, no change");
-    assert_eq!(reg.settle(&p).map(|_| ()), Err(RpcError::plain("invoice already canceled")));
+    assert_eq!(
+        reg.settle(&p).map(|_| ()),
+        Err(RpcError::plain("invoice already canceled"))
+    );
 }
 
 /// `testCancelInvoice` with and without `GcCanceledInvoicesOnTheFly`: deleted at once (lookup
@@ -306,7 +327,9 @@ fn final_cltv_delta_rules() {
     }
     assert_eq!(
         final_cltv_delta(65_536, 18),
-        Err(RpcError::plain("CLTV delta of 65536 is too large, max accepted is: 65535"))
+        Err(RpcError::plain(
+            "CLTV delta of 65536 is too large, max accepted is: 65535"
+        ))
     );
     assert_eq!(Rules::LND_0_20.hold_expiry_delta, 12);
     assert_eq!(Rules::LND_0_21.hold_expiry_delta, 18);
@@ -371,7 +394,12 @@ fn decide_payment_status_table() {
         assert_eq!(got, want, "{attempts:?} {reason:?}");
     }
     assert_eq!(
-        (Status::InFlight.code(), Status::Succeeded.code(), Status::Failed.code(), Status::Initiated.code()),
+        (
+            Status::InFlight.code(),
+            Status::Succeeded.code(),
+            Status::Failed.code(),
+            Status::Initiated.code()
+        ),
         (1, 2, 3, 4)
     );
 }
@@ -441,7 +469,10 @@ fn send_request_rules() {
         validate_send(&no_timeout, 2016, true).map(|_| ()),
         Err(RpcError::plain("timeout_seconds must be specified"))
     );
-    assert!(validate_send(&no_timeout, 2016, false).is_ok(), "newer LND defaults the timeout");
+    assert!(
+        validate_send(&no_timeout, 2016, false).is_ok(),
+        "newer LND defaults the timeout"
+    );
     let both_fees = SendRequest {
         fee_limit_sat: 1,
         fee_limit_msat: 1000,

@@ -199,11 +199,11 @@ fn attack_f2_restart_past_the_payment_deadline_never_pays() {
             .expect("emulator");
         let lnd: Arc<dyn LightningNode> = Arc::new(
             net.rt
-                .block_on(LndNode::connect(&LndConfig {
-                    address: emulator.address(),
-                    cert_path: emulator.cert_path().to_path_buf(),
-                    macaroon_path: emulator.macaroon_path().to_path_buf(),
-                }))
+                .block_on(LndNode::connect(&LndConfig::new(
+                    emulator.address(),
+                    emulator.cert_path().to_path_buf(),
+                    emulator.macaroon_path().to_path_buf(),
+                )))
                 .expect("lnd client"),
         );
         (emulator, lnd)

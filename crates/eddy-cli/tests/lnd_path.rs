@@ -133,7 +133,12 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
         &net,
         &own.server,
         || false,
-        || matches!(net.rt.block_on(own.server.swap(&id)).expect("swap").1.state, OutState::Published { .. }),
+        || {
+            matches!(
+                net.rt.block_on(own.server.swap(&id)).expect("swap").1.state,
+                OutState::Published { .. }
+            )
+        },
     );
     // The held HTLC's settle deadline, as the server reads it through LND, is expiry − 18.
     let held = net
@@ -206,7 +211,10 @@ fn loop_in_whose_sends_lnd_refuses_is_never_paid() {
         )
         .expect("invoice")
         .bolt11;
-    let final_delta = bolt11.parse::<Bolt11Invoice>().expect("bolt11").min_final_cltv_expiry_delta() as u32;
+    let final_delta = bolt11
+        .parse::<Bolt11Invoice>()
+        .expect("bolt11")
+        .min_final_cltv_expiry_delta() as u32;
     let (s, offer) = h.loop_in(&net, amount.to_sat(), &bolt11, &pk);
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
@@ -216,7 +224,10 @@ fn loop_in_whose_sends_lnd_refuses_is_never_paid() {
     let chain0 = onchain(&net.client_ln);
     // Fund so that the funding confirms where the budget `E − 20 − tip` is final + 3 − 1.
     let confirm_at = expiry - 20 - (final_delta + 3) + 1;
-    assert!(confirm_at < loop_in_last_payment_height(expiry), "still a payment height");
+    assert!(
+        confirm_at < loop_in_last_payment_height(expiry),
+        "still a payment height"
+    );
     let tip = net.lab.chain.tip().expect("tip").0;
     net.mine(confirm_at - 1 - tip).expect("mine");
     let op = fund(&net, &htlc, amount);
@@ -236,12 +247,16 @@ fn loop_in_whose_sends_lnd_refuses_is_never_paid() {
     );
     let nothing = |what: &str| {
         assert_eq!(
-            net.rt.block_on(lnd_client.payment_status(&p.payment_hash())).expect("status"),
+            net.rt
+                .block_on(lnd_client.payment_status(&p.payment_hash()))
+                .expect("status"),
             PaymentStatus::Unknown,
             "{what}: LND has no payment for the hash"
         );
         assert_eq!(
-            net.rt.block_on(net.server_ln.payment_status(&p.payment_hash())).expect("status"),
+            net.rt
+                .block_on(net.server_ln.payment_status(&p.payment_hash()))
+                .expect("status"),
             PaymentStatus::Unknown,
             "{what}: the node behind sent nothing"
         );

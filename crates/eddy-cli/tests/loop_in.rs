@@ -592,11 +592,11 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
         .expect("emulator");
     let lnd: std::sync::Arc<dyn LightningNode> = std::sync::Arc::new(
         net.rt
-            .block_on(LndNode::connect(&LndConfig {
-                address: emulator.address(),
-                cert_path: emulator.cert_path().to_path_buf(),
-                macaroon_path: emulator.macaroon_path().to_path_buf(),
-            }))
+            .block_on(LndNode::connect(&LndConfig::new(
+                emulator.address(),
+                emulator.cert_path().to_path_buf(),
+                emulator.macaroon_path().to_path_buf(),
+            )))
             .expect("lnd client"),
     );
     assert!(lnd.restricts_last_hop());

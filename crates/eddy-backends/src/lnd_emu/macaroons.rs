@@ -15,7 +15,12 @@ use std::collections::BTreeSet;
 pub type Permission = (&'static str, &'static str);
 
 /// GetDebugInfo needs all four (it returns the config and the log).
-const DEBUG_INFO: [Permission; 4] = [("info", "read"), ("offchain", "read"), ("onchain", "read"), ("peers", "read")];
+const DEBUG_INFO: [Permission; 4] = [
+    ("info", "read"),
+    ("offchain", "read"),
+    ("onchain", "read"),
+    ("peers", "read"),
+];
 
 /// The permissions each served RPC needs (full gRPC path), `None` for a path not served.
 pub fn required(path: &str) -> Option<&'static [Permission]> {
@@ -54,12 +59,7 @@ pub struct Permissions(BTreeSet<Permission>);
 impl Permissions {
     /// `admin.macaroon`: everything.
     pub fn admin() -> Permissions {
-        Permissions(
-            ENTITIES
-                .iter()
-                .flat_map(|e| [(*e, "read"), (*e, "write")])
-                .collect(),
-        )
+        Permissions(ENTITIES.iter().flat_map(|e| [(*e, "read"), (*e, "write")]).collect())
     }
 
     /// `readonly.macaroon`: every entity, read only.

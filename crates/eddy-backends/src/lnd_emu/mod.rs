@@ -61,9 +61,7 @@ use tonic::server::{Grpc, NamedService};
 use tonic::{Code, Request, Response, Status};
 
 use crate::chain::ChainSource;
-use crate::lightning::{
-    HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, PayParams, PaymentStatus,
-};
+use crate::lightning::{HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, PayParams, PaymentStatus};
 use macaroons::Permissions;
 use registry::{HtlcOutcome, InvoiceState, NewInvoice, Registry, RpcError, Rules};
 use router::{Attempt, FailureReason};
@@ -274,8 +272,14 @@ fn identity(tls: TlsMode) -> std::io::Result<(String, String, Option<String>)> {
     }
 }
 
-fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener, cert_pem: String, key_pem: String) -> std::io::Result<Server> {
-    let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+fn serve(
+    inner: Arc<Inner>,
+    listener: tokio::net::TcpListener,
+    cert_pem: String,
+    key_pem: String,
+) -> std::io::Result<Server> {
+    let tls =
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
     let router = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -423,7 +427,8 @@ impl LndEmulator {
         let outcome = {
             let mut st = self.inner.state();
             let height = st.height;
-            st.registry.htlc_arrived(&hash, amount_msat, expiry_height, height, false)
+            st.registry
+                .htlc_arrived(&hash, amount_msat, expiry_height, height, false)
         };
         self.inner.bump();
         outcome
@@ -786,7 +791,9 @@ async fn get_debug_info(
     _r: lnrpc::GetDebugInfoRequest,
 ) -> Result<lnrpc::GetDebugInfoResponse, Status> {
     if !inner.profile.debug_info {
-        return Err(Status::unimplemented("unknown method GetDebugInfo for service lnrpc.Lightning"));
+        return Err(Status::unimplemented(
+            "unknown method GetDebugInfo for service lnrpc.Lightning",
+        ));
     }
     let rules = inner.profile.rules;
     let config = [
@@ -936,7 +943,11 @@ async fn add_hold_invoice(
     r: invoicesrpc::AddHoldInvoiceRequest,
 ) -> Result<invoicesrpc::AddHoldInvoiceResp, Status> {
     let hash = hash_from(&r.hash)?;
-    let value_msat = if r.value_msat > 0 { r.value_msat } else { r.value.saturating_mul(1000) };
+    let value_msat = if r.value_msat > 0 {
+        r.value_msat
+    } else {
+        r.value.saturating_mul(1000)
+    };
     let expiry = check_new_invoice(&r.memo, value_msat, r.expiry)?;
     let cltv = registry::final_cltv_delta(r.cltv_expiry, inner.profile.rules.min_final_cltv_delta).map_err(status)?;
     if inner.state().registry.lookup(&hash).is_ok() {

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use eddy_core::types::{PaymentHash, Preimage};
 use tonic::Code;
 
-
 /// The final CLTV delta LND puts into an invoice requested with `cltv_expiry = 0`
 /// (`lncfg.DefaultFinalCltvDelta`/the chain's default time-lock delta: 80 blocks).
 pub const DEFAULT_FINAL_CLTV_DELTA: u64 = 80;
@@ -497,8 +496,10 @@ impl Registry {
             .invoices
             .iter()
             .filter(|(_, inv)| match inv.state {
-                InvoiceState::Open => inv.htlcs.iter().all(|h| h.state != HtlcState::Accepted)
-                    && now_unix > inv.created_unix.saturating_add(inv.expiry_secs),
+                InvoiceState::Open => {
+                    inv.htlcs.iter().all(|h| h.state != HtlcState::Accepted)
+                        && now_unix > inv.created_unix.saturating_add(inv.expiry_secs)
+                }
                 InvoiceState::Accepted => inv
                     .cancel_height(self.rules.hold_expiry_delta)
                     .is_some_and(|at| height >= at),

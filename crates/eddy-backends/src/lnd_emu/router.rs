@@ -62,7 +62,9 @@ pub struct SendIntent {
 /// `ValidateCLTVLimit`.
 pub fn validate_cltv_limit(limit: u32, max: u32) -> Result<u32, RpcError> {
     if limit > max {
-        return Err(RpcError::plain(format!("total time lock of {limit} exceeds max allowed {max}")));
+        return Err(RpcError::plain(format!(
+            "total time lock of {limit} exceeds max allowed {max}"
+        )));
     }
     Ok(if limit == 0 { max } else { limit })
 }
@@ -105,7 +107,9 @@ pub fn validate_send(r: &SendRequest, max_cltv_expiry: u32, timeout_required: bo
     // hop's delta plus LND's padding under the limit.
     let floor = r.final_cltv_delta.saturating_add(BLOCK_PADDING);
     if cltv_limit <= floor {
-        return Err(RpcError::plain(format!("cltv limit {cltv_limit} should be greater than {floor}")));
+        return Err(RpcError::plain(format!(
+            "cltv limit {cltv_limit} should be greater than {floor}"
+        )));
     }
     Ok(SendIntent {
         cltv_limit,

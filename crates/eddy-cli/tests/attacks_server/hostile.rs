@@ -375,13 +375,7 @@ pub fn own_server_on(
     let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_server::SEED_FILE).expect("seed");
     let server = Arc::new(
         net.rt
-            .block_on(LoopOutServer::new(
-                cfg,
-                ln,
-                chain,
-                store.clone(),
-                keys,
-            ))
+            .block_on(LoopOutServer::new(cfg, ln, chain, store.clone(), keys))
             .expect("server"),
     );
     for c in coins {
