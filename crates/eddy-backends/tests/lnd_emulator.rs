@@ -96,6 +96,12 @@ fn world_with(dir: &std::path::Path, nodes: usize) -> World {
 }
 
 impl World {
+    /// Stops the node behind (on the runtime it runs on), then the lab.
+    fn finish(self) {
+        self.rt.block_on(self.node.stop()).expect("stop");
+        self.lab.stop();
+    }
+
     fn emulator(&self, name: &str, options: EmulatorOptions) -> LndEmulator {
         self.rt
             .block_on(LndEmulator::start_with(
@@ -220,7 +226,7 @@ fn held_htlc_edge_on_lnd_0_20_and_0_21() {
             }
         );
     }
-    w.lab.stop();
+    w.finish();
 }
 
 /// A real payment held on a node configured with `invoices.holdexpirydelta=48`: accepted at
@@ -283,7 +289,7 @@ fn real_held_payment_is_canceled_at_a_custom_delta() {
         .expect("payer sees the failure");
     eddy_lab::wait_until("payer capacity back", WAIT, || w.payer_outbound() == outbound0)
         .expect("the payer's outbound capacity is back to the msat");
-    w.lab.stop();
+    w.finish();
 }
 
 /// LND's refusals reach the client as refusals (not "maybe later"), its statuses map exactly,
@@ -421,7 +427,7 @@ fn lnd_refusals_statuses_and_gc_through_the_client() {
         Ok(PaymentStatus::Unknown),
         "nothing was sent"
     );
-    w.lab.stop();
+    w.finish();
 }
 
 /// A macaroon without a permission is refused by LND with "permission denied": the client
@@ -448,7 +454,7 @@ fn macaroon_permissions_are_enforced_and_reported() {
         matches!(&denied, Err(LnError::Refused(m)) if m.contains("permission denied")),
         "{denied:?}"
     );
-    w.lab.stop();
+    w.finish();
 }
 
 /// LND regenerates its certificate (at restart, when expired): the client re-reads the
@@ -482,7 +488,7 @@ fn certificate_rotation_and_ca_issued_certificates() {
     let cfg = LndConfig::from_lndconnect(&uri, &w.dir.join("lnd-ca-client")).expect("no cert: allowed");
     let client = w.rt.block_on(LndNode::connect(&cfg)).expect("verified through the CA");
     assert_eq!(w.rt.block_on(client.info()).expect("info").pubkey, before.pubkey);
-    w.lab.stop();
+    w.finish();
 }
 
 /// A node whose only channel is private issues routable invoices: the client asks LND for hop
@@ -549,7 +555,7 @@ fn private_channels_only_invoices_carry_hop_hints_and_get_paid() {
             amount_msat: 30_000_000
         }
     );
-    w.lab.stop();
+    w.finish();
 }
 
 /// The hold expiry delta comes from the node, never from an assumption: read through
@@ -596,5 +602,5 @@ fn hold_expiry_delta_is_read_or_required() {
         w.rt.block_on(LndNode::connect(&cfg(&old, Some(12))))
             .expect("configured");
     assert_eq!(given.settle_deadline_delta(), 12);
-    w.lab.stop();
+    w.finish();
 }

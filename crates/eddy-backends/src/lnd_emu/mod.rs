@@ -168,7 +168,7 @@ impl EmulatorOptions {
 }
 
 /// A payment as the emulator's router keeps it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct PaymentRecord {
     attempts: Vec<Attempt>,
     reason: Option<FailureReason>,
@@ -191,8 +191,20 @@ struct State {
     height: u32,
 }
 
+/// What LND keeps across restarts (its invoice and payment databases), as the emulator writes
+/// it into its directory.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    invoices: BTreeMap<PaymentHash, registry::Invoice>,
+    next_index: u64,
+    payments: BTreeMap<PaymentHash, PaymentRecord>,
+}
+
+const STATE_FILE: &str = "lnd-state.json";
+
 struct Inner {
     ln: Arc<dyn LightningNode>,
+    state_path: PathBuf,
     chain: Arc<dyn ChainSource>,
     profile: LndProfile,
     invoice_key: Option<SecretKey>,
@@ -207,7 +219,24 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Something changed: persist (LND writes its databases before it answers) and wake the
+    /// streams.
     fn bump(&self) {
+        {
+            let st = self.state();
+            let (invoices, next_index) = st.registry.export();
+            let stored = Stored {
+                invoices,
+                next_index,
+                payments: st.payments.clone(),
+            };
+            if let Ok(json) = serde_json::to_vec(&stored) {
+                let tmp = self.state_path.with_extension("tmp");
+                if std::fs::write(&tmp, json).is_ok() {
+                    let _ = std::fs::rename(&tmp, &self.state_path);
+                }
+            }
+        }
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
@@ -306,7 +335,8 @@ impl LndEmulator {
         Self::start_with(ln, chain, dir, EmulatorOptions::new(LndProfile::lnd_0_21())).await
     }
 
-    /// Serves `ln` with `options`.
+    /// Serves `ln` with `options`. A directory an emulator served before keeps its invoices and
+    /// payments (LND's databases survive its restarts); certificate and macaroons are new.
     pub async fn start_with(
         ln: Arc<dyn LightningNode>,
         chain: Arc<dyn ChainSource>,
@@ -316,15 +346,28 @@ impl LndEmulator {
         std::fs::create_dir_all(dir)?;
         let height = chain.tip().await.map(|t| t.height).unwrap_or(0);
         let (changed, _) = watch::channel(0u64);
+        // LND restarted on the same directory: its databases are still there.
+        let state_path = dir.join(STATE_FILE);
+        let (registry, payments) = match std::fs::read(&state_path) {
+            Ok(bytes) => {
+                let stored: Stored = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+                (
+                    Registry::import(options.profile.rules, stored.invoices, stored.next_index),
+                    stored.payments,
+                )
+            }
+            Err(_) => (Registry::new(options.profile.rules), BTreeMap::new()),
+        };
         let inner = Arc::new(Inner {
             ln,
+            state_path,
             chain,
             profile: options.profile.clone(),
             invoice_key: options.invoice_key,
             macaroons: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
-                registry: Registry::new(options.profile.rules),
-                payments: BTreeMap::new(),
+                registry,
+                payments,
                 height,
             }),
             changed,

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use eddy_core::types::{PaymentHash, Preimage};
+use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 /// The final CLTV delta LND puts into an invoice requested with `cltv_expiry = 0`
@@ -61,7 +62,7 @@ impl RpcError {
 }
 
 /// LND's invoice states (`lnrpc.Invoice.InvoiceState`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InvoiceState {
     /// OPEN (0).
     Open,
@@ -86,7 +87,7 @@ impl InvoiceState {
 }
 
 /// LND's HTLC states (`lnrpc.InvoiceHTLCState`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HtlcState {
     /// ACCEPTED (0).
     Accepted,
@@ -108,7 +109,7 @@ impl HtlcState {
 }
 
 /// One HTLC paying an invoice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Htlc {
     /// Amount in millisatoshis.
     pub amount_msat: u64,
@@ -124,7 +125,7 @@ pub struct Htlc {
 }
 
 /// An invoice as the registry keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     /// Hold invoice (created by `AddHoldInvoice`, preimage unknown until settled).
     pub hold: bool,
@@ -315,6 +316,20 @@ impl Registry {
             add_index: index,
         };
         Ok(self.invoices.entry(new.hash).or_insert(inv))
+    }
+
+    /// What LND keeps in its database: the invoices and the next add index.
+    pub fn export(&self) -> (BTreeMap<PaymentHash, Invoice>, u64) {
+        (self.invoices.clone(), self.next_index)
+    }
+
+    /// A registry over a database [`Registry::export`]ed before (LND restarted).
+    pub fn import(rules: Rules, invoices: BTreeMap<PaymentHash, Invoice>, next_index: u64) -> Registry {
+        Registry {
+            rules,
+            invoices,
+            next_index: next_index.max(1),
+        }
     }
 
     /// The invoice for `hash`, or LND's `NotFound` (`invoicesrpc` maps `ErrInvoiceNotFound`).

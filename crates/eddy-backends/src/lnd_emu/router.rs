@@ -16,6 +16,7 @@
 //! - `routerrpc/router_server.go`: a hash in flight or already paid is refused with
 //!   `AlreadyExists`; tracking an unknown hash answers `NotFound` "payment isn't initiated".
 
+use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use super::registry::RpcError;
@@ -119,7 +120,7 @@ pub fn validate_send(r: &SendRequest, max_cltv_expiry: u32, timeout_required: bo
 }
 
 /// An HTLC attempt of a payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Attempt {
     /// Sent, unresolved.
     InFlight,
@@ -155,7 +156,7 @@ impl Status {
 }
 
 /// LND's payment failure reasons (`lnrpc.PaymentFailureReason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureReason {
     /// FAILURE_REASON_TIMEOUT (1).
     Timeout,
