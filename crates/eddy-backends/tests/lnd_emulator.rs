@@ -547,3 +547,50 @@ fn private_channels_only_invoices_carry_hop_hints() {
     );
     w.finish();
 }
+
+/// The hold expiry delta comes from the node, never from an assumption: read through
+/// `GetDebugInfo`; a configured value that contradicts the node refuses the start; a node
+/// without `GetDebugInfo` (LND < 0.18) needs the configured value, and without one Eddy refuses
+/// to start.
+#[test]
+fn hold_expiry_delta_is_read_or_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path());
+    let e = w.emulator("lnd-021", EmulatorOptions::new(LndProfile::lnd_0_21()));
+    let cfg = |e: &LndEmulator, delta: Option<u32>| {
+        LndConfig::new(
+            e.address(),
+            e.cert_path().to_path_buf(),
+            e.macaroon_path().to_path_buf(),
+        )
+        .with_hold_expiry_delta(delta)
+    };
+    let read =
+        w.rt.block_on(LndNode::connect(&cfg(&e, None)))
+            .expect("read from the node");
+    assert_eq!(read.settle_deadline_delta(), 18);
+    let agreed = w.rt.block_on(LndNode::connect(&cfg(&e, Some(18)))).expect("agrees");
+    assert_eq!(agreed.settle_deadline_delta(), 18);
+    let contradicted = w.rt.block_on(LndNode::connect(&cfg(&e, Some(12))));
+    assert!(
+        matches!(&contradicted, Err(LnError::Refused(m)) if m.contains("12") && m.contains("18")),
+        "{:?}",
+        contradicted.as_ref().err()
+    );
+    drop(e);
+    let old = w.emulator(
+        "lnd-old",
+        EmulatorOptions::new(LndProfile::lnd_0_20().without_debug_info()),
+    );
+    let missing = w.rt.block_on(LndNode::connect(&cfg(&old, None)));
+    assert!(
+        matches!(&missing, Err(LnError::Refused(m)) if m.contains("hold-expiry-delta")),
+        "{:?}",
+        missing.as_ref().err()
+    );
+    let given =
+        w.rt.block_on(LndNode::connect(&cfg(&old, Some(12))))
+            .expect("configured");
+    assert_eq!(given.settle_deadline_delta(), 12);
+    w.finish();
+}
