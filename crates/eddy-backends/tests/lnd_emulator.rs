@@ -23,12 +23,14 @@ use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_node::lightning_invoice::Bolt11Invoice;
 use ldk_node::Event;
 
+/// Fields drop in order: the node behind stops while the runtime it runs on is still there
+/// (also when a test fails).
 struct World {
-    rt: tokio::runtime::Runtime,
-    lab: Lab,
-    chain: Arc<dyn ChainSource>,
     node: Arc<LdkNode>,
+    chain: Arc<dyn ChainSource>,
+    lab: Lab,
     dir: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
 }
 
 /// The devnet, a payer (lab node 0) and the LDK node that sits behind the emulator, with a
