@@ -54,7 +54,9 @@ use base64::Engine;
 use bitcoin::consensus::encode::deserialize;
 use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction};
 use eddy_core::constants::{
-    LND_BLOCK_PADDING, LND_DEFAULT_MAX_CLTV_EXPIRY, LND_RECONNECT_MIN_INTERVAL_SECS, LND_SEND_FIRST_UPDATE_SECS,
+    LND_BLOCK_PADDING, LND_CALL_TIMEOUT_SECS, LND_DEFAULT_MAX_CLTV_EXPIRY, LND_HOLD_SETTLE_MIN_MARGIN,
+    LND_INCOMING_BROADCAST_DELTA_BEFORE_0_21, LND_INCOMING_BROADCAST_DELTA_FROM_0_21, LND_KEEPALIVE_SECS,
+    LND_RECONNECT_MIN_INTERVAL_SECS, LND_SEND_FIRST_UPDATE_SECS, LND_SETTINGS_REFRESH_SECS,
 };
 use eddy_core::types::{PaymentHash, Preimage};
 use fedimint_tonic_lnd::invoicesrpc::invoices_client::InvoicesClient;
@@ -241,13 +243,21 @@ fn build_conn(config: &LndConfig) -> Result<Conn, LnError> {
         )));
     }
     let tls = tls_config(config.cert_path.as_deref())?;
+    // TCP and HTTP/2 keep-alives: a connection that died silently is noticed and replaced.
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_keepalive(Some(Duration::from_secs(LND_KEEPALIVE_SECS)));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http2()
-        .build();
+        .wrap_connector(http);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(Duration::from_secs(LND_KEEPALIVE_SECS))
+        .http2_keep_alive_timeout(Duration::from_secs(LND_KEEPALIVE_SECS / 3))
+        .http2_keep_alive_while_idle(true)
         .build(connector);
     let macaroon = read_file(&config.macaroon_path, "the LND macaroon")?;
     let header = tonic::metadata::AsciiMetadataValue::try_from(hex::encode(macaroon))
@@ -529,9 +539,10 @@ fn status_err(s: Status) -> LnError {
 /// the unmapped `ErrNoInvoicesCreated` "there are no existing invoices", code `Unknown`
 /// (`lnrpc/invoicesrpc/invoices_server.go` maps only `ErrInvoiceNotFound`).
 fn invoice_gone(s: &Status) -> bool {
-    !is_transport_error(s)
-        && (s.code() == Code::NotFound
-            || (s.code() == Code::Unknown && s.message().contains("there are no existing invoices")))
+    // Only NotFound: "there are no existing invoices" (kv store without invoice buckets) is never
+    // what deleting invoices leaves behind — for an invoice Eddy created it means a wiped or
+    // different node, an error to surface, not a cancellation.
+    !is_transport_error(s) && s.code() == Code::NotFound
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -745,13 +756,40 @@ struct Slot {
     rebuilt_at: Option<Instant>,
 }
 
+/// What was last read from the node: its settings and version, and when.
+struct Read {
+    settings: NodeSettings,
+    version: String,
+    /// `None`: re-read at the next chance (LND was just reconnected to: it may have restarted).
+    at: Option<Instant>,
+}
+
+/// LND's incoming broadcast delta for a version string (`0.21.2-beta commit=…`): 16 from
+/// v0.21, 10 before; an unreadable version is taken as the newer (larger) one.
+fn incoming_broadcast_delta(version: &str) -> u32 {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) < (0, 21) => LND_INCOMING_BROADCAST_DELTA_BEFORE_0_21,
+        _ => LND_INCOMING_BROADCAST_DELTA_FROM_0_21,
+    }
+}
+
+/// The settle deadline delta Eddy uses: the node's hold expiry delta, but never less than LND's
+/// incoming broadcast delta + [`LND_HOLD_SETTLE_MIN_MARGIN`] (settling later would make LND go
+/// on-chain for the HTLC).
+fn effective_settle_delta(hold_expiry_delta: u32, version: &str) -> u32 {
+    hold_expiry_delta.max(incoming_broadcast_delta(version) + LND_HOLD_SETTLE_MIN_MARGIN)
+}
+
 /// An LND node.
 pub struct LndNode {
     config: LndConfig,
     slot: Mutex<Slot>,
     network: Network,
-    version: String,
-    settings: NodeSettings,
+    read: Mutex<Read>,
     events: broadcast::Sender<LnEvent>,
 }
 
@@ -823,32 +861,108 @@ impl LndNode {
                 rebuilt_at: None,
             }),
             network,
-            version: info.version,
-            settings,
+            read: Mutex::new(Read {
+                settings,
+                version: info.version,
+                at: Some(Instant::now()),
+            }),
             events,
         })
+    }
+
+    fn read(&self) -> std::sync::MutexGuard<'_, Read> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn settings(&self) -> NodeSettings {
+        self.read().settings
+    }
+
+    /// Re-reads the node's version and settings when the last read is older than
+    /// [`LND_SETTINGS_REFRESH_SECS`], or after the connection was rebuilt (LND may have been upgraded or reconfigured and restarted
+    /// under us). A changed delta is adopted and logged; a node that now contradicts the
+    /// configured value is believed (it is what cancels the HTLCs) and the contradiction logged
+    /// as an error; a node that cannot be asked keeps the last values.
+    async fn refresh_settings(&self) {
+        {
+            let mut r = self.read();
+            if r.at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(LND_SETTINGS_REFRESH_SECS))
+            {
+                return;
+            }
+            r.at = Some(Instant::now());
+        }
+        let Ok(info) = self
+            .rpc(|mut c| async move { c.lightning.get_info(lnrpc::GetInfoRequest {}).await })
+            .await
+        else {
+            return;
+        };
+        let debug = self
+            .rpc(|c| async move {
+                c.lightning
+                    .clone()
+                    .max_decoding_message_size(DEBUG_INFO_MAX_BYTES)
+                    .get_debug_info(lnrpc::GetDebugInfoRequest {})
+                    .await
+            })
+            .await;
+        let Ok(debug) = debug else {
+            // The configured value stays in force (a node without GetDebugInfo never had one).
+            self.read().version = info.version;
+            return;
+        };
+        let settings = match node_settings(Ok(&debug.config), self.config.hold_expiry_delta) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "LND's settings contradict the configuration; using the node's");
+                match node_settings(Ok(&debug.config), None) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                }
+            }
+        };
+        let mut r = self.read();
+        if r.settings.hold_expiry_delta != settings.hold_expiry_delta || r.version != info.version {
+            tracing::warn!(
+                version = %info.version,
+                hold_expiry_delta = settings.hold_expiry_delta,
+                was = r.settings.hold_expiry_delta,
+                "LND's version or hold expiry delta changed"
+            );
+        }
+        r.settings = settings;
+        r.version = info.version;
     }
 
     /// LND's `invoices.holdexpirydelta` in use: blocks before a held HTLC's expiry at which LND
     /// cancels the invoice (also [`LightningNode::settle_deadline_delta`]).
     pub fn hold_expiry_delta(&self) -> u32 {
-        self.settings.hold_expiry_delta
+        self.settings().hold_expiry_delta
     }
 
     /// Where [`LndNode::hold_expiry_delta`] came from.
     pub fn hold_expiry_delta_source(&self) -> HoldExpiryDeltaSource {
-        self.settings.source
+        self.settings().source
     }
 
     /// The node's `max-cltv-expiry` when GetDebugInfo told it (payment CLTV limits are clamped
     /// to it, or to LND's default 2016 when unknown).
     pub fn max_cltv_expiry(&self) -> Option<u32> {
-        self.settings.max_cltv_expiry
+        self.settings().max_cltv_expiry
     }
 
     /// LND's version string (GetInfo).
-    pub fn version(&self) -> &str {
-        &self.version
+    pub fn version(&self) -> String {
+        self.read().version.clone()
+    }
+
+    /// The settle deadline delta in use: [`LndNode::hold_expiry_delta`], raised to LND's
+    /// incoming broadcast delta + [`LND_HOLD_SETTLE_MIN_MARGIN`] if set lower.
+    fn settle_delta(&self) -> u32 {
+        let r = self.read();
+        effective_settle_delta(r.settings.hold_expiry_delta, &r.version)
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -878,6 +992,8 @@ impl LndNode {
             Ok(conn) => {
                 s.conn = conn;
                 s.generation += 1;
+                // LND restarted (new certificate) or came back: its settings may have changed.
+                self.read().at = None;
                 tracing::info!(
                     generation = s.generation,
                     "LND connection rebuilt (TLS certificate and macaroon re-read)"
@@ -899,11 +1015,19 @@ impl LndNode {
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let limit = Duration::from_secs(LND_CALL_TIMEOUT_SECS);
+        let timed = |fut: Fut| async move {
+            tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "no answer from LND within {LND_CALL_TIMEOUT_SECS} s"
+                )))
+            })
+        };
         let (generation, conn) = self.conn();
-        match f(conn).await {
+        match timed(f(conn)).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) if is_connect_error(&s) => match self.reconnect(generation) {
-                Some(conn) => f(conn).await.map(tonic::Response::into_inner),
+                Some(conn) => timed(f(conn)).await.map(tonic::Response::into_inner),
                 None => Err(s),
             },
             Err(s) => Err(s),
@@ -914,7 +1038,7 @@ impl LndNode {
     fn watch_invoice(&self, hash: PaymentHash) {
         let (_, mut conn) = self.conn();
         let events = self.events.clone();
-        let delta = self.settings.hold_expiry_delta;
+        let delta = self.settle_delta();
         tokio::spawn(async move {
             let Ok(resp) = conn
                 .invoices
@@ -991,17 +1115,21 @@ impl LndNode {
     /// start the payment, so no record (or an older failed one) is only `Unavailable` then.
     async fn after_send_error(&self, hash: PaymentHash, err: &Status) -> Result<PaymentHash, LnError> {
         let what = format!("SendPaymentV2: {:?}: {}", err.code(), err.message());
-        let transport = is_transport_error(err);
+        let class = classify(err.code(), err.message(), is_transport_error(err));
         match self.payment_status(&hash).await {
             Ok(PaymentStatus::InFlight | PaymentStatus::Succeeded { .. }) => Ok(hash),
-            Ok(_) if transport => Err(LnError::Unavailable(format!("{what}; LND may still start the payment"))),
-            // Nothing sent: a refusal whatever the code (an unsupported request stays
-            // `Unsupported`).
-            Ok(PaymentStatus::Unknown) => match classify(err.code(), err.message(), false) {
-                ErrorClass::Unsupported => Err(LnError::Unsupported(format!("{what}: nothing sent"))),
-                _ => Err(LnError::Refused(format!("{what}: nothing sent"))),
-            },
-            Ok(PaymentStatus::Failed { reason }) => Err(LnError::Refused(format!("{what}; payment failed: {reason}"))),
+            // LND's own words for a request it refused before registering a payment: nothing
+            // sent (a failed record there is an earlier attempt's).
+            Ok(_) if class == ErrorClass::Refused => Err(LnError::Refused(format!("{what}: nothing sent"))),
+            Ok(PaymentStatus::Unknown) if class == ErrorClass::Unsupported => {
+                Err(LnError::Unsupported(format!("{what}: nothing sent")))
+            }
+            // Anything else (transport errors, timeouts, a proxy's answer, a response cut short)
+            // may have reached LND, which may still register and start the payment: the
+            // outcome is unknown, and only a later read of the record can tell.
+            Ok(_) => Err(LnError::Unavailable(format!(
+                "{what}; outcome unknown: LND may still start the payment"
+            ))),
             Err(e) => Err(LnError::Unavailable(format!(
                 "{what}; its payment record cannot be read: {e}"
             ))),
@@ -1025,6 +1153,7 @@ impl LightningNode for LndNode {
     }
 
     async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<HoldInvoice, LnError> {
+        self.refresh_settings().await;
         let add = invoicesrpc::AddHoldInvoiceRequest {
             memo: req.description.clone(),
             hash: req.payment_hash.0.to_vec(),
@@ -1053,6 +1182,7 @@ impl LightningNode for LndNode {
     /// `NotFound` means canceled: LND deletes only canceled invoices (see the module doc) and
     /// Eddy asks only about invoices it created.
     async fn hold_invoice_state(&self, payment_hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        self.refresh_settings().await;
         let msg = invoicesrpc::LookupInvoiceMsg {
             invoice_ref: Some(InvoiceRef::PaymentHash(payment_hash.0.to_vec())),
             lookup_modifier: 0,
@@ -1064,7 +1194,7 @@ impl LightningNode for LndNode {
             })
             .await
         {
-            Ok(inv) => Ok(invoice_state(&inv, self.settings.hold_expiry_delta)),
+            Ok(inv) => Ok(invoice_state(&inv, self.settle_delta())),
             Err(s) if invoice_gone(&s) => Ok(HoldInvoiceState::Canceled),
             Err(s) => Err(status_err(s)),
         }
@@ -1176,6 +1306,7 @@ impl LightningNode for LndNode {
     }
 
     async fn pay_invoice(&self, bolt11: &str, params: &PayParams) -> Result<PaymentHash, LnError> {
+        self.refresh_settings().await;
         // Refused before anything else: a budget of 0 would read as "no limit" to LND.
         if params.max_total_cltv_delta == Some(0) {
             return Err(LnError::Refused(
@@ -1192,7 +1323,7 @@ impl LightningNode for LndNode {
         let limit = cltv_limit(
             params.max_total_cltv_delta,
             decoded.cltv_expiry.max(0) as u64,
-            self.settings.max_cltv_expiry,
+            self.settings().max_cltv_expiry,
         )?;
         let req = routerrpc::SendPaymentRequest {
             payment_request: bolt11.trim().to_string(),
@@ -1353,7 +1484,7 @@ impl LightningNode for LndNode {
     }
 
     fn settle_deadline_delta(&self) -> u32 {
-        self.settings.hold_expiry_delta
+        self.settle_delta()
     }
 }
 
@@ -1401,6 +1532,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn settle_delta_never_below_lnds_broadcast_delta_plus_two() {
+        for (version, ibd) in [
+            ("0.20.1-beta commit=v0.20.1-beta", 10),
+            ("0.18.5-beta", 10),
+            ("0.21.0-beta", 16),
+            ("0.21.2-beta commit=v0.21.2-beta", 16),
+            ("1.0.0", 16),
+            ("unknown", 16),
+        ] {
+            assert_eq!(incoming_broadcast_delta(version), ibd, "{version}");
+        }
+        assert_eq!(effective_settle_delta(12, "0.20.1-beta"), 12);
+        assert_eq!(effective_settle_delta(0, "0.20.1-beta"), 12);
+        assert_eq!(effective_settle_delta(12, "0.21.2-beta"), 18);
+        assert_eq!(effective_settle_delta(48, "0.21.2-beta"), 48);
     }
 
     #[test]
@@ -1540,7 +1689,8 @@ mod tests {
         }
         // A deleted invoice, as LookupInvoiceV2 reports it.
         assert!(invoice_gone(&Status::not_found("unable to locate invoice")));
-        assert!(invoice_gone(&Status::unknown("there are no existing invoices")));
+        // A node without invoice buckets is a wiped or different node, not a deletion.
+        assert!(!invoice_gone(&Status::unknown("there are no existing invoices")));
         assert!(!invoice_gone(&Status::unknown("invoice still open")));
         assert!(!invoice_gone(&Status::unavailable("connection refused")));
         // And what the caller sees.
@@ -1991,7 +2141,8 @@ mod tests {
                         (node.hold_expiry_delta(), node.hold_expiry_delta_source()),
                         (delta, source)
                     );
-                    assert_eq!(node.settle_deadline_delta(), delta);
+                    // LND 0.21: never later than its incoming broadcast delta 16 + 2.
+                    assert_eq!(node.settle_deadline_delta(), delta.max(18));
                     assert_eq!(node.version(), "0.21.0-beta");
                     if source == HoldExpiryDeltaSource::Node {
                         assert_eq!(node.max_cltv_expiry(), Some(1000));

@@ -460,7 +460,8 @@ fn macaroon_permissions_are_enforced_and_reported() {
 }
 
 /// LND regenerates its certificate (at restart, when expired): the client re-reads the
-/// certificate file and carries on. And a CA-issued certificate is accepted without a pinned
+/// certificate file and carries on, and re-reads the node's settings (a restart may come with
+/// a new hold expiry delta). And a CA-issued certificate is accepted without a pinned
 /// cert (`lndconnect` without `cert`), through the system's CA roots (`SSL_CERT_FILE`).
 #[test]
 fn certificate_rotation_and_ca_issued_certificates() {
@@ -469,9 +470,20 @@ fn certificate_rotation_and_ca_issued_certificates() {
     let mut e = w.emulator("lnd-tls", EmulatorOptions::new(LndProfile::lnd_0_21()));
     let ln = w.client(&e);
     let before = w.rt.block_on(ln.info()).expect("info");
+    assert_eq!(ln.settle_deadline_delta(), 18);
+    // LND is upgraded/reconfigured and restarts: new certificate, new hold expiry delta.
+    e.set_hold_expiry_delta(24);
     w.rt.block_on(e.rotate_certificate()).expect("rotate");
     let after = w.rt.block_on(ln.info()).expect("info after the certificate changed");
     assert_eq!(before.pubkey, after.pubkey);
+    // The next call that reads invoices re-reads the node's settings first.
+    assert_eq!(
+        w.rt.block_on(ln.hold_invoice_state(&Preimage::from_bytes([0x3c; 32]).payment_hash())),
+        Ok(HoldInvoiceState::Canceled),
+        "unknown to LND: deleted, i.e. canceled"
+    );
+    assert_eq!(ln.hold_expiry_delta(), 24, "the new delta is read after the restart");
+    assert_eq!(ln.settle_deadline_delta(), 24);
     drop(e);
     let ca = w.emulator(
         "lnd-ca",

@@ -347,6 +347,46 @@ pub const LND_RECONNECT_MIN_INTERVAL_SECS: u64 = 5;
 /// by at most that long, and nothing is lost by giving up (the record is re-read every pass).
 pub const LND_SEND_FIRST_UPDATE_SECS: u64 = SERVER_CALL_TIMEOUT_SECS;
 
+/// LND client: the longest any single call to LND may take (a unary call, or the response
+/// headers of a streaming one) before it is abandoned as transient. Without it one half-open
+/// connection would stall every swap the engine steps in turn, including refunds and claims
+/// that do not need LND; 30 s is far above LND's answer times and far below a block.
+pub const LND_CALL_TIMEOUT_SECS: u64 = 30;
+
+/// LND client: HTTP/2 keep-alive ping interval (and timeout) on the gRPC connection, so a
+/// connection that died silently (NAT timeout, host gone) is noticed within 40 s and rebuilt.
+pub const LND_KEEPALIVE_SECS: u64 = 30;
+
+/// LND client: seconds between two re-reads of the node's settings (`GetDebugInfo`: the hold
+/// expiry delta and `max-cltv-expiry`; `GetInfo`: the version). An LND upgrade (0.20 → 0.21
+/// moves the default delta from 12 to 18) or an edited `lnd.conf` needs a restart of LND, which
+/// Eddy rides out without restarting itself: it must not keep a stale delta for longer than a
+/// minute (a block takes ten).
+pub const LND_SETTINGS_REFRESH_SECS: u64 = 60;
+
+/// LND's `DefaultIncomingBroadcastDelta` up to v0.20 (`lncfg/config.go`): from
+/// `expiry − this` on, settling an incoming HTLC makes LND go on-chain for it.
+pub const LND_INCOMING_BROADCAST_DELTA_BEFORE_0_21: u32 = 10;
+
+/// LND's `DefaultIncomingBroadcastDelta` from v0.21 (PR #10331 raised it to 16).
+pub const LND_INCOMING_BROADCAST_DELTA_FROM_0_21: u32 = 16;
+
+/// LND client: Eddy settles a held HTLC no later than `expiry − (incoming broadcast delta +
+/// this)` even when the node's `invoices.holdexpirydelta` is set lower — LND's own default keeps
+/// the same 2 blocks (`DefaultHoldInvoiceExpiryDelta = incoming broadcast delta + 2`); settling
+/// later would make LND force-close and claim on-chain with almost no blocks left.
+pub const LND_HOLD_SETTLE_MIN_MARGIN: u32 = 2;
+
+/// Loop-in server: seconds after a send whose outcome is unknown (the node may have received
+/// it: a transport error, a timeout) during which the node's payment record is not taken as
+/// "nothing sent". LND registers a payment as soon as it has read and checked the request
+/// (`InitPayment` at the start of `SendPaymentV2`); until then `TrackPaymentV2` answers
+/// `NotFound`, or shows the previous attempt's failed record. 60 s covers a slow node many
+/// times over; the swap stays `Paying` meanwhile (nothing is counted as a failed attempt, no
+/// refund is co-signed), and a re-send is harmless (LND refuses a second payment of a hash in
+/// flight or paid).
+pub const LOOP_IN_SEND_OUTCOME_GRACE_SECS: u64 = 60;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +492,21 @@ mod tests {
                     <= 1008
             );
             assert!(LND_SEND_FIRST_UPDATE_SECS > 0 && LND_RECONNECT_MIN_INTERVAL_SECS > 0);
+            // A stalled call is given up long before a block, and the settings are re-read
+            // well within one.
+            assert!(LND_CALL_TIMEOUT_SECS < 600 && LND_SETTINGS_REFRESH_SECS < 600);
+            assert!(LND_SEND_FIRST_UPDATE_SECS <= LND_CALL_TIMEOUT_SECS);
+            // LND's defaults are exactly the minimum settle margin over its broadcast delta.
+            assert_eq!(
+                LND_INCOMING_BROADCAST_DELTA_BEFORE_0_21 + LND_HOLD_SETTLE_MIN_MARGIN,
+                12
+            );
+            assert_eq!(LND_INCOMING_BROADCAST_DELTA_FROM_0_21 + LND_HOLD_SETTLE_MIN_MARGIN, 18);
+            assert!(LND_INCOMING_BROADCAST_DELTA_FROM_0_21 + LND_HOLD_SETTLE_MIN_MARGIN <= MAX_SETTLE_DEADLINE_DELTA);
+            // An unknown send outcome is resolved within minutes: well inside the payment
+            // window (a block is ~600 s; the last payment height leaves 60 blocks).
+            assert!(LOOP_IN_SEND_OUTCOME_GRACE_SECS >= 2 * LND_CALL_TIMEOUT_SECS);
+            assert!(LOOP_IN_SEND_OUTCOME_GRACE_SECS < 600);
         }
     }
 }

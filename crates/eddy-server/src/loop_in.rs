@@ -9,10 +9,10 @@
 //! after co-signing one.
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
     DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS,
-    LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    LOOP_IN_SEND_OUTCOME_GRACE_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
@@ -81,6 +81,11 @@ pub struct LoopInRecord {
     /// After a failed attempt with attempts left: when (unix seconds) to send again.
     #[serde(default)]
     pub retry_at: Option<u64>,
+    /// After a send whose outcome is unknown (the node may have received it): until when (unix
+    /// seconds) the node's payment record is not read as "nothing sent"
+    /// ([`LOOP_IN_SEND_OUTCOME_GRACE_SECS`]).
+    #[serde(default)]
+    pub send_outcome_unknown_until: Option<u64>,
     /// The state machine's state.
     pub state: State,
 }
@@ -229,6 +234,7 @@ impl LoopOutServer {
             last_hop: req.last_hop,
             pay_retries: 0,
             retry_at: None,
+            send_outcome_unknown_until: None,
             state: State::Created,
         };
         let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
@@ -574,6 +580,25 @@ impl LoopOutServer {
         }
         // The payment.
         if let State::Paying { .. } = rec.state {
+            // A send whose outcome is unknown: until the grace ends, only a payment in flight or
+            // made counts; no record (or an earlier attempt's failed one) may just mean the node
+            // has not registered it yet.
+            let now = unix_now();
+            let outcome_unknown = match rec.send_outcome_unknown_until {
+                Some(t) if now < t => true,
+                Some(_) => {
+                    rec.send_outcome_unknown_until = None;
+                    self.persist_in(
+                        id,
+                        &mut version,
+                        &mut rec,
+                        json!({"event": "payment_outcome_grace_over"}),
+                    )
+                    .await?;
+                    false
+                }
+                None => false,
+            };
             match self
                 .ln()
                 .payment_status(&rec.htlc.payment_hash)
@@ -584,6 +609,7 @@ impl LoopOutServer {
                     self.apply_in(id, &mut version, &mut rec, Event::PaymentSucceeded(preimage), tip)
                         .await?;
                 }
+                PaymentStatus::Failed { .. } | PaymentStatus::Unknown if outcome_unknown => {}
                 PaymentStatus::Failed { reason } => {
                     self.payment_failed(id, &mut version, &mut rec, tip, reason).await?;
                 }
@@ -771,6 +797,16 @@ impl LoopOutServer {
                 eddy_store::crash_point("loop_in_server.pay.before_send");
                 match self.ln().pay_invoice(&rec.invoice, &params).await {
                     Ok(_) => Ok(()),
+                    // The node may have received the send (a transport error, a timeout): not a
+                    // failed attempt — the swap must not become refundable while the payment
+                    // may still go out. The record decides after the grace; a re-send before
+                    // then is harmless (one payment per hash).
+                    Err(LnError::Unavailable(e)) => {
+                        tracing::warn!(swap = %id, error = %e, "loop-in payment outcome unknown; waiting for the node's record");
+                        rec.send_outcome_unknown_until = Some(unix_now() + LOOP_IN_SEND_OUTCOME_GRACE_SECS);
+                        self.persist_in(id, version, rec, json!({"event": "payment_outcome_unknown"}))
+                            .await
+                    }
                     // Whatever the node answered (refused up front, unsupported, or an error that
                     // may hide a refusal — LND reports most of its refusals as `Unknown`), its
                     // own payment record decides: in flight or made → wait; unknown or failed →

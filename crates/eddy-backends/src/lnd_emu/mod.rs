@@ -463,6 +463,13 @@ impl LndEmulator {
         Err(last.unwrap_or_else(|| std::io::Error::other("rebind failed")))
     }
 
+    /// LND's `invoices.holdexpirydelta` changed (an upgrade or an edited lnd.conf; LND applies
+    /// it after a restart — pair with [`LndEmulator::rotate_certificate`] to restart).
+    pub fn set_hold_expiry_delta(&self, delta: u32) {
+        self.inner.state().registry.rules.hold_expiry_delta = delta;
+        self.inner.bump();
+    }
+
     /// Test hook: records an HTLC held for the hold invoice `hash` as if it had arrived at the
     /// current height (the node behind does not hold it; see the module docs). Returns LND's
     /// accept outcome.
@@ -838,7 +845,7 @@ async fn get_debug_info(
             "unknown method GetDebugInfo for service lnrpc.Lightning",
         ));
     }
-    let rules = inner.profile.rules;
+    let rules = inner.state().registry.rules;
     let config = [
         ("invoices.holdexpirydelta", rules.hold_expiry_delta.to_string()),
         ("max-cltv-expiry", inner.profile.max_cltv_expiry.to_string()),
