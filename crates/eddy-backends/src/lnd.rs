@@ -1017,11 +1017,12 @@ impl LndNode {
     {
         let limit = Duration::from_secs(LND_CALL_TIMEOUT_SECS);
         let timed = |fut: Fut| async move {
-            tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Status::deadline_exceeded(format!(
                     "no answer from LND within {LND_CALL_TIMEOUT_SECS} s"
-                )))
-            })
+                ))),
+            }
         };
         let (generation, conn) = self.conn();
         match timed(f(conn)).await {

@@ -429,6 +429,42 @@ fn lnd_refusals_statuses_and_gc_through_the_client() {
         Ok(PaymentStatus::Unknown),
         "nothing was sent"
     );
+    // A refusal that only LND makes (the client does not check invoice expiry itself): LND's
+    // plain "invoice expired" comes back, the record says nothing was sent → refused.
+    let stale = Preimage::from_bytes([0x36; 32]);
+    let expired = w
+        .lab
+        .node(0)
+        .node()
+        .bolt11_payment()
+        .receive_for_hash(
+            5_000_000,
+            &ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+                ldk_node::lightning_invoice::Description::new("stale".into()).expect("desc"),
+            ),
+            1,
+            ldk_node::lightning_types::payment::PaymentHash(stale.payment_hash().0),
+        )
+        .expect("payee invoice");
+    std::thread::sleep(Duration::from_millis(2_100));
+    let sent = w.rt.block_on(ln.pay_invoice(
+        &expired.to_string(),
+        &PayParams {
+            max_fee_msat: 0,
+            timeout: Duration::from_secs(30),
+            outgoing_channel: None,
+            max_total_cltv_delta: Some(500),
+            last_hop: None,
+        },
+    ));
+    assert!(
+        matches!(&sent, Err(LnError::Refused(m)) if m.contains("invoice expired") && m.contains("nothing sent")),
+        "{sent:?}"
+    );
+    assert_eq!(
+        w.rt.block_on(ln.payment_status(&stale.payment_hash())),
+        Ok(PaymentStatus::Unknown)
+    );
     w.finish();
 }
 

@@ -32,6 +32,7 @@ fn test_rules(hold_expiry_delta: u32, gc: bool) -> Rules {
         final_cltv_reject_delta: 4,
         min_final_cltv_delta: 4,
         gc_canceled_on_the_fly: gc,
+        mpp_hold_secs: 30,
     }
 }
 
@@ -121,7 +122,7 @@ fn accepted_hold_invoice_is_not_canceled_by_time() {
     let mut reg = Registry::new(test_rules(0, false));
     let h = add(&mut reg, &preimage(1), true, TEST_TIME, HOUR);
     assert_eq!(
-        reg.htlc_arrived(&h, AMOUNT, 100, CURRENT_HEIGHT, false),
+        reg.htlc_arrived(&h, AMOUNT, 100, CURRENT_HEIGHT, TEST_TIME, false),
         HtlcOutcome::Accepted
     );
     assert_eq!(state(&reg, &h), InvoiceState::Accepted);
@@ -139,7 +140,7 @@ fn height_already_expired_cancels_at_once() {
     // looks (LND's test inserts the entry with expiry = current height directly).
     let mut reg = Registry::new(test_rules(0, false));
     let h = add(&mut reg, &preimage(1), true, TEST_TIME, HOUR);
-    reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, false);
+    reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false);
     assert_eq!(reg.expire(HTLC_EXPIRY, TEST_TIME), vec![h]);
     let inv = reg.lookup(&h).expect("invoice");
     assert_eq!(inv.state, InvoiceState::Canceled);
@@ -152,9 +153,9 @@ fn height_already_expired_cancels_at_once() {
 fn expiry_height_arrives_at_the_lowest_htlc_minus_delta() {
     let mut reg = Registry::new(test_rules(1, false));
     let h = add(&mut reg, &preimage(1), true, TEST_TIME, 2 * HOUR);
-    reg.htlc_arrived(&h, AMOUNT / 2, 11, CURRENT_HEIGHT, false);
+    reg.htlc_arrived(&h, AMOUNT / 2, 11, CURRENT_HEIGHT, TEST_TIME, false);
     assert_eq!(state(&reg, &h), InvoiceState::Open, "half the amount: still open");
-    reg.htlc_arrived(&h, AMOUNT / 2, 7, 2, false);
+    reg.htlc_arrived(&h, AMOUNT / 2, 7, 2, TEST_TIME, false);
     assert_eq!(state(&reg, &h), InvoiceState::Accepted);
     assert_eq!(reg.lookup(&h).expect("inv").cancel_height(1), Some(6));
     assert!(
@@ -176,11 +177,11 @@ fn settle_hold_invoice() {
     let p = preimage(1);
     let h = add(&mut reg, &p, true, TEST_TIME, HOUR);
     assert_eq!(
-        reg.htlc_arrived(&h, 100_500, HTLC_EXPIRY, CURRENT_HEIGHT, false),
+        reg.htlc_arrived(&h, 100_500, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false),
         HtlcOutcome::Accepted
     );
     assert_eq!(
-        reg.htlc_arrived(&h, 100_500, 1, CURRENT_HEIGHT, false),
+        reg.htlc_arrived(&h, 100_500, 1, CURRENT_HEIGHT, TEST_TIME, false),
         HtlcOutcome::ExpiryTooSoon
     );
     let inv = reg.lookup(&h).expect("inv");
@@ -205,14 +206,14 @@ fn cancel_hold_invoice() {
     let mut reg = Registry::new(test_rules(0, false));
     let p = preimage(1);
     let h = add(&mut reg, &p, true, TEST_TIME, HOUR);
-    reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, false);
+    reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false);
     assert_eq!(reg.cancel(&h), Ok(true));
     let inv = reg.lookup(&h).expect("inv");
     assert_eq!(inv.state, InvoiceState::Canceled);
     assert_eq!(inv.htlcs[0].state, HtlcState::Canceled);
     assert_eq!(inv.htlcs[0].accept_height, CURRENT_HEIGHT, "the original accept height");
     assert_eq!(
-        reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, 2, false),
+        reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, 2, TEST_TIME, false),
         HtlcOutcome::InvoiceNotOpen
     );
     assert_eq!(reg.cancel(&h), Ok(false), "cancel again: success, no change");
@@ -242,7 +243,7 @@ fn cancel_invoice_with_and_without_gc() {
             assert_eq!(reg.cancel(&h), Ok(false));
         }
         assert_eq!(
-            reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, false),
+            reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false),
             HtlcOutcome::InvoiceNotOpen
         );
     }
@@ -253,7 +254,14 @@ fn cancel_invoice_with_and_without_gc() {
 fn unknown_invoice() {
     let mut reg = Registry::new(test_rules(0, false));
     assert_eq!(
-        reg.htlc_arrived(&preimage(9).payment_hash(), AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, false),
+        reg.htlc_arrived(
+            &preimage(9).payment_hash(),
+            AMOUNT,
+            HTLC_EXPIRY,
+            CURRENT_HEIGHT,
+            TEST_TIME,
+            false
+        ),
         HtlcOutcome::InvoiceNotOpen
     );
 }
@@ -270,7 +278,7 @@ fn height_expiry_with_registry() {
             let p = preimage(1);
             let h = add(&mut reg, &p, true, TEST_TIME, HOUR);
             for i in 0..parts {
-                let outcome = reg.htlc_arrived(&h, AMOUNT / u64::from(parts), 5 + i, CURRENT_HEIGHT, false);
+                let outcome = reg.htlc_arrived(&h, AMOUNT / u64::from(parts), 5 + i, CURRENT_HEIGHT, TEST_TIME, false);
                 assert_eq!(outcome, HtlcOutcome::Accepted);
             }
             assert_eq!(state(&reg, &h), InvoiceState::Accepted);
@@ -291,22 +299,74 @@ fn height_expiry_with_registry() {
     }
 }
 
-/// `testMultipleSetHeightExpiry`: an incomplete set never counts (block 5 passes with only a
-/// half part held, expiring at 5); once the set completes with parts expiring at 10, the
-/// invoice is canceled at block 10. (LND releases the lone part after its MPP timeout; the
-/// registry here keeps the part — the emulator's node behind releases it — and the rule under
-/// test is that the watcher looks only at accepted invoices.)
+/// `testMultipleSetHeightExpiry`: a lone half part expiring at 5 is released after the MPP
+/// hold duration (30 s in LND's test config), so block 5 cancels nothing; a complete set of two
+/// parts expiring at 10 is accepted, and block 10 cancels it — only the complete set's expiry
+/// counts.
 #[test]
 fn multiple_set_height_expiry() {
     let mut reg = Registry::new(test_rules(0, false));
     let h = add(&mut reg, &preimage(1), true, TEST_TIME, HOUR);
-    reg.htlc_arrived(&h, AMOUNT / 2, 10, CURRENT_HEIGHT, false);
+    assert_eq!(
+        reg.htlc_arrived(&h, AMOUNT / 2, 5, CURRENT_HEIGHT, TEST_TIME, false),
+        HtlcOutcome::Accepted
+    );
     assert_eq!(state(&reg, &h), InvoiceState::Open);
-    assert!(reg.expire(5, TEST_TIME).is_empty(), "incomplete set: not queued");
-    reg.htlc_arrived(&h, AMOUNT / 2, 10, CURRENT_HEIGHT, false);
+    assert!(reg.expire(CURRENT_HEIGHT, TEST_TIME + 29).is_empty());
+    assert_eq!(
+        reg.lookup(&h).expect("inv").htlcs[0].state,
+        HtlcState::Accepted,
+        "held 29 s"
+    );
+    assert!(reg.expire(CURRENT_HEIGHT, TEST_TIME + 30).is_empty());
+    assert_eq!(
+        reg.lookup(&h).expect("inv").htlcs[0].state,
+        HtlcState::Canceled,
+        "released at the MPP timeout"
+    );
+    assert!(
+        reg.expire(5, TEST_TIME + 30).is_empty(),
+        "block 5: the released part does not count"
+    );
+    assert_eq!(state(&reg, &h), InvoiceState::Open);
+    for _ in 0..2 {
+        assert_eq!(
+            reg.htlc_arrived(&h, AMOUNT / 2, 10, 5, TEST_TIME + 31, false),
+            HtlcOutcome::Accepted
+        );
+    }
     assert_eq!(state(&reg, &h), InvoiceState::Accepted);
-    assert!(reg.expire(9, TEST_TIME).is_empty());
-    assert_eq!(reg.expire(10, TEST_TIME), vec![h]);
+    assert_eq!(reg.lookup(&h).expect("inv").amt_paid_msat(), AMOUNT);
+    assert!(reg.expire(9, TEST_TIME + 31).is_empty());
+    assert_eq!(reg.expire(10, TEST_TIME + 31), vec![h]);
+    // An HTLC to the invoice once accepted is refused (`ResultInvoiceNotOpen`).
+}
+
+/// An HTLC to an invoice that is no longer open (here: accepted) is refused, as LND's
+/// `update.go` answers `ResultInvoiceNotOpen`.
+#[test]
+fn htlc_to_an_accepted_invoice_is_refused() {
+    let mut reg = Registry::new(test_rules(0, false));
+    let h = add(&mut reg, &preimage(1), true, TEST_TIME, HOUR);
+    reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false);
+    assert_eq!(
+        reg.htlc_arrived(&h, AMOUNT, HTLC_EXPIRY, CURRENT_HEIGHT, TEST_TIME, false),
+        HtlcOutcome::InvoiceNotOpen
+    );
+    assert_eq!(reg.lookup(&h).expect("inv").htlcs.len(), 1);
+}
+
+/// An open invoice holding an incomplete part is canceled by its time expiry all the same, and
+/// the part fails back with it.
+#[test]
+fn open_invoice_with_a_partial_part_expires_by_time() {
+    let mut reg = Registry::new(test_rules(0, false));
+    let h = add(&mut reg, &preimage(1), true, TEST_TIME, HOUR);
+    reg.htlc_arrived(&h, AMOUNT / 2, 100, CURRENT_HEIGHT, TEST_TIME + HOUR - 10, false);
+    assert_eq!(reg.expire(CURRENT_HEIGHT, TEST_TIME + HOUR + 1), vec![h]);
+    let inv = reg.lookup(&h).expect("inv");
+    assert_eq!(inv.state, InvoiceState::Canceled);
+    assert_eq!(inv.htlcs[0].state, HtlcState::Canceled);
 }
 
 /// AddInvoice's final-CLTV rules (`addinvoice.go`): 0 ⇒ 80; below the version's minimum or

@@ -179,12 +179,14 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
 
 /// Item 1 of issue 18: a loop-in funded so late that every send's CLTV budget is at or below
 /// the invoice's final delta (42, LDK's) + LND's padding of 3 — LND refuses such a send with a
-/// plain error. The server must never pay, not on any retry, not at `E − 20`, not after `E`:
+/// plain error (the LND client refuses it first, nothing reaches LND; LND's own refusal through
+/// the client is `lnd_emulator::lnd_refusals_statuses_and_gc_through_the_client`). The server
+/// must never pay, not on any retry, not at `E − 20`, not after `E`:
 /// the swap becomes refundable (payment failed) and the client refunds cooperatively. Server
 /// channel unchanged and no payment record at its node; client: funding back less the refund
 /// fee.
 #[test]
-fn loop_in_whose_sends_lnd_refuses_is_never_paid() {
+fn loop_in_funded_too_late_for_lnds_cltv_rule_is_never_paid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
     let (emulator, lnd_client) = lnd(&net, LndProfile::lnd_0_21(), "lnd-0.21");

@@ -588,13 +588,8 @@ impl LoopOutServer {
                 Some(t) if now < t => true,
                 Some(_) => {
                     rec.send_outcome_unknown_until = None;
-                    self.persist_in(
-                        id,
-                        &mut version,
-                        &mut rec,
-                        json!({"event": "payment_outcome_grace_over"}),
-                    )
-                    .await?;
+                    self.persist_in(id, &mut version, &rec, json!({"event": "payment_outcome_grace_over"}))
+                        .await?;
                     false
                 }
                 None => false,

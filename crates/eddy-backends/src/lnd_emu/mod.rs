@@ -478,7 +478,7 @@ impl LndEmulator {
             let mut st = self.inner.state();
             let height = st.height;
             st.registry
-                .htlc_arrived(&hash, amount_msat, expiry_height, height, false)
+                .htlc_arrived(&hash, amount_msat, expiry_height, height, unix_now(), false)
         };
         self.inner.bump();
         outcome
@@ -587,9 +587,14 @@ async fn drive(inner: &Inner) {
             match (state, &node) {
                 (InvoiceState::Open, HoldInvoiceState::Accepted { htlcs, .. }) if hold => {
                     for h in htlcs {
-                        let outcome =
-                            st.registry
-                                .htlc_arrived(&hash, h.amount_msat, h.expiry_height, arrival_floor, true);
+                        let outcome = st.registry.htlc_arrived(
+                            &hash,
+                            h.amount_msat,
+                            h.expiry_height,
+                            arrival_floor,
+                            unix_now(),
+                            true,
+                        );
                         if outcome != HtlcOutcome::Accepted {
                             fail_back = true;
                         }
@@ -1360,6 +1365,16 @@ async fn send_payment(inner: Arc<Inner>, r: routerrpc::SendPaymentRequest) -> Re
         Err(LnError::Refused(_)) => PaymentRecord {
             attempts: vec![],
             reason: Some(FailureReason::NoRoute),
+            preimage: None,
+            fee_msat: 0,
+            value_msat,
+            on_node: true,
+        },
+        // The node behind could not be asked: LND would have registered the payment and then
+        // failed it (its router cannot send), so there is a record, failed.
+        Err(LnError::Unavailable(_)) => PaymentRecord {
+            attempts: vec![],
+            reason: Some(FailureReason::Error),
             preimage: None,
             fee_msat: 0,
             value_msat,

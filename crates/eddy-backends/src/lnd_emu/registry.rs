@@ -117,6 +117,9 @@ pub struct Htlc {
     pub expiry_height: u32,
     /// The height at which it was accepted.
     pub accept_height: u32,
+    /// When it was accepted (unix seconds).
+    #[serde(default)]
+    pub accept_unix: u64,
     /// Its state.
     pub state: HtlcState,
     /// Whether the node behind the emulator holds it (`false`: recorded by a test directly,
@@ -222,6 +225,9 @@ pub struct Rules {
     pub min_final_cltv_delta: u64,
     /// `--gc-canceled-invoices-on-the-fly`: a canceled invoice is deleted at once.
     pub gc_canceled_on_the_fly: bool,
+    /// `HtlcHoldDuration`: parts of an incomplete multi-part payment are failed back
+    /// (`ResultMppTimeout`) after this many seconds (120 by default).
+    pub mpp_hold_secs: u64,
 }
 
 impl Rules {
@@ -231,6 +237,7 @@ impl Rules {
         final_cltv_reject_delta: 13,
         min_final_cltv_delta: 18,
         gc_canceled_on_the_fly: false,
+        mpp_hold_secs: 120,
     };
 
     /// LND v0.21 with default settings (PR #10331 raised the incoming broadcast delta to 16).
@@ -239,6 +246,7 @@ impl Rules {
         final_cltv_reject_delta: 19,
         min_final_cltv_delta: 24,
         gc_canceled_on_the_fly: false,
+        mpp_hold_secs: 120,
     };
 }
 
@@ -353,12 +361,16 @@ impl Registry {
         amount_msat: u64,
         expiry_height: u32,
         height: u32,
+        now_unix: u64,
         on_node: bool,
     ) -> HtlcOutcome {
         let Some(inv) = self.invoices.get_mut(hash) else {
             return HtlcOutcome::InvoiceNotOpen;
         };
-        if !matches!(inv.state, InvoiceState::Open | InvoiceState::Accepted) {
+        // `update.go`, in its order: a settled or canceled invoice takes nothing; then the
+        // expiry checks; then an invoice that is no longer open (accepted: its set is complete)
+        // takes nothing more (`ResultInvoiceNotOpen`).
+        if matches!(inv.state, InvoiceState::Settled | InvoiceState::Canceled) {
             return HtlcOutcome::InvoiceNotOpen;
         }
         // `update.go`: too soon when `expiry < height + FinalCltvRejectDelta (13)` or
@@ -366,6 +378,9 @@ impl Registry {
         let floor = u64::from(height) + inv.cltv_expiry.max(u64::from(self.rules.final_cltv_reject_delta));
         if u64::from(expiry_height) < floor {
             return HtlcOutcome::ExpiryTooSoon;
+        }
+        if inv.state != InvoiceState::Open {
+            return HtlcOutcome::InvoiceNotOpen;
         }
         let held: u64 = inv
             .htlcs
@@ -379,6 +394,7 @@ impl Registry {
             amount_msat,
             expiry_height,
             accept_height: height,
+            accept_unix: now_unix,
             state: HtlcState::Accepted,
             on_node,
         });
@@ -429,6 +445,7 @@ impl Registry {
             amount_msat,
             expiry_height: 0,
             accept_height: height,
+            accept_unix: 0,
             state: HtlcState::Settled,
             on_node: true,
         });
@@ -511,10 +528,8 @@ impl Registry {
             .invoices
             .iter()
             .filter(|(_, inv)| match inv.state {
-                InvoiceState::Open => {
-                    inv.htlcs.iter().all(|h| h.state != HtlcState::Accepted)
-                        && now_unix > inv.created_unix.saturating_add(inv.expiry_secs)
-                }
+                // Open invoices by time, partial parts or not (those fail back with it).
+                InvoiceState::Open => now_unix > inv.created_unix.saturating_add(inv.expiry_secs),
                 InvoiceState::Accepted => inv
                     .cancel_height(self.rules.hold_expiry_delta)
                     .is_some_and(|at| height >= at),
@@ -524,6 +539,18 @@ impl Registry {
             .collect();
         for h in &due {
             self.cancel_unchecked(h);
+        }
+        // Parts of incomplete sets held longer than the MPP hold duration are failed back
+        // (`ResultMppTimeout`); the invoice stays open.
+        let hold = self.rules.mpp_hold_secs;
+        for inv in self.invoices.values_mut() {
+            if inv.state == InvoiceState::Open {
+                for h in &mut inv.htlcs {
+                    if h.state == HtlcState::Accepted && now_unix >= h.accept_unix.saturating_add(hold) {
+                        h.state = HtlcState::Canceled;
+                    }
+                }
+            }
         }
         due
     }
