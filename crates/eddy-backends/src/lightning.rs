@@ -22,8 +22,9 @@
 //!   succeeded returns `Ok` without sending again; the outcome is learnt from
 //!   `payment_status`, also after a restart. `pay_invoice` returning
 //!   [`LnError::Refused`] means nothing was sent for this call (the node refused it, or its
-//!   payment record shows no payment); [`LnError::Unavailable`] means it may or may not have
-//!   been sent: `payment_status` decides.
+//!   payment record shows no payment); [`LnError::NotSent`] that nothing was sent because the
+//!   node could not be reached (transient); [`LnError::Unavailable`] means it may or may not
+//!   have been sent: `payment_status` decides, once the node had time to register it.
 //! - **Errors**: [`LnError::Refused`] is permanent for that request (retrying it unchanged
 //!   fails again); [`LnError::Unavailable`] is transient.
 
@@ -37,9 +38,14 @@ use eddy_core::types::{PaymentHash, Preimage};
 /// Errors of a Lightning backend.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LnError {
-    /// The node cannot be reached or is not running; retry later.
+    /// The node cannot be reached or is not running; retry later. From `pay_invoice`: the
+    /// request may have reached the node — the payment may or may not be made.
     #[error("lightning node unavailable: {0}")]
     Unavailable(String),
+    /// From `pay_invoice`: the node could not be reached before the payment request left (no
+    /// connection, or an earlier step failed): nothing was sent; retry later.
+    #[error("lightning node unreachable, nothing sent: {0}")]
+    NotSent(String),
     /// The request is invalid for the node (bad invoice, wrong network, amount, state).
     #[error("refused by the lightning node: {0}")]
     Refused(String),

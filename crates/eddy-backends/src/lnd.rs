@@ -1314,10 +1314,15 @@ impl LightningNode for LndNode {
                 "a CLTV budget of 0 blocks: nothing sent (LND would read 0 as no limit)".into(),
             ));
         }
-        let decoded = self.decode(bolt11).await?;
+        // Until the request leaves, a node that cannot be asked means nothing was sent.
+        let not_sent = |e: LnError| match e {
+            LnError::Unavailable(m) => LnError::NotSent(m),
+            e => e,
+        };
+        let decoded = self.decode(bolt11).await.map_err(not_sent)?;
         let hash = PaymentHash::from_str(&decoded.payment_hash)
             .map_err(|_| LnError::Refused("DecodePayReq: bad payment hash".into()))?;
-        match self.payment_status(&hash).await? {
+        match self.payment_status(&hash).await.map_err(not_sent)? {
             PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => return Ok(hash),
             PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
         }
@@ -1346,6 +1351,10 @@ impl LightningNode for LndNode {
             // LND refuses a hash that is in flight or paid: the payment exists, which is what
             // the caller wanted (`lnrpc/routerrpc/router_server.go`).
             Err(s) if s.code() == Code::AlreadyExists => return Ok(hash),
+            // No connection could be made: the request never left.
+            Err(s) if is_connect_error(&s) => {
+                return Err(LnError::NotSent(format!("SendPaymentV2: {}", s.message())));
+            }
             Err(s) => return self.after_send_error(hash, &s).await,
         };
         // LND answers a started payment with its current state first; a refusal may also come
@@ -2207,5 +2216,17 @@ mod tests {
         let _server = rotate(server).await;
         assert!(matches!(node.info().await, Err(LnError::Unavailable(_))));
         assert_eq!(node.conn().0, 1);
+        // A payment asked for now cannot leave: `NotSent` (nothing sent), never "maybe sent".
+        let params = PayParams {
+            max_fee_msat: 0,
+            timeout: Duration::from_secs(5),
+            outgoing_channel: None,
+            max_total_cltv_delta: Some(500),
+            last_hop: None,
+        };
+        assert!(matches!(
+            node.pay_invoice("lnbcrt1pinvoice", &params).await,
+            Err(LnError::NotSent(_))
+        ));
     }
 }

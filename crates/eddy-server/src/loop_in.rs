@@ -796,6 +796,12 @@ impl LoopOutServer {
                     // failed attempt — the swap must not become refundable while the payment
                     // may still go out. The record decides after the grace; a re-send before
                     // then is harmless (one payment per hash).
+                    // The node could not be reached: nothing sent, no attempt; the next pass asks
+                    // the machine again (and the node's record, once it answers).
+                    Err(LnError::NotSent(e)) => {
+                        tracing::warn!(swap = %id, error = %e, "loop-in payment not sent: node unreachable");
+                        Ok(())
+                    }
                     Err(LnError::Unavailable(e)) => {
                         tracing::warn!(swap = %id, error = %e, "loop-in payment outcome unknown; waiting for the node's record");
                         rec.send_outcome_unknown_until = Some(unix_now() + LOOP_IN_SEND_OUTCOME_GRACE_SECS);

@@ -787,7 +787,7 @@ fn status(e: RpcError) -> Status {
 /// The node behind failed; LND would answer with its own plain error.
 fn lnerr(e: LnError) -> Status {
     match e {
-        LnError::Unavailable(m) => Status::unavailable(m),
+        LnError::Unavailable(m) | LnError::NotSent(m) => Status::unavailable(m),
         LnError::Refused(m) => Status::unknown(m),
         LnError::Unsupported(m) => Status::unimplemented(format!("emulator (LDK behind it): {m}")),
         LnError::Unknown(_) => Status::unknown("unable to locate invoice"),
