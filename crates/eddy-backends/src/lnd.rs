@@ -492,7 +492,7 @@ const LND_REFUSALS: &[(&str, &str)] = &[
 ];
 
 /// Classifies an error by gRPC code first and, for LND's plain errors (`Unknown`, `Internal`),
-/// by its documented messages ([`LND_REFUSALS`]); anything unrecognised is transient. A status
+/// by its documented messages (the `LND_REFUSALS` table); anything unrecognised is transient. A status
 /// made on our side from a transport failure (`transport`) is always transient.
 pub fn classify(code: Code, message: &str, transport: bool) -> ErrorClass {
     if transport {
