@@ -445,10 +445,12 @@ impl InRun {
             InStep::UserFunds => {
                 // Only while the swap waits for its funding (or after it gave up waiting: it
                 // must not have before the give-up height) — not after it saw a funding, was
-                // abandoned or paid for: paying then is the user's mistake.
+                // abandoned or paid for: paying then is the user's mistake. "Before the give-up
+                // height" is the highest tip seen: a reorg that lowers the tip after the swap gave
+                // up does not make it wait again (the user was told it failed).
                 let waiting = self.state == li::State::Persisted
                     || (self.state == li::State::Failed(li::FailReason::NeverFunded) && !self.left_persisted);
-                if self.external && waiting && !self.user_funded && self.model.tip < self.terms.give_up_height() {
+                if self.external && waiting && !self.user_funded && self.model.max_tip < self.terms.give_up_height() {
                     self.user_funded = true;
                     self.model.pay(self.terms.amount);
                 }
