@@ -539,3 +539,148 @@ fn attack_requests_for_unknown_or_finished_swaps_cost_no_chain_call() {
     assert_eq!(wallet(&net, &own.server), wallet0);
     net.stop().expect("stop");
 }
+
+/// A connection from `from` (a loopback address of its own, e.g. 127.0.0.2) to `to`.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(format!("{from}:0").parse().expect("addr")).expect("bind");
+    s.connect(to).await.expect("connect")
+}
+
+/// Whether the server closed `s` within `within` (EOF or reset on read).
+async fn closed_within(s: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// **Issue 13: connections that never finish their headers.** One address opens 200
+/// connections and sends half a request line on each (the flood that used to exhaust the
+/// server's file handles); another dribbles a header one byte at a time; a third keeps an idle
+/// keep-alive connection. The listener admits 8 per address and closes the rest as they arrive,
+/// cuts the admitted half-open ones at the header deadline, the slow one too, and the idle one at
+/// the idle deadline — and an honest client from another address is answered throughout. No
+/// swap is created: the server's wallet and channel are unchanged.
+#[test]
+fn attack_half_open_connection_flood_leaves_others_served() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let wallet0 = wallet(&net, &net.server);
+    let ln0 = ln(&net.server_ln);
+    let limits = eddy_server::listener::ConnLimits {
+        max_connections: 64,
+        max_per_address: 8,
+        header_read_timeout: std::time::Duration::from_secs(2),
+        idle_timeout: std::time::Duration::from_secs(3),
+        request_timeout: std::time::Duration::from_secs(10),
+    };
+    let http = net
+        .rt
+        .block_on(eddy_server::http::HttpServer::start_with(
+            eddy_server::http::router(net.server.clone(), eddy::demo::terms(), 600),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits,
+        ))
+        .expect("http");
+    let to = http.addr();
+    let honest = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let terms = || {
+        let url = format!("{}/v1/terms", http.url());
+        let r = net
+            .rt
+            .block_on(async { honest.get(url).send().await })
+            .expect("terms answered");
+        assert_eq!(r.status(), 200);
+    };
+    // The flood: 200 half-open connections from 127.0.0.2.
+    let mut flood = net.rt.block_on(async {
+        let mut v = vec![];
+        for _ in 0..200 {
+            let mut s = connect_from("127.0.0.2", to).await;
+            let _ = s.write_all(b"GET /v1/terms HTTP/1.1\r\nHo").await;
+            v.push(s);
+        }
+        v
+    });
+    terms();
+    // Within 300 ms of the flood (the header deadline is 2 s): only the refused ones are closed.
+    let closed_at_once = net.rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+        let mut n = 0;
+        for s in flood.iter_mut() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if closed_within(s, left.max(std::time::Duration::from_millis(1))).await {
+                n += 1;
+            }
+        }
+        n
+    });
+    assert!(
+        closed_at_once >= 192,
+        "all but 8 closed as they arrived: {closed_at_once}"
+    );
+    assert_eq!(
+        http.stats().refused.load(std::sync::atomic::Ordering::Relaxed),
+        192,
+        "exactly 8 admitted from the flooding address"
+    );
+    // A slow-header client and an idle keep-alive one, from other addresses.
+    let (mut slow, mut idle) = net.rt.block_on(async {
+        let slow = connect_from("127.0.0.3", to).await;
+        let mut idle = connect_from("127.0.0.4", to).await;
+        idle.write_all(b"GET /v1/terms HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        (slow, idle)
+    });
+    let started = std::time::Instant::now();
+    let slow_closed = net.rt.block_on(async {
+        let header = b"GET /v1/terms HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for b in header.iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            if closed_within(&mut slow, std::time::Duration::from_millis(200)).await {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(slow_closed, "the slow header is cut off");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    terms();
+    // The 8 admitted half-open ones are past their header deadline; the idle one past its idle
+    // deadline (it got its answer first).
+    let (half_open_closed, idle_closed) = net.rt.block_on(async {
+        let mut n = 0;
+        for s in flood.iter_mut() {
+            if closed_within(s, std::time::Duration::from_secs(4)).await {
+                n += 1;
+            }
+        }
+        (n, closed_within(&mut idle, std::time::Duration::from_secs(5)).await)
+    });
+    assert_eq!(half_open_closed, 200, "every flood connection is closed");
+    assert!(idle_closed, "the idle keep-alive connection is closed");
+    assert!(http.stats().timed_out.load(std::sync::atomic::Ordering::Relaxed) >= 9);
+    terms();
+    // Nothing happened to the money.
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    assert_eq!(ln(&net.server_ln), ln0);
+    net.stop().expect("stop");
+}

@@ -1303,29 +1303,46 @@ pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> 
         }))
 }
 
-/// A running HTTP server; stops when dropped.
+/// A running HTTP server; stops when dropped. Every connection is held to
+/// [`crate::listener::ConnLimits`].
 pub struct HttpServer {
     addr: SocketAddr,
+    stats: Arc<crate::listener::ConnStats>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl HttpServer {
-    /// Serves `router` on `bind` (tests: `127.0.0.1:0`).
+    /// Serves `router` on `bind` (tests: `127.0.0.1:0`) with the default connection limits.
     pub async fn start(router: Router, bind: SocketAddr) -> std::io::Result<HttpServer> {
+        Self::start_with(router, bind, crate::listener::ConnLimits::default()).await
+    }
+
+    /// Serves `router` on `bind` with `limits`.
+    pub async fn start_with(
+        router: Router,
+        bind: SocketAddr,
+        limits: crate::listener::ConnLimits,
+    ) -> std::io::Result<HttpServer> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let stats = Arc::new(crate::listener::ConnStats::default());
+        tokio::spawn(crate::listener::serve(listener, router, limits, stats.clone(), rx));
         Ok(HttpServer {
             addr,
+            stats,
             shutdown: Some(tx),
         })
+    }
+
+    /// What the listener has seen so far.
+    pub fn stats(&self) -> &crate::listener::ConnStats {
+        &self.stats
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT`.

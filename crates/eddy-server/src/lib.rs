@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod listener;
 pub mod loop_in;
 pub mod loop_out;
 pub mod metrics;
