@@ -684,3 +684,68 @@ fn attack_half_open_connection_flood_leaves_others_served() {
     assert_eq!(ln(&net.server_ln), ln0);
     net.stop().expect("stop");
 }
+
+/// **Issue 13: errors that name the problem.** An unknown swap is 404 on the preimage push
+/// (whatever the body); the claim co-signing asked for a loop-out says it is a loop-out (400),
+/// not "unknown swap"; an amount out of range is stated in satoshis, as the API takes it; a 429
+/// carries `Retry-After`. Nothing of this costs money: the server's wallet is unchanged.
+#[test]
+fn attack_errors_name_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let wallet0 = wallet(&net, &net.server);
+    let h = Hostile::new(&net.http.as_ref().expect("http").url());
+    // Unknown swap, preimage push: 404 (it used to be 400 "does not match").
+    let stranger = Preimage::from_bytes([0x71; 32]);
+    let other = SwapId::from(Preimage::from_bytes([0x72; 32]).payment_hash());
+    let body = json!({"preimage": stranger.expose_hex()}).to_string();
+    let (s, v) = h.call(&net, "POST", &format!("/v1/swaps/{other}/preimage"), &[], Some(body));
+    assert_eq!(s, 404, "{v}");
+    // A loop-out's own client asks for a loop-in claim: 400 naming it a loop-out.
+    let p = Preimage::from_bytes([0x73; 32]);
+    let (k, pk) = key(0x74);
+    let (s, offer) = h.loop_out(&net, 60_000, p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("is a loop-out")), "{v}");
+    // Out of range: in sats.
+    let (s, v) = h.call(&net, "GET", "/v1/quote/loop-out?amount=1", &[], None);
+    assert_eq!(s, 400, "{v}");
+    let e = v["error"].as_str().expect("error");
+    assert!(e.contains("1 sat") && !e.contains("BTC"), "{e}");
+    // 429 with Retry-After.
+    let http = net
+        .rt
+        .block_on(eddy_server::http::HttpServer::start(
+            eddy_server::http::router(net.server.clone(), eddy::demo::terms(), 1),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .expect("http");
+    let client = reqwest::Client::new();
+    let post = |hash: PaymentHash| {
+        let body = json!({"amount": 60_000, "payment_hash": hash.to_string(), "claim_key": pk.to_string()});
+        let url = format!("{}/v1/loop-out", http.url());
+        let client = client.clone();
+        net.rt.block_on(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("send")
+        })
+    };
+    let first = post(Preimage::from_bytes([0x75; 32]).payment_hash());
+    assert_eq!(first.status(), 201);
+    let second = post(Preimage::from_bytes([0x76; 32]).payment_hash());
+    assert_eq!(second.status(), 429);
+    assert_eq!(
+        second.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("60")
+    );
+    assert_eq!(wallet(&net, &net.server), wallet0);
+    net.stop().expect("stop");
+}

@@ -35,11 +35,16 @@ pub struct FeePolicy {
     pub prepay: Amount,
 }
 
-/// Errors of fee computations.
+/// Errors of fee computations (amounts in satoshis, as the APIs take them).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeeError {
     /// The amount is outside the server's limits.
-    #[error("amount {amount} is outside the allowed range {min}..={max}")]
+    #[error(
+        "amount {} sat is outside the allowed range {}..={} sat",
+        amount.to_sat(),
+        min.to_sat(),
+        max.to_sat()
+    )]
     AmountOutOfRange {
         /// Requested amount.
         amount: Amount,
@@ -49,7 +54,7 @@ pub enum FeeError {
         max: Amount,
     },
     /// The fee would eat the whole swap.
-    #[error("fee {fee} is not below the swap amount {amount}")]
+    #[error("fee {} sat is not below the swap amount {} sat", fee.to_sat(), amount.to_sat())]
     FeeExceedsAmount {
         /// Fee.
         fee: Amount,

@@ -195,9 +195,20 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
+        // Every request limit is per minute: a refused caller may try again within one.
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        r
     }
 }
+
+/// `Retry-After` of a 429: the limits count requests per minute.
+const RETRY_AFTER_SECS: &str = "60";
 
 impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
@@ -1130,6 +1141,8 @@ async fn push_preimage(
     body: Result<Json<PreimageBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
+    // An unknown swap is 404 whatever the body says (one store read, no other work).
+    st.server.swap(&id).await?;
     let Json(b) = body.map_err(bad_json)?;
     let preimage = Preimage::from_hex(&b.preimage)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "preimage must be 32 bytes of hex".into()))?;

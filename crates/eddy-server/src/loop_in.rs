@@ -348,7 +348,15 @@ impl LoopOutServer {
     /// escalate, never hold it at the estimate (review #9). At most
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
     pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
-        let (_, rec) = self.loop_in(id).await?;
+        let (_, rec) = match self.loop_in(id).await {
+            // A loop-out exists under this id: say what is wrong, not "unknown swap".
+            Err(ServerError::NotFound(_)) if self.swap(id).await.is_ok() => {
+                return Err(ServerError::Invalid(format!(
+                    "swap {id} is a loop-out: only a loop-in's claim is co-signed here"
+                )))
+            }
+            other => other?,
+        };
         let State::Claiming { outpoint, preimage, .. } = rec.state else {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         };
