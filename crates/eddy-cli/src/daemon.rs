@@ -156,10 +156,23 @@ impl From<ClientError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
-            ClientError::Server(_) => StatusCode::BAD_GATEWAY,
+            ClientError::Server(m) => return server_error(m.clone()),
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())
+    }
+}
+
+/// A failed call to the swap server, as the daemon answers it: the server's 4xx passes through
+/// (the request was wrong — a typo must not look like an outage), anything else is 502 with the
+/// server named (unreachable, slow, or failing).
+fn server_error(message: String) -> ApiError {
+    match eddy_client::http::answered_status(&message)
+        .filter(|s| (400..500).contains(s))
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        Some(status) => ApiError(status, message),
+        None => ApiError(StatusCode::BAD_GATEWAY, message),
     }
 }
 
@@ -459,11 +472,7 @@ async fn quote_in(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|r| bad(format!("malformed query: {}", r.body_text())))?;
     let amount = Amount::from_sat(q.amount);
-    let fee = d
-        .server
-        .loop_in_fee(amount)
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+    let fee = d.server.loop_in_fee(amount).await.map_err(server_error)?;
     let rate = d
         .chain
         .fee_rate(d.cfg.conf_target)
@@ -522,11 +531,7 @@ async fn abandon(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> 
 }
 
 async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
-    d.server
-        .terms()
-        .await
-        .map(Json)
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))
+    d.server.terms().await.map(Json).map_err(server_error)
 }
 
 #[derive(Deserialize)]
@@ -543,7 +548,7 @@ async fn quote(
         .server
         .quote_loop_out(Amount::from_sat(q.amount))
         .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(server_error)?;
     // The client's own cost: the claim's miner fee at the current estimate.
     let rate = d
         .chain

@@ -350,6 +350,24 @@ fn cli(client_dir: &Path, daemon_url: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf8")
 }
 
+/// Runs the CLI expecting it to fail; its output (stdout and stderr).
+fn cli_fails(client_dir: &Path, daemon_url: &str, args: &[&str]) -> String {
+    let out = eddy()
+        .args(args)
+        .arg("--daemon")
+        .arg(daemon_url)
+        .arg("--data-dir")
+        .arg(client_dir)
+        .output()
+        .expect("run eddy");
+    assert!(!out.status.success(), "eddy {args:?} should have failed");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn cli_json(client_dir: &Path, daemon_url: &str, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
@@ -686,6 +704,13 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     // The client daemon restarted last (kill -9 above): let its channel come back before the
     // server pays over it.
     wait_channel_usable(&client_dir, &client.url);
+    // A wrong request reaches the user as the server's refusal (its 400 and words, amounts in
+    // sats), not as an outage (502).
+    let wrong = cli_fails(&client_dir, &client.url, &["quote", "in", "1"]);
+    assert!(
+        wrong.contains("(400 Bad Request)") && wrong.contains("amount 1 sat is outside the allowed range"),
+        "{wrong}"
+    );
     let q = cli_json(&client_dir, &client.url, &["quote", "in", "50000"]);
     // 1,000 + 50,000 × 5,000 ppm = 1,250.
     assert_eq!(q["swap_fee_sat"], 1_250, "{q}");

@@ -84,7 +84,7 @@ impl HttpSwapServer {
             .signed(reqwest::Method::GET, side, id, path, vec![])
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -103,7 +103,7 @@ impl HttpSwapServer {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
-        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let resp = self.http.get(url).send().await.map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -129,7 +129,7 @@ impl HttpSwapServer {
             .signed(reqwest::Method::POST, side, id, path, body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -148,7 +148,31 @@ impl HttpSwapServer {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let msg = body.get("error").and_then(Value::as_str).unwrap_or("no error message");
-        format!("server answered {status}: {msg}")
+        format!("{ANSWERED}{status}: {msg}")
+    }
+}
+
+/// How an error answered by the server starts (then its status code, reason and message).
+const ANSWERED: &str = "server answered ";
+
+/// The server's HTTP status in an error from this client, when the server answered (a daemon
+/// passes a 4xx through as the 4xx it is: the request was wrong, not the server down).
+pub fn answered_status(error: &str) -> Option<u16> {
+    error
+        .strip_prefix(ANSWERED)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+}
+
+/// A request that got no answer: the server is named unreachable (connection refused, DNS,
+/// TLS) or slow (timeout), never confused with an answer.
+fn send_error(e: reqwest::Error) -> String {
+    if e.is_connect() {
+        format!("server unreachable: {e}")
+    } else if e.is_timeout() {
+        format!("server did not answer in time: {e}")
+    } else {
+        format!("server request failed: {e}")
     }
 }
 
@@ -161,7 +185,7 @@ impl SwapServerApi for HttpSwapServer {
             .json(req)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -176,7 +200,7 @@ impl SwapServerApi for HttpSwapServer {
             .json(&json!({"preimage": preimage.expose_hex()}))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -213,7 +237,7 @@ impl SwapServerApi for HttpSwapServer {
             .json(req)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
@@ -279,10 +303,26 @@ impl SwapServerApi for HttpSwapServer {
             )
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(send_error)?;
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn answered_statuses_are_read_back() {
+        assert_eq!(
+            answered_status("server answered 400 Bad Request: amount 1 sat is outside"),
+            Some(400)
+        );
+        assert_eq!(answered_status("server answered 429 Too Many Requests: x"), Some(429));
+        assert_eq!(answered_status("server unreachable: connection refused"), None);
+        assert_eq!(answered_status("server answered"), None);
     }
 }
