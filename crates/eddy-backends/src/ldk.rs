@@ -53,6 +53,23 @@ use crate::lightning::{
     NodeInfo, PayParams, PaymentStatus, WalletBalance,
 };
 
+/// ldk-node's log records, into Eddy's log (`tracing`, target `ldk`). LDK logs preimages at
+/// debug level ("Claiming inbound HTLC … with preimage …") and Eddy never logs preimages, so
+/// debug, trace and gossip records are dropped; info goes to `debug` (visible with
+/// `EDDY_LOG=ldk=debug`), warnings and errors as such. Writing cannot fail or panic.
+struct NodeLog;
+
+impl ldk_node::logger::LogWriter for NodeLog {
+    fn log(&self, r: ldk_node::logger::LogRecord<'_>) {
+        match r.level {
+            LogLevel::Gossip | LogLevel::Trace | LogLevel::Debug => {}
+            LogLevel::Info => tracing::debug!(target: "ldk", module = r.module_path, line = r.line, "{}", r.args),
+            LogLevel::Warn => tracing::warn!(target: "ldk", module = r.module_path, line = r.line, "{}", r.args),
+            LogLevel::Error => tracing::error!(target: "ldk", module = r.module_path, line = r.line, "{}", r.args),
+        }
+    }
+}
+
 /// LDK fails a held HTLC back this many blocks before its CLTV expiry (its claim deadline is
 /// `expiry − 39`; measured, see ldk-node-notes).
 pub const LDK_CLAIM_DEADLINE_BEFORE_EXPIRY: u32 = 39;
@@ -506,9 +523,10 @@ impl LdkNode {
                 ..Config::default()
             };
             let mut builder = Builder::from_config(ldk_config);
-            // LDK logs preimages at debug level ("Claiming inbound HTLC … with preimage …"):
-            // Eddy never writes preimages to logs, so the node logs at info and above.
-            builder.set_filesystem_logger(None, Some(LogLevel::Info));
+            // The node logs into Eddy's log (see `NodeLog`): no file of its own to open, so no
+            // log write can fail or panic (ldk-node's file logger panics when it cannot open its
+            // file, e.g. out of file handles — and with it the node's chain sync stopped).
+            builder.set_custom_logger(Arc::new(NodeLog));
             match &cfg.chain {
                 LdkChainSource::BitcoindRpc {
                     host,
@@ -896,5 +914,68 @@ impl LightningNode for LdkNode {
 
     fn settle_deadline_delta(&self) -> u32 {
         LDK_CLAIM_DEADLINE_BEFORE_EXPIRY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer the test subscriber writes into.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn node_log_drops_debug_records_and_forwards_the_rest() {
+        use ldk_node::logger::{LogRecord, LogWriter};
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let secret = "0101010101010101010101010101010101010101010101010101010101010101";
+            for level in [LogLevel::Gossip, LogLevel::Trace, LogLevel::Debug] {
+                NodeLog.log(LogRecord {
+                    level,
+                    args: format_args!("Claiming inbound HTLC with preimage {secret}"),
+                    module_path: "lightning::ln::channelmanager",
+                    line: 1,
+                });
+            }
+            for (level, what) in [
+                (LogLevel::Info, "node info"),
+                (LogLevel::Warn, "node warning"),
+                (LogLevel::Error, "node error"),
+            ] {
+                NodeLog.log(LogRecord {
+                    level,
+                    args: format_args!("{what}"),
+                    module_path: "ldk_node",
+                    line: 2,
+                });
+            }
+        });
+        let text = String::from_utf8(out.0.lock().unwrap_or_else(|e| e.into_inner()).clone()).expect("utf8");
+        assert!(!text.contains("preimage"), "{text}");
+        for what in ["node info", "node warning", "node error"] {
+            assert!(text.contains(what), "{what}: {text}");
+        }
+        assert!(
+            text.contains("DEBUG") && text.contains("WARN") && text.contains("ERROR"),
+            "{text}"
+        );
     }
 }
