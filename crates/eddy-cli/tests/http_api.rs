@@ -140,6 +140,24 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"]
         .get("401")
         .is_none());
+    // The quote's amount is a query parameter of at least 1 sat (it was declared a path
+    // parameter), and the event stream documents its 400 (not a swap id).
+    for path in ["/v1/quote/loop-out", "/v1/quote/loop-in"] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let amount = params
+            .iter()
+            .find(|p| p["name"] == "amount")
+            .expect("amount documented");
+        assert_eq!(amount["in"], "query", "{path}: {amount}");
+        assert_eq!(amount["required"], true, "{path}");
+        assert_eq!(amount["schema"]["minimum"], 1, "{path}: {amount}");
+    }
+    assert!(doc["paths"]["/v1/swaps/{id}/events"]["get"]["responses"]
+        .get("400")
+        .is_some());
     let fields = |schema: &str| -> Vec<String> {
         let mut f: Vec<String> = doc["components"]["schemas"][schema]["properties"]
             .as_object()

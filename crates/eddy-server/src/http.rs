@@ -750,8 +750,10 @@ async fn loop_out(
 
 /// `GET /v1/quote/loop-out?amount=<sat>` query.
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
-    /// HTLC amount, sat.
+    /// HTLC amount, sat (a whole number of satoshis).
+    #[param(minimum = 1, example = 100000)]
     pub amount: u64,
 }
 
@@ -1204,6 +1206,7 @@ impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> 
 /// loop-in), one event per change, ending once the swap is final.
 #[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
+    (status = 400, description = "Not a swap id", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
     (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody),
     (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server", body = ErrorBody),
