@@ -198,7 +198,27 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         tracing::info!(api = %http.url(), node = %b.ln.info().await.map(|i| i.pubkey.to_string()).unwrap_or_default(), "eddy server ready");
         // The line scripts and tests wait for.
         println!("eddy server: listening on {}", http.url());
-        shutdown_signal().await;
+        // The watchdog's last resort: a node that has not followed the chain for
+        // NODE_LAG_EXIT_SECS gets a restart from the supervisor (exit non-zero).
+        let watchdog = {
+            let engine = engine.clone();
+            async move {
+                let limit = std::time::Duration::from_secs(eddy_core::constants::NODE_LAG_EXIT_SECS);
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    if engine.node_lagging_for().is_some_and(|d| d >= limit) {
+                        return;
+                    }
+                }
+            }
+        };
+        let lagging = tokio::select! {
+            _ = shutdown_signal() => false,
+            _ = watchdog => true,
+        };
+        if lagging {
+            tracing::error!("the Lightning node has not followed the chain for too long: exiting for a restart");
+        }
         tracing::info!("stopping");
         drop(http);
         drop(metrics);
@@ -206,6 +226,9 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let _ = runner.await;
         if let Some(n) = &b.ldk {
             n.stop().await?;
+        }
+        if lagging {
+            anyhow::bail!("the Lightning node stopped following the chain");
         }
         anyhow::Ok(())
     })?;

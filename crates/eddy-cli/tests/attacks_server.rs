@@ -1991,3 +1991,65 @@ fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
     assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");
 }
+
+/// **Issue 13: a server whose Lightning node stopped following the chain takes no swaps.** The
+/// node's best block freezes (as when ldk-node's sync died); the chain moves on 3 blocks: the
+/// watchdog sees the node behind and the server refuses new loop-outs and loop-ins (503; the
+/// metrics say why) — a node that does not see blocks cannot act before HTLC deadlines. When the node
+/// catches up, swaps are taken again. The refused requests cost nothing: wallet and channel
+/// unchanged until the one swap accepted afterwards is created (unpaid, it moves no money).
+#[test]
+fn attack_blind_node_takes_no_swaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let node = Arc::new(FaultyNode::new(net.server_ln.clone()));
+    let own = own_server_on(
+        &net,
+        "blind",
+        node.clone(),
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        None,
+        &[400_000],
+    );
+    own.server.set_node_lag_grace(std::time::Duration::ZERO);
+    let h = Hostile::new(&own.http.url());
+    let wallet0 = net.rt.block_on(own.server.wallet_balance()).spendable;
+    let ln0 = ln(&net.server_ln);
+    let (_, pk) = key(0x81);
+    // Following the chain: a loop-out is taken.
+    let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x82; 32]).payment_hash(), &pk);
+    assert_eq!(s, 201, "{v}");
+    // The node freezes; the chain moves on.
+    *node.frozen.lock().expect("lock") = Some(net.lab.chain.tip().expect("tip").0);
+    net.mine(3).expect("mine");
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert!(own.server.node_lagging_for().is_some());
+    let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x83; 32]).payment_hash(), &pk);
+    assert_eq!(s, 503, "{v}");
+    // Said so in the metrics (the refusal text stays generic, as every 503's).
+    let m = own.server.metrics().render();
+    assert!(m.contains("eddy_server_taking_swaps 0"), "{m}");
+    assert!(m.contains("eddy_server_node_blocks_behind 3"), "{m}");
+    let p = Preimage::from_bytes([0x84; 32]);
+    let quote = own.server.quote_in(Amount::from_sat(60_000)).expect("quote");
+    let (s, v) = h.loop_in(
+        &net,
+        60_000,
+        &invoice(&net, &p, quote.invoice_amount.to_sat() * 1000),
+        &pk,
+    );
+    assert_eq!(s, 503, "{v}");
+    // Caught up: taken again.
+    *node.frozen.lock().expect("lock") = None;
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert!(own.server.node_lagging_for().is_none());
+    assert!(own.server.metrics().render().contains("eddy_server_taking_swaps 1"));
+    let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x85; 32]).payment_hash(), &pk);
+    assert_eq!(s, 201, "{v}");
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert_eq!(net.rt.block_on(own.server.wallet_balance()).spendable, wallet0);
+    assert_eq!(ln(&net.server_ln), ln0);
+    net.stop().expect("stop");
+}

@@ -288,108 +288,6 @@ fn loop_in_funded_too_late_for_lnds_cltv_rule_is_never_paid() {
     net.stop().expect("stop");
 }
 
-/// The server's node, with faults injected into `pay_invoice` the way LND produces them: the
-/// first `refusals` sends are refused up front (nothing sent), the next one's answer is lost
-/// (a transport error: `Unavailable`) while the node receives it and starts the payment
-/// `delay` later. Everything else is the real node.
-struct LostAnswer {
-    inner: Arc<dyn LightningNode>,
-    refusals: std::sync::atomic::AtomicU32,
-    lose_next: std::sync::atomic::AtomicBool,
-    delay: std::time::Duration,
-}
-
-#[async_trait::async_trait]
-impl LightningNode for LostAnswer {
-    async fn info(&self) -> Result<eddy_backends::lightning::NodeInfo, eddy_backends::LnError> {
-        self.inner.info().await
-    }
-    async fn create_hold_invoice(
-        &self,
-        req: &eddy_backends::lightning::HoldInvoiceRequest,
-    ) -> Result<eddy_backends::lightning::HoldInvoice, eddy_backends::LnError> {
-        self.inner.create_hold_invoice(req).await
-    }
-    async fn hold_invoice_state(
-        &self,
-        h: &eddy_core::types::PaymentHash,
-    ) -> Result<eddy_backends::HoldInvoiceState, eddy_backends::LnError> {
-        self.inner.hold_invoice_state(h).await
-    }
-    async fn settle_hold_invoice(&self, p: &Preimage) -> Result<(), eddy_backends::LnError> {
-        self.inner.settle_hold_invoice(p).await
-    }
-    async fn cancel_hold_invoice(&self, h: &eddy_core::types::PaymentHash) -> Result<(), eddy_backends::LnError> {
-        self.inner.cancel_hold_invoice(h).await
-    }
-    async fn create_invoice(
-        &self,
-        p: &Preimage,
-        amount_msat: u64,
-        expiry_secs: u32,
-        description: &str,
-    ) -> Result<eddy_backends::lightning::HoldInvoice, eddy_backends::LnError> {
-        self.inner
-            .create_invoice(p, amount_msat, expiry_secs, description)
-            .await
-    }
-    async fn pay_invoice(
-        &self,
-        bolt11: &str,
-        params: &eddy_backends::PayParams,
-    ) -> Result<eddy_core::types::PaymentHash, eddy_backends::LnError> {
-        use std::sync::atomic::Ordering;
-        if self
-            .refusals
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(eddy_backends::LnError::Refused(
-                "no route (injected): nothing sent".into(),
-            ));
-        }
-        if self.lose_next.swap(false, Ordering::SeqCst) {
-            let (inner, bolt11, params, delay) = (self.inner.clone(), bolt11.to_string(), params.clone(), self.delay);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = inner.pay_invoice(&bolt11, &params).await;
-            });
-            return Err(eddy_backends::LnError::Unavailable(
-                "connection reset (injected): the node may have received the send".into(),
-            ));
-        }
-        self.inner.pay_invoice(bolt11, params).await
-    }
-    async fn payment_status(&self, h: &eddy_core::types::PaymentHash) -> Result<PaymentStatus, eddy_backends::LnError> {
-        self.inner.payment_status(h).await
-    }
-    async fn channels(&self) -> Result<Vec<eddy_backends::lightning::ChannelInfo>, eddy_backends::LnError> {
-        self.inner.channels().await
-    }
-    async fn new_address(&self) -> Result<bitcoin::Address, eddy_backends::LnError> {
-        self.inner.new_address().await
-    }
-    async fn wallet_balance(&self) -> Result<eddy_backends::lightning::WalletBalance, eddy_backends::LnError> {
-        self.inner.wallet_balance().await
-    }
-    async fn send_outputs(
-        &self,
-        outputs: &[(bitcoin::ScriptBuf, Amount)],
-        fee_rate: bitcoin::FeeRate,
-    ) -> Result<bitcoin::Transaction, eddy_backends::LnError> {
-        self.inner.send_outputs(outputs, fee_rate).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<eddy_backends::LnEvent> {
-        self.inner.subscribe()
-    }
-    fn restricts_last_hop(&self) -> bool {
-        self.inner.restricts_last_hop()
-    }
-    fn settle_deadline_delta(&self) -> u32 {
-        self.inner.settle_deadline_delta()
-    }
-}
-
 /// Review finding (issue 18): the last payment attempt's answer is lost (the node got the send;
 /// LND registers a payment only after reading the request, and keeps paying when the caller
 /// disconnects). Counting that as a failed attempt made the swap refundable while the payment
@@ -400,12 +298,12 @@ impl LightningNode for LostAnswer {
 fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
-    let faulty = Arc::new(LostAnswer {
-        inner: net.server_ln.clone(),
-        refusals: std::sync::atomic::AtomicU32::new(eddy_core::constants::LOOP_IN_PAY_ATTEMPTS - 1),
-        lose_next: std::sync::atomic::AtomicBool::new(true),
-        delay: std::time::Duration::from_secs(2),
-    });
+    let faulty = Arc::new(FaultyNode::new(net.server_ln.clone()));
+    faulty.refusals.store(
+        eddy_core::constants::LOOP_IN_PAY_ATTEMPTS - 1,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    faulty.lose_next.store(true, std::sync::atomic::Ordering::SeqCst);
     let own = own_server_on(
         &net,
         "lost-answer",

@@ -377,6 +377,21 @@ pub const LND_INCOMING_BROADCAST_DELTA_FROM_0_21: u32 = 16;
 /// later would make LND force-close and claim on-chain with almost no blocks left.
 pub const LND_HOLD_SETTLE_MIN_MARGIN: u32 = 2;
 
+/// Server watchdog: the Lightning node counts as not following the chain when its best block
+/// is at least this many blocks behind the chain source's tip. A node is routinely one block
+/// behind for a moment after a block arrives; two is a node that stopped.
+pub const NODE_LAG_BLOCKS: u32 = 2;
+
+/// Server watchdog: how long the node may lag ([`NODE_LAG_BLOCKS`]) or be unreachable before
+/// the server stops taking new swaps (a node catching up after a burst of blocks takes
+/// seconds; a minute is far inside any swap's margins, which count blocks).
+pub const NODE_LAG_GRACE_SECS: u64 = 60;
+
+/// Server watchdog: how long the node may stay that way before the server exits non-zero for
+/// its supervisor to restart it (with the embedded node, the restart restarts the node); ten
+/// minutes is about one block — well inside every swap margin.
+pub const NODE_LAG_EXIT_SECS: u64 = 600;
+
 /// Loop-in server: seconds after a send whose outcome is unknown (the node may have received
 /// it: a transport error, a timeout) during which the node's payment record is not taken as
 /// "nothing sent". LND registers a payment as soon as it has read and checked the request

@@ -149,6 +149,7 @@ impl LoopOutServer {
     /// Creates a loop-in: checks the invoice (amount = swap amount − fee, network, lifetime,
     /// final CLTV within the payment budget), fixes `E`, persists, answers the HTLC to fund.
     pub async fn create_loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ServerError> {
+        self.taking_swaps()?;
         let now = unix_now();
         let valid = validate_loop_in_request(
             &req.invoice,

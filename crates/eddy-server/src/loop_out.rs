@@ -244,6 +244,9 @@ pub struct LoopOutServer {
     prepay_ids: std::sync::Mutex<HashMap<PaymentHash, SwapId>>,
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
+    /// The watchdog: since when the Lightning node has not followed the chain (and the grace).
+    node_lagging_since: std::sync::Mutex<Option<Instant>>,
+    node_lag_grace: std::sync::Mutex<std::time::Duration>,
     metrics: Arc<Metrics>,
     wallet: SwapWallet,
     /// One publication (one batch transaction) at a time.
@@ -321,6 +324,10 @@ impl LoopOutServer {
             watcher: Mutex::new(watcher),
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
+            node_lagging_since: std::sync::Mutex::default(),
+            node_lag_grace: std::sync::Mutex::new(std::time::Duration::from_secs(
+                eddy_core::constants::NODE_LAG_GRACE_SECS,
+            )),
             metrics: Arc::new(Metrics::new()),
             wallet,
             publishing: Mutex::new(()),
@@ -623,6 +630,54 @@ impl LoopOutServer {
         })
     }
 
+    /// The watchdog's check, each pass: is the Lightning node following the chain (its best
+    /// block at most [`eddy_core::constants::NODE_LAG_BLOCKS`] − 1 behind `tip`, and reachable)?
+    async fn check_node(&self, tip: u32) {
+        let behind = self.ln.info().await.ok().map(|i| tip.saturating_sub(i.block_height));
+        let following = behind.is_some_and(|b| b < eddy_core::constants::NODE_LAG_BLOCKS);
+        let mut since = self.node_lagging_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (following, *since) {
+            (true, Some(_)) => {
+                tracing::info!(behind = ?behind, "the Lightning node follows the chain again");
+                *since = None;
+            }
+            (false, None) => {
+                tracing::warn!(behind = ?behind, tip, "the Lightning node is not following the chain");
+                *since = Some(Instant::now());
+            }
+            _ => {}
+        }
+        drop(since);
+        self.metrics.set_node_health(behind, self.taking_swaps().is_ok());
+    }
+
+    /// How long the Lightning node has not followed the chain (`None`: it does).
+    pub fn node_lagging_for(&self) -> Option<std::time::Duration> {
+        self.node_lagging_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    /// Sets how long the node may lag before new swaps are refused (default
+    /// [`eddy_core::constants::NODE_LAG_GRACE_SECS`]).
+    pub fn set_node_lag_grace(&self, grace: std::time::Duration) {
+        *self.node_lag_grace.lock().unwrap_or_else(|e| e.into_inner()) = grace;
+    }
+
+    /// Whether new swaps are taken: not while the Lightning node has not followed the chain
+    /// for longer than the grace (a node that does not see blocks cannot act before HTLC
+    /// deadlines: never take swaps blind).
+    pub(crate) fn taking_swaps(&self) -> Result<(), ServerError> {
+        let grace = *self.node_lag_grace.lock().unwrap_or_else(|e| e.into_inner());
+        match self.node_lagging_for() {
+            Some(d) if d >= grace => Err(ServerError::Unavailable(
+                "the Lightning node is not following the chain: not taking new swaps".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// What a loop-out of `amount` costs (amount limits checked).
     pub fn quote(&self, amount: Amount) -> Result<eddy_core::fees::LoopOutQuote, ServerError> {
         self.cfg
@@ -669,6 +724,7 @@ impl LoopOutServer {
         claim_key: HtlcKey,
         kind: HtlcKind,
     ) -> Result<(LoopOutOffer, bitcoin::secp256k1::PublicKey), ServerError> {
+        self.taking_swaps()?;
         let seed = kind == HtlcKind::Seed;
         let mut quote = self
             .cfg
@@ -934,6 +990,7 @@ impl LoopOutServer {
     pub async fn tick(&self) -> Result<(), ServerError> {
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
+        self.check_node(tip).await;
         let mut first_err = None;
         let active = Self::active(&*self.store).await?;
         self.metrics.set_active(active.len());

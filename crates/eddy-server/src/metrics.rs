@@ -27,6 +27,8 @@ pub struct Metrics {
     finished: Family<Labels, Counter>,
     active: Gauge,
     wallet: Gauge,
+    node_behind: Gauge,
+    taking_swaps: Gauge,
     refused: Family<Labels, Counter>,
     publish_latency: Histogram,
     samples: Mutex<VecDeque<Duration>>,
@@ -46,6 +48,19 @@ impl Metrics {
         let finished = Family::<Labels, Counter>::default();
         let active = Gauge::default();
         let wallet = Gauge::default();
+        let node_behind = Gauge::default();
+        let taking_swaps = Gauge::default();
+        taking_swaps.set(1);
+        registry.register(
+            "node_blocks_behind",
+            "Blocks the Lightning node's best block is behind the chain source's tip (-1: node unreachable)",
+            node_behind.clone(),
+        );
+        registry.register(
+            "taking_swaps",
+            "1 while new swaps are taken; 0 while the Lightning node does not follow the chain",
+            taking_swaps.clone(),
+        );
         let refused = Family::<Labels, Counter>::default();
         // 0.5 ms … ~4 s.
         let publish_latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -79,6 +94,8 @@ impl Metrics {
             finished,
             active,
             wallet,
+            node_behind,
+            taking_swaps,
             refused,
             publish_latency,
             samples: Mutex::new(VecDeque::new()),
@@ -100,6 +117,13 @@ impl Metrics {
     /// Sets the number of swaps in flight.
     pub fn set_active(&self, n: usize) {
         self.active.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The watchdog's reading: blocks behind (`None`: node unreachable) and whether new swaps
+    /// are taken.
+    pub fn set_node_health(&self, behind: Option<u32>, taking: bool) {
+        self.node_behind.set(behind.map_or(-1, i64::from));
+        self.taking_swaps.set(i64::from(taking));
     }
 
     /// Sets the swap wallet's spendable balance.

@@ -539,3 +539,127 @@ impl eddy_backends::ChainSource for LosesOneBroadcast {
         self.inner.wait_for_block(current, timeout).await
     }
 }
+
+/// The server's real node with faults injected the way a remote node (LND) or a stuck one shows
+/// them: the first `refusals` sends are refused up front (nothing sent); with `lose_next`, the
+/// next send's answer is lost (a transport error: `Unavailable`) while the node receives it and
+/// starts the payment 2 s later; with `frozen`, `info()` reports that best block forever (a
+/// node that stopped following the chain). Everything else is the real node.
+pub struct FaultyNode {
+    inner: Arc<dyn LightningNode>,
+    pub refusals: std::sync::atomic::AtomicU32,
+    pub lose_next: std::sync::atomic::AtomicBool,
+    pub frozen: std::sync::Mutex<Option<u32>>,
+}
+
+#[allow(dead_code)] // each test file uses the knobs it needs
+impl FaultyNode {
+    pub fn new(inner: Arc<dyn LightningNode>) -> FaultyNode {
+        FaultyNode {
+            inner,
+            refusals: std::sync::atomic::AtomicU32::new(0),
+            lose_next: std::sync::atomic::AtomicBool::new(false),
+            frozen: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LightningNode for FaultyNode {
+    async fn info(&self) -> Result<eddy_backends::lightning::NodeInfo, eddy_backends::LnError> {
+        let mut info = self.inner.info().await?;
+        if let Some(h) = *self.frozen.lock().unwrap_or_else(|e| e.into_inner()) {
+            info.block_height = h;
+        }
+        Ok(info)
+    }
+    async fn create_hold_invoice(
+        &self,
+        req: &eddy_backends::lightning::HoldInvoiceRequest,
+    ) -> Result<eddy_backends::lightning::HoldInvoice, eddy_backends::LnError> {
+        self.inner.create_hold_invoice(req).await
+    }
+    async fn hold_invoice_state(
+        &self,
+        h: &PaymentHash,
+    ) -> Result<eddy_backends::HoldInvoiceState, eddy_backends::LnError> {
+        self.inner.hold_invoice_state(h).await
+    }
+    async fn settle_hold_invoice(&self, p: &eddy_core::types::Preimage) -> Result<(), eddy_backends::LnError> {
+        self.inner.settle_hold_invoice(p).await
+    }
+    async fn cancel_hold_invoice(&self, h: &PaymentHash) -> Result<(), eddy_backends::LnError> {
+        self.inner.cancel_hold_invoice(h).await
+    }
+    async fn create_invoice(
+        &self,
+        p: &eddy_core::types::Preimage,
+        amount_msat: u64,
+        expiry_secs: u32,
+        description: &str,
+    ) -> Result<eddy_backends::lightning::HoldInvoice, eddy_backends::LnError> {
+        self.inner
+            .create_invoice(p, amount_msat, expiry_secs, description)
+            .await
+    }
+    async fn pay_invoice(
+        &self,
+        bolt11: &str,
+        params: &eddy_backends::PayParams,
+    ) -> Result<PaymentHash, eddy_backends::LnError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(eddy_backends::LnError::Refused(
+                "no route (injected): nothing sent".into(),
+            ));
+        }
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            let (inner, bolt11, params, delay) = (
+                self.inner.clone(),
+                bolt11.to_string(),
+                params.clone(),
+                std::time::Duration::from_secs(2),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = inner.pay_invoice(&bolt11, &params).await;
+            });
+            return Err(eddy_backends::LnError::Unavailable(
+                "connection reset (injected): the node may have received the send".into(),
+            ));
+        }
+        self.inner.pay_invoice(bolt11, params).await
+    }
+    async fn payment_status(&self, h: &PaymentHash) -> Result<eddy_backends::PaymentStatus, eddy_backends::LnError> {
+        self.inner.payment_status(h).await
+    }
+    async fn channels(&self) -> Result<Vec<eddy_backends::lightning::ChannelInfo>, eddy_backends::LnError> {
+        self.inner.channels().await
+    }
+    async fn new_address(&self) -> Result<bitcoin::Address, eddy_backends::LnError> {
+        self.inner.new_address().await
+    }
+    async fn wallet_balance(&self) -> Result<eddy_backends::lightning::WalletBalance, eddy_backends::LnError> {
+        self.inner.wallet_balance().await
+    }
+    async fn send_outputs(
+        &self,
+        outputs: &[(bitcoin::ScriptBuf, Amount)],
+        fee_rate: bitcoin::FeeRate,
+    ) -> Result<bitcoin::Transaction, eddy_backends::LnError> {
+        self.inner.send_outputs(outputs, fee_rate).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<eddy_backends::LnEvent> {
+        self.inner.subscribe()
+    }
+    fn restricts_last_hop(&self) -> bool {
+        self.inner.restricts_last_hop()
+    }
+    fn settle_deadline_delta(&self) -> u32 {
+        self.inner.settle_deadline_delta()
+    }
+}
