@@ -167,8 +167,10 @@ impl From<ClientError> for ApiError {
 /// (the request was wrong — a typo must not look like an outage), anything else is 502 with the
 /// server named (unreachable, slow, or failing).
 fn server_error(message: String) -> ApiError {
+    // Only the refusals that mean "your request": a server's 401/403 must not look like the
+    // daemon's own token check, nor odd 4xx pass as the user's fault.
     match eddy_client::http::answered_status(&message)
-        .filter(|s| (400..500).contains(s))
+        .filter(|s| matches!(s, 400 | 404 | 409 | 422 | 429))
         .and_then(|s| StatusCode::from_u16(s).ok())
     {
         Some(status) => ApiError(status, message),

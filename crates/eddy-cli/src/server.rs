@@ -187,7 +187,12 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             seed_total_per_minute: args.seed_rate_limit_per_minute.map_or(10, |n| n * 5),
             trusted_proxy: args.trusted_proxy,
         };
-        let http = HttpServer::start(router_with(engine.clone(), terms, limits), listen)
+        // The proxy every client comes through is not held to one address's connection cap.
+        let conn_limits = eddy_server::listener::ConnLimits {
+            exempt: args.trusted_proxy,
+            ..eddy_server::listener::ConnLimits::default()
+        };
+        let http = HttpServer::start_with(router_with(engine.clone(), terms, limits), listen, conn_limits)
             .await
             .with_context(|| format!("binding the HTTP API to {listen}"))?;
         let metrics_listen = args.metrics_listen.unwrap_or(DEFAULT_METRICS_LISTEN);
@@ -223,9 +228,15 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         drop(http);
         drop(metrics);
         let _ = stop_tx.send(true);
-        let _ = runner.await;
+        // A wedged node may never stop: bounded, so the process does exit (non-zero when the
+        // watchdog asked for it) and its supervisor restarts it.
+        let bound = std::time::Duration::from_secs(30);
+        let _ = tokio::time::timeout(bound, runner).await;
         if let Some(n) = &b.ldk {
-            n.stop().await?;
+            match tokio::time::timeout(bound, n.stop()).await {
+                Ok(r) => r?,
+                Err(_) => tracing::error!("the Lightning node did not stop within 30 s"),
+            }
         }
         if lagging {
             anyhow::bail!("the Lightning node stopped following the chain");

@@ -581,6 +581,7 @@ fn attack_half_open_connection_flood_leaves_others_served() {
         header_read_timeout: std::time::Duration::from_secs(2),
         idle_timeout: std::time::Duration::from_secs(3),
         request_timeout: std::time::Duration::from_secs(10),
+        exempt: None,
     };
     let http = net
         .rt
@@ -635,6 +636,16 @@ fn attack_half_open_connection_flood_leaves_others_served() {
         192,
         "exactly 8 admitted from the flooding address"
     );
+    // A connection that sends nothing, and one that speaks HTTP/2 (not served: its streams and
+    // pings would get around the deadlines), each from an address of its own.
+    let (mut silent, mut h2) = net.rt.block_on(async {
+        let silent = connect_from("127.0.0.5", to).await;
+        let mut h2 = connect_from("127.0.0.6", to).await;
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("preface");
+        (silent, h2)
+    });
     // A slow-header client and an idle keep-alive one, from other addresses.
     let (mut slow, mut idle) = net.rt.block_on(async {
         let slow = connect_from("127.0.0.3", to).await;
@@ -676,6 +687,17 @@ fn attack_half_open_connection_flood_leaves_others_served() {
         (n, closed_within(&mut idle, std::time::Duration::from_secs(5)).await)
     });
     assert_eq!(half_open_closed, 200, "every flood connection is closed");
+    let (silent_closed, h2_closed) = net.rt.block_on(async {
+        (
+            closed_within(&mut silent, std::time::Duration::from_secs(4)).await,
+            closed_within(&mut h2, std::time::Duration::from_secs(4)).await,
+        )
+    });
+    assert!(
+        silent_closed,
+        "a connection that sends nothing is cut at the header deadline"
+    );
+    assert!(h2_closed, "HTTP/2 is not served");
     assert!(idle_closed, "the idle keep-alive connection is closed");
     assert!(http.stats().timed_out.load(std::sync::atomic::Ordering::Relaxed) >= 9);
     terms();
@@ -695,18 +717,27 @@ fn attack_errors_name_the_problem() {
     let net = net(dir.path());
     let wallet0 = wallet(&net, &net.server);
     let h = Hostile::new(&net.http.as_ref().expect("http").url());
-    // Unknown swap, preimage push: 404 (it used to be 400 "does not match").
-    let stranger = Preimage::from_bytes([0x71; 32]);
-    let other = SwapId::from(Preimage::from_bytes([0x72; 32]).payment_hash());
-    let body = json!({"preimage": stranger.expose_hex()}).to_string();
-    let (s, v) = h.call(&net, "POST", &format!("/v1/swaps/{other}/preimage"), &[], Some(body));
+    // Preimage push on an unknown swap: 404 for the holder of its preimage; junk gets the same
+    // 400 whether the swap exists or not (a routing node that saw the hash learns nothing).
+    let unknown = Preimage::from_bytes([0x71; 32]);
+    let id_of = |p: &Preimage| SwapId::from(p.payment_hash());
+    let push = |id: SwapId, p: &Preimage| {
+        let body = json!({"preimage": p.expose_hex()}).to_string();
+        h.call(&net, "POST", &format!("/v1/swaps/{id}/preimage"), &[], Some(body))
+    };
+    let (s, v) = push(id_of(&unknown), &unknown);
     assert_eq!(s, 404, "{v}");
+    let junk = Preimage::from_bytes([0x72; 32]);
+    let (s_unknown, _) = push(id_of(&unknown), &junk);
+    assert_eq!(s_unknown, 400);
     // A loop-out's own client asks for a loop-in claim: 400 naming it a loop-out.
     let p = Preimage::from_bytes([0x73; 32]);
     let (k, pk) = key(0x74);
     let (s, offer) = h.loop_out(&net, 60_000, p.payment_hash(), &pk);
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
+    let (s_known, _) = push(id, &junk);
+    assert_eq!(s_known, s_unknown, "junk for a real swap answers as for no swap");
     let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
     assert_eq!(s, 400, "{v}");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("is a loop-out")), "{v}");

@@ -1143,8 +1143,6 @@ async fn push_preimage(
     body: Result<Json<PreimageBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    // An unknown swap is 404 whatever the body says (one store read, no other work).
-    st.server.swap(&id).await?;
     let Json(b) = body.map_err(bad_json)?;
     let preimage = Preimage::from_hex(&b.preimage)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "preimage must be 32 bytes of hex".into()))?;
@@ -1154,6 +1152,8 @@ async fn push_preimage(
             "preimage does not match the swap".into(),
         ));
     }
+    // Only the holder of the preimage learns whether the swap exists (404): anyone who saw the
+    // payment hash (every routing node) gets the same 400 for junk whether it does or not.
     st.server.push_preimage(&preimage).await?;
     Ok(StatusCode::NO_CONTENT)
 }

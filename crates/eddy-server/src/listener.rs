@@ -45,19 +45,26 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// A request must be answered (response head) within this.
     pub request_timeout: Duration,
+    /// An address the per-address cap does not apply to: the reverse proxy every client comes
+    /// through (`trusted_proxy`), which would otherwise put all users under one address's cap.
+    pub exempt: Option<IpAddr>,
 }
 
 impl Default for ConnLimits {
     /// 512 connections in all and 32 per address (far below the file-handle limit of any
-    /// sane deployment, far above what one honest client opens), 10 s for headers, 60 s idle
-    /// (event streams keep alive every 15 s), 30 s per request.
+    /// sane deployment, far above what one honest client opens), 10 s for headers (also for a
+    /// connection that sends nothing, and between requests on a kept-alive one), 60 s without a
+    /// byte, and 120 s per request — long enough that no state-changing handler (a swap
+    /// creation calling a slow Lightning node twice) is cut in the middle and a retry made to
+    /// look necessary.
     fn default() -> ConnLimits {
         ConnLimits {
             max_connections: 512,
             max_per_address: 32,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            exempt: None,
         }
     }
 }
@@ -120,7 +127,8 @@ fn admit(table: &Arc<Mutex<Table>>, limits: &ConnLimits, peer: IpAddr) -> Option
     let key = address_key(peer);
     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
     let mine = t.per.get(&key).copied().unwrap_or(0);
-    if t.total >= limits.max_connections || mine >= limits.max_per_address {
+    let capped = limits.exempt.map(address_key) != Some(key) && mine >= limits.max_per_address;
+    if t.total >= limits.max_connections || capped {
         return None;
     }
     t.total += 1;
@@ -251,17 +259,17 @@ async fn serve_connection(
             }
         }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: no Eddy client speaks HTTP/2, whose multiplexed streams and pings would
+    // get around the per-connection deadlines and multiply what one connection may hold.
+    // hyper's header deadline runs from the start of the connection and between requests, so a
+    // connection that sends nothing is cut at it too.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(15)));
-    let conn = builder.serve_connection_with_upgrades(io, service);
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
     loop {
@@ -326,5 +334,11 @@ mod tests {
         let _y = admit(&t2, &l, v6b).expect("b: same /64, second");
         assert!(admit(&t2, &l, v6a).is_none(), "the /64 is full");
         assert_eq!(address_key("::ffff:10.0.0.1".parse().expect("ip")), a);
+        // The trusted proxy is held to the total cap only.
+        let proxy = ConnLimits { exempt: Some(a), ..l };
+        let t3 = Arc::new(Mutex::new(Table::default()));
+        let held: Vec<_> = (0..3).map(|_| admit(&t3, &proxy, a).expect("proxy")).collect();
+        assert!(admit(&t3, &proxy, a).is_none(), "total");
+        drop(held);
     }
 }

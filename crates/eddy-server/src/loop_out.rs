@@ -988,9 +988,12 @@ impl LoopOutServer {
     /// One pass over every active swap. Errors of one swap do not stop the others; the first
     /// is returned after all were tried.
     pub async fn tick(&self) -> Result<(), ServerError> {
-        self.watcher.lock().await.sync().await.map_err(backend)?;
+        // The watchdog first: a failing chain watcher must not keep it from noticing a node
+        // that stopped.
         let tip = self.chain.tip().await.map_err(backend)?.height;
         self.check_node(tip).await;
+        self.watcher.lock().await.sync().await.map_err(backend)?;
+        let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut first_err = None;
         let active = Self::active(&*self.store).await?;
         self.metrics.set_active(active.len());
