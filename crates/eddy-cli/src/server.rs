@@ -82,6 +82,14 @@ pub struct ServerArgs {
     /// Unset, the header is ignored.
     #[arg(long, env = "EDDY_TRUSTED_PROXY")]
     pub trusted_proxy: Option<std::net::IpAddr>,
+    /// HTTP connections the API admits at once, from everyone (default 512; more are closed as
+    /// they arrive).
+    #[arg(long, env = "EDDY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// HTTP connections the API admits at once from one address (an IPv6 /64 counts as one;
+    /// default 32; the trusted proxy is held to the total only).
+    #[arg(long, env = "EDDY_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// Prometheus metrics address (default 127.0.0.1:8289; never the public API's).
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -188,9 +196,15 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             trusted_proxy: args.trusted_proxy,
         };
         // The proxy every client comes through is not held to one address's connection cap.
+        let defaults = eddy_server::listener::ConnLimits::default();
         let conn_limits = eddy_server::listener::ConnLimits {
             exempt: args.trusted_proxy,
-            ..eddy_server::listener::ConnLimits::default()
+            max_connections: args.max_connections.unwrap_or(defaults.max_connections).max(1),
+            max_per_address: args
+                .max_connections_per_address
+                .unwrap_or(defaults.max_per_address)
+                .max(1),
+            ..defaults
         };
         let http = HttpServer::start_with(router_with(engine.clone(), terms, limits), listen, conn_limits)
             .await

@@ -2046,6 +2046,15 @@ fn attack_blind_node_takes_no_swaps() {
     net.rt.block_on(own.server.tick()).expect("tick");
     assert!(own.server.node_lagging_for().is_none());
     assert!(own.server.metrics().render().contains("eddy_server_taking_swaps 1"));
+    // The other way round: the chain source stops (the node is 3 blocks ahead of it).
+    let tip = net.lab.chain.tip().expect("tip").0;
+    *node.frozen.lock().expect("lock") = Some(tip + 3);
+    net.rt.block_on(own.server.tick()).expect("tick");
+    let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x86; 32]).payment_hash(), &pk);
+    assert_eq!(s, 503, "{v}");
+    *node.frozen.lock().expect("lock") = None;
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert!(own.server.node_lagging_for().is_none());
     let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x85; 32]).payment_hash(), &pk);
     assert_eq!(s, 201, "{v}");
     net.rt.block_on(own.server.tick()).expect("tick");

@@ -630,11 +630,16 @@ impl LoopOutServer {
         })
     }
 
-    /// The watchdog's check, each pass: is the Lightning node following the chain (its best
-    /// block at most [`eddy_core::constants::NODE_LAG_BLOCKS`] − 1 behind `tip`, and reachable)?
+    /// The watchdog's check, each pass: are the Lightning node and the chain source in step
+    /// (the node reachable, its best block less than [`eddy_core::constants::NODE_LAG_BLOCKS`]
+    /// behind the source's `tip` — or ahead of it, which means the source stopped)?
     async fn check_node(&self, tip: u32) {
-        let behind = self.ln.info().await.ok().map(|i| tip.saturating_sub(i.block_height));
-        let following = behind.is_some_and(|b| b < eddy_core::constants::NODE_LAG_BLOCKS);
+        let node = self.ln.info().await.ok().map(|i| i.block_height);
+        let behind = node.map(|h| tip.saturating_sub(h));
+        // Ahead counts too: then the chain source is what stopped, and the engine is as blind.
+        let ahead = node.map_or(0, |h| h.saturating_sub(tip));
+        let following = behind.is_some_and(|b| b < eddy_core::constants::NODE_LAG_BLOCKS)
+            && ahead < eddy_core::constants::NODE_LAG_BLOCKS;
         let mut since = self.node_lagging_since.lock().unwrap_or_else(|e| e.into_inner());
         match (following, *since) {
             (true, Some(_)) => {
