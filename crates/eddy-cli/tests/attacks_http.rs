@@ -28,44 +28,6 @@ fn net(dir: &std::path::Path) -> Swapnet {
     swapnet(dir, None, &|_| {}).expect("swapnet")
 }
 
-fn wallet(net: &Swapnet, server: &eddy_server::LoopOutServer) -> Amount {
-    net.rt.block_on(server.tick()).expect("tick");
-    net.rt.block_on(server.wallet_balance()).spendable
-}
-
-fn out_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> OutState {
-    net.rt.block_on(server.swap(id)).expect("loop-out").1.state
-}
-
-fn in_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> InState {
-    net.rt.block_on(server.loop_in(id)).expect("loop-in").1.state
-}
-
-fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
-    let tx = net
-        .rt
-        .block_on(net.chain.transaction(txid))
-        .expect("rpc")
-        .expect("tx")
-        .tx;
-    net.rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
-        .expect("fee")
-}
-
-fn wait_channels(net: &Swapnet, server: u64, client: u64) {
-    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
-        ln(&net.server_ln) == server && ln(&net.client_ln) == client
-    })
-    .unwrap_or_else(|_| {
-        panic!(
-            "channels: server {} (want {server}), client {} (want {client})",
-            ln(&net.server_ln),
-            ln(&net.client_ln)
-        )
-    });
-}
-
 /// The swap invoice's amount (sat) of a loop-out offer.
 fn offer_invoice_sat(offer: &Value) -> u64 {
     let inv: ldk_node::lightning_invoice::Bolt11Invoice = offer["swap_invoice"]

@@ -34,46 +34,8 @@ fn url(net: &Swapnet) -> String {
     net.http.as_ref().expect("http").url()
 }
 
-fn in_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> InState {
-    net.rt.block_on(server.loop_in(id)).expect("loop-in").1.state
-}
-
-fn out_state(net: &Swapnet, server: &eddy_server::LoopOutServer, id: &SwapId) -> OutState {
-    net.rt.block_on(server.swap(id)).expect("loop-out").1.state
-}
-
-fn wallet(net: &Swapnet, server: &eddy_server::LoopOutServer) -> Amount {
-    net.rt.block_on(server.tick()).expect("tick");
-    net.rt.block_on(server.wallet_balance()).spendable
-}
-
-fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
-    let tx = net
-        .rt
-        .block_on(net.chain.transaction(txid))
-        .expect("rpc")
-        .expect("tx")
-        .tx;
-    net.rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
-        .expect("fee")
-}
-
 fn payment(net: &Swapnet, hash: &PaymentHash) -> PaymentStatus {
     net.rt.block_on(net.server_ln.payment_status(hash)).expect("status")
-}
-
-fn wait_channels(net: &Swapnet, server: u64, client: u64) {
-    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
-        ln(&net.server_ln) == server && ln(&net.client_ln) == client
-    })
-    .unwrap_or_else(|_| {
-        panic!(
-            "channels: server {} (want {server}), client {} (want {client})",
-            ln(&net.server_ln),
-            ln(&net.client_ln)
-        )
-    });
 }
 
 /// A hold invoice on the attacker's node for any hash (it need not know the preimage).
@@ -2057,8 +2019,7 @@ fn attack_blind_node_takes_no_swaps() {
     assert!(own.server.node_lagging_for().is_none());
     let (s, v) = h.loop_out(&net, 60_000, Preimage::from_bytes([0x85; 32]).payment_hash(), &pk);
     assert_eq!(s, 201, "{v}");
-    net.rt.block_on(own.server.tick()).expect("tick");
-    assert_eq!(net.rt.block_on(own.server.wallet_balance()).spendable, wallet0);
+    assert_eq!(wallet(&net, &own.server), wallet0);
     assert_eq!(ln(&net.server_ln), ln0);
     net.stop().expect("stop");
 }

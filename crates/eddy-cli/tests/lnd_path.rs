@@ -53,35 +53,6 @@ fn lnd(net: &Swapnet, profile: LndProfile, name: &str) -> (LndEmulator, Arc<LndN
     (emulator, Arc::new(client))
 }
 
-fn ln_of(n: &eddy_backends::ldk::LdkNode) -> u64 {
-    ln(n)
-}
-
-fn wait_channels(net: &Swapnet, server: u64, client: u64) {
-    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
-        ln_of(&net.server_ln) == server && ln_of(&net.client_ln) == client
-    })
-    .unwrap_or_else(|_| {
-        panic!(
-            "channels: server {} (want {server}), client {} (want {client})",
-            ln_of(&net.server_ln),
-            ln_of(&net.client_ln)
-        )
-    });
-}
-
-fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
-    let tx = net
-        .rt
-        .block_on(net.chain.transaction(txid))
-        .expect("rpc")
-        .expect("tx")
-        .tx;
-    net.rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
-        .expect("fee")
-}
-
 /// A loop-out through LND 0.21: the swap invoice's final CLTV delta is `(E − tip) + 15 + 18 + 3`
 /// (the delta read from the node, not assumed), the client pays both invoices, the server
 /// publishes, the client claims, the server settles over LND. Server: channel + invoice +
@@ -107,9 +78,8 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
     let p = Preimage::from_bytes([0x61; 32]);
     let (k, pk) = key(0x62);
     let amount = Amount::from_sat(70_000);
-    let (server_ln0, client_ln0) = (ln_of(&net.server_ln), ln_of(&net.client_ln));
-    net.rt.block_on(own.server.tick()).expect("tick");
-    let wallet0 = net.rt.block_on(own.server.wallet_balance()).spendable;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
     let chain0 = onchain(&net.client_ln);
     let tip = net.lab.chain.tip().expect("tip").0;
     let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
@@ -165,11 +135,7 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = swap_invoice.amount_milli_satoshis().expect("amount") / 1000;
     wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
-    net.rt.block_on(own.server.tick()).expect("tick");
-    assert_eq!(
-        net.rt.block_on(own.server.wallet_balance()).spendable,
-        wallet0 - amount - publish_fee
-    );
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
     eddy_lab::wait_until("claim", eddy_lab::WAIT, || {
         onchain(&net.client_ln) == chain0 + (amount - claim_fee).to_sat()
     })
@@ -222,7 +188,7 @@ fn loop_in_funded_too_late_for_lnds_cltv_rule_is_never_paid() {
     let id = SwapId::from(p.payment_hash());
     let htlc = in_htlc(&offer, p.payment_hash(), &pk);
     let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
-    let (server_ln0, client_ln0) = (ln_of(&net.server_ln), ln_of(&net.client_ln));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
     let chain0 = onchain(&net.client_ln);
     // Fund so that the funding confirms where the budget `E − 20 − tip` is final + 3 − 1.
     let confirm_at = expiry - 20 - (final_delta + 3) + 1;
@@ -328,9 +294,8 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     assert_eq!(s, 201, "{offer}");
     let id = SwapId::from(p.payment_hash());
     let htlc = in_htlc(&offer, p.payment_hash(), &pk);
-    let (server_ln0, client_ln0) = (ln_of(&net.server_ln), ln_of(&net.client_ln));
-    net.rt.block_on(own.server.tick()).expect("tick");
-    let wallet0 = net.rt.block_on(own.server.wallet_balance()).spendable;
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
     let x = fund(&net, &htlc, amount);
     net.mine(1).expect("mine");
     let state = |net: &Swapnet| net.rt.block_on(own.server.loop_in(&id)).expect("loop-in").1.state;
@@ -368,10 +333,6 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     assert_eq!(claim_tx.input[0].previous_output, x);
     let claim_fee = fee_of(&net, &claim.txid);
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
-    net.rt.block_on(own.server.tick()).expect("tick");
-    assert_eq!(
-        net.rt.block_on(own.server.wallet_balance()).spendable,
-        wallet0 + amount - claim_fee
-    );
+    assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");
 }

@@ -199,6 +199,49 @@ pub fn fund(net: &Swapnet, htlc: &Htlc, value: Amount) -> OutPoint {
     }
 }
 
+/// The server's swap-wallet balance, after a pass of its engine.
+pub fn wallet(net: &Swapnet, server: &LoopOutServer) -> Amount {
+    net.rt.block_on(server.tick()).expect("tick");
+    net.rt.block_on(server.wallet_balance()).spendable
+}
+
+/// A loop-out's state on `server`.
+pub fn out_state(net: &Swapnet, server: &LoopOutServer, id: &SwapId) -> eddy_core::sm::loop_out_server::State {
+    net.rt.block_on(server.swap(id)).expect("loop-out").1.state
+}
+
+/// A loop-in's state on `server`.
+pub fn in_state(net: &Swapnet, server: &LoopOutServer, id: &SwapId) -> eddy_core::sm::loop_in_server::State {
+    net.rt.block_on(server.loop_in(id)).expect("loop-in").1.state
+}
+
+/// The miner fee `txid` paid.
+pub fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    net.rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
+        .expect("fee")
+}
+
+/// Waits until the server's and the client's channel balances are exactly these (sat).
+pub fn wait_channels(net: &Swapnet, server: u64, client: u64) {
+    eddy_lab::wait_until("channel balances", eddy_lab::WAIT, || {
+        ln(&net.server_ln) == server && ln(&net.client_ln) == client
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "channels: server {} (want {server}), client {} (want {client})",
+            ln(&net.server_ln),
+            ln(&net.client_ln)
+        )
+    });
+}
+
 /// Pays `bolt11` from the attacker's node (direct channel: no routing fee).
 pub fn pay(net: &Swapnet, bolt11: &str) {
     net.rt
