@@ -756,6 +756,15 @@ struct Slot {
     rebuilt_at: Option<Instant>,
 }
 
+/// `GetDebugInfo` (its answer carries LND's log up to v0.20, hence the larger size limit).
+async fn get_debug_info(c: Conn) -> Result<tonic::Response<lnrpc::GetDebugInfoResponse>, Status> {
+    c.lightning
+        .clone()
+        .max_decoding_message_size(DEBUG_INFO_MAX_BYTES)
+        .get_debug_info(lnrpc::GetDebugInfoRequest {})
+        .await
+}
+
 /// What was last read from the node: its settings and version, and when.
 struct Read {
     settings: NodeSettings,
@@ -829,12 +838,7 @@ impl LndNode {
         // GetDebugInfo (LND >= 0.18, `lnrpc/lightning.proto`) needs info, offchain, onchain and
         // peers read permission; an older node (Unimplemented) or a narrower macaroon
         // ("permission denied") cannot tell, and the configured value must do.
-        let debug = conn
-            .lightning
-            .clone()
-            .max_decoding_message_size(DEBUG_INFO_MAX_BYTES)
-            .get_debug_info(lnrpc::GetDebugInfoRequest {})
-            .await;
+        let debug = get_debug_info(conn.clone()).await;
         let settings = match debug {
             Ok(r) => node_settings(Ok(&r.into_inner().config), config.hold_expiry_delta)?,
             Err(s) => match classify(s.code(), s.message(), is_transport_error(&s)) {
@@ -899,15 +903,7 @@ impl LndNode {
         else {
             return;
         };
-        let debug = self
-            .rpc(|c| async move {
-                c.lightning
-                    .clone()
-                    .max_decoding_message_size(DEBUG_INFO_MAX_BYTES)
-                    .get_debug_info(lnrpc::GetDebugInfoRequest {})
-                    .await
-            })
-            .await;
+        let debug = self.rpc(get_debug_info).await;
         let Ok(debug) = debug else {
             // The configured value stays in force (a node without GetDebugInfo never had one).
             self.read().version = info.version;
