@@ -907,6 +907,22 @@ async fn list_channels(
     })
 }
 
+/// A hash already registered is refused before the node behind is asked for an invoice
+/// (`invoices.ErrDuplicateInvoice`, a plain error).
+fn refuse_duplicate(inner: &Inner, hash: &PaymentHash) -> Result<(), Status> {
+    match inner.state().registry.lookup(hash) {
+        Ok(_) => Err(Status::unknown("invoice with payment hash already exists")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Registers a new invoice (now) and wakes the streams; its add index.
+fn register(inner: &Inner, new: NewInvoice) -> Result<u64, Status> {
+    let add_index = inner.state().registry.add(new, unix_now()).map_err(status)?.add_index;
+    inner.bump();
+    Ok(add_index)
+}
+
 /// `invoicesrpc/addinvoice.go` checks shared by AddInvoice and AddHoldInvoice.
 fn check_new_invoice(memo: &str, value_msat: i64, expiry: i64) -> Result<u64, Status> {
     if memo.len() > 1024 {
@@ -955,9 +971,7 @@ async fn add_invoice(inner: Arc<Inner>, r: lnrpc::Invoice) -> Result<lnrpc::AddI
             .ok_or_else(|| Status::unknown(format!("invalid preimage length of {}, want 32", r.r_preimage.len())))?
     };
     let hash = preimage.payment_hash();
-    if inner.state().registry.lookup(&hash).is_ok() {
-        return Err(Status::unknown("invoice with payment hash already exists"));
-    }
+    refuse_duplicate(&inner, &hash)?;
     let value_msat = if r.value_msat > 0 { r.value_msat } else { r.value * 1000 } as u64;
     let inv = inner
         .ln
@@ -965,26 +979,20 @@ async fn add_invoice(inner: Arc<Inner>, r: lnrpc::Invoice) -> Result<lnrpc::AddI
         .await
         .map_err(lnerr)?;
     let payment_request = as_lnd_would(&inner, inv.bolt11, cltv, r.private)?;
-    let add_index = inner
-        .state()
-        .registry
-        .add(
-            NewInvoice {
-                hash,
-                hold: false,
-                preimage: Some(preimage),
-                value_msat,
-                expiry_secs: expiry,
-                cltv_expiry: cltv,
-                private: r.private,
-                payment_request: payment_request.clone(),
-                memo: r.memo,
-            },
-            unix_now(),
-        )
-        .map_err(status)?
-        .add_index;
-    inner.bump();
+    let add_index = register(
+        &inner,
+        NewInvoice {
+            hash,
+            hold: false,
+            preimage: Some(preimage),
+            value_msat,
+            expiry_secs: expiry,
+            cltv_expiry: cltv,
+            private: r.private,
+            payment_request: payment_request.clone(),
+            memo: r.memo,
+        },
+    )?;
     Ok(lnrpc::AddInvoiceResponse {
         r_hash: hash.0.to_vec(),
         payment_request,
@@ -1005,9 +1013,7 @@ async fn add_hold_invoice(
     };
     let expiry = check_new_invoice(&r.memo, value_msat, r.expiry)?;
     let cltv = registry::final_cltv_delta(r.cltv_expiry, inner.profile.rules.min_final_cltv_delta).map_err(status)?;
-    if inner.state().registry.lookup(&hash).is_ok() {
-        return Err(Status::unknown("invoice with payment hash already exists"));
-    }
+    refuse_duplicate(&inner, &hash)?;
     let inv = inner
         .ln
         .create_hold_invoice(&HoldInvoiceRequest {
@@ -1020,26 +1026,20 @@ async fn add_hold_invoice(
         .await
         .map_err(lnerr)?;
     let payment_request = as_lnd_would(&inner, inv.bolt11, cltv, r.private)?;
-    let add_index = inner
-        .state()
-        .registry
-        .add(
-            NewInvoice {
-                hash,
-                hold: true,
-                preimage: None,
-                value_msat: value_msat.max(0) as u64,
-                expiry_secs: expiry,
-                cltv_expiry: cltv,
-                private: r.private,
-                payment_request: payment_request.clone(),
-                memo: r.memo,
-            },
-            unix_now(),
-        )
-        .map_err(status)?
-        .add_index;
-    inner.bump();
+    let add_index = register(
+        &inner,
+        NewInvoice {
+            hash,
+            hold: true,
+            preimage: None,
+            value_msat: value_msat.max(0) as u64,
+            expiry_secs: expiry,
+            cltv_expiry: cltv,
+            private: r.private,
+            payment_request: payment_request.clone(),
+            memo: r.memo,
+        },
+    )?;
     Ok(invoicesrpc::AddHoldInvoiceResp {
         payment_request,
         add_index,
