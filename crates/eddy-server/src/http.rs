@@ -27,124 +27,32 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitcoin::hashes::Hash;
-use eddy_core::types::{Preimage, SwapId};
-use eddy_core::validate::LoopOutCreate;
-use serde::{Deserialize, Serialize};
+use eddy_core::api::{ApiParseError, AuthHeader, QuoteQuery};
+use eddy_core::types::SwapId;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::OpenApi;
+
+/// The wire types of this API live in [`eddy_core::api`] (with their pure parsers); they are
+/// re-exported here for the server's callers.
+pub use eddy_core::api::{
+    ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, LoopInCreateDoc, LoopInOfferDoc,
+    LoopOutCreateDoc, LoopOutOfferDoc, PreimageBody, Quote, QuoteIn, SeedLoopOutRequest, SeedLoopOutResponse,
+    SwapStatus, Terms,
+};
 
 use crate::loop_out::{LoopOutServer, ServerError};
-
-/// What `GET /v1/terms` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Terms {
-    /// Network name (`regtest`, `bitcoin`, …).
-    pub network: String,
-    /// Smallest loop-out.
-    pub min_amount_sat: u64,
-    /// Largest loop-out.
-    pub max_amount_sat: u64,
-    /// Fixed fee.
-    pub base_fee_sat: u64,
-    /// Proportional fee (ppm).
-    pub fee_ppm: u32,
-    /// Prepay.
-    pub prepay_sat: u64,
-    /// `E − tip` at creation.
-    pub expiry_delta: u32,
-}
-
-/// What `GET /v1/swaps/{id}` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SwapStatus {
-    /// The swap id.
-    pub id: String,
-    /// The state name.
-    pub state: String,
-    /// Whether it is final.
-    pub terminal: bool,
-    /// HTLC expiry.
-    pub expiry: u32,
-    /// The HTLC output, once published.
-    pub htlc_outpoint: Option<String>,
-}
-
-/// Body of `POST /v1/swaps/{id}/preimage`.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-pub struct PreimageBody {
-    /// The preimage, 32 bytes hex.
-    preimage: String,
-}
-
-/// Body of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignRequest {
-    /// The client's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The unsigned claim transaction (hex).
-    pub tx: String,
-}
-
-/// Answer of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignResponse {
-    /// The server's public nonce (hex).
-    pub nonce: String,
-    /// The server's partial signature (hex).
-    pub partial_sig: String,
-}
-
-/// The loop-out request as it travels (schema of `eddy_core::validate::LoopOutCreate`; a test
-/// checks the field names match what the type serializes).
-#[derive(ToSchema)]
-#[schema(as = LoopOutCreate)]
-#[allow(dead_code)]
-pub struct LoopOutCreateDoc {
-    /// HTLC amount in satoshis.
-    amount: u64,
-    /// sha256 of the client's preimage, hex.
-    payment_hash: String,
-    /// The client's claim key, compressed public key hex.
-    claim_key: String,
-}
-
-/// The server's offer (schema of `eddy_core::validate::LoopOutOffer`).
-#[derive(ToSchema)]
-#[schema(as = LoopOutOffer)]
-#[allow(dead_code)]
-pub struct LoopOutOfferDoc {
-    /// Hold invoice for the swap amount (BOLT11).
-    swap_invoice: String,
-    /// Hold invoice for the prepay (BOLT11).
-    prepay_invoice: String,
-    /// The server's HTLC key, compressed public key hex.
-    server_key: String,
-    /// Absolute expiry height of the HTLC.
-    expiry: u32,
-    /// The P2TR HTLC address.
-    htlc_address: String,
-}
-
-/// Every error body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What was wrong.
-    error: String,
-}
 
 /// The OpenAPI document of this API (served at `GET /v1/openapi.json`).
 #[derive(OpenApi)]
@@ -204,6 +112,12 @@ impl IntoResponse for ApiError {
             );
         }
         r
+    }
+}
+
+impl From<ApiParseError> for ApiError {
+    fn from(e: ApiParseError) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
     }
 }
 
@@ -287,13 +201,29 @@ async fn authorize(
     })
 }
 
-/// A JSON body read after [`authorize`].
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
+/// A request body as read: too large a body is refused (413) as JSON like every other error.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError(r.status(), format!("malformed request: {}", r.body_text())))
 }
 
-fn bad_json(r: JsonRejection) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {}", r.body_text()))
+/// Whether the request says its body is JSON (`application/json` or `application/…+json`),
+/// as swap-creation and preimage requests must.
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "malformed request: Expected request with `Content-Type: application/json`".into(),
+        ))
+    }
 }
 
 struct AppState {
@@ -364,12 +294,13 @@ impl AppState {
     }
 
     /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
-    /// body; each refusal is counted by reason.
+    /// body, parsed by `parse`; each refusal is counted by reason.
     fn admit<T>(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
-        body: Result<Json<T>, JsonRejection>,
+        body: Result<Bytes, BytesRejection>,
+        parse: impl FnOnce(&[u8]) -> Result<T, ApiParseError>,
     ) -> Result<T, ApiError> {
         let ip = self.client(peer, headers);
         if !self.limiter.allow(ip) {
@@ -379,11 +310,18 @@ impl AppState {
                 format!("more than {} swap requests in a minute", self.limiter.per_minute),
             ));
         }
-        let Json(req) = body.map_err(|r| {
+        let counted = |e: ApiError| {
             self.server.metrics().refused("malformed");
-            bad_json(r)
-        })?;
-        Ok(req)
+            e
+        };
+        let body = body_bytes(body).map_err(counted)?;
+        json_content_type(headers).map_err(counted)?;
+        parse(&body).map_err(|e| {
+            self.server
+                .metrics()
+                .refused(if e.is_malformed() { "malformed" } else { "invalid" });
+            ApiError::from(e)
+        })
     }
 
     /// Counts a swap the engine refused to create, by reason.
@@ -736,9 +674,9 @@ async fn loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<LoopOutCreate>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
+    let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_out_create)?;
     let client = st.client(peer, &headers);
     let ticket = st.out_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_out(&req).await;
@@ -748,40 +686,13 @@ async fn loop_out(
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
-/// `GET /v1/quote/loop-out?amount=<sat>` query.
-#[derive(Debug, Deserialize, ToSchema, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct QuoteQuery {
-    /// HTLC amount, sat (a whole number of satoshis).
-    #[param(minimum = 1, example = 100000)]
-    pub amount: u64,
-}
-
-/// What a loop-out of `amount_sat` costs off-chain.
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct Quote {
-    /// The on-chain HTLC value, sat.
-    pub amount_sat: u64,
-    /// The server's fee, sat (prepay included).
-    pub swap_fee_sat: u64,
-    /// Paid up front (non-refundable once the HTLC is published), sat.
-    pub prepay_sat: u64,
-    /// The swap invoice's amount, sat.
-    pub swap_invoice_sat: u64,
-    /// `E − tip` the HTLC would get.
-    pub expiry_delta: u32,
-}
-
 #[utoipa::path(get, path = "/v1/quote/loop-out", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-out of this amount costs", body = Quote),
     (status = 400, description = "Amount missing or out of range", body = ErrorBody),
 ))]
-async fn quote(
-    State(st): State<Arc<AppState>>,
-    q: Result<Query<QuoteQuery>, QueryRejection>,
-) -> Result<Json<Quote>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
-    let quote = st.server.quote(bitcoin::Amount::from_sat(q.amount))?;
+async fn quote(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Quote>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
+    let quote = st.server.quote(amount)?;
     Ok(Json(Quote {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
@@ -812,28 +723,6 @@ pub fn metrics_router(server: Arc<LoopOutServer>) -> Router {
     )
 }
 
-/// Seed 000's loop-out request (field names as its client sends them).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SeedLoopOutRequest {
-    /// The client's P2WPKH claim address (the HTLC commits to its pubkey hash).
-    pub htlc_claim_address: String,
-    /// sha256 of the client's preimage, hex.
-    pub hash: String,
-    /// HTLC amount, sat.
-    pub loop_out_sats: u64,
-}
-
-/// Seed 000's loop-out answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SeedLoopOutResponse {
-    /// The server's P2WPKH refund address (the HTLC commits to its pubkey hash).
-    pub htlc_refund_address: String,
-    /// The hold invoice: amount plus the server's fee.
-    pub payment_request: String,
-}
-
 /// `POST /api/loop/out`: seed 000's exchange, unchanged. The HTLC is seed 000's BIP199 P2WSH
 /// (`OP_SHA256 <hash> OP_EQUAL OP_IF OP_DUP OP_HASH160 <claim> OP_ELSE 40 OP_CSV OP_DROP OP_DUP
 /// OP_HASH160 <refund> OP_ENDIF OP_EQUALVERIFY OP_CHECKSIG`), paying exactly `loopOutSats`.
@@ -848,34 +737,19 @@ async fn seed_loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SeedLoopOutResponse>, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
-    let invalid = |m: String| {
-        st.server.metrics().refused("invalid");
-        ApiError(StatusCode::BAD_REQUEST, m)
-    };
     let network = st.server.network();
-    let address = bitcoin::Address::from_str(req.htlc_claim_address.trim())
-        .map_err(|e| invalid(format!("htlcClaimAddress is not an address: {e}")))?
-        .require_network(network)
-        .map_err(|_| invalid(format!("htlcClaimAddress is not a {network} address")))?;
-    let pkh = match address.witness_program() {
-        Some(p) if p.is_p2wpkh() => {
-            let bytes: [u8; 20] = p
-                .program()
-                .as_bytes()
-                .try_into()
-                .map_err(|_| invalid("htlcClaimAddress: bad witness program".into()))?;
-            bitcoin::PubkeyHash::from_byte_array(bytes)
-        }
-        _ => return Err(invalid("htlcClaimAddress must be a P2WPKH address".into())),
-    };
-    let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
-        .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
-    st.server
-        .quote(bitcoin::Amount::from_sat(req.loop_out_sats))
-        .map_err(|e| invalid(e.to_string().trim_start_matches("invalid request: ").to_string()))?;
+    let req = st.admit(peer, &headers, body, |b| {
+        eddy_core::api::parse_seed_loop_out(b, network)
+    })?;
+    st.server.quote(req.amount).map_err(|e| {
+        st.server.metrics().refused("invalid");
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            e.to_string().trim_start_matches("invalid request: ").to_string(),
+        )
+    })?;
     // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
     // is created, its own tight limits apply (per client and from everyone together).
     let ip = st.client(peer, &headers);
@@ -894,10 +768,10 @@ async fn seed_loop_out(
     let ticket = st.out_offers.reserve(&st.server, ip).await?;
     let made = st
         .server
-        .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
+        .create_seed_loop_out(req.amount, req.hash, req.claim_pkh)
         .await;
     st.out_offers
-        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(hash)));
+        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(req.hash)));
     let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
@@ -905,8 +779,9 @@ async fn seed_loop_out(
     }))
 }
 
+/// The swap id of a path (400 when it is not one).
 fn parse_id(s: &str) -> Result<SwapId, ApiError> {
-    SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
+    Ok(eddy_core::api::parse_id(s)?)
 }
 
 #[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex"), AuthHeader), responses(
@@ -926,18 +801,6 @@ async fn status(
     Ok(Json(any_status(&st, &id).await?))
 }
 
-/// The per-swap authorization header (documented on every per-swap endpoint).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct AuthHeader {
-    /// `<unix seconds>:<BIP340 signature hex>` by the key the client gave at creation
-    /// (loop-out: claim key, loop-in: refund key) over the swap id, time, method, path and
-    /// body (see `eddy_core::auth`).
-    #[param(rename = "x-eddy-swap-auth")]
-    x_eddy_swap_auth: String,
-}
-
 async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerError> {
     match st.server.swap(id).await {
         Ok((_, rec)) => Ok(status_of(id, &rec)),
@@ -949,66 +812,19 @@ async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerErro
     }
 }
 
-/// `GET /v1/quote/loop-in?amount=<sat>` answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct QuoteIn {
-    /// The on-chain HTLC value the client funds, sat.
-    pub amount_sat: u64,
-    /// The server's fee, sat.
-    pub swap_fee_sat: u64,
-    /// What the client's invoice must ask: amount − fee, sat.
-    pub invoice_sat: u64,
-    /// `E − tip` the HTLC gets.
-    pub expiry_delta: u32,
-}
-
 #[utoipa::path(get, path = "/v1/quote/loop-in", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-in of this amount costs", body = QuoteIn),
     (status = 400, description = "Amount missing or out of range", body = ErrorBody),
 ))]
-async fn quote_in(
-    State(st): State<Arc<AppState>>,
-    q: Result<Query<QuoteQuery>, QueryRejection>,
-) -> Result<Json<QuoteIn>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
-    let quote = st.server.quote_in(bitcoin::Amount::from_sat(q.amount))?;
+async fn quote_in(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<QuoteIn>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
+    let quote = st.server.quote_in(amount)?;
     Ok(Json(QuoteIn {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
         invoice_sat: quote.invoice_amount.to_sat(),
         expiry_delta: eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA,
     }))
-}
-
-/// The loop-in request (schema of `eddy_server::loop_in::LoopInCreate`).
-#[derive(ToSchema)]
-#[schema(as = LoopInCreate)]
-#[allow(dead_code)]
-pub struct LoopInCreateDoc {
-    /// HTLC amount the client funds, sat.
-    amount: u64,
-    /// The client's BOLT11 invoice for amount − fee.
-    invoice: String,
-    /// The client's refund key, compressed public key hex.
-    refund_key: String,
-    /// Optional: the node the payment must arrive through (compressed public key hex); refused
-    /// with 400 by a server whose Lightning node cannot restrict the last hop.
-    last_hop: Option<String>,
-}
-
-/// The server's loop-in answer (schema of `eddy_core::validate::LoopInOffer`).
-#[derive(ToSchema)]
-#[schema(as = LoopInOffer)]
-#[allow(dead_code)]
-pub struct LoopInOfferDoc {
-    /// The server's claim key, compressed public key hex.
-    server_key: String,
-    /// Absolute expiry height `E`.
-    expiry: u32,
-    /// The P2TR HTLC address to fund with exactly the amount.
-    htlc_address: String,
-    /// The server's fee, sat.
-    swap_fee: u64,
 }
 
 #[utoipa::path(post, path = "/v1/loop-in", request_body = LoopInCreateDoc, responses(
@@ -1022,9 +838,9 @@ async fn loop_in(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
+    let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_in_create)?;
     let client = st.client(peer, &headers);
     let ticket = st.in_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_in(&req).await;
@@ -1037,24 +853,6 @@ async fn loop_in(
     st.in_offers.finish(client, ticket, id);
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
-}
-
-/// `GET /v1/swaps/{id}/claim` answer: the cooperative claim offered to a loop-in client.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClaimOffer {
-    /// The server's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The unsigned key-path claim (hex).
-    pub tx: String,
-}
-
-/// Body of `POST /v1/swaps/{id}/claim-cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClaimCosign {
-    /// The client's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The client's partial signature (hex).
-    pub partial_sig: String,
 }
 
 #[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
@@ -1096,15 +894,10 @@ async fn claim_cosign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    use bitcoin::hex::FromHex;
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let b: ClaimCosign = json_body(&body)?;
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let partial = <[u8; 32]>::from_hex(&b.partial_sig)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "partial_sig must be 32 bytes of hex".into()))?;
+    let (nonce, partial) = eddy_core::api::parse_claim_cosign(&body)?;
     st.server.claim_cosigned(&id, &nonce, &partial).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1126,7 +919,7 @@ async fn refund_cosign(
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = cosign_request(&body)?;
+    let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_refund(&id, &nonce, &tx).await?,
     )))
@@ -1140,12 +933,13 @@ async fn refund_cosign(
 async fn push_preimage(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<PreimageBody>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let Json(b) = body.map_err(bad_json)?;
-    let preimage = Preimage::from_hex(&b.preimage)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "preimage must be 32 bytes of hex".into()))?;
+    let body = body_bytes(body)?;
+    json_content_type(&headers)?;
+    let preimage = eddy_core::api::parse_preimage(&body)?;
     if SwapId::from(preimage.payment_hash()) != id {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -1175,31 +969,10 @@ async fn cosign(
     let id = parse_id(&id)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = cosign_request(&body)?;
+    let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
     Ok(Json(CosignResponse::from(
         st.server.cosign_claim(&id, &nonce, &tx).await?,
     )))
-}
-
-/// The client's nonce and unsigned transaction of a co-signing request, checked.
-fn cosign_request(body: &[u8]) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiError> {
-    use bitcoin::hex::FromHex;
-    let b: CosignRequest = json_body(body)?;
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
-    Ok((nonce, tx))
-}
-
-impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> for CosignResponse {
-    fn from((nonce, partial): (eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)) -> Self {
-        use bitcoin::hex::DisplayHex;
-        CosignResponse {
-            nonce: nonce.to_lower_hex_string(),
-            partial_sig: partial.to_lower_hex_string(),
-        }
-    }
 }
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status (loop-out or
@@ -1251,28 +1024,26 @@ async fn events(
 }
 
 fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
-    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
+    swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
 fn in_status_of(id: &SwapId, rec: &crate::loop_in::LoopInRecord) -> SwapStatus {
-    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
+    swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
-impl SwapStatus {
-    fn new<S: Serialize>(
-        id: &SwapId,
-        state: &S,
-        terminal: bool,
-        expiry: u32,
-        funding: Option<bitcoin::OutPoint>,
-    ) -> SwapStatus {
-        SwapStatus {
-            id: id.to_string(),
-            state: eddy_store::state_name(state),
-            terminal,
-            expiry,
-            htlc_outpoint: funding.map(|o| o.to_string()),
-        }
+fn swap_status<S: Serialize>(
+    id: &SwapId,
+    state: &S,
+    terminal: bool,
+    expiry: u32,
+    funding: Option<bitcoin::OutPoint>,
+) -> SwapStatus {
+    SwapStatus {
+        id: id.to_string(),
+        state: eddy_store::state_name(state),
+        terminal,
+        expiry,
+        htlc_outpoint: funding.map(|o| o.to_string()),
     }
 }
 
