@@ -55,6 +55,13 @@ pub enum ApiParseError {
     /// Seed 000's `hash` that is not 32 bytes of hex.
     #[error("hash must be 32 bytes of hex")]
     SeedHash,
+    /// A payment hash that is not 32 bytes of hex.
+    #[error("{0} must be 32 bytes of hex")]
+    Hash(&'static str),
+    /// A public key that is not a compressed point (66 hex characters starting `02` or `03`,
+    /// on the curve).
+    #[error("{0} must be a compressed public key (66 hex characters, 02… or 03…, on the curve)")]
+    Key(&'static str),
 }
 
 impl ApiParseError {
@@ -65,10 +72,82 @@ impl ApiParseError {
     }
 }
 
+/// `pattern` of a swap id or a payment hash: 32 bytes of hex.
+pub const HEX32_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+/// `pattern` of a compressed public key: 33 bytes of hex starting `02` or `03`.
+pub const KEY_PATTERN: &str = "^0[23][0-9a-fA-F]{64}$";
+/// `pattern` of a MuSig2 public nonce: 66 bytes of hex.
+pub const NONCE_PATTERN: &str = "^[0-9a-fA-F]{132}$";
+/// `pattern` of a serialized transaction: bytes of hex.
+pub const TX_PATTERN: &str = "^([0-9a-fA-F]{2})+$";
+/// `pattern` of an outpoint: `txid:vout`.
+pub const OUTPOINT_PATTERN: &str = "^[0-9a-f]{64}:[0-9]+$";
+
+/// Satoshi amounts as the API reads them: a JSON integer, or a JSON number with no fractional
+/// part (`50000.0`, `5e4`: JSON Schema's `integer` admits them, and so does the API; a string
+/// is not a number), or, in a query string, the same written out. Negative, fractional, non-finite and larger than
+/// 2^53 − 1 (past which a float is no longer exact; far above 21 million BTC) are refused.
+pub mod sat {
+    use core::fmt;
+
+    /// The largest amount a float may carry exactly (2^53 − 1).
+    pub const MAX_FLOAT_EXACT: u64 = (1 << 53) - 1;
+
+    /// An amount from a float, if it is a whole, non-negative, exact number of satoshis.
+    pub fn from_f64(f: f64) -> Option<u64> {
+        (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= MAX_FLOAT_EXACT as f64).then_some(f as u64)
+    }
+
+    /// An amount from text: digits, or a decimal or exponent number with no fractional part.
+    pub fn from_str(s: &str) -> Option<u64> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().ok();
+        }
+        // Only what JSON would write (no `inf`, `nan`, `+`, hex).
+        let json_like = s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-'));
+        if !json_like || s.starts_with('-') {
+            return None;
+        }
+        s.parse::<f64>().ok().and_then(from_f64)
+    }
+
+    /// `#[serde(deserialize_with = "eddy_core::api::sat::deserialize")]` on a `u64` of sats.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(Sats)
+    }
+
+    struct Sats;
+
+    const EXPECTED: &str = "a whole, non-negative number of satoshis";
+
+    impl serde::de::Visitor<'_> for Sats {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(EXPECTED)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &EXPECTED))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+            from_f64(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &EXPECTED))
+        }
+    }
+}
+
 /// What `GET /v1/terms` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Terms {
-    /// Network name (`regtest`, `bitcoin`, …).
+    /// Network name.
+    #[schema(pattern = "^(bitcoin|testnet|testnet4|signet|regtest)$")]
     pub network: String,
     /// Smallest loop-out.
     pub min_amount_sat: u64,
@@ -88,14 +167,17 @@ pub struct Terms {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SwapStatus {
     /// The swap id.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub id: String,
-    /// The state name.
+    /// The state name (snake case).
+    #[schema(pattern = "^[a-z_]+$")]
     pub state: String,
     /// Whether it is final.
     pub terminal: bool,
-    /// HTLC expiry.
+    /// HTLC expiry height.
     pub expiry: u32,
-    /// The HTLC output, once published.
+    /// The HTLC output (`txid:vout`), once published.
+    #[schema(pattern = "^[0-9a-f]{64}:[0-9]+$")]
     pub htlc_outpoint: Option<String>,
 }
 
@@ -103,24 +185,29 @@ pub struct SwapStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct PreimageBody {
     /// The preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub preimage: String,
 }
 
 /// Body of `POST /v1/swaps/{id}/cosign` and `POST /v1/swaps/{id}/refund-cosign`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CosignRequest {
-    /// The client's MuSig2 public nonce (hex).
+    /// The client's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{132}$")]
     pub nonce: String,
-    /// The unsigned claim transaction (hex).
+    /// The unsigned claim (or refund) transaction, hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})+$")]
     pub tx: String,
 }
 
 /// Answer of `POST /v1/swaps/{id}/cosign` and `POST /v1/swaps/{id}/refund-cosign`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CosignResponse {
-    /// The server's public nonce (hex).
+    /// The server's public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{132}$")]
     pub nonce: String,
-    /// The server's partial signature (hex).
+    /// The server's partial signature, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub partial_sig: String,
 }
 
@@ -136,18 +223,22 @@ impl From<(PubNonceBytes, PartialSigBytes)> for CosignResponse {
 /// `GET /v1/swaps/{id}/claim` answer: the cooperative claim offered to a loop-in client.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClaimOffer {
-    /// The server's MuSig2 public nonce (hex).
+    /// The server's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{132}$")]
     pub nonce: String,
-    /// The unsigned key-path claim (hex).
+    /// The unsigned key-path claim, hex.
+    #[schema(pattern = "^([0-9a-f]{2})+$")]
     pub tx: String,
 }
 
 /// Body of `POST /v1/swaps/{id}/claim-cosign`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClaimCosign {
-    /// The client's MuSig2 public nonce (hex).
+    /// The client's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{132}$")]
     pub nonce: String,
-    /// The client's partial signature (hex).
+    /// The client's partial signature, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub partial_sig: String,
 }
 
@@ -157,11 +248,13 @@ pub struct ClaimCosign {
 #[schema(as = LoopOutCreate)]
 #[allow(dead_code)]
 pub struct LoopOutCreateDoc {
-    /// HTLC amount in satoshis.
+    /// HTLC amount in satoshis (a number with no fractional part; range: the server's terms).
     amount: u64,
-    /// sha256 of the client's preimage, hex.
+    /// sha256 of the client's preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     payment_hash: String,
     /// The client's claim key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
     claim_key: String,
 }
 
@@ -171,10 +264,13 @@ pub struct LoopOutCreateDoc {
 #[allow(dead_code)]
 pub struct LoopOutOfferDoc {
     /// Hold invoice for the swap amount (BOLT11).
+    #[schema(pattern = "^ln[a-z0-9]+$")]
     swap_invoice: String,
     /// Hold invoice for the prepay (BOLT11).
+    #[schema(pattern = "^ln[a-z0-9]+$")]
     prepay_invoice: String,
     /// The server's HTLC key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
     server_key: String,
     /// Absolute expiry height of the HTLC.
     expiry: u32,
@@ -187,14 +283,17 @@ pub struct LoopOutOfferDoc {
 #[schema(as = LoopInCreate)]
 #[allow(dead_code)]
 pub struct LoopInCreateDoc {
-    /// HTLC amount the client funds, sat.
+    /// HTLC amount the client funds, sat (a number with no fractional part; range: the
+    /// server's terms).
     amount: u64,
     /// The client's BOLT11 invoice for amount − fee.
     invoice: String,
     /// The client's refund key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
     refund_key: String,
     /// Optional: the node the payment must arrive through (compressed public key hex); refused
     /// with 400 by a server whose Lightning node cannot restrict the last hop.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
     last_hop: Option<String>,
 }
 
@@ -204,6 +303,7 @@ pub struct LoopInCreateDoc {
 #[allow(dead_code)]
 pub struct LoopInOfferDoc {
     /// The server's claim key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
     server_key: String,
     /// Absolute expiry height `E`.
     expiry: u32,
@@ -224,7 +324,7 @@ pub struct ErrorBody {
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
-    /// HTLC amount, sat (a whole number of satoshis).
+    /// HTLC amount, sat (a whole number of satoshis; range: the server's terms).
     #[param(minimum = 1, example = 100000)]
     pub amount: u64,
 }
@@ -263,9 +363,11 @@ pub struct QuoteIn {
 pub struct SeedLoopOutRequest {
     /// The client's P2WPKH claim address (the HTLC commits to its pubkey hash).
     pub htlc_claim_address: String,
-    /// sha256 of the client's preimage, hex.
+    /// sha256 of the client's preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub hash: String,
-    /// HTLC amount, sat.
+    /// HTLC amount, sat (a number with no fractional part; range: the server's terms).
+    #[serde(deserialize_with = "sat::deserialize")]
     pub loop_out_sats: u64,
 }
 
@@ -302,6 +404,47 @@ pub struct AuthHeader {
     x_eddy_swap_auth: String,
 }
 
+/// The swap id in a per-swap path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SwapIdPath {
+    /// The swap id: its payment hash, 32 bytes hex.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    id: String,
+}
+
+/// `POST /v1/loop-out`'s body as read: amounts as [`sat`] reads them, hex checked before it
+/// is decoded.
+#[derive(Deserialize)]
+struct LoopOutCreateWire {
+    #[serde(deserialize_with = "sat::deserialize")]
+    amount: u64,
+    payment_hash: String,
+    claim_key: String,
+}
+
+/// `POST /v1/loop-in`'s body as read.
+#[derive(Deserialize)]
+struct LoopInCreateWire {
+    #[serde(deserialize_with = "sat::deserialize")]
+    amount: u64,
+    invoice: String,
+    refund_key: String,
+    #[serde(default)]
+    last_hop: Option<String>,
+}
+
+/// A compressed public key: exactly 66 hex characters starting `02`/`03`, on the curve (an
+/// uncompressed key, which the curve library would also take, is refused).
+fn compressed_key(s: &str, field: &'static str) -> Result<bitcoin::secp256k1::PublicKey, ApiParseError> {
+    let shaped = s.len() == 66 && (s.starts_with("02") || s.starts_with("03"));
+    if !shaped {
+        return Err(ApiParseError::Key(field));
+    }
+    bitcoin::secp256k1::PublicKey::from_str(s).map_err(|_| ApiParseError::Key(field))
+}
+
 /// A JSON body of type `T`.
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiParseError> {
     serde_json::from_slice(body).map_err(|e| ApiParseError::Malformed(e.to_string()))
@@ -312,21 +455,42 @@ pub fn parse_id(s: &str) -> Result<SwapId, ApiParseError> {
     SwapId::from_str(s).map_err(|_| ApiParseError::NotASwapId(s.to_owned()))
 }
 
-/// `POST /v1/loop-out`'s body.
+/// `POST /v1/loop-out`'s body (its amount's range is the server's to check).
 pub fn parse_loop_out_create(body: &[u8]) -> Result<LoopOutCreate, ApiParseError> {
-    json(body)
+    let w: LoopOutCreateWire = json(body)?;
+    Ok(LoopOutCreate {
+        amount: bitcoin::Amount::from_sat(w.amount),
+        payment_hash: PaymentHash::from_str(&w.payment_hash).map_err(|_| ApiParseError::Hash("payment_hash"))?,
+        claim_key: compressed_key(&w.claim_key, "claim_key")?,
+    })
 }
 
-/// `POST /v1/loop-in`'s body.
+/// `POST /v1/loop-in`'s body (the invoice and the amount's range are the server's to check).
 pub fn parse_loop_in_create(body: &[u8]) -> Result<LoopInCreate, ApiParseError> {
-    json(body)
+    let w: LoopInCreateWire = json(body)?;
+    Ok(LoopInCreate {
+        amount: bitcoin::Amount::from_sat(w.amount),
+        invoice: w.invoice,
+        refund_key: compressed_key(&w.refund_key, "refund_key")?,
+        last_hop: w.last_hop.map(|k| compressed_key(&k, "last_hop")).transpose()?,
+    })
 }
 
 /// The query of `GET /v1/quote/loop-out` and `GET /v1/quote/loop-in` (the part after `?`, none
 /// is an empty one): the amount asked about.
 pub fn parse_quote_query(query: &str) -> Result<bitcoin::Amount, ApiParseError> {
-    let q: QuoteQuery = serde_urlencoded::from_str(query).map_err(|e| ApiParseError::MalformedQuery(e.to_string()))?;
-    Ok(bitcoin::Amount::from_sat(q.amount))
+    #[derive(Deserialize)]
+    struct Wire {
+        amount: String,
+    }
+    let q: Wire = serde_urlencoded::from_str(query).map_err(|e| ApiParseError::MalformedQuery(e.to_string()))?;
+    let amount = sat::from_str(&q.amount).ok_or_else(|| {
+        ApiParseError::MalformedQuery(format!(
+            "amount: {:?} is not a whole, non-negative number of satoshis",
+            q.amount
+        ))
+    })?;
+    Ok(bitcoin::Amount::from_sat(amount))
 }
 
 /// `POST /v1/swaps/{id}/preimage`'s body: the preimage (whether it is the swap's is the
@@ -383,6 +547,132 @@ pub fn parse_seed_loop_out(body: &[u8], network: Network) -> Result<SeedLoopOut,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_whole_satoshis_written_as_integers_or_integral_numbers() {
+        let body = |amount: &str| {
+            format!(
+                "{{\"amount\":{amount},\"payment_hash\":\"{}\",\"claim_key\":\"{}\"}}",
+                "11".repeat(32),
+                key_hex()
+            )
+        };
+        for (amount, want) in [
+            ("10000", 10_000u64),
+            ("10000.0", 10_000),
+            ("1e4", 10_000),
+            ("1.0E4", 10_000),
+            ("0", 0),
+            ("9007199254740991", 9_007_199_254_740_991),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            let got = parse_loop_out_create(body(amount).as_bytes()).map(|r| r.amount.to_sat());
+            assert_eq!(got, Ok(want), "{amount}");
+        }
+        for amount in [
+            "10000.5",
+            "-1",
+            "-0.5",
+            "1e300",
+            "9007199254740992.0",
+            "\"10000\"",
+            "null",
+            "18446744073709551616",
+        ] {
+            let got = parse_loop_out_create(body(amount).as_bytes());
+            assert!(
+                got.as_ref().err().is_some_and(ApiParseError::is_malformed),
+                "{amount}: {got:?}"
+            );
+        }
+        // The query string reads the same.
+        assert_eq!(
+            parse_quote_query("amount=10000.0"),
+            Ok(bitcoin::Amount::from_sat(10_000))
+        );
+        assert_eq!(parse_quote_query("amount=1e4"), Ok(bitcoin::Amount::from_sat(10_000)));
+        for bad in [
+            "amount=10000.5",
+            "amount=inf",
+            "amount=NaN",
+            "amount=%2B5",
+            "amount=0x10",
+            "amount=-0",
+        ] {
+            assert!(parse_quote_query(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn key_hex() -> String {
+        bitcoin::secp256k1::PublicKey::from_secret_key(
+            &bitcoin::secp256k1::Secp256k1::new(),
+            &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn keys_are_compressed_points_and_hashes_32_bytes() {
+        let key = bitcoin::secp256k1::PublicKey::from_secret_key(
+            &bitcoin::secp256k1::Secp256k1::new(),
+            &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+        );
+        let body =
+            |hash: &str, k: &str| format!("{{\"amount\":50000,\"payment_hash\":\"{hash}\",\"claim_key\":\"{k}\"}}");
+        let hash = "11".repeat(32);
+        let ok = parse_loop_out_create(body(&hash, &key.to_string()).as_bytes());
+        assert_eq!(
+            ok,
+            Ok(LoopOutCreate {
+                amount: bitcoin::Amount::from_sat(50_000),
+                payment_hash: PaymentHash([0x11; 32]),
+                claim_key: key,
+            })
+        );
+        let uncompressed = key.serialize_uncompressed().to_lower_hex_string();
+        let off_curve = "02".to_owned() + &"11".repeat(32);
+        for k in [
+            uncompressed.as_str(),
+            off_curve.as_str(),
+            "",
+            "02",
+            &("04".to_owned() + &"11".repeat(32)),
+        ] {
+            assert_eq!(
+                parse_loop_out_create(body(&hash, k).as_bytes()),
+                Err(ApiParseError::Key("claim_key")),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            parse_loop_out_create(body("abcd", &key.to_string()).as_bytes()),
+            Err(ApiParseError::Hash("payment_hash"))
+        );
+        let in_body =
+            |last_hop: &str| format!("{{\"amount\":50000,\"invoice\":\"lnbcrt1\",\"refund_key\":\"{key}\"{last_hop}}}");
+        let ok = parse_loop_in_create(in_body("").as_bytes());
+        assert_eq!(
+            ok,
+            Ok(LoopInCreate {
+                amount: bitcoin::Amount::from_sat(50_000),
+                invoice: "lnbcrt1".into(),
+                refund_key: key,
+                last_hop: None,
+            })
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(",\"last_hop\":null").as_bytes()).map(|r| r.last_hop),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(&format!(",\"last_hop\":\"{key}\"")).as_bytes()).map(|r| r.last_hop),
+            Ok(Some(key))
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(&format!(",\"last_hop\":\"{uncompressed}\"")).as_bytes()),
+            Err(ApiParseError::Key("last_hop"))
+        );
+    }
 
     #[test]
     fn ids_are_64_hex_characters() {

@@ -30,14 +30,14 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use eddy_core::api::{ApiParseError, AuthHeader, QuoteQuery};
+use eddy_core::api::{ApiParseError, AuthHeader, QuoteQuery, SwapIdPath};
 use eddy_core::types::SwapId;
 use serde::Serialize;
 use serde_json::json;
@@ -97,6 +97,37 @@ use crate::loop_out::{LoopOutServer, ServerError};
     ))
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document this server serves: [`ApiDoc`] with the amount ranges of its `terms`
+/// (every amount a request carries: the loop-out and loop-in amounts, the seed protocol's
+/// `loopOutSats`, the quotes' `amount`), so the document is exact for this server.
+pub fn openapi_document(terms: &Terms) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let range = |v: Option<&mut serde_json::Value>| {
+        if let Some(o) = v.and_then(|v| v.as_object_mut()) {
+            o.insert("minimum".into(), json!(terms.min_amount_sat));
+            o.insert("maximum".into(), json!(terms.max_amount_sat));
+        }
+    };
+    for schema in [
+        "LoopOutCreate/properties/amount",
+        "LoopInCreate/properties/amount",
+        "SeedLoopOutRequest/properties/loopOutSats",
+    ] {
+        range(doc.pointer_mut(&format!("/components/schemas/{schema}")));
+    }
+    for path in ["~1v1~1quote~1loop-out", "~1v1~1quote~1loop-in"] {
+        let params = doc
+            .pointer_mut(&format!("/paths/{path}/get/parameters"))
+            .and_then(|p| p.as_array_mut());
+        for p in params.into_iter().flatten() {
+            if p["name"] == "amount" {
+                range(p.get_mut("schema"));
+            }
+        }
+    }
+    doc
+}
 
 /// An API error.
 pub struct ApiError(StatusCode, String);
@@ -658,17 +689,21 @@ impl AppState {
     }
 }
 
-#[utoipa::path(get, path = "/v1/terms", responses((status = 200, description = "The server's terms", body = Terms)))]
+#[utoipa::path(get, path = "/v1/terms", responses(
+    (status = 200, description = "The server's terms", body = Terms),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
     Json(st.terms.clone())
 }
 
 #[utoipa::path(post, path = "/v1/loop-out", request_body = LoopOutCreateDoc, responses(
     (status = 201, description = "The offer (both hold invoices, the server key, E, the HTLC address)", body = LoopOutOfferDoc),
-    (status = 400, description = "Malformed request or amount out of range", body = ErrorBody),
+    (status = 400, description = "Malformed request (not JSON, no JSON content type, bad hex, not a compressed key, amount not a whole number of sats) or amount out of the terms' range", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_out(
     State(st): State<Arc<AppState>>,
@@ -688,7 +723,8 @@ async fn loop_out(
 
 #[utoipa::path(get, path = "/v1/quote/loop-out", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-out of this amount costs", body = Quote),
-    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+    (status = 400, description = "Amount missing, not a whole number of sats, or out of the terms' range", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn quote(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Quote>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
@@ -730,8 +766,9 @@ pub fn metrics_router(server: Arc<LoopOutServer>) -> Router {
     (status = 200, description = "The refund address and the hold invoice", body = SeedLoopOutResponse),
     (status = 400, description = "Malformed request, not a P2WPKH address of this network, bad hash, amount out of range", body = ErrorBody),
     (status = 409, description = "A swap for this hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), more seed-protocol swaps a minute than this client or all clients may make, or as many live unpaid offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn seed_loop_out(
     State(st): State<Arc<AppState>>,
@@ -779,24 +816,37 @@ async fn seed_loop_out(
     }))
 }
 
-/// The swap id of a path (400 when it is not one).
-fn parse_id(s: &str) -> Result<SwapId, ApiError> {
-    Ok(eddy_core::api::parse_id(s)?)
+/// An engine error of a call on a swap the caller proved is theirs: "not found" there means the
+/// swap is of the other kind (a loop-in's id on a loop-out call), which is the caller's
+/// mistake (400), not an unknown swap.
+fn of_kind(kind: &'static str) -> impl Fn(ServerError) -> ApiError {
+    move |e| match e {
+        ServerError::NotFound(id) => ApiError(StatusCode::BAD_REQUEST, format!("swap {id} is not a {kind}")),
+        e => e.into(),
+    }
 }
 
-#[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex"), AuthHeader), responses(
+/// The swap id of a path (400 when it is not one, as JSON like every error: the path's own
+/// rejection, e.g. for bytes that are not UTF-8, included).
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<SwapId, ApiError> {
+    let Path(id) = p.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {}", r.body_text())))?;
+    Ok(eddy_core::api::parse_id(&id)?)
+}
+
+#[utoipa::path(get, path = "/v1/swaps/{id}", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "The swap's status (never any secret)", body = SwapStatus),
-    (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn status(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<SwapStatus>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     Ok(Json(any_status(&st, &id).await?))
 }
@@ -814,7 +864,8 @@ async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerErro
 
 #[utoipa::path(get, path = "/v1/quote/loop-in", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-in of this amount costs", body = QuoteIn),
-    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+    (status = 400, description = "Amount missing, not a whole number of sats, or out of the terms' range", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn quote_in(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<QuoteIn>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
@@ -829,10 +880,11 @@ async fn quote_in(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Res
 
 #[utoipa::path(post, path = "/v1/loop-in", request_body = LoopInCreateDoc, responses(
     (status = 201, description = "The HTLC to fund", body = LoopInOfferDoc),
-    (status = 400, description = "Malformed request, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV)", body = ErrorBody),
+    (status = 400, description = "Malformed request, amount out of range, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV), or a last hop this server cannot restrict", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_in(
     State(st): State<Arc<AppState>>,
@@ -855,21 +907,22 @@ async fn loop_in(
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
-#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "The loop-in claim the server asks the client to co-sign (only once the server has paid)", body = ClaimOffer),
-    (status = 400, description = "No claim to co-sign now", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, or no claim to co-sign now", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn claim_offer(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<ClaimOffer>, ApiError> {
     use bitcoin::hex::DisplayHex;
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     // Only the client may (re)open the signing session.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     st.cosign_call(&id)?;
@@ -880,21 +933,24 @@ async fn claim_offer(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = ClaimCosign, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(SwapIdPath, AuthHeader), request_body = ClaimCosign, responses(
     (status = 204, description = "Aggregated and broadcast"),
-    (status = 400, description = "Bad nonce or partial signature, or no claim offered", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, bad nonce or partial signature, or no claim offered", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn claim_cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, partial) = eddy_core::api::parse_claim_cosign(&body)?;
@@ -902,41 +958,45 @@ async fn claim_cosign(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(SwapIdPath, AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
-    (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, bad nonce or transaction, the server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn refund_cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
-    Ok(Json(CosignResponse::from(
-        st.server.cosign_refund(&id, &nonce, &tx).await?,
-    )))
+    let signed = st.server.cosign_refund(&id, &nonce, &tx).await;
+    Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-in"))?)))
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(("id" = String, Path, description = "swap id")), request_body = PreimageBody, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(SwapIdPath), request_body = PreimageBody, responses(
     (status = 204, description = "Learned; the swap invoice is being settled"),
-    (status = 400, description = "Not 32 bytes of hex, or not this swap's preimage", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not JSON, not 32 bytes of hex, or not this swap's preimage", body = ErrorBody),
+    (status = 404, description = "No loop-out with this id (told only to the holder of its preimage)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn push_preimage(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     let body = body_bytes(body)?;
     json_content_type(&headers)?;
     let preimage = eddy_core::api::parse_preimage(&body)?;
@@ -952,47 +1012,49 @@ async fn push_preimage(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(SwapIdPath, AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
-    (status = 400, description = "Preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-out, bad nonce or transaction, preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
-    Ok(Json(CosignResponse::from(
-        st.server.cosign_claim(&id, &nonce, &tx).await?,
-    )))
+    let signed = st.server.cosign_claim(&id, &nonce, &tx).await;
+    Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-out"))?)))
 }
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status (loop-out or
 /// loop-in), one event per change, ending once the swap is final.
-#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
-    (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody),
-    (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server", body = ErrorBody),
+    (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server, or a backend (store) failed", body = ErrorBody),
 ))]
 async fn events(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     // Unknown ids and strangers are refused before the stream starts.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     // The slot travels with the stream: given back when it ends or the client goes away.
@@ -1055,7 +1117,10 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
 /// The router with explicit [`Limits`].
 pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> Router {
     Router::new()
-        .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/v1/openapi.json", {
+            let doc = openapi_document(&terms);
+            get(move || async move { Json(doc) })
+        })
         .route("/v1/terms", get(self::terms))
         .route("/v1/quote/loop-out", get(quote))
         .route("/v1/loop-out", post(loop_out))
