@@ -196,6 +196,18 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    // Its amounts are bounded by the server's terms, asked when the document is fetched.
+    let (s, _, terms) = block_on_get(&format!("{}/v1/terms", server.url), None);
+    assert_eq!(s, 200);
+    for path in ["/v1/quote/out", "/v1/quote/in"] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let amount = params.iter().find(|p| p["name"] == "amount").expect("amount");
+        assert_eq!(amount["schema"]["minimum"], terms["min_amount_sat"], "{path}");
+        assert_eq!(amount["schema"]["maximum"], terms["max_amount_sat"], "{path}");
+    }
     let mut routes: Vec<(String, String)> = doc["paths"]
         .as_object()
         .expect("paths")
