@@ -157,9 +157,10 @@ fn bad(msg: impl Into<String>) -> ApiError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let status = match &e {
-            ClientError::OfferRefused(_) | ClientError::NoCapacity(_) | ClientError::NoInbound(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ClientError::OfferRefused(_)
+            | ClientError::NoCapacity(_)
+            | ClientError::NoInbound(_)
+            | ClientError::NoFunds(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
             ClientError::Server(m) => return server_error(m.clone()),
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
