@@ -171,6 +171,8 @@ struct Daemon {
     /// Its bearer token (daemons).
     token: Mutex<Option<String>>,
     data_dir: PathBuf,
+    /// Held while the process is being killed or its node is reopening a channel.
+    maint: Mutex<()>,
 }
 
 impl Daemon {
@@ -232,6 +234,7 @@ struct Counts {
     kills: AtomicUsize,
     reorgs: AtomicUsize,
     blocks: AtomicUsize,
+    reopened: AtomicUsize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -341,6 +344,12 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     }
     sync_all(&nodes)?;
     let start_height = tip()?;
+    let server_id = nodes[0].ldk().node_id();
+    let server_addr = nodes[0]
+        .ldk()
+        .listening_addresses()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| anyhow!("server not listening"))?;
     let (start_nodes, start_channels) = balances(&nodes);
     let start_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
     // What every channel's commitment holds back for fees and anchors (identical channels).
@@ -383,6 +392,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         url: server_url.clone(),
         token: Mutex::new(None),
         data_dir: dir.join("server"),
+        maint: Mutex::new(()),
     }];
     for (i, api) in api_ports.iter().enumerate().skip(1) {
         let toml = dir.join(format!("{}.toml", who(i)));
@@ -396,6 +406,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             url: format!("http://127.0.0.1:{api}"),
             token: Mutex::new(None),
             data_dir: dir.join(who(i)),
+            maint: Mutex::new(()),
         });
     }
     let procs = Arc::new(procs);
@@ -499,6 +510,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                 }
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..5_000)));
                 let client = rng.gen_range(1..=plan.clients);
+                let _busy = lock(&procs[client].maint);
                 procs[0].kill9();
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..2_000)));
                 procs[client].kill9();
@@ -510,10 +522,70 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             Ok(())
         })
     };
+    // The reopener: a client daemon left without any channel (ldk-node force-closes channels
+    // whose manager was persisted behind their monitors when a process is killed — measured
+    // before, see docs/measured.md) is stopped, its node opens a new channel to the server
+    // (pushing half, so that loop-ins have inbound), and the daemon is started again.
+    let stop_reopening = Arc::new(AtomicBool::new(false));
+    let reopener = {
+        let (procs, counts, stop) = (procs.clone(), counts.clone(), stop_reopening.clone());
+        let (lab, chain, dir, ln_ports) = (lab.clone(), chain.clone(), dir.to_path_buf(), ln_ports.clone());
+        let server_addr = server_addr.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            // A client of this thread's runtime (a pooled connection belongs to the runtime
+            // that opened it).
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(3));
+                for (c, d) in procs.iter().enumerate().skip(1) {
+                    let node = rt.block_on(get(&http, d, "/v1/node"));
+                    let none = node
+                        .as_ref()
+                        .and_then(|v| v["channels"].as_array().map(Vec::is_empty))
+                        .unwrap_or(false);
+                    if !none || stop.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let _busy = lock(&d.maint);
+                    d.terminate();
+                    let n = rt.block_on(LdkNode::start(
+                        ldk_config(&lab, &dir, &format!("client{c}"), ln_ports[c])?,
+                        chain.clone(),
+                    ))?;
+                    let opened =
+                        n.ldk()
+                            .open_channel(server_id, server_addr.clone(), CHANNEL_SAT, Some(PUSH_SAT * 1000), None);
+                    match opened {
+                        Ok(_) => {
+                            let ok = eddy_lab::wait_until("reopened channel usable", Duration::from_secs(180), || {
+                                n.ldk().list_channels().iter().any(|ch| ch.is_usable)
+                            });
+                            if ok.is_ok() {
+                                counts.reopened.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                eprintln!("soak: client{c}: the reopened channel never became usable");
+                            }
+                        }
+                        Err(e) => eprintln!("soak: client{c}: reopening a channel failed: {e:?}"),
+                    }
+                    rt.block_on(n.stop())?;
+                    drop(n);
+                    d.start()?;
+                }
+            }
+            Ok(())
+        })
+    };
     for w in workers {
         rt.block_on(w)?;
     }
     killer.join().map_err(|_| anyhow!("killer panicked"))??;
+    stop_reopening.store(true, Ordering::Relaxed);
+    reopener.join().map_err(|_| anyhow!("reopener panicked"))??;
     let run_secs = run_start.elapsed().as_secs_f64();
 
     // Every swap any daemon knows (a creation cut by a kill may exist without its answer) must
@@ -580,9 +652,13 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     for n in &nodes {
         rt.block_on(n.stop())?;
     }
-    let closed = start_channels.saturating_sub(end_channels);
-    let start_total = start_nodes.0 + start_nodes.1 + start_wallet + closed as u64 * held_per_channel;
-    let end_total = end_nodes.0 + end_nodes.1 + end_wallet;
+    // Every open channel holds `held_per_channel` outside both sides' balances (its commitment's
+    // fee and anchors): at the start for the channels then open, at the end for those open then
+    // (a channel closed meanwhile paid it out as miner fees and anchors, counted on-chain).
+    let start_total = start_nodes.0 + start_nodes.1 + start_wallet + start_channels as u64 * held_per_channel;
+    let end_total = end_nodes.0 + end_nodes.1 + end_wallet + end_channels as u64 * held_per_channel;
+    let reopened = counts.reopened.load(Ordering::Relaxed);
+    let closed = (start_channels + reopened).saturating_sub(end_channels);
     let unaccounted = start_total as i128 - end_total as i128 - fees as i128 - anchors_left as i128;
 
     let mut by_state: HashMap<String, usize> = HashMap::new();
@@ -629,6 +705,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         "miner_fees_sat": fees,
         "anchors_left_sat": anchors_left,
         "channels_force_closed": closed,
+        "channels_reopened": reopened,
         "swap_secs_p50": pct(0.5),
         "swap_secs_p99": pct(0.99),
         "run_secs": (run_secs * 10.0).round() / 10.0,
