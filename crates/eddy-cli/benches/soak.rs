@@ -10,15 +10,21 @@
 //! of every node's Lightning and on-chain balance plus the server's swap wallet (read from the
 //! chain, not from the server), `miner fees` the fees of every transaction mined after the start
 //! (the devnet reports each one), and `anchors left` the 330-sat anchor outputs of force-closed
-//! channels nobody has swept. A channel that closed also gives back what its commitment held for
-//! fees and anchors at the start (the same for every channel: same capacity and fee rate, no
-//! HTLC). Prints one JSON line: swaps asked for, started, succeeded, refunded, failed (nothing
-//! moved on-chain), stuck (must be 0), unaccounted sats (must be 0), p50/p99 swap time, kills,
-//! reorgs, channels force-closed, server RSS and store size at the end.
+//! channels nobody has swept. Each open channel holds what its commitment keeps for fees and
+//! anchors outside both balances (the same for every channel: same capacity and fee rate, no
+//! HTLC), counted at the start and at the end for the channels then open. A sum over all parties
+//! cannot see one party paid by another for nothing, so each swap's two records (the client
+//! daemon's and the server's store) must also agree on whether it succeeded.
 //!
-//! `cargo bench -p eddy --bench soak` runs 1,000 swaps, 50 at a time, 4 client daemons, 10 kill rounds;
-//! under `cargo test` a small version (12 swaps, 4 at a time, 2 clients, 3 kill rounds) runs and asserts
-//! the two zeros. `EDDY_SOAK_SWAPS`, `EDDY_SOAK_CONCURRENCY`, `EDDY_SOAK_CLIENTS`,
+//! Prints one JSON line: swaps asked for, started, succeeded, refunded, stuck (must be 0),
+//! unaccounted sats (must be 0), swaps whose sides disagree (must be 0), p50/p99 swap time,
+//! kill rounds, reorgs, channels force-closed and reopened, server RSS and store size at the
+//! end. A client left without a channel (ldk-node force-closes channels after some kills) is
+//! stopped, its node opens a new channel to the server, and it is started again.
+//!
+//! `cargo bench -p eddy --bench soak` runs 1,000 swaps, 50 at a time, 4 client daemons, 10 kill
+//! rounds; under `cargo test` a small version (12 swaps, 4 at a time, 2 clients, 3 kill rounds)
+//! runs and asserts the zeros. `EDDY_SOAK_SWAPS`, `EDDY_SOAK_CONCURRENCY`, `EDDY_SOAK_CLIENTS`,
 //! `EDDY_SOAK_KILLS` override; `EDDY_TEST_KEEP=1` keeps the data dirs and logs.
 
 use std::collections::{HashMap, HashSet};
@@ -249,8 +255,8 @@ fn main() -> anyhow::Result<()> {
     let out = run(&plan, &dir)?;
     println!("{out}");
     if !bench {
-        // The two figures that must be zero, also in the small run `cargo test` makes.
-        if out["stuck"] != 0 || out["unaccounted_sat"] != 0 || out["started"] == 0 {
+        // The figures that must be zero, also in the small run `cargo test` makes.
+        if out["stuck"] != 0 || out["unaccounted_sat"] != 0 || out["sides_disagree"] != 0 || out["started"] == 0 {
             bail!("soak failed: {out}");
         }
     }
@@ -539,9 +545,14 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             // A client of this thread's runtime (a pooled connection belongs to the runtime
             // that opened it).
             let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+            // A client whose reopening failed (its wallet short) is left alone for a while.
+            let mut retry_after = vec![Instant::now(); procs.len()];
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(3));
                 for (c, d) in procs.iter().enumerate().skip(1) {
+                    if Instant::now() < retry_after[c] {
+                        continue;
+                    }
                     let node = rt.block_on(get(&http, d, "/v1/node"));
                     let none = node
                         .as_ref()
@@ -556,9 +567,25 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                         ldk_config(&lab, &dir, &format!("client{c}"), ln_ports[c])?,
                         chain.clone(),
                     ))?;
-                    let opened =
+                    // As large as the wallet allows (the force-closed channel's funds come
+                    // back only after its delay), up to the first channels' size; any size
+                    // holds the same commitment reserve (no HTLC, same fee rate).
+                    let _ = n.ldk().sync_wallets();
+                    let spendable = n.ldk().list_balances().spendable_onchain_balance_sats;
+                    let capacity = spendable.saturating_sub(50_000).min(CHANNEL_SAT);
+                    let opened = if capacity < 500_000 {
+                        Err(format!("only {spendable} sat spendable"))
+                    } else {
                         n.ldk()
-                            .open_channel(server_id, server_addr.clone(), CHANNEL_SAT, Some(PUSH_SAT * 1000), None);
+                            .open_channel(
+                                server_id,
+                                server_addr.clone(),
+                                capacity,
+                                Some(capacity / 2 * 1000),
+                                None,
+                            )
+                            .map_err(|e| format!("{e:?}"))
+                    };
                     match opened {
                         Ok(_) => {
                             let ok = eddy_lab::wait_until("reopened channel usable", Duration::from_secs(180), || {
@@ -570,7 +597,10 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                                 eprintln!("soak: client{c}: the reopened channel never became usable");
                             }
                         }
-                        Err(e) => eprintln!("soak: client{c}: reopening a channel failed: {e:?}"),
+                        Err(e) => {
+                            eprintln!("soak: client{c}: reopening a channel failed: {e}");
+                            retry_after[c] = Instant::now() + Duration::from_secs(60);
+                        }
                     }
                     rt.block_on(n.stop())?;
                     drop(n);
@@ -622,19 +652,49 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum();
-    let server_open = rt.block_on(async {
+    let server_all = rt.block_on(async {
         let store = eddy_store::SqliteStore::open(&dir.join("server").join("server.sqlite")).await?;
-        eddy_store::SwapStore::list(&store, eddy_store::ListFilter::Active).await
+        eddy_store::SwapStore::list(&store, eddy_store::ListFilter::All).await
     })?;
+    let server_open: Vec<_> = server_all.iter().filter(|r| !r.terminal).collect();
+    // Per swap, the two sides must agree on whether it succeeded: a client that claimed a
+    // loop-out (or got a loop-in paid) while the server did not end `succeeded`, or the other
+    // way round, is one party paid without paying — a loss the sums over all parties cannot show.
+    let server_succeeded: HashMap<String, bool> = server_all
+        .iter()
+        .map(|r| (r.id.to_string(), r.state_name == "succeeded"))
+        .collect();
+    let disagree: Vec<String> = all
+        .iter()
+        .filter_map(|(_, s)| {
+            let id = s["id"].as_str()?;
+            let client = s["state"] == "succeeded";
+            let server = server_succeeded.get(id).copied().unwrap_or(false);
+            (client != server).then(|| format!("{id}: client {} / server {}", s["state"], server))
+        })
+        .collect();
+    for d in &disagree {
+        eprintln!("soak: sides disagree: {d}");
+    }
 
     // The money, from the outside: every node opened again here, the chain mined until nothing
     // is pending.
     let nodes: Vec<Arc<LdkNode>> = (0..=plan.clients).map(start_node).collect::<Result<_, _>>()?;
+    // Until nothing is pending and every force-closed channel is resolved: its HTLCs timed out
+    // or claimed and its delayed outputs swept (LDK counts an unresolved HTLC in neither
+    // side's balance, or in both), at most ~500 blocks.
     let mut quiet = 0;
-    for _ in 0..120 {
+    for _ in 0..500 {
         sync_all(&nodes)?;
         let pending: Vec<Value> = lab.chain.rpc("getrawmempool", json!([])).map_err(|e| anyhow!("{e}"))?;
-        if pending.is_empty() {
+        let unresolved = nodes.iter().any(|n| {
+            n.ldk()
+                .list_balances()
+                .lightning_balances
+                .iter()
+                .any(|b| !matches!(b, ldk_node::LightningBalance::ClaimableOnChannelClose { .. }))
+        });
+        if pending.is_empty() && !unresolved {
             quiet += 1;
             if quiet >= 3 {
                 break;
@@ -643,7 +703,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             quiet = 0;
         }
         lab.chain.mine(1).map_err(|e| anyhow!("{e}"))?;
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(if pending.is_empty() { 100 } else { 500 }));
     }
     sync_all(&nodes)?;
     let (end_nodes, end_channels) = balances(&nodes);
@@ -701,6 +761,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         "refunded": by_state.get("refunded").copied().unwrap_or(0),
         "stuck": stuck,
         "stuck_on_server": server_open.len(),
+        "sides_disagree": disagree.len(),
         "unaccounted_sat": unaccounted,
         "miner_fees_sat": fees,
         "anchors_left_sat": anchors_left,

@@ -140,7 +140,16 @@ struct Daemon {
     changes: Arc<eddy_store::NotifyingStore>,
     cfg: ClientConfig,
     token: String,
+    /// The server's amount range for the document, asked at most once a minute: the document
+    /// needs no token, and each fetch must not make the daemon call the server.
+    doc_range: tokio::sync::Mutex<Option<DocRange>>,
 }
+
+/// When the server's amount range was asked, and its answer (None: it did not answer).
+type DocRange = (std::time::Instant, Option<(u64, u64)>);
+
+/// How long the amount range the daemon's document shows is reused.
+const DOC_RANGE_SECS: u64 = 60;
 
 struct ApiError(StatusCode, String);
 
@@ -963,10 +972,20 @@ pub struct DaemonApiDoc;
 /// (asked now; without them when the server does not answer), so the document is exact for
 /// the server this daemon uses.
 async fn openapi(State(d): State<Arc<Daemon>>) -> Json<Value> {
-    let terms = d.server.terms().await.ok();
-    let range = terms
-        .as_ref()
-        .and_then(|t| Some((t["min_amount_sat"].as_u64()?, t["max_amount_sat"].as_u64()?)));
+    // One caller at a time asks the server, the others wait for its answer.
+    let mut cached = d.doc_range.lock().await;
+    let range = match *cached {
+        Some((at, range)) if at.elapsed() < std::time::Duration::from_secs(DOC_RANGE_SECS) => range,
+        _ => {
+            let terms = d.server.terms().await.ok();
+            let range = terms
+                .as_ref()
+                .and_then(|t| Some((t["min_amount_sat"].as_u64()?, t["max_amount_sat"].as_u64()?)));
+            *cached = Some((std::time::Instant::now(), range));
+            range
+        }
+    };
+    drop(cached);
     Json(daemon_document(range))
 }
 
@@ -1087,6 +1106,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             changes: notifying,
             cfg,
             token,
+            doc_range: tokio::sync::Mutex::new(None),
         });
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
         let http = eddy_server::http::HttpServer::start(router(daemon), listen)
