@@ -54,6 +54,9 @@ struct Plan {
     reorg_every: u32,
     /// Seconds between blocks.
     block_secs: f64,
+    /// Whether reorgs may land while a killed process is down (the full run; the small run
+    /// under `cargo test` keeps them apart, see `main`).
+    reorg_while_down: bool,
 }
 
 impl Plan {
@@ -67,6 +70,7 @@ impl Plan {
                 kills: 10,
                 reorg_every: 50,
                 block_secs: 2.0,
+                reorg_while_down: true,
             }
         } else {
             Plan {
@@ -76,6 +80,7 @@ impl Plan {
                 kills: 3,
                 reorg_every: 4,
                 block_secs: 1.0,
+                reorg_while_down: false,
             }
         };
         Plan {
@@ -241,7 +246,14 @@ struct Counts {
     reorgs: AtomicUsize,
     blocks: AtomicUsize,
     reopened: AtomicUsize,
+    /// Processes killed and not yet started again.
+    down: AtomicUsize,
+    /// 1 while the reopener runs its own node.
+    reopening: AtomicUsize,
 }
+
+/// Wall-clock limit of the small run under `cargo test` (it takes ~30 s).
+const SMALL_RUN_LIMIT_SECS: u64 = 600;
 
 fn main() -> anyhow::Result<()> {
     let bench = std::env::args().any(|a| a == "--bench");
@@ -251,6 +263,15 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os("EDDY_TEST_KEEP").is_some() {
         eprintln!("soak: data dirs and logs in {}", dir.display());
         std::mem::forget(tmp);
+    }
+    if !bench {
+        // The small run is part of the test command: fail, never hang (a panic in an LDK
+        // thread of the harness's own nodes once left it waiting).
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(SMALL_RUN_LIMIT_SECS));
+            eprintln!("soak: the small run took more than {SMALL_RUN_LIMIT_SECS} s");
+            std::process::exit(2);
+        });
     }
     let out = run(&plan, &dir)?;
     println!("{out}");
@@ -436,7 +457,11 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                     continue;
                 }
                 let n = counts.blocks.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % plan.reorg_every as usize == 0 {
+                // The reopener's own node (a harness part, not Eddy's) never sees a reorg while
+                // it runs; killed daemons do in the full run.
+                let down = counts.down.load(Ordering::Relaxed);
+                let reopening = counts.reopening.load(Ordering::Relaxed);
+                if n % plan.reorg_every as usize == 0 && reopening == 0 && (plan.reorg_while_down || down == 0) {
                     let depth = rng.gen_range(1..=3u32);
                     match lab.chain.reorg(depth, 1, &[], &[]) {
                         Ok(_) => {
@@ -517,6 +542,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..5_000)));
                 let client = rng.gen_range(1..=plan.clients);
                 let _busy = lock(&procs[client].maint);
+                counts.down.fetch_add(1, Ordering::Relaxed);
                 procs[0].kill9();
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..2_000)));
                 procs[client].kill9();
@@ -524,6 +550,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..3_000)));
                 procs[0].start()?;
                 procs[client].start()?;
+                counts.down.fetch_sub(1, Ordering::Relaxed);
             }
             Ok(())
         })
@@ -562,6 +589,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                         continue;
                     }
                     let _busy = lock(&d.maint);
+                    counts.reopening.store(1, Ordering::Relaxed);
                     d.terminate();
                     let n = rt.block_on(LdkNode::start(
                         ldk_config(&lab, &dir, &format!("client{c}"), ln_ports[c])?,
@@ -605,6 +633,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                     rt.block_on(n.stop())?;
                     drop(n);
                     d.start()?;
+                    counts.reopening.store(0, Ordering::Relaxed);
                 }
             }
             Ok(())
