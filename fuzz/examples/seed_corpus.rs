@@ -42,15 +42,15 @@ fn spend(kind: HtlcKind, vout: u32, path: SpendPath, sign_with: Option<u8>) -> V
 
 fn main() -> std::io::Result<()> {
     // Invoices as a server or client sends them.
-    let spec = |network, amount_msat, hash, hints: Vec<Vec<u16>>| InvoiceSpec {
-        network,
-        amount_msat,
+    let spec = |net: u8, amount_msat, hash, hints: Vec<Vec<u16>>| InvoiceSpec {
+        network: Some(net),
+        amount: AmountPick::Raw(amount_msat),
         hash,
         age_secs: 10,
-        expiry_secs: 3_600,
+        expiry_secs: 0,
         min_final_cltv: 95,
         hints,
-        by_server: true,
+        by_stranger: false,
     };
     let invoices = [
         ("regtest-swap", spec(3, Some(100_700_000), HashChoice::Ours, vec![])),
@@ -61,7 +61,7 @@ fn main() -> std::io::Result<()> {
         ("signet", spec(2, Some(21_000_000_000), HashChoice::Ours, vec![vec![18]])),
     ];
     for (name, s) in invoices {
-        let text = s.build().expect("invoice builds");
+        let text = s.build(network(0), 0).expect("invoice builds");
         write("invoice", name, text.as_bytes())?;
         write("invoice", &format!("{name}-upper"), text.to_uppercase().as_bytes())?;
     }

@@ -37,6 +37,9 @@ struct Case {
 fuzz_target!(|c: Case| {
     let net = network(c.network);
     let kind = kind(c.kind);
+    // Zero bytes pick the client's defaults (a bijection: every value stays reachable).
+    let min_expiry_delta = u32::from(c.min_expiry_delta) ^ MIN_LOOP_OUT_EXPIRY_DELTA;
+    let max_expiry_delta = u32::from(c.max_expiry_delta) ^ MAX_LOOP_OUT_EXPIRY_DELTA;
     let req = LoopOutRequest {
         amount: Amount::from_sat(u64::from(c.amount_sat)),
         payment_hash: hash(),
@@ -46,17 +49,21 @@ fuzz_target!(|c: Case| {
         limits: LoopOutLimits {
             max_swap_fee: Amount::from_sat(u64::from(c.max_swap_fee_sat)),
             max_prepay: Amount::from_sat(u64::from(c.max_prepay_sat)),
-            min_expiry_delta: u32::from(c.min_expiry_delta),
-            max_expiry_delta: u32::from(c.max_expiry_delta),
+            min_expiry_delta,
+            max_expiry_delta,
         },
     };
     let (Some(swap_invoice), Some(prepay_invoice), Some(server_key)) =
-        (c.swap.build(), c.prepay.build(), c.server_key.key())
+        (
+        c.swap.build(net, u64::from(c.amount_sat) * 1000),
+        c.prepay.build(net, 0),
+        c.server_key.key(),
+    )
     else {
         return;
     };
     let tip = TIP.saturating_add_signed(i32::from(c.tip_offset));
-    let expiry = TIP.saturating_add_signed(i32::from(c.expiry_delta));
+    let expiry = TIP.saturating_add_signed(i32::from(c.expiry_delta ^ DEFAULT_LOOP_OUT_EXPIRY_DELTA as i16));
     let rebuilt = Htlc::new(HtlcParams {
         kind,
         payment_hash: hash(),
@@ -95,7 +102,7 @@ fuzz_target!(|c: Case| {
     assert!(pm <= u64::from(c.max_prepay_sat) * 1000);
     assert!(expiry > tip);
     let delta = expiry - tip;
-    assert!((u32::from(c.min_expiry_delta)..=u32::from(c.max_expiry_delta)).contains(&delta));
+    assert!((min_expiry_delta..=max_expiry_delta).contains(&delta));
     assert!(s.min_final_cltv_delta <= u64::from(delta) + u64::from(SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK));
     let max_route = u64::from(loop_out_max_payment_cltv(expiry) - tip);
     assert!(s.min_final_cltv_delta + s.route_hint_cltv <= max_route);

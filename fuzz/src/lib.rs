@@ -1,6 +1,8 @@
 //! Shared fixtures of Eddy's fuzz targets: fixed keys, the fixture HTLCs and a BOLT11 invoice
 //! built (and signed) from fuzzer-chosen fields, so that a target can reach the validation
-//! rules behind the signature check instead of stopping at the parser. Every target lives in
+//! rules behind the signature check instead of stopping at the parser. Where a field has an
+//! honest value, zero bytes pick it (a value is XORed with the default, a bijection), so the
+//! fuzzer starts from accepted inputs and every other value stays reachable. Every target lives in
 //! `fuzz_targets/`; docs/fuzzing.md says what each one asserts.
 
 use std::time::Duration;
@@ -99,32 +101,56 @@ impl HashChoice {
     }
 }
 
+/// An invoice amount as a fuzzer picks it: the honest one (given by the target) plus a
+/// small offset, or any.
+#[derive(Clone, Copy, Debug, Arbitrary)]
+pub enum AmountPick {
+    /// `honest + offset` msat.
+    Honest(u16),
+    /// `honest − offset` msat (saturating).
+    Under(u16),
+    /// Any amount, or none.
+    Raw(Option<u64>),
+}
+
+impl AmountPick {
+    /// The amount for an honest value of `honest_msat`.
+    pub fn msat(self, honest_msat: u64) -> Option<u64> {
+        match self {
+            AmountPick::Honest(o) => Some(honest_msat.saturating_add(u64::from(o))),
+            AmountPick::Under(o) => Some(honest_msat.saturating_sub(u64::from(o))),
+            AmountPick::Raw(a) => a,
+        }
+    }
+}
+
 /// The fields of a BOLT11 invoice a counterparty chooses; [`InvoiceSpec::build`] signs it.
 #[derive(Clone, Debug, Arbitrary)]
 pub struct InvoiceSpec {
-    /// Network byte (see [`network`]).
-    pub network: u8,
-    /// Amount, if any.
-    pub amount_msat: Option<u64>,
+    /// Another network (see [`network`]) than the swap's, if any.
+    pub network: Option<u8>,
+    /// Amount.
+    pub amount: AmountPick,
     /// Payment hash.
     pub hash: HashChoice,
     /// Seconds before [`NOW`] it was made (negative: in the future).
     pub age_secs: i32,
-    /// Its expiry, seconds.
+    /// Its expiry, seconds, XOR 3600 (zero bytes: an hour).
     pub expiry_secs: u32,
     /// `min_final_cltv_expiry_delta`.
     pub min_final_cltv: u16,
     /// Route hints, each a list of hop CLTV deltas (at most 3 hints of 3 hops are used).
     pub hints: Vec<Vec<u16>>,
-    /// Signed by the server's key (else by a stranger's).
-    pub by_server: bool,
+    /// Signed by a stranger's key (else by the server's).
+    pub by_stranger: bool,
 }
 
 impl InvoiceSpec {
-    /// The signed invoice, or `None` when the builder refuses the fields.
-    pub fn build(&self) -> Option<String> {
+    /// The signed invoice for the swap's network `net` (unless the spec picks another) where
+    /// the honest amount is `honest_msat`, or `None` when the builder refuses the fields.
+    pub fn build(&self, net: Network, honest_msat: u64) -> Option<String> {
         let secp = Secp256k1::new();
-        let currency = Currency::from(network(self.network));
+        let currency = Currency::from(self.network.map_or(net, network));
         let created = NOW.checked_add_signed(-i64::from(self.age_secs))?;
         let mut b = InvoiceBuilder::new(currency)
             .description("eddy fuzz".into())
@@ -132,7 +158,7 @@ impl InvoiceSpec {
             .payment_secret(PaymentSecret([7; 32]))
             .duration_since_epoch(Duration::from_secs(created))
             .min_final_cltv_expiry_delta(u64::from(self.min_final_cltv))
-            .expiry_time(Duration::from_secs(u64::from(self.expiry_secs)));
+            .expiry_time(Duration::from_secs(u64::from(self.expiry_secs ^ 3_600)));
         for (i, hops) in self.hints.iter().take(3).enumerate() {
             let hops = hops
                 .iter()
@@ -152,8 +178,8 @@ impl InvoiceSpec {
                 .collect();
             b = b.private_route(RouteHint(hops));
         }
-        let signer = key(if self.by_server { SERVER } else { STRANGER });
-        let inv = match self.amount_msat {
+        let signer = key(if self.by_stranger { STRANGER } else { SERVER });
+        let inv = match self.amount.msat(honest_msat) {
             Some(msat) => b
                 .amount_milli_satoshis(msat)
                 .build_signed(|m| secp.sign_ecdsa_recoverable(m, &signer)),
