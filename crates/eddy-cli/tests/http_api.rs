@@ -140,8 +140,8 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert!(doc["paths"]["/v1/swaps/{id}/preimage"]["post"]["responses"]
         .get("401")
         .is_none());
-    // The quote's amount is a query parameter of at least 1 sat (it was declared a path
-    // parameter), and the event stream documents its 400 (not a swap id).
+    // The quote's amount is a query parameter of at least the terms' minimum (it was declared
+    // a path parameter), and the event stream documents its 400 (not a swap id).
     for path in ["/v1/quote/loop-out", "/v1/quote/loop-in"] {
         let params = doc["paths"][path]["get"]["parameters"]
             .as_array()
@@ -153,7 +153,10 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
             .expect("amount documented");
         assert_eq!(amount["in"], "query", "{path}: {amount}");
         assert_eq!(amount["required"], true, "{path}");
-        assert_eq!(amount["schema"]["minimum"], 1, "{path}: {amount}");
+        assert_eq!(
+            amount["schema"]["minimum"], 10_000,
+            "{path}: the terms' minimum: {amount}"
+        );
     }
     assert!(doc["paths"]["/v1/swaps/{id}/events"]["get"]["responses"]
         .get("400")
@@ -411,5 +414,247 @@ fn status_stream_follows_a_swap_to_the_end() {
     assert!(names.contains(&"published"), "{names:?}");
     assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
     assert_eq!(states.last().map(|v| v["terminal"].clone()), Some(Value::Bool(true)));
+    net.stop().expect("stop");
+}
+
+/// The served document is exact: ids, hashes, keys, nonces, partial signatures and
+/// transactions carry their hex patterns, every request amount the server's range (from its
+/// terms), every operation every status it can answer (each error an `ErrorBody`, each 429 its
+/// `Retry-After`); and the server keeps to it: an amount written `50000.0` (a JSON Schema
+/// integer) is served like `50000`, a fractional one refused, a path that is not UTF-8 and a
+/// body over the limit answered with a JSON error of a documented status.
+#[test]
+fn the_document_is_exact_and_the_server_keeps_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let http = reqwest::Client::new();
+    let send = |req: reqwest::RequestBuilder| -> (u16, String, Value) {
+        net.rt.block_on(async {
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+            (status, ct, v)
+        })
+    };
+    let post = |path: &str, body: String| {
+        send(
+            http.post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let (s, _, doc) = send(http.get(format!("{url}/v1/openapi.json")));
+    assert_eq!(s, 200);
+    let terms = eddy::demo::terms();
+    let range = |v: &Value| (v["minimum"].clone(), v["maximum"].clone(), v["type"].clone());
+    let want = (
+        json!(terms.min_amount_sat),
+        json!(terms.max_amount_sat),
+        json!("integer"),
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(range(&schemas["LoopOutCreate"]["properties"]["amount"]), want);
+    assert_eq!(range(&schemas["LoopInCreate"]["properties"]["amount"]), want);
+    assert_eq!(range(&schemas["SeedLoopOutRequest"]["properties"]["loopOutSats"]), want);
+    for path in ["/v1/quote/loop-out", "/v1/quote/loop-in"] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let amount = params.iter().find(|p| p["name"] == "amount").expect("amount");
+        assert_eq!(range(&amount["schema"]), want, "{path}");
+    }
+    let hex32 = json!("^[0-9a-fA-F]{64}$");
+    let key = json!("^0[23][0-9a-fA-F]{64}$");
+    let nonce = json!("^[0-9a-fA-F]{132}$");
+    let tx = json!("^([0-9a-fA-F]{2})+$");
+    for (schema, field, pattern) in [
+        ("LoopOutCreate", "payment_hash", &hex32),
+        ("LoopOutCreate", "claim_key", &key),
+        ("LoopInCreate", "refund_key", &key),
+        ("LoopInCreate", "last_hop", &key),
+        ("SeedLoopOutRequest", "hash", &hex32),
+        ("PreimageBody", "preimage", &hex32),
+        ("CosignRequest", "nonce", &nonce),
+        ("CosignRequest", "tx", &tx),
+        ("ClaimCosign", "nonce", &nonce),
+        ("ClaimCosign", "partial_sig", &hex32),
+    ] {
+        assert_eq!(
+            &schemas[schema]["properties"][field]["pattern"], pattern,
+            "{schema}.{field}"
+        );
+    }
+    assert_eq!(
+        schemas["LoopOutOffer"]["properties"]["server_key"]["pattern"],
+        "^0[23][0-9a-f]{64}$"
+    );
+    assert_eq!(
+        schemas["CosignResponse"]["properties"]["nonce"]["pattern"],
+        "^[0-9a-f]{132}$"
+    );
+    assert_eq!(schemas["SeedLoopOutRequest"]["additionalProperties"], false);
+    // Every operation: its statuses, exactly; errors are ErrorBody; 429s say when to retry.
+    let ops: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("/v1/terms", "get", vec!["200", "503"]),
+        ("/v1/quote/loop-out", "get", vec!["200", "400", "503"]),
+        ("/v1/quote/loop-in", "get", vec!["200", "400", "503"]),
+        ("/v1/loop-out", "post", vec!["201", "400", "409", "413", "429", "503"]),
+        ("/v1/loop-in", "post", vec!["201", "400", "409", "413", "429", "503"]),
+        ("/api/loop/out", "post", vec!["200", "400", "409", "413", "429", "503"]),
+        ("/v1/swaps/{id}", "get", vec!["200", "400", "401", "503"]),
+        ("/v1/swaps/{id}/events", "get", vec!["200", "400", "401", "429", "503"]),
+        ("/v1/swaps/{id}/claim", "get", vec!["200", "400", "401", "429", "503"]),
+        (
+            "/v1/swaps/{id}/claim-cosign",
+            "post",
+            vec!["204", "400", "401", "413", "429", "503"],
+        ),
+        (
+            "/v1/swaps/{id}/refund-cosign",
+            "post",
+            vec!["200", "400", "401", "413", "429", "503"],
+        ),
+        (
+            "/v1/swaps/{id}/cosign",
+            "post",
+            vec!["200", "400", "401", "413", "429", "503"],
+        ),
+        (
+            "/v1/swaps/{id}/preimage",
+            "post",
+            vec!["204", "400", "404", "413", "503"],
+        ),
+    ];
+    let documented: usize = doc["paths"]
+        .as_object()
+        .map(|p| p.values().map(|m| m.as_object().map_or(0, |m| m.len())).sum())
+        .unwrap_or(0);
+    assert_eq!(documented, ops.len(), "every operation is checked");
+    for (path, method, statuses) in ops {
+        let op = &doc["paths"][path][method];
+        let mut got: Vec<&str> = op["responses"]
+            .as_object()
+            .map(|r| r.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        got.sort();
+        assert_eq!(got, statuses, "{method} {path}");
+        for s in statuses.iter().filter(|s| s.starts_with('4') || s.starts_with('5')) {
+            assert_eq!(
+                op["responses"][s]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} {s}"
+            );
+        }
+        if statuses.contains(&"429") {
+            assert!(
+                op["responses"]["429"]["headers"].get("Retry-After").is_some(),
+                "{method} {path}"
+            );
+        }
+        if path.contains("{id}") {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let id = params.iter().find(|p| p["name"] == "id").expect("id");
+            assert_eq!(id["in"], "path");
+            assert_eq!(id["schema"]["pattern"], hex32, "{method} {path}");
+        }
+    }
+
+    // `50000.0` is the integer 50000, in a body and in a query; `50000.5` is refused.
+    let claim_key = bitcoin::secp256k1::PublicKey::from_secret_key(
+        &bitcoin::secp256k1::Secp256k1::new(),
+        &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+    )
+    .to_string();
+    let hash = Preimage::from_bytes([0x51; 32]).payment_hash();
+    let body =
+        |amount: &str| format!("{{\"amount\":{amount},\"payment_hash\":\"{hash}\",\"claim_key\":\"{claim_key}\"}}");
+    let (s, _, v) = post("/v1/loop-out", body("50000.5"));
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("whole, non-negative number of satoshis"),
+        "{v}"
+    );
+    let (s, _, offer) = post("/v1/loop-out", body("50000.0"));
+    assert_eq!(s, 201, "{offer}");
+    let (s, _, q) = send(http.get(format!("{url}/v1/quote/loop-out?amount=50000.0")));
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(q["amount_sat"], 50_000);
+    let (s, _, q2) = send(http.get(format!("{url}/v1/quote/loop-out?amount=50000")));
+    assert_eq!((s, &q2), (200, &q));
+    // The swap is the one of 50,000 sat: its invoice asks what the quote for 50,000 says.
+    let (_, rec) = net.rt.block_on(net.server.swap(&SwapId::from(hash))).expect("created");
+    assert_eq!(
+        Some(rec.terms.swap_invoice_msat),
+        q["swap_invoice_sat"].as_u64().map(|s| s * 1000)
+    );
+    let (s, _, q) = send(http.get(format!("{url}/v1/quote/loop-in?amount=50000.5")));
+    assert_eq!(s, 400, "{q}");
+    // An uncompressed key is a key, but not what the document says: refused.
+    let (s, _, v) = post(
+        "/v1/loop-out",
+        format!(
+            "{{\"amount\":50000,\"payment_hash\":\"{}\",\"claim_key\":\"{}\"}}",
+            Preimage::from_bytes([0x52; 32]).payment_hash(),
+            claim_key
+                .parse::<bitcoin::secp256k1::PublicKey>()
+                .expect("key")
+                .serialize_uncompressed()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("compressed public key"),
+        "{v}"
+    );
+    // Not UTF-8 in the id: a JSON 400, like any bad id.
+    let (s, ct, v) = send(http.get(format!("{url}/v1/swaps/%FF%FE")));
+    assert_eq!((s, ct.as_str()), (400, "application/json"), "{v}");
+    assert!(v["error"].as_str().unwrap_or("").starts_with("not a swap id"), "{v}");
+    // Over the body limit: a JSON 413, before any signature work. (The server does not read
+    // the rest of such a body, so the connection is not reused: a client of its own.)
+    let id = SwapId::from(hash);
+    for path in [format!("/v1/swaps/{id}/cosign"), "/v1/loop-in".to_string()] {
+        let (s, ct, v) = send(
+            reqwest::Client::new()
+                .post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .body("x".repeat(3 << 20)),
+        );
+        assert_eq!((s, ct.as_str()), (413, "application/json"), "{path}: {v}");
+    }
+    // A 429 says when to retry (the seed endpoint allows 2 a minute per client).
+    let seed = |n: u8| {
+        json!({"htlcClaimAddress": "bcrt1qsnaz83m800prgcgp2dxvv5f9z2x4f5lasfekj9", "hash": hex::encode([n; 32]), "loopOutSats": 50_000.0})
+            .to_string()
+    };
+    let mut last = (0, Value::Null);
+    for n in 0..3u8 {
+        let resp = net.rt.block_on(
+            http.post(format!("{url}/api/loop/out"))
+                .header("content-type", "application/json")
+                .body(seed(0x60 + n))
+                .send(),
+        );
+        let resp = resp.expect("send");
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        last = (status, json!(retry));
+    }
+    assert_eq!(last, (429, json!("60")));
     net.stop().expect("stop");
 }

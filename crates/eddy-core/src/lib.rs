@@ -3,7 +3,8 @@
 //! The pure protocol of Eddy's Lightning ⇄ chain swaps: HTLC scripts and addresses
 //! ([`htlc`]), claim/refund/cooperative transactions with exact size prediction ([`tx`]),
 //! MuSig2 co-signing ([`musig`]), spend analysis and preimage extraction ([`spend`]), fee
-//! math ([`fees`]), validation rules ([`validate`]), the safety constants they rest on
+//! math ([`fees`]), validation rules ([`validate`]), the server API's wire types and their
+//! parsers ([`api`]), the safety constants they rest on
 //! ([`constants`]), per-swap request signatures ([`auth`]) and the four swap state machines
 //! ([`sm`]).
 //!
@@ -13,6 +14,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod constants;
 pub mod fees;

@@ -27,124 +27,32 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitcoin::hashes::Hash;
-use eddy_core::types::{Preimage, SwapId};
-use eddy_core::validate::LoopOutCreate;
-use serde::{Deserialize, Serialize};
+use eddy_core::api::{ApiParseError, AuthHeader, QuoteQuery, SwapIdPath};
+use eddy_core::types::SwapId;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::OpenApi;
+
+/// The wire types of this API live in [`eddy_core::api`] (with their pure parsers); they are
+/// re-exported here for the server's callers.
+pub use eddy_core::api::{
+    ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, LoopInCreateDoc, LoopInOfferDoc,
+    LoopOutCreateDoc, LoopOutOfferDoc, PreimageBody, Quote, QuoteIn, SeedLoopOutRequest, SeedLoopOutResponse,
+    SwapStatus, Terms,
+};
 
 use crate::loop_out::{LoopOutServer, ServerError};
-
-/// What `GET /v1/terms` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Terms {
-    /// Network name (`regtest`, `bitcoin`, …).
-    pub network: String,
-    /// Smallest loop-out.
-    pub min_amount_sat: u64,
-    /// Largest loop-out.
-    pub max_amount_sat: u64,
-    /// Fixed fee.
-    pub base_fee_sat: u64,
-    /// Proportional fee (ppm).
-    pub fee_ppm: u32,
-    /// Prepay.
-    pub prepay_sat: u64,
-    /// `E − tip` at creation.
-    pub expiry_delta: u32,
-}
-
-/// What `GET /v1/swaps/{id}` answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SwapStatus {
-    /// The swap id.
-    pub id: String,
-    /// The state name.
-    pub state: String,
-    /// Whether it is final.
-    pub terminal: bool,
-    /// HTLC expiry.
-    pub expiry: u32,
-    /// The HTLC output, once published.
-    pub htlc_outpoint: Option<String>,
-}
-
-/// Body of `POST /v1/swaps/{id}/preimage`.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-pub struct PreimageBody {
-    /// The preimage, 32 bytes hex.
-    preimage: String,
-}
-
-/// Body of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignRequest {
-    /// The client's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The unsigned claim transaction (hex).
-    pub tx: String,
-}
-
-/// Answer of `POST /v1/swaps/{id}/cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignResponse {
-    /// The server's public nonce (hex).
-    pub nonce: String,
-    /// The server's partial signature (hex).
-    pub partial_sig: String,
-}
-
-/// The loop-out request as it travels (schema of `eddy_core::validate::LoopOutCreate`; a test
-/// checks the field names match what the type serializes).
-#[derive(ToSchema)]
-#[schema(as = LoopOutCreate)]
-#[allow(dead_code)]
-pub struct LoopOutCreateDoc {
-    /// HTLC amount in satoshis.
-    amount: u64,
-    /// sha256 of the client's preimage, hex.
-    payment_hash: String,
-    /// The client's claim key, compressed public key hex.
-    claim_key: String,
-}
-
-/// The server's offer (schema of `eddy_core::validate::LoopOutOffer`).
-#[derive(ToSchema)]
-#[schema(as = LoopOutOffer)]
-#[allow(dead_code)]
-pub struct LoopOutOfferDoc {
-    /// Hold invoice for the swap amount (BOLT11).
-    swap_invoice: String,
-    /// Hold invoice for the prepay (BOLT11).
-    prepay_invoice: String,
-    /// The server's HTLC key, compressed public key hex.
-    server_key: String,
-    /// Absolute expiry height of the HTLC.
-    expiry: u32,
-    /// The P2TR HTLC address.
-    htlc_address: String,
-}
-
-/// Every error body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What was wrong.
-    error: String,
-}
 
 /// The OpenAPI document of this API (served at `GET /v1/openapi.json`).
 #[derive(OpenApi)]
@@ -190,6 +98,37 @@ pub struct ErrorBody {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document this server serves: [`ApiDoc`] with the amount ranges of its `terms`
+/// (every amount a request carries: the loop-out and loop-in amounts, the seed protocol's
+/// `loopOutSats`, the quotes' `amount`), so the document is exact for this server.
+pub fn openapi_document(terms: &Terms) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let range = |v: Option<&mut serde_json::Value>| {
+        if let Some(o) = v.and_then(|v| v.as_object_mut()) {
+            o.insert("minimum".into(), json!(terms.min_amount_sat));
+            o.insert("maximum".into(), json!(terms.max_amount_sat));
+        }
+    };
+    for schema in [
+        "LoopOutCreate/properties/amount",
+        "LoopInCreate/properties/amount",
+        "SeedLoopOutRequest/properties/loopOutSats",
+    ] {
+        range(doc.pointer_mut(&format!("/components/schemas/{schema}")));
+    }
+    for path in ["~1v1~1quote~1loop-out", "~1v1~1quote~1loop-in"] {
+        let params = doc
+            .pointer_mut(&format!("/paths/{path}/get/parameters"))
+            .and_then(|p| p.as_array_mut());
+        for p in params.into_iter().flatten() {
+            if p["name"] == "amount" {
+                range(p.get_mut("schema"));
+            }
+        }
+    }
+    doc
+}
+
 /// An API error.
 pub struct ApiError(StatusCode, String);
 
@@ -204,6 +143,12 @@ impl IntoResponse for ApiError {
             );
         }
         r
+    }
+}
+
+impl From<ApiParseError> for ApiError {
+    fn from(e: ApiParseError) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
     }
 }
 
@@ -287,13 +232,29 @@ async fn authorize(
     })
 }
 
-/// A JSON body read after [`authorize`].
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
+/// A request body as read: too large a body is refused (413) as JSON like every other error.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError(r.status(), format!("malformed request: {}", r.body_text())))
 }
 
-fn bad_json(r: JsonRejection) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, format!("malformed request: {}", r.body_text()))
+/// Whether the request says its body is JSON (`application/json` or `application/…+json`),
+/// as swap-creation and preimage requests must.
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "malformed request: Expected request with `Content-Type: application/json`".into(),
+        ))
+    }
 }
 
 struct AppState {
@@ -364,12 +325,13 @@ impl AppState {
     }
 
     /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
-    /// body; each refusal is counted by reason.
+    /// body, parsed by `parse`; each refusal is counted by reason.
     fn admit<T>(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
-        body: Result<Json<T>, JsonRejection>,
+        body: Result<Bytes, BytesRejection>,
+        parse: impl FnOnce(&[u8]) -> Result<T, ApiParseError>,
     ) -> Result<T, ApiError> {
         let ip = self.client(peer, headers);
         if !self.limiter.allow(ip) {
@@ -379,11 +341,18 @@ impl AppState {
                 format!("more than {} swap requests in a minute", self.limiter.per_minute),
             ));
         }
-        let Json(req) = body.map_err(|r| {
+        let counted = |e: ApiError| {
             self.server.metrics().refused("malformed");
-            bad_json(r)
-        })?;
-        Ok(req)
+            e
+        };
+        let body = body_bytes(body).map_err(counted)?;
+        json_content_type(headers).map_err(counted)?;
+        parse(&body).map_err(|e| {
+            self.server
+                .metrics()
+                .refused(if e.is_malformed() { "malformed" } else { "invalid" });
+            ApiError::from(e)
+        })
     }
 
     /// Counts a swap the engine refused to create, by reason.
@@ -720,25 +689,29 @@ impl AppState {
     }
 }
 
-#[utoipa::path(get, path = "/v1/terms", responses((status = 200, description = "The server's terms", body = Terms)))]
+#[utoipa::path(get, path = "/v1/terms", responses(
+    (status = 200, description = "The server's terms", body = Terms),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn terms(State(st): State<Arc<AppState>>) -> Json<Terms> {
     Json(st.terms.clone())
 }
 
 #[utoipa::path(post, path = "/v1/loop-out", request_body = LoopOutCreateDoc, responses(
     (status = 201, description = "The offer (both hold invoices, the server key, E, the HTLC address)", body = LoopOutOfferDoc),
-    (status = 400, description = "Malformed request or amount out of range", body = ErrorBody),
+    (status = 400, description = "Malformed request (not JSON, no JSON content type, bad hex, not a compressed key, amount not a whole number of sats) or amount out of the terms' range", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<LoopOutCreate>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
+    let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_out_create)?;
     let client = st.client(peer, &headers);
     let ticket = st.out_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_out(&req).await;
@@ -748,40 +721,14 @@ async fn loop_out(
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
-/// `GET /v1/quote/loop-out?amount=<sat>` query.
-#[derive(Debug, Deserialize, ToSchema, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct QuoteQuery {
-    /// HTLC amount, sat (a whole number of satoshis).
-    #[param(minimum = 1, example = 100000)]
-    pub amount: u64,
-}
-
-/// What a loop-out of `amount_sat` costs off-chain.
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct Quote {
-    /// The on-chain HTLC value, sat.
-    pub amount_sat: u64,
-    /// The server's fee, sat (prepay included).
-    pub swap_fee_sat: u64,
-    /// Paid up front (non-refundable once the HTLC is published), sat.
-    pub prepay_sat: u64,
-    /// The swap invoice's amount, sat.
-    pub swap_invoice_sat: u64,
-    /// `E − tip` the HTLC would get.
-    pub expiry_delta: u32,
-}
-
 #[utoipa::path(get, path = "/v1/quote/loop-out", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-out of this amount costs", body = Quote),
-    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+    (status = 400, description = "Amount missing, not a whole number of sats, or out of the terms' range", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
-async fn quote(
-    State(st): State<Arc<AppState>>,
-    q: Result<Query<QuoteQuery>, QueryRejection>,
-) -> Result<Json<Quote>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
-    let quote = st.server.quote(bitcoin::Amount::from_sat(q.amount))?;
+async fn quote(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Quote>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
+    let quote = st.server.quote(amount)?;
     Ok(Json(Quote {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
@@ -812,28 +759,6 @@ pub fn metrics_router(server: Arc<LoopOutServer>) -> Router {
     )
 }
 
-/// Seed 000's loop-out request (field names as its client sends them).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SeedLoopOutRequest {
-    /// The client's P2WPKH claim address (the HTLC commits to its pubkey hash).
-    pub htlc_claim_address: String,
-    /// sha256 of the client's preimage, hex.
-    pub hash: String,
-    /// HTLC amount, sat.
-    pub loop_out_sats: u64,
-}
-
-/// Seed 000's loop-out answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SeedLoopOutResponse {
-    /// The server's P2WPKH refund address (the HTLC commits to its pubkey hash).
-    pub htlc_refund_address: String,
-    /// The hold invoice: amount plus the server's fee.
-    pub payment_request: String,
-}
-
 /// `POST /api/loop/out`: seed 000's exchange, unchanged. The HTLC is seed 000's BIP199 P2WSH
 /// (`OP_SHA256 <hash> OP_EQUAL OP_IF OP_DUP OP_HASH160 <claim> OP_ELSE 40 OP_CSV OP_DROP OP_DUP
 /// OP_HASH160 <refund> OP_ENDIF OP_EQUALVERIFY OP_CHECKSIG`), paying exactly `loopOutSats`.
@@ -841,41 +766,27 @@ pub struct SeedLoopOutResponse {
     (status = 200, description = "The refund address and the hold invoice", body = SeedLoopOutResponse),
     (status = 400, description = "Malformed request, not a P2WPKH address of this network, bad hash, amount out of range", body = ErrorBody),
     (status = 409, description = "A swap for this hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), more seed-protocol swaps a minute than this client or all clients may make, or as many live unpaid offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn seed_loop_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<SeedLoopOutRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SeedLoopOutResponse>, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
-    let invalid = |m: String| {
-        st.server.metrics().refused("invalid");
-        ApiError(StatusCode::BAD_REQUEST, m)
-    };
     let network = st.server.network();
-    let address = bitcoin::Address::from_str(req.htlc_claim_address.trim())
-        .map_err(|e| invalid(format!("htlcClaimAddress is not an address: {e}")))?
-        .require_network(network)
-        .map_err(|_| invalid(format!("htlcClaimAddress is not a {network} address")))?;
-    let pkh = match address.witness_program() {
-        Some(p) if p.is_p2wpkh() => {
-            let bytes: [u8; 20] = p
-                .program()
-                .as_bytes()
-                .try_into()
-                .map_err(|_| invalid("htlcClaimAddress: bad witness program".into()))?;
-            bitcoin::PubkeyHash::from_byte_array(bytes)
-        }
-        _ => return Err(invalid("htlcClaimAddress must be a P2WPKH address".into())),
-    };
-    let hash = eddy_core::types::PaymentHash::from_str(&req.hash)
-        .map_err(|_| invalid("hash must be 32 bytes of hex".into()))?;
-    st.server
-        .quote(bitcoin::Amount::from_sat(req.loop_out_sats))
-        .map_err(|e| invalid(e.to_string().trim_start_matches("invalid request: ").to_string()))?;
+    let req = st.admit(peer, &headers, body, |b| {
+        eddy_core::api::parse_seed_loop_out(b, network)
+    })?;
+    st.server.quote(req.amount).map_err(|e| {
+        st.server.metrics().refused("invalid");
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            e.to_string().trim_start_matches("invalid request: ").to_string(),
+        )
+    })?;
     // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
     // is created, its own tight limits apply (per client and from everyone together).
     let ip = st.client(peer, &headers);
@@ -894,10 +805,10 @@ async fn seed_loop_out(
     let ticket = st.out_offers.reserve(&st.server, ip).await?;
     let made = st
         .server
-        .create_seed_loop_out(bitcoin::Amount::from_sat(req.loop_out_sats), hash, pkh)
+        .create_seed_loop_out(req.amount, req.hash, req.claim_pkh)
         .await;
     st.out_offers
-        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(hash)));
+        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(req.hash)));
     let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
@@ -905,37 +816,39 @@ async fn seed_loop_out(
     }))
 }
 
-fn parse_id(s: &str) -> Result<SwapId, ApiError> {
-    SwapId::from_str(s).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {s:?}")))
+/// An engine error of a call on a swap the caller proved is theirs: "not found" there means the
+/// swap is of the other kind (a loop-in's id on a loop-out call), which is the caller's
+/// mistake (400), not an unknown swap.
+fn of_kind(kind: &'static str) -> impl Fn(ServerError) -> ApiError {
+    move |e| match e {
+        ServerError::NotFound(id) => ApiError(StatusCode::BAD_REQUEST, format!("swap {id} is not a {kind}")),
+        e => e.into(),
+    }
 }
 
-#[utoipa::path(get, path = "/v1/swaps/{id}", params(("id" = String, Path, description = "swap id: the payment hash, hex"), AuthHeader), responses(
+/// The swap id of a path (400 when it is not one, as JSON like every error: the path's own
+/// rejection, e.g. for bytes that are not UTF-8, included).
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<SwapId, ApiError> {
+    let Path(id) = p.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("not a swap id: {}", r.body_text())))?;
+    Ok(eddy_core::api::parse_id(&id)?)
+}
+
+#[utoipa::path(get, path = "/v1/swaps/{id}", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "The swap's status (never any secret)", body = SwapStatus),
-    (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn status(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<SwapStatus>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     Ok(Json(any_status(&st, &id).await?))
-}
-
-/// The per-swap authorization header (documented on every per-swap endpoint).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct AuthHeader {
-    /// `<unix seconds>:<BIP340 signature hex>` by the key the client gave at creation
-    /// (loop-out: claim key, loop-in: refund key) over the swap id, time, method, path and
-    /// body (see `eddy_core::auth`).
-    #[param(rename = "x-eddy-swap-auth")]
-    x_eddy_swap_auth: String,
 }
 
 async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerError> {
@@ -949,29 +862,14 @@ async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerErro
     }
 }
 
-/// `GET /v1/quote/loop-in?amount=<sat>` answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct QuoteIn {
-    /// The on-chain HTLC value the client funds, sat.
-    pub amount_sat: u64,
-    /// The server's fee, sat.
-    pub swap_fee_sat: u64,
-    /// What the client's invoice must ask: amount − fee, sat.
-    pub invoice_sat: u64,
-    /// `E − tip` the HTLC gets.
-    pub expiry_delta: u32,
-}
-
 #[utoipa::path(get, path = "/v1/quote/loop-in", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-in of this amount costs", body = QuoteIn),
-    (status = 400, description = "Amount missing or out of range", body = ErrorBody),
+    (status = 400, description = "Amount missing, not a whole number of sats, or out of the terms' range", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
-async fn quote_in(
-    State(st): State<Arc<AppState>>,
-    q: Result<Query<QuoteQuery>, QueryRejection>,
-) -> Result<Json<QuoteIn>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError(StatusCode::BAD_REQUEST, format!("malformed query: {}", r.body_text())))?;
-    let quote = st.server.quote_in(bitcoin::Amount::from_sat(q.amount))?;
+async fn quote_in(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<QuoteIn>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
+    let quote = st.server.quote_in(amount)?;
     Ok(Json(QuoteIn {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
@@ -980,51 +878,21 @@ async fn quote_in(
     }))
 }
 
-/// The loop-in request (schema of `eddy_server::loop_in::LoopInCreate`).
-#[derive(ToSchema)]
-#[schema(as = LoopInCreate)]
-#[allow(dead_code)]
-pub struct LoopInCreateDoc {
-    /// HTLC amount the client funds, sat.
-    amount: u64,
-    /// The client's BOLT11 invoice for amount − fee.
-    invoice: String,
-    /// The client's refund key, compressed public key hex.
-    refund_key: String,
-    /// Optional: the node the payment must arrive through (compressed public key hex); refused
-    /// with 400 by a server whose Lightning node cannot restrict the last hop.
-    last_hop: Option<String>,
-}
-
-/// The server's loop-in answer (schema of `eddy_core::validate::LoopInOffer`).
-#[derive(ToSchema)]
-#[schema(as = LoopInOffer)]
-#[allow(dead_code)]
-pub struct LoopInOfferDoc {
-    /// The server's claim key, compressed public key hex.
-    server_key: String,
-    /// Absolute expiry height `E`.
-    expiry: u32,
-    /// The P2TR HTLC address to fund with exactly the amount.
-    htlc_address: String,
-    /// The server's fee, sat.
-    swap_fee: u64,
-}
-
 #[utoipa::path(post, path = "/v1/loop-in", request_body = LoopInCreateDoc, responses(
     (status = 201, description = "The HTLC to fund", body = LoopInOfferDoc),
-    (status = 400, description = "Malformed request, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV)", body = ErrorBody),
+    (status = 400, description = "Malformed request, amount out of range, bad invoice (amount ≠ amount − fee, network, lifetime, final CLTV), or a last hop this server cannot restrict", body = ErrorBody),
     (status = 409, description = "A swap for this payment hash exists", body = ErrorBody),
-    (status = 429, description = "Too many requests from this client, or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody),
-    (status = 503, description = "The server cannot take this swap now (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute swap requests from this client (malformed ones count too), or as many live unpaid (unfunded) offers as one client may hold", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline (a generic message with an error id; the reason is in the server's log)", body = ErrorBody),
 ))]
 async fn loop_in(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<crate::loop_in::LoopInCreate>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = st.admit(peer, &headers, body)?;
+    let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_in_create)?;
     let client = st.client(peer, &headers);
     let ticket = st.in_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_in(&req).await;
@@ -1039,39 +907,22 @@ async fn loop_in(
     Ok((StatusCode::CREATED, Json(offer)))
 }
 
-/// `GET /v1/swaps/{id}/claim` answer: the cooperative claim offered to a loop-in client.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClaimOffer {
-    /// The server's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The unsigned key-path claim (hex).
-    pub tx: String,
-}
-
-/// Body of `POST /v1/swaps/{id}/claim-cosign`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClaimCosign {
-    /// The client's MuSig2 public nonce (hex).
-    pub nonce: String,
-    /// The client's partial signature (hex).
-    pub partial_sig: String,
-}
-
-#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/claim", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "The loop-in claim the server asks the client to co-sign (only once the server has paid)", body = ClaimOffer),
-    (status = 400, description = "No claim to co-sign now", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, or no claim to co-sign now", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn claim_offer(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<ClaimOffer>, ApiError> {
     use bitcoin::hex::DisplayHex;
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     // Only the client may (re)open the signing session.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     st.cosign_call(&id)?;
@@ -1082,70 +933,73 @@ async fn claim_offer(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = ClaimCosign, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(SwapIdPath, AuthHeader), request_body = ClaimCosign, responses(
     (status = 204, description = "Aggregated and broadcast"),
-    (status = 400, description = "Bad nonce or partial signature, or no claim offered", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, bad nonce or partial signature, or no claim offered", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn claim_cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    use bitcoin::hex::FromHex;
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let b: ClaimCosign = json_body(&body)?;
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let partial = <[u8; 32]>::from_hex(&b.partial_sig)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "partial_sig must be 32 bytes of hex".into()))?;
+    let (nonce, partial) = eddy_core::api::parse_claim_cosign(&body)?;
     st.server.claim_cosigned(&id, &nonce, &partial).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/refund-cosign", params(SwapIdPath, AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the client's key-path refund of a loop-in the server will not pay", body = CosignResponse),
-    (status = 400, description = "The server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-in, bad nonce or transaction, the server paid or is paying, or not a refund of this HTLC", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn refund_cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = cosign_request(&body)?;
-    Ok(Json(CosignResponse::from(
-        st.server.cosign_refund(&id, &nonce, &tx).await?,
-    )))
+    let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
+    let signed = st.server.cosign_refund(&id, &nonce, &tx).await;
+    Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-in"))?)))
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(("id" = String, Path, description = "swap id")), request_body = PreimageBody, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/preimage", params(SwapIdPath), request_body = PreimageBody, responses(
     (status = 204, description = "Learned; the swap invoice is being settled"),
-    (status = 400, description = "Not 32 bytes of hex, or not this swap's preimage", body = ErrorBody),
-    (status = 404, description = "Unknown swap", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not JSON, not 32 bytes of hex, or not this swap's preimage", body = ErrorBody),
+    (status = 404, description = "No loop-out with this id (told only to the holder of its preimage)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn push_preimage(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    body: Result<Json<PreimageBody>, JsonRejection>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
-    let Json(b) = body.map_err(bad_json)?;
-    let preimage = Preimage::from_hex(&b.preimage)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "preimage must be 32 bytes of hex".into()))?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
+    json_content_type(&headers)?;
+    let preimage = eddy_core::api::parse_preimage(&body)?;
     if SwapId::from(preimage.payment_hash()) != id {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -1158,68 +1012,49 @@ async fn push_preimage(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(("id" = String, Path, description = "swap id"), AuthHeader), request_body = CosignRequest, responses(
+#[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(SwapIdPath, AuthHeader), request_body = CosignRequest, responses(
     (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
-    (status = 400, description = "Preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
+    (status = 400, description = "Not a swap id, not a loop-out, bad nonce or transaction, preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn cosign(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CosignResponse>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
+    let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = cosign_request(&body)?;
-    Ok(Json(CosignResponse::from(
-        st.server.cosign_claim(&id, &nonce, &tx).await?,
-    )))
-}
-
-/// The client's nonce and unsigned transaction of a co-signing request, checked.
-fn cosign_request(body: &[u8]) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiError> {
-    use bitcoin::hex::FromHex;
-    let b: CosignRequest = json_body(body)?;
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(&b.nonce)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "nonce must be 66 bytes of hex".into()))?;
-    let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx)
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "tx is not a transaction".into()))?;
-    Ok((nonce, tx))
-}
-
-impl From<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)> for CosignResponse {
-    fn from((nonce, partial): (eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes)) -> Self {
-        use bitcoin::hex::DisplayHex;
-        CosignResponse {
-            nonce: nonce.to_lower_hex_string(),
-            partial_sig: partial.to_lower_hex_string(),
-        }
-    }
+    let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
+    let signed = st.server.cosign_claim(&id, &nonce, &tx).await;
+    Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-out"))?)))
 }
 
 /// `GET /v1/swaps/{id}/events`: a server-sent event stream of the swap's status (loop-out or
 /// loop-in), one event per change, ending once the swap is final.
-#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(("id" = String, Path, description = "swap id"), AuthHeader), responses(
+#[utoipa::path(get, path = "/v1/swaps/{id}/events", params(SwapIdPath, AuthHeader), responses(
     (status = 200, description = "text/event-stream of `status` events, each a SwapStatus; ends at a final state", content_type = "text/event-stream", body = SwapStatus),
-    (status = 400, description = "Not a swap id", body = ErrorBody),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
-    (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody),
-    (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server", body = ErrorBody),
+    (status = 429, description = "MAX_EVENT_STREAMS_PER_CLIENT streams already open from this client", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "MAX_EVENT_STREAMS streams already open on the server, or a backend (store) failed", body = ErrorBody),
 ))]
 async fn events(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     // Unknown ids and strangers are refused before the stream starts.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     // The slot travels with the stream: given back when it ends or the client goes away.
@@ -1251,28 +1086,26 @@ async fn events(
 }
 
 fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
-    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
+    swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
 fn in_status_of(id: &SwapId, rec: &crate::loop_in::LoopInRecord) -> SwapStatus {
-    SwapStatus::new(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
+    swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
-impl SwapStatus {
-    fn new<S: Serialize>(
-        id: &SwapId,
-        state: &S,
-        terminal: bool,
-        expiry: u32,
-        funding: Option<bitcoin::OutPoint>,
-    ) -> SwapStatus {
-        SwapStatus {
-            id: id.to_string(),
-            state: eddy_store::state_name(state),
-            terminal,
-            expiry,
-            htlc_outpoint: funding.map(|o| o.to_string()),
-        }
+fn swap_status<S: Serialize>(
+    id: &SwapId,
+    state: &S,
+    terminal: bool,
+    expiry: u32,
+    funding: Option<bitcoin::OutPoint>,
+) -> SwapStatus {
+    SwapStatus {
+        id: id.to_string(),
+        state: eddy_store::state_name(state),
+        terminal,
+        expiry,
+        htlc_outpoint: funding.map(|o| o.to_string()),
     }
 }
 
@@ -1284,7 +1117,10 @@ pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Ro
 /// The router with explicit [`Limits`].
 pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> Router {
     Router::new()
-        .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/v1/openapi.json", {
+            let doc = openapi_document(&terms);
+            get(move || async move { Json(doc) })
+        })
         .route("/v1/terms", get(self::terms))
         .route("/v1/quote/loop-out", get(quote))
         .route("/v1/loop-out", post(loop_out))

@@ -1,0 +1,771 @@
+//! The swap server's HTTP API on the wire: every request and answer body, query and error body
+//! of `eddy-server`'s public API (with their OpenAPI schemas), and one pure parser per request
+//! — `bytes/str → Result<domain type, ApiParseError>` — doing exactly what the server's handler
+//! does before it asks the engine. It lives here, away from axum and the engine, so the parsers
+//! of untrusted input can be fuzzed and tested alone, and so a client can share the types.
+//!
+//! The parsers never echo a preimage, and every [`ApiParseError`] is a client error (the server
+//! answers it with 400 and changes nothing). What needs the server's state (amount ranges from
+//! its terms, whether a swap exists, signatures) is checked by the server after parsing.
+
+use core::str::FromStr;
+
+use bitcoin::hashes::Hash;
+use bitcoin::hex::{DisplayHex, FromHex};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::musig::{PartialSigBytes, PubNonceBytes, PUB_NONCE_LEN};
+use crate::types::{Network, PaymentHash, Preimage, SwapId};
+use crate::validate::{LoopInCreate, LoopOutCreate};
+
+/// Why a request was refused before anything was asked of the engine (always a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiParseError {
+    /// The body is not JSON, or not of the request's shape.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The query string is not of the endpoint's shape.
+    #[error("malformed query: {0}")]
+    MalformedQuery(String),
+    /// The path's id is not a swap id (64 hex characters).
+    #[error("not a swap id: {0:?}")]
+    NotASwapId(String),
+    /// A preimage that is not 32 bytes of hex (never echoed).
+    #[error("preimage must be 32 bytes of hex")]
+    Preimage,
+    /// A MuSig2 public nonce that is not 66 bytes of hex.
+    #[error("nonce must be 66 bytes of hex")]
+    Nonce,
+    /// A partial signature that is not 32 bytes of hex.
+    #[error("partial_sig must be 32 bytes of hex")]
+    PartialSig,
+    /// A transaction that does not decode.
+    #[error("tx is not a transaction")]
+    Tx,
+    /// Seed 000's `htlcClaimAddress` that does not parse.
+    #[error("htlcClaimAddress is not an address: {0}")]
+    SeedAddress(String),
+    /// Seed 000's `htlcClaimAddress` of another network.
+    #[error("htlcClaimAddress is not a {0} address")]
+    SeedNetwork(Network),
+    /// Seed 000's `htlcClaimAddress` that is not P2WPKH.
+    #[error("htlcClaimAddress must be a P2WPKH address")]
+    SeedNotP2wpkh,
+    /// Seed 000's `hash` that is not 32 bytes of hex.
+    #[error("hash must be 32 bytes of hex")]
+    SeedHash,
+    /// A payment hash that is not 32 bytes of hex.
+    #[error("{0} must be 32 bytes of hex")]
+    Hash(&'static str),
+    /// A public key that is not a compressed point (66 hex characters starting `02` or `03`,
+    /// on the curve).
+    #[error("{0} must be a compressed public key (66 hex characters, 02… or 03…, on the curve)")]
+    Key(&'static str),
+}
+
+impl ApiParseError {
+    /// Whether the request was malformed (not JSON, not the shape) rather than well-formed
+    /// but invalid (the server counts the two apart).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, ApiParseError::Malformed(_) | ApiParseError::MalformedQuery(_))
+    }
+}
+
+/// `pattern` of a swap id or a payment hash: 32 bytes of hex.
+pub const HEX32_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+/// `pattern` of a compressed public key: 33 bytes of hex starting `02` or `03`.
+pub const KEY_PATTERN: &str = "^0[23][0-9a-fA-F]{64}$";
+/// `pattern` of a MuSig2 public nonce: 66 bytes of hex.
+pub const NONCE_PATTERN: &str = "^[0-9a-fA-F]{132}$";
+/// `pattern` of a serialized transaction: bytes of hex.
+pub const TX_PATTERN: &str = "^([0-9a-fA-F]{2})+$";
+/// `pattern` of an outpoint: `txid:vout`.
+pub const OUTPOINT_PATTERN: &str = "^[0-9a-f]{64}:[0-9]+$";
+
+/// Satoshi amounts as the API reads them: a JSON integer, or a JSON number with no fractional
+/// part (`50000.0`, `5e4`: JSON Schema's `integer` admits them, and so does the API; a string
+/// is not a number), or, in a query string, the same written out. Negative, fractional, non-finite and larger than
+/// 2^53 − 1 (past which a float is no longer exact; far above 21 million BTC) are refused.
+pub mod sat {
+    use core::fmt;
+
+    /// The largest amount a float may carry exactly (2^53 − 1).
+    pub const MAX_FLOAT_EXACT: u64 = (1 << 53) - 1;
+
+    /// An amount from a float, if it is a whole, non-negative, exact number of satoshis.
+    pub fn from_f64(f: f64) -> Option<u64> {
+        (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= MAX_FLOAT_EXACT as f64).then_some(f as u64)
+    }
+
+    /// An amount from text: digits, or a decimal or exponent number with no fractional part.
+    pub fn from_str(s: &str) -> Option<u64> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().ok();
+        }
+        // Only what JSON would write (no `inf`, `nan`, `+`, hex).
+        let json_like = s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-'));
+        if !json_like || s.starts_with('-') {
+            return None;
+        }
+        s.parse::<f64>().ok().and_then(from_f64)
+    }
+
+    /// `#[serde(deserialize_with = "eddy_core::api::sat::deserialize")]` on a `u64` of sats.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(Sats)
+    }
+
+    struct Sats;
+
+    const EXPECTED: &str = "a whole, non-negative number of satoshis";
+
+    impl serde::de::Visitor<'_> for Sats {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(EXPECTED)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &EXPECTED))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+            from_f64(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &EXPECTED))
+        }
+    }
+}
+
+/// What `GET /v1/terms` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Terms {
+    /// Network name.
+    #[schema(pattern = "^(bitcoin|testnet|testnet4|signet|regtest)$")]
+    pub network: String,
+    /// Smallest loop-out.
+    pub min_amount_sat: u64,
+    /// Largest loop-out.
+    pub max_amount_sat: u64,
+    /// Fixed fee.
+    pub base_fee_sat: u64,
+    /// Proportional fee (ppm).
+    pub fee_ppm: u32,
+    /// Prepay.
+    pub prepay_sat: u64,
+    /// `E − tip` at creation.
+    pub expiry_delta: u32,
+}
+
+/// What `GET /v1/swaps/{id}` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SwapStatus {
+    /// The swap id.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub id: String,
+    /// The state name (snake case).
+    #[schema(pattern = "^[a-z_]+$")]
+    pub state: String,
+    /// Whether it is final.
+    pub terminal: bool,
+    /// HTLC expiry height.
+    pub expiry: u32,
+    /// The HTLC output (`txid:vout`), once published.
+    #[schema(pattern = "^[0-9a-f]{64}:[0-9]+$")]
+    pub htlc_outpoint: Option<String>,
+}
+
+/// Body of `POST /v1/swaps/{id}/preimage`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreimageBody {
+    /// The preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub preimage: String,
+}
+
+/// Body of `POST /v1/swaps/{id}/cosign` and `POST /v1/swaps/{id}/refund-cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CosignRequest {
+    /// The client's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{132}$")]
+    pub nonce: String,
+    /// The unsigned claim (or refund) transaction, hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})+$")]
+    pub tx: String,
+}
+
+/// Answer of `POST /v1/swaps/{id}/cosign` and `POST /v1/swaps/{id}/refund-cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CosignResponse {
+    /// The server's public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{132}$")]
+    pub nonce: String,
+    /// The server's partial signature, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub partial_sig: String,
+}
+
+impl From<(PubNonceBytes, PartialSigBytes)> for CosignResponse {
+    fn from((nonce, partial): (PubNonceBytes, PartialSigBytes)) -> Self {
+        CosignResponse {
+            nonce: nonce.to_lower_hex_string(),
+            partial_sig: partial.to_lower_hex_string(),
+        }
+    }
+}
+
+/// `GET /v1/swaps/{id}/claim` answer: the cooperative claim offered to a loop-in client.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimOffer {
+    /// The server's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-f]{132}$")]
+    pub nonce: String,
+    /// The unsigned key-path claim, hex.
+    #[schema(pattern = "^([0-9a-f]{2})+$")]
+    pub tx: String,
+}
+
+/// Body of `POST /v1/swaps/{id}/claim-cosign`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimCosign {
+    /// The client's MuSig2 public nonce, 66 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{132}$")]
+    pub nonce: String,
+    /// The client's partial signature, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub partial_sig: String,
+}
+
+/// The loop-out request as it travels (schema of [`LoopOutCreate`]; a test checks the field
+/// names match what the type serializes).
+#[derive(ToSchema)]
+#[schema(as = LoopOutCreate)]
+#[allow(dead_code)]
+pub struct LoopOutCreateDoc {
+    /// HTLC amount in satoshis (a number with no fractional part; range: the server's terms).
+    amount: u64,
+    /// sha256 of the client's preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    payment_hash: String,
+    /// The client's claim key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
+    claim_key: String,
+}
+
+/// The server's offer (schema of [`crate::validate::LoopOutOffer`]).
+#[derive(ToSchema)]
+#[schema(as = LoopOutOffer)]
+#[allow(dead_code)]
+pub struct LoopOutOfferDoc {
+    /// Hold invoice for the swap amount (BOLT11).
+    #[schema(pattern = "^ln[a-z0-9]+$")]
+    swap_invoice: String,
+    /// Hold invoice for the prepay (BOLT11).
+    #[schema(pattern = "^ln[a-z0-9]+$")]
+    prepay_invoice: String,
+    /// The server's HTLC key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
+    server_key: String,
+    /// Absolute expiry height of the HTLC.
+    expiry: u32,
+    /// The P2TR HTLC address.
+    htlc_address: String,
+}
+
+/// The loop-in request (schema of [`LoopInCreate`]).
+#[derive(ToSchema)]
+#[schema(as = LoopInCreate)]
+#[allow(dead_code)]
+pub struct LoopInCreateDoc {
+    /// HTLC amount the client funds, sat (a number with no fractional part; range: the
+    /// server's terms).
+    amount: u64,
+    /// The client's BOLT11 invoice for amount − fee.
+    invoice: String,
+    /// The client's refund key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
+    refund_key: String,
+    /// Optional: the node the payment must arrive through (compressed public key hex); refused
+    /// with 400 by a server whose Lightning node cannot restrict the last hop.
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
+    last_hop: Option<String>,
+}
+
+/// The server's loop-in answer (schema of [`crate::validate::LoopInOffer`]).
+#[derive(ToSchema)]
+#[schema(as = LoopInOffer)]
+#[allow(dead_code)]
+pub struct LoopInOfferDoc {
+    /// The server's claim key, compressed public key hex.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
+    server_key: String,
+    /// Absolute expiry height `E`.
+    expiry: u32,
+    /// The P2TR HTLC address to fund with exactly the amount.
+    htlc_address: String,
+    /// The server's fee, sat.
+    swap_fee: u64,
+}
+
+/// Every error body.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub error: String,
+}
+
+/// `GET /v1/quote/loop-out?amount=<sat>` and `GET /v1/quote/loop-in?amount=<sat>` query.
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QuoteQuery {
+    /// HTLC amount, sat (a whole number of satoshis; range: the server's terms).
+    #[param(minimum = 1, example = 100000)]
+    pub amount: u64,
+}
+
+/// What a loop-out of `amount_sat` costs off-chain.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Quote {
+    /// The on-chain HTLC value, sat.
+    pub amount_sat: u64,
+    /// The server's fee, sat (prepay included).
+    pub swap_fee_sat: u64,
+    /// Paid up front (non-refundable once the HTLC is published), sat.
+    pub prepay_sat: u64,
+    /// The swap invoice's amount, sat.
+    pub swap_invoice_sat: u64,
+    /// `E − tip` the HTLC would get.
+    pub expiry_delta: u32,
+}
+
+/// `GET /v1/quote/loop-in?amount=<sat>` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct QuoteIn {
+    /// The on-chain HTLC value the client funds, sat.
+    pub amount_sat: u64,
+    /// The server's fee, sat.
+    pub swap_fee_sat: u64,
+    /// What the client's invoice must ask: amount − fee, sat.
+    pub invoice_sat: u64,
+    /// `E − tip` the HTLC gets.
+    pub expiry_delta: u32,
+}
+
+/// Seed 000's loop-out request (field names as its client sends them).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedLoopOutRequest {
+    /// The client's P2WPKH claim address (the HTLC commits to its pubkey hash).
+    pub htlc_claim_address: String,
+    /// sha256 of the client's preimage, 32 bytes hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub hash: String,
+    /// HTLC amount, sat (a number with no fractional part; range: the server's terms).
+    #[serde(deserialize_with = "sat::deserialize")]
+    pub loop_out_sats: u64,
+}
+
+/// Seed 000's loop-out answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedLoopOutResponse {
+    /// The server's P2WPKH refund address (the HTLC commits to its pubkey hash).
+    pub htlc_refund_address: String,
+    /// The hold invoice: amount plus the server's fee.
+    pub payment_request: String,
+}
+
+/// A seed 000 loop-out request, parsed: what the server needs to create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedLoopOut {
+    /// The HTLC amount (its range is the server's to check).
+    pub amount: bitcoin::Amount,
+    /// The payment hash.
+    pub hash: PaymentHash,
+    /// The client's claim pubkey hash (from its P2WPKH address).
+    pub claim_pkh: bitcoin::PubkeyHash,
+}
+
+/// The per-swap authorization header (documented on every per-swap endpoint).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct AuthHeader {
+    /// `<unix seconds>:<BIP340 signature hex>` by the key the client gave at creation
+    /// (loop-out: claim key, loop-in: refund key) over the swap id, time, method, path and
+    /// body (see [`crate::auth`]).
+    #[param(rename = "x-eddy-swap-auth")]
+    x_eddy_swap_auth: String,
+}
+
+/// The swap id in a per-swap path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SwapIdPath {
+    /// The swap id: its payment hash, 32 bytes hex.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    id: String,
+}
+
+/// `POST /v1/loop-out`'s body as read: amounts as [`sat`] reads them, hex checked before it
+/// is decoded.
+#[derive(Deserialize)]
+struct LoopOutCreateWire {
+    #[serde(deserialize_with = "sat::deserialize")]
+    amount: u64,
+    payment_hash: String,
+    claim_key: String,
+}
+
+/// `POST /v1/loop-in`'s body as read.
+#[derive(Deserialize)]
+struct LoopInCreateWire {
+    #[serde(deserialize_with = "sat::deserialize")]
+    amount: u64,
+    invoice: String,
+    refund_key: String,
+    #[serde(default)]
+    last_hop: Option<String>,
+}
+
+/// A compressed public key: exactly 66 hex characters starting `02`/`03`, on the curve (an
+/// uncompressed key, which the curve library would also take, is refused).
+fn compressed_key(s: &str, field: &'static str) -> Result<bitcoin::secp256k1::PublicKey, ApiParseError> {
+    let shaped = s.len() == 66 && (s.starts_with("02") || s.starts_with("03"));
+    if !shaped {
+        return Err(ApiParseError::Key(field));
+    }
+    bitcoin::secp256k1::PublicKey::from_str(s).map_err(|_| ApiParseError::Key(field))
+}
+
+/// A JSON body of type `T`.
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiParseError> {
+    serde_json::from_slice(body).map_err(|e| ApiParseError::Malformed(e.to_string()))
+}
+
+/// The swap id of a path (`/v1/swaps/{id}/…`): 64 hex characters.
+pub fn parse_id(s: &str) -> Result<SwapId, ApiParseError> {
+    SwapId::from_str(s).map_err(|_| ApiParseError::NotASwapId(s.to_owned()))
+}
+
+/// `POST /v1/loop-out`'s body (its amount's range is the server's to check).
+pub fn parse_loop_out_create(body: &[u8]) -> Result<LoopOutCreate, ApiParseError> {
+    let w: LoopOutCreateWire = json(body)?;
+    Ok(LoopOutCreate {
+        amount: bitcoin::Amount::from_sat(w.amount),
+        payment_hash: PaymentHash::from_str(&w.payment_hash).map_err(|_| ApiParseError::Hash("payment_hash"))?,
+        claim_key: compressed_key(&w.claim_key, "claim_key")?,
+    })
+}
+
+/// `POST /v1/loop-in`'s body (the invoice and the amount's range are the server's to check).
+pub fn parse_loop_in_create(body: &[u8]) -> Result<LoopInCreate, ApiParseError> {
+    let w: LoopInCreateWire = json(body)?;
+    Ok(LoopInCreate {
+        amount: bitcoin::Amount::from_sat(w.amount),
+        invoice: w.invoice,
+        refund_key: compressed_key(&w.refund_key, "refund_key")?,
+        last_hop: w.last_hop.map(|k| compressed_key(&k, "last_hop")).transpose()?,
+    })
+}
+
+/// The query of `GET /v1/quote/loop-out` and `GET /v1/quote/loop-in` (the part after `?`, none
+/// is an empty one): the amount asked about.
+pub fn parse_quote_query(query: &str) -> Result<bitcoin::Amount, ApiParseError> {
+    #[derive(Deserialize)]
+    struct Wire {
+        amount: String,
+    }
+    let q: Wire = serde_urlencoded::from_str(query).map_err(|e| ApiParseError::MalformedQuery(e.to_string()))?;
+    let amount = sat::from_str(&q.amount).ok_or_else(|| {
+        ApiParseError::MalformedQuery(format!(
+            "amount: {:?} is not a whole, non-negative number of satoshis",
+            q.amount
+        ))
+    })?;
+    Ok(bitcoin::Amount::from_sat(amount))
+}
+
+/// `POST /v1/swaps/{id}/preimage`'s body: the preimage (whether it is the swap's is the
+/// server's to check).
+pub fn parse_preimage(body: &[u8]) -> Result<Preimage, ApiParseError> {
+    let b: PreimageBody = json(body)?;
+    Preimage::from_hex(&b.preimage).map_err(|_| ApiParseError::Preimage)
+}
+
+/// The client's nonce and unsigned transaction of a co-signing request (`POST
+/// /v1/swaps/{id}/cosign`, `POST /v1/swaps/{id}/refund-cosign`).
+pub fn cosign_request(body: &[u8]) -> Result<(PubNonceBytes, bitcoin::Transaction), ApiParseError> {
+    let b: CosignRequest = json(body)?;
+    let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&b.nonce).map_err(|_| ApiParseError::Nonce)?;
+    let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx).map_err(|_| ApiParseError::Tx)?;
+    Ok((nonce, tx))
+}
+
+/// The client's nonce and partial signature of `POST /v1/swaps/{id}/claim-cosign`.
+pub fn parse_claim_cosign(body: &[u8]) -> Result<(PubNonceBytes, PartialSigBytes), ApiParseError> {
+    let b: ClaimCosign = json(body)?;
+    let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&b.nonce).map_err(|_| ApiParseError::Nonce)?;
+    let partial = <[u8; 32]>::from_hex(&b.partial_sig).map_err(|_| ApiParseError::PartialSig)?;
+    Ok((nonce, partial))
+}
+
+/// Seed 000's `POST /api/loop/out` body on `network`: the claim address must be a P2WPKH
+/// address of that network, the hash 32 bytes of hex.
+pub fn parse_seed_loop_out(body: &[u8], network: Network) -> Result<SeedLoopOut, ApiParseError> {
+    let req: SeedLoopOutRequest = json(body)?;
+    let address = bitcoin::Address::from_str(req.htlc_claim_address.trim())
+        .map_err(|e| ApiParseError::SeedAddress(e.to_string()))?
+        .require_network(network)
+        .map_err(|_| ApiParseError::SeedNetwork(network))?;
+    let claim_pkh = match address.witness_program() {
+        Some(p) if p.is_p2wpkh() => {
+            let bytes: [u8; 20] = p
+                .program()
+                .as_bytes()
+                .try_into()
+                .map_err(|_| ApiParseError::SeedNotP2wpkh)?;
+            bitcoin::PubkeyHash::from_byte_array(bytes)
+        }
+        _ => return Err(ApiParseError::SeedNotP2wpkh),
+    };
+    let hash = PaymentHash::from_str(&req.hash).map_err(|_| ApiParseError::SeedHash)?;
+    Ok(SeedLoopOut {
+        amount: bitcoin::Amount::from_sat(req.loop_out_sats),
+        hash,
+        claim_pkh,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_whole_satoshis_written_as_integers_or_integral_numbers() {
+        let body = |amount: &str| {
+            format!(
+                "{{\"amount\":{amount},\"payment_hash\":\"{}\",\"claim_key\":\"{}\"}}",
+                "11".repeat(32),
+                key_hex()
+            )
+        };
+        for (amount, want) in [
+            ("10000", 10_000u64),
+            ("10000.0", 10_000),
+            ("1e4", 10_000),
+            ("1.0E4", 10_000),
+            ("0", 0),
+            ("9007199254740991", 9_007_199_254_740_991),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            let got = parse_loop_out_create(body(amount).as_bytes()).map(|r| r.amount.to_sat());
+            assert_eq!(got, Ok(want), "{amount}");
+        }
+        for amount in [
+            "10000.5",
+            "-1",
+            "-0.5",
+            "1e300",
+            "9007199254740992.0",
+            "\"10000\"",
+            "null",
+            "18446744073709551616",
+        ] {
+            let got = parse_loop_out_create(body(amount).as_bytes());
+            assert!(
+                got.as_ref().err().is_some_and(ApiParseError::is_malformed),
+                "{amount}: {got:?}"
+            );
+        }
+        // The query string reads the same.
+        assert_eq!(
+            parse_quote_query("amount=10000.0"),
+            Ok(bitcoin::Amount::from_sat(10_000))
+        );
+        assert_eq!(parse_quote_query("amount=1e4"), Ok(bitcoin::Amount::from_sat(10_000)));
+        for bad in [
+            "amount=10000.5",
+            "amount=inf",
+            "amount=NaN",
+            "amount=%2B5",
+            "amount=0x10",
+            "amount=-0",
+        ] {
+            assert!(parse_quote_query(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn key_hex() -> String {
+        bitcoin::secp256k1::PublicKey::from_secret_key(
+            &bitcoin::secp256k1::Secp256k1::new(),
+            &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn keys_are_compressed_points_and_hashes_32_bytes() {
+        let key = bitcoin::secp256k1::PublicKey::from_secret_key(
+            &bitcoin::secp256k1::Secp256k1::new(),
+            &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+        );
+        let body =
+            |hash: &str, k: &str| format!("{{\"amount\":50000,\"payment_hash\":\"{hash}\",\"claim_key\":\"{k}\"}}");
+        let hash = "11".repeat(32);
+        let ok = parse_loop_out_create(body(&hash, &key.to_string()).as_bytes());
+        assert_eq!(
+            ok,
+            Ok(LoopOutCreate {
+                amount: bitcoin::Amount::from_sat(50_000),
+                payment_hash: PaymentHash([0x11; 32]),
+                claim_key: key,
+            })
+        );
+        let uncompressed = key.serialize_uncompressed().to_lower_hex_string();
+        let off_curve = "02".to_owned() + &"11".repeat(32);
+        for k in [
+            uncompressed.as_str(),
+            off_curve.as_str(),
+            "",
+            "02",
+            &("04".to_owned() + &"11".repeat(32)),
+        ] {
+            assert_eq!(
+                parse_loop_out_create(body(&hash, k).as_bytes()),
+                Err(ApiParseError::Key("claim_key")),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            parse_loop_out_create(body("abcd", &key.to_string()).as_bytes()),
+            Err(ApiParseError::Hash("payment_hash"))
+        );
+        let in_body =
+            |last_hop: &str| format!("{{\"amount\":50000,\"invoice\":\"lnbcrt1\",\"refund_key\":\"{key}\"{last_hop}}}");
+        let ok = parse_loop_in_create(in_body("").as_bytes());
+        assert_eq!(
+            ok,
+            Ok(LoopInCreate {
+                amount: bitcoin::Amount::from_sat(50_000),
+                invoice: "lnbcrt1".into(),
+                refund_key: key,
+                last_hop: None,
+            })
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(",\"last_hop\":null").as_bytes()).map(|r| r.last_hop),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(&format!(",\"last_hop\":\"{key}\"")).as_bytes()).map(|r| r.last_hop),
+            Ok(Some(key))
+        );
+        assert_eq!(
+            parse_loop_in_create(in_body(&format!(",\"last_hop\":\"{uncompressed}\"")).as_bytes()),
+            Err(ApiParseError::Key("last_hop"))
+        );
+    }
+
+    #[test]
+    fn ids_are_64_hex_characters() {
+        assert_eq!(parse_id(&"ab".repeat(32)), Ok(SwapId([0xab; 32])));
+        for bad in ["", "ab", &"ab".repeat(33), &"zz".repeat(32)] {
+            assert_eq!(parse_id(bad), Err(ApiParseError::NotASwapId(bad.to_owned())));
+        }
+    }
+
+    #[test]
+    fn a_bad_preimage_is_never_echoed() {
+        let secret = "5e".repeat(31) + "zz";
+        let e = parse_preimage(format!("{{\"preimage\":\"{secret}\"}}").as_bytes()).err();
+        assert_eq!(e, Some(ApiParseError::Preimage));
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some("preimage must be 32 bytes of hex".to_owned())
+        );
+        let p = Preimage::from_bytes([7; 32]);
+        let ok = parse_preimage(format!("{{\"preimage\":\"{}\"}}", p.expose_hex()).as_bytes());
+        assert_eq!(ok, Ok(p));
+    }
+
+    #[test]
+    fn quote_queries_name_one_amount() {
+        assert_eq!(parse_quote_query("amount=50000"), Ok(bitcoin::Amount::from_sat(50_000)));
+        for bad in ["", "amount=", "amount=-1", "amount=x", "amt=5"] {
+            let e = parse_quote_query(bad).err();
+            assert!(e.as_ref().is_some_and(ApiParseError::is_malformed), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn cosign_requests_need_a_66_byte_nonce_and_a_transaction() {
+        let nonce = "02".repeat(66);
+        let e = cosign_request(format!("{{\"nonce\":\"{}\",\"tx\":\"00\"}}", "02".repeat(65)).as_bytes());
+        assert_eq!(e.err(), Some(ApiParseError::Nonce));
+        let e = cosign_request(format!("{{\"nonce\":\"{nonce}\",\"tx\":\"00\"}}").as_bytes());
+        assert_eq!(e.err(), Some(ApiParseError::Tx));
+        let e = cosign_request(b"{\"nonce\":1}");
+        assert!(e.err().is_some_and(|e| e.is_malformed()));
+        let e = parse_claim_cosign(format!("{{\"nonce\":\"{nonce}\",\"partial_sig\":\"00\"}}").as_bytes());
+        assert_eq!(e.err(), Some(ApiParseError::PartialSig));
+        let e =
+            parse_claim_cosign(format!("{{\"nonce\":\"{nonce}\",\"partial_sig\":\"{}\"}}", "01".repeat(32)).as_bytes());
+        assert_eq!(e, Ok(([2; 66], [1; 32])));
+    }
+
+    #[test]
+    fn seed_requests_need_a_p2wpkh_address_of_the_network() {
+        let regtest = bitcoin::Address::p2wpkh(
+            &bitcoin::CompressedPublicKey::from_slice(
+                &bitcoin::secp256k1::PublicKey::from_secret_key(
+                    &bitcoin::secp256k1::Secp256k1::new(),
+                    &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+                )
+                .serialize(),
+            )
+            .expect("key"),
+            Network::Regtest,
+        );
+        let body = |addr: &str, hash: &str| {
+            format!("{{\"htlcClaimAddress\":\"{addr}\",\"hash\":\"{hash}\",\"loopOutSats\":50000}}")
+        };
+        let hash = "11".repeat(32);
+        let ok = parse_seed_loop_out(body(&regtest.to_string(), &hash).as_bytes(), Network::Regtest).expect("ok");
+        assert_eq!(ok.amount, bitcoin::Amount::from_sat(50_000));
+        assert_eq!(ok.hash, PaymentHash([0x11; 32]));
+        assert_eq!(
+            ok.claim_pkh.to_byte_array().as_slice(),
+            regtest.witness_program().expect("wp").program().as_bytes()
+        );
+        assert_eq!(
+            parse_seed_loop_out(body(&regtest.to_string(), &hash).as_bytes(), Network::Bitcoin).err(),
+            Some(ApiParseError::SeedNetwork(Network::Bitcoin))
+        );
+        assert_eq!(
+            parse_seed_loop_out(body(&regtest.to_string(), "abcd").as_bytes(), Network::Regtest).err(),
+            Some(ApiParseError::SeedHash)
+        );
+        let p2wsh = bitcoin::Address::p2wsh(&bitcoin::ScriptBuf::new(), Network::Regtest);
+        assert_eq!(
+            parse_seed_loop_out(body(&p2wsh.to_string(), &hash).as_bytes(), Network::Regtest).err(),
+            Some(ApiParseError::SeedNotP2wpkh)
+        );
+        assert!(matches!(
+            parse_seed_loop_out(body("nope", &hash).as_bytes(), Network::Regtest),
+            Err(ApiParseError::SeedAddress(_))
+        ));
+        let e = parse_seed_loop_out(b"{\"htlcClaimAddress\":\"x\",\"hash\":\"y\"}", Network::Regtest).err();
+        assert!(
+            e.as_ref().is_some_and(|e| e.to_string().contains("loopOutSats")),
+            "{e:?}"
+        );
+    }
+}
