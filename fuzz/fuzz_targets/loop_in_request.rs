@@ -37,8 +37,12 @@ fuzz_target!(|c: Case| {
     };
     let amount = Amount::from_sat(c.amount_sat);
     // The honest client's invoice asks amount − fee.
-    let honest = policy.loop_in_quote(amount).map_or(0, |q| q.invoice_amount.to_sat().saturating_mul(1000));
-    let Some(invoice) = c.invoice.build(net, honest) else { return };
+    let honest = policy
+        .loop_in_quote(amount)
+        .map_or(0, |q| q.invoice_amount.to_sat().saturating_mul(1000));
+    let Some(invoice) = c.invoice.build(net, honest) else {
+        return;
+    };
     let delta = u32::from(c.expiry_delta);
     let Ok(v) = validate_loop_in_request(&invoice, amount, &policy, net, delta, NOW) else {
         return;

@@ -53,13 +53,11 @@ fuzz_target!(|c: Case| {
             max_expiry_delta,
         },
     };
-    let (Some(swap_invoice), Some(prepay_invoice), Some(server_key)) =
-        (
+    let (Some(swap_invoice), Some(prepay_invoice), Some(server_key)) = (
         c.swap.build(net, u64::from(c.amount_sat) * 1000),
         c.prepay.build(net, 0),
         c.server_key.key(),
-    )
-    else {
+    ) else {
         return;
     };
     let tip = TIP.saturating_add_signed(i32::from(c.tip_offset));

@@ -255,3 +255,31 @@ pub const HTLC_VALUE: bitcoin::Amount = bitcoin::Amount::from_sat(250_000);
 
 /// The fixture HTLCs' expiry.
 pub const EXPIRY: u32 = TIP + 100;
+
+/// Whether `text` matches `pattern` (a pattern of the API document, `eddy_core::api::*_PATTERN`).
+pub fn matches(pattern: &str, text: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> =
+            Default::default();
+    }
+    COMPILED.with(|c| {
+        c.borrow_mut()
+            .entry(pattern.to_owned())
+            .or_insert_with(|| {
+                regex::Regex::new(pattern).unwrap_or_else(|e| panic!("the document's pattern {pattern:?}: {e}"))
+            })
+            .is_match(text)
+    })
+}
+
+/// The string field `name` of a JSON object body, or item `index` of an array body (serde
+/// reads a struct from either; the API document only shows the object). Read from the lossy
+/// UTF-8 of the body: serde skips an ignored field's string without checking its UTF-8, so the
+/// API parsers take bodies that `serde_json::Value` refuses.
+pub fn field(body: &[u8], name: &str, index: usize) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(body)).ok()?;
+    match v {
+        serde_json::Value::Array(items) => items.get(index)?.as_str().map(str::to_owned),
+        v => v.get(name)?.as_str().map(str::to_owned),
+    }
+}
