@@ -273,13 +273,52 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 }
 
 /// The string field `name` of a JSON object body, or item `index` of an array body (serde
-/// reads a struct from either; the API document only shows the object). Read from the lossy
-/// UTF-8 of the body: serde skips an ignored field's string without checking its UTF-8, so the
-/// API parsers take bodies that `serde_json::Value` refuses.
+/// reads a struct from either; the API document only shows the object). Read the way serde's
+/// derived parsers read: the other fields are skipped, not parsed (so a body whose ignored
+/// field holds a number out of `f64` range, or bytes that are not UTF-8, is read as the API
+/// reads it, though `serde_json::Value` would refuse it).
 pub fn field(body: &[u8], name: &str, index: usize) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(body)).ok()?;
-    match v {
-        serde_json::Value::Array(items) => items.get(index)?.as_str().map(str::to_owned),
-        v => v.get(name)?.as_str().map(str::to_owned),
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Field<'a>(&'a str, usize);
+    impl<'de> Visitor<'de> for Field<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or an array")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<String>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<String>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let mut i = 0;
+            loop {
+                if i == self.1 {
+                    match seq.next_element::<String>()? {
+                        Some(v) => found = Some(v),
+                        None => break,
+                    }
+                } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
     }
+    impl<'de> DeserializeSeed<'de> for Field<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Field(name, index).deserialize(&mut de).ok().flatten()
 }
