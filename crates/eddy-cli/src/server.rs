@@ -93,8 +93,8 @@ pub struct ServerArgs {
     /// Prometheus metrics address (default 127.0.0.1:8289; never the public API's).
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Rescan the chain for swap-wallet deposits from this height (a deposit made before the
-    /// server's first start is otherwise not seen).
+    /// Rescan the chain for swap-wallet deposits from this height, this block included (a
+    /// deposit made before the server's first start is otherwise not seen).
     #[arg(long, env = "EDDY_WALLET_RESCAN_FROM")]
     pub wallet_rescan_from: Option<u32>,
 }
@@ -166,8 +166,13 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let b = args.common.open_backends(&dir, "server.sqlite").await?;
         let keys = SeedKeys::load_or_create(&dir, eddy_server::SEED_FILE).context("server seed")?;
         if let Some(h) = args.wallet_rescan_from {
+            // The stored height is the block the watcher starts *after*: a deposit in block `h`
+            // itself must be seen, so store the one before it.
             b.store
-                .set_meta(eddy_server::loop_out::META_WALLET_SCAN_FROM, &h.to_string())
+                .set_meta(
+                    eddy_server::loop_out::META_WALLET_SCAN_FROM,
+                    &h.saturating_sub(1).to_string(),
+                )
                 .await?;
         }
         let engine = Arc::new(LoopOutServer::new(cfg, b.ln.clone(), b.chain.clone(), b.store.clone(), keys).await?);

@@ -642,8 +642,10 @@ impl Chain {
         let mut prev = self.blocks[fork as usize].block_hash();
         let mtp = self.median_time_past();
         let mut hashes = vec![];
-        for i in 0..depth + extra.max(1) {
-            let txs = if i == 0 { std::mem::take(&mut carried) } else { vec![] };
+        let branch = depth + extra.max(1);
+        let mut per_block = self.place_on_branch(fork, branch, mtp, carried);
+        for i in 0..branch {
+            let txs = std::mem::take(&mut per_block[i as usize]);
             let mut block = self.build_block(prev, fork + 1 + i, mtp + i, payout, txs)?;
             // Distinguish the branch from the blocks it replaces even when both are empty.
             block.header.time = block.header.time.wrapping_add(1 + i);
@@ -663,6 +665,70 @@ impl Chain {
             });
         }
         Ok(hashes)
+    }
+
+    /// Spreads the disconnected (and added) transactions over a new branch of `branch` blocks
+    /// on top of block `fork`: each goes into the first block where it is valid — its parents
+    /// placed before it, its absolute lock time (height or time) passed, its BIP68 relative
+    /// locks and coinbase maturity met — a wallet's anti-fee-sniping lock time at the old tip, or
+    /// a claim that waited out a CSV delay, would make the branch's first block invalid. One that
+    /// cannot be placed (a time-based relative lock) goes back to the mempool, as in bitcoind.
+    fn place_on_branch(&self, fork: u32, branch: u32, mtp: u32, txs: Vec<Transaction>) -> Vec<Vec<Transaction>> {
+        // Where each coin a carried transaction spends was created: below the fork (the undo
+        // data of the disconnected blocks, or the UTXO set), or on the branch (placed here).
+        let mut below: HashMap<OutPoint, Utxo> = HashMap::new();
+        for h in fork + 1..=self.height() {
+            below.extend(self.spent_by_block(h));
+        }
+        let mut placed: HashMap<Txid, u32> = HashMap::new();
+        let mut per_block: Vec<Vec<Transaction>> = vec![vec![]; branch as usize];
+        let first = fork + 1;
+        let last = fork + branch;
+        for tx in txs {
+            let mut earliest = first;
+            let mut ok = true;
+            let relative = tx.version.0 >= 2;
+            for input in &tx.input {
+                let op = &input.previous_output;
+                let (height, coinbase) = match placed.get(&op.txid) {
+                    Some(h) => (*h, false),
+                    None => match below.get(op).or_else(|| self.utxos.get(op)) {
+                        Some(u) if u.height <= fork => (u.height, u.coinbase),
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    },
+                };
+                earliest = earliest.max(height);
+                if coinbase {
+                    earliest = earliest.max(height + COINBASE_MATURITY);
+                }
+                let seq = input.sequence.0;
+                if relative && seq & (1 << 31) == 0 {
+                    if seq & (1 << 22) != 0 {
+                        // Time-based relative lock: left to the mempool.
+                        ok = false;
+                        break;
+                    }
+                    earliest = earliest.max(height + (seq & 0xffff));
+                }
+            }
+            let lock = tx.lock_time.to_consensus_u32();
+            if ok && lock != 0 && tx.input.iter().any(|i| i.sequence.0 != u32::MAX) {
+                if tx.lock_time.is_block_height() {
+                    earliest = earliest.max(lock + 1);
+                } else if lock >= mtp {
+                    ok = false;
+                }
+            }
+            if !ok || earliest > last {
+                continue;
+            }
+            placed.insert(tx.compute_txid(), earliest);
+            per_block[(earliest - first) as usize].push(tx);
+        }
+        per_block
     }
 
     /// A valid block at `height` on `prev` (coinbase with BIP34 height and witness commitment,

@@ -28,13 +28,30 @@ fn wallet_spk() -> ScriptBuf {
 
 /// Spends `outpoint` (a P2WPKH output of key 1 worth `value`) to `outputs`.
 fn spend_p2wpkh(outpoint: OutPoint, value: Amount, outputs: Vec<TxOut>) -> Transaction {
+    spend_p2wpkh_locked(
+        outpoint,
+        value,
+        outputs,
+        LockTime::ZERO,
+        Sequence::ENABLE_RBF_NO_LOCKTIME,
+    )
+}
+
+/// [`spend_p2wpkh`] with a lock time and an input sequence (a BIP68 relative lock).
+fn spend_p2wpkh_locked(
+    outpoint: OutPoint,
+    value: Amount,
+    outputs: Vec<TxOut>,
+    lock_time: LockTime,
+    sequence: Sequence,
+) -> Transaction {
     let mut tx = Transaction {
         version: Version::TWO,
-        lock_time: LockTime::ZERO,
+        lock_time,
         input: vec![TxIn {
             previous_output: outpoint,
             script_sig: ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            sequence,
             witness: Witness::new(),
         }],
         output: outputs,
@@ -351,6 +368,71 @@ fn reorg_returns_or_drops_transactions() {
         chain.transaction(&b_conflict.compute_txid()).map(|t| t.1),
         Some(TxLocation::Block(102))
     );
+}
+
+/// A reorg puts each returned transaction where it is final, not all into the branch's first
+/// block: a wallet's anti-fee-sniping lock time (the old tip) and a CSV-delayed spend would make
+/// that block invalid (a soak run found the reorg refused with "Consensus").
+#[test]
+fn reorg_places_time_locked_transactions_where_they_are_final() {
+    let (_dir, mut chain) = fresh();
+    let value = Amount::from_sat(50 * 100_000_000);
+    let out = |v: Amount| {
+        vec![TxOut {
+            value: v,
+            script_pubkey: wallet_spk(),
+        }]
+    };
+    // 102: `parent`; 103: nothing of ours; 104: `sniping` (lock time 103, final from 104) and
+    // `csv` (2 blocks after `parent`, final from 104).
+    let parent = spend_p2wpkh(coinbase_outpoint(&chain, 1), value, out(value - Amount::from_sat(500)));
+    let (parent_id, _, _) = chain.accept_tx(parent, false).expect("parent");
+    chain.mine(2, &wallet_spk()).expect("mined");
+    let v1 = value - Amount::from_sat(500);
+    let csv = spend_p2wpkh_locked(
+        OutPoint::new(parent_id, 0),
+        v1,
+        out(v1 - Amount::from_sat(500)),
+        LockTime::ZERO,
+        Sequence::from_height(2),
+    );
+    let sniping = spend_p2wpkh_locked(
+        coinbase_outpoint(&chain, 2),
+        value,
+        out(value - Amount::from_sat(500)),
+        LockTime::from_height(103).expect("height"),
+        Sequence::ENABLE_RBF_NO_LOCKTIME,
+    );
+    // Final only at 106: too late for the branch below.
+    let later = spend_p2wpkh_locked(
+        coinbase_outpoint(&chain, 3),
+        value,
+        out(value - Amount::from_sat(500)),
+        LockTime::from_height(105).expect("height"),
+        Sequence::ENABLE_RBF_NO_LOCKTIME,
+    );
+    let (csv_id, _, _) = chain.accept_tx(csv, false).expect("csv");
+    let (sniping_id, _, _) = chain.accept_tx(sniping, false).expect("sniping");
+    chain.mine(1, &wallet_spk()).expect("mined");
+    assert_eq!(chain.height(), 104);
+    assert_eq!(chain.transaction(&csv_id).map(|t| t.1), Some(TxLocation::Block(104)));
+    chain.mine(1, &wallet_spk()).expect("mined");
+    let (later_id, _, _) = chain.accept_tx(later, false).expect("later");
+    chain.mine(1, &wallet_spk()).expect("mined");
+    assert_eq!(chain.transaction(&later_id).map(|t| t.1), Some(TxLocation::Block(106)));
+
+    // Blocks 103..=106 replaced by five new ones.
+    let hashes = chain.reorg(4, 1, &[], vec![], &wallet_spk()).expect("reorg accepted");
+    assert_eq!(hashes.len(), 5);
+    assert_eq!(chain.height(), 107);
+    // `parent` stayed below the fork; the others land where they are final.
+    assert_eq!(chain.transaction(&parent_id).map(|t| t.1), Some(TxLocation::Block(102)));
+    assert_eq!(chain.transaction(&csv_id).map(|t| t.1), Some(TxLocation::Block(104)));
+    assert_eq!(
+        chain.transaction(&sniping_id).map(|t| t.1),
+        Some(TxLocation::Block(104))
+    );
+    assert_eq!(chain.transaction(&later_id).map(|t| t.1), Some(TxLocation::Block(106)));
 }
 
 #[test]

@@ -1,0 +1,816 @@
+//! Soak with faults (issue 13): many loop-outs and loop-ins, `concurrency` at a time, through one
+//! real `eddy server` process and several real `eddy daemon` processes (each with its embedded
+//! LDK node) on the devnet, while the server and the daemons are killed with SIGKILL at random
+//! moments (and restarted), and the chain is reorganised 1–3 blocks deep every `reorg_every`
+//! blocks. Everything goes through the daemons' HTTP APIs, as a user's tools would.
+//!
+//! At the end every process is stopped, every node is opened again in this process, the chain is
+//! mined until nothing is pending, and the money is counted from the outside:
+//! `start − end − miner fees − anchors left = unaccounted`, where `start` and `end` are the sum
+//! of every node's Lightning and on-chain balance plus the server's swap wallet (read from the
+//! chain, not from the server), `miner fees` the fees of every transaction mined after the start
+//! (the devnet reports each one), and `anchors left` the 330-sat anchor outputs of force-closed
+//! channels nobody has swept. A channel that closed also gives back what its commitment held for
+//! fees and anchors at the start (the same for every channel: same capacity and fee rate, no
+//! HTLC). Prints one JSON line: swaps asked for, started, succeeded, refunded, failed (nothing
+//! moved on-chain), stuck (must be 0), unaccounted sats (must be 0), p50/p99 swap time, kills,
+//! reorgs, channels force-closed, server RSS and store size at the end.
+//!
+//! `cargo bench -p eddy --bench soak` runs 1,000 swaps, 50 at a time, 4 client daemons, 10 kills;
+//! under `cargo test` a small version (8 swaps, 4 at a time, 1 client, 2 kills) runs and asserts
+//! the two zeros. `EDDY_SOAK_SWAPS`, `EDDY_SOAK_CONCURRENCY`, `EDDY_SOAK_CLIENTS`,
+//! `EDDY_SOAK_KILLS` override; `EDDY_TEST_KEEP=1` keeps the data dirs and logs.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use bitcoin::secp256k1::rand::{self, Rng};
+use bitcoin::{Amount, FeeRate, Network, ScriptBuf, Transaction};
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::{ChainSource, LightningNode};
+use eddy_lab::{Lab, LabConfig, WAIT};
+use serde_json::{json, Value};
+
+/// How big a run is.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    swaps: usize,
+    concurrency: usize,
+    clients: usize,
+    kills: usize,
+    reorg_every: u32,
+    /// Seconds between blocks.
+    block_secs: f64,
+}
+
+impl Plan {
+    fn new(bench: bool) -> Plan {
+        let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+        let base = if bench {
+            Plan {
+                swaps: 1_000,
+                concurrency: 50,
+                clients: 4,
+                kills: 10,
+                reorg_every: 50,
+                block_secs: 2.0,
+            }
+        } else {
+            Plan {
+                swaps: 12,
+                concurrency: 4,
+                clients: 2,
+                kills: 3,
+                reorg_every: 4,
+                block_secs: 1.0,
+            }
+        };
+        Plan {
+            swaps: env("EDDY_SOAK_SWAPS", base.swaps),
+            concurrency: env("EDDY_SOAK_CONCURRENCY", base.concurrency),
+            clients: env("EDDY_SOAK_CLIENTS", base.clients),
+            kills: env("EDDY_SOAK_KILLS", base.kills),
+            ..base
+        }
+    }
+}
+
+/// Channel server → each client: capacity and what is pushed to the client.
+const CHANNEL_SAT: u64 = 4_000_000;
+const PUSH_SAT: u64 = 2_000_000;
+/// Swap amounts are drawn from this range (sat).
+const AMOUNTS: std::ops::Range<u64> = 20_000..60_000;
+
+fn eddy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+}
+
+/// A running `eddy server` or `eddy daemon`; SIGKILLed when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `eddy <what> --config <config>` and waits for its "listening on" line.
+    fn start(what: &str, config: &Path, log: &Path, env: &[(String, String)]) -> anyhow::Result<Proc> {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let mut child = eddy()
+            .arg(what)
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("listening on ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut p = Proc { child };
+        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = p.child.kill();
+            bail!("eddy {what} did not start; see {}", log.display());
+        }
+        Ok(p)
+    }
+
+    /// SIGTERM, then wait for the exit.
+    fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// One process the run owns: how to start it again after a kill.
+struct Daemon {
+    what: &'static str,
+    config: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+    proc: Mutex<Option<Proc>>,
+    /// Its API base URL.
+    url: String,
+    /// Its bearer token (daemons).
+    token: Mutex<Option<String>>,
+    data_dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(&self) -> anyhow::Result<()> {
+        let p = Proc::start(self.what, &self.config, &self.log, &self.env)?;
+        *lock(&self.proc) = Some(p);
+        if self.what == "daemon" {
+            let t = std::fs::read_to_string(self.data_dir.join("api.token"))?;
+            *lock(&self.token) = Some(t.trim().to_string());
+        }
+        Ok(())
+    }
+
+    fn kill9(&self) {
+        if let Some(p) = lock(&self.proc).take() {
+            drop(p);
+        }
+    }
+
+    fn terminate(&self) {
+        if let Some(p) = lock(&self.proc).take() {
+            p.terminate();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ldk_config(lab: &Lab, dir: &Path, who: &str, port: u16) -> anyhow::Result<LdkConfig> {
+    let (host, rpc_port, user, password) = lab.chain.rpc_credentials();
+    Ok(LdkConfig {
+        data_dir: dir.join(who).join("ldk"),
+        network: Network::Regtest,
+        listen: Some(format!("127.0.0.1:{port}").parse()?),
+        chain: LdkChainSource::BitcoindRpc {
+            host,
+            port: rpc_port,
+            user,
+            password,
+        },
+    })
+}
+
+/// One swap as the run saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    client: usize,
+    kind: &'static str,
+    took: Option<Duration>,
+}
+
+/// The counters a run prints.
+#[derive(Default)]
+struct Counts {
+    asked: AtomicUsize,
+    refused: AtomicUsize,
+    kills: AtomicUsize,
+    reorgs: AtomicUsize,
+    blocks: AtomicUsize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let plan = Plan::new(bench);
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    if std::env::var_os("EDDY_TEST_KEEP").is_some() {
+        eprintln!("soak: data dirs and logs in {}", dir.display());
+        std::mem::forget(tmp);
+    }
+    let out = run(&plan, &dir)?;
+    println!("{out}");
+    if !bench {
+        // The two figures that must be zero, also in the small run `cargo test` makes.
+        if out["stuck"] != 0 || out["unaccounted_sat"] != 0 || out["started"] == 0 {
+            bail!("soak failed: {out}");
+        }
+    }
+    Ok(())
+}
+
+fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
+    let lab = Arc::new(Lab::start(LabConfig::new(dir, 0))?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let (_, _, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
+        &lab.chain.url(),
+        &BitcoindAuth::UserPass(user.clone(), password.clone()),
+        FeeRate::from_sat_per_kwu(500),
+    ))?);
+    let port = || eddy_lab::LabChain::free_port_pub().map_err(|e| anyhow!("{e}"));
+    let ln_ports: Vec<u16> = (0..=plan.clients).map(|_| port()).collect::<Result<_, _>>()?;
+    let api_ports: Vec<u16> = (0..=plan.clients).map(|_| port()).collect::<Result<_, _>>()?;
+    let metrics_port = port()?;
+    let who = |i: usize| {
+        if i == 0 {
+            "server".to_string()
+        } else {
+            format!("client{i}")
+        }
+    };
+
+    // Nodes: the server's, with a channel to each client's; clients funded on-chain for loop-ins.
+    let start_node = |i: usize| -> anyhow::Result<Arc<LdkNode>> {
+        Ok(Arc::new(rt.block_on(LdkNode::start(
+            ldk_config(&lab, dir, &who(i), ln_ports[i])?,
+            chain.clone(),
+        ))?))
+    };
+    let nodes: Vec<Arc<LdkNode>> = (0..=plan.clients).map(start_node).collect::<Result<_, _>>()?;
+    let tip = || lab.chain.tip().map(|t| t.0).map_err(|e| anyhow!("{e}"));
+    let sync_all = |nodes: &[Arc<LdkNode>]| -> anyhow::Result<()> {
+        let t = lab.chain.tip().map_err(|e| anyhow!("{e}"))?;
+        for n in nodes {
+            eddy_lab::wait_synced(n.ldk(), t, WAIT).map_err(|e| anyhow!("{e}"))?;
+            let _ = n.ldk().sync_wallets();
+        }
+        Ok(())
+    };
+    let server_fund = (CHANNEL_SAT + 100_000) * plan.clients as u64;
+    let addr = rt.block_on(nodes[0].new_address())?;
+    lab.chain
+        .fund(&addr, Amount::from_sat(server_fund))
+        .map_err(|e| anyhow!("{e}"))?;
+    // Clients: several coins each, so that loop-ins need not wait for change to confirm.
+    let client_coins = (plan.swaps / plan.clients / 2 / 4).clamp(2, 40);
+    for n in &nodes[1..] {
+        for _ in 0..client_coins {
+            let a = rt.block_on(n.new_address())?;
+            lab.chain
+                .fund(&a, Amount::from_sat(300_000))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    // The server's swap wallet (derived from the seed it will find in its data dir).
+    std::fs::create_dir_all(dir.join("server"))?;
+    let seed = eddy_store::SeedKeys::load_or_create(&dir.join("server"), eddy_server::SEED_FILE)?;
+    let wallet = eddy_server::wallet::SwapWallet::new(&seed, Network::Regtest);
+    let wallet_spk = wallet.script_pubkey().clone();
+    let wallet_from = tip()? + 1;
+    let wallet_coins = (plan.swaps / 2 / 5).clamp(3, 60);
+    for _ in 0..wallet_coins {
+        lab.chain
+            .fund(wallet.address(), Amount::from_sat(1_000_000))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    lab.chain.mine(1).map_err(|e| anyhow!("{e}"))?;
+    sync_all(&nodes)?;
+    for i in 1..=plan.clients {
+        let c_addr = nodes[i]
+            .ldk()
+            .listening_addresses()
+            .and_then(|a| a.first().cloned())
+            .ok_or_else(|| anyhow!("client not listening"))?;
+        lab.open_channel_between(
+            nodes[0].ldk(),
+            nodes[i].ldk(),
+            c_addr,
+            Amount::from_sat(CHANNEL_SAT),
+            PUSH_SAT * 1000,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    }
+    sync_all(&nodes)?;
+    let start_height = tip()?;
+    let (start_nodes, start_channels) = balances(&nodes);
+    let start_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
+    // What every channel's commitment holds back for fees and anchors (identical channels).
+    let held_per_channel = (CHANNEL_SAT * plan.clients as u64).saturating_sub(start_nodes.1) / plan.clients as u64;
+    for n in &nodes {
+        rt.block_on(n.stop())?;
+    }
+    drop(nodes);
+
+    // The daemons' configuration.
+    let common = |i: usize| {
+        [
+            "network = \"regtest\"".to_string(),
+            format!("data_dir = \"{}\"", dir.join(who(i)).display()),
+            format!("listen = \"127.0.0.1:{}\"", api_ports[i]),
+            format!("bitcoind_url = \"{}\"", lab.chain.url()),
+            format!("bitcoind_user = \"{user}\""),
+            format!("bitcoind_password = \"{password}\""),
+            format!("ldk_listen = \"127.0.0.1:{}\"", ln_ports[i]),
+        ]
+        .join("\n")
+    };
+    let server_toml = dir.join("server.toml");
+    std::fs::write(
+        &server_toml,
+        common(0)
+            + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n"
+            + &format!(
+                "metrics_listen = \"127.0.0.1:{metrics_port}\"\nrate_limit_per_minute = 100000\nmax_active_swaps = {}\n",
+                plan.concurrency + 10
+            ),
+    )?;
+    let server_url = format!("http://127.0.0.1:{}", api_ports[0]);
+    let mut procs = vec![Daemon {
+        what: "server",
+        config: server_toml,
+        log: dir.join("server.log"),
+        env: vec![("EDDY_WALLET_RESCAN_FROM".into(), wallet_from.to_string())],
+        proc: Mutex::new(None),
+        url: server_url.clone(),
+        token: Mutex::new(None),
+        data_dir: dir.join("server"),
+    }];
+    for (i, api) in api_ports.iter().enumerate().skip(1) {
+        let toml = dir.join(format!("{}.toml", who(i)));
+        std::fs::write(&toml, common(i) + "\nmax_swap_fee_sat = 5000\nmax_prepay_sat = 2000\n")?;
+        procs.push(Daemon {
+            what: "daemon",
+            config: toml,
+            log: dir.join(format!("{}.log", who(i))),
+            env: vec![("EDDY_SERVER_URL".into(), server_url.clone())],
+            proc: Mutex::new(None),
+            url: format!("http://127.0.0.1:{api}"),
+            token: Mutex::new(None),
+            data_dir: dir.join(who(i)),
+        });
+    }
+    let procs = Arc::new(procs);
+    for p in procs.iter() {
+        p.start()?;
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+    for p in &procs[1..] {
+        wait_channel_usable(&rt, &http, p)?;
+    }
+
+    let counts = Arc::new(Counts::default());
+    let stop_mining = Arc::new(AtomicBool::new(false));
+    let miner = {
+        let (lab, counts, stop, plan) = (lab.clone(), counts.clone(), stop_mining.clone(), *plan);
+        std::thread::spawn(move || {
+            let mut rng = rand::thread_rng();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs_f64(plan.block_secs));
+                if lab.chain.mine(1).is_err() {
+                    continue;
+                }
+                let n = counts.blocks.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % plan.reorg_every as usize == 0 {
+                    let depth = rng.gen_range(1..=3u32);
+                    match lab.chain.reorg(depth, 1, &[], &[]) {
+                        Ok(_) => {
+                            counts.reorgs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!("soak: reorg of {depth} failed: {e}"),
+                    }
+                }
+            }
+        })
+    };
+
+    // The swaps: `concurrency` workers take the next number until all are asked for.
+    let seen: Arc<Mutex<HashMap<(usize, String), Seen>>> = Arc::default();
+    let done = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let run_start = Instant::now();
+    let workers: Vec<_> = (0..plan.concurrency)
+        .map(|_| {
+            let (procs, http, seen, done, next, counts, plan) = (
+                procs.clone(),
+                http.clone(),
+                seen.clone(),
+                done.clone(),
+                next.clone(),
+                counts.clone(),
+                *plan,
+            );
+            rt.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= plan.swaps {
+                        return;
+                    }
+                    let client = 1 + n % plan.clients;
+                    let kind = if (n / plan.clients) % 2 == 0 { "out" } else { "in" };
+                    let amount = rand::thread_rng().gen_range(AMOUNTS);
+                    counts.asked.fetch_add(1, Ordering::Relaxed);
+                    let d = &procs[client];
+                    match create(&http, d, kind, amount).await {
+                        Some(id) => {
+                            let started = Instant::now();
+                            lock(&seen).insert(
+                                (client, id.clone()),
+                                Seen {
+                                    client,
+                                    kind,
+                                    took: None,
+                                },
+                            );
+                            follow(&http, d, &id).await;
+                            if let Some(s) = lock(&seen).get_mut(&(client, id)) {
+                                s.took = Some(started.elapsed());
+                            }
+                        }
+                        None => {
+                            counts.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    // The killer: `kills` SIGKILLs spread over the run (each when another share of the swaps has
+    // ended, plus a random 0–5 s), alternating the server and a random client.
+    let killer = {
+        let (procs, done, counts, plan) = (procs.clone(), done.clone(), counts.clone(), *plan);
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut rng = rand::thread_rng();
+            for k in 0..plan.kills {
+                let at = (k + 1) * plan.swaps / (plan.kills + 1);
+                while done.load(Ordering::Relaxed) < at {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..5_000)));
+                let victim = if k % 2 == 0 { 0 } else { rng.gen_range(1..=plan.clients) };
+                procs[victim].kill9();
+                counts.kills.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..3_000)));
+                procs[victim].start()?;
+            }
+            Ok(())
+        })
+    };
+    for w in workers {
+        rt.block_on(w)?;
+    }
+    killer.join().map_err(|_| anyhow!("killer panicked"))??;
+    let run_secs = run_start.elapsed().as_secs_f64();
+
+    // Every swap any daemon knows (a creation cut by a kill may exist without its answer) must
+    // end; the server's must end too.
+    let settle_deadline = Instant::now() + Duration::from_secs(900);
+    let mut all: Vec<(usize, Value)>;
+    loop {
+        all = Vec::new();
+        for (i, d) in procs.iter().enumerate().skip(1) {
+            if let Some(list) = rt.block_on(get(&http, d, "/v1/swaps")) {
+                for s in list.as_array().cloned().unwrap_or_default() {
+                    all.push((i, s));
+                }
+            }
+        }
+        let open = all.iter().filter(|(_, s)| s["terminal"] != true).count();
+        let server_active = rt
+            .block_on(metric(&http, metrics_port, "eddy_server_loop_out_active"))
+            .unwrap_or(1);
+        if open == 0 && server_active == 0 || Instant::now() > settle_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let rss_kib = lock(&procs[0].proc).as_ref().map_or(0, |p| p.rss_kib());
+    stop_mining.store(true, Ordering::Relaxed);
+    miner.join().map_err(|_| anyhow!("miner panicked"))?;
+    for p in procs.iter() {
+        p.terminate();
+    }
+    let store_bytes: u64 = std::fs::read_dir(dir.join("server"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("server.sqlite"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let server_open = rt.block_on(async {
+        let store = eddy_store::SqliteStore::open(&dir.join("server").join("server.sqlite")).await?;
+        eddy_store::SwapStore::list(&store, eddy_store::ListFilter::Active).await
+    })?;
+
+    // The money, from the outside: every node opened again here, the chain mined until nothing
+    // is pending.
+    let nodes: Vec<Arc<LdkNode>> = (0..=plan.clients).map(start_node).collect::<Result<_, _>>()?;
+    let mut quiet = 0;
+    for _ in 0..120 {
+        sync_all(&nodes)?;
+        let pending: Vec<Value> = lab.chain.rpc("getrawmempool", json!([])).map_err(|e| anyhow!("{e}"))?;
+        if pending.is_empty() {
+            quiet += 1;
+            if quiet >= 3 {
+                break;
+            }
+        } else {
+            quiet = 0;
+        }
+        lab.chain.mine(1).map_err(|e| anyhow!("{e}"))?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    sync_all(&nodes)?;
+    let (end_nodes, end_channels) = balances(&nodes);
+    let end_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
+    let (fees, anchors_left) = chain_costs(&lab, start_height)?;
+    for n in &nodes {
+        rt.block_on(n.stop())?;
+    }
+    let closed = start_channels.saturating_sub(end_channels);
+    let start_total = start_nodes.0 + start_nodes.1 + start_wallet + closed as u64 * held_per_channel;
+    let end_total = end_nodes.0 + end_nodes.1 + end_wallet;
+    let unaccounted = start_total as i128 - end_total as i128 - fees as i128 - anchors_left as i128;
+
+    let mut by_state: HashMap<String, usize> = HashMap::new();
+    for (_, s) in &all {
+        *by_state
+            .entry(s["state"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let stuck = all.iter().filter(|(_, s)| s["terminal"] != true).count() + server_open.len();
+    let seen = lock(&seen).clone();
+    let mut took: Vec<f64> = seen.values().filter_map(|s| s.took).map(|d| d.as_secs_f64()).collect();
+    took.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        if took.is_empty() {
+            return 0.0;
+        }
+        let i = ((took.len() as f64 * p).ceil() as usize).clamp(1, took.len()) - 1;
+        (took[i] * 10.0).round() / 10.0
+    };
+    let known: HashSet<(usize, String)> = all
+        .iter()
+        .map(|(i, s)| (*i, s["id"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let answered_not_listed = seen.keys().filter(|k| !known.contains(k)).count();
+    let loop_outs = seen.values().filter(|s| s.kind == "out").count();
+    let per_client: Vec<usize> = (1..=plan.clients)
+        .map(|c| seen.values().filter(|s| s.client == c).count())
+        .collect();
+    Ok(json!({
+        "bench": "soak",
+        "swaps_asked": counts.asked.load(Ordering::Relaxed),
+        "refused_at_creation": counts.refused.load(Ordering::Relaxed),
+        "started": all.len(),
+        "answered_but_not_listed": answered_not_listed,
+        "loop_outs": loop_outs,
+        "loop_ins": seen.len() - loop_outs,
+        "per_client": per_client,
+        "by_state": by_state,
+        "succeeded": by_state.get("succeeded").copied().unwrap_or(0),
+        "refunded": by_state.get("refunded").copied().unwrap_or(0),
+        "stuck": stuck,
+        "stuck_on_server": server_open.len(),
+        "unaccounted_sat": unaccounted,
+        "miner_fees_sat": fees,
+        "anchors_left_sat": anchors_left,
+        "channels_force_closed": closed,
+        "swap_secs_p50": pct(0.5),
+        "swap_secs_p99": pct(0.99),
+        "run_secs": (run_secs * 10.0).round() / 10.0,
+        "kills": counts.kills.load(Ordering::Relaxed),
+        "reorgs": counts.reorgs.load(Ordering::Relaxed),
+        "blocks": counts.blocks.load(Ordering::Relaxed),
+        "server_rss_mib": rss_kib / 1024,
+        "server_store_kib": store_bytes / 1024,
+        "concurrency": plan.concurrency,
+        "clients": plan.clients,
+    }))
+}
+
+/// (Lightning, on-chain) sat summed over `nodes`, and their channels.
+fn balances(nodes: &[Arc<LdkNode>]) -> ((u64, u64), usize) {
+    let mut ln = 0;
+    let mut chain = 0;
+    let mut channels = 0;
+    for (i, n) in nodes.iter().enumerate() {
+        let b = n.ldk().list_balances();
+        ln += b.total_lightning_balance_sats;
+        chain += b.total_onchain_balance_sats;
+        if i > 0 {
+            channels += n.ldk().list_channels().len();
+        }
+    }
+    ((chain, ln), channels)
+}
+
+/// The swap wallet's coins, read from the chain (not from the server): outputs paying `spk`
+/// from height `from` on, less those spent.
+fn wallet_balance(lab: &Lab, spk: &ScriptBuf, from: u32) -> anyhow::Result<u64> {
+    let mut coins: HashMap<bitcoin::OutPoint, u64> = HashMap::new();
+    for_each_tx(lab, from, |tx, _| {
+        for i in &tx.input {
+            coins.remove(&i.previous_output);
+        }
+        let txid = tx.compute_txid();
+        for (n, o) in tx.output.iter().enumerate() {
+            if &o.script_pubkey == spk {
+                coins.insert(bitcoin::OutPoint::new(txid, n as u32), o.value.to_sat());
+            }
+        }
+    })?;
+    Ok(coins.values().sum())
+}
+
+/// Miner fees of every transaction mined above `start`, and the unspent 330-sat anchors.
+fn chain_costs(lab: &Lab, start: u32) -> anyhow::Result<(u64, u64)> {
+    let mut fees = 0u64;
+    let mut anchors: HashMap<bitcoin::OutPoint, u64> = HashMap::new();
+    for_each_tx(lab, start + 1, |tx, fee| {
+        fees += fee;
+        for i in &tx.input {
+            anchors.remove(&i.previous_output);
+        }
+        let txid = tx.compute_txid();
+        for (n, o) in tx.output.iter().enumerate() {
+            if o.value.to_sat() == 330 && o.script_pubkey.is_p2wsh() {
+                anchors.insert(bitcoin::OutPoint::new(txid, n as u32), 330);
+            }
+        }
+    })?;
+    Ok((fees, anchors.values().sum()))
+}
+
+/// Calls `f(tx, fee)` for every transaction of the active chain from height `from` to the tip.
+fn for_each_tx(lab: &Lab, from: u32, mut f: impl FnMut(&Transaction, u64)) -> anyhow::Result<()> {
+    let (tip, _) = lab.chain.tip().map_err(|e| anyhow!("{e}"))?;
+    for h in from..=tip {
+        let hash: String = lab.chain.rpc("getblockhash", json!([h])).map_err(|e| anyhow!("{e}"))?;
+        let block: Value = lab
+            .chain
+            .rpc("getblock", json!([hash, 2]))
+            .map_err(|e| anyhow!("{e}"))?;
+        for t in block["tx"].as_array().cloned().unwrap_or_default() {
+            let tx: Transaction = bitcoin::consensus::encode::deserialize_hex(t["hex"].as_str().unwrap_or_default())?;
+            let fee = match t.get("fee").and_then(Value::as_f64) {
+                Some(btc) => Amount::from_btc(btc)?.to_sat(),
+                None if tx.is_coinbase() => 0,
+                None => bail!("no fee for {}", tx.compute_txid()),
+            };
+            f(&tx, fee);
+        }
+    }
+    Ok(())
+}
+
+/// Creates a swap through daemon `d`; retries while the daemon or server is down or busy (a
+/// kill, a rate limit). None when refused for good.
+async fn create(http: &reqwest::Client, d: &Daemon, kind: &str, amount: u64) -> Option<String> {
+    let (path, body) = match kind {
+        "out" => ("/v1/loop-out", json!({"amount_sat": amount})),
+        _ => ("/v1/loop-in", json!({"amount_sat": amount})),
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let token = lock(&d.token).clone().unwrap_or_default();
+        match http
+            .post(format!("{}{path}", d.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => {
+                let v: Value = r.json().await.ok()?;
+                return v["id"].as_str().map(str::to_string);
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                // Busy or not ready (a restart, the channel reconnecting, offers in flight):
+                // try again; anything else is a refusal for good.
+                let again = matches!(status, 429 | 502 | 503 | 504)
+                    || text.contains("cannot pay")
+                    || text.contains("cannot take")
+                    || text.contains("not usable");
+                if !again {
+                    eprintln!("soak: {kind} {amount} refused: {status} {text}");
+                    return None;
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    None
+}
+
+/// Follows swap `id` on daemon `d` until it is final (or 20 minutes pass).
+async fn follow(http: &reqwest::Client, d: &Daemon, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(1_200);
+    while Instant::now() < deadline {
+        if let Some(v) = get(http, d, &format!("/v1/swaps/{id}")).await {
+            if v["terminal"] == true {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn get(http: &reqwest::Client, d: &Daemon, path: &str) -> Option<Value> {
+    let token = lock(&d.token).clone().unwrap_or_default();
+    let r = http
+        .get(format!("{}{path}", d.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<u64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn wait_channel_usable(rt: &tokio::runtime::Runtime, http: &reqwest::Client, d: &Daemon) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = rt.block_on(get(http, d, "/v1/node")).unwrap_or(Value::Null);
+        if v["channels"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["usable"] == true))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{}: channel never usable: {v}", d.url);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
