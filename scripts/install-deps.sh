@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Eddy's build and tests need, only when missing:
-# cmake + Boost headers (libbitcoinkernel), protoc (LND protos), PostgreSQL (store tests).
+# cmake + Boost headers (libbitcoinkernel), protoc (LND protos), PostgreSQL (store tests),
+# and schemathesis (PyPI, pinned) in a venv under $HOME/.cache/eddy/venv (the API fuzz test,
+# crates/eddy-cli/tests/api_schemathesis.rs).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -13,6 +15,19 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+SCHEMATHESIS_VERSION=4.32.5
+venv="$HOME/.cache/eddy/venv"
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
+  echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (rustup) first" >&2

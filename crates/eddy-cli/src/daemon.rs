@@ -5,9 +5,12 @@
 //! (created 0600 at first start): only who can read the data dir can spend through the daemon.
 //!
 //! Local API (JSON, errors as `{"error": …}` with a 4xx status for bad input):
-//! `GET /v1/terms`, `GET /v1/quote/out?amount=`, `POST /v1/loop-out`, `GET /v1/swaps`,
-//! `GET /v1/swaps/{id}`, `GET /v1/monitor` (server-sent events, one per swap change),
-//! `GET /v1/node` (node id and balances).
+//! `GET /v1/terms`, `GET /v1/quote/out?amount=`, `POST /v1/loop-out`, `GET /v1/quote/in?amount=`,
+//! `POST /v1/loop-in`, `GET /v1/swaps`, `GET /v1/swaps/{id}`, `POST /v1/swaps/{id}/abandon`,
+//! `GET /v1/monitor` (server-sent events, one per swap change), `GET /v1/node` (node id and
+//! balances). Its OpenAPI document ([`DaemonApiDoc`]) is served without a token at
+//! `GET /v1/openapi.json`: every route, its bearer authentication, every status it can answer.
+//! An id that is no swap of this daemon answers 404 on every route that takes one.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,8 +18,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path as UrlPath, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -29,11 +32,13 @@ use eddy_backends::{ChainSource, LightningNode};
 use eddy_client::loop_in::{ClientLoopIn, LoopInClient, LoopInOptions};
 use eddy_client::loop_out::ClientLoopOut;
 use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
+use eddy_core::api::{ErrorBody, QuoteQuery, SwapIdPath, Terms};
 use eddy_core::sm::loop_out_client::State as ClientState;
 use eddy_core::types::SwapId;
 use eddy_core::validate::LoopOutLimits;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::config::{layered, shutdown_signal, Common};
 
@@ -178,6 +183,12 @@ fn server_error(message: String) -> ApiError {
     }
 }
 
+/// The swap id of a path: 400 (JSON, like every error) when it is not one.
+fn path_id(p: Result<UrlPath<String>, PathRejection>) -> Result<SwapId, ApiError> {
+    let UrlPath(id) = p.map_err(|r| bad(format!("not a swap id: {}", r.body_text())))?;
+    SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))
+}
+
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -200,21 +211,23 @@ async fn auth(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Respons
 }
 
 /// `POST /v1/loop-out` body.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoopOutBody {
-    /// HTLC amount, sat.
+    /// HTLC amount, sat (a number with no fractional part; the server's terms give the range).
+    #[serde(deserialize_with = "eddy_core::api::sat::deserialize")]
     pub amount_sat: u64,
     /// Claim destination (default: a new address of the node's wallet).
     #[serde(default)]
     pub addr: Option<String>,
     /// The swap's limits and settings.
     #[serde(default, flatten)]
+    #[schema(inline)]
     pub options: OptionsBody,
 }
 
 /// Per-swap limits as the local API and the CLI name them.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, Args)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, Args, ToSchema)]
 pub struct OptionsBody {
     /// First-hop channel (short channel id, as a number or `BLOCKxTXxOUT`).
     #[arg(long)]
@@ -268,12 +281,14 @@ pub fn parse_address(s: &str, network: Network) -> Result<Address, String> {
 }
 
 /// What the local API says about one swap (never the preimage).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SwapView {
     /// Swap id (the payment hash).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub id: String,
     /// `loop_out` or `loop_in`.
     #[serde(default)]
+    #[schema(pattern = "^(loop_out|loop_in)$")]
     pub kind: String,
     /// State name.
     pub state: String,
@@ -446,10 +461,11 @@ async fn all_views(d: &Daemon) -> Result<Vec<SwapView>, ApiError> {
 }
 
 /// `POST /v1/loop-in` body.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoopInBody {
-    /// HTLC amount, sat.
+    /// HTLC amount, sat (a number with no fractional part; the server's terms give the range).
+    #[serde(deserialize_with = "eddy_core::api::sat::deserialize")]
     pub amount_sat: u64,
     /// Fund from elsewhere: the daemon only waits for the HTLC output.
     #[serde(default)]
@@ -465,15 +481,19 @@ pub struct LoopInBody {
     pub max_miner_fee_sat: Option<u64>,
     /// The channel peer the payment must arrive through, compressed public key hex.
     #[serde(default)]
+    #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
     pub last_hop: Option<String>,
 }
 
-async fn quote_in(
-    State(d): State<Arc<Daemon>>,
-    q: Result<Query<AmountQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| bad(format!("malformed query: {}", r.body_text())))?;
-    let amount = Amount::from_sat(q.amount);
+#[utoipa::path(get, path = "/v1/quote/in", params(QuoteQuery), responses(
+    (status = 200, description = "What a loop-in of this amount costs: the server's fee and the funding's miner fee at the current estimate", body = DaemonQuoteIn),
+    (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
+async fn quote_in(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
     let fee = d.server.loop_in_fee(amount).await.map_err(server_error)?;
     let rate = d
         .chain
@@ -481,15 +501,25 @@ async fn quote_in(
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({
-        "amount_sat": q.amount,
+        "amount_sat": amount.to_sat(),
         "swap_fee_sat": fee.to_sat(),
-        "invoice_sat": q.amount.saturating_sub(fee.to_sat()),
+        "invoice_sat": amount.to_sat().saturating_sub(fee.to_sat()),
         "funding_vbytes": eddy_client::loop_in::FUNDING_VBYTES_ONE_INPUT,
         "funding_fee_estimate_sat": eddy_client::loop_in::funding_fee_estimate(rate).to_sat(),
         "fee_rate_sat_per_vb": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0,
     })))
 }
 
+#[utoipa::path(post, path = "/v1/loop-in", request_body = LoopInBody, responses(
+    (status = 201, description = "The swap, created (funded unless external), with a BIP21 URI of the HTLC", body = LoopInCreated),
+    (status = 400, description = "Malformed request, a last hop that is not a node key, or the server's refusal passed through", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 409, description = "The server already has a swap for this payment hash (passed through)", body = ErrorBody),
+    (status = 422, description = "The offer failed this daemon's checks, or the channels cannot receive the amount; nothing was funded", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
 async fn loop_in_route(
     State(d): State<Arc<Daemon>>,
     body: Result<Json<LoopInBody>, JsonRejection>,
@@ -523,8 +553,27 @@ async fn loop_in_route(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn abandon(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
+#[utoipa::path(post, path = "/v1/swaps/{id}/abandon", params(SwapIdPath), responses(
+    (status = 200, description = "The loop-in, given up (a funded one is refunded)", body = Abandoned),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 404, description = "No swap of this daemon has this id", body = ErrorBody),
+    (status = 422, description = "A loop-out (only a loop-in can be abandoned), a swap already final, or a funding not yet confirmed", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
+async fn abandon(
+    State(d): State<Arc<Daemon>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(id)?;
+    // Unknown → 404 (below); a loop-out is known but cannot be abandoned.
+    if view_of(&d, &id).await?.kind == "loop_out" {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("swap {id} is a loop-out: only a loop-in can be abandoned"),
+        ));
+    }
     d.client_in.abandon(&id).await?;
     let (_, rec) = d.client_in.swap(&id).await?;
     Ok(Json(
@@ -532,25 +581,26 @@ async fn abandon(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> 
     ))
 }
 
+#[utoipa::path(get, path = "/v1/terms", responses(
+    (status = 200, description = "The swap server's terms", body = Terms),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
 async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
     d.server.terms().await.map(Json).map_err(server_error)
 }
 
-#[derive(Deserialize)]
-struct AmountQuery {
-    amount: u64,
-}
-
-async fn quote(
-    State(d): State<Arc<Daemon>>,
-    q: Result<Query<AmountQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| bad(format!("malformed query: {}", r.body_text())))?;
-    let mut v = d
-        .server
-        .quote_loop_out(Amount::from_sat(q.amount))
-        .await
-        .map_err(server_error)?;
+#[utoipa::path(get, path = "/v1/quote/out", params(QuoteQuery), responses(
+    (status = 200, description = "What a loop-out of this amount costs: the server's quote and the claim's miner fee at the current estimate", body = DaemonQuoteOut),
+    (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
+async fn quote(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
+    let mut v = d.server.quote_loop_out(amount).await.map_err(server_error)?;
     // The client's own cost: the claim's miner fee at the current estimate.
     let rate = d
         .chain
@@ -576,6 +626,16 @@ async fn quote(
     Ok(Json(v))
 }
 
+#[utoipa::path(post, path = "/v1/loop-out", request_body = LoopOutBody, responses(
+    (status = 201, description = "The swap, created (its payments under way)", body = SwapView),
+    (status = 400, description = "Malformed request, an address not of this network, or the server's refusal passed through", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 409, description = "The server already has a swap for this payment hash (passed through)", body = ErrorBody),
+    (status = 422, description = "The offer failed this daemon's checks, or the channels cannot send the amount; nothing was paid", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
 async fn loop_out(
     State(d): State<Arc<Daemon>>,
     body: Result<Json<LoopOutBody>, JsonRejection>,
@@ -597,12 +657,27 @@ async fn loop_out(
     Ok((StatusCode::CREATED, Json(view_of(&d, &id).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/swaps", responses(
+    (status = 200, description = "Every swap of this daemon, newest first", body = Vec<SwapView>),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
 async fn list(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<SwapView>>, ApiError> {
     Ok(Json(all_views(&d).await?))
 }
 
-async fn swapinfo(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    let id = SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))?;
+#[utoipa::path(get, path = "/v1/swaps/{id}", params(SwapIdPath), responses(
+    (status = 200, description = "The swap and its events", body = SwapInfo),
+    (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 404, description = "No swap of this daemon has this id", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
+async fn swapinfo(
+    State(d): State<Arc<Daemon>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(id)?;
     let found = view_of(&d, &id).await?;
     let events = d.client.events(&id).await?;
     let mut v = serde_json::to_value(found).map_err(|e| bad(e.to_string()))?;
@@ -620,6 +695,11 @@ async fn swapinfo(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) ->
     Ok(Json(v))
 }
 
+#[utoipa::path(get, path = "/v1/node", responses(
+    (status = 200, description = "The node's id, height, balances and channels", body = NodeView),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+))]
 async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
     let err = |e: eddy_backends::LnError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     let info = d.ln.info().await.map_err(err)?;
@@ -644,6 +724,10 @@ async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
 /// `GET /v1/monitor`: every swap's current view first, then one `swap` event (a [`SwapView`])
 /// per change of any swap, forever. Changes come from the store's announcements (one keyed read
 /// each); a listener that fell behind re-reads every swap once.
+#[utoipa::path(get, path = "/v1/monitor", responses(
+    (status = 200, description = "text/event-stream of `swap` events, each a SwapView: every swap first, then one per change", content_type = "text/event-stream", body = SwapView),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+))]
 async fn monitor(
     State(d): State<Arc<Daemon>>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
@@ -700,6 +784,180 @@ async fn monitor(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+/// `GET /v1/quote/out` answer: the server's quote and the claim's cost to this client.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DaemonQuoteOut {
+    /// The on-chain HTLC value, sat.
+    amount_sat: u64,
+    /// The server's fee, sat (prepay included).
+    swap_fee_sat: u64,
+    /// Paid up front, sat.
+    prepay_sat: u64,
+    /// The swap invoice's amount, sat.
+    swap_invoice_sat: u64,
+    /// `E − tip` the HTLC would get.
+    expiry_delta: u32,
+    /// The fee rate the claim would pay now, sat/vB.
+    fee_rate_sat_per_vb: f64,
+    /// The cooperative claim's size, vB.
+    claim_vbytes: u64,
+    /// Its miner fee at that rate, sat.
+    claim_fee_sat: u64,
+    /// The script-path claim's miner fee at that rate, sat.
+    claim_fee_script_path_sat: u64,
+}
+
+/// `GET /v1/quote/in` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DaemonQuoteIn {
+    /// The on-chain HTLC value this client funds, sat.
+    amount_sat: u64,
+    /// The server's fee, sat.
+    swap_fee_sat: u64,
+    /// What this client receives on Lightning: amount − fee, sat.
+    invoice_sat: u64,
+    /// The funding transaction's size for one wallet input, vB.
+    funding_vbytes: u64,
+    /// Its miner fee at the current estimate, sat.
+    funding_fee_estimate_sat: u64,
+    /// That estimate, sat/vB.
+    fee_rate_sat_per_vb: f64,
+}
+
+/// `POST /v1/loop-in` answer: the swap and where to pay it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoopInCreated {
+    /// The swap.
+    #[serde(flatten)]
+    view: SwapView,
+    /// `bitcoin:<HTLC address>?amount=<BTC>`.
+    #[schema(pattern = "^bitcoin:")]
+    bip21: String,
+}
+
+/// One stored event of a swap.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventView {
+    /// The store version it produced.
+    seq: i64,
+    /// Unix seconds.
+    at: i64,
+    /// The event (as the swap's state machine names it).
+    #[schema(value_type = Object)]
+    event: Value,
+}
+
+/// `GET /v1/swaps/{id}` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SwapInfo {
+    /// The swap.
+    #[serde(flatten)]
+    view: SwapView,
+    /// Its events, oldest first.
+    events: Vec<EventView>,
+}
+
+/// `POST /v1/swaps/{id}/abandon` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Abandoned {
+    /// The swap id.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    id: String,
+    /// Its state now.
+    state: String,
+}
+
+/// One channel of the node.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ChannelView {
+    /// Short channel id, once confirmed.
+    short_channel_id: Option<u64>,
+    /// The peer's node id.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
+    peer: String,
+    /// Capacity, sat.
+    capacity_sat: u64,
+    /// Our balance, msat.
+    local_msat: u64,
+    /// The peer's balance, msat.
+    remote_msat: u64,
+    /// Whether it can route now.
+    usable: bool,
+}
+
+/// `GET /v1/node` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NodeView {
+    /// The node id.
+    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
+    node_id: String,
+    /// The best block it has processed.
+    block_height: u32,
+    /// On-chain balance, sat.
+    onchain_sat: u64,
+    /// Of which spendable now, sat.
+    onchain_spendable_sat: u64,
+    /// Its channels.
+    channels: Vec<ChannelView>,
+}
+
+/// Declares the bearer token every route but the document needs.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(format!("the contents of <data dir>/{TOKEN_FILE}")))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The daemon's OpenAPI document (served at `GET /v1/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Eddy client daemon",
+        version = "1",
+        description = "The local API of `eddy daemon`: loop-outs and loop-ins through a swap server, for the CLI."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    paths(terms, quote, quote_in, loop_out, loop_in_route, list, swapinfo, abandon, monitor, node),
+    components(schemas(
+        Terms,
+        ErrorBody,
+        LoopOutBody,
+        OptionsBody,
+        LoopInBody,
+        SwapView,
+        DaemonQuoteOut,
+        DaemonQuoteIn,
+        LoopInCreated,
+        EventView,
+        SwapInfo,
+        Abandoned,
+        ChannelView,
+        NodeView
+    ))
+)]
+pub struct DaemonApiDoc;
+
 fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/terms", get(terms))
@@ -713,6 +971,8 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/swaps/{id}/abandon", post(abandon))
         .route("/v1/node", get(node))
         .route_layer(axum::middleware::from_fn_with_state(d.clone(), auth))
+        // The document holds no secret: tools fetch it without the token.
+        .route("/v1/openapi.json", get(|| async { Json(DaemonApiDoc::openapi()) }))
         .with_state(d)
 }
 

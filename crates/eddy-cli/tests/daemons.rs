@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,105 +17,8 @@ use eddy_backends::{ChainSource, LightningNode};
 use eddy_lab::{Lab, LabConfig, WAIT};
 use serde_json::Value;
 
-fn eddy() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-}
-
-/// A running daemon process; killed (SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Starts `eddy <what> --config <config>` and waits for its "listening on" line.
-    fn start(what: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file");
-        let mut child = eddy()
-            .arg(what)
-            .arg("--config")
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, url)) = line.split_once("listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "eddy {what} did not start; its log:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-        };
-        Proc { child, url }
-    }
-
-    /// `kill -9`.
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to die by itself (a crash point aborting it).
-    fn wait_crash(mut self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(!status.success(), "{what}: exited cleanly instead of crashing");
-                return status.to_string();
-            }
-            assert!(Instant::now() < deadline, "{what}: never reached its crash point");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "clean exit on SIGTERM: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+mod common;
+use common::{eddy, rt, test_dir, Proc};
 
 struct Net {
     lab: Lab,
@@ -250,19 +153,6 @@ struct Files {
     server_log: PathBuf,
     client_log: PathBuf,
     client_dir: PathBuf,
-}
-
-/// The test's directory, deleted when the guard drops — or kept, and printed, with
-/// `EDDY_TEST_KEEP=1` (data dirs and logs for inspection).
-fn test_dir() -> (Option<tempfile::TempDir>, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let path = tmp.path().to_path_buf();
-    if std::env::var_os("EDDY_TEST_KEEP").is_some() {
-        eprintln!("data dirs and logs in {}", path.display());
-        std::mem::forget(tmp);
-        return (None, path);
-    }
-    (Some(tmp), path)
 }
 
 /// Devnet, two nodes with a 1,000,000-sat channel server → client (500,000 pushed) and
@@ -879,11 +769,7 @@ fn run_until_crash(what: &str, config: &Path, log: &Path, env: &[(&str, &str)]) 
         .stderr(Stdio::from(log_file))
         .spawn()
         .expect("spawn");
-    Proc {
-        child,
-        url: String::new(),
-    }
-    .wait_crash(what)
+    Proc::spawned(child).wait_crash(what)
 }
 
 /// Every output paying `script` in the blocks above `from`, as (txid, sat).

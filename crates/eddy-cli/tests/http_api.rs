@@ -658,3 +658,95 @@ fn the_document_is_exact_and_the_server_keeps_to_it() {
     assert_eq!(last, (429, json!("60")));
     net.stop().expect("stop");
 }
+
+/// Malformed creation requests count against the client's per-minute limit like well-formed
+/// ones, so a flood of junk is cut off (429) like a flood of creations — and only for that
+/// client: another one is still served. And a creation cut mid-way (the client went away while
+/// the server awaited its engine) gives its place in the client's offer budget back: the same
+/// client can still hold `UNPAID_OFFERS_PER_CLIENT` live offers.
+#[test]
+fn junk_is_rate_limited_and_a_cut_creation_gives_its_offer_place_back() {
+    use eddy_core::constants::UNPAID_OFFERS_PER_CLIENT;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    // Clients on different loopback addresses are different clients to the server.
+    let from = |last: u8, timeout: std::time::Duration| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .timeout(timeout)
+            .build()
+            .expect("client")
+    };
+    let long = std::time::Duration::from_secs(60);
+    let claim_key = bitcoin::secp256k1::PublicKey::from_secret_key(
+        &bitcoin::secp256k1::Secp256k1::new(),
+        &bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key"),
+    )
+    .to_string();
+    let offer = |n: u8| {
+        json!({"amount": 50_000, "payment_hash": Preimage::from_bytes([n; 32]).payment_hash().to_string(), "claim_key": claim_key})
+            .to_string()
+    };
+    let post = |c: &reqwest::Client, body: String| -> Result<(u16, Value), reqwest::Error> {
+        net.rt.block_on(async {
+            let resp = c
+                .post(format!("{url}/v1/loop-out"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            Ok((status, resp.json::<Value>().await.unwrap_or(Value::Null)))
+        })
+    };
+
+    // A creation the engine cannot finish for now: the chain is locked (the engine asks its
+    // tip) for 4 s, and the client gives up after 1 s, closing its connection.
+    let devnet = net.lab.chain.devnet().expect("devnet");
+    let cut = std::thread::scope(|s| {
+        let held = s.spawn(|| devnet.with_chain(|_| std::thread::sleep(std::time::Duration::from_secs(4))));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let cut = post(&from(1, std::time::Duration::from_secs(1)), offer(0x70));
+        held.join().expect("chain lock thread");
+        cut
+    });
+    assert!(cut.as_ref().is_err_and(|e| e.is_timeout()), "{cut:?}");
+    // Nothing was created for it, and its place is free again.
+    let cut_id = SwapId::from(Preimage::from_bytes([0x70; 32]).payment_hash());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        net.rt.block_on(net.server.swap(&cut_id)).is_err(),
+        "the cut creation made nothing"
+    );
+    let a = from(1, long);
+    for n in 0..UNPAID_OFFERS_PER_CLIENT as u8 {
+        let (s, v) = post(&a, offer(0x71 + n)).expect("send");
+        assert_eq!(s, 201, "offer {n}: {v}");
+    }
+    let (s, v) = post(&a, offer(0x7f)).expect("send");
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("live unpaid loop-out offers"),
+        "{v}"
+    );
+
+    // Junk from client B: served (400) up to the per-minute limit, then cut off (429), and
+    // then B's well-formed request is refused too.
+    let b = from(2, long);
+    for i in 0..eddy::demo::RATE_LIMIT_PER_MINUTE {
+        let (s, v) = post(&b, "{not json".into()).expect("send");
+        assert_eq!(s, 400, "junk {i}: {v}");
+    }
+    let (s, v) = post(&b, "{not json".into()).expect("send");
+    assert_eq!(s, 429, "{v}");
+    let (s, v) = post(&b, offer(0x90)).expect("send");
+    assert_eq!(s, 429, "{v}");
+    // Client C is served.
+    let (s, v) = post(&from(3, long), offer(0x91)).expect("send");
+    assert_eq!(s, 201, "{v}");
+    net.stop().expect("stop");
+}

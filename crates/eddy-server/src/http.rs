@@ -559,9 +559,11 @@ impl OfferBudget {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a place in `client`'s budget for one creation (429 when its live offers fill it);
-    /// give it back with [`OfferBudget::finish`].
-    async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<u64, ApiError> {
+    /// Takes a place in `client`'s budget for one creation (429 when its live offers fill it).
+    /// The place is given back when the returned [`OfferPlace`] drops without
+    /// [`OfferPlace::hold`]: a creation refused, failed, or cut mid-way (the client went away
+    /// while the handler awaited the engine, and its future was dropped).
+    async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<OfferPlace<'_>, ApiError> {
         let ids: Vec<SwapId> = {
             let g = self.lock();
             match g.map.map.get(&client) {
@@ -594,7 +596,12 @@ impl OfferBudget {
         }
         g.next_ticket += 1;
         v.push((g.next_ticket, None));
-        Ok(g.next_ticket)
+        Ok(OfferPlace {
+            budget: self,
+            client,
+            ticket: g.next_ticket,
+            held: false,
+        })
     }
 
     /// Ends a [`OfferBudget::reserve`]: the place now holds swap `id`, or is given back.
@@ -614,6 +621,34 @@ impl OfferBudget {
         }
         if v.is_empty() {
             g.map.remove(&client);
+        }
+    }
+}
+
+/// A place taken in a client's [`OfferBudget`] by a creation in progress: given back on drop
+/// unless [`OfferPlace::hold`] made it hold the created swap.
+struct OfferPlace<'a> {
+    budget: &'a OfferBudget,
+    client: IpAddr,
+    ticket: u64,
+    held: bool,
+}
+
+impl OfferPlace<'_> {
+    /// The creation succeeded: the place holds swap `id` while it is a live offer. `None`:
+    /// nothing was created, the place is given back (as on drop).
+    fn hold(mut self, id: Option<SwapId>) {
+        if let Some(id) = id {
+            self.held = true;
+            self.budget.finish(self.client, self.ticket, Some(id));
+        }
+    }
+}
+
+impl Drop for OfferPlace<'_> {
+    fn drop(&mut self) {
+        if !self.held {
+            self.budget.finish(self.client, self.ticket, None);
         }
     }
 }
@@ -713,10 +748,9 @@ async fn loop_out(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_out_create)?;
     let client = st.client(peer, &headers);
-    let ticket = st.out_offers.reserve(&st.server, client).await?;
+    let place = st.out_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_out(&req).await;
-    st.out_offers
-        .finish(client, ticket, made.is_ok().then(|| SwapId::from(req.payment_hash)));
+    place.hold(made.is_ok().then(|| SwapId::from(req.payment_hash)));
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
@@ -802,13 +836,12 @@ async fn seed_loop_out(
     }
     // Seed offers count against the client's offer budget like prepaid ones (and against a
     // global budget of their own in the engine).
-    let ticket = st.out_offers.reserve(&st.server, ip).await?;
+    let place = st.out_offers.reserve(&st.server, ip).await?;
     let made = st
         .server
         .create_seed_loop_out(req.amount, req.hash, req.claim_pkh)
         .await;
-    st.out_offers
-        .finish(ip, ticket, made.is_ok().then(|| SwapId::from(req.hash)));
+    place.hold(made.is_ok().then(|| SwapId::from(req.hash)));
     let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
@@ -894,7 +927,7 @@ async fn loop_in(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_in_create)?;
     let client = st.client(peer, &headers);
-    let ticket = st.in_offers.reserve(&st.server, client).await?;
+    let place = st.in_offers.reserve(&st.server, client).await?;
     let made = st.server.create_loop_in(&req).await;
     // The swap id is the invoice's payment hash (the engine checked the invoice).
     let id = made.as_ref().ok().and_then(|_| {
@@ -902,7 +935,7 @@ async fn loop_in(
             .ok()
             .map(|f| SwapId::from(f.payment_hash))
     });
-    st.in_offers.finish(client, ticket, id);
+    place.hold(id);
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
