@@ -39,7 +39,10 @@ else
     mapfile -t targets < <(fuzz list)
 fi
 
-echo "== cargo fuzz build (${#targets[@]} targets, stable, --sanitizer none --debug-assertions)"
+echo "== fuzz crate formatting"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+
+echo "== cargo fuzz build (${#targets[@]} targets; $(rustc --version); --sanitizer none --debug-assertions)"
 start=$(date +%s)
 fuzz build "${flags[@]}"
 echo "   built in $(($(date +%s) - start)) s"

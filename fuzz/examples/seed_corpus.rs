@@ -131,6 +131,31 @@ fn main() -> std::io::Result<()> {
     write("types", "hash-upper", h.to_uppercase().as_bytes())?;
     write("types", "hash-json", format!("\"{h}\"").as_bytes())?;
     write("types", "short", &h.as_bytes()[..63])?;
+    // Signed auth headers: selector byte, clock offset, header, newline, body.
+    let id = eddy_core::types::SwapId([7; 32]);
+    for (sel, path, body) in [
+        (
+            0u8,
+            format!("/v1/swaps/{id}/cosign"),
+            &b"{\"nonce\":\"00\",\"tx\":\"00\"}"[..],
+        ),
+        (5, format!("/v1/swaps/{id}"), &b""[..]),
+        (8, format!("/v1/swaps/{id}/claim-cosign"), &b"{}"[..]),
+    ] {
+        let method = ["POST", "GET", "post", "PUT"][usize::from(sel % 4)];
+        let header = eddy_core::auth::sign(&key(CLIENT), &id, NOW, method, &path, body);
+        let mut input = vec![sel, 0, 0];
+        input.extend_from_slice(header.as_bytes());
+        input.push(b'\n');
+        input.extend_from_slice(body);
+        write("auth", &format!("signed-{sel}"), &input)?;
+        let stale = eddy_core::auth::sign(&key(CLIENT), &id, NOW - 1_000, method, &path, body);
+        let mut input = vec![sel, 0x18, 0xfc];
+        input.extend_from_slice(stale.as_bytes());
+        input.push(b'\n');
+        input.extend_from_slice(body);
+        write("auth", &format!("stale-{sel}"), &input)?;
+    }
     // API request bodies as a client sends them.
     let key_hex = pubkey(CLIENT).to_string();
     let h = hash().to_string();
