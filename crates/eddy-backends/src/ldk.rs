@@ -22,7 +22,7 @@
 //!   outgoing channel or to one last hop, and paying several on-chain outputs in one transaction. A payment's
 //!   timeout is ldk-node's own retry timeout, not `PayParams::timeout`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -37,6 +37,7 @@ use eddy_core::types::{PaymentHash, Preimage};
 use ldk_node::config::Config;
 use ldk_node::lightning::ln::channelmanager::PaymentId;
 use ldk_node::lightning::ln::msgs::SocketAddress;
+use ldk_node::lightning::ln::types::ChannelId;
 use ldk_node::lightning::routing::router::RouteParametersConfig;
 use ldk_node::lightning_invoice::{
     Bolt11Invoice, Bolt11InvoiceDescription, Bolt11InvoiceDescriptionRef, Description, InvoiceBuilder,
@@ -286,17 +287,31 @@ impl Shared {
     }
 
     /// After a restart LDK does not replay `PaymentClaimable`: payments whose HTLCs are held
-    /// are claimable again from the balances; own-preimage ones are settled right away.
+    /// on a channel that is still open are claimable again from the balances; own-preimage ones
+    /// are settled right away.
+    ///
+    /// HTLCs on a channel that is no longer open are not made claimable: after a crash whose
+    /// ChannelManager was persisted behind its ChannelMonitors, LDK force-closes the channel at
+    /// start, and an HTLC that arrived after the last manager write is in the monitor (and so in
+    /// the balances) but unknown to the manager — `claim_for_hash` cannot claim it. Reported as
+    /// accepted, it let the loop-out server publish its HTLC, see the client claim it, and then
+    /// lose the payment (found by the soak). A payment the manager does know on a channel that
+    /// closed while we were down is still settled: see `settle_hold_invoice`.
     fn restore_claimable(&self) {
+        let open: HashSet<ChannelId> = self.node.list_channels().iter().map(|c| c.channel_id).collect();
         let mut held: HashMap<[u8; 32], (u64, u32)> = HashMap::new();
         for b in self.node.list_balances().lightning_balances {
             if let LightningBalance::MaybePreimageClaimableHTLC {
+                channel_id,
                 payment_hash,
                 amount_satoshis,
                 expiry_height,
                 ..
             } = b
             {
+                if !open.contains(&channel_id) {
+                    continue;
+                }
                 let e = held.entry(payment_hash.0).or_insert((0, u32::MAX));
                 e.0 += amount_satoshis * 1000;
                 e.1 = e.1.min(expiry_height.saturating_sub(LDK_CLAIM_DEADLINE_BEFORE_EXPIRY));
@@ -689,7 +704,29 @@ impl LightningNode for LdkNode {
             match s.state(&hash)? {
                 HoldInvoiceState::Settled { .. } => Ok(()),
                 HoldInvoiceState::Canceled => Err(LnError::Refused("invoice is canceled".into())),
-                HoldInvoiceState::Open => Err(LnError::Refused("invoice is not paid".into())),
+                HoldInvoiceState::Open => {
+                    // HTLCs held on a channel that closed while we were down are not restored
+                    // as accepted (see `restore_claimable`), but if LDK's manager knows the
+                    // payment, a claim still takes them on-chain: try it (LDK ignores a hash it
+                    // cannot claim, and the state stays open).
+                    let held: u64 = s.held_htlcs(&hash).iter().map(|h| h.amount_msat).sum();
+                    if held == 0 {
+                        return Err(LnError::Refused("invoice is not paid".into()));
+                    }
+                    let invoice_amount = s
+                        .node
+                        .payment(&PaymentId(hash.0))
+                        .and_then(|d| d.amount_msat)
+                        .unwrap_or(0);
+                    s.node
+                        .bolt11_payment()
+                        .claim_for_hash(
+                            LdkHash(hash.0),
+                            held.max(invoice_amount),
+                            PaymentPreimage(*preimage.expose_bytes()),
+                        )
+                        .map_err(refused)
+                }
                 HoldInvoiceState::Accepted { amount_msat, .. } => {
                     let invoice_amount = s
                         .node

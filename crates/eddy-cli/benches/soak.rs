@@ -16,8 +16,8 @@
 //! moved on-chain), stuck (must be 0), unaccounted sats (must be 0), p50/p99 swap time, kills,
 //! reorgs, channels force-closed, server RSS and store size at the end.
 //!
-//! `cargo bench -p eddy --bench soak` runs 1,000 swaps, 50 at a time, 4 client daemons, 10 kills;
-//! under `cargo test` a small version (8 swaps, 4 at a time, 1 client, 2 kills) runs and asserts
+//! `cargo bench -p eddy --bench soak` runs 1,000 swaps, 50 at a time, 4 client daemons, 10 kill rounds;
+//! under `cargo test` a small version (12 swaps, 4 at a time, 2 clients, 3 kill rounds) runs and asserts
 //! the two zeros. `EDDY_SOAK_SWAPS`, `EDDY_SOAK_CONCURRENCY`, `EDDY_SOAK_CLIENTS`,
 //! `EDDY_SOAK_KILLS` override; `EDDY_TEST_KEEP=1` keeps the data dirs and logs.
 
@@ -171,6 +171,8 @@ struct Daemon {
     /// Its bearer token (daemons).
     token: Mutex<Option<String>>,
     data_dir: PathBuf,
+    /// Held while the process is being killed or its node is reopening a channel.
+    maint: Mutex<()>,
 }
 
 impl Daemon {
@@ -232,6 +234,7 @@ struct Counts {
     kills: AtomicUsize,
     reorgs: AtomicUsize,
     blocks: AtomicUsize,
+    reopened: AtomicUsize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -341,6 +344,12 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     }
     sync_all(&nodes)?;
     let start_height = tip()?;
+    let server_id = nodes[0].ldk().node_id();
+    let server_addr = nodes[0]
+        .ldk()
+        .listening_addresses()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| anyhow!("server not listening"))?;
     let (start_nodes, start_channels) = balances(&nodes);
     let start_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
     // What every channel's commitment holds back for fees and anchors (identical channels).
@@ -383,6 +392,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         url: server_url.clone(),
         token: Mutex::new(None),
         data_dir: dir.join("server"),
+        maint: Mutex::new(()),
     }];
     for (i, api) in api_ports.iter().enumerate().skip(1) {
         let toml = dir.join(format!("{}.toml", who(i)));
@@ -396,6 +406,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             url: format!("http://127.0.0.1:{api}"),
             token: Mutex::new(None),
             data_dir: dir.join(who(i)),
+            maint: Mutex::new(()),
         });
     }
     let procs = Arc::new(procs);
@@ -454,13 +465,13 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                     if n >= plan.swaps {
                         return;
                     }
-                    let client = 1 + n % plan.clients;
+                    let first = 1 + n % plan.clients;
                     let kind = if (n / plan.clients) % 2 == 0 { "out" } else { "in" };
                     let amount = rand::thread_rng().gen_range(AMOUNTS);
                     counts.asked.fetch_add(1, Ordering::Relaxed);
-                    let d = &procs[client];
-                    match create(&http, d, kind, amount).await {
-                        Some(id) => {
+                    match create(&http, &procs, first, kind, amount).await {
+                        Some((client, id)) => {
+                            let d = &procs[client];
                             let started = Instant::now();
                             lock(&seen).insert(
                                 (client, id.clone()),
@@ -485,8 +496,9 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         })
         .collect();
 
-    // The killer: `kills` SIGKILLs spread over the run (each when another share of the swaps has
-    // ended, plus a random 0–5 s), alternating the server and a random client.
+    // The killer: `kills` times, spread over the run (each when another share of the swaps has
+    // ended, plus a random 0–5 s), the server and a random client daemon are SIGKILLed (the
+    // client a random 0–2 s after the server), and each is restarted after a random 0–3 s.
     let killer = {
         let (procs, done, counts, plan) = (procs.clone(), done.clone(), counts.clone(), *plan);
         std::thread::spawn(move || -> anyhow::Result<()> {
@@ -497,11 +509,73 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..5_000)));
-                let victim = if k % 2 == 0 { 0 } else { rng.gen_range(1..=plan.clients) };
-                procs[victim].kill9();
+                let client = rng.gen_range(1..=plan.clients);
+                let _busy = lock(&procs[client].maint);
+                procs[0].kill9();
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..2_000)));
+                procs[client].kill9();
                 counts.kills.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(rng.gen_range(0..3_000)));
-                procs[victim].start()?;
+                procs[0].start()?;
+                procs[client].start()?;
+            }
+            Ok(())
+        })
+    };
+    // The reopener: a client daemon left without any channel (ldk-node force-closes channels
+    // whose manager was persisted behind their monitors when a process is killed — measured
+    // before, see docs/measured.md) is stopped, its node opens a new channel to the server
+    // (pushing half, so that loop-ins have inbound), and the daemon is started again.
+    let stop_reopening = Arc::new(AtomicBool::new(false));
+    let reopener = {
+        let (procs, counts, stop) = (procs.clone(), counts.clone(), stop_reopening.clone());
+        let (lab, chain, dir, ln_ports) = (lab.clone(), chain.clone(), dir.to_path_buf(), ln_ports.clone());
+        let server_addr = server_addr.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            // A client of this thread's runtime (a pooled connection belongs to the runtime
+            // that opened it).
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(3));
+                for (c, d) in procs.iter().enumerate().skip(1) {
+                    let node = rt.block_on(get(&http, d, "/v1/node"));
+                    let none = node
+                        .as_ref()
+                        .and_then(|v| v["channels"].as_array().map(Vec::is_empty))
+                        .unwrap_or(false);
+                    if !none || stop.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let _busy = lock(&d.maint);
+                    d.terminate();
+                    let n = rt.block_on(LdkNode::start(
+                        ldk_config(&lab, &dir, &format!("client{c}"), ln_ports[c])?,
+                        chain.clone(),
+                    ))?;
+                    let opened =
+                        n.ldk()
+                            .open_channel(server_id, server_addr.clone(), CHANNEL_SAT, Some(PUSH_SAT * 1000), None);
+                    match opened {
+                        Ok(_) => {
+                            let ok = eddy_lab::wait_until("reopened channel usable", Duration::from_secs(180), || {
+                                n.ldk().list_channels().iter().any(|ch| ch.is_usable)
+                            });
+                            if ok.is_ok() {
+                                counts.reopened.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                eprintln!("soak: client{c}: the reopened channel never became usable");
+                            }
+                        }
+                        Err(e) => eprintln!("soak: client{c}: reopening a channel failed: {e:?}"),
+                    }
+                    rt.block_on(n.stop())?;
+                    drop(n);
+                    d.start()?;
+                }
             }
             Ok(())
         })
@@ -510,6 +584,8 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         rt.block_on(w)?;
     }
     killer.join().map_err(|_| anyhow!("killer panicked"))??;
+    stop_reopening.store(true, Ordering::Relaxed);
+    reopener.join().map_err(|_| anyhow!("reopener panicked"))??;
     let run_secs = run_start.elapsed().as_secs_f64();
 
     // Every swap any daemon knows (a creation cut by a kill may exist without its answer) must
@@ -576,9 +652,13 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     for n in &nodes {
         rt.block_on(n.stop())?;
     }
-    let closed = start_channels.saturating_sub(end_channels);
-    let start_total = start_nodes.0 + start_nodes.1 + start_wallet + closed as u64 * held_per_channel;
-    let end_total = end_nodes.0 + end_nodes.1 + end_wallet;
+    // Every open channel holds `held_per_channel` outside both sides' balances (its commitment's
+    // fee and anchors): at the start for the channels then open, at the end for those open then
+    // (a channel closed meanwhile paid it out as miner fees and anchors, counted on-chain).
+    let start_total = start_nodes.0 + start_nodes.1 + start_wallet + start_channels as u64 * held_per_channel;
+    let end_total = end_nodes.0 + end_nodes.1 + end_wallet + end_channels as u64 * held_per_channel;
+    let reopened = counts.reopened.load(Ordering::Relaxed);
+    let closed = (start_channels + reopened).saturating_sub(end_channels);
     let unaccounted = start_total as i128 - end_total as i128 - fees as i128 - anchors_left as i128;
 
     let mut by_state: HashMap<String, usize> = HashMap::new();
@@ -625,10 +705,11 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         "miner_fees_sat": fees,
         "anchors_left_sat": anchors_left,
         "channels_force_closed": closed,
+        "channels_reopened": reopened,
         "swap_secs_p50": pct(0.5),
         "swap_secs_p99": pct(0.99),
         "run_secs": (run_secs * 10.0).round() / 10.0,
-        "kills": counts.kills.load(Ordering::Relaxed),
+        "kill_rounds_server_and_client": counts.kills.load(Ordering::Relaxed),
         "reorgs": counts.reorgs.load(Ordering::Relaxed),
         "blocks": counts.blocks.load(Ordering::Relaxed),
         "server_rss_mib": rss_kib / 1024,
@@ -713,46 +794,75 @@ fn for_each_tx(lab: &Lab, from: u32, mut f: impl FnMut(&Transaction, u64)) -> an
     Ok(())
 }
 
-/// Creates a swap through daemon `d`; retries while the daemon or server is down or busy (a
-/// kill, a rate limit). None when refused for good.
-async fn create(http: &reqwest::Client, d: &Daemon, kind: &str, amount: u64) -> Option<String> {
-    let (path, body) = match kind {
-        "out" => ("/v1/loop-out", json!({"amount_sat": amount})),
-        _ => ("/v1/loop-in", json!({"amount_sat": amount})),
-    };
+/// What one creation attempt got.
+enum Created {
+    Id(String),
+    /// Busy, down or without capacity now (a kill, a rate limit, in-flight payments, a
+    /// force-closed channel): try another daemon, or later.
+    Again,
+    /// Refused for good.
+    Refused,
+}
+
+/// Creates a swap through the daemons, starting with `first`: a daemon that cannot take it now
+/// passes it to the next (a client whose channel was force-closed after a kill can do no more
+/// swaps); after a round of refusals, waits a second. None when refused for good or after 5
+/// minutes.
+async fn create(
+    http: &reqwest::Client,
+    procs: &[Daemon],
+    first: usize,
+    kind: &str,
+    amount: u64,
+) -> Option<(usize, String)> {
+    let clients = procs.len() - 1;
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
-        let token = lock(&d.token).clone().unwrap_or_default();
-        match http
-            .post(format!("{}{path}", d.url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => {
-                let v: Value = r.json().await.ok()?;
-                return v["id"].as_str().map(str::to_string);
+        for k in 0..clients {
+            let c = 1 + (first - 1 + k) % clients;
+            match create_on(http, &procs[c], kind, amount).await {
+                Created::Id(id) => return Some((c, id)),
+                Created::Refused => return None,
+                Created::Again => {}
             }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
-                // Busy or not ready (a restart, the channel reconnecting, offers in flight):
-                // try again; anything else is a refusal for good.
-                let again = matches!(status, 429 | 502 | 503 | 504)
-                    || text.contains("cannot pay")
-                    || text.contains("cannot take")
-                    || text.contains("not usable");
-                if !again {
-                    eprintln!("soak: {kind} {amount} refused: {status} {text}");
-                    return None;
-                }
-            }
-            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(1_000)).await;
     }
     None
+}
+
+async fn create_on(http: &reqwest::Client, d: &Daemon, kind: &str, amount: u64) -> Created {
+    let path = if kind == "out" { "/v1/loop-out" } else { "/v1/loop-in" };
+    let token = lock(&d.token).clone().unwrap_or_default();
+    let r = match http
+        .post(format!("{}{path}", d.url))
+        .bearer_auth(token)
+        .json(&json!({"amount_sat": amount}))
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => return Created::Again,
+    };
+    let status = r.status().as_u16();
+    if r.status().is_success() {
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        return v["id"]
+            .as_str()
+            .map_or(Created::Again, |id| Created::Id(id.to_string()));
+    }
+    let text = r.text().await.unwrap_or_default();
+    let again = matches!(status, 429 | 502 | 503 | 504)
+        || text.contains("cannot pay")
+        || text.contains("cannot receive")
+        || text.contains("cannot fund")
+        || text.contains("cannot take")
+        || text.contains("not usable");
+    if again {
+        return Created::Again;
+    }
+    eprintln!("soak: {kind} {amount} refused: {status} {text}");
+    Created::Refused
 }
 
 /// Follows swap `id` on daemon `d` until it is final (or 20 minutes pass).

@@ -157,9 +157,10 @@ fn bad(msg: impl Into<String>) -> ApiError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let status = match &e {
-            ClientError::OfferRefused(_) | ClientError::NoCapacity(_) | ClientError::NoInbound(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ClientError::OfferRefused(_)
+            | ClientError::NoCapacity(_)
+            | ClientError::NoInbound(_)
+            | ClientError::NoFunds(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
             ClientError::Server(m) => return server_error(m.clone()),
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -958,6 +959,64 @@ impl utoipa::Modify for BearerAuth {
 )]
 pub struct DaemonApiDoc;
 
+/// `GET /v1/openapi.json`: [`DaemonApiDoc`], its amounts bounded by the swap server's terms
+/// (asked now; without them when the server does not answer), so the document is exact for
+/// the server this daemon uses.
+async fn openapi(State(d): State<Arc<Daemon>>) -> Json<Value> {
+    let terms = d.server.terms().await.ok();
+    let range = terms
+        .as_ref()
+        .and_then(|t| Some((t["min_amount_sat"].as_u64()?, t["max_amount_sat"].as_u64()?)));
+    Json(daemon_document(range))
+}
+
+/// [`DaemonApiDoc`] as JSON, with every request amount bounded by `range` (min, max sat).
+fn daemon_document(range: Option<(u64, u64)>) -> Value {
+    let mut doc = serde_json::to_value(DaemonApiDoc::openapi()).unwrap_or_default();
+    let Some((min, max)) = range else {
+        return doc;
+    };
+    let bound = |v: Option<&mut Value>| {
+        if let Some(o) = v.and_then(Value::as_object_mut) {
+            o.insert("minimum".into(), json!(min));
+            o.insert("maximum".into(), json!(max));
+        }
+    };
+    // The amount's property, wherever the schema's composition (`allOf` with the flattened
+    // options) put it.
+    fn each_amount(v: &mut Value, f: &dyn Fn(Option<&mut Value>)) {
+        match v {
+            Value::Object(o) => {
+                for (k, child) in o.iter_mut() {
+                    if k == "properties" {
+                        f(child.get_mut("amount_sat"));
+                    } else {
+                        each_amount(child, f);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|c| each_amount(c, f)),
+            _ => {}
+        }
+    }
+    for schema in ["LoopOutBody", "LoopInBody"] {
+        if let Some(s) = doc.pointer_mut(&format!("/components/schemas/{schema}")) {
+            each_amount(s, &bound);
+        }
+    }
+    for path in ["~1v1~1quote~1out", "~1v1~1quote~1in"] {
+        let params = doc
+            .pointer_mut(&format!("/paths/{path}/get/parameters"))
+            .and_then(Value::as_array_mut);
+        for p in params.into_iter().flatten() {
+            if p["name"] == "amount" {
+                bound(p.get_mut("schema"));
+            }
+        }
+    }
+    doc
+}
+
 fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/terms", get(terms))
@@ -972,7 +1031,7 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/node", get(node))
         .route_layer(axum::middleware::from_fn_with_state(d.clone(), auth))
         // The document holds no secret: tools fetch it without the token.
-        .route("/v1/openapi.json", get(|| async { Json(DaemonApiDoc::openapi()) }))
+        .route("/v1/openapi.json", get(openapi))
         .with_state(d)
 }
 
@@ -1079,6 +1138,33 @@ mod tests {
         assert!(e.contains("not an address for the bitcoin network"), "{e}");
         let e = parse_address("bc1qnotanaddress", Network::Regtest).expect_err("garbage");
         assert!(e.contains("not a bitcoin address"), "{e}");
+    }
+
+    #[test]
+    fn the_document_bounds_every_request_amount_by_the_servers_terms() {
+        let doc = daemon_document(Some((10_000, 1_000_000)));
+        let range = |v: &Value| (v["minimum"].clone(), v["maximum"].clone());
+        let want = (json!(10_000), json!(1_000_000));
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            range(&schemas["LoopOutBody"]["allOf"][1]["properties"]["amount_sat"]),
+            want
+        );
+        assert_eq!(range(&schemas["LoopInBody"]["properties"]["amount_sat"]), want);
+        for path in ["/v1/quote/out", "/v1/quote/in"] {
+            let params = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let amount = params.iter().find(|p| p["name"] == "amount").expect("amount");
+            assert_eq!(range(&amount["schema"]), want, "{path}");
+        }
+        // Without the server's terms: no range but the type's.
+        let doc = daemon_document(None);
+        assert_eq!(
+            range(&doc["components"]["schemas"]["LoopOutBody"]["allOf"][1]["properties"]["amount_sat"]),
+            (json!(0), Value::Null)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Both HTTP APIs held to their own OpenAPI documents, live: the devnet, the real `eddy server`
 //! (its swap wallet funded, so a well-formed swap request is served, not refused with 503) and
-//! `eddy daemon` processes, and schemathesis (PyPI, the version pinned in
+//! `eddy daemon` processes (a channel between their nodes, and one real loop-in whose id
+//! schemathesis uses on the daemon's routes that take one), and schemathesis (PyPI, the version pinned in
 //! `scripts/install-deps.sh`) generating requests from each served document — valid ones and
 //! invalid ones — a bounded number per operation. Every answer must be no 5xx, of a documented
 //! status, content type and headers, and match the documented schema; invalid data must be
@@ -12,8 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bitcoin::Amount;
-use eddy_lab::{Lab, LabConfig};
+use std::sync::Arc;
+
+use bitcoin::{Amount, FeeRate, Network};
+use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
+use eddy_backends::ChainSource;
+use eddy_lab::{Lab, LabConfig, WAIT};
 use serde_json::Value;
 
 mod common;
@@ -42,9 +48,17 @@ fn schemathesis() -> PathBuf {
 /// Runs schemathesis against the document at `url` with the checks of this test; returns its
 /// exit success and its whole output.
 fn run_schemathesis(dir: &Path, url: &str, extra: &[&str]) -> (bool, String) {
+    run_schemathesis_with(dir, None, url, extra)
+}
+
+/// [`run_schemathesis`] with a schemathesis configuration file (parameter values).
+fn run_schemathesis_with(dir: &Path, config: Option<&Path>, url: &str, extra: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(schemathesis());
-    cmd.current_dir(dir)
-        .arg("run")
+    cmd.current_dir(dir);
+    if let Some(c) = config {
+        cmd.arg("--config-file").arg(c);
+    }
+    cmd.arg("run")
         .arg(format!("{url}/v1/openapi.json"))
         .args([
             // Every check but "a schema-valid request is accepted": JSON Schema cannot say
@@ -104,6 +118,53 @@ fn call(method: &str, url: &str, token: Option<&str>) -> (u16, String, Value) {
     })
 }
 
+/// Opens a 1,000,000-sat channel from the server's node to the client's (nothing pushed: the
+/// client can receive, so a loop-in can be created) with the nodes the daemons will own,
+/// started in-process and stopped again; `ldk_ports` are their P2P ports.
+fn open_channel(lab: &Lab, dir: &Path, ldk_ports: (u16, u16)) {
+    let rt = rt();
+    let (host, rpc_port, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(
+        rt.block_on(BitcoindSource::connect(
+            &lab.chain.url(),
+            &BitcoindAuth::UserPass(user.clone(), password.clone()),
+            FeeRate::from_sat_per_kwu(500),
+        ))
+        .expect("chain"),
+    );
+    let node = |who: &str, port: u16| {
+        let config = LdkConfig {
+            data_dir: dir.join(who).join("ldk"),
+            network: Network::Regtest,
+            listen: Some(format!("127.0.0.1:{port}").parse().expect("addr")),
+            chain: LdkChainSource::BitcoindRpc {
+                host: host.clone(),
+                port: rpc_port,
+                user: user.clone(),
+                password: password.clone(),
+            },
+        };
+        rt.block_on(LdkNode::start(config, chain.clone())).expect("node")
+    };
+    let s = node("server", ldk_ports.0);
+    let c = node("client", ldk_ports.1);
+    let addr = rt
+        .block_on(eddy_backends::LightningNode::new_address(&s))
+        .expect("address");
+    lab.chain.fund(&addr, Amount::from_sat(2_000_000)).expect("fund");
+    lab.mine(1).expect("mine");
+    eddy_lab::wait_synced(s.ldk(), lab.chain.tip().expect("tip"), WAIT).expect("synced");
+    let c_addr = c
+        .ldk()
+        .listening_addresses()
+        .and_then(|a| a.first().cloned())
+        .expect("listening");
+    lab.open_channel_between(s.ldk(), c.ldk(), c_addr, Amount::from_sat(1_000_000), 0)
+        .expect("channel");
+    rt.block_on(s.stop()).expect("stop");
+    rt.block_on(c.stop()).expect("stop");
+}
+
 #[test]
 fn both_apis_keep_to_their_documents_under_schemathesis() {
     let started = Instant::now();
@@ -117,7 +178,9 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     let lab = Lab::start(LabConfig::new(&dir, 0)).expect("lab");
     let port = || eddy_lab::LabChain::free_port_pub().expect("port");
     let (_, _, user, password) = lab.chain.rpc_credentials();
-    let common = |who: &str| {
+    let ldk_ports = (port(), port());
+    open_channel(&lab, &dir, ldk_ports);
+    let common = |who: &str, ldk: u16| {
         [
             "network = \"regtest\"".to_string(),
             format!("data_dir = \"{}\"", dir.join(who).display()),
@@ -125,7 +188,7 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
             format!("bitcoind_url = \"{}\"", lab.chain.url()),
             format!("bitcoind_user = \"{user}\""),
             format!("bitcoind_password = \"{password}\""),
-            format!("ldk_listen = \"127.0.0.1:{}\"", port()),
+            format!("ldk_listen = \"127.0.0.1:{ldk}\""),
         ]
         .join("\n")
     };
@@ -135,7 +198,7 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     let server_toml = dir.join("server.toml");
     std::fs::write(
         &server_toml,
-        common("server")
+        common("server", ldk_ports.0)
             + &format!("\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\nrate_limit_per_minute = 100000\n"),
     )
     .expect("server.toml");
@@ -177,7 +240,7 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     let client_toml = dir.join("client.toml");
     std::fs::write(
         &client_toml,
-        common("client") + &format!("\nserver_url = \"{}\"\n", server.url),
+        common("client", ldk_ports.1) + &format!("\nserver_url = \"{}\"\n", server.url),
     )
     .expect("client.toml");
     let daemon = Proc::start("daemon", &client_toml, &dir.join("client.log"), &[]);
@@ -196,6 +259,18 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    // Its amounts are bounded by the server's terms, asked when the document is fetched.
+    let (s, _, terms) = block_on_get(&format!("{}/v1/terms", server.url), None);
+    assert_eq!(s, 200);
+    for path in ["/v1/quote/out", "/v1/quote/in"] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let amount = params.iter().find(|p| p["name"] == "amount").expect("amount");
+        assert_eq!(amount["schema"]["minimum"], terms["min_amount_sat"], "{path}");
+        assert_eq!(amount["schema"]["maximum"], terms["max_amount_sat"], "{path}");
+    }
     let mut routes: Vec<(String, String)> = doc["paths"]
         .as_object()
         .expect("paths")
@@ -264,6 +339,43 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     assert_eq!(q["amount_sat"], 50_000);
     assert_eq!(q["swap_invoice_sat"], 50_000 + 1_250 - 1_000, "{q}");
 
+    // A real swap for the routes that take an id: an external loop-in (nothing is funded).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, _, node) = block_on_get(&format!("{}/v1/node", daemon.url), Some(token));
+        if node["channels"][0]["usable"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the channel never became usable: {node}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let created = rt().block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/loop-in", daemon.url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"amount_sat": 50_000, "external": true}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 201);
+        resp.json::<Value>().await.expect("json")
+    });
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["kind"], "loop_in");
+    assert_eq!(created["amount_sat"], 50_000);
+    assert!(
+        created["bip21"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("bitcoin:bcrt1p")),
+        "{created}"
+    );
+    // schemathesis uses it as the `id` of every route that takes one.
+    std::fs::write(
+        dir.join("daemon-ids.toml"),
+        format!("[parameters]\n\"path.id\" = \"{id}\"\n"),
+    )
+    .expect("config");
+
     // schemathesis, live, against both.
     let (ok, out) = run_schemathesis(&dir, &server.url, &[]);
     eprintln!("{out}");
@@ -272,7 +384,12 @@ fn both_apis_keep_to_their_documents_under_schemathesis() {
     assert!(!out.contains("failure"), "{out}");
     let auth = format!("Authorization: Bearer {token}");
     // The monitor is an endless event stream (checked above): nothing to wait for.
-    let (ok, out) = run_schemathesis(&dir, &daemon.url, &["-H", &auth, "--exclude-path", "/v1/monitor"]);
+    let (ok, out) = run_schemathesis_with(
+        &dir,
+        Some(&dir.join("daemon-ids.toml")),
+        &daemon.url,
+        &["-H", &auth, "--exclude-path", "/v1/monitor"],
+    );
     eprintln!("{out}");
     assert!(ok, "schemathesis found the daemon off its document:\n{out}");
     assert!(

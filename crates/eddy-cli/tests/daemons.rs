@@ -859,6 +859,11 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
         e.contains("cannot receive: 695500 sat to receive, usable channels can receive"),
         "{e}"
     );
+    // The wallet holds 300,000 sat: a loop-in of 400,000 cannot be funded, and is refused
+    // before anything is created (it used to be created, then fail funding on every pass).
+    let e = refused(&client.url, &["in", "400000"]);
+    assert!(e.contains("cannot fund: 400"), "{e}");
+    assert!(e.contains("the wallet can spend 300000 sat now"), "{e}");
     let e = refused(&client.url, &["in", "50000", "--last-hop", "02abcd"]);
     assert!(e.contains("--last-hop"), "{e}");
     assert_eq!(

@@ -237,6 +237,7 @@ impl LoopInClient {
                 max_fee.to_sat()
             )));
         }
+        let mut funding_estimate = None;
         if !options.external {
             let max_miner = options.max_miner_fee.map_or(self.cfg.max_miner_fee, Amount::from_sat);
             let rate = self
@@ -253,6 +254,7 @@ impl LoopInClient {
                     max_miner.to_sat()
                 )));
             }
+            funding_estimate = Some(estimate);
         }
         // Our channels (with the last hop, if one is asked) must be able to receive the
         // payment now: else the server's payment would fail after we funded, and the refund
@@ -273,6 +275,19 @@ impl LoopInClient {
             return Err(ClientError::NoInbound(format!(
                 "{receive} sat to receive, usable channels can receive {can} sat now"
             )));
+        }
+        // The node's wallet must be able to fund it now: else the swap would be created (a
+        // server slot, an invoice) only to fail funding on every pass.
+        if let Some(estimate) = funding_estimate {
+            let have = self.ln.wallet_balance().await.map_err(backend)?.spendable;
+            let need = amount + estimate;
+            if have < need {
+                return Err(ClientError::NoFunds(format!(
+                    "{} sat needed (the amount and the estimated miner fee), the wallet can spend {} sat now",
+                    need.to_sat(),
+                    have.to_sat()
+                )));
+            }
         }
         let preimage = Preimage::random();
         let hash = preimage.payment_hash();

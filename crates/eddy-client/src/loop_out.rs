@@ -184,6 +184,9 @@ pub enum ClientError {
     /// Our channels cannot receive this much now (loop-in); nothing was created.
     #[error("cannot receive: {0}")]
     NoInbound(String),
+    /// The node's wallet cannot fund this loop-in now; nothing was created.
+    #[error("cannot fund: {0}")]
+    NoFunds(String),
     /// A backend failed; retry.
     #[error("backend: {0}")]
     Backend(String),

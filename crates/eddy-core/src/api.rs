@@ -683,6 +683,42 @@ mod tests {
         );
     }
 
+    /// The patterns the schemas declare are these constants (the derive attributes take only
+    /// literals, so the two are held together here).
+    #[test]
+    fn schema_patterns_are_the_constants() {
+        fn props<T: utoipa::PartialSchema>() -> serde_json::Value {
+            serde_json::to_value(T::schema()).expect("json")["properties"].clone()
+        }
+        let lower = |p: &str| p.replace("a-fA-F", "a-f");
+        let out = props::<LoopOutCreateDoc>();
+        assert_eq!(out["payment_hash"]["pattern"], HEX32_PATTERN);
+        assert_eq!(out["claim_key"]["pattern"], KEY_PATTERN);
+        let inn = props::<LoopInCreateDoc>();
+        assert_eq!(inn["refund_key"]["pattern"], KEY_PATTERN);
+        assert_eq!(inn["last_hop"]["pattern"], KEY_PATTERN);
+        assert_eq!(props::<PreimageBody>()["preimage"]["pattern"], HEX32_PATTERN);
+        assert_eq!(props::<SeedLoopOutRequest>()["hash"]["pattern"], HEX32_PATTERN);
+        let c = props::<CosignRequest>();
+        assert_eq!(c["nonce"]["pattern"], NONCE_PATTERN);
+        assert_eq!(c["tx"]["pattern"], TX_PATTERN);
+        let c = props::<ClaimCosign>();
+        assert_eq!(c["nonce"]["pattern"], NONCE_PATTERN);
+        assert_eq!(c["partial_sig"]["pattern"], HEX32_PATTERN);
+        // What the server writes is lower-case hex.
+        let r = props::<CosignResponse>();
+        assert_eq!(r["nonce"]["pattern"], lower(NONCE_PATTERN));
+        assert_eq!(r["partial_sig"]["pattern"], lower(HEX32_PATTERN));
+        let o = props::<ClaimOffer>();
+        assert_eq!(o["nonce"]["pattern"], lower(NONCE_PATTERN));
+        assert_eq!(o["tx"]["pattern"], lower(TX_PATTERN));
+        assert_eq!(props::<LoopOutOfferDoc>()["server_key"]["pattern"], lower(KEY_PATTERN));
+        assert_eq!(props::<LoopInOfferDoc>()["server_key"]["pattern"], lower(KEY_PATTERN));
+        let st = props::<SwapStatus>();
+        assert_eq!(st["id"]["pattern"], lower(HEX32_PATTERN));
+        assert_eq!(st["htlc_outpoint"]["pattern"], OUTPOINT_PATTERN);
+    }
+
     #[test]
     fn ids_are_64_hex_characters() {
         assert_eq!(parse_id(&"ab".repeat(32)), Ok(SwapId([0xab; 32])));

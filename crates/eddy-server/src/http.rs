@@ -560,9 +560,8 @@ impl OfferBudget {
     }
 
     /// Takes a place in `client`'s budget for one creation (429 when its live offers fill it).
-    /// The place is given back when the returned [`OfferPlace`] drops without
-    /// [`OfferPlace::hold`]: a creation refused, failed, or cut mid-way (the client went away
-    /// while the handler awaited the engine, and its future was dropped).
+    /// [`OfferPlace::hold`] ends the place; a creation cut mid-way leaves it holding the swap id
+    /// it was for, freed here once that id is not a live offer (see [`OfferPlace`]).
     async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<OfferPlace<'_>, ApiError> {
         let ids: Vec<SwapId> = {
             let g = self.lock();
@@ -601,6 +600,7 @@ impl OfferBudget {
             client,
             ticket: g.next_ticket,
             held: false,
+            candidate: None,
         })
     }
 
@@ -625,30 +625,41 @@ impl OfferBudget {
     }
 }
 
-/// A place taken in a client's [`OfferBudget`] by a creation in progress: given back on drop
-/// unless [`OfferPlace::hold`] made it hold the created swap.
+/// A place taken in a client's [`OfferBudget`] by a creation in progress. [`OfferPlace::hold`]
+/// ends it: holding the created swap, or given back when nothing was created. Dropped without
+/// that (the client went away while the handler awaited the engine, and its future was
+/// dropped), the creation may or may not have stored its swap: the place then holds the swap id
+/// the creation was for ([`OfferPlace::for_swap`]), and [`OfferBudget::reserve`] frees it once
+/// that id is not a live offer — at once when no record was stored. Giving it back outright
+/// would let a client that cuts its creations after the store write hold more live offers than
+/// its budget.
 struct OfferPlace<'a> {
     budget: &'a OfferBudget,
     client: IpAddr,
     ticket: u64,
     held: bool,
+    candidate: Option<SwapId>,
 }
 
 impl OfferPlace<'_> {
-    /// The creation succeeded: the place holds swap `id` while it is a live offer. `None`:
-    /// nothing was created, the place is given back (as on drop).
+    /// The swap id the creation is for (known before it starts).
+    fn for_swap(mut self, id: Option<SwapId>) -> Self {
+        self.candidate = id;
+        self
+    }
+
+    /// The creation ended: `Some(id)`, the place holds swap `id` while it is a live offer;
+    /// `None`, nothing was created and the place is given back.
     fn hold(mut self, id: Option<SwapId>) {
-        if let Some(id) = id {
-            self.held = true;
-            self.budget.finish(self.client, self.ticket, Some(id));
-        }
+        self.held = true;
+        self.budget.finish(self.client, self.ticket, id);
     }
 }
 
 impl Drop for OfferPlace<'_> {
     fn drop(&mut self) {
         if !self.held {
-            self.budget.finish(self.client, self.ticket, None);
+            self.budget.finish(self.client, self.ticket, self.candidate);
         }
     }
 }
@@ -748,9 +759,10 @@ async fn loop_out(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_out_create)?;
     let client = st.client(peer, &headers);
-    let place = st.out_offers.reserve(&st.server, client).await?;
+    let id = SwapId::from(req.payment_hash);
+    let place = st.out_offers.reserve(&st.server, client).await?.for_swap(Some(id));
     let made = st.server.create_loop_out(&req).await;
-    place.hold(made.is_ok().then(|| SwapId::from(req.payment_hash)));
+    place.hold(made.is_ok().then_some(id));
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
@@ -836,12 +848,13 @@ async fn seed_loop_out(
     }
     // Seed offers count against the client's offer budget like prepaid ones (and against a
     // global budget of their own in the engine).
-    let place = st.out_offers.reserve(&st.server, ip).await?;
+    let id = SwapId::from(req.hash);
+    let place = st.out_offers.reserve(&st.server, ip).await?.for_swap(Some(id));
     let made = st
         .server
         .create_seed_loop_out(req.amount, req.hash, req.claim_pkh)
         .await;
-    place.hold(made.is_ok().then(|| SwapId::from(req.hash)));
+    place.hold(made.is_ok().then_some(id));
     let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
     Ok(Json(SeedLoopOutResponse {
         htlc_refund_address: refund.to_string(),
@@ -927,15 +940,13 @@ async fn loop_in(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = st.admit(peer, &headers, body, eddy_core::api::parse_loop_in_create)?;
     let client = st.client(peer, &headers);
-    let place = st.in_offers.reserve(&st.server, client).await?;
+    // The swap id is the invoice's payment hash (the engine checks the invoice the same way).
+    let id = eddy_core::validate::decode_invoice("invoice", &req.invoice, st.server.network(), 0, 0)
+        .ok()
+        .map(|f| SwapId::from(f.payment_hash));
+    let place = st.in_offers.reserve(&st.server, client).await?.for_swap(id);
     let made = st.server.create_loop_in(&req).await;
-    // The swap id is the invoice's payment hash (the engine checked the invoice).
-    let id = made.as_ref().ok().and_then(|_| {
-        eddy_core::validate::decode_invoice("invoice", &req.invoice, st.server.network(), 0, 0)
-            .ok()
-            .map(|f| SwapId::from(f.payment_hash))
-    });
-    place.hold(id);
+    place.hold(made.is_ok().then_some(id).flatten());
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
 }
