@@ -18,7 +18,6 @@ use eddy_backends::{ChainSource, LightningNode};
 use eddy_store::{PgStore, SqliteStore, SwapStore};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Fee rate used when the chain source has no estimate yet (regtest at start): 2 sat/vB.
 const FALLBACK_FEE: FeeRate = FeeRate::from_sat_per_kwu(500);
@@ -80,44 +79,14 @@ pub struct Common {
 /// Reads `file` (TOML) when given and lays `cli` (flags and environment, already merged by
 /// clap) over it: a value set on the command line or in the environment wins, then the file.
 /// A key the options do not know is an error (a typo must not silently fall back to a default).
+/// The layering itself is [`eddy_config::layer`] (pure, fuzzed in `fuzz/`).
 pub fn layered<T: Serialize + DeserializeOwned + Default>(cli: &T, file: Option<&Path>) -> anyhow::Result<T> {
-    let mut base = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let t: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            let v = serde_json::to_value(t)?;
-            let known = serde_json::to_value(T::default())?;
-            if let (Value::Object(file), Value::Object(known)) = (&v, &known) {
-                if let Some(k) = file.keys().find(|k| !known.contains_key(*k)) {
-                    bail!("{}: unknown setting {k:?}", path.display());
-                }
-            }
-            v
-        }
-        None => Value::Object(Default::default()),
+    let text = match file {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
     };
-    let over = serde_json::to_value(cli)?;
-    merge(&mut base, over);
-    serde_json::from_value(base).map_err(|e| anyhow!("configuration: {e}"))
-}
-
-fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                if v.is_null() {
-                    continue;
-                }
-                match b.get_mut(&k) {
-                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
-                    _ => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
+    let name = file.map(|p| p.display().to_string()).unwrap_or_default();
+    Ok(eddy_config::layer(cli, text.as_deref().map(|t| (name.as_str(), t)))?)
 }
 
 /// The running backends of one process.

@@ -19,6 +19,8 @@ use eddy_core::constants::{loop_in_last_funding_height, loop_in_max_payment_cltv
 use eddy_core::fees::{next_sweep_fee_rate, sweep_conf_target, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
+/// Moved to eddy-core (pure, and fuzzed there); re-exported where it was.
+pub use eddy_core::sm::loop_in_client::check_claim_request;
 use eddy_core::sm::loop_in_client::{observe, server_output, Chain, HtlcOutput, OutputSpend, SeenOutput};
 use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
@@ -580,7 +582,7 @@ impl LoopInClient {
     /// it to the server.
     async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
         let (server_nonce, tx) = crate::bounded(self.server.claim_request(id)).await?;
-        check_claim_request(&rec.terms, chain, &tx)?;
+        check_claim_request(&rec.terms, chain, &tx).map_err(|e| e.to_string())?;
         let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
             return Err("the claim does not spend our HTLC".into());
         };
@@ -894,28 +896,6 @@ fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
         outputs,
         missing: vec![],
     }
-}
-
-/// Why the client will not co-sign a claim the server asks for: it must spend exactly one
-/// output, the one the server paid for ([`server_output`]: confirmed, exactly the amount).
-pub fn check_claim_request(
-    terms: &eddy_core::sm::loop_in_client::Terms,
-    chain: &Chain,
-    tx: &bitcoin::Transaction,
-) -> Result<(), String> {
-    if tx.input.len() != 1 {
-        return Err("the claim must spend only our HTLC".into());
-    }
-    let Some(paid) = server_output(terms, &chain.outputs) else {
-        return Err("no confirmed output of exactly the amount pays our HTLC".into());
-    };
-    if tx.input[0].previous_output != paid {
-        return Err(format!(
-            "the claim spends {}, not the output the server paid for ({paid})",
-            tx.input[0].previous_output
-        ));
-    }
-    Ok(())
 }
 
 fn event_json(e: &Event, chain: &Chain) -> serde_json::Value {

@@ -496,7 +496,16 @@ pub fn parse_quote_query(query: &str) -> Result<bitcoin::Amount, ApiParseError> 
 /// `POST /v1/swaps/{id}/preimage`'s body: the preimage (whether it is the swap's is the
 /// server's to check).
 pub fn parse_preimage(body: &[u8]) -> Result<Preimage, ApiParseError> {
-    let b: PreimageBody = json(body)?;
+    // Not `json`: serde's messages quote the value they refuse (`invalid type: string "…"`), so
+    // a preimage sent in the wrong shape (a bare string, an array) came back in the error
+    // (found by fuzz/api_preimage). Only where the body went wrong is told.
+    let b: PreimageBody = serde_json::from_slice(body).map_err(|e| {
+        ApiParseError::Malformed(format!(
+            "expected {{\"preimage\": \"<64 hex characters>\"}} (line {} column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     Preimage::from_hex(&b.preimage).map_err(|_| ApiParseError::Preimage)
 }
 
@@ -730,6 +739,27 @@ mod tests {
         let p = Preimage::from_bytes([7; 32]);
         let ok = parse_preimage(format!("{{\"preimage\":\"{}\"}}", p.expose_hex()).as_bytes());
         assert_eq!(ok, Ok(p));
+    }
+
+    /// Regression (fuzz/api_preimage): a preimage in a body of the wrong shape was echoed by
+    /// serde's message.
+    #[test]
+    fn a_preimage_in_the_wrong_shape_is_never_echoed() {
+        let secret = "42".repeat(32);
+        for body in [
+            format!("\"{secret}\""),
+            format!("[[\"{secret}\"]]"),
+            format!("{{\"preimage\":[\"{secret}\"]}}"),
+            format!("{{\"preimage\":\"{secret}\""),
+        ] {
+            let e = parse_preimage(body.as_bytes()).expect_err("wrong shape");
+            assert!(e.is_malformed(), "{body}: {e:?}");
+            assert!(!e.to_string().contains(&secret), "{body}: {e}");
+        }
+        assert_eq!(
+            parse_preimage(format!("\"{secret}\"").as_bytes()).map_err(|e| e.to_string()),
+            Err("malformed request: expected {\"preimage\": \"<64 hex characters>\"} (line 1 column 66)".to_owned())
+        );
     }
 
     #[test]

@@ -85,8 +85,13 @@ pub fn verify(
 ) -> Result<(), AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     let (at, sig) = header.trim().split_once(':').ok_or(AuthError::Malformed)?;
+    // Digits and hex digits only: `u64::from_str` and `u8::from_str_radix` also take a leading
+    // `+` ("+1000", "+f"), which let one signed header be written several ways.
+    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthError::Malformed);
+    }
     let at: u64 = at.parse().map_err(|_| AuthError::Malformed)?;
-    if sig.len() != 128 || !sig.is_ascii() {
+    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AuthError::Malformed);
     }
     let mut bytes = [0u8; 64];
@@ -153,7 +158,24 @@ mod tests {
             verify(None, &pk, &id, "POST", path, b"{}", 1_000),
             Err(AuthError::Missing)
         );
-        for bad in ["", "1000", "x:00", "1000:zz", &format!("1000:{}", "0".repeat(127))] {
+        // Only the canonical form: a `+` before the time or inside the hex is refused, even
+        // where it would spell the same numbers (regression: both were accepted).
+        let (at, hex) = h.split_once(':').expect("canonical");
+        let i = (0..hex.len())
+            .step_by(2)
+            .find(|i| hex.as_bytes()[*i] == b'0')
+            .expect("a byte below 0x10 in this fixture signature");
+        // "+f" reads as 0x0f with `from_str_radix`: the same signature, written another way.
+        let plus_hex = format!("{at}:{}+{}", &hex[..i], &hex[i + 1..]);
+        for bad in [
+            "",
+            "1000",
+            "x:00",
+            "1000:zz",
+            &format!("1000:{}", "0".repeat(127)),
+            &format!("+{h}"),
+            &plus_hex,
+        ] {
             assert_eq!(
                 verify(Some(bad), &pk, &id, "POST", path, b"{}", 1_000),
                 Err(AuthError::Malformed),

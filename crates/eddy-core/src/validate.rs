@@ -533,7 +533,13 @@ pub fn validate_loop_in_request(
         MIN_LOOP_IN_INVOICE_REMAINING_SECS,
     )?;
     let got = amount_of("loop-in", &facts)?;
-    let expected = quote.invoice_amount.to_sat() * 1000;
+    // Checked: an amount over u64::MAX msat (only a server limit above 18 million BTC lets one
+    // through) is an overflow, not a wrapped product (found by fuzz/loop_in_request).
+    let expected = quote
+        .invoice_amount
+        .to_sat()
+        .checked_mul(1000)
+        .ok_or(crate::fees::FeeError::Overflow)?;
     if got != expected {
         return Err(LoopInRequestError::InvoiceAmount {
             got_msat: got,

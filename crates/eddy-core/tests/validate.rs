@@ -11,7 +11,7 @@ use bitcoin::secp256k1::Secp256k1;
 use bitcoin::{Amount, Network};
 use common::*;
 use eddy_core::constants::*;
-use eddy_core::fees::FeePolicy;
+use eddy_core::fees::{FeeError, FeePolicy};
 use eddy_core::htlc::{HtlcError, HtlcKind};
 use eddy_core::types::PaymentHash;
 use eddy_core::validate::*;
@@ -329,6 +329,30 @@ fn server_checks_loop_in_requests() {
         validate_loop_in_request(&good, amount, &policy(), Network::Testnet, 144, NOW),
         Err(LoopInRequestError::Invoice(InvoiceError::Network { .. }))
     ));
+}
+
+/// Regression (fuzz/loop_in_request): an amount whose msat value does not fit a u64, let
+/// through by a server limit that high, was multiplied unchecked (a panic in debug builds, a
+/// wrapped comparison in release); it is an overflow error.
+#[test]
+fn loop_in_amount_beyond_u64_msat_is_an_overflow_not_a_panic() {
+    let huge = Amount::from_sat(u64::MAX);
+    let lax = FeePolicy {
+        max_amount: Amount::from_sat(u64::MAX),
+        ..policy()
+    };
+    let good = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_300_000,
+        18,
+        CLIENT,
+        7_200,
+    );
+    assert_eq!(
+        validate_loop_in_request(&good, huge, &lax, Network::Regtest, 144, NOW).err(),
+        Some(LoopInRequestError::Fee(FeeError::Overflow))
+    );
 }
 
 #[test]

@@ -165,6 +165,47 @@ pub fn server_output(terms: &Terms, outputs: &[HtlcOutput]) -> Option<OutPoint> 
     )
 }
 
+/// Why the client will not co-sign a claim the server asks for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimRequestError {
+    /// The claim spends more (or less) than one output.
+    #[error("the claim must spend only our HTLC")]
+    Inputs,
+    /// No output the server may claim: none confirmed of exactly the amount.
+    #[error("no confirmed output of exactly the amount pays our HTLC")]
+    NoServerOutput,
+    /// The claim spends another output than the one the server paid for.
+    #[error("the claim spends {spends}, not the output the server paid for ({paid})")]
+    WrongOutput {
+        /// What the claim spends.
+        spends: OutPoint,
+        /// The output the server paid for.
+        paid: OutPoint,
+    },
+}
+
+/// The client's check of the claim the server asks it to co-sign (a transaction the server
+/// built): it must spend exactly one output, the one the server paid for ([`server_output`]:
+/// confirmed, exactly the amount). Every other output paying the address is the client's, and
+/// a co-signed key-path spend of it would hand it to the server.
+pub fn check_claim_request(
+    terms: &Terms,
+    chain: &Chain,
+    tx: &bitcoin::Transaction,
+) -> Result<OutPoint, ClaimRequestError> {
+    let [input] = tx.input.as_slice() else {
+        return Err(ClaimRequestError::Inputs);
+    };
+    let paid = server_output(terms, &chain.outputs).ok_or(ClaimRequestError::NoServerOutput)?;
+    if input.previous_output != paid {
+        return Err(ClaimRequestError::WrongOutput {
+            spends: input.previous_output,
+            paid,
+        });
+    }
+    Ok(paid)
+}
+
 /// The outputs the client must still get back: every output but `reserved` (the server's)
 /// worth a refund that is confirmed and not spent in a block. (An output only in the mempool is waited for:
 /// it may never confirm; one spent in the mempool, by our refund or anyone, is re-spent — a
@@ -471,6 +512,52 @@ mod tests {
             outputs,
             missing: vec![],
         }
+    }
+
+    #[test]
+    fn the_client_cosigns_only_a_claim_of_the_output_the_server_paid_for() {
+        let claim = |inputs: &[u32]| bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: inputs
+                .iter()
+                .map(|v| bitcoin::TxIn {
+                    previous_output: op(*v),
+                    ..Default::default()
+                })
+                .collect(),
+            output: vec![],
+        };
+        // Output 1 is exact and the earliest confirmed: the server's. 0 is exact but later, 2 short.
+        let c = chain(
+            600,
+            vec![
+                out(0, 100_000, 1, None),
+                out(1, 100_000, 4, None),
+                out(2, 99_999, 9, None),
+            ],
+        );
+        assert_eq!(check_claim_request(&terms(), &c, &claim(&[1])), Ok(op(1)));
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[0])),
+            Err(ClaimRequestError::WrongOutput {
+                spends: op(0),
+                paid: op(1)
+            })
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[1, 0])),
+            Err(ClaimRequestError::Inputs)
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[])),
+            Err(ClaimRequestError::Inputs)
+        );
+        let unconfirmed = chain(600, vec![out(1, 100_000, 0, None), out(2, 99_999, 9, None)]);
+        assert_eq!(
+            check_claim_request(&terms(), &unconfirmed, &claim(&[1])),
+            Err(ClaimRequestError::NoServerOutput)
+        );
     }
 
     #[test]
