@@ -273,7 +273,7 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 }
 
 /// The string field `name` of a JSON object body, or item `index` of an array body (serde
-/// reads a struct from either; the API document only shows the object). Read the way serde's
+/// reads a struct from either; the API now refuses arrays, as its document only shows objects). Read the way serde's
 /// derived parsers read: the other fields are skipped, not parsed (so a body whose ignored
 /// field holds a number out of `f64` range, or bytes that are not UTF-8, is read as the API
 /// reads it, though `serde_json::Value` would refuse it).

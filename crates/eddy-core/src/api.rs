@@ -445,9 +445,19 @@ fn compressed_key(s: &str, field: &'static str) -> Result<bitcoin::secp256k1::Pu
     bitcoin::secp256k1::PublicKey::from_str(s).map_err(|_| ApiParseError::Key(field))
 }
 
-/// A JSON body of type `T`.
+/// A JSON body of type `T`: an object, as the document says (serde's derive would also take
+/// the fields as an array, `["…", "…"]`: found by fuzzing).
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiParseError> {
+    object_body(body)?;
     serde_json::from_slice(body).map_err(|e| ApiParseError::Malformed(e.to_string()))
+}
+
+/// Refuses a body that is not a JSON object (before serde reads it).
+fn object_body(body: &[u8]) -> Result<(), ApiParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiParseError::Malformed("the body must be a JSON object".into())),
+    }
 }
 
 /// The swap id of a path (`/v1/swaps/{id}/…`): 64 hex characters.
@@ -499,6 +509,7 @@ pub fn parse_preimage(body: &[u8]) -> Result<Preimage, ApiParseError> {
     // Not `json`: serde's messages quote the value they refuse (`invalid type: string "…"`), so
     // a preimage sent in the wrong shape (a bare string, an array) came back in the error
     // (found by fuzz/api_preimage). Only where the body went wrong is told.
+    object_body(body)?;
     let b: PreimageBody = serde_json::from_slice(body).map_err(|e| {
         ApiParseError::Malformed(format!(
             "expected {{\"preimage\": \"<64 hex characters>\"}} (line {} column {})",
@@ -744,6 +755,30 @@ mod tests {
     /// Regression (fuzz/api_preimage): a preimage in a body of the wrong shape was echoed by
     /// serde's message.
     #[test]
+    fn bodies_must_be_json_objects() {
+        let hash = "ab".repeat(32);
+        let key = format!("02{}", "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
+        let arrays = [
+            format!("[\"{hash}\"]"),
+            format!(" \n[50000, \"{hash}\", \"{key}\"]"),
+            "\"x\"".to_string(),
+            "50000".to_string(),
+            String::new(),
+        ];
+        for body in &arrays {
+            assert!(parse_preimage(body.as_bytes()).is_err_and(|e| e.is_malformed()), "{body}");
+            let e = parse_loop_out_create(body.as_bytes()).expect_err("not an object");
+            assert!(e.to_string().contains("must be a JSON object"), "{body}: {e}");
+        }
+        // The same fields as an object are taken.
+        let ok = format!(" {{\"amount\": 50000, \"payment_hash\": \"{hash}\", \"claim_key\": \"{key}\"}}");
+        assert_eq!(
+            parse_loop_out_create(ok.as_bytes()).map(|c| c.amount.to_sat()),
+            Ok(50_000)
+        );
+    }
+
+    #[test]
     fn a_preimage_in_the_wrong_shape_is_never_echoed() {
         let secret = "42".repeat(32);
         for body in [
@@ -758,7 +793,7 @@ mod tests {
         }
         assert_eq!(
             parse_preimage(format!("\"{secret}\"").as_bytes()).map_err(|e| e.to_string()),
-            Err("malformed request: expected {\"preimage\": \"<64 hex characters>\"} (line 1 column 66)".to_owned())
+            Err("malformed request: the body must be a JSON object".to_owned())
         );
     }
 
