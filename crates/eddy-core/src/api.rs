@@ -757,7 +757,10 @@ mod tests {
     #[test]
     fn bodies_must_be_json_objects() {
         let hash = "ab".repeat(32);
-        let key = format!("02{}", "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
+        let key = format!(
+            "02{}",
+            "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+        );
         let arrays = [
             format!("[\"{hash}\"]"),
             format!(" \n[50000, \"{hash}\", \"{key}\"]"),
@@ -766,7 +769,10 @@ mod tests {
             String::new(),
         ];
         for body in &arrays {
-            assert!(parse_preimage(body.as_bytes()).is_err_and(|e| e.is_malformed()), "{body}");
+            assert!(
+                parse_preimage(body.as_bytes()).is_err_and(|e| e.is_malformed()),
+                "{body}"
+            );
             let e = parse_loop_out_create(body.as_bytes()).expect_err("not an object");
             assert!(e.to_string().contains("must be a JSON object"), "{body}: {e}");
         }
