@@ -548,6 +548,7 @@ async fn loop_in_route(
         external: b.external,
         max_miner_fee: b.max_miner_fee_sat,
         last_hop,
+        require_funds: true,
     };
     let id = d.client_in.loop_in(Amount::from_sat(b.amount_sat), opts).await?;
     let found = view_of(&d, &id).await?;

@@ -52,6 +52,12 @@ pub struct LoopInOptions {
     /// The channel peer the server's payment must arrive through (`--last-hop`).
     #[serde(default)]
     pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
+    /// Refuse up front ([`ClientError::NoFunds`]) when the node's wallet cannot fund the
+    /// amount and the estimated miner fee now — what the daemon's API asks, so a caller gets a
+    /// 422 instead of a swap that fails funding on every pass. Off, the swap is stored and the
+    /// runner retries the funding while there is time (a wallet about to receive coins).
+    #[serde(default)]
+    pub require_funds: bool,
 }
 
 /// Virtual size of a funding transaction from the node's wallet with one input: 10.5 vB of
@@ -278,7 +284,7 @@ impl LoopInClient {
         }
         // The node's wallet must be able to fund it now: else the swap would be created (a
         // server slot, an invoice) only to fail funding on every pass.
-        if let Some(estimate) = funding_estimate {
+        if let (Some(estimate), true) = (funding_estimate, options.require_funds) {
             let have = self.ln.wallet_balance().await.map_err(backend)?.spendable;
             let need = amount + estimate;
             if have < need {
