@@ -701,9 +701,9 @@ impl LightningNode for LdkNode {
         let preimage = *preimage;
         blocking(move || {
             let hash = preimage.payment_hash();
-            match s.state(&hash)? {
-                HoldInvoiceState::Settled { .. } => Ok(()),
-                HoldInvoiceState::Canceled => Err(LnError::Refused("invoice is canceled".into())),
+            let claimable_msat = match s.state(&hash)? {
+                HoldInvoiceState::Settled { .. } => return Ok(()),
+                HoldInvoiceState::Canceled => return Err(LnError::Refused("invoice is canceled".into())),
                 HoldInvoiceState::Open => {
                     // HTLCs held on a channel that closed while we were down are not restored
                     // as accepted (see `restore_claimable`), but if LDK's manager knows the
@@ -713,36 +713,23 @@ impl LightningNode for LdkNode {
                     if held == 0 {
                         return Err(LnError::Refused("invoice is not paid".into()));
                     }
-                    let invoice_amount = s
-                        .node
-                        .payment(&PaymentId(hash.0))
-                        .and_then(|d| d.amount_msat)
-                        .unwrap_or(0);
-                    s.node
-                        .bolt11_payment()
-                        .claim_for_hash(
-                            LdkHash(hash.0),
-                            held.max(invoice_amount),
-                            PaymentPreimage(*preimage.expose_bytes()),
-                        )
-                        .map_err(refused)
+                    held
                 }
-                HoldInvoiceState::Accepted { amount_msat, .. } => {
-                    let invoice_amount = s
-                        .node
-                        .payment(&PaymentId(hash.0))
-                        .and_then(|d| d.amount_msat)
-                        .unwrap_or(0);
-                    s.node
-                        .bolt11_payment()
-                        .claim_for_hash(
-                            LdkHash(hash.0),
-                            amount_msat.max(invoice_amount),
-                            PaymentPreimage(*preimage.expose_bytes()),
-                        )
-                        .map_err(refused)
-                }
-            }
+                HoldInvoiceState::Accepted { amount_msat, .. } => amount_msat,
+            };
+            let invoice_amount = s
+                .node
+                .payment(&PaymentId(hash.0))
+                .and_then(|d| d.amount_msat)
+                .unwrap_or(0);
+            s.node
+                .bolt11_payment()
+                .claim_for_hash(
+                    LdkHash(hash.0),
+                    claimable_msat.max(invoice_amount),
+                    PaymentPreimage(*preimage.expose_bytes()),
+                )
+                .map_err(refused)
         })
         .await?
     }
