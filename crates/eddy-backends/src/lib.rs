@@ -12,6 +12,7 @@
 
 pub mod bitcoind;
 pub mod chain;
+pub mod health;
 pub mod ldk;
 pub mod lightning;
 pub mod lnd;

@@ -250,6 +250,9 @@ struct Counts {
     down: AtomicUsize,
     /// 1 while the reopener runs its own node.
     reopening: AtomicUsize,
+    /// Sat pushed to the server by each client's reopened channels (a transfer between parties
+    /// the per-party accounting must see).
+    pushed: Mutex<HashMap<usize, u64>>,
 }
 
 /// Wall-clock limit of the small run under `cargo test` (it takes ~30 s).
@@ -277,7 +280,14 @@ fn main() -> anyhow::Result<()> {
     println!("{out}");
     if !bench {
         // The figures that must be zero, also in the small run `cargo test` makes.
-        if out["stuck"] != 0 || out["unaccounted_sat"] != 0 || out["sides_disagree"] != 0 || out["started"] == 0 {
+        if out["stuck"] != 0
+            || out["unaccounted_sat"] != 0
+            || out["parties_unaccounted"] != 0
+            || out["unattributed_txs"] != 0
+            || out["swaps_value_wrong"] != 0
+            || out["sides_disagree"] != 0
+            || out["started"] == 0
+        {
             bail!("soak failed: {out}");
         }
     }
@@ -381,6 +391,7 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     let start_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
     // What every channel's commitment holds back for fees and anchors (identical channels).
     let held_per_channel = (CHANNEL_SAT * plan.clients as u64).saturating_sub(start_nodes.1) / plan.clients as u64;
+    let start_parties = party_totals(&nodes, start_wallet, held_per_channel);
     for n in &nodes {
         rt.block_on(n.stop())?;
     }
@@ -614,6 +625,9 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                             )
                             .map_err(|e| format!("{e:?}"))
                     };
+                    if opened.is_ok() {
+                        *lock(&counts.pushed).entry(c).or_default() += capacity / 2;
+                    }
                     match opened {
                         Ok(_) => {
                             let ok = eddy_lab::wait_until("reopened channel usable", Duration::from_secs(180), || {
@@ -738,6 +752,38 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     let (end_nodes, end_channels) = balances(&nodes);
     let end_wallet = wallet_balance(&lab, &wallet_spk, wallet_from)?;
     let (fees, anchors_left) = chain_costs(&lab, start_height)?;
+    let end_parties = party_totals(&nodes, end_wallet, held_per_channel);
+    let htlc_spks: HashSet<ScriptBuf> = all
+        .iter()
+        .filter_map(|(_, s)| s["htlc_address"].as_str())
+        .filter_map(|a| a.parse::<bitcoin::Address<_>>().ok())
+        .map(|a| a.assume_checked().script_pubkey())
+        .collect();
+    let pushed = lock(&counts.pushed).clone();
+    let parties = per_party(&lab, &nodes, start_height, &wallet_spk, &htlc_spks, &pushed)?;
+    let per_party_json: Vec<Value> = parties
+        .flows
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let observed = start_parties[i] - end_parties[i];
+            json!({
+                "party": who(i),
+                "start_sat": start_parties[i],
+                "end_sat": end_parties[i],
+                "miner_fees_sat": f.fees,
+                "onchain_locked_sat": f.escrow_out,
+                "onchain_taken_sat": f.escrow_in,
+                "ln_sent_sat": f.ln_out_msat / 1000,
+                "ln_fees_sat": f.ln_fee_msat / 1000,
+                "ln_received_sat": f.ln_in_msat / 1000,
+                "pushed_sat": f.pushed_out - f.pushed_in,
+                "unaccounted_sat": observed - f.explained_sat(),
+            })
+        })
+        .collect();
+    let value_wrong = rt.block_on(swap_values(dir, plan.clients, &parties))?;
+    let parties_unaccounted = per_party_json.iter().filter(|p| p["unaccounted_sat"] != 0).count();
     for n in &nodes {
         rt.block_on(n.stop())?;
     }
@@ -794,6 +840,10 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
         "unaccounted_sat": unaccounted,
         "miner_fees_sat": fees,
         "anchors_left_sat": anchors_left,
+        "parties_unaccounted": parties_unaccounted,
+        "unattributed_txs": parties.unattributed.len(),
+        "swaps_value_wrong": value_wrong,
+        "per_party": per_party_json,
         "channels_force_closed": closed,
         "channels_reopened": reopened,
         "swap_secs_p50": pct(0.5),
@@ -825,11 +875,304 @@ fn balances(nodes: &[Arc<LdkNode>]) -> ((u64, u64), usize) {
     ((chain, ln), channels)
 }
 
+/// Each party's total (index 0 the server, then the clients): its node's Lightning and on-chain
+/// balance, what each open channel it funded holds outside both balances, and for the server
+/// its swap wallet.
+fn party_totals(nodes: &[Arc<LdkNode>], wallet: u64, held_per_channel: u64) -> Vec<i128> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let b = n.ldk().list_balances();
+            let funded = n.ldk().list_channels().iter().filter(|c| c.is_outbound).count() as u64;
+            let own = b.total_lightning_balance_sats + b.total_onchain_balance_sats + funded * held_per_channel;
+            (own + if i == 0 { wallet } else { 0 }) as i128
+        })
+        .collect()
+}
+
+/// What moved in and out of one party during the run.
+#[derive(Clone, Debug, Default)]
+struct Flows {
+    /// Miner fees of the transactions it made (see [`per_party`]).
+    fees: i128,
+    /// Sat it locked in swap HTLCs and anchors (outputs no wallet holds).
+    escrow_out: i128,
+    /// Sat it took out of such outputs (a claim, a refund, an anchor spent).
+    escrow_in: i128,
+    ln_out_msat: i128,
+    ln_fee_msat: i128,
+    ln_in_msat: i128,
+    pushed_out: i128,
+    pushed_in: i128,
+}
+
+impl Flows {
+    /// What these flows say the party lost, in sat.
+    fn explained_sat(&self) -> i128 {
+        let ln = self.ln_out_msat + self.ln_fee_msat - self.ln_in_msat;
+        self.fees + self.escrow_out - self.escrow_in + ln / 1000 + self.pushed_out - self.pushed_in
+    }
+}
+
+/// The per-party flows and the transactions no party could be named for.
+struct PartyFlows {
+    flows: Vec<Flows>,
+    unattributed: Vec<bitcoin::Txid>,
+    /// Per (HTLC script, party): sat taken out of that swap's HTLCs less sat locked in them.
+    htlc_net: HashMap<(ScriptBuf, usize), i128>,
+    /// Per (payment hash, party): msat received less msat sent (and fees) under that hash.
+    ln_net_msat: HashMap<([u8; 32], usize), i128>,
+}
+
+/// What an output is, for the per-party accounting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Out {
+    /// A wallet coin (a node's, or anything else not below).
+    Plain,
+    /// The server's swap wallet.
+    SwapWallet,
+    /// A swap HTLC.
+    Htlc,
+    /// A channel's funding output (P2WSH made from wallet coins).
+    Funding,
+    /// A P2WSH output of a channel's closing, commitment or second-stage transaction.
+    ChannelScript,
+    /// A commitment's 330-sat anchor.
+    Anchor,
+}
+
+/// Per-party accounting from the outside: every transaction of the active chain above `start`
+/// is given to one party, who paid its miner fee —
+/// 1. one spending a channel's funding output (a commitment or a close): the channel's funder;
+/// 2. one spending a swap-wallet coin: the server;
+/// 3. one a single node's wallet lists (ldk-node records every wallet transaction): that node;
+/// 4. one paying the swap wallet: the server.
+///
+/// Value moves between parties only through outputs no wallet holds (swap HTLCs, anchors):
+/// whoever made one locked its value, whoever spent one took it. Lightning payments are read
+/// from each node's payment store (succeeded ones), and channel pushes from the reopener. A
+/// party's `start − end` must equal its fees + locked − taken + sent − received + pushed.
+fn per_party(
+    lab: &Lab,
+    nodes: &[Arc<LdkNode>],
+    start: u32,
+    wallet_spk: &ScriptBuf,
+    htlc_spks: &HashSet<ScriptBuf>,
+    pushed: &HashMap<usize, u64>,
+) -> anyhow::Result<PartyFlows> {
+    use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus};
+    let mut flows = vec![Flows::default(); nodes.len()];
+    let mut htlc_net: HashMap<(ScriptBuf, usize), i128> = HashMap::new();
+    let mut ln_net_msat: HashMap<([u8; 32], usize), i128> = HashMap::new();
+    let mut listed: HashMap<bitcoin::Txid, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for p in n.ldk().list_payments() {
+            match p.kind {
+                PaymentKind::Onchain { txid, .. } => listed.entry(txid).or_default().push(i),
+                ref kind if p.status == PaymentStatus::Succeeded => {
+                    let amount = p.amount_msat.unwrap_or(0) as i128;
+                    let net = match p.direction {
+                        PaymentDirection::Inbound => {
+                            flows[i].ln_in_msat += amount;
+                            amount
+                        }
+                        PaymentDirection::Outbound => {
+                            let fee = p.fee_paid_msat.unwrap_or(0) as i128;
+                            flows[i].ln_out_msat += amount;
+                            flows[i].ln_fee_msat += fee;
+                            -amount - fee
+                        }
+                    };
+                    let hash = match kind {
+                        PaymentKind::Bolt11 { hash, .. }
+                        | PaymentKind::Bolt11Jit { hash, .. }
+                        | PaymentKind::Spontaneous { hash, .. } => Some(hash.0),
+                        _ => None,
+                    };
+                    if let Some(h) = hash {
+                        *ln_net_msat.entry((h, i)).or_default() += net;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (c, sat) in pushed {
+        flows[*c].pushed_out += *sat as i128;
+        flows[0].pushed_in += *sat as i128;
+    }
+    let mut outs: HashMap<bitcoin::OutPoint, (u64, Out, Option<usize>, ScriptBuf)> = HashMap::new();
+    let mut unattributed = Vec::new();
+    let mut txs = Vec::new();
+    for_each_tx(lab, 1, |tx, fee, h| txs.push((tx.clone(), fee, h)))?;
+    for (tx, fee, h) in &txs {
+        let txid = tx.compute_txid();
+        let ins: Vec<(u64, Out, Option<usize>, ScriptBuf)> = if tx.is_coinbase() {
+            Vec::new()
+        } else {
+            tx.input
+                .iter()
+                .map(|i| {
+                    outs.remove(&i.previous_output)
+                        .unwrap_or((0, Out::Plain, None, ScriptBuf::new()))
+                })
+                .collect()
+        };
+        let pays_wallet = tx.output.iter().any(|o| &o.script_pubkey == wallet_spk);
+        let owner = if let Some((_, _, f, _)) = ins.iter().find(|(_, c, _, _)| *c == Out::Funding) {
+            *f
+        } else if ins.iter().any(|(_, c, _, _)| *c == Out::SwapWallet) {
+            Some(0)
+        } else if let Some([one]) = listed.get(&txid).map(Vec::as_slice) {
+            Some(*one)
+        } else if pays_wallet && !listed.contains_key(&txid) {
+            Some(0)
+        } else {
+            None
+        };
+        let channel = ins
+            .iter()
+            .any(|(_, c, _, _)| matches!(c, Out::Funding | Out::ChannelScript));
+        let counted = *h > start && !tx.is_coinbase();
+        if counted {
+            match owner {
+                Some(o) => {
+                    flows[o].fees += *fee as i128;
+                    for (v, c, _, spk) in &ins {
+                        if matches!(c, Out::Htlc | Out::Anchor) {
+                            flows[o].escrow_in += *v as i128;
+                        }
+                        if *c == Out::Htlc {
+                            *htlc_net.entry((spk.clone(), o)).or_default() += *v as i128;
+                        }
+                    }
+                }
+                None => unattributed.push(txid),
+            }
+        }
+        for (n, o) in tx.output.iter().enumerate() {
+            let v = o.value.to_sat();
+            let class = if &o.script_pubkey == wallet_spk {
+                Out::SwapWallet
+            } else if htlc_spks.contains(&o.script_pubkey) {
+                Out::Htlc
+            } else if o.script_pubkey.is_p2wsh() {
+                match (channel, v) {
+                    (true, 330) => Out::Anchor,
+                    (true, _) => Out::ChannelScript,
+                    (false, _) => Out::Funding,
+                }
+            } else {
+                Out::Plain
+            };
+            if counted && matches!(class, Out::Htlc | Out::Anchor) {
+                if let Some(p) = owner {
+                    flows[p].escrow_out += v as i128;
+                    if class == Out::Htlc {
+                        *htlc_net.entry((o.script_pubkey.clone(), p)).or_default() -= v as i128;
+                    }
+                }
+            }
+            outs.insert(
+                bitcoin::OutPoint::new(txid, n as u32),
+                (v, class, owner, o.script_pubkey.clone()),
+            );
+        }
+    }
+    for t in &unattributed {
+        eprintln!("soak: no party made {t}");
+    }
+    Ok(PartyFlows {
+        flows,
+        unattributed,
+        htlc_net,
+        ln_net_msat,
+    })
+}
+
+/// Per swap, from each client daemon's store: what the server got out of it (Lightning payments
+/// under its hashes, sat taken out of its HTLC less sat locked in it) must be what its terms
+/// say — the swap fee when it succeeded (a loop-out's invoice and prepay less the HTLC amount, a
+/// loop-in's HTLC amount less the invoice), the prepay when a loop-out failed after the client
+/// paid it, nothing otherwise — and the client must have lost exactly that. Returns how many
+/// swaps do not (each printed).
+async fn swap_values(dir: &Path, clients: usize, parties: &PartyFlows) -> anyhow::Result<usize> {
+    use eddy_store::{SwapKind, SwapStore};
+    let hash_of = |bolt11: &str| -> anyhow::Result<[u8; 32]> {
+        let inv: lightning_invoice::Bolt11Invoice = bolt11.parse().map_err(|e| anyhow!("{e:?}"))?;
+        Ok(*inv.payment_hash().as_ref())
+    };
+    let mut wrong = 0;
+    for c in 1..=clients {
+        let store = eddy_store::SqliteStore::open(&dir.join(format!("client{c}")).join("client.sqlite")).await?;
+        for r in store.list(eddy_store::ListFilter::All).await? {
+            let (hashes, htlc_address, expected) = match r.kind {
+                SwapKind::LoopOutClient => {
+                    let rec: eddy_client::loop_out::ClientLoopOut = serde_json::from_value(r.state.clone())?;
+                    let sat = |i: &str| -> anyhow::Result<i128> {
+                        let inv: lightning_invoice::Bolt11Invoice = i.parse().map_err(|e| anyhow!("{e:?}"))?;
+                        Ok(inv.amount_milli_satoshis().unwrap_or(0) as i128 / 1000)
+                    };
+                    let prepay = hash_of(&rec.offer.prepay_invoice)?;
+                    let prepay_paid = parties.ln_net_msat.get(&(prepay, c)).copied().unwrap_or(0) < 0;
+                    let expected = match r.state_name.as_str() {
+                        "succeeded" => {
+                            sat(&rec.offer.swap_invoice)? + sat(&rec.offer.prepay_invoice)?
+                                - rec.terms.amount.to_sat() as i128
+                        }
+                        _ if prepay_paid => sat(&rec.offer.prepay_invoice)?,
+                        _ => 0,
+                    };
+                    let hashes = vec![hash_of(&rec.offer.swap_invoice)?, prepay];
+                    (hashes, rec.offer.htlc_address.clone(), expected)
+                }
+                SwapKind::LoopInClient => {
+                    let rec: eddy_client::loop_in::ClientLoopIn = serde_json::from_value(r.state.clone())?;
+                    let inv: lightning_invoice::Bolt11Invoice = rec.invoice.parse().map_err(|e| anyhow!("{e:?}"))?;
+                    let expected = match r.state_name.as_str() {
+                        "succeeded" => {
+                            rec.terms.amount.to_sat() as i128 - inv.amount_milli_satoshis().unwrap_or(0) as i128 / 1000
+                        }
+                        _ => 0,
+                    };
+                    (
+                        vec![*inv.payment_hash().as_ref()],
+                        rec.offer.htlc_address.clone(),
+                        expected,
+                    )
+                }
+                _ => continue,
+            };
+            let spk = htlc_address
+                .parse::<bitcoin::Address<_>>()?
+                .assume_checked()
+                .script_pubkey();
+            let got = |party: usize| -> i128 {
+                let ln: i128 = hashes
+                    .iter()
+                    .map(|h| parties.ln_net_msat.get(&(*h, party)).copied().unwrap_or(0))
+                    .sum();
+                ln / 1000 + parties.htlc_net.get(&(spk.clone(), party)).copied().unwrap_or(0)
+            };
+            let (server, client) = (got(0), got(c));
+            if server != expected || client != -expected {
+                wrong += 1;
+                eprintln!(
+                    "soak: swap {} ({}) moved {server} sat to the server and {client} to client{c}; its terms say {expected}",
+                    r.id, r.state_name
+                );
+            }
+        }
+    }
+    Ok(wrong)
+}
+
 /// The swap wallet's coins, read from the chain (not from the server): outputs paying `spk`
 /// from height `from` on, less those spent.
 fn wallet_balance(lab: &Lab, spk: &ScriptBuf, from: u32) -> anyhow::Result<u64> {
     let mut coins: HashMap<bitcoin::OutPoint, u64> = HashMap::new();
-    for_each_tx(lab, from, |tx, _| {
+    for_each_tx(lab, from, |tx, _, _| {
         for i in &tx.input {
             coins.remove(&i.previous_output);
         }
@@ -847,7 +1190,7 @@ fn wallet_balance(lab: &Lab, spk: &ScriptBuf, from: u32) -> anyhow::Result<u64> 
 fn chain_costs(lab: &Lab, start: u32) -> anyhow::Result<(u64, u64)> {
     let mut fees = 0u64;
     let mut anchors: HashMap<bitcoin::OutPoint, u64> = HashMap::new();
-    for_each_tx(lab, start + 1, |tx, fee| {
+    for_each_tx(lab, start + 1, |tx, fee, _| {
         fees += fee;
         for i in &tx.input {
             anchors.remove(&i.previous_output);
@@ -862,8 +1205,8 @@ fn chain_costs(lab: &Lab, start: u32) -> anyhow::Result<(u64, u64)> {
     Ok((fees, anchors.values().sum()))
 }
 
-/// Calls `f(tx, fee)` for every transaction of the active chain from height `from` to the tip.
-fn for_each_tx(lab: &Lab, from: u32, mut f: impl FnMut(&Transaction, u64)) -> anyhow::Result<()> {
+/// Calls `f(tx, fee, height)` for every transaction of the active chain from height `from` to the tip.
+fn for_each_tx(lab: &Lab, from: u32, mut f: impl FnMut(&Transaction, u64, u32)) -> anyhow::Result<()> {
     let (tip, _) = lab.chain.tip().map_err(|e| anyhow!("{e}"))?;
     for h in from..=tip {
         let hash: String = lab.chain.rpc("getblockhash", json!([h])).map_err(|e| anyhow!("{e}"))?;
@@ -878,7 +1221,7 @@ fn for_each_tx(lab: &Lab, from: u32, mut f: impl FnMut(&Transaction, u64)) -> an
                 None if tx.is_coinbase() => 0,
                 None => bail!("no fee for {}", tx.compute_txid()),
             };
-            f(&tx, fee);
+            f(&tx, fee, h);
         }
     }
     Ok(())

@@ -44,6 +44,13 @@ use crate::config::{layered, shutdown_signal, Common};
 
 /// Default local API address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8281);
+/// How often the daemon's watchdog compares its node's best block with the chain source's tip.
+const WATCHDOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most `GET /v1/monitor` streams open at once (each holds a store subscription and a task);
+/// the API is local and token-protected, so one budget for all (503 beyond). Half the
+/// listener's per-address connection cap (every local caller is one address): open streams
+/// never take the connections the CLI's calls need.
+pub const MAX_MONITOR_STREAMS: usize = 16;
 /// The token file in the data dir.
 pub const TOKEN_FILE: &str = "api.token";
 
@@ -82,6 +89,14 @@ pub struct DaemonArgs {
     /// Default HTLC confirmations before revealing the preimage (default 1).
     #[arg(long, env = "EDDY_HTLC_CONFS")]
     pub htlc_confs: Option<u32>,
+    /// Watchdog: seconds the Lightning node may not follow the chain before new swaps are
+    /// refused (default 60, `eddy_core::constants::NODE_LAG_GRACE_SECS`).
+    #[arg(long, env = "EDDY_NODE_LAG_GRACE_SECS")]
+    pub node_lag_grace_secs: Option<u64>,
+    /// Watchdog: seconds it may stay so before the daemon exits non-zero for its supervisor to
+    /// restart it, node included (default 600, `eddy_core::constants::NODE_LAG_EXIT_SECS`).
+    #[arg(long, env = "EDDY_NODE_LAG_EXIT_SECS")]
+    pub node_lag_exit_secs: Option<u64>,
 }
 
 impl DaemonArgs {
@@ -130,6 +145,12 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
 }
 
 struct Daemon {
+    /// The watchdog's view of the embedded (or remote) Lightning node: does it follow the chain?
+    follow: eddy_backends::health::ChainFollow,
+    /// How long it may not before new swaps are refused.
+    lag_grace: std::time::Duration,
+    /// `GET /v1/monitor` streams open now.
+    monitors: Arc<std::sync::atomic::AtomicUsize>,
     client: Arc<LoopOutClient>,
     client_in: Arc<LoopInClient>,
     server: HttpSwapServer,
@@ -429,6 +450,24 @@ fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> 
     }
 }
 
+/// Refuses to start a swap while the Lightning node does not follow the chain (the watchdog,
+/// [`eddy_backends::health`]): a node that does not see blocks cannot act before the swap's
+/// deadlines — a loop-out's claim, a loop-in's refund.
+fn taking_swaps(d: &Daemon) -> Result<(), ApiError> {
+    if d.follow.taking_swaps(d.lag_grace) {
+        return Ok(());
+    }
+    let how = match d.follow.blocks_behind() {
+        Some(0) => "its chain source is behind it".to_string(),
+        Some(n) => format!("{n} blocks behind the chain source"),
+        None => "not answering".to_string(),
+    };
+    Err(ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the Lightning node is not following the chain ({how}): no new swap starts until it does"),
+    ))
+}
+
 /// One swap's view, read by its id (either kind).
 async fn view_of(d: &Daemon, id: &SwapId) -> Result<SwapView, ApiError> {
     let r = d
@@ -528,13 +567,14 @@ async fn quote_in(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result
     (status = 422, description = "The offer failed this daemon's checks, or the channels cannot receive the amount; nothing was funded", body = ErrorBody),
     (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
-    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, the Lightning node is not following the chain (the watchdog: no new swap starts), or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn loop_in_route(
     State(d): State<Arc<Daemon>>,
     body: Result<Json<LoopInBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
+    taking_swaps(&d)?;
     let last_hop = match &b.last_hop {
         None => None,
         Some(k) => Some(
@@ -645,13 +685,14 @@ async fn quote(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Js
     (status = 422, description = "The offer failed this daemon's checks, or the channels cannot send the amount; nothing was paid", body = ErrorBody),
     (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
-    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
+    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, the Lightning node is not following the chain (the watchdog: no new swap starts), or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn loop_out(
     State(d): State<Arc<Daemon>>,
     body: Result<Json<LoopOutBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SwapView>), ApiError> {
     let Json(b) = body.map_err(|r| bad(format!("malformed request: {}", r.body_text())))?;
+    taking_swaps(&d)?;
     let destination = match &b.addr {
         Some(a) => parse_address(a, d.cfg.network).map_err(bad)?.script_pubkey(),
         None => {
@@ -719,6 +760,8 @@ async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "node_id": info.pubkey.to_string(),
         "block_height": info.block_height,
+        "following_chain": d.follow.lagging_for().is_none(),
+        "blocks_behind": d.follow.blocks_behind(),
         "onchain_sat": wallet.total.to_sat(),
         "onchain_spendable_sat": wallet.spendable.to_sat(),
         "channels": channels.iter().map(|c| json!({
@@ -738,12 +781,36 @@ async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
 #[utoipa::path(get, path = "/v1/monitor", responses(
     (status = 200, description = "text/event-stream of `swap` events, each a SwapView: every swap first, then one per change", content_type = "text/event-stream", body = SwapView),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 503, description = "MAX_MONITOR_STREAMS streams already open on this daemon", body = ErrorBody),
 ))]
 async fn monitor(
     State(d): State<Arc<Daemon>>,
-) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     use tokio::sync::broadcast::error::RecvError;
+    /// One open stream; its place is given back when the stream ends or its reader goes.
+    struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let open = d.monitors.clone();
+    let taken = open.fetch_update(
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+        |n| (n < MAX_MONITOR_STREAMS).then_some(n + 1),
+    );
+    if taken.is_err() {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{MAX_MONITOR_STREAMS} monitor streams already open on this daemon: close one, or poll GET /v1/swaps"
+            ),
+        ));
+    }
+    let slot = Slot(open);
     struct Follow {
+        _slot: Slot,
         d: Arc<Daemon>,
         changes: tokio::sync::broadcast::Receiver<SwapId>,
         seen: std::collections::HashMap<String, i64>,
@@ -760,6 +827,7 @@ async fn monitor(
     }
     // Subscribe before the first listing: nothing written in between is missed.
     let start = Follow {
+        _slot: slot,
         changes: d.changes.subscribe(),
         d,
         seen: Default::default(),
@@ -792,7 +860,7 @@ async fn monitor(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// `GET /v1/quote/out` answer: the server's quote and the claim's cost to this client.
@@ -912,6 +980,12 @@ pub struct NodeView {
     node_id: String,
     /// The best block it has processed.
     block_height: u32,
+    /// Whether it followed the chain source at the watchdog's last check (no new swap starts
+    /// once it has not for the grace).
+    following_chain: bool,
+    /// How many blocks behind the chain source's tip it was then (null: no answer or no check
+    /// yet).
+    blocks_behind: Option<u32>,
     /// On-chain balance, sat.
     onchain_sat: u64,
     /// Of which spendable now, sat.
@@ -1097,7 +1171,18 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(client.clone().run(stop_rx.clone()));
         let runner_in = tokio::spawn(client_in.clone().run(stop_rx));
+        let lag_grace = std::time::Duration::from_secs(
+            args.node_lag_grace_secs
+                .unwrap_or(eddy_core::constants::NODE_LAG_GRACE_SECS),
+        );
+        let lag_exit = std::time::Duration::from_secs(
+            args.node_lag_exit_secs
+                .unwrap_or(eddy_core::constants::NODE_LAG_EXIT_SECS),
+        );
         let daemon = Arc::new(Daemon {
+            follow: eddy_backends::health::ChainFollow::new(),
+            lag_grace,
+            monitors: Arc::default(),
             client,
             client_in,
             server: HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?,
@@ -1110,19 +1195,53 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             doc_range: tokio::sync::Mutex::new(None),
         });
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
-        let http = eddy_server::http::HttpServer::start(router(daemon), listen)
+        let http = eddy_server::http::HttpServer::start(router(daemon.clone()), listen)
             .await
             .with_context(|| format!("binding the local API to {listen}"))?;
         tracing::info!(api = %http.url(), server = %server_url, "eddy daemon ready");
         println!("eddy daemon: listening on {}", http.url());
-        shutdown_signal().await;
+        // The watchdog: every few seconds, the node's best block against the chain source's
+        // tip; the last resort, a node that has not followed for `lag_exit`, is an exit
+        // non-zero for the supervisor to restart the daemon and its node.
+        let watchdog = {
+            let d = daemon.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(WATCHDOG_EVERY).await;
+                    match d.chain.tip().await {
+                        Ok(tip) => {
+                            d.follow.check(&*d.ln, tip.height).await;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "watchdog: the chain source did not answer"),
+                    }
+                    if d.follow.lagging_for().is_some_and(|l| l >= lag_exit) {
+                        return;
+                    }
+                }
+            }
+        };
+        let lagging = tokio::select! {
+            _ = shutdown_signal() => false,
+            _ = watchdog => true,
+        };
+        if lagging {
+            tracing::error!("the Lightning node has not followed the chain for too long: exiting for a restart");
+        }
         tracing::info!("stopping");
         drop(http);
         let _ = stop_tx.send(true);
-        let _ = runner.await;
-        let _ = runner_in.await;
+        // A wedged node may never stop: bounded, so the process does exit.
+        let bound = std::time::Duration::from_secs(30);
+        let _ = tokio::time::timeout(bound, runner).await;
+        let _ = tokio::time::timeout(bound, runner_in).await;
         if let Some(n) = &b.ldk {
-            n.stop().await?;
+            match tokio::time::timeout(bound, n.stop()).await {
+                Ok(r) => r?,
+                Err(_) => tracing::error!("the Lightning node did not stop within 30 s"),
+            }
+        }
+        if lagging {
+            anyhow::bail!("the Lightning node stopped following the chain");
         }
         anyhow::Ok(())
     })?;
@@ -1185,6 +1304,15 @@ mod tests {
         assert_eq!(
             range(&doc["components"]["schemas"]["LoopOutBody"]["allOf"][1]["properties"]["amount_sat"]),
             (json!(0), Value::Null)
+        );
+    }
+
+    #[test]
+    fn monitor_streams_leave_connections_for_the_cli() {
+        let per_address = eddy_server::listener::ConnLimits::default().max_per_address;
+        assert!(
+            MAX_MONITOR_STREAMS * 2 <= per_address,
+            "{MAX_MONITOR_STREAMS} of {per_address}"
         );
     }
 

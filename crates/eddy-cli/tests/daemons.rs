@@ -1126,3 +1126,200 @@ fn loop_in_through_the_daemons_survives_a_crash_after_every_state() {
     );
     net.lab.stop();
 }
+
+/// A relay in front of the devnet's RPC, for one daemon: Eddy's own calls (its `User-Agent`)
+/// always pass; while `frozen`, ldk-node's (it sends none) are refused — the daemon's embedded
+/// node then stops following the chain while its chain source is fine, as when ldk-node's
+/// sync died under a file-handle flood (issue 13).
+struct RpcRelay {
+    url: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn rpc_relay(net: &Net) -> RpcRelay {
+    use axum::body::Bytes;
+    use axum::http::{header, HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let frozen = Arc::new(AtomicBool::new(false));
+    let upstream = net.lab.chain.url();
+    let http = reqwest::Client::new();
+    let state = (upstream, frozen.clone(), http);
+    let app = axum::Router::new()
+        .fallback(
+            |axum::extract::State((up, frozen, http)): axum::extract::State<(
+                String,
+                Arc<AtomicBool>,
+                reqwest::Client,
+            )>,
+             headers: HeaderMap,
+             body: Bytes| async move {
+                let eddy = headers
+                    .get(header::USER_AGENT)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"eddy/"));
+                let json = [(header::CONTENT_TYPE, "application/json")];
+                if frozen.load(Ordering::SeqCst) && !eddy {
+                    return (StatusCode::SERVICE_UNAVAILABLE, json, Bytes::new());
+                }
+                let mut req = http.post(&up).body(body);
+                if let Some(a) = headers.get(header::AUTHORIZATION) {
+                    req = req.header(header::AUTHORIZATION, a.clone());
+                }
+                match req.send().await {
+                    Ok(r) => {
+                        let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                        (status, json, r.bytes().await.unwrap_or_default())
+                    }
+                    Err(_) => (StatusCode::BAD_GATEWAY, json, Bytes::new()),
+                }
+            },
+        )
+        .with_state(state);
+    let listener = net
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind relay");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    net.rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    RpcRelay { url, frozen }
+}
+
+/// **Issue 13: a daemon whose Lightning node stopped following the chain starts no swap, and
+/// exits for its supervisor when it stays so** (and first: its monitor streams are capped).
+/// The client daemon's embedded node loses its
+/// chain sync (its RPC calls refused by a relay; the daemon's own chain source still works);
+/// the chain moves on 3 blocks. The watchdog sees the node 3 blocks behind: `GET /v1/node`
+/// says so, `eddy out` and `eddy in` are refused (503, saying why) and create nothing — no
+/// swap, channel and wallet to the sat as before. The node catches up: the gate opens again
+/// (the next refusal is the server's, about the amount). Frozen again for longer than
+/// `node_lag_exit_secs`, the daemon exits non-zero; restarted with its sync back, its node
+/// follows and holds the same balances.
+#[test]
+fn daemon_whose_node_stops_following_the_chain_starts_no_swap() {
+    use std::sync::atomic::Ordering;
+    let (_tmp, dir) = test_dir();
+    let dir = &dir;
+    let net = setup(dir, 300_000);
+    let Files {
+        server_toml,
+        client_toml,
+        server_log,
+        client_log,
+        client_dir,
+    } = net.files();
+    let relay = rpc_relay(&net);
+    let text = std::fs::read_to_string(&client_toml)
+        .expect("client.toml")
+        .replace(&net.lab.chain.url(), &relay.url)
+        + "node_lag_grace_secs = 0\nnode_lag_exit_secs = 20\n";
+    std::fs::write(&client_toml, text).expect("client.toml");
+    let server = Proc::start("server", &server_toml, &server_log, &[]);
+    let env = [("EDDY_SERVER_URL", server.url.as_str())];
+    let client = Proc::start("daemon", &client_toml, &client_log, &env);
+    wait_channel_usable(&client_dir, &client.url);
+    let wait_for = |url: &str, what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = node_info(&client_dir, url);
+            if f(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let before = wait_for(&client.url, "following at the start", &|v| v["following_chain"] == true);
+
+    // The monitor streams have a budget of their own: the one past it is refused (503, saying
+    // what to do) and a closed stream gives its place back.
+    let token = std::fs::read_to_string(client_dir.join("api.token")).expect("token");
+    let http = reqwest::Client::new();
+    let open_monitor = || {
+        net.rt
+            .block_on(
+                http.get(format!("{}/v1/monitor", client.url))
+                    .bearer_auth(token.trim())
+                    .send(),
+            )
+            .expect("monitor")
+    };
+    let mut held: Vec<reqwest::Response> = (0..eddy::daemon::MAX_MONITOR_STREAMS).map(|_| open_monitor()).collect();
+    assert!(held.iter().all(|r| r.status() == 200));
+    let refused = open_monitor();
+    assert_eq!(refused.status(), 503);
+    let body = net.rt.block_on(refused.text()).expect("body");
+    assert!(
+        body.contains("16 monitor streams already open on this daemon"),
+        "{body}"
+    );
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = open_monitor();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed stream never gave its place back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(held);
+    let money = |v: &Value| (v["onchain_sat"].clone(), v["channels"][0]["local_msat"].clone());
+    let (onchain0, local0) = money(&before);
+    assert_eq!(onchain0, 300_000, "{before}");
+
+    // The node's sync dies; the chain moves on.
+    relay.frozen.store(true, Ordering::SeqCst);
+    let stuck_at = net.lab.chain.tip().expect("tip").0;
+    net.lab.mine(3).expect("mine");
+    let lagging = wait_for(&client.url, "the watchdog sees the node behind", &|v| {
+        v["blocks_behind"] == 3
+    });
+    assert_eq!(lagging["following_chain"], false, "{lagging}");
+    assert_eq!(lagging["block_height"], stuck_at, "{lagging}");
+    let err = cli_fails(&client_dir, &client.url, &["out", "100000"]);
+    assert!(
+        err.contains("the Lightning node is not following the chain (3 blocks behind the chain source)"),
+        "{err}"
+    );
+    let err = cli_fails(&client_dir, &client.url, &["in", "100000"]);
+    assert!(err.contains("not following the chain"), "{err}");
+    assert_eq!(
+        cli_json(&client_dir, &client.url, &["list"]),
+        serde_json::json!([]),
+        "refusals create nothing"
+    );
+    assert_eq!(
+        money(&node_info(&client_dir, &client.url)),
+        (onchain0.clone(), local0.clone())
+    );
+
+    // The sync is back: the node catches up and the gate opens (what refuses 1 sat now is the
+    // server's amount check, after the gate).
+    relay.frozen.store(false, Ordering::SeqCst);
+    let caught_up = wait_for(&client.url, "caught up", &|v| v["following_chain"] == true);
+    assert_eq!(caught_up["block_height"], stuck_at + 3, "{caught_up}");
+    let err = cli_fails(&client_dir, &client.url, &["out", "1"]);
+    assert!(!err.contains("not following the chain"), "{err}");
+    assert_eq!(cli_json(&client_dir, &client.url, &["list"]), serde_json::json!([]));
+
+    // Frozen for longer than node_lag_exit_secs: the daemon exits non-zero, saying why.
+    relay.frozen.store(true, Ordering::SeqCst);
+    net.lab.mine(3).expect("mine");
+    let status = client.wait_crash_within("client", Duration::from_secs(90));
+    let log = std::fs::read_to_string(&client_log).expect("log");
+    assert!(
+        log.contains("the Lightning node has not followed the chain for too long: exiting for a restart"),
+        "{status}: {log}"
+    );
+    // Its supervisor restarts it, the sync back: it follows, with the same money.
+    relay.frozen.store(false, Ordering::SeqCst);
+    let client = Proc::start("daemon", &client_toml, &client_log, &env);
+    let tip = net.lab.chain.tip().expect("tip").0;
+    let v = wait_for(&client.url, "following after the restart", &|v| {
+        v["following_chain"] == true && v["block_height"] == tip && v["channels"][0]["usable"] == true
+    });
+    assert_eq!(money(&v), (onchain0, local0));
+    client.terminate();
+    server.terminate();
+}

@@ -245,7 +245,7 @@ pub struct LoopOutServer {
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
     /// The watchdog: since when the Lightning node has not followed the chain (and the grace).
-    node_lagging_since: std::sync::Mutex<Option<Instant>>,
+    follow: eddy_backends::health::ChainFollow,
     node_lag_grace: std::sync::Mutex<std::time::Duration>,
     metrics: Arc<Metrics>,
     wallet: SwapWallet,
@@ -324,7 +324,7 @@ impl LoopOutServer {
             watcher: Mutex::new(watcher),
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
-            node_lagging_since: std::sync::Mutex::default(),
+            follow: eddy_backends::health::ChainFollow::new(),
             node_lag_grace: std::sync::Mutex::new(std::time::Duration::from_secs(
                 eddy_core::constants::NODE_LAG_GRACE_SECS,
             )),
@@ -631,37 +631,16 @@ impl LoopOutServer {
     }
 
     /// The watchdog's check, each pass: are the Lightning node and the chain source in step
-    /// (the node reachable, its best block less than [`eddy_core::constants::NODE_LAG_BLOCKS`]
-    /// behind the source's `tip` — or ahead of it, which means the source stopped)?
+    /// ([`eddy_backends::health`])?
     async fn check_node(&self, tip: u32) {
-        let node = self.ln.info().await.ok().map(|i| i.block_height);
-        let behind = node.map(|h| tip.saturating_sub(h));
-        // Ahead counts too: then the chain source is what stopped, and the engine is as blind.
-        let ahead = node.map_or(0, |h| h.saturating_sub(tip));
-        let following = behind.is_some_and(|b| b < eddy_core::constants::NODE_LAG_BLOCKS)
-            && ahead < eddy_core::constants::NODE_LAG_BLOCKS;
-        let mut since = self.node_lagging_since.lock().unwrap_or_else(|e| e.into_inner());
-        match (following, *since) {
-            (true, Some(_)) => {
-                tracing::info!(behind = ?behind, "the Lightning node follows the chain again");
-                *since = None;
-            }
-            (false, None) => {
-                tracing::warn!(behind = ?behind, tip, "the Lightning node is not following the chain");
-                *since = Some(Instant::now());
-            }
-            _ => {}
-        }
-        drop(since);
-        self.metrics.set_node_health(behind, self.taking_swaps().is_ok());
+        self.follow.check(&*self.ln, tip).await;
+        self.metrics
+            .set_node_health(self.follow.blocks_behind(), self.taking_swaps().is_ok());
     }
 
     /// How long the Lightning node has not followed the chain (`None`: it does).
     pub fn node_lagging_for(&self) -> Option<std::time::Duration> {
-        self.node_lagging_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|t| t.elapsed())
+        self.follow.lagging_for()
     }
 
     /// Sets how long the node may lag before new swaps are refused (default
@@ -675,11 +654,12 @@ impl LoopOutServer {
     /// deadlines: never take swaps blind).
     pub(crate) fn taking_swaps(&self) -> Result<(), ServerError> {
         let grace = *self.node_lag_grace.lock().unwrap_or_else(|e| e.into_inner());
-        match self.node_lagging_for() {
-            Some(d) if d >= grace => Err(ServerError::Unavailable(
+        if self.follow.taking_swaps(grace) {
+            Ok(())
+        } else {
+            Err(ServerError::Unavailable(
                 "the Lightning node is not following the chain: not taking new swaps".into(),
-            )),
-            _ => Ok(()),
+            ))
         }
     }
 

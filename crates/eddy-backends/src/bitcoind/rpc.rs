@@ -57,11 +57,17 @@ pub struct RpcClient {
     id: AtomicU64,
 }
 
+/// The `User-Agent` of Eddy's bitcoind RPC calls.
+pub const USER_AGENT: &str = concat!("eddy/", env!("CARGO_PKG_VERSION"));
+
 impl RpcClient {
     /// A client for `url` (`http://127.0.0.1:18443`) with a user and password.
     pub fn new(url: &str, user: &str, password: &str) -> Result<RpcClient, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
+            // Names Eddy's engine in bitcoind's logs and to a proxy in front of it (ldk-node's
+            // own RPC client, on the same bitcoind, sends none).
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(RpcClient {

@@ -97,8 +97,13 @@ impl Proc {
     }
 
     /// Waits for the process to die by itself (a crash point aborting it).
-    pub fn wait_crash(mut self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
+    pub fn wait_crash(self, what: &str) -> String {
+        self.wait_crash_within(what, Duration::from_secs(90))
+    }
+
+    /// Waits up to `limit` for the process to exit by itself, not successfully.
+    pub fn wait_crash_within(mut self, what: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 assert!(!status.success(), "{what}: exited cleanly instead of crashing");
