@@ -263,6 +263,49 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Runs a daemon's watchdog until SIGTERM or Ctrl-C: `pass` runs every `every` and answers
+/// whether the Lightning node has not followed the chain for too long. Returns `true` (logged)
+/// when it has — the caller then stops and exits non-zero, for its supervisor to restart it and
+/// its node — and `false` on a signal.
+pub async fn until_stopped<F, Fut>(every: std::time::Duration, mut pass: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(every).await;
+            if pass().await {
+                return;
+            }
+        }
+    };
+    let blind = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = watchdog => true,
+    };
+    if blind {
+        tracing::error!("the Lightning node has not followed the chain for too long: exiting for a restart");
+    }
+    tracing::info!("stopping");
+    blind
+}
+
+/// How long a stopping daemon waits for each of its parts (an engine's runner, the embedded
+/// node): a wedged one may never stop, and the process must exit for its supervisor.
+pub const STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Stops the embedded node, if any, waiting at most [`STOP_BOUND`].
+pub async fn stop_node(ldk: Option<&Arc<LdkNode>>) -> anyhow::Result<()> {
+    if let Some(n) = ldk {
+        match tokio::time::timeout(STOP_BOUND, n.stop()).await {
+            Ok(r) => r?,
+            Err(_) => tracing::error!("the Lightning node did not stop within {} s", STOP_BOUND.as_secs()),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::config::{layered, shutdown_signal, Common};
+use crate::config::{layered, Common};
 
 /// Default local API address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8281);
@@ -192,27 +192,46 @@ impl From<ClientError> for ApiError {
             | ClientError::NoInbound(_)
             | ClientError::NoFunds(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
-            ClientError::Server(m) => return server_error(m.clone()),
+            ClientError::Server(m) => return server_error(m.clone(), CREATION_PASSES),
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())
     }
 }
 
-/// A failed call to the swap server, as the daemon answers it: the server's 4xx passes through
-/// (the request was wrong — a typo must not look like an outage), anything else is 502 with the
-/// server named (unreachable, slow, or failing).
-fn server_error(message: String) -> ApiError {
-    // Only the refusals that mean "your request": a server's 401/403 must not look like the
-    // daemon's own token check, nor odd 4xx pass as the user's fault.
+/// A failed call to the swap server, as the daemon answers it: the server's 4xx among `passes`
+/// (the statuses the route's document lists as passed through) passes through with the server's
+/// message — the request was wrong, and a typo must not look like an outage. Anything else is
+/// 502 with the server named: unreachable, slow, failing, or answering what the route cannot
+/// mean (a 404 on `/v1/terms` is a wrong server URL; a server's 401/403 must not look like the
+/// daemon's own token check).
+fn server_error(message: String, passes: &[u16]) -> ApiError {
     match eddy_client::http::answered_status(&message)
-        .filter(|s| matches!(s, 400 | 404 | 409 | 422 | 429))
+        .filter(|s| passes.contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
     {
         Some(status) => ApiError(status, message),
         None => ApiError(StatusCode::BAD_GATEWAY, message),
     }
 }
+
+/// An engine's error on a route whose document passes `passes` through from the server.
+fn client_error(e: ClientError, passes: &[u16]) -> ApiError {
+    match e {
+        ClientError::Server(m) => server_error(m, passes),
+        e => e.into(),
+    }
+}
+
+/// What `POST /v1/loop-out` and `/v1/loop-in` pass through from the server (the engines'
+/// errors, converted with `?`).
+const CREATION_PASSES: &[u16] = &[400, 409, 422, 429];
+/// `GET /v1/quote/out` and `/v1/quote/in`: an amount refused, or too many requests.
+const QUOTE_PASSES: &[u16] = &[400, 429];
+/// `GET /v1/terms`: too many requests.
+const TERMS_PASSES: &[u16] = &[429];
+/// `POST /v1/swaps/{id}/abandon`: the server does not know the swap, refuses, or is busy.
+const ABANDON_PASSES: &[u16] = &[404, 422, 429];
 
 /// The swap id of a path: 400 (JSON, like every error) when it is not one.
 fn path_id(p: Result<UrlPath<String>, PathRejection>) -> Result<SwapId, ApiError> {
@@ -538,12 +557,17 @@ pub struct LoopInBody {
     (status = 200, description = "What a loop-in of this amount costs: the server's fee and the funding's miner fee at the current estimate", body = DaemonQuoteIn),
     (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn quote_in(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
-    let fee = d.server.loop_in_fee(amount).await.map_err(server_error)?;
+    let fee = d
+        .server
+        .loop_in_fee(amount)
+        .await
+        .map_err(|m| server_error(m, QUOTE_PASSES))?;
     let rate = d
         .chain
         .fee_rate(d.cfg.conf_target)
@@ -608,8 +632,9 @@ async fn loop_in_route(
     (status = 200, description = "The loop-in, given up (a funded one is refunded)", body = Abandoned),
     (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 404, description = "No swap of this daemon has this id", body = ErrorBody),
-    (status = 422, description = "A loop-out (only a loop-in can be abandoned), a swap already final, or a funding not yet confirmed", body = ErrorBody),
+    (status = 404, description = "No swap of this daemon has this id (or the server does not know it: its message passed through)", body = ErrorBody),
+    (status = 422, description = "A loop-out (only a loop-in can be abandoned), a swap already final, a funding not yet confirmed, or the server's refusal passed through", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -625,7 +650,10 @@ async fn abandon(
             format!("swap {id} is a loop-out: only a loop-in can be abandoned"),
         ));
     }
-    d.client_in.abandon(&id).await?;
+    d.client_in
+        .abandon(&id)
+        .await
+        .map_err(|e| client_error(e, ABANDON_PASSES))?;
     let (_, rec) = d.client_in.swap(&id).await?;
     Ok(Json(
         json!({"id": id.to_string(), "state": eddy_store::state_name(&rec.state)}),
@@ -635,23 +663,33 @@ async fn abandon(
 #[utoipa::path(get, path = "/v1/terms", responses(
     (status = 200, description = "The swap server's terms", body = Terms),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
-    d.server.terms().await.map(Json).map_err(server_error)
+    d.server
+        .terms()
+        .await
+        .map(Json)
+        .map_err(|m| server_error(m, TERMS_PASSES))
 }
 
 #[utoipa::path(get, path = "/v1/quote/out", params(QuoteQuery), responses(
     (status = 200, description = "What a loop-out of this amount costs: the server's quote and the claim's miner fee at the current estimate", body = DaemonQuoteOut),
     (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn quote(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
-    let mut v = d.server.quote_loop_out(amount).await.map_err(server_error)?;
+    let mut v = d
+        .server
+        .quote_loop_out(amount)
+        .await
+        .map_err(|m| server_error(m, QUOTE_PASSES))?;
     // The client's own cost: the claim's miner fee at the current estimate.
     let rate = d
         .chain
@@ -1203,43 +1241,24 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         // The watchdog: every few seconds, the node's best block against the chain source's
         // tip; the last resort, a node that has not followed for `lag_exit`, is an exit
         // non-zero for the supervisor to restart the daemon and its node.
-        let watchdog = {
+        let lagging = crate::config::until_stopped(WATCHDOG_EVERY, || {
             let d = daemon.clone();
             async move {
-                loop {
-                    tokio::time::sleep(WATCHDOG_EVERY).await;
-                    match d.chain.tip().await {
-                        Ok(tip) => {
-                            d.follow.check(&*d.ln, tip.height).await;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "watchdog: the chain source did not answer"),
+                match d.chain.tip().await {
+                    Ok(tip) => {
+                        d.follow.check(&*d.ln, tip.height).await;
                     }
-                    if d.follow.lagging_for().is_some_and(|l| l >= lag_exit) {
-                        return;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "watchdog: the chain source did not answer"),
                 }
+                d.follow.lagging_for().is_some_and(|l| l >= lag_exit)
             }
-        };
-        let lagging = tokio::select! {
-            _ = shutdown_signal() => false,
-            _ = watchdog => true,
-        };
-        if lagging {
-            tracing::error!("the Lightning node has not followed the chain for too long: exiting for a restart");
-        }
-        tracing::info!("stopping");
+        })
+        .await;
         drop(http);
         let _ = stop_tx.send(true);
-        // A wedged node may never stop: bounded, so the process does exit.
-        let bound = std::time::Duration::from_secs(30);
-        let _ = tokio::time::timeout(bound, runner).await;
-        let _ = tokio::time::timeout(bound, runner_in).await;
-        if let Some(n) = &b.ldk {
-            match tokio::time::timeout(bound, n.stop()).await {
-                Ok(r) => r?,
-                Err(_) => tracing::error!("the Lightning node did not stop within 30 s"),
-            }
-        }
+        let _ = tokio::time::timeout(crate::config::STOP_BOUND, runner).await;
+        let _ = tokio::time::timeout(crate::config::STOP_BOUND, runner_in).await;
+        crate::config::stop_node(b.ldk.as_ref()).await?;
         if lagging {
             anyhow::bail!("the Lightning node stopped following the chain");
         }
@@ -1314,6 +1333,28 @@ mod tests {
             MAX_MONITOR_STREAMS * 2 <= per_address,
             "{MAX_MONITOR_STREAMS} of {per_address}"
         );
+    }
+
+    #[test]
+    fn only_documented_server_refusals_pass_through() {
+        let answered = |code: u16| format!("server answered {code} X: words");
+        for (passes, code, want) in [
+            (TERMS_PASSES, 429, 429),
+            (TERMS_PASSES, 404, 502),
+            (TERMS_PASSES, 400, 502),
+            (QUOTE_PASSES, 400, 400),
+            (QUOTE_PASSES, 409, 502),
+            (CREATION_PASSES, 409, 409),
+            (CREATION_PASSES, 404, 502),
+            (CREATION_PASSES, 401, 502),
+            (ABANDON_PASSES, 404, 404),
+            (ABANDON_PASSES, 400, 502),
+        ] {
+            let e = server_error(answered(code), passes);
+            assert_eq!(e.0.as_u16(), want, "{code} through {passes:?}");
+            assert!(e.1.contains("words"), "the server's message is kept");
+        }
+        assert_eq!(server_error("server unreachable: refused".into(), QUOTE_PASSES).0, 502);
     }
 
     #[test]

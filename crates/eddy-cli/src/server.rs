@@ -17,7 +17,7 @@ use eddy_server::http::{metrics_router, router_with, HttpServer, Limits, Terms};
 use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{layered, shutdown_signal, Common};
+use crate::config::{layered, Common};
 
 /// Default HTTP API address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8280);
@@ -223,40 +223,19 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         // The line scripts and tests wait for.
         println!("eddy server: listening on {}", http.url());
         // The watchdog's last resort: a node that has not followed the chain for
-        // NODE_LAG_EXIT_SECS gets a restart from the supervisor (exit non-zero).
-        let watchdog = {
+        // NODE_LAG_EXIT_SECS gets a restart from the supervisor (exit non-zero). The engine's
+        // passes run the checks.
+        let limit = std::time::Duration::from_secs(eddy_core::constants::NODE_LAG_EXIT_SECS);
+        let lagging = crate::config::until_stopped(std::time::Duration::from_secs(5), || {
             let engine = engine.clone();
-            async move {
-                let limit = std::time::Duration::from_secs(eddy_core::constants::NODE_LAG_EXIT_SECS);
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                    if engine.node_lagging_for().is_some_and(|d| d >= limit) {
-                        return;
-                    }
-                }
-            }
-        };
-        let lagging = tokio::select! {
-            _ = shutdown_signal() => false,
-            _ = watchdog => true,
-        };
-        if lagging {
-            tracing::error!("the Lightning node has not followed the chain for too long: exiting for a restart");
-        }
-        tracing::info!("stopping");
+            async move { engine.node_lagging_for().is_some_and(|d| d >= limit) }
+        })
+        .await;
         drop(http);
         drop(metrics);
         let _ = stop_tx.send(true);
-        // A wedged node may never stop: bounded, so the process does exit (non-zero when the
-        // watchdog asked for it) and its supervisor restarts it.
-        let bound = std::time::Duration::from_secs(30);
-        let _ = tokio::time::timeout(bound, runner).await;
-        if let Some(n) = &b.ldk {
-            match tokio::time::timeout(bound, n.stop()).await {
-                Ok(r) => r?,
-                Err(_) => tracing::error!("the Lightning node did not stop within 30 s"),
-            }
-        }
+        let _ = tokio::time::timeout(crate::config::STOP_BOUND, runner).await;
+        crate::config::stop_node(b.ldk.as_ref()).await?;
         if lagging {
             anyhow::bail!("the Lightning node stopped following the chain");
         }
