@@ -35,6 +35,9 @@ pub enum FollowChange {
 #[derive(Debug, Default)]
 pub struct ChainFollow {
     state: Mutex<(Option<Instant>, Option<u32>)>,
+    /// Whether any check has seen the node following (until then a daemon that just started
+    /// — possibly restarted by its supervisor because the node stopped — must not trust it).
+    seen: std::sync::atomic::AtomicBool,
 }
 
 impl ChainFollow {
@@ -47,6 +50,9 @@ impl ChainFollow {
     /// chain source's `tip`. Logs the changes.
     pub fn observe(&self, node: Option<u32>, tip: u32) -> FollowChange {
         let ok = follows(node, tip);
+        if ok {
+            self.seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let behind = node.map(|h| tip.saturating_sub(h));
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.1 = behind;
@@ -90,6 +96,11 @@ impl ChainFollow {
     pub fn taking_swaps(&self, grace: Duration) -> bool {
         self.lagging_for().is_none_or(|d| d < grace)
     }
+
+    /// Whether any check so far has seen the node following the chain.
+    pub fn seen_following(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +120,11 @@ mod tests {
     #[test]
     fn lost_then_regained_and_the_grace() {
         let f = ChainFollow::new();
-        assert_eq!(f.observe(Some(100), 100), FollowChange::Same);
+        assert!(!f.seen_following());
+        assert_eq!(f.observe(Some(90), 100), FollowChange::Lost);
+        assert!(!f.seen_following());
+        assert_eq!(f.observe(Some(100), 100), FollowChange::Regained);
+        assert!(f.seen_following());
         assert!(f.lagging_for().is_none());
         assert_eq!(f.observe(Some(100), 103), FollowChange::Lost);
         assert_eq!(f.blocks_behind(), Some(3));

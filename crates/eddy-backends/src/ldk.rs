@@ -114,6 +114,8 @@ struct Claimable {
     deadline: Option<u32>,
 }
 
+pub mod admin;
+
 struct Shared {
     node: Arc<Node>,
     /// The node's signing key, re-derived from its seed (see [`node_secret`]), used only to

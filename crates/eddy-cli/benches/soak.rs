@@ -95,6 +95,10 @@ impl Plan {
 
 /// Channel server → each client: capacity and what is pushed to the client.
 const CHANNEL_SAT: u64 = 4_000_000;
+/// The server's fee policy in this run (its `server.toml`).
+const SERVER_BASE_FEE_SAT: u64 = 1000;
+const SERVER_FEE_PPM: u64 = 5000;
+const SERVER_PREPAY_SAT: u64 = 1000;
 const PUSH_SAT: u64 = 2_000_000;
 /// Swap amounts are drawn from this range (sat).
 const AMOUNTS: std::ops::Range<u64> = 20_000..60_000;
@@ -414,9 +418,11 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     std::fs::write(
         &server_toml,
         common(0)
-            + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n"
             + &format!(
-                "metrics_listen = \"127.0.0.1:{metrics_port}\"\nrate_limit_per_minute = 100000\nmax_active_swaps = {}\n",
+                "\nlog_format = \"json\"\nbase_fee_sat = {SERVER_BASE_FEE_SAT}\nfee_ppm = {SERVER_FEE_PPM}\nprepay_sat = {SERVER_PREPAY_SAT}\nexpiry_delta = 80\n"
+            )
+            + &format!(
+                "metrics_listen = \"127.0.0.1:{metrics_port}\"\nadmin_listen = \"127.0.0.1:0\"\nrate_limit_per_minute = 100000\nmax_active_swaps = {}\n",
                 plan.concurrency + 10
             ),
     )?;
@@ -625,15 +631,16 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
                             )
                             .map_err(|e| format!("{e:?}"))
                     };
-                    if opened.is_ok() {
-                        *lock(&counts.pushed).entry(c).or_default() += capacity / 2;
-                    }
+
                     match opened {
                         Ok(_) => {
                             let ok = eddy_lab::wait_until("reopened channel usable", Duration::from_secs(180), || {
                                 n.ldk().list_channels().iter().any(|ch| ch.is_usable)
                             });
                             if ok.is_ok() {
+                                // The push happened with the channel (an open the peer dropped
+                                // before funding pushes nothing).
+                                *lock(&counts.pushed).entry(c).or_default() += capacity / 2;
                                 counts.reopened.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 eprintln!("soak: client{c}: the reopened channel never became usable");
@@ -675,9 +682,12 @@ fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
             }
         }
         let open = all.iter().filter(|(_, s)| s["terminal"] != true).count();
-        let server_active = rt
-            .block_on(metric(&http, metrics_port, "eddy_server_loop_out_active"))
-            .unwrap_or(1);
+        // Loop-outs and loop-ins: a loop-in the client counts succeeded (its invoice paid) is
+        // still the server's until its claim confirms.
+        let server_active = ["eddy_server_loop_out_active", "eddy_server_loop_in_active"]
+            .iter()
+            .map(|m| rt.block_on(metric(&http, metrics_port, m)).unwrap_or(1))
+            .sum::<u64>();
         if open == 0 && server_active == 0 || Instant::now() > settle_deadline {
             break;
         }
@@ -1048,7 +1058,18 @@ fn per_party(
                         }
                     }
                 }
-                None => unattributed.push(txid),
+                None => {
+                    eprintln!(
+                        "soak: no party made {txid} (height {h}, fee {fee}): inputs {:?}, outputs {:?}, listed by {:?}",
+                        ins.iter().map(|(v, c, o, _)| (*v, *c, *o)).collect::<Vec<_>>(),
+                        tx.output
+                            .iter()
+                            .map(|o| (o.value.to_sat(), o.script_pubkey.is_p2wsh()))
+                            .collect::<Vec<_>>(),
+                        listed.get(&txid)
+                    );
+                    unattributed.push(txid)
+                }
             }
         }
         for (n, o) in tx.output.iter().enumerate() {
@@ -1080,9 +1101,6 @@ fn per_party(
             );
         }
     }
-    for t in &unattributed {
-        eprintln!("soak: no party made {t}");
-    }
     Ok(PartyFlows {
         flows,
         unattributed,
@@ -1099,6 +1117,13 @@ fn per_party(
 /// swaps do not (each printed).
 async fn swap_values(dir: &Path, clients: usize, parties: &PartyFlows) -> anyhow::Result<usize> {
     use eddy_store::{SwapKind, SwapStore};
+    // The server's fee policy as configured for this run (server.toml), not as offered: a server
+    // charging more than its terms is caught here, not only one whose money disagrees with its
+    // own offer.
+    // The advertised rate, rounded up to the satoshi (as `eddy_core::fees::FeePolicy` does).
+    let fee = |amount: bitcoin::Amount| -> i128 {
+        SERVER_BASE_FEE_SAT as i128 + (amount.to_sat() as i128 * SERVER_FEE_PPM as i128 + 999_999) / 1_000_000
+    };
     let hash_of = |bolt11: &str| -> anyhow::Result<[u8; 32]> {
         let inv: lightning_invoice::Bolt11Invoice = bolt11.parse().map_err(|e| anyhow!("{e:?}"))?;
         Ok(*inv.payment_hash().as_ref())
@@ -1116,12 +1141,17 @@ async fn swap_values(dir: &Path, clients: usize, parties: &PartyFlows) -> anyhow
                     };
                     let prepay = hash_of(&rec.offer.prepay_invoice)?;
                     let prepay_paid = parties.ln_net_msat.get(&(prepay, c)).copied().unwrap_or(0) < 0;
+                    let prepay_sat = sat(&rec.offer.prepay_invoice)?;
+                    if sat(&rec.offer.swap_invoice)? + prepay_sat - rec.terms.amount.to_sat() as i128
+                        != fee(rec.terms.amount)
+                        || prepay_sat != SERVER_PREPAY_SAT as i128
+                    {
+                        eprintln!("soak: swap {} was offered at other terms than the server's", r.id);
+                        wrong += 1;
+                    }
                     let expected = match r.state_name.as_str() {
-                        "succeeded" => {
-                            sat(&rec.offer.swap_invoice)? + sat(&rec.offer.prepay_invoice)?
-                                - rec.terms.amount.to_sat() as i128
-                        }
-                        _ if prepay_paid => sat(&rec.offer.prepay_invoice)?,
+                        "succeeded" => fee(rec.terms.amount),
+                        _ if prepay_paid => prepay_sat,
                         _ => 0,
                     };
                     let hashes = vec![hash_of(&rec.offer.swap_invoice)?, prepay];
@@ -1130,10 +1160,14 @@ async fn swap_values(dir: &Path, clients: usize, parties: &PartyFlows) -> anyhow
                 SwapKind::LoopInClient => {
                     let rec: eddy_client::loop_in::ClientLoopIn = serde_json::from_value(r.state.clone())?;
                     let inv: lightning_invoice::Bolt11Invoice = rec.invoice.parse().map_err(|e| anyhow!("{e:?}"))?;
+                    if rec.terms.amount.to_sat() as i128 - inv.amount_milli_satoshis().unwrap_or(0) as i128 / 1000
+                        != fee(rec.terms.amount)
+                    {
+                        eprintln!("soak: swap {} was offered at other terms than the server's", r.id);
+                        wrong += 1;
+                    }
                     let expected = match r.state_name.as_str() {
-                        "succeeded" => {
-                            rec.terms.amount.to_sat() as i128 - inv.amount_milli_satoshis().unwrap_or(0) as i128 / 1000
-                        }
+                        "succeeded" => fee(rec.terms.amount),
                         _ => 0,
                     };
                     (

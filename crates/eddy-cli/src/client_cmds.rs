@@ -83,14 +83,14 @@ pub struct OutArgs {
     pub options: OptionsBody,
 }
 
-struct Conn {
+pub(crate) struct Conn {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Conn {
-    fn new(c: &DaemonConn) -> anyhow::Result<Conn> {
+    pub(crate) fn new(c: &DaemonConn) -> anyhow::Result<Conn> {
         let path = match (&c.token_file, &c.data_dir) {
             (Some(f), _) => f.clone(),
             (None, Some(d)) => d.join(TOKEN_FILE),
@@ -120,7 +120,7 @@ impl Conn {
         Ok(v)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -131,7 +131,7 @@ impl Conn {
         Self::check(resp).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -144,15 +144,15 @@ impl Conn {
     }
 }
 
-fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn u(v: &Value, k: &str) -> u64 {
+pub(crate) fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 

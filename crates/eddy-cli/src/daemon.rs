@@ -118,7 +118,12 @@ impl DaemonArgs {
 
 /// Reads the token, or creates it (32 random bytes, hex, mode 0600).
 pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join(TOKEN_FILE);
+    load_or_create_token_file(dir, TOKEN_FILE)
+}
+
+/// Reads the token in `dir/name`, or creates it (32 random bytes, hex, mode 0600).
+pub fn load_or_create_token_file(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if t.len() == 64 {
@@ -126,7 +131,7 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let token = eddy_core::types::Preimage::random().expose_hex();
-    let tmp = dir.join(format!("{TOKEN_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
@@ -146,7 +151,7 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
 
 struct Daemon {
     /// The watchdog's view of the embedded (or remote) Lightning node: does it follow the chain?
-    follow: eddy_backends::health::ChainFollow,
+    follow: Arc<eddy_backends::health::ChainFollow>,
     /// How long it may not before new swaps are refused.
     lag_grace: std::time::Duration,
     /// `GET /v1/monitor` streams open now.
@@ -176,9 +181,21 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            // A server's 429, passed through: its limits count per minute.
+            return (
+                self.0,
+                [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                Json(json!({"error": self.1})),
+            )
+                .into_response();
+        }
         (self.0, Json(json!({"error": self.1}))).into_response()
     }
 }
+
+/// `Retry-After` of a 429 the daemon passes through (the server's limits count per minute).
+const RETRY_AFTER_SECS: &str = "60";
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
@@ -215,14 +232,6 @@ fn server_error(message: String, passes: &[u16]) -> ApiError {
     }
 }
 
-/// An engine's error on a route whose document passes `passes` through from the server.
-fn client_error(e: ClientError, passes: &[u16]) -> ApiError {
-    match e {
-        ClientError::Server(m) => server_error(m, passes),
-        e => e.into(),
-    }
-}
-
 /// What `POST /v1/loop-out` and `/v1/loop-in` pass through from the server (the engines'
 /// errors, converted with `?`).
 const CREATION_PASSES: &[u16] = &[400, 409, 422, 429];
@@ -230,8 +239,6 @@ const CREATION_PASSES: &[u16] = &[400, 409, 422, 429];
 const QUOTE_PASSES: &[u16] = &[400, 429];
 /// `GET /v1/terms`: too many requests.
 const TERMS_PASSES: &[u16] = &[429];
-/// `POST /v1/swaps/{id}/abandon`: the server does not know the swap, refuses, or is busy.
-const ABANDON_PASSES: &[u16] = &[404, 422, 429];
 
 /// The swap id of a path: 400 (JSON, like every error) when it is not one.
 fn path_id(p: Result<UrlPath<String>, PathRejection>) -> Result<SwapId, ApiError> {
@@ -470,9 +477,18 @@ fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> 
 }
 
 /// Refuses to start a swap while the Lightning node does not follow the chain (the watchdog,
-/// [`eddy_backends::health`]): a node that does not see blocks cannot act before the swap's
+/// [`eddy_backends::health`]) — or has not been seen following since the daemon started: a node
+/// that does not see blocks cannot act before the swap's
 /// deadlines — a loop-out's claim, a loop-in's refund.
 fn taking_swaps(d: &Daemon) -> Result<(), ApiError> {
+    if !d.follow.seen_following() {
+        // Just started: no check has seen the node in step yet (after a watchdog exit, the
+        // restart must not reopen the gate for a grace while the node is still blind).
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Lightning node has not yet been seen following the chain: no new swap starts until it is".into(),
+        ));
+    }
     if d.follow.taking_swaps(d.lag_grace) {
         return Ok(());
     }
@@ -557,7 +573,7 @@ pub struct LoopInBody {
     (status = 200, description = "What a loop-in of this amount costs: the server's fee and the funding's miner fee at the current estimate", body = DaemonQuoteIn),
     (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -589,7 +605,7 @@ async fn quote_in(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 409, description = "The server already has a swap for this payment hash (passed through)", body = ErrorBody),
     (status = 422, description = "The offer failed this daemon's checks, or the channels cannot receive the amount; nothing was funded", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, the Lightning node is not following the chain (the watchdog: no new swap starts), or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -632,10 +648,8 @@ async fn loop_in_route(
     (status = 200, description = "The loop-in, given up (a funded one is refunded)", body = Abandoned),
     (status = 400, description = "Not a swap id (64 hex characters)", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 404, description = "No swap of this daemon has this id (or the server does not know it: its message passed through)", body = ErrorBody),
-    (status = 422, description = "A loop-out (only a loop-in can be abandoned), a swap already final, a funding not yet confirmed, or the server's refusal passed through", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
-    (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
+    (status = 404, description = "No swap of this daemon has this id", body = ErrorBody),
+    (status = 422, description = "A loop-out (only a loop-in can be abandoned), a swap already final, or a funding not yet confirmed", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn abandon(
@@ -650,10 +664,7 @@ async fn abandon(
             format!("swap {id} is a loop-out: only a loop-in can be abandoned"),
         ));
     }
-    d.client_in
-        .abandon(&id)
-        .await
-        .map_err(|e| client_error(e, ABANDON_PASSES))?;
+    d.client_in.abandon(&id).await?;
     let (_, rec) = d.client_in.swap(&id).await?;
     Ok(Json(
         json!({"id": id.to_string(), "state": eddy_store::state_name(&rec.state)}),
@@ -663,7 +674,7 @@ async fn abandon(
 #[utoipa::path(get, path = "/v1/terms", responses(
     (status = 200, description = "The swap server's terms", body = Terms),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -679,7 +690,7 @@ async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
     (status = 200, description = "What a loop-out of this amount costs: the server's quote and the claim's miner fee at the current estimate", body = DaemonQuoteOut),
     (status = 400, description = "Amount missing or not a whole number of sats, or the server's refusal (amount out of range) passed through", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -721,7 +732,7 @@ async fn quote(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Js
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 409, description = "The server already has a swap for this payment hash (passed through)", body = ErrorBody),
     (status = 422, description = "The offer failed this daemon's checks, or the channels cannot send the amount; nothing was paid", body = ErrorBody),
-    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody),
+    (status = 429, description = "The swap server refused: too many requests (its message passed through)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, the Lightning node is not following the chain (the watchdog: no new swap starts), or the request outlived the request deadline", body = ErrorBody),
 ))]
@@ -785,41 +796,13 @@ async fn swapinfo(
     Ok(Json(v))
 }
 
-#[utoipa::path(get, path = "/v1/node", responses(
-    (status = 200, description = "The node's id, height, balances and channels", body = NodeView),
-    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
-))]
-async fn node(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
-    let err = |e: eddy_backends::LnError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    let info = d.ln.info().await.map_err(err)?;
-    let wallet = d.ln.wallet_balance().await.map_err(err)?;
-    let channels = d.ln.channels().await.map_err(err)?;
-    Ok(Json(json!({
-        "node_id": info.pubkey.to_string(),
-        "block_height": info.block_height,
-        "following_chain": d.follow.lagging_for().is_none(),
-        "blocks_behind": d.follow.blocks_behind(),
-        "onchain_sat": wallet.total.to_sat(),
-        "onchain_spendable_sat": wallet.spendable.to_sat(),
-        "channels": channels.iter().map(|c| json!({
-            "short_channel_id": c.short_channel_id,
-            "peer": c.peer.to_string(),
-            "capacity_sat": c.capacity.to_sat(),
-            "local_msat": c.local_msat,
-            "remote_msat": c.remote_msat,
-            "usable": c.usable,
-        })).collect::<Vec<_>>(),
-    })))
-}
-
 /// `GET /v1/monitor`: every swap's current view first, then one `swap` event (a [`SwapView`])
 /// per change of any swap, forever. Changes come from the store's announcements (one keyed read
 /// each); a listener that fell behind re-reads every swap once.
 #[utoipa::path(get, path = "/v1/monitor", responses(
     (status = 200, description = "text/event-stream of `swap` events, each a SwapView: every swap first, then one per change", content_type = "text/event-stream", body = SwapView),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 503, description = "MAX_MONITOR_STREAMS streams already open on this daemon", body = ErrorBody),
+    (status = 503, description = "16 streams (MAX_MONITOR_STREAMS) already open on this daemon", body = ErrorBody),
 ))]
 async fn monitor(
     State(d): State<Arc<Daemon>>,
@@ -990,48 +973,6 @@ pub struct Abandoned {
     state: String,
 }
 
-/// One channel of the node.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ChannelView {
-    /// Short channel id, once confirmed.
-    short_channel_id: Option<u64>,
-    /// The peer's node id.
-    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
-    peer: String,
-    /// Capacity, sat.
-    capacity_sat: u64,
-    /// Our balance, msat.
-    local_msat: u64,
-    /// The peer's balance, msat.
-    remote_msat: u64,
-    /// Whether it can route now.
-    usable: bool,
-}
-
-/// `GET /v1/node` answer.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NodeView {
-    /// The node id.
-    #[schema(pattern = "^0[23][0-9a-f]{64}$")]
-    node_id: String,
-    /// The best block it has processed.
-    block_height: u32,
-    /// Whether it followed the chain source at the watchdog's last check (no new swap starts
-    /// once it has not for the grace).
-    following_chain: bool,
-    /// How many blocks behind the chain source's tip it was then (null: no answer or no check
-    /// yet).
-    blocks_behind: Option<u32>,
-    /// On-chain balance, sat.
-    onchain_sat: u64,
-    /// Of which spendable now, sat.
-    onchain_spendable_sat: u64,
-    /// Its channels.
-    channels: Vec<ChannelView>,
-}
-
 /// Declares the bearer token every route but the document needs.
 struct BearerAuth;
 
@@ -1061,7 +1002,7 @@ impl utoipa::Modify for BearerAuth {
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    paths(terms, quote, quote_in, loop_out, loop_in_route, list, swapinfo, abandon, monitor, node),
+    paths(terms, quote, quote_in, loop_out, loop_in_route, list, swapinfo, abandon, monitor),
     components(schemas(
         Terms,
         ErrorBody,
@@ -1074,9 +1015,7 @@ impl utoipa::Modify for BearerAuth {
         LoopInCreated,
         EventView,
         SwapInfo,
-        Abandoned,
-        ChannelView,
-        NodeView
+        Abandoned
     ))
 )]
 pub struct DaemonApiDoc;
@@ -1104,7 +1043,9 @@ async fn openapi(State(d): State<Arc<Daemon>>) -> Json<Value> {
 
 /// [`DaemonApiDoc`] as JSON, with every request amount bounded by `range` (min, max sat).
 fn daemon_document(range: Option<(u64, u64)>) -> Value {
-    let mut doc = serde_json::to_value(DaemonApiDoc::openapi()).unwrap_or_default();
+    let mut api = DaemonApiDoc::openapi();
+    api.merge(crate::node_api::NodeApiDoc::openapi());
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
     let Some((min, max)) = range else {
         return doc;
     };
@@ -1149,7 +1090,7 @@ fn daemon_document(range: Option<(u64, u64)>) -> Value {
     doc
 }
 
-fn router(d: Arc<Daemon>) -> Router {
+fn router(d: Arc<Daemon>, node: Arc<crate::node_api::NodeApi>) -> Router {
     Router::new()
         .route("/v1/terms", get(terms))
         .route("/v1/quote/out", get(quote))
@@ -1160,7 +1101,7 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/quote/in", get(quote_in))
         .route("/v1/loop-in", post(loop_in_route))
         .route("/v1/swaps/{id}/abandon", post(abandon))
-        .route("/v1/node", get(node))
+        .merge(crate::node_api::router(node))
         .route_layer(axum::middleware::from_fn_with_state(d.clone(), auth))
         // The document holds no secret: tools fetch it without the token.
         .route("/v1/openapi.json", get(openapi))
@@ -1217,8 +1158,15 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             args.node_lag_exit_secs
                 .unwrap_or(eddy_core::constants::NODE_LAG_EXIT_SECS),
         );
+        let follow = Arc::new(eddy_backends::health::ChainFollow::new());
+        let node_api = Arc::new(crate::node_api::NodeApi {
+            ln: b.ln.clone(),
+            ldk: b.ldk.clone(),
+            network: cfg.network,
+            follow: Some(follow.clone()),
+        });
         let daemon = Arc::new(Daemon {
-            follow: eddy_backends::health::ChainFollow::new(),
+            follow: follow.clone(),
             lag_grace,
             monitors: Arc::default(),
             client,
@@ -1232,8 +1180,12 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             token,
             doc_range: tokio::sync::Mutex::new(None),
         });
+        // The watchdog's first check, before the API serves anything.
+        if let Ok(tip) = daemon.chain.tip().await {
+            daemon.follow.check(&*daemon.ln, tip.height).await;
+        }
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
-        let http = eddy_server::http::HttpServer::start(router(daemon.clone()), listen)
+        let http = eddy_server::http::HttpServer::start(router(daemon.clone(), node_api), listen)
             .await
             .with_context(|| format!("binding the local API to {listen}"))?;
         tracing::info!(api = %http.url(), server = %server_url, "eddy daemon ready");
@@ -1347,8 +1299,6 @@ mod tests {
             (CREATION_PASSES, 409, 409),
             (CREATION_PASSES, 404, 502),
             (CREATION_PASSES, 401, 502),
-            (ABANDON_PASSES, 404, 404),
-            (ABANDON_PASSES, 400, 502),
         ] {
             let e = server_error(answered(code), passes);
             assert_eq!(e.0.as_u16(), want, "{code} through {passes:?}");

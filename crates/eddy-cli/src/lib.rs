@@ -2,17 +2,22 @@
 //! own module: `server` and `daemon` are the two long-running processes (swap server, swap
 //! client), `client_cmds` the CLI commands that drive a running daemon, `htlc` inspects any swap
 //! address independently of any server, `devnet` runs the embedded regtest standalone, `demo`
-//! runs a whole loop-out on a bare machine.
+//! runs a whole loop-out on a bare machine. `node_api` is the node's operator API both
+//! processes serve (the daemon on its local API, the server on `admin_api`'s own listener with
+//! the swap wallet's routes), `node_cmds` the `eddy node` and `eddy wallet` commands on it.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod admin_api;
 pub mod client_cmds;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod devnet;
 pub mod htlc;
+pub mod node_api;
+pub mod node_cmds;
 pub mod server;
 
 use std::process::ExitCode;
@@ -103,6 +108,26 @@ pub enum Command {
         #[command(flatten)]
         conn: client_cmds::DaemonConn,
     },
+    /// Operate the node: info, address, connect, open, close, channels, send, invoice, pay
+    /// (through the daemon, or the server's admin API with `--daemon` and `--token-file`).
+    Node {
+        /// Daemon (or server admin API) connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// What to do.
+        #[command(subcommand)]
+        cmd: node_cmds::NodeCmd,
+    },
+    /// The swap server's wallet: balance, address, withdraw, rescan (through its admin API:
+    /// `--daemon http://127.0.0.1:8283 --token-file <server data dir>/admin.token`).
+    Wallet {
+        /// Admin API connection.
+        #[command(flatten)]
+        conn: client_cmds::DaemonConn,
+        /// What to do.
+        #[command(subcommand)]
+        cmd: node_cmds::WalletCmd,
+    },
 }
 
 /// Parses the command line and runs the subcommand.
@@ -122,6 +147,8 @@ pub fn run() -> ExitCode {
         Command::List { conn } => client_cmds::list(&conn),
         Command::Swapinfo { conn, id } => client_cmds::swapinfo(&conn, &id),
         Command::Monitor { conn } => client_cmds::monitor(&conn),
+        Command::Node { conn, cmd } => node_cmds::run(&conn, &cmd),
+        Command::Wallet { conn, cmd } => node_cmds::run_wallet(&conn, &cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

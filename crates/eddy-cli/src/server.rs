@@ -93,6 +93,10 @@ pub struct ServerArgs {
     /// Prometheus metrics address (default 127.0.0.1:8289; never the public API's).
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The operator's admin API (node and swap wallet; its token in `admin.token` in the data
+    /// dir): default 127.0.0.1:8283 — keep it on loopback, never the public API's address.
+    #[arg(long, env = "EDDY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Rescan the chain for swap-wallet deposits from this height, this block included (a
     /// deposit made before the server's first start is otherwise not seen).
     #[arg(long, env = "EDDY_WALLET_RESCAN_FROM")]
@@ -219,6 +223,22 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the metrics endpoint to {metrics_listen}"))?;
         println!("eddy server: metrics on {}/metrics", metrics.url());
+        let admin_token = crate::daemon::load_or_create_token_file(&dir, crate::admin_api::ADMIN_TOKEN_FILE)?;
+        let node_api = Arc::new(crate::node_api::NodeApi {
+            ln: b.ln.clone(),
+            ldk: b.ldk.clone(),
+            network: engine.network(),
+            follow: None,
+        });
+        let admin_listen = args.admin_listen.unwrap_or(crate::admin_api::DEFAULT_ADMIN_LISTEN);
+        let admin = HttpServer::start(crate::admin_api::router(engine.clone(), node_api, admin_token), admin_listen)
+            .await
+            .with_context(|| format!("binding the admin API to {admin_listen}"))?;
+        println!(
+            "eddy server: admin API on {} (token in {})",
+            admin.url(),
+            dir.join(crate::admin_api::ADMIN_TOKEN_FILE).display()
+        );
         tracing::info!(api = %http.url(), node = %b.ln.info().await.map(|i| i.pubkey.to_string()).unwrap_or_default(), "eddy server ready");
         // The line scripts and tests wait for.
         println!("eddy server: listening on {}", http.url());
@@ -233,6 +253,7 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         .await;
         drop(http);
         drop(metrics);
+        drop(admin);
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(crate::config::STOP_BOUND, runner).await;
         crate::config::stop_node(b.ldk.as_ref()).await?;

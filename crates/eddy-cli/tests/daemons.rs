@@ -99,7 +99,10 @@ impl Net {
         let server = self.dir.join("server.toml");
         let text = common("server", self.server_api, self.server_port)
             + "\nlog_format = \"json\"\nbase_fee_sat = 1000\nfee_ppm = 5000\nprepay_sat = 1000\nexpiry_delta = 80\n"
-            + &format!("metrics_listen = \"127.0.0.1:{}\"\n", self.server_metrics);
+            + &format!(
+                "metrics_listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:0\"\n",
+                self.server_metrics
+            );
         std::fs::write(&server, text).expect("server.toml");
         let client = self.dir.join("client.toml");
         let text =
@@ -1193,8 +1196,9 @@ fn rpc_relay(net: &Net) -> RpcRelay {
 /// says so, `eddy out` and `eddy in` are refused (503, saying why) and create nothing — no
 /// swap, channel and wallet to the sat as before. The node catches up: the gate opens again
 /// (the next refusal is the server's, about the amount). Frozen again for longer than
-/// `node_lag_exit_secs`, the daemon exits non-zero; restarted with its sync back, its node
-/// follows and holds the same balances.
+/// `node_lag_exit_secs`, the daemon exits non-zero; restarted still blind, it refuses swaps
+/// at once (no grace after a start); restarted with its sync back, its node follows and holds
+/// the same balances.
 #[test]
 fn daemon_whose_node_stops_following_the_chain_starts_no_swap() {
     use std::sync::atomic::Ordering;
@@ -1312,7 +1316,17 @@ fn daemon_whose_node_stops_following_the_chain_starts_no_swap() {
         log.contains("the Lightning node has not followed the chain for too long: exiting for a restart"),
         "{status}: {log}"
     );
-    // Its supervisor restarts it, the sync back: it follows, with the same money.
+    // Its supervisor restarts it while the sync is still broken: the gate is closed from the
+    // start (no grace after a restart), and nothing is created.
+    let client = Proc::start("daemon", &client_toml, &client_log, &env);
+    let err = cli_fails(&client_dir, &client.url, &["out", "100000"]);
+    assert!(
+        err.contains("the Lightning node has not yet been seen following the chain"),
+        "{err}"
+    );
+    assert_eq!(cli_json(&client_dir, &client.url, &["list"]), serde_json::json!([]));
+    client.kill9();
+    // Restarted with the sync back: it follows, with the same money.
     relay.frozen.store(false, Ordering::SeqCst);
     let client = Proc::start("daemon", &client_toml, &client_log, &env);
     let tip = net.lab.chain.tip().expect("tip").0;

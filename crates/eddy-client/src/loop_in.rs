@@ -278,8 +278,13 @@ impl LoopInClient {
         let can = usable.iter().map(|c| c.remote_msat).sum::<u64>() / 1000;
         let receive = receive.to_sat();
         if can < receive {
+            let next = if usable.is_empty() {
+                "no usable channel: open one with `eddy node open PUBKEY@HOST:PORT AMOUNT --push N` (or ask a peer to open one to you)"
+            } else {
+                "a smaller swap, or more inbound capacity (a loop-out makes some)"
+            };
             return Err(ClientError::NoInbound(format!(
-                "{receive} sat to receive, usable channels can receive {can} sat now"
+                "{receive} sat to receive, usable channels can receive {can} sat now; {next}"
             )));
         }
         // The node's wallet must be able to fund it now: else the swap would be created (a
@@ -289,7 +294,7 @@ impl LoopInClient {
             let need = amount + estimate;
             if have < need {
                 return Err(ClientError::NoFunds(format!(
-                    "{} sat needed (the amount and the estimated miner fee), the wallet can spend {} sat now",
+                    "{} sat needed (the amount and the estimated miner fee), the wallet can spend {} sat now; fund it at `eddy node address`, or pay the HTLC yourself with `eddy in --external`",
                     need.to_sat(),
                     have.to_sat()
                 )));

@@ -427,8 +427,15 @@ impl LoopOutClient {
         }
         let can = usable.iter().map(|c| c.local_msat).sum::<u64>() / 1000;
         if can < amount.to_sat() {
+            let next = if usable.is_empty() && channels.is_empty() {
+                "no channel: open one with `eddy node open PUBKEY@HOST:PORT AMOUNT`"
+            } else if usable.is_empty() {
+                "no channel is usable now (peer offline or funding unconfirmed): see `eddy node channels`"
+            } else {
+                "a smaller swap, or more outbound capacity (`eddy node open …`)"
+            };
             return Err(ClientError::NoCapacity(format!(
-                "{} sat needed, usable channels can send {can} sat now",
+                "{} sat needed, usable channels can send {can} sat now; {next}",
                 amount.to_sat()
             )));
         }

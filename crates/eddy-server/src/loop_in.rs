@@ -543,7 +543,9 @@ impl LoopOutServer {
     /// One pass over the active loop-ins (called by [`LoopOutServer::tick`]).
     pub(crate) async fn tick_in(&self, tip: u32) -> Result<(), ServerError> {
         let mut first = None;
-        for (id, version, rec) in self.active_in().await? {
+        let active = self.active_in().await?;
+        self.metrics().set_active_in(active.len());
+        for (id, version, rec) in active {
             if let Err(e) = self.step_in(id, version, rec, tip).await {
                 first.get_or_insert(e);
             }

@@ -42,6 +42,8 @@ use tokio::sync::Mutex;
 use eddy_store::SeedKeys;
 
 use crate::metrics::Metrics;
+
+pub mod admin;
 use crate::wallet::{SwapWallet, WALLET_WATCH_ID};
 
 /// Store meta key: the height from which the swap wallet's coins must be rescanned. Set to the
@@ -285,35 +287,11 @@ impl LoopOutServer {
         if wallet_from.is_none() {
             store.set_meta(META_WALLET_SCAN_FROM, &tip.height.to_string()).await?;
         }
-        let active_in = crate::loop_in::active_in_of(&*store).await?;
-        let from = active
-            .iter()
-            .map(|(_, _, r)| r.terms.created_height.saturating_sub(1))
-            .chain(active_in.iter().map(|(_, _, r)| r.created_height.saturating_sub(1)))
-            .chain(wallet_from)
-            .min()
-            .unwrap_or(tip.height)
-            .min(tip.height);
-        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
-            .await
-            .map_err(backend)?;
         let wallet = SwapWallet::new(&keys, cfg.network);
-        watcher
-            .index_mut()
-            .watch_script(WALLET_WATCH_ID, wallet.script_pubkey().clone());
-        for (id, _, r) in &active_in {
-            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
-            watcher
-                .index_mut()
-                .watch_script(swap_watch_id(id), htlc.script_pubkey());
-        }
+        let watcher = Self::watcher_for(&chain, &*store, wallet.script_pubkey(), wallet_from, tip.height).await?;
         let mut prepay_ids = HashMap::new();
         for (id, _, r) in &active {
             prepay_ids.insert(r.prepay_preimage.payment_hash(), *id);
-            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
-            watcher
-                .index_mut()
-                .watch_script(swap_watch_id(id), htlc.script_pubkey());
         }
         Ok(LoopOutServer {
             cfg,
@@ -335,6 +313,44 @@ impl LoopOutServer {
             in_claims: std::sync::Mutex::default(),
             in_claim_attempts: std::sync::Mutex::default(),
         })
+    }
+
+    /// A chain watcher following everything the server must see: the swap wallet (from
+    /// `wallet_from`, or the tip) and every active swap's HTLC (from its creation).
+    pub(crate) async fn watcher_for(
+        chain: &Arc<dyn ChainSource>,
+        store: &dyn SwapStore,
+        wallet_spk: &ScriptBuf,
+        wallet_from: Option<u32>,
+        tip: u32,
+    ) -> Result<ChainWatcher, ServerError> {
+        let active = Self::active(store).await?;
+        let active_in = crate::loop_in::active_in_of(store).await?;
+        let from = active
+            .iter()
+            .map(|(_, _, r)| r.terms.created_height.saturating_sub(1))
+            .chain(active_in.iter().map(|(_, _, r)| r.created_height.saturating_sub(1)))
+            .chain(wallet_from)
+            .min()
+            .unwrap_or(tip)
+            .min(tip);
+        let mut watcher = ChainWatcher::starting_after(chain.clone(), from)
+            .await
+            .map_err(backend)?;
+        watcher.index_mut().watch_script(WALLET_WATCH_ID, wallet_spk.clone());
+        for (id, _, r) in &active_in {
+            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
+        }
+        for (id, _, r) in &active {
+            let htlc = Htlc::new(r.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
+            watcher
+                .index_mut()
+                .watch_script(swap_watch_id(id), htlc.script_pubkey());
+        }
+        Ok(watcher)
     }
 
     /// The network swaps run on.

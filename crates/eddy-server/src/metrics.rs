@@ -26,6 +26,7 @@ pub struct Metrics {
     created: Counter,
     finished: Family<Labels, Counter>,
     active: Gauge,
+    active_in: Gauge,
     wallet: Gauge,
     node_behind: Gauge,
     taking_swaps: Gauge,
@@ -47,6 +48,7 @@ impl Metrics {
         let created = Counter::default();
         let finished = Family::<Labels, Counter>::default();
         let active = Gauge::default();
+        let active_in = Gauge::default();
         let wallet = Gauge::default();
         let node_behind = Gauge::default();
         let taking_swaps = Gauge::default();
@@ -73,6 +75,7 @@ impl Metrics {
             finished.clone(),
         );
         registry.register("loop_out_active", "Loop-outs not yet final", active.clone());
+        registry.register("loop_in_active", "Loop-ins not yet final", active_in.clone());
         registry.register(
             "swap_wallet_spendable_sat",
             "Swap wallet funds available for HTLCs",
@@ -93,6 +96,7 @@ impl Metrics {
             created,
             finished,
             active,
+            active_in,
             wallet,
             node_behind,
             taking_swaps,
@@ -114,9 +118,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the number of swaps in flight.
+    /// Sets the number of loop-outs in flight.
     pub fn set_active(&self, n: usize) {
         self.active.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the number of loop-ins in flight.
+    pub fn set_active_in(&self, n: usize) {
+        self.active_in.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The watchdog's reading: blocks behind (`None`: node unreachable) and whether new swaps
@@ -178,6 +187,7 @@ mod tests {
         m.swap_created();
         m.swap_finished("succeeded");
         m.set_active(1);
+        m.set_active_in(2);
         m.refused("rate_limited");
         m.publish_latency(Duration::from_millis(3));
         let text = m.render();
@@ -187,6 +197,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("eddy_server_loop_out_active 1"), "{text}");
+        assert!(text.contains("eddy_server_loop_in_active 2"), "{text}");
         assert!(
             text.contains("eddy_server_requests_refused_total{reason=\"rate_limited\"} 1"),
             "{text}"
