@@ -96,3 +96,54 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Where a running devnet is, for `eddy devnet-fund` and `eddy devnet-mine`.
+#[derive(Debug, Args)]
+pub struct DevnetConn {
+    /// The devnet's data directory (its `.cookie` is read).
+    #[arg(long, env = "EDDY_DEVNET_DATADIR")]
+    pub datadir: PathBuf,
+    /// Its RPC port on 127.0.0.1.
+    #[arg(long, default_value_t = 18443)]
+    pub rpc_port: u16,
+}
+
+impl DevnetConn {
+    fn attach(&self) -> anyhow::Result<eddy_lab::LabChain> {
+        let cookie = self.datadir.join(".cookie");
+        let text = std::fs::read_to_string(&cookie)
+            .with_context(|| format!("reading {} (is `eddy devnet` running there?)", cookie.display()))?;
+        let (user, password) = text
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("{} is not user:password", cookie.display()))?;
+        eddy_lab::LabChain::attach(&format!("http://127.0.0.1:{}", self.rpc_port), user, password)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// `eddy devnet-fund ADDRESS AMOUNT`: sends exactly AMOUNT sat from the devnet's faucet (the
+/// anyone-can-spend coins its blocks are mined to) to ADDRESS, unconfirmed; prints the txid.
+pub fn fund(conn: &DevnetConn, address: &str, amount: u64) -> anyhow::Result<()> {
+    let chain = conn.attach()?;
+    let address = address
+        .parse::<bitcoin::Address<_>>()
+        .map_err(|_| anyhow::anyhow!("{address:?} is not a bitcoin address"))?
+        .require_network(bitcoin::Network::Regtest)
+        .map_err(|_| anyhow::anyhow!("{address} is not a regtest address"))?;
+    chain.discover_faucet().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let txid = chain
+        .fund(&address, bitcoin::Amount::from_sat(amount))
+        .map_err(|e| anyhow::anyhow!("{e} (mine 101 blocks first: eddy devnet-mine 101)"))?;
+    println!("{txid}");
+    Ok(())
+}
+
+/// `eddy devnet-mine N`: mines N blocks (to the faucet); prints the new height.
+pub fn mine(conn: &DevnetConn, blocks: u32) -> anyhow::Result<()> {
+    let chain = conn.attach()?;
+    chain.mine(blocks).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (height, _) = chain.tip().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{height}");
+    Ok(())
+}

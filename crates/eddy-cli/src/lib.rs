@@ -41,6 +41,24 @@ pub enum Command {
     Htlc(htlc::HtlcArgs),
     /// Run Eddy's embedded regtest (libbitcoinkernel-validated) with a bitcoind-compatible RPC.
     Devnet(devnet::DevnetArgs),
+    /// Send AMOUNT sat from a running devnet's faucet to ADDRESS (unconfirmed; then mine).
+    DevnetFund {
+        /// The devnet.
+        #[command(flatten)]
+        conn: devnet::DevnetConn,
+        /// A regtest address.
+        address: String,
+        /// Sat.
+        amount: u64,
+    },
+    /// Mine N blocks on a running devnet.
+    DevnetMine {
+        /// The devnet.
+        #[command(flatten)]
+        conn: devnet::DevnetConn,
+        /// How many.
+        blocks: u32,
+    },
     /// Run the end-to-end demo on the embedded devnet.
     Demo,
     /// Run the swap server (loop service): engine + HTTP API.
@@ -136,6 +154,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Htlc(args) => htlc::run(&args).map(|out| println!("{out}")),
         Command::Devnet(args) => devnet::run(&args),
+        Command::DevnetFund { conn, address, amount } => devnet::fund(&conn, &address, amount),
+        Command::DevnetMine { conn, blocks } => devnet::mine(&conn, blocks),
         Command::Demo => demo::run(),
         Command::Server(args) => server::run(&args),
         Command::Daemon(args) => daemon::run(&args),

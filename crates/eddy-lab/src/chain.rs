@@ -198,6 +198,69 @@ impl LabChain {
         Ok(chain)
     }
 
+    /// Attaches to a running regtest node (`eddy devnet`, or a bitcoind) without mining: the
+    /// faucet's coins are found on its chain ([`LabChain::discover_faucet`]). For the
+    /// `eddy devnet-fund` and `eddy devnet-mine` commands.
+    pub fn attach(url: &str, user: &str, password: &str) -> Result<LabChain, LabError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rpc = RpcClient::new(url, user, password).map_err(chain_err)?;
+        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_string(), p)))
+            .ok_or_else(|| LabError::Chain(format!("bad RPC url {url}")))?;
+        let chain = LabChain {
+            rt,
+            rpc,
+            running: Running::Bitcoind { child: None },
+            host,
+            port,
+            user: user.to_string(),
+            password: password.to_string(),
+            faucet: Mutex::new(Faucet::default()),
+        };
+        let info: Value = chain.rpc("getblockchaininfo", json!([]))?;
+        if info["chain"] != "regtest" {
+            return Err(LabError::Chain(format!(
+                "funding and mining need regtest, the node runs {}",
+                info["chain"]
+            )));
+        }
+        Ok(chain)
+    }
+
+    /// Finds the faucet's unspent coins on the chain: every output paying the anyone-can-spend
+    /// script (coinbases and the change of earlier fundings) that `gettxout` says is unspent.
+    pub fn discover_faucet(&self) -> Result<usize, LabError> {
+        let spk = anyone_can_spend_spk();
+        let (tip, _) = self.tip()?;
+        let mut found = Vec::new();
+        for h in 1..=tip {
+            let hash: String = self.rpc("getblockhash", json!([h]))?;
+            let block: Value = self.rpc("getblock", json!([hash, 2]))?;
+            for (i, t) in block["tx"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+                let Some(txid) = t["txid"].as_str().and_then(|s| s.parse::<Txid>().ok()) else {
+                    continue;
+                };
+                for (n, o) in t["vout"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+                    if o["scriptPubKey"]["hex"].as_str() != Some(spk.to_hex_string().as_str()) {
+                        continue;
+                    }
+                    let live: Value = self.rpc("gettxout", json!([txid.to_string(), n, true]))?;
+                    let value = live["value"].as_f64().and_then(|v| Amount::from_btc(v).ok());
+                    if let Some(value) = value {
+                        found.push((bitcoin::OutPoint::new(txid, n as u32), value, (i == 0).then_some(h)));
+                    }
+                }
+            }
+        }
+        let mut f = self.faucet_lock();
+        for (outpoint, value, coinbase_height) in &found {
+            f.add_coin(*outpoint, *value, *coinbase_height);
+        }
+        Ok(found.len())
+    }
+
     /// Calls an RPC method (blocking).
     pub fn rpc<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, LabError> {
         self.rt.block_on(self.rpc.call(method, params)).map_err(chain_err)

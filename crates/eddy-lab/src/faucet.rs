@@ -28,6 +28,17 @@ pub(crate) struct Faucet {
 }
 
 impl Faucet {
+    /// A coin found on the chain (a coinbase's height for maturity, `None` for change).
+    pub(crate) fn add_coin(&mut self, outpoint: OutPoint, value: Amount, coinbase_height: Option<u32>) {
+        if self.coins.iter().all(|c| c.outpoint != outpoint) {
+            self.coins.push(Coin {
+                outpoint,
+                value,
+                coinbase_height,
+            });
+        }
+    }
+
     pub(crate) fn add_coinbase(&mut self, txid: Txid, value: Amount, height: u32) {
         self.coins.push(Coin {
             outpoint: OutPoint { txid, vout: 0 },
