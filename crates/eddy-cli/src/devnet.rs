@@ -131,10 +131,11 @@ pub fn fund(conn: &DevnetConn, address: &str, amount: u64) -> anyhow::Result<()>
         .map_err(|_| anyhow::anyhow!("{address:?} is not a bitcoin address"))?
         .require_network(bitcoin::Network::Regtest)
         .map_err(|_| anyhow::anyhow!("{address} is not a regtest address"))?;
-    chain.discover_faucet().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let txid = chain
-        .fund(&address, bitcoin::Amount::from_sat(amount))
-        .map_err(|e| anyhow::anyhow!("{e} (mine 101 blocks first: eddy devnet-mine 101)"))?;
+    let coins = chain.discover_faucet().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let txid = chain.fund(&address, bitcoin::Amount::from_sat(amount)).map_err(|e| {
+        let height = chain.tip().map(|t| t.0).unwrap_or(0);
+        anyhow::anyhow!("{e}: {coins} faucet coins unspent at height {height} (a coinbase matures after 100 blocks: `eddy devnet-mine 101` on a new devnet)")
+    })?;
     println!("{txid}");
     Ok(())
 }

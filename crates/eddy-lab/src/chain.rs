@@ -229,8 +229,9 @@ impl LabChain {
         Ok(chain)
     }
 
-    /// Finds the faucet's unspent coins on the chain: every output paying the anyone-can-spend
-    /// script (coinbases and the change of earlier fundings) that `gettxout` says is unspent.
+    /// Finds the faucet's unspent coins on the chain and in the mempool: every output paying
+    /// the anyone-can-spend script (coinbases and the change of earlier fundings, mined or not)
+    /// that `gettxout` says is unspent.
     pub fn discover_faucet(&self) -> Result<usize, LabError> {
         let spk = anyone_can_spend_spk();
         let (tip, _) = self.tip()?;
@@ -251,6 +252,23 @@ impl LabChain {
                     if let Some(value) = value {
                         found.push((bitcoin::OutPoint::new(txid, n as u32), value, (i == 0).then_some(h)));
                     }
+                }
+            }
+        }
+        // And the change of fundings not yet mined.
+        let pool: Vec<String> = self.rpc("getrawmempool", json!([]))?;
+        for txid in pool {
+            let t: Value = self.rpc("getrawtransaction", json!([txid, true]))?;
+            let Ok(txid) = txid.parse::<Txid>() else {
+                continue;
+            };
+            for (n, o) in t["vout"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+                if o["scriptPubKey"]["hex"].as_str() != Some(spk.to_hex_string().as_str()) {
+                    continue;
+                }
+                let live: Value = self.rpc("gettxout", json!([txid.to_string(), n, true]))?;
+                if let Some(value) = live["value"].as_f64().and_then(|v| Amount::from_btc(v).ok()) {
+                    found.push((bitcoin::OutPoint::new(txid, n as u32), value, None));
                 }
             }
         }
