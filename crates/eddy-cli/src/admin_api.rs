@@ -164,8 +164,8 @@ pub struct Withdrawn {
     (status = 200, description = "Sent", body = Withdrawn),
     (status = 400, description = "Malformed request, an address not of this network, neither or both of amount_sat and all, or a fee rate out of range", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 422, description = "More than the wallet holds beyond what paid swaps are promised", body = ErrorBody),
-    (status = 503, description = "The chain source or the store failed", body = ErrorBody),
+    (status = 422, description = "More than the wallet's confirmed coins hold beyond what paid swaps are promised (with their publication fees), or the transaction refused by the chain source (dust, a fee below its minimum)", body = ErrorBody),
+    (status = 503, description = "The chain source or the store failed, or the request outlived the request deadline (the withdrawal itself runs to its end)", body = ErrorBody),
 ))]
 async fn withdraw(
     State(engine): State<Arc<LoopOutServer>>,
@@ -188,7 +188,13 @@ async fn withdraw(
             )
         })?;
     let amount = match (b.amount_sat, b.all) {
-        (Some(a @ 1..), false) => Some(Amount::from_sat(a)),
+        (Some(a @ 1..=2_100_000_000_000_000), false) => Some(Amount::from_sat(a)),
+        (Some(a @ 1..), false) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("amount {a} sat is above 21,000,000 BTC"),
+            ))
+        }
         (None, true) => None,
         (Some(0), false) => return Err(error(StatusCode::BAD_REQUEST, "amount_sat must be above 0")),
         _ => return Err(error(StatusCode::BAD_REQUEST, "give either amount_sat or all")),
@@ -203,9 +209,12 @@ async fn withdraw(
             ))
         }
     };
-    let w = engine
-        .withdraw(&to.script_pubkey(), amount, rate)
+    // Run to its end even if the request is cut (its deadline): a withdrawal half done — built,
+    // not yet broadcast or forgotten — would leave the wallet's view of its coins wrong.
+    let spk = to.script_pubkey();
+    let w = tokio::spawn(async move { engine.withdraw(&spk, amount, rate).await })
         .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
         .map_err(server_error)?;
     Ok(Json(Withdrawn {
         txid: w.txid.to_string(),
@@ -223,10 +232,10 @@ pub struct RescanBody {
 }
 
 #[utoipa::path(post, path = "/v1/wallet/rescan", request_body = RescanBody, responses(
-    (status = 200, description = "Rescanned: the wallet's coins from that block on are seen", body = RescanBody),
+    (status = 200, description = "Rescanned: the wallet's coins from that block on are seen (the engine pauses while it scans)", body = RescanBody),
     (status = 400, description = "Malformed request, or a height above the tip", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 503, description = "The chain source or the store failed", body = ErrorBody),
+    (status = 503, description = "The chain source or the store failed (nothing changed), or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn rescan(
     State(engine): State<Arc<LoopOutServer>>,

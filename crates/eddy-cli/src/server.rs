@@ -228,7 +228,7 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             ln: b.ln.clone(),
             ldk: b.ldk.clone(),
             network: engine.network(),
-            follow: None,
+            follow: Some(engine.chain_follow()),
         });
         let admin_listen = args.admin_listen.unwrap_or(crate::admin_api::DEFAULT_ADMIN_LISTEN);
         let admin = HttpServer::start(crate::admin_api::router(engine.clone(), node_api, admin_token), admin_listen)

@@ -154,8 +154,11 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
         "{err}"
     );
     // Not on the public API either.
-    let (ok, _, _) = run(&server.url, st, &["node", "info"]);
-    assert!(!ok, "the node routes are not on the public API");
+    let (ok, _, err) = run(&server.url, st, &["node", "info"]);
+    assert!(
+        !ok && err.contains("404"),
+        "the node routes are not on the public API: {err}"
+    );
 
     // Fund both nodes at addresses the CLI printed.
     let server_info = json(s, st, &["node", "info"]);
@@ -326,6 +329,23 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     }
     let log = std::fs::read_to_string(dir.join("server.log")).expect("log");
     assert!(log.contains("swap wallet withdrawal"), "logged");
+    // Everything else: `all` takes every confirmed coin, exactly its value less the fee.
+    let left = 500_000 - 100_000 - w_fee;
+    let all = json(
+        s,
+        st,
+        &["wallet", "withdraw", &dest.to_string(), "all", "--fee-rate", "2"],
+    );
+    assert_eq!(sat(&all, "amount_sat") + sat(&all, "fee_sat"), left, "{all}");
+    assert_eq!(sat(&all, "fee_sat"), fee_of(all["txid"].as_str().expect("txid")));
+    lab.chain.mine(1).expect("mine");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sat(&json(s, st, &["wallet", "balance"]), "spendable_sat") != 0 {
+        assert!(Instant::now() < deadline, "`all` left coins");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let err = fails(s, st, &["wallet", "withdraw", &dest.to_string(), "all"]);
+    assert!(err.contains("nothing to withdraw"), "{err}");
 
     // A cooperative close from the client: it gets its 510,000 sat on-chain exactly (the
     // funder pays the close); the server its side less the close fee.
@@ -341,9 +361,19 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     let closed = json(c, ct, &["node", "close", &bolt_id]);
     assert_eq!(closed["channel_id"], bolt_id.as_str());
     let deadline = Instant::now() + Duration::from_secs(90);
+    // The close: the transaction in the mempool spending the channel's funding output.
+    let funding_outpoint: bitcoin::OutPoint = format!("{funding_txid}:0").parse().expect("outpoint");
     let close_txid = loop {
         let pool: Vec<String> = lab.chain.rpc("getrawmempool", serde_json::json!([])).expect("mempool");
-        if let Some(t) = pool.first() {
+        let spender = pool.iter().find(|t| {
+            let tx = rt.block_on(chain.transaction(&t.parse().expect("txid"))).ok().flatten();
+            tx.is_some_and(|t| {
+                t.tx.input
+                    .iter()
+                    .any(|i| i.previous_output.txid == funding_outpoint.txid)
+            })
+        });
+        if let Some(t) = spender {
             break t.clone();
         }
         assert!(Instant::now() < deadline, "no close broadcast");

@@ -247,7 +247,7 @@ pub struct LoopOutServer {
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
     /// The watchdog: since when the Lightning node has not followed the chain (and the grace).
-    follow: eddy_backends::health::ChainFollow,
+    follow: Arc<eddy_backends::health::ChainFollow>,
     node_lag_grace: std::sync::Mutex<std::time::Duration>,
     metrics: Arc<Metrics>,
     wallet: SwapWallet,
@@ -302,7 +302,7 @@ impl LoopOutServer {
             watcher: Mutex::new(watcher),
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
-            follow: eddy_backends::health::ChainFollow::new(),
+            follow: Arc::new(eddy_backends::health::ChainFollow::new()),
             node_lag_grace: std::sync::Mutex::new(std::time::Duration::from_secs(
                 eddy_core::constants::NODE_LAG_GRACE_SECS,
             )),
@@ -657,6 +657,11 @@ impl LoopOutServer {
     /// How long the Lightning node has not followed the chain (`None`: it does).
     pub fn node_lagging_for(&self) -> Option<std::time::Duration> {
         self.follow.lagging_for()
+    }
+
+    /// The watchdog's state (for the admin API's `node info`).
+    pub fn chain_follow(&self) -> Arc<eddy_backends::health::ChainFollow> {
+        self.follow.clone()
     }
 
     /// Sets how long the node may lag before new swaps are refused (default

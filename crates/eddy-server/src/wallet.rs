@@ -259,7 +259,31 @@ impl SwapWallet {
     /// transaction is remembered as ours at once (call [`SwapWallet::forget`] if it could not
     /// be broadcast).
     pub fn pay(&self, seen: &WatchStatus, outputs: &[TxOut], rate: FeeRate) -> Result<Transaction, WalletError> {
+        self.pay_from(seen, outputs, rate, false)
+    }
+
+    /// [`SwapWallet::pay`] from confirmed coins only: a withdrawal never spends the change of
+    /// an unconfirmed HTLC publication (that would block the publication's fee bumps).
+    pub fn pay_confirmed(
+        &self,
+        seen: &WatchStatus,
+        outputs: &[TxOut],
+        rate: FeeRate,
+    ) -> Result<Transaction, WalletError> {
+        self.pay_from(seen, outputs, rate, true)
+    }
+
+    fn pay_from(
+        &self,
+        seen: &WatchStatus,
+        outputs: &[TxOut],
+        rate: FeeRate,
+        confirmed_only: bool,
+    ) -> Result<Transaction, WalletError> {
         let mut coins = self.coins(seen);
+        if confirmed_only {
+            coins.retain(|c| c.height.is_some());
+        }
         coins.sort_by(|a, b| a.depth.cmp(&b.depth).then(b.value.cmp(&a.value)));
         let target: Amount = outputs.iter().map(|o| o.value).sum();
         let mut chosen: Vec<Coin> = vec![];

@@ -255,6 +255,16 @@ impl LdkNode {
                         .map_err(refused)
                 }
                 SendAmount::All => {
+                    // A closing channel's claims (anchor bumps, HTLC claims) are paid from the
+                    // wallet: emptying it then can lose what the channel still holds.
+                    let closing = s.node.list_balances().lightning_balances.iter().any(|b| {
+                        !matches!(b, ldk_node::LightningBalance::ClaimableOnChannelClose { .. })
+                    });
+                    if closing {
+                        return Err(LnError::Refused(
+                            "a closed channel is still being resolved on-chain and may need the wallet's coins for its fees: send an amount, or wait until `closing_sat` is 0".into(),
+                        ));
+                    }
                     let keep = !s.node.list_channels().is_empty();
                     s.node
                         .onchain_payment()
