@@ -1038,6 +1038,10 @@ fn per_party(
             Some(*one)
         } else if pays_wallet && !listed.contains_key(&txid) {
             Some(0)
+        } else if !ins.is_empty() && ins.iter().all(|(_, c, _, _)| *c == Out::Anchor) {
+            // Anchors swept into fees by anyone (after their 16 blocks): their funder's 330 sat
+            // went to the miner.
+            ins.first().and_then(|(_, _, o, _)| *o)
         } else {
             None
         };

@@ -1413,6 +1413,25 @@ impl LoopOutServer {
 
     async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {
         let hash = rec.htlc.payment_hash;
+        // After a publication inside the window the prepay is ours: settle it whenever it is
+        // still only held (an HTLC adopted after the window released it: `CancelPrepay`) —
+        // before the swap invoice's settlement can make the swap final, or a settlement lost
+        // to a crash (found by the soak's per-swap accounting: the swap succeeded, the prepay
+        // was failed back) is never made again.
+        let published_before = matches!(
+            rec.state,
+            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+        );
+        let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
+        if published_before && earned && rec.terms.prepay_msat > 0 {
+            let prepay_hash = rec.prepay_preimage.payment_hash();
+            if let Ok(HoldInvoiceState::Accepted { .. }) = self.ln.hold_invoice_state(&prepay_hash).await {
+                self.ln
+                    .settle_hold_invoice(&rec.prepay_preimage)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
         // Lightning side.
         match &rec.state {
             State::Created { .. } => {
@@ -1465,22 +1484,10 @@ impl LoopOutServer {
         }
         // `Publishing` swaps (also after a crash between persisting it and the broadcast) are
         // published together by `publish_pending`.
-        // After a publication inside the window the prepay is ours: settle it whenever it is
-        // still only held (an HTLC adopted after the window released it: `CancelPrepay`).
         let published = matches!(
             rec.state,
             State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
         );
-        let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
-        if published && earned && rec.terms.prepay_msat > 0 {
-            let prepay_hash = rec.prepay_preimage.payment_hash();
-            if let Ok(HoldInvoiceState::Accepted { .. }) = self.ln.hold_invoice_state(&prepay_hash).await {
-                self.ln
-                    .settle_hold_invoice(&rec.prepay_preimage)
-                    .await
-                    .map_err(backend)?;
-            }
-        }
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
         // A replacement of the publication (or the original, if it won) is the one to follow:
