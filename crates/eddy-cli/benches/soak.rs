@@ -875,14 +875,47 @@ fn balances(nodes: &[Arc<LdkNode>]) -> ((u64, u64), usize) {
     let mut chain = 0;
     let mut channels = 0;
     for (i, n) in nodes.iter().enumerate() {
-        let b = n.ldk().list_balances();
-        ln += b.total_lightning_balance_sats;
-        chain += b.total_onchain_balance_sats;
+        let (l, c, _) = node_money(n);
+        ln += l;
+        chain += c;
         if i > 0 {
-            channels += n.ldk().list_channels().len();
+            channels += n.ldk().list_channels().iter().filter(|c| funded(c)).count();
         }
     }
     ((chain, ln), channels)
+}
+
+/// Whether a channel's funding transaction is on the chain (a channel whose funding never
+/// confirmed — its opener killed before broadcasting it — holds no money: LDK still counts
+/// its balances, while the coins are still in the opener's wallet).
+fn funded(c: &ldk_node::ChannelDetails) -> bool {
+    c.confirmations.unwrap_or(0) > 0
+}
+
+/// A node's (Lightning, on-chain) sat, its Lightning side without channels whose funding never
+/// confirmed, and how many funded channels it opened.
+fn node_money(n: &LdkNode) -> (u64, u64, u64) {
+    let channels = n.ldk().list_channels();
+    let unfunded: HashSet<_> = channels.iter().filter(|c| !funded(c)).map(|c| c.channel_id).collect();
+    let b = n.ldk().list_balances();
+    let phantom: u64 = b
+        .lightning_balances
+        .iter()
+        .map(|l| match l {
+            ldk_node::LightningBalance::ClaimableOnChannelClose {
+                channel_id,
+                amount_satoshis,
+                ..
+            } if unfunded.contains(channel_id) => *amount_satoshis,
+            _ => 0,
+        })
+        .sum();
+    let opened = channels.iter().filter(|c| c.is_outbound && funded(c)).count() as u64;
+    (
+        b.total_lightning_balance_sats - phantom,
+        b.total_onchain_balance_sats,
+        opened,
+    )
 }
 
 /// Each party's total (index 0 the server, then the clients): its node's Lightning and on-chain
@@ -893,9 +926,8 @@ fn party_totals(nodes: &[Arc<LdkNode>], wallet: u64, held_per_channel: u64) -> V
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let b = n.ldk().list_balances();
-            let funded = n.ldk().list_channels().iter().filter(|c| c.is_outbound).count() as u64;
-            let own = b.total_lightning_balance_sats + b.total_onchain_balance_sats + funded * held_per_channel;
+            let (ln, chain, opened) = node_money(n);
+            let own = ln + chain + opened * held_per_channel;
             (own + if i == 0 { wallet } else { 0 }) as i128
         })
         .collect()
