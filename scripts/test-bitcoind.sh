@@ -3,7 +3,7 @@
 # bitcoind once from the Bitcoin Core sources libbitcoinkernel-sys ships (scripts/build-bitcoind.sh,
 # cached in $HOME/.cache/eddy/bitcoind), then runs every test binary that uses the lab with
 # BITCOIND_EXE set; the lab starts a regtest bitcoind per test, without -txindex. Extra
-# arguments go to every `cargo test` (e.g. --no-fail-fast). Called by .ci/run after
+# arguments go to `cargo test` (e.g. --no-fail-fast). Called by .ci/run after
 # scripts/test.sh.
 #
 # Not run here, devnet-only by nature: eddy-devnet's tests and crates/eddy-cli/tests/devnet_cli.rs
@@ -20,18 +20,10 @@ echo "bitcoind: $BITCOIND_EXE ($("$BITCOIND_EXE" -version | head -n 1))"
 unset BITCOIND_RPC_URL
 
 start=$(date +%s)
-failed=()
-run() {
-  cargo test "$@" || failed+=("cargo test $*")
-}
-run -p eddy-lab --test lightning "$@"
-run -p eddy-backends --test chain_source --test lightning_conformance --test lnd_emulator "$@"
-run -p eddy-server --test loop_out "$@"
-run -p eddy --test demo --test loop_in --test loop_in_server --test loop_out_failures \
-  --test batching --test seed_api --test http_api --test attacks_http --test attacks_server \
-  --test attacks_client --test lnd_path --test daemons --test api_schemathesis "$@"
+# One invocation over the workspace (as scripts/test.sh builds it, so nothing is rebuilt).
+cargo test --workspace --test lightning --test chain_source --test lightning_conformance \
+  --test lnd_emulator --test loop_out --test demo --test loop_in --test loop_in_server \
+  --test loop_out_failures --test batching --test seed_api --test http_api --test attacks_http \
+  --test attacks_server --test attacks_client --test lnd_path --test daemons \
+  --test api_schemathesis "$@"
 echo "e2e suite against bitcoind: $(( $(date +%s) - start )) s"
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'failed against bitcoind: %s\n' "${failed[@]}" >&2
-  exit 1
-fi

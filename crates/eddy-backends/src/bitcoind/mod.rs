@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::hashes::Hash;
 use bitcoin::{Amount, Block, BlockHash, FeeRate, Network, OutPoint, Transaction, Txid};
 use serde_json::{json, Value};
 
@@ -48,32 +49,56 @@ pub const REMEMBERED_BLOCKS: usize = 144;
 /// remembered block (one block read from disk per call each; kept small on purpose).
 pub const SCANNED_BLOCKS: u32 = 6;
 
-/// Which block each transaction of the recently read blocks is in.
+/// Which block each transaction of the recently read blocks is in. Compact on purpose (a
+/// mainnet day is ~600,000 transactions): 8 bytes of each txid name the block's sequence number;
+/// a rare collision only sends one lookup to the wrong block, which then answers "not found".
 #[derive(Debug, Default)]
 struct SeenBlocks {
-    order: VecDeque<(BlockHash, Vec<Txid>)>,
-    block_of: HashMap<Txid, BlockHash>,
+    /// (sequence number, hash, short txids), oldest first.
+    order: VecDeque<(u64, BlockHash, Vec<u64>)>,
+    block_of: HashMap<u64, u64>,
+    next: u64,
+}
+
+fn short_id(txid: &Txid) -> u64 {
+    let b = txid.to_byte_array();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 impl SeenBlocks {
     fn add(&mut self, hash: BlockHash, block: &Block) {
-        if self.order.iter().any(|(h, _)| *h == hash) {
+        if self.order.iter().any(|(_, h, _)| *h == hash) {
             return;
         }
-        let txids: Vec<Txid> = block.txdata.iter().map(|t| t.compute_txid()).collect();
-        for t in &txids {
-            self.block_of.insert(*t, hash);
+        let seq = self.next;
+        self.next += 1;
+        let ids: Vec<u64> = block.txdata.iter().map(|t| short_id(&t.compute_txid())).collect();
+        for id in &ids {
+            self.block_of.insert(*id, seq);
         }
-        self.order.push_back((hash, txids));
+        self.order.push_back((seq, hash, ids));
         while self.order.len() > REMEMBERED_BLOCKS {
-            if let Some((old, txids)) = self.order.pop_front() {
-                for t in txids {
-                    if self.block_of.get(&t) == Some(&old) {
-                        self.block_of.remove(&t);
+            if let Some((old, _, ids)) = self.order.pop_front() {
+                for id in ids {
+                    if self.block_of.get(&id) == Some(&old) {
+                        self.block_of.remove(&id);
                     }
                 }
             }
         }
+    }
+
+    #[cfg(test)]
+    fn block_of_len(&self) -> usize {
+        self.block_of.len()
+    }
+
+    /// The remembered block holding `txid` (maybe, on a collision).
+    fn block_of(&self, txid: &Txid) -> Option<BlockHash> {
+        let seq = *self.block_of.get(&short_id(txid))?;
+        let first = self.order.front()?.0;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.order.get(i).map(|(_, h, _)| *h)
     }
 }
 
@@ -263,7 +288,7 @@ impl ChainSource for BitcoindSource {
             return Ok(Some(found));
         }
         // Without -txindex: the block it was seen in, then the last few blocks.
-        let hint = self.seen().block_of.get(txid).copied();
+        let hint = self.seen().block_of(txid);
         if let Some(hash) = hint {
             if let Some(found) = self.raw_transaction(txid, Some(hash)).await? {
                 return Ok(Some(found));
@@ -410,6 +435,50 @@ impl ChainSource for BitcoindSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_blocks_remember_the_last_blocks_transactions() {
+        let genesis = bitcoin::blockdata::constants::genesis_block(Network::Regtest);
+        let block = |i: u32| {
+            let tx = Transaction {
+                version: bitcoin::transaction::Version::TWO,
+                lock_time: bitcoin::absolute::LockTime::ZERO,
+                input: vec![],
+                output: vec![bitcoin::TxOut {
+                    value: Amount::from_sat(u64::from(i)),
+                    script_pubkey: bitcoin::ScriptBuf::new(),
+                }],
+            };
+            let mut header = genesis.header;
+            header.nonce = i;
+            Block {
+                header,
+                txdata: vec![tx],
+            }
+        };
+        let mut seen = SeenBlocks::default();
+        let blocks: Vec<Block> = (0..=REMEMBERED_BLOCKS as u32).map(block).collect();
+        for b in &blocks[..2] {
+            seen.add(b.block_hash(), b);
+        }
+        seen.add(blocks[0].block_hash(), &blocks[0]);
+        let first_tx = blocks[0].txdata[0].compute_txid();
+        assert_eq!(seen.block_of(&first_tx), Some(blocks[0].block_hash()));
+        assert_eq!(seen.order.len(), 2, "a block read twice is remembered once");
+        for b in &blocks[2..] {
+            seen.add(b.block_hash(), b);
+        }
+        assert_eq!(seen.order.len(), REMEMBERED_BLOCKS);
+        assert_eq!(seen.block_of(&first_tx), None, "the oldest block is forgotten");
+        let last = &blocks[REMEMBERED_BLOCKS];
+        assert_eq!(seen.block_of(&last.txdata[0].compute_txid()), Some(last.block_hash()));
+        let second = &blocks[1];
+        assert_eq!(
+            seen.block_of(&second.txdata[0].compute_txid()),
+            Some(second.block_hash())
+        );
+        assert_eq!(seen.block_of_len(), REMEMBERED_BLOCKS);
+    }
 
     #[test]
     fn fee_conversion_rounds_up() {
