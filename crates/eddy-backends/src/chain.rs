@@ -8,6 +8,9 @@
 //!   and never answers below the node's mempool minimum.
 //! - Lookups of unknown blocks or transactions return `Ok(None)`; `Err` means the source could
 //!   not answer (retry later), never "does not exist".
+//! - `transaction` finds every mempool transaction, and confirmed ones at least in the blocks
+//!   the caller read through `block` (what the chain watcher does for every block it follows)
+//!   and in the last few blocks: no full transaction index (bitcoind's `-txindex`) is needed.
 
 use std::time::Duration;
 
@@ -71,8 +74,18 @@ impl BroadcastError {
     }
 }
 
-/// The fee `tx` paid: its inputs' values, looked up at `chain`, minus its outputs.
+/// The fee `tx` (in the mempool or the best chain) paid, as `chain` knows it
+/// ([`ChainSource::tx_fee`]).
 pub async fn fee_paid(chain: &dyn ChainSource, tx: &Transaction) -> Result<bitcoin::Amount, ChainSourceError> {
+    chain.tx_fee(tx).await
+}
+
+/// The fee `tx` paid: its inputs' values, each looked up with [`ChainSource::transaction`],
+/// minus its outputs (the default [`ChainSource::tx_fee`]; needs every parent findable).
+pub async fn fee_from_inputs<C: ChainSource + ?Sized>(
+    chain: &C,
+    tx: &Transaction,
+) -> Result<bitcoin::Amount, ChainSourceError> {
     let mut inputs = bitcoin::Amount::ZERO;
     for i in &tx.input {
         let prev = chain
@@ -107,8 +120,17 @@ pub trait ChainSource: Send + Sync {
     /// A block with its height, `None` if unknown.
     async fn block(&self, hash: &BlockHash) -> Result<Option<(Block, u32)>, ChainSourceError>;
 
-    /// A transaction in the mempool or the best chain, `None` if unknown.
+    /// A transaction in the mempool or the best chain, `None` if unknown. Confirmed ones must be
+    /// found at least in the blocks read through [`ChainSource::block`] and in the last few
+    /// blocks (see the module docs); older ones may be `None` without a transaction index.
     async fn transaction(&self, txid: &Txid) -> Result<Option<TxStatus>, ChainSourceError>;
+
+    /// The fee `tx` paid (it is in the mempool or the best chain). By default from its inputs'
+    /// values ([`fee_from_inputs`]); bitcoind answers from its mempool entry or block undo data,
+    /// which needs no transaction index.
+    async fn tx_fee(&self, tx: &Transaction) -> Result<bitcoin::Amount, ChainSourceError> {
+        fee_from_inputs(self, tx).await
+    }
 
     /// Sends a transaction to the network; success if already known.
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError>;

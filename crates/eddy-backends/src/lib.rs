@@ -20,7 +20,7 @@ pub mod lnd_emu;
 pub mod watch;
 pub mod watcher;
 
-pub use chain::{fee_paid, BlockRef, BroadcastError, ChainSource, ChainSourceError, TxStatus};
+pub use chain::{fee_from_inputs, fee_paid, BlockRef, BroadcastError, ChainSource, ChainSourceError, TxStatus};
 pub use lightning::{HoldInvoiceState, LightningNode, LnError, LnEvent, PayParams, PaymentStatus};
 pub use watch::{swap_watch_id, Funding, Spend, WatchEvent, WatchId, WatchIndex, WatchStatus};
 pub use watcher::ChainWatcher;

@@ -1,5 +1,6 @@
 //! `eddy demo`: a loop-out on a bare machine. Starts Eddy's devnet (blocks validated by
-//! libbitcoinkernel), two embedded LDK nodes (the swap server's and the client's) with a
+//! libbitcoinkernel; or a real regtest bitcoind when `BITCOIND_EXE` / `BITCOIND_RPC_URL` is set,
+//! see `eddy_lab`, and the demo says which), two embedded LDK nodes (the swap server's and the client's) with a
 //! channel from the server to the client, the server engine with its HTTP API on 127.0.0.1 and
 //! the client engine talking to it, both with SQLite stores, runs one loop-out, mining blocks as soon as the swap needs them, and reports
 //! what happened with the real numbers. [`run_loop_out`] returns the numbers so tests can
@@ -180,34 +181,49 @@ fn balances(n: &LdkNode) -> (u64, u64) {
     (b.total_lightning_balance_sats, b.total_onchain_balance_sats)
 }
 
-/// Everything a loop-out needs, running: the devnet, the server's and the client's embedded
-/// LDK nodes (server → client channel of 1,000,000 sat, 500,000 pushed to the client), both
-/// engines with their SQLite stores. Tests build it with their own server adapter.
+/// Everything a loop-out needs, running: the lab's chain (the devnet, or a real bitcoind), the
+/// server's and the client's embedded LDK nodes (server → client channel of 1,000,000 sat,
+/// 500,000 pushed to the client), both engines with their SQLite stores. Tests build it with
+/// their own server adapter.
+///
+/// Teardown order matters, also when a failing test unwinds through it: the nodes are stopped
+/// while the runtime they run on is alive (ldk-node's `Node::stop` on a dropped runtime hits a
+/// debug assertion, which aborts the whole test binary and hides the tests after it), then the
+/// runtime and the RPC clients go, and the chain last (fields drop in declaration order).
 pub struct Swapnet {
-    /// The chain.
-    pub lab: Lab,
-    /// The runtime the nodes and engines run on.
-    pub rt: tokio::runtime::Runtime,
-    /// Chain source (bitcoind RPC against the devnet).
-    pub chain: Arc<dyn ChainSource>,
-    /// The server's node.
-    pub server_ln: Arc<LdkNode>,
-    /// The client's node.
-    pub client_ln: Arc<LdkNode>,
+    /// The server's HTTP API, when the client talks to it over HTTP.
+    pub http: Option<HttpServer>,
     /// The server engine.
     pub server: Arc<LoopOutServer>,
     /// The client's loop-out engine.
     pub client: LoopOutClient,
     /// The client's loop-in engine.
     pub client_in: LoopInClient,
+    /// The server's node.
+    pub server_ln: Arc<LdkNode>,
+    /// The client's node.
+    pub client_ln: Arc<LdkNode>,
+    /// Chain source (bitcoind RPC against the lab's chain).
+    pub chain: Arc<dyn ChainSource>,
     /// The client's store.
     pub client_store: Arc<dyn SwapStore>,
-    /// The server's HTTP API, when the client talks to it over HTTP.
-    pub http: Option<HttpServer>,
     /// The server's store.
     pub server_store: Arc<dyn SwapStore>,
+    /// The runtime the nodes and engines run on.
+    pub rt: tokio::runtime::Runtime,
+    /// The chain.
+    pub lab: Lab,
     /// Where everything lives.
     pub dir: std::path::PathBuf,
+}
+
+impl Drop for Swapnet {
+    fn drop(&mut self) {
+        // After `stop` these find the nodes stopped already and change nothing.
+        drop(self.http.take());
+        let _ = self.rt.block_on(self.server_ln.stop());
+        let _ = self.rt.block_on(self.client_ln.stop());
+    }
 }
 
 /// The demo server's settings: [`fees`], loop-out expiry 80 blocks, publication target 6, at
@@ -324,9 +340,10 @@ pub fn terms() -> eddy_server::http::Terms {
 /// 127.0.0.1, unless `api` supplies something else (tests put a tampering server in between).
 pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> anyhow::Result<Swapnet> {
     let t0 = Instant::now();
-    let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the devnet")?;
+    let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the chain")?;
     say(format!(
-        "devnet: regtest at height {}, RPC {} ({:.1} s)",
+        "chain: {}, regtest at height {}, RPC {} ({:.1} s)",
+        lab.chain.describe(),
         lab.chain.tip()?.0,
         lab.chain.url(),
         t0.elapsed().as_secs_f64()
@@ -429,12 +446,11 @@ impl Swapnet {
         mine_synced(&self.lab, &[&self.server_ln, &self.client_ln], n)
     }
 
-    /// Stops both nodes and the chain.
-    pub fn stop(self) -> anyhow::Result<()> {
-        drop(self.http);
+    /// Stops both nodes, then (dropping the rest) the chain.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.http.take());
         self.rt.block_on(self.server_ln.stop())?;
         self.rt.block_on(self.client_ln.stop())?;
-        self.lab.stop();
         Ok(())
     }
 }
@@ -725,10 +741,12 @@ pub fn run() -> anyhow::Result<()> {
         None => tmp.path().to_path_buf(),
     };
     let amount = Amount::from_sat(250_000);
-    println!(
-        "Eddy demo: one loop-out of {} sat on the embedded devnet\n",
-        amount.to_sat()
-    );
+    let chain = match eddy_lab::ChainBackend::from_env() {
+        eddy_lab::ChainBackend::Devnet => "the embedded devnet".to_string(),
+        eddy_lab::ChainBackend::BitcoindExe(exe) => format!("a regtest bitcoind ({})", exe.display()),
+        eddy_lab::ChainBackend::BitcoindRpc { url, .. } => format!("the regtest bitcoind at {url}"),
+    };
+    println!("Eddy demo: one loop-out of {} sat on {chain}\n", amount.to_sat());
     let say = |s: String| println!("{s}");
     let net = swapnet(&dir, None, &say)?;
     let result = demo_both(&net, amount);

@@ -268,12 +268,9 @@ fn tx(net: &Swapnet, txid: &bitcoin::Txid) -> eddy_backends::TxStatus {
         .expect("known transaction")
 }
 
+/// A transaction's miner fee (the lab finds it however deep, without `-txindex`).
 fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> u64 {
-    let t = tx(net, txid).tx;
-    net.rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &t))
-        .expect("fee")
-        .to_sat()
+    net.lab.chain.fee(txid).expect("fee").to_sat()
 }
 
 fn tip(net: &Swapnet) -> u32 {
@@ -890,7 +887,8 @@ fn attack_hanging_server_calls_do_not_stall_other_swaps() {
 
 /// The unspent value of `txid`'s output paying `address` (0 when spent).
 fn unspent_at(net: &Swapnet, txid: &bitcoin::Txid, address: &bitcoin::Address) -> u64 {
-    let t = tx(net, txid).tx;
+    // It may be long mined: the lab finds it without `-txindex`.
+    let t = net.lab.chain.transaction(txid).expect("transaction");
     let vout = t
         .output
         .iter()

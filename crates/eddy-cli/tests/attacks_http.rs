@@ -394,6 +394,10 @@ impl eddy_backends::ChainSource for Counting {
         self.count();
         self.inner.transaction(txid).await
     }
+    async fn tx_fee(&self, tx: &Transaction) -> Result<bitcoin::Amount, eddy_backends::ChainSourceError> {
+        self.count();
+        self.inner.tx_fee(tx).await
+    }
     async fn broadcast(&self, tx: &Transaction) -> Result<bitcoin::Txid, eddy_backends::BroadcastError> {
         self.count();
         self.inner.broadcast(tx).await

@@ -51,6 +51,24 @@ fn readme_demo_command_runs() {
     );
     assert!(stdout.contains("succeeded in"), "{stdout}");
     assert!(stdout.contains("client on-chain"), "{stdout}");
+    // It says which chain it runs on (scripts/test-bitcoind.sh runs this with BITCOIND_EXE).
+    let chain = match std::env::var_os("BITCOIND_EXE").filter(|v| !v.is_empty()) {
+        Some(exe) => format!("on a regtest bitcoind ({})", std::path::Path::new(&exe).display()),
+        None if std::env::var_os("BITCOIND_RPC_URL").is_some() => "on the regtest bitcoind at".to_string(),
+        None => "on the embedded devnet".to_string(),
+    };
+    assert!(
+        stdout.contains(&format!("one loop-out of 250000 sat {chain}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(if chain.contains("devnet") {
+            "chain: embedded devnet, regtest"
+        } else {
+            "chain: bitcoind /Satoshi:"
+        }),
+        "{stdout}"
+    );
     // Both directions: the loop-in after the loop-out, with its exact invoice amount.
     assert_eq!(stdout.matches("succeeded in").count(), 2, "{stdout}");
     assert!(stdout.contains("one loop-in of 90000 sat"), "{stdout}");

@@ -702,23 +702,27 @@ fn junk_is_rate_limited_and_a_cut_creation_gives_its_offer_place_back() {
     };
 
     // A creation the engine cannot finish for now: the chain is locked (the engine asks its
-    // tip) for 4 s, and the client gives up after 1 s, closing its connection.
-    let devnet = net.lab.chain.devnet().expect("devnet");
-    let cut = std::thread::scope(|s| {
-        let held = s.spawn(|| devnet.with_chain(|_| std::thread::sleep(std::time::Duration::from_secs(4))));
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let cut = post(&from(1, std::time::Duration::from_secs(1)), offer(0x70));
-        held.join().expect("chain lock thread");
-        cut
-    });
-    assert!(cut.as_ref().is_err_and(|e| e.is_timeout()), "{cut:?}");
-    // Nothing was created for it, and its place is free again.
-    let cut_id = SwapId::from(Preimage::from_bytes([0x70; 32]).payment_hash());
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(
-        net.rt.block_on(net.server.swap(&cut_id)).is_err(),
-        "the cut creation made nothing"
-    );
+    // tip) for 4 s, and the client gives up after 1 s, closing its connection. Only the
+    // in-process devnet's chain can be held like that.
+    if let Some(devnet) = net.lab.chain.devnet() {
+        let cut = std::thread::scope(|s| {
+            let held = s.spawn(|| devnet.with_chain(|_| std::thread::sleep(std::time::Duration::from_secs(4))));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let cut = post(&from(1, std::time::Duration::from_secs(1)), offer(0x70));
+            held.join().expect("chain lock thread");
+            cut
+        });
+        assert!(cut.as_ref().is_err_and(|e| e.is_timeout()), "{cut:?}");
+        // Nothing was created for it, and its place is free again.
+        let cut_id = SwapId::from(Preimage::from_bytes([0x70; 32]).payment_hash());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            net.rt.block_on(net.server.swap(&cut_id)).is_err(),
+            "the cut creation made nothing"
+        );
+    } else {
+        eprintln!("skipping the cut creation: holding the chain's lock needs the in-process devnet");
+    }
     let a = from(1, long);
     for n in 0..UNPAID_OFFERS_PER_CLIENT as u8 {
         let (s, v) = post(&a, offer(0x71 + n)).expect("send");

@@ -38,18 +38,9 @@ fn fund_client(net: &Swapnet) -> u64 {
     net.client_ln.ldk().list_balances().total_onchain_balance_sats
 }
 
-/// A transaction's miner fee.
+/// A transaction's miner fee (the lab finds it however deep, without `-txindex`).
 fn fee_of(net: &Swapnet, txid: &bitcoin::Txid) -> u64 {
-    let tx = net
-        .rt
-        .block_on(net.chain.transaction(txid))
-        .expect("rpc")
-        .expect("transaction")
-        .tx;
-    net.rt
-        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &tx))
-        .expect("fee")
-        .to_sat()
+    net.lab.chain.fee(txid).expect("fee").to_sat()
 }
 
 /// The server just gave up paying: the client's next pass broadcasts its cooperative refund of

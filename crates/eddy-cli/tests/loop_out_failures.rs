@@ -222,12 +222,8 @@ fn htlc_below_the_amount_is_never_claimed() {
     let (_, rec) = net.rt.block_on(net.client.swap(&id)).expect("swap");
     assert!(rec.claim.is_none(), "nothing revealed");
     assert_eq!(rec.state, State::Failed(FailReason::PaymentFailed));
-    let tx = net
-        .rt
-        .block_on(net.chain.transaction(&short))
-        .expect("rpc")
-        .expect("tx")
-        .tx;
+    // Mined long ago: the lab finds it without `-txindex`.
+    let tx = net.lab.chain.transaction(&short).expect("tx");
     let vout = tx
         .output
         .iter()
@@ -427,6 +423,12 @@ fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
             _ => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+    if !net.lab.chain.is_devnet() {
+        // A regtest bitcoind has no estimate to spike; only the devnet can fake one.
+        eprintln!("skipping the fee spike: the fee estimate is devnet-only");
+        net.stop().expect("stop");
+        return;
     }
     // Fees spike to 20 sat/vB; three blocks come without the claim.
     net.lab.chain.set_fee_estimate(Some(20.0)).expect("spike");

@@ -289,10 +289,7 @@ fn seed_000_client_loops_out_unchanged() {
 /// Mines one block with no transaction in it (the mempool stays as it is): the seed HTLC
 /// stays unconfirmed however many blocks pass. Both nodes see each block.
 fn mine_empty(net: &eddy::demo::Swapnet) {
-    let devnet = net.lab.chain.devnet().expect("the devnet chain backend");
-    devnet
-        .with_chain(|c| c.mine_block(&eddy_devnet::anyone_can_spend_spk(), Some(vec![])))
-        .expect("empty block");
+    net.lab.chain.mine_with(&[]).expect("empty block");
     let tip = net.lab.chain.tip().expect("tip");
     for node in [&net.server_ln, &net.client_ln] {
         eddy_lab::wait_synced(node.ldk(), tip, eddy_lab::WAIT).expect("synced");

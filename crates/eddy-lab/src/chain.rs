@@ -1,7 +1,12 @@
 //! The lab's chain: the embedded devnet served over RPC on 127.0.0.1, or a real bitcoind
 //! (started from `BITCOIND_EXE` in regtest, or reached at `BITCOIND_RPC_URL`). Everything the
-//! lab does to the chain goes through bitcoind's RPC; devnet-only extras (fee estimate, reorg
-//! with left-out transactions) say so when the backend cannot do them.
+//! lab does to the chain goes through bitcoind's RPC. Reorgs with chosen transactions work on
+//! both (bitcoind: `invalidateblock` + `generateblock`); the one devnet-only extra, a faked fee
+//! estimate, says so when the backend cannot do it ([`LabChain::is_devnet`] lets a test skip).
+//!
+//! The bitcoind the lab starts runs **without `-txindex`** (production must not depend on it,
+//! see `eddy_backends::bitcoind`), with `-rpcservertimeout` short so that an idle RPC connection
+//! does not hold its shutdown for 30 s.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -10,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bitcoin::hex::DisplayHex;
-use bitcoin::{Address, Amount, BlockHash, Network, Transaction, Txid};
+use bitcoin::{Address, Amount, Block, BlockHash, Network, ScriptBuf, Transaction, Txid};
 use eddy_backends::bitcoind::rpc::RpcClient;
 use eddy_devnet::{anyone_can_spend_spk, Auth, Devnet, RpcConfig, RpcServer};
 use serde::de::DeserializeOwned;
@@ -91,6 +96,11 @@ fn chain_err(e: impl std::fmt::Display) -> LabError {
 /// spent 100 blocks after it; 110 leaves ten 50-BTC coins).
 const INITIAL_BLOCKS: u32 = 110;
 
+/// bitcoind's `-rpcservertimeout` in the lab: an idle keep-alive connection (the lab's own RPC
+/// client, ldk-node's) is closed after this long, so `stop` finishes within it instead of 30 s.
+/// Long enough for every call the lab and Eddy make (`waitfornewblock` polls are shorter).
+const RPC_SERVER_TIMEOUT_SECS: u32 = 5;
+
 impl LabChain {
     /// A free TCP port on 127.0.0.1.
     pub fn free_port_pub() -> Result<u16, LabError> {
@@ -143,13 +153,8 @@ impl LabChain {
                     .arg("-rpcallowip=127.0.0.1")
                     .arg("-rpcuser=eddy")
                     .arg(format!("-rpcpassword={password}"))
-                    .args([
-                        "-server=1",
-                        "-listen=0",
-                        "-txindex=1",
-                        "-fallbackfee=0.0002",
-                        "-printtoconsole=0",
-                    ])
+                    .args(["-server=1", "-listen=0", "-fallbackfee=0.0002", "-printtoconsole=0"])
+                    .arg(format!("-rpcservertimeout={RPC_SERVER_TIMEOUT_SECS}"))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -307,6 +312,22 @@ impl LabChain {
         }
     }
 
+    /// Whether the chain is the embedded devnet (tests skip devnet-only steps otherwise).
+    pub fn is_devnet(&self) -> bool {
+        self.devnet().is_some()
+    }
+
+    /// What the chain is, for people: "embedded devnet" or "bitcoind /Satoshi:…/".
+    pub fn describe(&self) -> String {
+        if self.is_devnet() {
+            return "embedded devnet".into();
+        }
+        match self.rpc::<Value>("getnetworkinfo", json!([])) {
+            Ok(v) => format!("bitcoind {}", v["subversion"].as_str().unwrap_or("(unknown version)")),
+            Err(_) => "bitcoind".into(),
+        }
+    }
+
     /// Best block height and hash.
     pub fn tip(&self) -> Result<(u32, BlockHash), LabError> {
         let info: Value = self.rpc("getblockchaininfo", json!([]))?;
@@ -327,20 +348,42 @@ impl LabChain {
     pub fn mine(&self, n: u32) -> Result<Vec<BlockHash>, LabError> {
         let hashes: Vec<BlockHash> = self.rpc("generatetoaddress", json!([n, self.faucet_address()?.to_string()]))?;
         for h in &hashes {
-            let block: Value = self.rpc("getblock", json!([h.to_string(), 2]))?;
-            let height = block["height"].as_u64().unwrap_or(0) as u32;
-            let cb = &block["tx"][0];
-            let txid: Txid = cb["txid"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| chain_err("coinbase txid"))?;
-            let value = cb["vout"][0]["value"]
-                .as_f64()
-                .and_then(|v| Amount::from_btc(v).ok())
-                .ok_or_else(|| chain_err("coinbase value"))?;
-            self.faucet_lock().add_coinbase(txid, value, height);
+            self.record_coinbase(h)?;
         }
         Ok(hashes)
+    }
+
+    /// Mines one block with exactly `txs` (raw transactions, in order; none for an empty block:
+    /// the mempool stays as it is), paying the coinbase to the faucet.
+    pub fn mine_with(&self, txs: &[Transaction]) -> Result<BlockHash, LabError> {
+        let hash = self.generate_block(&self.faucet_address()?.to_string(), txs)?;
+        self.record_coinbase(&hash)?;
+        Ok(hash)
+    }
+
+    fn generate_block(&self, payout: &str, txs: &[Transaction]) -> Result<BlockHash, LabError> {
+        let raw: Vec<String> = txs.iter().map(bitcoin::consensus::encode::serialize_hex).collect();
+        let v: Value = self.rpc("generateblock", json!([payout, raw]))?;
+        v["hash"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| chain_err("generateblock: no hash"))
+    }
+
+    fn record_coinbase(&self, hash: &BlockHash) -> Result<(), LabError> {
+        let block: Value = self.rpc("getblock", json!([hash.to_string(), 2]))?;
+        let height = block["height"].as_u64().unwrap_or(0) as u32;
+        let cb = &block["tx"][0];
+        let txid: Txid = cb["txid"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| chain_err("coinbase txid"))?;
+        let value = cb["vout"][0]["value"]
+            .as_f64()
+            .and_then(|v| Amount::from_btc(v).ok())
+            .ok_or_else(|| chain_err("coinbase value"))?;
+        self.faucet_lock().add_coinbase(txid, value, height);
+        Ok(())
     }
 
     fn faucet_lock(&self) -> std::sync::MutexGuard<'_, Faucet> {
@@ -365,6 +408,52 @@ impl LabChain {
         }
     }
 
+    /// A transaction in the mempool or anywhere in the best chain (the lab's bitcoind has no
+    /// `-txindex`: its blocks are searched from the tip down, fine for a test chain's few
+    /// hundred blocks). For tests; Eddy itself never needs an old transaction by txid.
+    pub fn transaction(&self, txid: &Txid) -> Result<Transaction, LabError> {
+        let raw = match self.rpc::<String>("getrawtransaction", json!([txid.to_string()])) {
+            Ok(raw) => raw,
+            Err(_) => self.find_in_blocks(txid, |block| {
+                self.rpc::<String>("getrawtransaction", json!([txid.to_string(), false, block.to_string()]))
+                    .ok()
+            })?,
+        };
+        bitcoin::consensus::encode::deserialize_hex(&raw).map_err(chain_err)
+    }
+
+    /// The fee `txid` paid, from its mempool entry or from the best chain's block that holds it
+    /// (`getblock <hash> 2` reports fees from undo data: no `-txindex` needed). For tests.
+    pub fn fee(&self, txid: &Txid) -> Result<Amount, LabError> {
+        let btc = |v: &Value| v.as_f64().and_then(|b| Amount::from_btc(b).ok());
+        if let Ok(entry) = self.rpc::<Value>("getmempoolentry", json!([txid.to_string()])) {
+            return btc(&entry["fees"]["base"]).ok_or_else(|| chain_err("getmempoolentry: no fee"));
+        }
+        let want = txid.to_string();
+        let fee = self.find_in_blocks(txid, |hash| {
+            let block: Value = self.rpc("getblock", json!([hash.to_string(), 2])).ok()?;
+            let t = block["tx"]
+                .as_array()?
+                .iter()
+                .find(|t| t["txid"].as_str() == Some(want.as_str()))?
+                .clone();
+            Some(t)
+        })?;
+        btc(&fee["fee"]).ok_or_else(|| chain_err(format!("getblock: no fee for {txid}")))
+    }
+
+    /// The first `Some` that `look` gives for the best chain's blocks, from the tip down.
+    fn find_in_blocks<T>(&self, txid: &Txid, mut look: impl FnMut(&BlockHash) -> Option<T>) -> Result<T, LabError> {
+        let (tip, _) = self.tip()?;
+        for height in (0..=tip).rev() {
+            let hash: BlockHash = self.rpc("getblockhash", json!([height]))?;
+            if let Some(found) = look(&hash) {
+                return Ok(found);
+            }
+        }
+        Err(chain_err(format!("{txid} is neither in the mempool nor in the chain")))
+    }
+
     /// `sendrawtransaction`.
     pub fn broadcast(&self, tx: &Transaction) -> Result<Txid, LabError> {
         self.rpc(
@@ -373,11 +462,14 @@ impl LabChain {
         )
     }
 
-    /// Waits until `txid` is in the mempool (or already mined).
+    /// Waits until `txid` is in the mempool (or, on the devnet, already mined; bitcoind without
+    /// `-txindex` finds only mempool transactions by txid).
     pub fn wait_in_mempool(&self, txid: &Txid, timeout: Duration) -> Result<(), LabError> {
         wait_until(&format!("{txid} in the mempool"), timeout, || {
-            self.rpc::<Value>("getrawtransaction", json!([txid.to_string()]))
-                .is_ok()
+            self.rpc::<Value>("getmempoolentry", json!([txid.to_string()])).is_ok()
+                || self
+                    .rpc::<Value>("getrawtransaction", json!([txid.to_string()]))
+                    .is_ok()
         })
     }
 
@@ -388,9 +480,11 @@ impl LabChain {
             .map(|_| ())
     }
 
-    /// Replaces the last `depth` blocks by `depth + extra` new ones, leaving out `exclude` and
-    /// adding `add` to the new branch (devnet only when either is non-empty; plain reorgs also
-    /// work on bitcoind via invalidateblock).
+    /// Replaces the last `depth` blocks by `depth + extra` new ones (at least one more), leaving
+    /// out `exclude` (and what spends them) and adding `add` to the new branch's first block;
+    /// left-out transactions go back to the mempool when still valid. The devnet does it
+    /// natively (`devnet_reorg`); on bitcoind the lab invalidates the first replaced block and
+    /// builds the branch with `generateblock` (carried transactions placed as the devnet does).
     pub fn reorg(
         &self,
         depth: u32,
@@ -403,15 +497,85 @@ impl LabChain {
             let add: Vec<String> = add.iter().map(bitcoin::consensus::encode::serialize_hex).collect();
             return self.rpc("devnet_reorg", json!([depth, extra, exclude, add]));
         }
-        if !exclude.is_empty() || !add.is_empty() {
-            return Err(LabError::Chain(
-                "choosing a reorg's transactions needs the devnet".into(),
-            ));
-        }
+        self.reorg_bitcoind(depth, extra, exclude, add)
+    }
+
+    /// The reorg on bitcoind. The replaced blocks' transactions (but `exclude` and their
+    /// descendants) are carried to the branch in their order: `invalidateblock` returns them to
+    /// bitcoind's mempool where still valid at the fork, and each goes into the first branch
+    /// block where the mempool takes it (a lock time or relative lock that only a later height
+    /// meets waits for it); `add` goes raw into the first block. The branch pays its coinbases
+    /// to a fresh address, so no branch block can equal a replaced one (an invalidated block is
+    /// never accepted again) even in the same second.
+    fn reorg_bitcoind(
+        &self,
+        depth: u32,
+        extra: u32,
+        exclude: &[Txid],
+        add: &[Transaction],
+    ) -> Result<Vec<BlockHash>, LabError> {
         let (height, _) = self.tip()?;
-        let first: BlockHash = self.rpc("getblockhash", json!([height + 1 - depth]))?;
+        if depth == 0 || depth > height {
+            return Err(chain_err(format!("cannot reorg {depth} blocks at height {height}")));
+        }
+        let fork = height - depth;
+        let mut dropped: std::collections::HashSet<Txid> = exclude.iter().copied().collect();
+        let mut carried = vec![];
+        for h in fork + 1..=height {
+            let hash: BlockHash = self.rpc("getblockhash", json!([h]))?;
+            let raw: String = self.rpc("getblock", json!([hash.to_string(), 0]))?;
+            let block: Block = bitcoin::consensus::encode::deserialize_hex(&raw).map_err(chain_err)?;
+            for tx in block.txdata.into_iter().skip(1) {
+                let txid = tx.compute_txid();
+                if dropped.contains(&txid) || tx.input.iter().any(|i| dropped.contains(&i.previous_output.txid)) {
+                    dropped.insert(txid);
+                } else {
+                    carried.push(tx);
+                }
+            }
+        }
+        let first: BlockHash = self.rpc("getblockhash", json!([fork + 1]))?;
         self.rpc::<Value>("invalidateblock", json!([first.to_string()]))?;
-        self.mine(depth + extra.max(1))
+        let script = ScriptBuf::builder()
+            .push_slice(rand::random::<[u8; 8]>())
+            .push_opcode(bitcoin::opcodes::all::OP_DROP)
+            .push_opcode(bitcoin::opcodes::OP_TRUE)
+            .into_script();
+        let payout = Address::p2wsh(&script, Network::Regtest).to_string();
+        let mut hashes = vec![];
+        for i in 0..depth + extra.max(1) {
+            let mut txs = vec![];
+            let mut later = vec![];
+            for tx in carried {
+                if self.mempool_takes(&tx) {
+                    txs.push(tx);
+                } else {
+                    later.push(tx);
+                }
+            }
+            carried = later;
+            if i == 0 {
+                txs.extend(add.iter().cloned());
+            }
+            hashes.push(self.generate_block(&payout, &txs)?);
+        }
+        // What no branch block could take goes back to the mempool if it is valid there.
+        for tx in &carried {
+            let _ = self.mempool_takes(tx);
+        }
+        Ok(hashes)
+    }
+
+    /// Whether `tx` is in bitcoind's mempool, or enters it now.
+    fn mempool_takes(&self, tx: &Transaction) -> bool {
+        self.rpc::<Value>("getmempoolentry", json!([tx.compute_txid().to_string()]))
+            .is_ok()
+            || self
+                .rpc::<Value>(
+                    "sendrawtransaction",
+                    json!([bitcoin::consensus::encode::serialize_hex(tx), 0]),
+                )
+                .is_ok()
     }
 
     fn devnet_only(&self, what: &str) -> Result<(), LabError> {

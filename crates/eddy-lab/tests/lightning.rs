@@ -10,31 +10,9 @@ use ldk_node::lightning::events::PaymentFailureReason;
 use ldk_node::lightning_invoice::{Bolt11InvoiceDescription, Description};
 use ldk_node::lightning_types::payment::{PaymentHash, PaymentPreimage};
 use ldk_node::{Event, LightningBalance};
-use serde_json::{json, Value};
 
 fn fee_of(lab: &Lab, txid: &Txid) -> u64 {
-    let tx: Value = lab
-        .chain
-        .rpc("getrawtransaction", json!([txid.to_string(), true]))
-        .expect("tx");
-    let out: f64 = tx["vout"]
-        .as_array()
-        .expect("vout")
-        .iter()
-        .map(|o| o["value"].as_f64().expect("v"))
-        .sum();
-    let mut inputs = 0.0;
-    for i in tx["vin"].as_array().expect("vin") {
-        let prev: Value = lab
-            .chain
-            .rpc("getrawtransaction", json!([i["txid"], true]))
-            .expect("prev");
-        inputs += prev["vout"][i["vout"].as_u64().expect("n") as usize]["value"]
-            .as_f64()
-            .expect("v");
-    }
-    let sat = |b: f64| Amount::from_btc(b).expect("btc").to_sat();
-    sat(inputs) - sat(out)
+    lab.chain.fee(txid).expect("fee").to_sat()
 }
 
 fn desc(s: &str) -> Bolt11InvoiceDescription {

@@ -539,6 +539,9 @@ impl eddy_backends::ChainSource for LosesOneBroadcast {
     ) -> Result<Option<eddy_backends::TxStatus>, eddy_backends::ChainSourceError> {
         self.inner.transaction(txid).await
     }
+    async fn tx_fee(&self, tx: &Transaction) -> Result<bitcoin::Amount, eddy_backends::ChainSourceError> {
+        self.inner.tx_fee(tx).await
+    }
     async fn broadcast(&self, tx: &Transaction) -> Result<bitcoin::Txid, eddy_backends::BroadcastError> {
         {
             let mut lose = self.lose.lock().expect("lock");
