@@ -7,7 +7,8 @@
 # scripts/test.sh.
 #
 # Not run here, devnet-only by nature: eddy-devnet's tests and crates/eddy-cli/tests/devnet_cli.rs
-# test the devnet itself (and `eddy devnet`); eddy-core, eddy-store, eddy-backends'
+# test the devnet itself (and `eddy devnet`), as does crates/eddy-cli/tests/walkthrough.rs (the
+# README's walk-through runs `eddy devnet` and its faucet); eddy-core, eddy-store, eddy-backends'
 # lnd_vectors, and eddy-cli's htlc_cli use no chain. Steps inside the binaries below that need
 # a devnet-only fake (a fee estimate; holding the chain's lock) print "skipping …" on bitcoind.
 set -euo pipefail
@@ -25,5 +26,5 @@ cargo test --workspace --test lightning --test chain_source --test lightning_con
   --test lnd_emulator --test loop_out --test demo --test loop_in --test loop_in_server \
   --test loop_out_failures --test batching --test seed_api --test http_api --test attacks_http \
   --test attacks_server --test attacks_client --test lnd_path --test daemons \
-  --test api_schemathesis "$@"
+  --test api_schemathesis --test node_cli "$@"
 echo "e2e suite against bitcoind: $(( $(date +%s) - start )) s"
