@@ -2029,3 +2029,84 @@ fn attack_blind_node_takes_no_swaps() {
     assert_eq!(ln(&net.server_ln), ln0);
     net.stop().expect("stop");
 }
+
+/// **Issue 13, found by the soak's per-swap accounting: a prepay settlement lost is made again
+/// before the swap ends.** The server's node acknowledges the prepay's settlement at the HTLC
+/// publication and does not make it (as when the server is killed before its node persisted
+/// the claim). The client claims and the server settles the swap invoice; the swap must not
+/// end `succeeded` with the prepay still only held (it would go back to the client when the
+/// hold expired): the server settles it first. Its channel balance rises by exactly the
+/// swap's fee and amount — prepay included.
+#[test]
+fn a_lost_prepay_settlement_is_made_again_before_the_swap_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let node = Arc::new(FaultyNode::new(net.server_ln.clone()));
+    node.drop_settles.store(1, std::sync::atomic::Ordering::SeqCst);
+    let own = own_server_on(
+        &net,
+        "lost-prepay",
+        node.clone(),
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        None,
+        &[400_000],
+    );
+    let seed = || eddy_store::SeedKeys::load_or_create(&net.dir, eddy_client::SEED_FILE).expect("seed");
+    let api: Arc<dyn eddy_client::SwapServerApi> =
+        Arc::new(eddy_client::HttpSwapServer::new(&own.http.url(), seed()).expect("api"));
+    let client = net
+        .rt
+        .block_on(eddy_client::LoopOutClient::new(
+            eddy::demo::client_config(),
+            net.client_ln.clone(),
+            net.chain.clone(),
+            net.client_store.clone(),
+            api,
+            seed(),
+        ))
+        .expect("client");
+    let amount = Amount::from_sat(100_000);
+    let quote = own.server.quote(amount).expect("quote");
+    assert!(quote.prepay > Amount::ZERO);
+    let server_ln0 = ln(&net.server_ln);
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let id = net.rt.block_on(client.loop_out(amount, dest)).expect("loop-out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let _ = net.rt.block_on(client.tick());
+        let _ = net.rt.block_on(own.server.tick());
+        let server_done = net.rt.block_on(own.server.swap(&id)).expect("swap").1.state == OutState::Succeeded;
+        let client_done = matches!(
+            net.rt.block_on(client.swap(&id)).expect("swap").1.state,
+            eddy_core::sm::loop_out_client::State::Succeeded { .. }
+        );
+        if server_done && client_done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the swap never ended");
+        net.mine(1).expect("mine");
+    }
+    assert_eq!(
+        node.drop_settles.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a settlement was dropped"
+    );
+    wait_until_ln(&net, server_ln0 + (amount + quote.swap_fee).to_sat());
+    assert_eq!(
+        ln(&net.server_ln),
+        server_ln0 + (amount + quote.swap_fee).to_sat(),
+        "the swap invoice and the prepay"
+    );
+    net.stop().expect("stop");
+}
+
+/// Waits until the server's channel balance is `want` sat (a settlement takes a moment).
+fn wait_until_ln(net: &Swapnet, want: u64) {
+    let _ = eddy_lab::wait_until("server channel balance", eddy_lab::WAIT, || ln(&net.server_ln) == want);
+}

@@ -596,6 +596,9 @@ pub struct FaultyNode {
     pub refusals: std::sync::atomic::AtomicU32,
     pub lose_next: std::sync::atomic::AtomicBool,
     pub frozen: std::sync::Mutex<Option<u32>>,
+    /// The next this many hold-invoice settlements are acknowledged and not made (a
+    /// settlement lost to a crash before the node persisted it).
+    pub drop_settles: std::sync::atomic::AtomicU32,
 }
 
 #[allow(dead_code)] // each test file uses the knobs it needs
@@ -606,6 +609,7 @@ impl FaultyNode {
             refusals: std::sync::atomic::AtomicU32::new(0),
             lose_next: std::sync::atomic::AtomicBool::new(false),
             frozen: std::sync::Mutex::new(None),
+            drop_settles: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -632,6 +636,17 @@ impl LightningNode for FaultyNode {
         self.inner.hold_invoice_state(h).await
     }
     async fn settle_hold_invoice(&self, p: &eddy_core::types::Preimage) -> Result<(), eddy_backends::LnError> {
+        let dropped = self
+            .drop_settles
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if dropped {
+            return Ok(());
+        }
         self.inner.settle_hold_invoice(p).await
     }
     async fn cancel_hold_invoice(&self, h: &PaymentHash) -> Result<(), eddy_backends::LnError> {
