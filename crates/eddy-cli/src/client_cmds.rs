@@ -165,18 +165,14 @@ pub fn terms(c: &DaemonConn) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("network        {}", v["network"].as_str().unwrap_or("?"));
+    let range = format!("{} – {} sat", u(&v, "min_amount_sat"), u(&v, "max_amount_sat"));
+    let fee = format!("{} sat + {} ppm", u(&v, "base_fee_sat"), u(&v, "fee_ppm"));
     println!(
-        "loop-out       {} – {} sat",
-        u(&v, "min_amount_sat"),
-        u(&v, "max_amount_sat")
+        "loop-out       {range}, fee {fee} ({} sat of it prepaid)",
+        u(&v, "prepay_sat")
     );
-    println!(
-        "fee            {} sat + {} ppm",
-        u(&v, "base_fee_sat"),
-        u(&v, "fee_ppm")
-    );
-    println!("prepay         {} sat", u(&v, "prepay_sat"));
-    println!("HTLC expiry    {} blocks", u(&v, "expiry_delta"));
+    println!("               HTLC expiry {} blocks", u(&v, "expiry_delta"));
+    println!("loop-in        {range}, fee {fee} (taken from what you receive; no prepay)");
     Ok(())
 }
 
@@ -312,6 +308,12 @@ pub fn monitor(c: &DaemonConn) -> anyhow::Result<()> {
             .with_context(|| format!("reaching the daemon at {}", conn.base))?;
         if !resp.status().is_success() {
             return Conn::check(resp).await.map(|_| ());
+        }
+        if !c.json {
+            println!(
+                "following every swap of the daemon at {} (Ctrl-C to stop); waiting for changes…",
+                conn.base
+            );
         }
         let mut buf = String::new();
         while let Some(chunk) = resp.chunk().await? {

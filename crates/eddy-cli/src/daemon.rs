@@ -745,6 +745,15 @@ async fn loop_out(
     let destination = match &b.addr {
         Some(a) => parse_address(a, d.cfg.network).map_err(bad)?.script_pubkey(),
         None => {
+            // A swap that is refused creates no wallet address: the amount against the
+            // server's range and the channels' capacity first (the engine checks both again).
+            d.server
+                .quote_loop_out(Amount::from_sat(b.amount_sat))
+                .await
+                .map_err(|m| server_error(m, QUOTE_PASSES))?;
+            d.client
+                .check_capacity(Amount::from_sat(b.amount_sat), b.options.channel)
+                .await?;
             d.ln.new_address()
                 .await
                 .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?

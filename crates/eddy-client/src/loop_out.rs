@@ -412,7 +412,9 @@ impl LoopOutClient {
 
     /// Fails with [`ClientError::NoCapacity`] unless the usable channels (or `channel`) can
     /// send `amount` now.
-    async fn check_capacity(&self, amount: Amount, channel: Option<u64>) -> Result<(), ClientError> {
+    /// Whether the usable channels (`channel` only, when given) can send `amount` now; the
+    /// refusal says what to do. [`LoopOutClient::loop_out_with`] checks it too.
+    pub async fn check_capacity(&self, amount: Amount, channel: Option<u64>) -> Result<(), ClientError> {
         let channels = self.ln.channels().await.map_err(backend)?;
         let usable: Vec<_> = channels
             .iter()
