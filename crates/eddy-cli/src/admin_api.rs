@@ -4,7 +4,6 @@
 //! default, never the public API's port) and takes its own token (`admin.token` in the
 //! server's data dir, mode 0600); `GET /v1/openapi.json` describes it without the token.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -14,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitcoin::{Address, Amount, FeeRate};
+use bitcoin::Amount;
 use eddy_core::api::ErrorBody;
 use eddy_server::loop_out::{LoopOutServer, ServerError};
 use serde::{Deserialize, Serialize};
@@ -47,15 +46,7 @@ fn server_error(e: ServerError) -> NodeError {
 
 /// Checks `Authorization: Bearer <token>` (constant time); 401 otherwise.
 async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if !same {
+    if !crate::node_api::bearer_matches(req.headers(), &token) {
         return error(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong token (Authorization: Bearer <contents of {ADMIN_TOKEN_FILE}>)"),
@@ -171,44 +162,16 @@ async fn withdraw(
     State(engine): State<Arc<LoopOutServer>>,
     b: Result<Json<WithdrawBody>, JsonRejection>,
 ) -> Result<Json<Withdrawn>, NodeError> {
-    let Json(b) = b.map_err(|r| error(StatusCode::BAD_REQUEST, format!("malformed request: {}", r.body_text())))?;
-    let network = engine.network();
-    let to = Address::from_str(b.address.trim())
-        .map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("{:?} is not a bitcoin address", b.address),
-            )
-        })?
-        .require_network(network)
-        .map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("{} is not an address for the {network} network", b.address),
-            )
-        })?;
-    let amount = match (b.amount_sat, b.all) {
-        (Some(a @ 1..=2_100_000_000_000_000), false) => Some(Amount::from_sat(a)),
-        (Some(a @ 1..), false) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("amount {a} sat is above 21,000,000 BTC"),
-            ))
-        }
-        (None, true) => None,
-        (Some(0), false) => return Err(error(StatusCode::BAD_REQUEST, "amount_sat must be above 0")),
-        _ => return Err(error(StatusCode::BAD_REQUEST, "give either amount_sat or all")),
-    };
-    let rate = match b.fee_rate_sat_per_vb {
-        None => None,
-        Some(r @ 1..=10_000) => FeeRate::from_sat_per_vb(r),
-        Some(r) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("fee rate {r} sat/vB is out of range (1 to 10000)"),
-            ))
-        }
-    };
+    let b = crate::node_api::body(b)?;
+    let to = crate::node_api::address(&b.address, engine.network())?;
+    let amount = crate::node_api::amount_or_all(b.amount_sat, b.all)?;
+    if let Some(a) = amount.filter(|a| *a > Amount::MAX_MONEY) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("amount {} sat is above 21,000,000 BTC", a.to_sat()),
+        ));
+    }
+    let rate = crate::node_api::fee_rate(b.fee_rate_sat_per_vb)?;
     // Run to its end even if the request is cut (its deadline): a withdrawal half done — built,
     // not yet broadcast or forgotten — would leave the wallet's view of its coins wrong.
     let spk = to.script_pubkey();
@@ -241,7 +204,7 @@ async fn rescan(
     State(engine): State<Arc<LoopOutServer>>,
     b: Result<Json<RescanBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, NodeError> {
-    let Json(b) = b.map_err(|r| error(StatusCode::BAD_REQUEST, format!("malformed request: {}", r.body_text())))?;
+    let b = crate::node_api::body(b)?;
     engine.rescan_wallet(b.from_height).await.map_err(server_error)?;
     Ok(Json(json!({"from_height": b.from_height})))
 }

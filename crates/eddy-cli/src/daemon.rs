@@ -246,18 +246,8 @@ fn path_id(p: Result<UrlPath<String>, PathRejection>) -> Result<SwapId, ApiError
     SwapId::from_str(&id).map_err(|_| bad(format!("not a swap id: {id:?}")))
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn auth(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !ct_eq(given.trim().as_bytes(), d.token.as_bytes()) {
+    if !crate::node_api::bearer_matches(req.headers(), &d.token) {
         return ApiError(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong token (Authorization: Bearer <contents of {TOKEN_FILE}>)"),
@@ -1318,6 +1308,7 @@ mod tests {
 
     #[test]
     fn constant_time_compare() {
+        use crate::node_api::ct_eq;
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));

@@ -77,17 +77,52 @@ fn embedded<'a>(api: &'a NodeApi, lncli: &str) -> Result<&'a Arc<LdkNode>, NodeE
     })
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, NodeError> {
+pub(crate) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, NodeError> {
     b.map(|Json(t)| t)
         .map_err(|r| bad(format!("malformed request: {}", r.body_text())))
 }
 
 /// Parses an address and checks its network.
-fn address(s: &str, network: Network) -> Result<Address, NodeError> {
+pub(crate) fn address(s: &str, network: Network) -> Result<Address, NodeError> {
     Address::from_str(s.trim())
         .map_err(|_| bad(format!("{s:?} is not a bitcoin address")))?
         .require_network(network)
         .map_err(|_| bad(format!("{s} is not an address for the {network} network")))
+}
+
+/// `amount_sat` or `all` of a send or a withdrawal: `Some(amount)`, or `None` for everything.
+pub(crate) fn amount_or_all(amount_sat: Option<u64>, all: bool) -> Result<Option<Amount>, NodeError> {
+    match (amount_sat, all) {
+        (Some(0), false) => Err(bad("amount_sat must be above 0")),
+        (Some(a), false) => Ok(Some(Amount::from_sat(a))),
+        (None, true) => Ok(None),
+        _ => Err(bad("give either amount_sat or all")),
+    }
+}
+
+/// An optional fee rate in sat/vB, 1 to 10,000.
+pub(crate) fn fee_rate(sat_per_vb: Option<u64>) -> Result<Option<FeeRate>, NodeError> {
+    match sat_per_vb {
+        None => Ok(None),
+        Some(r @ 1..=10_000) => Ok(FeeRate::from_sat_per_vb(r)),
+        Some(r) => Err(bad(format!("fee rate {r} sat/vB is out of range (1 to 10000)"))),
+    }
+}
+
+/// Whether a request carries `Authorization: Bearer <token>` (compared in constant time): the
+/// daemon's local API and the server's admin API.
+pub(crate) fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    ct_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// Equal bytes, in time that depends on the length only.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The node routes, for a router of any state.
@@ -491,17 +526,8 @@ async fn send(
 ) -> Result<Json<Sent>, NodeError> {
     let b = body(b)?;
     let to = address(&b.address, api.network)?;
-    let amount = match (b.amount_sat, b.all) {
-        (Some(0), false) => return Err(bad("amount_sat must be above 0")),
-        (Some(a), false) => SendAmount::Exactly(Amount::from_sat(a)),
-        (None, true) => SendAmount::All,
-        _ => return Err(bad("give either amount_sat or all")),
-    };
-    let rate = match b.fee_rate_sat_per_vb {
-        None => None,
-        Some(r @ 1..=10_000) => FeeRate::from_sat_per_vb(r),
-        Some(r) => return Err(bad(format!("fee rate {r} sat/vB is out of range (1 to 10000)"))),
-    };
+    let amount = amount_or_all(b.amount_sat, b.all)?.map_or(SendAmount::All, SendAmount::Exactly);
+    let rate = fee_rate(b.fee_rate_sat_per_vb)?;
     let n = embedded(&api, "sendcoins")?;
     let txid = n.send_onchain(&to, amount, rate).await?;
     Ok(Json(Sent { txid: txid.to_string() }))

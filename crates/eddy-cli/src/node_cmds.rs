@@ -69,6 +69,23 @@ pub enum NodeCmd {
     },
 }
 
+/// The body of `node send` and `wallet withdraw`: ADDRESS, AMOUNT sat or `all`, a fee rate.
+fn send_body(address: &str, amount: &str, fee_rate: Option<u64>) -> anyhow::Result<Value> {
+    let mut body = json!({"address": address});
+    if amount == "all" {
+        body["all"] = true.into();
+    } else {
+        let sat: u64 = amount
+            .parse()
+            .map_err(|_| anyhow::anyhow!("amount {amount:?} is neither a number of sat nor `all`"))?;
+        body["amount_sat"] = sat.into();
+    }
+    if let Some(r) = fee_rate {
+        body["fee_rate_sat_per_vb"] = r.into();
+    }
+    Ok(body)
+}
+
 /// Runs one `eddy node` command.
 pub fn run(c: &DaemonConn, cmd: &NodeCmd) -> anyhow::Result<()> {
     let conn = Conn::new(c)?;
@@ -90,18 +107,7 @@ pub fn run(c: &DaemonConn, cmd: &NodeCmd) -> anyhow::Result<()> {
             amount,
             fee_rate,
         } => {
-            let mut body = json!({"address": address});
-            if amount == "all" {
-                body["all"] = true.into();
-            } else {
-                let sat: u64 = amount
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("amount {amount:?} is neither a number of sat nor `all`"))?;
-                body["amount_sat"] = sat.into();
-            }
-            if let Some(r) = fee_rate {
-                body["fee_rate_sat_per_vb"] = (*r).into();
-            }
+            let body = send_body(address, amount, *fee_rate)?;
             rt.block_on(conn.post("/v1/node/send", &body))?
         }
         NodeCmd::Invoice { amount, description } => {
@@ -255,18 +261,7 @@ pub fn run_wallet(c: &DaemonConn, cmd: &WalletCmd) -> anyhow::Result<()> {
             amount,
             fee_rate,
         } => {
-            let mut body = json!({"address": address});
-            if amount == "all" {
-                body["all"] = true.into();
-            } else {
-                let sat: u64 = amount
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("amount {amount:?} is neither a number of sat nor `all`"))?;
-                body["amount_sat"] = sat.into();
-            }
-            if let Some(r) = fee_rate {
-                body["fee_rate_sat_per_vb"] = (*r).into();
-            }
+            let body = send_body(address, amount, *fee_rate)?;
             rt.block_on(conn.post("/v1/wallet/withdraw", &body))?
         }
         WalletCmd::Rescan { from } => rt.block_on(conn.post("/v1/wallet/rescan", &json!({"from_height": from})))?,

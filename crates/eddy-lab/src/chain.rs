@@ -173,34 +173,48 @@ impl LabChain {
                 password.clone(),
             ),
         };
-        let rpc = RpcClient::new(&url, &user, &password).map_err(chain_err)?;
+        let chain = LabChain::over(rt, running, &url, &user, &password)?;
+        wait_until("the chain's RPC to answer", Duration::from_secs(60), || {
+            chain.rpc::<Value>("getblockchaininfo", json!([])).is_ok()
+        })?;
+        chain.require_regtest("the lab needs regtest")?;
+        chain.mine(INITIAL_BLOCKS)?;
+        Ok(chain)
+    }
+
+    /// A chain reached over RPC at `url`, with an empty faucet.
+    fn over(
+        rt: tokio::runtime::Runtime,
+        running: Running,
+        url: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<LabChain, LabError> {
+        let rpc = RpcClient::new(url, user, password).map_err(chain_err)?;
         let hostport = url.trim_start_matches("http://").trim_end_matches('/');
         let (host, port) = hostport
             .rsplit_once(':')
             .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_string(), p)))
             .ok_or_else(|| LabError::Chain(format!("bad RPC url {url}")))?;
-        let chain = LabChain {
+        Ok(LabChain {
             rt,
             rpc,
             running,
             host,
             port,
-            user,
-            password,
+            user: user.to_string(),
+            password: password.to_string(),
             faucet: Mutex::new(Faucet::default()),
-        };
-        wait_until("the chain's RPC to answer", Duration::from_secs(60), || {
-            chain.rpc::<Value>("getblockchaininfo", json!([])).is_ok()
-        })?;
-        let info: Value = chain.rpc("getblockchaininfo", json!([]))?;
+        })
+    }
+
+    /// Refuses a node not on regtest (`why`: what needs it).
+    fn require_regtest(&self, why: &str) -> Result<(), LabError> {
+        let info: Value = self.rpc("getblockchaininfo", json!([]))?;
         if info["chain"] != "regtest" {
-            return Err(LabError::Chain(format!(
-                "the lab needs regtest, the node runs {}",
-                info["chain"]
-            )));
+            return Err(LabError::Chain(format!("{why}, the node runs {}", info["chain"])));
         }
-        chain.mine(INITIAL_BLOCKS)?;
-        Ok(chain)
+        Ok(())
     }
 
     /// Attaches to a running regtest node (`eddy devnet`, or a bitcoind) without mining: the
@@ -208,29 +222,8 @@ impl LabChain {
     /// `eddy devnet-fund` and `eddy devnet-mine` commands.
     pub fn attach(url: &str, user: &str, password: &str) -> Result<LabChain, LabError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let rpc = RpcClient::new(url, user, password).map_err(chain_err)?;
-        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_string(), p)))
-            .ok_or_else(|| LabError::Chain(format!("bad RPC url {url}")))?;
-        let chain = LabChain {
-            rt,
-            rpc,
-            running: Running::Bitcoind { child: None },
-            host,
-            port,
-            user: user.to_string(),
-            password: password.to_string(),
-            faucet: Mutex::new(Faucet::default()),
-        };
-        let info: Value = chain.rpc("getblockchaininfo", json!([]))?;
-        if info["chain"] != "regtest" {
-            return Err(LabError::Chain(format!(
-                "funding and mining need regtest, the node runs {}",
-                info["chain"]
-            )));
-        }
+        let chain = LabChain::over(rt, Running::Bitcoind { child: None }, url, user, password)?;
+        chain.require_regtest("funding and mining need regtest")?;
         Ok(chain)
     }
 
@@ -238,44 +231,39 @@ impl LabChain {
     /// the anyone-can-spend script (coinbases and the change of earlier fundings, mined or not)
     /// that `gettxout` says is unspent.
     pub fn discover_faucet(&self) -> Result<usize, LabError> {
-        let spk = anyone_can_spend_spk();
+        let spk = anyone_can_spend_spk().to_hex_string();
+        // The unspent outputs of a verbose transaction `t` that pay the faucet.
+        let unspent = |t: &Value| -> Result<Vec<(bitcoin::OutPoint, Amount)>, LabError> {
+            let Some(txid) = t["txid"].as_str().and_then(|s| s.parse::<Txid>().ok()) else {
+                return Ok(Vec::new());
+            };
+            let mut coins = Vec::new();
+            for (n, o) in t["vout"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+                if o["scriptPubKey"]["hex"].as_str() != Some(spk.as_str()) {
+                    continue;
+                }
+                let live: Value = self.rpc("gettxout", json!([txid.to_string(), n, true]))?;
+                if let Some(value) = live["value"].as_f64().and_then(|v| Amount::from_btc(v).ok()) {
+                    coins.push((bitcoin::OutPoint::new(txid, n as u32), value));
+                }
+            }
+            Ok(coins)
+        };
         let (tip, _) = self.tip()?;
         let mut found = Vec::new();
         for h in 1..=tip {
             let hash: String = self.rpc("getblockhash", json!([h]))?;
             let block: Value = self.rpc("getblock", json!([hash, 2]))?;
             for (i, t) in block["tx"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-                let Some(txid) = t["txid"].as_str().and_then(|s| s.parse::<Txid>().ok()) else {
-                    continue;
-                };
-                for (n, o) in t["vout"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-                    if o["scriptPubKey"]["hex"].as_str() != Some(spk.to_hex_string().as_str()) {
-                        continue;
-                    }
-                    let live: Value = self.rpc("gettxout", json!([txid.to_string(), n, true]))?;
-                    let value = live["value"].as_f64().and_then(|v| Amount::from_btc(v).ok());
-                    if let Some(value) = value {
-                        found.push((bitcoin::OutPoint::new(txid, n as u32), value, (i == 0).then_some(h)));
-                    }
-                }
+                let coinbase_height = (i == 0).then_some(h);
+                found.extend(unspent(t)?.into_iter().map(|(o, v)| (o, v, coinbase_height)));
             }
         }
         // And the change of fundings not yet mined.
         let pool: Vec<String> = self.rpc("getrawmempool", json!([]))?;
         for txid in pool {
             let t: Value = self.rpc("getrawtransaction", json!([txid, true]))?;
-            let Ok(txid) = txid.parse::<Txid>() else {
-                continue;
-            };
-            for (n, o) in t["vout"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-                if o["scriptPubKey"]["hex"].as_str() != Some(spk.to_hex_string().as_str()) {
-                    continue;
-                }
-                let live: Value = self.rpc("gettxout", json!([txid.to_string(), n, true]))?;
-                if let Some(value) = live["value"].as_f64().and_then(|v| Amount::from_btc(v).ok()) {
-                    found.push((bitcoin::OutPoint::new(txid, n as u32), value, None));
-                }
-            }
+            found.extend(unspent(&t)?.into_iter().map(|(o, v)| (o, v, None)));
         }
         let mut f = self.faucet_lock();
         for (outpoint, value, coinbase_height) in &found {

@@ -219,6 +219,15 @@ impl LoopOutRecord {
     }
 
     /// The stored publication, decoded.
+    /// Whether its HTLC was published (and the swap goes on): the states in which an earned
+    /// prepay is settled and the publication is followed.
+    fn is_published(&self) -> bool {
+        matches!(
+            self.state,
+            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
+        )
+    }
+
     fn stored_tx(&self) -> Option<bitcoin::Transaction> {
         self.htlc_tx
             .as_deref()
@@ -1206,11 +1215,7 @@ impl LoopOutServer {
         // Each unconfirmed publication once: (tx, height it was published at, in mempool).
         let mut pubs: Vec<(bitcoin::Transaction, u32, bool)> = vec![];
         for (id, _, rec) in &active {
-            let published = matches!(
-                rec.state,
-                State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
-            );
-            let (Some(tx), true) = (rec.stored_tx(), published) else {
+            let (Some(tx), true) = (rec.stored_tx(), rec.is_published()) else {
                 continue;
             };
             let status = self.htlc_status(id, &rec.htlc).await?;
@@ -1418,10 +1423,7 @@ impl LoopOutServer {
         // before the swap invoice's settlement can make the swap final, or a settlement lost
         // to a crash (found by the soak's per-swap accounting: the swap succeeded, the prepay
         // was failed back) is never made again.
-        let published_before = matches!(
-            rec.state,
-            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
-        );
+        let published_before = rec.is_published();
         let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
         if published_before && earned && rec.terms.prepay_msat > 0 {
             let prepay_hash = rec.prepay_preimage.payment_hash();
@@ -1484,10 +1486,7 @@ impl LoopOutServer {
         }
         // `Publishing` swaps (also after a crash between persisting it and the broadcast) are
         // published together by `publish_pending`.
-        let published = matches!(
-            rec.state,
-            State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
-        );
+        let published = rec.is_published();
         // Chain side.
         let status = self.htlc_status(&id, &rec.htlc).await?;
         // A replacement of the publication (or the original, if it won) is the one to follow:
