@@ -1307,6 +1307,20 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_through_429_says_when_to_retry() {
+        let r = ApiError(StatusCode::TOO_MANY_REQUESTS, "server answered 429: slow down".into()).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("60")
+        );
+        let r = ApiError(StatusCode::BAD_REQUEST, "no".into()).into_response();
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
     fn constant_time_compare() {
         use crate::node_api::ct_eq;
         assert!(ct_eq(b"abc", b"abc"));
