@@ -133,7 +133,7 @@ fn mines_pays_subsidy_and_fees_and_enforces_coinbase_maturity() {
     assert!(matches!(want_vsize, 109 | 110), "{want_vsize}");
     let (txid, fee, vsize) = chain.accept_tx(tx, false).expect("accepted");
     assert_eq!(fee, Amount::from_sat(1_410));
-    assert_eq!(vsize as u64, want_vsize);
+    assert_eq!(vsize, want_vsize);
     assert_eq!(
         chain
             .accept_tx(chain.transaction(&txid).expect("tx").0, false)
