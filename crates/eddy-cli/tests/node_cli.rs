@@ -381,8 +381,12 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     };
     lab.chain.mine(1).expect("mine");
     let close_fee = fee_of(&close_txid);
+    // The node's wallet may see the close confirmed a moment before its channel monitor does:
+    // wait for both (the closed channel then counts nowhere but on-chain).
     let client_closed = wait_info(c, ct, "client paid out", |v| {
-        v["channels"] == serde_json::json!([]) && sat(v, "onchain_sat") == client_chain0 + 510_000
+        v["channels"] == serde_json::json!([])
+            && sat(v, "onchain_sat") == client_chain0 + 510_000
+            && sat(v, "lightning_sat") == 0
     });
     assert_eq!(sat(&client_closed, "lightning_sat"), 0);
     wait_info(s, st, "server paid out", |v| {
