@@ -2,8 +2,14 @@
 //! `quote out`, `out`, `list`, `swapinfo`, `monitor`. Each prints a readable summary, or with
 //! `--json` the daemon's JSON answer unchanged (for scripts). The token comes from the daemon's
 //! data dir (`api.token`, readable only by its owner).
+//!
+//! Where the API is and which token it takes: `--daemon` and `--token-file` (or `--data-dir`)
+//! when given; else the process's own configuration file (`--config`, the same TOML file the
+//! daemon or the server runs with: its `listen` or `admin_listen`, and its `data_dir`); else the
+//! defaults. [`Api`] says which of the two processes a command talks to.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -14,18 +20,20 @@ use crate::daemon::{OptionsBody, SwapView, TOKEN_FILE};
 /// Where the daemon is and how to authenticate.
 #[derive(Clone, Debug, Args)]
 pub struct DaemonConn {
-    /// The daemon's local API.
-    #[arg(
-        long,
-        env = "EDDY_DAEMON_URL",
-        default_value = "http://127.0.0.1:8281",
-        global = true
-    )]
-    pub daemon: String,
-    /// The daemon's token file (default: `api.token` in `--data-dir`, or `~/.eddy/client`).
+    /// The daemon's (or the server's) TOML configuration file, the one it runs with: the CLI
+    /// takes the API's address (`listen`; the server's `admin_listen`) and the token's
+    /// directory (`data_dir`) from it.
+    #[arg(long, env = "EDDY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The daemon's local API, or the server's admin API (default: from `--config`, else
+    /// http://127.0.0.1:8281 — http://127.0.0.1:8283 for `eddy wallet`).
+    #[arg(long, env = "EDDY_DAEMON_URL", global = true)]
+    pub daemon: Option<String>,
+    /// The token file (default: `api.token` — the server's `admin.token` — in the data dir).
     #[arg(long, env = "EDDY_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
-    /// The daemon's data dir (to find its token).
+    /// The daemon's (or the server's) data dir, to find its token (default: from `--config`,
+    /// else `~/.eddy/client` — `~/.eddy/server` for the server).
     #[arg(long, env = "EDDY_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Print the daemon's JSON instead of a summary.
@@ -83,6 +91,119 @@ pub struct OutArgs {
     pub options: OptionsBody,
 }
 
+/// Which process's API a command talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// The client daemon's local API: the swap commands.
+    Daemon,
+    /// The server's admin API: `eddy wallet`.
+    Admin,
+    /// Either (`eddy node`): the daemon's, unless `--config` is the server's file.
+    Node,
+}
+
+/// The process a configuration file belongs to, and what the CLI needs of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcessConfig {
+    /// The server's file (its admin API), or the daemon's.
+    server: bool,
+    /// The API's address as the process binds it.
+    listen: SocketAddr,
+    /// Its data dir as configured (the process's default otherwise).
+    data_dir: Option<PathBuf>,
+}
+
+impl ProcessConfig {
+    /// Reads `path` as the daemon's configuration, or the server's (`want` says which is
+    /// expected: `eddy wallet` takes only the server's, the swap commands only the daemon's).
+    /// A file both could run with is the daemon's for `eddy node`, unless its data dir holds
+    /// the server's admin token and not the daemon's token.
+    fn read(path: &Path, want: Api) -> anyhow::Result<ProcessConfig> {
+        use crate::admin_api::{ADMIN_TOKEN_FILE, DEFAULT_ADMIN_LISTEN};
+        use crate::daemon::{DaemonArgs, DEFAULT_LISTEN};
+        use crate::server::ServerArgs;
+        let daemon = crate::config::layered(&DaemonArgs::default(), Some(path));
+        let server = crate::config::layered(&ServerArgs::default(), Some(path));
+        let as_daemon = |a: DaemonArgs| ProcessConfig {
+            server: false,
+            listen: a.listen.unwrap_or(DEFAULT_LISTEN),
+            data_dir: a.common.data_dir,
+        };
+        let as_server = |a: ServerArgs| ProcessConfig {
+            server: true,
+            listen: a.admin_listen.unwrap_or(DEFAULT_ADMIN_LISTEN),
+            data_dir: a.common.data_dir,
+        };
+        let shown = path.display();
+        match (want, daemon, server) {
+            (Api::Daemon, Ok(d), _) => Ok(as_daemon(d)),
+            (Api::Daemon, Err(e), Ok(_)) => Err(anyhow!(
+                "{shown} is the server's configuration; swap commands talk to a client daemon: give its file ({e})"
+            )),
+            (Api::Admin, _, Ok(s)) => Ok(as_server(s)),
+            (Api::Admin, Ok(_), Err(e)) => Err(anyhow!(
+                "{shown} is a client daemon's configuration; `eddy wallet` talks to the server's admin API: give the server's file ({e})"
+            )),
+            (Api::Node, Ok(d), Ok(s)) => {
+                let has = |dir: &Option<PathBuf>, name: &str| dir.as_ref().is_some_and(|d| d.join(name).exists());
+                if has(&s.common.data_dir, ADMIN_TOKEN_FILE) && !has(&d.common.data_dir, TOKEN_FILE) {
+                    Ok(as_server(s))
+                } else {
+                    Ok(as_daemon(d))
+                }
+            }
+            (Api::Node, Ok(d), Err(_)) => Ok(as_daemon(d)),
+            (Api::Node, Err(_), Ok(s)) => Ok(as_server(s)),
+            (_, Err(e), Err(_)) => Err(e.context(format!("{shown} is neither a daemon's nor a server's configuration"))),
+        }
+    }
+
+    /// The URL to reach what binds `listen`: an unspecified address (all interfaces) is
+    /// reached on loopback.
+    fn url(&self) -> String {
+        let ip = match self.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.listen.port()))
+    }
+}
+
+/// Where the API is and which token file it takes (see the module docs for the order).
+fn resolve(c: &DaemonConn, api: Api) -> anyhow::Result<(String, PathBuf)> {
+    use crate::admin_api::{ADMIN_TOKEN_FILE, DEFAULT_ADMIN_LISTEN};
+    let file = match &c.config {
+        Some(path) => Some(ProcessConfig::read(path, api)?),
+        None => None,
+    };
+    let server = file.as_ref().map_or(api == Api::Admin, |f| f.server);
+    let base = match (&c.daemon, &file) {
+        (Some(url), _) => url.clone(),
+        (None, Some(f)) => f.url(),
+        (None, None) if server => format!("http://{DEFAULT_ADMIN_LISTEN}"),
+        (None, None) => format!("http://{}", crate::daemon::DEFAULT_LISTEN),
+    };
+    let (token_name, home_dir) = if server {
+        (ADMIN_TOKEN_FILE, ".eddy/server")
+    } else {
+        (TOKEN_FILE, ".eddy/client")
+    };
+    let token = match (
+        &c.token_file,
+        &c.data_dir,
+        file.as_ref().and_then(|f| f.data_dir.as_ref()),
+    ) {
+        (Some(f), _, _) => f.clone(),
+        (None, Some(d), _) | (None, None, Some(d)) => d.join(token_name),
+        (None, None, None) => {
+            let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; give --token-file"))?;
+            PathBuf::from(home).join(home_dir).join(token_name)
+        }
+    };
+    Ok((base.trim_end_matches('/').to_string(), token))
+}
+
 pub(crate) struct Conn {
     base: String,
     token: String,
@@ -90,21 +211,25 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection to the client daemon (the swap commands).
     pub(crate) fn new(c: &DaemonConn) -> anyhow::Result<Conn> {
-        let path = match (&c.token_file, &c.data_dir) {
-            (Some(f), _) => f.clone(),
-            (None, Some(d)) => d.join(TOKEN_FILE),
-            (None, None) => {
-                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; give --token-file"))?;
-                PathBuf::from(home).join(".eddy/client").join(TOKEN_FILE)
-            }
-        };
+        Conn::to(c, Api::Daemon)
+    }
+
+    /// A connection to `api`.
+    pub(crate) fn to(c: &DaemonConn, api: Api) -> anyhow::Result<Conn> {
+        let (base, path) = resolve(c, api)?;
         let token = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the daemon's token {} (is the daemon running?)", path.display()))?
+            .with_context(|| {
+                format!(
+                    "reading the token {} (is the process running? give its --config, --data-dir or --token-file)",
+                    path.display()
+                )
+            })?
             .trim()
             .to_string();
         Ok(Conn {
-            base: c.daemon.trim_end_matches('/').to_string(),
+            base,
             token,
             http: reqwest::Client::builder().build()?,
         })
@@ -256,11 +381,53 @@ pub fn list(c: &DaemonConn) -> anyhow::Result<()> {
 }
 
 fn line_state(s: &SwapView) -> String {
-    match (&s.failure, &s.claim_txid) {
+    let state = match (&s.failure, &s.claim_txid) {
         (Some(f), _) => format!("{} ({f})", s.state),
         (None, Some(t)) => format!("{} (claim {t}, {} sat fee)", s.state, s.claim_fee_sat.unwrap_or(0)),
         (None, None) => s.state.clone(),
+    };
+    match progress_text(s) {
+        Some(p) => format!("{state} · {p}"),
+        None => state,
     }
+}
+
+/// A running swap's place on the chain, for people: confirmations of its HTLC and of its claim
+/// or refund, and the blocks left before the HTLC's timeout path opens.
+pub(crate) fn progress_text(s: &SwapView) -> Option<String> {
+    let p = s.progress.as_ref()?;
+    let conf = |n: u32| match n {
+        0 => "in the mempool".to_string(),
+        1 => "1 confirmation".to_string(),
+        n => format!("{n} confirmations"),
+    };
+    let mut parts = vec![];
+    if let Some(n) = p.htlc_confirmations {
+        parts.push(format!("HTLC {}", conf(n)));
+    }
+    if let Some(n) = p.spend_confirmations {
+        let what = if s.kind == "loop_in" { "refund" } else { "claim" };
+        parts.push(format!("{what} {}", conf(n)));
+    }
+    parts.push(match p.blocks_to_expiry {
+        1 => format!("expiry in 1 block (height {})", s.expiry),
+        n if n > 1 => format!("expiry in {n} blocks (height {})", s.expiry),
+        0 => format!(
+            "at its expiry height {}: the timeout path opens with the next block",
+            s.expiry
+        ),
+        n => format!("{} blocks past its expiry height {}", -n, s.expiry),
+    });
+    Some(parts.join(" · "))
+}
+
+/// The time of day, UTC, as HH:MM:SS (the monitor's lines).
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// `eddy swapinfo ID`.
@@ -311,11 +478,14 @@ pub fn monitor(c: &DaemonConn) -> anyhow::Result<()> {
         }
         if !c.json {
             println!(
-                "following every swap of the daemon at {} (Ctrl-C to stop); waiting for changes…",
+                "following every swap of the daemon at {} (Ctrl-C to stop; times UTC): the running ones again at each block; waiting for changes…",
                 conn.base
             );
         }
         let mut buf = String::new();
+        // The last line shown of each swap: a change the summary does not show (a re-broadcast
+        // of the same claim) prints nothing new.
+        let mut shown: std::collections::HashMap<String, String> = Default::default();
         while let Some(chunk) = resp.chunk().await? {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
@@ -331,7 +501,11 @@ pub fn monitor(c: &DaemonConn) -> anyhow::Result<()> {
                 if c.json {
                     println!("{data}");
                 } else if let Ok(s) = serde_json::from_str::<SwapView>(&data) {
-                    println!("{}  {:>9} sat  {}", s.id, s.amount_sat, line_state(&s));
+                    let line = format!("{}  {:>9} sat  {}", s.id, s.amount_sat, line_state(&s));
+                    if shown.get(&s.id) != Some(&line) {
+                        println!("{}  {line}", clock());
+                        shown.insert(s.id, line);
+                    }
                 }
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
@@ -414,4 +588,125 @@ pub fn abandon(c: &DaemonConn, id: &str) -> anyhow::Result<()> {
     }
     println!("swap {id}: {}", v["state"].as_str().unwrap_or("?"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(config: Option<&Path>) -> DaemonConn {
+        DaemonConn {
+            config: config.map(Path::to_path_buf),
+            daemon: None,
+            token_file: None,
+            data_dir: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn the_cli_finds_each_process_through_its_own_config_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let client = d.join("client.toml");
+        std::fs::write(
+            &client,
+            "network = \"regtest\"\ndata_dir = \"/srv/client\"\nlisten = \"0.0.0.0:9281\"\nserver_url = \"http://s\"\n",
+        )
+        .expect("write");
+        let server = d.join("server.toml");
+        std::fs::write(
+            &server,
+            "data_dir = \"/srv/server\"\nlisten = \"127.0.0.1:8280\"\nadmin_listen = \"[::]:9283\"\nbase_fee_sat = 1\n",
+        )
+        .expect("write");
+        // The daemon's file: its listen address (all interfaces reached on loopback), its token.
+        let want_client = (
+            "http://127.0.0.1:9281".to_string(),
+            PathBuf::from("/srv/client/api.token"),
+        );
+        assert_eq!(resolve(&conn(Some(&client)), Api::Daemon).expect("daemon"), want_client);
+        assert_eq!(resolve(&conn(Some(&client)), Api::Node).expect("node"), want_client);
+        // The server's file: the admin API, never the public `listen`, and the admin token.
+        let want_server = (
+            "http://[::1]:9283".to_string(),
+            PathBuf::from("/srv/server/admin.token"),
+        );
+        assert_eq!(resolve(&conn(Some(&server)), Api::Admin).expect("admin"), want_server);
+        assert_eq!(resolve(&conn(Some(&server)), Api::Node).expect("node"), want_server);
+        // The wrong process's file is refused, saying which it is.
+        let e = resolve(&conn(Some(&server)), Api::Daemon).expect_err("server file for a swap");
+        assert!(e.to_string().contains("is the server's configuration"), "{e}");
+        let e = resolve(&conn(Some(&client)), Api::Admin).expect_err("client file for the wallet");
+        assert!(e.to_string().contains("is a client daemon's configuration"), "{e}");
+        // Flags win over the file.
+        let mut c = conn(Some(&client));
+        c.daemon = Some("http://127.0.0.1:1/".into());
+        c.data_dir = Some(PathBuf::from("/elsewhere"));
+        assert_eq!(
+            resolve(&c, Api::Daemon).expect("flags"),
+            ("http://127.0.0.1:1".to_string(), PathBuf::from("/elsewhere/api.token"))
+        );
+        c.token_file = Some(PathBuf::from("/t"));
+        assert_eq!(resolve(&c, Api::Daemon).expect("flags").1, PathBuf::from("/t"));
+        // A file both could run with (only shared keys) is the daemon's, unless its data dir
+        // holds the server's admin token and not the daemon's.
+        let shared = d.join("shared.toml");
+        let data = d.join("data");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(
+            &shared,
+            format!("data_dir = \"{}\"\nlisten = \"127.0.0.1:7000\"\n", data.display()),
+        )
+        .expect("write");
+        assert_eq!(
+            resolve(&conn(Some(&shared)), Api::Node).expect("node"),
+            ("http://127.0.0.1:7000".to_string(), data.join("api.token"))
+        );
+        std::fs::write(data.join("admin.token"), "x").expect("write");
+        assert_eq!(
+            resolve(&conn(Some(&shared)), Api::Node).expect("node"),
+            ("http://127.0.0.1:8283".to_string(), data.join("admin.token"))
+        );
+        // A typo in the file is an error, as for the processes themselves.
+        let typo = d.join("typo.toml");
+        std::fs::write(&typo, "lisen = \"127.0.0.1:1\"\n").expect("write");
+        let e = resolve(&conn(Some(&typo)), Api::Node).expect_err("typo");
+        assert!(format!("{e:#}").contains("unknown setting \"lisen\""), "{e:#}");
+        // No file: the defaults of each process.
+        let (url, _) = resolve(&conn(None), Api::Admin).expect("admin default");
+        assert_eq!(url, "http://127.0.0.1:8283");
+        let (url, _) = resolve(&conn(None), Api::Node).expect("node default");
+        assert_eq!(url, "http://127.0.0.1:8281");
+    }
+
+    #[test]
+    fn progress_reads_as_confirmations_and_blocks_to_expiry() {
+        let mut v: SwapView = serde_json::from_value(serde_json::json!({
+            "id": "00", "kind": "loop_out", "state": "claiming", "terminal": false, "failure": null,
+            "amount_sat": 1, "swap_invoice_sat": 1, "prepay_sat": 0, "expiry": 200,
+            "htlc_address": "a", "htlc_outpoint": null, "claim_txid": null, "claim_fee_sat": null,
+            "destination": "d", "refund_txid": null, "version": 1, "created_at": 0, "updated_at": 0,
+            "progress": {"tip_height": 150, "blocks_to_expiry": 50, "htlc_confirmations": 2, "spend_confirmations": 0}
+        }))
+        .expect("view");
+        assert_eq!(
+            progress_text(&v).as_deref(),
+            Some("HTLC 2 confirmations · claim in the mempool · expiry in 50 blocks (height 200)")
+        );
+        v.kind = "loop_in".into();
+        v.progress = Some(crate::daemon::Progress {
+            tip_height: 203,
+            blocks_to_expiry: -3,
+            htlc_confirmations: Some(1),
+            spend_confirmations: None,
+        });
+        assert_eq!(
+            progress_text(&v).as_deref(),
+            Some("HTLC 1 confirmation · 3 blocks past its expiry height 200")
+        );
+        v.terminal = true;
+        v.progress = None;
+        assert_eq!(progress_text(&v), None);
+    }
 }

@@ -156,6 +156,9 @@ struct Daemon {
     lag_grace: std::time::Duration,
     /// `GET /v1/monitor` streams open now.
     monitors: Arc<std::sync::atomic::AtomicUsize>,
+    /// The chain source's best height as the watchdog last read it: each change makes the
+    /// monitor streams send the running swaps' progress again.
+    tip: tokio::sync::watch::Sender<u32>,
     client: Arc<LoopOutClient>,
     client_in: Arc<LoopInClient>,
     server: HttpSwapServer,
@@ -376,6 +379,29 @@ pub struct SwapView {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Where a running swap stands on the chain (absent once it is final, or while the chain
+    /// source does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// A running swap's place on the chain, as of the chain source's best block when the view was
+/// made: `GET /v1/monitor` sends the views of running swaps again at every new block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// The chain source's best height.
+    pub tip_height: u32,
+    /// Blocks until the HTLC's expiry height (negative once it has passed): from that height on,
+    /// the HTLC's timeout path is open to the server (loop-out) or to this client (loop-in).
+    pub blocks_to_expiry: i64,
+    /// Confirmations of the transaction that made the HTLC (0 while in the mempool); absent
+    /// before this daemon has seen it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htlc_confirmations: Option<u32>,
+    /// Confirmations of the latest claim (loop-out) or refund (loop-in) broadcast (0 while in
+    /// the mempool); absent before one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_confirmations: Option<u32>,
 }
 
 fn invoice_sat(bolt11: &str, network: Network) -> u64 {
@@ -421,6 +447,7 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         version: r.version,
         created_at: r.created_at,
         updated_at: r.updated_at,
+        progress: None,
     }
 }
 
@@ -463,6 +490,7 @@ fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> 
         version: r.version,
         created_at: r.created_at,
         updated_at: r.updated_at,
+        progress: None,
     }
 }
 
@@ -505,13 +533,55 @@ async fn view_of(d: &Daemon, id: &SwapId) -> Result<SwapView, ApiError> {
     match r.kind {
         eddy_store::SwapKind::LoopOutClient => {
             let rec: ClientLoopOut = serde_json::from_value(r.state.clone()).map_err(|_| corrupt())?;
-            Ok(view(&r, &rec, d.cfg.network))
+            let mut v = [view(&r, &rec, d.cfg.network)];
+            with_progress(d, &mut v).await;
+            let [v] = v;
+            Ok(v)
         }
         eddy_store::SwapKind::LoopInClient => {
             let rec: ClientLoopIn = serde_json::from_value(r.state.clone()).map_err(|_| corrupt())?;
-            Ok(view_in(&r, &rec, d.cfg.network))
+            let mut v = [view_in(&r, &rec, d.cfg.network)];
+            with_progress(d, &mut v).await;
+            let [v] = v;
+            Ok(v)
         }
         _ => Err(ClientError::NotFound(*id).into()),
+    }
+}
+
+/// Fills in the [`Progress`] of the running swaps among `views`: one tip read, then one
+/// transaction lookup per HTLC, claim or refund (transactions the engines watch, so found
+/// without a transaction index). A chain source that does not answer leaves it out.
+async fn with_progress(d: &Daemon, views: &mut [SwapView]) {
+    if views.iter().all(|v| v.terminal) {
+        return;
+    }
+    let Ok(tip) = d.chain.tip().await else {
+        return;
+    };
+    let confirmations = |txid: Option<String>| async move {
+        let txid: bitcoin::Txid = txid?.parse().ok()?;
+        let found = d.chain.transaction(&txid).await.ok()??;
+        Some(found.block.map_or(0, |b| tip.height.saturating_sub(b.height) + 1))
+    };
+    for v in views.iter_mut().filter(|v| !v.terminal) {
+        let htlc_tx = v
+            .htlc_outpoint
+            .as_deref()
+            .and_then(|o| o.split(':').next())
+            .map(String::from)
+            .or_else(|| v.funding_txid.clone());
+        let spend = if v.kind == "loop_in" {
+            v.refund_txid.clone()
+        } else {
+            v.claim_txid.clone()
+        };
+        v.progress = Some(Progress {
+            tip_height: tip.height,
+            blocks_to_expiry: i64::from(v.expiry) - i64::from(tip.height),
+            htlc_confirmations: confirmations(htlc_tx).await,
+            spend_confirmations: confirmations(spend).await,
+        });
     }
 }
 
@@ -531,6 +601,7 @@ async fn all_views(d: &Daemon) -> Result<Vec<SwapView>, ApiError> {
             .map(|(r, rec)| view_in(r, rec, d.cfg.network)),
     );
     v.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    with_progress(d, &mut v).await;
     Ok(v)
 }
 
@@ -796,10 +867,11 @@ async fn swapinfo(
 }
 
 /// `GET /v1/monitor`: every swap's current view first, then one `swap` event (a [`SwapView`])
-/// per change of any swap, forever. Changes come from the store's announcements (one keyed read
+/// per change of any swap, and each running swap's again at every new block (its
+/// [`Progress`]), forever. Changes come from the store's announcements (one keyed read
 /// each); a listener that fell behind re-reads every swap once.
 #[utoipa::path(get, path = "/v1/monitor", responses(
-    (status = 200, description = "text/event-stream of `swap` events, each a SwapView: every swap first, then one per change", content_type = "text/event-stream", body = SwapView),
+    (status = 200, description = "text/event-stream of `swap` events, each a SwapView: every swap first, then one per change, and the running swaps' again at each new block (their progress)", content_type = "text/event-stream", body = SwapView),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 503, description = "16 streams (MAX_MONITOR_STREAMS) already open on this daemon", body = ErrorBody),
 ))]
@@ -833,15 +905,19 @@ async fn monitor(
         _slot: Slot,
         d: Arc<Daemon>,
         changes: tokio::sync::broadcast::Receiver<SwapId>,
-        seen: std::collections::HashMap<String, i64>,
-        pending: std::collections::VecDeque<SwapView>,
+        tips: tokio::sync::watch::Receiver<u32>,
+        /// What was last sent of each swap: a view goes out again only when it differs (a new
+        /// state, or a running swap's progress after a block).
+        seen: std::collections::HashMap<String, String>,
+        pending: std::collections::VecDeque<String>,
         relist: bool,
     }
     impl Follow {
         fn offer(&mut self, v: SwapView) {
-            if self.seen.get(&v.id) != Some(&v.version) {
-                self.seen.insert(v.id.clone(), v.version);
-                self.pending.push_back(v);
+            let data = serde_json::to_string(&v).unwrap_or_default();
+            if self.seen.get(&v.id) != Some(&data) {
+                self.seen.insert(v.id, data.clone());
+                self.pending.push_back(data);
             }
         }
     }
@@ -849,6 +925,7 @@ async fn monitor(
     let start = Follow {
         _slot: slot,
         changes: d.changes.subscribe(),
+        tips: d.tip.subscribe(),
         d,
         seen: Default::default(),
         pending: Default::default(),
@@ -856,8 +933,7 @@ async fn monitor(
     };
     let stream = futures::stream::unfold(start, |mut f| async move {
         loop {
-            if let Some(v) = f.pending.pop_front() {
-                let data = serde_json::to_string(&v).unwrap_or_default();
+            if let Some(data) = f.pending.pop_front() {
                 return Some((Ok(Event::default().event("swap").data(data)), f));
             }
             if f.relist {
@@ -869,14 +945,22 @@ async fn monitor(
                 }
                 continue;
             }
-            match f.changes.recv().await {
-                Ok(id) => {
-                    if let Ok(v) = view_of(&f.d, &id).await {
-                        f.offer(v);
+            tokio::select! {
+                change = f.changes.recv() => match change {
+                    Ok(id) => {
+                        if let Ok(v) = view_of(&f.d, &id).await {
+                            f.offer(v);
+                        }
                     }
-                }
-                Err(RecvError::Lagged(_)) => f.relist = true,
-                Err(RecvError::Closed) => return None,
+                    Err(RecvError::Lagged(_)) => f.relist = true,
+                    Err(RecvError::Closed) => return None,
+                },
+                // A new block: the running swaps' progress moved (final ones are unchanged
+                // and not sent again).
+                tip = f.tips.changed() => match tip {
+                    Ok(()) => f.relist = true,
+                    Err(_) => return None,
+                },
             }
         }
     });
@@ -1009,6 +1093,7 @@ impl utoipa::Modify for BearerAuth {
         OptionsBody,
         LoopInBody,
         SwapView,
+        Progress,
         DaemonQuoteOut,
         DaemonQuoteIn,
         LoopInCreated,
@@ -1168,6 +1253,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             follow: follow.clone(),
             lag_grace,
             monitors: Arc::default(),
+            tip: tokio::sync::watch::channel(0).0,
             client,
             client_in,
             server: HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?,
@@ -1182,6 +1268,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         // The watchdog's first check, before the API serves anything.
         if let Ok(tip) = daemon.chain.tip().await {
             daemon.follow.check(&*daemon.ln, tip.height).await;
+            daemon.tip.send_replace(tip.height);
         }
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
         let http = eddy_server::http::HttpServer::start(router(daemon.clone(), node_api), listen)
@@ -1198,6 +1285,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
                 match d.chain.tip().await {
                     Ok(tip) => {
                         d.follow.check(&*d.ln, tip.height).await;
+                        d.tip
+                            .send_if_modified(|h| std::mem::replace(h, tip.height) != tip.height);
                     }
                     Err(e) => tracing::warn!(error = %e, "watchdog: the chain source did not answer"),
                 }

@@ -127,7 +127,8 @@ pub enum Command {
         conn: client_cmds::DaemonConn,
     },
     /// Operate the node: info, address, connect, open, close, channels, send, invoice, pay
-    /// (through the daemon, or the server's admin API with `--daemon` and `--token-file`).
+    /// (through the daemon; the server's node with `--config <server's file>`, or `--daemon
+    /// <admin URL> --token-file <server data dir>/admin.token`).
     Node {
         /// Daemon (or server admin API) connection.
         #[command(flatten)]
@@ -137,7 +138,8 @@ pub enum Command {
         cmd: node_cmds::NodeCmd,
     },
     /// The swap server's wallet: balance, address, withdraw, rescan (through its admin API:
-    /// `--daemon http://127.0.0.1:8283 --token-file <server data dir>/admin.token`).
+    /// `--config <server's file>`, or `--daemon http://127.0.0.1:8283 --token-file <server data
+    /// dir>/admin.token`).
     Wallet {
         /// Admin API connection.
         #[command(flatten)]

@@ -1,13 +1,14 @@
 //! `eddy node …`: the node's operator commands (issue 14) — identity and balances, a deposit
 //! address, peers, channels, on-chain sends, and an invoice or a payment for a quick check.
-//! They call the node API ([`crate::node_api`]) of the client daemon (`--daemon`, its token),
-//! or of the server's admin listener (`--daemon <admin URL> --token-file <server data
-//! dir>/admin.token`). Each prints a short summary, or the JSON with `--json`.
+//! They call the node API ([`crate::node_api`]) of the client daemon, or of the server's admin
+//! listener when `--config` is the server's file (or `--daemon <admin URL> --token-file <server
+//! data dir>/admin.token`); [`crate::client_cmds`] finds either. Each prints a short summary,
+//! or the JSON with `--json`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::client_cmds::{print_json, rt, u, Conn, DaemonConn};
+use crate::client_cmds::{print_json, rt, u, Api, Conn, DaemonConn};
 
 /// `eddy node …`.
 #[derive(Clone, Debug, Subcommand)]
@@ -88,7 +89,7 @@ fn send_body(address: &str, amount: &str, fee_rate: Option<u64>) -> anyhow::Resu
 
 /// Runs one `eddy node` command.
 pub fn run(c: &DaemonConn, cmd: &NodeCmd) -> anyhow::Result<()> {
-    let conn = Conn::new(c)?;
+    let conn = Conn::to(c, Api::Node)?;
     let rt = rt()?;
     let v = match cmd {
         NodeCmd::Info => rt.block_on(conn.get("/v1/node"))?,
@@ -252,7 +253,7 @@ pub enum WalletCmd {
 
 /// Runs one `eddy wallet` command.
 pub fn run_wallet(c: &DaemonConn, cmd: &WalletCmd) -> anyhow::Result<()> {
-    let conn = Conn::new(c)?;
+    let conn = Conn::to(c, Api::Admin)?;
     let rt = rt()?;
     let v = match cmd {
         WalletCmd::Balance | WalletCmd::Address => rt.block_on(conn.get("/v1/wallet"))?,

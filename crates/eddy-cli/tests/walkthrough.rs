@@ -215,6 +215,11 @@ fn the_readme_walkthrough_through_the_binary_only() {
         assert!(Instant::now() < deadline, "devnet never wrote its cookie");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // 2. The two configuration files (the README's, with these ports and directories). The
+    // CLI reads the same files: each command names the process by its `--config`.
+    let cookie = devnet_dir.join(".cookie");
+    let server_toml = dir.join("server.toml");
+    let client_toml = dir.join("client.toml");
     let walk = Walk {
         devnet: vec![
             "--datadir".into(),
@@ -222,24 +227,10 @@ fn the_readme_walkthrough_through_the_binary_only() {
             "--rpc-port".into(),
             rpc.to_string(),
         ],
-        admin: vec![
-            "--daemon".into(),
-            format!("http://127.0.0.1:{admin_api}"),
-            "--token-file".into(),
-            dir.join("server").join("admin.token").display().to_string(),
-        ],
-        client: vec![
-            "--daemon".into(),
-            format!("http://127.0.0.1:{daemon_api}"),
-            "--data-dir".into(),
-            dir.join("client").display().to_string(),
-        ],
+        admin: vec!["--config".into(), server_toml.display().to_string()],
+        client: vec!["--config".into(), client_toml.display().to_string()],
     };
     assert_eq!(walk.mine(101), 101);
-
-    // 2. The two configuration files (the README's, with these ports and directories).
-    let cookie = devnet_dir.join(".cookie");
-    let server_toml = dir.join("server.toml");
     std::fs::write(
         &server_toml,
         format!(
@@ -252,7 +243,6 @@ fn the_readme_walkthrough_through_the_binary_only() {
         ),
     )
     .expect("server.toml");
-    let client_toml = dir.join("client.toml");
     std::fs::write(
         &client_toml,
         format!(
@@ -265,9 +255,27 @@ fn the_readme_walkthrough_through_the_binary_only() {
     )
     .expect("client.toml");
 
-    // 3. Server and daemon.
+    // 3. Server and daemon, and `eddy monitor` following the daemon's swaps (its text lines).
     let server = Proc::start("server", &server_toml, &dir.join("server.log"), &[]);
     let daemon = Proc::start("daemon", &client_toml, &dir.join("client.log"), &[]);
+    let mut monitor = eddy()
+        .args(["monitor", "--config"])
+        .arg(&client_toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("monitor");
+    let monitor_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let out = monitor.stdout.take().expect("stdout");
+        let lines = monitor_lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+    }
 
     // 4. Fund the swap wallet, the server's node and the client's node.
     let wallet_addr = walk.server(&["wallet", "address"])["address"]
@@ -400,6 +408,55 @@ fn the_readme_walkthrough_through_the_binary_only() {
         client_chain == before_send - 150_000 - send_fee && Some(wallet) == want
     });
     assert!(wallet_before > 0);
+
+    // The monitor said it was waiting, then showed each swap's progress live: every line of a
+    // running swap with its HTLC confirmed gives the confirmations and the blocks left to its
+    // expiry, and the two add up to the same height (the tip the line was made at).
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let lines = monitor_lines.lock().expect("lock").clone();
+    eprintln!("eddy monitor printed:\n{}", lines.join("\n"));
+    assert!(
+        lines.first().is_some_and(|l| l.contains("waiting for changes")),
+        "{lines:?}"
+    );
+    for (id, outpoint) in [(&out_id, &out_outpoint), (&in_id, &in_outpoint)] {
+        let view = walk.client(&["swapinfo", id]);
+        assert!(view["progress"].is_null(), "a final swap has no progress: {view}");
+        let expiry = sat(&view, "expiry");
+        let tx = self::rpc(
+            &walk.devnet,
+            "getrawtransaction",
+            serde_json::json!([outpoint.split(':').next(), true]),
+        );
+        let confirmed_at = self::rpc(&walk.devnet, "getblockheader", serde_json::json!([tx["blockhash"]]))["height"]
+            .as_u64()
+            .expect("height");
+        let mut progress = 0;
+        for l in lines.iter().filter(|l| l.contains(id.as_str())) {
+            let n = |after: &str, before: &str| -> Option<u64> {
+                let rest = &l[l.find(after)? + after.len()..];
+                rest[..rest.find(before)?].trim().parse().ok()
+            };
+            let confs = if l.contains("HTLC 1 confirmation ") || l.ends_with("HTLC 1 confirmation") {
+                Some(1)
+            } else {
+                n("HTLC ", " confirmations")
+            };
+            if let (Some(confs), Some(left)) = (confs, n("expiry in ", " block")) {
+                assert_eq!(confirmed_at + confs - 1, expiry - left, "{l}");
+                assert!(l.contains(&format!("(height {expiry})")), "{l}");
+                progress += 1;
+            }
+        }
+        assert!(progress > 0, "no progress line for {id}: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(id.as_str()) && l.contains(" sat  succeeded")),
+            "{lines:?}"
+        );
+    }
     daemon.terminate();
     server.terminate();
     drop(devnet);
