@@ -89,6 +89,17 @@ pub fn layered<T: Serialize + DeserializeOwned + Default>(cli: &T, file: Option<
     Ok(eddy_config::layer(cli, text.as_deref().map(|t| (name.as_str(), t)))?)
 }
 
+/// Warns when a listener meant for this machine only (the daemon's local API, the server's
+/// admin API or its metrics) is bound beyond loopback: its token is then all that stands
+/// between the network and the node's funds. Allowed — behind a firewall or a tunnel it may be
+/// meant — but never silent.
+pub fn warn_if_exposed(what: &str, addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "{what} listens beyond loopback: anyone who can reach {addr} can try its token; bind 127.0.0.1 unless you mean it");
+        eprintln!("warning: {what} listens on {addr}, beyond loopback (bind 127.0.0.1 unless you mean it)");
+    }
+}
+
 /// The running backends of one process.
 pub struct Backends {
     /// The chain.

@@ -1248,6 +1248,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             ldk: b.ldk.clone(),
             network: cfg.network,
             follow: Some(follow.clone()),
+            chain: b.chain.clone(),
         });
         let daemon = Arc::new(Daemon {
             follow: follow.clone(),
@@ -1271,6 +1272,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             daemon.tip.send_replace(tip.height);
         }
         let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
+        crate::config::warn_if_exposed("the daemon's local API", listen);
         let http = eddy_server::http::HttpServer::start(router(daemon.clone(), node_api), listen)
             .await
             .with_context(|| format!("binding the local API to {listen}"))?;

@@ -24,7 +24,7 @@ use eddy_backends::health::ChainFollow;
 use eddy_backends::ldk::admin::{parse_peer, SendAmount};
 use eddy_backends::ldk::LdkNode;
 use eddy_backends::lightning::{LnError, PayParams, PaymentStatus};
-use eddy_backends::LightningNode;
+use eddy_backends::{ChainSource, LightningNode};
 use eddy_core::api::ErrorBody;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,7 +40,13 @@ pub struct NodeApi {
     pub network: Network,
     /// The daemon's watchdog, when it runs one.
     pub follow: Option<Arc<ChainFollow>>,
+    /// The process's chain source: a send is answered once it has the transaction.
+    pub chain: Arc<dyn ChainSource>,
 }
+
+/// How long a send waits for the chain source to have its transaction before answering
+/// without (ldk-node hands its transactions to a broadcast queue and returns at once).
+const SEND_SEEN_WAIT: Duration = Duration::from_secs(5);
 
 /// An error answer: `{"error": "…"}` with its status.
 pub struct NodeError(pub StatusCode, pub String);
@@ -510,10 +516,14 @@ pub struct Sent {
     /// Its id.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub txid: String,
+    /// Whether the chain source had it (in its mempool or a block) when answered: the node
+    /// broadcasts through a queue, so `false` means not yet seen after 5 s — look for it before
+    /// sending again (the node's log says why a broadcast failed).
+    pub broadcast: bool,
 }
 
 #[utoipa::path(post, path = "/v1/node/send", request_body = SendBody, responses(
-    (status = 200, description = "Sent (broadcast)", body = Sent),
+    (status = 200, description = "Sent: the node signed it and queued it for broadcast; `broadcast` says whether the chain source has it", body = Sent),
     (status = 400, description = "Malformed request, an address not of this network, neither or both of amount_sat and all, or a fee rate out of range", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 422, description = "The wallet cannot pay it", body = ErrorBody),
@@ -530,7 +540,21 @@ async fn send(
     let rate = fee_rate(b.fee_rate_sat_per_vb)?;
     let n = embedded(&api, "sendcoins")?;
     let txid = n.send_onchain(&to, amount, rate).await?;
-    Ok(Json(Sent { txid: txid.to_string() }))
+    let deadline = tokio::time::Instant::now() + SEND_SEEN_WAIT;
+    let broadcast = loop {
+        if let Ok(Some(_)) = api.chain.transaction(&txid).await {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(%txid, "node send: the chain source does not have the transaction yet");
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    Ok(Json(Sent {
+        txid: txid.to_string(),
+        broadcast,
+    }))
 }
 
 /// `POST /v1/node/invoice` body.

@@ -148,7 +148,15 @@ pub fn run(c: &DaemonConn, cmd: &NodeCmd) -> anyhow::Result<()> {
                 ""
             }
         ),
-        NodeCmd::Send { .. } => println!("sent: {}", v["txid"].as_str().unwrap_or("?")),
+        NodeCmd::Send { .. } => {
+            let txid = v["txid"].as_str().unwrap_or("?");
+            if v["broadcast"] == true {
+                println!("sent: {txid}");
+            } else {
+                println!("signed and queued for broadcast: {txid}");
+                println!("  the chain source does not have it yet: look for it before sending again (the node's log says why)");
+            }
+        }
         NodeCmd::Invoice { .. } => println!("{}", v["invoice"].as_str().unwrap_or("?")),
         NodeCmd::Pay { .. } => match v["status"].as_str() {
             Some("succeeded") => println!(

@@ -229,8 +229,10 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             ldk: b.ldk.clone(),
             network: engine.network(),
             follow: Some(engine.chain_follow()),
+            chain: b.chain.clone(),
         });
         let admin_listen = args.admin_listen.unwrap_or(crate::admin_api::DEFAULT_ADMIN_LISTEN);
+        crate::config::warn_if_exposed("the admin API", admin_listen);
         let admin = HttpServer::start(crate::admin_api::router(engine.clone(), node_api, admin_token), admin_listen)
             .await
             .with_context(|| format!("binding the admin API to {admin_listen}"))?;

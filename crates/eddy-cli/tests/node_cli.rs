@@ -209,6 +209,18 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     // Connect, open 1,000,000 sat pushing 500,000, confirm.
     let connected = json(s, st, &["node", "connect", &format!("{client_id}@{client_listen}")]);
     assert_eq!(connected["peer"], format!("{client_id}@{client_listen}"));
+    // To the client the server is an inbound peer, known only by the port it connected from:
+    // a channel by bare PUBKEY would be remembered there and never reconnected. Refused.
+    let err = fails(c, ct, &["node", "open", &server_id, "100000"]);
+    assert!(
+        err.contains("connected to this node from") && err.contains("give the address it listens on"),
+        "{err}"
+    );
+    assert_eq!(
+        sat(&json(c, ct, &["node", "info"]), "onchain_sat"),
+        1_000_000,
+        "nothing spent"
+    );
     let opened = json(s, st, &["node", "open", &client_id, "1000000", "--push", "500000"]);
     let channel_id = opened["id"].as_str().expect("channel's id").to_string();
     assert_eq!(channel_id.len(), 32, "{opened}");
@@ -269,6 +281,7 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     let dest = lab.chain.faucet_address().expect("address");
     let sent = json(c, ct, &["node", "send", &dest.to_string(), "100000", "--fee-rate", "2"]);
     let send_txid = sent["txid"].as_str().expect("txid").to_string();
+    assert_eq!(sent["broadcast"], true, "answered once the chain has it: {sent}");
     lab.chain.mine(1).expect("mine");
     let send_fee = fee_of(&send_txid);
     wait_info(c, ct, "send confirmed", |v| {

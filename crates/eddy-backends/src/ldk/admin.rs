@@ -9,8 +9,39 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, Amount, FeeRate, Txid};
 use ldk_node::lightning::ln::msgs::SocketAddress;
 
-use super::{blocking, refused, LdkNode};
+use super::{blocking, LdkNode};
 use crate::lightning::LnError;
+
+/// An ldk-node error of an operator's call, as what it means to the caller: a refusal of this
+/// request (422 on the APIs: change the request), or a failure of the node (503: retry, see the
+/// node's log). `what` names the call.
+fn node_error(what: &str, e: ldk_node::NodeError) -> LnError {
+    use ldk_node::NodeError as E;
+    match e {
+        E::NotRunning
+        | E::AlreadyRunning
+        | E::PersistenceFailed
+        | E::WalletOperationFailed
+        | E::WalletOperationTimeout
+        | E::OnchainTxSigningFailed
+        | E::TxSyncFailed
+        | E::TxSyncTimeout
+        | E::FeerateEstimationUpdateFailed
+        | E::FeerateEstimationUpdateTimeout
+        | E::GossipUpdateFailed
+        | E::GossipUpdateTimeout => {
+            LnError::Unavailable(format!("{what}: the node failed ({e:?}); retry, or see its log"))
+        }
+        E::InsufficientFunds => LnError::Refused(format!(
+            "{what}: the wallet cannot pay it and its fee; fund it (`eddy node address`) or ask for less"
+        )),
+        E::OnchainTxCreationFailed => LnError::Refused(format!(
+            "{what}: no transaction could be built (too little left for the fee, or an amount below the dust limit)"
+        )),
+        E::ConnectionFailed => LnError::Refused(format!("{what}: the peer could not be reached")),
+        other => LnError::Refused(format!("{what}: {other:?}")),
+    }
+}
 
 /// One channel, as its operator sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +127,7 @@ impl LdkNode {
         blocking(move || {
             s.node
                 .connect(peer, addr, true)
-                .map_err(|e| LnError::Refused(format!("connecting to {peer}: {e:?}")))
+                .map_err(|e| node_error(&format!("connecting to {peer}"), e))
         })
         .await?
     }
@@ -114,17 +145,25 @@ impl LdkNode {
         let s = self.shared.clone();
         let address = match address {
             Some(a) => SocketAddress::from_str(a).map_err(|_| LnError::Refused(format!("{a:?} is not HOST:PORT")))?,
-            None => s
-                .node
-                .list_peers()
-                .into_iter()
-                .find(|p| p.node_id == peer)
-                .map(|p| p.address)
-                .ok_or_else(|| {
-                    LnError::Refused(format!(
-                        "not connected to {peer}: connect first (PUBKEY@HOST:PORT) or give its address"
-                    ))
-                })?,
+            None => {
+                let known = s.node.list_peers().into_iter().find(|p| p.node_id == peer);
+                match known {
+                    None => {
+                        return Err(LnError::Refused(format!(
+                            "not connected to {peer}: connect first (PUBKEY@HOST:PORT) or give its address"
+                        )))
+                    }
+                    // The peer connected to this node: its address is the port it connected
+                    // from, which ldk-node would remember for the channel and never reach again.
+                    Some(p) if !p.is_persisted => {
+                        return Err(LnError::Refused(format!(
+                            "{peer} connected to this node from {} (an inbound connection: a temporary port): give the address it listens on, PUBKEY@HOST:PORT, so that this node can reconnect to it",
+                            p.address
+                        )))
+                    }
+                    Some(p) => p.address,
+                }
+            }
         };
         let spendable = s.node.list_balances().spendable_onchain_balance_sats;
         if amount.to_sat() > spendable {
@@ -138,7 +177,12 @@ impl LdkNode {
         }
         let push = (push_msat > 0).then_some(push_msat);
         let sats = amount.to_sat();
-        let user_id = blocking(move || s.node.open_channel(peer, address, sats, push, None).map_err(refused)).await??;
+        let user_id = blocking(move || {
+            s.node
+                .open_channel(peer, address, sats, push, None)
+                .map_err(|e| node_error("opening the channel", e))
+        })
+        .await??;
         Ok(format!("{:032x}", user_id.0))
     }
 
@@ -158,11 +202,11 @@ impl LdkNode {
             if force {
                 s.node
                     .force_close_channel(&c.user_channel_id, c.counterparty_node_id, None)
-                    .map_err(refused)
+                    .map_err(|e| node_error("force-closing the channel", e))
             } else {
                 s.node
                     .close_channel(&c.user_channel_id, c.counterparty_node_id)
-                    .map_err(refused)
+                    .map_err(|e| node_error("closing the channel", e))
             }
         })
         .await?
@@ -252,7 +296,7 @@ impl LdkNode {
                     s.node
                         .onchain_payment()
                         .send_to_address(&address, a.to_sat(), fee_rate)
-                        .map_err(refused)
+                        .map_err(|e| node_error("sending", e))
                 }
                 SendAmount::All => {
                     // A closing channel's claims (anchor bumps, HTLC claims) are paid from the
@@ -269,7 +313,7 @@ impl LdkNode {
                     s.node
                         .onchain_payment()
                         .send_all_to_address(&address, keep, fee_rate)
-                        .map_err(refused)
+                        .map_err(|e| node_error("sending", e))
                 }
             }
         })
@@ -295,5 +339,33 @@ mod tests {
         assert!(e.to_string().contains("is not HOST:PORT"), "{e}");
         let e = parse_peer(&format!("{key}@B:0")).expect_err("port 0");
         assert!(e.to_string().contains("port 1 to 65535"), "{e}");
+    }
+
+    #[test]
+    fn node_errors_are_refusals_or_failures_of_the_node() {
+        use ldk_node::NodeError as E;
+        // The node's own failures: retry (503 on the APIs).
+        for e in [
+            E::NotRunning,
+            E::PersistenceFailed,
+            E::WalletOperationTimeout,
+            E::TxSyncFailed,
+        ] {
+            assert!(matches!(node_error("sending", e), LnError::Unavailable(_)), "{e:?}");
+        }
+        // The request's: change it (422), told how.
+        let LnError::Refused(m) = node_error("sending", E::InsufficientFunds) else {
+            panic!("insufficient funds is a refusal")
+        };
+        assert!(
+            m.starts_with("sending: the wallet cannot pay it") && m.contains("eddy node address"),
+            "{m}"
+        );
+        assert!(
+            matches!(node_error("opening the channel", E::ConnectionFailed), LnError::Refused(m) if m.contains("could not be reached"))
+        );
+        assert!(
+            matches!(node_error("closing the channel", E::ChannelClosingFailed), LnError::Refused(m) if m == "closing the channel: ChannelClosingFailed")
+        );
     }
 }
