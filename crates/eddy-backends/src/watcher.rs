@@ -73,6 +73,26 @@ impl ChainWatcher {
         self.recent.back().map(|s| s.block)
     }
 
+    /// Forgets the blocks above `height` as a reorg would (what they confirmed becomes
+    /// unconfirmed) and the mempool listing, so that the next [`ChainWatcher::sync`] reads them
+    /// again — with the watches added since. Fails, changing nothing, when `height` is below
+    /// the blocks of history kept.
+    pub fn rewind_to(&mut self, height: u32) -> Result<Vec<WatchEvent>, ChainSourceError> {
+        let oldest = self.recent.front().map_or(0, |s| s.block.height);
+        if height < oldest {
+            return Err(ChainSourceError::Protocol(format!(
+                "cannot rewind to {height}: the history kept starts at {oldest}"
+            )));
+        }
+        let mut events = vec![];
+        while self.recent.back().is_some_and(|s| s.block.height > height) {
+            let Some(gone) = self.recent.pop_back() else { break };
+            events.push(self.index.disconnect(gone.block.height, gone.block.hash, &gone.touched));
+        }
+        self.mempool_seen.clear();
+        Ok(events)
+    }
+
     /// Brings the index up to the source's best chain and mempool; returns what changed, in
     /// order (disconnections first, then connected blocks, then mempool).
     pub async fn sync(&mut self) -> Result<Vec<WatchEvent>, ChainSourceError> {

@@ -1233,11 +1233,7 @@ fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
 fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
-    let losing = Arc::new(LosesOneBroadcast {
-        inner: net.chain.clone(),
-        lose: std::sync::Mutex::new(None),
-        min_fee: std::sync::Mutex::new(None),
-    });
+    let losing = Arc::new(LosesOneBroadcast::new(net.chain.clone()));
     let own = own_server(
         &net,
         "lossy",
@@ -1332,11 +1328,7 @@ fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
 fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
-    let losing = Arc::new(LosesOneBroadcast {
-        inner: net.chain.clone(),
-        lose: std::sync::Mutex::new(None),
-        min_fee: std::sync::Mutex::new(None),
-    });
+    let losing = Arc::new(LosesOneBroadcast::new(net.chain.clone()));
     let own = own_server(
         &net,
         "evicting",
@@ -1727,11 +1719,7 @@ fn cosign_claim(
 fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
-    let floor = Arc::new(LosesOneBroadcast {
-        inner: net.chain.clone(),
-        lose: std::sync::Mutex::new(None),
-        min_fee: std::sync::Mutex::new(None),
-    });
+    let floor = Arc::new(LosesOneBroadcast::new(net.chain.clone()));
     let own = own_server(
         &net,
         "cosigning",
@@ -2109,4 +2097,224 @@ fn a_lost_prepay_settlement_is_made_again_before_the_swap_ends() {
 /// Waits until the server's channel balance is `want` sat (a settlement takes a moment).
 fn wait_until_ln(net: &Swapnet, want: u64) {
     let _ = eddy_lab::wait_until("server channel balance", eddy_lab::WAIT, || ln(&net.server_ln) == want);
+}
+
+/// A destination outside every wallet of the test (the operator's cold storage).
+fn cold_storage() -> bitcoin::ScriptBuf {
+    let (_, pk) = key(0x5c);
+    bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(pk).wpubkey_hash())
+}
+
+/// **Operator: `withdraw all` while a paid swap's publication is lost.** The server published
+/// the HTLC of a paid loop-out and the mempool forgot it (it is broadcast again on the next
+/// passes); the operator then withdraws everything. The withdrawal must take only the coins no
+/// publication spends — the new 150,000-sat deposit, exactly, less nothing — or the
+/// re-broadcast would be a double spend and the paid swap would fail after its prepay was
+/// earned. Then the publication confirms and the swap succeeds. Server: swap wallet − HTLC −
+/// publication fee (the deposit in, the withdrawal of exactly it out), channel + invoice +
+/// prepay; the withdrawal: 150,000 sat to the destination and its fee, to the sat.
+#[test]
+fn operator_withdrawal_of_everything_never_takes_a_lost_publications_coins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let losing = Arc::new(LosesOneBroadcast::new(net.chain.clone()));
+    let own = own_server(
+        &net,
+        "withdraw-race",
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(losing.clone()),
+        &[200_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &own.server);
+    assert_eq!(wallet0, Amount::from_sat(200_000));
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x5a; 32]);
+    let (k, pk) = key(0x5b);
+    let amount = Amount::from_sat(60_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    // Every broadcast of the publication is lost until the operator's withdrawal is made.
+    losing.keep_losing.store(true, std::sync::atomic::Ordering::SeqCst);
+    *losing.lose.lock().expect("lock") = Some(htlc.script_pubkey());
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    // A deposit arrives and confirms; the lost publication is not in the block.
+    net.lab
+        .chain
+        .fund(own.server.wallet_address(), Amount::from_sat(150_000))
+        .expect("fund");
+    net.mine(1).expect("mine");
+    assert!(outputs_paying(&net, &htlc.script_pubkey(), created).is_empty());
+    // Everything: exactly the deposit (its value = amount + fee), never the 200,000-sat coin
+    // the lost publication spends.
+    let rate = bitcoin::FeeRate::from_sat_per_vb(2).expect("rate");
+    let w = net
+        .rt
+        .block_on(own.server.withdraw(&cold_storage(), None, Some(rate)))
+        .expect("withdraw all");
+    assert_eq!(w.amount + w.fee, Amount::from_sat(150_000), "{w:?}");
+    let wtx = net
+        .rt
+        .block_on(net.chain.transaction(&w.txid))
+        .expect("rpc")
+        .expect("in the mempool")
+        .tx;
+    let publication = net.rt.block_on(own.server.swap(&id)).expect("swap").1;
+    let pub_inputs: Vec<bitcoin::OutPoint> = publication
+        .htlc_tx
+        .as_deref()
+        .map(|h| bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(h).expect("tx"))
+        .expect("stored publication")
+        .input
+        .iter()
+        .map(|i| i.previous_output)
+        .collect();
+    assert!(
+        wtx.input.iter().all(|i| !pub_inputs.contains(&i.previous_output)),
+        "the withdrawal spent the publication's coin"
+    );
+    assert_eq!(fee_of(&net, &w.txid), w.fee);
+    // Nothing more: a second `all` finds nothing free.
+    let again = net.rt.block_on(own.server.withdraw(&cold_storage(), None, Some(rate)));
+    assert!(
+        matches!(&again, Err(e) if e.to_string().contains("nothing to withdraw")),
+        "{again:?}"
+    );
+    // The publication is broadcast again and confirms; the client claims; the swap succeeds.
+    *losing.lose.lock().expect("lock") = None;
+    drive(
+        &net,
+        &own.server,
+        || true,
+        || outputs_paying(&net, &htlc.script_pubkey(), created) == vec![funding],
+    );
+    claim_out(&net, &k, &htlc, funding, amount, p);
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(wallet(&net, &own.server), wallet0 - amount - publish_fee);
+    net.stop().expect("stop");
+}
+
+/// **Operator: a deep wallet rescan while swaps run.** The rescan reads old blocks slowly (a
+/// remote node); meanwhile a client starts a loop-out, pays, and the server publishes and
+/// confirms its HTLC — the engine is not held by the rescan. The rescan then ends and replaces
+/// the chain watcher: the swap created during it is still watched, so the client's claim is
+/// seen and the swap succeeds; the deposit made before the server first ran is found. Server:
+/// swap wallet = that deposit + funding − HTLC − publication fee; channel + invoice + prepay.
+#[test]
+fn operator_rescan_runs_beside_the_swaps_and_keeps_the_ones_made_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let slow = Arc::new(LosesOneBroadcast::new(net.chain.clone()));
+    // A deposit to the swap wallet before the server ever ran (its address from its seed).
+    let name = "rescan-beside";
+    let keys = eddy_store::SeedKeys::load_or_create(&net.dir.join(name), eddy_server::SEED_FILE).expect("seed");
+    let early = eddy_server::wallet::SwapWallet::new(&keys, bitcoin::Network::Regtest);
+    net.lab
+        .chain
+        .fund(early.address(), Amount::from_sat(25_000))
+        .expect("fund");
+    net.mine(1).expect("mine");
+    let deposit_height = net.lab.chain.tip().expect("tip").0;
+    net.mine(3).expect("mine");
+    let own = own_server(
+        &net,
+        name,
+        eddy::demo::server_config(),
+        eddy_server::http::Limits::new(20),
+        None,
+        Some(slow.clone()),
+        &[200_000],
+    );
+    let wallet0 = wallet(&net, &own.server);
+    assert_eq!(wallet0, Amount::from_sat(200_000), "the early deposit is not seen yet");
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    // The rescan: every block up to the current tip reads slowly until released.
+    let tip0 = net.lab.chain.tip().expect("tip").0;
+    *slow.hold_blocks_upto.lock().expect("lock") = Some(tip0);
+    let rescan = {
+        let server = own.server.clone();
+        net.rt.spawn(async move { server.rescan_wallet(deposit_height).await })
+    };
+    eddy_lab::wait_until("the rescan reading old blocks", eddy_lab::WAIT, || {
+        slow.held.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .expect("rescan started");
+    // A loop-out runs meanwhile: created, paid, published, confirmed.
+    let h = Hostile::new(&own.http.url());
+    let created = net.lab.chain.tip().expect("tip").0;
+    let p = Preimage::from_bytes([0x5d; 32]);
+    let (k, pk) = key(0x5e);
+    let amount = Amount::from_sat(70_000);
+    let (s, offer) = h.loop_out(&net, amount.to_sat(), p.payment_hash(), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let id = SwapId::from(p.payment_hash());
+    let htlc = out_htlc(&offer, p.payment_hash(), &pk);
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(out_state(&net, &own.server, &id), OutState::Published { .. }),
+    );
+    let funding = net
+        .rt
+        .block_on(own.server.swap(&id))
+        .expect("swap")
+        .1
+        .funding
+        .expect("funding");
+    net.mine(1).expect("mine");
+    net.rt.block_on(own.server.tick()).expect("tick");
+    assert_eq!(outputs_paying(&net, &htlc.script_pubkey(), created), vec![funding]);
+    assert!(!rescan.is_finished(), "the rescan ended before the test released it");
+    // Released: the rescan finishes and replaces the watcher.
+    *slow.hold_blocks_upto.lock().expect("lock") = None;
+    net.rt.block_on(rescan).expect("join").expect("rescan");
+    // The claim is seen through the new watcher; the swap succeeds.
+    claim_out(&net, &k, &htlc, funding, amount, p);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || out_state(&net, &own.server, &id) == OutState::Succeeded,
+    );
+    net.mine(1).expect("mine");
+    let publish_fee = fee_of(&net, &funding.txid);
+    let invoice_sat = offer_invoice_sat(&net, &offer);
+    wait_channels(&net, server_ln0 + invoice_sat + 1_000, client_ln0 - invoice_sat - 1_000);
+    assert_eq!(
+        wallet(&net, &own.server),
+        wallet0 + Amount::from_sat(25_000) - amount - publish_fee,
+        "the early deposit found, the swap's coins spent once"
+    );
+    net.stop().expect("stop");
 }

@@ -342,6 +342,24 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     }
     let log = std::fs::read_to_string(dir.join("server.log")).expect("log");
     assert!(log.contains("swap wallet withdrawal"), "logged");
+    // Every deposit is logged, confirmed (the early one found by the rescan): the two deposits
+    // and nothing else — the withdrawal's change is no deposit.
+    let deposits: Vec<&str> = log.lines().filter(|l| l.contains("swap wallet deposit")).collect();
+    let confirmed: Vec<u64> = deposits
+        .iter()
+        .filter(|l| l.contains("swap wallet deposit confirmed"))
+        .filter_map(|l| l.split("value_sat=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        confirmed.contains(&300_000) && confirmed.contains(&200_000),
+        "{deposits:#?}"
+    );
+    assert!(
+        deposits
+            .iter()
+            .all(|l| l.contains("value_sat=300000") || l.contains("value_sat=200000")),
+        "only deposits: {deposits:#?}"
+    );
     // Everything else: `all` takes every confirmed coin, exactly its value less the fee.
     let left = 500_000 - 100_000 - w_fee;
     let all = json(

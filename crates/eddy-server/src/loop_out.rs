@@ -243,6 +243,36 @@ impl LoopOutRecord {
     }
 }
 
+/// Logs each deposit to the swap wallet among a watcher's `events`: an output paying the wallet
+/// from a transaction that spends none of its coins (its own publications' and withdrawals'
+/// change is no deposit) — once when seen in the mempool, once when confirmed (a rescan's
+/// finds included).
+pub(crate) fn log_deposits(watcher: &ChainWatcher, events: &[eddy_backends::WatchEvent]) {
+    let seen = watcher.index().status(WALLET_WATCH_ID);
+    let own = |txid: &bitcoin::Txid| seen.is_some_and(|s| s.spends.iter().any(|sp| sp.txid == *txid));
+    for e in events {
+        let eddy_backends::WatchEvent::Funded { id, funding } = e else {
+            continue;
+        };
+        if *id != WALLET_WATCH_ID || own(&funding.outpoint.txid) {
+            continue;
+        }
+        match funding.height {
+            Some(height) => tracing::info!(
+                outpoint = %funding.outpoint,
+                value_sat = funding.value.to_sat(),
+                height,
+                "swap wallet deposit confirmed"
+            ),
+            None => tracing::info!(
+                outpoint = %funding.outpoint,
+                value_sat = funding.value.to_sat(),
+                "swap wallet deposit seen in the mempool"
+            ),
+        }
+    }
+}
+
 /// The loop-out engine.
 pub struct LoopOutServer {
     cfg: ServerConfig,
@@ -262,6 +292,8 @@ pub struct LoopOutServer {
     wallet: SwapWallet,
     /// One publication (one batch transaction) at a time.
     publishing: Mutex<()>,
+    /// One wallet rescan at a time (it runs beside the engine's passes; see `rescan_wallet`).
+    rescanning: Mutex<()>,
     /// Last persisted rescan height of the wallet.
     wallet_scan_from: std::sync::Mutex<Option<u32>>,
     /// Loop-in cooperative claims waiting for the client's partial signature.
@@ -318,6 +350,7 @@ impl LoopOutServer {
             metrics: Arc::new(Metrics::new()),
             wallet,
             publishing: Mutex::new(()),
+            rescanning: Mutex::new(()),
             wallet_scan_from: std::sync::Mutex::new(wallet_from),
             in_claims: std::sync::Mutex::default(),
             in_claim_attempts: std::sync::Mutex::default(),
@@ -406,7 +439,11 @@ impl LoopOutServer {
 
     /// Brings the chain watcher up to the tip and mempool.
     pub(crate) async fn sync_chain(&self) -> Result<(), ServerError> {
-        self.watcher.lock().await.sync().await.map_err(backend)?;
+        {
+            let mut w = self.watcher.lock().await;
+            let events = w.sync().await.map_err(backend)?;
+            log_deposits(&w, &events);
+        }
         Ok(())
     }
 
@@ -1007,7 +1044,11 @@ impl LoopOutServer {
         // that stopped.
         let tip = self.chain.tip().await.map_err(backend)?.height;
         self.check_node(tip).await;
-        self.watcher.lock().await.sync().await.map_err(backend)?;
+        {
+            let mut w = self.watcher.lock().await;
+            let events = w.sync().await.map_err(backend)?;
+            log_deposits(&w, &events);
+        }
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut first_err = None;
         let active = Self::active(&*self.store).await?;

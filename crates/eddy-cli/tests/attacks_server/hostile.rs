@@ -514,6 +514,26 @@ pub struct LosesOneBroadcast {
     /// A mempool minimum fee for transactions paying this script (as when a full mempool
     /// evicts the cheapest): below it, "accepted" and dropped at once.
     pub min_fee: std::sync::Mutex<Option<(ScriptBuf, bitcoin::FeeRate)>>,
+    /// While set, reading a block at this height or below waits (a slow disk or a remote
+    /// node: what makes a deep rescan long); `held` counts the reads waiting.
+    pub hold_blocks_upto: std::sync::Mutex<Option<u32>>,
+    pub held: std::sync::atomic::AtomicU32,
+    /// Lose every broadcast paying `lose`, not only the first, until `lose` is cleared.
+    pub keep_losing: std::sync::atomic::AtomicBool,
+}
+
+impl LosesOneBroadcast {
+    /// The real chain source, nothing lost, nothing held.
+    pub fn new(inner: Arc<dyn eddy_backends::ChainSource>) -> LosesOneBroadcast {
+        LosesOneBroadcast {
+            inner,
+            lose: std::sync::Mutex::new(None),
+            min_fee: std::sync::Mutex::new(None),
+            hold_blocks_upto: std::sync::Mutex::new(None),
+            held: std::sync::atomic::AtomicU32::new(0),
+            keep_losing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -531,7 +551,17 @@ impl eddy_backends::ChainSource for LosesOneBroadcast {
         &self,
         hash: &bitcoin::BlockHash,
     ) -> Result<Option<(bitcoin::Block, u32)>, eddy_backends::ChainSourceError> {
-        self.inner.block(hash).await
+        let found = self.inner.block(hash).await?;
+        let height = found.as_ref().map_or(0, |(_, h)| *h);
+        let holding = || self.hold_blocks_upto.lock().expect("lock").is_some_and(|h| height <= h);
+        if holding() {
+            self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            while holding() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            self.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(found)
     }
     async fn transaction(
         &self,
@@ -549,7 +579,9 @@ impl eddy_backends::ChainSource for LosesOneBroadcast {
                 .as_ref()
                 .is_some_and(|spk| tx.output.iter().any(|o| &o.script_pubkey == spk))
             {
-                *lose = None;
+                if !self.keep_losing.load(std::sync::atomic::Ordering::SeqCst) {
+                    *lose = None;
+                }
                 return Ok(tx.compute_txid());
             }
         }
