@@ -476,6 +476,8 @@ async fn close(
     b: Result<Json<CloseBody>, JsonRejection>,
 ) -> Result<Json<CloseBody>, NodeError> {
     let b = body(b)?;
+    // LND names its channels otherwise (short channel id, funding outpoint): its own tool first.
+    let n = embedded(&api, "closechannel")?;
     let id = b.channel_id.trim().to_ascii_lowercase();
     if !matches!(id.len(), 32 | 64) || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(bad(format!(
@@ -483,7 +485,6 @@ async fn close(
             b.channel_id
         )));
     }
-    let n = embedded(&api, "closechannel")?;
     n.close_channel(&id, b.force).await?;
     Ok(Json(CloseBody {
         channel_id: id,

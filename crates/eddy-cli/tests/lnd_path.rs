@@ -336,3 +336,118 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");
 }
+
+/// **The node commands on LND** (`eddy node …` through the node API, as the server's admin
+/// API or the daemon serve it, on LND behind the emulator): `info`, `channels`, `address`,
+/// `invoice` and `pay` work through the same calls the engines use, with exact money both
+/// ways; `connect`, `open`, `close` and `send` answer 501 and name LND's own command — no
+/// half-working command, nothing spent.
+#[test]
+fn node_commands_on_lnd_work_or_name_lncli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let (_emulator, lnd) = lnd(&net, LndProfile::lnd_0_21(), "node-api");
+    let api = Arc::new(eddy::node_api::NodeApi {
+        ln: lnd.clone(),
+        ldk: None,
+        network: bitcoin::Network::Regtest,
+        follow: None,
+        chain: net.chain.clone(),
+    });
+    let http = net
+        .rt
+        .block_on(eddy_server::http::HttpServer::start(
+            eddy::node_api::router::<()>(api),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .expect("http");
+    let call = |method: &str, path: &str, body: serde_json::Value| -> (u16, serde_json::Value) {
+        net.rt.block_on(async {
+            let c = reqwest::Client::new();
+            let url = format!("{}{path}", http.url());
+            let req = if method == "GET" {
+                c.get(url)
+            } else {
+                c.post(url).json(&body)
+            };
+            let resp = req.send().await.expect("call");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        })
+    };
+    let server_id = net.rt.block_on(net.server_ln.info()).expect("info").pubkey;
+    let client_id = net.rt.block_on(net.client_ln.info()).expect("info").pubkey;
+
+    // info and channels: the node behind LND, its wallet and its one channel.
+    let (s, info) = call("GET", "/v1/node", serde_json::Value::Null);
+    assert_eq!(s, 200, "{info}");
+    assert_eq!(info["node_id"], server_id.to_string());
+    assert_eq!(info["network"], "regtest");
+    assert_eq!(info["onchain_sat"], onchain(&net.server_ln), "{info}");
+    assert_eq!(info["channels"].as_array().map(Vec::len), Some(1), "{info}");
+    let chan = &info["channels"][0];
+    assert_eq!(chan["peer"], client_id.to_string());
+    let ldk_chan = net.server_ln.ldk().list_channels().remove(0);
+    assert_eq!(chan["capacity_sat"], ldk_chan.channel_value_sats);
+    assert_eq!(
+        info["lightning_sat"],
+        chan["local_msat"].as_u64().expect("local") / 1000
+    );
+    // address: one of the node's, for this network.
+    let (s, a) = call("POST", "/v1/node/address", serde_json::json!({}));
+    assert_eq!(s, 200, "{a}");
+    let addr: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
+        a["address"].as_str().expect("address").parse().expect("parse");
+    assert!(addr.is_valid_for_network(bitcoin::Network::Regtest));
+    // invoice: the client pays it; exactly 10,000 sat move to the server.
+    let (server0, client0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let (s, inv) = call("POST", "/v1/node/invoice", serde_json::json!({"amount_sat": 10_000}));
+    assert_eq!(s, 200, "{inv}");
+    pay(&net, inv["invoice"].as_str().expect("invoice"));
+    wait_channels(&net, server0 + 10_000, client0 - 10_000);
+    // pay: the server pays the client's invoice of 7,000 sat over their channel (no fee).
+    let client_inv = net
+        .rt
+        .block_on(
+            net.client_ln
+                .create_invoice(&Preimage::from_bytes([0x71; 32]), 7_000_000, 3_600, "check"),
+        )
+        .expect("invoice")
+        .bolt11;
+    let (s, paid) = call("POST", "/v1/node/pay", serde_json::json!({"invoice": client_inv}));
+    assert_eq!(s, 200, "{paid}");
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(paid["fee_msat"], 0);
+    wait_channels(&net, server0 + 3_000, client0 - 3_000);
+    // The rest is LND's own tools: 501, the command named, nothing done.
+    let onchain0 = onchain(&net.server_ln);
+    for (path, body, lncli) in [
+        (
+            "/v1/node/connect",
+            serde_json::json!({"peer": format!("{client_id}@127.0.0.1:9735")}),
+            "lncli connect",
+        ),
+        (
+            "/v1/node/open",
+            serde_json::json!({"peer": client_id.to_string(), "amount_sat": 100_000}),
+            "lncli openchannel",
+        ),
+        (
+            "/v1/node/close",
+            serde_json::json!({"channel_id": chan["short_channel_id"].to_string()}),
+            "lncli closechannel",
+        ),
+        (
+            "/v1/node/send",
+            serde_json::json!({"address": a["address"], "amount_sat": 10_000}),
+            "lncli sendcoins",
+        ),
+    ] {
+        let (s, v) = call("POST", path, body);
+        assert_eq!(s, 501, "{path}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(lncli)), "{path}: {v}");
+    }
+    assert_eq!(onchain(&net.server_ln), onchain0, "nothing spent");
+    assert_eq!(net.server_ln.ldk().list_channels().len(), 1, "nothing opened or closed");
+    net.stop().expect("stop");
+}
