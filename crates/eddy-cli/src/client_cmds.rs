@@ -298,6 +298,10 @@ pub fn terms(c: &DaemonConn) -> anyhow::Result<()> {
     );
     println!("               HTLC expiry {} blocks", u(&v, "expiry_delta"));
     println!("loop-in        {range}, fee {fee} (taken from what you receive; no prepay)");
+    println!(
+        "               HTLC expiry {} blocks (your refund path opens then)",
+        eddy_core::constants::DEFAULT_LOOP_IN_EXPIRY_DELTA
+    );
     Ok(())
 }
 

@@ -428,6 +428,31 @@ fn nodes_and_swap_wallet_are_operated_through_the_cli() {
     assert!(err.contains("no channel"), "{err}");
     let err = fails(s, st, &["node", "close", &channel_id]);
     assert!(err.contains("no channel"), "{err}");
+    // Until the close is buried (LDK's six blocks), the channel is still being resolved: its
+    // 510,000 sat show as `closing_sat` too, and emptying the wallet is refused (a close's
+    // claims may need the wallet's coins for their fees); nothing is sent.
+    wait_info(c, ct, "the close awaiting its confirmations", |v| {
+        sat(v, "closing_sat") == 510_000
+    });
+    let err = fails(c, ct, &["node", "send", &dest.to_string(), "all"]);
+    assert!(err.contains("still being resolved on-chain"), "{err}");
+    lab.chain.mine(6).expect("mine");
+    let settled = wait_info(c, ct, "close buried", |v| sat(v, "closing_sat") == 0);
+    assert_eq!(sat(&settled, "onchain_sat"), client_chain0 + 510_000);
+    // Then `all` empties it: every sat but the fee reaches the destination.
+    let all = json(c, ct, &["node", "send", &dest.to_string(), "all", "--fee-rate", "2"]);
+    assert_eq!(all["broadcast"], true, "{all}");
+    let all_txid = all["txid"].as_str().expect("txid").to_string();
+    let all_fee = fee_of(&all_txid);
+    let all_tx = rt
+        .block_on(chain.transaction(&all_txid.parse().expect("txid")))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    assert_eq!(all_tx.output.len(), 1, "no change");
+    assert_eq!(all_tx.output[0].value.to_sat() + all_fee, client_chain0 + 510_000);
+    lab.chain.mine(1).expect("mine");
+    wait_info(c, ct, "wallet emptied", |v| sat(v, "onchain_sat") == 0);
     daemon.terminate();
     server.terminate();
 }

@@ -338,6 +338,16 @@ fn the_readme_walkthrough_through_the_binary_only() {
 
     // 6. Loop out 80,000 sat: 1,000 + 0.5 % = 1,400 sat fee (1,000 of it the prepay). (The
     // server's node accepted the channel with LDK's default cap on HTLCs in flight: 10 % of it.)
+    let terms = eddy_ok(&["terms", "--config", &client_toml.display().to_string()]);
+    for line in [
+        "network        regtest",
+        "loop-out       10000 – 1000000 sat, fee 1000 sat + 5000 ppm (1000 sat of it prepaid)",
+        "               HTLC expiry 80 blocks",
+        "loop-in        10000 – 1000000 sat, fee 1000 sat + 5000 ppm (taken from what you receive; no prepay)",
+        "               HTLC expiry 144 blocks (your refund path opens then)",
+    ] {
+        assert!(terms.contains(line), "{line:?} in {terms}");
+    }
     let quote = walk.client(&["quote", "out", "80000"]);
     assert_eq!((sat(&quote, "swap_fee_sat"), sat(&quote, "prepay_sat")), (1_400, 1_000));
     let out = walk.client(&["out", "80000"]);
