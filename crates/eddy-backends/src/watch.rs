@@ -183,6 +183,14 @@ impl WatchIndex {
         self.status.is_empty()
     }
 
+    /// The watches transaction `txid` paid or spent from (as recorded).
+    pub fn touched_by(&self, txid: &Txid) -> Vec<WatchId> {
+        self.touched
+            .get(txid)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// What `id` has seen.
     pub fn status(&self, id: WatchId) -> Option<&WatchStatus> {
         self.status.get(&id)

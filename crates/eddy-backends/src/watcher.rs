@@ -74,10 +74,10 @@ impl ChainWatcher {
     }
 
     /// Forgets the blocks above `height` as a reorg would (what they confirmed becomes
-    /// unconfirmed) and the mempool listing, so that the next [`ChainWatcher::sync`] reads them
-    /// again — with the watches added since. Fails, changing nothing, when `height` is below
-    /// the blocks of history kept.
-    pub fn rewind_to(&mut self, height: u32) -> Result<Vec<WatchEvent>, ChainSourceError> {
+    /// unconfirmed) and, with `forget_mempool`, the mempool listing, so that the next
+    /// [`ChainWatcher::sync`] reads them again — with the watches added since. Fails, changing
+    /// nothing, when `height` is below the blocks of history kept.
+    pub fn rewind_to(&mut self, height: u32, forget_mempool: bool) -> Result<Vec<WatchEvent>, ChainSourceError> {
         let oldest = self.recent.front().map_or(0, |s| s.block.height);
         if height < oldest {
             return Err(ChainSourceError::Protocol(format!(
@@ -89,7 +89,9 @@ impl ChainWatcher {
             let Some(gone) = self.recent.pop_back() else { break };
             events.push(self.index.disconnect(gone.block.height, gone.block.hash, &gone.touched));
         }
-        self.mempool_seen.clear();
+        if forget_mempool {
+            self.mempool_seen.clear();
+        }
         Ok(events)
     }
 

@@ -17,7 +17,6 @@ use bitcoin::Amount;
 use eddy_core::api::ErrorBody;
 use eddy_server::loop_out::{LoopOutServer, ServerError};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::node_api::{NodeApi, NodeError};
@@ -61,7 +60,7 @@ pub fn router(engine: Arc<LoopOutServer>, node: Arc<NodeApi>, token: String) -> 
     Router::new()
         .route("/v1/wallet", get(wallet))
         .route("/v1/wallet/withdraw", post(withdraw))
-        .route("/v1/wallet/rescan", post(rescan))
+        .route("/v1/wallet/rescan", post(rescan).get(rescan_progress))
         .with_state(engine)
         .merge(crate::node_api::router(node))
         .route_layer(axum::middleware::from_fn_with_state(Arc::new(token), require_token))
@@ -82,8 +81,8 @@ pub fn document() -> serde_json::Value {
         version = "1",
         description = "The swap server's operator API (its own loopback listener and token): the node and the swap wallet."
     ),
-    paths(wallet, withdraw, rescan),
-    components(schemas(WalletView, WithdrawBody, Withdrawn, RescanBody, ErrorBody))
+    paths(wallet, withdraw, rescan, rescan_progress),
+    components(schemas(RescanView, WalletView, WithdrawBody, Withdrawn, RescanBody, ErrorBody))
 )]
 struct AdminApiDoc;
 
@@ -194,17 +193,52 @@ pub struct RescanBody {
     pub from_height: u32,
 }
 
+/// A rescan's progress.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RescanView {
+    /// The first block scanned again.
+    pub from_height: u32,
+    /// Still scanning (the engine goes on with its swaps meanwhile).
+    pub running: bool,
+    /// Why it failed, once it did (the server is then as before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<eddy_server::loop_out::admin::RescanStatus> for RescanView {
+    fn from(s: eddy_server::loop_out::admin::RescanStatus) -> Self {
+        RescanView {
+            from_height: s.from_height,
+            running: s.running,
+            error: s.error,
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/v1/wallet/rescan", request_body = RescanBody, responses(
-    (status = 200, description = "Rescanned: the wallet's coins from that block on are seen (the engine pauses while it scans)", body = RescanBody),
+    (status = 202, description = "Started in the background (a deep rescan outlives any request); follow it with GET /v1/wallet/rescan", body = RescanView),
     (status = 400, description = "Malformed request, or a height above the tip", body = ErrorBody),
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-    (status = 503, description = "The chain source or the store failed (nothing changed), or the request outlived the request deadline", body = ErrorBody),
+    (status = 422, description = "A rescan is running already", body = ErrorBody),
+    (status = 503, description = "The chain source failed (nothing started), or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn rescan(
     State(engine): State<Arc<LoopOutServer>>,
     b: Result<Json<RescanBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, NodeError> {
+) -> Result<(StatusCode, Json<RescanView>), NodeError> {
     let b = crate::node_api::body(b)?;
-    engine.rescan_wallet(b.from_height).await.map_err(server_error)?;
-    Ok(Json(json!({"from_height": b.from_height})))
+    let started = engine.spawn_rescan(b.from_height).await.map_err(server_error)?;
+    Ok((StatusCode::ACCEPTED, Json(started.into())))
+}
+
+#[utoipa::path(get, path = "/v1/wallet/rescan", responses(
+    (status = 200, description = "The last rescan started: running, done, or failed (its error)", body = RescanView),
+    (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    (status = 404, description = "No rescan was started since the server started", body = ErrorBody),
+))]
+async fn rescan_progress(State(engine): State<Arc<LoopOutServer>>) -> Result<Json<RescanView>, NodeError> {
+    engine
+        .rescan_status()
+        .map(|s| Json(s.into()))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no rescan was started since the server started"))
 }

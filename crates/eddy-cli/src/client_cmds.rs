@@ -3,10 +3,12 @@
 //! `--json` the daemon's JSON answer unchanged (for scripts). The token comes from the daemon's
 //! data dir (`api.token`, readable only by its owner).
 //!
-//! Where the API is and which token it takes: `--daemon` and `--token-file` (or `--data-dir`)
-//! when given; else the process's own configuration file (`--config`, the same TOML file the
-//! daemon or the server runs with: its `listen` or `admin_listen`, and its `data_dir`); else the
-//! defaults. [`Api`] says which of the two processes a command talks to.
+//! Where the API is and which token it takes: `--daemon` (the client daemon) or `--admin` (the
+//! server's admin API) and `--token-file` (or `--data-dir`) when given; else the process's own
+//! configuration file (`--config`, the same TOML file the daemon or the server runs with: its
+//! `listen` or `admin_listen`, and its `data_dir`); else the defaults. [`Api`] says which of
+//! the two processes a command talks to. A URL meant for the daemon never gets the server's
+//! admin token, and no token goes over plain HTTP to another host unless asked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,10 +27,18 @@ pub struct DaemonConn {
     /// directory (`data_dir`) from it.
     #[arg(long, env = "EDDY_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// The daemon's local API, or the server's admin API (default: from `--config`, else
-    /// http://127.0.0.1:8281 — http://127.0.0.1:8283 for `eddy wallet`).
+    /// The client daemon's local API (default: from `--config`, else http://127.0.0.1:8281).
     #[arg(long, env = "EDDY_DAEMON_URL", global = true)]
     pub daemon: Option<String>,
+    /// The swap server's admin API, for `eddy wallet` and the server's `eddy node` (default:
+    /// `admin_listen` from `--config`, else http://127.0.0.1:8283). Never `--daemon`: a URL
+    /// meant for the daemon never receives the server's admin token.
+    #[arg(long, env = "EDDY_ADMIN_URL", global = true)]
+    pub admin: Option<String>,
+    /// Send the token over plain HTTP to a host other than this one (refused otherwise: use
+    /// HTTPS or an SSH tunnel).
+    #[arg(long, global = true)]
+    pub allow_remote_http: bool,
     /// The token file (default: `api.token` — the server's `admin.token` — in the data dir).
     #[arg(long, env = "EDDY_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
@@ -135,7 +145,11 @@ impl ProcessConfig {
             data_dir: a.common.data_dir,
         };
         let shown = path.display();
+        let has = |dir: &Option<PathBuf>, name: &str| dir.as_ref().is_some_and(|d| d.join(name).exists());
         match (want, daemon, server) {
+            (Api::Daemon, Ok(d), _) if has(&d.common.data_dir, ADMIN_TOKEN_FILE) => Err(anyhow!(
+                "{shown} names a server's data dir (it holds {ADMIN_TOKEN_FILE}); swap commands talk to a client daemon: give its file"
+            )),
             (Api::Daemon, Ok(d), _) => Ok(as_daemon(d)),
             (Api::Daemon, Err(e), Ok(_)) => Err(anyhow!(
                 "{shown} is the server's configuration; swap commands talk to a client daemon: give its file ({e})"
@@ -145,7 +159,6 @@ impl ProcessConfig {
                 "{shown} is a client daemon's configuration; `eddy wallet` talks to the server's admin API: give the server's file ({e})"
             )),
             (Api::Node, Ok(d), Ok(s)) => {
-                let has = |dir: &Option<PathBuf>, name: &str| dir.as_ref().is_some_and(|d| d.join(name).exists());
                 if has(&s.common.data_dir, ADMIN_TOKEN_FILE) && !has(&d.common.data_dir, TOKEN_FILE) {
                     Ok(as_server(s))
                 } else {
@@ -161,13 +174,32 @@ impl ProcessConfig {
     /// The URL to reach what binds `listen`: an unspecified address (all interfaces) is
     /// reached on loopback.
     fn url(&self) -> String {
-        let ip = match self.listen.ip() {
-            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
+        let reach = match self.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.listen.port())
+            }
+            IpAddr::V6(v6) if v6.is_unspecified() => {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), self.listen.port())
+            }
+            _ => self.listen,
         };
-        format!("http://{}", SocketAddr::new(ip, self.listen.port()))
+        format!("http://{reach}")
     }
+}
+
+/// Refuses a plain-HTTP URL to a host other than this one: the bearer token would cross the
+/// network in the clear.
+fn refuse_remote_http(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let host = parsed.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "http" && !local {
+        bail!(
+            "refusing to send the token over plain HTTP to {url}: use https, or an SSH tunnel to a local port (or --allow-remote-http)"
+        );
+    }
+    Ok(())
 }
 
 /// Where the API is and which token file it takes (see the module docs for the order).
@@ -177,13 +209,32 @@ fn resolve(c: &DaemonConn, api: Api) -> anyhow::Result<(String, PathBuf)> {
         Some(path) => Some(ProcessConfig::read(path, api)?),
         None => None,
     };
-    let server = file.as_ref().map_or(api == Api::Admin, |f| f.server);
-    let base = match (&c.daemon, &file) {
-        (Some(url), _) => url.clone(),
-        (None, Some(f)) => f.url(),
-        (None, None) if server => format!("http://{DEFAULT_ADMIN_LISTEN}"),
-        (None, None) => format!("http://{}", crate::daemon::DEFAULT_LISTEN),
+    // The server's admin API: by its file, by `--admin`, or for `eddy wallet`.
+    let server = match (&file, api) {
+        (Some(f), _) => f.server,
+        (None, Api::Admin) => true,
+        (None, Api::Node) => c.admin.is_some(),
+        (None, Api::Daemon) => false,
     };
+    let base = if server {
+        match (&c.admin, &file, &c.daemon) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(f), _) => f.url(),
+            (None, None, Some(_)) => bail!(
+                "the server's admin API is given by --admin URL (or EDDY_ADMIN_URL, or the server's --config); --daemon (EDDY_DAEMON_URL) names the client daemon"
+            ),
+            (None, None, None) => format!("http://{DEFAULT_ADMIN_LISTEN}"),
+        }
+    } else {
+        match (&c.daemon, &file) {
+            (Some(url), _) => url.clone(),
+            (None, Some(f)) => f.url(),
+            (None, None) => format!("http://{}", crate::daemon::DEFAULT_LISTEN),
+        }
+    };
+    if !c.allow_remote_http {
+        refuse_remote_http(&base)?;
+    }
     let (token_name, home_dir) = if server {
         (ADMIN_TOKEN_FILE, ".eddy/server")
     } else {
@@ -602,6 +653,8 @@ mod tests {
         DaemonConn {
             config: config.map(Path::to_path_buf),
             daemon: None,
+            admin: None,
+            allow_remote_http: false,
             token_file: None,
             data_dir: None,
             json: false,
@@ -677,6 +730,35 @@ mod tests {
         std::fs::write(&typo, "lisen = \"127.0.0.1:1\"\n").expect("write");
         let e = resolve(&conn(Some(&typo)), Api::Node).expect_err("typo");
         assert!(format!("{e:#}").contains("unknown setting \"lisen\""), "{e:#}");
+        // A URL meant for the daemon never gets the server's admin token: `eddy wallet` with
+        // only --daemon (or EDDY_DAEMON_URL) is refused; --admin names the admin API.
+        let mut c = conn(None);
+        c.daemon = Some("http://127.0.0.1:8281".into());
+        let e = resolve(&c, Api::Admin).expect_err("daemon URL for the admin token");
+        assert!(e.to_string().contains("--admin URL"), "{e}");
+        c.admin = Some("http://127.0.0.1:9999".into());
+        assert_eq!(resolve(&c, Api::Admin).expect("admin").0, "http://127.0.0.1:9999");
+        assert_eq!(
+            resolve(&c, Api::Node).expect("server's node").0,
+            "http://127.0.0.1:9999"
+        );
+        assert!(resolve(&c, Api::Node).expect("node").1.ends_with("admin.token"));
+        assert_eq!(resolve(&c, Api::Daemon).expect("daemon").0, "http://127.0.0.1:8281");
+        // No token over plain HTTP to another host, unless asked.
+        let mut c = conn(None);
+        c.daemon = Some("http://203.0.113.7:8281".into());
+        let e = resolve(&c, Api::Daemon).expect_err("remote http");
+        assert!(e.to_string().contains("plain HTTP"), "{e}");
+        c.daemon = Some("https://203.0.113.7:8281".into());
+        assert!(resolve(&c, Api::Daemon).is_ok());
+        c.daemon = Some("http://[::1]:8281".into());
+        assert!(resolve(&c, Api::Daemon).is_ok());
+        c.daemon = Some("http://203.0.113.7:8281".into());
+        c.allow_remote_http = true;
+        assert!(resolve(&c, Api::Daemon).is_ok());
+        // A daemon-looking file whose data dir is a server's is refused for swap commands.
+        let e = resolve(&conn(Some(&shared)), Api::Daemon).expect_err("server's data dir");
+        assert!(e.to_string().contains("names a server's data dir"), "{e}");
         // No file: the defaults of each process.
         let (url, _) = resolve(&conn(None), Api::Admin).expect("admin default");
         assert_eq!(url, "http://127.0.0.1:8283");

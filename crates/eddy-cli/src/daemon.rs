@@ -585,6 +585,27 @@ async fn with_progress(d: &Daemon, views: &mut [SwapView]) {
     }
 }
 
+/// The running (not final) swaps' views, with their progress.
+async fn running_views(d: &Daemon) -> Result<Vec<SwapView>, ApiError> {
+    use eddy_store::{records_of, ListFilter, SwapKind};
+    let store = &*d.store;
+    let mut v: Vec<SwapView> = records_of::<ClientLoopOut>(store, ListFilter::Active, SwapKind::LoopOutClient)
+        .await
+        .map_err(ClientError::from)?
+        .iter()
+        .map(|(r, rec)| view(r, rec, d.cfg.network))
+        .collect();
+    v.extend(
+        records_of::<ClientLoopIn>(store, ListFilter::Active, SwapKind::LoopInClient)
+            .await
+            .map_err(ClientError::from)?
+            .iter()
+            .map(|(r, rec)| view_in(r, rec, d.cfg.network)),
+    );
+    with_progress(d, &mut v).await;
+    Ok(v)
+}
+
 async fn all_views(d: &Daemon) -> Result<Vec<SwapView>, ApiError> {
     let mut v: Vec<SwapView> = d
         .client
@@ -906,17 +927,23 @@ async fn monitor(
         d: Arc<Daemon>,
         changes: tokio::sync::broadcast::Receiver<SwapId>,
         tips: tokio::sync::watch::Receiver<u32>,
-        /// What was last sent of each swap: a view goes out again only when it differs (a new
-        /// state, or a running swap's progress after a block).
-        seen: std::collections::HashMap<String, String>,
+        /// A digest of what was last sent of each swap: a view goes out again only when it
+        /// differs (a new state, or a running swap's progress after a block).
+        seen: std::collections::HashMap<String, u64>,
         pending: std::collections::VecDeque<String>,
         relist: bool,
+        /// A new block: the running swaps' views again (only theirs: final ones do not move).
+        relist_running: bool,
     }
     impl Follow {
         fn offer(&mut self, v: SwapView) {
+            use std::hash::{Hash, Hasher};
             let data = serde_json::to_string(&v).unwrap_or_default();
-            if self.seen.get(&v.id) != Some(&data) {
-                self.seen.insert(v.id, data.clone());
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.hash(&mut h);
+            let digest = h.finish();
+            if self.seen.get(&v.id) != Some(&digest) {
+                self.seen.insert(v.id, digest);
                 self.pending.push_back(data);
             }
         }
@@ -930,6 +957,7 @@ async fn monitor(
         seen: Default::default(),
         pending: Default::default(),
         relist: true,
+        relist_running: false,
     };
     let stream = futures::stream::unfold(start, |mut f| async move {
         loop {
@@ -940,6 +968,15 @@ async fn monitor(
                 f.relist = false;
                 if let Ok(all) = all_views(&f.d).await {
                     for v in all.into_iter().rev() {
+                        f.offer(v);
+                    }
+                }
+                continue;
+            }
+            if f.relist_running {
+                f.relist_running = false;
+                if let Ok(running) = running_views(&f.d).await {
+                    for v in running {
                         f.offer(v);
                     }
                 }
@@ -958,7 +995,7 @@ async fn monitor(
                 // A new block: the running swaps' progress moved (final ones are unchanged
                 // and not sent again).
                 tip = f.tips.changed() => match tip {
-                    Ok(()) => f.relist = true,
+                    Ok(()) => f.relist_running = true,
                     Err(_) => return None,
                 },
             }

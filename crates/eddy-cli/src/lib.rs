@@ -127,7 +127,7 @@ pub enum Command {
         conn: client_cmds::DaemonConn,
     },
     /// Operate the node: info, address, connect, open, close, channels, send, invoice, pay
-    /// (through the daemon; the server's node with `--config <server's file>`, or `--daemon
+    /// (through the daemon; the server's node with `--config <server's file>`, or `--admin
     /// <admin URL> --token-file <server data dir>/admin.token`).
     Node {
         /// Daemon (or server admin API) connection.
@@ -138,7 +138,7 @@ pub enum Command {
         cmd: node_cmds::NodeCmd,
     },
     /// The swap server's wallet: balance, address, withdraw, rescan (through its admin API:
-    /// `--config <server's file>`, or `--daemon http://127.0.0.1:8283 --token-file <server data
+    /// `--config <server's file>`, or `--admin http://127.0.0.1:8283 --token-file <server data
     /// dir>/admin.token`).
     Wallet {
         /// Admin API connection.

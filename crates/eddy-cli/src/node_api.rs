@@ -543,7 +543,9 @@ async fn send(
     let txid = n.send_onchain(&to, amount, rate).await?;
     let deadline = tokio::time::Instant::now() + SEND_SEEN_WAIT;
     let broadcast = loop {
-        if let Ok(Some(_)) = api.chain.transaction(&txid).await {
+        // Bounded by what is left of the wait: a hung chain source does not hold the answer.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Ok(Ok(Some(_))) = tokio::time::timeout(left, api.chain.transaction(&txid)).await {
             break true;
         }
         if tokio::time::Instant::now() >= deadline {

@@ -1,7 +1,7 @@
 //! `eddy node …`: the node's operator commands (issue 14) — identity and balances, a deposit
 //! address, peers, channels, on-chain sends, and an invoice or a payment for a quick check.
 //! They call the node API ([`crate::node_api`]) of the client daemon, or of the server's admin
-//! listener when `--config` is the server's file (or `--daemon <admin URL> --token-file <server
+//! listener when `--config` is the server's file (or `--admin <admin URL> --token-file <server
 //! data dir>/admin.token`); [`crate::client_cmds`] finds either. Each prints a short summary,
 //! or the JSON with `--json`.
 
@@ -234,7 +234,7 @@ fn print_channels(v: &Value) {
     }
 }
 
-/// `eddy wallet …`: the swap server's wallet, through its admin API (`--daemon <admin URL>
+/// `eddy wallet …`: the swap server's wallet, through its admin API (`--admin <admin URL>
 /// --token-file <server data dir>/admin.token`).
 #[derive(Clone, Debug, Subcommand)]
 pub enum WalletCmd {
@@ -273,7 +273,20 @@ pub fn run_wallet(c: &DaemonConn, cmd: &WalletCmd) -> anyhow::Result<()> {
             let body = send_body(address, amount, *fee_rate)?;
             rt.block_on(conn.post("/v1/wallet/withdraw", &body))?
         }
-        WalletCmd::Rescan { from } => rt.block_on(conn.post("/v1/wallet/rescan", &json!({"from_height": from})))?,
+        WalletCmd::Rescan { from } => rt.block_on(async {
+            // Started in the background: followed here until it ends.
+            conn.post("/v1/wallet/rescan", &json!({"from_height": from})).await?;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let v = conn.get("/v1/wallet/rescan").await?;
+                if v["running"] != true {
+                    if let Some(e) = v["error"].as_str() {
+                        anyhow::bail!("the rescan from block {from} failed: {e}");
+                    }
+                    return anyhow::Ok(v);
+                }
+            }
+        })?,
     };
     if c.json {
         print_json(&v);

@@ -2267,7 +2267,7 @@ fn operator_rescan_runs_beside_the_swaps_and_keeps_the_ones_made_meanwhile() {
         slow.held.load(std::sync::atomic::Ordering::SeqCst) > 0
     })
     .expect("rescan started");
-    // A loop-out runs meanwhile: created, paid, published, confirmed.
+    // A loop-out runs meanwhile: created, paid, published (its HTLC in the mempool).
     let h = Hostile::new(&own.http.url());
     let created = net.lab.chain.tip().expect("tip").0;
     let p = Preimage::from_bytes([0x5d; 32]);
@@ -2292,14 +2292,15 @@ fn operator_rescan_runs_beside_the_swaps_and_keeps_the_ones_made_meanwhile() {
         .1
         .funding
         .expect("funding");
-    net.mine(1).expect("mine");
-    net.rt.block_on(own.server.tick()).expect("tick");
     assert_eq!(outputs_paying(&net, &htlc.script_pubkey(), created), vec![funding]);
     assert!(!rescan.is_finished(), "the rescan ended before the test released it");
-    // Released: the rescan finishes and replaces the watcher.
+    // Released: the rescan reads the mempool (the HTLC's publication among it) before it
+    // knows the swap; it then takes the swap, reading the mempool again with its watch, and
+    // replaces the watcher.
     *slow.hold_blocks_upto.lock().expect("lock") = None;
     net.rt.block_on(rescan).expect("join").expect("rescan");
-    // The claim is seen through the new watcher; the swap succeeds.
+    // The claim, in the mempool like the HTLC, is seen through the new watcher without a
+    // block: the swap succeeds.
     claim_out(&net, &k, &htlc, funding, amount, p);
     drive(
         &net,

@@ -19,9 +19,15 @@ use common::{eddy, rt, test_dir, Proc};
 
 /// One `eddy` call against an API: `(success, stdout, stderr)`.
 fn run(url: &str, token: &Path, args: &[&str]) -> (bool, String, String) {
+    // The server's admin API by --admin, the daemon's by --daemon.
+    let flag = if token.ends_with("admin.token") {
+        "--admin"
+    } else {
+        "--daemon"
+    };
     let out = eddy()
         .args(args)
-        .arg("--daemon")
+        .arg(flag)
         .arg(url)
         .arg("--token-file")
         .arg(token)

@@ -22,11 +22,12 @@ use eddy_core::musig::Signer;
 /// Moved to eddy-core (pure, and fuzzed there); re-exported where it was.
 pub use eddy_core::sm::loop_in_client::check_claim_request;
 use eddy_core::sm::loop_in_client::{observe, server_output, Chain, HtlcOutput, OutputSpend, SeenOutput};
-use eddy_core::sm::loop_in_client::{transition, Action, Event, State, Terms};
+use eddy_core::sm::loop_in_client::{Action, Event, LoopInClientMachine, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
 use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{validate_loop_in_offer, LoopInCreate, LoopInOffer, MIN_LOOP_IN_INVOICE_REMAINING_SECS};
-use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
+use eddy_store::runner::{self, Effects as _};
+use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -184,7 +185,7 @@ impl LoopInClient {
         server: Arc<dyn SwapServerApi>,
         keys: SeedKeys,
     ) -> Result<LoopInClient, ClientError> {
-        let active = Self::active(&*store).await?;
+        let active = runner::active::<ClientLoopIn>(&*store).await?;
         let from = active
             .iter()
             .map(|(_, _, r)| r.offer.expiry.saturating_sub(MAX_LOOP_IN_EXPIRY_DELTA + 1))
@@ -202,19 +203,9 @@ impl LoopInClient {
         })
     }
 
-    async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopIn)>, ClientError> {
-        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopInClient).await?;
-        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
-    }
-
-    /// A stored loop-in.
+    /// A stored loop-in of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopIn), ClientError> {
-        let r = self.store.get(id).await?.ok_or(ClientError::NotFound(*id))?;
-        if r.kind != SwapKind::LoopInClient {
-            return Err(ClientError::NotFound(*id));
-        }
-        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
-        Ok((r.version, rec))
+        runner::load(&*self.store, id).await?.ok_or(ClientError::NotFound(*id))
     }
 
     /// Starts a loop-in of `amount` (the on-chain value): asks the fee, creates our invoice for
@@ -383,10 +374,7 @@ impl LoopInClient {
             outputs: vec![],
             missing: vec![],
         };
-        match self
-            .apply(id, &mut version, &mut rec, Event::OfferValidated, &chain)
-            .await
-        {
+        match runner::apply(self, id, &mut version, &mut rec, Event::OfferValidated, &chain).await {
             Ok(()) => {}
             // The swap is stored: the runner retries the funding while there is time for it
             // (see `loop_in_last_funding_height`), else it fails as never funded. Report the
@@ -412,9 +400,7 @@ impl LoopInClient {
 
     /// Every loop-in this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopIn)>, ClientError> {
-        let mut all = eddy_store::records_of(&*self.store, ListFilter::All, SwapKind::LoopInClient).await?;
-        all.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
-        Ok(all)
+        Ok(runner::all(&*self.store).await?)
     }
 
     /// Gives a loop-in up: before funding it simply ends; once funded the coins come back
@@ -446,7 +432,7 @@ impl LoopInClient {
                 "the HTLC is funded ({txid}); abandon again once it confirms and the coins are refunded"
             )));
         }
-        self.apply(*id, &mut version, &mut rec, Event::Abandon, &chain).await
+        runner::apply(self, *id, &mut version, &mut rec, Event::Abandon, &chain).await
     }
 
     /// One pass over every active loop-in. The swaps' steps run concurrently: a slow answer
@@ -456,7 +442,7 @@ impl LoopInClient {
         use futures::StreamExt;
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let active = Self::active(&*self.store).await?;
+        let active = runner::active::<ClientLoopIn>(&*self.store).await?;
         let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
             .map(|(id, _, _)| self.step_locked(id, tip))
             .buffer_unordered(crate::CONCURRENT_STEPS)
@@ -495,8 +481,9 @@ impl LoopInClient {
         let mut chain = self.chain_view(&id, rec, tip).await?;
         if observe(&mut rec.seen, &mut chain) {
             let missing: Vec<String> = chain.missing.iter().map(ToString::to_string).collect();
-            self.persist(
-                id,
+            runner::persist(
+                self,
+                &id,
                 version,
                 rec,
                 json!({"event": "outputs_seen", "height": tip, "missing": missing}),
@@ -522,8 +509,7 @@ impl LoopInClient {
         if rec.state == State::Persisted && !rec.options.external {
             let chain = self.observed_view(id, &mut version, &mut rec, tip).await?;
             if tip > loop_in_last_funding_height(rec.terms.expiry) {
-                self.apply(id, &mut version, &mut rec, Event::FundingWindowClosed, &chain)
-                    .await?;
+                runner::apply(self, id, &mut version, &mut rec, Event::FundingWindowClosed, &chain).await?;
             } else if let Err(e) = self.act(id, &mut version, &mut rec, Action::FundHtlc, &chain).await {
                 tracing::warn!(swap = %id, error = %e, "funding");
                 fund_error = Some(e);
@@ -551,14 +537,13 @@ impl LoopInClient {
                             tracing::debug!(swap = %id, error = %e, "no cooperative claim");
                         }
                     }
-                    self.apply(id, &mut version, &mut rec, Event::InvoiceSettled, &chain)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::InvoiceSettled, &chain).await?;
                 }
             }
         }
         if matches!(rec.state, State::Persisted | State::Funding { .. }) {
             // Confirmed funding (or nothing ever came): the machine moves on.
-            self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
+            runner::apply(self, id, &mut version, &mut rec, Event::Block, &chain).await?;
         }
         // Paid: the server may ask for its cooperative claim at any pass while its output is
         // unspent, not only in the pass in which we saw the invoice settled (only ever for the
@@ -577,12 +562,11 @@ impl LoopInClient {
         if let State::Funded { .. } = rec.state {
             if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {
                 if s == "refundable" {
-                    self.apply(id, &mut version, &mut rec, Event::SwapFailed, &chain)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::SwapFailed, &chain).await?;
                 }
             }
         }
-        self.apply(id, &mut version, &mut rec, Event::Block, &chain).await?;
+        runner::apply(self, id, &mut version, &mut rec, Event::Block, &chain).await?;
         fund_error.map_or(Ok(()), Err)
     }
 
@@ -606,122 +590,6 @@ impl LoopInClient {
             eddy_core::musig::cosign(taproot, &self.keys.secret(KEY_PURPOSE, id), msg, &id.0, &server_nonce)
                 .map_err(|e| e.to_string())?;
         crate::bounded(self.server.claim_cosign(id, &nonce, &partial)).await
-    }
-
-    async fn apply(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut ClientLoopIn,
-        event: Event,
-        chain: &Chain,
-    ) -> Result<(), ClientError> {
-        let (next, actions) = transition(&rec.terms, rec.state.clone(), chain, &event);
-        if next == rec.state && actions.is_empty() {
-            return Ok(());
-        }
-        let changed = next != rec.state;
-        rec.state = next;
-        if changed {
-            let ev = event_json(&event, chain);
-            self.persist(id, version, rec, ev.clone()).await?;
-            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-in transition");
-        }
-        for a in actions {
-            Box::pin(self.act(id, version, rec, a, chain)).await?;
-        }
-        Ok(())
-    }
-
-    async fn persist(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &ClientLoopIn,
-        event: serde_json::Value,
-    ) -> Result<(), ClientError> {
-        Ok(eddy_store::save(
-            &*self.store,
-            &id,
-            version,
-            state_name(&rec.state),
-            rec.state.is_terminal(),
-            rec,
-            event,
-        )
-        .await?)
-    }
-
-    async fn act(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut ClientLoopIn,
-        action: Action,
-        chain: &Chain,
-    ) -> Result<(), ClientError> {
-        match action {
-            Action::FundHtlc => {
-                if rec.state != State::Persisted || rec.options.external {
-                    return Ok(());
-                }
-                // Never twice: an output paying the HTLC (ours from before a crash, or the
-                // user's) is adopted.
-                self.watcher.lock().await.sync().await.map_err(backend)?;
-                let existing = self
-                    .chain_view(&id, rec, chain.height)
-                    .await?
-                    .outputs
-                    .iter()
-                    .find(|o| o.refundable())
-                    .map(|o| o.outpoint.txid);
-                let txid = match existing {
-                    Some(t) => t,
-                    None => {
-                        // Only while the funding can confirm in time for the server to pay.
-                        if chain.height > loop_in_last_funding_height(rec.terms.expiry) {
-                            return Ok(());
-                        }
-                        eddy_store::crash_point("loop_in.fund.before_broadcast");
-                        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-                        let rate = self
-                            .chain
-                            .fee_rate(rec.options.conf_target.unwrap_or(self.cfg.conf_target))
-                            .await
-                            .map_err(backend)?;
-                        // The miner-fee limit holds at funding time too (fees may have risen
-                        // since the swap was created): not now, maybe at a later pass.
-                        let max_miner = rec
-                            .options
-                            .max_miner_fee
-                            .map_or(self.cfg.max_miner_fee, Amount::from_sat);
-                        let estimate = funding_fee_estimate(rate);
-                        if estimate > max_miner {
-                            return Err(ClientError::Backend(format!(
-                                "not funding now: the miner fee is estimated at {} sat, above the limit {} sat",
-                                estimate.to_sat(),
-                                max_miner.to_sat()
-                            )));
-                        }
-                        self.ln
-                            .send_outputs(&[(htlc.script_pubkey(), rec.terms.amount)], rate)
-                            .await
-                            .map_err(backend)?
-                            .compute_txid()
-                    }
-                };
-                eddy_store::crash_point("loop_in.fund.after_broadcast");
-                Box::pin(self.apply(id, version, rec, Event::FundingBroadcast { txid }, chain)).await
-            }
-            Action::RequestCooperativeRefund { outpoints } => {
-                // Our invoice must not be payable once we take the coins back.
-                let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
-                self.refund_all(id, version, rec, chain, &outpoints, true).await
-            }
-            Action::BroadcastTimeoutRefund { outpoints } => {
-                self.refund_all(id, version, rec, chain, &outpoints, false).await
-            }
-        }
     }
 
     /// Refunds each of `outpoints` (one transaction each); a failure on one does not keep the
@@ -768,8 +636,7 @@ impl LoopInClient {
         let value = out.value;
         if rec.refund_to.is_none() {
             rec.refund_to = Some(self.ln.new_address().await.map_err(backend)?.script_pubkey());
-            self.persist(id, version, rec, json!({"event": "refund_address"}))
-                .await?;
+            runner::persist(self, &id, version, rec, json!({"event": "refund_address"})).await?;
         }
         let dest = rec
             .refund_to
@@ -862,8 +729,7 @@ impl LoopInClient {
         rec.refunds.retain(|r| r.outpoint != outpoint);
         rec.refunds.push(mine);
         // Persist the refund before broadcasting it, so its confirmations are recognised.
-        self.persist(
-            id,
+        runner::persist(self, &id,
             version,
             rec,
             json!({"event": "refund_built", "txid": txid.to_string(), "outpoint": outpoint.to_string(), "cooperative": cooperative}),
@@ -874,7 +740,7 @@ impl LoopInClient {
             Err(e) if e.is_missing_inputs() || e.is_non_final() => return Ok(()),
             Err(e) => return Err(backend(e)),
         }
-        Box::pin(self.apply(id, version, rec, Event::RefundBroadcast { txid }, chain)).await
+        runner::apply(self, id, version, rec, Event::RefundBroadcast { txid }, chain).await
     }
 }
 
@@ -906,6 +772,102 @@ fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
         height: tip,
         outputs,
         missing: vec![],
+    }
+}
+
+eddy_store::record!(
+    ClientLoopIn,
+    LoopInClientMachine,
+    SwapKind::LoopInClient,
+    "loop-in transition",
+    |event, chain| event_json(event, chain)
+);
+
+/// The loop-in's side effects: funding the HTLC and refunding it.
+#[async_trait::async_trait]
+impl runner::Effects<ClientLoopIn> for LoopInClient {
+    /// What the chain shows of the swap's HTLC at this pass's tip.
+    type Ctx = Chain;
+    type Error = ClientError;
+
+    fn store(&self) -> &dyn SwapStore {
+        &*self.store
+    }
+
+    fn view<'a>(&self, chain: &'a Chain) -> &'a Chain {
+        chain
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopIn,
+        action: Action,
+        chain: &Chain,
+    ) -> Result<(), ClientError> {
+        match action {
+            Action::FundHtlc => {
+                if rec.state != State::Persisted || rec.options.external {
+                    return Ok(());
+                }
+                // Never twice: an output paying the HTLC (ours from before a crash, or the
+                // user's) is adopted.
+                self.watcher.lock().await.sync().await.map_err(backend)?;
+                let existing = self
+                    .chain_view(&id, rec, chain.height)
+                    .await?
+                    .outputs
+                    .iter()
+                    .find(|o| o.refundable())
+                    .map(|o| o.outpoint.txid);
+                let txid = match existing {
+                    Some(t) => t,
+                    None => {
+                        // Only while the funding can confirm in time for the server to pay.
+                        if chain.height > loop_in_last_funding_height(rec.terms.expiry) {
+                            return Ok(());
+                        }
+                        eddy_store::crash_point("loop_in.fund.before_broadcast");
+                        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+                        let rate = self
+                            .chain
+                            .fee_rate(rec.options.conf_target.unwrap_or(self.cfg.conf_target))
+                            .await
+                            .map_err(backend)?;
+                        // The miner-fee limit holds at funding time too (fees may have risen
+                        // since the swap was created): not now, maybe at a later pass.
+                        let max_miner = rec
+                            .options
+                            .max_miner_fee
+                            .map_or(self.cfg.max_miner_fee, Amount::from_sat);
+                        let estimate = funding_fee_estimate(rate);
+                        if estimate > max_miner {
+                            return Err(ClientError::Backend(format!(
+                                "not funding now: the miner fee is estimated at {} sat, above the limit {} sat",
+                                estimate.to_sat(),
+                                max_miner.to_sat()
+                            )));
+                        }
+                        self.ln
+                            .send_outputs(&[(htlc.script_pubkey(), rec.terms.amount)], rate)
+                            .await
+                            .map_err(backend)?
+                            .compute_txid()
+                    }
+                };
+                eddy_store::crash_point("loop_in.fund.after_broadcast");
+                runner::apply(self, id, version, rec, Event::FundingBroadcast { txid }, chain).await
+            }
+            Action::RequestCooperativeRefund { outpoints } => {
+                // Our invoice must not be payable once we take the coins back.
+                let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                self.refund_all(id, version, rec, chain, &outpoints, true).await
+            }
+            Action::BroadcastTimeoutRefund { outpoints } => {
+                self.refund_all(id, version, rec, chain, &outpoints, false).await
+            }
+        }
     }
 }
 

@@ -14,11 +14,14 @@ use eddy_core::fees::{
 };
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
 use eddy_core::musig::Signer;
-use eddy_core::sm::loop_out_client::{htlc_output, pays_at, transition, Action, Event, FailReason, State, Terms};
+use eddy_core::sm::loop_out_client::{
+    htlc_output, pays_at, Action, Event, FailReason, LoopOutClientMachine, State, Terms,
+};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
-use eddy_store::{state_name, ListFilter, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
+use eddy_store::runner::{self, Effects as _};
+use eddy_store::{state_name, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -224,7 +227,7 @@ impl LoopOutClient {
         server: Arc<dyn SwapServerApi>,
         keys: SeedKeys,
     ) -> Result<LoopOutClient, ClientError> {
-        let active = Self::active(&*store).await?;
+        let active = runner::active::<ClientLoopOut>(&*store).await?;
         let from = active
             .iter()
             .map(|(_, _, r)| {
@@ -246,16 +249,9 @@ impl LoopOutClient {
         })
     }
 
-    async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ClientLoopOut)>, ClientError> {
-        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopOutClient).await?;
-        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
-    }
-
-    /// A stored swap.
+    /// A stored loop-out of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopOut), ClientError> {
-        let r = self.store.get(id).await?.ok_or(ClientError::NotFound(*id))?;
-        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
-        Ok((r.version, rec))
+        runner::load(&*self.store, id).await?.ok_or(ClientError::NotFound(*id))
     }
 
     /// Starts a loop-out of `amount` paying the claim to `destination`: asks the server,
@@ -352,7 +348,7 @@ impl LoopOutClient {
             .index_mut()
             .watch_script(swap_watch_id(&id), validated.htlc.script_pubkey());
         let mut version = created.version;
-        match self.apply(id, &mut version, &mut rec, Event::OfferValidated, tip).await {
+        match runner::apply(self, id, &mut version, &mut rec, Event::OfferValidated, &tip).await {
             Ok(()) => {}
             // The swap is stored and the payment is retried by every tick (the node may still
             // be reconnecting its channels): the swap exists, so report it.
@@ -362,52 +358,6 @@ impl LoopOutClient {
             Err(e) => return Err(e),
         }
         Ok(id)
-    }
-
-    async fn persist(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &ClientLoopOut,
-        event: serde_json::Value,
-    ) -> Result<(), ClientError> {
-        Ok(eddy_store::save(
-            &*self.store,
-            &id,
-            version,
-            state_name(&rec.state),
-            rec.state.is_terminal(),
-            rec,
-            event,
-        )
-        .await?)
-    }
-
-    async fn apply(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut ClientLoopOut,
-        event: Event,
-        tip: u32,
-    ) -> Result<(), ClientError> {
-        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
-        if next == rec.state && actions.is_empty() {
-            return Ok(());
-        }
-        // A repeated action in an unchanged state (settle again, bump, re-broadcast) was
-        // persisted when the state was entered: only transitions are written.
-        let changed = next != rec.state;
-        rec.state = next;
-        let ev = event_json(&event);
-        if changed {
-            self.persist(id, version, rec, ev.clone()).await?;
-            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
-        }
-        for a in actions {
-            self.act(id, version, rec, a, tip).await?;
-        }
-        Ok(())
     }
 
     /// Fails with [`ClientError::NoCapacity`] unless the usable channels (or `channel`) can
@@ -451,9 +401,7 @@ impl LoopOutClient {
 
     /// Every loop-out this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopOut)>, ClientError> {
-        let mut all = eddy_store::records_of(&*self.store, ListFilter::All, SwapKind::LoopOutClient).await?;
-        all.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
-        Ok(all)
+        Ok(runner::all(&*self.store).await?)
     }
 
     /// Drives the engine until `shutdown` turns true: a full [`Self::tick`] on every new tip,
@@ -474,7 +422,7 @@ impl LoopOutClient {
         use futures::StreamExt;
         self.watcher.lock().await.sync().await.map_err(backend)?;
         let tip = self.chain.tip().await.map_err(backend)?.height;
-        let active = Self::active(&*self.store).await?;
+        let active = runner::active::<ClientLoopOut>(&*self.store).await?;
         let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
             .map(|(id, _, _)| self.step_locked(id, tip))
             .buffer_unordered(crate::CONCURRENT_STEPS)
@@ -522,8 +470,7 @@ impl LoopOutClient {
                 }
             }
             if failed {
-                self.apply(id, &mut version, &mut rec, Event::PaymentFailed, tip)
-                    .await?;
+                runner::apply(self, id, &mut version, &mut rec, Event::PaymentFailed, &tip).await?;
             }
         }
         // A crash between persisting OfferAccepted and paying: pay (idempotent per hash) — once
@@ -547,7 +494,7 @@ impl LoopOutClient {
             } else {
                 Event::NotPaid { height: tip }
             };
-            self.apply(id, &mut version, &mut rec, e, tip).await?;
+            runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
         }
         if rec.state == State::OfferAccepted {
             let channel = self.cfg.effective(&rec.options).channel;
@@ -560,7 +507,7 @@ impl LoopOutClient {
                 .any(|c| c.usable && channel.is_none_or(|id| c.short_channel_id == Some(id)));
             if ready {
                 // A failed send does not skip the block check below (the give-up height).
-                if let Err(e) = self.act(id, &mut version, &mut rec, Action::PayInvoices, tip).await {
+                if let Err(e) = self.act(id, &mut version, &mut rec, Action::PayInvoices, &tip).await {
                     tracing::warn!(swap = %id, error = %e, "paying");
                     pay_error = Some(e);
                 }
@@ -605,7 +552,7 @@ impl LoopOutClient {
                     height: tip,
                     decision,
                 };
-                self.apply(id, &mut version, &mut rec, e, tip).await?;
+                runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
             }
         }
         // The claim.
@@ -615,10 +562,9 @@ impl LoopOutClient {
                 let confs = WatchStatus::confirmations(s.height, tip);
                 if ours {
                     let e = Event::ClaimConfirmed { txid: s.txid, confs };
-                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                 } else if s.height.is_some() {
-                    self.apply(id, &mut version, &mut rec, Event::HtlcRefunded { confs }, tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::HtlcRefunded { confs }, &tip).await?;
                 }
             }
             if !status.fundings.iter().any(|f| f.outpoint == outpoint) {
@@ -631,60 +577,11 @@ impl LoopOutClient {
                     height: tip,
                     replacement,
                 };
-                self.apply(id, &mut version, &mut rec, e, tip).await?;
+                runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
             }
         }
-        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
-            .await?;
+        runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await?;
         pay_error.map_or(Ok(()), Err)
-    }
-
-    async fn act(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut ClientLoopOut,
-        action: Action,
-        tip: u32,
-    ) -> Result<(), ClientError> {
-        match action {
-            Action::PayInvoices => {
-                // Never pay a swap that can no longer complete (see `pays_at`): the step fails
-                // it without paying.
-                if !pays_at(&rec.terms, tip) {
-                    return Ok(());
-                }
-                let eff = self.cfg.effective(&rec.options);
-                // Both payments (swap and prepay) are bounded by the offer: no HTLC of ours may
-                // outlive `loop_out_max_payment_cltv(E)`, whatever the route hints say.
-                let Some(max_cltv) = loop_out_max_payment_cltv_delta(rec.offer.expiry, tip) else {
-                    return Err(ClientError::Backend(format!(
-                        "too late to pay: tip {tip} is past the payment CLTV bound of expiry {}",
-                        rec.offer.expiry
-                    )));
-                };
-                let params = PayParams {
-                    last_hop: None,
-                    max_fee_msat: eff.max_routing_fee.to_sat() * 1000,
-                    timeout: std::time::Duration::from_secs(60),
-                    outgoing_channel: eff.channel,
-                    max_total_cltv_delta: Some(max_cltv),
-                };
-                eddy_store::crash_point("loop_out.pay.before_send");
-                self.ln
-                    .pay_invoice(&rec.offer.prepay_invoice, &params)
-                    .await
-                    .map_err(backend)?;
-                self.ln
-                    .pay_invoice(&rec.offer.swap_invoice, &params)
-                    .await
-                    .map_err(backend)?;
-                Box::pin(self.apply(id, version, rec, Event::PaymentsSent, tip)).await
-            }
-            Action::RevealAndClaim { outpoint } | Action::BumpClaim { outpoint } => {
-                self.claim(id, version, rec, outpoint, tip).await
-            }
-        }
     }
 
     async fn claim(
@@ -815,8 +712,9 @@ impl LoopOutClient {
         }
         rec.claim = Some(info);
         // Persist the claim before it reveals the preimage to the world.
-        self.persist(
-            id,
+        runner::persist(
+            self,
+            &id,
             version,
             rec,
             json!({"event": "claim_built", "txid": txid.to_string(), "fee_sat": signed.fee.to_sat()}),
@@ -829,7 +727,7 @@ impl LoopOutClient {
             Err(e) if e.is_missing_inputs() => {}
             Err(e) => return Err(backend(e)),
         }
-        Box::pin(self.apply(id, version, rec, Event::ClaimBroadcast { txid }, tip)).await
+        runner::apply(self, id, version, rec, Event::ClaimBroadcast { txid }, &tip).await
     }
 
     /// A key-path claim co-signed by the server, or `None` when the server does not co-sign
@@ -871,6 +769,79 @@ impl LoopOutClient {
         eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
             .map(|f| f.payment_hash)
             .ok()
+    }
+}
+
+eddy_store::record!(
+    ClientLoopOut,
+    LoopOutClientMachine,
+    SwapKind::LoopOutClient,
+    "loop-out transition",
+    |event, _view| event_json(event)
+);
+
+/// The loop-out's side effects: paying, claiming and bumping the claim.
+#[async_trait::async_trait]
+impl runner::Effects<ClientLoopOut> for LoopOutClient {
+    /// The tip the pass runs at.
+    type Ctx = u32;
+    type Error = ClientError;
+
+    fn store(&self) -> &dyn SwapStore {
+        &*self.store
+    }
+
+    fn view<'a>(&self, _tip: &'a u32) -> &'a () {
+        &()
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ClientLoopOut,
+        action: Action,
+        tip: &u32,
+    ) -> Result<(), ClientError> {
+        let tip = *tip;
+        match action {
+            Action::PayInvoices => {
+                // Never pay a swap that can no longer complete (see `pays_at`): the step fails
+                // it without paying.
+                if !pays_at(&rec.terms, tip) {
+                    return Ok(());
+                }
+                let eff = self.cfg.effective(&rec.options);
+                // Both payments (swap and prepay) are bounded by the offer: no HTLC of ours may
+                // outlive `loop_out_max_payment_cltv(E)`, whatever the route hints say.
+                let Some(max_cltv) = loop_out_max_payment_cltv_delta(rec.offer.expiry, tip) else {
+                    return Err(ClientError::Backend(format!(
+                        "too late to pay: tip {tip} is past the payment CLTV bound of expiry {}",
+                        rec.offer.expiry
+                    )));
+                };
+                let params = PayParams {
+                    last_hop: None,
+                    max_fee_msat: eff.max_routing_fee.to_sat() * 1000,
+                    timeout: std::time::Duration::from_secs(60),
+                    outgoing_channel: eff.channel,
+                    max_total_cltv_delta: Some(max_cltv),
+                };
+                eddy_store::crash_point("loop_out.pay.before_send");
+                self.ln
+                    .pay_invoice(&rec.offer.prepay_invoice, &params)
+                    .await
+                    .map_err(backend)?;
+                self.ln
+                    .pay_invoice(&rec.offer.swap_invoice, &params)
+                    .await
+                    .map_err(backend)?;
+                runner::apply(self, id, version, rec, Event::PaymentsSent, &tip).await
+            }
+            Action::RevealAndClaim { outpoint } | Action::BumpClaim { outpoint } => {
+                self.claim(id, version, rec, outpoint, tip).await
+            }
+        }
     }
 }
 

@@ -17,11 +17,12 @@ use eddy_core::constants::{
 use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
-use eddy_core::sm::loop_in_server::{transition, Action, Event, State, Terms};
+use eddy_core::sm::loop_in_server::{Action, Event, LoopInServerMachine, State, Terms};
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::SwapId;
 use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
-use eddy_store::{state_name, ListFilter, NewSwap, StoreError, SwapKind};
+use eddy_store::runner;
+use eddy_store::{state_name, NewSwap, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -119,8 +120,7 @@ fn unix_now() -> u64 {
 pub(crate) async fn active_in_of(
     store: &dyn eddy_store::SwapStore,
 ) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
-    let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopInServer).await?;
-    Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
+    Ok(runner::active(store).await?)
 }
 
 impl LoopOutServer {
@@ -130,12 +130,9 @@ impl LoopOutServer {
 
     /// A stored loop-in.
     pub async fn loop_in(&self, id: &SwapId) -> Result<(i64, LoopInRecord), ServerError> {
-        let r = self.store().get(id).await?.ok_or(ServerError::NotFound(*id))?;
-        if r.kind != SwapKind::LoopInServer {
-            return Err(ServerError::NotFound(*id));
-        }
-        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
-        Ok((r.version, rec))
+        runner::load(&**self.store(), id)
+            .await?
+            .ok_or(ServerError::NotFound(*id))
     }
 
     /// What a loop-in of `amount` costs (amount limits checked).
@@ -321,10 +318,7 @@ impl LoopOutServer {
                 .map_err(|e| ServerError::Invalid(e.to_string()))?;
             // Persist "no payment from now on" before handing out the signature.
             let tip = self.tip().await?;
-            match self
-                .apply_in(*id, &mut version, &mut rec, Event::RefundRequested, tip)
-                .await
-            {
+            match runner::apply(self, *id, &mut version, &mut rec, Event::RefundRequested, &tip).await {
                 Err(ServerError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
                 Ok(()) => {}
@@ -509,8 +503,9 @@ impl LoopOutServer {
         if !info.all.contains(&txid) {
             info.all.push(txid);
             rec.claim = Some(info.clone());
-            self.persist_in(
-                *id,
+            runner::persist(
+                self,
+                id,
                 &mut version,
                 &rec,
                 json!({"event": "claim_attempted", "txid": txid.to_string(), "cooperative": true}),
@@ -530,8 +525,9 @@ impl LoopOutServer {
         info.height = tip;
         info.fee_rate_kwu = fee_rate_kwu;
         rec.claim = Some(info);
-        self.persist_in(
-            *id,
+        runner::persist(
+            self,
+            id,
             &mut version,
             &rec,
             json!({"event": "claim_built", "txid": txid.to_string(), "cooperative": true}),
@@ -586,7 +582,7 @@ impl LoopOutServer {
                     confs: WatchStatus::confirmations(f.height, tip),
                     height: tip,
                 };
-                self.apply_in(id, &mut version, &mut rec, e, tip).await?;
+                runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
             }
         }
         // The payment.
@@ -599,8 +595,14 @@ impl LoopOutServer {
                 Some(t) if now < t => true,
                 Some(_) => {
                     rec.send_outcome_unknown_until = None;
-                    self.persist_in(id, &mut version, &rec, json!({"event": "payment_outcome_grace_over"}))
-                        .await?;
+                    runner::persist(
+                        self,
+                        &id,
+                        &mut version,
+                        &rec,
+                        json!({"event": "payment_outcome_grace_over"}),
+                    )
+                    .await?;
                     false
                 }
                 None => false,
@@ -612,8 +614,15 @@ impl LoopOutServer {
                 .map_err(backend)?
             {
                 PaymentStatus::Succeeded { preimage, .. } => {
-                    self.apply_in(id, &mut version, &mut rec, Event::PaymentSucceeded(preimage), tip)
-                        .await?;
+                    runner::apply(
+                        self,
+                        id,
+                        &mut version,
+                        &mut rec,
+                        Event::PaymentSucceeded(preimage),
+                        &tip,
+                    )
+                    .await?;
                 }
                 PaymentStatus::Failed { .. } | PaymentStatus::Unknown if outcome_unknown => {}
                 PaymentStatus::Failed { reason } => {
@@ -633,7 +642,7 @@ impl LoopOutServer {
                         height: tip,
                         funding_confs,
                     };
-                    self.apply_in(id, &mut version, &mut rec, e, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                 }
                 _ => {}
             }
@@ -652,16 +661,13 @@ impl LoopOutServer {
                 let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
                 let confs = WatchStatus::confirmations(s.height, tip);
                 if ours {
-                    self.apply_in(id, &mut version, &mut rec, Event::ClaimConfirmed { confs }, tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::ClaimConfirmed { confs }, &tip).await?;
                 } else if s.height.is_some() {
-                    self.apply_in(id, &mut version, &mut rec, Event::HtlcRefunded { confs }, tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::HtlcRefunded { confs }, &tip).await?;
                 }
             }
         }
-        self.apply_in(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
-            .await
+        runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
     }
 
     /// A payment attempt failed for good (nothing of it in flight): send again after
@@ -689,7 +695,7 @@ impl LoopOutServer {
         let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
         let in_time = rec.terms.may_send(tip);
         if !attempts_left || !in_time {
-            return self.apply_in(id, version, rec, Event::PaymentFailed, tip).await;
+            return runner::apply(self, id, version, rec, Event::PaymentFailed, &tip).await;
         }
         let now = unix_now();
         match rec.retry_at {
@@ -697,143 +703,22 @@ impl LoopOutServer {
                 rec.retry_at = Some(now + LOOP_IN_PAY_RETRY_SECS);
                 tracing::info!(swap = %id, %reason, attempt = rec.pay_retries + 1, "loop-in payment failed; retrying");
                 let ev = json!({"event": "payment_attempt_failed", "reason": reason});
-                self.persist_in(id, version, rec, ev).await
+                runner::persist(self, &id, version, rec, ev).await
             }
             Some(at) if now >= at => {
                 rec.pay_retries += 1;
                 rec.retry_at = None;
                 let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
-                self.persist_in(id, version, rec, ev).await?;
+                runner::persist(self, &id, version, rec, ev).await?;
                 // The machine decides whether the retry may still be sent.
                 let status = self.htlc_status(&id, &rec.htlc).await?;
                 let e = Event::SendPayment {
                     height: tip,
                     funding_confs: funding_confs(&status, rec.funding, tip),
                 };
-                Box::pin(self.apply_in(id, version, rec, e, tip)).await
+                runner::apply(self, id, version, rec, e, &tip).await
             }
             Some(_) => Ok(()),
-        }
-    }
-
-    async fn apply_in(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut LoopInRecord,
-        event: Event,
-        tip: u32,
-    ) -> Result<(), ServerError> {
-        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event);
-        if next == rec.state && actions.is_empty() {
-            return Ok(());
-        }
-        let changed = next != rec.state;
-        rec.state = next;
-        if changed {
-            let ev = event_json(&event);
-            self.persist_in(id, version, rec, ev.clone()).await?;
-            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-in transition");
-            if rec.state.is_terminal() {
-                self.metrics().swap_finished(&format!("in_{}", state_name(&rec.state)));
-            }
-        }
-        for a in actions {
-            Box::pin(self.act_in(id, version, rec, a, tip)).await?;
-        }
-        Ok(())
-    }
-
-    async fn persist_in(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &LoopInRecord,
-        event: serde_json::Value,
-    ) -> Result<(), ServerError> {
-        eddy_store::save(
-            &**self.store(),
-            &id,
-            version,
-            state_name(&rec.state),
-            rec.state.is_terminal(),
-            rec,
-            event,
-        )
-        .await?;
-        if rec.state.is_terminal() {
-            self.unwatch(&id).await;
-        }
-        Ok(())
-    }
-
-    async fn act_in(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut LoopInRecord,
-        action: Action,
-        tip: u32,
-    ) -> Result<(), ServerError> {
-        match action {
-            Action::PayInvoice {
-                max_cltv_expiry,
-                max_total_cltv_delta,
-                height,
-            } => {
-                // The rule of the machine, checked right before the send with the freshest tip:
-                // never a payment at or after the last payment height, never a CLTV budget of 0
-                // (LND reads 0 as "no limit"). A stale decision sends nothing; the next pass
-                // asks the machine again ([`Event::SendPayment`]).
-                let now = self.tip().await?.max(height).max(tip);
-                let Some(budget) = rec.terms.payment_cltv_budget(now) else {
-                    tracing::warn!(swap = %id, tip = now, "loop-in payment deadline passed before the send: not paying");
-                    return Ok(());
-                };
-                let budget = budget.min(max_total_cltv_delta);
-                debug_assert!(now + budget.get() <= max_cltv_expiry);
-                let fee_budget = rec.swap_fee.to_sat() * ROUTING_FEE_SHARE_PPM / 1_000_000;
-                let params = PayParams {
-                    max_fee_msat: fee_budget * 1000,
-                    timeout: std::time::Duration::from_secs(60),
-                    outgoing_channel: None,
-                    max_total_cltv_delta: Some(budget.get()),
-                    last_hop: rec.last_hop,
-                };
-                eddy_store::crash_point("loop_in_server.pay.before_send");
-                match self.ln().pay_invoice(&rec.invoice, &params).await {
-                    Ok(_) => Ok(()),
-                    // The node may have received the send (a transport error, a timeout): not a
-                    // failed attempt — the swap must not become refundable while the payment
-                    // may still go out. The record decides after the grace; a re-send before
-                    // then is harmless (one payment per hash).
-                    // The node could not be reached: nothing sent, no attempt; the next pass asks
-                    // the machine again (and the node's record, once it answers).
-                    Err(LnError::NotSent(e)) => {
-                        tracing::warn!(swap = %id, error = %e, "loop-in payment not sent: node unreachable");
-                        Ok(())
-                    }
-                    Err(LnError::Unavailable(e)) => {
-                        tracing::warn!(swap = %id, error = %e, "loop-in payment outcome unknown; waiting for the node's record");
-                        rec.send_outcome_unknown_until = Some(unix_now() + LOOP_IN_SEND_OUTCOME_GRACE_SECS);
-                        self.persist_in(id, version, rec, json!({"event": "payment_outcome_unknown"}))
-                            .await
-                    }
-                    // Whatever the node answered (refused up front, unsupported, or an error that
-                    // may hide a refusal — LND reports most of its refusals as `Unknown`), its
-                    // own payment record decides: in flight or made → wait; unknown or failed →
-                    // a failed attempt (retried while attempts and time remain, then
-                    // refundable). A node that cannot even be asked leaves `Paying` for the next
-                    // pass, which asks again.
-                    Err(e) => {
-                        tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
-                        Box::pin(self.payment_failed(id, version, rec, now, e.to_string())).await
-                    }
-                }
-            }
-            Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,
-            // The status API tells the client; it asks for the co-signature.
-            Action::NotifyFailed(_) | Action::CosignRefund => Ok(()),
         }
     }
 
@@ -853,8 +738,7 @@ impl LoopOutServer {
             match rec.coop_wait_until {
                 None => {
                     rec.coop_wait_until = Some(tip + 1);
-                    self.persist_in(id, version, rec, json!({"event": "cooperative_claim_offered"}))
-                        .await?;
+                    runner::persist(self, &id, version, rec, json!({"event": "cooperative_claim_offered"})).await?;
                     return Ok(());
                 }
                 Some(h) if tip < h => return Ok(()),
@@ -903,8 +787,9 @@ impl LoopOutServer {
         rec.claim = Some(info);
         // Persist the claim before broadcasting it, so its confirmations are recognised after a
         // crash.
-        self.persist_in(
-            id,
+        runner::persist(
+            self,
+            &id,
             version,
             rec,
             json!({"event": "claim_built", "txid": txid.to_string()}),
@@ -929,6 +814,111 @@ fn funding_confs(status: &WatchStatus, funding: Option<OutPoint>, tip: u32) -> u
 
 fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
+}
+
+eddy_store::record!(
+    LoopInRecord,
+    LoopInServerMachine,
+    SwapKind::LoopInServer,
+    "loop-in transition",
+    |event, _view| event_json(event)
+);
+
+/// The loop-in's side effects on the server: paying the client's invoice, claiming the HTLC,
+/// co-signing the client's refund.
+#[async_trait::async_trait]
+impl runner::Effects<LoopInRecord> for LoopOutServer {
+    /// The tip the pass runs at.
+    type Ctx = u32;
+    type Error = ServerError;
+
+    fn store(&self) -> &dyn eddy_store::SwapStore {
+        &**LoopOutServer::store(self)
+    }
+
+    fn view<'a>(&self, _tip: &'a u32) -> &'a () {
+        &()
+    }
+
+    async fn persisted(&self, id: &SwapId, rec: &LoopInRecord) {
+        if rec.state.is_terminal() {
+            self.unwatch(id).await;
+        }
+    }
+
+    fn finished(&self, _id: &SwapId, rec: &LoopInRecord) {
+        self.metrics().swap_finished(&format!("in_{}", state_name(&rec.state)));
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopInRecord,
+        action: Action,
+        tip: &u32,
+    ) -> Result<(), ServerError> {
+        let tip = *tip;
+        match action {
+            Action::PayInvoice {
+                max_cltv_expiry,
+                max_total_cltv_delta,
+                height,
+            } => {
+                // The rule of the machine, checked right before the send with the freshest tip:
+                // never a payment at or after the last payment height, never a CLTV budget of 0
+                // (LND reads 0 as "no limit"). A stale decision sends nothing; the next pass
+                // asks the machine again ([`Event::SendPayment`]).
+                let now = self.tip().await?.max(height).max(tip);
+                let Some(budget) = rec.terms.payment_cltv_budget(now) else {
+                    tracing::warn!(swap = %id, tip = now, "loop-in payment deadline passed before the send: not paying");
+                    return Ok(());
+                };
+                let budget = budget.min(max_total_cltv_delta);
+                debug_assert!(now + budget.get() <= max_cltv_expiry);
+                let fee_budget = rec.swap_fee.to_sat() * ROUTING_FEE_SHARE_PPM / 1_000_000;
+                let params = PayParams {
+                    max_fee_msat: fee_budget * 1000,
+                    timeout: std::time::Duration::from_secs(60),
+                    outgoing_channel: None,
+                    max_total_cltv_delta: Some(budget.get()),
+                    last_hop: rec.last_hop,
+                };
+                eddy_store::crash_point("loop_in_server.pay.before_send");
+                match self.ln().pay_invoice(&rec.invoice, &params).await {
+                    Ok(_) => Ok(()),
+                    // The node may have received the send (a transport error, a timeout): not a
+                    // failed attempt — the swap must not become refundable while the payment
+                    // may still go out. The record decides after the grace; a re-send before
+                    // then is harmless (one payment per hash).
+                    // The node could not be reached: nothing sent, no attempt; the next pass asks
+                    // the machine again (and the node's record, once it answers).
+                    Err(LnError::NotSent(e)) => {
+                        tracing::warn!(swap = %id, error = %e, "loop-in payment not sent: node unreachable");
+                        Ok(())
+                    }
+                    Err(LnError::Unavailable(e)) => {
+                        tracing::warn!(swap = %id, error = %e, "loop-in payment outcome unknown; waiting for the node's record");
+                        rec.send_outcome_unknown_until = Some(unix_now() + LOOP_IN_SEND_OUTCOME_GRACE_SECS);
+                        runner::persist(self, &id, version, rec, json!({"event": "payment_outcome_unknown"})).await
+                    }
+                    // Whatever the node answered (refused up front, unsupported, or an error that
+                    // may hide a refusal — LND reports most of its refusals as `Unknown`), its
+                    // own payment record decides: in flight or made → wait; unknown or failed →
+                    // a failed attempt (retried while attempts and time remain, then
+                    // refundable). A node that cannot even be asked leaves `Paying` for the next
+                    // pass, which asks again.
+                    Err(e) => {
+                        tracing::warn!(swap = %id, error = %e, "paying the loop-in invoice failed");
+                        Box::pin(self.payment_failed(id, version, rec, now, e.to_string())).await
+                    }
+                }
+            }
+            Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,
+            // The status API tells the client; it asks for the co-signature.
+            Action::NotifyFailed(_) | Action::CosignRefund => Ok(()),
+        }
+    }
 }
 
 fn event_json(e: &Event) -> serde_json::Value {

@@ -29,12 +29,13 @@ use eddy_core::constants::{
 use eddy_core::fees::{next_sweep_fee_rate, FeePolicy, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
-use eddy_core::sm::loop_out_server::{transition, Action, Event, State, Terms};
+use eddy_core::sm::loop_out_server::{Action, Event, LoopOutServerMachine, State, Terms};
 use eddy_core::spend::find_preimage;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::LoopOutOffer;
-use eddy_store::{state_name, ListFilter, NewSwap, StoreError, SwapKind, SwapStore};
+use eddy_store::runner;
+use eddy_store::{state_name, NewSwap, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -243,36 +244,6 @@ impl LoopOutRecord {
     }
 }
 
-/// Logs each deposit to the swap wallet among a watcher's `events`: an output paying the wallet
-/// from a transaction that spends none of its coins (its own publications' and withdrawals'
-/// change is no deposit) — once when seen in the mempool, once when confirmed (a rescan's
-/// finds included).
-pub(crate) fn log_deposits(watcher: &ChainWatcher, events: &[eddy_backends::WatchEvent]) {
-    let seen = watcher.index().status(WALLET_WATCH_ID);
-    let own = |txid: &bitcoin::Txid| seen.is_some_and(|s| s.spends.iter().any(|sp| sp.txid == *txid));
-    for e in events {
-        let eddy_backends::WatchEvent::Funded { id, funding } = e else {
-            continue;
-        };
-        if *id != WALLET_WATCH_ID || own(&funding.outpoint.txid) {
-            continue;
-        }
-        match funding.height {
-            Some(height) => tracing::info!(
-                outpoint = %funding.outpoint,
-                value_sat = funding.value.to_sat(),
-                height,
-                "swap wallet deposit confirmed"
-            ),
-            None => tracing::info!(
-                outpoint = %funding.outpoint,
-                value_sat = funding.value.to_sat(),
-                "swap wallet deposit seen in the mempool"
-            ),
-        }
-    }
-}
-
 /// The loop-out engine.
 pub struct LoopOutServer {
     cfg: ServerConfig,
@@ -294,6 +265,10 @@ pub struct LoopOutServer {
     publishing: Mutex<()>,
     /// One wallet rescan at a time (it runs beside the engine's passes; see `rescan_wallet`).
     rescanning: Mutex<()>,
+    /// The last background rescan (`spawn_rescan`).
+    rescan_status: std::sync::Mutex<Option<admin::RescanStatus>>,
+    /// Deposits logged (outpoint, confirmed): each is logged once seen and once confirmed.
+    logged_deposits: std::sync::Mutex<std::collections::HashSet<(bitcoin::OutPoint, bool)>>,
     /// Last persisted rescan height of the wallet.
     wallet_scan_from: std::sync::Mutex<Option<u32>>,
     /// Loop-in cooperative claims waiting for the client's partial signature.
@@ -351,6 +326,8 @@ impl LoopOutServer {
             wallet,
             publishing: Mutex::new(()),
             rescanning: Mutex::new(()),
+            rescan_status: std::sync::Mutex::new(None),
+            logged_deposits: std::sync::Mutex::new(Default::default()),
             wallet_scan_from: std::sync::Mutex::new(wallet_from),
             in_claims: std::sync::Mutex::default(),
             in_claim_attempts: std::sync::Mutex::default(),
@@ -442,7 +419,7 @@ impl LoopOutServer {
         {
             let mut w = self.watcher.lock().await;
             let events = w.sync().await.map_err(backend)?;
-            log_deposits(&w, &events);
+            self.log_deposits(&w, &events);
         }
         Ok(())
     }
@@ -465,6 +442,42 @@ impl LoopOutServer {
     /// swaps are watched at start), so the index does not grow with every swap ever made.
     pub(crate) async fn unwatch(&self, id: &SwapId) {
         self.watcher.lock().await.index_mut().unwatch(swap_watch_id(id));
+    }
+
+    /// Logs each deposit to the swap wallet among a watcher's `events` — once when seen in the
+    /// mempool, once when confirmed: an output paying the wallet from a transaction that
+    /// spends none of the wallet's coins (its publications' and withdrawals' change is no
+    /// deposit) and no active swap's HTLC (a loop-in claim, a loop-out refund). Never a secret:
+    /// outpoint, value, height.
+    pub(crate) fn log_deposits(&self, watcher: &ChainWatcher, events: &[eddy_backends::WatchEvent]) {
+        let mut logged = self.logged_deposits.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            let eddy_backends::WatchEvent::Funded { id, funding } = e else {
+                continue;
+            };
+            let txid = funding.outpoint.txid;
+            let ours = watcher.index().touched_by(&txid).iter().any(|w| *w != WALLET_WATCH_ID)
+                || watcher
+                    .index()
+                    .status(WALLET_WATCH_ID)
+                    .is_some_and(|s| s.spends.iter().any(|sp| sp.txid == txid));
+            if *id != WALLET_WATCH_ID || ours || !logged.insert((funding.outpoint, funding.height.is_some())) {
+                continue;
+            }
+            match funding.height {
+                Some(height) => tracing::info!(
+                    outpoint = %funding.outpoint,
+                    value_sat = funding.value.to_sat(),
+                    height,
+                    "swap wallet deposit confirmed"
+                ),
+                None => tracing::info!(
+                    outpoint = %funding.outpoint,
+                    value_sat = funding.value.to_sat(),
+                    "swap wallet deposit seen in the mempool"
+                ),
+            }
+        }
     }
 
     /// Where to deposit the on-chain funds the server locks into HTLCs.
@@ -650,18 +663,12 @@ impl LoopOutServer {
     }
 
     async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, LoopOutRecord)>, ServerError> {
-        let recs = eddy_store::records_of(store, ListFilter::Active, SwapKind::LoopOutServer).await?;
-        Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
+        Ok(runner::active(store).await?)
     }
 
-    /// A stored swap.
+    /// A stored loop-out (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopOutRecord), ServerError> {
-        let r = self.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
-        if r.kind != SwapKind::LoopOutServer {
-            return Err(ServerError::NotFound(*id));
-        }
-        let rec = serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
-        Ok((r.version, rec))
+        runner::load(&*self.store, id).await?.ok_or(ServerError::NotFound(*id))
     }
 
     /// The key that authorizes calls on swap `id` ([`eddy_core::auth`]): the key its client gave
@@ -992,9 +999,15 @@ impl LoopOutServer {
         // A concurrent tick may move the swap between our read and write: re-read and retry.
         for _ in 0..3 {
             let (mut version, mut rec) = self.swap(&id).await?;
-            match self
-                .apply(id, &mut version, &mut rec, Event::PreimageLearned(*preimage), tip)
-                .await
+            match runner::apply(
+                self,
+                id,
+                &mut version,
+                &mut rec,
+                Event::PreimageLearned(*preimage),
+                &tip,
+            )
+            .await
             {
                 Err(ServerError::Store(StoreError::Conflict { .. })) => continue,
                 other => return other,
@@ -1047,7 +1060,7 @@ impl LoopOutServer {
         {
             let mut w = self.watcher.lock().await;
             let events = w.sync().await.map_err(backend)?;
-            log_deposits(&w, &events);
+            self.log_deposits(&w, &events);
         }
         let tip = self.chain.tip().await.map_err(backend)?.height;
         let mut first_err = None;
@@ -1114,7 +1127,7 @@ impl LoopOutServer {
                         txid: f.outpoint.txid,
                         height,
                     };
-                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                     continue;
                 }
                 if !self.publication_lost(&rec, &status, tip).await {
@@ -1127,21 +1140,27 @@ impl LoopOutServer {
                     // only if now is inside the window.
                     let e = Event::HtlcBroadcast { txid, height: tip };
                     rec.published_height = Some(tip);
-                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                     continue;
                 }
                 // Its inputs are spent by a confirmed transaction that is not ours: it can
                 // never confirm; a new publication (inside the window) is the only one.
                 tracing::warn!(swap = %id, "stored HTLC publication can no longer confirm");
                 forget_publication(&mut rec);
-                self.persist(id, &mut version, &rec, &json!({"event": "htlc_publication_lost"}))
-                    .await?;
+                runner::persist(self, &id, &mut version, &rec, json!({"event": "htlc_publication_lost"})).await?;
             }
             // No publication of ours: an output of a stranger (even of the exact amount, even
             // confirmed) is not ours and never taken for it. The machine decides whether a
             // publication is still in its window (else it cancels both invoices).
-            self.apply(id, &mut version, &mut rec, Event::NoHtlcOnChain { height: tip }, tip)
-                .await?;
+            runner::apply(
+                self,
+                id,
+                &mut version,
+                &mut rec,
+                Event::NoHtlcOnChain { height: tip },
+                &tip,
+            )
+            .await?;
             if matches!(rec.state, State::Publishing { .. }) {
                 batch.push((id, version, rec));
             }
@@ -1194,7 +1213,7 @@ impl LoopOutServer {
             rec.htlc_tx = Some(tx_hex.clone());
             rec.htlc_txids = vec![txid];
             let ev = json!({"event": "htlc_signed", "txid": txid.to_string()});
-            if let Err(e) = self.persist(*id, version, rec, &ev).await {
+            if let Err(e) = runner::persist(self, id, version, rec, ev.clone()).await {
                 write_err = Some(e);
                 break;
             }
@@ -1205,9 +1224,7 @@ impl LoopOutServer {
             // still holding it broadcasts it on its next pass, as after a crash).
             for (id, version, rec) in batch.iter_mut().take(written) {
                 forget_publication(rec);
-                let _ = self
-                    .persist(*id, version, rec, &json!({"event": "htlc_publication_withdrawn"}))
-                    .await;
+                let _ = runner::persist(self, id, version, rec, json!({"event": "htlc_publication_withdrawn"})).await;
             }
             self.wallet.forget(&txid);
             return Err(e);
@@ -1227,12 +1244,13 @@ impl LoopOutServer {
         }
         // Record each publication and settle each prepay, all swaps at once.
         let steps = batch.into_iter().map(|(id, mut version, mut rec)| async move {
-            self.apply(
+            runner::apply(
+                self,
                 id,
                 &mut version,
                 &mut rec,
                 Event::HtlcBroadcast { txid, height: tip },
-                tip,
+                &tip,
             )
             .await
         });
@@ -1356,7 +1374,7 @@ impl LoopOutServer {
             }
             rec.htlc_tx = Some(new_hex.clone());
             let ev = json!({"event": "htlc_replacement_signed", "txid": new_txid.to_string()});
-            self.persist(id, &mut version, &rec, &ev).await?;
+            runner::persist(self, &id, &mut version, &rec, ev.clone()).await?;
             following.push((id, version, rec));
         }
         if let Err(e) = self.chain.broadcast(&new).await {
@@ -1368,7 +1386,7 @@ impl LoopOutServer {
                 }
                 rec.htlc_tx = Some(old_hex.clone());
                 let ev = json!({"event": "htlc_replacement_refused", "txid": new_txid.to_string()});
-                self.persist(id, &mut version, &rec, &ev).await?;
+                runner::persist(self, &id, &mut version, &rec, ev.clone()).await?;
             }
             return Ok(());
         }
@@ -1403,60 +1421,6 @@ impl LoopOutServer {
     }
 
     /// Applies `event`, persists, performs the actions.
-    async fn apply(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut LoopOutRecord,
-        event: Event,
-        tip: u32,
-    ) -> Result<(), ServerError> {
-        let (next, actions) = transition(&rec.terms, rec.state.clone(), &event, tip);
-        if next == rec.state && actions.is_empty() {
-            return Ok(());
-        }
-        // A repeated action in an unchanged state (settle again, bump, re-broadcast) was
-        // persisted when the state was entered: only transitions are written.
-        let changed = next != rec.state;
-        rec.state = next;
-        let ev = event_json(&event);
-        if changed {
-            self.persist(id, version, rec, &ev).await?;
-            tracing::info!(swap = %id, state = state_name(&rec.state), event = %ev["event"], "loop-out transition");
-        }
-        if rec.state.is_terminal() {
-            self.metrics.swap_finished(&state_name(&rec.state));
-            self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        }
-        for action in actions {
-            self.act(id, version, rec, action).await?;
-        }
-        Ok(())
-    }
-
-    async fn persist(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &LoopOutRecord,
-        event: &serde_json::Value,
-    ) -> Result<(), ServerError> {
-        eddy_store::save(
-            &*self.store,
-            &id,
-            version,
-            state_name(&rec.state),
-            rec.state.is_terminal(),
-            rec,
-            event.clone(),
-        )
-        .await?;
-        if rec.state.is_terminal() {
-            self.unwatch(&id).await;
-        }
-        Ok(())
-    }
-
     async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {
         let hash = rec.htlc.payment_hash;
         // After a publication inside the window the prepay is ours: settle it whenever it is
@@ -1490,7 +1454,7 @@ impl LoopOutServer {
                             amount_msat: *amount_msat,
                             claim_deadline: deadline,
                         };
-                        self.apply(id, &mut version, &mut rec, e, tip).await?;
+                        runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                     }
                 }
                 let prepay = if rec.terms.prepay_msat == 0 {
@@ -1508,18 +1472,17 @@ impl LoopOutServer {
                         amount_msat: *amount_msat,
                         claim_deadline,
                     };
-                    self.apply(id, &mut version, &mut rec, e, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
                 }
             }
             State::PreimageKnown { .. } => match self.ln.hold_invoice_state(&hash).await.map_err(backend)? {
                 HoldInvoiceState::Settled { .. } => {
-                    self.apply(id, &mut version, &mut rec, Event::SwapSettled, tip).await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::SwapSettled, &tip).await?;
                 }
                 // Failed back (expired, or canceled): the preimage can no longer be paid for,
                 // so the HTLC is still the server's to refund.
                 HoldInvoiceState::Canceled => {
-                    self.apply(id, &mut version, &mut rec, Event::SwapInvoiceGone, tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::SwapInvoiceGone, &tip).await?;
                 }
                 _ => {}
             },
@@ -1537,7 +1500,7 @@ impl LoopOutServer {
                 if f.outpoint != funding && f.height.is_some() {
                     rec.funding = Some(f.outpoint);
                     let ev = json!({"event": "htlc_adopted", "txid": f.outpoint.txid.to_string()});
-                    self.persist(id, &mut version, &rec, &ev).await?;
+                    runner::persist(self, &id, &mut version, &rec, ev.clone()).await?;
                 }
             }
             if matches!(rec.state, State::Published { .. } | State::Refunding { .. })
@@ -1546,75 +1509,34 @@ impl LoopOutServer {
                 // Nothing of ours can confirm: publish again inside the window, else end.
                 tracing::warn!(swap = %id, "HTLC publication lost (its inputs spent by a confirmed conflict)");
                 forget_publication(&mut rec);
-                return self
-                    .apply(id, &mut version, &mut rec, Event::PublicationLost, tip)
-                    .await;
+                return runner::apply(self, id, &mut version, &mut rec, Event::PublicationLost, &tip).await;
             }
             if let Some(height) = rec.our_funding(&status).and_then(|f| f.height) {
-                self.apply(id, &mut version, &mut rec, Event::HtlcConfirmed { height }, tip)
-                    .await?;
+                runner::apply(self, id, &mut version, &mut rec, Event::HtlcConfirmed { height }, &tip).await?;
             }
         }
         if let Some(funding) = rec.funding {
             for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
                 if let Some(p) = find_preimage(&spend.witness, &hash) {
                     // Before `E` the preimage alone settles; after it, only the claim confirmed.
-                    self.apply(id, &mut version, &mut rec, Event::PreimageLearned(p), tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::PreimageLearned(p), &tip).await?;
                     let confs = WatchStatus::confirmations(spend.height, tip);
-                    self.apply(
+                    runner::apply(
+                        self,
                         id,
                         &mut version,
                         &mut rec,
                         Event::HtlcClaimed { preimage: p, confs },
-                        tip,
+                        &tip,
                     )
                     .await?;
                 } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
                     let confs = WatchStatus::confirmations(spend.height, tip);
-                    self.apply(id, &mut version, &mut rec, Event::RefundConfirmed { confs }, tip)
-                        .await?;
+                    runner::apply(self, id, &mut version, &mut rec, Event::RefundConfirmed { confs }, &tip).await?;
                 }
             }
         }
-        self.apply(id, &mut version, &mut rec, Event::Block { height: tip }, tip)
-            .await
-    }
-
-    async fn act(
-        &self,
-        id: SwapId,
-        version: &mut i64,
-        rec: &mut LoopOutRecord,
-        action: Action,
-    ) -> Result<(), ServerError> {
-        match action {
-            // Published in a batch by `publish_pending` (the caller's pass ends with it).
-            Action::PublishHtlc => Ok(()),
-            Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
-            Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
-            Action::CancelPrepay if rec.terms.prepay_msat == 0 => Ok(()),
-            Action::CancelPrepay => self
-                .ln
-                .cancel_hold_invoice(&rec.prepay_preimage.payment_hash())
-                .await
-                .map_err(backend),
-            Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
-            Action::CancelInvoices => {
-                let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
-                if rec.terms.prepay_msat == 0 {
-                    return a.map_err(backend);
-                }
-                let b = self.ln.cancel_hold_invoice(&rec.prepay_preimage.payment_hash()).await;
-                a.and(b).map_err(backend)
-            }
-            Action::CancelSwap => self
-                .ln
-                .cancel_hold_invoice(&rec.htlc.payment_hash)
-                .await
-                .map_err(backend),
-            Action::BroadcastRefund => self.refund(id, version, rec).await,
-        }
+        runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
     }
 
     async fn refund(&self, id: SwapId, version: &mut i64, rec: &mut LoopOutRecord) -> Result<(), ServerError> {
@@ -1624,8 +1546,7 @@ impl LoopOutServer {
         if rec.sweep_spk.is_none() {
             // Refunds go back into the swap wallet, ready for the next swaps.
             rec.sweep_spk = Some(self.wallet.script_pubkey().clone());
-            self.persist(id, version, rec, &json!({"event": "sweep_address"}))
-                .await?;
+            runner::persist(self, &id, version, rec, json!({"event": "sweep_address"})).await?;
         }
         let dest = rec
             .sweep_spk
@@ -1673,11 +1594,12 @@ impl LoopOutServer {
             rec.refund = Some(info);
             // Persist the refund before broadcasting it, so its confirmations are recognised
             // after a crash.
-            self.persist(
-                id,
+            runner::persist(
+                self,
+                &id,
                 version,
                 rec,
-                &json!({"event": "refund_built", "txid": txid.to_string()}),
+                json!({"event": "refund_built", "txid": txid.to_string()}),
             )
             .await?;
         }
@@ -1697,6 +1619,79 @@ fn forget_publication(rec: &mut LoopOutRecord) {
     rec.funding = None;
     rec.published_height = None;
     rec.refund = None;
+}
+
+eddy_store::record!(
+    LoopOutRecord,
+    LoopOutServerMachine,
+    SwapKind::LoopOutServer,
+    "loop-out transition",
+    |event, _tip| event_json(event)
+);
+
+/// The loop-out's side effects on the server: settling and canceling its invoices, refunding
+/// the HTLC (publication happens in batches: [`LoopOutServer::publish_pending`]).
+#[async_trait::async_trait]
+impl runner::Effects<LoopOutRecord> for LoopOutServer {
+    /// The tip the pass runs at (the machine reads it too).
+    type Ctx = u32;
+    type Error = ServerError;
+
+    fn store(&self) -> &dyn SwapStore {
+        &*self.store
+    }
+
+    fn view<'a>(&self, tip: &'a u32) -> &'a u32 {
+        tip
+    }
+
+    async fn persisted(&self, id: &SwapId, rec: &LoopOutRecord) {
+        if rec.state.is_terminal() {
+            self.unwatch(id).await;
+        }
+    }
+
+    fn finished(&self, id: &SwapId, rec: &LoopOutRecord) {
+        self.metrics.swap_finished(&state_name(&rec.state));
+        self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    async fn act(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut LoopOutRecord,
+        action: Action,
+        _tip: &u32,
+    ) -> Result<(), ServerError> {
+        match action {
+            // Published in a batch by `publish_pending` (the caller's pass ends with it).
+            Action::PublishHtlc => Ok(()),
+            Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
+            Action::SettlePrepay => self.ln.settle_hold_invoice(&rec.prepay_preimage).await.map_err(backend),
+            Action::CancelPrepay if rec.terms.prepay_msat == 0 => Ok(()),
+            Action::CancelPrepay => self
+                .ln
+                .cancel_hold_invoice(&rec.prepay_preimage.payment_hash())
+                .await
+                .map_err(backend),
+            Action::SettleSwap(p) => self.ln.settle_hold_invoice(&p).await.map_err(backend),
+            Action::CancelInvoices => {
+                let a = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                if rec.terms.prepay_msat == 0 {
+                    return a.map_err(backend);
+                }
+                let b = self.ln.cancel_hold_invoice(&rec.prepay_preimage.payment_hash()).await;
+                a.and(b).map_err(backend)
+            }
+            Action::CancelSwap => self
+                .ln
+                .cancel_hold_invoice(&rec.htlc.payment_hash)
+                .await
+                .map_err(backend),
+            Action::BroadcastRefund => self.refund(id, version, rec).await,
+        }
+    }
 }
 
 fn event_json(e: &Event) -> serde_json::Value {

@@ -259,7 +259,7 @@ impl SwapWallet {
     /// transaction is remembered as ours at once (call [`SwapWallet::forget`] if it could not
     /// be broadcast).
     pub fn pay(&self, seen: &WatchStatus, outputs: &[TxOut], rate: FeeRate) -> Result<Transaction, WalletError> {
-        self.pay_from(seen, outputs, rate, false)
+        self.pay_from(seen, outputs, rate, false, &HashSet::new())
     }
 
     /// [`SwapWallet::pay`] from confirmed coins only: a withdrawal never spends the change of
@@ -270,7 +270,20 @@ impl SwapWallet {
         outputs: &[TxOut],
         rate: FeeRate,
     ) -> Result<Transaction, WalletError> {
-        self.pay_from(seen, outputs, rate, true)
+        self.pay_from(seen, outputs, rate, true, &HashSet::new())
+    }
+
+    /// [`SwapWallet::pay_confirmed`] from confirmed coins other than `kept` (those stay for
+    /// what the wallet owes: a withdrawal never leaves a paid swap's publication to spend its
+    /// unconfirmed change).
+    pub fn pay_confirmed_except(
+        &self,
+        seen: &WatchStatus,
+        outputs: &[TxOut],
+        rate: FeeRate,
+        kept: &HashSet<OutPoint>,
+    ) -> Result<Transaction, WalletError> {
+        self.pay_from(seen, outputs, rate, true, kept)
     }
 
     fn pay_from(
@@ -279,11 +292,13 @@ impl SwapWallet {
         outputs: &[TxOut],
         rate: FeeRate,
         confirmed_only: bool,
+        kept: &HashSet<OutPoint>,
     ) -> Result<Transaction, WalletError> {
         let mut coins = self.coins(seen);
         if confirmed_only {
             coins.retain(|c| c.height.is_some());
         }
+        coins.retain(|c| !kept.contains(&c.outpoint));
         coins.sort_by(|a, b| a.depth.cmp(&b.depth).then(b.value.cmp(&a.value)));
         let target: Amount = outputs.iter().map(|o| o.value).sum();
         let mut chosen: Vec<Coin> = vec![];
@@ -308,15 +323,20 @@ impl SwapWallet {
         loop {
             let total: Amount = chosen.iter().map(|c| c.value).sum();
             let fee = fee_of(&tx);
-            if total >= target + fee && !chosen.is_empty() {
-                let change = total - target - fee;
+            if total >= target + fee && !chosen.is_empty() && total - target - fee >= MIN_CHANGE {
                 let idx = tx.output.len() - 1;
-                if change >= MIN_CHANGE {
-                    tx.output[idx].value = change;
-                } else {
-                    tx.output.pop();
-                }
+                tx.output[idx].value = total - target - fee;
                 break;
+            }
+            // Without a change output: funded when the coins cover the outputs and the smaller
+            // fee; what is left over (less than a change output would be worth) goes to the fee.
+            if !chosen.is_empty() {
+                let mut bare = tx.clone();
+                bare.output.pop();
+                if total >= target + fee_of(&bare) {
+                    tx = bare;
+                    break;
+                }
             }
             match coins.next() {
                 Some(c) => {

@@ -474,6 +474,13 @@ pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> 
     }
 }
 
+crate::sm::machine!(
+    /// This machine — a loop-in, client side (its view: what the chain shows of the HTLC) — for the generic runner.
+    LoopInClientMachine,
+    Chain,
+    |terms, state, chain, event| transition(terms, state, chain, event)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,6 +292,13 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
     }
 }
 
+crate::sm::machine!(
+    /// This machine — a loop-in, server side — for the generic runner.
+    LoopInServerMachine,
+    (),
+    |terms, state, _view, event| transition(terms, state, event)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -421,6 +421,13 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
     }
 }
 
+crate::sm::machine!(
+    /// This machine — a loop-out, client side — for the generic runner.
+    LoopOutClientMachine,
+    (),
+    |terms, state, _view, event| transition(terms, state, event)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,6 +436,13 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
     }
 }
 
+crate::sm::machine!(
+    /// This machine — a loop-out, server side (its view: the tip) — for the generic runner.
+    LoopOutServerMachine,
+    BlockHeight,
+    |terms, state, tip, event| transition(terms, state, event, *tip)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

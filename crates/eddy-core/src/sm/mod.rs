@@ -23,6 +23,61 @@ pub mod loop_out_server;
 /// Confirmations after which a sweep (claim or refund) counts as final for the state machine.
 pub const SWEEP_FINAL_CONFS: u32 = 3;
 
+/// Declares a machine's unit type and its [`Machine`] implementation over the module's
+/// `Terms`, `State`, `Event` and `Action` (`State::is_terminal` decides finality):
+/// `machine!(Name, View, |terms, state, view, event| transition(...))`.
+macro_rules! machine {
+    ($(#[$doc:meta])* $name:ident, $view:ty, |$terms:ident, $state:ident, $v:pat_param, $event:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $crate::sm::Machine for $name {
+            type Terms = Terms;
+            type State = State;
+            type Event = Event;
+            type Action = Action;
+            type View = $view;
+
+            fn transition($terms: &Terms, $state: State, $v: &$view, $event: &Event) -> (State, Vec<Action>) {
+                $body
+            }
+
+            fn is_terminal(state: &State) -> bool {
+                state.is_terminal()
+            }
+        }
+    };
+}
+pub(crate) use machine;
+
+/// One swap state machine, as the generic runner (`eddy_store::runner`) drives it: the four
+/// machines implement it on a unit type each, so that loading, applying an event, persisting
+/// the new state before any action and handing the actions to the engine's effects are written
+/// once for all of them.
+pub trait Machine {
+    /// The swap's fixed terms.
+    type Terms;
+    /// The persisted state.
+    type State: Clone + PartialEq + std::fmt::Debug + serde::Serialize;
+    /// What can happen to the swap.
+    type Event;
+    /// What the engine must do (each idempotent).
+    type Action;
+    /// What the machine reads of the world besides the event: the chain view (client
+    /// loop-in), the tip (server loop-out), or nothing (`()`).
+    type View;
+    /// The transition: the next state and the actions to perform once it is persisted.
+    fn transition(
+        terms: &Self::Terms,
+        state: Self::State,
+        view: &Self::View,
+        event: &Self::Event,
+    ) -> (Self::State, Vec<Self::Action>);
+    /// Whether no further event changes `state`.
+    fn is_terminal(state: &Self::State) -> bool;
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Helpers shared by the machines' property tests.

@@ -2,15 +2,19 @@
 //! withdrawals that never touch what paid swaps are promised, and a rescan from a height (a
 //! deposit made before the server first ran). Served on the server's admin listener only.
 
-use bitcoin::{Amount, FeeRate, ScriptBuf, TxOut, Txid};
+use std::collections::HashSet;
+
+use bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, TxOut, Txid};
 
 use super::{backend, LoopOutServer, ServerError, State, META_WALLET_SCAN_FROM};
-use crate::wallet::SwapWallet;
+use crate::wallet::{Coin, SwapWallet};
 
-/// What one HTLC publication may weigh, for the fee kept for each promised swap: a key-path
-/// input (58 vB), the P2TR HTLC output (43 vB), a change output (43 vB) and the transaction's
-/// own bytes (11 vB).
-const PUBLICATION_VBYTES: u64 = 58 + 43 + 43 + 11;
+/// What one HTLC publication weighs besides its inputs, for the fee kept for each promised
+/// swap: the P2TR HTLC output (43 vB), a change output (43 vB) and the transaction's own bytes
+/// (11 vB).
+const PUBLICATION_VBYTES: u64 = 43 + 43 + 11;
+/// Each coin kept for the publications adds a key-path input: 58 vB.
+const INPUT_VBYTES: u64 = 58;
 
 /// The swap wallet as its operator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +27,36 @@ pub struct WalletReport {
     pub promised: Amount,
     /// The configured reserve never locked into HTLCs.
     pub reserve: Amount,
-    /// What a withdrawal may take (before its miner fee): spendable less promised.
+    /// What `withdraw all` may take (before its miner fee): the confirmed coins not kept for
+    /// the promised swaps and their publications.
     pub withdrawable: Amount,
+}
+
+/// What a withdrawal may spend (see `LoopOutServer::free_coins`).
+struct FreeCoins {
+    /// The wallet's watch.
+    seen: eddy_backends::WatchStatus,
+    /// Coins kept for paid swaps still to publish.
+    kept: HashSet<OutPoint>,
+    /// The other confirmed coins' value.
+    free: Amount,
+    /// The promised HTLC amounts.
+    promised: Amount,
+}
+
+/// Rounds of taking the swaps created during a rescan beside the engine before the rest is
+/// done under its locks (each round reads only the blocks and mempool since the last).
+const RESCAN_ROUNDS: usize = 4;
+
+/// A background rescan's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RescanStatus {
+    /// The first block scanned again.
+    pub from_height: u32,
+    /// Still scanning.
+    pub running: bool,
+    /// Why it failed, once it did (the server is then as before it).
+    pub error: Option<String>,
 }
 
 /// A withdrawal made.
@@ -38,10 +70,10 @@ pub struct Withdrawal {
     pub fee: Amount,
 }
 
-/// The largest single payment to `to` whose amount and miner fee together fit in `free`
-/// (the confirmed coins not promised): tried at `free`, then at `free` less each try's fee
-/// (or shortfall) until one fits — a withdrawal with change back for the promised coins
-/// pays more fee than one without, so no one guess fits every wallet.
+/// The largest single payment to `to` whose amount and miner fee together fit in `free` (the
+/// confirmed coins not `kept` for paid swaps): tried at `free`, then at `free` less each
+/// try's fee (or shortfall) until one fits, then once more at the fee it really needs (a first
+/// guess that reckoned with a change output would overpay).
 fn pay_all_free(
     wallet: &SwapWallet,
     seen: &eddy_backends::WatchStatus,
@@ -49,27 +81,46 @@ fn pay_all_free(
     free: Amount,
     promised: Amount,
     rate: FeeRate,
+    kept: &HashSet<OutPoint>,
 ) -> Result<bitcoin::Transaction, ServerError> {
     let nothing = || {
         ServerError::Unavailable(format!(
-            "nothing to withdraw: {} sat confirmed and free of {} sat promised to paid swaps",
+            "nothing to withdraw: {} sat confirmed and free of the coins kept for {} sat promised to paid swaps",
             free.to_sat(),
             promised.to_sat()
         ))
     };
+    let pay = |target: Amount| {
+        let outputs = [TxOut {
+            value: target,
+            script_pubkey: to.clone(),
+        }];
+        wallet.pay_confirmed_except(seen, &outputs, rate, kept)
+    };
+    let fits = |target: Amount, fee: Amount| target.checked_add(fee).is_some_and(|t| t <= free);
     let mut target = free;
     for _ in 0..6 {
         if target < Amount::from_sat(330) {
             return Err(nothing());
         }
-        let outputs = [TxOut {
-            value: target,
-            script_pubkey: to.clone(),
-        }];
-        match wallet.pay_confirmed(seen, &outputs, rate) {
+        match pay(target) {
             Ok(tx) => {
                 let fee = wallet.fee_of(seen, &tx).unwrap_or(Amount::MAX_MONEY);
-                if target.checked_add(fee).is_some_and(|t| t <= free) {
+                if fits(target, fee) {
+                    // One output and more fee than its weight needs: that much more to `to`.
+                    let needed = rate.fee_wu(tx.weight()).unwrap_or(fee);
+                    if tx.output.len() == 1 && fee > needed {
+                        wallet.forget(&tx.compute_txid());
+                        let better = target + (fee - needed);
+                        if let Ok(tx2) = pay(better) {
+                            let fee2 = wallet.fee_of(seen, &tx2).unwrap_or(Amount::MAX_MONEY);
+                            if fits(better, fee2) && tx2.output.len() == 1 {
+                                return Ok(tx2);
+                            }
+                            wallet.forget(&tx2.compute_txid());
+                        }
+                        return pay(target).map_err(|e| ServerError::Unavailable(e.to_string()));
+                    }
                     return Ok(tx);
                 }
                 wallet.forget(&tx.compute_txid());
@@ -93,42 +144,95 @@ fn pay_all_free(
     ))
 }
 
-/// Whether the swap wallet owes `r` its HTLC: paid, not yet published, and no publication of
-/// it stored (a stored one holds its own coins: they are kept as its inputs, not counted again).
+/// The confirmed coins a withdrawal leaves for the paid swaps still to publish (`owed`: their
+/// HTLC amounts): the largest first, until they cover every promised HTLC and, at `rate`, the
+/// publication of each with one input per coin kept — all of them when they do not suffice.
+/// Kept whole, never spent into a withdrawal's change: a publication then never waits on an
+/// unconfirmed, cheaper parent.
+fn kept_for(coins: &[Coin], owed: &[Amount], rate: FeeRate) -> HashSet<OutPoint> {
+    let mut kept = HashSet::new();
+    if owed.is_empty() {
+        return kept;
+    }
+    let mut confirmed: Vec<&Coin> = coins.iter().filter(|c| c.height.is_some()).collect();
+    confirmed.sort_by_key(|c| std::cmp::Reverse(c.value));
+    let fee = |vb: u64| rate.fee_vb(vb).unwrap_or(Amount::MAX_MONEY);
+    let base = owed.iter().copied().sum::<Amount>() + fee(PUBLICATION_VBYTES * owed.len() as u64);
+    let mut total = Amount::ZERO;
+    for c in confirmed {
+        if !kept.is_empty() && total >= base + fee(INPUT_VBYTES * kept.len() as u64) {
+            break;
+        }
+        kept.insert(c.outpoint);
+        total += c.value;
+    }
+    kept
+}
+
+/// Whether the swap wallet owes `r` its HTLC: paid and not yet published. (A publication
+/// stored but not broadcast keeps its own inputs too: counted twice until it is, which errs on
+/// the side of the swap — and a stored one whose inputs another transaction took is still owed.)
 fn owed(r: &super::LoopOutRecord) -> bool {
-    r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing { .. }) && r.htlc_tx.is_none()
+    r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing { .. })
 }
 
 impl LoopOutServer {
-    /// The swap wallet's balance and what of it is promised (as of the last chain sync).
+    /// The swap wallet's balance and what of it is promised (as of the last chain sync);
+    /// `withdrawable` is what `withdraw all` could take before its fee, at the publication
+    /// estimate.
     pub async fn wallet_report(&self) -> Result<WalletReport, ServerError> {
+        let estimate = self
+            .chain
+            .fee_rate(self.cfg.publish_conf_target)
+            .await
+            .map_err(backend)?;
         let b = self.wallet_balance().await;
-        let promised = self.promised().await?;
+        let free = self.free_coins(estimate).await?;
         Ok(WalletReport {
             spendable: b.spendable,
             unconfirmed: b.unconfirmed_deposits,
-            promised,
+            promised: free.promised,
             reserve: self.cfg.onchain_reserve,
-            withdrawable: b.spendable.checked_sub(promised).unwrap_or(Amount::ZERO),
+            withdrawable: free.free,
         })
     }
 
-    /// Every paid loop-out's HTLC amount not yet published: the wallet owes it.
-    async fn promised(&self) -> Result<Amount, ServerError> {
-        Ok(Self::active(&*self.store)
-            .await?
+    /// What a withdrawal may spend: every stored publication remembered as ours first (one the
+    /// mempool dropped keeps its coins: it is broadcast again), the coins kept for the paid
+    /// swaps still to publish at `rate` ([`kept_for`]), and the rest of the confirmed coins.
+    async fn free_coins(&self, rate: FeeRate) -> Result<FreeCoins, ServerError> {
+        let active = Self::active(&*self.store).await?;
+        for (_, _, r) in &active {
+            if let Some(tx) = r.stored_tx() {
+                self.wallet.remember(&tx);
+            }
+        }
+        let owed: Vec<Amount> = active
             .iter()
             .filter(|(_, _, r)| owed(r))
             .map(|(_, _, r)| r.amount)
-            .sum())
+            .collect();
+        let seen = self.status_of(crate::wallet::WALLET_WATCH_ID).await;
+        let coins = self.wallet.coins(&seen);
+        let kept = kept_for(&coins, &owed, rate);
+        let free = coins
+            .iter()
+            .filter(|c| c.height.is_some() && !kept.contains(&c.outpoint))
+            .map(|c| c.value)
+            .sum();
+        Ok(FreeCoins {
+            seen,
+            kept,
+            free,
+            promised: owed.iter().copied().sum(),
+        })
     }
 
-    /// Pays `amount` (`None`: everything not promised) from the swap wallet to `to` at `rate`
-    /// (default: the publication estimate), from confirmed coins only. Holds the publication
-    /// lock, so no HTLC is being funded meanwhile; every stored HTLC publication is remembered
-    /// as ours first (one the mempool dropped keeps its coins); never spends what paid
-    /// loop-outs are promised, with their publication fees (it may take the reserve: it is the
-    /// operator's). Broadcast before it returns; logged.
+    /// Pays `amount` (`None`: everything free) from the swap wallet to `to` at `rate` (default:
+    /// the publication estimate), from confirmed coins only, never the coins kept for paid
+    /// loop-outs still to publish (reckoned at the higher of `rate` and the publication
+    /// estimate; it may take the reserve: it is the operator's). Holds the publication lock, so
+    /// no HTLC is being funded meanwhile. Broadcast before it returns; logged.
     pub async fn withdraw(
         &self,
         to: &ScriptBuf,
@@ -137,51 +241,46 @@ impl LoopOutServer {
     ) -> Result<Withdrawal, ServerError> {
         let _one = self.publishing.lock().await;
         self.sync_chain().await?;
-        let rate = match rate {
-            Some(r) => r,
-            None => self
-                .chain
-                .fee_rate(self.cfg.publish_conf_target)
-                .await
-                .map_err(backend)?,
-        };
-        // A publication the mempool dropped must keep its inputs (it is broadcast again).
-        for (_, _, r) in Self::active(&*self.store).await? {
-            if let Some(tx) = r.stored_tx() {
-                self.wallet.remember(&tx);
-            }
-        }
-        let promised = self.promised_with_fees(rate).await?;
-        let seen = self.status_of(crate::wallet::WALLET_WATCH_ID).await;
-        let confirmed: Amount = self
-            .wallet
-            .coins(&seen)
-            .iter()
-            .filter(|c| c.height.is_some())
-            .map(|c| c.value)
-            .sum();
-        let free = confirmed.checked_sub(promised).unwrap_or(Amount::ZERO);
-        let one_output = |target: Amount| {
-            [TxOut {
-                value: target,
-                script_pubkey: to.clone(),
-            }]
-        };
+        let estimate = self
+            .chain
+            .fee_rate(self.cfg.publish_conf_target)
+            .await
+            .map_err(backend)?;
+        let rate = rate.unwrap_or(estimate);
+        let FreeCoins {
+            seen,
+            kept,
+            free,
+            promised,
+        } = self.free_coins(rate.max(estimate)).await?;
         let tx = match amount {
             Some(a) if a == Amount::ZERO => return Err(ServerError::Invalid("amount must be above 0".into())),
             Some(a) if a > Amount::MAX_MONEY => {
                 return Err(ServerError::Invalid("amount is above 21,000,000 BTC".into()))
             }
-            Some(a) => self
-                .wallet
-                .pay_confirmed(&seen, &one_output(a), rate)
-                .map_err(|e| ServerError::Unavailable(e.to_string()))?,
-            None => pay_all_free(&self.wallet, &seen, to, free, promised, rate)?,
+            Some(a) => {
+                let outputs = [TxOut {
+                    value: a,
+                    script_pubkey: to.clone(),
+                }];
+                self.wallet
+                    .pay_confirmed_except(&seen, &outputs, rate, &kept)
+                    .map_err(|e| match e {
+                        crate::wallet::WalletError::Insufficient { available, needed } => {
+                            ServerError::Unavailable(format!(
+                                "swap wallet has {available} sat spendable and free of the coins kept for {} sat promised to paid swaps, {needed} sat needed",
+                                promised.to_sat()
+                            ))
+                        }
+                        e => ServerError::Unavailable(e.to_string()),
+                    })?
+            }
+            None => pay_all_free(&self.wallet, &seen, to, free, promised, rate, &kept)?,
         };
         let txid = tx.compute_txid();
         let target = tx.output.first().map_or(Amount::ZERO, |o| o.value);
         let fee = self.wallet.fee_of(&seen, &tx).unwrap_or(Amount::ZERO);
-        if target + fee > free {
+        if target + fee > free || tx.input.iter().any(|i| kept.contains(&i.previous_output)) {
             self.wallet.forget(&txid);
             return Err(ServerError::Unavailable(format!(
                 "{} sat and a {} sat fee is more than the {} sat confirmed and not promised to paid swaps",
@@ -203,30 +302,21 @@ impl LoopOutServer {
         })
     }
 
-    /// What paid loop-outs not yet published are owed: their HTLC amounts and, at `rate`, a
-    /// publication's fee each (one input and one output, with a change share).
-    async fn promised_with_fees(&self, rate: FeeRate) -> Result<Amount, ServerError> {
-        let active = Self::active(&*self.store).await?;
-        let owed: Vec<Amount> = active
-            .iter()
-            .filter(|(_, _, r)| owed(r))
-            .map(|(_, _, r)| r.amount)
-            .collect();
-        let per_fee = rate.fee_vb(PUBLICATION_VBYTES).unwrap_or(Amount::MAX_MONEY);
-        Ok(owed.iter().copied().sum::<Amount>() + per_fee * owed.len() as u64)
-    }
-
     /// Scans the chain again for the swap wallet's coins from block `from` (inclusive): a new
     /// watcher replaces the current one, following the wallet from there and every active
-    /// swap as before. The height is stored, so a restart keeps it.
+    /// swap as before. The height is stored, so a restart keeps it. One rescan at a time.
     ///
     /// The long part — reading every block from `from` — runs while the engine goes on with
     /// its swaps on the current watcher (a deep rescan must not stall a swap near its
-    /// deadline). Then, under the engine's locks, the new watcher takes the swaps created
-    /// meanwhile: it steps back before the first of them was created, as a reorg would, and
-    /// reads those blocks again with their watches; it catches up to the tip and replaces the
-    /// current one.
+    /// deadline), and so does taking the swaps created meanwhile: the new watcher steps back
+    /// before the first of them was created, as a reorg would, and reads those blocks and the
+    /// mempool again with their watches — round after round until a round finds no new swap.
+    /// Only the last moment is under the engine's locks: the swaps created in the last round
+    /// (their few blocks read again, their unconfirmed transactions taken from the engine's
+    /// watcher), a catch-up to the tip, and the swap of watchers.
     pub async fn rescan_wallet(&self, from: u32) -> Result<(), ServerError> {
+        use eddy_backends::{ChainWatcher, WatchId};
+        let _one_rescan = self.rescanning.lock().await;
         let tip = self.chain.tip().await.map_err(backend)?.height;
         if from > tip {
             return Err(ServerError::Invalid(format!("height {from} is above the tip {tip}")));
@@ -234,32 +324,86 @@ impl LoopOutServer {
         // Never later than the scan already follows: that would hide older coins.
         let current = *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner());
         let after = from.saturating_sub(1).min(current.unwrap_or(u32::MAX));
-        let _one_rescan = self.rescanning.lock().await;
-        let watched = self.active_watch_ids().await?;
-        let mut fresh =
-            Self::watcher_for(&self.chain, &*self.store, self.wallet.script_pubkey(), Some(after), tip).await?;
-        let found = fresh.sync().await.map_err(backend)?;
-        super::log_deposits(&fresh, &found);
-        // Swap creations take the watcher's lock after storing the swap: holding it while the
-        // store is read again, a swap is either read here or adds its watch to the new watcher.
-        let _no_publication = self.publishing.lock().await;
-        let mut w = self.watcher.lock().await;
-        let now = self.active_watch_ids().await?;
-        let created: Vec<_> = now
+        let mut watched = self.active_watch_ids().await?;
+        let start = watched
             .iter()
-            .filter(|(id, ..)| !watched.iter().any(|(w, ..)| w == id))
-            .collect();
-        if let Some(first) = created.iter().map(|(_, height, _)| *height).min() {
-            fresh.rewind_to(first.saturating_sub(1).max(after)).map_err(backend)?;
+            .map(|(_, h, _)| h.saturating_sub(1))
+            .chain([after])
+            .min()
+            .unwrap_or(after)
+            .min(tip);
+        let mut fresh = ChainWatcher::starting_after(self.chain.clone(), start)
+            .await
+            .map_err(backend)?;
+        fresh
+            .index_mut()
+            .watch_script(crate::wallet::WALLET_WATCH_ID, self.wallet.script_pubkey().clone());
+        for (id, _, spk) in &watched {
+            fresh.index_mut().watch_script(*id, spk.clone());
+        }
+        let new_since = |now: &[(WatchId, u32, ScriptBuf)], before: &[(WatchId, u32, ScriptBuf)]| {
+            now.iter()
+                .filter(|(id, ..)| !before.iter().any(|(b, ..)| b == id))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        // Beside the engine, round after round.
+        for _ in 0..RESCAN_ROUNDS {
+            let found = fresh.sync().await.map_err(backend)?;
+            self.log_deposits(&fresh, &found);
+            let now = self.active_watch_ids().await?;
+            let created = new_since(&now, &watched);
+            if created.is_empty() {
+                break;
+            }
+            let first = created.iter().map(|(_, h, _)| *h).min().unwrap_or(tip);
+            fresh
+                .rewind_to(first.saturating_sub(1).max(start), true)
+                .map_err(backend)?;
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
             }
+            watched.extend(created);
         }
+        // Under the engine's locks: swap creations take the watcher's lock after storing the
+        // swap, so a swap is either read here or adds its watch to the new watcher.
+        let _no_publication = self.publishing.lock().await;
+        let mut w = self.watcher.lock().await;
+        let now = self.active_watch_ids().await?;
+        let created = new_since(&now, &watched);
+        if let Some(first) = created.iter().map(|(_, h, _)| *h).min() {
+            // Created in the last round: few blocks to read again; the mempool listing is kept,
+            // and their unconfirmed transactions come from the engine's watcher.
+            fresh
+                .rewind_to(first.saturating_sub(1).max(start), false)
+                .map_err(backend)?;
+            let mut unconfirmed = vec![];
+            for (id, _, spk) in &created {
+                fresh.index_mut().watch_script(*id, spk.clone());
+                if let Some(st) = w.index().status(*id) {
+                    unconfirmed.extend(
+                        st.fundings
+                            .iter()
+                            .filter(|f| f.height.is_none())
+                            .map(|f| f.outpoint.txid),
+                    );
+                    unconfirmed.extend(st.spends.iter().filter(|s| s.height.is_none()).map(|s| s.txid));
+                }
+            }
+            for txid in unconfirmed {
+                if let Ok(Some(t)) = self.chain.transaction(&txid).await {
+                    if t.block.is_none() {
+                        fresh.index_mut().apply_tx(&t.tx, None, &mut vec![]);
+                    }
+                }
+            }
+        }
+        // Swaps that ended meanwhile are not followed any more.
         for (id, ..) in watched.iter().filter(|(id, ..)| !now.iter().any(|(n, ..)| n == id)) {
             fresh.index_mut().unwatch(*id);
         }
         let found = fresh.sync().await.map_err(backend)?;
-        super::log_deposits(&fresh, &found);
+        self.log_deposits(&fresh, &found);
         *w = fresh;
         drop(w);
         // Stored once it worked, so a failed rescan leaves the server as it was.
@@ -267,6 +411,47 @@ impl LoopOutServer {
         *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(after);
         tracing::info!(from = after + 1, "swap wallet rescanned");
         Ok(())
+    }
+
+    /// Starts [`LoopOutServer::rescan_wallet`] in the background (a deep one outlives any HTTP
+    /// request); [`LoopOutServer::rescan_status`] says how it went. Refused while one runs.
+    pub async fn spawn_rescan(self: &std::sync::Arc<Self>, from: u32) -> Result<RescanStatus, ServerError> {
+        let tip = self.chain.tip().await.map_err(backend)?.height;
+        if from > tip {
+            return Err(ServerError::Invalid(format!("height {from} is above the tip {tip}")));
+        }
+        let status = RescanStatus {
+            from_height: from,
+            running: true,
+            error: None,
+        };
+        {
+            let mut st = self.rescan_status.lock().unwrap_or_else(|e| e.into_inner());
+            if st.as_ref().is_some_and(|s| s.running) {
+                return Err(ServerError::Unavailable(
+                    "a rescan is running: see its progress (GET /v1/wallet/rescan), then ask again".into(),
+                ));
+            }
+            *st = Some(status.clone());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = me.rescan_wallet(from).await;
+            if let Err(e) = &result {
+                tracing::warn!(from, error = %e, "swap wallet rescan failed");
+            }
+            *me.rescan_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(RescanStatus {
+                from_height: from,
+                running: false,
+                error: result.err().map(|e| e.to_string()),
+            });
+        });
+        Ok(status)
+    }
+
+    /// The last rescan started through [`LoopOutServer::spawn_rescan`], if any.
+    pub fn rescan_status(&self) -> Option<RescanStatus> {
+        self.rescan_status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Every active swap's watch: its id, the height it was created at, its HTLC script.
@@ -302,43 +487,86 @@ mod tests {
     use eddy_backends::watch::Funding;
     use eddy_backends::WatchStatus;
 
+    fn coin(n: u8, sat: u64) -> (Funding, Coin) {
+        let outpoint = bitcoin::OutPoint {
+            txid: Txid::from_byte_array([n; 32]),
+            vout: 0,
+        };
+        let value = Amount::from_sat(sat);
+        let f = |spk: ScriptBuf| Funding {
+            script_pubkey: spk,
+            outpoint,
+            value,
+            height: Some(101),
+        };
+        (
+            f(ScriptBuf::new()),
+            Coin {
+                outpoint,
+                value,
+                height: Some(101),
+                depth: 0,
+            },
+        )
+    }
+
     #[test]
-    fn withdrawing_everything_free_pays_exactly_it_with_or_without_change() {
+    fn withdrawing_everything_free_never_touches_the_coins_kept_for_paid_swaps() {
         let dir = tempfile::tempdir().expect("tmp");
         let keys = eddy_store::SeedKeys::load_or_create(dir.path(), "seed").expect("seed");
         let w = SwapWallet::new(&keys, bitcoin::Network::Regtest);
         let mut seen = WatchStatus::default();
-        for (n, v) in [(1u8, 150_000u64), (2, 90_000)] {
-            seen.fundings.push(Funding {
-                script_pubkey: w.script_pubkey().clone(),
-                outpoint: bitcoin::OutPoint {
-                    txid: Txid::from_byte_array([n; 32]),
-                    vout: 0,
-                },
-                value: Amount::from_sat(v),
-                height: Some(101),
-            });
+        let mut coins = vec![];
+        for (n, v) in [(1u8, 150_000u64), (2, 90_000), (3, 20_000)] {
+            let (mut f, c) = coin(n, v);
+            f.script_pubkey = w.script_pubkey().clone();
+            seen.fundings.push(f);
+            coins.push(c);
         }
         let to = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([7; 20]));
         let rate = FeeRate::from_sat_per_vb(2).expect("rate");
-        // 60,000 + a publication's fee promised to a paid swap: change comes back for it, and
-        // the destination gets everything else less this transaction's own fee, to the sat.
-        let promised = Amount::from_sat(60_000) + rate.fee_vb(PUBLICATION_VBYTES).expect("fee");
-        let free = Amount::from_sat(240_000) - promised;
-        let tx = pay_all_free(&w, &seen, &to, free, promised, rate).expect("withdraw");
+        // 60,000 promised: the largest coin alone covers it and its publication (97 + 58 vB at
+        // 2 sat/vB = 310 sat); the two others are free.
+        let kept = kept_for(&coins, &[Amount::from_sat(60_000)], rate);
+        assert_eq!(kept, HashSet::from([coins[0].outpoint]));
+        // 149,800 promised: the largest is 110 sat short of 149,800 + 194 + 116: the next
+        // one is kept too.
+        let kept2 = kept_for(&coins, &[Amount::from_sat(149_800)], rate);
+        assert_eq!(kept2, HashSet::from([coins[0].outpoint, coins[1].outpoint]));
+        // More than everything: all kept, nothing free.
+        assert_eq!(kept_for(&coins, &[Amount::from_sat(400_000)], rate).len(), 3);
+        assert!(kept_for(&coins, &[], rate).is_empty());
+        // `all` takes the free coins whole, no change, and pays exactly the fee its weight needs.
+        let free = Amount::from_sat(110_000);
+        let tx = pay_all_free(&w, &seen, &to, free, Amount::from_sat(60_000), rate, &kept).expect("withdraw");
         let fee = w.fee_of(&seen, &tx).expect("fee");
-        assert_eq!(tx.output[0].value + fee, free, "{tx:?}");
-        assert_eq!(tx.output.len(), 2, "change for the promise");
-        assert_eq!(tx.output[1].value, promised, "the change is exactly what is promised");
+        assert!(tx.input.iter().all(|i| !kept.contains(&i.previous_output)), "{tx:?}");
+        assert_eq!(tx.input.len(), 2);
+        assert_eq!(tx.output.len(), 1, "no change");
+        assert_eq!(tx.output[0].value + fee, free);
+        assert_eq!(fee, rate.fee_wu(tx.weight()).expect("fee"), "no overpaid fee");
         w.forget(&tx.compute_txid());
-        // Nothing promised: every coin, no change.
-        let tx = pay_all_free(&w, &seen, &to, Amount::from_sat(240_000), Amount::ZERO, rate).expect("all");
+        // Nothing promised: every coin.
+        let all = Amount::from_sat(260_000);
+        let tx = pay_all_free(&w, &seen, &to, all, Amount::ZERO, rate, &HashSet::new()).expect("all");
         let fee = w.fee_of(&seen, &tx).expect("fee");
-        assert_eq!(tx.output.len(), 1);
-        assert_eq!(tx.output[0].value + fee, Amount::from_sat(240_000));
+        assert_eq!((tx.input.len(), tx.output.len()), (3, 1));
+        assert_eq!(tx.output[0].value + fee, all);
+        assert_eq!(fee, rate.fee_wu(tx.weight()).expect("fee"));
         w.forget(&tx.compute_txid());
         // Free coins below the dust limit once the fee is paid: nothing to withdraw.
-        let e = pay_all_free(&w, &seen, &to, Amount::from_sat(400), Amount::from_sat(239_600), rate).expect_err("dust");
+        let only_small = HashSet::from([coins[0].outpoint, coins[1].outpoint]);
+        let small = FeeRate::from_sat_per_vb(200).expect("rate");
+        let e = pay_all_free(
+            &w,
+            &seen,
+            &to,
+            Amount::from_sat(20_000),
+            Amount::ZERO,
+            small,
+            &only_small,
+        )
+        .expect_err("dust");
         assert!(e.to_string().contains("nothing to withdraw"), "{e}");
     }
 }
