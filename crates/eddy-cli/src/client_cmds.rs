@@ -37,7 +37,7 @@ pub struct DaemonConn {
     pub admin: Option<String>,
     /// Send the token over plain HTTP to a host other than this one (refused otherwise: use
     /// HTTPS or an SSH tunnel).
-    #[arg(long, global = true)]
+    #[arg(long, env = "EDDY_ALLOW_REMOTE_HTTP", global = true)]
     pub allow_remote_http: bool,
     /// The token file (default: `api.token` — the server's `admin.token` — in the data dir).
     #[arg(long, env = "EDDY_TOKEN_FILE", global = true)]
@@ -213,7 +213,13 @@ fn resolve(c: &DaemonConn, api: Api) -> anyhow::Result<(String, PathBuf)> {
     let server = match (&file, api) {
         (Some(f), _) => f.server,
         (None, Api::Admin) => true,
-        (None, Api::Node) => c.admin.is_some(),
+        (None, Api::Node) => match (&c.daemon, &c.admin) {
+            // Which node would spend is the point: never a guess.
+            (Some(_), Some(_)) => bail!(
+                "both --daemon (EDDY_DAEMON_URL) and --admin (EDDY_ADMIN_URL) are set: give only the one whose node `eddy node` is for"
+            ),
+            (_, admin) => admin.is_some(),
+        },
         (None, Api::Daemon) => false,
     };
     let base = if server {
@@ -738,12 +744,16 @@ mod tests {
         assert!(e.to_string().contains("--admin URL"), "{e}");
         c.admin = Some("http://127.0.0.1:9999".into());
         assert_eq!(resolve(&c, Api::Admin).expect("admin").0, "http://127.0.0.1:9999");
+        assert_eq!(resolve(&c, Api::Daemon).expect("daemon").0, "http://127.0.0.1:8281");
+        // `eddy node` with both: which node spends is never guessed.
+        let e = resolve(&c, Api::Node).expect_err("both");
+        assert!(e.to_string().contains("give only the one"), "{e}");
+        c.daemon = None;
         assert_eq!(
             resolve(&c, Api::Node).expect("server's node").0,
             "http://127.0.0.1:9999"
         );
         assert!(resolve(&c, Api::Node).expect("node").1.ends_with("admin.token"));
-        assert_eq!(resolve(&c, Api::Daemon).expect("daemon").0, "http://127.0.0.1:8281");
         // No token over plain HTTP to another host, unless asked.
         let mut c = conn(None);
         c.daemon = Some("http://203.0.113.7:8281".into());

@@ -259,7 +259,7 @@ impl SwapWallet {
     /// transaction is remembered as ours at once (call [`SwapWallet::forget`] if it could not
     /// be broadcast).
     pub fn pay(&self, seen: &WatchStatus, outputs: &[TxOut], rate: FeeRate) -> Result<Transaction, WalletError> {
-        self.pay_from(seen, outputs, rate, false, &HashSet::new())
+        self.pay_from(seen, outputs, rate, false, &HashSet::new(), true)
     }
 
     /// [`SwapWallet::pay`] from confirmed coins only: a withdrawal never spends the change of
@@ -270,12 +270,14 @@ impl SwapWallet {
         outputs: &[TxOut],
         rate: FeeRate,
     ) -> Result<Transaction, WalletError> {
-        self.pay_from(seen, outputs, rate, true, &HashSet::new())
+        self.pay_from(seen, outputs, rate, true, &HashSet::new(), true)
     }
 
     /// [`SwapWallet::pay_confirmed`] from confirmed coins other than `kept` (those stay for
     /// what the wallet owes: a withdrawal never leaves a paid swap's publication to spend its
-    /// unconfirmed change).
+    /// unconfirmed change), for a withdrawal: it ends without a change output as soon as the
+    /// coins cover the outputs and that smaller fee (a publication keeps its change whenever
+    /// it can: without one it could not be replaced at a higher fee).
     pub fn pay_confirmed_except(
         &self,
         seen: &WatchStatus,
@@ -283,7 +285,7 @@ impl SwapWallet {
         rate: FeeRate,
         kept: &HashSet<OutPoint>,
     ) -> Result<Transaction, WalletError> {
-        self.pay_from(seen, outputs, rate, true, kept)
+        self.pay_from(seen, outputs, rate, true, kept, false)
     }
 
     fn pay_from(
@@ -293,6 +295,7 @@ impl SwapWallet {
         rate: FeeRate,
         confirmed_only: bool,
         kept: &HashSet<OutPoint>,
+        keep_change: bool,
     ) -> Result<Transaction, WalletError> {
         let mut coins = self.coins(seen);
         if confirmed_only {
@@ -323,14 +326,23 @@ impl SwapWallet {
         loop {
             let total: Amount = chosen.iter().map(|c| c.value).sum();
             let fee = fee_of(&tx);
-            if total >= target + fee && !chosen.is_empty() && total - target - fee >= MIN_CHANGE {
-                let idx = tx.output.len() - 1;
-                tx.output[idx].value = total - target - fee;
-                break;
+            if total >= target + fee && !chosen.is_empty() {
+                let change = total - target - fee;
+                if change >= MIN_CHANGE {
+                    let idx = tx.output.len() - 1;
+                    tx.output[idx].value = change;
+                    break;
+                }
+                if keep_change {
+                    // Below the dust limit: it goes to the fee (another coin would not help
+                    // a publication enough to be worth its input).
+                    tx.output.pop();
+                    break;
+                }
             }
             // Without a change output: funded when the coins cover the outputs and the smaller
             // fee; what is left over (less than a change output would be worth) goes to the fee.
-            if !chosen.is_empty() {
+            if !chosen.is_empty() && !keep_change {
                 let mut bare = tx.clone();
                 bare.output.pop();
                 if total >= target + fee_of(&bare) {
@@ -508,7 +520,12 @@ impl SwapWallet {
     /// Remembers `new` (broadcast) as ours instead of the transaction it replaced.
     pub fn replaced(&self, old: &Txid, new: &Transaction) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|t| t.compute_txid() != *old);
+        let new_txid = new.compute_txid();
+        // Never twice (a concurrent `remember` of the stored replacement).
+        p.retain(|t| {
+            let t = t.compute_txid();
+            t != *old && t != new_txid
+        });
         p.push(new.clone());
     }
 

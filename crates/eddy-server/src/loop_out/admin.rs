@@ -44,6 +44,17 @@ struct FreeCoins {
     promised: Amount,
 }
 
+/// The rate the coins kept for paid swaps are reckoned at: twice the given one, so that a fee
+/// rise before the publication does not leave a paid swap short (it would be canceled, its
+/// invoices returned).
+fn keep_rate(rate: FeeRate) -> FeeRate {
+    FeeRate::from_sat_per_kwu(rate.to_sat_per_kwu().saturating_mul(2))
+}
+
+/// Blocks of history a rescan's watcher keeps: a rescan that takes a day on a slow node can
+/// still step back before the swaps created meanwhile.
+const RESCAN_HISTORY: usize = 2016;
+
 /// Rounds of taking the swaps created during a rescan beside the engine before the rest is
 /// done under its locks (each round reads only the blocks and mempool since the last).
 const RESCAN_ROUNDS: usize = 4;
@@ -144,6 +155,26 @@ fn pay_all_free(
     ))
 }
 
+/// The unconfirmed transactions `watcher` saw paying or spending `swaps`' HTLCs.
+fn unconfirmed_of(
+    watcher: &eddy_backends::ChainWatcher,
+    swaps: &[(eddy_backends::WatchId, u32, ScriptBuf)],
+) -> Vec<Txid> {
+    let mut txids = vec![];
+    for (id, ..) in swaps {
+        if let Some(st) = watcher.index().status(*id) {
+            txids.extend(
+                st.fundings
+                    .iter()
+                    .filter(|f| f.height.is_none())
+                    .map(|f| f.outpoint.txid),
+            );
+            txids.extend(st.spends.iter().filter(|s| s.height.is_none()).map(|s| s.txid));
+        }
+    }
+    txids
+}
+
 /// The confirmed coins a withdrawal leaves for the paid swaps still to publish (`owed`: their
 /// HTLC amounts): the largest first, until they cover every promised HTLC and, at `rate`, the
 /// publication of each with one input per coin kept — all of them when they do not suffice.
@@ -186,8 +217,11 @@ impl LoopOutServer {
             .fee_rate(self.cfg.publish_conf_target)
             .await
             .map_err(backend)?;
+        // `free_coins` remembers the stored publications as ours: never beside a publication
+        // being stored, broadcast or replaced.
+        let _no_publication = self.publishing.lock().await;
         let b = self.wallet_balance().await;
-        let free = self.free_coins(estimate).await?;
+        let free = self.free_coins(keep_rate(estimate)).await?;
         Ok(WalletReport {
             spendable: b.spendable,
             unconfirmed: b.unconfirmed_deposits,
@@ -252,7 +286,7 @@ impl LoopOutServer {
             kept,
             free,
             promised,
-        } = self.free_coins(rate.max(estimate)).await?;
+        } = self.free_coins(keep_rate(rate.max(estimate))).await?;
         let tx = match amount {
             Some(a) if a == Amount::ZERO => return Err(ServerError::Invalid("amount must be above 0".into())),
             Some(a) if a > Amount::MAX_MONEY => {
@@ -309,11 +343,12 @@ impl LoopOutServer {
     /// The long part — reading every block from `from` — runs while the engine goes on with
     /// its swaps on the current watcher (a deep rescan must not stall a swap near its
     /// deadline), and so does taking the swaps created meanwhile: the new watcher steps back
-    /// before the first of them was created, as a reorg would, and reads those blocks and the
-    /// mempool again with their watches — round after round until a round finds no new swap.
-    /// Only the last moment is under the engine's locks: the swaps created in the last round
-    /// (their few blocks read again, their unconfirmed transactions taken from the engine's
-    /// watcher), a catch-up to the tip, and the swap of watchers.
+    /// before the first of them was created, as a reorg would, reads those blocks again with
+    /// their watches and takes their unconfirmed transactions from the engine's watcher —
+    /// round after round until a round finds no new swap. Only the last moment is under the
+    /// engine's locks: the engine's watcher brought up to date, the swaps created in the last
+    /// round (their few blocks read again), the unconfirmed transactions of every swap created
+    /// during the rescan taken once more, a catch-up to the tip, and the swap of watchers.
     pub async fn rescan_wallet(&self, from: u32) -> Result<(), ServerError> {
         use eddy_backends::{ChainWatcher, WatchId};
         let _one_rescan = self.rescanning.lock().await;
@@ -332,15 +367,29 @@ impl LoopOutServer {
             .min()
             .unwrap_or(after)
             .min(tip);
-        let mut fresh = ChainWatcher::starting_after(self.chain.clone(), start)
+        let start_hash = self
+            .chain
+            .block_hash(start)
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+            .ok_or_else(|| ServerError::Backend(format!("no block at {start}")))?;
+        let mut fresh = ChainWatcher::new(
+            self.chain.clone(),
+            eddy_backends::BlockRef {
+                height: start,
+                hash: start_hash,
+            },
+            RESCAN_HISTORY,
+        );
         fresh
             .index_mut()
             .watch_script(crate::wallet::WALLET_WATCH_ID, self.wallet.script_pubkey().clone());
         for (id, _, spk) in &watched {
             fresh.index_mut().watch_script(*id, spk.clone());
         }
+        // The swaps created during the rescan (their unconfirmed transactions are taken from the
+        // engine's watcher once more at the end, when it has seen the latest mempool).
+        let mut taken: Vec<WatchId> = vec![];
         let new_since = |now: &[(WatchId, u32, ScriptBuf)], before: &[(WatchId, u32, ScriptBuf)]| {
             now.iter()
                 .filter(|(id, ..)| !before.iter().any(|(b, ..)| b == id))
@@ -358,46 +407,39 @@ impl LoopOutServer {
             }
             let first = created.iter().map(|(_, h, _)| *h).min().unwrap_or(tip);
             fresh
-                .rewind_to(first.saturating_sub(1).max(start), true)
+                .rewind_to(first.saturating_sub(1).max(start), false)
                 .map_err(backend)?;
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
             }
+            let unconfirmed = unconfirmed_of(&*self.watcher.lock().await, &created);
+            self.apply_unconfirmed(&mut fresh, unconfirmed).await;
+            taken.extend(created.iter().map(|(id, ..)| *id));
             watched.extend(created);
         }
         // Under the engine's locks: swap creations take the watcher's lock after storing the
         // swap, so a swap is either read here or adds its watch to the new watcher.
         let _no_publication = self.publishing.lock().await;
         let mut w = self.watcher.lock().await;
+        // The engine's watcher, up to date: what it knows of the mempool is what the new one
+        // takes for the swaps created during the rescan.
+        let events = w.sync().await.map_err(backend)?;
+        self.log_deposits(&w, &events);
         let now = self.active_watch_ids().await?;
         let created = new_since(&now, &watched);
         if let Some(first) = created.iter().map(|(_, h, _)| *h).min() {
-            // Created in the last round: few blocks to read again; the mempool listing is kept,
-            // and their unconfirmed transactions come from the engine's watcher.
+            // Created in the last round: few blocks to read again.
             fresh
                 .rewind_to(first.saturating_sub(1).max(start), false)
                 .map_err(backend)?;
-            let mut unconfirmed = vec![];
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
-                if let Some(st) = w.index().status(*id) {
-                    unconfirmed.extend(
-                        st.fundings
-                            .iter()
-                            .filter(|f| f.height.is_none())
-                            .map(|f| f.outpoint.txid),
-                    );
-                    unconfirmed.extend(st.spends.iter().filter(|s| s.height.is_none()).map(|s| s.txid));
-                }
-            }
-            for txid in unconfirmed {
-                if let Ok(Some(t)) = self.chain.transaction(&txid).await {
-                    if t.block.is_none() {
-                        fresh.index_mut().apply_tx(&t.tx, None, &mut vec![]);
-                    }
-                }
             }
         }
+        taken.extend(created.iter().map(|(id, ..)| *id));
+        let all_taken: Vec<_> = now.iter().filter(|(id, ..)| taken.contains(id)).cloned().collect();
+        let unconfirmed = unconfirmed_of(&w, &all_taken);
+        self.apply_unconfirmed(&mut fresh, unconfirmed).await;
         // Swaps that ended meanwhile are not followed any more.
         for (id, ..) in watched.iter().filter(|(id, ..)| !now.iter().any(|(n, ..)| n == id)) {
             fresh.index_mut().unwatch(*id);
@@ -436,7 +478,13 @@ impl LoopOutServer {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let result = me.rescan_wallet(from).await;
+            // In a task of its own: a panic is recorded as a failure, not a rescan "running"
+            // forever.
+            let scan = me.clone();
+            let result = match tokio::spawn(async move { scan.rescan_wallet(from).await }).await {
+                Ok(r) => r,
+                Err(e) => Err(ServerError::Backend(format!("the rescan stopped: {e}"))),
+            };
             if let Err(e) = &result {
                 tracing::warn!(from, error = %e, "swap wallet rescan failed");
             }
@@ -452,6 +500,17 @@ impl LoopOutServer {
     /// The last rescan started through [`LoopOutServer::spawn_rescan`], if any.
     pub fn rescan_status(&self) -> Option<RescanStatus> {
         self.rescan_status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies the transactions `txids` that are still in the mempool to `fresh`'s index.
+    async fn apply_unconfirmed(&self, fresh: &mut eddy_backends::ChainWatcher, txids: Vec<Txid>) {
+        for txid in txids {
+            if let Ok(Some(t)) = self.chain.transaction(&txid).await {
+                if t.block.is_none() {
+                    fresh.index_mut().apply_tx(&t.tx, None, &mut vec![]);
+                }
+            }
+        }
     }
 
     /// Every active swap's watch: its id, the height it was created at, its HTLC script.
