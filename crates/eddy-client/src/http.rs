@@ -27,7 +27,7 @@ enum Side {
 }
 
 impl Side {
-    fn purpose(self) -> &'static str {
+    fn purpose(self) -> eddy_store::KeyPurpose {
         match self {
             Side::LoopOut => crate::loop_out::KEY_PURPOSE,
             Side::LoopIn => crate::loop_in::KEY_PURPOSE,

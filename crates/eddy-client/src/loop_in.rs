@@ -35,7 +35,7 @@ use tokio::sync::Mutex;
 use crate::{ClientConfig, ClientError, SwapServerApi};
 
 /// Key purpose of the loop-in refund keys (they also sign this swap's calls to the server).
-pub const KEY_PURPOSE: &str = "loop-in-refund";
+pub const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ClientLoopInRefund;
 
 /// Per-swap settings of a loop-in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

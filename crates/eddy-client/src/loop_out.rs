@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 use crate::SwapServerApi;
 
 /// Key purpose of the loop-out claim keys (they also sign this swap's calls to the server).
-pub const KEY_PURPOSE: &str = "loop-out-claim";
+pub const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ClientLoopOutClaim;
 
 /// How often [`LoopOutClient::run`] asks the chain for a new tip.
 pub const TIP_POLL: std::time::Duration = std::time::Duration::from_millis(100);

@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::loop_out::{LoopOutServer, ServerError};
 
 /// Key purpose of the server's loop-in claim keys.
-const KEY_PURPOSE: &str = "loop-in";
+const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn;
 /// Confirmations of the funding before the server pays: the shared rule's
 /// [`eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS`] (one constant for both sides).
 pub const LOOP_IN_FUNDING_CONFS: u32 = eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS;

@@ -53,7 +53,7 @@ use crate::wallet::{SwapWallet, WALLET_WATCH_ID};
 pub const META_WALLET_SCAN_FROM: &str = "swap_wallet.scan_from";
 
 /// Key purpose for loop-out HTLC keys.
-const KEY_PURPOSE: &str = "loop-out";
+const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopOut;
 /// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
 const FINAL_CLTV_SLACK: u32 = eddy_core::constants::LOOP_OUT_FINAL_CLTV_SLACK;
 /// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).

@@ -34,7 +34,7 @@ use eddy_store::SeedKeys;
 /// swap (whose id a client chooses) can share the wallet's watch.
 pub const WALLET_WATCH_ID: eddy_backends::WatchId = eddy_backends::WatchId::Wallet;
 /// Key purpose of the wallet key.
-const KEY_PURPOSE: &str = "swap-wallet";
+const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::SwapWallet;
 /// Longest chain of our own unconfirmed transactions we build on (mempool ancestor limit 25).
 pub const MAX_UNCONFIRMED_CHAIN: usize = 20;
 /// Smallest change output kept (P2TR dust limit 330 sat); less goes to the miner.

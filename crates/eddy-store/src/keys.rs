@@ -9,6 +9,38 @@ use bitcoin::hashes::{hmac, sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use eddy_core::types::SwapId;
 
+/// What a derived key is for. Each purpose's tag is part of the derivation, so the keys of
+/// stored swaps depend on it: a tag is never changed or reused (the test vectors pin them), and a
+/// new purpose takes a new tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Server: a loop-out HTLC's refund key (tag `loop-out`).
+    ServerLoopOut,
+    /// Server: a loop-in HTLC's claim key (tag `loop-in`).
+    ServerLoopIn,
+    /// Server: the swap wallet's key, derived for the all-zero id (tag `swap-wallet`).
+    SwapWallet,
+    /// Client: a loop-out's claim key, which also signs that swap's calls (tag
+    /// `loop-out-claim`).
+    ClientLoopOutClaim,
+    /// Client: a loop-in's refund key, which also signs that swap's calls (tag
+    /// `loop-in-refund`).
+    ClientLoopInRefund,
+}
+
+impl KeyPurpose {
+    /// The tag the derivation hashes.
+    pub const fn tag(self) -> &'static str {
+        match self {
+            KeyPurpose::ServerLoopOut => "loop-out",
+            KeyPurpose::ServerLoopIn => "loop-in",
+            KeyPurpose::SwapWallet => "swap-wallet",
+            KeyPurpose::ClientLoopOutClaim => "loop-out-claim",
+            KeyPurpose::ClientLoopInRefund => "loop-in-refund",
+        }
+    }
+}
+
 /// The key source.
 pub struct SeedKeys {
     seed: [u8; 32],
@@ -52,12 +84,12 @@ impl SeedKeys {
     }
 
     /// The secret key of swap `id` for `purpose`.
-    pub fn secret(&self, purpose: &str, id: &SwapId) -> SecretKey {
+    pub fn secret(&self, purpose: KeyPurpose, id: &SwapId) -> SecretKey {
         let mut counter = 0u8;
         loop {
             let mut engine = hmac::HmacEngine::<sha256::Hash>::new(&self.seed);
             engine.input(b"eddy/");
-            engine.input(purpose.as_bytes());
+            engine.input(purpose.tag().as_bytes());
             engine.input(&id.0);
             engine.input(&[counter]);
             let bytes = hmac::Hmac::<sha256::Hash>::from_engine(engine).to_byte_array();
@@ -70,7 +102,52 @@ impl SeedKeys {
     }
 
     /// The public key of [`SeedKeys::secret`].
-    pub fn public(&self, purpose: &str, id: &SwapId) -> PublicKey {
+    pub fn public(&self, purpose: KeyPurpose, id: &SwapId) -> PublicKey {
         PublicKey::from_secret_key(&Secp256k1::signing_only(), &self.secret(purpose, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hex::DisplayHex;
+
+    /// The derivation of every purpose, pinned: `HMAC-SHA256([7; 32], "eddy/" || tag || [1;
+    /// 32] || 0)`, computed independently (Python's `hmac`). A change here changes the keys of
+    /// every stored swap.
+    #[test]
+    fn every_purpose_derives_the_key_it_always_did() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("seed"), [7u8; 32]).expect("seed");
+        let keys = SeedKeys::load_or_create(dir.path(), "seed").expect("keys");
+        let id = SwapId([1; 32]);
+        for (purpose, want) in [
+            (
+                KeyPurpose::ServerLoopOut,
+                "63f5fe98fb5129812aa7e370a281734f1c45e9c5b8b8974169f1349b5a2f5d9d",
+            ),
+            (
+                KeyPurpose::ServerLoopIn,
+                "1d419213ab5ebbbddfb0f16ca2c7fa5fa827957fb2faf56fca258638d4349f3d",
+            ),
+            (
+                KeyPurpose::SwapWallet,
+                "903ec39214ea3f34bfb7cd8ad0297039721a541af6d9fb0b3cd4c9d0b9977e16",
+            ),
+            (
+                KeyPurpose::ClientLoopOutClaim,
+                "ba41096b7d498a56be158371f582ddfd54c9ad4992ea2505c9f290a7968ff320",
+            ),
+            (
+                KeyPurpose::ClientLoopInRefund,
+                "fcf025baa6a4de7af4fc4b224ec3b9673f732d738df9b601caccc2903e3234f2",
+            ),
+        ] {
+            assert_eq!(
+                keys.secret(purpose, &id).secret_bytes().to_lower_hex_string(),
+                want,
+                "{purpose:?}"
+            );
+        }
     }
 }

@@ -23,7 +23,7 @@ mod sql;
 mod sqlite;
 
 pub use crash::crash_point;
-pub use keys::SeedKeys;
+pub use keys::{KeyPurpose, SeedKeys};
 pub use notify::NotifyingStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
