@@ -20,7 +20,7 @@ use bitcoin::taproot::{LeafVersion, TaprootBuilder, TaprootSpendInfo};
 use bitcoin::{Address, Network, PubkeyHash, ScriptBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::musig;
+use crate::musig::keyagg;
 use bitcoin::hashes::Hash as _;
 
 use crate::types::{PaymentHash, SwapDirection};
@@ -458,7 +458,7 @@ impl TaprootHtlc {
             .push_int(i64::from(params.timeout))
             .push_opcode(OP_CLTV)
             .into_script();
-        let internal = musig::aggregate_untweaked(&server_key, &client_key)?;
+        let internal = keyagg::aggregate_untweaked(&server_key, &client_key).map_err(HtlcError::KeyAggregation)?;
         let secp = Secp256k1::verification_only();
         let spend_info = TaprootBuilder::new()
             .add_leaf(1, claim_script.clone())

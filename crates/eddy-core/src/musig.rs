@@ -9,11 +9,14 @@
 //! of leaking the key. Secret nonces are never serialized or persisted: a crash mid-session
 //! just means a new session.
 
-use bitcoin::secp256k1::{schnorr, PublicKey, SecretKey, XOnlyPublicKey};
+use bitcoin::secp256k1::{schnorr, PublicKey, SecretKey};
 use musig2::secp::{MaybeScalar, Point, Scalar};
 use musig2::{AggNonce, BinaryEncoding, KeyAggContext, LiftedSignature, PubNonce, SecNonce, SecNonceBuilder};
 
-use crate::htlc::{HtlcError, TaprootHtlc};
+use crate::htlc::TaprootHtlc;
+
+pub mod keyagg;
+pub use keyagg::aggregate_untweaked;
 
 /// Serialized public nonce length (two compressed points).
 pub const PUB_NONCE_LEN: usize = 66;
@@ -47,31 +50,17 @@ pub enum MusigError {
 }
 
 fn point(pk: &PublicKey) -> Result<Point, MusigError> {
-    Point::from_slice(&pk.serialize()).map_err(|_| MusigError::InvalidKey)
+    keyagg::point(pk).ok_or(MusigError::InvalidKey)
 }
 
 fn scalar(sk: &SecretKey) -> Result<Scalar, MusigError> {
     Scalar::from_slice(&sk.secret_bytes()).map_err(|_| MusigError::InvalidKey)
 }
 
-/// The untweaked aggregate of (server, client), in that order (no sorting), as an x-only key:
-/// the taproot internal key of an Eddy P2TR HTLC.
-pub fn aggregate_untweaked(server: &PublicKey, client: &PublicKey) -> Result<XOnlyPublicKey, HtlcError> {
-    let to_err = |e: String| HtlcError::KeyAggregation(e);
-    let pts = [
-        point(server).map_err(|e| to_err(e.to_string()))?,
-        point(client).map_err(|e| to_err(e.to_string()))?,
-    ];
-    let ctx = KeyAggContext::new(pts).map_err(|e| to_err(e.to_string()))?;
-    let agg: Point = ctx.aggregated_pubkey_untweaked();
-    XOnlyPublicKey::from_slice(&agg.serialize_xonly()).map_err(|e| to_err(e.to_string()))
-}
-
 /// The key aggregation context of `htlc` with its BIP341 taproot tweak applied: signing with it
 /// yields signatures valid for the HTLC's output key.
 pub fn tweaked_context(htlc: &TaprootHtlc) -> Result<KeyAggContext, MusigError> {
-    let ctx = KeyAggContext::new([point(&htlc.server_key)?, point(&htlc.client_key)?])
-        .map_err(|e| MusigError::Signing(e.to_string()))?;
+    let ctx = keyagg::context(&htlc.server_key, &htlc.client_key).map_err(MusigError::Signing)?;
     let root = htlc
         .merkle_root()
         .ok_or_else(|| MusigError::Signing("HTLC has no script tree".into()))?;
