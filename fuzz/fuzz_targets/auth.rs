@@ -2,7 +2,8 @@
 //! `eddy_core::auth::verify` on any header text for a request (method, path, body) on a swap.
 //! Input: one byte picking the method and path, two bytes of clock offset, the header up to the
 //! first newline, the body after it (so seeds are real signed headers the fuzzer mutates).
-//! Asserts: a header is accepted only in its canonical form (`<digits>:<128 hex>`), fresh
+//! Asserts: a header is accepted only in its canonical form (`<digits, no leading zero>:<128
+//! hex>`), fresh
 //! (within `MAX_SKEW_SECS`), and as exactly the signature the swap's key makes for that request
 //! (a fuzzer cannot forge BIP340); a timestamp or signature is only ever read from the canonical
 //! form; every header `sign` makes verifies for exactly its request (else `Stale` out of the
@@ -22,6 +23,7 @@ fn canonical(header: &str) -> bool {
     };
     !at.is_empty()
         && at.bytes().all(|b| b.is_ascii_digit())
+        && !(at.len() > 1 && at.starts_with('0'))
         && sig.len() == 128
         && sig.bytes().all(|b| b.is_ascii_hexdigit())
 }

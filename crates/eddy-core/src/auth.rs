@@ -86,8 +86,9 @@ pub fn verify(
     let header = header.ok_or(AuthError::Missing)?;
     let (at, sig) = header.trim().split_once(':').ok_or(AuthError::Malformed)?;
     // Digits and hex digits only: `u64::from_str` and `u8::from_str_radix` also take a leading
-    // `+` ("+1000", "+f"), which let one signed header be written several ways.
-    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) {
+    // `+` ("+1000", "+f"), which let one signed header be written several ways; and no leading
+    // zero ("01000" is the time "1000" signed for, written another way — found by fuzzing).
+    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) || (at.len() > 1 && at.starts_with('0')) {
         return Err(AuthError::Malformed);
     }
     let at: u64 = at.parse().map_err(|_| AuthError::Malformed)?;
@@ -158,8 +159,9 @@ mod tests {
             verify(None, &pk, &id, "POST", path, b"{}", 1_000),
             Err(AuthError::Missing)
         );
-        // Only the canonical form: a `+` before the time or inside the hex is refused, even
-        // where it would spell the same numbers (regression: both were accepted).
+        // Only the canonical form: a `+` before the time or inside the hex, or a leading zero
+        // before the time, is refused, even where it would spell the same numbers (regression:
+        // all three were accepted).
         let (at, hex) = h.split_once(':').expect("canonical");
         let i = (0..hex.len())
             .step_by(2)
@@ -175,6 +177,7 @@ mod tests {
             &format!("1000:{}", "0".repeat(127)),
             &format!("+{h}"),
             &plus_hex,
+            &format!("0{h}"),
         ] {
             assert_eq!(
                 verify(Some(bad), &pk, &id, "POST", path, b"{}", 1_000),
