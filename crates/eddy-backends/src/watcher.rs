@@ -74,10 +74,11 @@ impl ChainWatcher {
     }
 
     /// Forgets the blocks above `height` as a reorg would (what they confirmed becomes
-    /// unconfirmed) and, with `forget_mempool`, the mempool listing, so that the next
-    /// [`ChainWatcher::sync`] reads them again — with the watches added since. Fails, changing
-    /// nothing, when `height` is below the blocks of history kept.
-    pub fn rewind_to(&mut self, height: u32, forget_mempool: bool) -> Result<Vec<WatchEvent>, ChainSourceError> {
+    /// unconfirmed), so that the next [`ChainWatcher::sync`] reads them again — with the
+    /// watches added since. The mempool listing is kept: a new watch's unconfirmed transactions
+    /// are the caller's to apply. Fails, changing nothing, when `height` is below the blocks of
+    /// history kept.
+    pub fn rewind_to(&mut self, height: u32) -> Result<Vec<WatchEvent>, ChainSourceError> {
         let oldest = self.recent.front().map_or(0, |s| s.block.height);
         if height < oldest {
             return Err(ChainSourceError::Protocol(format!(
@@ -88,9 +89,6 @@ impl ChainWatcher {
         while self.recent.back().is_some_and(|s| s.block.height > height) {
             let Some(gone) = self.recent.pop_back() else { break };
             events.push(self.index.disconnect(gone.block.height, gone.block.hash, &gone.touched));
-        }
-        if forget_mempool {
-            self.mempool_seen.clear();
         }
         Ok(events)
     }

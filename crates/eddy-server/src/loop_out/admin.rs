@@ -406,9 +406,7 @@ impl LoopOutServer {
                 break;
             }
             let first = created.iter().map(|(_, h, _)| *h).min().unwrap_or(tip);
-            fresh
-                .rewind_to(first.saturating_sub(1).max(start), false)
-                .map_err(backend)?;
+            fresh.rewind_to(first.saturating_sub(1).max(start)).map_err(backend)?;
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
             }
@@ -429,9 +427,7 @@ impl LoopOutServer {
         let created = new_since(&now, &watched);
         if let Some(first) = created.iter().map(|(_, h, _)| *h).min() {
             // Created in the last round: few blocks to read again.
-            fresh
-                .rewind_to(first.saturating_sub(1).max(start), false)
-                .map_err(backend)?;
+            fresh.rewind_to(first.saturating_sub(1).max(start)).map_err(backend)?;
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
             }
