@@ -39,7 +39,7 @@ fn failed_refund(net: &Swapnet) -> anyhow::Result<(f64, u32, f64)> {
     loop {
         net.rt.block_on(net.server.tick())?;
         if matches!(
-            net.rt.block_on(net.server.loop_in(&id))?.1.state,
+            net.rt.block_on(net.server.loop_in.swap(&id))?.1.state,
             ServerState::Refundable(_)
         ) {
             break;

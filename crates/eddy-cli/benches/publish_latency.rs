@@ -1,6 +1,6 @@
 //! HTLC-accepted → HTLC-broadcast latency of the swap server, with 1 and 50 concurrent
 //! loop-outs on the devnet with real LDK nodes. The server engine runs its event-driven loop
-//! ([`eddy_server::LoopOutServer::run`]); the latency is measured inside it from the moment its
+//! ([`eddy_server::SwapServer::run`]); the latency is measured inside it from the moment its
 //! node reports the client's HTLC accepted (held) to the moment the chain source shows the HTLC
 //! transaction (`eddy_server::metrics`). Prints one JSON line per concurrency level.
 //! `cargo bench` runs 20 sequential swaps and 50 concurrent ones; under `cargo test` 2 and 5.

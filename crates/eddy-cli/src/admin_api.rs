@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bitcoin::Amount;
 use eddy_core::api::ErrorBody;
-use eddy_server::loop_out::{LoopOutServer, ServerError};
+use eddy_server::{ServerError, SwapServer};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -56,7 +56,7 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
 }
 
 /// The admin router: node routes, wallet routes, behind `token`; the document without it.
-pub fn router(engine: Arc<LoopOutServer>, node: Arc<NodeApi>, token: String) -> Router {
+pub fn router(engine: Arc<SwapServer>, node: Arc<NodeApi>, token: String) -> Router {
     Router::new()
         .route("/v1/wallet", get(wallet))
         .route("/v1/wallet/withdraw", post(withdraw))
@@ -108,7 +108,7 @@ pub struct WalletView {
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 503, description = "The store failed", body = ErrorBody),
 ))]
-async fn wallet(State(engine): State<Arc<LoopOutServer>>) -> Result<Json<WalletView>, NodeError> {
+async fn wallet(State(engine): State<Arc<SwapServer>>) -> Result<Json<WalletView>, NodeError> {
     let r = engine.wallet_report().await.map_err(server_error)?;
     Ok(Json(WalletView {
         address: engine.wallet_address().to_string(),
@@ -158,7 +158,7 @@ pub struct Withdrawn {
     (status = 503, description = "The chain source or the store failed, or the request outlived the request deadline (the withdrawal itself runs to its end)", body = ErrorBody),
 ))]
 async fn withdraw(
-    State(engine): State<Arc<LoopOutServer>>,
+    State(engine): State<Arc<SwapServer>>,
     b: Result<Json<WithdrawBody>, JsonRejection>,
 ) -> Result<Json<Withdrawn>, NodeError> {
     let b = crate::node_api::body(b)?;
@@ -205,8 +205,8 @@ pub struct RescanView {
     pub error: Option<String>,
 }
 
-impl From<eddy_server::loop_out::admin::RescanStatus> for RescanView {
-    fn from(s: eddy_server::loop_out::admin::RescanStatus) -> Self {
+impl From<eddy_server::admin::RescanStatus> for RescanView {
+    fn from(s: eddy_server::admin::RescanStatus) -> Self {
         RescanView {
             from_height: s.from_height,
             running: s.running,
@@ -223,7 +223,7 @@ impl From<eddy_server::loop_out::admin::RescanStatus> for RescanView {
     (status = 503, description = "The chain source failed (nothing started), or the request outlived the request deadline", body = ErrorBody),
 ))]
 async fn rescan(
-    State(engine): State<Arc<LoopOutServer>>,
+    State(engine): State<Arc<SwapServer>>,
     b: Result<Json<RescanBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RescanView>), NodeError> {
     let b = crate::node_api::body(b)?;
@@ -236,7 +236,7 @@ async fn rescan(
     (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     (status = 404, description = "No rescan was started since the server started", body = ErrorBody),
 ))]
-async fn rescan_progress(State(engine): State<Arc<LoopOutServer>>) -> Result<Json<RescanView>, NodeError> {
+async fn rescan_progress(State(engine): State<Arc<SwapServer>>) -> Result<Json<RescanView>, NodeError> {
     engine
         .rescan_status()
         .map(|s| Json(s.into()))

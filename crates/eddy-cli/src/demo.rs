@@ -26,20 +26,20 @@ use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{LoopOutCreate, LoopOutLimits, LoopOutOffer};
 use eddy_lab::{Lab, LabConfig, WAIT};
 use eddy_server::http::HttpServer;
-use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
+use eddy_server::{SeedKeys, ServerConfig, SwapServer};
 use eddy_store::{SqliteStore, SwapStore};
 
 /// The server engine reached in-process (the daemons speak HTTP; the demo keeps one process).
-struct InProcess(Arc<LoopOutServer>);
+struct InProcess(Arc<SwapServer>);
 
 #[async_trait]
 impl SwapServerApi for InProcess {
     async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-        self.0.create_loop_out(req).await.map_err(|e| e.to_string())
+        self.0.loop_out.create(req).await.map_err(|e| e.to_string())
     }
 
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-        self.0.push_preimage(preimage).await.map_err(|e| e.to_string())
+        self.0.loop_out.push_preimage(preimage).await.map_err(|e| e.to_string())
     }
 
     async fn cosign_claim(
@@ -48,11 +48,19 @@ impl SwapServerApi for InProcess {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.0.cosign_claim(id, nonce, tx).await.map_err(|e| e.to_string())
+        self.0
+            .loop_out
+            .cosign_claim(id, nonce, tx)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
-        self.0.quote_in(amount).map(|q| q.swap_fee).map_err(|e| e.to_string())
+        self.0
+            .loop_in
+            .quote(amount)
+            .map(|q| q.swap_fee)
+            .map_err(|e| e.to_string())
     }
 
     async fn loop_in(
@@ -63,11 +71,12 @@ impl SwapServerApi for InProcess {
     }
 
     async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
-        match self.0.swap(id).await {
+        match self.0.loop_out.swap(id).await {
             Ok((_, r)) => Ok(eddy_store::state_name(&r.state)),
             Err(_) => self
                 .0
-                .loop_in(id)
+                .loop_in
+                .swap(id)
                 .await
                 .map(|(_, r)| eddy_store::state_name(&r.state))
                 .map_err(|e| e.to_string()),
@@ -78,7 +87,7 @@ impl SwapServerApi for InProcess {
         &self,
         id: &SwapId,
     ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
-        self.0.claim_request(id).await.map_err(|e| e.to_string())
+        self.0.loop_in.claim_request(id).await.map_err(|e| e.to_string())
     }
 
     async fn claim_cosign(
@@ -88,6 +97,7 @@ impl SwapServerApi for InProcess {
         partial: &eddy_core::musig::PartialSigBytes,
     ) -> Result<(), String> {
         self.0
+            .loop_in
             .claim_cosigned(id, nonce, partial)
             .await
             .map(|_| ())
@@ -100,7 +110,11 @@ impl SwapServerApi for InProcess {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.0.cosign_refund(id, nonce, tx).await.map_err(|e| e.to_string())
+        self.0
+            .loop_in
+            .cosign_refund(id, nonce, tx)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -194,7 +208,7 @@ pub struct Swapnet {
     /// The server's HTTP API, when the client talks to it over HTTP.
     pub http: Option<HttpServer>,
     /// The server engine.
-    pub server: Arc<LoopOutServer>,
+    pub server: Arc<SwapServer>,
     /// The client's loop-out engine.
     pub client: LoopOutClient,
     /// The client's loop-in engine.
@@ -245,8 +259,8 @@ fn make_server(
     ln: &Arc<LdkNode>,
     chain: &Arc<dyn ChainSource>,
     store: &Arc<dyn SwapStore>,
-) -> anyhow::Result<Arc<LoopOutServer>> {
-    Ok(Arc::new(rt.block_on(LoopOutServer::new(
+) -> anyhow::Result<Arc<SwapServer>> {
+    Ok(Arc::new(rt.block_on(SwapServer::new(
         server_config(),
         ln.clone(),
         chain.clone(),
@@ -300,7 +314,7 @@ fn make_client(
 /// calls with the client's keys from `dir`.
 fn start_http(
     rt: &tokio::runtime::Runtime,
-    server: &Arc<LoopOutServer>,
+    server: &Arc<SwapServer>,
     dir: &Path,
 ) -> anyhow::Result<(Arc<dyn SwapServerApi>, HttpServer)> {
     let http = rt.block_on(HttpServer::start(
@@ -314,7 +328,7 @@ fn start_http(
 
 /// Builds what the client talks to from the server engine and the server's node (tests use
 /// this to put a tampering server in between).
-pub type ApiFactory = Box<dyn FnOnce(Arc<LoopOutServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>>;
+pub type ApiFactory = Box<dyn FnOnce(Arc<SwapServer>, Arc<LdkNode>) -> Arc<dyn SwapServerApi>>;
 
 /// What the demo puts in the server's swap wallet.
 pub const SWAP_WALLET_FUNDS: u64 = 1_000_000;
@@ -527,7 +541,7 @@ impl Swapnet {
             self.rt.block_on(self.server.tick())?;
             self.rt.block_on(self.client_in.tick())?;
             let (_, c) = self.rt.block_on(self.client_in.swap(&id))?;
-            let (_, s) = self.rt.block_on(self.server.loop_in(&id))?;
+            let (_, s) = self.rt.block_on(self.server.loop_in.swap(&id))?;
             match (&c.state, &s.state) {
                 (lic::State::Succeeded, lis::State::Succeeded) => break,
                 (lic::State::Refunding { .. } | lic::State::Refunded { .. } | lic::State::Failed(_), _) => {
@@ -545,7 +559,7 @@ impl Swapnet {
         }
         let elapsed = t0.elapsed();
         let (_, c) = self.rt.block_on(self.client_in.swap(&id))?;
-        let (_, s) = self.rt.block_on(self.server.loop_in(&id))?;
+        let (_, s) = self.rt.block_on(self.server.loop_in.swap(&id))?;
         let funding_out = s.funding.ok_or_else(|| anyhow!("no funding recorded"))?;
         let funding_tx = self
             .rt
@@ -643,7 +657,7 @@ fn loop_out_on(net: &Swapnet, amount: Amount, say: &dyn Fn(String)) -> anyhow::R
         rt.block_on(server.tick())?;
         rt.block_on(client.tick())?;
         let (_, c) = rt.block_on(client.swap(&id))?;
-        let (_, s) = rt.block_on(server.swap(&id))?;
+        let (_, s) = rt.block_on(server.loop_out.swap(&id))?;
         if trace {
             let now = format!("{} | {:?}", eddy_store::state_name(&c.state), s.state);
             if now != last {
@@ -671,7 +685,7 @@ fn loop_out_on(net: &Swapnet, amount: Amount, say: &dyn Fn(String)) -> anyhow::R
     }
     let elapsed = t_swap.elapsed();
     let (_, c) = rt.block_on(client.swap(&id))?;
-    let (_, s) = rt.block_on(server.swap(&id))?;
+    let (_, s) = rt.block_on(server.loop_out.swap(&id))?;
     let (claim_txid, claim_fee) = c
         .confirmed_claim()
         .ok_or_else(|| anyhow!("no confirmed claim recorded"))?;

@@ -1,5 +1,5 @@
 //! `eddy server`: the swap server as a long-running process. Opens the configured backends,
-//! runs the loop-out engine ([`eddy_server::LoopOutServer::run`]) and serves its HTTP API
+//! runs the swap server ([`eddy_server::SwapServer::run`]) and serves its HTTP API
 //! (terms, quote, loop-out, status, events, co-signing, preimage push) until SIGTERM, and its
 //! Prometheus metrics on a separate address (`metrics_listen`, loopback by default: they show
 //! the swap wallet's balance). Everything it needs to resume after a crash is in its data dir (seed, SQLite swap
@@ -14,7 +14,7 @@ use bitcoin::Amount;
 use clap::Args;
 use eddy_core::fees::FeePolicy;
 use eddy_server::http::{metrics_router, router_with, HttpServer, Limits, Terms};
-use eddy_server::{LoopOutServer, SeedKeys, ServerConfig};
+use eddy_server::{SeedKeys, ServerConfig, SwapServer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{layered, Common};
@@ -174,12 +174,12 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             // itself must be seen, so store the one before it.
             b.store
                 .set_meta(
-                    eddy_server::loop_out::META_WALLET_SCAN_FROM,
+                    eddy_server::server_core::META_WALLET_SCAN_FROM,
                     &h.saturating_sub(1).to_string(),
                 )
                 .await?;
         }
-        let engine = Arc::new(LoopOutServer::new(cfg, b.ln.clone(), b.chain.clone(), b.store.clone(), keys).await?);
+        let engine = Arc::new(SwapServer::new(cfg, b.ln.clone(), b.chain.clone(), b.store.clone(), keys).await?);
         if let Err(e) = engine.tick().await {
             tracing::warn!(error = %e, "first engine pass");
         }

@@ -514,7 +514,7 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         net.rt.block_on(net.server.tick()).expect("server tick");
         net.rt.block_on(client.tick()).expect("client tick");
         let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
-        let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+        let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
         if srec.state == ServerInState::Succeeded {
             assert_eq!(c, InState::Paid, "the extra output keeps the swap open");
             break;
@@ -535,7 +535,7 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         0,
         "never co-signed the extra"
     );
-    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
     let claim = srec
         .claim
         .expect("claim")
@@ -765,7 +765,8 @@ fn attack_loop_out_client_down_after_reveal_still_claims() {
     let first = until_first_claim(&net, &net.client, &id);
     // The server learns the preimage and settles.
     let start = std::time::Instant::now();
-    while net.rt.block_on(net.server.swap(&id)).expect("s").1.state != eddy_core::sm::loop_out_server::State::Succeeded
+    while net.rt.block_on(net.server.loop_out.swap(&id)).expect("s").1.state
+        != eddy_core::sm::loop_out_server::State::Succeeded
     {
         net.rt.block_on(net.server.tick()).expect("server tick");
         assert!(start.elapsed() < eddy_lab::WAIT);
@@ -806,7 +807,7 @@ fn attack_loop_out_client_down_after_reveal_still_claims() {
     let claim_tx = tx(&net, &claim_txid).tx;
     assert_eq!(claim_tx.output[0].script_pubkey, dest);
     assert_eq!(claim_tx.output[0].value, amount - fee);
-    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("s");
+    let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("s");
     let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
     eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
         .expect("paid exactly the two invoices");
@@ -1016,7 +1017,7 @@ fn attack_prepay_taken_htlc_never_published_loses_only_the_prepay() {
         .rt
         .block_on(net.client.loop_out(Amount::from_sat(100_000), dest))
         .expect("loop-out");
-    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("server swap");
     let prepay_sat = s.terms.prepay_msat / 1000;
     let prepay_hash = s.prepay_preimage.payment_hash();
     eddy_lab::wait_until("prepay held", eddy_lab::WAIT, || {
@@ -1073,7 +1074,7 @@ fn attack_reorg_after_the_reveal_client_still_claims() {
         .block_on(net.client.loop_out(amount, dest.clone()))
         .expect("loop-out");
     let claim = until_first_claim(&net, &net.client, &id);
-    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("server swap");
     let funding = s.funding.expect("published").txid;
     net.mine(1).expect("mine the claim");
     assert!(tx(&net, &claim).block.is_some());
@@ -1160,7 +1161,7 @@ fn attack_bad_partial_signature_mid_musig2_falls_back_to_the_script_path() {
     let t = tx(&net, &claim_txid).tx;
     assert!(t.input[0].witness.len() > 1, "script path");
     assert_eq!(t.output[0].value, amount - fee);
-    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("s");
+    let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("s");
     let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
     eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
         .expect("paid exactly the two invoices");

@@ -143,7 +143,7 @@ fn attack_offer_flood_from_one_address_leaves_room_for_an_honest_client() {
     net.mine(1).expect("mine");
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -170,12 +170,12 @@ fn attack_offer_flood_from_one_address_leaves_room_for_an_honest_client() {
 /// A loop-in creation body: `amount`, a hold invoice of the attacker's node for a fresh hash.
 fn in_body(
     net: &Swapnet,
-    server: &eddy_server::LoopOutServer,
+    server: &eddy_server::SwapServer,
     n: u8,
     amount: u64,
     refund: &bitcoin::secp256k1::PublicKey,
 ) -> String {
-    let quote = server.quote_in(Amount::from_sat(amount)).expect("quote");
+    let quote = server.loop_in.quote(Amount::from_sat(amount)).expect("quote");
     let hash = Preimage::from_bytes([0x60 ^ n; 32]).payment_hash();
     let invoice = net
         .rt

@@ -71,7 +71,7 @@ fn attack_f1_hash_prefix_collision_pays_only_the_funded_swap() {
     let net = net(dir.path());
     let h = Hostile::new(&url(&net));
     let amount = Amount::from_sat(90_000);
-    let invoice_msat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat() * 1000;
+    let invoice_msat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat() * 1000;
     let p2 = Preimage::from_bytes([0x21; 32]);
     let h2 = p2.payment_hash();
     let mut b1 = h2.0;
@@ -180,7 +180,7 @@ fn attack_f2_restart_past_the_payment_deadline_never_pays() {
     let start = |lnd: Arc<dyn LightningNode>| {
         let server = Arc::new(
             net.rt
-                .block_on(eddy_server::LoopOutServer::new(
+                .block_on(eddy_server::SwapServer::new(
                     eddy::demo::server_config(),
                     lnd,
                     net.chain.clone(),
@@ -202,7 +202,7 @@ fn attack_f2_restart_past_the_payment_deadline_never_pays() {
     let (server, http) = start(lnd);
     let h = Hostile::new(&http.url());
     let amount = Amount::from_sat(60_000);
-    let quote = server.quote_in(amount).expect("quote");
+    let quote = server.loop_in.quote(amount).expect("quote");
     let p = Preimage::from_bytes([0x22; 32]);
     let (k, pk) = key(0x33);
     let (s, offer) = h.loop_in(
@@ -282,7 +282,7 @@ fn attack_f3_server_down_across_expiry_still_refunds() {
     );
     let funding = net
         .rt
-        .block_on(net.server.swap(&id))
+        .block_on(net.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -306,7 +306,7 @@ fn attack_f3_server_down_across_expiry_still_refunds() {
         || true,
         || out_state(&net, &net.server, &id) == OutState::Refunded,
     );
-    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let rec = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap").1;
     // The confirmed one of the (bumped) refunds.
     let refund_tx = rec
         .refund
@@ -451,7 +451,7 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
         assert!(start.elapsed() < eddy_lab::WAIT, "{:?} / {s:?}", c.state);
     }
     let (_, c) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
-    let rec = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1;
+    let rec = net.rt.block_on(net.server.loop_in.swap(&id)).expect("swap").1;
     assert_eq!(rec.funding, Some(funding));
     let claim_fee = fee_of(&net, &rec.claim.expect("claim").txid);
     let funding_fee = fee_of(&net, &funding.txid);
@@ -537,7 +537,8 @@ fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
     assert_eq!(s, 409, "other terms, same hash: {v}");
     let in_msat = net
         .server
-        .quote_in(Amount::from_sat(90_000))
+        .loop_in
+        .quote(Amount::from_sat(90_000))
         .expect("quote")
         .invoice_amount
         .to_sat()
@@ -556,7 +557,7 @@ fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
     // The first offer's terms are the stored ones.
     let rec = net
         .rt
-        .block_on(net.server.swap(&SwapId::from(out.payment_hash())))
+        .block_on(net.server.loop_out.swap(&SwapId::from(out.payment_hash())))
         .expect("swap")
         .1;
     assert_eq!(rec.amount, Amount::from_sat(70_000));
@@ -604,7 +605,7 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
     net.mine(1).expect("mine");
     let funding = net
         .rt
-        .block_on(net.server.swap(&id))
+        .block_on(net.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -713,7 +714,7 @@ fn attack_refund_while_paying_then_vanish_mid_musig() {
     let net = net(dir.path());
     let h = Hostile::new(&url(&net));
     let amount = Amount::from_sat(90_000);
-    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x28; 32]);
     let (k, pk) = key(0x39);
     let (s, offer) = h.loop_in(
@@ -783,7 +784,7 @@ fn attack_refund_while_paying_then_vanish_mid_musig() {
         || true,
         || in_state(&net, &net.server, &id) == InState::Succeeded,
     );
-    let rec = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1;
+    let rec = net.rt.block_on(net.server.loop_in.swap(&id)).expect("swap").1;
     let claim = rec.claim.expect("claim");
     let claim_tx = net
         .rt
@@ -834,7 +835,7 @@ fn attack_preimage_revealed_at_the_cutoff_is_still_settled() {
     );
     let funding = net
         .rt
-        .block_on(net.server.swap(&id))
+        .block_on(net.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -926,7 +927,7 @@ fn attack_f9_creation_flood_does_not_block_an_honest_client() {
     net.mine(1).expect("mine");
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -1034,7 +1035,7 @@ fn attack_f5_late_publication_is_canceled_and_its_prepay_released() {
     );
     let funding = net
         .rt
-        .block_on(own.server.swap(&ida))
+        .block_on(own.server.loop_out.swap(&ida))
         .expect("swap")
         .1
         .funding
@@ -1104,7 +1105,7 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
         "the record failed: {waiting:?}"
     );
     // The Lightning-event path publishes next (no engine pass in between).
-    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    net.rt.block_on(own.server.loop_out.publish_pending()).expect("publish");
     net.rt
         .block_on(own.server.on_ln_event(&eddy_backends::LnEvent::Invoice {
             payment_hash: p.payment_hash(),
@@ -1114,7 +1115,7 @@ fn attack_f6_store_error_after_broadcast_never_publishes_twice() {
             },
         }))
         .expect("event");
-    net.rt.block_on(own.server.publish_pending()).expect("publish");
+    net.rt.block_on(own.server.loop_out.publish_pending()).expect("publish");
     assert!(matches!(out_state(&net, &own.server, &id), OutState::Published { .. }));
     let outs = outputs_paying(&net, &htlc.script_pubkey(), created);
     assert_eq!(outs.len(), 1, "exactly one output pays the HTLC script: {outs:?}");
@@ -1167,7 +1168,7 @@ fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
     );
     let funding = net
         .rt
-        .block_on(net.server.swap(&id))
+        .block_on(net.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -1207,7 +1208,7 @@ fn attack_f3_preimage_pushed_after_expiry_does_not_stop_the_refund() {
         HoldInvoiceState::Canceled,
         "the swap invoice was never settled"
     );
-    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let rec = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap").1;
     let refund_tx = rec
         .refund
         .expect("refund")
@@ -1278,7 +1279,7 @@ fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
                     .block_on(
                         net.chain.transaction(
                             &net.rt
-                                .block_on(own.server.swap(&id))
+                                .block_on(own.server.loop_out.swap(&id))
                                 .expect("swap")
                                 .1
                                 .funding
@@ -1292,7 +1293,7 @@ fn attack_f5_lost_publication_is_rebroadcast_until_it_confirms() {
     );
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -1362,7 +1363,7 @@ fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
     );
     let original = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -1385,7 +1386,7 @@ fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
         || {
             let f = net
                 .rt
-                .block_on(own.server.swap(&id))
+                .block_on(own.server.loop_out.swap(&id))
                 .expect("swap")
                 .1
                 .funding
@@ -1397,7 +1398,7 @@ fn attack_f5_evicted_publication_is_replaced_at_a_higher_fee() {
     net.lab.chain.set_fee_estimate(None).expect("estimate");
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -1447,7 +1448,7 @@ fn attack_refund_cosign_for_other_outpoints_and_replays() {
     let net = net(dir.path());
     let h = Hostile::new(&url(&net));
     let amount = Amount::from_sat(80_000);
-    let invoice_msat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat() * 1000;
+    let invoice_msat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat() * 1000;
     let p = Preimage::from_bytes([0x31; 32]);
     let (k, pk) = key(0x41);
     let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_msat), &pk);
@@ -1612,7 +1613,7 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
         || false,
         || matches!(out_state(&net, &net.server, &id), OutState::Published { .. }),
     );
-    let rec = net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let rec = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap").1;
     let funding = rec.funding.expect("funding");
     assert_ne!(
         funding.txid,
@@ -1655,7 +1656,7 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
     );
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = offer_invoice_sat(&net, &offer);
-    let prepay = net.server.quote(amount).expect("quote").prepay.to_sat();
+    let prepay = net.server.loop_out.quote(amount).expect("quote").prepay.to_sat();
     wait_channels(
         &net,
         server_ln0 + invoice_sat + prepay,
@@ -1731,7 +1732,7 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     );
     let h = Hostile::new(&own.http.url());
     let amount = Amount::from_sat(90_000);
-    let invoice_sat = own.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let invoice_sat = own.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x41; 32]);
     let (k, pk) = key(0x42);
     let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
@@ -1750,7 +1751,13 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
         || false,
         || matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }),
     );
-    let expiry = net.rt.block_on(own.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let expiry = net
+        .rt
+        .block_on(own.server.loop_in.swap(&id))
+        .expect("swap")
+        .1
+        .terms
+        .expiry;
     let start = net.lab.chain.tip().expect("tip").0;
     let mut cosigned = 0;
     loop {
@@ -1779,7 +1786,7 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     assert!(cosigned >= 2, "the attacker co-signed every block ({cosigned})");
     let claim = net
         .rt
-        .block_on(own.server.loop_in(&id))
+        .block_on(own.server.loop_in.swap(&id))
         .expect("swap")
         .1
         .claim
@@ -1816,7 +1823,7 @@ fn attack_refund_of_another_output_does_not_end_the_claim() {
     let h = Hostile::new(&url(&net));
     let amount = Amount::from_sat(80_000);
     let extra = Amount::from_sat(30_000);
-    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x43; 32]);
     let (k, pk) = key(0x44);
     let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
@@ -1840,7 +1847,13 @@ fn attack_refund_of_another_output_does_not_end_the_claim() {
     };
     assert_eq!(outpoint, x, "the server paid against the exact output");
     // The server is down; the chain passes E; the attacker refunds Y only.
-    let expiry = net.rt.block_on(net.server.loop_in(&id)).expect("swap").1.terms.expiry;
+    let expiry = net
+        .rt
+        .block_on(net.server.loop_in.swap(&id))
+        .expect("swap")
+        .1
+        .terms
+        .expiry;
     let tip = net.lab.chain.tip().expect("tip").0;
     net.mine(expiry - tip).expect("mine");
     let mut refund = build_spend(
@@ -1869,7 +1882,7 @@ fn attack_refund_of_another_output_does_not_end_the_claim() {
     );
     let claim = net
         .rt
-        .block_on(net.server.loop_in(&id))
+        .block_on(net.server.loop_in.swap(&id))
         .expect("swap")
         .1
         .claim
@@ -1902,7 +1915,7 @@ fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
     let net = net(dir.path());
     let h = Hostile::new(&url(&net));
     let amount = Amount::from_sat(70_000);
-    let invoice_sat = net.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x45; 32]);
     let (_, pk) = key(0x46);
     let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
@@ -1928,7 +1941,7 @@ fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
     );
     let claim = net
         .rt
-        .block_on(net.server.loop_in(&id))
+        .block_on(net.server.loop_in.swap(&id))
         .expect("swap")
         .1
         .claim
@@ -1989,7 +2002,7 @@ fn attack_blind_node_takes_no_swaps() {
     assert!(m.contains("eddy_server_taking_swaps 0"), "{m}");
     assert!(m.contains("eddy_server_node_blocks_behind 3"), "{m}");
     let p = Preimage::from_bytes([0x84; 32]);
-    let quote = own.server.quote_in(Amount::from_sat(60_000)).expect("quote");
+    let quote = own.server.loop_in.quote(Amount::from_sat(60_000)).expect("quote");
     let (s, v) = h.loop_in(
         &net,
         60_000,
@@ -2056,7 +2069,7 @@ fn a_lost_prepay_settlement_is_made_again_before_the_swap_ends() {
         ))
         .expect("client");
     let amount = Amount::from_sat(100_000);
-    let quote = own.server.quote(amount).expect("quote");
+    let quote = own.server.loop_out.quote(amount).expect("quote");
     assert!(quote.prepay > Amount::ZERO);
     let server_ln0 = ln(&net.server_ln);
     let dest = net
@@ -2069,7 +2082,7 @@ fn a_lost_prepay_settlement_is_made_again_before_the_swap_ends() {
     loop {
         let _ = net.rt.block_on(client.tick());
         let _ = net.rt.block_on(own.server.tick());
-        let server_done = net.rt.block_on(own.server.swap(&id)).expect("swap").1.state == OutState::Succeeded;
+        let server_done = net.rt.block_on(own.server.loop_out.swap(&id)).expect("swap").1.state == OutState::Succeeded;
         let client_done = matches!(
             net.rt.block_on(client.swap(&id)).expect("swap").1.state,
             eddy_core::sm::loop_out_client::State::Succeeded { .. }
@@ -2152,7 +2165,7 @@ fn operator_withdrawal_of_everything_never_takes_a_lost_publications_coins() {
     );
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -2178,7 +2191,7 @@ fn operator_withdrawal_of_everything_never_takes_a_lost_publications_coins() {
         .expect("rpc")
         .expect("in the mempool")
         .tx;
-    let publication = net.rt.block_on(own.server.swap(&id)).expect("swap").1;
+    let publication = net.rt.block_on(own.server.loop_out.swap(&id)).expect("swap").1;
     let pub_inputs: Vec<bitcoin::OutPoint> = publication
         .htlc_tx
         .as_deref()
@@ -2287,7 +2300,7 @@ fn operator_rescan_runs_beside_the_swaps_and_keeps_the_ones_made_meanwhile() {
     );
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding

@@ -30,7 +30,7 @@ fn htlcs_held_together_are_published_in_one_transaction() {
     // Wait until the server's node holds both HTLCs of every swap, then one engine pass.
     eddy_lab::wait_until("all payments held", eddy_lab::WAIT, || {
         ids.iter().all(|id| {
-            let (_, rec) = net.rt.block_on(net.server.swap(id)).expect("swap");
+            let (_, rec) = net.rt.block_on(net.server.loop_out.swap(id)).expect("swap");
             [rec.htlc.payment_hash, rec.prepay_preimage.payment_hash()]
                 .iter()
                 .all(|h| {
@@ -46,7 +46,7 @@ fn htlcs_held_together_are_published_in_one_transaction() {
     let fundings: Vec<_> = ids
         .iter()
         .map(|id| {
-            let (_, rec) = net.rt.block_on(net.server.swap(id)).expect("swap");
+            let (_, rec) = net.rt.block_on(net.server.loop_out.swap(id)).expect("swap");
             assert!(matches!(rec.state, ServerState::Published { .. }), "{:?}", rec.state);
             rec.funding.expect("funding")
         })
@@ -80,7 +80,7 @@ fn htlcs_held_together_are_published_in_one_transaction() {
             .map(|id| {
                 (
                     net.rt.block_on(net.client.swap(id)).expect("c").1.state,
-                    net.rt.block_on(net.server.swap(id)).expect("s").1.state,
+                    net.rt.block_on(net.server.loop_out.swap(id)).expect("s").1.state,
                 )
             })
             .collect();

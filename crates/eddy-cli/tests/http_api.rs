@@ -197,7 +197,7 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     );
     assert_eq!(fields("Terms"), keys(&terms));
     let id = SwapId::from(preimage.payment_hash());
-    let version = net.rt.block_on(net.server.swap(&id)).expect("swap").0;
+    let version = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap").0;
 
     // Status: bad id, unknown id, known id (no secrets in it).
     let (s, _) = call("GET", "/v1/swaps/zz", None);
@@ -315,7 +315,7 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     }
     assert!(net
         .rt
-        .block_on(net.server.swap(&SwapId::from(big.payment_hash())))
+        .block_on(net.server.loop_out.swap(&SwapId::from(big.payment_hash())))
         .is_err());
 
     // Rate limit: 20 loop-out requests a minute per client; this test has made 10 so far.
@@ -328,7 +328,7 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     assert!(err(&v).contains("in a minute"), "{v}");
 
     // Nothing moved.
-    let (v2, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+    let (v2, rec) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap");
     assert_eq!(v2, version);
     assert_eq!(rec.state, eddy_core::sm::loop_out_server::State::new());
     net.stop().expect("stop");
@@ -388,7 +388,7 @@ fn status_stream_follows_a_swap_to_the_end() {
         net.rt.block_on(net.server.tick()).expect("server tick");
         net.rt.block_on(net.client.tick()).expect("client tick");
         let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("swap");
-        let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+        let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap");
         if matches!(c.state, State::Succeeded { .. }) && s.state == eddy_core::sm::loop_out_server::State::Succeeded {
             break;
         }
@@ -591,7 +591,10 @@ fn the_document_is_exact_and_the_server_keeps_to_it() {
     let (s, _, q2) = send(http.get(format!("{url}/v1/quote/loop-out?amount=50000")));
     assert_eq!((s, &q2), (200, &q));
     // The swap is the one of 50,000 sat: its invoice asks what the quote for 50,000 says.
-    let (_, rec) = net.rt.block_on(net.server.swap(&SwapId::from(hash))).expect("created");
+    let (_, rec) = net
+        .rt
+        .block_on(net.server.loop_out.swap(&SwapId::from(hash)))
+        .expect("created");
     assert_eq!(
         Some(rec.terms.swap_invoice_msat),
         q["swap_invoice_sat"].as_u64().map(|s| s * 1000)
@@ -717,7 +720,7 @@ fn junk_is_rate_limited_and_a_cut_creation_gives_its_offer_place_back() {
         let cut_id = SwapId::from(Preimage::from_bytes([0x70; 32]).payment_hash());
         std::thread::sleep(std::time::Duration::from_millis(500));
         assert!(
-            net.rt.block_on(net.server.swap(&cut_id)).is_err(),
+            net.rt.block_on(net.server.loop_out.swap(&cut_id)).is_err(),
             "the cut creation made nothing"
         );
     } else {

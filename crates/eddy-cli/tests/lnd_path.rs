@@ -105,7 +105,7 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
         || false,
         || {
             matches!(
-                net.rt.block_on(own.server.swap(&id)).expect("swap").1.state,
+                net.rt.block_on(own.server.loop_out.swap(&id)).expect("swap").1.state,
                 OutState::Published { .. }
             )
         },
@@ -119,7 +119,7 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
     assert!(deadline >= expiry + SERVER_SETTLE_MARGIN, "{deadline} vs E {expiry}");
     let funding = net
         .rt
-        .block_on(own.server.swap(&id))
+        .block_on(own.server.loop_out.swap(&id))
         .expect("swap")
         .1
         .funding
@@ -130,7 +130,7 @@ fn loop_out_on_lnd_0_21_settles_with_the_nodes_own_hold_delta() {
         &net,
         &own.server,
         || true,
-        || net.rt.block_on(own.server.swap(&id)).expect("swap").1.state == OutState::Succeeded,
+        || net.rt.block_on(own.server.loop_out.swap(&id)).expect("swap").1.state == OutState::Succeeded,
     );
     let publish_fee = fee_of(&net, &funding.txid);
     let invoice_sat = swap_invoice.amount_milli_satoshis().expect("amount") / 1000;
@@ -168,7 +168,7 @@ fn loop_in_funded_too_late_for_lnds_cltv_rule_is_never_paid() {
     );
     let h = Hostile::new(&own.http.url());
     let amount = Amount::from_sat(60_000);
-    let quote = own.server.quote_in(amount).expect("quote");
+    let quote = own.server.loop_in.quote(amount).expect("quote");
     let p = Preimage::from_bytes([0x63; 32]);
     let (k, pk) = key(0x64);
     let bolt11 = net
@@ -208,7 +208,7 @@ fn loop_in_funded_too_late_for_lnds_cltv_rule_is_never_paid() {
         || false,
         || {
             matches!(
-                net.rt.block_on(own.server.loop_in(&id)).expect("loop-in").1.state,
+                net.rt.block_on(own.server.loop_in.swap(&id)).expect("loop-in").1.state,
                 InState::Refundable(RefundReason::PaymentFailed)
             )
         },
@@ -282,7 +282,7 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     );
     let h = Hostile::new(&own.http.url());
     let amount = Amount::from_sat(70_000);
-    let invoice_sat = own.server.quote_in(amount).expect("quote").invoice_amount.to_sat();
+    let invoice_sat = own.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
     let p = Preimage::from_bytes([0x65; 32]);
     let (_, pk) = key(0x66);
     let bolt11 = net
@@ -298,7 +298,7 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     let wallet0 = wallet(&net, &own.server);
     let x = fund(&net, &htlc, amount);
     net.mine(1).expect("mine");
-    let state = |net: &Swapnet| net.rt.block_on(own.server.loop_in(&id)).expect("loop-in").1.state;
+    let state = |net: &Swapnet| net.rt.block_on(own.server.loop_in.swap(&id)).expect("loop-in").1.state;
     let mut seen = vec![];
     drive(
         &net,
@@ -319,7 +319,7 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
     drive(&net, &own.server, || true, || state(&net) == InState::Succeeded);
     let claim = net
         .rt
-        .block_on(own.server.loop_in(&id))
+        .block_on(own.server.loop_in.swap(&id))
         .expect("swap")
         .1
         .claim

@@ -99,7 +99,7 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
         net.rt.block_on(net.server.tick()).expect("server tick");
         net.rt.block_on(client.tick()).expect("client tick");
         let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
-        let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+        let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
         let s = srec.state;
         if c == State::Succeeded && s == ServerState::Succeeded {
             break;
@@ -129,7 +129,7 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
         funding_tx.vsize() as u64,
         eddy_client::loop_in::FUNDING_VBYTES_ONE_INPUT
     );
-    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
     let claim = net
         .rt
         .block_on(net.chain.transaction(&srec.claim.expect("claim").txid))
@@ -176,7 +176,7 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
     let start = std::time::Instant::now();
     loop {
         net.rt.block_on(net.server.tick()).expect("server tick");
-        if net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state
+        if net.rt.block_on(net.server.loop_in.swap(&id)).expect("s").1.state
             == ServerState::Refundable(RefundReason::PaymentFailed)
         {
             break;
@@ -202,7 +202,7 @@ fn failed_loop_in_is_refunded_cooperatively_in_the_next_block() {
         net.mine(1).expect("mine");
     }
     assert_eq!(
-        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        net.rt.block_on(net.server.loop_in.swap(&id)).expect("s").1.state,
         ServerState::Refunded
     );
     let funding_fee = fee_of(&net, &funding_txid);
@@ -315,7 +315,7 @@ fn overpaid_external_funding_is_refunded_cooperatively_in_full() {
     net.mine(1).expect("mine");
     net.rt.block_on(net.server.tick()).expect("server tick");
     assert_eq!(
-        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        net.rt.block_on(net.server.loop_in.swap(&id)).expect("s").1.state,
         ServerState::Refundable(RefundReason::Overpaid),
         "the server never pays a wrong amount"
     );
@@ -371,7 +371,7 @@ fn funding_reorged_out_and_mined_again_still_completes_exactly() {
     // The server sees one confirmation and pays.
     let start = std::time::Instant::now();
     while !matches!(
-        net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state,
+        net.rt.block_on(net.server.loop_in.swap(&id)).expect("s").1.state,
         ServerState::Claiming { .. }
     ) {
         net.rt.block_on(net.server.tick()).expect("tick");
@@ -393,7 +393,7 @@ fn funding_reorged_out_and_mined_again_still_completes_exactly() {
         net.rt.block_on(net.server.tick()).expect("server tick");
         net.rt.block_on(client.tick()).expect("client tick");
         let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
-        let s = net.rt.block_on(net.server.loop_in(&id)).expect("s").1.state;
+        let s = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s").1.state;
         if c == State::Succeeded && s == ServerState::Succeeded {
             break;
         }
@@ -412,7 +412,7 @@ fn funding_reorged_out_and_mined_again_still_completes_exactly() {
         .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding.tx))
         .expect("fee")
         .to_sat();
-    let (_, srec) = net.rt.block_on(net.server.loop_in(&id)).expect("s");
+    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
     // Any of the claims broadcast may be the one that confirmed (the reorg sent the first back
     // to the mempool and the server built another).
     let claim = srec
@@ -479,14 +479,14 @@ fn restart_after_persist_adopts_the_existing_funding_and_never_funds_twice() {
         net.rt.block_on(client.tick()).expect("client tick");
         net.rt.block_on(net.server.tick()).expect("server tick");
         let c = net.rt.block_on(client.swap(&r.id)).expect("c").1.state;
-        let s = net.rt.block_on(net.server.loop_in(&r.id)).expect("s").1.state;
+        let s = net.rt.block_on(net.server.loop_in.swap(&r.id)).expect("s").1.state;
         if c == State::Succeeded && s == ServerState::Succeeded {
             break;
         }
         assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {s:?}");
         net.mine(1).expect("mine");
     }
-    let (_, srec) = net.rt.block_on(net.server.loop_in(&r.id)).expect("s");
+    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&r.id)).expect("s");
     assert_eq!(srec.funding.map(|o| o.txid), Some(funding_txid), "the adopted funding");
     // 60,000 − (1,000 + 300) = 58,700 received; the wallet never paid a funding.
     eddy_lab::wait_until("balances", eddy_lab::WAIT, || {
@@ -552,7 +552,7 @@ fn abandon_ends_an_unfunded_loop_in_and_refuses_while_coins_are_in_flight() {
     );
     net.rt.block_on(net.server.tick()).expect("server tick");
     assert_eq!(
-        net.rt.block_on(net.server.loop_in(&b)).expect("s").1.state,
+        net.rt.block_on(net.server.loop_in.swap(&b)).expect("s").1.state,
         ServerState::Refundable(RefundReason::ClientRefund)
     );
     net.stop().expect("stop");
@@ -603,7 +603,7 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
     std::fs::create_dir_all(&server_dir).expect("dir");
     let server = std::sync::Arc::new(
         net.rt
-            .block_on(eddy_server::LoopOutServer::new(
+            .block_on(eddy_server::SwapServer::new(
                 eddy::demo::server_config(),
                 lnd,
                 net.chain.clone(),
@@ -638,7 +638,7 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
             },
         ))
         .expect("loop-in");
-    let (_, srec) = net.rt.block_on(server.loop_in(&id)).expect("server swap");
+    let (_, srec) = net.rt.block_on(server.loop_in.swap(&id)).expect("server swap");
     assert_eq!(srec.last_hop, Some(server_node), "the server stored the last hop");
     let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
     let State::Funding { txid: funding_txid } = rec.state else {
@@ -646,7 +646,7 @@ fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
     };
     net.mine(1).expect("mine");
     let start = std::time::Instant::now();
-    while net.rt.block_on(server.loop_in(&id)).expect("s").1.state
+    while net.rt.block_on(server.loop_in.swap(&id)).expect("s").1.state
         != ServerState::Refundable(RefundReason::PaymentFailed)
     {
         net.rt.block_on(server.tick()).expect("server tick");

@@ -33,7 +33,7 @@ fn client(n: u8) -> Client {
 /// Creates a loop-in of `amount` for `c`; returns the swap id and its HTLC (rebuilt by the
 /// client from its own data and checked against the server's address).
 fn create(net: &Swapnet, c: &Client, amount: Amount) -> (SwapId, Htlc) {
-    let quote = net.server.quote_in(amount).expect("quote");
+    let quote = net.server.loop_in.quote(amount).expect("quote");
     let invoice = net
         .rt
         .block_on(net.client_ln.create_invoice(
@@ -87,7 +87,7 @@ fn fund(net: &Swapnet, htlc: &Htlc, value: Amount) -> OutPoint {
 }
 
 fn state(net: &Swapnet, id: &SwapId) -> State {
-    net.rt.block_on(net.server.loop_in(id)).expect("swap").1.state
+    net.rt.block_on(net.server.loop_in.swap(id)).expect("swap").1.state
 }
 
 /// The client's cooperative refund of `outpoint` to a fresh address of its node, co-signed by
@@ -121,7 +121,7 @@ fn cooperative_refund(
     let mut signer = Signer::new(t, &c.key, msg, &id.0).expect("signer");
     let (their_nonce, their_partial) = net
         .rt
-        .block_on(net.server.cosign_refund(id, &signer.public_nonce(), &spend.tx))
+        .block_on(net.server.loop_in.cosign_refund(id, &signer.public_nonce(), &spend.tx))
         .map_err(|e| e.to_string())?;
     let ours = signer.sign(&their_nonce).expect("sign");
     let sig = signer
@@ -168,7 +168,7 @@ fn loop_in_pays_the_invoice_and_claims_the_htlc() {
     }
     // A finished swap is no longer watched (as after a restart): the index does not grow.
     assert_eq!(net.rt.block_on(net.server.watch_count()), watches - 1);
-    let (_, rec) = net.rt.block_on(net.server.loop_in(&id)).expect("swap");
+    let (_, rec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("swap");
     assert_eq!(rec.funding, Some(outpoint));
     let claim = rec.claim.expect("claim");
     let claim_tx = net
@@ -235,7 +235,7 @@ fn underpaid_loop_in_is_refunded_cooperatively_at_once() {
     );
     assert!(net
         .rt
-        .block_on(net.server.loop_in(&SwapId::from(big.preimage.payment_hash())))
+        .block_on(net.server.loop_in.swap(&SwapId::from(big.preimage.payment_hash())))
         .is_err());
     let c = client(2);
     let amount = Amount::from_sat(150_000);

@@ -13,7 +13,7 @@ use eddy_client::{ClientError, SwapServerApi};
 use eddy_core::sm::loop_out_client::{FailReason, State};
 use eddy_core::types::Preimage;
 use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
-use eddy_server::LoopOutServer;
+use eddy_server::SwapServer;
 
 #[derive(Clone, Copy, Debug)]
 enum Tamper {
@@ -25,7 +25,7 @@ enum Tamper {
 
 /// A server that answers with the genuine offer, altered in one field.
 struct Tampering {
-    server: Arc<LoopOutServer>,
+    server: Arc<SwapServer>,
     ln: Arc<dyn LightningNode>,
     how: Tamper,
 }
@@ -33,7 +33,7 @@ struct Tampering {
 #[async_trait]
 impl SwapServerApi for Tampering {
     async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-        let mut offer = self.server.create_loop_out(req).await.map_err(|e| e.to_string())?;
+        let mut offer = self.server.loop_out.create(req).await.map_err(|e| e.to_string())?;
         let genuine: ldk_node::lightning_invoice::Bolt11Invoice = offer.swap_invoice.parse().map_err(|_| "parse")?;
         let msat = genuine.amount_milli_satoshis().unwrap_or(0);
         let hold = |hash, amount_msat| HoldInvoiceRequest {
@@ -72,7 +72,11 @@ impl SwapServerApi for Tampering {
     }
 
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-        self.server.push_preimage(preimage).await.map_err(|e| e.to_string())
+        self.server
+            .loop_out
+            .push_preimage(preimage)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn cosign_claim(
@@ -81,7 +85,11 @@ impl SwapServerApi for Tampering {
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.server.cosign_claim(id, nonce, tx).await.map_err(|e| e.to_string())
+        self.server
+            .loop_out
+            .cosign_claim(id, nonce, tx)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -269,7 +277,7 @@ fn engines_restarted_after_every_step_complete_the_swap() {
         restarts += 1;
         net.rt.block_on(net.client.tick()).expect("client tick");
         let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("client swap");
-        let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+        let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("server swap");
         match (&c.state, &s.state) {
             (State::Succeeded { .. }, ServerState::Succeeded) => break,
             (State::Failed(r), _) => panic!("client failed: {r:?}"),
@@ -285,7 +293,7 @@ fn engines_restarted_after_every_step_complete_the_swap() {
     }
     assert!(restarts >= 8, "{restarts} restarts");
     // Exactly one HTLC publication and one payment of each invoice.
-    let (_, s) = net.rt.block_on(net.server.swap(&id)).expect("server swap");
+    let (_, s) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("server swap");
     let (_, c) = net.rt.block_on(net.client.swap(&id)).expect("client swap");
     let funding = s.funding.expect("funding");
     let funding_tx = net
@@ -328,14 +336,14 @@ fn engines_restarted_after_every_step_complete_the_swap() {
 /// completes with exact amounts (the claim is 140 vB instead of 99).
 #[test]
 fn server_refusing_to_cosign_client_claims_by_script_path() {
-    struct NoCosign(Arc<LoopOutServer>);
+    struct NoCosign(Arc<SwapServer>);
     #[async_trait]
     impl SwapServerApi for NoCosign {
         async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-            self.0.create_loop_out(req).await.map_err(|e| e.to_string())
+            self.0.loop_out.create(req).await.map_err(|e| e.to_string())
         }
         async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-            self.0.push_preimage(preimage).await.map_err(|e| e.to_string())
+            self.0.loop_out.push_preimage(preimage).await.map_err(|e| e.to_string())
         }
         async fn cosign_claim(
             &self,

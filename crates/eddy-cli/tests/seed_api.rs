@@ -119,7 +119,7 @@ fn seed_000_client_loops_out_unchanged() {
     let start = std::time::Instant::now();
     let funding = loop {
         net.rt.block_on(net.server.tick()).expect("tick");
-        let (_, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+        let (_, rec) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap");
         if let Some(f) = rec.funding {
             break f;
         }
@@ -182,7 +182,7 @@ fn seed_000_client_loops_out_unchanged() {
     let start = std::time::Instant::now();
     loop {
         net.rt.block_on(net.server.tick()).expect("tick");
-        let (_, rec) = net.rt.block_on(net.server.swap(&id)).expect("swap");
+        let (_, rec) = net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap");
         if rec.state == ServerState::Succeeded {
             break;
         }
@@ -268,7 +268,7 @@ fn seed_000_client_loops_out_unchanged() {
     assert_eq!(status, 400);
     for n in 1..=6u8 {
         assert!(
-            net.rt.block_on(net.server.swap(&SwapId([n; 32]))).is_err(),
+            net.rt.block_on(net.server.loop_out.swap(&SwapId([n; 32]))).is_err(),
             "nothing stored"
         );
     }
@@ -280,7 +280,7 @@ fn seed_000_client_loops_out_unchanged() {
     assert_eq!(status, 429, "{v}");
     assert!(v["error"].as_str().unwrap_or("").contains("no prepay"), "{v}");
     assert!(
-        net.rt.block_on(net.server.swap(&SwapId([7; 32]))).is_err(),
+        net.rt.block_on(net.server.loop_out.swap(&SwapId([7; 32]))).is_err(),
         "nothing stored"
     );
     net.stop().expect("stop");
@@ -331,7 +331,7 @@ fn seed_htlc_is_refunded_only_once_its_csv_allows() {
     net.client_ln.ldk().bolt11_payment().send(&invoice, None).expect("pay");
     let id = SwapId(hash);
     let tick = || net.rt.block_on(net.server.tick()).expect("tick");
-    let rec = || net.rt.block_on(net.server.swap(&id)).expect("swap").1;
+    let rec = || net.rt.block_on(net.server.loop_out.swap(&id)).expect("swap").1;
     let start = std::time::Instant::now();
     while rec().funding.is_none() {
         tick();

@@ -52,7 +52,8 @@ pub use eddy_core::api::{
     SwapStatus, Terms,
 };
 
-use crate::loop_out::{LoopOutServer, ServerError};
+use crate::server_core::ServerError;
+use crate::SwapServer;
 
 /// The OpenAPI document of this API (served at `GET /v1/openapi.json`).
 #[derive(OpenApi)]
@@ -258,7 +259,7 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 struct AppState {
-    server: Arc<LoopOutServer>,
+    server: Arc<SwapServer>,
     terms: Terms,
     limiter: RateLimiter,
     /// Seed-protocol creations (no prepay) per client, tighter.
@@ -530,7 +531,7 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
 /// Per-client budget of live offers (unpaid loop-outs, unfunded loop-ins): the engine's budgets
 /// are global, so without this one address could fill them and keep everyone else out. A
 /// client's offers are counted until the engine says they are no longer live
-/// ([`LoopOutServer::is_live_offer`]: paid/funded, or expired); a creation in progress holds
+/// ([`SwapServer::is_live_offer`]: paid/funded, or expired); a creation in progress holds
 /// its place (concurrent requests cannot overshoot). At most [`MAX_TRACKED`] clients are
 /// tracked (the oldest forgotten beyond; the engine's global budget still holds).
 struct OfferBudget {
@@ -562,7 +563,7 @@ impl OfferBudget {
     /// Takes a place in `client`'s budget for one creation (429 when its live offers fill it).
     /// [`OfferPlace::hold`] ends the place; a creation cut mid-way leaves it holding the swap id
     /// it was for, freed here once that id is not a live offer (see [`OfferPlace`]).
-    async fn reserve(&self, server: &LoopOutServer, client: IpAddr) -> Result<OfferPlace<'_>, ApiError> {
+    async fn reserve(&self, server: &SwapServer, client: IpAddr) -> Result<OfferPlace<'_>, ApiError> {
         let ids: Vec<SwapId> = {
             let g = self.lock();
             match g.map.map.get(&client) {
@@ -761,7 +762,7 @@ async fn loop_out(
     let client = st.client(peer, &headers);
     let id = SwapId::from(req.payment_hash);
     let place = st.out_offers.reserve(&st.server, client).await?.for_swap(Some(id));
-    let made = st.server.create_loop_out(&req).await;
+    let made = st.server.loop_out.create(&req).await;
     place.hold(made.is_ok().then_some(id));
     let offer = made.inspect_err(|e| st.count_refusal(e))?;
     Ok((StatusCode::CREATED, Json(offer)))
@@ -774,7 +775,7 @@ async fn loop_out(
 ))]
 async fn quote(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Quote>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
-    let quote = st.server.quote(amount)?;
+    let quote = st.server.loop_out.quote(amount)?;
     Ok(Json(Quote {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
@@ -787,7 +788,7 @@ async fn quote(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result
 /// The metrics router: `GET /metrics`, Prometheus text exposition. It shows the swap wallet's
 /// balance, so it is served on its own listen address (the `metrics_listen` setting, loopback
 /// by default), never on the public API's.
-pub fn metrics_router(server: Arc<LoopOutServer>) -> Router {
+pub fn metrics_router(server: Arc<SwapServer>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
@@ -826,7 +827,7 @@ async fn seed_loop_out(
     let req = st.admit(peer, &headers, body, |b| {
         eddy_core::api::parse_seed_loop_out(b, network)
     })?;
-    st.server.quote(req.amount).map_err(|e| {
+    st.server.loop_out.quote(req.amount).map_err(|e| {
         st.server.metrics().refused("invalid");
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -852,7 +853,8 @@ async fn seed_loop_out(
     let place = st.out_offers.reserve(&st.server, ip).await?.for_swap(Some(id));
     let made = st
         .server
-        .create_seed_loop_out(req.amount, req.hash, req.claim_pkh)
+        .loop_out
+        .create_seed(req.amount, req.hash, req.claim_pkh)
         .await;
     place.hold(made.is_ok().then_some(id));
     let (refund, invoice) = made.inspect_err(|e| st.count_refusal(e))?;
@@ -898,10 +900,10 @@ async fn status(
 }
 
 async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerError> {
-    match st.server.swap(id).await {
+    match st.server.loop_out.swap(id).await {
         Ok((_, rec)) => Ok(status_of(id, &rec)),
         Err(ServerError::NotFound(_)) => {
-            let (_, rec) = st.server.loop_in(id).await?;
+            let (_, rec) = st.server.loop_in.swap(id).await?;
             Ok(in_status_of(id, &rec))
         }
         Err(e) => Err(e),
@@ -915,7 +917,7 @@ async fn any_status(st: &AppState, id: &SwapId) -> Result<SwapStatus, ServerErro
 ))]
 async fn quote_in(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<QuoteIn>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or(""))?;
-    let quote = st.server.quote_in(amount)?;
+    let quote = st.server.loop_in.quote(amount)?;
     Ok(Json(QuoteIn {
         amount_sat: quote.amount.to_sat(),
         swap_fee_sat: quote.swap_fee.to_sat(),
@@ -970,7 +972,7 @@ async fn claim_offer(
     // Only the client may (re)open the signing session.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = st.server.claim_request(&id).await?;
+    let (nonce, tx) = st.server.loop_in.claim_request(&id).await?;
     Ok(Json(ClaimOffer {
         nonce: nonce.to_lower_hex_string(),
         tx: bitcoin::consensus::encode::serialize_hex(&tx),
@@ -998,7 +1000,7 @@ async fn claim_cosign(
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, partial) = eddy_core::api::parse_claim_cosign(&body)?;
-    st.server.claim_cosigned(&id, &nonce, &partial).await?;
+    st.server.loop_in.claim_cosigned(&id, &nonce, &partial).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1023,7 +1025,7 @@ async fn refund_cosign(
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
-    let signed = st.server.cosign_refund(&id, &nonce, &tx).await;
+    let signed = st.server.loop_in.cosign_refund(&id, &nonce, &tx).await;
     Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-in"))?)))
 }
 
@@ -1052,7 +1054,7 @@ async fn push_preimage(
     }
     // Only the holder of the preimage learns whether the swap exists (404): anyone who saw the
     // payment hash (every routing node) gets the same 400 for junk whether it does or not.
-    st.server.push_preimage(&preimage).await?;
+    st.server.loop_out.push_preimage(&preimage).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1077,7 +1079,7 @@ async fn cosign(
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
     let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
-    let signed = st.server.cosign_claim(&id, &nonce, &tx).await;
+    let signed = st.server.loop_out.cosign_claim(&id, &nonce, &tx).await;
     Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-out"))?)))
 }
 
@@ -1154,12 +1156,12 @@ fn swap_status<S: Serialize>(
 }
 
 /// The router; `per_minute` limits swap-creation requests per client IP (see [`Limits::new`]).
-pub fn router(server: Arc<LoopOutServer>, terms: Terms, per_minute: usize) -> Router {
+pub fn router(server: Arc<SwapServer>, terms: Terms, per_minute: usize) -> Router {
     router_with(server, terms, Limits::new(per_minute))
 }
 
 /// The router with explicit [`Limits`].
-pub fn router_with(server: Arc<LoopOutServer>, terms: Terms, limits: Limits) -> Router {
+pub fn router_with(server: Arc<SwapServer>, terms: Terms, limits: Limits) -> Router {
     Router::new()
         .route("/v1/openapi.json", {
             let doc = openapi_document(&terms);

@@ -1,5 +1,5 @@
-//! The loop-in engine (server side), sharing the loop-out engine's store, chain watcher, keys and
-//! swap wallet. The client funds a P2TR HTLC (server claims with the preimage, client refunds
+//! The loop-in engine (server side): [`LoopInEngine`] over the parts every swap kind shares
+//! ([`ServerCore`]: store, chain watcher, keys, swap wallet). The client funds a P2TR HTLC (server claims with the preimage, client refunds
 //! after `E`); once the funding is exactly the amount and confirmed, the server pays the client's
 //! invoice with a CLTV limit that leaves [`eddy_core::constants::LOOP_IN_CLAIM_MARGIN`] before
 //! `E`, learns the preimage from the payment and claims the HTLC into its swap wallet (script
@@ -26,7 +26,10 @@ use eddy_store::{state_name, NewSwap, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::loop_out::{LoopOutServer, ServerError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::server_core::{unix_now, ServerCore, ServerError};
 
 /// Key purpose of the server's loop-in claim keys.
 const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn;
@@ -109,35 +112,56 @@ pub struct ClaimSession {
     fee_rate_kwu: u64,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// The loop-in engine: the server's loop-ins over the shared [`ServerCore`].
+pub struct LoopInEngine {
+    pub(crate) core: Arc<ServerCore>,
+    /// Cooperative claims waiting for the client's partial signature.
+    claims: std::sync::Mutex<HashMap<SwapId, ClaimSession>>,
+    /// Cooperative claim sessions opened per swap in the current block: (tip, count), bounded
+    /// by `LOOP_IN_COOP_CLAIMS_PER_BLOCK`.
+    claim_attempts: std::sync::Mutex<HashMap<SwapId, (u32, u32)>>,
 }
 
-/// The active loop-ins in `store`.
-pub(crate) async fn active_in_of(
-    store: &dyn eddy_store::SwapStore,
-) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
-    Ok(runner::active(store).await?)
-}
+impl LoopInEngine {
+    /// The loop-in engine over `core`.
+    pub(crate) fn new(core: Arc<ServerCore>) -> LoopInEngine {
+        LoopInEngine {
+            core,
+            claims: std::sync::Mutex::default(),
+            claim_attempts: std::sync::Mutex::default(),
+        }
+    }
 
-impl LoopOutServer {
-    pub(crate) async fn active_in(&self) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
-        active_in_of(&**self.store()).await
+    /// The active loop-ins in `store`.
+    pub(crate) async fn active(
+        store: &dyn eddy_store::SwapStore,
+    ) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
+        Ok(runner::active(store).await?)
+    }
+
+    /// Every active loop-in's watch: its id, the height it was created at, its HTLC script.
+    pub(crate) async fn watches_in(
+        store: &dyn eddy_store::SwapStore,
+    ) -> Result<Vec<(eddy_backends::WatchId, u32, ScriptBuf)>, ServerError> {
+        let mut out = vec![];
+        for (id, _, r) in Self::active(store).await? {
+            let spk = Htlc::new(r.htlc).map_err(backend)?.script_pubkey();
+            out.push((eddy_backends::swap_watch_id(&id), r.created_height, spk));
+        }
+        Ok(out)
     }
 
     /// A stored loop-in.
-    pub async fn loop_in(&self, id: &SwapId) -> Result<(i64, LoopInRecord), ServerError> {
-        runner::load(&**self.store(), id)
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopInRecord), ServerError> {
+        runner::load(&**self.core.store(), id)
             .await?
             .ok_or(ServerError::NotFound(*id))
     }
 
     /// What a loop-in of `amount` costs (amount limits checked).
-    pub fn quote_in(&self, amount: Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError> {
-        self.config()
+    pub fn quote(&self, amount: Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError> {
+        self.core
+            .config()
             .fees
             .loop_in_quote(amount)
             .map_err(|e| ServerError::Invalid(e.to_string()))
@@ -145,14 +169,14 @@ impl LoopOutServer {
 
     /// Creates a loop-in: checks the invoice (amount = swap amount − fee, network, lifetime,
     /// final CLTV within the payment budget), fixes `E`, persists, answers the HTLC to fund.
-    pub async fn create_loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ServerError> {
-        self.taking_swaps()?;
+    pub(crate) async fn create(&self, req: &LoopInCreate, loop_outs: usize) -> Result<LoopInOffer, ServerError> {
+        self.core.taking_swaps()?;
         let now = unix_now();
         let valid = validate_loop_in_request(
             &req.invoice,
             req.amount,
-            &self.config().fees,
-            self.network(),
+            &self.core.config().fees,
+            self.core.network(),
             DEFAULT_LOOP_IN_EXPIRY_DELTA,
             now,
         )
@@ -162,40 +186,40 @@ impl LoopOutServer {
         if let Some(hop) = req.last_hop {
             // Refused before anything is funded: a swap accepted here and then paid by
             // another route would not fill the channel the client asked for.
-            if !self.ln().restricts_last_hop() {
+            if !self.core.ln().restricts_last_hop() {
                 return Err(ServerError::Invalid(format!(
                     "last_hop {hop}: this server's Lightning node cannot restrict a payment's last hop"
                 )));
             }
         }
-        if self.store().get(&id).await?.is_some() {
+        if self.core.store().get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(hash));
         }
         // Slots count swaps that cost their client something: funded loop-ins and paid
         // loop-outs (an unfunded offer is free to make, so it must not hold a slot).
-        let active_in = self.active_in().await?;
+        let active_in = Self::active(&**self.core.store()).await?;
         let funded_in = active_in
             .iter()
             .filter(|(_, _, r)| r.state != State::Created || r.funding.is_some())
             .count();
-        let active = funded_in + self.active_count().await?;
-        if active >= self.config().max_active_swaps {
+        let active = funded_in + loop_outs;
+        if active >= self.core.config().max_active_swaps {
             return Err(ServerError::Unavailable(format!(
                 "{active} swaps in flight, the most this server takes"
             )));
         }
         // Unfunded offers are free to make but stored, watched and scanned every pass: a
         // budget of live ones (young and unfunded; per client: the HTTP layer).
-        let tip = self.tip().await?;
+        let tip = self.core.tip().await?;
         let unfunded = active_in.iter().filter(|(_, _, r)| r.is_live_offer(tip)).count();
-        if unfunded >= self.config().max_active_swaps * UNFUNDED_LOOP_IN_OFFERS_PER_SLOT {
+        if unfunded >= self.core.config().max_active_swaps * UNFUNDED_LOOP_IN_OFFERS_PER_SLOT {
             return Err(ServerError::Unavailable(format!(
                 "{unfunded} unfunded loop-in offers outstanding; retry later"
             )));
         }
         // Refuse what the node cannot send now: a client would fund, the payment would fail
         // and the client would pay a second miner fee for its refund.
-        let channels = self.ln().channels().await.map_err(backend)?;
+        let channels = self.core.ln().channels().await.map_err(backend)?;
         let can = channels.iter().filter(|c| c.usable).map(|c| c.local_msat).sum::<u64>() / 1000;
         let pay = valid.quote.invoice_amount.to_sat();
         if can < pay {
@@ -204,7 +228,7 @@ impl LoopOutServer {
             )));
         }
         let expiry = tip + DEFAULT_LOOP_IN_EXPIRY_DELTA;
-        let server_key = self.keys().public(KEY_PURPOSE, &id);
+        let server_key = self.core.keys().public(KEY_PURPOSE, &id);
         if server_key == req.refund_key {
             return Err(ServerError::Invalid("refund key equals the server key".into()));
         }
@@ -236,7 +260,8 @@ impl LoopOutServer {
             state: State::Created,
         };
         let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
-        self.store()
+        self.core
+            .store()
             .create(&NewSwap {
                 id,
                 kind: SwapKind::LoopInServer,
@@ -250,13 +275,13 @@ impl LoopOutServer {
                 StoreError::Duplicate(_) => ServerError::Duplicate(hash),
                 e => ServerError::Store(e),
             })?;
-        self.watch(id, built.script_pubkey()).await;
-        self.metrics().swap_created();
+        self.core.watch(id, built.script_pubkey()).await;
+        self.core.metrics().swap_created();
         tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-in created");
         Ok(LoopInOffer {
             server_key,
             expiry,
-            htlc_address: built.address(self.network()).to_string(),
+            htlc_address: built.address(self.core.network()).to_string(),
             swap_fee: valid.quote.swap_fee,
         })
     }
@@ -273,7 +298,7 @@ impl LoopOutServer {
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
         // The lookup and the state check come before any work: an unknown id, or a swap that
         // can no longer be refunded cooperatively, costs no chain sync.
-        let (_, rec) = self.loop_in(id).await?;
+        let (_, rec) = self.swap(id).await?;
         if !rec.state.may_cosign_refund() {
             return Err(ServerError::Invalid(format!(
                 "the swap is {}: no cooperative refund",
@@ -281,9 +306,9 @@ impl LoopOutServer {
             )));
         }
         // See the funding the client refunds even between engine passes.
-        self.sync_chain().await?;
+        self.core.sync_chain().await?;
         for _ in 0..3 {
-            let (mut version, mut rec) = self.loop_in(id).await?;
+            let (mut version, mut rec) = self.swap(id).await?;
             if !rec.state.may_cosign_refund() {
                 return Err(ServerError::Invalid(format!(
                     "the swap is {}: no cooperative refund",
@@ -291,6 +316,7 @@ impl LoopOutServer {
                 )));
             }
             match self
+                .core
                 .ln()
                 .payment_status(&rec.htlc.payment_hash)
                 .await
@@ -299,7 +325,7 @@ impl LoopOutServer {
                 PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
                 _ => return Err(ServerError::Invalid("a payment for this swap exists".into())),
             }
-            let status = self.htlc_status(id, &rec.htlc).await?;
+            let status = self.core.htlc_status(id, &rec.htlc).await?;
             if tx.input.len() != 1 {
                 return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
             }
@@ -317,7 +343,7 @@ impl LoopOutServer {
             let msg = eddy_core::tx::cooperative_sighash(tx, &htlc, funding.value)
                 .map_err(|e| ServerError::Invalid(e.to_string()))?;
             // Persist "no payment from now on" before handing out the signature.
-            let tip = self.tip().await?;
+            let tip = self.core.tip().await?;
             match runner::apply(self, *id, &mut version, &mut rec, Event::RefundRequested, &tip).await {
                 Err(ServerError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
@@ -326,7 +352,7 @@ impl LoopOutServer {
             if !rec.state.may_cosign_refund() {
                 return Err(ServerError::Invalid("the swap moved on".into()));
             }
-            let key = self.keys().secret(KEY_PURPOSE, id);
+            let key = self.core.keys().secret(KEY_PURPOSE, id);
             return cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()));
         }
         Err(ServerError::Backend("swap kept changing; retry".into()))
@@ -343,9 +369,9 @@ impl LoopOutServer {
     /// escalate, never hold it at the estimate (review #9). At most
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
     pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
-        let (_, rec) = match self.loop_in(id).await {
+        let (_, rec) = match self.swap(id).await {
             // A loop-out exists under this id: say what is wrong, not "unknown swap".
-            Err(ServerError::NotFound(_)) if self.swap(id).await.is_ok() => {
+            Err(ServerError::NotFound(_)) if self.core.kind_of(id).await == Some(SwapKind::LoopOutServer) => {
                 return Err(ServerError::Invalid(format!(
                     "swap {id} is a loop-out: only a loop-in's claim is co-signed here"
                 )))
@@ -355,9 +381,9 @@ impl LoopOutServer {
         let State::Claiming { outpoint, preimage, .. } = rec.state else {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         };
-        let tip = self.tip().await?;
+        let tip = self.core.tip().await?;
         {
-            let mut attempts = self.in_claim_attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut attempts = self.claim_attempts.lock().unwrap_or_else(|e| e.into_inner());
             let entry = attempts.entry(*id).or_insert((tip, 0));
             if entry.0 != tip {
                 *entry = (tip, 0);
@@ -369,7 +395,7 @@ impl LoopOutServer {
             }
             entry.1 += 1;
         }
-        let status = self.htlc_status(id, &rec.htlc).await?;
+        let status = self.core.htlc_status(id, &rec.htlc).await?;
         let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
             return Err(ServerError::Backend("funding not seen".into()));
         };
@@ -377,7 +403,7 @@ impl LoopOutServer {
         let Htlc::Taproot(taproot) = &htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };
-        let dest = self.wallet_script();
+        let dest = self.core.wallet_script();
         let input = |path| HtlcInput {
             outpoint,
             value,
@@ -411,11 +437,11 @@ impl LoopOutServer {
             .min(eddy_core::fees::sweep_budget(&step));
         let spend = build_spend(vec![input(SpendPath::Cooperative)], dest, FeeSpec::Absolute(fee)).map_err(backend)?;
         let msg = spend.sighash(0).map_err(backend)?;
-        let signer = eddy_core::musig::Signer::new(taproot, &self.keys().secret(KEY_PURPOSE, id), msg, &id.0)
+        let signer = eddy_core::musig::Signer::new(taproot, &self.core.keys().secret(KEY_PURPOSE, id), msg, &id.0)
             .map_err(backend)?;
         let nonce = signer.public_nonce();
         let tx = spend.tx.clone();
-        self.in_claims.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        self.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(
             *id,
             ClaimSession {
                 signer,
@@ -439,6 +465,7 @@ impl LoopOutServer {
     ) -> Result<SweepStep, ServerError> {
         let blocks_left = rec.terms.expiry.saturating_sub(tip);
         let estimate = self
+            .core
             .chain()
             .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, 6))
             .await
@@ -470,7 +497,7 @@ impl LoopOutServer {
         client_partial: &PartialSigBytes,
     ) -> Result<Txid, ServerError> {
         let session = self
-            .in_claims
+            .claims
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id)
@@ -489,7 +516,7 @@ impl LoopOutServer {
         spend.set_cooperative_signature(0, sig).map_err(backend)?;
         let signed = spend.finalize().map_err(backend)?;
         let txid = signed.tx.compute_txid();
-        let (mut version, mut rec) = self.loop_in(id).await?;
+        let (mut version, mut rec) = self.swap(id).await?;
         if !matches!(rec.state, State::Claiming { .. }) {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         }
@@ -512,7 +539,7 @@ impl LoopOutServer {
             )
             .await?;
         }
-        match self.chain().broadcast(&signed.tx).await {
+        match self.core.chain().broadcast(&signed.tx).await {
             Ok(_) => {}
             Err(e) if e.is_missing_inputs() => return Ok(txid),
             Err(e) => {
@@ -520,7 +547,7 @@ impl LoopOutServer {
                 return Err(ServerError::Invalid("claim refused by the mempool".into()));
             }
         }
-        let tip = self.tip().await?;
+        let tip = self.core.tip().await?;
         info.txid = txid;
         info.height = tip;
         info.fee_rate_kwu = fee_rate_kwu;
@@ -536,11 +563,11 @@ impl LoopOutServer {
         Ok(txid)
     }
 
-    /// One pass over the active loop-ins (called by [`LoopOutServer::tick`]).
-    pub(crate) async fn tick_in(&self, tip: u32) -> Result<(), ServerError> {
+    /// One pass over the active loop-ins (called by `SwapServer::tick`).
+    pub(crate) async fn tick(&self, tip: u32) -> Result<(), ServerError> {
         let mut first = None;
-        let active = self.active_in().await?;
-        self.metrics().set_active_in(active.len());
+        let active = Self::active(&**self.core.store()).await?;
+        self.core.metrics().set_active_in(active.len());
         for (id, version, rec) in active {
             if let Err(e) = self.step_in(id, version, rec, tip).await {
                 first.get_or_insert(e);
@@ -550,7 +577,7 @@ impl LoopOutServer {
     }
 
     async fn step_in(&self, id: SwapId, mut version: i64, mut rec: LoopInRecord, tip: u32) -> Result<(), ServerError> {
-        let status = self.htlc_status(&id, &rec.htlc).await?;
+        let status = self.core.htlc_status(&id, &rec.htlc).await?;
         // Funding.
         if rec.state == State::Created {
             // The one rule both sides use (review #15): an output of exactly the amount with
@@ -608,6 +635,7 @@ impl LoopOutServer {
                 None => false,
             };
             match self
+                .core
                 .ln()
                 .payment_status(&rec.htlc.payment_hash)
                 .await
@@ -684,6 +712,7 @@ impl LoopOutServer {
         // Whatever the send said, the node's own record decides: a payment in flight or made
         // is never a failure (the swap must not become refundable while it can still pay).
         match self
+            .core
             .ln()
             .payment_status(&rec.htlc.payment_hash)
             .await
@@ -711,7 +740,7 @@ impl LoopOutServer {
                 let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
                 runner::persist(self, &id, version, rec, ev).await?;
                 // The machine decides whether the retry may still be sent.
-                let status = self.htlc_status(&id, &rec.htlc).await?;
+                let status = self.core.htlc_status(&id, &rec.htlc).await?;
                 let e = Event::SendPayment {
                     height: tip,
                     funding_confs: funding_confs(&status, rec.funding, tip),
@@ -745,7 +774,7 @@ impl LoopOutServer {
                 Some(_) => {}
             }
         }
-        let status = self.htlc_status(&id, &rec.htlc).await?;
+        let status = self.core.htlc_status(&id, &rec.htlc).await?;
         if status
             .spends
             .iter()
@@ -759,7 +788,7 @@ impl LoopOutServer {
         let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
             return Ok(());
         };
-        let dest: ScriptBuf = self.wallet_script();
+        let dest: ScriptBuf = self.core.wallet_script();
         let input = HtlcInput {
             outpoint,
             value,
@@ -769,7 +798,9 @@ impl LoopOutServer {
         let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
         let rate = next_sweep_fee_rate(&self.claim_step(rec, tip, probe.predicted_weight, value, &dest).await?);
         let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
-        spend.sign(0, &self.keys().secret(KEY_PURPOSE, &id)).map_err(backend)?;
+        spend
+            .sign(0, &self.core.keys().secret(KEY_PURPOSE, &id))
+            .map_err(backend)?;
         let signed = spend.finalize().map_err(backend)?;
         let txid = signed.tx.compute_txid();
         let mut info = rec.claim.clone().unwrap_or(InClaim {
@@ -795,7 +826,7 @@ impl LoopOutServer {
             json!({"event": "claim_built", "txid": txid.to_string()}),
         )
         .await?;
-        match self.chain().broadcast(&signed.tx).await {
+        match self.core.chain().broadcast(&signed.tx).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_missing_inputs() => Ok(()),
             Err(e) => Err(backend(e)),
@@ -827,13 +858,13 @@ eddy_store::record!(
 /// The loop-in's side effects on the server: paying the client's invoice, claiming the HTLC,
 /// co-signing the client's refund.
 #[async_trait::async_trait]
-impl runner::Effects<LoopInRecord> for LoopOutServer {
+impl runner::Effects<LoopInRecord> for LoopInEngine {
     /// The tip the pass runs at.
     type Ctx = u32;
     type Error = ServerError;
 
     fn store(&self) -> &dyn eddy_store::SwapStore {
-        &**LoopOutServer::store(self)
+        &**self.core.store()
     }
 
     fn view<'a>(&self, _tip: &'a u32) -> &'a () {
@@ -842,12 +873,14 @@ impl runner::Effects<LoopInRecord> for LoopOutServer {
 
     async fn persisted(&self, id: &SwapId, rec: &LoopInRecord) {
         if rec.state.is_terminal() {
-            self.unwatch(id).await;
+            self.core.unwatch(id).await;
         }
     }
 
     fn finished(&self, _id: &SwapId, rec: &LoopInRecord) {
-        self.metrics().swap_finished(&format!("in_{}", state_name(&rec.state)));
+        self.core
+            .metrics()
+            .swap_finished(&format!("in_{}", state_name(&rec.state)));
     }
 
     async fn act(
@@ -869,7 +902,7 @@ impl runner::Effects<LoopInRecord> for LoopOutServer {
                 // never a payment at or after the last payment height, never a CLTV budget of 0
                 // (LND reads 0 as "no limit"). A stale decision sends nothing; the next pass
                 // asks the machine again ([`Event::SendPayment`]).
-                let now = self.tip().await?.max(height).max(tip);
+                let now = self.core.tip().await?.max(height).max(tip);
                 let Some(budget) = rec.terms.payment_cltv_budget(now) else {
                     tracing::warn!(swap = %id, tip = now, "loop-in payment deadline passed before the send: not paying");
                     return Ok(());
@@ -885,7 +918,7 @@ impl runner::Effects<LoopInRecord> for LoopOutServer {
                     last_hop: rec.last_hop,
                 };
                 eddy_store::crash_point("loop_in_server.pay.before_send");
-                match self.ln().pay_invoice(&rec.invoice, &params).await {
+                match self.core.ln().pay_invoice(&rec.invoice, &params).await {
                     Ok(_) => Ok(()),
                     // The node may have received the send (a transport error, a timeout): not a
                     // failed attempt — the swap must not become refundable while the payment

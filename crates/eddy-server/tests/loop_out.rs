@@ -18,7 +18,7 @@ use eddy_core::sm::loop_out_server::State;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_lab::{Lab, LabConfig, WAIT};
-use eddy_server::{LoopOutRequest, LoopOutServer, SeedKeys, ServerConfig, ServerError};
+use eddy_server::{LoopOutRequest, SeedKeys, ServerConfig, ServerError, SwapServer};
 use eddy_store::{SqliteStore, SwapStore};
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_node::lightning_invoice::Bolt11Invoice;
@@ -49,7 +49,7 @@ struct Env {
     chain: Arc<dyn ChainSource>,
     server_ln: Arc<LdkNode>,
     store: Arc<dyn SwapStore>,
-    server: LoopOutServer,
+    server: SwapServer,
 }
 
 /// Devnet, a client ldk-node, the server's embedded LDK node with 2M on chain and a 1M channel
@@ -119,7 +119,7 @@ fn setup() -> Env {
         onchain_reserve: Amount::from_sat(10_000),
     };
     let server = rt
-        .block_on(LoopOutServer::new(
+        .block_on(SwapServer::new(
             cfg,
             server_ln.clone(),
             chain.clone(),
@@ -169,7 +169,7 @@ fn loop_out_happy_path_script_claim() {
     let amount = Amount::from_sat(100_000);
     let tip = lab.chain.tip().expect("tip").0;
     let offer = rt
-        .block_on(server.create_loop_out(&LoopOutRequest {
+        .block_on(server.loop_out.create(&LoopOutRequest {
             amount,
             payment_hash: hash,
             claim_key: claim_pk,
@@ -196,7 +196,7 @@ fn loop_out_happy_path_script_claim() {
     assert_eq!(swap_inv.min_final_cltv_expiry_delta(), 80 + 15 + 39 + 3);
     // A replayed request is refused.
     assert!(matches!(
-        rt.block_on(server.create_loop_out(&LoopOutRequest { amount, payment_hash: hash, claim_key: claim_pk })),
+        rt.block_on(server.loop_out.create(&LoopOutRequest { amount, payment_hash: hash, claim_key: claim_pk })),
         Err(ServerError::Duplicate(h)) if h == hash
     ));
 
@@ -214,7 +214,7 @@ fn loop_out_happy_path_script_claim() {
         let start = Instant::now();
         loop {
             rt.block_on(server.tick()).expect("tick");
-            let (_, rec) = rt.block_on(server.swap(&id)).expect("swap");
+            let (_, rec) = rt.block_on(server.loop_out.swap(&id)).expect("swap");
             if f(&rec.state) {
                 return rec;
             }
@@ -347,7 +347,7 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
     let claim_pk = PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[0x31; 32]).expect("key"));
     let amount = Amount::from_sat(150_000);
     let offer = rt
-        .block_on(server.create_loop_out(&LoopOutRequest {
+        .block_on(server.loop_out.create(&LoopOutRequest {
             amount,
             payment_hash: hash,
             claim_key: claim_pk,
@@ -366,7 +366,7 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
     let id = SwapId::from(hash);
     let state = |rt: &tokio::runtime::Runtime| {
         rt.block_on(server.tick()).expect("tick");
-        rt.block_on(server.swap(&id)).expect("swap").1
+        rt.block_on(server.loop_out.swap(&id)).expect("swap").1
     };
     let start = Instant::now();
     let funding = loop {

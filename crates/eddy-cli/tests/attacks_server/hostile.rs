@@ -16,7 +16,7 @@ use eddy_core::musig::Signer;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_server::http::HttpServer;
-use eddy_server::LoopOutServer;
+use eddy_server::SwapServer;
 use eddy_store::SwapStore;
 use serde_json::{json, Value};
 
@@ -200,19 +200,19 @@ pub fn fund(net: &Swapnet, htlc: &Htlc, value: Amount) -> OutPoint {
 }
 
 /// The server's swap-wallet balance, after a pass of its engine.
-pub fn wallet(net: &Swapnet, server: &LoopOutServer) -> Amount {
+pub fn wallet(net: &Swapnet, server: &SwapServer) -> Amount {
     net.rt.block_on(server.tick()).expect("tick");
     net.rt.block_on(server.wallet_balance()).spendable
 }
 
 /// A loop-out's state on `server`.
-pub fn out_state(net: &Swapnet, server: &LoopOutServer, id: &SwapId) -> eddy_core::sm::loop_out_server::State {
-    net.rt.block_on(server.swap(id)).expect("loop-out").1.state
+pub fn out_state(net: &Swapnet, server: &SwapServer, id: &SwapId) -> eddy_core::sm::loop_out_server::State {
+    net.rt.block_on(server.loop_out.swap(id)).expect("loop-out").1.state
 }
 
 /// A loop-in's state on `server`.
-pub fn in_state(net: &Swapnet, server: &LoopOutServer, id: &SwapId) -> eddy_core::sm::loop_in_server::State {
-    net.rt.block_on(server.loop_in(id)).expect("loop-in").1.state
+pub fn in_state(net: &Swapnet, server: &SwapServer, id: &SwapId) -> eddy_core::sm::loop_in_server::State {
+    net.rt.block_on(server.loop_in.swap(id)).expect("loop-in").1.state
 }
 
 /// The miner fee `txid` paid.
@@ -373,7 +373,7 @@ pub fn outputs_paying(net: &Swapnet, spk: &ScriptBuf, from_height: u32) -> Vec<O
 /// (funded with `coins` from the faucet, confirmed) and HTTP API: for attacks that need other
 /// settings or a faulty store.
 pub struct OwnServer {
-    pub server: Arc<LoopOutServer>,
+    pub server: Arc<SwapServer>,
     pub store: Arc<dyn SwapStore>,
     pub http: HttpServer,
     pub dir: std::path::PathBuf,
@@ -418,7 +418,7 @@ pub fn own_server_on(
     let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_server::SEED_FILE).expect("seed");
     let server = Arc::new(
         net.rt
-            .block_on(LoopOutServer::new(cfg, ln, chain, store.clone(), keys))
+            .block_on(SwapServer::new(cfg, ln, chain, store.clone(), keys))
             .expect("server"),
     );
     for c in coins {
@@ -445,7 +445,7 @@ pub fn own_server_on(
 }
 
 /// Ticks `server` until `done` holds (mining a block when `mine` says so), within the lab's wait.
-pub fn drive(net: &Swapnet, server: &LoopOutServer, mut mine: impl FnMut() -> bool, mut done: impl FnMut() -> bool) {
+pub fn drive(net: &Swapnet, server: &SwapServer, mut mine: impl FnMut() -> bool, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     loop {
         let _ = net.rt.block_on(server.tick());

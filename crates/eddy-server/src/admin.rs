@@ -6,8 +6,11 @@ use std::collections::HashSet;
 
 use bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, TxOut, Txid};
 
-use super::{backend, LoopOutServer, ServerError, State, META_WALLET_SCAN_FROM};
+use crate::loop_out::{LoopOutEngine, LoopOutRecord};
+use crate::server::SwapServer;
+use crate::server_core::{backend, ServerError, META_WALLET_SCAN_FROM};
 use crate::wallet::{Coin, SwapWallet};
+use eddy_core::sm::loop_out_server::State;
 
 /// What one HTLC publication weighs besides its inputs, for the fee kept for each promised
 /// swap: the P2TR HTLC output (43 vB), a change output (43 vB) and the transaction's own bytes
@@ -32,7 +35,7 @@ pub struct WalletReport {
     pub withdrawable: Amount,
 }
 
-/// What a withdrawal may spend (see `LoopOutServer::free_coins`).
+/// What a withdrawal may spend (see `SwapServer::free_coins`).
 struct FreeCoins {
     /// The wallet's watch.
     seen: eddy_backends::WatchStatus,
@@ -203,30 +206,31 @@ fn kept_for(coins: &[Coin], owed: &[Amount], rate: FeeRate) -> HashSet<OutPoint>
 /// Whether the swap wallet owes `r` its HTLC: paid and not yet published. (A publication
 /// stored but not broadcast keeps its own inputs too: counted twice until it is, which errs on
 /// the side of the swap — and a stored one whose inputs another transaction took is still owed.)
-fn owed(r: &super::LoopOutRecord) -> bool {
+fn owed(r: &LoopOutRecord) -> bool {
     r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing { .. })
 }
 
-impl LoopOutServer {
+impl SwapServer {
     /// The swap wallet's balance and what of it is promised (as of the last chain sync);
     /// `withdrawable` is what `withdraw all` could take before its fee, at the publication
     /// estimate.
     pub async fn wallet_report(&self) -> Result<WalletReport, ServerError> {
         let estimate = self
+            .core
             .chain
-            .fee_rate(self.cfg.publish_conf_target)
+            .fee_rate(self.core.cfg.publish_conf_target)
             .await
             .map_err(backend)?;
         // `free_coins` remembers the stored publications as ours: never beside a publication
         // being stored, broadcast or replaced.
-        let _no_publication = self.publishing.lock().await;
+        let _no_publication = self.core.publishing.lock().await;
         let b = self.wallet_balance().await;
         let free = self.free_coins(keep_rate(estimate)).await?;
         Ok(WalletReport {
             spendable: b.spendable,
             unconfirmed: b.unconfirmed_deposits,
             promised: free.promised,
-            reserve: self.cfg.onchain_reserve,
+            reserve: self.core.cfg.onchain_reserve,
             withdrawable: free.free,
         })
     }
@@ -235,10 +239,10 @@ impl LoopOutServer {
     /// mempool dropped keeps its coins: it is broadcast again), the coins kept for the paid
     /// swaps still to publish at `rate` ([`kept_for`]), and the rest of the confirmed coins.
     async fn free_coins(&self, rate: FeeRate) -> Result<FreeCoins, ServerError> {
-        let active = Self::active(&*self.store).await?;
+        let active = LoopOutEngine::active(&*self.core.store).await?;
         for (_, _, r) in &active {
             if let Some(tx) = r.stored_tx() {
-                self.wallet.remember(&tx);
+                self.core.wallet.remember(&tx);
             }
         }
         let owed: Vec<Amount> = active
@@ -246,8 +250,8 @@ impl LoopOutServer {
             .filter(|(_, _, r)| owed(r))
             .map(|(_, _, r)| r.amount)
             .collect();
-        let seen = self.status_of(crate::wallet::WALLET_WATCH_ID).await;
-        let coins = self.wallet.coins(&seen);
+        let seen = self.core.status_of(crate::wallet::WALLET_WATCH_ID).await;
+        let coins = self.core.wallet.coins(&seen);
         let kept = kept_for(&coins, &owed, rate);
         let free = coins
             .iter()
@@ -273,11 +277,12 @@ impl LoopOutServer {
         amount: Option<Amount>,
         rate: Option<FeeRate>,
     ) -> Result<Withdrawal, ServerError> {
-        let _one = self.publishing.lock().await;
-        self.sync_chain().await?;
+        let _one = self.core.publishing.lock().await;
+        self.core.sync_chain().await?;
         let estimate = self
+            .core
             .chain
-            .fee_rate(self.cfg.publish_conf_target)
+            .fee_rate(self.core.cfg.publish_conf_target)
             .await
             .map_err(backend)?;
         let rate = rate.unwrap_or(estimate);
@@ -297,7 +302,7 @@ impl LoopOutServer {
                     value: a,
                     script_pubkey: to.clone(),
                 }];
-                self.wallet
+                self.core.wallet
                     .pay_confirmed_except(&seen, &outputs, rate, &kept)
                     .map_err(|e| match e {
                         crate::wallet::WalletError::Insufficient { available, needed } => {
@@ -309,13 +314,13 @@ impl LoopOutServer {
                         e => ServerError::Unavailable(e.to_string()),
                     })?
             }
-            None => pay_all_free(&self.wallet, &seen, to, free, promised, rate, &kept)?,
+            None => pay_all_free(&self.core.wallet, &seen, to, free, promised, rate, &kept)?,
         };
         let txid = tx.compute_txid();
         let target = tx.output.first().map_or(Amount::ZERO, |o| o.value);
-        let fee = self.wallet.fee_of(&seen, &tx).unwrap_or(Amount::ZERO);
+        let fee = self.core.wallet.fee_of(&seen, &tx).unwrap_or(Amount::ZERO);
         if target + fee > free || tx.input.iter().any(|i| kept.contains(&i.previous_output)) {
-            self.wallet.forget(&txid);
+            self.core.wallet.forget(&txid);
             return Err(ServerError::Unavailable(format!(
                 "{} sat and a {} sat fee is more than the {} sat confirmed and not promised to paid swaps",
                 target.to_sat(),
@@ -323,8 +328,8 @@ impl LoopOutServer {
                 free.to_sat()
             )));
         }
-        if let Err(e) = self.chain.broadcast(&tx).await {
-            self.wallet.forget(&txid);
+        if let Err(e) = self.core.chain.broadcast(&tx).await {
+            self.core.wallet.forget(&txid);
             // Refused by the node (dust, a fee below its minimum): the request's fault.
             return Err(ServerError::Unavailable(format!("the transaction was refused: {e}")));
         }
@@ -352,14 +357,14 @@ impl LoopOutServer {
     pub async fn rescan_wallet(&self, from: u32) -> Result<(), ServerError> {
         use eddy_backends::{ChainWatcher, WatchId};
         let _one_rescan = self.rescanning.lock().await;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let tip = self.core.chain.tip().await.map_err(backend)?.height;
         if from > tip {
             return Err(ServerError::Invalid(format!("height {from} is above the tip {tip}")));
         }
         // Never later than the scan already follows: that would hide older coins.
-        let current = *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner());
+        let current = *self.core.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner());
         let after = from.saturating_sub(1).min(current.unwrap_or(u32::MAX));
-        let mut watched = self.active_watch_ids().await?;
+        let mut watched = Self::watches_in(&*self.core.store).await?;
         let start = watched
             .iter()
             .map(|(_, h, _)| h.saturating_sub(1))
@@ -368,13 +373,14 @@ impl LoopOutServer {
             .unwrap_or(after)
             .min(tip);
         let start_hash = self
+            .core
             .chain
             .block_hash(start)
             .await
             .map_err(backend)?
             .ok_or_else(|| ServerError::Backend(format!("no block at {start}")))?;
         let mut fresh = ChainWatcher::new(
-            self.chain.clone(),
+            self.core.chain.clone(),
             eddy_backends::BlockRef {
                 height: start,
                 hash: start_hash,
@@ -383,7 +389,7 @@ impl LoopOutServer {
         );
         fresh
             .index_mut()
-            .watch_script(crate::wallet::WALLET_WATCH_ID, self.wallet.script_pubkey().clone());
+            .watch_script(crate::wallet::WALLET_WATCH_ID, self.core.wallet.script_pubkey().clone());
         for (id, _, spk) in &watched {
             fresh.index_mut().watch_script(*id, spk.clone());
         }
@@ -399,8 +405,8 @@ impl LoopOutServer {
         // Beside the engine, round after round.
         for _ in 0..RESCAN_ROUNDS {
             let found = fresh.sync().await.map_err(backend)?;
-            self.log_deposits(&fresh, &found);
-            let now = self.active_watch_ids().await?;
+            self.core.log_deposits(&fresh, &found);
+            let now = Self::watches_in(&*self.core.store).await?;
             let created = new_since(&now, &watched);
             if created.is_empty() {
                 break;
@@ -410,20 +416,20 @@ impl LoopOutServer {
             for (id, _, spk) in &created {
                 fresh.index_mut().watch_script(*id, spk.clone());
             }
-            let unconfirmed = unconfirmed_of(&*self.watcher.lock().await, &created);
+            let unconfirmed = unconfirmed_of(&*self.core.watcher.lock().await, &created);
             self.apply_unconfirmed(&mut fresh, unconfirmed).await;
             taken.extend(created.iter().map(|(id, ..)| *id));
             watched.extend(created);
         }
         // Under the engine's locks: swap creations take the watcher's lock after storing the
         // swap, so a swap is either read here or adds its watch to the new watcher.
-        let _no_publication = self.publishing.lock().await;
-        let mut w = self.watcher.lock().await;
+        let _no_publication = self.core.publishing.lock().await;
+        let mut w = self.core.watcher.lock().await;
         // The engine's watcher, up to date: what it knows of the mempool is what the new one
         // takes for the swaps created during the rescan.
         let events = w.sync().await.map_err(backend)?;
-        self.log_deposits(&w, &events);
-        let now = self.active_watch_ids().await?;
+        self.core.log_deposits(&w, &events);
+        let now = Self::watches_in(&*self.core.store).await?;
         let created = new_since(&now, &watched);
         if let Some(first) = created.iter().map(|(_, h, _)| *h).min() {
             // Created in the last round: few blocks to read again.
@@ -441,20 +447,23 @@ impl LoopOutServer {
             fresh.index_mut().unwatch(*id);
         }
         let found = fresh.sync().await.map_err(backend)?;
-        self.log_deposits(&fresh, &found);
+        self.core.log_deposits(&fresh, &found);
         *w = fresh;
         drop(w);
         // Stored once it worked, so a failed rescan leaves the server as it was.
-        self.store.set_meta(META_WALLET_SCAN_FROM, &after.to_string()).await?;
-        *self.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(after);
+        self.core
+            .store
+            .set_meta(META_WALLET_SCAN_FROM, &after.to_string())
+            .await?;
+        *self.core.wallet_scan_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(after);
         tracing::info!(from = after + 1, "swap wallet rescanned");
         Ok(())
     }
 
-    /// Starts [`LoopOutServer::rescan_wallet`] in the background (a deep one outlives any HTTP
-    /// request); [`LoopOutServer::rescan_status`] says how it went. Refused while one runs.
+    /// Starts [`SwapServer::rescan_wallet`] in the background (a deep one outlives any HTTP
+    /// request); [`SwapServer::rescan_status`] says how it went. Refused while one runs.
     pub async fn spawn_rescan(self: &std::sync::Arc<Self>, from: u32) -> Result<RescanStatus, ServerError> {
-        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let tip = self.core.chain.tip().await.map_err(backend)?.height;
         if from > tip {
             return Err(ServerError::Invalid(format!("height {from} is above the tip {tip}")));
         }
@@ -493,7 +502,7 @@ impl LoopOutServer {
         Ok(status)
     }
 
-    /// The last rescan started through [`LoopOutServer::spawn_rescan`], if any.
+    /// The last rescan started through [`SwapServer::spawn_rescan`], if any.
     pub fn rescan_status(&self) -> Option<RescanStatus> {
         self.rescan_status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -501,37 +510,12 @@ impl LoopOutServer {
     /// Applies the transactions `txids` that are still in the mempool to `fresh`'s index.
     async fn apply_unconfirmed(&self, fresh: &mut eddy_backends::ChainWatcher, txids: Vec<Txid>) {
         for txid in txids {
-            if let Ok(Some(t)) = self.chain.transaction(&txid).await {
+            if let Ok(Some(t)) = self.core.chain.transaction(&txid).await {
                 if t.block.is_none() {
                     fresh.index_mut().apply_tx(&t.tx, None, &mut vec![]);
                 }
             }
         }
-    }
-
-    /// Every active swap's watch: its id, the height it was created at, its HTLC script.
-    async fn active_watch_ids(&self) -> Result<Vec<(eddy_backends::WatchId, u32, ScriptBuf)>, ServerError> {
-        let htlc_spk = |p| {
-            eddy_core::htlc::Htlc::new(p)
-                .map(|h| h.script_pubkey())
-                .map_err(|e| ServerError::Backend(e.to_string()))
-        };
-        let mut out = vec![];
-        for (id, _, r) in Self::active(&*self.store).await? {
-            out.push((
-                eddy_backends::watch::swap_watch_id(&id),
-                r.terms.created_height,
-                htlc_spk(r.htlc)?,
-            ));
-        }
-        for (id, _, r) in crate::loop_in::active_in_of(&*self.store).await? {
-            out.push((
-                eddy_backends::watch::swap_watch_id(&id),
-                r.created_height,
-                htlc_spk(r.htlc)?,
-            ));
-        }
-        Ok(out)
     }
 }
 
