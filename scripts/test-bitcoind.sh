@@ -8,7 +8,7 @@
 #
 # Not run here, devnet-only by nature: eddy-devnet's tests and crates/eddy-cli/tests/devnet_cli.rs
 # test the devnet itself (and `eddy devnet`), as does crates/eddy-cli/tests/walkthrough.rs (the
-# README's walk-through runs `eddy devnet` and its faucet); eddy-core, eddy-store, eddy-backends'
+# README's walk-through runs `eddy devnet` and its faucet); eddy-core, eddy-store, eddy-lnd-emu's
 # lnd_vectors, and eddy-cli's htlc_cli use no chain. Steps inside the binaries below that need
 # a devnet-only fake (a fee estimate; holding the chain's lock) print "skipping …" on bitcoind.
 set -euo pipefail

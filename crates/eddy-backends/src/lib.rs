@@ -16,7 +16,6 @@ pub mod health;
 pub mod ldk;
 pub mod lightning;
 pub mod lnd;
-pub mod lnd_emu;
 pub mod watch;
 pub mod watcher;
 

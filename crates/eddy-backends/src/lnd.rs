@@ -10,7 +10,7 @@
 //! SendOutputs, EstimateFee.
 //!
 //! LND cannot be installed where Eddy is developed and tested: this client is tested against
-//! `crate::lnd_emu`, a gRPC server built from the same LND proto definitions. The rules below
+//! `eddy_lnd_emu`, a gRPC server built from the same LND proto definitions. The rules below
 //! are LND's, each with the LND source file it comes from:
 //! - **Hold-invoice expiry delta.** LND cancels an accepted hold invoice by itself once
 //!   `height + invoices.holdexpirydelta >= ` its lowest HTLC expiry

@@ -1,6 +1,6 @@
 //! `eddy daemon`: the swap client as a long-running process. Opens the configured backends,
-//! runs the loop-out client engine ([`eddy_client::LoopOutClient::run`]) against the swap
-//! server's HTTP API, and serves a local API for the CLI on loopback. Every local request needs
+//! runs both client engines ([`eddy_client::LoopOutClient::run`],
+//! [`eddy_client::loop_in::LoopInClient::run`]) against the swap server's HTTP API, and serves a local API for the CLI on loopback. Every local request needs
 //! `Authorization: Bearer <token>`, the token being the contents of `<data dir>/api.token`
 //! (created 0600 at first start): only who can read the data dir can spend through the daemon.
 //!
@@ -31,7 +31,7 @@ use clap::Args;
 use eddy_backends::{ChainSource, LightningNode};
 use eddy_client::loop_in::{ClientLoopIn, LoopInClient, LoopInOptions};
 use eddy_client::loop_out::ClientLoopOut;
-use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
+use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopInApi, LoopOutClient, SwapOptions};
 use eddy_core::api::{ErrorBody, QuoteQuery, SwapIdPath, Terms};
 use eddy_core::sm::loop_out_client::State as ClientState;
 use eddy_core::types::SwapId;
@@ -212,7 +212,7 @@ impl From<ClientError> for ApiError {
             | ClientError::NoInbound(_)
             | ClientError::NoFunds(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::NotFound(_) => StatusCode::NOT_FOUND,
-            ClientError::Server(m) => return server_error(m.clone(), CREATION_PASSES),
+            ClientError::Server(e) => return server_error(e.clone(), CREATION_PASSES),
             ClientError::Backend(_) | ClientError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())
@@ -225,13 +225,14 @@ impl From<ClientError> for ApiError {
 /// 502 with the server named: unreachable, slow, failing, or answering what the route cannot
 /// mean (a 404 on `/v1/terms` is a wrong server URL; a server's 401/403 must not look like the
 /// daemon's own token check).
-fn server_error(message: String, passes: &[u16]) -> ApiError {
-    match eddy_client::http::answered_status(&message)
+fn server_error(e: eddy_client::ApiCallError, passes: &[u16]) -> ApiError {
+    match e
+        .status()
         .filter(|s| passes.contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
     {
-        Some(status) => ApiError(status, message),
-        None => ApiError(StatusCode::BAD_GATEWAY, message),
+        Some(status) => ApiError(status, e.to_string()),
+        None => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 
@@ -434,12 +435,12 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         claim_txid: rec
             .confirmed_claim()
             .map(|c| c.0)
-            .or(rec.claim.as_ref().map(|c| c.txid))
+            .or(rec.claim.as_ref().and_then(|c| c.last()))
             .map(|t| t.to_string()),
         claim_fee_sat: rec
             .confirmed_claim()
             .map(|c| c.1)
-            .or(rec.claim.as_ref().map(|c| c.fee))
+            .or(rec.claim.as_ref().and_then(|c| c.fee()))
             .map(|f| f.to_sat()),
         destination: Address::from_script(&rec.destination, network)
             .map(|a| a.to_string())
@@ -481,7 +482,7 @@ fn view_in(r: &eddy_store::SwapRecord, rec: &ClientLoopIn, network: Network) -> 
             .and_then(|s| Address::from_script(s, network).ok())
             .map(|a| a.to_string())
             .unwrap_or_default(),
-        refund_txid: rec.refund.as_ref().and_then(|r| r.all.last()).map(|t| t.to_string()),
+        refund_txid: rec.last_refund().map(|t| t.to_string()),
         funding_txid: match &rec.state {
             S::Funding { txid } => Some(txid.to_string()),
             _ => None,
@@ -760,7 +761,7 @@ async fn abandon(
     (status = 502, description = "The swap server could not be reached or failed (it is named in the message)", body = ErrorBody),
     (status = 503, description = "A backend of this daemon (its node, chain source or store) failed, or the request outlived the request deadline", body = ErrorBody),
 ))]
-async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
+async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Terms>, ApiError> {
     d.server
         .terms()
         .await
@@ -778,18 +779,19 @@ async fn terms(State(d): State<Arc<Daemon>>) -> Result<Json<Value>, ApiError> {
 ))]
 async fn quote(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let amount = eddy_core::api::parse_quote_query(q.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
-    let mut v = d
+    let quote = d
         .server
         .quote_loop_out(amount)
         .await
         .map_err(|m| server_error(m, QUOTE_PASSES))?;
+    let mut v = serde_json::to_value(quote).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     // The client's own cost: the claim's miner fee at the current estimate.
     let rate = d
         .chain
         .fee_rate(d.cfg.conf_target)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let (coop, script) = eddy_client::loop_out::claim_vbytes();
+    let (coop, script) = eddy_core::tx::loop_out_claim_vbytes();
     if let Value::Object(m) = &mut v {
         m.insert(
             "fee_rate_sat_per_vb".into(),
@@ -1151,9 +1153,7 @@ async fn openapi(State(d): State<Arc<Daemon>>) -> Json<Value> {
         Some((at, range)) if at.elapsed() < std::time::Duration::from_secs(DOC_RANGE_SECS) => range,
         _ => {
             let terms = d.server.terms().await.ok();
-            let range = terms
-                .as_ref()
-                .and_then(|t| Some((t["min_amount_sat"].as_u64()?, t["max_amount_sat"].as_u64()?)));
+            let range = terms.as_ref().map(|t| (t.min_amount_sat, t.max_amount_sat));
             *cached = Some((std::time::Instant::now(), range));
             range
         }
@@ -1416,7 +1416,11 @@ mod tests {
 
     #[test]
     fn only_documented_server_refusals_pass_through() {
-        let answered = |code: u16| format!("server answered {code} X: words");
+        let answered = |code: u16| eddy_client::ApiCallError::Answered {
+            kind: eddy_client::ErrorKind::of_status(code),
+            status: format!("{code} X"),
+            message: "words".into(),
+        };
         for (passes, code, want) in [
             (TERMS_PASSES, 429, 429),
             (TERMS_PASSES, 404, 502),
@@ -1431,7 +1435,8 @@ mod tests {
             assert_eq!(e.0.as_u16(), want, "{code} through {passes:?}");
             assert!(e.1.contains("words"), "the server's message is kept");
         }
-        assert_eq!(server_error("server unreachable: refused".into(), QUOTE_PASSES).0, 502);
+        let unreachable = eddy_client::ApiCallError::Unreachable("refused".into());
+        assert_eq!(server_error(unreachable, QUOTE_PASSES).0, 502);
     }
 
     #[test]

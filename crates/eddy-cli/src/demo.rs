@@ -19,7 +19,9 @@ use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
 use eddy_backends::{ChainSource, LightningNode};
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
-use eddy_client::{ClientConfig, HttpSwapServer, LoopOutClient, SwapServerApi};
+use eddy_client::{
+    ApiCallError, ClientConfig, HttpSwapServer, LoopInApi, LoopOutApi, LoopOutClient, SwapServerApi, SwapState,
+};
 use eddy_core::fees::FeePolicy;
 use eddy_core::sm::{loop_out_client, loop_out_server};
 use eddy_core::types::{Preimage, SwapId};
@@ -32,14 +34,30 @@ use eddy_store::{SqliteStore, SwapStore};
 /// The server engine reached in-process (the daemons speak HTTP; the demo keeps one process).
 struct InProcess(Arc<SwapServer>);
 
+/// A server engine's refusal as the HTTP API would answer it (the same status for each kind).
+fn refused(e: eddy_server::ServerError) -> ApiCallError {
+    use eddy_server::ServerError as E;
+    let (code, status) = match &e {
+        E::Invalid(_) => (400, "400 Bad Request"),
+        E::NotFound(_) => (404, "404 Not Found"),
+        E::Duplicate(_) => (409, "409 Conflict"),
+        E::Unavailable(_) | E::Backend(_) | E::Store(_) => (503, "503 Service Unavailable"),
+    };
+    ApiCallError::Answered {
+        kind: eddy_client::ErrorKind::of_status(code),
+        status: status.into(),
+        message: e.to_string(),
+    }
+}
+
 #[async_trait]
-impl SwapServerApi for InProcess {
-    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-        self.0.loop_out.create(req).await.map_err(|e| e.to_string())
+impl LoopOutApi for InProcess {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
+        self.0.loop_out.create(req).await.map_err(refused)
     }
 
-    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-        self.0.loop_out.push_preimage(preimage).await.map_err(|e| e.to_string())
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError> {
+        self.0.loop_out.push_preimage(preimage).await.map_err(refused)
     }
 
     async fn cosign_claim(
@@ -47,47 +65,43 @@ impl SwapServerApi for InProcess {
         id: &SwapId,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.0
-            .loop_out
-            .cosign_claim(id, nonce, tx)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
+        self.0.loop_out.cosign_claim(id, nonce, tx).await.map_err(refused)
     }
+}
 
-    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
-        self.0
-            .loop_in
-            .quote(amount)
-            .map(|q| q.swap_fee)
-            .map_err(|e| e.to_string())
+#[async_trait]
+impl LoopInApi for InProcess {
+    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, ApiCallError> {
+        self.0.loop_in.quote(amount).map(|q| q.swap_fee).map_err(refused)
     }
 
     async fn loop_in(
         &self,
         req: &eddy_core::validate::LoopInCreate,
-    ) -> Result<eddy_core::validate::LoopInOffer, String> {
-        self.0.create_loop_in(req).await.map_err(|e| e.to_string())
+    ) -> Result<eddy_core::validate::LoopInOffer, ApiCallError> {
+        self.0.create_loop_in(req).await.map_err(refused)
     }
 
-    async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
-        match self.0.loop_out.swap(id).await {
-            Ok((_, r)) => Ok(eddy_store::state_name(&r.state)),
+    async fn swap_state(&self, id: &SwapId) -> Result<SwapState, ApiCallError> {
+        let name = match self.0.loop_out.swap(id).await {
+            Ok((_, r)) => eddy_store::state_name(&r.state),
             Err(_) => self
                 .0
                 .loop_in
                 .swap(id)
                 .await
                 .map(|(_, r)| eddy_store::state_name(&r.state))
-                .map_err(|e| e.to_string()),
-        }
+                .map_err(refused)?,
+        };
+        Ok(SwapState::from_name(&name))
     }
 
     async fn claim_request(
         &self,
         id: &SwapId,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
-        self.0.loop_in.claim_request(id).await.map_err(|e| e.to_string())
+    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiCallError> {
+        self.0.loop_in.claim_request(id).await.map_err(refused)
     }
 
     async fn claim_cosign(
@@ -95,13 +109,13 @@ impl SwapServerApi for InProcess {
         id: &SwapId,
         nonce: &eddy_core::musig::PubNonceBytes,
         partial: &eddy_core::musig::PartialSigBytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApiCallError> {
         self.0
             .loop_in
             .claim_cosigned(id, nonce, partial)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(refused)
     }
 
     async fn cosign_refund(
@@ -109,12 +123,8 @@ impl SwapServerApi for InProcess {
         id: &SwapId,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.0
-            .loop_in
-            .cosign_refund(id, nonce, tx)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
+        self.0.loop_in.cosign_refund(id, nonce, tx).await.map_err(refused)
     }
 }
 
@@ -569,7 +579,11 @@ impl Swapnet {
         let funding_fee = self
             .rt
             .block_on(eddy_backends::fee_paid(self.chain.as_ref(), &funding_tx))?;
-        let claim_txid = s.claim.as_ref().map(|c| c.txid).ok_or_else(|| anyhow!("no claim"))?;
+        let claim_txid = s
+            .claim
+            .as_ref()
+            .and_then(|c| c.last())
+            .ok_or_else(|| anyhow!("no claim"))?;
         let claim_tx = self
             .rt
             .block_on(self.chain.transaction(&claim_txid))?

@@ -16,7 +16,10 @@ use bitcoin::{Amount, OutPoint, Transaction};
 use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
-use eddy_client::{ClientError, HttpSwapServer, LoopOutClient, SwapOptions, SwapServerApi};
+use eddy_client::{
+    ApiCallError, ClientError, HttpSwapServer, LoopInApi, LoopOutApi, LoopOutClient, SwapOptions, SwapServerApi,
+    SwapState,
+};
 use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_client::State as InState;
@@ -114,21 +117,22 @@ fn forge(invoice: &str, extra_msat: u64, hint_cltv: Option<u16>) -> Result<Strin
 }
 
 #[async_trait]
-impl SwapServerApi for Hostile {
-    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
+impl LoopOutApi for Hostile {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
         let mut offer = self.real.loop_out(req).await?;
         if self.knobs.route_hint_cltv.is_some() || self.knobs.extra_swap_msat.is_some() {
             offer.swap_invoice = forge(
                 &offer.swap_invoice,
                 self.knobs.extra_swap_msat.unwrap_or(0),
                 self.knobs.route_hint_cltv,
-            )?;
-            offer.prepay_invoice = forge(&offer.prepay_invoice, 0, None)?;
+            )
+            .map_err(ApiCallError::Failed)?;
+            offer.prepay_invoice = forge(&offer.prepay_invoice, 0, None).map_err(ApiCallError::Failed)?;
         }
         Ok(offer)
     }
 
-    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError> {
         self.hang_if(&SwapId::from(preimage.payment_hash())).await;
         self.real.push_preimage(preimage).await
     }
@@ -138,10 +142,10 @@ impl SwapServerApi for Hostile {
         id: &SwapId,
         nonce: &PubNonceBytes,
         tx: &Transaction,
-    ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         self.hang_if(id).await;
         if self.knobs.refuse_claim_cosign.load(Ordering::SeqCst) {
-            return Err("not co-signing now".into());
+            return Err(ApiCallError::Failed("not co-signing now".into()));
         }
         let (n, mut partial) = self.real.cosign_claim(id, nonce, tx).await?;
         if self.knobs.garbage_partial {
@@ -149,27 +153,30 @@ impl SwapServerApi for Hostile {
         }
         Ok((n, partial))
     }
+}
 
-    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, String> {
+#[async_trait]
+impl LoopInApi for Hostile {
+    async fn loop_in_fee(&self, amount: Amount) -> Result<Amount, ApiCallError> {
         match self.knobs.loop_in_fee {
             Some(f) => Ok(f),
             None => self.real.loop_in_fee(amount).await,
         }
     }
 
-    async fn loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, String> {
+    async fn loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ApiCallError> {
         self.real.loop_in(req).await
     }
 
-    async fn swap_state(&self, id: &SwapId) -> Result<String, String> {
+    async fn swap_state(&self, id: &SwapId) -> Result<SwapState, ApiCallError> {
         self.hang_if(id).await;
         if let Some(s) = self.knobs.fake_state {
-            return Ok(s.into());
+            return Ok(SwapState::from_name(s));
         }
         self.real.swap_state(id).await
     }
 
-    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, Transaction), String> {
+    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, Transaction), ApiCallError> {
         let (nonce, mut tx) = self.real.claim_request(id).await?;
         if let Some(o) = self.knobs.claim_outpoint {
             tx.input[0].previous_output = o;
@@ -178,7 +185,12 @@ impl SwapServerApi for Hostile {
         Ok((nonce, tx))
     }
 
-    async fn claim_cosign(&self, id: &SwapId, nonce: &PubNonceBytes, partial: &PartialSigBytes) -> Result<(), String> {
+    async fn claim_cosign(
+        &self,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
+        partial: &PartialSigBytes,
+    ) -> Result<(), ApiCallError> {
         if self.knobs.claim_outpoint.is_some() {
             self.wrong_cosigns.fetch_add(1, Ordering::SeqCst);
         }
@@ -190,10 +202,10 @@ impl SwapServerApi for Hostile {
         id: &SwapId,
         nonce: &PubNonceBytes,
         tx: &Transaction,
-    ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         self.hang_if(id).await;
         if self.knobs.refuse_refund_cosign {
-            return Err("no refund for you".into());
+            return Err(ApiCallError::Failed("no refund for you".into()));
         }
         self.real.cosign_refund(id, nonce, tx).await
     }
@@ -559,7 +571,7 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
     let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
     let refunds = &rec.refunds;
     assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].outpoint, extra_out);
+    assert_eq!(refunds[0].outpoint, Some(extra_out));
     let refund = refunds[0]
         .all
         .iter()
@@ -714,15 +726,15 @@ fn attack_key_path_replacement_pays_more_than_the_script_path_claim() {
     let c = net.rt.block_on(client.swap(&id)).expect("swap").1;
     let claim = c.claim.clone().expect("claim");
     assert_eq!(claim.all.len(), 2, "one bump");
-    let second = claim.txid;
+    let second = claim.last().expect("sweep broadcast");
     let second_tx = tx(&net, &second).tx;
     assert_eq!(second_tx.input[0].witness.len(), 1, "key path");
     assert!(in_mempool(&net, &second), "the mempool took the replacement");
     assert!(!in_mempool(&net, &first), "it replaced the script-path claim");
     assert!(
-        claim.fee.to_sat() >= first_fee + second_tx.vsize() as u64,
+        claim.fee().expect("sweep fee").to_sat() >= first_fee + second_tx.vsize() as u64,
         "rule 3 + 4: {} ≥ {first_fee} + {}",
-        claim.fee,
+        claim.fee().expect("sweep fee"),
         second_tx.vsize()
     );
     let start = std::time::Instant::now();
@@ -737,7 +749,7 @@ fn attack_key_path_replacement_pays_more_than_the_script_path_claim() {
         assert!(start.elapsed() < eddy_lab::WAIT);
     }
     assert_eq!(second_tx.output[0].script_pubkey, dest);
-    assert_eq!(second_tx.output[0].value, amount - claim.fee);
+    assert_eq!(second_tx.output[0].value, amount - claim.fee().expect("sweep fee"));
     net.stop().expect("stop");
 }
 

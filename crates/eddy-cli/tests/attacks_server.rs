@@ -6,7 +6,7 @@
 //!
 //! One attack needs LND (a restart past the loop-in payment deadline: LND reads a CLTV limit
 //! of 0 as "no limit"); LND itself cannot run here, so that test puts the LND gRPC emulator
-//! (`eddy_backends::lnd_emu`, LND's own protos, served from the server's LDK node) between the
+//! (`eddy_lnd_emu`, LND's own protos, served from the server's LDK node) between the
 //! server engine and its node.
 
 #[path = "attacks_server/hostile.rs"]
@@ -147,7 +147,7 @@ fn attack_f1_hash_prefix_collision_pays_only_the_funded_swap() {
 #[test]
 fn attack_f2_restart_past_the_payment_deadline_never_pays() {
     use eddy_backends::lnd::{LndConfig, LndNode};
-    use eddy_backends::lnd_emu::LndEmulator;
+    use eddy_lnd_emu::LndEmulator;
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
     let connect = |n: u32| {
@@ -453,7 +453,7 @@ fn attack_f8_strangers_cannot_read_or_act_on_a_swap() {
     let (_, c) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
     let rec = net.rt.block_on(net.server.loop_in.swap(&id)).expect("swap").1;
     assert_eq!(rec.funding, Some(funding));
-    let claim_fee = fee_of(&net, &rec.claim.expect("claim").txid);
+    let claim_fee = fee_of(&net, &rec.claim.expect("claim").last().expect("sweep broadcast"));
     let funding_fee = fee_of(&net, &funding.txid);
     let paid = (amount - c.offer.swap_fee).to_sat();
     wait_channels(&net, server_ln0 - paid, client_ln0 + paid);
@@ -788,7 +788,7 @@ fn attack_refund_while_paying_then_vanish_mid_musig() {
     let claim = rec.claim.expect("claim");
     let claim_tx = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim")
         .tx;
@@ -1793,12 +1793,12 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
         .expect("claim");
     let confirmed = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim");
     assert!(confirmed.block.is_some(), "the recorded claim is the confirmed one");
     assert_eq!(confirmed.tx.input[0].previous_output, op);
-    let claim_fee = fee_of(&net, &claim.txid);
+    let claim_fee = fee_of(&net, &claim.last().expect("sweep broadcast"));
     assert!(
         claim_fee.to_sat() * 1000 / confirmed.tx.weight().to_wu() >= floor_rate.to_sat_per_kwu(),
         "paid at least the mempool floor"
@@ -1889,12 +1889,12 @@ fn attack_refund_of_another_output_does_not_end_the_claim() {
         .expect("claim");
     let claim_tx = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim");
     assert!(claim_tx.block.is_some());
     assert_eq!(claim_tx.tx.input[0].previous_output, x);
-    let claim_fee = fee_of(&net, &claim.txid);
+    let claim_fee = fee_of(&net, &claim.last().expect("sweep broadcast"));
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
     eddy_lab::wait_until("refund", eddy_lab::WAIT, || {
@@ -1948,14 +1948,14 @@ fn attack_unconfirmed_stranger_output_does_not_fail_the_loop_in() {
         .expect("claim");
     let claim_tx = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim")
         .tx;
     assert_eq!(claim_tx.input.len(), 1);
     assert_eq!(claim_tx.input[0].previous_output, x);
     assert_ne!(claim_tx.input[0].previous_output, stranger);
-    let claim_fee = fee_of(&net, &claim.txid);
+    let claim_fee = fee_of(&net, &claim.last().expect("sweep broadcast"));
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &net.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");

@@ -412,7 +412,7 @@ fn loop_out_through_the_daemons_survives_kill_9_after_every_state() {
     assert_eq!(quote["swap_fee_sat"], 1500, "{quote}");
     assert_eq!(quote["prepay_sat"], 900);
     assert_eq!(quote["swap_invoice_sat"], 100_600);
-    let (coop, script) = eddy_client::loop_out::claim_vbytes();
+    let (coop, script) = eddy_core::tx::loop_out_claim_vbytes();
     assert_eq!(quote["claim_vbytes"], coop);
     assert!(coop < script, "key path {coop} vB < script path {script} vB");
     let text = cli(&client_dir, &client.url, &["quote", "out", "100000"]);

@@ -1,5 +1,5 @@
 //! The swap server on LND (issue 18): the real server engine and HTTP API, with Eddy's LND
-//! client in front of the LND emulator (`eddy_backends::lnd_emu`, held to LND's rules) serving
+//! client in front of the LND emulator (`eddy_lnd_emu`, held to LND's rules) serving
 //! the server's LDK node on the devnet; the client side is a real LDK node speaking the real
 //! HTTP API. LND itself cannot run here (no binary in any registry this machine reaches): the
 //! emulator's profile says which LND it behaves as.
@@ -18,12 +18,12 @@ use std::sync::Arc;
 use bitcoin::Amount;
 use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::lnd::{LndConfig, LndNode};
-use eddy_backends::lnd_emu::{EmulatorOptions, LndEmulator, LndProfile};
 use eddy_backends::{LightningNode, PaymentStatus};
 use eddy_core::constants::{loop_in_last_payment_height, SERVER_SETTLE_MARGIN};
 use eddy_core::sm::loop_in_server::{RefundReason, State as InState};
 use eddy_core::sm::loop_out_server::State as OutState;
 use eddy_core::types::{Preimage, SwapId};
+use eddy_lnd_emu::{EmulatorOptions, LndEmulator, LndProfile};
 use hostile::*;
 use ldk_node::lightning_invoice::Bolt11Invoice;
 
@@ -326,12 +326,12 @@ fn a_lost_answer_to_the_last_send_is_not_a_failed_attempt() {
         .expect("claim");
     let claim_tx = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim")
         .tx;
     assert_eq!(claim_tx.input[0].previous_output, x);
-    let claim_fee = fee_of(&net, &claim.txid);
+    let claim_fee = fee_of(&net, &claim.last().expect("sweep broadcast"));
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
     net.stop().expect("stop");

@@ -132,7 +132,10 @@ fn loop_in_funds_gets_paid_and_the_server_claims() {
     let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
     let claim = net
         .rt
-        .block_on(net.chain.transaction(&srec.claim.expect("claim").txid))
+        .block_on(
+            net.chain
+                .transaction(&srec.claim.expect("claim").last().expect("sweep broadcast")),
+        )
         .expect("rpc")
         .expect("claim")
         .tx;
@@ -569,7 +572,7 @@ fn abandon_ends_an_unfunded_loop_in_and_refuses_while_coins_are_in_flight() {
 #[test]
 fn last_hop_reaches_lnd_and_a_refused_payment_ends_in_a_cooperative_refund() {
     use eddy_backends::lnd::{LndConfig, LndNode};
-    use eddy_backends::lnd_emu::LndEmulator;
+    use eddy_lnd_emu::LndEmulator;
     use eddy_store::{SqliteStore, SwapStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), Some(in_process()), &|_| {}).expect("swapnet");

@@ -173,7 +173,7 @@ fn loop_in_pays_the_invoice_and_claims_the_htlc() {
     let claim = rec.claim.expect("claim");
     let claim_tx = net
         .rt
-        .block_on(net.chain.transaction(&claim.txid))
+        .block_on(net.chain.transaction(&claim.last().expect("sweep broadcast")))
         .expect("rpc")
         .expect("claim")
         .tx;

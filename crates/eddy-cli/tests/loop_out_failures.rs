@@ -9,11 +9,16 @@ use bitcoin::{Amount, Network};
 use eddy::demo::{in_process, swapnet, Swapnet};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::LightningNode;
-use eddy_client::{ClientError, SwapServerApi};
+use eddy_client::{ApiCallError, ClientError, LoopInApi, LoopOutApi, SwapServerApi};
 use eddy_core::sm::loop_out_client::{FailReason, State};
 use eddy_core::types::Preimage;
 use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
 use eddy_server::SwapServer;
+
+/// Any failure of the in-process server, as a call error.
+fn fail(e: impl std::fmt::Display) -> ApiCallError {
+    ApiCallError::Failed(e.to_string())
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Tamper {
@@ -31,10 +36,13 @@ struct Tampering {
 }
 
 #[async_trait]
-impl SwapServerApi for Tampering {
-    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-        let mut offer = self.server.loop_out.create(req).await.map_err(|e| e.to_string())?;
-        let genuine: ldk_node::lightning_invoice::Bolt11Invoice = offer.swap_invoice.parse().map_err(|_| "parse")?;
+impl LoopOutApi for Tampering {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
+        let mut offer = self.server.loop_out.create(req).await.map_err(fail)?;
+        let genuine: ldk_node::lightning_invoice::Bolt11Invoice = offer
+            .swap_invoice
+            .parse()
+            .map_err(|_| ApiCallError::Unreadable("parse".into()))?;
         let msat = genuine.amount_milli_satoshis().unwrap_or(0);
         let hold = |hash, amount_msat| HoldInvoiceRequest {
             payment_hash: hash,
@@ -50,7 +58,7 @@ impl SwapServerApi for Tampering {
                     .ln
                     .create_hold_invoice(&hold(other, msat))
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(fail)?
                     .bolt11;
             }
             Tamper::SmallAmount => {
@@ -59,7 +67,7 @@ impl SwapServerApi for Tampering {
                     .ln
                     .create_hold_invoice(&hold(req.payment_hash, msat - 10_000_000))
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(fail)?
                     .bolt11;
             }
             Tamper::OtherAddress => {
@@ -71,12 +79,8 @@ impl SwapServerApi for Tampering {
         Ok(offer)
     }
 
-    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-        self.server
-            .loop_out
-            .push_preimage(preimage)
-            .await
-            .map_err(|e| e.to_string())
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError> {
+        self.server.loop_out.push_preimage(preimage).await.map_err(fail)
     }
 
     async fn cosign_claim(
@@ -84,14 +88,13 @@ impl SwapServerApi for Tampering {
         id: &eddy_core::types::SwapId,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        self.server
-            .loop_out
-            .cosign_claim(id, nonce, tx)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
+        self.server.loop_out.cosign_claim(id, nonce, tx).await.map_err(fail)
     }
 }
+
+#[async_trait]
+impl LoopInApi for Tampering {}
 
 #[test]
 fn client_refuses_tampered_offers_and_pays_nothing() {
@@ -338,22 +341,24 @@ fn engines_restarted_after_every_step_complete_the_swap() {
 fn server_refusing_to_cosign_client_claims_by_script_path() {
     struct NoCosign(Arc<SwapServer>);
     #[async_trait]
-    impl SwapServerApi for NoCosign {
-        async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-            self.0.loop_out.create(req).await.map_err(|e| e.to_string())
+    impl LoopOutApi for NoCosign {
+        async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
+            self.0.loop_out.create(req).await.map_err(fail)
         }
-        async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
-            self.0.loop_out.push_preimage(preimage).await.map_err(|e| e.to_string())
+        async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError> {
+            self.0.loop_out.push_preimage(preimage).await.map_err(fail)
         }
         async fn cosign_claim(
             &self,
             _id: &eddy_core::types::SwapId,
             _nonce: &eddy_core::musig::PubNonceBytes,
             _tx: &bitcoin::Transaction,
-        ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-            Err("no co-signing today".into())
+        ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
+            Err(ApiCallError::Failed("no co-signing today".into()))
         }
     }
+    #[async_trait]
+    impl LoopInApi for NoCosign {}
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(
         dir.path(),
@@ -445,7 +450,7 @@ fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
     for _ in 0..3 {
         let c = tick(&net);
         let claim = c.claim.clone().expect("claim");
-        fees.push((claim.txid, claim.fee));
+        fees.push((claim.last().expect("sweep broadcast"), claim.fee().expect("sweep fee")));
         let _: serde_json::Value = net
             .lab
             .chain
@@ -458,13 +463,13 @@ fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
     }
     let c = tick(&net);
     let last = c.claim.clone().expect("claim");
-    fees.push((last.txid, last.fee));
+    fees.push((last.last().expect("sweep broadcast"), last.fee().expect("sweep fee")));
     for w in fees.windows(2) {
         assert!(w[1].1 > w[0].1, "each block's claim pays more: {fees:?}");
         assert_ne!(w[1].0, w[0].0);
     }
     assert!(
-        last.fee <= Amount::from_sat(5_000),
+        last.fee().expect("sweep fee") <= Amount::from_sat(5_000),
         "never above the client's miner-fee limit"
     );
     assert!(last.all.len() >= 4);
@@ -478,7 +483,11 @@ fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(60), "{:?}", c.state);
     };
-    assert_eq!(claim_txid, last.txid, "the highest bump confirmed");
+    assert_eq!(
+        claim_txid,
+        last.last().expect("sweep broadcast"),
+        "the highest bump confirmed"
+    );
     let tx = net
         .rt
         .block_on(net.chain.transaction(&claim_txid))
@@ -486,6 +495,6 @@ fn fee_spike_claim_is_bumped_every_block_until_confirmed() {
         .expect("known")
         .tx;
     assert_eq!(tx.output[0].script_pubkey, dest);
-    assert_eq!(tx.output[0].value, amount - last.fee);
+    assert_eq!(tx.output[0].value, amount - last.fee().expect("sweep fee"));
     net.stop().expect("stop");
 }

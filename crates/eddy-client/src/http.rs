@@ -1,16 +1,22 @@
-//! [`SwapServerApi`] over the server's HTTP API. Every call on one swap (`/v1/swaps/{id}…`,
+//! [`crate::SwapServerApi`] over the server's HTTP API, its bodies the wire types of
+//! [`eddy_core::api`] on both sides (no JSON built or read by hand). Every call on one swap (`/v1/swaps/{id}…`,
 //! but the preimage push, which authorizes itself) is signed with that swap's key — the key
 //! the client gave at creation (loop-out: its claim key, loop-in: its refund key), derived from
 //! the client's [`SeedKeys`] — in the [`eddy_core::auth::HEADER`] header: a stranger who knows
 //! a payment hash can neither read the swap nor act on it.
 
 use async_trait::async_trait;
+use bitcoin::hex::{DisplayHex, FromHex};
+use eddy_core::api::{
+    ApiCallError, ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, ErrorKind, PreimageBody, Quote,
+    QuoteIn, SwapState, SwapStatus, Terms,
+};
+use eddy_core::musig::{PartialSigBytes, PubNonceBytes, PUB_NONCE_LEN};
 use eddy_core::types::{Preimage, SwapId};
-use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+use eddy_core::validate::{LoopInCreate, LoopInOffer, LoopOutCreate, LoopOutOffer};
 use eddy_store::SeedKeys;
-use serde_json::{json, Value};
 
-use crate::SwapServerApi;
+use crate::{LoopInApi, LoopOutApi};
 
 /// The swap server at a base URL.
 pub struct HttpSwapServer {
@@ -78,36 +84,39 @@ impl HttpSwapServer {
         req
     }
 
-    /// A signed GET on swap `id`, answer as JSON.
-    async fn get_signed(&self, side: Side, id: &SwapId, path: &str) -> Result<Value, String> {
-        let resp = self
-            .signed(reqwest::Method::GET, side, id, path, vec![])
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
+    /// Sends `req` and reads its answer as `T` (an error status: the server's refusal).
+    async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiCallError> {
+        let resp = Self::send(req).await?;
+        resp.json().await.map_err(|e| ApiCallError::Unreadable(e.to_string()))
+    }
+
+    /// Sends `req`; an error status is the server's refusal.
+    async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiCallError> {
+        let resp = req.send().await.map_err(send_error)?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
-        resp.json().await.map_err(|e| format!("unreadable answer: {e}"))
+        let status = resp.status();
+        let message = resp
+            .json::<ErrorBody>()
+            .await
+            .map_or_else(|_| "no error message".to_string(), |b| b.error);
+        Err(ApiCallError::Answered {
+            kind: ErrorKind::of_status(status.as_u16()),
+            status: status.to_string(),
+            message,
+        })
     }
 
     /// `GET /v1/terms`, as the server answers it.
-    pub async fn terms(&self) -> Result<Value, String> {
-        self.get_json(&format!("{}/v1/terms", self.base)).await
+    pub async fn terms(&self) -> Result<Terms, ApiCallError> {
+        Self::call(self.http.get(format!("{}/v1/terms", self.base))).await
     }
 
     /// `GET /v1/quote/loop-out?amount=…`, as the server answers it.
-    pub async fn quote_loop_out(&self, amount: bitcoin::Amount) -> Result<Value, String> {
-        self.get_json(&format!("{}/v1/quote/loop-out?amount={}", self.base, amount.to_sat()))
-            .await
-    }
-
-    async fn get_json(&self, url: &str) -> Result<Value, String> {
-        let resp = self.http.get(url).send().await.map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json().await.map_err(|e| format!("unreadable answer: {e}"))
+    pub async fn quote_loop_out(&self, amount: bitcoin::Amount) -> Result<Quote, ApiCallError> {
+        let url = format!("{}/v1/quote/loop-out?amount={}", self.base, amount.to_sat());
+        Self::call(self.http.get(url)).await
     }
 
     /// Posts a co-signing request (our nonce, the unsigned transaction) and reads the server's
@@ -117,212 +126,119 @@ impl HttpSwapServer {
         side: Side,
         id: &SwapId,
         path: &str,
-        nonce: &eddy_core::musig::PubNonceBytes,
+        nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        use bitcoin::hex::{DisplayHex, FromHex};
-        let body = serde_json::to_vec(
-            &json!({"nonce": nonce.to_lower_hex_string(), "tx": bitcoin::consensus::encode::serialize_hex(tx)}),
-        )
-        .map_err(|e| e.to_string())?;
-        let resp = self
-            .signed(reqwest::Method::POST, side, id, path, body)
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-        let n = v["nonce"]
-            .as_str()
-            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
-        let p = v["partial_sig"].as_str().and_then(|s| <[u8; 32]>::from_hex(s).ok());
-        match (n, p) {
-            (Some(n), Some(p)) => Ok((n, p)),
-            _ => Err("unreadable co-signature".into()),
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+        let body = CosignRequest {
+            nonce: nonce.to_lower_hex_string(),
+            tx: bitcoin::consensus::encode::serialize_hex(tx),
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| ApiCallError::Failed(e.to_string()))?;
+        let answer: CosignResponse = Self::call(self.signed(reqwest::Method::POST, side, id, path, body)).await?;
+        let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&answer.nonce);
+        let partial = <[u8; 32]>::from_hex(&answer.partial_sig);
+        match (nonce, partial) {
+            (Ok(n), Ok(p)) => Ok((n, p)),
+            _ => Err(ApiCallError::Unreadable("not a co-signature".into())),
         }
     }
-
-    async fn error_of(resp: reqwest::Response) -> String {
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body.get("error").and_then(Value::as_str).unwrap_or("no error message");
-        format!("{ANSWERED}{status}: {msg}")
-    }
-}
-
-/// How an error answered by the server starts (then its status code, reason and message).
-const ANSWERED: &str = "server answered ";
-
-/// The server's HTTP status in an error from this client, when the server answered (a daemon
-/// passes a 4xx through as the 4xx it is: the request was wrong, not the server down).
-pub fn answered_status(error: &str) -> Option<u16> {
-    error
-        .strip_prefix(ANSWERED)
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
 }
 
 /// A request that got no answer: the server is named unreachable (connection refused, DNS,
 /// TLS) or slow (timeout), never confused with an answer.
-fn send_error(e: reqwest::Error) -> String {
+fn send_error(e: reqwest::Error) -> ApiCallError {
     if e.is_connect() {
-        format!("server unreachable: {e}")
+        ApiCallError::Unreachable(e.to_string())
     } else if e.is_timeout() {
-        format!("server did not answer in time: {e}")
+        ApiCallError::Timeout(e.to_string())
     } else {
-        format!("server request failed: {e}")
+        ApiCallError::Failed(e.to_string())
     }
 }
 
 #[async_trait]
-impl SwapServerApi for HttpSwapServer {
-    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/loop-out", self.base))
-            .json(req)
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json().await.map_err(|e| format!("unreadable offer: {e}"))
+impl LoopOutApi for HttpSwapServer {
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
+        Self::call(self.http.post(format!("{}/v1/loop-out", self.base)).json(req)).await
     }
 
-    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String> {
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError> {
         let id = preimage.payment_hash();
-        let resp = self
-            .http
-            .post(format!("{}/v1/swaps/{id}/preimage", self.base))
-            .json(&json!({"preimage": preimage.expose_hex()}))
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
+        let body = PreimageBody {
+            preimage: preimage.expose_hex(),
+        };
+        Self::send(
+            self.http
+                .post(format!("{}/v1/swaps/{id}/preimage", self.base))
+                .json(&body),
+        )
+        .await?;
         Ok(())
     }
 
     async fn cosign_claim(
         &self,
-        id: &eddy_core::types::SwapId,
-        nonce: &eddy_core::musig::PubNonceBytes,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         self.post_cosign(Side::LoopOut, id, &format!("/v1/swaps/{id}/cosign"), nonce, tx)
             .await
     }
+}
 
-    async fn loop_in_fee(&self, amount: bitcoin::Amount) -> Result<bitcoin::Amount, String> {
-        let v = self
-            .get_json(&format!("{}/v1/quote/loop-in?amount={}", self.base, amount.to_sat()))
-            .await?;
-        v["swap_fee_sat"]
-            .as_u64()
-            .map(bitcoin::Amount::from_sat)
-            .ok_or_else(|| "unreadable quote".into())
+#[async_trait]
+impl LoopInApi for HttpSwapServer {
+    async fn loop_in_fee(&self, amount: bitcoin::Amount) -> Result<bitcoin::Amount, ApiCallError> {
+        let url = format!("{}/v1/quote/loop-in?amount={}", self.base, amount.to_sat());
+        let quote: QuoteIn = Self::call(self.http.get(url)).await?;
+        Ok(bitcoin::Amount::from_sat(quote.swap_fee_sat))
     }
 
-    async fn loop_in(
-        &self,
-        req: &eddy_core::validate::LoopInCreate,
-    ) -> Result<eddy_core::validate::LoopInOffer, String> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/loop-in", self.base))
-            .json(req)
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json().await.map_err(|e| format!("unreadable offer: {e}"))
+    async fn loop_in(&self, req: &LoopInCreate) -> Result<LoopInOffer, ApiCallError> {
+        Self::call(self.http.post(format!("{}/v1/loop-in", self.base)).json(req)).await
     }
 
-    async fn swap_state(&self, id: &eddy_core::types::SwapId) -> Result<String, String> {
-        let v = self.get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}")).await?;
-        v["state"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| "unreadable status".into())
+    async fn swap_state(&self, id: &SwapId) -> Result<SwapState, ApiCallError> {
+        let path = format!("/v1/swaps/{id}");
+        let status: SwapStatus = Self::call(self.signed(reqwest::Method::GET, Side::LoopIn, id, &path, vec![])).await?;
+        Ok(status.state)
     }
 
     async fn cosign_refund(
         &self,
-        id: &eddy_core::types::SwapId,
-        nonce: &eddy_core::musig::PubNonceBytes,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         self.post_cosign(Side::LoopIn, id, &format!("/v1/swaps/{id}/refund-cosign"), nonce, tx)
             .await
     }
 
-    async fn claim_request(
-        &self,
-        id: &eddy_core::types::SwapId,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
-        use bitcoin::hex::FromHex;
-        let v = self
-            .get_signed(Side::LoopIn, id, &format!("/v1/swaps/{id}/claim"))
-            .await?;
-        let n = v["nonce"]
-            .as_str()
-            .and_then(|s| <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(s).ok());
-        let tx = v["tx"]
-            .as_str()
-            .and_then(|s| bitcoin::consensus::encode::deserialize_hex(s).ok());
-        match (n, tx) {
-            (Some(n), Some(tx)) => Ok((n, tx)),
-            _ => Err("unreadable claim offer".into()),
+    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ApiCallError> {
+        let path = format!("/v1/swaps/{id}/claim");
+        let offer: ClaimOffer = Self::call(self.signed(reqwest::Method::GET, Side::LoopIn, id, &path, vec![])).await?;
+        let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&offer.nonce);
+        let tx = bitcoin::consensus::encode::deserialize_hex(&offer.tx);
+        match (nonce, tx) {
+            (Ok(n), Ok(tx)) => Ok((n, tx)),
+            _ => Err(ApiCallError::Unreadable("not a claim offer".into())),
         }
     }
 
     async fn claim_cosign(
         &self,
-        id: &eddy_core::types::SwapId,
-        nonce: &eddy_core::musig::PubNonceBytes,
-        partial: &eddy_core::musig::PartialSigBytes,
-    ) -> Result<(), String> {
-        use bitcoin::hex::DisplayHex;
-        let body = serde_json::to_vec(
-            &json!({"nonce": nonce.to_lower_hex_string(), "partial_sig": partial.to_lower_hex_string()}),
-        )
-        .map_err(|e| e.to_string())?;
-        let resp = self
-            .signed(
-                reqwest::Method::POST,
-                Side::LoopIn,
-                id,
-                &format!("/v1/swaps/{id}/claim-cosign"),
-                body,
-            )
-            .send()
-            .await
-            .map_err(send_error)?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
+        id: &SwapId,
+        nonce: &PubNonceBytes,
+        partial: &PartialSigBytes,
+    ) -> Result<(), ApiCallError> {
+        let body = ClaimCosign {
+            nonce: nonce.to_lower_hex_string(),
+            partial_sig: partial.to_lower_hex_string(),
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| ApiCallError::Failed(e.to_string()))?;
+        let path = format!("/v1/swaps/{id}/claim-cosign");
+        Self::send(self.signed(reqwest::Method::POST, Side::LoopIn, id, &path, body)).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod error_tests {
-    use super::*;
-
-    #[test]
-    fn answered_statuses_are_read_back() {
-        assert_eq!(
-            answered_status("server answered 400 Bad Request: amount 1 sat is outside"),
-            Some(400)
-        );
-        assert_eq!(answered_status("server answered 429 Too Many Requests: x"), Some(429));
-        assert_eq!(answered_status("server unreachable: connection refused"), None);
-        assert_eq!(answered_status("server answered"), None);
     }
 }

@@ -8,13 +8,16 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod http;
 pub mod loop_in;
 pub mod loop_out;
 
 use async_trait::async_trait;
-use eddy_core::types::Preimage;
-use eddy_core::validate::{LoopOutCreate, LoopOutOffer};
+pub use eddy_core::api::{ApiCallError, ErrorKind, SwapState};
+use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
+use eddy_core::types::{Preimage, SwapId};
+use eddy_core::validate::{LoopInCreate, LoopInOffer, LoopOutCreate, LoopOutOffer};
 
 /// The client's seed file in its data dir.
 pub const SEED_FILE: &str = "client-seed";
@@ -26,11 +29,37 @@ pub const CONCURRENT_STEPS: usize = 16;
 /// A call to the swap server, given up after
 /// [`eddy_core::constants::SERVER_CALL_TIMEOUT_SECS`]: every server call is best effort and
 /// retried at the next pass, so a slow server never holds up a pass for longer.
-pub(crate) async fn bounded<T>(call: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+pub(crate) async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, ApiCallError>>,
+) -> Result<T, ApiCallError> {
     let limit = eddy_core::constants::SERVER_CALL_TIMEOUT_SECS;
     tokio::time::timeout(std::time::Duration::from_secs(limit), call)
         .await
-        .unwrap_or_else(|_| Err(format!("the swap server did not answer within {limit} s")))
+        .unwrap_or_else(|_| Err(ApiCallError::Timeout(format!("no answer within {limit} s"))))
+}
+
+/// The server's half of a cooperative sweep of swap `1`: the key-path claim of a loop-out, the
+/// key-path refund of a loop-in (each call bounded by `SERVER_CALL_TIMEOUT_SECS`).
+pub(crate) enum ServerCosigns<'a> {
+    /// A loop-out's claim.
+    Claim(&'a dyn LoopOutApi, SwapId),
+    /// A loop-in's refund.
+    Refund(&'a dyn LoopInApi, SwapId),
+}
+
+#[async_trait]
+impl eddy_engine::sweep::Cosigner for ServerCosigns<'_> {
+    async fn cosign(
+        &self,
+        nonce: &eddy_core::musig::PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
+        match self {
+            ServerCosigns::Claim(server, id) => bounded(server.cosign_claim(id, nonce, tx)).await,
+            ServerCosigns::Refund(server, id) => bounded(server.cosign_refund(id, nonce, tx)).await,
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// One async lock per swap, shared by every call that acts on a swap (creating and funding or
@@ -64,74 +93,128 @@ impl SwapLocks {
     }
 }
 
-/// What the client needs from a swap server.
+/// The loop-out half of a swap server, as the loop-out engine calls it. Errors are the wire's
+/// ([`ApiCallError`]): the server's refusal with its kind, or no answer.
 #[async_trait]
-pub trait SwapServerApi: Send + Sync {
+pub trait LoopOutApi: Send + Sync {
     /// Asks for a loop-out offer.
-    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, String>;
+    async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError>;
 
     /// Tells the server the preimage (so it settles at once); best effort.
-    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), String>;
+    async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError>;
 
     /// Asks the server to co-sign a key-path claim: our nonce and the unsigned claim in, the
     /// server's nonce and partial signature out.
     async fn cosign_claim(
         &self,
-        id: &eddy_core::types::SwapId,
-        nonce: &eddy_core::musig::PubNonceBytes,
+        id: &SwapId,
+        nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String>;
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError>;
+}
 
+/// The loop-in half of a swap server, as the loop-in engine calls it (an adapter that does not
+/// serve loop-ins keeps the defaults: [`ApiCallError::NotOffered`]).
+#[async_trait]
+pub trait LoopInApi: Send + Sync {
     /// The server's fee for a loop-in of `amount`.
-    async fn loop_in_fee(&self, _amount: bitcoin::Amount) -> Result<bitcoin::Amount, String> {
-        Err("this server adapter does not do loop-in".into())
+    async fn loop_in_fee(&self, _amount: bitcoin::Amount) -> Result<bitcoin::Amount, ApiCallError> {
+        Err(ApiCallError::NotOffered("loop-in"))
     }
 
     /// Asks for a loop-in: the HTLC to fund.
-    async fn loop_in(
-        &self,
-        _req: &eddy_core::validate::LoopInCreate,
-    ) -> Result<eddy_core::validate::LoopInOffer, String> {
-        Err("this server adapter does not do loop-in".into())
+    async fn loop_in(&self, _req: &LoopInCreate) -> Result<LoopInOffer, ApiCallError> {
+        Err(ApiCallError::NotOffered("loop-in"))
     }
 
-    /// The server's state name for a swap (`refundable` tells a loop-in client to refund).
-    async fn swap_state(&self, _id: &eddy_core::types::SwapId) -> Result<String, String> {
-        Err("this server adapter does not report swap states".into())
+    /// The server's state of a swap ([`SwapState::Refundable`] tells a loop-in client to refund).
+    async fn swap_state(&self, _id: &SwapId) -> Result<SwapState, ApiCallError> {
+        Err(ApiCallError::NotOffered("swap states"))
     }
 
     /// A loop-in's cooperative claim as the server offers it: its nonce and the unsigned claim.
-    async fn claim_request(
-        &self,
-        _id: &eddy_core::types::SwapId,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), String> {
-        Err("this server adapter does not offer cooperative claims".into())
+    async fn claim_request(&self, _id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ApiCallError> {
+        Err(ApiCallError::NotOffered("cooperative claims"))
     }
 
     /// Our nonce and partial signature for that claim.
     async fn claim_cosign(
         &self,
-        _id: &eddy_core::types::SwapId,
-        _nonce: &eddy_core::musig::PubNonceBytes,
-        _partial: &eddy_core::musig::PartialSigBytes,
-    ) -> Result<(), String> {
-        Err("this server adapter does not offer cooperative claims".into())
+        _id: &SwapId,
+        _nonce: &PubNonceBytes,
+        _partial: &PartialSigBytes,
+    ) -> Result<(), ApiCallError> {
+        Err(ApiCallError::NotOffered("cooperative claims"))
     }
 
     /// Asks the server to co-sign a loop-in's cooperative refund: our nonce and the unsigned
     /// refund in, its nonce and partial signature out.
     async fn cosign_refund(
         &self,
-        _id: &eddy_core::types::SwapId,
-        _nonce: &eddy_core::musig::PubNonceBytes,
+        _id: &SwapId,
+        _nonce: &PubNonceBytes,
         _tx: &bitcoin::Transaction,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), String> {
-        Err("this server adapter does not co-sign refunds".into())
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+        Err(ApiCallError::NotOffered("cooperative refunds"))
     }
 }
 
+/// A whole swap server: both halves (what the daemon's HTTP client is).
+pub trait SwapServerApi: LoopOutApi + LoopInApi {}
+
+impl<T: LoopOutApi + LoopInApi + ?Sized> SwapServerApi for T {}
+
+/// What one pass of a client engine needs, so that the pass is written once for both engines
+/// ([`pass`]): its chain watcher and chain source, its per-swap locks, and the step of one swap.
+#[async_trait]
+pub(crate) trait ClientEngine: eddy_engine::runner::Effects<Self::Rec, Error = ClientError> {
+    /// The engine's records.
+    type Rec: eddy_engine::runner::Record + 'static;
+    /// The engine's chain watcher.
+    fn watcher(&self) -> &tokio::sync::Mutex<eddy_backends::ChainWatcher>;
+    /// The engine's chain source.
+    fn chain_source(&self) -> &dyn eddy_backends::ChainSource;
+    /// The engine's per-swap locks.
+    fn locks(&self) -> &SwapLocks;
+    /// Steps swap `id` (stored as `rec` at `version`) at `tip`, its lock held.
+    async fn step_one(&self, id: SwapId, version: i64, rec: Self::Rec, tip: u32) -> Result<(), ClientError>;
+}
+
+/// One pass over every active swap of `engine`'s kind. The swaps' steps run concurrently: a
+/// slow answer from the server (each call bounded by `SERVER_CALL_TIMEOUT_SECS`) holds up only
+/// its own swap.
+pub(crate) async fn pass<E: ClientEngine>(engine: &E) -> Result<(), ClientError> {
+    use futures::StreamExt;
+    engine.watcher().lock().await.sync().await.map_err(backend)?;
+    let tip = engine.chain_source().tip().await.map_err(backend)?.height;
+    let active = eddy_engine::runner::active::<E::Rec>(engine.store()).await?;
+    let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
+        .map(|(id, _, _)| step_locked(engine, id, tip))
+        .buffer_unordered(CONCURRENT_STEPS)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The step of swap `id` under its lock, on its record as stored now (a call — `loop_out()`,
+/// `loop_in()`, `abandon()` — may have moved it since the pass listed it).
+async fn step_locked<E: ClientEngine>(engine: &E, id: SwapId, tip: u32) -> Result<(), ClientError> {
+    use eddy_core::sm::Machine;
+    use eddy_engine::runner::Record;
+    let _guard = engine.locks().lock(&id).await;
+    let (version, rec) = eddy_engine::runner::load::<E::Rec>(engine.store(), &id)
+        .await?
+        .ok_or(ClientError::NotFound(id))?;
+    if <<E::Rec as Record>::M as Machine>::is_terminal(rec.state()) {
+        return Ok(());
+    }
+    engine.step_one(id, version, rec, tip).await
+}
+
+pub(crate) use config::backend;
+pub use config::{ClientConfig, ClientError};
 pub use http::HttpSwapServer;
-pub use loop_out::{ClientConfig, ClientError, ClientLoopOut, LoopOutClient, SwapOptions};
+pub use loop_out::{ClientLoopOut, LoopOutClient, SwapOptions};
 
 /// The chain watcher a client engine starts with: it rescans from the block after `from` (the
 /// earliest block any active swap's HTLC could be in; the tip when there is none, never above

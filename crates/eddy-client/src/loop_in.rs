@@ -16,23 +16,24 @@ use std::sync::Arc;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
 use eddy_core::constants::{loop_in_last_funding_height, loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
-use eddy_core::fees::{next_sweep_fee_rate, sweep_conf_target, SweepStep};
+use eddy_core::fees::sweep_conf_target;
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
-use eddy_core::musig::Signer;
 /// Moved to eddy-core (pure, and fuzzed there); re-exported where it was.
 pub use eddy_core::sm::loop_in_client::check_claim_request;
 use eddy_core::sm::loop_in_client::{observe, server_output, Chain, HtlcOutput, OutputSpend, SeenOutput};
 use eddy_core::sm::loop_in_client::{Action, Event, LoopInClientMachine, State, Terms};
-use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
+use eddy_core::sweep::Sweep;
+use eddy_core::tx::SpendPath;
 use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{validate_loop_in_offer, LoopInCreate, LoopInOffer, MIN_LOOP_IN_INVOICE_REMAINING_SECS};
-use eddy_store::runner::{self, Effects as _};
+use eddy_engine::runner::{self, Effects as _};
+use eddy_engine::sweep::{sweep, SweepJob, Swept};
 use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::{ClientConfig, ClientError, SwapServerApi};
+use crate::{backend, ClientConfig, ClientError, LoopInApi, SwapState};
 
 /// Key purpose of the loop-in refund keys (they also sign this swap's calls to the server).
 pub const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ClientLoopInRefund;
@@ -74,32 +75,6 @@ pub fn funding_fee_estimate(rate: bitcoin::FeeRate) -> Amount {
     rate.fee_vb(FUNDING_VBYTES_ONE_INPUT).unwrap_or(Amount::MAX_MONEY)
 }
 
-/// A refund, once started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InRefund {
-    /// Every refund broadcast.
-    pub all: Vec<Txid>,
-    /// The fee of each of `all`.
-    pub fees: Vec<Amount>,
-    /// Fee rate of the last (sat/kWU).
-    pub fee_rate_kwu: u64,
-    /// Tip when last built.
-    pub height: u32,
-}
-
-/// The refund of one output paying the HTLC.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputRefund {
-    /// The output.
-    pub outpoint: OutPoint,
-    /// Every refund of it broadcast (any may confirm).
-    pub all: Vec<Txid>,
-    /// Fee rate of the last (sat/kWU).
-    pub fee_rate_kwu: u64,
-    /// Tip when last built.
-    pub height: u32,
-}
-
 /// One client loop-in as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientLoopIn {
@@ -115,13 +90,12 @@ pub struct ClientLoopIn {
     pub options: LoopInOptions,
     /// Where refunds pay (fixed before first use).
     pub refund_to: Option<ScriptBuf>,
-    /// Every refund broadcast, of any output (`all` and `fees` over all outputs; the rate and
-    /// height of the last).
-    pub refund: Option<InRefund>,
-    /// The refund of each output, for bumping (absent in records written before: their one
-    /// refund is `refund`, of the state's outpoint).
+    /// Records written before per-output refunds: every refund broadcast (of the state's
+    /// outpoint). Read, never written now.
+    pub refund: Option<Sweep>,
+    /// The refund of each output (every version broadcast; `refund` in records written before).
     #[serde(default)]
-    pub refunds: Vec<OutputRefund>,
+    pub refunds: Vec<Sweep>,
     /// Every output worth a refund seen paying the HTLC, and since when it is missing from the
     /// view (a swap goes terminal on a missing output only after
     /// [`eddy_core::constants::REORG_SAFETY_DEPTH`] blocks).
@@ -134,28 +108,45 @@ pub struct ClientLoopIn {
 impl ClientLoopIn {
     /// The refund record of `outpoint` (for records from before per-output refunds: `refund`
     /// belongs to the state's outpoint).
-    fn refund_of(&self, outpoint: OutPoint) -> Option<OutputRefund> {
-        if let Some(r) = self.refunds.iter().find(|r| r.outpoint == outpoint) {
-            return Some(r.clone());
+    fn refund_of(&self, outpoint: OutPoint) -> Sweep {
+        if let Some(r) = self.refunds.iter().find(|r| r.outpoint == Some(outpoint)) {
+            return r.clone();
         }
         let legacy = match &self.state {
             State::Refunding { outpoint: o, .. } | State::Funded { outpoint: o, .. } => *o == outpoint,
             _ => false,
         };
         match (&self.refund, legacy && self.refunds.is_empty()) {
-            (Some(r), true) => Some(OutputRefund {
-                outpoint,
-                all: r.all.clone(),
-                fee_rate_kwu: r.fee_rate_kwu,
-                height: r.height,
-            }),
-            _ => None,
+            (Some(r), true) => {
+                let mut mine = r.clone();
+                mine.outpoint = Some(outpoint);
+                mine
+            }
+            _ => Sweep::of(outpoint),
+        }
+    }
+
+    /// Stores `sweep` as the refund record of `outpoint`.
+    fn set_refund(&mut self, outpoint: OutPoint, sweep: Sweep) {
+        match self.refunds.iter_mut().find(|r| r.outpoint == Some(outpoint)) {
+            Some(r) => *r = sweep,
+            None => self.refunds.push(sweep),
         }
     }
 
     /// Whether `txid` is one of our refunds.
     pub fn is_our_refund(&self, txid: &Txid) -> bool {
-        self.refund.as_ref().is_some_and(|r| r.all.contains(txid)) || self.refunds.iter().any(|r| r.all.contains(txid))
+        self.refund.iter().chain(&self.refunds).any(|r| r.contains(txid))
+    }
+
+    /// The newest refund broadcast, of any output.
+    pub fn last_refund(&self) -> Option<Txid> {
+        self.refunds
+            .iter()
+            .filter(|r| !r.all.is_empty())
+            .max_by_key(|r| r.height)
+            .or(self.refund.as_ref())
+            .and_then(Sweep::last)
     }
 }
 
@@ -165,14 +156,10 @@ pub struct LoopInClient {
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
     store: Arc<dyn SwapStore>,
-    server: Arc<dyn SwapServerApi>,
+    server: Arc<dyn LoopInApi>,
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
     locks: crate::SwapLocks,
-}
-
-fn backend(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Backend(e.to_string())
 }
 
 impl LoopInClient {
@@ -182,7 +169,7 @@ impl LoopInClient {
         ln: Arc<dyn LightningNode>,
         chain: Arc<dyn ChainSource>,
         store: Arc<dyn SwapStore>,
-        server: Arc<dyn SwapServerApi>,
+        server: Arc<dyn LoopInApi>,
         keys: SeedKeys,
     ) -> Result<LoopInClient, ClientError> {
         let active = runner::active::<ClientLoopIn>(&*store).await?;
@@ -435,31 +422,10 @@ impl LoopInClient {
         runner::apply(self, *id, &mut version, &mut rec, Event::Abandon, &chain).await
     }
 
-    /// One pass over every active loop-in. The swaps' steps run concurrently: a slow answer
-    /// from the server (each call bounded by `SERVER_CALL_TIMEOUT_SECS`) holds up only its own
-    /// swap.
+    /// One pass over every active swap: the steps run concurrently, each under its swap's lock
+    /// on the record as stored then (a slow answer from the server holds up only its own swap).
     pub async fn tick(&self) -> Result<(), ClientError> {
-        use futures::StreamExt;
-        self.watcher.lock().await.sync().await.map_err(backend)?;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
-        let active = runner::active::<ClientLoopIn>(&*self.store).await?;
-        let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
-            .map(|(id, _, _)| self.step_locked(id, tip))
-            .buffer_unordered(crate::CONCURRENT_STEPS)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    /// [`Self::step`] under the swap's lock, on its record as stored now (`loop_in()` or
-    /// `abandon()` may have moved it since the pass listed it).
-    async fn step_locked(&self, id: SwapId, tip: u32) -> Result<(), ClientError> {
-        let _guard = self.locks.lock(&id).await;
-        let (version, rec) = self.swap(&id).await?;
-        if rec.state.is_terminal() {
-            return Ok(());
-        }
-        self.step(id, version, rec, tip).await
+        crate::pass(self).await
     }
 
     /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
@@ -531,8 +497,8 @@ impl LoopInClient {
                 let server_state = crate::bounded(self.server.swap_state(&id)).await.ok();
                 // Never near `E`: once paid we must be out of the refund path well before it.
                 let plenty_of_time = tip < eddy_core::constants::loop_in_last_payment_height(rec.terms.expiry);
-                if server_state.as_deref() != Some("paying") || !plenty_of_time {
-                    if server_state.as_deref() == Some("claiming") {
+                if server_state != Some(SwapState::Paying) || !plenty_of_time {
+                    if server_state == Some(SwapState::Claiming) {
                         if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
                             tracing::debug!(swap = %id, error = %e, "no cooperative claim");
                         }
@@ -553,7 +519,7 @@ impl LoopInClient {
             .is_some_and(|o| o.spend.is_none());
         if rec.state == State::Paid
             && claim_pending
-            && crate::bounded(self.server.swap_state(&id)).await.ok().as_deref() == Some("claiming")
+            && crate::bounded(self.server.swap_state(&id)).await.ok() == Some(SwapState::Claiming)
         {
             if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
                 tracing::debug!(swap = %id, error = %e, "no cooperative claim");
@@ -561,7 +527,7 @@ impl LoopInClient {
         }
         if let State::Funded { .. } = rec.state {
             if let Ok(s) = crate::bounded(self.server.swap_state(&id)).await {
-                if s == "refundable" {
+                if s == SwapState::Refundable {
                     runner::apply(self, id, &mut version, &mut rec, Event::SwapFailed, &chain).await?;
                 }
             }
@@ -576,7 +542,9 @@ impl LoopInClient {
     /// other output paying the address is ours, and a co-signed key-path spend of it would hand
     /// it to the server.
     async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
-        let (server_nonce, tx) = crate::bounded(self.server.claim_request(id)).await?;
+        let (server_nonce, tx) = crate::bounded(self.server.claim_request(id))
+            .await
+            .map_err(|e| e.to_string())?;
         check_claim_request(&rec.terms, chain, &tx).map_err(|e| e.to_string())?;
         let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
             return Err("the claim does not spend our HTLC".into());
@@ -589,7 +557,9 @@ impl LoopInClient {
         let (nonce, partial) =
             eddy_core::musig::cosign(taproot, &self.keys.secret(KEY_PURPOSE, id), msg, &id.0, &server_nonce)
                 .map_err(|e| e.to_string())?;
-        crate::bounded(self.server.claim_cosign(id, &nonce, &partial)).await
+        crate::bounded(self.server.claim_cosign(id, &nonce, &partial))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Refunds each of `outpoints` (one transaction each); a failure on one does not keep the
@@ -629,10 +599,6 @@ impl LoopInClient {
         if out.spend.is_some_and(|s| s.confs >= 1) {
             return Ok(());
         }
-        let previous = rec.refund_of(outpoint);
-        if previous.as_ref().is_some_and(|r| r.height == tip) {
-            return Ok(());
-        }
         let value = out.value;
         if rec.refund_to.is_none() {
             rec.refund_to = Some(self.ln.new_address().await.map_err(backend)?.script_pubkey());
@@ -643,18 +609,6 @@ impl LoopInClient {
             .clone()
             .ok_or_else(|| ClientError::Backend("no refund address".into()))?;
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-        let path = if cooperative {
-            SpendPath::Cooperative
-        } else {
-            SpendPath::Refund
-        };
-        let input = HtlcInput {
-            outpoint,
-            value,
-            htlc: htlc.clone(),
-            path,
-        };
-        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
         let blocks_left = loop_in_max_payment_cltv(rec.terms.expiry).saturating_sub(tip);
         let conf_target = rec.options.conf_target.unwrap_or(self.cfg.conf_target);
         let estimate = self
@@ -662,85 +616,45 @@ impl LoopInClient {
             .fee_rate(sweep_conf_target(blocks_left, conf_target))
             .await
             .map_err(backend)?;
-        let rate = next_sweep_fee_rate(&SweepStep {
-            estimate,
-            previous: previous
-                .as_ref()
-                .map(|r| bitcoin::FeeRate::from_sat_per_kwu(r.fee_rate_kwu)),
-            blocks_left: u32::MAX,
-            weight: probe.predicted_weight,
+        let cosigner = crate::ServerCosigns::Refund(&*self.server, id);
+        let job = SweepJob {
+            label: "refund",
+            outpoint,
             value,
+            htlc: &htlc,
+            // Before `E` only the server's co-signature refunds (the next block asks again if it
+            // refuses); from `E` the timeout path.
+            script_path: (!cooperative).then_some(SpendPath::Refund),
+            cosigner: cooperative.then_some(&cosigner as &dyn eddy_engine::sweep::Cosigner),
+            key: self.keys.secret(KEY_PURPOSE, &id),
+            dest,
+            estimate,
+            // Not racing a deadline of ours: the funds are ours either way.
+            blocks_left: u32::MAX,
             max_fee: rec
                 .options
                 .max_miner_fee
                 .map_or(self.cfg.max_miner_fee.max(value / 20), Amount::from_sat),
-            dust: dest.minimal_non_dust(),
-        });
-        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
-        let key = self.keys.secret(KEY_PURPOSE, &id);
-        let signed: SignedSpend = if cooperative {
-            let Htlc::Taproot(taproot) = &htlc else {
-                return Ok(());
-            };
-            let msg = spend.sighash(0).map_err(backend)?;
-            let mut signer = Signer::new(taproot, &key, msg, &id.0).map_err(backend)?;
-            let (their_nonce, their_partial) =
-                match crate::bounded(self.server.cosign_refund(&id, &signer.public_nonce(), &spend.tx)).await {
-                    Ok(x) => x,
-                    // Not now (or never): the next block asks again, `E` brings the timeout path.
-                    Err(e) => {
-                        tracing::warn!(swap = %id, error = %e, "cooperative refund refused");
-                        return Ok(());
-                    }
-                };
-            let ours = signer.sign(&their_nonce).map_err(backend)?;
-            let sig = signer.aggregate(&their_nonce, &ours, &their_partial).map_err(backend)?;
-            spend.set_cooperative_signature(0, sig).map_err(backend)?;
-            spend.finalize().map_err(backend)?
-        } else {
-            spend.sign(0, &key).map_err(backend)?;
-            spend.finalize().map_err(backend)?
+            tip,
+            may_be_early: true,
         };
-        let txid = signed.tx.compute_txid();
-        let mut info = rec.refund.clone().unwrap_or(InRefund {
-            all: vec![],
-            fees: vec![],
-            fee_rate_kwu: 0,
-            height: tip,
-        });
-        info.height = tip;
-        info.fee_rate_kwu = rate.to_sat_per_kwu();
-        if !info.all.contains(&txid) {
-            info.all.push(txid);
-            info.fees.push(signed.fee);
-        }
-        rec.refund = Some(info);
-        let mut mine = previous.unwrap_or(OutputRefund {
-            outpoint,
-            all: vec![],
-            fee_rate_kwu: 0,
-            height: tip,
-        });
-        mine.height = tip;
-        mine.fee_rate_kwu = rate.to_sat_per_kwu();
-        if !mine.all.contains(&txid) {
-            mine.all.push(txid);
-        }
-        rec.refunds.retain(|r| r.outpoint != outpoint);
-        rec.refunds.push(mine);
-        // Persist the refund before broadcasting it, so its confirmations are recognised.
-        runner::persist(self, &id,
+        match sweep(
+            self,
+            &*self.chain,
+            id,
             version,
             rec,
-            json!({"event": "refund_built", "txid": txid.to_string(), "outpoint": outpoint.to_string(), "cooperative": cooperative}),
+            Some(rec.refund_of(outpoint)),
+            move |r: &mut ClientLoopIn, s| r.set_refund(outpoint, s),
+            job,
         )
-        .await?;
-        match self.chain.broadcast(&signed.tx).await {
-            Ok(_) => {}
-            Err(e) if e.is_missing_inputs() || e.is_non_final() => return Ok(()),
-            Err(e) => return Err(backend(e)),
+        .await?
+        {
+            Swept::New { txid, .. } => {
+                runner::apply(self, id, version, rec, Event::RefundBroadcast { txid }, chain).await
+            }
+            Swept::Unchanged => Ok(()),
         }
-        runner::apply(self, id, version, rec, Event::RefundBroadcast { txid }, chain).await
     }
 }
 
@@ -775,7 +689,28 @@ fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
     }
 }
 
-eddy_store::record!(
+#[async_trait::async_trait]
+impl crate::ClientEngine for LoopInClient {
+    type Rec = ClientLoopIn;
+
+    fn watcher(&self) -> &Mutex<ChainWatcher> {
+        &self.watcher
+    }
+
+    fn chain_source(&self) -> &dyn ChainSource {
+        &*self.chain
+    }
+
+    fn locks(&self) -> &crate::SwapLocks {
+        &self.locks
+    }
+
+    async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
+        self.step(id, version, rec, tip).await
+    }
+}
+
+eddy_engine::record!(
     ClientLoopIn,
     LoopInClientMachine,
     SwapKind::LoopInClient,

@@ -6,27 +6,26 @@
 
 use std::sync::Arc;
 
-use bitcoin::{Amount, Network, OutPoint, ScriptBuf, Txid};
+use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{loop_out_max_payment_cltv, loop_out_max_payment_cltv_delta, MAX_HTLC_CONFS};
-use eddy_core::fees::{
-    claim_decision, next_sweep_fee_rate, replacement_fee, sweep_budget, sweep_conf_target, SweepStep,
-};
+use eddy_core::fees::{claim_decision, sweep_conf_target};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
-use eddy_core::musig::Signer;
 use eddy_core::sm::loop_out_client::{
     htlc_output, pays_at, Action, Event, FailReason, LoopOutClientMachine, State, Terms,
 };
+use eddy_core::sweep::Sweep;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
-use eddy_store::runner::{self, Effects as _};
-use eddy_store::{state_name, NewSwap, SeedKeys, StoreError, SwapKind, SwapStore};
+use eddy_engine::runner::{self, Effects as _};
+use eddy_engine::sweep::{sweep, SweepJob, Swept};
+use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::SwapServerApi;
+use crate::{backend, ClientConfig, ClientError, LoopOutApi};
 
 /// Key purpose of the loop-out claim keys (they also sign this swap's calls to the server).
 pub const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ClientLoopOutClaim;
@@ -35,23 +34,6 @@ pub const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ClientLo
 pub const TIP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often [`LoopOutClient::run`] ticks when nothing happens.
 pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Client settings.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Network.
-    pub network: Network,
-    /// Fee limits and the expiry window accepted.
-    pub limits: LoopOutLimits,
-    /// Most the claim transaction may pay in miner fees.
-    pub max_miner_fee: Amount,
-    /// Most the Lightning payments may pay in routing fees.
-    pub max_routing_fee: Amount,
-    /// Confirmation target of the claim.
-    pub conf_target: u16,
-    /// HTLC confirmations required before revealing the preimage.
-    pub htlc_confs: u32,
-}
 
 /// Per-swap limits and settings (the CLI's `--max-*`, `--conf-target`, `--htlc-confs`,
 /// `--channel`); anything not given comes from [`ClientConfig`].
@@ -112,24 +94,6 @@ impl ClientConfig {
     }
 }
 
-/// The claim, once revealed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimInfo {
-    /// Last broadcast.
-    pub txid: Txid,
-    /// Its fee rate (sat/kWU).
-    pub fee_rate_kwu: u64,
-    /// Its fee.
-    pub fee: Amount,
-    /// Every claim broadcast (any may confirm).
-    pub all: Vec<Txid>,
-    /// The fee of each of `all`, in the same order (absent in records written before).
-    #[serde(default)]
-    pub fees: Vec<Amount>,
-    /// Tip height when it was built (bumps happen once per new block).
-    pub height: u32,
-}
-
 /// One client loop-out as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientLoopOut {
@@ -146,18 +110,10 @@ pub struct ClientLoopOut {
     /// The swap's own limits (absent in records written before they existed).
     #[serde(default)]
     pub options: SwapOptions,
-    /// The claim.
-    pub claim: Option<ClaimInfo>,
+    /// The claim (every version broadcast).
+    pub claim: Option<Sweep>,
     /// The state machine's state.
     pub state: State,
-}
-
-impl ClaimInfo {
-    /// The fee of the claim `txid` (one of [`ClaimInfo::all`]).
-    pub fn fee_of(&self, txid: &Txid) -> Option<Amount> {
-        let i = self.all.iter().position(|t| t == txid)?;
-        self.fees.get(i).copied().or((*txid == self.txid).then_some(self.fee))
-    }
 }
 
 impl ClientLoopOut {
@@ -172,46 +128,13 @@ impl ClientLoopOut {
     }
 }
 
-/// Client errors.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The server's offer failed validation; nothing was paid.
-    #[error("offer refused: {0}")]
-    OfferRefused(String),
-    /// The server could not be asked.
-    #[error("server: {0}")]
-    Server(String),
-    /// Our channels cannot send this much now; nothing was paid.
-    #[error("cannot pay: {0}")]
-    NoCapacity(String),
-    /// Our channels cannot receive this much now (loop-in); nothing was created.
-    #[error("cannot receive: {0}")]
-    NoInbound(String),
-    /// The node's wallet cannot fund this loop-in now; nothing was created.
-    #[error("cannot fund: {0}")]
-    NoFunds(String),
-    /// A backend failed; retry.
-    #[error("backend: {0}")]
-    Backend(String),
-    /// Unknown swap.
-    #[error("unknown swap {0}")]
-    NotFound(SwapId),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn backend(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Backend(e.to_string())
-}
-
 /// The client engine.
 pub struct LoopOutClient {
     cfg: ClientConfig,
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
     store: Arc<dyn SwapStore>,
-    server: Arc<dyn SwapServerApi>,
+    server: Arc<dyn LoopOutApi>,
     keys: SeedKeys,
     watcher: Mutex<ChainWatcher>,
     locks: crate::SwapLocks,
@@ -224,7 +147,7 @@ impl LoopOutClient {
         ln: Arc<dyn LightningNode>,
         chain: Arc<dyn ChainSource>,
         store: Arc<dyn SwapStore>,
-        server: Arc<dyn SwapServerApi>,
+        server: Arc<dyn LoopOutApi>,
         keys: SeedKeys,
     ) -> Result<LoopOutClient, ClientError> {
         let active = runner::active::<ClientLoopOut>(&*store).await?;
@@ -416,30 +339,10 @@ impl LoopOutClient {
         .await
     }
 
-    /// One pass over every active swap. The swaps' steps run concurrently: a slow answer from
-    /// the server (each call bounded by `SERVER_CALL_TIMEOUT_SECS`) holds up only its own swap.
+    /// One pass over every active swap: the steps run concurrently, each under its swap's lock
+    /// on the record as stored then (a slow answer from the server holds up only its own swap).
     pub async fn tick(&self) -> Result<(), ClientError> {
-        use futures::StreamExt;
-        self.watcher.lock().await.sync().await.map_err(backend)?;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
-        let active = runner::active::<ClientLoopOut>(&*self.store).await?;
-        let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
-            .map(|(id, _, _)| self.step_locked(id, tip))
-            .buffer_unordered(crate::CONCURRENT_STEPS)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    /// [`Self::step`] under the swap's lock, on its record as stored now (another call may have
-    /// moved it since the pass listed it).
-    async fn step_locked(&self, id: SwapId, tip: u32) -> Result<(), ClientError> {
-        let _guard = self.locks.lock(&id).await;
-        let (version, rec) = self.swap(&id).await?;
-        if rec.state.is_terminal() {
-            return Ok(());
-        }
-        self.step(id, version, rec, tip).await
+        crate::pass(self).await
     }
 
     /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
@@ -604,13 +507,12 @@ impl LoopOutClient {
         if spent_in_block {
             return Ok(());
         }
-        let input = Self::claim_input(rec, outpoint, value)?;
-        let probe = build_spend(
-            vec![input.clone()],
-            rec.destination.clone(),
-            FeeSpec::Absolute(Amount::ZERO),
-        )
-        .map_err(backend)?;
+        // Reveal to the server first (so it can settle and co-sign), then claim by the key path
+        // with its co-signature — smaller and indistinguishable from any taproot spend — and fall
+        // back to the script path on any failure.
+        if rec.claim.as_ref().is_none_or(|c| c.all.is_empty()) {
+            let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
+        }
         let blocks_left = rec.terms.expiry.saturating_sub(tip);
         let eff = self.cfg.effective(&rec.options);
         let estimate = self
@@ -618,150 +520,40 @@ impl LoopOutClient {
             .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
             .await
             .map_err(backend)?;
-        let previous = rec
-            .claim
-            .as_ref()
-            .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu));
-        let step = SweepStep {
-            estimate,
-            previous,
-            blocks_left,
-            weight: probe.predicted_weight,
-            value,
-            max_fee: eff.max_miner_fee,
-            dust: rec.destination.minimal_non_dust(),
-        };
-        let rate = next_sweep_fee_rate(&step);
-        let budget = sweep_budget(&step);
-        // Every replacement pays more in total than any claim it replaces, plus the relay
-        // increment for its own size (BIP125 rules 3 and 4), whichever path it takes: a key-path
-        // claim is smaller than a script-path one and at the same rate would pay less.
-        let previous_fees: Vec<Amount> = rec
-            .claim
-            .as_ref()
-            .map(|c| c.fees.iter().copied().chain([c.fee]).collect())
-            .unwrap_or_default();
-        let fee_for = |weight| replacement_fee(rate, weight, &previous_fees).filter(|f| *f <= budget);
-        let script_fee = fee_for(probe.predicted_weight);
-        let coop_weight = build_spend(
-            vec![HtlcInput {
-                path: SpendPath::Cooperative,
-                ..input.clone()
-            }],
-            rec.destination.clone(),
-            FeeSpec::Absolute(Amount::ZERO),
-        )
-        .map_err(backend)?
-        .predicted_weight;
-        let coop_fee = fee_for(coop_weight);
-        let same_block = rec.claim.as_ref().is_some_and(|c| c.height == tip);
-        let cannot_replace = rec.claim.is_some() && script_fee.is_none() && coop_fee.is_none();
-        if previous == Some(rate) || same_block || cannot_replace {
-            // Nothing to bump (or no bump the mempool would take within our limit):
-            // re-broadcast the last claim as it is (mempools forget).
-            if let Some(c) = &rec.claim {
-                if let Ok(Some(s)) = self.chain.transaction(&c.txid).await {
-                    let _ = self.chain.broadcast(&s.tx).await;
-                    return Ok(());
-                }
-            }
-        }
-        // Reveal to the server first (so it can settle and co-sign), then claim by the key path
-        // with its co-signature — smaller and indistinguishable from any taproot spend — and fall
-        // back to the script path on any failure.
-        if rec.claim.is_none() {
-            let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
-        }
-        let cooperative = match coop_fee {
-            Some(fee) => self.cooperative_claim(id, rec, outpoint, value, fee).await,
-            None => None,
-        };
-        let signed = match (cooperative, script_fee) {
-            (Some(s), _) => s,
-            (None, Some(fee)) => {
-                let mut spend =
-                    build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(fee)).map_err(backend)?;
-                spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
-                spend.finalize().map_err(backend)?
-            }
-            // First claim: the rate fits by construction (`next_sweep_fee_rate` caps it), so
-            // this is a replacement that does not fit; the last claim was re-broadcast above.
-            (None, None) => {
-                let mut spend =
-                    build_spend(vec![input], rec.destination.clone(), FeeSpec::Rate(rate)).map_err(backend)?;
-                spend.sign(0, &self.keys.secret(KEY_PURPOSE, &id)).map_err(backend)?;
-                spend.finalize().map_err(backend)?
-            }
-        };
-        let txid = signed.tx.compute_txid();
-        let mut info = rec.claim.clone().unwrap_or(ClaimInfo {
-            txid,
-            fee_rate_kwu: 0,
-            fee: signed.fee,
-            all: vec![],
-            fees: vec![],
-            height: tip,
-        });
-        info.height = tip;
-        info.txid = txid;
-        info.fee_rate_kwu = rate.to_sat_per_kwu();
-        info.fee = signed.fee;
-        if !info.all.contains(&txid) {
-            info.all.push(txid);
-            info.fees.push(signed.fee);
-        }
-        rec.claim = Some(info);
-        // Persist the claim before it reveals the preimage to the world.
-        runner::persist(
-            self,
-            &id,
-            version,
-            rec,
-            json!({"event": "claim_built", "txid": txid.to_string(), "fee_sat": signed.fee.to_sat()}),
-        )
-        .await?;
-        match self.chain.broadcast(&signed.tx).await {
-            Ok(_) => {}
-            // An earlier claim of ours (or the server's refund) spent the HTLC meanwhile: the
-            // watcher tells which at the next step.
-            Err(e) if e.is_missing_inputs() => {}
-            Err(e) => return Err(backend(e)),
-        }
-        runner::apply(self, id, version, rec, Event::ClaimBroadcast { txid }, &tip).await
-    }
-
-    /// A key-path claim co-signed by the server, or `None` when the server does not co-sign
-    /// (offline, refuses, or answers a partial signature that does not verify).
-    async fn cooperative_claim(
-        &self,
-        id: SwapId,
-        rec: &ClientLoopOut,
-        outpoint: OutPoint,
-        value: Amount,
-        fee: Amount,
-    ) -> Option<eddy_core::tx::SignedSpend> {
-        let htlc = Htlc::new(rec.htlc).ok()?;
-        let input = HtlcInput {
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let cosigner = crate::ServerCosigns::Claim(&*self.server, id);
+        let job = SweepJob {
+            label: "claim",
             outpoint,
             value,
-            htlc: htlc.clone(),
-            path: SpendPath::Cooperative,
+            htlc: &htlc,
+            script_path: Some(SpendPath::Claim(rec.preimage)),
+            cosigner: Some(&cosigner),
+            key: self.keys.secret(KEY_PURPOSE, &id),
+            dest: rec.destination.clone(),
+            estimate,
+            blocks_left,
+            max_fee: eff.max_miner_fee,
+            tip,
+            may_be_early: false,
         };
-        let mut spend = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(fee)).ok()?;
-        let msg = spend.sighash(0).ok()?;
-        let Htlc::Taproot(taproot) = &htlc else {
-            return None;
-        };
-        let key = self.keys.secret(KEY_PURPOSE, &id);
-        let mut signer = Signer::new(taproot, &key, msg, &id.0).ok()?;
-        let (their_nonce, their_partial) =
-            crate::bounded(self.server.cosign_claim(&id, &signer.public_nonce(), &spend.tx))
-                .await
-                .ok()?;
-        let ours = signer.sign(&their_nonce).ok()?;
-        let sig = signer.aggregate(&their_nonce, &ours, &their_partial).ok()?;
-        spend.set_cooperative_signature(0, sig).ok()?;
-        spend.finalize().ok()
+        match sweep(
+            self,
+            &*self.chain,
+            id,
+            version,
+            rec,
+            rec.claim.clone(),
+            |r: &mut ClientLoopOut, s| r.claim = Some(s),
+            job,
+        )
+        .await?
+        {
+            Swept::New { txid, .. } => {
+                runner::apply(self, id, version, rec, Event::ClaimBroadcast { txid }, &tip).await
+            }
+            Swept::Unchanged => Ok(()),
+        }
     }
 
     /// The payment hash of a swap's prepay invoice.
@@ -772,7 +564,28 @@ impl LoopOutClient {
     }
 }
 
-eddy_store::record!(
+#[async_trait::async_trait]
+impl crate::ClientEngine for LoopOutClient {
+    type Rec = ClientLoopOut;
+
+    fn watcher(&self) -> &Mutex<ChainWatcher> {
+        &self.watcher
+    }
+
+    fn chain_source(&self) -> &dyn ChainSource {
+        &*self.chain
+    }
+
+    fn locks(&self) -> &crate::SwapLocks {
+        &self.locks
+    }
+
+    async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopOut, tip: u32) -> Result<(), ClientError> {
+        self.step(id, version, rec, tip).await
+    }
+}
+
+eddy_engine::record!(
     ClientLoopOut,
     LoopOutClientMachine,
     SwapKind::LoopOutClient,
@@ -873,44 +686,6 @@ fn event_json(e: &Event) -> serde_json::Value {
             "replacement": replacement.map(|(o, _)| o.to_string()),
         }),
     }
-}
-
-/// Virtual sizes of a loop-out claim to a P2WPKH address: (key path co-signed by the server,
-/// script path with the preimage), for quotes.
-pub fn claim_vbytes() -> (u64, u64) {
-    let key = |b: u8| {
-        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[b; 32]).ok();
-        sk.map(|k| eddy_core::htlc::public_key(&k))
-    };
-    let (Some(server), Some(client)) = (key(1), key(2)) else {
-        return (0, 0);
-    };
-    let params = HtlcParams {
-        kind: HtlcKind::P2trOut,
-        payment_hash: Preimage::from_bytes([3; 32]).payment_hash(),
-        claim_key: eddy_core::htlc::HtlcKey::Pubkey(client),
-        refund_key: eddy_core::htlc::HtlcKey::Pubkey(server),
-        timeout: 1_000,
-    };
-    let Ok(htlc) = Htlc::new(params) else {
-        return (0, 0);
-    };
-    let dest = ScriptBuf::new_p2wpkh(&<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array(
-        [0; 20],
-    ));
-    let size = |path: SpendPath| {
-        let input = HtlcInput {
-            outpoint: OutPoint::null(),
-            value: Amount::from_sat(100_000),
-            htlc: htlc.clone(),
-            path,
-        };
-        eddy_core::tx::predict_weight(&[input], &dest).map_or(0, |w| w.to_vbytes_ceil())
-    };
-    (
-        size(SpendPath::Cooperative),
-        size(SpendPath::Claim(Preimage::from_bytes([3; 32]))),
-    )
 }
 
 /// Why a failed swap failed, for reports.

@@ -163,15 +163,142 @@ pub struct Terms {
     pub expiry_delta: u32,
 }
 
+/// A swap's state as the server's API names it ([`SwapStatus::state`]): the state names of the
+/// server's two machines (loop-out: `created` … `claimed_unsettled`; loop-in: `created`,
+/// `paying`, `claiming`, `refundable`, …). A test pins every machine state to its name here, so
+/// renaming a state can never silently change what clients read; a name an older client does
+/// not know reads as [`SwapState::Unknown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapState {
+    /// Loop-out: offered, invoices not (all) paid. Loop-in: offered, not (yet) funded.
+    Created,
+    /// Loop-out: paid; the HTLC is being published.
+    Publishing,
+    /// Loop-out: the HTLC is published.
+    Published,
+    /// Loop-out: past the timeout, the server refunds the HTLC.
+    Refunding,
+    /// Loop-out: the server knows the preimage and settles.
+    PreimageKnown,
+    /// Loop-out: the preimage came too late to be paid for; the server refunds.
+    Reclaiming,
+    /// Loop-out: claimed on chain, the swap invoice no longer settleable.
+    ClaimedUnsettled,
+    /// Loop-out: no publication inside its window.
+    TimedOut,
+    /// Loop-out: canceled before publication (invoices returned).
+    Canceled,
+    /// Loop-in: funded; the server pays the client's invoice.
+    Paying,
+    /// Loop-in: paid; the server claims the HTLC (a cooperative claim is offered).
+    Claiming,
+    /// Loop-in: failed; the server co-signs the client's refund.
+    Refundable,
+    /// Loop-in: the client never funded in time.
+    Expired,
+    /// Done: both sides paid.
+    Succeeded,
+    /// Done: the HTLC went back.
+    Refunded,
+    /// A state this client does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl SwapState {
+    /// The state named `name` (a server machine's state name).
+    pub fn from_name(name: &str) -> SwapState {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(SwapState::Unknown)
+    }
+}
+
+/// How a server refused a call, from the status it answered: the wire's one taxonomy of
+/// refusals (the body says what in words: [`ErrorBody`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request is wrong (malformed, out of range, not allowed now).
+    BadRequest,
+    /// 401: missing or bad per-swap signature, or no such swap (a stranger cannot tell).
+    Unauthorized,
+    /// 404: no such swap or route.
+    NotFound,
+    /// 409: a swap for this payment hash exists.
+    Conflict,
+    /// 413: the body is larger than the server reads.
+    TooLarge,
+    /// 429: over a per-client limit; retry after a minute.
+    TooManyRequests,
+    /// 503: the server cannot take it now, or a backend failed; retry later.
+    Unavailable,
+    /// Any other status.
+    Other(u16),
+}
+
+impl ErrorKind {
+    /// The kind of an answer with HTTP status `status`.
+    pub fn of_status(status: u16) -> ErrorKind {
+        match status {
+            400 => ErrorKind::BadRequest,
+            401 => ErrorKind::Unauthorized,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            413 => ErrorKind::TooLarge,
+            429 => ErrorKind::TooManyRequests,
+            503 => ErrorKind::Unavailable,
+            other => ErrorKind::Other(other),
+        }
+    }
+}
+
+/// What a client's call to the server got instead of its answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiCallError {
+    /// The server answered an error status (`status` is its line: "400 Bad Request").
+    #[error("server answered {status}: {message}")]
+    Answered {
+        /// The refusal's kind.
+        kind: ErrorKind,
+        /// The status line.
+        status: String,
+        /// The body's `error`.
+        message: String,
+    },
+    /// No connection (refused, DNS, TLS).
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// No answer in time.
+    #[error("server did not answer in time: {0}")]
+    Timeout(String),
+    /// The request failed otherwise.
+    #[error("server request failed: {0}")]
+    Failed(String),
+    /// An answer that is not of the endpoint's shape.
+    #[error("unreadable answer: {0}")]
+    Unreadable(String),
+    /// The server does not offer this call (an adapter without it).
+    #[error("not offered by this server: {0}")]
+    NotOffered(&'static str),
+}
+
+impl ApiCallError {
+    /// The HTTP status the server answered, if it answered one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiCallError::Answered { status, .. } => status.get(..3).and_then(|c| c.parse().ok()),
+            _ => None,
+        }
+    }
+}
+
 /// What `GET /v1/swaps/{id}` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SwapStatus {
     /// The swap id.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub id: String,
-    /// The state name (snake case).
-    #[schema(pattern = "^[a-z_]+$")]
-    pub state: String,
+    /// The state.
+    pub state: SwapState,
     /// Whether it is final.
     pub terminal: bool,
     /// HTLC expiry height.
@@ -567,6 +694,70 @@ pub fn parse_seed_loop_out(body: &[u8], network: Network) -> Result<SeedLoopOut,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_server_state_has_its_wire_name() {
+        use crate::sm::{loop_in_server as li, loop_out_server as lo};
+        use bitcoin::hashes::Hash;
+        let name = |v: serde_json::Value| v["state"].as_str().map(str::to_owned).expect("state name");
+        let txid = bitcoin::Txid::all_zeros();
+        let p = Preimage::from_bytes([1; 32]);
+        let o = bitcoin::OutPoint::null();
+        let out = [
+            (lo::State::new(), SwapState::Created),
+            (lo::State::Publishing { prepay_deadline: None }, SwapState::Publishing),
+            (lo::State::Published { txid }, SwapState::Published),
+            (lo::State::Refunding { txid }, SwapState::Refunding),
+            (lo::State::PreimageKnown { preimage: p }, SwapState::PreimageKnown),
+            (lo::State::Succeeded, SwapState::Succeeded),
+            (lo::State::Refunded, SwapState::Refunded),
+            (
+                lo::State::Canceled(lo::CancelReason::PublicationLost),
+                SwapState::Canceled,
+            ),
+            (lo::State::TimedOut, SwapState::TimedOut),
+            (lo::State::Reclaiming, SwapState::Reclaiming),
+            (lo::State::ClaimedUnsettled, SwapState::ClaimedUnsettled),
+        ];
+        for (state, wire) in out {
+            let n = name(serde_json::to_value(&state).expect("json"));
+            assert_eq!(SwapState::from_name(&n), wire, "loop-out {n}");
+            assert_eq!(serde_json::to_value(wire).expect("json"), serde_json::json!(n));
+        }
+        let inn = [
+            (li::State::Created, SwapState::Created),
+            (li::State::Paying { outpoint: o }, SwapState::Paying),
+            (
+                li::State::Claiming {
+                    outpoint: o,
+                    preimage: p,
+                },
+                SwapState::Claiming,
+            ),
+            (
+                li::State::Refundable(li::RefundReason::PaymentFailed),
+                SwapState::Refundable,
+            ),
+            (li::State::Succeeded, SwapState::Succeeded),
+            (li::State::Refunded, SwapState::Refunded),
+            (li::State::Expired, SwapState::Expired),
+        ];
+        for (state, wire) in inn {
+            let n = name(serde_json::to_value(&state).expect("json"));
+            assert_eq!(SwapState::from_name(&n), wire, "loop-in {n}");
+        }
+        assert_eq!(SwapState::from_name("something_new"), SwapState::Unknown);
+        let e = ApiCallError::Answered {
+            kind: ErrorKind::of_status(429),
+            status: "429 Too Many Requests".into(),
+            message: "x".into(),
+        };
+        assert_eq!(
+            (e.status(), e.to_string().as_str()),
+            (Some(429), "server answered 429 Too Many Requests: x")
+        );
+        assert_eq!(ApiCallError::Unreachable("refused".into()).status(), None);
+    }
 
     #[test]
     fn amounts_are_whole_satoshis_written_as_integers_or_integral_numbers() {

@@ -489,3 +489,41 @@ pub fn cooperative_sighash(tx: &Transaction, htlc: &Htlc, value: Amount) -> Resu
         .map(|h| h.to_byte_array())
         .map_err(|e| TxError::Sighash(e.to_string()))
 }
+
+/// Virtual sizes of a loop-out claim to a P2WPKH address: (key path co-signed by the server,
+/// script path with the preimage), for quotes.
+pub fn loop_out_claim_vbytes() -> (u64, u64) {
+    let key = |b: u8| {
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[b; 32]).ok();
+        sk.map(|k| crate::htlc::public_key(&k))
+    };
+    let (Some(server), Some(client)) = (key(1), key(2)) else {
+        return (0, 0);
+    };
+    let params = crate::htlc::HtlcParams {
+        kind: HtlcKind::P2trOut,
+        payment_hash: Preimage::from_bytes([3; 32]).payment_hash(),
+        claim_key: crate::htlc::HtlcKey::Pubkey(client),
+        refund_key: crate::htlc::HtlcKey::Pubkey(server),
+        timeout: 1_000,
+    };
+    let Ok(htlc) = Htlc::new(params) else {
+        return (0, 0);
+    };
+    let dest = ScriptBuf::new_p2wpkh(&<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array(
+        [0; 20],
+    ));
+    let size = |path: SpendPath| {
+        let input = HtlcInput {
+            outpoint: OutPoint::null(),
+            value: Amount::from_sat(100_000),
+            htlc: htlc.clone(),
+            path,
+        };
+        crate::tx::predict_weight(&[input], &dest).map_or(0, |w| w.to_vbytes_ceil())
+    };
+    (
+        size(SpendPath::Cooperative),
+        size(SpendPath::Claim(Preimage::from_bytes([3; 32]))),
+    )
+}

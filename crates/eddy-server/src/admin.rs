@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, TxOut, Txid};
 
-use crate::loop_out::{LoopOutEngine, LoopOutRecord};
+use crate::loop_out::{LoopOutEngine, ServerLoopOut};
 use crate::server::SwapServer;
 use crate::server_core::{backend, ServerError, META_WALLET_SCAN_FROM};
 use crate::wallet::{Coin, SwapWallet};
@@ -206,7 +206,7 @@ fn kept_for(coins: &[Coin], owed: &[Amount], rate: FeeRate) -> HashSet<OutPoint>
 /// Whether the swap wallet owes `r` its HTLC: paid and not yet published. (A publication
 /// stored but not broadcast keeps its own inputs too: counted twice until it is, which errs on
 /// the side of the swap — and a stored one whose inputs another transaction took is still owed.)
-fn owed(r: &LoopOutRecord) -> bool {
+fn owed(r: &ServerLoopOut) -> bool {
     r.is_paid() && matches!(r.state, State::Created { .. } | State::Publishing { .. })
 }
 

@@ -1,4 +1,7 @@
-//! The server's HTTP API (JSON): terms, loop-out creation, swap status, preimage push. Every
+//! The server's HTTP API (JSON, bodies the wire types of [`eddy_core::api`]): terms, quotes,
+//! loop-out and loop-in creation, swap status and its event stream, preimage push, MuSig2
+//! co-signing (loop-out claims, loop-in refunds, loop-in cooperative claims), and seed 000's
+//! `POST /api/loop/out`. Every
 //! error is a JSON body `{"error": "..."}` with a 4xx status for bad input (malformed JSON,
 //! out-of-range amounts, unknown swap ids, replays) and 5xx only for backend failures; a
 //! rejected request changes nothing. Backend and database error text never reaches a caller:
@@ -49,7 +52,7 @@ use utoipa::OpenApi;
 pub use eddy_core::api::{
     ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, LoopInCreateDoc, LoopInOfferDoc,
     LoopOutCreateDoc, LoopOutOfferDoc, PreimageBody, Quote, QuoteIn, SeedLoopOutRequest, SeedLoopOutResponse,
-    SwapStatus, Terms,
+    SwapState, SwapStatus, Terms,
 };
 
 use crate::server_core::ServerError;
@@ -61,7 +64,7 @@ use crate::SwapServer;
     info(
         title = "Eddy swap server",
         version = "1",
-        description = "Non-custodial Lightning ⇄ chain swaps: loop-out."
+        description = "Non-custodial Lightning ⇄ chain swaps: loop-out (Lightning to chain) and loop-in (chain to Lightning), with MuSig2 cooperative claims and refunds."
     ),
     paths(
         terms,
@@ -89,6 +92,7 @@ use crate::SwapServer;
         SeedLoopOutRequest,
         SeedLoopOutResponse,
         SwapStatus,
+        SwapState,
         PreimageBody,
         CosignRequest,
         CosignResponse,
@@ -1115,7 +1119,7 @@ async fn events(
                 let Ok(status) = any_status(&st, &id).await else {
                     return None;
                 };
-                let key = format!("{}:{:?}", status.state, status.htlc_outpoint);
+                let key = format!("{:?}:{:?}", status.state, status.htlc_outpoint);
                 if key != last {
                     let terminal = status.terminal;
                     let data = serde_json::to_string(&status).unwrap_or_default();
@@ -1131,11 +1135,11 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-fn status_of(id: &SwapId, rec: &crate::loop_out::LoopOutRecord) -> SwapStatus {
+fn status_of(id: &SwapId, rec: &crate::loop_out::ServerLoopOut) -> SwapStatus {
     swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
-fn in_status_of(id: &SwapId, rec: &crate::loop_in::LoopInRecord) -> SwapStatus {
+fn in_status_of(id: &SwapId, rec: &crate::loop_in::ServerLoopIn) -> SwapStatus {
     swap_status(id, &rec.state, rec.state.is_terminal(), rec.terms.expiry, rec.funding)
 }
 
@@ -1148,7 +1152,7 @@ fn swap_status<S: Serialize>(
 ) -> SwapStatus {
     SwapStatus {
         id: id.to_string(),
-        state: eddy_store::state_name(state),
+        state: eddy_core::api::SwapState::from_name(&eddy_store::state_name(state)),
         terminal,
         expiry,
         htlc_outpoint: funding.map(|o| o.to_string()),

@@ -4,7 +4,7 @@
 //! ([`ServerCore`]: settings, store, Lightning node, chain watcher, swap wallet, watchdog,
 //! metrics) and one engine per swap kind ([`LoopOutEngine`], [`LoopInEngine`]), each turning
 //! its persisted `eddy-core` state machine into actions on the node and the chain through the
-//! generic runner (`eddy_store::runner`), with per-swap keys from a seed ([`SeedKeys`]). The
+//! generic runner (`eddy_engine::runner`), with per-swap keys from a seed ([`SeedKeys`]). The
 //! JSON HTTP API ([`http`]) and the operator's admin API ([`admin`]) wrap it.
 
 #![deny(clippy::unwrap_used)]
@@ -24,7 +24,7 @@ pub mod wallet;
 pub const SEED_FILE: &str = "server-seed";
 
 pub use eddy_store::SeedKeys;
-pub use loop_in::{LoopInEngine, LoopInRecord};
-pub use loop_out::{LoopOutEngine, LoopOutRecord, LoopOutRequest};
+pub use loop_in::{LoopInEngine, ServerLoopIn};
+pub use loop_out::{LoopOutEngine, LoopOutRequest, ServerLoopOut};
 pub use server::SwapServer;
 pub use server_core::{ServerConfig, ServerCore, ServerError};

@@ -14,14 +14,15 @@ use eddy_core::constants::{
     DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS,
     LOOP_IN_SEND_OUTCOME_GRACE_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
-use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_server::{Action, Event, LoopInServerMachine, State, Terms};
+use eddy_core::sweep::Sweep;
 use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
 use eddy_core::types::SwapId;
 use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
-use eddy_store::runner;
+use eddy_engine::runner;
+use eddy_engine::sweep::{plan, sweep, SweepJob};
 use eddy_store::{state_name, NewSwap, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -36,28 +37,17 @@ const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn
 /// Confirmations of the funding before the server pays: the shared rule's
 /// [`eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS`] (one constant for both sides).
 pub const LOOP_IN_FUNDING_CONFS: u32 = eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS;
+/// Confirmation target of the claim while far from `E` (nearer, `sweep_conf_target` tightens it).
+const CLAIM_CONF_TARGET: u16 = 6;
 /// Share of the swap fee the server spends on routing the client's invoice, at most.
 const ROUTING_FEE_SHARE_PPM: u64 = 500_000;
 
 /// A loop-in request (the wire body of `POST /v1/loop-in`).
 pub use eddy_core::validate::LoopInCreate;
 
-/// The claim, once started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InClaim {
-    /// Last broadcast.
-    pub txid: Txid,
-    /// Its fee rate (sat/kWU).
-    pub fee_rate_kwu: u64,
-    /// Every claim broadcast.
-    pub all: Vec<Txid>,
-    /// Tip when last built (bumps once per block).
-    pub height: u32,
-}
-
 /// One server loop-in as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoopInRecord {
+pub struct ServerLoopIn {
     /// The HTLC.
     pub htlc: HtlcParams,
     /// The client's invoice.
@@ -70,8 +60,8 @@ pub struct LoopInRecord {
     pub created_height: u32,
     /// The funding output, once seen.
     pub funding: Option<OutPoint>,
-    /// The claim.
-    pub claim: Option<InClaim>,
+    /// The claim (every version: script path and cooperative).
+    pub claim: Option<Sweep>,
     /// Until this height the server waits for the client to co-sign a key-path claim before
     /// claiming by the script path (set when the preimage is learned).
     #[serde(default)]
@@ -94,7 +84,7 @@ pub struct LoopInRecord {
     pub state: State,
 }
 
-impl LoopInRecord {
+impl ServerLoopIn {
     /// Whether this is a live unfunded offer at `tip`: no funding seen yet, made fewer than
     /// [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`] blocks ago. Such offers count against the unfunded-offer
     /// budgets (global: `create_loop_in`; per client: the HTTP layer).
@@ -135,7 +125,7 @@ impl LoopInEngine {
     /// The active loop-ins in `store`.
     pub(crate) async fn active(
         store: &dyn eddy_store::SwapStore,
-    ) -> Result<Vec<(SwapId, i64, LoopInRecord)>, ServerError> {
+    ) -> Result<Vec<(SwapId, i64, ServerLoopIn)>, ServerError> {
         Ok(runner::active(store).await?)
     }
 
@@ -152,7 +142,7 @@ impl LoopInEngine {
     }
 
     /// A stored loop-in.
-    pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopInRecord), ServerError> {
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, ServerLoopIn), ServerError> {
         runner::load(&**self.core.store(), id)
             .await?
             .ok_or(ServerError::NotFound(*id))
@@ -240,7 +230,7 @@ impl LoopInEngine {
             timeout: expiry,
         };
         let built = Htlc::new(htlc).map_err(|e| ServerError::Invalid(e.to_string()))?;
-        let rec = LoopInRecord {
+        let rec = ServerLoopIn {
             htlc,
             invoice: req.invoice.trim().to_string(),
             terms: Terms {
@@ -363,7 +353,7 @@ impl LoopInEngine {
     /// preimage (state `Claiming`), so co-signing costs the client nothing.
     ///
     /// The cooperative claim is a replacement in the claim's fee schedule: it pays at least
-    /// what the script-path claim would pay next ([`next_sweep_fee_rate`] from the previous
+    /// what the script-path claim would pay next (`next_sweep_fee_rate` from the previous
     /// claim's rate, as `claim_in` bumps), and at least the BIP125 replacement fee of
     /// every earlier claim, so a client that co-signs every block can only make the claim
     /// escalate, never hold it at the estimate (review #9). At most
@@ -404,38 +394,21 @@ impl LoopInEngine {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };
         let dest = self.core.wallet_script();
-        let input = |path| HtlcInput {
+        let job = self
+            .claim_job(id, &rec, &htlc, outpoint, value, preimage, dest.clone(), tip)
+            .await?;
+        // The script-path claim's schedule, with the key path offered: its rate and the fee
+        // that replaces every earlier claim (at most the budget).
+        let plan = plan(rec.claim.as_ref(), &job, true)?;
+        let rate = plan.rate;
+        let fee = plan.cooperative_fee.unwrap_or(plan.budget);
+        let input = HtlcInput {
             outpoint,
             value,
             htlc: htlc.clone(),
-            path,
+            path: SpendPath::Cooperative,
         };
-        let coop_probe = build_spend(
-            vec![input(SpendPath::Cooperative)],
-            dest.clone(),
-            FeeSpec::Absolute(Amount::ZERO),
-        )
-        .map_err(backend)?;
-        let script_probe = build_spend(
-            vec![input(SpendPath::Claim(preimage))],
-            dest.clone(),
-            FeeSpec::Absolute(Amount::ZERO),
-        )
-        .map_err(backend)?;
-        let step = self
-            .claim_step(&rec, tip, coop_probe.predicted_weight, value, &dest)
-            .await?;
-        let rate = next_sweep_fee_rate(&step);
-        // Every earlier claim was at most the script-path size at the previous rate.
-        let previous_fees: Vec<Amount> = step
-            .previous
-            .map(|r| Amount::from_sat((r.to_sat_per_kwu() * script_probe.predicted_weight.to_wu()).div_ceil(1000)))
-            .into_iter()
-            .collect();
-        let fee = eddy_core::fees::replacement_fee(rate, coop_probe.predicted_weight, &previous_fees)
-            .ok_or_else(|| backend("fee overflow"))?
-            .min(eddy_core::fees::sweep_budget(&step));
-        let spend = build_spend(vec![input(SpendPath::Cooperative)], dest, FeeSpec::Absolute(fee)).map_err(backend)?;
+        let spend = build_spend(vec![input], dest, FeeSpec::Absolute(fee)).map_err(backend)?;
         let msg = spend.sighash(0).map_err(backend)?;
         let signer = eddy_core::musig::Signer::new(taproot, &self.core.keys().secret(KEY_PURPOSE, id), msg, &id.0)
             .map_err(backend)?;
@@ -450,39 +423,6 @@ impl LoopInEngine {
             },
         );
         Ok((nonce, tx))
-    }
-
-    /// The claim's fee step at `tip` for a claim of `weight` spending `value`: the estimate for
-    /// the blocks left and the previous claim's rate (shared by the script-path and the
-    /// cooperative claim, so both follow one schedule).
-    async fn claim_step(
-        &self,
-        rec: &LoopInRecord,
-        tip: u32,
-        weight: bitcoin::Weight,
-        value: Amount,
-        dest: &ScriptBuf,
-    ) -> Result<SweepStep, ServerError> {
-        let blocks_left = rec.terms.expiry.saturating_sub(tip);
-        let estimate = self
-            .core
-            .chain()
-            .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, 6))
-            .await
-            .map_err(backend)?;
-        Ok(SweepStep {
-            estimate,
-            previous: rec
-                .claim
-                .as_ref()
-                .filter(|c| c.fee_rate_kwu > 0)
-                .map(|c| bitcoin::FeeRate::from_sat_per_kwu(c.fee_rate_kwu)),
-            blocks_left,
-            weight,
-            value,
-            max_fee: value / 5,
-            dust: dest.minimal_non_dust(),
-        })
     }
 
     /// Completes the cooperative claim with the client's nonce and partial signature (checked)
@@ -514,6 +454,7 @@ impl LoopInEngine {
             .aggregate(client_nonce, &ours, client_partial)
             .map_err(|e| ServerError::Invalid(e.to_string()))?;
         spend.set_cooperative_signature(0, sig).map_err(backend)?;
+        let spend_outpoint = spend.tx.input[0].previous_output;
         let signed = spend.finalize().map_err(backend)?;
         let txid = signed.tx.compute_txid();
         let (mut version, mut rec) = self.swap(id).await?;
@@ -521,15 +462,9 @@ impl LoopInEngine {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         }
         // Attempted: ours, but not (yet) the current broadcast.
-        let mut info = rec.claim.clone().unwrap_or(InClaim {
-            txid,
-            fee_rate_kwu: 0,
-            all: vec![],
-            height: 0,
-        });
-        if !info.all.contains(&txid) {
-            info.all.push(txid);
-            rec.claim = Some(info.clone());
+        let claim = rec.claim.get_or_insert_with(|| Sweep::of(spend_outpoint));
+        if !claim.contains(&txid) {
+            claim.attempted(txid, signed.fee);
             runner::persist(
                 self,
                 id,
@@ -548,10 +483,13 @@ impl LoopInEngine {
             }
         }
         let tip = self.core.tip().await?;
-        info.txid = txid;
-        info.height = tip;
-        info.fee_rate_kwu = fee_rate_kwu;
-        rec.claim = Some(info);
+        rec.claim.get_or_insert_with(|| Sweep::of(spend_outpoint)).record(
+            txid,
+            signed.fee,
+            // The rate it pays (its replacement fee can be above the planned rate).
+            bitcoin::FeeRate::from_sat_per_kwu(fee_rate_kwu).max(eddy_engine::sweep::rate_of(&signed)),
+            tip,
+        );
         runner::persist(
             self,
             id,
@@ -576,7 +514,7 @@ impl LoopInEngine {
         first.map_or(Ok(()), Err)
     }
 
-    async fn step_in(&self, id: SwapId, mut version: i64, mut rec: LoopInRecord, tip: u32) -> Result<(), ServerError> {
+    async fn step_in(&self, id: SwapId, mut version: i64, mut rec: ServerLoopIn, tip: u32) -> Result<(), ServerError> {
         let status = self.core.htlc_status(&id, &rec.htlc).await?;
         // Funding.
         if rec.state == State::Created {
@@ -705,7 +643,7 @@ impl LoopInEngine {
         &self,
         id: SwapId,
         version: &mut i64,
-        rec: &mut LoopInRecord,
+        rec: &mut ServerLoopIn,
         tip: u32,
         reason: String,
     ) -> Result<(), ServerError> {
@@ -751,11 +689,50 @@ impl LoopInEngine {
         }
     }
 
+    /// The claim of `outpoint` on the script path with `preimage`, into the swap wallet (`dest`),
+    /// on the one schedule the cooperative claim follows too: the estimate for the blocks left
+    /// before `E`, at most a fifth of the value (everything but dust near `E`).
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_job<'a>(
+        &self,
+        id: &SwapId,
+        rec: &ServerLoopIn,
+        htlc: &'a Htlc,
+        outpoint: OutPoint,
+        value: Amount,
+        preimage: eddy_core::types::Preimage,
+        dest: ScriptBuf,
+        tip: u32,
+    ) -> Result<SweepJob<'a>, ServerError> {
+        let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let estimate = self
+            .core
+            .chain()
+            .fee_rate(eddy_core::fees::sweep_conf_target(blocks_left, CLAIM_CONF_TARGET))
+            .await
+            .map_err(backend)?;
+        Ok(SweepJob {
+            label: "claim",
+            outpoint,
+            value,
+            htlc,
+            script_path: Some(SpendPath::Claim(preimage)),
+            cosigner: None,
+            key: self.core.keys().secret(KEY_PURPOSE, id),
+            dest,
+            estimate,
+            blocks_left,
+            max_fee: value / 5,
+            tip,
+            may_be_early: false,
+        })
+    }
+
     async fn claim_in(
         &self,
         id: SwapId,
         version: &mut i64,
-        rec: &mut LoopInRecord,
+        rec: &mut ServerLoopIn,
         outpoint: OutPoint,
         tip: u32,
     ) -> Result<(), ServerError> {
@@ -763,7 +740,7 @@ impl LoopInEngine {
             return Ok(());
         };
         // First give the client a block to co-sign the smaller, private key-path claim.
-        if rec.claim.is_none() {
+        if rec.claim.as_ref().is_none_or(|c| c.all.is_empty()) {
             match rec.coop_wait_until {
                 None => {
                     rec.coop_wait_until = Some(tip + 1);
@@ -782,55 +759,26 @@ impl LoopInEngine {
         {
             return Ok(());
         }
-        if rec.claim.as_ref().is_some_and(|c| c.height == tip) {
-            return Ok(());
-        }
         let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
             return Ok(());
         };
-        let dest: ScriptBuf = self.core.wallet_script();
-        let input = HtlcInput {
-            outpoint,
-            value,
-            htlc: Htlc::new(rec.htlc).map_err(backend)?,
-            path: SpendPath::Claim(preimage),
-        };
-        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
-        let rate = next_sweep_fee_rate(&self.claim_step(rec, tip, probe.predicted_weight, value, &dest).await?);
-        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
-        spend
-            .sign(0, &self.core.keys().secret(KEY_PURPOSE, &id))
-            .map_err(backend)?;
-        let signed = spend.finalize().map_err(backend)?;
-        let txid = signed.tx.compute_txid();
-        let mut info = rec.claim.clone().unwrap_or(InClaim {
-            txid,
-            fee_rate_kwu: 0,
-            all: vec![],
-            height: tip,
-        });
-        info.txid = txid;
-        info.height = tip;
-        info.fee_rate_kwu = rate.to_sat_per_kwu();
-        if !info.all.contains(&txid) {
-            info.all.push(txid);
-        }
-        rec.claim = Some(info);
-        // Persist the claim before broadcasting it, so its confirmations are recognised after a
-        // crash.
-        runner::persist(
+        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
+        let dest = self.core.wallet_script();
+        let job = self
+            .claim_job(&id, rec, &htlc, outpoint, value, preimage, dest, tip)
+            .await?;
+        sweep(
             self,
-            &id,
+            &**self.core.chain(),
+            id,
             version,
             rec,
-            json!({"event": "claim_built", "txid": txid.to_string()}),
+            rec.claim.clone(),
+            |r: &mut ServerLoopIn, s| r.claim = Some(s),
+            job,
         )
         .await?;
-        match self.core.chain().broadcast(&signed.tx).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_missing_inputs() => Ok(()),
-            Err(e) => Err(backend(e)),
-        }
+        Ok(())
     }
 }
 
@@ -847,8 +795,8 @@ fn backend(e: impl std::fmt::Display) -> ServerError {
     ServerError::Backend(e.to_string())
 }
 
-eddy_store::record!(
-    LoopInRecord,
+eddy_engine::record!(
+    ServerLoopIn,
     LoopInServerMachine,
     SwapKind::LoopInServer,
     "loop-in transition",
@@ -858,7 +806,7 @@ eddy_store::record!(
 /// The loop-in's side effects on the server: paying the client's invoice, claiming the HTLC,
 /// co-signing the client's refund.
 #[async_trait::async_trait]
-impl runner::Effects<LoopInRecord> for LoopInEngine {
+impl runner::Effects<ServerLoopIn> for LoopInEngine {
     /// The tip the pass runs at.
     type Ctx = u32;
     type Error = ServerError;
@@ -871,13 +819,13 @@ impl runner::Effects<LoopInRecord> for LoopInEngine {
         &()
     }
 
-    async fn persisted(&self, id: &SwapId, rec: &LoopInRecord) {
+    async fn persisted(&self, id: &SwapId, rec: &ServerLoopIn) {
         if rec.state.is_terminal() {
             self.core.unwatch(id).await;
         }
     }
 
-    fn finished(&self, _id: &SwapId, rec: &LoopInRecord) {
+    fn finished(&self, _id: &SwapId, rec: &ServerLoopIn) {
         self.core
             .metrics()
             .swap_finished(&format!("in_{}", state_name(&rec.state)));
@@ -887,7 +835,7 @@ impl runner::Effects<LoopInRecord> for LoopInEngine {
         &self,
         id: SwapId,
         version: &mut i64,
-        rec: &mut LoopInRecord,
+        rec: &mut ServerLoopIn,
         action: Action,
         tip: &u32,
     ) -> Result<(), ServerError> {

@@ -1,4 +1,4 @@
-//! The loop-out engine (server side). Each swap is one [`LoopOutRecord`] in the store, holding
+//! The loop-out engine (server side). Each swap is one [`ServerLoopOut`] in the store, holding
 //! the `eddy-core` state machine's state plus what the actions need. `SwapServer::tick`
 //! gathers what happened (hold-invoice states, the chain watcher's fundings and spends, the new
 //! tip), feeds it to the state machine, **persists every transition before acting on it**, then
@@ -24,15 +24,16 @@ use eddy_core::constants::{
     HTLC_PUBLICATION_BUMP_BLOCKS, MIN_BLOCKS_LEFT_AT_PUBLICATION, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
     SERVER_SETTLE_MARGIN, SETTLE_LATENCY,
 };
-use eddy_core::fees::{next_sweep_fee_rate, SweepStep};
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_out_server::{Action, Event, LoopOutServerMachine, State, Terms};
 use eddy_core::spend::find_preimage;
-use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::sweep::Sweep;
+use eddy_core::tx::SpendPath;
 use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::LoopOutOffer;
-use eddy_store::runner;
+use eddy_engine::runner;
+use eddy_engine::sweep::{sweep, SweepJob};
 use eddy_store::{state_name, NewSwap, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -43,6 +44,8 @@ use crate::wallet::WALLET_WATCH_ID;
 
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopOut;
+/// Confirmation target of the refund sweep (bumped once a block until it confirms).
+const REFUND_CONF_TARGET: u16 = 2;
 /// Blocks of slack added to the swap invoice's final CLTV delta on top of what the hold needs.
 const FINAL_CLTV_SLACK: u32 = eddy_core::constants::LOOP_OUT_FINAL_CLTV_SLACK;
 /// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).
@@ -51,20 +54,9 @@ const INVOICE_EXPIRY_SECS: u32 = eddy_core::constants::LOOP_OUT_OFFER_EXPIRY_SEC
 /// A loop-out request as the server receives it.
 pub use eddy_core::validate::LoopOutCreate as LoopOutRequest;
 
-/// The refund sweep, once started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundInfo {
-    /// Last broadcast.
-    pub txid: Txid,
-    /// Its fee rate (sat/kWU).
-    pub fee_rate_kwu: u64,
-    /// Every refund txid broadcast (a bumped one may lose to an earlier one).
-    pub all: Vec<Txid>,
-}
-
 /// One swap as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoopOutRecord {
+pub struct ServerLoopOut {
     /// The HTLC.
     pub htlc: HtlcParams,
     /// HTLC value.
@@ -81,8 +73,8 @@ pub struct LoopOutRecord {
     pub funding: Option<OutPoint>,
     /// Where refunds go (an address of the server's wallet), fixed before first use.
     pub sweep_spk: Option<ScriptBuf>,
-    /// The refund sweep.
-    pub refund: Option<RefundInfo>,
+    /// The refund sweep (every version broadcast).
+    pub refund: Option<Sweep>,
     /// The tip when the HTLC was broadcast (or an existing output adopted): the prepay is
     /// earned only for a publication inside the window (`Terms::may_publish`). `None` in
     /// records written before it existed.
@@ -104,7 +96,7 @@ pub struct LoopOutRecord {
     pub state: State,
 }
 
-impl LoopOutRecord {
+impl ServerLoopOut {
     /// Whether the client has paid anything yet (a swap or prepay HTLC held, or further):
     /// only such swaps hold a slot and reserve on-chain liquidity.
     pub fn is_paid(&self) -> bool {
@@ -215,7 +207,7 @@ impl LoopOutEngine {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Loop-outs holding a slot: paid ones (see [`LoopOutRecord::is_paid`]).
+    /// Loop-outs holding a slot: paid ones (see [`ServerLoopOut::is_paid`]).
     pub(crate) async fn active_count(&self) -> Result<usize, ServerError> {
         Ok(Self::active(&*self.core.store)
             .await?
@@ -253,17 +245,17 @@ impl LoopOutEngine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, at);
-        let rec: LoopOutRecord =
+        let rec: ServerLoopOut =
             serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
         self.step(id, r.version, rec, tip).await
     }
 
-    pub(crate) async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, LoopOutRecord)>, ServerError> {
+    pub(crate) async fn active(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, ServerLoopOut)>, ServerError> {
         Ok(runner::active(store).await?)
     }
 
     /// A stored loop-out (a swap of another kind is not found).
-    pub async fn swap(&self, id: &SwapId) -> Result<(i64, LoopOutRecord), ServerError> {
+    pub async fn swap(&self, id: &SwapId) -> Result<(i64, ServerLoopOut), ServerError> {
         runner::load(&*self.core.store, id)
             .await?
             .ok_or(ServerError::NotFound(*id))
@@ -441,7 +433,7 @@ impl LoopOutEngine {
                 .map_err(backend)?
                 .bolt11
         };
-        let record = LoopOutRecord {
+        let record = ServerLoopOut {
             htlc,
             amount,
             terms: Terms {
@@ -875,7 +867,7 @@ impl LoopOutEngine {
     /// missing from our own mempool is not enough: miners may hold it). A record written before
     /// publications were stored (no transaction to judge) counts its output lost once the
     /// watcher has not seen it for [`HTLC_PUBLICATION_BUMP_BLOCKS`] blocks after publication.
-    async fn publication_lost(&self, rec: &LoopOutRecord, status: &WatchStatus, tip: u32) -> bool {
+    async fn publication_lost(&self, rec: &ServerLoopOut, status: &WatchStatus, tip: u32) -> bool {
         if rec.our_funding(status).is_some_and(|f| f.height.is_some()) {
             return false;
         }
@@ -896,7 +888,7 @@ impl LoopOutEngine {
     }
 
     /// Applies `event`, persists, performs the actions.
-    async fn step(&self, id: SwapId, mut version: i64, mut rec: LoopOutRecord, tip: u32) -> Result<(), ServerError> {
+    async fn step(&self, id: SwapId, mut version: i64, mut rec: ServerLoopOut, tip: u32) -> Result<(), ServerError> {
         let hash = rec.htlc.payment_hash;
         // After a publication inside the window the prepay is ours: settle it whenever it is
         // still only held (an HTLC adopted after the window released it: `CancelPrepay`) —
@@ -1016,7 +1008,13 @@ impl LoopOutEngine {
         runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
     }
 
-    async fn refund(&self, id: SwapId, version: &mut i64, rec: &mut LoopOutRecord) -> Result<(), ServerError> {
+    async fn refund(
+        &self,
+        id: SwapId,
+        version: &mut i64,
+        rec: &mut ServerLoopOut,
+        tip: u32,
+    ) -> Result<(), ServerError> {
         let Some(outpoint) = rec.funding else {
             return Ok(());
         };
@@ -1030,67 +1028,41 @@ impl LoopOutEngine {
             .clone()
             .ok_or_else(|| ServerError::Backend("no sweep address".into()))?;
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-        let input = HtlcInput {
+        let job = SweepJob {
+            label: "refund",
             outpoint,
             value: rec.amount,
-            htlc: htlc.clone(),
-            path: SpendPath::Refund,
-        };
-        let probe = build_spend(vec![input.clone()], dest.clone(), FeeSpec::Absolute(Amount::ZERO)).map_err(backend)?;
-        let estimate = self.core.chain.fee_rate(2).await.map_err(backend)?;
-        let rate = next_sweep_fee_rate(&SweepStep {
-            estimate,
-            previous: rec
-                .refund
-                .as_ref()
-                .map(|r| bitcoin::FeeRate::from_sat_per_kwu(r.fee_rate_kwu)),
+            htlc: &htlc,
+            script_path: Some(SpendPath::Refund),
+            cosigner: None,
+            key: self.core.keys.secret(KEY_PURPOSE, &id),
+            dest,
+            estimate: self.core.chain.fee_rate(REFUND_CONF_TARGET).await.map_err(backend)?,
             // The refund is not racing a deadline of ours; the client may still claim until it
-            // confirms, which is what the bumps are for.
+            // confirms, which is what the bumps (one a block) are for.
             blocks_left: u32::MAX,
-            weight: probe.predicted_weight,
-            value: rec.amount,
             max_fee: rec.amount / 5,
-            dust: dest.minimal_non_dust(),
-        });
-        let mut spend = build_spend(vec![input], dest, FeeSpec::Rate(rate)).map_err(backend)?;
-        let key = self.core.keys.secret(KEY_PURPOSE, &id);
-        spend.sign(0, &key).map_err(backend)?;
-        let signed = spend.finalize().map_err(backend)?;
-        let txid = signed.tx.compute_txid();
-        let mut info = rec.refund.clone().unwrap_or(RefundInfo {
-            txid,
-            fee_rate_kwu: 0,
-            all: vec![],
-        });
-        if info.all.last() != Some(&txid) {
-            info.txid = txid;
-            info.fee_rate_kwu = rate.to_sat_per_kwu();
-            if !info.all.contains(&txid) {
-                info.all.push(txid);
-            }
-            rec.refund = Some(info);
-            // Persist the refund before broadcasting it, so its confirmations are recognised
-            // after a crash.
-            runner::persist(
-                self,
-                &id,
-                version,
-                rec,
-                json!({"event": "refund_built", "txid": txid.to_string()}),
-            )
-            .await?;
-        }
-        match self.core.chain.broadcast(&signed.tx).await {
-            Ok(_) => Ok(()),
-            // Not final yet, or a claim already spent the HTLC: the next block tells.
-            Err(e) if e.is_non_final() || e.is_missing_inputs() => Ok(()),
-            Err(e) => Err(backend(e)),
-        }
+            tip,
+            // Not final yet: the next block tells.
+            may_be_early: true,
+        };
+        sweep(
+            self,
+            &*self.core.chain,
+            id,
+            version,
+            rec,
+            rec.refund.clone(),
+            |r: &mut ServerLoopOut, s| r.refund = Some(s),
+            job,
+        )
+        .await?;
+        Ok(())
     }
 }
 
 /// Drops a publication that can never confirm (or was never broadcast) from `rec`.
-fn forget_publication(rec: &mut LoopOutRecord) {
+fn forget_publication(rec: &mut ServerLoopOut) {
     rec.htlc_tx = None;
     rec.htlc_txids.clear();
     rec.funding = None;
@@ -1098,8 +1070,8 @@ fn forget_publication(rec: &mut LoopOutRecord) {
     rec.refund = None;
 }
 
-eddy_store::record!(
-    LoopOutRecord,
+eddy_engine::record!(
+    ServerLoopOut,
     LoopOutServerMachine,
     SwapKind::LoopOutServer,
     "loop-out transition",
@@ -1109,7 +1081,7 @@ eddy_store::record!(
 /// The loop-out's side effects on the server: settling and canceling its invoices, refunding
 /// the HTLC (publication happens in batches: [`LoopOutEngine::publish_pending`]).
 #[async_trait::async_trait]
-impl runner::Effects<LoopOutRecord> for LoopOutEngine {
+impl runner::Effects<ServerLoopOut> for LoopOutEngine {
     /// The tip the pass runs at (the machine reads it too).
     type Ctx = u32;
     type Error = ServerError;
@@ -1122,13 +1094,13 @@ impl runner::Effects<LoopOutRecord> for LoopOutEngine {
         tip
     }
 
-    async fn persisted(&self, id: &SwapId, rec: &LoopOutRecord) {
+    async fn persisted(&self, id: &SwapId, rec: &ServerLoopOut) {
         if rec.state.is_terminal() {
             self.core.unwatch(id).await;
         }
     }
 
-    fn finished(&self, id: &SwapId, rec: &LoopOutRecord) {
+    fn finished(&self, id: &SwapId, rec: &ServerLoopOut) {
         self.core.metrics.swap_finished(&state_name(&rec.state));
         self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
@@ -1137,9 +1109,9 @@ impl runner::Effects<LoopOutRecord> for LoopOutEngine {
         &self,
         id: SwapId,
         version: &mut i64,
-        rec: &mut LoopOutRecord,
+        rec: &mut ServerLoopOut,
         action: Action,
-        _tip: &u32,
+        tip: &u32,
     ) -> Result<(), ServerError> {
         match action {
             // Published in a batch by `publish_pending` (the caller's pass ends with it).
@@ -1177,7 +1149,7 @@ impl runner::Effects<LoopOutRecord> for LoopOutEngine {
                 .cancel_hold_invoice(&rec.htlc.payment_hash)
                 .await
                 .map_err(backend),
-            Action::BroadcastRefund => self.refund(id, version, rec).await,
+            Action::BroadcastRefund => self.refund(id, version, rec, *tip).await,
         }
     }
 }

@@ -14,8 +14,8 @@ use eddy_core::types::SwapId;
 use eddy_store::{SeedKeys, StoreError, SwapKind, SwapStore};
 use tokio::sync::Mutex;
 
-use crate::loop_in::{LoopInCreate, LoopInEngine, LoopInRecord};
-use crate::loop_out::{LoopOutEngine, LoopOutRecord};
+use crate::loop_in::{LoopInCreate, LoopInEngine, ServerLoopIn};
+use crate::loop_out::{LoopOutEngine, ServerLoopOut};
 use crate::metrics::Metrics;
 use crate::server_core::{
     backend, check_settle_deadline_delta, unix_now, ServerConfig, ServerCore, ServerError, META_WALLET_SCAN_FROM,
@@ -266,7 +266,7 @@ impl SwapServer {
         let r = self.core.store.get(id).await?.ok_or(ServerError::NotFound(*id))?;
         let htlc: HtlcParams = match r.kind {
             SwapKind::LoopOutServer => {
-                let rec: LoopOutRecord =
+                let rec: ServerLoopOut =
                     serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
                 return Ok(match rec.htlc.claim_key {
                     HtlcKey::Pubkey(k) => Some(k),
@@ -274,7 +274,7 @@ impl SwapServer {
                 });
             }
             SwapKind::LoopInServer => {
-                serde_json::from_value::<LoopInRecord>(r.state)
+                serde_json::from_value::<ServerLoopIn>(r.state)
                     .map_err(|_| StoreError::Corrupt(format!("swap {id}")))?
                     .htlc
             }
@@ -296,12 +296,12 @@ impl SwapServer {
         };
         match r.kind {
             SwapKind::LoopOutServer => {
-                let rec: LoopOutRecord =
+                let rec: ServerLoopOut =
                     serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
                 Ok(rec.is_live_offer(unix_now()))
             }
             SwapKind::LoopInServer => {
-                let rec: LoopInRecord =
+                let rec: ServerLoopIn =
                     serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
                 Ok(rec.is_live_offer(self.core.tip().await?))
             }

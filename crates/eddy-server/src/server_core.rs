@@ -67,6 +67,12 @@ pub enum ServerError {
     Store(#[from] StoreError),
 }
 
+impl From<eddy_engine::sweep::SweepError> for ServerError {
+    fn from(e: eddy_engine::sweep::SweepError) -> Self {
+        backend(e)
+    }
+}
+
 /// Refuses a Lightning node that fails held HTLCs back too early for loop-out clients: the
 /// swap invoice would ask a final CLTV no client accepts
 /// ([`eddy_core::constants::MAX_SETTLE_DEADLINE_DELTA`]).

@@ -394,8 +394,17 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
     let rec = state(&rt);
     assert!(matches!(rec.state, State::Refunding { .. }), "{:?}", rec.state);
     let refund = rec.refund.clone().expect("refund");
+    let refund_txid = refund.last().expect("refund broadcast");
+    // More passes in the same block broadcast it again, never bump it: one bump a block at
+    // most (every pass used to bump the refund by a fifth, up to a fifth of the HTLC in fees
+    // before the next block).
+    for _ in 0..5 {
+        let again = state(&rt).refund.expect("refund");
+        assert_eq!(again.all, vec![refund_txid]);
+        assert_eq!(again.fee_rate_kwu, refund.fee_rate_kwu);
+    }
     let refund_tx = rt
-        .block_on(chain.transaction(&refund.txid))
+        .block_on(chain.transaction(&refund_txid))
         .expect("tx")
         .expect("in mempool")
         .tx;
@@ -427,11 +436,16 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
         Ok(eddy_backends::HoldInvoiceState::Canceled)
     );
     let refund_tx = rt
-        .block_on(chain.transaction(&refund.txid))
+        .block_on(chain.transaction(&refund_txid))
         .expect("tx")
         .expect("mined")
         .tx;
     let refund_fee = amount.to_sat() - refund_tx.output[0].value.to_sat();
+    assert_eq!(
+        refund.fee(),
+        Some(Amount::from_sat(refund_fee)),
+        "the fee recorded is the one paid"
+    );
     let publish_fee = rt
         .block_on(eddy_backends::fee_paid(chain.as_ref(), &funding_tx))
         .expect("publish fee")

@@ -18,7 +18,6 @@ pub mod crash;
 pub mod keys;
 pub mod notify;
 mod postgres;
-pub mod runner;
 mod sql;
 mod sqlite;
 

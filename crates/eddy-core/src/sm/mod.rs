@@ -51,7 +51,7 @@ macro_rules! machine {
 }
 pub(crate) use machine;
 
-/// One swap state machine, as the generic runner (`eddy_store::runner`) drives it: the four
+/// One swap state machine, as the generic runner (`eddy_engine::runner`) drives it: the four
 /// machines implement it on a unit type each, so that loading, applying an event, persisting
 /// the new state before any action and handing the actions to the engine's effects are written
 /// once for all of them.

@@ -7,14 +7,14 @@
 //! 100 000 msat invoices, one-hour expiries). The same rules are exercised through Eddy's LND
 //! client over gRPC in `lnd_emulator.rs`.
 
-use eddy_backends::lnd_emu::registry::{
+use eddy_core::types::{PaymentHash, Preimage};
+use eddy_lnd_emu::registry::{
     final_cltv_delta, HtlcOutcome, HtlcState, InvoiceState, NewInvoice, Registry, RpcError, Rules,
 };
-use eddy_backends::lnd_emu::router::{
+use eddy_lnd_emu::router::{
     decide_payment_status, may_send_again, validate_cltv_limit, validate_send, Attempt, FailureReason, SendRequest,
     Status,
 };
-use eddy_core::types::{PaymentHash, Preimage};
 use tonic::Code;
 
 const CURRENT_HEIGHT: u32 = 1;

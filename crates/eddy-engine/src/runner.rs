@@ -12,7 +12,7 @@ use eddy_core::types::SwapId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{ListFilter, StoreError, SwapKind, SwapRecord, SwapStore};
+use eddy_store::{ListFilter, StoreError, SwapKind, SwapRecord, SwapStore};
 
 /// The terms of `R`'s machine.
 pub type TermsOf<R> = <<R as Record>::M as Machine>::Terms;
@@ -52,7 +52,7 @@ macro_rules! record {
     ($rec:ty, $machine:ty, $kind:expr, $log:literal, |$event:ident, $view:pat_param| $json:expr) => {
         impl $crate::runner::Record for $rec {
             type M = $machine;
-            const KIND: $crate::SwapKind = $kind;
+            const KIND: ::eddy_store::SwapKind = $kind;
             const TRANSITION_LOG: &'static str = $log;
 
             fn terms(&self) -> &$crate::runner::TermsOf<Self> {
@@ -118,13 +118,13 @@ pub async fn load<R: Record>(store: &dyn SwapStore, id: &SwapId) -> Result<Optio
 
 /// The active (not terminal) swaps of `R`'s kind, with their versions.
 pub async fn active<R: Record>(store: &dyn SwapStore) -> Result<Vec<(SwapId, i64, R)>, StoreError> {
-    let recs = crate::records_of(store, ListFilter::Active, R::KIND).await?;
+    let recs = eddy_store::records_of(store, ListFilter::Active, R::KIND).await?;
     Ok(recs.into_iter().map(|(r, rec)| (r.id, r.version, rec)).collect())
 }
 
 /// Every swap of `R`'s kind, newest first.
 pub async fn all<R: Record>(store: &dyn SwapStore) -> Result<Vec<(SwapRecord, R)>, StoreError> {
-    let mut all = crate::records_of(store, ListFilter::All, R::KIND).await?;
+    let mut all = eddy_store::records_of(store, ListFilter::All, R::KIND).await?;
     all.sort_by_key(|r| std::cmp::Reverse(r.0.created_at));
     Ok(all)
 }
@@ -139,11 +139,11 @@ pub async fn persist<R: Record, E: Effects<R> + ?Sized>(
     event: serde_json::Value,
 ) -> Result<(), E::Error> {
     let state = rec.state();
-    crate::save(
+    eddy_store::save(
         effects.store(),
         id,
         version,
-        crate::state_name(state),
+        eddy_store::state_name(state),
         <R::M as Machine>::is_terminal(state),
         rec,
         event,
@@ -175,7 +175,7 @@ pub async fn apply<R: Record, E: Effects<R> + ?Sized>(
         let ev = R::event_json(&event, view);
         let kind = ev["event"].clone();
         persist(effects, &id, version, rec, ev).await?;
-        tracing::info!(swap = %id, state = crate::state_name(rec.state()), event = %kind, "{}", R::TRANSITION_LOG);
+        tracing::info!(swap = %id, state = eddy_store::state_name(rec.state()), event = %kind, "{}", R::TRANSITION_LOG);
         if <R::M as Machine>::is_terminal(rec.state()) {
             effects.finished(&id, rec);
         }

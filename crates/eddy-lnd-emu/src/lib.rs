@@ -1,6 +1,7 @@
-//! An LND stand-in for tests, held to LND's own rules: a gRPC server built from LND's proto
+//! An LND stand-in for tests — a test-support crate, never linked into Eddy's binaries — held to
+//! LND's own rules: a gRPC server built from LND's proto
 //! definitions (the message types fedimint-tonic-lnd generates from them) that serves the calls
-//! Eddy's [`crate::lnd::LndNode`] makes, over TLS, with a macaroon whose permissions are checked
+//! Eddy's `eddy_backends::lnd::LndNode` makes, over TLS, with a macaroon whose permissions are checked
 //! on every call, in front of any [`LightningNode`] (in the tests: an embedded LDK node on the
 //! devnet) and a [`ChainSource`].
 //!
@@ -30,6 +31,8 @@
 
 // gRPC handlers return tonic's `Status` by contract; boxing it would only add conversions.
 #![allow(clippy::result_large_err)]
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
 
 pub mod macaroons;
 pub mod registry;
@@ -60,8 +63,10 @@ use tonic::codec::ProstCodec;
 use tonic::server::{Grpc, NamedService};
 use tonic::{Code, Request, Response, Status};
 
-use crate::chain::ChainSource;
-use crate::lightning::{HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, PayParams, PaymentStatus};
+use eddy_backends::chain::ChainSource;
+use eddy_backends::lightning::{
+    HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, PayParams, PaymentStatus,
+};
 use macaroons::Permissions;
 use registry::{HtlcOutcome, InvoiceState, NewInvoice, Registry, RpcError, Rules};
 use router::{Attempt, FailureReason};
@@ -956,7 +961,7 @@ fn as_lnd_would(inner: &Inner, bolt11: String, cltv: u64, private: bool) -> Resu
         return Ok(bolt11);
     };
     let inv = Bolt11Invoice::from_str(&bolt11).map_err(|e| Status::internal(e.to_string()))?;
-    crate::ldk::reissue_invoice(&inv, cltv, private, key)
+    eddy_backends::ldk::reissue_invoice(&inv, cltv, private, key)
         .map(|i| i.to_string())
         .map_err(lnerr)
 }

@@ -1,0 +1,238 @@
+//! The one sweep path of every engine: the client's loop-out claim, the server's loop-out
+//! refund, the server's loop-in claim and the client's loop-in refund all go through
+//! [`sweep`] — plan ([`eddy_core::sweep::next_sweep`]), build, sign (the script path with the
+//! party's key, or the cooperative key path with the other side's MuSig2 partial signature,
+//! falling back to the script path when it is offered), record the transaction in the swap's
+//! [`Sweep`] and **persist it before it is broadcast** (its confirmations are recognised after
+//! a crash, and a claim's preimage is never out before the record of it), then broadcast.
+//! Broadcasting the newest again when there is nothing to bump is part of the plan: mempools
+//! forget.
+
+use async_trait::async_trait;
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, Txid};
+use eddy_backends::ChainSource;
+use eddy_core::htlc::Htlc;
+use eddy_core::musig::{PartialSigBytes, PubNonceBytes, Signer};
+use eddy_core::sweep::{next_sweep, Sweep, SweepInputs, SweepPlan};
+use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SignedSpend, SpendPath};
+use eddy_core::types::SwapId;
+use serde_json::json;
+
+use crate::runner::{self, Effects, Record};
+
+/// The other side of a cooperative (key-path) sweep: its MuSig2 nonce and partial signature
+/// for our nonce and the unsigned sweep. An error means "not now": the script path follows
+/// when offered, else the next block asks again.
+#[async_trait]
+pub trait Cosigner: Send + Sync {
+    /// Co-signs `tx` (the sweep, input 0 the HTLC) given our public nonce.
+    async fn cosign(&self, nonce: &PubNonceBytes, tx: &Transaction)
+        -> Result<(PubNonceBytes, PartialSigBytes), String>;
+}
+
+/// What one sweep spends, how, and within what.
+pub struct SweepJob<'a> {
+    /// What the event log calls it: `claim` or `refund` (`claim_built`, `refund_built`).
+    pub label: &'static str,
+    /// The HTLC output.
+    pub outpoint: OutPoint,
+    /// Its value.
+    pub value: Amount,
+    /// The HTLC.
+    pub htlc: &'a Htlc,
+    /// The script path (`None`: the cooperative path only — a refund before the timeout).
+    pub script_path: Option<SpendPath>,
+    /// The other side, for the key path (tried first when given).
+    pub cosigner: Option<&'a dyn Cosigner>,
+    /// Our key: it signs the script path and is our MuSig2 share.
+    pub key: SecretKey,
+    /// Where the sweep pays.
+    pub dest: ScriptBuf,
+    /// The chain's fee estimate for the sweep's confirmation target.
+    pub estimate: bitcoin::FeeRate,
+    /// Blocks left before the sweep's deadline (`u32::MAX`: none).
+    pub blocks_left: u32,
+    /// The most it may pay in fees (the budget: [`eddy_core::fees::sweep_budget`]).
+    pub max_fee: Amount,
+    /// The tip now.
+    pub tip: u32,
+    /// Whether a broadcast refused as not final yet (a refund before its timeout) is fine.
+    pub may_be_early: bool,
+}
+
+/// A sweep failed to be built, signed or broadcast (the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+#[error("sweep: {0}")]
+pub struct SweepError(pub String);
+
+fn err(e: impl std::fmt::Display) -> SweepError {
+    SweepError(e.to_string())
+}
+
+/// What a sweep's next pass did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swept {
+    /// Nothing new: the newest was broadcast again (or nothing could be done now).
+    Unchanged,
+    /// A new transaction was recorded, persisted and broadcast (or found spent already).
+    New {
+        /// Its txid.
+        txid: Txid,
+        /// Whether it took the cooperative key path.
+        cooperative: bool,
+    },
+}
+
+/// One pass of swap `id`'s sweep described by `job`, whose record so far is `previous`:
+/// broadcast the newest again, or build, sign, record (`store` puts the updated record into
+/// `rec`), persist (through the runner) and broadcast a new one.
+#[allow(clippy::too_many_arguments)]
+pub async fn sweep<R, E>(
+    effects: &E,
+    chain: &dyn ChainSource,
+    id: SwapId,
+    version: &mut i64,
+    rec: &mut R,
+    previous: Option<Sweep>,
+    store: impl FnOnce(&mut R, Sweep),
+    job: SweepJob<'_>,
+) -> Result<Swept, E::Error>
+where
+    R: Record,
+    E: Effects<R> + ?Sized,
+    E::Error: From<SweepError>,
+{
+    let plan = plan(previous.as_ref(), &job, job.cosigner.is_some())?;
+    if let Some(txid) = plan.rebroadcast {
+        match chain.transaction(&txid).await {
+            Ok(Some(s)) => {
+                let _ = chain.broadcast(&s.tx).await;
+                return Ok(Swept::Unchanged);
+            }
+            // Not known to the node (refused, evicted): a new one, but never twice in a block —
+            // a lookup that fails or a broadcast refused again must not walk the fee up pass
+            // after pass.
+            Ok(None) if plan.rebuild_if_gone => {}
+            Ok(None) | Err(_) => return Ok(Swept::Unchanged),
+        }
+    }
+    let Some((signed, cooperative)) = build(id, &plan, &job).await? else {
+        return Ok(Swept::Unchanged);
+    };
+    let txid = signed.tx.compute_txid();
+    let mut updated = previous.unwrap_or_else(|| Sweep::of(job.outpoint));
+    // The rate it pays (a replacement fee can be above the planned rate): the next bump starts
+    // above it, as the mempool's feerate rule asks of a replacement.
+    updated.record(txid, signed.fee, plan.rate.max(rate_of(&signed)), job.tip);
+    store(rec, updated);
+    let event = json!({
+        "event": format!("{}_built", job.label),
+        "txid": txid.to_string(),
+        "outpoint": job.outpoint.to_string(),
+        "fee_sat": signed.fee.to_sat(),
+        "cooperative": cooperative,
+    });
+    runner::persist(effects, &id, version, rec, event).await?;
+    match chain.broadcast(&signed.tx).await {
+        Ok(_) => {}
+        // Spent meanwhile (an earlier version of ours, or the other side): the watcher tells.
+        Err(e) if e.is_missing_inputs() => {}
+        Err(e) if job.may_be_early && e.is_non_final() => {}
+        Err(e) => return Err(err(e).into()),
+    }
+    Ok(Swept::New { txid, cooperative })
+}
+
+/// The plan for `job` after `previous`: the weights of the paths offered (the key path when
+/// `cooperative`, on a taproot HTLC), then [`next_sweep`].
+pub fn plan(previous: Option<&Sweep>, job: &SweepJob<'_>, cooperative: bool) -> Result<SweepPlan, SweepError> {
+    let weight = |path: SpendPath| -> Result<_, SweepError> {
+        let probe = build_spend(
+            vec![input(job, path)],
+            job.dest.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
+        );
+        Ok(probe.map_err(err)?.predicted_weight)
+    };
+    let script_weight = job.script_path.map(weight).transpose()?;
+    let cooperative_weight = match (cooperative, job.htlc) {
+        (true, Htlc::Taproot(_)) => Some(weight(SpendPath::Cooperative)?),
+        _ => None,
+    };
+    let inputs = SweepInputs {
+        estimate: job.estimate,
+        tip: job.tip,
+        blocks_left: job.blocks_left,
+        value: job.value,
+        max_fee: job.max_fee,
+        dust: job.dest.minimal_non_dust(),
+        script_weight,
+        cooperative_weight,
+    };
+    let previous = previous.filter(|p| !p.all.is_empty());
+    Ok(next_sweep(previous, &inputs))
+}
+
+/// The fee rate `signed` pays (sat/kWU, rounded up).
+pub fn rate_of(signed: &SignedSpend) -> bitcoin::FeeRate {
+    let wu = signed.weight.to_wu().max(1);
+    bitcoin::FeeRate::from_sat_per_kwu((signed.fee.to_sat() * 1000).div_ceil(wu))
+}
+
+fn input(job: &SweepJob<'_>, path: SpendPath) -> HtlcInput {
+    HtlcInput {
+        outpoint: job.outpoint,
+        value: job.value,
+        htlc: job.htlc.clone(),
+        path,
+    }
+}
+
+/// The signed sweep of `plan`: the key path co-signed when offered and it fits, else the
+/// script path when offered (at the planned replacement fee, or at the rate when none fits:
+/// the first sweep, or one whose predecessor is gone). `None`: nothing can be built now.
+async fn build(id: SwapId, plan: &SweepPlan, job: &SweepJob<'_>) -> Result<Option<(SignedSpend, bool)>, SweepError> {
+    if let (Some(cosigner), Some(fee)) = (job.cosigner, plan.cooperative_fee) {
+        match cooperative(id, job, cosigner, fee).await {
+            Ok(signed) => return Ok(Some((signed, true))),
+            Err(e) => tracing::info!(swap = %id, error = %e, "no cooperative {}; script path if offered", job.label),
+        }
+    }
+    let Some(path) = job.script_path else {
+        return Ok(None);
+    };
+    let fee = plan.script_fee.map_or(FeeSpec::Rate(plan.rate), FeeSpec::Absolute);
+    let mut spend = build_spend(vec![input(job, path)], job.dest.clone(), fee).map_err(err)?;
+    spend.sign(0, &job.key).map_err(err)?;
+    Ok(Some((spend.finalize().map_err(err)?, false)))
+}
+
+/// The key-path sweep paying `fee`, co-signed by `cosigner` (its partial signature verified by
+/// the aggregation: a bad one is an error, never a broadcast).
+async fn cooperative(
+    id: SwapId,
+    job: &SweepJob<'_>,
+    cosigner: &dyn Cosigner,
+    fee: Amount,
+) -> Result<SignedSpend, SweepError> {
+    let Htlc::Taproot(taproot) = job.htlc else {
+        return Err(SweepError("not a taproot HTLC".into()));
+    };
+    let mut spend = build_spend(
+        vec![input(job, SpendPath::Cooperative)],
+        job.dest.clone(),
+        FeeSpec::Absolute(fee),
+    )
+    .map_err(err)?;
+    let msg = spend.sighash(0).map_err(err)?;
+    let mut signer = Signer::new(taproot, &job.key, msg, &id.0).map_err(err)?;
+    let (their_nonce, their_partial) = cosigner
+        .cosign(&signer.public_nonce(), &spend.tx)
+        .await
+        .map_err(SweepError)?;
+    let ours = signer.sign(&their_nonce).map_err(err)?;
+    let sig = signer.aggregate(&their_nonce, &ours, &their_partial).map_err(err)?;
+    spend.set_cooperative_signature(0, sig).map_err(err)?;
+    spend.finalize().map_err(err)
+}
