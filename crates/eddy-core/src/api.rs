@@ -726,7 +726,7 @@ mod tests {
         }
         let inn = [
             (li::State::Created, SwapState::Created),
-            (li::State::Paying { outpoint: o }, SwapState::Paying),
+            (li::State::paying(o), SwapState::Paying),
             (
                 li::State::Claiming {
                     outpoint: o,

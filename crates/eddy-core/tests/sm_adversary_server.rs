@@ -122,6 +122,8 @@ struct InWorld {
     paid_for: Option<OutPoint>,
     pay: Pay,
     payments_sent: u32,
+    /// Unix time (ten minutes a block).
+    now: u64,
     cosigned: bool,
     /// The server was down at some point after its payment left.
     down_after_paying: bool,
@@ -146,6 +148,7 @@ impl InWorld {
             paid_for: None,
             pay: Pay::None,
             payments_sent: 0,
+            now: 1_700_000_000,
             cosigned: false,
             down_after_paying: false,
             down: false,
@@ -181,6 +184,7 @@ impl InWorld {
     /// The chain moves one block: pending outputs and spends confirm.
     fn block(&mut self) {
         self.tip += 1;
+        self.now += 600;
         let tip = self.tip;
         for o in &mut self.outputs {
             if o.height.is_none() && o.confirms {
@@ -297,17 +301,14 @@ impl InWorld {
             match self.pay {
                 Pay::Succeeded => self.event(lis::Event::PaymentSucceeded(self.preimage))?,
                 Pay::Failed => {
-                    // Retried while allowed (the engine's attempts): the machine decides.
-                    self.pay = Pay::None;
-                    if self.payments_sent < 3 {
-                        let funding_confs = self.funding_confs();
-                        self.event(lis::Event::SendPayment {
-                            height: self.tip,
-                            funding_confs,
-                        })?;
-                    } else {
-                        self.event(lis::Event::PaymentFailed)?;
-                    }
+                    // The node's record says the attempt failed: the machine schedules the
+                    // next attempt, sends it once due, or fails the swap.
+                    let funding_confs = self.funding_confs();
+                    self.event(lis::Event::AttemptFailed {
+                        height: self.tip,
+                        now: self.now,
+                        funding_confs,
+                    })?;
                 }
                 Pay::None => {
                     let funding_confs = self.funding_confs();
@@ -365,7 +366,7 @@ impl InWorld {
                     );
                     // Paid only against one confirmed output of exactly the amount, and always
                     // the same one.
-                    let lis::State::Paying { outpoint } = next else {
+                    let lis::State::Paying { outpoint, .. } = next else {
                         return Err(TestCaseError::fail(format!("paid in {next:?}")));
                     };
                     let o = self.output(outpoint).copied();
@@ -380,6 +381,12 @@ impl InWorld {
                     self.paid_for = Some(outpoint);
                     self.pay = Pay::InFlight { cltv: max_cltv_expiry };
                     self.payments_sent += 1;
+                    prop_assert!(
+                        self.payments_sent <= eddy_core::constants::LOOP_IN_PAY_ATTEMPTS,
+                        "attempt {} of {}",
+                        self.payments_sent,
+                        eddy_core::constants::LOOP_IN_PAY_ATTEMPTS
+                    );
                 }
                 lis::Action::CosignRefund => {
                     prop_assert!(

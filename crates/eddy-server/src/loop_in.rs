@@ -11,8 +11,8 @@
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
-    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS,
-    LOOP_IN_SEND_OUTCOME_GRACE_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_SEND_OUTCOME_GRACE_SECS,
+    LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -69,11 +69,13 @@ pub struct ServerLoopIn {
     /// The node the payment must arrive through, as the client asked.
     #[serde(default)]
     pub last_hop: Option<bitcoin::secp256k1::PublicKey>,
-    /// Payment attempts after the first (see `LOOP_IN_PAY_ATTEMPTS`).
-    #[serde(default)]
+    /// Records written before the retries were the machine's (`State::Paying { attempt,
+    /// retry_at }`): attempts after the first. Folded into the state at the next step, never
+    /// written again.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub pay_retries: u32,
-    /// After a failed attempt with attempts left: when (unix seconds) to send again.
-    #[serde(default)]
+    /// Records written before: when the next attempt was due (folded like `pay_retries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<u64>,
     /// After a send whose outcome is unknown (the node may have received it): until when (unix
     /// seconds) the node's payment record is not read as "nothing sent"
@@ -515,6 +517,24 @@ impl LoopInEngine {
     }
 
     async fn step_in(&self, id: SwapId, mut version: i64, mut rec: ServerLoopIn, tip: u32) -> Result<(), ServerError> {
+        if rec.pay_retries > 0 || rec.retry_at.is_some() {
+            // A record from before the retries were the machine's: its count and due time go
+            // into the state.
+            if let State::Paying { attempt, retry_at, .. } = &mut rec.state {
+                *attempt = rec.pay_retries;
+                *retry_at = rec.retry_at;
+            }
+            rec.pay_retries = 0;
+            rec.retry_at = None;
+            runner::persist(
+                self,
+                &id,
+                &mut version,
+                &rec,
+                json!({"event": "payment_retries_into_state"}),
+            )
+            .await?;
+        }
         let status = self.core.htlc_status(&id, &rec.htlc).await?;
         // Funding.
         if rec.state == State::Created {
@@ -596,7 +616,7 @@ impl LoopInEngine {
                 }
                 // The node refused an attempt (it keeps no record of those): wait for the
                 // retry, or give up.
-                PaymentStatus::Unknown if rec.retry_at.is_some() => {
+                PaymentStatus::Unknown if matches!(rec.state, State::Paying { retry_at: Some(_), .. }) => {
                     self.payment_failed(id, &mut version, &mut rec, tip, "refused by the node".into())
                         .await?;
                 }
@@ -636,9 +656,11 @@ impl LoopInEngine {
         runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
     }
 
-    /// A payment attempt failed for good (nothing of it in flight): send again after
-    /// [`LOOP_IN_PAY_RETRY_SECS`] while attempts ([`LOOP_IN_PAY_ATTEMPTS`]) and time (before
-    /// the last payment height) remain; otherwise the swap fails and becomes refundable.
+    /// A payment attempt failed for good (nothing of it in flight, the node's record says):
+    /// [`Event::AttemptFailed`] — the machine sends again after
+    /// [`eddy_core::constants::LOOP_IN_PAY_RETRY_SECS`] while attempts
+    /// ([`eddy_core::constants::LOOP_IN_PAY_ATTEMPTS`]) and time (before the last payment height)
+    /// remain; otherwise the swap fails and becomes refundable.
     async fn payment_failed(
         &self,
         id: SwapId,
@@ -659,34 +681,22 @@ impl LoopInEngine {
             PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => return Ok(()),
             PaymentStatus::Unknown | PaymentStatus::Failed { .. } => {}
         }
-        let attempts_left = rec.pay_retries + 1 < LOOP_IN_PAY_ATTEMPTS;
-        let in_time = rec.terms.may_send(tip);
-        if !attempts_left || !in_time {
-            return runner::apply(self, id, version, rec, Event::PaymentFailed, &tip).await;
+        // The machine schedules the next attempt, sends it once due, or fails the swap.
+        if let State::Paying {
+            attempt,
+            retry_at: None,
+            ..
+        } = rec.state
+        {
+            tracing::info!(swap = %id, %reason, attempt = attempt + 1, "loop-in payment attempt failed");
         }
-        let now = unix_now();
-        match rec.retry_at {
-            None => {
-                rec.retry_at = Some(now + LOOP_IN_PAY_RETRY_SECS);
-                tracing::info!(swap = %id, %reason, attempt = rec.pay_retries + 1, "loop-in payment failed; retrying");
-                let ev = json!({"event": "payment_attempt_failed", "reason": reason});
-                runner::persist(self, &id, version, rec, ev).await
-            }
-            Some(at) if now >= at => {
-                rec.pay_retries += 1;
-                rec.retry_at = None;
-                let ev = json!({"event": "payment_retry", "attempt": rec.pay_retries + 1});
-                runner::persist(self, &id, version, rec, ev).await?;
-                // The machine decides whether the retry may still be sent.
-                let status = self.core.htlc_status(&id, &rec.htlc).await?;
-                let e = Event::SendPayment {
-                    height: tip,
-                    funding_confs: funding_confs(&status, rec.funding, tip),
-                };
-                runner::apply(self, id, version, rec, e, &tip).await
-            }
-            Some(_) => Ok(()),
-        }
+        let status = self.core.htlc_status(&id, &rec.htlc).await?;
+        let e = Event::AttemptFailed {
+            height: tip,
+            now: unix_now(),
+            funding_confs: funding_confs(&status, rec.funding, tip),
+        };
+        runner::apply(self, id, version, rec, e, &tip).await
     }
 
     /// The claim of `outpoint` on the script path with `preimage`, into the swap wallet (`dest`),
@@ -915,6 +925,9 @@ fn event_json(e: &Event) -> serde_json::Value {
         // Never the preimage itself.
         Event::PaymentSucceeded(_) => json!({"event": "payment_succeeded"}),
         Event::PaymentFailed => json!({"event": "payment_failed"}),
+        Event::AttemptFailed { height, now, .. } => {
+            json!({"event": "payment_attempt_failed", "height": height, "now": now})
+        }
         Event::RefundRequested => json!({"event": "refund_requested"}),
         Event::ClaimConfirmed { confs } => json!({"event": "claim_confirmed", "confs": confs}),
         Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),
@@ -923,4 +936,8 @@ fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::Block { height } => json!({"event": "block", "height": height}),
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

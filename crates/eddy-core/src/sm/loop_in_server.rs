@@ -17,8 +17,12 @@
 //!   emits it only below the last payment height, with a CLTV limit of
 //!   `loop_in_max_payment_cltv(E)` and a route CLTV budget ([`Action::PayInvoice`]'s
 //!   `max_total_cltv_delta`) of at least 1 — a budget of 0 means "no limit" to LND, so it is
-//!   unrepresentable ([`NonZeroU32`]). The engine asks again ([`Event::SendPayment`]) before
-//!   every retry and after a restart, and re-checks [`Terms::may_send`] right before the send;
+//!   unrepresentable ([`NonZeroU32`]). The engine asks ([`Event::SendPayment`]) after a restart
+//!   and re-checks [`Terms::may_send`] right before the send;
+//! - a failed attempt ([`Event::AttemptFailed`]) is retried by the machine:
+//!   [`LOOP_IN_PAY_ATTEMPTS`] attempts in all, the next due [`LOOP_IN_PAY_RETRY_SECS`] after a
+//!   failure (`Paying { attempt, retry_at }`), each only while a payment may still be sent;
+//!   then the swap is refundable;
 //! - co-sign a cooperative refund only while no payment for the hash is in flight or settled
 //!   (i.e. in `Created` or `Refundable`, never in `Paying` or after);
 //! - **never terminal while the server can still spend an output**: the give-up height ends only
@@ -33,7 +37,8 @@ use bitcoin::{Amount, OutPoint};
 use serde::{Deserialize, Serialize};
 
 use crate::constants::{
-    loop_in_last_payment_height, loop_in_max_payment_cltv, REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET,
+    loop_in_last_payment_height, loop_in_max_payment_cltv, LOOP_IN_PAY_ATTEMPTS, LOOP_IN_PAY_RETRY_SECS,
+    REORG_SAFETY_DEPTH, SPEND_CONFIRM_BUDGET,
 };
 use crate::sm::SWEEP_FINAL_CONFS;
 use crate::types::{BlockHeight, Preimage};
@@ -116,6 +121,13 @@ pub enum State {
     Paying {
         /// The HTLC output.
         outpoint: OutPoint,
+        /// Attempts after the first (at most [`LOOP_IN_PAY_ATTEMPTS`] − 1).
+        #[serde(default)]
+        attempt: u32,
+        /// After a failed attempt with attempts and time left: when (unix seconds) the next is
+        /// due ([`LOOP_IN_PAY_RETRY_SECS`] later).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<u64>,
     },
     /// Preimage known; claiming the HTLC.
     Claiming {
@@ -135,6 +147,15 @@ pub enum State {
 }
 
 impl State {
+    /// Paying against `outpoint`, the first attempt.
+    pub fn paying(outpoint: OutPoint) -> State {
+        State::Paying {
+            outpoint,
+            attempt: 0,
+            retry_at: None,
+        }
+    }
+
     /// Whether no further event changes this state.
     pub fn is_terminal(&self) -> bool {
         matches!(self, State::Succeeded | State::Refunded | State::Expired)
@@ -162,8 +183,20 @@ pub enum Event {
     },
     /// The payment succeeded.
     PaymentSucceeded(Preimage),
-    /// The payment failed for good (no HTLC in flight).
+    /// The payment failed for good (no HTLC in flight): the swap fails, whatever attempts are
+    /// left (what the engine reports for a payment the node can never make).
     PaymentFailed,
+    /// An attempt failed (the node has nothing in flight or made for the hash): the machine
+    /// schedules the next attempt, sends it once due, or fails the swap when attempts or time
+    /// ran out.
+    AttemptFailed {
+        /// Current tip.
+        height: BlockHeight,
+        /// Unix time now (seconds).
+        now: u64,
+        /// Confirmations of the funding output now.
+        funding_confs: u32,
+    },
     /// The client asks for a cooperative refund.
     RefundRequested,
     /// The claim has confirmations.
@@ -217,6 +250,20 @@ pub enum Action {
     NotifyFailed(RefundReason),
 }
 
+/// Nothing in flight (the node says so): send now from `paying` if still in time, else the swap
+/// is refundable — never a payment at or after the last payment height; a funding that lost
+/// confirmations (reorg) is waited for while there is time.
+fn send(terms: &Terms, paying: State, height: BlockHeight, funding_confs: u32) -> (State, Vec<Action>) {
+    match terms.pay_at(height) {
+        Some(_) if funding_confs < terms.funding_confs.max(1) => (paying, vec![]),
+        Some(pay) => (paying, vec![pay]),
+        None => (
+            State::Refundable(RefundReason::TooLate),
+            vec![Action::NotifyFailed(RefundReason::TooLate)],
+        ),
+    }
+}
+
 /// The transition function.
 pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Action>) {
     use State as S;
@@ -250,7 +297,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             ),
             FundingCheck::Exact if *confs < terms.funding_confs.max(1) => (S::Created, vec![]),
             FundingCheck::Exact => match terms.pay_at(*height) {
-                Some(pay) => (S::Paying { outpoint: *outpoint }, vec![pay]),
+                Some(pay) => (S::paying(*outpoint), vec![pay]),
                 None => (
                     S::Refundable(RefundReason::TooLate),
                     vec![Action::NotifyFailed(RefundReason::TooLate)],
@@ -263,18 +310,58 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Created, Event::RefundRequested) => (S::Refundable(RefundReason::ClientRefund), vec![Action::CosignRefund]),
         (s @ S::Refundable(_), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
         (S::Created | S::Refundable(_), Event::HtlcRefunded { confs }) if *confs >= 1 => (S::Refunded, vec![]),
-        // Nothing in flight (the node says so): send now if still in time, else the swap is
-        // refundable — never a payment at or after the last payment height.
-        (S::Paying { outpoint }, Event::SendPayment { height, funding_confs }) => match terms.pay_at(*height) {
-            // The funding lost confirmations (reorg): wait for them, while there is time.
-            Some(_) if *funding_confs < terms.funding_confs.max(1) => (S::Paying { outpoint }, vec![]),
-            Some(pay) => (S::Paying { outpoint }, vec![pay]),
-            None => (
-                S::Refundable(RefundReason::TooLate),
-                vec![Action::NotifyFailed(RefundReason::TooLate)],
-            ),
-        },
-        (S::Paying { outpoint }, Event::PaymentSucceeded(p)) => {
+        (paying @ S::Paying { .. }, Event::SendPayment { height, funding_confs }) => {
+            send(terms, paying, *height, *funding_confs)
+        }
+        (
+            S::Paying {
+                outpoint,
+                attempt,
+                retry_at,
+            },
+            Event::AttemptFailed {
+                height,
+                now,
+                funding_confs,
+            },
+        ) => {
+            if attempt + 1 >= LOOP_IN_PAY_ATTEMPTS || !terms.may_send(*height) {
+                return (
+                    S::Refundable(RefundReason::PaymentFailed),
+                    vec![Action::NotifyFailed(RefundReason::PaymentFailed)],
+                );
+            }
+            match retry_at {
+                None => {
+                    let retry_at = Some(now.saturating_add(LOOP_IN_PAY_RETRY_SECS));
+                    (
+                        S::Paying {
+                            outpoint,
+                            attempt,
+                            retry_at,
+                        },
+                        vec![],
+                    )
+                }
+                Some(at) if *now >= at => {
+                    let next = S::Paying {
+                        outpoint,
+                        attempt: attempt + 1,
+                        retry_at: None,
+                    };
+                    send(terms, next, *height, *funding_confs)
+                }
+                Some(_) => (
+                    S::Paying {
+                        outpoint,
+                        attempt,
+                        retry_at,
+                    },
+                    vec![],
+                ),
+            }
+        }
+        (S::Paying { outpoint, .. }, Event::PaymentSucceeded(p)) => {
             (S::Claiming { outpoint, preimage: *p }, vec![Action::Claim { outpoint }])
         }
         (S::Paying { .. }, Event::PaymentFailed) => (
@@ -336,6 +423,11 @@ mod tests {
             (0u32..5).prop_map(|confs| Event::ClaimConfirmed { confs }),
             (0u32..8).prop_map(|confs| Event::HtlcRefunded { confs }),
             (height(), 0u32..3).prop_map(|(height, funding_confs)| Event::SendPayment { height, funding_confs }),
+            (height(), 0u64..20, 0u32..3).prop_map(|(height, now, funding_confs)| Event::AttemptFailed {
+                height,
+                now,
+                funding_confs
+            }),
             height().prop_map(|height| Event::Block { height }),
         ]
     }
@@ -352,7 +444,7 @@ mod tests {
         assert_eq!(
             transition(&t, State::Created, &seen(439)),
             (
-                State::Paying { outpoint: op() },
+                State::paying(op()),
                 vec![Action::PayInvoice {
                     max_cltv_expiry: 480,
                     max_total_cltv_delta: NonZeroU32::new(41).expect("41"),
@@ -366,7 +458,7 @@ mod tests {
             State::Refundable(RefundReason::TooLate)
         );
         // The restart path asks the machine too: past the deadline it never pays.
-        let paying = State::Paying { outpoint: op() };
+        let paying = State::paying(op());
         assert_eq!(
             transition(
                 &t,
@@ -405,10 +497,67 @@ mod tests {
             ),
             (paying, vec![])
         );
+        assert_eq!(transition(&t, State::paying(op()), &Event::RefundRequested).1, vec![]);
+    }
+
+    #[test]
+    fn failed_attempts_are_retried_once_due_then_the_swap_fails() {
+        let t = terms();
+        let failed = |height, now| Event::AttemptFailed {
+            height,
+            now,
+            funding_confs: 1,
+        };
+        // First failure: the next attempt is due LOOP_IN_PAY_RETRY_SECS later, nothing sent now.
+        let (s, a) = transition(&t, State::paying(op()), &failed(400, 100));
+        assert_eq!(a, vec![]);
+        let due = 100 + LOOP_IN_PAY_RETRY_SECS;
         assert_eq!(
-            transition(&t, State::Paying { outpoint: op() }, &Event::RefundRequested).1,
-            vec![]
+            s,
+            State::Paying {
+                outpoint: op(),
+                attempt: 0,
+                retry_at: Some(due)
+            }
         );
+        // Not yet due: nothing.
+        assert_eq!(transition(&t, s.clone(), &failed(400, due - 1)), (s.clone(), vec![]));
+        // Due: the second attempt, with the machine's CLTV limit.
+        let (s, a) = transition(&t, s, &failed(400, due));
+        assert_eq!(
+            s,
+            State::Paying {
+                outpoint: op(),
+                attempt: 1,
+                retry_at: None
+            }
+        );
+        assert!(
+            matches!(a.as_slice(), [Action::PayInvoice { height: 400, .. }]),
+            "{a:?}"
+        );
+        // Due but past the last payment height: refundable, nothing sent.
+        let late = State::Paying {
+            outpoint: op(),
+            attempt: 1,
+            retry_at: Some(due),
+        };
+        let (s2, a) = transition(&t, late, &failed(t.last_payment_height(), due));
+        assert_eq!(s2, State::Refundable(RefundReason::PaymentFailed));
+        assert_eq!(a, vec![Action::NotifyFailed(RefundReason::PaymentFailed)]);
+        // The last attempt failed: refundable.
+        let last = State::Paying {
+            outpoint: op(),
+            attempt: LOOP_IN_PAY_ATTEMPTS - 1,
+            retry_at: None,
+        };
+        let (s3, _) = transition(&t, last, &failed(400, due));
+        assert_eq!(s3, State::Refundable(RefundReason::PaymentFailed));
+        // Records written before the attempt was part of the state read as the first attempt.
+        let old: State = serde_json::from_value(serde_json::json!({"state": "paying", "outpoint": op().to_string()}))
+            .expect("old state");
+        assert_eq!(old, State::paying(op()));
+        let _ = s;
     }
 
     proptest! {
@@ -419,11 +568,21 @@ mod tests {
             let mut in_flight_or_settled = false;
             let mut cosigned = false;
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
-                // `SendPayment` is the node saying nothing is in flight.
-                if matches!(e, Event::SendPayment { .. }) && matches!(s, State::Paying { .. }) {
+                // `SendPayment` and `AttemptFailed` are the node saying nothing is in flight.
+                if matches!(e, Event::SendPayment { .. } | Event::AttemptFailed { .. }) && matches!(s, State::Paying { .. }) {
                     in_flight_or_settled = false;
                 }
+                let before = s.clone();
                 let (next, actions) = transition(&t, s, e);
+                // A retry is sent only once due, and never beyond the attempts.
+                if let (State::Paying { attempt, retry_at, .. }, Event::AttemptFailed { now, .. }) = (&before, e) {
+                    let sent = actions.iter().any(|a| matches!(a, Action::PayInvoice { .. }));
+                    prop_assert!(!sent || retry_at.is_some_and(|at| *now >= at), "retried before it was due");
+                    prop_assert!(!sent || attempt + 2 <= LOOP_IN_PAY_ATTEMPTS, "more than the attempts");
+                }
+                if let State::Paying { attempt, .. } = &next {
+                    prop_assert!(*attempt < LOOP_IN_PAY_ATTEMPTS, "attempt {} of {}", attempt + 1, LOOP_IN_PAY_ATTEMPTS);
+                }
                 for a in &actions {
                     match a {
                         Action::PayInvoice { max_cltv_expiry, max_total_cltv_delta, height } => {
@@ -441,7 +600,7 @@ mod tests {
                         _ => {}
                     }
                 }
-                if matches!(e, Event::PaymentFailed) && matches!(next, State::Refundable(RefundReason::PaymentFailed)) {
+                if matches!(e, Event::PaymentFailed | Event::AttemptFailed { .. }) && matches!(next, State::Refundable(RefundReason::PaymentFailed)) {
                     in_flight_or_settled = false;
                 }
                 s = next;
