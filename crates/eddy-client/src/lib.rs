@@ -164,18 +164,34 @@ pub trait SwapServerApi: LoopOutApi + LoopInApi {}
 
 impl<T: LoopOutApi + LoopInApi + ?Sized> SwapServerApi for T {}
 
+/// What a client engine runs on besides its half of the swap server's API: its settings, the
+/// Lightning node, the chain source, the store, the swap keys, a chain watcher of its own
+/// swaps' HTLCs and its per-swap locks.
+pub(crate) struct ClientParts {
+    /// Settings.
+    pub(crate) cfg: ClientConfig,
+    /// The Lightning node.
+    pub(crate) ln: std::sync::Arc<dyn eddy_backends::LightningNode>,
+    /// The chain source.
+    pub(crate) chain: std::sync::Arc<dyn eddy_backends::ChainSource>,
+    /// The store.
+    pub(crate) store: std::sync::Arc<dyn eddy_store::SwapStore>,
+    /// The swap keys.
+    pub(crate) keys: eddy_store::SeedKeys,
+    /// The chain watcher of this engine's swaps.
+    pub(crate) watcher: tokio::sync::Mutex<eddy_backends::ChainWatcher>,
+    /// One lock per swap ([`SwapLocks`]).
+    pub(crate) locks: SwapLocks,
+}
+
 /// What one pass of a client engine needs, so that the pass is written once for both engines
-/// ([`pass`]): its chain watcher and chain source, its per-swap locks, and the step of one swap.
+/// ([`pass`]): its parts and the step of one swap.
 #[async_trait]
 pub(crate) trait ClientEngine: eddy_engine::runner::Effects<Self::Rec, Error = ClientError> {
     /// The engine's records.
     type Rec: eddy_engine::runner::Record + 'static;
-    /// The engine's chain watcher.
-    fn watcher(&self) -> &tokio::sync::Mutex<eddy_backends::ChainWatcher>;
-    /// The engine's chain source.
-    fn chain_source(&self) -> &dyn eddy_backends::ChainSource;
-    /// The engine's per-swap locks.
-    fn locks(&self) -> &SwapLocks;
+    /// What the engine runs on.
+    fn parts(&self) -> &ClientParts;
     /// Steps swap `id` (stored as `rec` at `version`) at `tip`, its lock held.
     async fn step_one(&self, id: SwapId, version: i64, rec: Self::Rec, tip: u32) -> Result<(), ClientError>;
 }
@@ -185,8 +201,9 @@ pub(crate) trait ClientEngine: eddy_engine::runner::Effects<Self::Rec, Error = C
 /// its own swap.
 pub(crate) async fn pass<E: ClientEngine>(engine: &E) -> Result<(), ClientError> {
     use futures::StreamExt;
-    engine.watcher().lock().await.sync().await.map_err(backend)?;
-    let tip = engine.chain_source().tip().await.map_err(backend)?.height;
+    let parts = engine.parts();
+    parts.watcher.lock().await.sync().await.map_err(backend)?;
+    let tip = parts.chain.tip().await.map_err(backend)?.height;
     let active = eddy_engine::runner::active::<E::Rec>(engine.store()).await?;
     let results: Vec<Result<(), ClientError>> = futures::stream::iter(active)
         .map(|(id, _, _)| step_locked(engine, id, tip))
@@ -201,7 +218,7 @@ pub(crate) async fn pass<E: ClientEngine>(engine: &E) -> Result<(), ClientError>
 async fn step_locked<E: ClientEngine>(engine: &E, id: SwapId, tip: u32) -> Result<(), ClientError> {
     use eddy_core::sm::Machine;
     use eddy_engine::runner::Record;
-    let _guard = engine.locks().lock(&id).await;
+    let _guard = engine.parts().locks.lock(&id).await;
     let (version, rec) = eddy_engine::runner::load::<E::Rec>(engine.store(), &id)
         .await?
         .ok_or(ClientError::NotFound(id))?;

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_backends::{swap_watch_id, ChainSource, HoldInvoiceState, LightningNode, WatchStatus};
 use eddy_core::constants::{loop_in_last_funding_height, loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
 use eddy_core::fees::sweep_conf_target;
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
@@ -152,14 +152,8 @@ impl ClientLoopIn {
 
 /// The loop-in client engine.
 pub struct LoopInClient {
-    cfg: ClientConfig,
-    ln: Arc<dyn LightningNode>,
-    chain: Arc<dyn ChainSource>,
-    store: Arc<dyn SwapStore>,
+    parts: crate::ClientParts,
     server: Arc<dyn LoopInApi>,
-    keys: SeedKeys,
-    watcher: Mutex<ChainWatcher>,
-    locks: crate::SwapLocks,
 }
 
 impl LoopInClient {
@@ -179,20 +173,24 @@ impl LoopInClient {
             .min();
         let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopInClient {
-            cfg,
-            ln,
-            chain,
-            store,
+            parts: crate::ClientParts {
+                cfg,
+                ln,
+                chain,
+                store,
+                keys,
+                watcher: Mutex::new(watcher),
+                locks: crate::SwapLocks::default(),
+            },
             server,
-            keys,
-            watcher: Mutex::new(watcher),
-            locks: crate::SwapLocks::default(),
         })
     }
 
     /// A stored loop-in of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopIn), ClientError> {
-        runner::load(&*self.store, id).await?.ok_or(ClientError::NotFound(*id))
+        runner::load(&*self.parts.store, id)
+            .await?
+            .ok_or(ClientError::NotFound(*id))
     }
 
     /// Starts a loop-in of `amount` (the on-chain value): asks the fee, creates our invoice for
@@ -202,7 +200,7 @@ impl LoopInClient {
     pub async fn loop_in(&self, amount: Amount, options: LoopInOptions) -> Result<SwapId, ClientError> {
         let max_fee = options
             .max_swap_fee
-            .map_or(self.cfg.limits.max_swap_fee, Amount::from_sat);
+            .map_or(self.parts.cfg.limits.max_swap_fee, Amount::from_sat);
         let fee = crate::bounded(self.server.loop_in_fee(amount))
             .await
             .map_err(ClientError::Server)?;
@@ -223,10 +221,13 @@ impl LoopInClient {
         }
         let mut funding_estimate = None;
         if !options.external {
-            let max_miner = options.max_miner_fee.map_or(self.cfg.max_miner_fee, Amount::from_sat);
+            let max_miner = options
+                .max_miner_fee
+                .map_or(self.parts.cfg.max_miner_fee, Amount::from_sat);
             let rate = self
+                .parts
                 .chain
-                .fee_rate(options.conf_target.unwrap_or(self.cfg.conf_target))
+                .fee_rate(options.conf_target.unwrap_or(self.parts.cfg.conf_target))
                 .await
                 .map_err(backend)?;
             let estimate = funding_fee_estimate(rate);
@@ -243,7 +244,7 @@ impl LoopInClient {
         // Our channels (with the last hop, if one is asked) must be able to receive the
         // payment now: else the server's payment would fail after we funded, and the refund
         // would cost a second miner fee.
-        let channels = self.ln.channels().await.map_err(backend)?;
+        let channels = self.parts.ln.channels().await.map_err(backend)?;
         let usable: Vec<_> = channels
             .iter()
             .filter(|c| c.usable && options.last_hop.is_none_or(|h| c.peer == h))
@@ -268,7 +269,7 @@ impl LoopInClient {
         // The node's wallet must be able to fund it now: else the swap would be created (a
         // server slot, an invoice) only to fail funding on every pass.
         if let (Some(estimate), true) = (funding_estimate, options.require_funds) {
-            let have = self.ln.wallet_balance().await.map_err(backend)?.spendable;
+            let have = self.parts.ln.wallet_balance().await.map_err(backend)?.spendable;
             let need = amount + estimate;
             if have < need {
                 return Err(ClientError::NoFunds(format!(
@@ -282,8 +283,9 @@ impl LoopInClient {
         let hash = preimage.payment_hash();
         let id = SwapId::from(hash);
         // Held until the funding is broadcast and recorded: no pass funds this swap meanwhile.
-        let _guard = self.locks.lock(&id).await;
+        let _guard = self.parts.locks.lock(&id).await;
         let invoice = self
+            .parts
             .ln
             .create_invoice(
                 &preimage,
@@ -293,7 +295,7 @@ impl LoopInClient {
             )
             .await
             .map_err(backend)?;
-        let refund_key = self.keys.public(KEY_PURPOSE, &id);
+        let refund_key = self.parts.keys.public(KEY_PURPOSE, &id);
         let offer = crate::bounded(self.server.loop_in(&LoopInCreate {
             amount,
             invoice: invoice.bolt11.clone(),
@@ -312,13 +314,13 @@ impl LoopInClient {
                 fee.to_sat()
             )));
         }
-        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let tip = self.parts.chain.tip().await.map_err(backend)?.height;
         let htlc = validate_loop_in_offer(
             HtlcKind::P2trIn,
             hash,
             refund_key,
             max_fee,
-            self.cfg.network,
+            self.parts.cfg.network,
             &offer,
             tip,
         )
@@ -339,6 +341,7 @@ impl LoopInClient {
             state: State::Created,
         };
         let created = self
+            .parts
             .store
             .create(&NewSwap {
                 id,
@@ -349,7 +352,8 @@ impl LoopInClient {
                 event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.terms.expiry}),
             })
             .await?;
-        self.watcher
+        self.parts
+            .watcher
             .lock()
             .await
             .index_mut()
@@ -377,7 +381,7 @@ impl LoopInClient {
 
     /// Drives the engine until `shutdown` turns true (see [`crate::drive`]).
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let (ln, chain) = (self.ln.clone(), self.chain.clone());
+        let (ln, chain) = (self.parts.ln.clone(), self.parts.chain.clone());
         crate::drive(ln, chain, shutdown, move || {
             let me = self.clone();
             async move { me.tick().await.map_err(|e| e.to_string()) }
@@ -387,7 +391,7 @@ impl LoopInClient {
 
     /// Every loop-in this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopIn)>, ClientError> {
-        Ok(runner::all(&*self.store).await?)
+        Ok(runner::all(&*self.parts.store).await?)
     }
 
     /// Gives a loop-in up: before funding it simply ends; once funded the coins come back
@@ -395,7 +399,7 @@ impl LoopInClient {
     /// invoice was paid there is nothing to abandon.
     pub async fn abandon(&self, id: &SwapId) -> Result<(), ClientError> {
         // Under the swap's lock, on the record as stored now: never half-way through a funding.
-        let _guard = self.locks.lock(id).await;
+        let _guard = self.parts.locks.lock(id).await;
         let (mut version, mut rec) = self.swap(id).await?;
         if rec.state.is_terminal() {
             return Err(ClientError::OfferRefused(format!(
@@ -405,8 +409,8 @@ impl LoopInClient {
         }
         // Never end a swap whose HTLC holds coins: those come back by a refund, which needs
         // the funding confirmed.
-        self.watcher.lock().await.sync().await.map_err(backend)?;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
+        self.parts.watcher.lock().await.sync().await.map_err(backend)?;
+        let tip = self.parts.chain.tip().await.map_err(backend)?.height;
         let chain = self.observed_view(*id, &mut version, &mut rec, tip).await?;
         let funded = chain
             .outputs
@@ -430,7 +434,7 @@ impl LoopInClient {
 
     /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
     pub fn is_busy(&self, id: &SwapId) -> bool {
-        self.locks.is_locked(id)
+        self.parts.locks.is_locked(id)
     }
 
     /// [`Self::chain_view`] with the swap's memory of its outputs applied (see
@@ -463,7 +467,7 @@ impl LoopInClient {
     /// and how each is spent (a spend in a block wins over one in the mempool; ours are the
     /// refunds we recorded).
     pub async fn chain_view(&self, id: &SwapId, rec: &ClientLoopIn, tip: u32) -> Result<Chain, ClientError> {
-        let status = crate::htlc_status(&*self.watcher.lock().await, id, &rec.htlc)?;
+        let status = crate::htlc_status(&*self.parts.watcher.lock().await, id, &rec.htlc)?;
         Ok(chain_of(&status, rec, tip))
     }
 
@@ -489,7 +493,8 @@ impl LoopInClient {
             rec.state,
             State::Persisted | State::Funding { .. } | State::Funded { .. } | State::Refunding { .. }
         ) {
-            if let Ok(HoldInvoiceState::Settled { .. }) = self.ln.hold_invoice_state(&rec.htlc.payment_hash).await {
+            if let Ok(HoldInvoiceState::Settled { .. }) = self.parts.ln.hold_invoice_state(&rec.htlc.payment_hash).await
+            {
                 // We are paid: help the server claim by the key path (smaller, private). Its
                 // node may learn the preimage a moment after ours released it: while it still
                 // says "paying", wait for the next pass. Best effort otherwise; the server falls
@@ -554,9 +559,14 @@ impl LoopInClient {
             return Err("not a taproot HTLC".into());
         };
         let msg = eddy_core::tx::cooperative_sighash(&tx, &htlc, funding.value).map_err(|e| e.to_string())?;
-        let (nonce, partial) =
-            eddy_core::musig::cosign(taproot, &self.keys.secret(KEY_PURPOSE, id), msg, &id.0, &server_nonce)
-                .map_err(|e| e.to_string())?;
+        let (nonce, partial) = eddy_core::musig::cosign(
+            taproot,
+            &self.parts.keys.secret(KEY_PURPOSE, id),
+            msg,
+            &id.0,
+            &server_nonce,
+        )
+        .map_err(|e| e.to_string())?;
         crate::bounded(self.server.claim_cosign(id, &nonce, &partial))
             .await
             .map_err(|e| e.to_string())
@@ -601,7 +611,7 @@ impl LoopInClient {
         }
         let value = out.value;
         if rec.refund_to.is_none() {
-            rec.refund_to = Some(self.ln.new_address().await.map_err(backend)?.script_pubkey());
+            rec.refund_to = Some(self.parts.ln.new_address().await.map_err(backend)?.script_pubkey());
             runner::persist(self, &id, version, rec, json!({"event": "refund_address"})).await?;
         }
         let dest = rec
@@ -610,8 +620,9 @@ impl LoopInClient {
             .ok_or_else(|| ClientError::Backend("no refund address".into()))?;
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
         let blocks_left = loop_in_max_payment_cltv(rec.terms.expiry).saturating_sub(tip);
-        let conf_target = rec.options.conf_target.unwrap_or(self.cfg.conf_target);
+        let conf_target = rec.options.conf_target.unwrap_or(self.parts.cfg.conf_target);
         let estimate = self
+            .parts
             .chain
             .fee_rate(sweep_conf_target(blocks_left, conf_target))
             .await
@@ -626,7 +637,7 @@ impl LoopInClient {
             // refuses); from `E` the timeout path.
             script_path: (!cooperative).then_some(SpendPath::Refund),
             cosigner: cooperative.then_some(&cosigner as &dyn eddy_engine::sweep::Cosigner),
-            key: self.keys.secret(KEY_PURPOSE, &id),
+            key: self.parts.keys.secret(KEY_PURPOSE, &id),
             dest,
             estimate,
             // Not racing a deadline of ours: the funds are ours either way.
@@ -634,13 +645,13 @@ impl LoopInClient {
             max_fee: rec
                 .options
                 .max_miner_fee
-                .map_or(self.cfg.max_miner_fee.max(value / 20), Amount::from_sat),
+                .map_or(self.parts.cfg.max_miner_fee.max(value / 20), Amount::from_sat),
             tip,
             may_be_early: true,
         };
         match sweep(
             self,
-            &*self.chain,
+            &*self.parts.chain,
             id,
             version,
             rec,
@@ -693,16 +704,8 @@ fn chain_of(status: &WatchStatus, rec: &ClientLoopIn, tip: u32) -> Chain {
 impl crate::ClientEngine for LoopInClient {
     type Rec = ClientLoopIn;
 
-    fn watcher(&self) -> &Mutex<ChainWatcher> {
-        &self.watcher
-    }
-
-    fn chain_source(&self) -> &dyn ChainSource {
-        &*self.chain
-    }
-
-    fn locks(&self) -> &crate::SwapLocks {
-        &self.locks
+    fn parts(&self) -> &crate::ClientParts {
+        &self.parts
     }
 
     async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
@@ -726,7 +729,7 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
     type Error = ClientError;
 
     fn store(&self) -> &dyn SwapStore {
-        &*self.store
+        &*self.parts.store
     }
 
     fn view<'a>(&self, chain: &'a Chain) -> &'a Chain {
@@ -748,7 +751,7 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
                 }
                 // Never twice: an output paying the HTLC (ours from before a crash, or the
                 // user's) is adopted.
-                self.watcher.lock().await.sync().await.map_err(backend)?;
+                self.parts.watcher.lock().await.sync().await.map_err(backend)?;
                 let existing = self
                     .chain_view(&id, rec, chain.height)
                     .await?
@@ -766,8 +769,9 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
                         eddy_store::crash_point("loop_in.fund.before_broadcast");
                         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
                         let rate = self
+                            .parts
                             .chain
-                            .fee_rate(rec.options.conf_target.unwrap_or(self.cfg.conf_target))
+                            .fee_rate(rec.options.conf_target.unwrap_or(self.parts.cfg.conf_target))
                             .await
                             .map_err(backend)?;
                         // The miner-fee limit holds at funding time too (fees may have risen
@@ -775,7 +779,7 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
                         let max_miner = rec
                             .options
                             .max_miner_fee
-                            .map_or(self.cfg.max_miner_fee, Amount::from_sat);
+                            .map_or(self.parts.cfg.max_miner_fee, Amount::from_sat);
                         let estimate = funding_fee_estimate(rate);
                         if estimate > max_miner {
                             return Err(ClientError::Backend(format!(
@@ -784,7 +788,8 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
                                 max_miner.to_sat()
                             )));
                         }
-                        self.ln
+                        self.parts
+                            .ln
                             .send_outputs(&[(htlc.script_pubkey(), rec.terms.amount)], rate)
                             .await
                             .map_err(backend)?
@@ -796,7 +801,7 @@ impl runner::Effects<ClientLoopIn> for LoopInClient {
             }
             Action::RequestCooperativeRefund { outpoints } => {
                 // Our invoice must not be payable once we take the coins back.
-                let _ = self.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
+                let _ = self.parts.ln.cancel_hold_invoice(&rec.htlc.payment_hash).await;
                 self.refund_all(id, version, rec, chain, &outpoints, true).await
             }
             Action::BroadcastTimeoutRefund { outpoints } => {

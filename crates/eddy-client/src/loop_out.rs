@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, ChainSource, ChainWatcher, LightningNode, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{swap_watch_id, ChainSource, LightningNode, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{loop_out_max_payment_cltv, loop_out_max_payment_cltv_delta, MAX_HTLC_CONFS};
 use eddy_core::fees::{claim_decision, sweep_conf_target};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
@@ -130,14 +130,8 @@ impl ClientLoopOut {
 
 /// The client engine.
 pub struct LoopOutClient {
-    cfg: ClientConfig,
-    ln: Arc<dyn LightningNode>,
-    chain: Arc<dyn ChainSource>,
-    store: Arc<dyn SwapStore>,
+    parts: crate::ClientParts,
     server: Arc<dyn LoopOutApi>,
-    keys: SeedKeys,
-    watcher: Mutex<ChainWatcher>,
-    locks: crate::SwapLocks,
 }
 
 impl LoopOutClient {
@@ -161,20 +155,24 @@ impl LoopOutClient {
             .min();
         let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopOutClient {
-            cfg,
-            ln,
-            chain,
-            store,
+            parts: crate::ClientParts {
+                cfg,
+                ln,
+                chain,
+                store,
+                keys,
+                watcher: Mutex::new(watcher),
+                locks: crate::SwapLocks::default(),
+            },
             server,
-            keys,
-            watcher: Mutex::new(watcher),
-            locks: crate::SwapLocks::default(),
         })
     }
 
     /// A stored loop-out of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopOut), ClientError> {
-        runner::load(&*self.store, id).await?.ok_or(ClientError::NotFound(*id))
+        runner::load(&*self.parts.store, id)
+            .await?
+            .ok_or(ClientError::NotFound(*id))
     }
 
     /// Starts a loop-out of `amount` paying the claim to `destination`: asks the server,
@@ -190,7 +188,7 @@ impl LoopOutClient {
         destination: ScriptBuf,
         options: SwapOptions,
     ) -> Result<SwapId, ClientError> {
-        let eff = self.cfg.effective(&options);
+        let eff = self.parts.cfg.effective(&options);
         if let Some(n) = options.htlc_confs.filter(|n| *n > MAX_HTLC_CONFS) {
             return Err(ClientError::OfferRefused(format!(
                 "{n} HTLC confirmations asked, at most {MAX_HTLC_CONFS} leave time to claim"
@@ -203,8 +201,8 @@ impl LoopOutClient {
         let id = SwapId::from(hash);
         // Held until the payments are handed to the node: no pass reads their status (a
         // failed attempt between the node's send retries) before our own send is done.
-        let _guard = self.locks.lock(&id).await;
-        let claim_key = self.keys.public(KEY_PURPOSE, &id);
+        let _guard = self.parts.locks.lock(&id).await;
+        let claim_key = self.parts.keys.public(KEY_PURPOSE, &id);
         let offer = crate::bounded(self.server.loop_out(&LoopOutCreate {
             amount,
             payment_hash: hash,
@@ -212,7 +210,7 @@ impl LoopOutClient {
         }))
         .await
         .map_err(ClientError::Server)?;
-        let tip = self.chain.tip().await.map_err(backend)?.height;
+        let tip = self.parts.chain.tip().await.map_err(backend)?.height;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -222,7 +220,7 @@ impl LoopOutClient {
             payment_hash: hash,
             claim_key,
             kind: HtlcKind::P2trOut,
-            network: self.cfg.network,
+            network: self.parts.cfg.network,
             limits: eff.limits,
         };
         let validated =
@@ -254,6 +252,7 @@ impl LoopOutClient {
             state: State::Created,
         };
         let created = self
+            .parts
             .store
             .create(&NewSwap {
                 id,
@@ -265,7 +264,8 @@ impl LoopOutClient {
             })
             .await?;
         tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.offer.expiry, "loop-out offer validated");
-        self.watcher
+        self.parts
+            .watcher
             .lock()
             .await
             .index_mut()
@@ -288,7 +288,7 @@ impl LoopOutClient {
     /// Whether the usable channels (`channel` only, when given) can send `amount` now; the
     /// refusal says what to do. [`LoopOutClient::loop_out_with`] checks it too.
     pub async fn check_capacity(&self, amount: Amount, channel: Option<u64>) -> Result<(), ClientError> {
-        let channels = self.ln.channels().await.map_err(backend)?;
+        let channels = self.parts.ln.channels().await.map_err(backend)?;
         let usable: Vec<_> = channels
             .iter()
             .filter(|c| c.usable && channel.is_none_or(|id| c.short_channel_id == Some(id)))
@@ -319,19 +319,19 @@ impl LoopOutClient {
 
     /// A swap's recorded events, oldest first.
     pub async fn events(&self, id: &SwapId) -> Result<Vec<eddy_store::EventRecord>, ClientError> {
-        Ok(self.store.events(id).await?)
+        Ok(self.parts.store.events(id).await?)
     }
 
     /// Every loop-out this client made, newest first.
     pub async fn list(&self) -> Result<Vec<(eddy_store::SwapRecord, ClientLoopOut)>, ClientError> {
-        Ok(runner::all(&*self.store).await?)
+        Ok(runner::all(&*self.parts.store).await?)
     }
 
     /// Drives the engine until `shutdown` turns true: a full [`Self::tick`] on every new tip,
     /// on every Lightning event (a payment settling or failing) and after [`IDLE_TICK`] of
     /// quiet. Errors are logged and retried on the next pass.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let (ln, chain) = (self.ln.clone(), self.chain.clone());
+        let (ln, chain) = (self.parts.ln.clone(), self.parts.chain.clone());
         crate::drive(ln, chain, shutdown, move || {
             let me = self.clone();
             async move { me.tick().await.map_err(|e| e.to_string()) }
@@ -347,7 +347,7 @@ impl LoopOutClient {
 
     /// Whether swap `id`'s lock is held now (a call or a step is acting on it).
     pub fn is_busy(&self, id: &SwapId) -> bool {
-        self.locks.is_locked(id)
+        self.parts.locks.is_locked(id)
     }
 
     fn claim_input(rec: &ClientLoopOut, outpoint: OutPoint, value: Amount) -> Result<HtlcInput, ClientError> {
@@ -368,7 +368,7 @@ impl LoopOutClient {
             let prepay_hash = self.prepay_hash(&rec);
             let mut failed = false;
             for h in std::iter::once(rec.htlc.payment_hash).chain(prepay_hash) {
-                if let Ok(PaymentStatus::Failed { .. }) = self.ln.payment_status(&h).await {
+                if let Ok(PaymentStatus::Failed { .. }) = self.parts.ln.payment_status(&h).await {
                     failed = true;
                 }
             }
@@ -387,7 +387,7 @@ impl LoopOutClient {
             let prepay_hash = self.prepay_hash(&rec);
             let mut sent = false;
             for h in std::iter::once(rec.htlc.payment_hash).chain(prepay_hash) {
-                match self.ln.payment_status(&h).await.map_err(backend)? {
+                match self.parts.ln.payment_status(&h).await.map_err(backend)? {
                     PaymentStatus::InFlight | PaymentStatus::Succeeded { .. } => sent = true,
                     _ => {}
                 }
@@ -400,8 +400,9 @@ impl LoopOutClient {
             runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
         }
         if rec.state == State::OfferAccepted {
-            let channel = self.cfg.effective(&rec.options).channel;
+            let channel = self.parts.cfg.effective(&rec.options).channel;
             let ready = self
+                .parts
                 .ln
                 .channels()
                 .await
@@ -418,7 +419,7 @@ impl LoopOutClient {
                 tracing::debug!(swap = %id, "waiting for a usable channel to pay");
             }
         }
-        let status = crate::htlc_status(&*self.watcher.lock().await, &id, &rec.htlc)?;
+        let status = crate::htlc_status(&*self.parts.watcher.lock().await, &id, &rec.htlc)?;
         // The HTLC.
         if matches!(
             rec.state,
@@ -433,8 +434,9 @@ impl LoopOutClient {
                 let probe = build_spend(vec![input], rec.destination.clone(), FeeSpec::Absolute(Amount::ZERO))
                     .map_err(backend)?;
                 let blocks_left = rec.terms.expiry.saturating_sub(tip);
-                let eff = self.cfg.effective(&rec.options);
+                let eff = self.parts.cfg.effective(&rec.options);
                 let needed = self
+                    .parts
                     .chain
                     .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
                     .await
@@ -500,7 +502,7 @@ impl LoopOutClient {
         };
         // Once a claim of ours (or anything else) has spent the HTLC in a block there is
         // nothing to bump: the watcher reports the confirmations.
-        let spent_in_block = crate::htlc_status(&*self.watcher.lock().await, &id, &rec.htlc)?
+        let spent_in_block = crate::htlc_status(&*self.parts.watcher.lock().await, &id, &rec.htlc)?
             .spends
             .iter()
             .any(|s| s.outpoint == outpoint && s.height.is_some());
@@ -514,8 +516,9 @@ impl LoopOutClient {
             let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
         }
         let blocks_left = rec.terms.expiry.saturating_sub(tip);
-        let eff = self.cfg.effective(&rec.options);
+        let eff = self.parts.cfg.effective(&rec.options);
         let estimate = self
+            .parts
             .chain
             .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
             .await
@@ -529,7 +532,7 @@ impl LoopOutClient {
             htlc: &htlc,
             script_path: Some(SpendPath::Claim(rec.preimage)),
             cosigner: Some(&cosigner),
-            key: self.keys.secret(KEY_PURPOSE, &id),
+            key: self.parts.keys.secret(KEY_PURPOSE, &id),
             dest: rec.destination.clone(),
             estimate,
             blocks_left,
@@ -539,7 +542,7 @@ impl LoopOutClient {
         };
         match sweep(
             self,
-            &*self.chain,
+            &*self.parts.chain,
             id,
             version,
             rec,
@@ -558,7 +561,7 @@ impl LoopOutClient {
 
     /// The payment hash of a swap's prepay invoice.
     pub fn prepay_hash(&self, rec: &ClientLoopOut) -> Option<PaymentHash> {
-        eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.cfg.network, 0, 0)
+        eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.parts.cfg.network, 0, 0)
             .map(|f| f.payment_hash)
             .ok()
     }
@@ -568,16 +571,8 @@ impl LoopOutClient {
 impl crate::ClientEngine for LoopOutClient {
     type Rec = ClientLoopOut;
 
-    fn watcher(&self) -> &Mutex<ChainWatcher> {
-        &self.watcher
-    }
-
-    fn chain_source(&self) -> &dyn ChainSource {
-        &*self.chain
-    }
-
-    fn locks(&self) -> &crate::SwapLocks {
-        &self.locks
+    fn parts(&self) -> &crate::ClientParts {
+        &self.parts
     }
 
     async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopOut, tip: u32) -> Result<(), ClientError> {
@@ -601,7 +596,7 @@ impl runner::Effects<ClientLoopOut> for LoopOutClient {
     type Error = ClientError;
 
     fn store(&self) -> &dyn SwapStore {
-        &*self.store
+        &*self.parts.store
     }
 
     fn view<'a>(&self, _tip: &'a u32) -> &'a () {
@@ -624,7 +619,7 @@ impl runner::Effects<ClientLoopOut> for LoopOutClient {
                 if !pays_at(&rec.terms, tip) {
                     return Ok(());
                 }
-                let eff = self.cfg.effective(&rec.options);
+                let eff = self.parts.cfg.effective(&rec.options);
                 // Both payments (swap and prepay) are bounded by the offer: no HTLC of ours may
                 // outlive `loop_out_max_payment_cltv(E)`, whatever the route hints say.
                 let Some(max_cltv) = loop_out_max_payment_cltv_delta(rec.offer.expiry, tip) else {
@@ -641,11 +636,13 @@ impl runner::Effects<ClientLoopOut> for LoopOutClient {
                     max_total_cltv_delta: Some(max_cltv),
                 };
                 eddy_store::crash_point("loop_out.pay.before_send");
-                self.ln
+                self.parts
+                    .ln
                     .pay_invoice(&rec.offer.prepay_invoice, &params)
                     .await
                     .map_err(backend)?;
-                self.ln
+                self.parts
+                    .ln
                     .pay_invoice(&rec.offer.swap_invoice, &params)
                     .await
                     .map_err(backend)?;

@@ -20,7 +20,7 @@ use bitcoin::taproot::{LeafVersion, TaprootBuilder, TaprootSpendInfo};
 use bitcoin::{Address, Network, PubkeyHash, ScriptBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::musig::keyagg;
+use crate::keyagg;
 use bitcoin::hashes::Hash as _;
 
 use crate::types::{PaymentHash, SwapDirection};

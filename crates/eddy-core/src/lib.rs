@@ -19,6 +19,7 @@ pub mod auth;
 pub mod constants;
 pub mod fees;
 pub mod htlc;
+pub mod keyagg;
 pub mod musig;
 pub mod sm;
 pub mod spend;

@@ -15,8 +15,8 @@ use musig2::{AggNonce, BinaryEncoding, KeyAggContext, LiftedSignature, PubNonce,
 
 use crate::htlc::TaprootHtlc;
 
-pub mod keyagg;
-pub use keyagg::aggregate_untweaked;
+use crate::keyagg;
+pub use crate::keyagg::aggregate_untweaked;
 
 /// Serialized public nonce length (two compressed points).
 pub const PUB_NONCE_LEN: usize = 66;

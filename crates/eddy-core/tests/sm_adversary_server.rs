@@ -308,6 +308,7 @@ impl InWorld {
                         height: self.tip,
                         now: self.now,
                         funding_confs,
+                        reason: "payee failed it".into(),
                     })?;
                 }
                 Pay::None => {

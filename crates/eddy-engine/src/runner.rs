@@ -40,16 +40,20 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
     fn state(&self) -> &StateOf<Self>;
     /// Replaces the machine's state.
     fn set_state(&mut self, state: StateOf<Self>);
-    /// The event as the swap's event log keeps it (never a secret: no preimage, no key).
-    fn event_json(event: &EventOf<Self>, view: &ViewOf<Self>) -> serde_json::Value;
+    /// The event as the swap's event log keeps it, given the state it led to (never a secret:
+    /// no preimage, no key).
+    fn event_json(event: &EventOf<Self>, view: &ViewOf<Self>, next: &StateOf<Self>) -> serde_json::Value;
 }
 
 /// Implements [`Record`] for an engine's record type whose machine's terms and state are its
 /// `terms` and `state` fields: `record!(Type, Machine, SwapKind::X, "log line", |event, view|
-/// json)`.
+/// json)`, or `|event, view, next| json` for a log entry that names what the event led to.
 #[macro_export]
 macro_rules! record {
     ($rec:ty, $machine:ty, $kind:expr, $log:literal, |$event:ident, $view:pat_param| $json:expr) => {
+        $crate::record!($rec, $machine, $kind, $log, |$event, $view, _next| $json);
+    };
+    ($rec:ty, $machine:ty, $kind:expr, $log:literal, |$event:ident, $view:pat_param, $next:pat_param| $json:expr) => {
         impl $crate::runner::Record for $rec {
             type M = $machine;
             const KIND: ::eddy_store::SwapKind = $kind;
@@ -70,6 +74,7 @@ macro_rules! record {
             fn event_json(
                 $event: &$crate::runner::EventOf<Self>,
                 $view: &$crate::runner::ViewOf<Self>,
+                $next: &$crate::runner::StateOf<Self>,
             ) -> serde_json::Value {
                 $json
             }
@@ -172,7 +177,7 @@ pub async fn apply<R: Record, E: Effects<R> + ?Sized>(
     let changed = &next != rec.state();
     rec.set_state(next);
     if changed {
-        let ev = R::event_json(&event, view);
+        let ev = R::event_json(&event, view, rec.state());
         let kind = ev["event"].clone();
         persist(effects, &id, version, rec, ev).await?;
         tracing::info!(swap = %id, state = eddy_store::state_name(rec.state()), event = %kind, "{}", R::TRANSITION_LOG);

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, TxOut, Txid};
 
 use crate::loop_out::{LoopOutEngine, ServerLoopOut};
+pub use crate::server::RescanStatus;
 use crate::server::SwapServer;
 use crate::server_core::{backend, ServerError, META_WALLET_SCAN_FROM};
 use crate::wallet::{Coin, SwapWallet};
@@ -61,17 +62,6 @@ const RESCAN_HISTORY: usize = 2016;
 /// Rounds of taking the swaps created during a rescan beside the engine before the rest is
 /// done under its locks (each round reads only the blocks and mempool since the last).
 const RESCAN_ROUNDS: usize = 4;
-
-/// A background rescan's progress.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RescanStatus {
-    /// The first block scanned again.
-    pub from_height: u32,
-    /// Still scanning.
-    pub running: bool,
-    /// Why it failed, once it did (the server is then as before it).
-    pub error: Option<String>,
-}
 
 /// A withdrawal made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -695,6 +695,7 @@ impl LoopInEngine {
             height: tip,
             now: unix_now(),
             funding_confs: funding_confs(&status, rec.funding, tip),
+            reason,
         };
         runner::apply(self, id, version, rec, e, &tip).await
     }
@@ -810,7 +811,7 @@ eddy_engine::record!(
     LoopInServerMachine,
     SwapKind::LoopInServer,
     "loop-in transition",
-    |event, _view| event_json(event)
+    |event, _view, next| event_json(event, next)
 );
 
 /// The loop-in's side effects on the server: paying the client's invoice, claiming the HTLC,
@@ -912,7 +913,7 @@ impl runner::Effects<ServerLoopIn> for LoopInEngine {
     }
 }
 
-fn event_json(e: &Event) -> serde_json::Value {
+fn event_json(e: &Event, next: &State) -> serde_json::Value {
     match e {
         Event::FundingSeen {
             outpoint,
@@ -925,9 +926,12 @@ fn event_json(e: &Event) -> serde_json::Value {
         // Never the preimage itself.
         Event::PaymentSucceeded(_) => json!({"event": "payment_succeeded"}),
         Event::PaymentFailed => json!({"event": "payment_failed"}),
-        Event::AttemptFailed { height, now, .. } => {
-            json!({"event": "payment_attempt_failed", "height": height, "now": now})
-        }
+        // What a failed attempt led to: the next one scheduled, the retry sent, or the end.
+        Event::AttemptFailed { reason, .. } => match next {
+            State::Paying { retry_at: Some(_), .. } => json!({"event": "payment_attempt_failed", "reason": reason}),
+            State::Paying { attempt, .. } => json!({"event": "payment_retry", "attempt": attempt + 1}),
+            _ => json!({"event": "payment_failed", "reason": reason}),
+        },
         Event::RefundRequested => json!({"event": "refund_requested"}),
         Event::ClaimConfirmed { confs } => json!({"event": "claim_confirmed", "confs": confs}),
         Event::HtlcRefunded { confs } => json!({"event": "htlc_refunded", "confs": confs}),

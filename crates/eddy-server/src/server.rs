@@ -27,6 +27,17 @@ pub const TIP_POLL: Duration = Duration::from_millis(100);
 /// How often [`SwapServer::run`] ticks when nothing happens (retries failed actions).
 pub const IDLE_TICK: Duration = Duration::from_secs(2);
 
+/// A background rescan's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RescanStatus {
+    /// The first block scanned again.
+    pub from_height: u32,
+    /// Still scanning.
+    pub running: bool,
+    /// Why it failed, once it did (the server is then as before it).
+    pub error: Option<String>,
+}
+
 /// The swap server: the shared parts and one engine per swap kind.
 pub struct SwapServer {
     pub(crate) core: Arc<ServerCore>,
@@ -37,7 +48,7 @@ pub struct SwapServer {
     /// One wallet rescan at a time (it runs beside the engines' passes; see `rescan_wallet`).
     pub(crate) rescanning: Mutex<()>,
     /// The last background rescan (`spawn_rescan`).
-    pub(crate) rescan_status: std::sync::Mutex<Option<crate::admin::RescanStatus>>,
+    pub(crate) rescan_status: std::sync::Mutex<Option<RescanStatus>>,
 }
 
 impl SwapServer {

@@ -196,6 +196,8 @@ pub enum Event {
         now: u64,
         /// Confirmations of the funding output now.
         funding_confs: u32,
+        /// Why it failed (for the log).
+        reason: String,
     },
     /// The client asks for a cooperative refund.
     RefundRequested,
@@ -310,6 +312,8 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Created, Event::RefundRequested) => (S::Refundable(RefundReason::ClientRefund), vec![Action::CosignRefund]),
         (s @ S::Refundable(_), Event::RefundRequested) => (s, vec![Action::CosignRefund]),
         (S::Created | S::Refundable(_), Event::HtlcRefunded { confs }) if *confs >= 1 => (S::Refunded, vec![]),
+        // A retry is pending: only its due time sends (`AttemptFailed`), never this.
+        (paying @ S::Paying { retry_at: Some(_), .. }, Event::SendPayment { .. }) => (paying, vec![]),
         (paying @ S::Paying { .. }, Event::SendPayment { height, funding_confs }) => {
             send(terms, paying, *height, *funding_confs)
         }
@@ -323,6 +327,7 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
                 height,
                 now,
                 funding_confs,
+                ..
             },
         ) => {
             if attempt + 1 >= LOOP_IN_PAY_ATTEMPTS || !terms.may_send(*height) {
@@ -426,7 +431,8 @@ mod tests {
             (height(), 0u64..20, 0u32..3).prop_map(|(height, now, funding_confs)| Event::AttemptFailed {
                 height,
                 now,
-                funding_confs
+                funding_confs,
+                reason: String::new(),
             }),
             height().prop_map(|height| Event::Block { height }),
         ]
@@ -507,6 +513,7 @@ mod tests {
             height,
             now,
             funding_confs: 1,
+            reason: "no route".into(),
         };
         // First failure: the next attempt is due LOOP_IN_PAY_RETRY_SECS later, nothing sent now.
         let (s, a) = transition(&t, State::paying(op()), &failed(400, 100));
@@ -545,6 +552,32 @@ mod tests {
         let (s2, a) = transition(&t, late, &failed(t.last_payment_height(), due));
         assert_eq!(s2, State::Refundable(RefundReason::PaymentFailed));
         assert_eq!(a, vec![Action::NotifyFailed(RefundReason::PaymentFailed)]);
+        // The second attempt failed: a third is scheduled, not a refund.
+        let second = State::Paying {
+            outpoint: op(),
+            attempt: 1,
+            retry_at: None,
+        };
+        let (s4, a) = transition(&t, second, &failed(400, due));
+        assert_eq!(a, vec![]);
+        assert_eq!(
+            s4,
+            State::Paying {
+                outpoint: op(),
+                attempt: 1,
+                retry_at: Some(due + LOOP_IN_PAY_RETRY_SECS)
+            }
+        );
+        // While a retry is pending, "nothing in flight" sends nothing before it is due.
+        let (s5, a) = transition(
+            &t,
+            s4.clone(),
+            &Event::SendPayment {
+                height: 400,
+                funding_confs: 1,
+            },
+        );
+        assert_eq!((s5, a), (s4, vec![]));
         // The last attempt failed: refundable.
         let last = State::Paying {
             outpoint: op(),
@@ -557,7 +590,6 @@ mod tests {
         let old: State = serde_json::from_value(serde_json::json!({"state": "paying", "outpoint": op().to_string()}))
             .expect("old state");
         assert_eq!(old, State::paying(op()));
-        let _ = s;
     }
 
     proptest! {
@@ -574,11 +606,17 @@ mod tests {
                 }
                 let before = s.clone();
                 let (next, actions) = transition(&t, s, e);
-                // A retry is sent only once due, and never beyond the attempts.
-                if let (State::Paying { attempt, retry_at, .. }, Event::AttemptFailed { now, .. }) = (&before, e) {
-                    let sent = actions.iter().any(|a| matches!(a, Action::PayInvoice { .. }));
-                    prop_assert!(!sent || retry_at.is_some_and(|at| *now >= at), "retried before it was due");
-                    prop_assert!(!sent || attempt + 2 <= LOOP_IN_PAY_ATTEMPTS, "more than the attempts");
+                // A retry is sent only once due (never by another event while one is pending),
+                // and never beyond the attempts.
+                let sent = actions.iter().any(|a| matches!(a, Action::PayInvoice { .. }));
+                if let State::Paying { attempt, retry_at, .. } = &before {
+                    match e {
+                        Event::AttemptFailed { now, .. } => {
+                            prop_assert!(!sent || retry_at.is_some_and(|at| *now >= at), "retried before it was due");
+                            prop_assert!(!sent || attempt + 2 <= LOOP_IN_PAY_ATTEMPTS, "more than the attempts");
+                        }
+                        _ => prop_assert!(!sent || retry_at.is_none(), "sent while a retry was pending"),
+                    }
                 }
                 if let State::Paying { attempt, .. } = &next {
                     prop_assert!(*attempt < LOOP_IN_PAY_ATTEMPTS, "attempt {} of {}", attempt + 1, LOOP_IN_PAY_ATTEMPTS);

@@ -1,6 +1,6 @@
 //! MuSig2 key aggregation (BIP327 `KeyAgg`) of an HTLC's two keys: what building an HTLC
-//! needs of MuSig2 — its taproot internal key — without the signing sessions of the parent
-//! module, which themselves work on built HTLCs. Kept apart so that the HTLC's construction
+//! needs of MuSig2 — its taproot internal key — without the signing sessions of `musig`,
+//! which themselves work on built HTLCs. Kept apart so that the HTLC's construction
 //! (`htlc`) and MuSig2 signing (`musig`) do not depend on each other both ways. Keys cross from
 //! `bitcoin`'s secp256k1 types to the `musig2` crate's here as bytes, as in `musig`.
 
