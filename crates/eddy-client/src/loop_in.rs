@@ -648,6 +648,7 @@ impl LoopInClient {
                 .map_or(self.parts.cfg.max_miner_fee.max(value / 20), Amount::from_sat),
             tip,
             may_be_early: true,
+            seen: out.spend.map(|s| s.txid).into_iter().collect(),
         };
         match sweep(
             self,

@@ -502,11 +502,9 @@ impl LoopOutClient {
         };
         // Once a claim of ours (or anything else) has spent the HTLC in a block there is
         // nothing to bump: the watcher reports the confirmations.
-        let spent_in_block = crate::htlc_status(&*self.parts.watcher.lock().await, &id, &rec.htlc)?
-            .spends
-            .iter()
-            .any(|s| s.outpoint == outpoint && s.height.is_some());
-        if spent_in_block {
+        let status = crate::htlc_status(&*self.parts.watcher.lock().await, &id, &rec.htlc)?;
+        let spends: Vec<_> = status.spends.iter().filter(|s| s.outpoint == outpoint).collect();
+        if spends.iter().any(|s| s.height.is_some()) {
             return Ok(());
         }
         // Reveal to the server first (so it can settle and co-sign), then claim by the key path
@@ -539,6 +537,7 @@ impl LoopOutClient {
             max_fee: eff.max_miner_fee,
             tip,
             may_be_early: false,
+            seen: spends.iter().map(|s| s.txid).collect(),
         };
         match sweep(
             self,

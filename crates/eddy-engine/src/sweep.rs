@@ -59,6 +59,10 @@ pub struct SweepJob<'a> {
     pub tip: u32,
     /// Whether a broadcast refused as not final yet (a refund before its timeout) is fine.
     pub may_be_early: bool,
+    /// The transactions the chain watcher shows spending the output now, in a block or in the
+    /// node's mempool (the watcher drops what left the mempool at every sync): the newest among
+    /// them needs no broadcast again.
+    pub seen: Vec<Txid>,
 }
 
 /// A sweep failed to be built, signed or broadcast (the next pass tries again).
@@ -105,6 +109,9 @@ where
 {
     let plan = plan(previous.as_ref(), &job, job.cosigner.is_some())?;
     if let Some(txid) = plan.rebroadcast {
+        if job.seen.contains(&txid) {
+            return Ok(Swept::Unchanged);
+        }
         match chain.transaction(&txid).await {
             Ok(Some(s)) => {
                 let _ = chain.broadcast(&s.tx).await;

@@ -736,6 +736,7 @@ impl LoopInEngine {
             max_fee: value / 5,
             tip,
             may_be_early: false,
+            seen: vec![],
         })
     }
 
@@ -775,9 +776,15 @@ impl LoopInEngine {
         };
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
         let dest = self.core.wallet_script();
-        let job = self
+        let mut job = self
             .claim_job(&id, rec, &htlc, outpoint, value, preimage, dest, tip)
             .await?;
+        job.seen = status
+            .spends
+            .iter()
+            .filter(|s| s.outpoint == outpoint)
+            .map(|s| s.txid)
+            .collect();
         sweep(
             self,
             &**self.core.chain(),

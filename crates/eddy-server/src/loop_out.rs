@@ -1045,6 +1045,15 @@ impl LoopOutEngine {
             tip,
             // Not final yet: the next block tells.
             may_be_early: true,
+            seen: self
+                .core
+                .htlc_status(&id, &rec.htlc)
+                .await?
+                .spends
+                .iter()
+                .filter(|s| s.outpoint == outpoint)
+                .map(|s| s.txid)
+                .collect(),
         };
         sweep(
             self,
