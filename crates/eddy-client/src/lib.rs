@@ -184,6 +184,28 @@ pub(crate) struct ClientParts {
     pub(crate) locks: SwapLocks,
 }
 
+impl ClientParts {
+    /// The parts of an engine whose chain watcher is `watcher`.
+    pub(crate) fn new(
+        cfg: ClientConfig,
+        ln: std::sync::Arc<dyn eddy_backends::LightningNode>,
+        chain: std::sync::Arc<dyn eddy_backends::ChainSource>,
+        store: std::sync::Arc<dyn eddy_store::SwapStore>,
+        keys: eddy_store::SeedKeys,
+        watcher: eddy_backends::ChainWatcher,
+    ) -> ClientParts {
+        ClientParts {
+            cfg,
+            ln,
+            chain,
+            store,
+            keys,
+            watcher: tokio::sync::Mutex::new(watcher),
+            locks: SwapLocks::default(),
+        }
+    }
+}
+
 /// What one pass of a client engine needs, so that the pass is written once for both engines
 /// ([`pass`]): its parts and the step of one swap.
 #[async_trait]

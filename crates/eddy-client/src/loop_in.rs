@@ -31,7 +31,6 @@ use eddy_engine::sweep::{sweep, SweepJob, Swept};
 use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use crate::{backend, ClientConfig, ClientError, LoopInApi, SwapState};
 
@@ -173,15 +172,7 @@ impl LoopInClient {
             .min();
         let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopInClient {
-            parts: crate::ClientParts {
-                cfg,
-                ln,
-                chain,
-                store,
-                keys,
-                watcher: Mutex::new(watcher),
-                locks: crate::SwapLocks::default(),
-            },
+            parts: crate::ClientParts::new(cfg, ln, chain, store, keys, watcher),
             server,
         })
     }

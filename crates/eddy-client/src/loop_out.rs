@@ -23,7 +23,6 @@ use eddy_engine::sweep::{sweep, SweepJob, Swept};
 use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use crate::{backend, ClientConfig, ClientError, LoopOutApi};
 
@@ -155,15 +154,7 @@ impl LoopOutClient {
             .min();
         let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
         Ok(LoopOutClient {
-            parts: crate::ClientParts {
-                cfg,
-                ln,
-                chain,
-                store,
-                keys,
-                watcher: Mutex::new(watcher),
-                locks: crate::SwapLocks::default(),
-            },
+            parts: crate::ClientParts::new(cfg, ln, chain, store, keys, watcher),
             server,
         })
     }
@@ -510,7 +501,7 @@ impl LoopOutClient {
         // Reveal to the server first (so it can settle and co-sign), then claim by the key path
         // with its co-signature — smaller and indistinguishable from any taproot spend — and fall
         // back to the script path on any failure.
-        if rec.claim.as_ref().is_none_or(|c| c.all.is_empty()) {
+        if rec.claim.is_none() {
             let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
         }
         let blocks_left = rec.terms.expiry.saturating_sub(tip);

@@ -752,7 +752,7 @@ impl LoopInEngine {
             return Ok(());
         };
         // First give the client a block to co-sign the smaller, private key-path claim.
-        if rec.claim.as_ref().is_none_or(|c| c.all.is_empty()) {
+        if rec.claim.is_none() {
             match rec.coop_wait_until {
                 None => {
                     rec.coop_wait_until = Some(tip + 1);
