@@ -185,16 +185,23 @@ pub(crate) struct ClientParts {
 }
 
 impl ClientParts {
-    /// The parts of an engine whose chain watcher is `watcher`.
-    pub(crate) fn new(
+    /// The parts of an engine of `R`'s records, its chain watcher following every active
+    /// swap's HTLC from the earliest block any of them could be in: `max_delta` blocks before
+    /// the earliest expiry (`htlc_of` gives a record's expiry and HTLC).
+    pub(crate) async fn start<R: eddy_engine::runner::Record>(
         cfg: ClientConfig,
         ln: std::sync::Arc<dyn eddy_backends::LightningNode>,
         chain: std::sync::Arc<dyn eddy_backends::ChainSource>,
         store: std::sync::Arc<dyn eddy_store::SwapStore>,
         keys: eddy_store::SeedKeys,
-        watcher: eddy_backends::ChainWatcher,
-    ) -> ClientParts {
-        ClientParts {
+        max_delta: u32,
+        htlc_of: impl Fn(&R) -> (u32, eddy_core::htlc::HtlcParams),
+    ) -> Result<ClientParts, ClientError> {
+        let active = eddy_engine::runner::active::<R>(&*store).await?;
+        let htlcs: Vec<_> = active.iter().map(|(id, _, r)| (*id, htlc_of(r))).collect();
+        let from = htlcs.iter().map(|(_, (e, _))| e.saturating_sub(max_delta + 1)).min();
+        let watcher = start_watcher(chain.clone(), from, htlcs.into_iter().map(|(id, (_, h))| (id, h))).await?;
+        Ok(ClientParts {
             cfg,
             ln,
             chain,
@@ -202,7 +209,14 @@ impl ClientParts {
             keys,
             watcher: tokio::sync::Mutex::new(watcher),
             locks: SwapLocks::default(),
-        }
+        })
+    }
+
+    /// Swap `id` of `R`'s kind as stored, with its version (of another kind: not found).
+    pub(crate) async fn load<R: eddy_engine::runner::Record>(&self, id: &SwapId) -> Result<(i64, R), ClientError> {
+        eddy_engine::runner::load(&*self.store, id)
+            .await?
+            .ok_or(ClientError::NotFound(*id))
     }
 }
 
@@ -241,9 +255,7 @@ async fn step_locked<E: ClientEngine>(engine: &E, id: SwapId, tip: u32) -> Resul
     use eddy_core::sm::Machine;
     use eddy_engine::runner::Record;
     let _guard = engine.parts().locks.lock(&id).await;
-    let (version, rec) = eddy_engine::runner::load::<E::Rec>(engine.store(), &id)
-        .await?
-        .ok_or(ClientError::NotFound(id))?;
+    let (version, rec) = engine.parts().load::<E::Rec>(&id).await?;
     if <<E::Rec as Record>::M as Machine>::is_terminal(rec.state()) {
         return Ok(());
     }

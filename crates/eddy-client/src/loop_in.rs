@@ -165,23 +165,17 @@ impl LoopInClient {
         server: Arc<dyn LoopInApi>,
         keys: SeedKeys,
     ) -> Result<LoopInClient, ClientError> {
-        let active = runner::active::<ClientLoopIn>(&*store).await?;
-        let from = active
-            .iter()
-            .map(|(_, _, r)| r.offer.expiry.saturating_sub(MAX_LOOP_IN_EXPIRY_DELTA + 1))
-            .min();
-        let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
-        Ok(LoopInClient {
-            parts: crate::ClientParts::new(cfg, ln, chain, store, keys, watcher),
-            server,
+        let delta = MAX_LOOP_IN_EXPIRY_DELTA;
+        let parts = crate::ClientParts::start(cfg, ln, chain, store, keys, delta, |r: &ClientLoopIn| {
+            (r.offer.expiry, r.htlc)
         })
+        .await?;
+        Ok(LoopInClient { parts, server })
     }
 
     /// A stored loop-in of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopIn), ClientError> {
-        runner::load(&*self.parts.store, id)
-            .await?
-            .ok_or(ClientError::NotFound(*id))
+        self.parts.load(id).await
     }
 
     /// Starts a loop-in of `amount` (the on-chain value): asks the fee, creates our invoice for

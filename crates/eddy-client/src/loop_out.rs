@@ -143,27 +143,17 @@ impl LoopOutClient {
         server: Arc<dyn LoopOutApi>,
         keys: SeedKeys,
     ) -> Result<LoopOutClient, ClientError> {
-        let active = runner::active::<ClientLoopOut>(&*store).await?;
-        let from = active
-            .iter()
-            .map(|(_, _, r)| {
-                r.offer
-                    .expiry
-                    .saturating_sub(eddy_core::constants::MAX_LOOP_OUT_EXPIRY_DELTA + 1)
-            })
-            .min();
-        let watcher = crate::start_watcher(chain.clone(), from, active.iter().map(|(id, _, r)| (*id, r.htlc))).await?;
-        Ok(LoopOutClient {
-            parts: crate::ClientParts::new(cfg, ln, chain, store, keys, watcher),
-            server,
+        let delta = eddy_core::constants::MAX_LOOP_OUT_EXPIRY_DELTA;
+        let parts = crate::ClientParts::start(cfg, ln, chain, store, keys, delta, |r: &ClientLoopOut| {
+            (r.offer.expiry, r.htlc)
         })
+        .await?;
+        Ok(LoopOutClient { parts, server })
     }
 
     /// A stored loop-out of this client (a swap of another kind is not found).
     pub async fn swap(&self, id: &SwapId) -> Result<(i64, ClientLoopOut), ClientError> {
-        runner::load(&*self.parts.store, id)
-            .await?
-            .ok_or(ClientError::NotFound(*id))
+        self.parts.load(id).await
     }
 
     /// Starts a loop-out of `amount` paying the claim to `destination`: asks the server,

@@ -731,6 +731,7 @@ mod tests {
                 li::State::Claiming {
                     outpoint: o,
                     preimage: p,
+                    cooperative_until: None,
                 },
                 SwapState::Claiming,
             ),

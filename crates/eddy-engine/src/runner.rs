@@ -4,7 +4,7 @@
 //! persists the new state with the event (version-guarded: a write from a stale read fails)
 //! *before* any action, and hands the actions to the engine's [`Effects`]. An engine is then
 //! its effects — paying, publishing, sweeping, co-signing — and the events it reads from the
-//! world.
+//! world. At start, [`resume`] runs again what a restart owes each active swap.
 
 use async_trait::async_trait;
 use eddy_core::sm::Machine;
@@ -187,6 +187,41 @@ pub async fn apply<R: Record, E: Effects<R> + ?Sized>(
     }
     for action in actions {
         effects.act(id, version, rec, action, ctx).await?;
+    }
+    Ok(())
+}
+
+/// Runs, for every active swap of `R`'s kind, what its machine does again after a restart
+/// ([`Machine::resume`]) — before the first pass, which brings the fresh facts everything else
+/// waits for — within one context for all of them (the server's engines: the tip). One swap's
+/// error does not stop the others; the first is returned after all were tried. (The client
+/// machines owe nothing at a restart — each one's `resume` says why — so the client engines
+/// start with their first pass.)
+pub async fn resume<R: Record, E: Effects<R> + ?Sized>(effects: &E, ctx: &E::Ctx) -> Result<(), E::Error> {
+    let mut first_err = None;
+    for (id, mut version, mut rec) in active::<R>(effects.store()).await? {
+        for action in <R::M as Machine>::resume(rec.state()) {
+            if let Err(e) = effects.act(id, &mut version, &mut rec, action, ctx).await {
+                first_err.get_or_insert(e);
+                break;
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// [`apply`]s each of `events` in turn (what an engine read of the world in one pass, in the
+/// order it must be heard).
+pub async fn apply_all<R: Record, E: Effects<R> + ?Sized>(
+    effects: &E,
+    id: SwapId,
+    version: &mut i64,
+    rec: &mut R,
+    events: impl IntoIterator<Item = EventOf<R>> + Send,
+    ctx: &E::Ctx,
+) -> Result<(), E::Error> {
+    for event in events {
+        apply(effects, id, version, rec, event, ctx).await?;
     }
     Ok(())
 }

@@ -205,15 +205,10 @@ impl SwapServer {
     /// `withdrawable` is what `withdraw all` could take before its fee, at the publication
     /// estimate.
     pub async fn wallet_report(&self) -> Result<WalletReport, ServerError> {
-        let estimate = self
-            .core
-            .chain
-            .fee_rate(self.core.cfg.publish_conf_target)
-            .await
-            .map_err(backend)?;
+        let estimate = self.core.publish_rate().await?;
         // `free_coins` remembers the stored publications as ours: never beside a publication
         // being stored, broadcast or replaced.
-        let _no_publication = self.core.publishing.lock().await;
+        let _no_publication = self.core.publisher.lock().await;
         let b = self.wallet_balance().await;
         let free = self.free_coins(keep_rate(estimate)).await?;
         Ok(WalletReport {
@@ -267,14 +262,9 @@ impl SwapServer {
         amount: Option<Amount>,
         rate: Option<FeeRate>,
     ) -> Result<Withdrawal, ServerError> {
-        let _one = self.core.publishing.lock().await;
+        let _one = self.core.publisher.lock().await;
         self.core.sync_chain().await?;
-        let estimate = self
-            .core
-            .chain
-            .fee_rate(self.core.cfg.publish_conf_target)
-            .await
-            .map_err(backend)?;
+        let estimate = self.core.publish_rate().await?;
         let rate = rate.unwrap_or(estimate);
         let FreeCoins {
             seen,
@@ -413,7 +403,7 @@ impl SwapServer {
         }
         // Under the engine's locks: swap creations take the watcher's lock after storing the
         // swap, so a swap is either read here or adds its watch to the new watcher.
-        let _no_publication = self.core.publishing.lock().await;
+        let _no_publication = self.core.publisher.lock().await;
         let mut w = self.core.watcher.lock().await;
         // The engine's watcher, up to date: what it knows of the mempool is what the new one
         // takes for the swaps created during the rescan.

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod loop_in;
 pub mod loop_out;
 pub mod metrics;
+pub mod publisher;
 pub mod server;
 pub mod server_core;
 pub mod wallet;

@@ -62,9 +62,10 @@ pub struct ServerLoopIn {
     pub funding: Option<OutPoint>,
     /// The claim (every version: script path and cooperative).
     pub claim: Option<Sweep>,
-    /// Until this height the server waits for the client to co-sign a key-path claim before
-    /// claiming by the script path (set when the preimage is learned).
-    #[serde(default)]
+    /// Records written before the cooperative claim's block was the machine's
+    /// (`State::Claiming { cooperative_until }`): folded into the state at the next step,
+    /// never written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coop_wait_until: Option<u32>,
     /// The node the payment must arrive through, as the client asked.
     #[serde(default)]
@@ -517,23 +518,24 @@ impl LoopInEngine {
     }
 
     async fn step_in(&self, id: SwapId, mut version: i64, mut rec: ServerLoopIn, tip: u32) -> Result<(), ServerError> {
-        if rec.pay_retries > 0 || rec.retry_at.is_some() {
-            // A record from before the retries were the machine's: its count and due time go
-            // into the state.
-            if let State::Paying { attempt, retry_at, .. } = &mut rec.state {
-                *attempt = rec.pay_retries;
-                *retry_at = rec.retry_at;
+        if rec.pay_retries > 0 || rec.retry_at.is_some() || rec.coop_wait_until.is_some() || old_claiming(&rec) {
+            // A record from before the retries and the cooperative block were the machine's:
+            // its count, due time and wait go into the state (a claim already made waits no
+            // more).
+            match &mut rec.state {
+                State::Paying { attempt, retry_at, .. } => {
+                    *attempt = rec.pay_retries;
+                    *retry_at = rec.retry_at;
+                }
+                State::Claiming { cooperative_until, .. } if cooperative_until.is_none() => {
+                    *cooperative_until = rec.coop_wait_until.or(Some(0));
+                }
+                _ => {}
             }
             rec.pay_retries = 0;
             rec.retry_at = None;
-            runner::persist(
-                self,
-                &id,
-                &mut version,
-                &rec,
-                json!({"event": "payment_retries_into_state"}),
-            )
-            .await?;
+            rec.coop_wait_until = None;
+            runner::persist(self, &id, &mut version, &rec, json!({"event": "record_into_state"})).await?;
         }
         let status = self.core.htlc_status(&id, &rec.htlc).await?;
         // Funding.
@@ -642,18 +644,17 @@ impl LoopInEngine {
             (State::Claiming { .. } | State::Paying { .. }, Some(f)) => vec![f],
             _ => status.fundings.iter().map(|f| f.outpoint).collect(),
         };
-        {
-            for s in status.spends.iter().filter(|s| fundings.contains(&s.outpoint)) {
-                let ours = rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid));
-                let confs = WatchStatus::confirmations(s.height, tip);
-                if ours {
-                    runner::apply(self, id, &mut version, &mut rec, Event::ClaimConfirmed { confs }, &tip).await?;
-                } else if s.height.is_some() {
-                    runner::apply(self, id, &mut version, &mut rec, Event::HtlcRefunded { confs }, &tip).await?;
-                }
+        let spends = status.spends.iter().filter(|s| fundings.contains(&s.outpoint));
+        let events = spends.filter_map(|s| {
+            let confs = WatchStatus::confirmations(s.height, tip);
+            if rec.claim.as_ref().is_some_and(|c| c.all.contains(&s.txid)) {
+                Some(Event::ClaimConfirmed { confs })
+            } else {
+                s.height.map(|_| Event::HtlcRefunded { confs })
             }
-        }
-        runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
+        });
+        let events: Vec<_> = events.chain([Event::Block { height: tip }]).collect();
+        runner::apply_all(self, id, &mut version, &mut rec, events, &tip).await
     }
 
     /// A payment attempt failed for good (nothing of it in flight, the node's record says):
@@ -748,21 +749,10 @@ impl LoopInEngine {
         outpoint: OutPoint,
         tip: u32,
     ) -> Result<(), ServerError> {
+        // The machine gave the client its block to co-sign the key-path claim first.
         let State::Claiming { preimage, .. } = rec.state else {
             return Ok(());
         };
-        // First give the client a block to co-sign the smaller, private key-path claim.
-        if rec.claim.is_none() {
-            match rec.coop_wait_until {
-                None => {
-                    rec.coop_wait_until = Some(tip + 1);
-                    runner::persist(self, &id, version, rec, json!({"event": "cooperative_claim_offered"})).await?;
-                    return Ok(());
-                }
-                Some(h) if tip < h => return Ok(()),
-                Some(_) => {}
-            }
-        }
         let status = self.core.htlc_status(&id, &rec.htlc).await?;
         if status
             .spends
@@ -798,6 +788,18 @@ impl LoopInEngine {
         .await?;
         Ok(())
     }
+}
+
+/// A record `Claiming` from before the cooperative block was the machine's that already
+/// claimed (no wait was kept with it): it waits no more.
+fn old_claiming(rec: &ServerLoopIn) -> bool {
+    matches!(
+        rec.state,
+        State::Claiming {
+            cooperative_until: None,
+            ..
+        }
+    ) && rec.claim.is_some()
 }
 
 /// Confirmations of the recorded funding output at `tip` (0 when unconfirmed or gone).
@@ -945,7 +947,13 @@ fn event_json(e: &Event, next: &State) -> serde_json::Value {
         Event::SendPayment { height, funding_confs } => {
             json!({"event": "send_payment", "height": height, "funding_confs": funding_confs})
         }
-        Event::Block { height } => json!({"event": "block", "height": height}),
+        Event::Block { height } => match next {
+            State::Claiming {
+                cooperative_until: Some(until),
+                ..
+            } => json!({"event": "cooperative_claim_offered", "height": height, "until": until}),
+            _ => json!({"event": "block", "height": height}),
+        },
     }
 }
 

@@ -21,8 +21,7 @@ use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::lightning::HoldInvoiceRequest;
 use eddy_backends::{swap_watch_id, Funding, HoldInvoiceState, LnEvent, WatchId, WatchStatus};
 use eddy_core::constants::{
-    HTLC_PUBLICATION_BUMP_BLOCKS, MIN_BLOCKS_LEFT_AT_PUBLICATION, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA,
-    SERVER_SETTLE_MARGIN, SETTLE_LATENCY,
+    MIN_BLOCKS_LEFT_AT_PUBLICATION, SEED_CSV_DELAY, SEED_LOOP_OUT_EXPIRY_DELTA, SERVER_SETTLE_MARGIN, SETTLE_LATENCY,
 };
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -39,8 +38,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::server_core::{backend, unix_now, ServerCore, ServerError};
-
-use crate::wallet::WALLET_WATCH_ID;
 
 /// Key purpose for loop-out HTLC keys.
 const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopOut;
@@ -112,7 +109,7 @@ impl ServerLoopOut {
 
     /// The txids of our own publications: those recorded, and (records written before they
     /// were) the funding's own txid.
-    fn our_txids(&self) -> Vec<Txid> {
+    pub(crate) fn our_txids(&self) -> Vec<Txid> {
         let mut ids = self.htlc_txids.clone();
         if let Some(f) = self.funding {
             if !ids.contains(&f.txid) {
@@ -124,7 +121,7 @@ impl ServerLoopOut {
 
     /// Our HTLC output as the watcher shows it (`status` already restricted to the swap's
     /// script): output `funding.vout` of one of our own transactions, the confirmed one first.
-    fn our_funding<'a>(&self, status: &'a WatchStatus) -> Option<&'a Funding> {
+    pub(crate) fn our_funding<'a>(&self, status: &'a WatchStatus) -> Option<&'a Funding> {
         let vout = self.funding?.vout;
         let ours = self.our_txids();
         status
@@ -134,16 +131,25 @@ impl ServerLoopOut {
             .max_by_key(|f| (f.height.is_some(), std::cmp::Reverse(f.height)))
     }
 
-    /// The stored publication, decoded.
     /// Whether its HTLC was published (and the swap goes on): the states in which an earned
     /// prepay is settled and the publication is followed.
-    fn is_published(&self) -> bool {
+    pub(crate) fn is_published(&self) -> bool {
         matches!(
             self.state,
             State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. } | State::Reclaiming
         )
     }
 
+    /// Drops a publication that can never confirm (or was never broadcast).
+    pub(crate) fn forget_publication(&mut self) {
+        self.htlc_tx = None;
+        self.htlc_txids.clear();
+        self.funding = None;
+        self.published_height = None;
+        self.refund = None;
+    }
+
+    /// The stored publication, decoded.
     pub(crate) fn stored_tx(&self) -> Option<bitcoin::Transaction> {
         self.htlc_tx
             .as_deref()
@@ -165,7 +171,7 @@ pub struct LoopOutEngine {
     /// Prepay payment hash → swap (the swap invoice's hash is the swap id itself).
     prepay_ids: std::sync::Mutex<HashMap<PaymentHash, SwapId>>,
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
-    accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
+    pub(crate) accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
 }
 
 impl LoopOutEngine {
@@ -558,353 +564,25 @@ impl LoopOutEngine {
         cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
     }
 
-    /// Publishes every swap waiting in `Publishing` — all in **one** transaction from the swap
-    /// wallet, outputs in swap order — after adopting any HTLC output already on chain or in the
-    /// mempool (a crash between broadcast and persistence never publishes twice). Each swap is
-    /// then moved on with [`Event::HtlcBroadcast`].
-    pub async fn publish_pending(&self) -> Result<(), ServerError> {
-        let _one = self.core.publishing.lock().await;
-        // Adopt before publish, on every path (engine pass or Lightning event): the watcher
-        // must have seen the chain and mempool *now*, or a publication broadcast but not
-        // recorded (crash, store error) would be made a second time.
-        let pending: Vec<_> = Self::active(&*self.core.store)
-            .await?
-            .into_iter()
-            .filter(|(_, _, rec)| matches!(rec.state, State::Publishing { .. }))
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        self.core.sync_chain().await?;
-        let tip = self.core.chain.tip().await.map_err(backend)?.height;
-        let mut batch = vec![];
-        for (id, mut version, mut rec) in pending {
-            let status = self.core.htlc_status(&id, &rec.htlc).await?;
-            if let Some(tx) = rec.stored_tx() {
-                // A publication of ours was written before its broadcast (write-ahead), and
-                // maybe broadcast before a crash or an error: it is the one to follow while
-                // it may confirm — never a second one beside it, never a cancel.
-                if let Some(f) = rec.our_funding(&status).cloned() {
-                    rec.funding = Some(f.outpoint);
-                    let height = rec.published_height.unwrap_or(tip);
-                    let e = Event::HtlcBroadcast {
-                        txid: f.outpoint.txid,
-                        height,
-                    };
-                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
-                    continue;
-                }
-                if !self.publication_lost(&rec, &status, tip).await {
-                    self.core.wallet.remember(&tx);
-                    let txid = tx.compute_txid();
-                    if let Err(e) = self.core.chain.broadcast(&tx).await {
-                        tracing::warn!(swap = %id, %txid, error = %e, "stored HTLC publication refused; kept and bumped");
-                    }
-                    // Not seen before: its first broadcast may be now, so it earns the prepay
-                    // only if now is inside the window.
-                    let e = Event::HtlcBroadcast { txid, height: tip };
-                    rec.published_height = Some(tip);
-                    runner::apply(self, id, &mut version, &mut rec, e, &tip).await?;
-                    continue;
-                }
-                // Its inputs are spent by a confirmed transaction that is not ours: it can
-                // never confirm; a new publication (inside the window) is the only one.
-                tracing::warn!(swap = %id, "stored HTLC publication can no longer confirm");
-                forget_publication(&mut rec);
-                runner::persist(self, &id, &mut version, &rec, json!({"event": "htlc_publication_lost"})).await?;
-            }
-            // No publication of ours: an output of a stranger (even of the exact amount, even
-            // confirmed) is not ours and never taken for it. The machine decides whether a
-            // publication is still in its window (else it cancels both invoices).
-            runner::apply(
-                self,
-                id,
-                &mut version,
-                &mut rec,
-                Event::NoHtlcOnChain { height: tip },
-                &tip,
-            )
-            .await?;
-            if matches!(rec.state, State::Publishing { .. }) {
-                batch.push((id, version, rec));
-            }
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut outputs = vec![];
-        for (_, _, rec) in &batch {
-            let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-            outputs.push(bitcoin::TxOut {
-                value: rec.amount,
-                script_pubkey: htlc.script_pubkey(),
-            });
-        }
-        let rate = self
-            .core
-            .chain
-            .fee_rate(self.core.cfg.publish_conf_target)
-            .await
-            .map_err(backend)?;
-        let seen = self.core.status_of(WALLET_WATCH_ID).await;
-        // Unpaid offers reserve nothing, so paid swaps may together want more than the wallet
-        // holds: publish the longest prefix (in swap order) that fits; the rest wait
-        // for funds inside their publication window, then are canceled (nothing taken).
-        let tx = loop {
-            match self.core.wallet.pay(&seen, &outputs, rate) {
-                Ok(tx) => break tx,
-                Err(crate::wallet::WalletError::Insufficient { .. }) if outputs.len() > 1 => {
-                    outputs.pop();
-                    if let Some((id, _, _)) = batch.pop() {
-                        tracing::warn!(swap = %id, "swap wallet cannot fund this HTLC now; waiting for funds");
-                    }
-                }
-                Err(e) => return Err(ServerError::Unavailable(e.to_string())),
-            }
-        };
-        let txid = tx.compute_txid();
-        let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
-        // Write-ahead: every swap of the batch stores the signed transaction (and its output)
-        // before it is broadcast, so a crash or a lost broadcast is followed by re-broadcasting
-        // *this* transaction, never by a second publication or a cancel while it may confirm.
-        let mut written = 0;
-        let mut write_err = None;
-        for (vout, (id, version, rec)) in batch.iter_mut().enumerate() {
-            rec.funding = Some(OutPoint {
-                txid,
-                vout: vout as u32,
-            });
-            rec.published_height = Some(tip);
-            rec.htlc_tx = Some(tx_hex.clone());
-            rec.htlc_txids = vec![txid];
-            let ev = json!({"event": "htlc_signed", "txid": txid.to_string()});
-            if let Err(e) = runner::persist(self, id, version, rec, ev.clone()).await {
-                write_err = Some(e);
-                break;
-            }
-            written += 1;
-        }
-        if let Some(e) = write_err {
-            // Not broadcast: take it back from the swaps that stored it (best effort; a swap
-            // still holding it broadcasts it on its next pass, as after a crash).
-            for (id, version, rec) in batch.iter_mut().take(written) {
-                forget_publication(rec);
-                let _ = runner::persist(self, id, version, rec, json!({"event": "htlc_publication_withdrawn"})).await;
-            }
-            self.core.wallet.forget(&txid);
-            return Err(e);
-        }
-        eddy_store::crash_point("loop_out_server.publish.after_write");
-        if let Err(e) = self.core.chain.broadcast(&tx).await {
-            // Stored: the next pass broadcasts it again (or replaces it); its inputs stay ours.
-            return Err(backend(e));
-        }
-        eddy_store::crash_point("loop_out_server.publish.after_broadcast");
-        tracing::info!(%txid, htlcs = batch.len(), "HTLCs published");
-        for (id, _, _) in &batch {
-            let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-            if let Some(t) = accepted {
-                self.core.metrics.publish_latency(t.elapsed());
-            }
-        }
-        // Record each publication and settle each prepay, all swaps at once.
-        let steps = batch.into_iter().map(|(id, mut version, mut rec)| async move {
-            runner::apply(
-                self,
-                id,
-                &mut version,
-                &mut rec,
-                Event::HtlcBroadcast { txid, height: tip },
-                &tip,
-            )
-            .await
-        });
-        futures::future::join_all(steps)
-            .await
-            .into_iter()
-            .find(Result::is_err)
-            .unwrap_or(Ok(()))
-    }
-
-    /// Keeps every unconfirmed HTLC publication on its way to a block: re-broadcast at every
-    /// pass while missing from the mempool (evicted, lost); replaced (BIP125, from the swap
-    /// wallet's change; one replacement covers every swap of the batch) when the node refuses it
-    /// or when it waited [`HTLC_PUBLICATION_BUMP_BLOCKS`] unconfirmed (in the mempool or not)
-    /// below the current estimate. Each swap
-    /// of the batch then follows the replacement (or the original, whichever confirms: see the
-    /// adoption in `step`).
-    pub(crate) async fn keep_publications(&self, tip: u32) -> Result<(), ServerError> {
-        let _one = self.core.publishing.lock().await;
-        let active = Self::active(&*self.core.store).await?;
-        // Each unconfirmed publication once: (tx, height it was published at, in mempool).
-        let mut pubs: Vec<(bitcoin::Transaction, u32, bool)> = vec![];
-        for (id, _, rec) in &active {
-            let (Some(tx), true) = (rec.stored_tx(), rec.is_published()) else {
-                continue;
-            };
-            let status = self.core.htlc_status(id, &rec.htlc).await?;
-            if rec.our_funding(&status).is_some_and(|f| f.height.is_some()) {
-                continue;
-            }
-            let txid = tx.compute_txid();
-            if pubs.iter().any(|(t, _, _)| t.compute_txid() == txid) {
-                continue;
-            }
-            // One that can never confirm is the swap's business (`step`: published again or
-            // ended), not re-broadcast.
-            if self.publication_lost(rec, &status, tip).await {
-                continue;
-            }
-            let in_mempool = status.fundings.iter().any(|f| f.outpoint.txid == txid);
-            pubs.push((tx, rec.published_height.unwrap_or(tip), in_mempool));
-        }
-        // Errors are per publication: one that fails never stops the others.
-        let mut first_err = None;
-        for (tx, published_at, in_mempool) in pubs {
-            if let Err(e) = self.keep_publication(tx, published_at, in_mempool, tip).await {
-                tracing::warn!(error = %e, "keeping an HTLC publication");
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// One unconfirmed publication of [`Self::keep_publications`]: re-broadcast, replaced
-    /// (write-ahead: every swap following it stores the replacement before its broadcast).
-    async fn keep_publication(
-        &self,
-        tx: bitcoin::Transaction,
-        published_at: u32,
-        in_mempool: bool,
-        tip: u32,
-    ) -> Result<(), ServerError> {
-        let txid = tx.compute_txid();
-        // Ours (even after a restart): its inputs are never spent by another of our payments.
-        self.core.wallet.remember(&tx);
-        let target = self
-            .core
-            .chain
-            .fee_rate(self.core.cfg.publish_conf_target)
-            .await
-            .map_err(backend)?;
-        // The fee from the wallet's own view of its inputs (no `-txindex` needed).
-        let seen = self.core.status_of(WALLET_WATCH_ID).await;
-        let rate = self
-            .core
-            .wallet
-            .fee_of(&seen, &tx)
-            .map(|fee| bitcoin::FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / tx.weight().to_wu().max(1)));
-        // Waited long enough below the current estimate (in the mempool or not).
-        let stale = tip >= published_at + HTLC_PUBLICATION_BUMP_BLOCKS && rate.is_some_and(|r| target > r);
-        let bump = if in_mempool {
-            stale
-        } else {
-            match self.core.chain.broadcast(&tx).await {
-                Ok(_) => stale,
-                // Its inputs are gone: a replacement confirmed (adopted in `step`).
-                Err(e) if e.is_missing_inputs() => false,
-                Err(e) => {
-                    tracing::warn!(%txid, error = %e, "HTLC publication refused on re-broadcast; replacing it");
-                    true
-                }
-            }
-        };
-        if !bump {
-            return Ok(());
-        }
-        let new = match self.core.wallet.bump(&seen, &tx, target) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(%txid, error = %e, "cannot replace the HTLC publication");
-                return Ok(());
-            }
-        };
-        let new_txid = new.compute_txid();
-        let old_hex = bitcoin::consensus::encode::serialize_hex(&tx);
-        let new_hex = bitcoin::consensus::encode::serialize_hex(&new);
-        // Write-ahead: each swap following `tx` records the replacement as its own before it is
-        // broadcast (a crash after the broadcast finds it ours). Only a funding that *is* the
-        // replaced transaction's output is re-pointed.
-        let mut following = vec![];
-        for (id, mut version, mut rec) in Self::active(&*self.core.store).await? {
-            if rec.htlc_tx.as_deref() != Some(old_hex.as_str()) {
-                continue;
-            }
-            if !rec.htlc_txids.contains(&new_txid) {
-                rec.htlc_txids.push(new_txid);
-            }
-            if let Some(f) = rec.funding.filter(|f| f.txid == txid) {
-                rec.funding = Some(OutPoint {
-                    txid: new_txid,
-                    vout: f.vout,
-                });
-            }
-            rec.htlc_tx = Some(new_hex.clone());
-            let ev = json!({"event": "htlc_replacement_signed", "txid": new_txid.to_string()});
-            runner::persist(self, &id, &mut version, &rec, ev.clone()).await?;
-            following.push((id, version, rec));
-        }
-        if let Err(e) = self.core.chain.broadcast(&new).await {
-            tracing::warn!(%txid, replacement = %new_txid, error = %e, "HTLC publication replacement refused");
-            // Back to the original for the swaps that stored the replacement.
-            for (id, mut version, mut rec) in following {
-                if rec.funding.is_some_and(|f| f.txid == new_txid) {
-                    rec.funding = rec.funding.map(|f| OutPoint { txid, vout: f.vout });
-                }
-                rec.htlc_tx = Some(old_hex.clone());
-                let ev = json!({"event": "htlc_replacement_refused", "txid": new_txid.to_string()});
-                runner::persist(self, &id, &mut version, &rec, ev.clone()).await?;
-            }
-            return Ok(());
-        }
-        self.core.wallet.replaced(&txid, &new);
-        tracing::info!(%txid, replacement = %new_txid, "HTLC publication replaced at a higher fee");
-        Ok(())
-    }
-
-    /// Whether our publication for `rec` can no longer confirm: an input of the stored
-    /// transaction is spent by a *confirmed* transaction that is not one of ours (only then —
-    /// missing from our own mempool is not enough: miners may hold it). A record written before
-    /// publications were stored (no transaction to judge) counts its output lost once the
-    /// watcher has not seen it for [`HTLC_PUBLICATION_BUMP_BLOCKS`] blocks after publication.
-    async fn publication_lost(&self, rec: &ServerLoopOut, status: &WatchStatus, tip: u32) -> bool {
-        if rec.our_funding(status).is_some_and(|f| f.height.is_some()) {
-            return false;
-        }
-        let Some(tx) = rec.stored_tx() else {
-            let old_enough = rec
-                .published_height
-                .is_none_or(|h| tip >= h + HTLC_PUBLICATION_BUMP_BLOCKS);
-            return rec.funding.is_some() && rec.our_funding(status).is_none() && old_enough;
-        };
-        let ours = rec.our_txids();
-        let wallet = self.core.status_of(WALLET_WATCH_ID).await;
-        tx.input.iter().any(|i| {
-            wallet
-                .spends
-                .iter()
-                .any(|s| s.outpoint == i.previous_output && s.height.is_some() && !ours.contains(&s.txid))
-        })
-    }
-
     /// Applies `event`, persists, performs the actions.
     async fn step(&self, id: SwapId, mut version: i64, mut rec: ServerLoopOut, tip: u32) -> Result<(), ServerError> {
         let hash = rec.htlc.payment_hash;
-        // After a publication inside the window the prepay is ours: settle it whenever it is
-        // still only held (an HTLC adopted after the window released it: `CancelPrepay`) —
-        // before the swap invoice's settlement can make the swap final, or a settlement lost
-        // to a crash (found by the soak's per-swap accounting: the swap succeeded, the prepay
-        // was failed back) is never made again.
-        let published_before = rec.is_published();
-        let earned = rec.published_height.is_none_or(|h| rec.terms.may_publish(h));
-        if published_before && earned && rec.terms.prepay_msat > 0 {
+        // A prepay the node still holds after our publication: the machine settles it if
+        // earned (`Event::PrepayHeld`), else releases it — first in the pass, before the swap
+        // invoice's settlement can end the swap, or a settlement lost to a crash (found by the
+        // soak's per-swap accounting: the swap succeeded, the prepay was failed back) is never
+        // made again.
+        if rec.is_published() && rec.terms.prepay_msat > 0 {
             let prepay_hash = rec.prepay_preimage.payment_hash();
             if let Ok(HoldInvoiceState::Accepted { .. }) = self.core.ln.hold_invoice_state(&prepay_hash).await {
-                self.core
-                    .ln
-                    .settle_hold_invoice(&rec.prepay_preimage)
-                    .await
-                    .map_err(backend)?;
+                let e = Event::PrepayHeld {
+                    published_at: rec.published_height,
+                };
+                // A node refusing the prepay's settlement or release never keeps the rest of
+                // the pass (the swap invoice, the chain) from this swap: retried next pass.
+                if let Err(e) = runner::apply(self, id, &mut version, &mut rec, e, &tip).await {
+                    tracing::warn!(swap = %id, error = %e, "settling or releasing the prepay");
+                }
             }
         }
         // Lightning side.
@@ -977,35 +655,25 @@ impl LoopOutEngine {
             {
                 // Nothing of ours can confirm: publish again inside the window, else end.
                 tracing::warn!(swap = %id, "HTLC publication lost (its inputs spent by a confirmed conflict)");
-                forget_publication(&mut rec);
+                rec.forget_publication();
                 return runner::apply(self, id, &mut version, &mut rec, Event::PublicationLost, &tip).await;
             }
             if let Some(height) = rec.our_funding(&status).and_then(|f| f.height) {
                 runner::apply(self, id, &mut version, &mut rec, Event::HtlcConfirmed { height }, &tip).await?;
             }
         }
-        if let Some(funding) = rec.funding {
-            for spend in status.spends.iter().filter(|s| s.outpoint == funding) {
-                if let Some(p) = find_preimage(&spend.witness, &hash) {
-                    // Before `E` the preimage alone settles; after it, only the claim confirmed.
-                    runner::apply(self, id, &mut version, &mut rec, Event::PreimageLearned(p), &tip).await?;
-                    let confs = WatchStatus::confirmations(spend.height, tip);
-                    runner::apply(
-                        self,
-                        id,
-                        &mut version,
-                        &mut rec,
-                        Event::HtlcClaimed { preimage: p, confs },
-                        &tip,
-                    )
-                    .await?;
-                } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
-                    let confs = WatchStatus::confirmations(spend.height, tip);
-                    runner::apply(self, id, &mut version, &mut rec, Event::RefundConfirmed { confs }, &tip).await?;
-                }
+        let mut events = vec![];
+        for spend in status.spends.iter().filter(|s| Some(s.outpoint) == rec.funding) {
+            let confs = WatchStatus::confirmations(spend.height, tip);
+            if let Some(p) = find_preimage(&spend.witness, &hash) {
+                // Before `E` the preimage alone settles; after it, only the claim confirmed.
+                events.extend([Event::PreimageLearned(p), Event::HtlcClaimed { preimage: p, confs }]);
+            } else if rec.refund.as_ref().is_some_and(|r| r.all.contains(&spend.txid)) {
+                events.push(Event::RefundConfirmed { confs });
             }
         }
-        runner::apply(self, id, &mut version, &mut rec, Event::Block { height: tip }, &tip).await
+        events.push(Event::Block { height: tip });
+        runner::apply_all(self, id, &mut version, &mut rec, events, &tip).await
     }
 
     async fn refund(
@@ -1070,15 +738,6 @@ impl LoopOutEngine {
     }
 }
 
-/// Drops a publication that can never confirm (or was never broadcast) from `rec`.
-fn forget_publication(rec: &mut ServerLoopOut) {
-    rec.htlc_tx = None;
-    rec.htlc_txids.clear();
-    rec.funding = None;
-    rec.published_height = None;
-    rec.refund = None;
-}
-
 eddy_engine::record!(
     ServerLoopOut,
     LoopOutServerMachine,
@@ -1123,8 +782,12 @@ impl runner::Effects<ServerLoopOut> for LoopOutEngine {
         tip: &u32,
     ) -> Result<(), ServerError> {
         match action {
-            // Published in a batch by `publish_pending` (the caller's pass ends with it).
-            Action::PublishHtlc => Ok(()),
+            // Handed to the publisher: published in one batch with every swap waiting, by
+            // `publish_pending` (run after each Lightning event batch and each pass).
+            Action::PublishHtlc => {
+                self.core.publisher.want(id);
+                Ok(())
+            }
             Action::SettlePrepay if rec.terms.prepay_msat == 0 => Ok(()),
             Action::SettlePrepay => self
                 .core
@@ -1187,5 +850,6 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::PreimageLearned(_) => json!({"event": "preimage_learned"}),
         Event::SwapSettled => json!({"event": "swap_settled"}),
         Event::RefundConfirmed { confs } => json!({"event": "refund_confirmed", "confs": confs}),
+        Event::PrepayHeld { published_at, .. } => json!({"event": "prepay_held", "published_at": published_at}),
     }
 }

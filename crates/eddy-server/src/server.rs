@@ -11,6 +11,7 @@ use bitcoin::ScriptBuf;
 use eddy_backends::{ChainSource, LightningNode, LnEvent, WatchId};
 use eddy_core::htlc::{HtlcKey, HtlcParams};
 use eddy_core::types::SwapId;
+use eddy_engine::runner;
 use eddy_store::{SeedKeys, StoreError, SwapKind, SwapStore};
 use tokio::sync::Mutex;
 
@@ -84,7 +85,7 @@ impl SwapServer {
             node_lag_grace: std::sync::Mutex::new(Duration::from_secs(eddy_core::constants::NODE_LAG_GRACE_SECS)),
             metrics: Arc::new(Metrics::new()),
             wallet,
-            publishing: Mutex::new(()),
+            publisher: Default::default(),
             logged_deposits: std::sync::Mutex::new(Default::default()),
             wallet_scan_from: std::sync::Mutex::new(wallet_from),
         });
@@ -137,6 +138,9 @@ impl SwapServer {
                 }
             }
         });
+        if let Err(e) = self.resume().await {
+            tracing::warn!(error = %e, "resuming the swaps");
+        }
         let mut tip = None;
         let mut poll = tokio::time::interval(TIP_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,6 +255,19 @@ impl SwapServer {
         core.metrics
             .set_wallet_balance(core.wallet.balance(&seen).spendable.to_sat());
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// What a restart owes every active swap before the first pass ([`runner::resume`]: the
+    /// machines' `resume`), then the publications it handed over.
+    pub async fn resume(&self) -> Result<(), ServerError> {
+        let tip = self.core.tip().await?;
+        // The wallet learns every stored publication first: a new batch never spends coins an
+        // evicted one of ours still spends.
+        self.loop_out.remember_publications().await?;
+        let out = runner::resume::<ServerLoopOut, _>(&self.loop_out, &tip).await;
+        let inn = runner::resume::<ServerLoopIn, _>(&self.loop_in, &tip).await;
+        let published = self.loop_out.publish_pending().await;
+        out.and(inn).and(published)
     }
 
     /// Reacts to one Lightning event: an HTLC accepted on a swap's or prepay's hold invoice

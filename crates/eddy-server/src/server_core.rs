@@ -112,8 +112,9 @@ pub struct ServerCore {
     pub(crate) node_lag_grace: std::sync::Mutex<std::time::Duration>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) wallet: SwapWallet,
-    /// One publication (one batch transaction) at a time.
-    pub(crate) publishing: Mutex<()>,
+    /// The publisher's list of swaps to publish, and the one-payment-at-a-time lock of the
+    /// swap wallet (see `crate::publisher`).
+    pub(crate) publisher: Publisher,
     /// Deposits logged (outpoint, confirmed): each is logged once seen and once confirmed.
     pub(crate) logged_deposits: std::sync::Mutex<std::collections::HashSet<(bitcoin::OutPoint, bool)>>,
     /// Last persisted rescan height of the wallet.
@@ -121,6 +122,11 @@ pub struct ServerCore {
 }
 
 impl ServerCore {
+    /// The fee-rate estimate for publishing from the swap wallet (HTLCs, withdrawals).
+    pub(crate) async fn publish_rate(&self) -> Result<bitcoin::FeeRate, ServerError> {
+        self.chain.fee_rate(self.cfg.publish_conf_target).await.map_err(backend)
+    }
+
     /// A chain watcher following everything the server must see: the swap wallet (from
     /// `wallet_from`, or the tip) and every active swap's HTLC in `swaps` (each from the height
     /// it was created at).
@@ -339,5 +345,40 @@ mod tests {
             matches!(&e, ServerError::Invalid(m) if m.contains("142") && m.contains("141") && m.contains("holdexpirydelta")),
             "{e}"
         );
+    }
+}
+
+/// What the server's publisher holds: the swaps handed over for publication and the lock that
+/// lets one payment from the swap wallet be made at a time.
+#[derive(Default)]
+pub struct Publisher {
+    /// One publication (one batch transaction, a replacement, a withdrawal) at a time.
+    lock: Mutex<()>,
+    /// Swaps handed over by their machine's `Action::PublishHtlc`, not yet taken.
+    wanted: std::sync::Mutex<std::collections::BTreeSet<SwapId>>,
+}
+
+impl Publisher {
+    /// Hands swap `id` over for the next publication.
+    pub fn want(&self, id: SwapId) {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+    }
+
+    /// The swaps handed over and not yet taken.
+    pub fn wanted(&self) -> std::collections::BTreeSet<SwapId> {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes `ids` off the list (a publication looked at each of them).
+    pub(crate) fn taken(&self, ids: &std::collections::BTreeSet<SwapId>) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| !ids.contains(id));
+    }
+
+    /// The wallet's one-payment-at-a-time lock.
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
     }
 }

@@ -474,6 +474,13 @@ pub fn transition(terms: &Terms, state: State, chain: &Chain, event: &Event) -> 
     }
 }
 
+/// What a restart does again (see [`crate::sm::Machine::resume`]): nothing before the first
+/// pass. Funding needs the funding window's tip, a refund the chain view (which path, which
+/// outputs), and an invoice settled must be read before any refund.
+pub fn resume(_state: &State) -> Vec<Action> {
+    vec![]
+}
+
 crate::sm::machine!(
     /// This machine — a loop-in, client side (its view: what the chain shows of the HTLC) — for the generic runner.
     LoopInClientMachine,

@@ -23,6 +23,9 @@
 //!   [`LOOP_IN_PAY_ATTEMPTS`] attempts in all, the next due [`LOOP_IN_PAY_RETRY_SECS`] after a
 //!   failure (`Paying { attempt, retry_at }`), each only while a payment may still be sent;
 //!   then the swap is refundable;
+//! - after the payment the client is first given one block to co-sign the cooperative claim
+//!   (`Claiming { cooperative_until }`, set by the first block): [`Action::Claim`] (the
+//!   script-path claim and its bumps) only from that height on;
 //! - co-sign a cooperative refund only while no payment for the hash is in flight or settled
 //!   (i.e. in `Created` or `Refundable`, never in `Paying` or after);
 //! - **never terminal while the server can still spend an output**: the give-up height ends only
@@ -135,6 +138,11 @@ pub enum State {
         outpoint: OutPoint,
         /// The preimage from the payment.
         preimage: Preimage,
+        /// The client is first given a block to co-sign the smaller, private key-path claim:
+        /// the script-path claim starts at this height (`None` until the first block after
+        /// the payment sets it; records from before it was kept are moved in by the engine).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cooperative_until: Option<BlockHeight>,
     },
     /// The swap failed; the client may refund (cooperatively).
     Refundable(RefundReason),
@@ -367,14 +375,48 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
             }
         }
         (S::Paying { outpoint, .. }, Event::PaymentSucceeded(p)) => {
-            (S::Claiming { outpoint, preimage: *p }, vec![Action::Claim { outpoint }])
+            let claiming = S::Claiming {
+                outpoint,
+                preimage: *p,
+                cooperative_until: None,
+            };
+            (claiming, vec![])
         }
         (S::Paying { .. }, Event::PaymentFailed) => (
             S::Refundable(RefundReason::PaymentFailed),
             vec![Action::NotifyFailed(RefundReason::PaymentFailed)],
         ),
-        (S::Claiming { outpoint, preimage }, Event::Block { .. }) => {
-            (S::Claiming { outpoint, preimage }, vec![Action::Claim { outpoint }])
+        // The first block after the payment offers the cooperative claim for one block; from
+        // then on every block claims (or bumps the claim) on the script path.
+        (
+            S::Claiming {
+                outpoint,
+                preimage,
+                cooperative_until: None,
+            },
+            Event::Block { height },
+        ) => {
+            let waiting = S::Claiming {
+                outpoint,
+                preimage,
+                cooperative_until: Some(height.saturating_add(1)),
+            };
+            (waiting, vec![])
+        }
+        (
+            s @ S::Claiming {
+                outpoint,
+                cooperative_until: Some(until),
+                ..
+            },
+            Event::Block { height },
+        ) => {
+            let claim = if *height >= until {
+                vec![Action::Claim { outpoint }]
+            } else {
+                vec![]
+            };
+            (s, claim)
         }
         (S::Claiming { .. }, Event::ClaimConfirmed { confs }) if *confs >= SWEEP_FINAL_CONFS => (S::Succeeded, vec![]),
         // The client's timeout refund won the race for the HTLC (after `E`): once it is buried
@@ -382,6 +424,13 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
         (S::Claiming { .. }, Event::HtlcRefunded { confs }) if *confs >= REORG_SAFETY_DEPTH => (S::Refunded, vec![]),
         (s, _) => (s, vec![]),
     }
+}
+
+/// What a restart does again (see [`crate::sm::Machine::resume`]): nothing before the first
+/// pass. A payment is sent only on the node's word that none is out (never blind), and the
+/// claim waits for the tip (the cooperative block, then its bumps).
+pub fn resume(_state: &State) -> Vec<Action> {
+    vec![]
 }
 
 crate::sm::machine!(
@@ -405,6 +454,46 @@ mod tests {
             expiry: 500,
             funding_confs: 1,
         }
+    }
+
+    /// The cooperative claim's block: nothing is claimed on the script path in the block the
+    /// payment succeeded in, the next block claims, and every block after it bumps.
+    #[test]
+    fn the_client_gets_one_block_to_cosign_the_claim() {
+        let t = terms();
+        let p = Preimage::from_bytes([7; 32]);
+        let (s, a) = transition(&t, State::paying(op()), &Event::PaymentSucceeded(p));
+        assert!(a.is_empty());
+        let (s, a) = transition(&t, s, &Event::Block { height: 450 });
+        assert!(a.is_empty());
+        let until = State::Claiming {
+            outpoint: op(),
+            preimage: p,
+            cooperative_until: Some(451),
+        };
+        assert_eq!(s, until);
+        assert_eq!(
+            transition(&t, s.clone(), &Event::Block { height: 450 }),
+            (until.clone(), vec![])
+        );
+        for h in [451, 452] {
+            let claim = vec![Action::Claim { outpoint: op() }];
+            assert_eq!(
+                transition(&t, s.clone(), &Event::Block { height: h }),
+                (until.clone(), claim)
+            );
+        }
+        // Stored without the field (older records) it reads as not yet offered.
+        let old = serde_json::json!({"state": "claiming", "outpoint": op().to_string(), "preimage": p});
+        let read: State = serde_json::from_value(old).expect("reads");
+        assert!(matches!(
+            read,
+            State::Claiming {
+                cooperative_until: None,
+                ..
+            }
+        ));
+        assert!(resume(&until).is_empty());
     }
 
     fn op() -> OutPoint {
@@ -634,6 +723,13 @@ mod tests {
                         Action::CosignRefund => {
                             prop_assert!(!in_flight_or_settled, "co-signed a refund with a payment in flight or settled");
                             cosigned = true;
+                        }
+                        // The script-path claim only once the cooperative block is over.
+                        Action::Claim { .. } => {
+                            let (State::Claiming { cooperative_until: Some(until), .. }, Event::Block { height }) = (&before, e) else {
+                                return Err(TestCaseError::fail(format!("claimed on {e:?} in {before:?}")));
+                            };
+                            prop_assert!(height >= until, "claimed at {} before {}", height, until);
                         }
                         _ => {}
                     }

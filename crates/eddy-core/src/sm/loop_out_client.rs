@@ -421,6 +421,14 @@ pub fn transition(terms: &Terms, state: State, event: &Event) -> (State, Vec<Act
     }
 }
 
+/// What a restart does again (see [`crate::sm::Machine::resume`]): nothing before the first
+/// pass. Paying needs a usable channel and the payment deadline's tip, a claim the HTLC's
+/// confirmations (before the reveal) or the block's fee view (its bumps, asked for by every
+/// [`Event::Block`] while `Claiming`).
+pub fn resume(_state: &State) -> Vec<Action> {
+    vec![]
+}
+
 crate::sm::machine!(
     /// This machine — a loop-out, client side — for the generic runner.
     LoopOutClientMachine,
@@ -600,8 +608,10 @@ mod tests {
         fn ends_on_timeout_and_never_reveals_unsafely(events in proptest::collection::vec(event(), 0..40)) {
             let t = terms();
             let mut s = State::Created;
+            let mut since = vec![];
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
                 let (next, actions) = transition(&t, s.clone(), e);
+                crate::sm::testing::resume_repeats_only(&s, &next, &actions, &mut since, resume(&next))?;
                 for a in &actions {
                     if let Action::RevealAndClaim { .. } = a {
                         let Event::HtlcSeen { value, confs, height, .. } = e else {

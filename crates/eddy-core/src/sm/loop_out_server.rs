@@ -260,12 +260,21 @@ pub enum Event {
         /// Confirmations.
         confs: u32,
     },
+    /// The node still holds the prepay's HTLC(s) after the swap's HTLC was published (the
+    /// engine reports it every pass until the prepay is settled or canceled).
+    PrepayHeld {
+        /// The tip when our HTLC was published (`None`: a record from before it was kept).
+        published_at: Option<BlockHeight>,
+    },
 }
 
 /// What the daemon must do (each idempotent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Build (deterministically, from stored data), store and broadcast the HTLC transaction.
+    /// Hand the swap to the publisher: it adopts an HTLC output of ours already on chain or in
+    /// the mempool (re-broadcasting a stored publication), else asks the machine once more
+    /// ([`Event::NoHtlcOnChain`]) right before building a new one, then stores and broadcasts
+    /// it (batched with the other swaps waiting).
     PublishHtlc,
     /// Settle the prepay invoice.
     SettlePrepay,
@@ -371,6 +380,24 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             S::Canceled(CancelReason::PublicationWindowMissed),
             vec![Action::CancelInvoices],
         ),
+        // Until the publisher has broadcast (or adopted) ours, every block hands the swap to it
+        // again (a wallet short of funds, a failed write, a restart): a *new* transaction is
+        // still made only after `NoHtlcOnChain` inside the window.
+        (s @ S::Publishing { .. }, Event::Block { .. }) => (s, vec![Action::PublishHtlc]),
+        // After a publication inside the window the prepay is ours: settle it whenever the node
+        // still holds it (until its deadline: the HTLC is out, the option is gone), before the
+        // swap invoice's settlement can end the swap, or a settlement lost to a crash is never
+        // made again; one adopted after the window is released (as at the broadcast).
+        (
+            s @ (S::Published { .. } | S::Refunding { .. } | S::PreimageKnown { .. } | S::Reclaiming),
+            Event::PrepayHeld { published_at },
+        ) if terms.prepay_msat > 0 => {
+            if published_at.is_none_or(|h| terms.may_publish(h)) {
+                (s, vec![Action::SettlePrepay])
+            } else {
+                (s, vec![Action::CancelPrepay])
+            }
+        }
         (S::Publishing { prepay_deadline }, Event::HtlcBroadcast { txid, height })
             if terms.may_publish((*height).max(tip)) && prepay_settleable(prepay_deadline, (*height).max(tip)) =>
         {
@@ -433,6 +460,20 @@ pub fn transition(terms: &Terms, state: State, event: &Event, tip: BlockHeight) 
             (S::Refunded, vec![Action::CancelSwap])
         }
         (s, _) => (s, vec![]),
+    }
+}
+
+/// What a restart does again (see [`crate::sm::Machine::resume`]): hand a swap still
+/// `Publishing` to the publisher (which adopts a publication of ours before making any), settle
+/// the swap invoice for a known preimage, carry on a refund past `E`. A held prepay waits for
+/// the first pass ([`Event::PrepayHeld`] needs the node's word), and so does `Reclaiming` (its
+/// refund waits for `E`, which only a block tells).
+pub fn resume(state: &State) -> Vec<Action> {
+    match state {
+        State::Publishing { .. } => vec![Action::PublishHtlc],
+        State::PreimageKnown { preimage } => vec![Action::SettleSwap(*preimage)],
+        State::Refunding { .. } => vec![Action::BroadcastRefund],
+        _ => vec![],
     }
 }
 
@@ -561,6 +602,7 @@ mod tests {
             Just(Event::PreimageLearned(Preimage::from_bytes([1; 32]))),
             Just(Event::SwapSettled),
             (0u32..8).prop_map(|confs| Event::RefundConfirmed { confs }),
+            proptest::option::of(height()).prop_map(|published_at| Event::PrepayHeld { published_at }),
         ]
     }
 
@@ -710,23 +752,38 @@ mod tests {
             let mut tip = 420;
             let mut all = vec![];
             let mut prepay_deadline = None;
+            let mut since = vec![];
             for e in events.iter().chain([Event::Block { height: t.give_up_height() }].iter()) {
                 if let Event::Block { height } = e { tip = *height; }
                 if let (State::Created { .. }, Event::PrepayAccepted { claim_deadline, .. }) = (&s, e) {
                     prepay_deadline = Some(*claim_deadline);
                 }
                 let published_before = matches!(s, State::Published { .. } | State::Refunding { .. } | State::PreimageKnown { .. });
+                let was_published = published_before || s == State::Reclaiming;
+                let before = s.clone();
                 let (next, actions) = transition(&t, s, e, tip);
+                crate::sm::testing::resume_repeats_only(&before, &next, &actions, &mut since, resume(&next))?;
                 for a in &actions {
                     if matches!(a, Action::PublishHtlc) {
                         // Published again only once the earlier publication is lost.
                         prop_assert!(!published_before || *e == Event::PublicationLost);
-                        prop_assert!(t.may_publish(tip), "publication outside the window at {}", tip);
+                        // A block only hands a swap still `Publishing` back to the publisher:
+                        // whatever it may newly broadcast is asked for with `NoHtlcOnChain`.
+                        if !matches!(e, Event::Block { .. }) {
+                            prop_assert!(t.may_publish(tip), "publication outside the window at {}", tip);
+                        }
                     }
-                    // The prepay is settled only before its deadline (less the settle latency).
+                    // At the publication the prepay is settled only before its deadline (less the
+                    // settle latency); a prepay still held afterwards only for a publication
+                    // inside the window (the node holds it until its deadline).
                     if matches!(a, Action::SettlePrepay) {
-                        let d = prepay_deadline.expect("a prepay settled was accepted");
-                        prop_assert!(tip + SETTLE_LATENCY <= d, "prepay settled at {} past {}", tip, d);
+                        if let Event::PrepayHeld { published_at } = e {
+                            prop_assert!(was_published);
+                            prop_assert!(published_at.is_none_or(|h| t.may_publish(h)));
+                        } else {
+                            let d = prepay_deadline.expect("a prepay settled was accepted");
+                            prop_assert!(tip + SETTLE_LATENCY <= d, "prepay settled at {} past {}", tip, d);
+                        }
                     }
                 }
                 all.extend(actions);
@@ -749,6 +806,38 @@ mod tests {
                 prop_assert!(!all[i..].iter().any(|a| matches!(a, Action::BroadcastRefund)));
             }
         }
+    }
+
+    /// A prepay still held after the publication: settled for a publication inside the window
+    /// while it can still be settled, released otherwise; a swap still `Publishing` is handed to
+    /// the publisher every block and after a restart.
+    #[test]
+    fn held_prepay_is_settled_only_when_earned_and_publishing_is_resumed() {
+        let t = terms();
+        let published = State::Published {
+            txid: Txid::all_zeros(),
+        };
+        let held = |published_at| Event::PrepayHeld { published_at };
+        let inside = t.expiry - MIN_BLOCKS_LEFT_AT_PUBLICATION;
+        // Earned: settled at any later tip the node still holds it (also a record without the
+        // publication height).
+        for h in [Some(inside), None] {
+            let (_, a) = transition(&t, published.clone(), &held(h), inside + 30);
+            assert_eq!(a, vec![Action::SettlePrepay]);
+        }
+        let (_, a) = transition(&t, published.clone(), &held(Some(inside + 1)), inside + 1);
+        assert_eq!(a, vec![Action::CancelPrepay]);
+        // Not a published swap: nothing.
+        let (_, a) = transition(&t, State::new(), &held(Some(inside)), inside);
+        assert!(a.is_empty());
+        assert!(resume(&State::Reclaiming).is_empty());
+        let publishing = State::Publishing { prepay_deadline: None };
+        for h in [inside, inside + 1] {
+            let (s, a) = transition(&t, publishing.clone(), &Event::Block { height: h }, h);
+            assert_eq!((s, a), (publishing.clone(), vec![Action::PublishHtlc]));
+        }
+        assert_eq!(resume(&publishing), vec![Action::PublishHtlc]);
+        assert!(resume(&published).is_empty());
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub mod loop_out_server;
 pub const SWEEP_FINAL_CONFS: u32 = 3;
 
 /// Declares a machine's unit type and its [`Machine`] implementation over the module's
-/// `Terms`, `State`, `Event` and `Action` (`State::is_terminal` decides finality):
+/// `Terms`, `State`, `Event` and `Action` (`State::is_terminal` decides finality, the module's
+/// `resume` what a restart does again):
 /// `machine!(Name, View, |terms, state, view, event| transition(...))`.
 macro_rules! machine {
     ($(#[$doc:meta])* $name:ident, $view:ty, |$terms:ident, $state:ident, $v:pat_param, $event:ident| $body:expr) => {
@@ -45,6 +46,10 @@ macro_rules! machine {
 
             fn is_terminal(state: &State) -> bool {
                 state.is_terminal()
+            }
+
+            fn resume(state: &State) -> Vec<Action> {
+                resume(state)
             }
         }
     };
@@ -76,6 +81,12 @@ pub trait Machine {
     ) -> (Self::State, Vec<Self::Action>);
     /// Whether no further event changes `state`.
     fn is_terminal(state: &Self::State) -> bool;
+    /// What an engine starting up (after a restart or a crash) does again for a swap found in
+    /// `state`, before any new event: only actions the transition *into* `state` asked for
+    /// (each machine's tests check it) and that need no fresh fact — never a payment, a funding
+    /// or anything a deadline decides, which wait for the first pass's events. Every action
+    /// is idempotent, so one already done before the crash is harmless.
+    fn resume(state: &Self::State) -> Vec<Self::Action>;
 }
 
 #[cfg(test)]
@@ -86,5 +97,29 @@ pub(crate) mod testing {
     /// Heights used by the generated events: around a swap with expiry 500.
     pub fn height() -> impl Strategy<Value = u32> {
         prop_oneof![400u32..520, 0u32..2_000]
+    }
+
+    /// Follows a walk for [`super::Machine::resume`]'s rule: `since` holds the actions asked
+    /// for since the swap entered `next`'s kind of state; whatever a restart in `next` does
+    /// again must be among them.
+    pub fn resume_repeats_only<S, A: PartialEq + Clone + std::fmt::Debug>(
+        before: &S,
+        next: &S,
+        actions: &[A],
+        since: &mut Vec<A>,
+        resumed: Vec<A>,
+    ) -> Result<(), TestCaseError> {
+        if std::mem::discriminant(before) != std::mem::discriminant(next) {
+            since.clear();
+        }
+        since.extend(actions.iter().cloned());
+        for a in resumed {
+            prop_assert!(
+                since.contains(&a),
+                "a restart would do {:?}, which was never asked for",
+                a
+            );
+        }
+        Ok(())
     }
 }
