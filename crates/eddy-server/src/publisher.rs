@@ -6,7 +6,7 @@
 //! pass, then adopts a publication of ours already seen or re-broadcasts the stored one, asks
 //! the machine once more right before making a new one (`Event::NoHtlcOnChain`: still inside
 //! the window?) and publishes every swap left in **one** transaction, written to each swap
-//! before its broadcast. [`LoopOutEngine::keep_publications`] keeps every unconfirmed
+//! before its broadcast. `LoopOutEngine::keep_publications` keeps every unconfirmed
 //! publication on its way to a block (re-broadcast, replaced by fee). The same lock serialises
 //! every payment from the swap wallet (the operator's withdrawals too), so two never spend the
 //! same coins.
