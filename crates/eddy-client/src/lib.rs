@@ -212,6 +212,15 @@ impl ClientParts {
         })
     }
 
+    /// Has the chain watcher follow swap `id`'s HTLC script from now on.
+    pub(crate) async fn watch(&self, id: SwapId, script: bitcoin::ScriptBuf) {
+        self.watcher
+            .lock()
+            .await
+            .index_mut()
+            .watch_script(eddy_backends::swap_watch_id(&id), script);
+    }
+
     /// Swap `id` of `R`'s kind as stored, with its version (of another kind: not found).
     pub(crate) async fn load<R: eddy_engine::runner::Record>(&self, id: &SwapId) -> Result<(i64, R), ClientError> {
         eddy_engine::runner::load(&*self.store, id)

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, ChainSource, HoldInvoiceState, LightningNode, WatchStatus};
+use eddy_backends::{ChainSource, HoldInvoiceState, LightningNode, WatchStatus};
 use eddy_core::constants::{loop_in_last_funding_height, loop_in_max_payment_cltv, MAX_LOOP_IN_EXPIRY_DELTA};
 use eddy_core::fees::sweep_conf_target;
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
@@ -28,7 +28,7 @@ use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{validate_loop_in_offer, LoopInCreate, LoopInOffer, MIN_LOOP_IN_INVOICE_REMAINING_SECS};
 use eddy_engine::runner::{self, Effects as _};
 use eddy_engine::sweep::{sweep, SweepJob, Swept};
-use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
+use eddy_store::{state_name, SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -325,26 +325,15 @@ impl LoopInClient {
             seen: vec![],
             state: State::Created,
         };
-        let created = self
-            .parts
-            .store
-            .create(&NewSwap {
-                id,
-                kind: SwapKind::LoopInClient,
-                state_name: state_name(&rec.state),
-                terminal: false,
-                state: serde_json::to_value(&rec).map_err(backend)?,
-                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.terms.expiry}),
-            })
-            .await?;
-        self.parts
-            .watcher
-            .lock()
-            .await
-            .index_mut()
-            .watch_script(swap_watch_id(&id), htlc.script_pubkey());
+        let mut version = runner::create(
+            &*self.parts.store,
+            id,
+            &rec,
+            json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.terms.expiry}),
+        )
+        .await?;
+        self.parts.watch(id, htlc.script_pubkey()).await;
         tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.terms.expiry, "loop-in offer validated");
-        let mut version = created.version;
         let chain = Chain {
             height: tip,
             outputs: vec![],

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
-use eddy_backends::{swap_watch_id, ChainSource, LightningNode, PayParams, PaymentStatus, WatchStatus};
+use eddy_backends::{ChainSource, LightningNode, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{loop_out_max_payment_cltv, loop_out_max_payment_cltv_delta, MAX_HTLC_CONFS};
 use eddy_core::fees::{claim_decision, sweep_conf_target};
 use eddy_core::htlc::{Htlc, HtlcKind, HtlcParams};
@@ -20,7 +20,7 @@ use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::{validate_loop_out_offer, LoopOutCreate, LoopOutLimits, LoopOutOffer, LoopOutRequest};
 use eddy_engine::runner::{self, Effects as _};
 use eddy_engine::sweep::{sweep, SweepJob, Swept};
-use eddy_store::{state_name, NewSwap, SeedKeys, SwapKind, SwapStore};
+use eddy_store::{SeedKeys, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -232,26 +232,15 @@ impl LoopOutClient {
             claim: None,
             state: State::Created,
         };
-        let created = self
-            .parts
-            .store
-            .create(&NewSwap {
-                id,
-                kind: SwapKind::LoopOutClient,
-                state_name: state_name(&rec.state),
-                terminal: false,
-                state: serde_json::to_value(&rec).map_err(backend)?,
-                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.offer.expiry}),
-            })
-            .await?;
+        let mut version = runner::create(
+            &*self.parts.store,
+            id,
+            &rec,
+            json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": rec.offer.expiry}),
+        )
+        .await?;
         tracing::info!(swap = %id, amount_sat = amount.to_sat(), expiry = rec.offer.expiry, "loop-out offer validated");
-        self.parts
-            .watcher
-            .lock()
-            .await
-            .index_mut()
-            .watch_script(swap_watch_id(&id), validated.htlc.script_pubkey());
-        let mut version = created.version;
+        self.parts.watch(id, validated.htlc.script_pubkey()).await;
         match runner::apply(self, id, &mut version, &mut rec, Event::OfferValidated, &tip).await {
             Ok(()) => {}
             // The swap is stored and the payment is retried by every tick (the node may still

@@ -225,3 +225,24 @@ pub async fn apply_all<R: Record, E: Effects<R> + ?Sized>(
     }
     Ok(())
 }
+
+/// Stores a new swap `id` of `R`'s kind as `rec`, with the event that created it; its version.
+/// An id already stored (of any kind) is [`StoreError::Duplicate`].
+pub async fn create<R: Record>(
+    store: &dyn SwapStore,
+    id: SwapId,
+    rec: &R,
+    event: serde_json::Value,
+) -> Result<i64, StoreError> {
+    let state = rec.state();
+    let new = eddy_store::NewSwap {
+        id,
+        kind: R::KIND,
+        state_name: eddy_store::state_name(state),
+        terminal: <R::M as Machine>::is_terminal(state),
+        state: serde_json::to_value(rec)
+            .map_err(|_| StoreError::Corrupt(format!("swap {id}: state does not encode")))?,
+        event,
+    };
+    Ok(store.create(&new).await?.version)
+}

@@ -23,7 +23,7 @@ use eddy_core::types::SwapId;
 use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
 use eddy_engine::runner;
 use eddy_engine::sweep::{plan, sweep, SweepJob};
-use eddy_store::{state_name, NewSwap, StoreError, SwapKind};
+use eddy_store::{state_name, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -252,22 +252,17 @@ impl LoopInEngine {
             send_outcome_unknown_until: None,
             state: State::Created,
         };
-        let state = serde_json::to_value(&rec).map_err(|e| ServerError::Backend(e.to_string()))?;
-        self.core
-            .store()
-            .create(&NewSwap {
-                id,
-                kind: SwapKind::LoopInServer,
-                state_name: state_name(&rec.state),
-                terminal: false,
-                state,
-                event: json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::Duplicate(_) => ServerError::Duplicate(hash),
-                e => ServerError::Store(e),
-            })?;
+        runner::create(
+            &**self.core.store(),
+            id,
+            &rec,
+            json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Duplicate(_) => ServerError::Duplicate(hash),
+            e => ServerError::Store(e),
+        })?;
         self.core.watch(id, built.script_pubkey()).await;
         self.core.metrics().swap_created();
         tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-in created");

@@ -33,7 +33,7 @@ use eddy_core::types::{PaymentHash, Preimage, SwapId};
 use eddy_core::validate::LoopOutOffer;
 use eddy_engine::runner;
 use eddy_engine::sweep::{sweep, SweepJob};
-use eddy_store::{state_name, NewSwap, StoreError, SwapKind, SwapStore};
+use eddy_store::{state_name, StoreError, SwapKind, SwapStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -461,28 +461,18 @@ impl LoopOutEngine {
             created_unix: Some(unix_now()),
             state: State::new(),
         };
-        let state = serde_json::to_value(&record).map_err(|e| ServerError::Backend(e.to_string()))?;
-        self.core
-            .store
-            .create(&NewSwap {
-                id,
-                kind: SwapKind::LoopOutServer,
-                state_name: state_name(&record.state),
-                terminal: false,
-                state,
-                event: json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": expiry}),
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::Duplicate(_) => ServerError::Duplicate(payment_hash),
-                e => ServerError::Store(e),
-            })?;
-        self.core
-            .watcher
-            .lock()
-            .await
-            .index_mut()
-            .watch_script(swap_watch_id(&id), built.script_pubkey());
+        runner::create(
+            &*self.core.store,
+            id,
+            &record,
+            json!({"event": "created", "amount_sat": amount.to_sat(), "expiry": expiry}),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Duplicate(_) => ServerError::Duplicate(payment_hash),
+            e => ServerError::Store(e),
+        })?;
+        self.core.watch(id, built.script_pubkey()).await;
         self.prepay_ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
