@@ -28,7 +28,14 @@ pub struct ChainWatcher {
     recent: VecDeque<Seen>,
     history: usize,
     mempool_seen: HashSet<Txid>,
+    /// Whether the oldest block kept is still the one the watcher started after (never
+    /// scanned): a reorg of it moves the start down instead of failing.
+    anchored: bool,
 }
+
+/// How far below its start a watcher begins again when the block it started after is reorged
+/// out (it was the tip then; a reorg that deep or deeper below it repeats the step).
+pub const REANCHOR_BLOCKS: u32 = 6;
 
 impl ChainWatcher {
     /// A watcher whose first block to scan is the one after `height` of the source's best chain
@@ -55,6 +62,7 @@ impl ChainWatcher {
             recent,
             history: history.max(1),
             mempool_seen: HashSet::new(),
+            anchored: true,
         }
     }
 
@@ -119,6 +127,23 @@ impl ChainWatcher {
                 break;
             }
             let Some(gone) = self.recent.pop_back() else { break };
+            if self.recent.is_empty() && self.anchored {
+                // The block we started after is no longer in the best chain (a reorg right
+                // after a start at the tip: a daemon restarted with no swap, say). It was never
+                // scanned, so nothing is undone: start again a few blocks below it, on the best
+                // chain, and scan forward from there — never a watcher stuck on an error.
+                let height = gone.block.height.saturating_sub(REANCHOR_BLOCKS);
+                let hash = self
+                    .source
+                    .block_hash(height)
+                    .await?
+                    .ok_or_else(|| ChainSourceError::Protocol(format!("no block at {height}")))?;
+                self.recent.push_back(Seen {
+                    block: BlockRef { height, hash },
+                    touched: vec![],
+                });
+                continue;
+            }
             if self.recent.is_empty() {
                 self.recent.push_back(gone);
                 return Err(ChainSourceError::Protocol(format!(
@@ -149,6 +174,7 @@ impl ChainWatcher {
             self.recent.push_back(Seen { block: last, touched });
             while self.recent.len() > self.history {
                 self.recent.pop_front();
+                self.anchored = false;
             }
         }
         Ok(last.hash == tip.hash)

@@ -334,3 +334,58 @@ fn watcher_follows_funding_spend_and_reorgs() {
     let _ = b1;
     lab.stop();
 }
+
+/// **A watcher whose start block is reorged out starts again below it** (found by the soak: a
+/// daemon restarted with no swap starts its watcher at the tip; a reorg of that very block
+/// then failed every sync — "reorg deeper than the history kept" — forever, so that daemon
+/// would never have funded, claimed or refunded again). The watcher starts after the tip, the
+/// chain replaces the last two blocks (a funding moved into the new branch), and the next sync
+/// succeeds, follows the new tip and sees the funding at its new height; a watcher whose
+/// history is full still refuses a reorg deeper than it.
+#[test]
+fn a_watcher_whose_start_block_is_reorged_out_starts_again_below_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = Lab::start(LabConfig::new(dir.path(), 0)).expect("lab");
+    let rt = runtime();
+    let src: Arc<dyn ChainSource> = Arc::new(source(&rt, &lab, FeeRate::from_sat_per_kwu(500)));
+    let addr = Address::p2wsh(&sixteen(), Network::Regtest);
+    let txid = lab.chain.fund(&addr, Amount::from_sat(200_000)).expect("fund");
+    lab.chain.mine(1).expect("mine");
+    let start = rt.block_on(src.tip()).expect("tip");
+    let mut w = rt
+        .block_on(ChainWatcher::starting_after(src.clone(), start.height))
+        .expect("watcher");
+    w.index_mut().watch_script(W42, sixteen().to_p2wsh());
+    // The start block and the one below it are replaced; the funding lands one block higher.
+    lab.chain.reorg(2, 1, &[txid], &[]).expect("reorg");
+    let ev = rt.block_on(w.sync()).expect("the watcher follows the new chain");
+    let new_tip = rt.block_on(src.tip()).expect("tip");
+    assert_eq!(new_tip.height, start.height + 1);
+    assert_eq!(w.tip(), Some(new_tip));
+    let st = w.index().status(W42).expect("status");
+    assert!(
+        st.fundings.iter().any(|f| f.outpoint.txid == txid),
+        "the funding, in the mempool or the new branch: {st:?} {ev:?}"
+    );
+    lab.chain.mine(1).expect("mine");
+    rt.block_on(w.sync()).expect("sync");
+    let st = w.index().status(W42).expect("status");
+    let height = st
+        .fundings
+        .iter()
+        .find(|f| f.outpoint.txid == txid)
+        .and_then(|f| f.height);
+    assert!(
+        height.is_some_and(|h| h > start.height - 2),
+        "confirmed in the new branch: {height:?}"
+    );
+
+    // With its history full (two blocks kept), a reorg below it is still refused.
+    let tip = rt.block_on(src.tip()).expect("tip");
+    let mut small = ChainWatcher::new(src.clone(), tip, 2);
+    lab.chain.mine(3).expect("mine");
+    rt.block_on(small.sync()).expect("sync");
+    lab.chain.reorg(3, 1, &[], &[]).expect("reorg");
+    assert!(rt.block_on(small.sync()).is_err(), "deeper than the history kept");
+    lab.stop();
+}

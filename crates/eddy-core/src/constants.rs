@@ -285,6 +285,13 @@ pub const UNPAID_OFFERS_PER_CLIENT: usize = 3;
 /// flood from ever touching the budget of prepaid offers.
 pub const SEED_UNPAID_OFFERS_PER_SLOT: usize = 1;
 
+/// Loop-out server: the share (percent, rounded up, at least one) of `max_active_swaps` that
+/// Boltz API v2 reverse swaps may hold, paid or live unpaid together. They have no prepay, so a
+/// maker who pays and never claims costs the server a lockup and a refund fee and holds a slot
+/// until `E` for nothing; counting the live unpaid ones too bounds the paid ones strictly (a
+/// creation needs room), so a flood of them never takes the slots of prepaid swaps.
+pub const BOLTZ_SLOT_SHARE_PERCENT: usize = 25;
+
 /// Loop-in server: blocks an unfunded loop-in offer counts as live against the unfunded-offer
 /// budgets ([`UNFUNDED_LOOP_IN_OFFERS_PER_SLOT`], [`UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT`]). An
 /// honest client funds the HTLC as soon as it has the offer (its funding is in the mempool

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod boltz;
 pub mod constants;
 pub mod fees;
 pub mod htlc;

@@ -48,6 +48,17 @@ const FINAL_CLTV_SLACK: u32 = eddy_core::constants::LOOP_OUT_FINAL_CLTV_SLACK;
 /// Invoice lifetime of an offer (unpaid offers reserve nothing; they must expire soon).
 const INVOICE_EXPIRY_SECS: u32 = eddy_core::constants::LOOP_OUT_OFFER_EXPIRY_SECS;
 
+/// The front door a loop-out comes through: what its maker pays up front and how long it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Door {
+    /// Eddy's own `/v1` API: a prepay invoice beside the swap invoice.
+    Eddy,
+    /// Seed 000's exchange: one invoice, the BIP199 HTLC with its relative refund.
+    Seed,
+    /// Boltz API v2's reverse swap: one invoice, the P2TR HTLC.
+    Boltz,
+}
+
 /// A loop-out request as the server receives it.
 pub use eddy_core::validate::LoopOutCreate as LoopOutRequest;
 
@@ -154,6 +165,11 @@ impl ServerLoopOut {
         self.htlc_tx
             .as_deref()
             .and_then(|h| bitcoin::consensus::encode::deserialize_hex(h).ok())
+    }
+
+    /// Whether this is a Boltz API v2 reverse swap: a P2TR loop-out without a prepay invoice.
+    pub(crate) fn is_boltz(&self) -> bool {
+        self.htlc.kind == HtlcKind::P2trOut && self.prepay_invoice.is_empty()
     }
 
     /// An unpaid offer whose invoices can still be paid at unix time `now`.
@@ -278,12 +294,32 @@ impl LoopOutEngine {
 
     /// Creates a loop-out: two hold invoices, the HTLC terms, persisted before answering.
     pub async fn create(&self, req: &LoopOutRequest) -> Result<LoopOutOffer, ServerError> {
+        let quote = self.quote(req.amount)?;
+        let description = format!("eddy loop-out {}", req.amount.to_sat());
+        let claim_key = HtlcKey::Pubkey(req.claim_key);
+        let (offer, _) = self
+            .offer(quote, req.payment_hash, claim_key, Door::Eddy, description)
+            .await?;
+        Ok(offer)
+    }
+
+    /// Creates a Boltz API v2 reverse swap (`POST /v2/swap/reverse`): a loop-out with one hold
+    /// invoice of `quote.swap_invoice_amount` (no prepay) and the P2TR HTLC of `quote.amount`.
+    pub async fn create_reverse(
+        &self,
+        quote: eddy_core::fees::LoopOutQuote,
+        payment_hash: PaymentHash,
+        claim_key: bitcoin::secp256k1::PublicKey,
+        description: Option<String>,
+    ) -> Result<LoopOutOffer, ServerError> {
+        let description = description.unwrap_or_else(|| format!("eddy reverse swap {}", quote.amount.to_sat()));
         let (offer, _) = self
             .offer(
-                req.amount,
-                req.payment_hash,
-                HtlcKey::Pubkey(req.claim_key),
-                HtlcKind::P2trOut,
+                quote,
+                payment_hash,
+                HtlcKey::Pubkey(claim_key),
+                Door::Boltz,
+                description,
             )
             .await?;
         Ok(offer)
@@ -300,33 +336,40 @@ impl LoopOutEngine {
         payment_hash: PaymentHash,
         claim_key_hash: bitcoin::PubkeyHash,
     ) -> Result<(bitcoin::Address, String), ServerError> {
+        let mut quote = self.quote(amount)?;
+        // No prepay in the seed exchange: the whole fee is in the swap invoice.
+        quote.swap_invoice_amount += quote.prepay;
+        quote.prepay = Amount::ZERO;
+        let description = format!("eddy loop-out {}", amount.to_sat());
         let (offer, server_key) = self
-            .offer(amount, payment_hash, HtlcKey::Hash(claim_key_hash), HtlcKind::Seed)
+            .offer(
+                quote,
+                payment_hash,
+                HtlcKey::Hash(claim_key_hash),
+                Door::Seed,
+                description,
+            )
             .await?;
         let refund = bitcoin::Address::p2wpkh(&bitcoin::CompressedPublicKey(server_key), self.core.cfg.network);
         Ok((refund, offer.swap_invoice))
     }
 
+    /// Creates a loop-out priced by `quote` through `door`: its hold invoice(s), the HTLC terms,
+    /// persisted before answering.
     async fn offer(
         &self,
-        amount: Amount,
+        quote: eddy_core::fees::LoopOutQuote,
         payment_hash: PaymentHash,
         claim_key: HtlcKey,
-        kind: HtlcKind,
+        door: Door,
+        description: String,
     ) -> Result<(LoopOutOffer, bitcoin::secp256k1::PublicKey), ServerError> {
         self.core.taking_swaps()?;
-        let seed = kind == HtlcKind::Seed;
-        let mut quote = self
-            .core
-            .cfg
-            .fees
-            .loop_out_quote(amount)
-            .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        if seed {
-            // No prepay in the seed exchange: the whole fee is in the swap invoice.
-            quote.swap_invoice_amount += quote.prepay;
-            quote.prepay = Amount::ZERO;
-        }
+        let amount = quote.amount;
+        let seed = door == Door::Seed;
+        let kind = if seed { HtlcKind::Seed } else { HtlcKind::P2trOut };
+        // Offers without a prepay (seed, Boltz) cost their maker nothing.
+        let no_prepay = door != Door::Eddy;
         let id = SwapId::from(payment_hash);
         if self.core.store.get(&id).await?.is_some() {
             return Err(ServerError::Duplicate(payment_hash));
@@ -341,14 +384,15 @@ impl LoopOutEngine {
                 "{paid} swaps in flight, the most this server takes"
             )));
         }
-        // Seed-protocol offers (no prepay: free to make) have a budget of their own, so a seed
-        // flood never takes the prepaid offers' budget (per-client budgets: the HTTP layer).
+        // Offers without a prepay (seed, Boltz: free to make) have a budget of their own, so a
+        // flood of them never takes the prepaid offers' budget (per-client budgets: the HTTP
+        // layer).
         let now = unix_now();
         let offers = active
             .iter()
-            .filter(|(_, _, r)| r.is_live_offer(now) && (r.htlc.kind == HtlcKind::Seed) == seed)
+            .filter(|(_, _, r)| r.is_live_offer(now) && r.prepay_invoice.is_empty() == no_prepay)
             .count();
-        let per_slot = if seed {
+        let per_slot = if no_prepay {
             eddy_core::constants::SEED_UNPAID_OFFERS_PER_SLOT
         } else {
             eddy_core::constants::UNPAID_OFFERS_PER_SLOT
@@ -356,8 +400,24 @@ impl LoopOutEngine {
         if offers >= self.core.cfg.max_active_swaps * per_slot {
             return Err(ServerError::Unavailable(format!(
                 "{offers} unpaid {}offers outstanding; retry in a few minutes",
-                if seed { "seed-protocol " } else { "" }
+                if no_prepay { "no-prepay " } else { "" }
             )));
+        }
+        // Boltz reverse swaps (no prepay), paid or live unpaid, hold at most their share of the
+        // slots (`BOLTZ_SLOT_SHARE_PERCENT`).
+        if door == Door::Boltz {
+            let share = (self.core.cfg.max_active_swaps * eddy_core::constants::BOLTZ_SLOT_SHARE_PERCENT)
+                .div_ceil(100)
+                .max(1);
+            let held = active
+                .iter()
+                .filter(|(_, _, r)| r.is_boltz() && (r.is_paid() || r.is_live_offer(now)))
+                .count();
+            if held >= share {
+                return Err(ServerError::Unavailable(format!(
+                    "{held} reverse swaps without a prepay in flight, the most this server takes; retry later"
+                )));
+            }
         }
         // Every paid HTLC not yet published is a promise on our wallet.
         let promised: Amount = active
@@ -375,6 +435,22 @@ impl LoopOutEngine {
                     .to_sat()
                     .saturating_sub((promised + self.core.cfg.onchain_reserve).to_sat())
             )));
+        }
+        let msat = |a: Amount| {
+            a.to_sat()
+                .checked_mul(1000)
+                .ok_or_else(|| ServerError::Invalid("amount overflow".into()))
+        };
+        let (swap_msat, prepay_msat) = (msat(quote.swap_invoice_amount)?, msat(quote.prepay)?);
+        // What the client pays covers what it gets on chain (a quote from any door).
+        if quote
+            .swap_invoice_amount
+            .checked_add(quote.prepay)
+            .is_none_or(|paid| paid < amount)
+        {
+            return Err(ServerError::Invalid(
+                "the invoices must cover the on-chain amount".into(),
+            ));
         }
         let tip = self.core.chain.tip().await.map_err(backend)?.height;
         let expiry = tip
@@ -406,21 +482,21 @@ impl LoopOutEngine {
             .ln
             .create_hold_invoice(&HoldInvoiceRequest {
                 payment_hash,
-                amount_msat: quote.swap_invoice_amount.to_sat() * 1000,
+                amount_msat: swap_msat,
                 expiry_secs: INVOICE_EXPIRY_SECS,
                 min_final_cltv_delta: u16::try_from(final_cltv).unwrap_or(u16::MAX),
-                description: format!("eddy loop-out {}", amount.to_sat()),
+                description,
             })
             .await
             .map_err(backend)?;
-        let prepay_invoice = if seed {
+        let prepay_invoice = if no_prepay {
             String::new()
         } else {
             self.core
                 .ln
                 .create_hold_invoice(&HoldInvoiceRequest {
                     payment_hash: prepay_preimage.payment_hash(),
-                    amount_msat: quote.prepay.to_sat() * 1000,
+                    amount_msat: prepay_msat,
                     expiry_secs: INVOICE_EXPIRY_SECS,
                     // Held until publication, which may happen as long as the window
                     // (`Terms::may_publish`) is open — until `E - MIN_BLOCKS_LEFT_AT_PUBLICATION`
@@ -443,8 +519,8 @@ impl LoopOutEngine {
             htlc,
             amount,
             terms: Terms {
-                swap_invoice_msat: quote.swap_invoice_amount.to_sat() * 1000,
-                prepay_msat: quote.prepay.to_sat() * 1000,
+                swap_invoice_msat: swap_msat,
+                prepay_msat,
                 expiry,
                 created_height: tip,
                 relative_refund: seed.then_some(SEED_CSV_DELAY),

@@ -1,7 +1,8 @@
 //! The server's HTTP API (JSON, bodies the wire types of [`eddy_core::api`]): terms, quotes,
 //! loop-out and loop-in creation, swap status and its event stream, preimage push, MuSig2
 //! co-signing (loop-out claims, loop-in refunds, loop-in cooperative claims), and seed 000's
-//! `POST /api/loop/out`. Every
+//! `POST /api/loop/out`; Boltz API v2's reverse swaps under `/v2` (the `boltz` module: a second front door to the same engines).
+//! Every
 //! error is a JSON body `{"error": "..."}` with a 4xx status for bad input (malformed JSON,
 //! out-of-range amounts, unknown swap ids, replays) and 5xx only for backend failures; a
 //! rejected request changes nothing. Backend and database error text never reaches a caller:
@@ -27,6 +28,8 @@
 //!
 //! The Prometheus metrics (they show the swap wallet's balance) are not on this router: see
 //! [`metrics_router`], served on its own (loopback by default) address.
+
+mod boltz;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -281,6 +284,8 @@ struct AppState {
     streams: Arc<StreamSlots>,
     /// A key whose secret nobody holds: unknown ids are "authorized" against it (always 401).
     nobody_key: bitcoin::secp256k1::PublicKey,
+    /// The chain figures the open `/v2` calls show.
+    boltz: boltz::ChainFigures,
 }
 
 /// Most open `GET /v1/swaps/{id}/events` streams from one client (each polls the store): a
@@ -358,6 +363,25 @@ impl AppState {
                 .refused(if e.is_malformed() { "malformed" } else { "invalid" });
             ApiError::from(e)
         })
+    }
+
+    /// The client of a creation without a prepay (seed protocol, Boltz reverse swaps), if it
+    /// may make one now: such an unpaid offer costs its maker nothing, so before anything is
+    /// created their own tight limits apply (per client and from everyone together; 429
+    /// beyond, naming `what`).
+    fn no_prepay_allowed(&self, peer: SocketAddr, headers: &HeaderMap, what: &str) -> Result<IpAddr, ApiError> {
+        let ip = self.client(peer, headers);
+        if !self.seed_limiter.allow(ip) || !self.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
+            self.server.metrics().refused("rate_limited");
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{what} have no prepay: at most {} a minute per client and {} in all",
+                    self.seed_limiter.per_minute, self.seed_total.per_minute
+                ),
+            ));
+        }
+        Ok(ip)
     }
 
     /// Counts a swap the engine refused to create, by reason.
@@ -838,19 +862,7 @@ async fn seed_loop_out(
             e.to_string().trim_start_matches("invalid request: ").to_string(),
         )
     })?;
-    // No prepay in this protocol, so an unpaid offer costs its maker nothing: before anything
-    // is created, its own tight limits apply (per client and from everyone together).
-    let ip = st.client(peer, &headers);
-    if !st.seed_limiter.allow(ip) || !st.seed_total.allow(IpAddr::from([0, 0, 0, 0])) {
-        st.server.metrics().refused("rate_limited");
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "seed-protocol swaps have no prepay: at most {} a minute per client and {} in all",
-                st.seed_limiter.per_minute, st.seed_total.per_minute
-            ),
-        ));
-    }
+    let ip = st.no_prepay_allowed(peer, &headers, "seed-protocol swaps")?;
     // Seed offers count against the client's offer budget like prepaid ones (and against a
     // global budget of their own in the engine).
     let id = SwapId::from(req.hash);
@@ -1184,6 +1196,7 @@ pub fn router_with(server: Arc<SwapServer>, terms: Terms, limits: Limits) -> Rou
         .route("/v1/swaps/{id}/events", get(events))
         .route("/v1/swaps/{id}/preimage", post(push_preimage))
         .route("/v1/swaps/{id}/cosign", post(cosign))
+        .merge(boltz::routes())
         .with_state(Arc::new(AppState {
             server,
             terms,
@@ -1202,6 +1215,7 @@ pub fn router_with(server: Arc<SwapServer>, terms: Terms, limits: Limits) -> Rou
                 &bitcoin::secp256k1::Secp256k1::signing_only(),
                 &bitcoin::secp256k1::SecretKey::new(&mut bitcoin::secp256k1::rand::thread_rng()),
             ),
+            boltz: boltz::ChainFigures::default(),
         }))
 }
 

@@ -1,0 +1,297 @@
+//! Boltz API v2's front door (`/v2/...`), beside Eddy's own `/v1` API: the same engines, store
+//! and safety rules behind the shapes Boltz wallets speak (`eddy_core::boltz`,
+//! `docs/boltz-api.md`). Served so far: reverse swaps (Lightning → chain: Eddy's loop-outs),
+//! their status, lockup transaction and cooperative claim, and the chain's height and fee.
+//!
+//! A reverse swap has no prepay, so its maker risks nothing: creations share the seed
+//! protocol's tight limits (per client and from everyone together), count in the client's
+//! offer budget and in the engine's budget of no-prepay offers. Swaps are named by a random
+//! 12-character id (stored as `boltz:<id>` → swap id), never by the payment hash every node on
+//! the payment's route sees; only swaps made through this door are answered here. Every
+//! refusal is Boltz's `{"error": "…"}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bitcoin::hex::DisplayHex;
+use bitcoin::{Amount, FeeRate};
+use eddy_core::boltz::{self as wire, BoltzError, ReverseAmount};
+use eddy_core::htlc::Htlc;
+use eddy_core::types::SwapId;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+use crate::loop_out::ServerLoopOut;
+use crate::server_core::ServerError;
+
+/// Confirmation target of the claim estimate the pair shows (`minerFees.claim`).
+const CLAIM_ESTIMATE_TARGET: u16 = 6;
+/// The smallest output a P2TR claim may create (bitcoind's dust limit for P2TR is 330 sat).
+const P2TR_DUST: Amount = Amount::from_sat(330);
+
+/// The `/v2` routes.
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/swap/reverse", get(reverse_pairs).post(create_reverse))
+        .route("/v2/swap/reverse/{id}/transaction", get(reverse_transaction))
+        .route("/v2/swap/reverse/{id}/claim", post(reverse_claim))
+        .route("/v2/swap/{id}", get(swap_status))
+        .route("/v2/chain/BTC/height", get(height))
+        .route("/v2/chain/BTC/fee", get(fee))
+}
+
+fn refused(e: BoltzError) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// 404 for `id`, named only when it has a swap id's shape (the caller's text is not echoed).
+fn not_found(id: &str) -> ApiError {
+    let named = if wire::is_swap_id(id) { id } else { "(not a swap id)" };
+    ApiError(StatusCode::NOT_FOUND, format!("could not find swap with id: {named}"))
+}
+
+/// How long the chain figures the open calls show are kept.
+const FIGURES_FOR: Duration = Duration::from_secs(5);
+
+/// What the open `/v2` calls (no signature, no body) read of the chain, kept for
+/// [`FIGURES_FOR`] and fetched by one caller at a time: a flood of them costs the node at most
+/// three calls every few seconds, never the engine's own calls.
+#[derive(Default)]
+pub(super) struct ChainFigures {
+    kept: tokio::sync::Mutex<Option<(Instant, Figures)>>,
+}
+
+#[derive(Clone, Copy)]
+struct Figures {
+    tip: u32,
+    claim_rate: FeeRate,
+    publish_rate: FeeRate,
+}
+
+impl ChainFigures {
+    async fn now(&self, st: &AppState) -> Result<Figures, ApiError> {
+        let mut kept = self.kept.lock().await;
+        if let Some((at, f)) = *kept {
+            if at.elapsed() < FIGURES_FOR {
+                return Ok(f);
+            }
+        }
+        let core = st.server.core();
+        let backend = |e: eddy_backends::ChainSourceError| ApiError::from(ServerError::Backend(e.to_string()));
+        let f = Figures {
+            tip: core.tip().await?,
+            claim_rate: core.chain.fee_rate(CLAIM_ESTIMATE_TARGET).await.map_err(backend)?,
+            publish_rate: core.publish_rate().await?,
+        };
+        *kept = Some((Instant::now(), f));
+        Ok(f)
+    }
+}
+
+/// What a claim costs the client at the estimate (the key path, as Boltz's figure).
+async fn claim_fee(st: &AppState) -> Result<Amount, ApiError> {
+    let rate = st.boltz.now(st).await?.claim_rate;
+    let (key_path, _) = eddy_core::tx::loop_out_claim_vbytes();
+    Ok(rate.fee_vb(key_path).unwrap_or(Amount::MAX_MONEY))
+}
+
+async fn pair(st: &AppState) -> Result<(wire::ReversePair, Amount), ApiError> {
+    let claim = claim_fee(st).await?;
+    Ok((wire::reverse_pair(&st.server.core().cfg.fees, claim), claim))
+}
+
+/// `GET /v2/swap/reverse`: the BTC/BTC reverse pair.
+async fn reverse_pairs(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let (pair, _) = pair(&st).await?;
+    Ok(Json(wire::reverse_pairs_body(&pair)))
+}
+
+/// `POST /v2/swap/reverse`: a loop-out with one hold invoice and the Boltz swap tree.
+async fn create_reverse(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
+    let req = wire::parse_reverse_request(&body).map_err(|e| {
+        let malformed = matches!(&e, BoltzError::Parse(p) if p.is_malformed());
+        st.server
+            .metrics()
+            .refused(if malformed { "malformed" } else { "invalid" });
+        refused(e)
+    })?;
+    let (pair, claim) = pair(&st).await?;
+    if req.pair_hash.as_ref().is_some_and(|h| *h != pair.hash) {
+        st.server.metrics().refused("invalid");
+        return Err(refused(BoltzError::PairHash));
+    }
+    // What reaches the chain must pay for its own claim and stay above dust.
+    let quote = wire::reverse_quote(&st.server.core().cfg.fees, req.amount, claim + P2TR_DUST).map_err(|e| {
+        st.server.metrics().refused("invalid");
+        refused(e)
+    })?;
+    // No prepay: the seed protocol's limits, per client and from everyone together.
+    let ip = st.no_prepay_allowed(peer, &headers, "reverse swaps")?;
+    let id = SwapId::from(req.preimage_hash);
+    let place = st.out_offers.reserve(&st.server, ip).await?.for_swap(Some(id));
+    let made = st
+        .server
+        .loop_out
+        .create_reverse(quote, req.preimage_hash, req.claim_key, req.description)
+        .await;
+    place.hold(made.is_ok().then_some(id));
+    let offer = made.inspect_err(|e| st.count_refusal(e))?;
+    let boltz_id = wire::new_swap_id();
+    st.server
+        .core()
+        .store
+        .set_meta(&meta_key(&boltz_id), &id.to_string())
+        .await
+        .map_err(ServerError::from)?;
+    let (_, rec) = st.server.loop_out.swap(&id).await?;
+    let Htlc::Taproot(htlc) = Htlc::new(rec.htlc).map_err(|e| ServerError::Backend(e.to_string()))? else {
+        return Err(ServerError::Backend("a reverse swap's HTLC is P2TR".into()).into());
+    };
+    let mut answer = json!({
+        "id": boltz_id,
+        "invoice": offer.swap_invoice,
+        "swapTree": wire::swap_tree(&htlc),
+        "lockupAddress": offer.htlc_address,
+        "refundPublicKey": offer.server_key.serialize().to_lower_hex_string(),
+        "timeoutBlockHeight": offer.expiry,
+    });
+    if let ReverseAmount::Invoice(_) = req.amount {
+        answer["onchainAmount"] = json!(quote.amount.to_sat());
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn meta_key(boltz_id: &str) -> String {
+    format!("boltz:{boltz_id}")
+}
+
+/// The loop-out made through this door under `boltz_id` (404 otherwise, before any other work).
+async fn reverse_swap(
+    st: &AppState,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<(String, SwapId, ServerLoopOut), ApiError> {
+    let Path(boltz_id) = boltz_id.map_err(|_| not_found("?"))?;
+    if !wire::is_swap_id(&boltz_id) {
+        return Err(not_found(&boltz_id));
+    }
+    let store = &st.server.core().store;
+    let Some(id) = store
+        .get_meta(&meta_key(&boltz_id))
+        .await
+        .map_err(ServerError::from)?
+        .and_then(|v| v.parse::<SwapId>().ok())
+    else {
+        return Err(not_found(&boltz_id));
+    };
+    let (_, rec) = st.server.loop_out.swap(&id).await.map_err(|e| match e {
+        ServerError::NotFound(_) => not_found(&boltz_id),
+        e => e.into(),
+    })?;
+    Ok((boltz_id, id, rec))
+}
+
+/// `GET /v2/swap/{id}`: the swap's status in Boltz's names, with the lockup transaction once
+/// it is out.
+async fn swap_status(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, id, rec) = reverse_swap(&st, boltz_id).await?;
+    let seen = st.server.core().htlc_status(&id, &rec.htlc).await?;
+    let confirmed = rec.our_funding(&seen).is_some_and(|f| f.height.is_some());
+    let (status, reason) = wire::reverse_status(&rec.state, confirmed);
+    let mut body = json!({ "status": status });
+    if status.starts_with("transaction.") && status != "transaction.refunded" && status != "transaction.failed" {
+        if let (Some(f), Some(hex)) = (rec.funding, rec.htlc_tx.as_ref()) {
+            body["transaction"] = json!({"id": f.txid.to_string(), "hex": hex});
+        }
+    }
+    if let Some(r) = reason {
+        body["failureReason"] = json!(r);
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v2/swap/reverse/{id}/transaction`: the lockup transaction.
+async fn reverse_transaction(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, _, rec) = reverse_swap(&st, boltz_id).await?;
+    match (rec.funding, rec.htlc_tx.as_ref(), rec.is_published()) {
+        (Some(f), Some(hex), true) => Ok(Json(json!({
+            "id": f.txid.to_string(),
+            "hex": hex,
+            "timeoutBlockHeight": rec.terms.expiry,
+        }))),
+        _ => Err(ApiError(StatusCode::BAD_REQUEST, "no coins were locked up yet".into())),
+    }
+}
+
+/// `POST /v2/swap/reverse/{id}/claim`: the preimage (the invoice is settled with it, as a push
+/// to `/v1/swaps/{id}/preimage` would), and the key-path claim co-signed if one is sent — a
+/// one-input transaction spending this swap's HTLC, as the `/v1` co-signing takes.
+async fn reverse_claim(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, id, rec) = reverse_swap(&st, boltz_id).await?;
+    let body = super::body_bytes(body)?;
+    super::json_content_type(&headers)?;
+    let req = wire::parse_reverse_claim(&body).map_err(refused)?;
+    if req.preimage.payment_hash() != rec.htlc.payment_hash {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "invalid preimage".into()));
+    }
+    if !st.cosign_limiter.allow(id) {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {} co-signing calls for this swap in a minute",
+                super::COSIGN_CALLS_PER_SWAP_PER_MINUTE
+            ),
+        ));
+    }
+    st.server.loop_out.push_preimage(&req.preimage).await?;
+    let Some((nonce, tx, index)) = req.cosign else {
+        return Ok(Json(json!({})));
+    };
+    if index != 0 || tx.input.len() != 1 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "only a one-input claim (index 0) is co-signed".into(),
+        ));
+    }
+    let (server_nonce, partial) = st.server.loop_out.cosign_claim(&id, &nonce, &tx).await?;
+    Ok(Json(json!({
+        "pubNonce": server_nonce.to_lower_hex_string(),
+        "partialSignature": partial.to_lower_hex_string(),
+    })))
+}
+
+/// `GET /v2/chain/BTC/height`: the chain's tip.
+async fn height(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let tip = st.boltz.now(&st).await?.tip;
+    Ok(Json(json!({ "height": tip })))
+}
+
+/// `GET /v2/chain/BTC/fee`: the fee estimate the server publishes at, in sat/vB.
+async fn fee(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let rate = st.boltz.now(&st).await?.publish_rate;
+    Ok(Json(json!({ "fee": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0 })))
+}
