@@ -26,5 +26,5 @@ cargo test --workspace --test lightning --test chain_source --test lightning_con
   --test lnd_emulator --test loop_out --test demo --test loop_in --test loop_in_server \
   --test loop_out_failures --test batching --test seed_api --test http_api --test attacks_http \
   --test attacks_server --test attacks_client --test lnd_path --test daemons \
-  --test api_schemathesis --test node_cli "$@"
+  --test api_schemathesis --test node_cli --test boltz "$@"
 echo "e2e suite against bitcoind: $(( $(date +%s) - start )) s"

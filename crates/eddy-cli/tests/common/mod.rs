@@ -61,9 +61,12 @@ impl Proc {
         let url = match rx.recv_timeout(Duration::from_secs(90)) {
             Ok(u) => u,
             Err(_) => {
+                // How it ended (an exit code says it stopped on an error, printed on stdout).
+                let status = child.try_wait().ok().flatten();
                 let _ = child.kill();
+                let out = lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
                 panic!(
-                    "eddy {what} did not start; its log:\n{}",
+                    "eddy {what} did not start (exit: {status:?}); its stdout:\n{out}\nits log:\n{}",
                     std::fs::read_to_string(log).unwrap_or_default()
                 );
             }
