@@ -564,7 +564,7 @@ struct LoopInCreateWire {
 
 /// A compressed public key: exactly 66 hex characters starting `02`/`03`, on the curve (an
 /// uncompressed key, which the curve library would also take, is refused).
-fn compressed_key(s: &str, field: &'static str) -> Result<bitcoin::secp256k1::PublicKey, ApiParseError> {
+pub(crate) fn compressed_key(s: &str, field: &'static str) -> Result<bitcoin::secp256k1::PublicKey, ApiParseError> {
     let shaped = s.len() == 66 && (s.starts_with("02") || s.starts_with("03"));
     if !shaped {
         return Err(ApiParseError::Key(field));

@@ -273,11 +273,7 @@ pub fn parse_reverse_request(body: &[u8]) -> Result<ReverseRequest, BoltzError> 
     }
     let preimage_hash = PaymentHash::from_str(&w.preimage_hash).map_err(|_| ApiParseError::Hash("preimageHash"))?;
     let key = w.claim_public_key.ok_or(ApiParseError::Key("claimPublicKey"))?;
-    let shaped = key.len() == 66 && (key.starts_with("02") || key.starts_with("03"));
-    let claim_key = shaped
-        .then(|| PublicKey::from_str(&key).ok())
-        .flatten()
-        .ok_or(ApiParseError::Key("claimPublicKey"))?;
+    let claim_key = crate::api::compressed_key(&key, "claimPublicKey")?;
     let amount = match (&w.invoice_amount, &w.onchain_amount) {
         (Some(i), None) => ReverseAmount::Invoice(sats(i, "invoiceAmount")?),
         (None, Some(o)) => ReverseAmount::Onchain(sats(o, "onchainAmount")?),
@@ -335,11 +331,7 @@ struct ReverseClaimWire {
 /// come together or not at all).
 pub fn parse_reverse_claim(body: &[u8]) -> Result<ReverseClaimRequest, BoltzError> {
     let w: ReverseClaimWire = object(body, "{preimage, pubNonce?, transaction?, index?}")?;
-    let bytes: [u8; 32] = Vec::<u8>::from_hex(&w.preimage)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(ApiParseError::Preimage)?;
-    let preimage = Preimage::from_bytes(bytes);
+    let preimage = Preimage::from_hex(&w.preimage).map_err(|_| ApiParseError::Preimage)?;
     let cosign = match (w.pub_nonce, w.transaction, w.index) {
         (None, None, None) => None,
         (Some(n), Some(t), Some(i)) => {
