@@ -1,11 +1,14 @@
 //! Boltz API v2's request bodies as the `/v2` front door reads them:
-//! `eddy_core::boltz::parse_reverse_request` and `parse_reverse_claim`. Asserts: an accepted
-//! creation names the BTC/BTC pair, exactly one amount, a description within its bound and none
-//! of the fields Eddy refuses by name; an accepted claim's preimage is the body's 64 hex
-//! characters and its co-signing parts come all together.
+//! `eddy_core::boltz::parse_reverse_request` and `parse_reverse_claim`, and the submarine
+//! swap's `parse_submarine_request`, `parse_claim_signature` and `parse_refund_request`.
+//! Asserts: an accepted creation names the BTC/BTC pair, exactly one amount, a description
+//! within its bound and none of the fields Eddy refuses by name; an accepted claim's preimage
+//! is the body's 64 hex characters and its co-signing parts come all together; a submarine
+//! creation carries the body's invoice (within its bound) and refund key, and no webhook; the
+//! signing bodies' nonce, partial signature and index are the body's.
 #![no_main]
 
-use eddy_core::boltz::{parse_reverse_claim, parse_reverse_request, ReverseAmount, MAX_DESCRIPTION_BYTES};
+use eddy_core::boltz::{parse_reverse_claim, parse_reverse_request, submarine, ReverseAmount, MAX_DESCRIPTION_BYTES};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -41,4 +44,38 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(claim.cosign.is_some(), v.get("pubNonce").is_some_and(|n| !n.is_null()));
     }
+    if let Ok(req) = submarine::parse_submarine_request(data) {
+        let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");
+        assert_eq!((v["from"].as_str(), v["to"].as_str()), (Some("BTC"), Some("BTC")));
+        assert_eq!(v["invoice"].as_str(), Some(req.invoice.as_str()));
+        assert!(req.invoice.len() <= submarine::MAX_INVOICE_CHARS);
+        assert!(v.get("webhook").is_none_or(Value::is_null), "webhook accepted");
+        assert_eq!(
+            hex(&req.refund_key.serialize()),
+            v["refundPublicKey"].as_str().expect("key").to_ascii_lowercase()
+        );
+    }
+    if let Ok(sig) = submarine::parse_claim_signature(data) {
+        let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");
+        assert_eq!(
+            hex(&sig.nonce),
+            v["pubNonce"].as_str().expect("nonce").to_ascii_lowercase()
+        );
+        assert_eq!(
+            hex(&sig.partial),
+            v["partialSignature"].as_str().expect("partial").to_ascii_lowercase()
+        );
+    }
+    if let Ok(refund) = submarine::parse_refund_request(data) {
+        let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");
+        assert_eq!(
+            hex(&refund.nonce),
+            v["pubNonce"].as_str().expect("nonce").to_ascii_lowercase()
+        );
+        assert_eq!(v["index"].as_u64(), Some(refund.index as u64));
+    }
 });
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

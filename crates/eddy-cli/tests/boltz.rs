@@ -323,6 +323,43 @@ fn post(url: &str, body: &Value) -> (u16, Value) {
     call(reqwest::Method::POST, url, Some(body))
 }
 
+/// `v` has exactly the fields the server's OpenAPI document gives schema `name` (at `url`):
+/// every field sent is described, every required one sent (one level deep, and into objects).
+fn documented(url: &str, name: &str, v: &Value) {
+    let (s, doc) = get(&format!("{url}/v1/openapi.json"));
+    assert_eq!(s, 200);
+    fn check(doc: &Value, schema: &Value, v: &Value, at: &str) {
+        let schema = match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("{r}")),
+            None => schema,
+        };
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        let obj = v.as_object().unwrap_or_else(|| panic!("{at}: not an object: {v}"));
+        for (k, field) in obj {
+            let described = props.get(k).unwrap_or_else(|| panic!("{at}.{k} is not documented"));
+            let inner = described
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|o| o.iter().find(|s| s.get("type") != Some(&json!("null"))))
+                .unwrap_or(described);
+            if field.is_object() {
+                check(doc, inner, field, &format!("{at}.{k}"));
+            }
+        }
+        for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            let r = r.as_str().expect("name");
+            assert!(obj.contains_key(r), "{at}.{r} is required but not sent: {v}");
+        }
+    }
+    let schema = doc
+        .pointer(&format!("/components/schemas/{name}"))
+        .unwrap_or_else(|| panic!("no schema {name}"));
+    assert!(schema.get("properties").is_some(), "{name} describes its fields");
+    check(&doc, schema, v, name);
+}
+
 /// Engine passes until the swap's Boltz status is `want` (the status as last read).
 fn until_status(net: &eddy::demo::Swapnet, url: &str, want: &str) -> Value {
     let start = std::time::Instant::now();
@@ -366,6 +403,7 @@ fn a_boltz_wallet_makes_a_reverse_swap_through_the_v2_front_door() {
     // The pair: the demo server's 0.5 % and 1,000-sat fixed fee, in Boltz's terms.
     let (s, pairs) = get(&format!("{url}/v2/swap/reverse"));
     assert_eq!(s, 200, "{pairs}");
+    documented(&url, "ReversePairs", &pairs);
     let pair = &pairs["BTC"]["BTC"];
     assert_eq!(pair["rate"], json!(1));
     assert_eq!(pair["fees"]["percentage"], json!(0.5));
@@ -401,6 +439,7 @@ fn a_boltz_wallet_makes_a_reverse_swap_through_the_v2_front_door() {
     );
     let (s, made) = post(&reverse, &request);
     assert_eq!(s, 201, "{made}");
+    documented(&url, "ReverseCreated", &made);
     assert_eq!(post(&reverse, &request).0, 409, "a replay of the hash");
     let id = made["id"].as_str().expect("id").to_string();
     assert_eq!(id.len(), 12);
@@ -454,6 +493,7 @@ fn a_boltz_wallet_makes_a_reverse_swap_through_the_v2_front_door() {
     // The wallet pays; the server locks up.
     net.client_ln.ldk().bolt11_payment().send(&invoice, None).expect("pay");
     let seen = until_status(&net, &status, "transaction.mempool");
+    documented(&url, "BoltzStatus", &seen);
     let lockup_tx: Transaction =
         bitcoin::consensus::encode::deserialize_hex(seen["transaction"]["hex"].as_str().expect("hex")).expect("tx");
     let txid = lockup_tx.compute_txid();
@@ -523,6 +563,7 @@ fn a_boltz_wallet_makes_a_reverse_swap_through_the_v2_front_door() {
     );
     let (s, cosigned) = post(&claim_url, &body(&p));
     assert_eq!(s, 200, "{cosigned}");
+    documented(&url, "Cosigned", &cosigned);
     let signed = boltz.ask(json!({"op": "sign", "theirNonce": cosigned["pubNonce"], "theirPublicKey": server_key}));
     assert!(signed["partialSignature"].is_string());
     let done = boltz.ask(json!({"op": "finish", "theirPartial": cosigned["partialSignature"]}));
@@ -621,4 +662,497 @@ fn reverse_swaps_hold_at_most_their_share_of_the_slots() {
     });
     let (s, offer) = post(&format!("{url}/v1/loop-out"), &v1);
     assert_eq!(s, 201, "a prepaid loop-out still gets an offer: {offer}");
+}
+
+/// A third node ("carol": neither the wallet's node nor the server's) with a 600,000-sat channel
+/// from the server's node (an LDK node takes HTLCs of at most a tenth of a channel in flight:
+/// 60,000 sat here). Carol is not reached through the wallet's node: an ldk-node without a
+/// public announcement does not forward to private channels.
+fn carol(net: &eddy::demo::Swapnet, dir: &std::path::Path) -> eddy_lab::LabNode {
+    use bitcoin::Amount;
+    let carol = eddy_lab::LabNode::start(&net.lab.chain, &dir.join("carol"), &eddy_lab::NodeOptions::named(7))
+        .expect("carol starts");
+    net.lab
+        .open_channel_between(
+            net.server_ln.ldk(),
+            carol.node(),
+            carol.address(),
+            Amount::from_sat(600_000),
+            0,
+        )
+        .expect("channel server → carol");
+    net.mine(1).expect("mine");
+    carol
+}
+
+/// The wallet's side of a submarine swap's tree, as boltz-core takes it.
+fn submarine_side(hash: PaymentHash, server_key: &str, wallet: u8, timeout: u64) -> Value {
+    json!({
+        "kind": "submarine",
+        "preimageHash": hexs(hash.to_byte_array()),
+        "claimPublicKey": server_key,
+        "refundPublicKey": hexs(pubkey(wallet).serialize()),
+        "timeoutBlockHeight": timeout,
+        "serverPublicKey": server_key,
+        "clientPublicKey": hexs(pubkey(wallet).serialize()),
+        "privateKey": hexs(key(wallet).secret_bytes()),
+    })
+}
+
+/// Creates a submarine swap for `invoice` refunded to `wallet`'s key, checks its tree and
+/// address with boltz-core, and answers (Boltz id, lockup address, expected amount, timeout,
+/// server key).
+fn make_submarine(
+    url: &str,
+    boltz: &mut BoltzCore,
+    invoice: &str,
+    hash: PaymentHash,
+    wallet: u8,
+) -> (String, bitcoin::Address, bitcoin::Amount, u64, String) {
+    use bitcoin::key::TweakedPublicKey;
+    use std::str::FromStr;
+    let (s, pairs) = get(&format!("{url}/v2/swap/submarine"));
+    assert_eq!(s, 200, "{pairs}");
+    documented(url, "SubmarinePairs", &pairs);
+    let pair = &pairs["BTC"]["BTC"];
+    let request = json!({
+        "from": "BTC", "to": "BTC",
+        "invoice": invoice,
+        "refundPublicKey": hexs(pubkey(wallet).serialize()),
+        "pairHash": pair["hash"],
+        "referralId": "boltz-wallet",
+    });
+    let (s, made) = post(&format!("{url}/v2/swap/submarine"), &request);
+    assert_eq!(s, 201, "{made}");
+    documented(url, "SubmarineCreated", &made);
+    assert_eq!(made["acceptZeroConf"], json!(false));
+    let id = made["id"].as_str().expect("id").to_string();
+    let expected = bitcoin::Amount::from_sat(made["expectedAmount"].as_u64().expect("amount"));
+    let timeout = made["timeoutBlockHeight"].as_u64().expect("timeout");
+    let server_key = made["claimPublicKey"].as_str().expect("key").to_string();
+    let theirs = boltz.ask(with_op(
+        submarine_side(hash, &server_key, wallet, timeout),
+        "tree",
+        json!({}),
+    ));
+    assert_eq!(made["swapTree"]["claimLeaf"]["output"], theirs["claimLeaf"]);
+    assert_eq!(made["swapTree"]["refundLeaf"]["output"], theirs["refundLeaf"]);
+    let output_key = XOnlyPublicKey::from_str(theirs["outputKey"].as_str().expect("key")).expect("x-only");
+    let lockup = bitcoin::Address::p2tr_tweaked(
+        TweakedPublicKey::dangerous_assume_tweaked(output_key),
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(made["address"], json!(lockup.to_string()));
+    assert_eq!(
+        made["bip21"],
+        json!(format!(
+            "bitcoin:{lockup}?amount={}&label=Send%20to%20BTC%20lightning",
+            expected.display_in(bitcoin::Denomination::Bitcoin)
+        ))
+    );
+    (id, lockup, expected, timeout, server_key)
+}
+
+/// The lockup output `txid` pays to `lockup`.
+fn lockup_outpoint(
+    net: &eddy::demo::Swapnet,
+    txid: bitcoin::Txid,
+    lockup: &bitcoin::Address,
+) -> (bitcoin::OutPoint, bitcoin::TxOut) {
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&txid))
+        .expect("rpc")
+        .expect("the lockup is known")
+        .tx;
+    let vout = tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == lockup.script_pubkey())
+        .expect("an output pays the lockup address");
+    (
+        bitcoin::OutPoint {
+            txid,
+            vout: vout as u32,
+        },
+        tx.output[vout].clone(),
+    )
+}
+
+/// **A Boltz wallet's submarine swap through `/v2`, paying a third node's invoice.** Carol (not
+/// the wallet's node) issues an invoice of 50,000 sat; the wallet creates a submarine swap for
+/// it (refused first: the server's own invoice, an invoice without an amount, a stale pair
+/// hash, a `preimageHash` without an invoice), has boltz-core rebuild the tree and lockup
+/// address, and locks exactly `expectedAmount` (50,000 + 0.5 % + 1,000 = 51,250 sat). The
+/// status walks `invoice.set` → `transaction.mempool` → (the server pays only against a
+/// confirmed lockup) → `transaction.claim.pending`; the wallet reads the claim details, checks
+/// the preimage against its invoice's hash, and co-signs with boltz-core (a wrong partial
+/// signature is refused and broadcasts nothing); the server's key-path claim confirms:
+/// `transaction.claimed`. A cooperative refund is refused once the server has paid. Money:
+/// carol receives exactly 50,000 sat and the server's node pays exactly that; the wallet's node
+/// is untouched; the server's swap wallet gains 51,250 less its claim fee.
+#[test]
+fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
+    use bitcoin::Amount;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let mut boltz = BoltzCore::start();
+    let carol = carol(&net, dir.path());
+    let desc = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+        ldk_node::lightning_invoice::Description::new("carol".into()).expect("description"),
+    );
+    let invoice = carol
+        .node()
+        .bolt11_payment()
+        .receive(50_000_000, &desc, 3_600)
+        .expect("carol's invoice");
+    let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+    let submarine = format!("{url}/v2/swap/submarine");
+
+    // Refusals, nothing made.
+    let own = net
+        .server_ln
+        .ldk()
+        .bolt11_payment()
+        .receive(100_000_000, &desc, 3_600)
+        .expect("own invoice");
+    let ask = |invoice: &str, extra: Value| {
+        let mut b =
+            json!({"from": "BTC", "to": "BTC", "invoice": invoice, "refundPublicKey": hexs(pubkey(0x63).serialize())});
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        post(&submarine, &b)
+    };
+    assert_eq!(
+        ask(&own.to_string(), json!({})),
+        (400, json!({"error": "the invoice is this server's own"}))
+    );
+    let no_amount = carol
+        .node()
+        .bolt11_payment()
+        .receive_variable_amount(&desc, 3_600)
+        .expect("no amount");
+    assert_eq!(ask(&no_amount.to_string(), json!({})).0, 400);
+    assert_eq!(
+        ask(&invoice.to_string(), json!({"pairHash": "00".repeat(32)})),
+        (400, json!({"error": "invalid pair hash"}))
+    );
+    let (s, v) = post(
+        &submarine,
+        &json!({"from": "BTC", "to": "BTC", "preimageHash": hexs(hash.0), "refundPublicKey": hexs(pubkey(0x63).serialize())}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(get(&format!("{url}/v2/swap/submarine/AAAAAAAAAAAA/transaction")).0, 404);
+
+    let (id, lockup, expected, timeout, server_key) =
+        make_submarine(&url, &mut boltz, &invoice.to_string(), hash, 0x63);
+    assert_eq!(expected, Amount::from_sat(51_250));
+    assert_eq!(
+        ask(&invoice.to_string(), json!({})),
+        (409, json!({"error": "a swap with this invoice exists already"})),
+        "one swap per invoice"
+    );
+    let status = format!("{url}/v2/swap/{id}");
+    assert_eq!(get(&status), (200, json!({"status": "invoice.set"})));
+    let claim_url = format!("{url}/v2/swap/submarine/{id}/claim");
+    assert_eq!(
+        get(&claim_url),
+        (400, json!({"error": "swap not eligible for a cooperative claim"}))
+    );
+    assert_eq!(
+        get(&format!("{url}/v2/swap/submarine/{id}/preimage")),
+        (400, json!({"error": "preimage not available"}))
+    );
+
+    let carol_before = carol.node().list_balances().total_lightning_balance_sats;
+    let server_ln_before = net.server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let wallet_ln_before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
+
+    // The wallet locks exactly the expected amount; nothing is paid before it confirms.
+    let txid = net.lab.chain.fund(&lockup, expected).expect("lockup");
+    let seen = until_status(&net, &status, "transaction.mempool");
+    documented(&url, "BoltzStatus", &seen);
+    assert_eq!(seen["transaction"]["id"], json!(txid.to_string()));
+    assert_eq!(
+        carol.node().list_balances().total_lightning_balance_sats,
+        carol_before,
+        "no payment against an unconfirmed lockup"
+    );
+    let (s, t) = get(&format!("{url}/v2/swap/submarine/{id}/transaction"));
+    documented(&url, "LockupTransaction", &t);
+    assert_eq!(
+        (s, &t["id"], &t["timeoutBlockHeight"]),
+        (200, &json!(txid.to_string()), &json!(timeout))
+    );
+    let (outpoint, prevout) = lockup_outpoint(&net, txid, &lockup);
+    assert_eq!(prevout.value, expected);
+    net.mine(1).expect("mine");
+    until_status(&net, &status, "transaction.claim.pending");
+
+    // Paid: a cooperative refund is refused from now on.
+    let refund_tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: outpoint,
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![bitcoin::TxOut {
+            value: expected - Amount::from_sat(200),
+            script_pubkey: lockup.script_pubkey(),
+        }],
+    };
+    let (s, v) = post(
+        &format!("{url}/v2/swap/submarine/{id}/refund"),
+        &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(&refund_tx), "index": 0}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("swap not eligible for a cooperative refund")),
+        "{v}"
+    );
+
+    // The cooperative claim: details, a wrong partial signature, then the right one.
+    let (s, details) = get(&claim_url);
+    assert_eq!(s, 200, "{details}");
+    documented(&url, "ClaimDetails", &details);
+    let preimage = Preimage::from_hex(details["preimage"].as_str().expect("preimage")).expect("hex");
+    assert_eq!(preimage.payment_hash(), hash, "the preimage of carol's invoice");
+    assert_eq!(details["publicKey"], json!(server_key));
+    assert_eq!(
+        get(&format!("{url}/v2/swap/submarine/{id}/preimage")),
+        (200, json!({"preimage": preimage.expose_hex()}))
+    );
+    let wrong = json!({"pubNonce": details["pubNonce"], "partialSignature": "11".repeat(32)});
+    let (s, _) = post(&claim_url, &wrong);
+    assert_eq!(s, 400, "a wrong partial signature");
+    let (s, details) = get(&claim_url);
+    assert_eq!(s, 200, "{details}");
+    let side = submarine_side(hash, &server_key, 0x63, timeout);
+    let started = boltz.ask(with_op(side, "start", json!({"msg": details["transactionHash"]})));
+    let signed = boltz.ask(json!({"op": "sign", "theirNonce": details["pubNonce"], "theirPublicKey": server_key}));
+    let (s, v) = post(
+        &claim_url,
+        &json!({"pubNonce": started["pubNonce"], "partialSignature": signed["partialSignature"]}),
+    );
+    assert_eq!((s, v), (200, json!({})));
+    net.mine(1).expect("mine");
+    until_status(&net, &status, "transaction.claimed");
+    // Buried: the swap ends (the status stays).
+    net.mine(eddy_core::sm::SWEEP_FINAL_CONFS).expect("mine");
+    until_status(&net, &status, "transaction.claimed");
+    let swap_id = SwapId::from(hash);
+    let (_, rec) = net.rt.block_on(net.server.loop_in.swap(&swap_id)).expect("record");
+    assert_eq!(rec.state, eddy_core::sm::loop_in_server::State::Succeeded);
+
+    // Money, to the satoshi.
+    let claim_txid = *rec.claim.expect("a claim").all.last().expect("txid");
+    let claim = net
+        .rt
+        .block_on(net.chain.transaction(&claim_txid))
+        .expect("rpc")
+        .expect("the claim confirmed");
+    assert!(claim.block.is_some());
+    assert_eq!(claim.tx.input[0].witness.len(), 1, "the key path");
+    let claim_fee = expected - claim.tx.output[0].value;
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        server_wallet_before + expected - claim_fee
+    );
+    assert_eq!(
+        carol.node().list_balances().total_lightning_balance_sats,
+        carol_before + 50_000
+    );
+    let payment = net
+        .server_ln
+        .ldk()
+        .payment(&ldk_node::lightning::ln::channelmanager::PaymentId(hash.0))
+        .expect("the server's payment");
+    assert_eq!(payment.fee_paid_msat, Some(0), "carol is one channel away");
+    assert_eq!(
+        net.server_ln.ldk().list_balances().total_lightning_balance_sats,
+        server_ln_before - 50_000
+    );
+    assert_eq!(
+        net.client_ln.ldk().list_balances().total_lightning_balance_sats,
+        wallet_ln_before,
+        "the wallet's node pays nothing over Lightning"
+    );
+    drop(carol);
+}
+
+/// A BOLT11 invoice of `sat` for `hash` from a node nobody can reach (its key is `node`'s).
+fn unreachable_invoice(hash: PaymentHash, sat: u64, node: u8) -> String {
+    use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
+    let secp = Secp256k1::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    InvoiceBuilder::new(Currency::Regtest)
+        .description("nobody".into())
+        .payment_hash(bitcoin::hashes::sha256::Hash::from_byte_array(hash.0))
+        .payment_secret(PaymentSecret([9; 32]))
+        .duration_since_epoch(now)
+        .min_final_cltv_expiry_delta(18)
+        .amount_milli_satoshis(sat * 1_000)
+        .expiry_time(std::time::Duration::from_secs(7_200))
+        .build_signed(|m| secp.sign_ecdsa_recoverable(m, &key(node)))
+        .expect("invoice builds")
+        .to_string()
+}
+
+/// The wallet's cooperative refund of `outpoint` (holding `value`) to `dest`, 200 sat of fee,
+/// co-signed through `POST /v2/swap/submarine/{id}/refund` with boltz-core, broadcast.
+#[allow(clippy::too_many_arguments)]
+fn refund_cooperatively(
+    net: &eddy::demo::Swapnet,
+    url: &str,
+    boltz: &mut BoltzCore,
+    id: &str,
+    side: Value,
+    server_key: &str,
+    (outpoint, prevout): (bitcoin::OutPoint, bitcoin::TxOut),
+    dest: &bitcoin::Address,
+) -> bitcoin::Transaction {
+    use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+    let mut refund = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: outpoint,
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![bitcoin::TxOut {
+            value: prevout.value - bitcoin::Amount::from_sat(200),
+            script_pubkey: dest.script_pubkey(),
+        }],
+    };
+    let msg = SighashCache::new(&refund)
+        .taproot_key_spend_signature_hash(0, &Prevouts::All(&[prevout]), TapSighashType::Default)
+        .expect("sighash")
+        .to_byte_array();
+    let started = boltz.ask(with_op(side, "start", json!({"msg": hexs(msg)})));
+    let (s, cosigned) = post(
+        &format!("{url}/v2/swap/submarine/{id}/refund"),
+        &json!({"pubNonce": started["pubNonce"], "transaction": bitcoin::consensus::encode::serialize_hex(&refund), "index": 0}),
+    );
+    assert_eq!(s, 200, "{cosigned}");
+    boltz.ask(json!({"op": "sign", "theirNonce": cosigned["pubNonce"], "theirPublicKey": server_key}));
+    let done = boltz.ask(json!({"op": "finish", "theirPartial": cosigned["partialSignature"]}));
+    assert_eq!(done["theirPartialValid"], json!(true), "the server's partial signature");
+    let sig: [u8; 64] = bytes(&done["signature"]);
+    refund.input[0].witness = bitcoin::Witness::from_slice(&[sig.to_vec()]);
+    net.rt
+        .block_on(net.chain.broadcast(&refund))
+        .expect("the co-signed refund is valid");
+    refund
+}
+
+/// **Failed submarine swaps are refunded cooperatively at once.** (1) An invoice of a node
+/// nobody can reach: the wallet locks 51,250 sat (50,000 + 0.5 % + 1,000), the server's
+/// payment attempts fail (`invoice.failedToPay`), and the wallet's key-path refund, co-signed by
+/// the server through `/v2/swap/submarine/{id}/refund` and aggregated by boltz-core, confirms in
+/// the next block — no waiting for the timeout: `transaction.refunded`, the wallet's output
+/// exactly the lockup less its 200-sat fee. (2) A lockup one satoshi short:
+/// `transaction.lockupFailed` with Boltz's failure reason and details, nothing paid, refunded
+/// the same way. The server's node and swap wallet end where they began.
+#[test]
+fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
+    use bitcoin::Amount;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let mut boltz = BoltzCore::start();
+    let server_ln_before = net.server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let server_wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let dest = bitcoin::Address::p2tr(
+        &Secp256k1::new(),
+        pubkey(0x66).x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    );
+
+    for (n, short) in [(0x64u8, false), (0x65u8, true)] {
+        let hash = Preimage::from_bytes([n; 32]).payment_hash();
+        let invoice = unreachable_invoice(hash, 50_000, 0x70);
+        let (id, lockup, expected, timeout, server_key) = make_submarine(&url, &mut boltz, &invoice, hash, n);
+        assert_eq!(expected, Amount::from_sat(51_250));
+        let status = format!("{url}/v2/swap/{id}");
+        let locked = if short {
+            expected - Amount::from_sat(1)
+        } else {
+            expected
+        };
+        let txid = net.lab.chain.fund(&lockup, locked).expect("lockup");
+        until_status(&net, &status, "transaction.mempool");
+        let lockup_out = lockup_outpoint(&net, txid, &lockup);
+        if !short {
+            // Not failed yet: whoever knows the id cannot cancel the swap by asking for a
+            // refund (on this door the id is all a caller shows).
+            let (s, v) = post(
+                &format!("{url}/v2/swap/submarine/{id}/refund"),
+                &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(&bitcoin::Transaction {
+                    version: bitcoin::transaction::Version::TWO,
+                    lock_time: bitcoin::absolute::LockTime::ZERO,
+                    input: vec![bitcoin::TxIn { previous_output: lockup_out.0, ..Default::default() }],
+                    output: vec![bitcoin::TxOut { value: locked - Amount::from_sat(200), script_pubkey: dest.script_pubkey() }],
+                }), "index": 0}),
+            );
+            assert_eq!(
+                (s, v),
+                (
+                    400,
+                    json!({"error": "swap not eligible for a cooperative refund: status not eligible"})
+                )
+            );
+        }
+        net.mine(1).expect("mine");
+        if short {
+            let v = until_status(&net, &status, "transaction.lockupFailed");
+            documented(&url, "BoltzStatus", &v);
+            assert_eq!(
+                v,
+                json!({
+                    "status": "transaction.lockupFailed",
+                    "failureReason": "locked 51249 is less than expected 51250",
+                    "failureDetails": {"expected": 51_250, "actual": 51_249},
+                })
+            );
+        } else {
+            until_status(&net, &status, "invoice.failedToPay");
+        }
+        let side = submarine_side(hash, &server_key, n, timeout);
+        let refund = refund_cooperatively(&net, &url, &mut boltz, &id, side, &server_key, lockup_out, &dest);
+        let tip = net.rt.block_on(net.chain.tip()).expect("tip").height;
+        assert!(u64::from(tip) + 1 < timeout, "long before the timeout");
+        net.mine(1).expect("mine");
+        until_status(&net, &status, "transaction.refunded");
+        let confirmed = net
+            .rt
+            .block_on(net.chain.transaction(&refund.compute_txid()))
+            .expect("rpc")
+            .expect("the refund is on chain");
+        assert!(confirmed.block.is_some());
+        assert_eq!(confirmed.tx.output[0].value, locked - Amount::from_sat(200));
+        assert_eq!(confirmed.tx.output[0].script_pubkey, dest.script_pubkey());
+    }
+    assert_eq!(
+        net.server_ln.ldk().list_balances().total_lightning_balance_sats,
+        server_ln_before,
+        "nothing paid"
+    );
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        server_wallet_before,
+        "nothing claimed"
+    );
 }

@@ -114,6 +114,21 @@ pub const MAX_FINAL_CLTV_SLACK: u32 = 144;
 /// ([`MAX_HTLC_CONFS`]), pay over Lightning with a normal CLTV budget and claim.
 pub const DEFAULT_LOOP_IN_EXPIRY_DELTA: u32 = 144;
 
+/// Loop-in paying anyone's invoice (Boltz's submarine swap): the CLTV budget its route is
+/// planned with — three hops at ldk-node's default forwarding delta (144; LND's is 80, CLN's
+/// 34), the payee's final delta included. A client's own invoice (`/v1`) is one channel away; a
+/// stranger's may be several nodes away, and the default loop-in's budget (about 120 blocks)
+/// does not cover even one ldk-node hop and a final delta.
+pub const PAYING_ROUTE_CLTV_BUDGET: u32 = 3 * 144;
+
+/// Loop-in paying anyone's invoice: `E − tip` = the funding's confirmations
+/// ([`MAX_HTLC_CONFS`]) and their confirmation budget ([`SPEND_CONFIRM_BUDGET`]), the route's
+/// budget ([`PAYING_ROUTE_CLTV_BUDGET`]) and [`LOOP_IN_CLAIM_MARGIN`] after the payment's last
+/// HTLC expires: 6 + 6 + 432 + 20 = 464 blocks, about three days (Boltz's submarine swaps use
+/// about seven). The invoice's final delta is checked against the same budget.
+pub const PAYING_LOOP_IN_EXPIRY_DELTA: u32 =
+    MAX_HTLC_CONFS + SPEND_CONFIRM_BUDGET + PAYING_ROUTE_CLTV_BUDGET + LOOP_IN_CLAIM_MARGIN;
+
 /// Loop-in server: its outgoing payment's HTLCs must all expire at least this many blocks
 /// before `E`. The client can hold the payment until its HTLC's expiry and only then reveal the
 /// preimage; the server then needs [`PREIMAGE_REVEAL_CUTOFF`] (20) blocks to get its claim
@@ -475,6 +490,12 @@ mod tests {
         // minimum window can be paid at once).
         assert_eq!(LOOP_IN_FUNDING_CUTOFF, MIN_LOOP_IN_EXPIRY_DELTA);
         assert_eq!(loop_in_last_funding_height(1000), 928);
+        // A paying loop-in's payment gets its whole route budget when paid at once.
+        assert_eq!(PAYING_LOOP_IN_EXPIRY_DELTA, 464);
+        assert_eq!(
+            loop_in_max_payment_cltv(1000 + PAYING_LOOP_IN_EXPIRY_DELTA) - 1000 - MAX_HTLC_CONFS - SPEND_CONFIRM_BUDGET,
+            PAYING_ROUTE_CLTV_BUDGET
+        );
         const {
             assert!(
                 LOOP_IN_FUNDING_CUTOFF

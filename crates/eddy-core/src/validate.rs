@@ -525,13 +525,7 @@ pub fn validate_loop_in_request(
     now_unix: u64,
 ) -> Result<ValidatedLoopIn, LoopInRequestError> {
     let quote = policy.loop_in_quote(amount)?;
-    let facts = decode_invoice(
-        "loop-in",
-        invoice,
-        network,
-        now_unix,
-        MIN_LOOP_IN_INVOICE_REMAINING_SECS,
-    )?;
+    let facts = loop_in_invoice(invoice, network, expiry_delta, now_unix)?;
     let got = amount_of("loop-in", &facts)?;
     // Checked: an amount over u64::MAX msat (only a server limit above 18 million BTC lets one
     // through) is an overflow, not a wrapped product (found by fuzz/loop_in_request).
@@ -546,6 +540,28 @@ pub fn validate_loop_in_request(
             expected_msat: expected,
         });
     }
+    Ok(ValidatedLoopIn { invoice: facts, quote })
+}
+
+/// The checks every invoice a loop-in server pays must pass, whoever's node issued it (the
+/// client's own on `/v1`, anyone's on Boltz's submarine door): it decodes, is for `network`,
+/// has an amount, stays payable for [`MIN_LOOP_IN_INVOICE_REMAINING_SECS`], and its final
+/// CLTV delta fits inside the payment's CLTV budget of a swap whose HTLC expires
+/// `expiry_delta` blocks from now.
+pub fn loop_in_invoice(
+    invoice: &str,
+    network: Network,
+    expiry_delta: u32,
+    now_unix: u64,
+) -> Result<InvoiceFacts, LoopInRequestError> {
+    let facts = decode_invoice(
+        "loop-in",
+        invoice,
+        network,
+        now_unix,
+        MIN_LOOP_IN_INVOICE_REMAINING_SECS,
+    )?;
+    amount_of("loop-in", &facts)?;
     let max = u64::from(expiry_delta.saturating_sub(LOOP_IN_CLAIM_MARGIN + SPEND_CONFIRM_BUDGET + MAX_HTLC_CONFS));
     if facts.min_final_cltv_delta > max {
         return Err(LoopInRequestError::FinalCltvTooLong {
@@ -553,7 +569,7 @@ pub fn validate_loop_in_request(
             max,
         });
     }
-    Ok(ValidatedLoopIn { invoice: facts, quote })
+    Ok(facts)
 }
 
 /// What a client sends the server to start a loop-in (the wire body of `POST /v1/loop-in`).

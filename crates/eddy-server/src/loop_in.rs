@@ -12,7 +12,7 @@ use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
     DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_SEND_OUTCOME_GRACE_SECS,
-    LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    LOOP_IN_UNFUNDED_OFFER_BLOCKS, PAYING_LOOP_IN_EXPIRY_DELTA, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -105,6 +105,19 @@ pub struct ClaimSession {
     fee_rate_kwu: u64,
 }
 
+/// A loop-in its door checked: what [`LoopInEngine::open`] makes a swap of.
+struct LoopInAsk<'a> {
+    invoice: &'a str,
+    payment_hash: eddy_core::types::PaymentHash,
+    amount: Amount,
+    swap_fee: Amount,
+    invoice_amount: Amount,
+    refund_key: bitcoin::secp256k1::PublicKey,
+    last_hop: Option<bitcoin::secp256k1::PublicKey>,
+    /// `E − tip`.
+    expiry_delta: u32,
+}
+
 /// The loop-in engine: the server's loop-ins over the shared [`ServerCore`].
 pub struct LoopInEngine {
     pub(crate) core: Arc<ServerCore>,
@@ -164,19 +177,75 @@ impl LoopInEngine {
     /// final CLTV within the payment budget), fixes `E`, persists, answers the HTLC to fund.
     pub(crate) async fn create(&self, req: &LoopInCreate, loop_outs: usize) -> Result<LoopInOffer, ServerError> {
         self.core.taking_swaps()?;
-        let now = unix_now();
         let valid = validate_loop_in_request(
             &req.invoice,
             req.amount,
             &self.core.config().fees,
             self.core.network(),
             DEFAULT_LOOP_IN_EXPIRY_DELTA,
-            now,
+            unix_now(),
         )
         .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        let hash = valid.invoice.payment_hash;
+        let ask = LoopInAsk {
+            invoice: &req.invoice,
+            payment_hash: valid.invoice.payment_hash,
+            amount: req.amount,
+            swap_fee: valid.quote.swap_fee,
+            invoice_amount: valid.quote.invoice_amount,
+            refund_key: req.refund_key,
+            last_hop: req.last_hop,
+            expiry_delta: DEFAULT_LOOP_IN_EXPIRY_DELTA,
+        };
+        self.open(ask, loop_outs).await
+    }
+
+    /// Creates a loop-in that pays anyone's invoice (Boltz's submarine swap): the invoice passes
+    /// the checks of every loop-in invoice ([`eddy_core::validate::loop_in_invoice`]) and is
+    /// not this server's own; `quote` prices it from its amount (the door's pricing). Its HTLC
+    /// expires [`PAYING_LOOP_IN_EXPIRY_DELTA`] blocks away: a stranger's invoice may be several
+    /// hops away.
+    pub(crate) async fn create_paying(
+        &self,
+        invoice: &str,
+        refund_key: bitcoin::secp256k1::PublicKey,
+        quote: impl FnOnce(Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError>,
+        loop_outs: usize,
+    ) -> Result<LoopInOffer, ServerError> {
+        self.core.taking_swaps()?;
+        let facts =
+            eddy_core::validate::loop_in_invoice(invoice, self.core.network(), PAYING_LOOP_IN_EXPIRY_DELTA, unix_now())
+                .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let msat = facts.amount_msat.map_or(0, |a| a.0);
+        if msat % 1000 != 0 {
+            return Err(ServerError::Invalid(
+                "the invoice's amount must be a whole number of satoshis".into(),
+            ));
+        }
+        let quote = quote(Amount::from_sat(msat / 1000))?;
+        // Paying our own node's invoice would move nothing and tie the swap's hash to a
+        // payment that cannot route.
+        if facts.payee == self.core.ln().info().await.map_err(backend)?.pubkey {
+            return Err(ServerError::Invalid("the invoice is this server's own".into()));
+        }
+        let ask = LoopInAsk {
+            invoice,
+            payment_hash: facts.payment_hash,
+            amount: quote.amount,
+            swap_fee: quote.swap_fee,
+            invoice_amount: quote.invoice_amount,
+            refund_key,
+            last_hop: None,
+            expiry_delta: PAYING_LOOP_IN_EXPIRY_DELTA,
+        };
+        self.open(ask, loop_outs).await
+    }
+
+    /// Opens a checked loop-in: the server's limits (slots, unfunded offers, liquidity to pay
+    /// the invoice), `E`, the HTLC, the record persisted and watched.
+    async fn open(&self, ask: LoopInAsk<'_>, loop_outs: usize) -> Result<LoopInOffer, ServerError> {
+        let hash = ask.payment_hash;
         let id = SwapId::from(hash);
-        if let Some(hop) = req.last_hop {
+        if let Some(hop) = ask.last_hop {
             // Refused before anything is funded: a swap accepted here and then paid by
             // another route would not fill the channel the client asked for.
             if !self.core.ln().restricts_last_hop() {
@@ -214,39 +283,39 @@ impl LoopInEngine {
         // and the client would pay a second miner fee for its refund.
         let channels = self.core.ln().channels().await.map_err(backend)?;
         let can = channels.iter().filter(|c| c.usable).map(|c| c.local_msat).sum::<u64>() / 1000;
-        let pay = valid.quote.invoice_amount.to_sat();
+        let pay = ask.invoice_amount.to_sat();
         if can < pay {
             return Err(ServerError::Unavailable(format!(
                 "not enough outbound liquidity now: the invoice asks {pay} sat, this server's channels can send {can} sat"
             )));
         }
-        let expiry = tip + DEFAULT_LOOP_IN_EXPIRY_DELTA;
+        let expiry = tip + ask.expiry_delta;
         let server_key = self.core.keys().public(KEY_PURPOSE, &id);
-        if server_key == req.refund_key {
+        if server_key == ask.refund_key {
             return Err(ServerError::Invalid("refund key equals the server key".into()));
         }
         let htlc = HtlcParams {
             kind: HtlcKind::P2trIn,
             payment_hash: hash,
             claim_key: HtlcKey::Pubkey(server_key),
-            refund_key: HtlcKey::Pubkey(req.refund_key),
+            refund_key: HtlcKey::Pubkey(ask.refund_key),
             timeout: expiry,
         };
         let built = Htlc::new(htlc).map_err(|e| ServerError::Invalid(e.to_string()))?;
         let rec = ServerLoopIn {
             htlc,
-            invoice: req.invoice.trim().to_string(),
+            invoice: ask.invoice.trim().to_string(),
             terms: Terms {
-                amount: req.amount,
+                amount: ask.amount,
                 expiry,
                 funding_confs: LOOP_IN_FUNDING_CONFS,
             },
-            swap_fee: valid.quote.swap_fee,
+            swap_fee: ask.swap_fee,
             created_height: tip,
             funding: None,
             claim: None,
             coop_wait_until: None,
-            last_hop: req.last_hop,
+            last_hop: ask.last_hop,
             pay_retries: 0,
             retry_at: None,
             send_outcome_unknown_until: None,
@@ -256,7 +325,7 @@ impl LoopInEngine {
             &**self.core.store(),
             id,
             &rec,
-            json!({"event": "created", "amount_sat": req.amount.to_sat(), "expiry": expiry}),
+            json!({"event": "created", "amount_sat": ask.amount.to_sat(), "expiry": expiry}),
         )
         .await
         .map_err(|e| match e {
@@ -265,12 +334,12 @@ impl LoopInEngine {
         })?;
         self.core.watch(id, built.script_pubkey()).await;
         self.core.metrics().swap_created();
-        tracing::info!(swap = %id, amount_sat = req.amount.to_sat(), expiry, "loop-in created");
+        tracing::info!(swap = %id, amount_sat = ask.amount.to_sat(), expiry, "loop-in created");
         Ok(LoopInOffer {
             server_key,
             expiry,
             htlc_address: built.address(self.core.network()).to_string(),
-            swap_fee: valid.quote.swap_fee,
+            swap_fee: ask.swap_fee,
         })
     }
 
@@ -357,6 +426,16 @@ impl LoopInEngine {
     /// escalate, never hold it at the estimate (review #9). At most
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
     pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
+        let (nonce, tx, _) = self.claim_session(id).await?;
+        Ok((nonce, tx))
+    }
+
+    /// [`LoopInEngine::claim_request`] with the key-path sighash the client signs (Boltz's
+    /// cooperative claim hands out the hash, not the transaction).
+    pub async fn claim_session(
+        &self,
+        id: &SwapId,
+    ) -> Result<(PubNonceBytes, bitcoin::Transaction, [u8; 32]), ServerError> {
         let (_, rec) = match self.swap(id).await {
             // A loop-out exists under this id: say what is wrong, not "unknown swap".
             Err(ServerError::NotFound(_)) if self.core.kind_of(id).await == Some(SwapKind::LoopOutServer) => {
@@ -420,7 +499,7 @@ impl LoopInEngine {
                 fee_rate_kwu: rate.to_sat_per_kwu(),
             },
         );
-        Ok((nonce, tx))
+        Ok((nonce, tx, msg))
     }
 
     /// Completes the cooperative claim with the client's nonce and partial signature (checked)

@@ -286,6 +286,18 @@ impl SwapServer {
         self.loop_in.create(req, loop_outs).await
     }
 
+    /// Creates a loop-in paying anyone's `invoice` (Boltz's submarine swap), priced by `quote`
+    /// from the invoice's amount; the same checks and slots as [`SwapServer::create_loop_in`].
+    pub async fn create_paying_loop_in(
+        &self,
+        invoice: &str,
+        refund_key: bitcoin::secp256k1::PublicKey,
+        quote: impl FnOnce(bitcoin::Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError>,
+    ) -> Result<eddy_core::validate::LoopInOffer, ServerError> {
+        let loop_outs = self.loop_out.active_count().await?;
+        self.loop_in.create_paying(invoice, refund_key, quote, loop_outs).await
+    }
+
     /// The key that authorizes calls on swap `id` ([`eddy_core::auth`]): the key its client gave
     /// at creation — a loop-out's claim key, a loop-in's refund key. `None` for a seed-protocol
     /// swap (its client gave only a key hash; that protocol has no per-swap calls). One store

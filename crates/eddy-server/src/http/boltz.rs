@@ -28,9 +28,12 @@ use eddy_core::htlc::Htlc;
 use eddy_core::types::SwapId;
 use serde_json::{json, Value};
 
+use super::boltz_doc::{self, BoltzIdPath};
 use super::{ApiError, AppState};
 use crate::loop_out::ServerLoopOut;
 use crate::server_core::ServerError;
+use eddy_core::api::ErrorBody;
+use eddy_store::SwapKind;
 
 /// Confirmation target of the claim estimate the pair shows (`minerFees.claim`).
 const CLAIM_ESTIMATE_TARGET: u16 = 6;
@@ -46,14 +49,26 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v2/swap/{id}", get(swap_status))
         .route("/v2/chain/BTC/height", get(height))
         .route("/v2/chain/BTC/fee", get(fee))
+        .merge(super::submarine::routes())
 }
 
-fn refused(e: BoltzError) -> ApiError {
+pub(super) fn refused(e: BoltzError) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
+/// An engine's refusal in Boltz's words: the reason without Eddy's "invalid request:" prefix,
+/// a second swap for a hash as Boltz says it (`what`: "invoice" or "preimage hash"); the rest
+/// as on `/v1` (backend failures generic, with an error id).
+pub(super) fn engine_refusal(e: ServerError, what: &str) -> ApiError {
+    match e {
+        ServerError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+        ServerError::Duplicate(_) => ApiError(StatusCode::CONFLICT, format!("a swap with this {what} exists already")),
+        e => e.into(),
+    }
+}
+
 /// 404 for `id`, named only when it has a swap id's shape (the caller's text is not echoed).
-fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     let named = if wire::is_swap_id(id) { id } else { "(not a swap id)" };
     ApiError(StatusCode::NOT_FOUND, format!("could not find swap with id: {named}"))
 }
@@ -109,12 +124,24 @@ async fn pair(st: &AppState) -> Result<(wire::ReversePair, Amount), ApiError> {
 }
 
 /// `GET /v2/swap/reverse`: the BTC/BTC reverse pair.
+#[utoipa::path(get, path = "/v2/swap/reverse", tag = "boltz-v2", responses(
+    (status = 200, description = "The BTC/BTC reverse pair", body = boltz_doc::ReversePairs),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn reverse_pairs(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let (pair, _) = pair(&st).await?;
     Ok(Json(wire::reverse_pairs_body(&pair)))
 }
 
 /// `POST /v2/swap/reverse`: a loop-out with one hold invoice and the Boltz swap tree.
+#[utoipa::path(post, path = "/v2/swap/reverse", request_body = boltz_doc::ReverseCreate, tag = "boltz-v2", responses(
+    (status = 201, description = "The reverse swap: the invoice to pay and the HTLC", body = boltz_doc::ReverseCreated),
+    (status = 400, description = "Malformed request, not BTC/BTC, both or neither amount, out of the limits, a stale pair hash, or a field Eddy does not serve", body = ErrorBody),
+    (status = 409, description = "A swap for this preimage hash exists", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, its reverse swaps' share of the slots, swaps in flight), a backend failed, or the request outlived the server's request deadline", body = ErrorBody),
+))]
 async fn create_reverse(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -149,7 +176,9 @@ async fn create_reverse(
         .create_reverse(quote, req.preimage_hash, req.claim_key, req.description)
         .await;
     place.hold(made.is_ok().then_some(id));
-    let offer = made.inspect_err(|e| st.count_refusal(e))?;
+    let offer = made
+        .inspect_err(|e| st.count_refusal(e))
+        .map_err(|e| engine_refusal(e, "preimage hash"))?;
     let boltz_id = wire::new_swap_id();
     st.server
         .core()
@@ -175,15 +204,16 @@ async fn create_reverse(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-fn meta_key(boltz_id: &str) -> String {
+pub(super) fn meta_key(boltz_id: &str) -> String {
     format!("boltz:{boltz_id}")
 }
 
-/// The loop-out made through this door under `boltz_id` (404 otherwise, before any other work).
-async fn reverse_swap(
+/// The swap made through this door under `boltz_id`, and its kind (404 otherwise, before any
+/// other work).
+pub(super) async fn boltz_swap(
     st: &AppState,
     boltz_id: Result<Path<String>, PathRejection>,
-) -> Result<(String, SwapId, ServerLoopOut), ApiError> {
+) -> Result<(String, SwapId, SwapKind), ApiError> {
     let Path(boltz_id) = boltz_id.map_err(|_| not_found("?"))?;
     if !wire::is_swap_id(&boltz_id) {
         return Err(not_found(&boltz_id));
@@ -197,6 +227,24 @@ async fn reverse_swap(
     else {
         return Err(not_found(&boltz_id));
     };
+    let kind = st
+        .server
+        .core()
+        .kind_of(&id)
+        .await
+        .ok_or_else(|| not_found(&boltz_id))?;
+    Ok((boltz_id, id, kind))
+}
+
+/// The loop-out made through this door under `boltz_id` (404 otherwise, before any other work).
+async fn reverse_swap(
+    st: &AppState,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<(String, SwapId, ServerLoopOut), ApiError> {
+    let (boltz_id, id, kind) = boltz_swap(st, boltz_id).await?;
+    if kind != SwapKind::LoopOutServer {
+        return Err(not_found(&boltz_id));
+    }
     let (_, rec) = st.server.loop_out.swap(&id).await.map_err(|e| match e {
         ServerError::NotFound(_) => not_found(&boltz_id),
         e => e.into(),
@@ -206,11 +254,20 @@ async fn reverse_swap(
 
 /// `GET /v2/swap/{id}`: the swap's status in Boltz's names, with the lockup transaction once
 /// it is out.
+#[utoipa::path(get, path = "/v2/swap/{id}", params(BoltzIdPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The swap's status", body = boltz_doc::BoltzStatus),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn swap_status(
     State(st): State<Arc<AppState>>,
     boltz_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id, rec) = reverse_swap(&st, boltz_id).await?;
+    let (boltz_id, id, kind) = boltz_swap(&st, boltz_id).await?;
+    if kind == SwapKind::LoopInServer {
+        return Ok(Json(super::submarine::status(&st, &id).await?));
+    }
+    let (_, id, rec) = reverse_swap(&st, Ok(Path(boltz_id))).await?;
     let seen = st.server.core().htlc_status(&id, &rec.htlc).await?;
     let confirmed = rec.our_funding(&seen).is_some_and(|f| f.height.is_some());
     let (status, reason) = wire::reverse_status(&rec.state, confirmed);
@@ -227,6 +284,12 @@ async fn swap_status(
 }
 
 /// `GET /v2/swap/reverse/{id}/transaction`: the lockup transaction.
+#[utoipa::path(get, path = "/v2/swap/reverse/{id}/transaction", params(BoltzIdPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The lockup transaction", body = boltz_doc::LockupTransaction),
+    (status = 400, description = "No coins were locked up yet", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn reverse_transaction(
     State(st): State<Arc<AppState>>,
     boltz_id: Result<Path<String>, PathRejection>,
@@ -245,6 +308,14 @@ async fn reverse_transaction(
 /// `POST /v2/swap/reverse/{id}/claim`: the preimage (the invoice is settled with it, as a push
 /// to `/v1/swaps/{id}/preimage` would), and the key-path claim co-signed if one is sent — a
 /// one-input transaction spending this swap's HTLC, as the `/v1` co-signing takes.
+#[utoipa::path(post, path = "/v2/swap/reverse/{id}/claim", params(BoltzIdPath), request_body = boltz_doc::ReverseClaim, tag = "boltz-v2", responses(
+    (status = 200, description = "The preimage taken; the claim co-signed if one was sent", body = boltz_doc::Cosigned),
+    (status = 400, description = "Malformed request, a wrong preimage, or a claim that cannot be co-signed", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn reverse_claim(
     State(st): State<Arc<AppState>>,
     boltz_id: Result<Path<String>, PathRejection>,
@@ -285,12 +356,20 @@ async fn reverse_claim(
 }
 
 /// `GET /v2/chain/BTC/height`: the chain's tip.
+#[utoipa::path(get, path = "/v2/chain/BTC/height", tag = "boltz-v2", responses(
+    (status = 200, description = "The tip", body = boltz_doc::Height),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn height(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let tip = st.boltz.now(&st).await?.tip;
     Ok(Json(json!({ "height": tip })))
 }
 
 /// `GET /v2/chain/BTC/fee`: the fee estimate the server publishes at, in sat/vB.
+#[utoipa::path(get, path = "/v2/chain/BTC/fee", tag = "boltz-v2", responses(
+    (status = 200, description = "The estimate, sat/vB", body = boltz_doc::Fee),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
 async fn fee(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let rate = st.boltz.now(&st).await?.publish_rate;
     Ok(Json(json!({ "fee": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0 })))

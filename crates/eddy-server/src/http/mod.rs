@@ -30,6 +30,8 @@
 //! [`metrics_router`], served on its own (loopback by default) address.
 
 mod boltz;
+mod boltz_doc;
+mod submarine;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -110,7 +112,9 @@ pub struct ApiDoc;
 /// (every amount a request carries: the loop-out and loop-in amounts, the seed protocol's
 /// `loopOutSats`, the quotes' `amount`), so the document is exact for this server.
 pub fn openapi_document(terms: &Terms) -> serde_json::Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut api = ApiDoc::openapi();
+    api.merge(boltz_doc::BoltzDoc::openapi());
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
     let range = |v: Option<&mut serde_json::Value>| {
         if let Some(o) = v.and_then(|v| v.as_object_mut()) {
             o.insert("minimum".into(), json!(terms.min_amount_sat));

@@ -1,4 +1,5 @@
-//! Boltz API v2's reverse swaps (= Eddy's loop-out) as pure data: the pair the server offers
+//! Boltz API v2 as pure data; here the reverse swaps (= Eddy's loop-out, [`submarine`] has the
+//! other direction): the pair the server offers
 //! (`GET /v2/swap/reverse`), the amounts of a swap from either its invoice or its on-chain
 //! amount (Boltz's formulas: the percentage is charged on the invoice amount and rounded up, the
 //! lockup fee is fixed), the creation and claim requests as parsed from untrusted JSON, the
@@ -9,7 +10,7 @@
 use std::str::FromStr;
 
 use bitcoin::hashes::{sha256, Hash};
-use bitcoin::hex::{DisplayHex, FromHex};
+use bitcoin::hex::DisplayHex;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ use crate::htlc::TaprootHtlc;
 use crate::musig::PubNonceBytes;
 use crate::sm::loop_out_server::{CancelReason, State};
 use crate::types::{PaymentHash, Preimage};
+
+pub mod submarine;
 
 /// The only asset Eddy swaps: Bitcoin on both sides.
 pub const ASSET: &str = "BTC";
@@ -335,10 +338,7 @@ pub fn parse_reverse_claim(body: &[u8]) -> Result<ReverseClaimRequest, BoltzErro
     let cosign = match (w.pub_nonce, w.transaction, w.index) {
         (None, None, None) => None,
         (Some(n), Some(t), Some(i)) => {
-            let nonce: PubNonceBytes = Vec::<u8>::from_hex(&n)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or(ApiParseError::Nonce)?;
+            let nonce = submarine::nonce(&n)?;
             let tx = bitcoin::consensus::encode::deserialize_hex(&t).map_err(|_| ApiParseError::Tx)?;
             let index = usize::try_from(i).map_err(|_| BoltzError::Unsupported("an index that large"))?;
             Some((nonce, tx, index))

@@ -1,0 +1,394 @@
+//! Boltz API v2's submarine swaps (`/v2/swap/submarine/...`): a Boltz wallet locks coins on
+//! chain and the server pays the wallet's invoice — anyone's invoice, not only the wallet's own
+//! node — through Eddy's loop-in engine ([`crate::loop_in`]), with the loop-in's safety rules:
+//! the lockup must be exactly the expected amount and confirmed before the server pays
+//! (`acceptZeroConf` is always false), the payment's CLTV stays inside the HTLC's timeout, and
+//! a cooperative refund is co-signed only while no payment for the hash exists (after it the
+//! server never pays). The wallet learns the preimage from the cooperative claim's details and
+//! co-signs the server's key-path claim; without it the server claims by the script path.
+//!
+//! Every refusal is Boltz's `{"error": …}`; unknown ids are 404 before any other work.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bitcoin::hex::DisplayHex;
+use bitcoin::OutPoint;
+use eddy_core::boltz::submarine::{self as wire, Lockup};
+use eddy_core::boltz::BoltzError;
+use eddy_core::htlc::Htlc;
+use eddy_core::sm::loop_in_server::State as InState;
+use eddy_core::types::SwapId;
+use eddy_store::SwapKind;
+use serde_json::{json, Value};
+
+use super::boltz::{boltz_swap, engine_refusal, meta_key, not_found, refused};
+use super::boltz_doc::{self, BoltzIdPath};
+use super::{ApiError, AppState};
+use crate::loop_in::ServerLoopIn;
+use crate::server_core::ServerError;
+use eddy_core::api::ErrorBody;
+
+/// The submarine routes.
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/swap/submarine", get(pairs).post(create))
+        .route("/v2/swap/submarine/{id}/transaction", get(lockup_transaction))
+        .route("/v2/swap/submarine/{id}/claim", get(claim_details).post(claim))
+        .route("/v2/swap/submarine/{id}/refund", post(refund))
+        .route("/v2/swap/submarine/{id}/preimage", get(preimage))
+}
+
+/// `GET /v2/swap/submarine`: the BTC/BTC submarine pair.
+#[utoipa::path(get, path = "/v2/swap/submarine", tag = "boltz-v2", responses(
+    (status = 200, description = "The BTC/BTC submarine pair", body = boltz_doc::SubmarinePairs),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn pairs(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(wire::submarine_pairs_body(&wire::submarine_pair(
+        &st.server.core().cfg.fees,
+    )))
+}
+
+/// `POST /v2/swap/submarine`: a loop-in paying the request's invoice, with the Boltz swap tree.
+#[utoipa::path(post, path = "/v2/swap/submarine", request_body = boltz_doc::SubmarineCreate, tag = "boltz-v2", responses(
+    (status = 201, description = "The submarine swap: the HTLC to lock the expected amount in", body = boltz_doc::SubmarineCreated),
+    (status = 400, description = "Malformed request, not BTC/BTC, a bad invoice (network, amount, lifetime, final CLTV, this server's own), out of the limits, a stale pair hash, or a field Eddy does not serve", body = ErrorBody),
+    (status = 409, description = "A swap with this invoice exists", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline", body = ErrorBody),
+))]
+async fn create(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
+    let refuse = |e: BoltzError| {
+        let malformed = matches!(&e, BoltzError::Parse(p) if p.is_malformed());
+        st.server
+            .metrics()
+            .refused(if malformed { "malformed" } else { "invalid" });
+        refused(e)
+    };
+    let req = wire::parse_submarine_request(&body).map_err(refuse)?;
+    let policy = st.server.core().cfg.fees;
+    if req
+        .pair_hash
+        .as_ref()
+        .is_some_and(|h| *h != wire::submarine_pair(&policy).hash)
+    {
+        return Err(refuse(BoltzError::PairHash));
+    }
+    // The unfunded-offer budget per client, as for `/v1/loop-in` (the swap id is the invoice's
+    // hash; the engine checks the invoice itself).
+    let client = st.client(peer, &headers);
+    let id = eddy_core::validate::decode_invoice("invoice", &req.invoice, st.server.network(), 0, 0)
+        .ok()
+        .map(|f| SwapId::from(f.payment_hash));
+    let place = st.in_offers.reserve(&st.server, client).await?.for_swap(id);
+    let made = st
+        .server
+        .create_paying_loop_in(&req.invoice, req.refund_key, |amount| {
+            wire::submarine_quote(&policy, amount).map_err(|e| ServerError::Invalid(e.to_string()))
+        })
+        .await;
+    place.hold(made.is_ok().then_some(id).flatten());
+    let offer = made
+        .inspect_err(|e| st.count_refusal(e))
+        .map_err(|e| engine_refusal(e, "invoice"))?;
+    let Some(id) = id else {
+        return Err(ServerError::Backend("a made swap's invoice decodes".into()).into());
+    };
+    let boltz_id = eddy_core::boltz::new_swap_id();
+    st.server
+        .core()
+        .store
+        .set_meta(&meta_key(&boltz_id), &id.to_string())
+        .await
+        .map_err(ServerError::from)?;
+    let (_, rec) = st.server.loop_in.swap(&id).await?;
+    let built = Htlc::new(rec.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
+    let address = built.address(st.server.network());
+    let Htlc::Taproot(htlc) = &built else {
+        return Err(ServerError::Backend("a submarine swap's HTLC is P2TR".into()).into());
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": boltz_id,
+            "address": offer.htlc_address,
+            "bip21": wire::bip21(&address, rec.terms.amount),
+            "swapTree": eddy_core::boltz::swap_tree(htlc),
+            "claimPublicKey": offer.server_key.serialize().to_lower_hex_string(),
+            "timeoutBlockHeight": offer.expiry,
+            "expectedAmount": rec.terms.amount.to_sat(),
+            "acceptZeroConf": false,
+        })),
+    ))
+}
+
+/// The loop-in made through this door under `boltz_id` (404 otherwise, before other work).
+async fn submarine_swap(
+    st: &AppState,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<(SwapId, ServerLoopIn), ApiError> {
+    let (boltz_id, id, kind) = boltz_swap(st, boltz_id).await?;
+    if kind != SwapKind::LoopInServer {
+        return Err(not_found(&boltz_id));
+    }
+    let (_, rec) = st.server.loop_in.swap(&id).await.map_err(|e| match e {
+        ServerError::NotFound(_) => not_found(&boltz_id),
+        e => e.into(),
+    })?;
+    Ok((id, rec))
+}
+
+/// The lockup output as far as a status goes: the one the swap recorded, else the first seen.
+async fn lockup_of(st: &AppState, id: &SwapId, rec: &ServerLoopIn) -> Result<Option<(OutPoint, Lockup)>, ApiError> {
+    let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
+    let found = seen
+        .fundings
+        .iter()
+        .find(|f| Some(f.outpoint) == rec.funding)
+        .or_else(|| seen.fundings.first());
+    Ok(found.map(|f| {
+        let lockup = if f.height.is_some() {
+            Lockup::Confirmed
+        } else {
+            Lockup::Mempool
+        };
+        (f.outpoint, lockup)
+    }))
+}
+
+/// The transaction `txid` as hex, if the chain still has it.
+async fn tx_hex(st: &AppState, txid: &bitcoin::Txid) -> Result<Option<String>, ApiError> {
+    let found = st
+        .server
+        .core()
+        .chain
+        .transaction(txid)
+        .await
+        .map_err(|e| ServerError::Backend(e.to_string()))?;
+    Ok(found.map(|t| bitcoin::consensus::encode::serialize_hex(&t.tx)))
+}
+
+/// `GET /v2/swap/{id}` for a submarine swap: Boltz's status name, the lockup transaction while
+/// it is in the mempool or confirmed, and why a wrong lockup failed.
+pub(super) async fn status(st: &AppState, id: &SwapId) -> Result<Value, ApiError> {
+    let (_, rec) = st.server.loop_in.swap(id).await?;
+    let lockup = lockup_of(st, id, &rec).await?;
+    let claim_confirmed = match &rec.claim {
+        Some(claim) => {
+            let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
+            seen.spends
+                .iter()
+                .any(|s| s.height.is_some() && claim.all.contains(&s.txid))
+        }
+        None => false,
+    };
+    let (status, reason) = wire::submarine_status(&rec.state, lockup.map_or(Lockup::None, |l| l.1), claim_confirmed);
+    let mut body = json!({ "status": status });
+    if let (Some((outpoint, _)), "transaction.mempool" | "transaction.confirmed") = (lockup, status) {
+        if let Some(hex) = tx_hex(st, &outpoint.txid).await? {
+            body["transaction"] = json!({"id": outpoint.txid.to_string(), "hex": hex});
+        }
+    }
+    if status == "transaction.lockupFailed" {
+        let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
+        let expected = rec.terms.amount.to_sat();
+        if let Some(f) = seen.fundings.iter().find(|f| Some(f.outpoint) == rec.funding) {
+            let actual = f.value.to_sat();
+            let word = if actual < expected { "less" } else { "more" };
+            body["failureReason"] = json!(format!("locked {actual} is {word} than expected {expected}"));
+            body["failureDetails"] = json!({"expected": expected, "actual": actual});
+        }
+    } else if let Some(r) = reason {
+        body["failureReason"] = json!(r);
+    }
+    Ok(body)
+}
+
+/// `GET /v2/swap/submarine/{id}/transaction`: the lockup transaction.
+#[utoipa::path(get, path = "/v2/swap/submarine/{id}/transaction", params(BoltzIdPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The lockup transaction", body = boltz_doc::LockupTransaction),
+    (status = 400, description = "No coins were locked up yet", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn lockup_transaction(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, rec) = submarine_swap(&st, boltz_id).await?;
+    let none = || ApiError(StatusCode::BAD_REQUEST, "no coins were locked up yet".into());
+    let (outpoint, _) = lockup_of(&st, &id, &rec).await?.ok_or_else(none)?;
+    let hex = tx_hex(&st, &outpoint.txid).await?.ok_or_else(none)?;
+    Ok(Json(json!({
+        "id": outpoint.txid.to_string(),
+        "hex": hex,
+        "timeoutBlockHeight": rec.terms.expiry,
+    })))
+}
+
+/// `GET /v2/swap/submarine/{id}/claim`: once the server has paid, the preimage (the wallet
+/// checks it against its invoice), the server's nonce and key, and the sighash of the
+/// server's key-path claim for the wallet to sign.
+#[utoipa::path(get, path = "/v2/swap/submarine/{id}/claim", params(BoltzIdPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The claim to co-sign", body = boltz_doc::ClaimDetails),
+    (status = 400, description = "Not paid yet, or no claim to co-sign now", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn claim_details(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, rec) = submarine_swap(&st, boltz_id).await?;
+    let InState::Claiming { preimage, .. } = &rec.state else {
+        return Err(not_eligible("claim"));
+    };
+    st.cosign_call(&id)?;
+    let (nonce, _, msg) = st
+        .server
+        .loop_in
+        .claim_session(&id)
+        .await
+        .map_err(|e| engine_refusal(e, "invoice"))?;
+    let key = match rec.htlc.claim_key {
+        eddy_core::htlc::HtlcKey::Pubkey(k) => k,
+        eddy_core::htlc::HtlcKey::Hash(_) => return Err(not_eligible("claim")),
+    };
+    Ok(Json(json!({
+        "preimage": preimage.expose_hex(),
+        "pubNonce": nonce.to_lower_hex_string(),
+        "publicKey": key.serialize().to_lower_hex_string(),
+        "transactionHash": msg.to_lower_hex_string(),
+    })))
+}
+
+fn not_eligible(what: &str) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        format!("swap not eligible for a cooperative {what}"),
+    )
+}
+
+/// `POST /v2/swap/submarine/{id}/claim`: the wallet's nonce and partial signature over the
+/// claim of `GET …/claim`; the server checks it, aggregates and broadcasts.
+#[utoipa::path(post, path = "/v2/swap/submarine/{id}/claim", params(BoltzIdPath), request_body = boltz_doc::ClaimSignature, tag = "boltz-v2", responses(
+    (status = 200, description = "Aggregated and broadcast", body = boltz_doc::Empty),
+    (status = 400, description = "Malformed request, no claim asked for, a wrong partial signature, or the claim refused by the mempool", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn claim(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, _) = submarine_swap(&st, boltz_id).await?;
+    let body = super::body_bytes(body)?;
+    super::json_content_type(&headers)?;
+    let sig = wire::parse_claim_signature(&body).map_err(refused)?;
+    st.cosign_call(&id)?;
+    st.server
+        .loop_in
+        .claim_cosigned(&id, &sig.nonce, &sig.partial)
+        .await
+        .map_err(|e| engine_refusal(e, "invoice"))?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v2/swap/submarine/{id}/refund`: the wallet's cooperative refund co-signed, once the
+/// swap failed (a wrong lockup, a payment that failed, a lockup too late) and while no payment
+/// for its hash exists; once co-signed, the server never pays.
+#[utoipa::path(post, path = "/v2/swap/submarine/{id}/refund", params(BoltzIdPath), request_body = boltz_doc::RefundRequest, tag = "boltz-v2", responses(
+    (status = 200, description = "The server's nonce and partial signature", body = boltz_doc::Cosigned),
+    (status = 400, description = "Malformed request, not a one-input refund of this swap's HTLC, or the swap not failed (or a payment for it exists)", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn refund(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, rec) = submarine_swap(&st, boltz_id).await?;
+    let body = super::body_bytes(body)?;
+    super::json_content_type(&headers)?;
+    let req = wire::parse_refund_request(&body).map_err(refused)?;
+    // Boltz's rule on this door: only a failed swap. Its id is all a caller shows (no
+    // signature, unlike `/v1`), and a co-signing request makes the server never pay: an
+    // unfailed swap is not cancelled by whoever learned its id.
+    if !matches!(rec.state, InState::Refundable(_)) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "swap not eligible for a cooperative refund: status not eligible".into(),
+        ));
+    }
+    if req.index != 0 || req.transaction.input.len() != 1 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "only a one-input refund (index 0) is co-signed".into(),
+        ));
+    }
+    st.cosign_call(&id)?;
+    let (nonce, partial) = st
+        .server
+        .loop_in
+        .cosign_refund(&id, &req.nonce, &req.transaction)
+        .await
+        .map_err(|e| match e {
+            ServerError::Invalid(m) => ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("swap not eligible for a cooperative refund: {m}"),
+            ),
+            e => e.into(),
+        })?;
+    Ok(Json(json!({
+        "pubNonce": nonce.to_lower_hex_string(),
+        "partialSignature": partial.to_lower_hex_string(),
+    })))
+}
+
+/// `GET /v2/swap/submarine/{id}/preimage`: the preimage, once the server's payment succeeded.
+#[utoipa::path(get, path = "/v2/swap/submarine/{id}/preimage", params(BoltzIdPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The preimage", body = boltz_doc::PreimageAnswer),
+    (status = 400, description = "Not paid yet", body = ErrorBody),
+    (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+async fn preimage(
+    State(st): State<Arc<AppState>>,
+    boltz_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, rec) = submarine_swap(&st, boltz_id).await?;
+    let known = match &rec.state {
+        InState::Claiming { preimage, .. } => Some(*preimage),
+        InState::Succeeded => match st.server.core().ln().payment_status(&rec.htlc.payment_hash).await {
+            Ok(eddy_backends::PaymentStatus::Succeeded { preimage, .. }) => Some(preimage),
+            _ => None,
+        },
+        _ => None,
+    };
+    let p = known.ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "preimage not available".into()))?;
+    Ok(Json(json!({ "preimage": p.expose_hex() })))
+}
