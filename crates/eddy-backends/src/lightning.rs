@@ -276,6 +276,12 @@ pub trait LightningNode: Send + Sync {
     /// A stream of changes (not replayed: re-read states after subscribing).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LnEvent>;
 
+    /// The implementation's name as Boltz API v2's `GET /v2/nodes` keys a node (`LND`,
+    /// `CLN`, …; ldk-node: `LDK`).
+    fn implementation(&self) -> &'static str {
+        "LDK"
+    }
+
     /// Whether [`PayParams::last_hop`] is honoured (LND: `last_hop_pubkey`; ldk-node 0.7 has no
     /// such route restriction). A server asks before it accepts a swap that needs it.
     fn restricts_last_hop(&self) -> bool {

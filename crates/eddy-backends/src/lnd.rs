@@ -1485,6 +1485,10 @@ impl LightningNode for LndNode {
         self.events.subscribe()
     }
 
+    fn implementation(&self) -> &'static str {
+        "LND"
+    }
+
     fn restricts_last_hop(&self) -> bool {
         true
     }

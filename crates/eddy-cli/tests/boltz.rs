@@ -1051,9 +1051,16 @@ fn refund_cooperatively(
     assert_eq!(done["theirPartialValid"], json!(true), "the server's partial signature");
     let sig: [u8; 64] = bytes(&done["signature"]);
     refund.input[0].witness = bitcoin::Witness::from_slice(&[sig.to_vec()]);
-    net.rt
-        .block_on(net.chain.broadcast(&refund))
-        .expect("the co-signed refund is valid");
+    // Broadcast through the server, as Boltz wallets do.
+    let _ = net;
+    assert_eq!(
+        post(
+            &format!("{url}/v2/chain/BTC/transaction"),
+            &json!({"hex": bitcoin::consensus::encode::serialize_hex(&refund)})
+        ),
+        (201, json!({"id": refund.compute_txid().to_string()})),
+        "the co-signed refund is valid"
+    );
     refund
 }
 
@@ -1064,7 +1071,9 @@ fn refund_cooperatively(
 /// the next block — no waiting for the timeout: `transaction.refunded`, the wallet's output
 /// exactly the lockup less its 200-sat fee. (2) A lockup one satoshi short:
 /// `transaction.lockupFailed` with Boltz's failure reason and details, nothing paid, refunded
-/// the same way. The server's node and swap wallet end where they began.
+/// the same way. The server's node and swap wallet end where they began. The refunds are
+/// broadcast through `POST /v2/chain/BTC/transaction` and read back through `GET
+/// /v2/chain/BTC/transaction/{id}`; `GET /v2/nodes` names the server's node.
 #[test]
 fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
     use bitcoin::Amount;
@@ -1079,6 +1088,22 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
         pubkey(0x66).x_only_public_key().0,
         None,
         bitcoin::Network::Regtest,
+    );
+
+    // The chain helpers and the node, and what they refuse.
+    let (s, nodes) = get(&format!("{url}/v2/nodes"));
+    assert_eq!(s, 200, "{nodes}");
+    documented(&url, "Nodes", &nodes);
+    assert_eq!(
+        nodes["BTC"]["LDK"]["publicKey"],
+        json!(net.server_ln.ldk().node_id().to_string())
+    );
+    let chain_tx = format!("{url}/v2/chain/BTC/transaction");
+    assert_eq!(post(&chain_tx, &json!({"hex": "00"})).0, 400, "not a transaction");
+    assert_eq!(get(&format!("{chain_tx}/nothex")).0, 400);
+    assert_eq!(
+        get(&format!("{chain_tx}/{}", "ab".repeat(32))),
+        (404, json!({"error": "transaction not found"}))
     );
 
     for (n, short) in [(0x64u8, false), (0x65u8, true)] {
@@ -1136,6 +1161,15 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
         assert!(u64::from(tip) + 1 < timeout, "long before the timeout");
         net.mine(1).expect("mine");
         until_status(&net, &status, "transaction.refunded");
+        let (s, v) = get(&format!("{url}/v2/chain/BTC/transaction/{}", refund.compute_txid()));
+        assert_eq!(s, 200, "{v}");
+        documented(&url, "ChainTransaction", &v);
+        assert_eq!(v["confirmations"], json!(1));
+        assert_eq!(v["hex"], json!(bitcoin::consensus::encode::serialize_hex(&refund)));
+        // Finished and no longer watched, the lockup is still served (from the store): a wallet
+        // refunding at the timeout reads it days after the lockup.
+        let (s, t) = get(&format!("{url}/v2/swap/submarine/{id}/transaction"));
+        assert_eq!((s, &t["id"]), (200, &json!(txid.to_string())), "{t}");
         let confirmed = net
             .rt
             .block_on(net.chain.transaction(&refund.compute_txid()))
@@ -1154,5 +1188,45 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
         net.rt.block_on(net.server.wallet_balance()).spendable,
         server_wallet_before,
         "nothing claimed"
+    );
+}
+
+/// **Submarine swaps hold at most their share of the slots.** Their payee may be anyone's node,
+/// which can hold the payment for the whole route budget. On a server taking 4 swaps at a time,
+/// submarine swaps (funded or live unfunded) hold at most one (`BOLTZ_SLOT_SHARE_PERCENT` of 4,
+/// rounded up): a second one is refused with 503 while the first is live, nothing made.
+#[test]
+fn submarine_swaps_hold_at_most_their_share_of_the_slots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let cfg = eddy_server::ServerConfig {
+        max_active_swaps: 4,
+        ..eddy::demo::server_config()
+    };
+    let own = hostile::own_server(
+        &net,
+        "submarine-share",
+        cfg,
+        eddy_server::http::Limits::new(100),
+        None,
+        None,
+        &[400_000],
+    );
+    let url = own.http.url();
+    let create = |n: u8| {
+        let hash = Preimage::from_bytes([n; 32]).payment_hash();
+        post(
+            &format!("{url}/v2/swap/submarine"),
+            &json!({"from": "BTC", "to": "BTC", "invoice": unreachable_invoice(hash, 50_000, 0x70), "refundPublicKey": hexs(pubkey(0x63).serialize())}),
+        )
+    };
+    let (s, first) = create(0x81);
+    assert_eq!(s, 201, "{first}");
+    let (s, second) = create(0x82);
+    assert_eq!(s, 503, "{second}");
+    let second_id = SwapId::from(Preimage::from_bytes([0x82; 32]).payment_hash());
+    assert!(
+        net.rt.block_on(own.server.loop_in.swap(&second_id)).is_err(),
+        "nothing was made"
     );
 }

@@ -115,16 +115,17 @@ pub const MAX_FINAL_CLTV_SLACK: u32 = 144;
 pub const DEFAULT_LOOP_IN_EXPIRY_DELTA: u32 = 144;
 
 /// Loop-in paying anyone's invoice (Boltz's submarine swap): the CLTV budget its route is
-/// planned with — three hops at ldk-node's default forwarding delta (144; LND's is 80, CLN's
-/// 34), the payee's final delta included. A client's own invoice (`/v1`) is one channel away; a
+/// planned with — two hops at ldk-node's default forwarding delta (144; LND's is 80, CLN's
+/// 34, so four or more hops of those), the payee's final delta included. Longer would freeze
+/// the server's liquidity longer for a payee who holds the payment. A client's own invoice (`/v1`) is one channel away; a
 /// stranger's may be several nodes away, and the default loop-in's budget (about 120 blocks)
 /// does not cover even one ldk-node hop and a final delta.
-pub const PAYING_ROUTE_CLTV_BUDGET: u32 = 3 * 144;
+pub const PAYING_ROUTE_CLTV_BUDGET: u32 = 2 * 144;
 
 /// Loop-in paying anyone's invoice: `E − tip` = the funding's confirmations
 /// ([`MAX_HTLC_CONFS`]) and their confirmation budget ([`SPEND_CONFIRM_BUDGET`]), the route's
 /// budget ([`PAYING_ROUTE_CLTV_BUDGET`]) and [`LOOP_IN_CLAIM_MARGIN`] after the payment's last
-/// HTLC expires: 6 + 6 + 432 + 20 = 464 blocks, about three days (Boltz's submarine swaps use
+/// HTLC expires: 6 + 6 + 288 + 20 = 320 blocks, about two days (Boltz's submarine swaps use
 /// about seven). The invoice's final delta is checked against the same budget.
 pub const PAYING_LOOP_IN_EXPIRY_DELTA: u32 =
     MAX_HTLC_CONFS + SPEND_CONFIRM_BUDGET + PAYING_ROUTE_CLTV_BUDGET + LOOP_IN_CLAIM_MARGIN;
@@ -304,7 +305,9 @@ pub const SEED_UNPAID_OFFERS_PER_SLOT: usize = 1;
 /// Boltz API v2 reverse swaps may hold, paid or live unpaid together. They have no prepay, so a
 /// maker who pays and never claims costs the server a lockup and a refund fee and holds a slot
 /// until `E` for nothing; counting the live unpaid ones too bounds the paid ones strictly (a
-/// creation needs room), so a flood of them never takes the slots of prepaid swaps.
+/// creation needs room), so a flood of them never takes the slots of prepaid swaps. Boltz
+/// submarine swaps (loop-ins paying anyone's invoice) hold at most the same share, funded or
+/// live unfunded: their payee can hold the payment for the whole route budget.
 pub const BOLTZ_SLOT_SHARE_PERCENT: usize = 25;
 
 /// Loop-in server: blocks an unfunded loop-in offer counts as live against the unfunded-offer
@@ -491,7 +494,7 @@ mod tests {
         assert_eq!(LOOP_IN_FUNDING_CUTOFF, MIN_LOOP_IN_EXPIRY_DELTA);
         assert_eq!(loop_in_last_funding_height(1000), 928);
         // A paying loop-in's payment gets its whole route budget when paid at once.
-        assert_eq!(PAYING_LOOP_IN_EXPIRY_DELTA, 464);
+        assert_eq!(PAYING_LOOP_IN_EXPIRY_DELTA, 320);
         assert_eq!(
             loop_in_max_payment_cltv(1000 + PAYING_LOOP_IN_EXPIRY_DELTA) - 1000 - MAX_HTLC_CONFS - SPEND_CONFIRM_BUDGET,
             PAYING_ROUTE_CLTV_BUDGET

@@ -11,8 +11,9 @@
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
-    DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK, LOOP_IN_SEND_OUTCOME_GRACE_SECS,
-    LOOP_IN_UNFUNDED_OFFER_BLOCKS, PAYING_LOOP_IN_EXPIRY_DELTA, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    BOLTZ_SLOT_SHARE_PERCENT, DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK,
+    LOOP_IN_SEND_OUTCOME_GRACE_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS, PAYING_LOOP_IN_EXPIRY_DELTA,
+    UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
@@ -83,6 +84,15 @@ pub struct ServerLoopIn {
     /// ([`LOOP_IN_SEND_OUTCOME_GRACE_SECS`]).
     #[serde(default)]
     pub send_outcome_unknown_until: Option<u64>,
+    /// The transaction of `funding`, hex, kept when the funding is recorded: Boltz wallets
+    /// read it to refund (`GET /v2/swap/submarine/{id}/transaction`), long after the chain
+    /// source's recent blocks, and an open call must never make the node search for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding_tx: Option<String>,
+    /// Made through Boltz's submarine door (paying anyone's invoice): such swaps hold at most
+    /// their share of the slots ([`eddy_core::constants::BOLTZ_SLOT_SHARE_PERCENT`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boltz: bool,
     /// The state machine's state.
     pub state: State,
 }
@@ -116,6 +126,8 @@ struct LoopInAsk<'a> {
     last_hop: Option<bitcoin::secp256k1::PublicKey>,
     /// `E − tip`.
     expiry_delta: u32,
+    /// Made through Boltz's submarine door.
+    boltz: bool,
 }
 
 /// The loop-in engine: the server's loop-ins over the shared [`ServerCore`].
@@ -195,6 +207,7 @@ impl LoopInEngine {
             refund_key: req.refund_key,
             last_hop: req.last_hop,
             expiry_delta: DEFAULT_LOOP_IN_EXPIRY_DELTA,
+            boltz: false,
         };
         self.open(ask, loop_outs).await
     }
@@ -236,6 +249,7 @@ impl LoopInEngine {
             refund_key,
             last_hop: None,
             expiry_delta: PAYING_LOOP_IN_EXPIRY_DELTA,
+            boltz: true,
         };
         self.open(ask, loop_outs).await
     }
@@ -279,6 +293,25 @@ impl LoopInEngine {
                 "{unfunded} unfunded loop-in offers outstanding; retry later"
             )));
         }
+        // Boltz submarine swaps, funded or live unfunded, hold at most their share of the slots:
+        // their payee may be anyone's node, which can hold the payment for the whole route
+        // budget (`PAYING_ROUTE_CLTV_BUDGET`), freezing the slot and the liquidity that long.
+        if ask.boltz {
+            let share = (self.core.config().max_active_swaps * BOLTZ_SLOT_SHARE_PERCENT)
+                .div_ceil(100)
+                .max(1);
+            let held = active_in
+                .iter()
+                .filter(|(_, _, r)| {
+                    r.boltz && (r.state != State::Created || r.funding.is_some() || r.is_live_offer(tip))
+                })
+                .count();
+            if held >= share {
+                return Err(ServerError::Unavailable(format!(
+                    "{held} submarine swaps in flight, the most this server takes; retry later"
+                )));
+            }
+        }
         // Refuse what the node cannot send now: a client would fund, the payment would fail
         // and the client would pay a second miner fee for its refund.
         let channels = self.core.ln().channels().await.map_err(backend)?;
@@ -319,6 +352,8 @@ impl LoopInEngine {
             pay_retries: 0,
             retry_at: None,
             send_outcome_unknown_until: None,
+            funding_tx: None,
+            boltz: ask.boltz,
             state: State::Created,
         };
         runner::create(
@@ -636,6 +671,16 @@ impl LoopInEngine {
                     .map(|f| f.outpoint)
             });
             if let Some(f) = chosen.and_then(|o| status.fundings.iter().find(|f| f.outpoint == o)) {
+                if rec.funding != Some(f.outpoint) {
+                    // Just seen by the watcher: the chain source finds it at once.
+                    rec.funding_tx = match self.core.chain().transaction(&f.outpoint.txid).await {
+                        Ok(found) => found.map(|t| bitcoin::consensus::encode::serialize_hex(&t.tx)),
+                        Err(e) => {
+                            tracing::warn!(swap = %id, error = %e, "the funding transaction could not be read");
+                            None
+                        }
+                    };
+                }
                 rec.funding = Some(f.outpoint);
                 let e = Event::FundingSeen {
                     outpoint: f.outpoint,

@@ -350,6 +350,25 @@ pub fn parse_reverse_claim(body: &[u8]) -> Result<ReverseClaimRequest, BoltzErro
     Ok(ReverseClaimRequest { preimage, cosign })
 }
 
+#[derive(Deserialize)]
+struct BroadcastWire {
+    hex: String,
+}
+
+/// Parses `POST /v2/chain/BTC/transaction`'s body: `{"hex": …}`, a transaction.
+pub fn parse_broadcast(body: &[u8]) -> Result<bitcoin::Transaction, BoltzError> {
+    let w: BroadcastWire = object(body, "{hex}")?;
+    Ok(bitcoin::consensus::encode::deserialize_hex(&w.hex).map_err(|_| ApiParseError::Tx)?)
+}
+
+/// A txid from a path (64 hex characters).
+pub fn parse_txid(s: &str) -> Result<bitcoin::Txid, BoltzError> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiParseError::Malformed("not a txid".into()).into());
+    }
+    Ok(bitcoin::Txid::from_str(s).map_err(|_| ApiParseError::Malformed("not a txid".into()))?)
+}
+
 /// The swap tree as Boltz serializes it: each leaf's version and script (hex).
 pub fn swap_tree(htlc: &TaprootHtlc) -> Value {
     let leaf = |s: &bitcoin::ScriptBuf| json!({"version": 0xc0, "output": s.as_bytes().to_lower_hex_string()});

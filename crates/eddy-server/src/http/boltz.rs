@@ -28,7 +28,7 @@ use eddy_core::htlc::Htlc;
 use eddy_core::types::SwapId;
 use serde_json::{json, Value};
 
-use super::boltz_doc::{self, BoltzIdPath};
+use super::boltz_doc::{self, BoltzIdPath, TxidPath};
 use super::{ApiError, AppState};
 use crate::loop_out::ServerLoopOut;
 use crate::server_core::ServerError;
@@ -49,6 +49,9 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v2/swap/{id}", get(swap_status))
         .route("/v2/chain/BTC/height", get(height))
         .route("/v2/chain/BTC/fee", get(fee))
+        .route("/v2/chain/BTC/transaction", post(broadcast))
+        .route("/v2/chain/BTC/transaction/{id}", get(chain_transaction))
+        .route("/v2/nodes", get(nodes))
         .merge(super::submarine::routes())
 }
 
@@ -82,6 +85,8 @@ const FIGURES_FOR: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub(super) struct ChainFigures {
     kept: tokio::sync::Mutex<Option<(Instant, Figures)>>,
+    /// The node's id, asked once.
+    node: tokio::sync::OnceCell<bitcoin::secp256k1::PublicKey>,
 }
 
 #[derive(Clone, Copy)]
@@ -373,4 +378,94 @@ async fn height(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError
 async fn fee(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let rate = st.boltz.now(&st).await?.publish_rate;
     Ok(Json(json!({ "fee": rate.to_sat_per_kwu() as f64 * 4.0 / 1000.0 })))
+}
+
+#[utoipa::path(get, path = "/v2/nodes", tag = "boltz-v2", responses(
+    (status = 200, description = "The server's Lightning node, keyed by asset and implementation", body = boltz_doc::Nodes),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+/// `GET /v2/nodes`: the server's Lightning node, keyed by asset and implementation as Boltz
+/// keys its own (`{"BTC": {"LDK": {"publicKey", "uris"}}}`). No URIs are announced: a wallet
+/// that wants a channel asks the operator.
+async fn nodes(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let ln = st.server.core().ln();
+    let key = st
+        .boltz
+        .node
+        .get_or_try_init(|| async {
+            ln.info()
+                .await
+                .map(|i| i.pubkey)
+                .map_err(|e| ApiError::from(ServerError::Backend(e.to_string())))
+        })
+        .await?;
+    let mut by_kind = serde_json::Map::new();
+    by_kind.insert(
+        ln.implementation().to_string(),
+        json!({"publicKey": key.serialize().to_lower_hex_string(), "uris": []}),
+    );
+    Ok(Json(json!({ wire::ASSET: by_kind })))
+}
+
+#[utoipa::path(post, path = "/v2/chain/BTC/transaction", request_body = boltz_doc::BroadcastRequest, tag = "boltz-v2", responses(
+    (status = 201, description = "Broadcast", body = boltz_doc::BroadcastAnswer),
+    (status = 400, description = "Malformed request, not a transaction, or refused by the node's mempool (its reason)", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+/// `POST /v2/chain/BTC/transaction`: broadcasts a wallet's transaction (its claim or refund),
+/// counted in the caller's per-minute requests like a creation.
+async fn broadcast(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
+    let tx = wire::parse_broadcast(&body).map_err(refused)?;
+    match st.server.core().chain.broadcast(&tx).await {
+        Ok(txid) => Ok((StatusCode::CREATED, Json(json!({ "id": txid.to_string() })))),
+        Err(eddy_backends::BroadcastError::Rejected { reason, .. }) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("transaction refused: {reason}"),
+        )),
+        Err(e) => Err(ServerError::Backend(e.to_string()).into()),
+    }
+}
+
+#[utoipa::path(get, path = "/v2/chain/BTC/transaction/{id}", params(TxidPath), tag = "boltz-v2", responses(
+    (status = 200, description = "The transaction, and its confirmations once confirmed", body = boltz_doc::ChainTransaction),
+    (status = 400, description = "Not a txid", body = ErrorBody),
+    (status = 404, description = "Neither in the mempool nor in the blocks the server reads", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
+))]
+/// `GET /v2/chain/BTC/transaction/{id}`: a transaction from the mempool or the chain (without
+/// `-txindex`, the node's recent blocks). A lookup may cost the node several calls, so it
+/// counts in the caller's per-minute requests like a creation.
+async fn chain_transaction(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    txid: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(Path(txid)) = txid else {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "not a txid".into()));
+    };
+    let txid = wire::parse_txid(&txid).map_err(refused)?;
+    st.allow(peer, &headers)?;
+    let core = st.server.core();
+    let found = core
+        .chain
+        .transaction(&txid)
+        .await
+        .map_err(|e| ServerError::Backend(e.to_string()))?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "transaction not found".into()))?;
+    let mut body = json!({ "hex": bitcoin::consensus::encode::serialize_hex(&found.tx) });
+    if let Some(block) = found.block {
+        let tip = core.tip().await?;
+        body["confirmations"] = json!(tip.saturating_sub(block.height) + 1);
+    }
+    Ok(Json(body))
 }

@@ -16,6 +16,56 @@ pub(super) struct BoltzIdPath {
     id: String,
 }
 
+/// A txid in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct TxidPath {
+    /// The txid, 32 bytes hex.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    id: String,
+}
+
+/// One Lightning node.
+#[derive(ToSchema)]
+pub(super) struct Node {
+    /// Its id, compressed public key hex.
+    #[schema(rename = "publicKey", pattern = "^0[23][0-9a-f]{64}$")]
+    public_key: String,
+    /// Where it listens (none announced).
+    uris: Vec<String>,
+}
+
+/// `GET /v2/nodes`: the server's node by asset and implementation (`LDK` or `LND`).
+#[derive(ToSchema)]
+pub(super) struct Nodes {
+    #[schema(rename = "BTC")]
+    btc: std::collections::BTreeMap<String, Node>,
+}
+
+/// `POST /v2/chain/BTC/transaction`.
+#[derive(ToSchema)]
+pub(super) struct BroadcastRequest {
+    /// The transaction, hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})+$")]
+    hex: String,
+}
+
+/// `POST /v2/chain/BTC/transaction`'s answer.
+#[derive(ToSchema)]
+pub(super) struct BroadcastAnswer {
+    /// Its txid.
+    id: String,
+}
+
+/// `GET /v2/chain/BTC/transaction/{id}`.
+#[derive(ToSchema)]
+pub(super) struct ChainTransaction {
+    /// The transaction, hex.
+    hex: String,
+    /// Confirmations, once confirmed.
+    confirmations: Option<u32>,
+}
+
 /// Amount limits of a pair, on the invoice amount (sat).
 #[derive(ToSchema)]
 pub(super) struct ReverseLimits {
@@ -152,8 +202,8 @@ pub(super) struct ReverseCreated {
 pub(super) struct StatusTransaction {
     /// Its txid.
     id: String,
-    /// The transaction, hex.
-    hex: String,
+    /// The transaction, hex (a submarine swap's: once the server recorded the lockup).
+    hex: Option<String>,
 }
 
 /// What a failed lockup held.
@@ -394,6 +444,9 @@ pub(super) struct PreimageAnswer {
         super::boltz::reverse_claim,
         super::boltz::height,
         super::boltz::fee,
+        super::boltz::nodes,
+        super::boltz::broadcast,
+        super::boltz::chain_transaction,
         super::submarine::pairs,
         super::submarine::create,
         super::submarine::lockup_transaction,
@@ -420,6 +473,10 @@ pub(super) struct PreimageAnswer {
         Empty,
         RefundRequest,
         PreimageAnswer,
+        Nodes,
+        BroadcastRequest,
+        BroadcastAnswer,
+        ChainTransaction,
     ))
 )]
 pub(super) struct BoltzDoc;

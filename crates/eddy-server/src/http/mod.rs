@@ -338,6 +338,19 @@ impl AppState {
         client_bucket(client_ip(self.trusted_proxy, peer, headers))
     }
 
+    /// Counts a request in the caller's per-minute limit (429 beyond it): [`AppState::admit`]
+    /// without a body, for calls that cost the node work.
+    fn allow(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.limiter.allow(self.client(peer, headers)) {
+            return Ok(());
+        }
+        self.server.metrics().refused("rate_limited");
+        Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} swap requests in a minute", self.limiter.per_minute),
+        ))
+    }
+
     /// Admits a swap-creation request: the caller's per-minute limit first, then its JSON
     /// body, parsed by `parse`; each refusal is counted by reason.
     fn admit<T>(
@@ -347,14 +360,7 @@ impl AppState {
         body: Result<Bytes, BytesRejection>,
         parse: impl FnOnce(&[u8]) -> Result<T, ApiParseError>,
     ) -> Result<T, ApiError> {
-        let ip = self.client(peer, headers);
-        if !self.limiter.allow(ip) {
-            self.server.metrics().refused("rate_limited");
-            return Err(ApiError(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("more than {} swap requests in a minute", self.limiter.per_minute),
-            ));
-        }
+        self.allow(peer, headers)?;
         let counted = |e: ApiError| {
             self.server.metrics().refused("malformed");
             e

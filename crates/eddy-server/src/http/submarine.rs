@@ -200,8 +200,10 @@ pub(super) async fn status(st: &AppState, id: &SwapId) -> Result<Value, ApiError
     let (status, reason) = wire::submarine_status(&rec.state, lockup.map_or(Lockup::None, |l| l.1), claim_confirmed);
     let mut body = json!({ "status": status });
     if let (Some((outpoint, _)), "transaction.mempool" | "transaction.confirmed") = (lockup, status) {
-        if let Some(hex) = tx_hex(st, &outpoint.txid).await? {
-            body["transaction"] = json!({"id": outpoint.txid.to_string(), "hex": hex});
+        // The hex once the engine kept it (a status call never makes the node search).
+        body["transaction"] = json!({"id": outpoint.txid.to_string()});
+        if let Some(hex) = rec.funding_tx.as_ref().filter(|_| rec.funding == Some(outpoint)) {
+            body["transaction"]["hex"] = json!(hex);
         }
     }
     if status == "transaction.lockupFailed" {
@@ -224,16 +226,29 @@ pub(super) async fn status(st: &AppState, id: &SwapId) -> Result<Value, ApiError
     (status = 200, description = "The lockup transaction", body = boltz_doc::LockupTransaction),
     (status = 400, description = "No coins were locked up yet", body = ErrorBody),
     (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (a lockup not yet recorded is read from the node)", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
     (status = 503, description = "A backend (node, chain, store) failed, or the request outlived the server's request deadline (a generic message, with an error id where one is logged)", body = ErrorBody),
 ))]
 async fn lockup_transaction(
     State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     boltz_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (id, rec) = submarine_swap(&st, boltz_id).await?;
     let none = || ApiError(StatusCode::BAD_REQUEST, "no coins were locked up yet".into());
-    let (outpoint, _) = lockup_of(&st, &id, &rec).await?.ok_or_else(none)?;
-    let hex = tx_hex(&st, &outpoint.txid).await?.ok_or_else(none)?;
+    // The recorded funding's transaction, kept by the engine: served from the store for as
+    // long as the swap is (a wallet refunding at the timeout reads it days later).
+    let (outpoint, hex) = match (rec.funding, &rec.funding_tx) {
+        (Some(f), Some(hex)) => (f, hex.clone()),
+        _ => {
+            // Only seen, not yet recorded (in the mempool): asking the node costs it work,
+            // counted in the caller's per-minute requests.
+            let (outpoint, _) = lockup_of(&st, &id, &rec).await?.ok_or_else(none)?;
+            st.allow(peer, &headers)?;
+            (outpoint, tx_hex(&st, &outpoint.txid).await?.ok_or_else(none)?)
+        }
+    };
     Ok(Json(json!({
         "id": outpoint.txid.to_string(),
         "hex": hex,
