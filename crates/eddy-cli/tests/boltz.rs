@@ -360,6 +360,78 @@ fn documented(url: &str, name: &str, v: &Value) {
     check(&doc, schema, v, name);
 }
 
+/// A Boltz wallet on the server's WebSocket (`/v2/ws`): what it sends goes out in order, and
+/// every message it receives is kept, in order.
+struct Socket {
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Socket {
+    fn open(net: &eddy::demo::Swapnet, url: &str) -> Socket {
+        use futures::{SinkExt, StreamExt};
+        let ws = url.replacen("http://", "ws://", 1) + "/v2/ws";
+        let (mut stream, _) = net
+            .rt
+            .block_on(tokio_tungstenite::connect_async(ws))
+            .expect("the WebSocket opens");
+        let (out, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let kept = got.clone();
+        net.rt.spawn(async move {
+            loop {
+                tokio::select! {
+                    m = rx.recv() => {
+                        let Some(m) = m else { return };
+                        if stream.send(tokio_tungstenite::tungstenite::Message::text(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    m = stream.next() => {
+                        match m {
+                            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                                let v = serde_json::from_str(t.as_str()).expect("JSON");
+                                kept.lock().expect("lock").push(v);
+                            }
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        }
+                    }
+                }
+            }
+        });
+        Socket { out, got }
+    }
+
+    fn send(&self, v: Value) {
+        self.out.send(v.to_string()).expect("socket task");
+    }
+
+    /// Waits until `n` messages were received; answers them all.
+    fn received(&self, n: usize) -> Vec<Value> {
+        let start = std::time::Instant::now();
+        loop {
+            let got = self.got.lock().expect("lock").clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(start.elapsed() < eddy_lab::WAIT, "only {got:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The statuses pushed for `id`, in order.
+    fn statuses(&self, id: &str) -> Vec<String> {
+        let got = self.got.lock().expect("lock").clone();
+        got.iter()
+            .filter(|m| m["event"] == json!("update"))
+            .flat_map(|m| m["args"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["id"] == json!(id))
+            .filter_map(|a| a["status"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
 /// Engine passes until the swap's Boltz status is `want` (the status as last read).
 fn until_status(net: &eddy::demo::Swapnet, url: &str, want: &str) -> Value {
     let start = std::time::Instant::now();
@@ -856,6 +928,24 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     );
     let status = format!("{url}/v2/swap/{id}");
     assert_eq!(get(&status), (200, json!({"status": "invoice.set"})));
+    // The wallet follows it on the WebSocket too (a bad message first: answered, the
+    // connection kept; an unknown id: answered once with its error).
+    let socket = Socket::open(&net, &url);
+    socket.send(json!({"op": "subscribe", "channel": "nothing", "args": []}));
+    socket.send(json!({"op": "subscribe", "channel": "swap.update", "args": [id, "AAAAAAAAAAAA"]}));
+    let first = socket.received(3);
+    assert_eq!(first[0], json!({"error": "unknown channel"}));
+    assert_eq!(
+        first[1],
+        json!({"event": "subscribe", "channel": "swap.update", "args": [id, "AAAAAAAAAAAA"]})
+    );
+    assert_eq!(
+        first[2],
+        json!({"event": "update", "channel": "swap.update", "args": [
+            {"id": id, "status": "invoice.set"},
+            {"id": "AAAAAAAAAAAA", "error": "could not find swap with id: AAAAAAAAAAAA"},
+        ]})
+    );
     let claim_url = format!("{url}/v2/swap/submarine/{id}/claim");
     assert_eq!(
         get(&claim_url),
@@ -951,6 +1041,27 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     let swap_id = SwapId::from(hash);
     let (_, rec) = net.rt.block_on(net.server.loop_in.swap(&swap_id)).expect("record");
     assert_eq!(rec.state, eddy_core::sm::loop_in_server::State::Succeeded);
+    // The WebSocket pushed the changes it saw, in Boltz's order, ending with the claim.
+    let start = std::time::Instant::now();
+    while socket.statuses(&id).last().map(String::as_str) != Some("transaction.claimed") {
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", socket.statuses(&id));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let order = [
+        "invoice.set",
+        "transaction.mempool",
+        "transaction.confirmed",
+        "invoice.pending",
+        "transaction.claim.pending",
+        "transaction.claimed",
+    ];
+    let pushed = socket.statuses(&id);
+    let ranks: Vec<usize> = pushed
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).unwrap_or_else(|| panic!("{s}")))
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{pushed:?}");
+    assert!(pushed.len() >= 3, "changes were pushed: {pushed:?}");
 
     // Money, to the satoshi.
     let claim_txid = *rec.claim.expect("a claim").all.last().expect("txid");
@@ -1229,4 +1340,53 @@ fn submarine_swaps_hold_at_most_their_share_of_the_slots() {
         net.rt.block_on(own.server.loop_in.swap(&second_id)).is_err(),
         "nothing was made"
     );
+}
+
+/// **The WebSocket keeps its limits.** A client keeps at most `MAX_SOCKETS_PER_CLIENT` (4)
+/// connections (the fifth upgrade is refused with 429); a connection follows at most
+/// `MAX_SUBSCRIPTIONS` (50) swaps; a message that is not a request, or an unknown operation,
+/// is answered with an error and the connection stays usable; an unsubscription answers what
+/// is still followed.
+#[test]
+fn the_websocket_keeps_its_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let sockets: Vec<Socket> = (0..4).map(|_| Socket::open(&net, &url)).collect();
+    let fifth = net.rt.block_on(tokio_tungstenite::connect_async(
+        url.replacen("http://", "ws://", 1) + "/v2/ws",
+    ));
+    match fifth {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 429),
+        other => panic!("a fifth connection: {other:?}"),
+    }
+    let s = &sockets[0];
+    s.send(json!("not a request"));
+    s.send(json!({"op": "dance", "channel": "swap.update", "args": []}));
+    let many: Vec<String> = (0..51).map(|i| format!("{i:0>12}")).collect();
+    s.send(json!({"op": "subscribe", "channel": "swap.update", "args": many}));
+    s.send(json!({"op": "unsubscribe", "channel": "swap.update", "args": ["000000000000"]}));
+    let got = s.received(4);
+    assert_eq!(
+        got,
+        vec![
+            json!({"error": "could not parse request"}),
+            json!({"error": "unknown operation"}),
+            json!({"error": "at most 50 swaps per connection"}),
+            json!({"event": "unsubscribe", "channel": "swap.update", "args": []}),
+        ]
+    );
+    // Closing one frees its place.
+    drop(sockets);
+    let start = std::time::Instant::now();
+    loop {
+        let again = net.rt.block_on(tokio_tungstenite::connect_async(
+            url.replacen("http://", "ws://", 1) + "/v2/ws",
+        ));
+        if again.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{again:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -269,7 +269,9 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: Boltz's WebSocket (`/v2/ws`). An upgraded connection leaves this loop and its
+    // slot; the WebSocket's own budget and idle limit hold it (`http::boltz_ws`).
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
     loop {

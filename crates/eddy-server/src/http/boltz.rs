@@ -52,6 +52,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v2/chain/BTC/transaction", post(broadcast))
         .route("/v2/chain/BTC/transaction/{id}", get(chain_transaction))
         .route("/v2/nodes", get(nodes))
+        .route("/v2/ws", get(super::boltz_ws::upgrade))
         .merge(super::submarine::routes())
 }
 
@@ -87,6 +88,8 @@ pub(super) struct ChainFigures {
     kept: tokio::sync::Mutex<Option<(Instant, Figures)>>,
     /// The node's id, asked once.
     node: tokio::sync::OnceCell<bitcoin::secp256k1::PublicKey>,
+    /// The WebSocket's connections.
+    pub(super) sockets: super::boltz_ws::Sockets,
 }
 
 #[derive(Clone, Copy)]
@@ -268,11 +271,17 @@ async fn swap_status(
     State(st): State<Arc<AppState>>,
     boltz_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (boltz_id, id, kind) = boltz_swap(&st, boltz_id).await?;
+    Ok(Json(status_of(&st, boltz_id).await?))
+}
+
+/// The status body of the swap under `boltz_id` (`GET /v2/swap/{id}`, and the WebSocket's
+/// updates).
+pub(super) async fn status_of(st: &AppState, boltz_id: Result<Path<String>, PathRejection>) -> Result<Value, ApiError> {
+    let (boltz_id, id, kind) = boltz_swap(st, boltz_id).await?;
     if kind == SwapKind::LoopInServer {
-        return Ok(Json(super::submarine::status(&st, &id).await?));
+        return super::submarine::status(st, &id).await;
     }
-    let (_, id, rec) = reverse_swap(&st, Ok(Path(boltz_id))).await?;
+    let (_, id, rec) = reverse_swap(st, Ok(Path(boltz_id))).await?;
     let seen = st.server.core().htlc_status(&id, &rec.htlc).await?;
     let confirmed = rec.our_funding(&seen).is_some_and(|f| f.height.is_some());
     let (status, reason) = wire::reverse_status(&rec.state, confirmed);
@@ -285,7 +294,7 @@ async fn swap_status(
     if let Some(r) = reason {
         body["failureReason"] = json!(r);
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 /// `GET /v2/swap/reverse/{id}/transaction`: the lockup transaction.

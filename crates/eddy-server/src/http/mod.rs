@@ -31,6 +31,7 @@
 
 mod boltz;
 mod boltz_doc;
+mod boltz_ws;
 mod submarine;
 
 use std::collections::{HashMap, VecDeque};
