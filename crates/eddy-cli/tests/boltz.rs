@@ -1390,3 +1390,140 @@ fn the_websocket_keeps_its_limits() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// **A submarine swap's payment waits for the share, however its offer was made.** Offers stop
+/// counting against the share once they are no longer live (6 blocks), so a client could make
+/// one every 6 blocks and fund them all later. On a server taking 4 swaps (share: one), two
+/// offers made 6 blocks apart are both funded; carol (a third node) holds the first payment
+/// (a hold invoice): the other swap's payment waits, its status `transaction.confirmed`,
+/// nothing sent, until carol settles the first; then it is paid too. Money: carol receives
+/// exactly both invoices.
+#[test]
+fn a_submarine_payment_waits_for_the_share_however_its_offer_was_made() {
+    use ldk_node::lightning_types::payment::{PaymentHash as LdkHash, PaymentPreimage};
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let carol = carol(&net, dir.path());
+    let cfg = eddy_server::ServerConfig {
+        max_active_swaps: 4,
+        ..eddy::demo::server_config()
+    };
+    let own = hostile::own_server(
+        &net,
+        "submarine-waits",
+        cfg,
+        eddy_server::http::Limits::new(100),
+        None,
+        None,
+        &[400_000],
+    );
+    let url = own.http.url();
+    let desc = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+        ldk_node::lightning_invoice::Description::new("held".into()).expect("description"),
+    );
+    let preimages = [Preimage::from_bytes([0x91; 32]), Preimage::from_bytes([0x92; 32])];
+    let invoices: Vec<String> = preimages
+        .iter()
+        .map(|p| {
+            carol
+                .node()
+                .bolt11_payment()
+                .receive_for_hash(20_000_000, &desc, 7_200, LdkHash(p.payment_hash().0))
+                .expect("hold invoice")
+                .to_string()
+        })
+        .collect();
+    let create = |i: usize| {
+        post(
+            &format!("{url}/v2/swap/submarine"),
+            &json!({"from": "BTC", "to": "BTC", "invoice": invoices[i], "refundPublicKey": hexs(pubkey(0x63).serialize())}),
+        )
+    };
+    let (s, first) = create(0);
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(create(1).0, 503, "the first offer is live");
+    net.mine(eddy_core::constants::LOOP_IN_UNFUNDED_OFFER_BLOCKS)
+        .expect("mine");
+    let (s, second) = create(1);
+    assert_eq!(s, 201, "{second}");
+    let made = [first, second];
+    for m in &made {
+        let address = bitcoin::Address::from_str(m["address"].as_str().expect("address"))
+            .expect("address")
+            .assume_checked();
+        let amount = bitcoin::Amount::from_sat(m["expectedAmount"].as_u64().expect("amount"));
+        net.lab.chain.fund(&address, amount).expect("lockup");
+    }
+    net.mine(1).expect("mine");
+    let status = |i: usize| get(&format!("{url}/v2/swap/{}", made[i]["id"].as_str().expect("id"))).1["status"].clone();
+    let tick = || net.rt.block_on(own.server.tick()).expect("tick");
+    // One is paid (carol holds it); the other waits, whatever the order.
+    let start = std::time::Instant::now();
+    let paid = loop {
+        tick();
+        let s = [status(0), status(1)];
+        if let Some(i) = s.iter().position(|s| *s == json!("invoice.pending")) {
+            break i;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "{s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let other = 1 - paid;
+    for _ in 0..10 {
+        tick();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status(other), json!("transaction.confirmed"), "waits for the share");
+    let other_hash = preimages[other].payment_hash();
+    assert_eq!(
+        net.rt
+            .block_on(eddy_backends::LightningNode::payment_status(
+                &*net.server_ln,
+                &other_hash
+            ))
+            .expect("status"),
+        eddy_backends::PaymentStatus::Unknown,
+        "nothing sent for it"
+    );
+    // Carol settles the first: the other is paid in turn.
+    // Carol claims a held payment once her node has it (a claim before that is a no-op).
+    let claim = |i: usize| {
+        let hash = LdkHash(preimages[i].payment_hash().0);
+        carol
+            .wait_event("the held payment", eddy_lab::WAIT, |e| match e {
+                ldk_node::Event::PaymentClaimable { payment_hash, .. } if *payment_hash == hash => Some(()),
+                _ => None,
+            })
+            .expect("carol holds it");
+        carol
+            .node()
+            .bolt11_payment()
+            .claim_for_hash(hash, 20_000_000, PaymentPreimage(*preimages[i].expose_bytes()))
+            .expect("claimed");
+    };
+    let carol_before = carol.node().list_balances().total_lightning_balance_sats;
+    claim(paid);
+    let start = std::time::Instant::now();
+    while status(other) != json!("invoice.pending") && status(other) != json!("transaction.claim.pending") {
+        tick();
+        assert!(
+            start.elapsed() < eddy_lab::WAIT,
+            "{:?} (the paid one: {:?})",
+            status(other),
+            status(paid)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    claim(other);
+    let start = std::time::Instant::now();
+    while carol.node().list_balances().total_lightning_balance_sats != carol_before + 40_000 {
+        tick();
+        assert!(
+            start.elapsed() < eddy_lab::WAIT,
+            "carol: {}",
+            carol.node().list_balances().total_lightning_balance_sats
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

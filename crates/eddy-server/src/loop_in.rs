@@ -40,6 +40,10 @@ const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn
 pub const LOOP_IN_FUNDING_CONFS: u32 = eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS;
 /// Confirmation target of the claim while far from `E` (nearer, `sweep_conf_target` tightens it).
 const CLAIM_CONF_TARGET: u16 = 6;
+/// The largest funding transaction kept in a record (`ServerLoopIn::funding_tx`), serialized:
+/// a standard wallet's lockup is a few hundred bytes; a bloated one is read from the node when
+/// asked (rate limited) rather than parsed with the record at every status read.
+const MAX_KEPT_FUNDING_TX_BYTES: usize = 10_000;
 /// Share of the swap fee the server spends on routing the client's invoice, at most.
 const ROUTING_FEE_SHARE_PPM: u64 = 500_000;
 
@@ -148,6 +152,24 @@ impl LoopInEngine {
             claims: std::sync::Mutex::default(),
             claim_attempts: std::sync::Mutex::default(),
         }
+    }
+
+    /// How many Boltz submarine swaps may pay (or be live offers) at once:
+    /// [`BOLTZ_SLOT_SHARE_PERCENT`] of the slots, rounded up, at least one.
+    fn boltz_share(&self) -> usize {
+        (self.core.config().max_active_swaps * BOLTZ_SLOT_SHARE_PERCENT)
+            .div_ceil(100)
+            .max(1)
+    }
+
+    /// Whether Boltz submarine swaps other than `id` fill their share of payments.
+    async fn boltz_payments_full(&self, id: &SwapId) -> Result<bool, ServerError> {
+        let paying = Self::active(&**self.core.store())
+            .await?
+            .iter()
+            .filter(|(other, _, r)| other != id && r.boltz && matches!(r.state, State::Paying { .. }))
+            .count();
+        Ok(paying >= self.boltz_share())
     }
 
     /// The active loop-ins in `store`.
@@ -293,18 +315,15 @@ impl LoopInEngine {
                 "{unfunded} unfunded loop-in offers outstanding; retry later"
             )));
         }
-        // Boltz submarine swaps, funded or live unfunded, hold at most their share of the slots:
+        // Boltz submarine swaps, paying or live unfunded, hold at most their share of the slots:
         // their payee may be anyone's node, which can hold the payment for the whole route
         // budget (`PAYING_ROUTE_CLTV_BUDGET`), freezing the slot and the liquidity that long.
+        // (The payments themselves wait for the share too: `boltz_payments_full`.)
         if ask.boltz {
-            let share = (self.core.config().max_active_swaps * BOLTZ_SLOT_SHARE_PERCENT)
-                .div_ceil(100)
-                .max(1);
+            let share = self.boltz_share();
             let held = active_in
                 .iter()
-                .filter(|(_, _, r)| {
-                    r.boltz && (r.state != State::Created || r.funding.is_some() || r.is_live_offer(tip))
-                })
+                .filter(|(_, _, r)| r.boltz && (matches!(r.state, State::Paying { .. }) || r.is_live_offer(tip)))
                 .count();
             if held >= share {
                 return Err(ServerError::Unavailable(format!(
@@ -670,11 +689,28 @@ impl LoopInEngine {
                     .max_by_key(|f| (f.height.map(std::cmp::Reverse), f.outpoint))
                     .map(|f| f.outpoint)
             });
-            if let Some(f) = chosen.and_then(|o| status.fundings.iter().find(|f| f.outpoint == o)) {
+            let chosen = chosen.and_then(|o| status.fundings.iter().find(|f| f.outpoint == o));
+            // A Boltz submarine swap's payment waits while its share of the slots is paying
+            // (a payee may hold each payment for the whole route budget): the funding is not
+            // recorded yet, the next pass asks again, and past the last payment height the
+            // machine refuses it (`TooLate`, refunded cooperatively). Offers made long before
+            // and funded together cannot get around the share this way.
+            let wait_for_slot = match chosen {
+                Some(f) if rec.boltz && f.value == rec.terms.amount && rec.terms.may_send(tip) => {
+                    self.boltz_payments_full(&id).await?
+                }
+                _ => false,
+            };
+            if wait_for_slot {
+                tracing::info!(swap = %id, "submarine swap funded; its payment waits for a slot");
+            } else if let Some(f) = chosen {
                 if rec.funding != Some(f.outpoint) {
                     // Just seen by the watcher: the chain source finds it at once.
+                    // Kept only up to `MAX_KEPT_FUNDING_TX_BYTES`: every status read parses the record.
                     rec.funding_tx = match self.core.chain().transaction(&f.outpoint.txid).await {
-                        Ok(found) => found.map(|t| bitcoin::consensus::encode::serialize_hex(&t.tx)),
+                        Ok(found) => found
+                            .filter(|t| bitcoin::consensus::encode::serialize(&t.tx).len() <= MAX_KEPT_FUNDING_TX_BYTES)
+                            .map(|t| bitcoin::consensus::encode::serialize_hex(&t.tx)),
                         Err(e) => {
                             tracing::warn!(swap = %id, error = %e, "the funding transaction could not be read");
                             None

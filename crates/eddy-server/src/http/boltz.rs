@@ -90,6 +90,9 @@ pub(super) struct ChainFigures {
     node: tokio::sync::OnceCell<bitcoin::secp256k1::PublicKey>,
     /// The WebSocket's connections.
     pub(super) sockets: super::boltz_ws::Sockets,
+    /// Held by each transaction lookup an open call makes: one at a time, whatever the number
+    /// of callers (a lookup may cost the node a scan of its recent blocks).
+    pub(super) lookups: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone, Copy)]
@@ -435,7 +438,12 @@ async fn broadcast(
     let tx = wire::parse_broadcast(&body).map_err(refused)?;
     match st.server.core().chain.broadcast(&tx).await {
         Ok(txid) => Ok((StatusCode::CREATED, Json(json!({ "id": txid.to_string() })))),
-        Err(eddy_backends::BroadcastError::Rejected { reason, .. }) => Err(ApiError(
+        // The transaction's own refusals (verify, rejected, already in the chain); anything
+        // else is the node's trouble, answered generically.
+        Err(eddy_backends::BroadcastError::Rejected {
+            code: -27..=-25,
+            reason,
+        }) => Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("transaction refused: {reason}"),
         )),
@@ -465,12 +473,12 @@ async fn chain_transaction(
     let txid = wire::parse_txid(&txid).map_err(refused)?;
     st.allow(peer, &headers)?;
     let core = st.server.core();
-    let found = core
-        .chain
-        .transaction(&txid)
-        .await
-        .map_err(|e| ServerError::Backend(e.to_string()))?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "transaction not found".into()))?;
+    let found = {
+        let _one = st.boltz.lookups.lock().await;
+        core.chain.transaction(&txid).await
+    }
+    .map_err(|e| ServerError::Backend(e.to_string()))?
+    .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "transaction not found".into()))?;
     let mut body = json!({ "hex": bitcoin::consensus::encode::serialize_hex(&found.tx) });
     if let Some(block) = found.block {
         let tip = core.tip().await?;

@@ -8,8 +8,10 @@
 //! subscribed swaps, and sent when they change. Every limit is fixed: at most [`MAX_SOCKETS`]
 //! connections (503 to the upgrade beyond) and [`MAX_SOCKETS_PER_CLIENT`] per client (429),
 //! [`MAX_SUBSCRIPTIONS`] swaps per connection, messages of [`MAX_MESSAGE_BYTES`], and a
-//! connection that sends no request for [`IDLE`] is closed (answering pings is not a request);
-//! the server pings every [`PING_EVERY`]. A message that is not a request is answered with
+//! connection that sends no request for [`IDLE`] is closed (answering pings, or garbage, is not
+//! a request), every connection after [`MAX_LIFETIME`], and one that does not take a message
+//! within [`SEND_TIMEOUT`]; the server pings every [`PING_EVERY`]. A swap whose final status
+//! was sent is read no more. A message that is not a request is answered with
 //! `{"error": …}` and the connection stays open.
 
 use std::collections::HashMap;
@@ -39,8 +41,22 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 pub const POLL: Duration = Duration::from_secs(1);
 /// How often the server pings.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
-/// A connection that sends nothing this long is closed.
+/// A connection that sends no request this long is closed.
 pub const IDLE: Duration = Duration::from_secs(600);
+/// A connection is closed after this long whatever it does (wallets reconnect).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(3_600);
+/// A message the client does not take within this long closes the connection (a client that
+/// stops reading cannot hold it).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Statuses after which a swap changes no more: it is followed no longer once one was sent.
+/// (`swap.expired` and `invoice.failedToPay` are not: a refund may follow them.)
+const FINAL_STATUSES: [&str; 5] = [
+    "invoice.settled",
+    "transaction.claimed",
+    "transaction.refunded",
+    "invoice.expired",
+    "transaction.failed",
+];
 
 /// Most WebSocket connections one client (IP address, or its /64) keeps open.
 pub const MAX_SOCKETS_PER_CLIENT: usize = 4;
@@ -140,12 +156,19 @@ struct Followed {
     sent: HashMap<String, Value>,
 }
 
+/// Sends `m`, within [`SEND_TIMEOUT`].
+async fn send(socket: &mut WebSocket, m: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await, Ok(Ok(())))
+}
+
 async fn serve(st: Arc<AppState>, mut socket: WebSocket) {
     let mut followed = Followed::default();
     let mut poll = tokio::time::interval(POLL);
     let mut ping = tokio::time::interval(PING_EVERY);
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
+    let end = tokio::time::sleep(MAX_LIFETIME);
+    tokio::pin!(end);
     loop {
         let out = tokio::select! {
             msg = socket.recv() => {
@@ -154,8 +177,11 @@ async fn serve(st: Arc<AppState>, mut socket: WebSocket) {
                     // Only requests keep a connection: pongs (answered by any client's
                     // transport) do not, so no one holds a connection for nothing.
                     Message::Text(text) => {
-                        idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
-                        handle(&st, text.as_str(), &mut followed).await
+                        let (answers, request) = handle(&st, text.as_str(), &mut followed).await;
+                        if request {
+                            idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+                        }
+                        answers
                     }
                     Message::Binary(_) => vec![json!({"error": "could not parse request"})],
                     Message::Close(_) => return,
@@ -172,71 +198,91 @@ async fn serve(st: Arc<AppState>, mut socket: WebSocket) {
                 }
             }
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut socket, Message::Ping(Default::default())).await {
                     return;
                 }
                 vec![]
             }
             () = &mut idle => {
-                let _ = socket.send(Message::Close(None)).await;
+                send(&mut socket, Message::Close(None)).await;
+                return;
+            }
+            () = &mut end => {
+                send(&mut socket, Message::Close(None)).await;
                 return;
             }
         };
         for m in out {
-            if socket.send(Message::Text(m.to_string().into())).await.is_err() {
+            if !send(&mut socket, Message::Text(m.to_string().into())).await {
                 return;
             }
         }
     }
 }
 
-/// The answers to one message.
-async fn handle(st: &AppState, text: &str, followed: &mut Followed) -> Vec<Value> {
+/// The answers to one message, and whether it was a request (only requests keep a
+/// connection open: [`IDLE`]).
+async fn handle(st: &AppState, text: &str, followed: &mut Followed) -> (Vec<Value>, bool) {
+    let refuse = |e: &str| (vec![json!({ "error": e })], false);
     let Ok(req) = serde_json::from_str::<Request>(text) else {
-        return vec![json!({"error": "could not parse request"})];
+        return refuse("could not parse request");
     };
     if req.channel != "swap.update" {
-        return vec![json!({"error": "unknown channel"})];
+        return refuse("unknown channel");
     }
-    let Some(ids) = req
+    let Some(mut ids) = req
         .args
         .iter()
         .map(|a| a.as_str().map(str::to_string))
         .collect::<Option<Vec<String>>>()
     else {
-        return vec![json!({"error": "args must be swap ids"})];
+        return refuse("args must be swap ids");
     };
+    // Each id once, in the order asked.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|i| seen.insert(i.clone()));
     match req.op.as_str() {
         "subscribe" => {
-            let new: Vec<String> = ids.into_iter().filter(|i| !followed.ids.contains(i)).collect();
-            if followed.ids.len() + new.len() > MAX_SUBSCRIPTIONS {
-                return vec![json!({"error": format!("at most {MAX_SUBSCRIPTIONS} swaps per connection")})];
+            let new = ids.iter().filter(|i| !followed.ids.contains(i)).count();
+            if followed.ids.len() + new > MAX_SUBSCRIPTIONS {
+                return refuse(&format!("at most {MAX_SUBSCRIPTIONS} swaps per connection"));
             }
-            followed.ids.extend(new.iter().cloned());
+            for i in &ids {
+                // Asked again: its status is sent again.
+                followed.sent.remove(i);
+                if !followed.ids.contains(i) {
+                    followed.ids.push(i.clone());
+                }
+            }
             let first = updates(st, followed, true).await;
-            let mut out = vec![json!({"event": "subscribe", "channel": "swap.update", "args": new})];
+            let mut out = vec![json!({"event": "subscribe", "channel": "swap.update", "args": ids})];
             if !first.is_empty() {
                 out.push(json!({"event": "update", "channel": "swap.update", "args": first}));
             }
-            out
+            (out, true)
         }
         "unsubscribe" => {
             followed.ids.retain(|i| !ids.contains(i));
             followed.sent.retain(|i, _| !ids.contains(i));
-            vec![json!({"event": "unsubscribe", "channel": "swap.update", "args": followed.ids})]
+            (
+                vec![json!({"event": "unsubscribe", "channel": "swap.update", "args": followed.ids})],
+                true,
+            )
         }
-        _ => vec![json!({"error": "unknown operation"})],
+        _ => refuse("unknown operation"),
     }
 }
 
 /// The followed swaps whose status changed since last sent (`fresh`: only those never sent —
 /// a subscription's first answer). An unknown id is answered once with its error and
-/// followed no more; a backend failure sends nothing (the next poll reads it again).
+/// followed no more; a swap whose final status was sent is read no more; a backend failure
+/// sends nothing (the next poll reads it again).
 async fn updates(st: &AppState, followed: &mut Followed, fresh: bool) -> Vec<Value> {
     let mut out = vec![];
     let mut unknown = vec![];
     for id in &followed.ids {
-        if fresh && followed.sent.contains_key(id) {
+        let done = |b: &Value| FINAL_STATUSES.iter().any(|f| b["status"] == json!(f));
+        if followed.sent.get(id).is_some_and(|b| fresh || done(b)) {
             continue;
         }
         let read: Result<Path<String>, PathRejection> = Ok(Path(id.clone()));

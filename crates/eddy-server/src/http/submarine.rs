@@ -173,13 +173,11 @@ async fn lockup_of(st: &AppState, id: &SwapId, rec: &ServerLoopIn) -> Result<Opt
 
 /// The transaction `txid` as hex, if the chain still has it.
 async fn tx_hex(st: &AppState, txid: &bitcoin::Txid) -> Result<Option<String>, ApiError> {
-    let found = st
-        .server
-        .core()
-        .chain
-        .transaction(txid)
-        .await
-        .map_err(|e| ServerError::Backend(e.to_string()))?;
+    let found = {
+        let _one = st.boltz.lookups.lock().await;
+        st.server.core().chain.transaction(txid).await
+    }
+    .map_err(|e| ServerError::Backend(e.to_string()))?;
     Ok(found.map(|t| bitcoin::consensus::encode::serialize_hex(&t.tx)))
 }
 
@@ -242,11 +240,19 @@ async fn lockup_transaction(
     let (outpoint, hex) = match (rec.funding, &rec.funding_tx) {
         (Some(f), Some(hex)) => (f, hex.clone()),
         _ => {
-            // Only seen, not yet recorded (in the mempool): asking the node costs it work,
-            // counted in the caller's per-minute requests.
+            // Only seen, not yet recorded (in the mempool), or not kept (too large, or the
+            // node could not be read then): asking the node costs it work, counted in the
+            // caller's per-minute requests and one lookup at a time.
             let (outpoint, _) = lockup_of(&st, &id, &rec).await?.ok_or_else(none)?;
             st.allow(peer, &headers)?;
-            (outpoint, tx_hex(&st, &outpoint.txid).await?.ok_or_else(none)?)
+            match tx_hex(&st, &outpoint.txid).await? {
+                Some(hex) => (outpoint, hex),
+                // Coins are locked (the watcher saw them) but the node no longer finds the
+                // transaction: not "nothing locked".
+                None => {
+                    return Err(ServerError::Backend(format!("lockup {} not found by the node", outpoint.txid)).into())
+                }
+            }
         }
     };
     Ok(Json(json!({
