@@ -1302,6 +1302,23 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
     );
 }
 
+/// A server of its own on the swapnet's node taking 4 swaps at a time (a Boltz share of one).
+fn four_slots(net: &eddy::demo::Swapnet, name: &str) -> hostile::OwnServer {
+    let cfg = eddy_server::ServerConfig {
+        max_active_swaps: 4,
+        ..eddy::demo::server_config()
+    };
+    hostile::own_server(
+        net,
+        name,
+        cfg,
+        eddy_server::http::Limits::new(100),
+        None,
+        None,
+        &[400_000],
+    )
+}
+
 /// **Submarine swaps hold at most their share of the slots.** Their payee may be anyone's node,
 /// which can hold the payment for the whole route budget. On a server taking 4 swaps at a time,
 /// submarine swaps (funded or live unfunded) hold at most one (`BOLTZ_SLOT_SHARE_PERCENT` of 4,
@@ -1310,19 +1327,7 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
 fn submarine_swaps_hold_at_most_their_share_of_the_slots() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
-    let cfg = eddy_server::ServerConfig {
-        max_active_swaps: 4,
-        ..eddy::demo::server_config()
-    };
-    let own = hostile::own_server(
-        &net,
-        "submarine-share",
-        cfg,
-        eddy_server::http::Limits::new(100),
-        None,
-        None,
-        &[400_000],
-    );
+    let own = four_slots(&net, "submarine-share");
     let url = own.http.url();
     let create = |n: u8| {
         let hash = Preimage::from_bytes([n; 32]).payment_hash();
@@ -1405,19 +1410,7 @@ fn a_submarine_payment_waits_for_the_share_however_its_offer_was_made() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
     let carol = carol(&net, dir.path());
-    let cfg = eddy_server::ServerConfig {
-        max_active_swaps: 4,
-        ..eddy::demo::server_config()
-    };
-    let own = hostile::own_server(
-        &net,
-        "submarine-waits",
-        cfg,
-        eddy_server::http::Limits::new(100),
-        None,
-        None,
-        &[400_000],
-    );
+    let own = four_slots(&net, "submarine-waits");
     let url = own.http.url();
     let desc = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
         ldk_node::lightning_invoice::Description::new("held".into()).expect("description"),

@@ -416,10 +416,11 @@ pub fn is_swap_id(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn policy() -> FeePolicy {
+    /// The fee policy of the Boltz tests: 0.5 % and 1,000 sat, 10,000 to 1,000,000 sat.
+    pub(super) fn policy() -> FeePolicy {
         FeePolicy {
             base_fee: Amount::from_sat(1_000),
             fee_ppm: 5_000,

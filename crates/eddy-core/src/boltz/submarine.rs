@@ -285,15 +285,7 @@ pub fn submarine_status(state: &State, lockup: Lockup, claim_confirmed: bool) ->
 mod tests {
     use super::*;
 
-    fn policy() -> FeePolicy {
-        FeePolicy {
-            base_fee: Amount::from_sat(1_000),
-            fee_ppm: 5_000,
-            min_amount: Amount::from_sat(10_000),
-            max_amount: Amount::from_sat(1_000_000),
-            prepay: Amount::from_sat(1_000),
-        }
-    }
+    use crate::boltz::tests::policy;
 
     /// Boltz's formula: 100,000 sat at 0.5 % plus 1,000 expects 101,500 on chain; the
     /// percentage rounds up; the limits are on the invoice amount.

@@ -60,6 +60,15 @@ pub(super) fn refused(e: BoltzError) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
+/// A creation's request refused: counted by reason (malformed or invalid), answered 400.
+pub(super) fn refused_creation(st: &AppState, e: BoltzError) -> ApiError {
+    let malformed = matches!(&e, BoltzError::Parse(p) if p.is_malformed());
+    st.server
+        .metrics()
+        .refused(if malformed { "malformed" } else { "invalid" });
+    refused(e)
+}
+
 /// An engine's refusal in Boltz's words: the reason without Eddy's "invalid request:" prefix,
 /// a second swap for a hash as Boltz says it (`what`: "invoice" or "preimage hash"); the rest
 /// as on `/v1` (backend failures generic, with an error id).
@@ -160,13 +169,7 @@ async fn create_reverse(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
-    let req = wire::parse_reverse_request(&body).map_err(|e| {
-        let malformed = matches!(&e, BoltzError::Parse(p) if p.is_malformed());
-        st.server
-            .metrics()
-            .refused(if malformed { "malformed" } else { "invalid" });
-        refused(e)
-    })?;
+    let req = wire::parse_reverse_request(&body).map_err(|e| refused_creation(&st, e))?;
     let (pair, claim) = pair(&st).await?;
     if req.pair_hash.as_ref().is_some_and(|h| *h != pair.hash) {
         st.server.metrics().refused("invalid");

@@ -29,7 +29,7 @@ use eddy_core::types::SwapId;
 use eddy_store::SwapKind;
 use serde_json::{json, Value};
 
-use super::boltz::{boltz_swap, engine_refusal, meta_key, not_found, refused};
+use super::boltz::{boltz_swap, engine_refusal, meta_key, not_found, refused, refused_creation};
 use super::boltz_doc::{self, BoltzIdPath};
 use super::{ApiError, AppState};
 use crate::loop_in::ServerLoopIn;
@@ -73,13 +73,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
-    let refuse = |e: BoltzError| {
-        let malformed = matches!(&e, BoltzError::Parse(p) if p.is_malformed());
-        st.server
-            .metrics()
-            .refused(if malformed { "malformed" } else { "invalid" });
-        refused(e)
-    };
+    let refuse = |e: BoltzError| refused_creation(&st, e);
     let req = wire::parse_submarine_request(&body).map_err(refuse)?;
     let policy = st.server.core().cfg.fees;
     if req
