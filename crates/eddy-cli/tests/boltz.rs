@@ -825,6 +825,29 @@ fn make_submarine(
     (id, lockup, expected, timeout, server_key)
 }
 
+/// An unsigned one-input transaction spending `outpoint` to `dest` with `value` (the rest is
+/// its fee), RBF enabled: the shape of a wallet's key-path claim or refund.
+fn one_input_spend(
+    outpoint: bitcoin::OutPoint,
+    value: bitcoin::Amount,
+    dest: &bitcoin::Address,
+) -> bitcoin::Transaction {
+    bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: outpoint,
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![bitcoin::TxOut {
+            value,
+            script_pubkey: dest.script_pubkey(),
+        }],
+    }
+}
+
 /// The lockup output `txid` pays to `lockup`.
 fn lockup_outpoint(
     net: &eddy::demo::Swapnet,
@@ -983,20 +1006,7 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     until_status(&net, &status, "transaction.claim.pending");
 
     // Paid: a cooperative refund is refused from now on.
-    let refund_tx = bitcoin::Transaction {
-        version: bitcoin::transaction::Version::TWO,
-        lock_time: bitcoin::absolute::LockTime::ZERO,
-        input: vec![bitcoin::TxIn {
-            previous_output: outpoint,
-            script_sig: bitcoin::ScriptBuf::new(),
-            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: bitcoin::Witness::new(),
-        }],
-        output: vec![bitcoin::TxOut {
-            value: expected - Amount::from_sat(200),
-            script_pubkey: lockup.script_pubkey(),
-        }],
-    };
+    let refund_tx = one_input_spend(outpoint, expected - Amount::from_sat(200), &lockup);
     let (s, v) = post(
         &format!("{url}/v2/swap/submarine/{id}/refund"),
         &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(&refund_tx), "index": 0}),
@@ -1133,20 +1143,7 @@ fn refund_cooperatively(
     dest: &bitcoin::Address,
 ) -> bitcoin::Transaction {
     use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
-    let mut refund = bitcoin::Transaction {
-        version: bitcoin::transaction::Version::TWO,
-        lock_time: bitcoin::absolute::LockTime::ZERO,
-        input: vec![bitcoin::TxIn {
-            previous_output: outpoint,
-            script_sig: bitcoin::ScriptBuf::new(),
-            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: bitcoin::Witness::new(),
-        }],
-        output: vec![bitcoin::TxOut {
-            value: prevout.value - bitcoin::Amount::from_sat(200),
-            script_pubkey: dest.script_pubkey(),
-        }],
-    };
+    let mut refund = one_input_spend(outpoint, prevout.value - bitcoin::Amount::from_sat(200), dest);
     let msg = SighashCache::new(&refund)
         .taproot_key_spend_signature_hash(0, &Prevouts::All(&[prevout]), TapSighashType::Default)
         .expect("sighash")
@@ -1236,12 +1233,9 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
             // refund (on this door the id is all a caller shows).
             let (s, v) = post(
                 &format!("{url}/v2/swap/submarine/{id}/refund"),
-                &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(&bitcoin::Transaction {
-                    version: bitcoin::transaction::Version::TWO,
-                    lock_time: bitcoin::absolute::LockTime::ZERO,
-                    input: vec![bitcoin::TxIn { previous_output: lockup_out.0, ..Default::default() }],
-                    output: vec![bitcoin::TxOut { value: locked - Amount::from_sat(200), script_pubkey: dest.script_pubkey() }],
-                }), "index": 0}),
+                &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(
+                    &one_input_spend(lockup_out.0, locked - Amount::from_sat(200), &dest)
+                ), "index": 0}),
             );
             assert_eq!(
                 (s, v),

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{object, BoltzError, ASSET};
 use crate::api::ApiParseError;
 use crate::fees::{FeePolicy, LoopInQuote};
-use crate::musig::{PartialSigBytes, PubNonceBytes};
+use crate::musig::{PartialSigBytes, PubNonceBytes, PUB_NONCE_LEN};
 use crate::sm::loop_in_server::{RefundReason, State};
 
 /// The label of the BIP21 link a creation answers (Boltz's own text).
@@ -175,12 +175,9 @@ pub fn parse_submarine_request(body: &[u8]) -> Result<SubmarineRequest, BoltzErr
     })
 }
 
-/// A MuSig2 public nonce in hex (66 bytes).
+/// A MuSig2 public nonce in hex (66 bytes), as `/v1` reads one.
 pub(super) fn nonce(hex: &str) -> Result<PubNonceBytes, ApiParseError> {
-    Vec::<u8>::from_hex(hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(ApiParseError::Nonce)
+    <[u8; PUB_NONCE_LEN]>::from_hex(hex).map_err(|_| ApiParseError::Nonce)
 }
 
 /// The client's half of a submarine swap's cooperative claim (`POST
@@ -203,10 +200,7 @@ struct ClaimSignatureWire {
 /// Parses `POST /v2/swap/submarine/{id}/claim`'s body.
 pub fn parse_claim_signature(body: &[u8]) -> Result<ClaimSignature, BoltzError> {
     let w: ClaimSignatureWire = object(body, "{pubNonce, partialSignature}")?;
-    let partial = Vec::<u8>::from_hex(&w.partial_signature)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(ApiParseError::PartialSig)?;
+    let partial = <[u8; 32]>::from_hex(&w.partial_signature).map_err(|_| ApiParseError::PartialSig)?;
     Ok(ClaimSignature {
         nonce: nonce(&w.pub_nonce)?,
         partial,

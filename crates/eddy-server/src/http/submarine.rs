@@ -34,6 +34,7 @@ use super::boltz_doc::{self, BoltzIdPath};
 use super::{ApiError, AppState};
 use crate::loop_in::ServerLoopIn;
 use crate::server_core::ServerError;
+use eddy_backends::WatchStatus;
 use eddy_core::api::ErrorBody;
 
 /// The submarine routes.
@@ -147,22 +148,22 @@ async fn submarine_swap(
     Ok((id, rec))
 }
 
-/// The lockup output as far as a status goes: the one the swap recorded, else the first seen.
-async fn lockup_of(st: &AppState, id: &SwapId, rec: &ServerLoopIn) -> Result<Option<(OutPoint, Lockup)>, ApiError> {
-    let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
+/// The lockup output as far as a status goes, in what the watcher `seen` of the swap's HTLC:
+/// the one the swap recorded, else the first seen.
+fn lockup_of(seen: &WatchStatus, rec: &ServerLoopIn) -> Option<(OutPoint, Lockup)> {
     let found = seen
         .fundings
         .iter()
         .find(|f| Some(f.outpoint) == rec.funding)
         .or_else(|| seen.fundings.first());
-    Ok(found.map(|f| {
+    found.map(|f| {
         let lockup = if f.height.is_some() {
             Lockup::Confirmed
         } else {
             Lockup::Mempool
         };
         (f.outpoint, lockup)
-    }))
+    })
 }
 
 /// The transaction `txid` as hex, if the chain still has it.
@@ -179,16 +180,14 @@ async fn tx_hex(st: &AppState, txid: &bitcoin::Txid) -> Result<Option<String>, A
 /// it is in the mempool or confirmed, and why a wrong lockup failed.
 pub(super) async fn status(st: &AppState, id: &SwapId) -> Result<Value, ApiError> {
     let (_, rec) = st.server.loop_in.swap(id).await?;
-    let lockup = lockup_of(st, id, &rec).await?;
-    let claim_confirmed = match &rec.claim {
-        Some(claim) => {
-            let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
-            seen.spends
-                .iter()
-                .any(|s| s.height.is_some() && claim.all.contains(&s.txid))
-        }
-        None => false,
-    };
+    // One read of what the watcher saw: the lockup, the claim and a wrong lockup's amount.
+    let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
+    let lockup = lockup_of(&seen, &rec);
+    let claim_confirmed = rec.claim.as_ref().is_some_and(|claim| {
+        seen.spends
+            .iter()
+            .any(|s| s.height.is_some() && claim.all.contains(&s.txid))
+    });
     let (status, reason) = wire::submarine_status(&rec.state, lockup.map_or(Lockup::None, |l| l.1), claim_confirmed);
     let mut body = json!({ "status": status });
     if let (Some((outpoint, _)), "transaction.mempool" | "transaction.confirmed") = (lockup, status) {
@@ -199,7 +198,6 @@ pub(super) async fn status(st: &AppState, id: &SwapId) -> Result<Value, ApiError
         }
     }
     if status == "transaction.lockupFailed" {
-        let seen = st.server.core().htlc_status(id, &rec.htlc).await?;
         let expected = rec.terms.amount.to_sat();
         if let Some(f) = seen.fundings.iter().find(|f| Some(f.outpoint) == rec.funding) {
             let actual = f.value.to_sat();
@@ -237,7 +235,8 @@ async fn lockup_transaction(
             // Only seen, not yet recorded (in the mempool), or not kept (too large, or the
             // node could not be read then): asking the node costs it work, counted in the
             // caller's per-minute requests and one lookup at a time.
-            let (outpoint, _) = lockup_of(&st, &id, &rec).await?.ok_or_else(none)?;
+            let seen = st.server.core().htlc_status(&id, &rec.htlc).await?;
+            let (outpoint, _) = lockup_of(&seen, &rec).ok_or_else(none)?;
             st.allow(peer, &headers)?;
             match tx_hex(&st, &outpoint.txid).await? {
                 Some(hex) => (outpoint, hex),
