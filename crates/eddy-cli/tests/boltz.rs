@@ -900,7 +900,7 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     let invoice = carol
         .node()
         .bolt11_payment()
-        .receive(50_000_000, &desc, 3_600)
+        .receive(50_000_000, &desc, 7_200)
         .expect("carol's invoice");
     let hash = PaymentHash(invoice.payment_hash().to_byte_array());
     let submarine = format!("{url}/v2/swap/submarine");
@@ -910,7 +910,7 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
         .server_ln
         .ldk()
         .bolt11_payment()
-        .receive(100_000_000, &desc, 3_600)
+        .receive(100_000_000, &desc, 7_200)
         .expect("own invoice");
     let ask = |invoice: &str, extra: Value| {
         let mut b =
@@ -927,7 +927,7 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     let no_amount = carol
         .node()
         .bolt11_payment()
-        .receive_variable_amount(&desc, 3_600)
+        .receive_variable_amount(&desc, 7_200)
         .expect("no amount");
     assert_eq!(ask(&no_amount.to_string(), json!({})).0, 400);
     assert_eq!(
