@@ -1175,9 +1175,10 @@ async fn swap_values(dir: &Path, clients: usize, parties: &PartyFlows) -> anyhow
                         let inv: lightning_invoice::Bolt11Invoice = i.parse().map_err(|e| anyhow!("{e:?}"))?;
                         Ok(inv.amount_milli_satoshis().unwrap_or(0) as i128 / 1000)
                     };
-                    let prepay = hash_of(&rec.offer.prepay_invoice)?;
+                    let prepay_invoice = rec.offer.prepay_invoice.as_deref().unwrap_or_default();
+                    let prepay = hash_of(prepay_invoice)?;
                     let prepay_paid = parties.ln_net_msat.get(&(prepay, c)).copied().unwrap_or(0) < 0;
-                    let prepay_sat = sat(&rec.offer.prepay_invoice)?;
+                    let prepay_sat = sat(prepay_invoice)?;
                     if sat(&rec.offer.swap_invoice)? + prepay_sat - rec.terms.amount.to_sat() as i128
                         != fee(rec.terms.amount)
                         || prepay_sat != SERVER_PREPAY_SAT as i128

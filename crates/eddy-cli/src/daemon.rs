@@ -31,7 +31,7 @@ use clap::Args;
 use eddy_backends::{ChainSource, LightningNode};
 use eddy_client::loop_in::{ClientLoopIn, LoopInClient, LoopInOptions};
 use eddy_client::loop_out::ClientLoopOut;
-use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopInApi, LoopOutClient, SwapOptions};
+use eddy_client::{ClientConfig, ClientError, HttpSwapServer, LoopOutClient, SwapOptions};
 use eddy_core::api::{ErrorBody, QuoteQuery, SwapIdPath, Terms};
 use eddy_core::sm::loop_out_client::State as ClientState;
 use eddy_core::types::SwapId;
@@ -71,6 +71,10 @@ pub struct DaemonArgs {
     /// The swap server's base URL.
     #[arg(long, env = "EDDY_SERVER_URL")]
     pub server_url: Option<String>,
+    /// The protocol the swap server speaks: `eddy` (its `/v1` API, the default) or `boltz`
+    /// (Boltz API v2: any Boltz-compatible provider, an Eddy server's `/v2` among them).
+    #[arg(long, env = "EDDY_PROVIDER")]
+    pub provider: Option<String>,
     /// Default cap on the server's fee, prepay included, sat (default 5000).
     #[arg(long, env = "EDDY_MAX_SWAP_FEE_SAT")]
     pub max_swap_fee_sat: Option<u64>,
@@ -161,7 +165,8 @@ struct Daemon {
     tip: tokio::sync::watch::Sender<u32>,
     client: Arc<LoopOutClient>,
     client_in: Arc<LoopInClient>,
-    server: HttpSwapServer,
+    /// The swap server, over the protocol `--provider` names.
+    server: Arc<dyn eddy_client::SwapServerApi>,
     ln: Arc<dyn LightningNode>,
     chain: Arc<dyn ChainSource>,
     store: Arc<dyn eddy_store::SwapStore>,
@@ -226,6 +231,19 @@ impl From<ClientError> for ApiError {
 /// mean (a 404 on `/v1/terms` is a wrong server URL; a server's 401/403 must not look like the
 /// daemon's own token check).
 fn server_error(e: eddy_client::ApiCallError, passes: &[u16]) -> ApiError {
+    // This daemon's own refusal of the server's answer: nothing was paid. On a creation that
+    // is an offer refused (422); on a quote, the amount asked (400); else the server's terms
+    // are what is wrong (502).
+    if let eddy_client::ApiCallError::Refused(_) = e {
+        let status = if passes.contains(&422) {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else if passes.contains(&400) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        return ApiError(status, e.to_string());
+    }
     match e
         .status()
         .filter(|s| passes.contains(s))
@@ -428,7 +446,11 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         failure: eddy_client::loop_out::fail_reason(&rec.state).map(|f| format!("{f:?}")),
         amount_sat: rec.terms.amount.to_sat(),
         swap_invoice_sat: invoice_sat(&rec.offer.swap_invoice, network),
-        prepay_sat: invoice_sat(&rec.offer.prepay_invoice, network),
+        prepay_sat: rec
+            .offer
+            .prepay_invoice
+            .as_deref()
+            .map_or(0, |p| invoice_sat(p, network)),
         expiry: rec.offer.expiry,
         htlc_address: rec.offer.htlc_address.clone(),
         htlc_outpoint: outpoint.map(|o| o.to_string()),
@@ -1250,10 +1272,22 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         let notifying = Arc::new(eddy_store::NotifyingStore::new(b.store.clone(), 1024));
         b.store = notifying.clone();
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
-        let seed = || eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed");
-        // Signs each per-swap call with that swap's key (the engines' keys, same seed).
-        let api: Arc<dyn eddy_client::SwapServerApi> =
-            Arc::new(HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?);
+        let api: Arc<dyn eddy_client::SwapServerApi> = match args.provider.as_deref().unwrap_or("eddy") {
+            // Signs each per-swap call with that swap's key (the engines' keys, same seed).
+            "eddy" => Arc::new(
+                HttpSwapServer::new(
+                    &server_url,
+                    eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?,
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            // Keeps each swap's Boltz id in the store, beside the swap.
+            "boltz" => Arc::new(
+                eddy_client::boltz::BoltzProvider::new(&server_url, b.store.clone(), cfg.network)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            other => anyhow::bail!("--provider {other:?}: `eddy` or `boltz`"),
+        };
         let client = Arc::new(
             LoopOutClient::new(
                 cfg.clone(),
@@ -1266,8 +1300,17 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             .await?,
         );
         let keys = eddy_store::SeedKeys::load_or_create(&dir, eddy_client::SEED_FILE).context("client seed")?;
-        let client_in =
-            Arc::new(LoopInClient::new(cfg.clone(), b.ln.clone(), b.chain.clone(), b.store.clone(), api, keys).await?);
+        let client_in = Arc::new(
+            LoopInClient::new(
+                cfg.clone(),
+                b.ln.clone(),
+                b.chain.clone(),
+                b.store.clone(),
+                api.clone(),
+                keys,
+            )
+            .await?,
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(client.clone().run(stop_rx.clone()));
         let runner_in = tokio::spawn(client_in.clone().run(stop_rx));
@@ -1294,7 +1337,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             tip: tokio::sync::watch::channel(0).0,
             client,
             client_in,
-            server: HttpSwapServer::new(&server_url, seed()?).map_err(|e| anyhow::anyhow!(e))?,
+            server: api,
             ln: b.ln.clone(),
             chain: b.chain.clone(),
             store: b.store.clone(),

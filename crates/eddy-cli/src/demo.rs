@@ -63,6 +63,7 @@ impl LoopOutApi for InProcess {
     async fn cosign_claim(
         &self,
         id: &SwapId,
+        _preimage: &Preimage,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
@@ -100,8 +101,9 @@ impl LoopInApi for InProcess {
     async fn claim_request(
         &self,
         id: &SwapId,
-    ) -> Result<(eddy_core::musig::PubNonceBytes, bitcoin::Transaction), ApiCallError> {
-        self.0.loop_in.claim_request(id).await.map_err(refused)
+    ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_client::ClaimToSign), ApiCallError> {
+        let (nonce, tx) = self.0.loop_in.claim_request(id).await.map_err(refused)?;
+        Ok((nonce, eddy_client::ClaimToSign::Transaction(tx)))
     }
 
     async fn claim_cosign(

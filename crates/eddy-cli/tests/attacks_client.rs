@@ -17,8 +17,8 @@ use eddy::demo::{swapnet, Swapnet};
 use eddy_backends::LightningNode;
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
 use eddy_client::{
-    ApiCallError, ClientError, HttpSwapServer, LoopInApi, LoopOutApi, LoopOutClient, SwapOptions, SwapServerApi,
-    SwapState,
+    ApiCallError, ClaimToSign, ClientError, HttpSwapServer, LoopInApi, LoopOutApi, LoopOutClient, SwapOptions,
+    SwapServerApi, SwapState,
 };
 use eddy_core::constants::PREIMAGE_REVEAL_CUTOFF;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes};
@@ -127,7 +127,8 @@ impl LoopOutApi for Hostile {
                 self.knobs.route_hint_cltv,
             )
             .map_err(ApiCallError::Failed)?;
-            offer.prepay_invoice = forge(&offer.prepay_invoice, 0, None).map_err(ApiCallError::Failed)?;
+            let prepay = offer.prepay_invoice.as_deref().unwrap_or_default();
+            offer.prepay_invoice = Some(forge(prepay, 0, None).map_err(ApiCallError::Failed)?);
         }
         Ok(offer)
     }
@@ -140,6 +141,7 @@ impl LoopOutApi for Hostile {
     async fn cosign_claim(
         &self,
         id: &SwapId,
+        preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
@@ -147,7 +149,7 @@ impl LoopOutApi for Hostile {
         if self.knobs.refuse_claim_cosign.load(Ordering::SeqCst) {
             return Err(ApiCallError::Failed("not co-signing now".into()));
         }
-        let (n, mut partial) = self.real.cosign_claim(id, nonce, tx).await?;
+        let (n, mut partial) = self.real.cosign_claim(id, preimage, nonce, tx).await?;
         if self.knobs.garbage_partial {
             partial[31] ^= 1;
         }
@@ -176,13 +178,17 @@ impl LoopInApi for Hostile {
         self.real.swap_state(id).await
     }
 
-    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, Transaction), ApiCallError> {
-        let (nonce, mut tx) = self.real.claim_request(id).await?;
+    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {
+        let (nonce, ClaimToSign::Transaction(mut tx)) = self.real.claim_request(id).await? else {
+            return Err(ApiCallError::Failed(
+                "the in-process server offers claims as transactions".into(),
+            ));
+        };
         if let Some(o) = self.knobs.claim_outpoint {
             tx.input[0].previous_output = o;
         }
         *self.asked.lock().expect("lock") = Some(tx.clone());
-        Ok((nonce, tx))
+        Ok((nonce, ClaimToSign::Transaction(tx)))
     }
 
     async fn claim_cosign(

@@ -1341,3 +1341,210 @@ fn daemon_whose_node_stops_following_the_chain_starts_no_swap() {
     client.terminate();
     server.terminate();
 }
+
+/// The transaction spending `outpoint` in one of the last 30 blocks.
+fn spender_of(net: &Net, outpoint: bitcoin::OutPoint) -> Option<bitcoin::Transaction> {
+    let tip = net.lab.chain.tip().expect("tip").0;
+    (tip.saturating_sub(30)..=tip).rev().find_map(|h| {
+        let hash = net.rt.block_on(net.chain.block_hash(h)).expect("rpc").expect("hash");
+        let (block, _) = net.rt.block_on(net.chain.block(&hash)).expect("rpc").expect("block");
+        block
+            .txdata
+            .into_iter()
+            .find(|t| t.input.iter().any(|i| i.previous_output == outpoint))
+    })
+}
+
+/// `eddy daemon --provider boltz` against an Eddy server's Boltz API v2 front door, both
+/// directions, as two processes with the CLI: the daemon runs its loop-out as a reverse swap
+/// and its loop-in as a submarine swap paying its own invoice, with every check it makes
+/// against `/v1` (the address rebuilt from its own data, the invoice's hash and amount, the fee
+/// against its limit, the timeout inside its window). The terms and quotes are Boltz's pairs
+/// read as Eddy's (0.5 % of the invoice + 1,000 sat; no prepay). Loop-out: 100,000 sat on chain
+/// for an invoice of 101,508 sat (100,000 + 1,000 over 99.5 %, rounded up), claimed by the key
+/// path with the server's co-signature (one witness element). Loop-in: 50,000 sat locked for
+/// an invoice of 48,756 sat (48,756 + ceil(0.5 % of it) + 1,000 = 50,000); the server claims by
+/// the key path with the client's co-signature of the sighash it offered. Exact money on both
+/// nodes and the server's swap wallet.
+#[test]
+fn a_boltz_provider_daemon_swaps_both_ways_with_an_eddy_server_s_v2_front_door() {
+    let (_tmp, dir) = test_dir();
+    let dir = &dir;
+    let net = setup(dir, 0);
+    let Files {
+        server_toml,
+        client_toml,
+        server_log,
+        client_log,
+        client_dir,
+    } = net.files();
+    let seed = eddy_store::SeedKeys::load_or_create(&dir.join("server"), eddy_server::SEED_FILE).expect("seed");
+    let wallet = eddy_server::wallet::SwapWallet::new(&seed, Network::Regtest);
+    net.lab
+        .chain
+        .fund(wallet.address(), Amount::from_sat(600_000))
+        .expect("fund");
+    net.lab.mine(1).expect("mine");
+    let rescan = net.lab.chain.tip().expect("tip").0.to_string();
+    let server = Proc::start(
+        "server",
+        &server_toml,
+        &server_log,
+        &[("EDDY_WALLET_RESCAN_FROM", rescan.as_str())],
+    );
+    // `--provider` on the command line over the file and environment.
+    let client = Proc::start_with_args(
+        "daemon",
+        &client_toml,
+        &client_log,
+        &[("EDDY_SERVER_URL", &server.url)],
+        &["--provider", "boltz"],
+    );
+    let terms = cli_json(&client_dir, &client.url, &["terms"]);
+    assert_eq!(
+        (&terms["prepay_sat"], &terms["base_fee_sat"], &terms["fee_ppm"]),
+        (&Value::from(0), &Value::from(1_000), &Value::from(5_000)),
+        "{terms}"
+    );
+    let quote = cli_json(&client_dir, &client.url, &["quote", "out", "100000"]);
+    assert_eq!(
+        (&quote["swap_fee_sat"], &quote["swap_invoice_sat"], &quote["prepay_sat"]),
+        (&Value::from(1_508), &Value::from(101_508), &Value::from(0)),
+        "{quote}"
+    );
+    let quote_in = cli_json(&client_dir, &client.url, &["quote", "in", "50000"]);
+    assert_eq!(
+        (&quote_in["swap_fee_sat"], &quote_in["invoice_sat"]),
+        (&Value::from(1_244), &Value::from(48_756)),
+        "{quote_in}"
+    );
+    // 49,844 sat has no invoice amount: 0.5 % rounds past it (49,843 or 49,845 can be had).
+    let skipped = cli_fails(&client_dir, &client.url, &["quote", "in", "49844"]);
+    assert!(
+        skipped.contains("no invoice makes the provider ask exactly 49844 sat") && skipped.contains("49843 or 49845"),
+        "{skipped}"
+    );
+
+    wait_channel_usable(&client_dir, &client.url);
+    let out = cli_json(&client_dir, &client.url, &["out", "100000"]);
+    let id = out["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        (&out["swap_invoice_sat"], &out["prepay_sat"]),
+        (&Value::from(101_508), &Value::from(0)),
+        "{out}"
+    );
+    let state = |id: &str| {
+        cli_json(&client_dir, &client.url, &["swapinfo", id])["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mine_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            let _ = net.lab.mine(1);
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    };
+    mine_until("the loop-out", &|| state(&id) == "succeeded");
+    let info = cli_json(&client_dir, &client.url, &["swapinfo", &id]);
+    let claim_fee = info["claim_fee_sat"].as_u64().expect("claim fee");
+    let claim_txid: bitcoin::Txid = info["claim_txid"].as_str().expect("claim").parse().expect("txid");
+    let claim = net
+        .rt
+        .block_on(net.chain.transaction(&claim_txid))
+        .expect("rpc")
+        .expect("claim tx")
+        .tx;
+    assert_eq!(claim.input[0].witness.len(), 1, "a key-path claim, co-signed over /v2");
+    let htlc = claim.input[0].previous_output;
+    let htlc_tx = net
+        .rt
+        .block_on(net.chain.transaction(&htlc.txid))
+        .expect("rpc")
+        .expect("HTLC tx")
+        .tx;
+    let publish_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &htlc_tx))
+        .expect("fee")
+        .to_sat();
+
+    wait_channel_usable(&client_dir, &client.url);
+    let from = net.lab.chain.tip().expect("tip").0;
+    let lin = cli_json(&client_dir, &client.url, &["in", "50000"]);
+    let in_id = lin["id"].as_str().expect("id").to_string();
+    assert_eq!(lin["swap_invoice_sat"], 48_756, "{lin}");
+    let address: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
+        lin["htlc_address"].as_str().expect("address").parse().expect("address");
+    let script = address.assume_checked().script_pubkey();
+    mine_until("the loop-in", &|| state(&in_id) == "succeeded");
+    let fundings = outputs_paying(&net, &script, from);
+    assert_eq!(fundings.len(), 1, "funded once: {fundings:?}");
+    let (funding_txid, value) = fundings[0];
+    assert_eq!(value, 50_000);
+    let funding_tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding_txid))
+        .expect("rpc")
+        .expect("funding tx")
+        .tx;
+    let vout = funding_tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == script)
+        .expect("HTLC output");
+    let funding_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &funding_tx))
+        .expect("fee")
+        .to_sat();
+    let lockup = bitcoin::OutPoint::new(funding_txid, u32::try_from(vout).expect("vout"));
+    mine_until("the server's claim", &|| spender_of(&net, lockup).is_some());
+    let in_claim = spender_of(&net, lockup).expect("server's claim");
+    assert_eq!(
+        in_claim.input[0].witness.len(),
+        1,
+        "the server claimed by the key path with the daemon's co-signature of its sighash"
+    );
+    let in_claim_fee = 50_000 - in_claim.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+    // The server's swap wallet, after both: one HTLC out, one lockup claimed in.
+    let wallet_balance = || {
+        let metrics = net.rt.block_on(async {
+            ::reqwest::get(format!("http://127.0.0.1:{}/metrics", net.server_metrics))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        });
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("eddy_server_swap_wallet_spendable_sat "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let expected_wallet = 600_000 - 100_000 - publish_fee + 50_000 - in_claim_fee;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wallet_balance() != Some(expected_wallet) {
+        assert!(
+            Instant::now() < deadline,
+            "server swap wallet {:?}, expected {expected_wallet}",
+            wallet_balance()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.terminate();
+    client.terminate();
+    let [(s_ln0, _), (c_ln0, c_chain0)] = net.before;
+    let (c_ln, c_chain) = net.balances("client", net.client_port);
+    let (s_ln, _) = net.balances("server", net.server_port);
+    assert_eq!(c_ln, c_ln0 - 101_508 + 48_756, "client channel");
+    assert_eq!(s_ln, s_ln0 + 101_508 - 48_756, "server channel");
+    assert_eq!(
+        c_chain,
+        c_chain0 + 100_000 - claim_fee - 50_000 - funding_fee,
+        "client on-chain: one claim in, one funding out"
+    );
+    net.lab.stop();
+}

@@ -86,6 +86,7 @@ impl LoopOutApi for Tampering {
     async fn cosign_claim(
         &self,
         id: &eddy_core::types::SwapId,
+        _preimage: &Preimage,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
@@ -351,6 +352,7 @@ fn server_refusing_to_cosign_client_claims_by_script_path() {
         async fn cosign_claim(
             &self,
             _id: &eddy_core::types::SwapId,
+            _preimage: &Preimage,
             _nonce: &eddy_core::musig::PubNonceBytes,
             _tx: &bitcoin::Transaction,
         ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {

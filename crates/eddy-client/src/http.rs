@@ -16,7 +16,7 @@ use eddy_core::types::{Preimage, SwapId};
 use eddy_core::validate::{LoopInCreate, LoopInOffer, LoopOutCreate, LoopOutOffer};
 use eddy_store::SeedKeys;
 
-use crate::{LoopInApi, LoopOutApi};
+use crate::{ClaimToSign, LoopInApi, LoopOutApi};
 
 /// The swap server at a base URL.
 pub struct HttpSwapServer {
@@ -85,13 +85,13 @@ impl HttpSwapServer {
     }
 
     /// Sends `req` and reads its answer as `T` (an error status: the server's refusal).
-    async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiCallError> {
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiCallError> {
         let resp = Self::send(req).await?;
         resp.json().await.map_err(|e| ApiCallError::Unreadable(e.to_string()))
     }
 
     /// Sends `req`; an error status is the server's refusal.
-    async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiCallError> {
+    pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiCallError> {
         let resp = req.send().await.map_err(send_error)?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -106,17 +106,6 @@ impl HttpSwapServer {
             status: status.to_string(),
             message,
         })
-    }
-
-    /// `GET /v1/terms`, as the server answers it.
-    pub async fn terms(&self) -> Result<Terms, ApiCallError> {
-        Self::call(self.http.get(format!("{}/v1/terms", self.base))).await
-    }
-
-    /// `GET /v1/quote/loop-out?amount=…`, as the server answers it.
-    pub async fn quote_loop_out(&self, amount: bitcoin::Amount) -> Result<Quote, ApiCallError> {
-        let url = format!("{}/v1/quote/loop-out?amount={}", self.base, amount.to_sat());
-        Self::call(self.http.get(url)).await
     }
 
     /// Posts a co-signing request (our nonce, the unsigned transaction) and reads the server's
@@ -158,6 +147,17 @@ fn send_error(e: reqwest::Error) -> ApiCallError {
 
 #[async_trait]
 impl LoopOutApi for HttpSwapServer {
+    /// `GET /v1/terms`, as the server answers it.
+    async fn terms(&self) -> Result<Terms, ApiCallError> {
+        Self::call(self.http.get(format!("{}/v1/terms", self.base))).await
+    }
+
+    /// `GET /v1/quote/loop-out?amount=…`, as the server answers it.
+    async fn quote_loop_out(&self, amount: bitcoin::Amount) -> Result<Quote, ApiCallError> {
+        let url = format!("{}/v1/quote/loop-out?amount={}", self.base, amount.to_sat());
+        Self::call(self.http.get(url)).await
+    }
+
     async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
         Self::call(self.http.post(format!("{}/v1/loop-out", self.base)).json(req)).await
     }
@@ -179,9 +179,11 @@ impl LoopOutApi for HttpSwapServer {
     async fn cosign_claim(
         &self,
         id: &SwapId,
+        _preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+        // The server has the preimage already (pushed first; it settles on it).
         self.post_cosign(Side::LoopOut, id, &format!("/v1/swaps/{id}/cosign"), nonce, tx)
             .await
     }
@@ -215,13 +217,13 @@ impl LoopInApi for HttpSwapServer {
             .await
     }
 
-    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ApiCallError> {
+    async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {
         let path = format!("/v1/swaps/{id}/claim");
         let offer: ClaimOffer = Self::call(self.signed(reqwest::Method::GET, Side::LoopIn, id, &path, vec![])).await?;
         let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&offer.nonce);
         let tx = bitcoin::consensus::encode::deserialize_hex(&offer.tx);
         match (nonce, tx) {
-            (Ok(n), Ok(tx)) => Ok((n, tx)),
+            (Ok(n), Ok(tx)) => Ok((n, ClaimToSign::Transaction(tx))),
             _ => Err(ApiCallError::Unreadable("not a claim offer".into())),
         }
     }

@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod boltz;
 pub mod config;
 pub mod http;
 pub mod loop_in;
@@ -41,8 +42,8 @@ pub(crate) async fn bounded<T>(
 /// The server's half of a cooperative sweep of swap `1`: the key-path claim of a loop-out, the
 /// key-path refund of a loop-in (each call bounded by `SERVER_CALL_TIMEOUT_SECS`).
 pub(crate) enum ServerCosigns<'a> {
-    /// A loop-out's claim.
-    Claim(&'a dyn LoopOutApi, SwapId),
+    /// A loop-out's claim (the preimage travels with it to a provider that asks for it).
+    Claim(&'a dyn LoopOutApi, SwapId, Preimage),
     /// A loop-in's refund.
     Refund(&'a dyn LoopInApi, SwapId),
 }
@@ -55,7 +56,7 @@ impl eddy_engine::sweep::Cosigner for ServerCosigns<'_> {
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
         match self {
-            ServerCosigns::Claim(server, id) => bounded(server.cosign_claim(id, nonce, tx)).await,
+            ServerCosigns::Claim(server, id, preimage) => bounded(server.cosign_claim(id, preimage, nonce, tx)).await,
             ServerCosigns::Refund(server, id) => bounded(server.cosign_refund(id, nonce, tx)).await,
         }
         .map_err(|e| e.to_string())
@@ -97,20 +98,49 @@ impl SwapLocks {
 /// ([`ApiCallError`]): the server's refusal with its kind, or no answer.
 #[async_trait]
 pub trait LoopOutApi: Send + Sync {
+    /// The server's terms (an adapter that cannot tell keeps the default:
+    /// [`ApiCallError::NotOffered`]).
+    async fn terms(&self) -> Result<eddy_core::api::Terms, ApiCallError> {
+        Err(ApiCallError::NotOffered("terms"))
+    }
+
+    /// What a loop-out of `amount` (the HTLC value) costs off-chain.
+    async fn quote_loop_out(&self, _amount: bitcoin::Amount) -> Result<eddy_core::api::Quote, ApiCallError> {
+        Err(ApiCallError::NotOffered("quotes"))
+    }
+
     /// Asks for a loop-out offer.
     async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError>;
 
     /// Tells the server the preimage (so it settles at once); best effort.
     async fn push_preimage(&self, preimage: &Preimage) -> Result<(), ApiCallError>;
 
-    /// Asks the server to co-sign a key-path claim: our nonce and the unsigned claim in, the
-    /// server's nonce and partial signature out.
+    /// Asks the server to co-sign a key-path claim: our nonce and the unsigned claim in (with
+    /// the preimage, which a Boltz provider asks for in the same request), the server's nonce
+    /// and partial signature out.
     async fn cosign_claim(
         &self,
         id: &SwapId,
+        preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError>;
+}
+
+/// The cooperative claim of a loop-in that a server asks the client to co-sign.
+#[derive(Clone, Debug)]
+pub enum ClaimToSign {
+    /// The claim itself (Eddy's `/v1`): the client checks which output it spends.
+    Transaction(bitcoin::Transaction),
+    /// Only the key-path sighash of its one input, with the preimage (Boltz API v2's
+    /// submarine claim): the client cannot see what it spends, so it signs only while the
+    /// HTLC's address holds nothing but the output the server paid for.
+    Sighash {
+        /// The preimage the server learned by paying.
+        preimage: Preimage,
+        /// The BIP-341 key-path sighash.
+        sighash: [u8; 32],
+    },
 }
 
 /// The loop-in half of a swap server, as the loop-in engine calls it (an adapter that does not
@@ -132,8 +162,8 @@ pub trait LoopInApi: Send + Sync {
         Err(ApiCallError::NotOffered("swap states"))
     }
 
-    /// A loop-in's cooperative claim as the server offers it: its nonce and the unsigned claim.
-    async fn claim_request(&self, _id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ApiCallError> {
+    /// A loop-in's cooperative claim as the server offers it: its nonce and what to sign.
+    async fn claim_request(&self, _id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {
         Err(ApiCallError::NotOffered("cooperative claims"))
     }
 

@@ -520,19 +520,40 @@ impl LoopInClient {
     /// server paid for: a confirmed output of exactly the amount ([`server_output`]). Every
     /// other output paying the address is ours, and a co-signed key-path spend of it would hand
     /// it to the server.
+    ///
+    /// A server that offers only the claim's sighash (a Boltz provider) gets a signature only
+    /// while the address holds nothing but that output: a signature commits to one input of
+    /// this swap's key, and with one output there is no other it could spend.
     async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
-        let (server_nonce, tx) = crate::bounded(self.server.claim_request(id))
+        let (server_nonce, asked) = crate::bounded(self.server.claim_request(id))
             .await
             .map_err(|e| e.to_string())?;
-        check_claim_request(&rec.terms, chain, &tx).map_err(|e| e.to_string())?;
-        let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
-            return Err("the claim does not spend our HTLC".into());
-        };
         let htlc = Htlc::new(rec.htlc).map_err(|e| e.to_string())?;
         let Htlc::Taproot(taproot) = &htlc else {
             return Err("not a taproot HTLC".into());
         };
-        let msg = eddy_core::tx::cooperative_sighash(&tx, &htlc, funding.value).map_err(|e| e.to_string())?;
+        let msg = match asked {
+            crate::ClaimToSign::Transaction(tx) => {
+                check_claim_request(&rec.terms, chain, &tx).map_err(|e| e.to_string())?;
+                let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
+                    return Err("the claim does not spend our HTLC".into());
+                };
+                eddy_core::tx::cooperative_sighash(&tx, &htlc, funding.value).map_err(|e| e.to_string())?
+            }
+            crate::ClaimToSign::Sighash { preimage, sighash } => {
+                if preimage.payment_hash() != rec.htlc.payment_hash {
+                    return Err("the server's preimage is not this swap's".into());
+                }
+                let paid = server_output(&rec.terms, &chain.outputs);
+                if paid.is_none() || chain.outputs.iter().any(|o| Some(o.outpoint) != paid) {
+                    return Err(
+                        "a claim offered as a sighash is co-signed only while the HTLC holds just the output paid for"
+                            .into(),
+                    );
+                }
+                sighash
+            }
+        };
         let (nonce, partial) = eddy_core::musig::cosign(
             taproot,
             &self.parts.keys.secret(KEY_PURPOSE, id),

@@ -207,8 +207,8 @@ impl LoopOutClient {
         let validated =
             validate_loop_out_offer(&req, &offer, tip, now).map_err(|e| ClientError::OfferRefused(e.to_string()))?;
         let htlc = *validated.htlc.params();
-        let to_pay = [&validated.swap_invoice, &validated.prepay_invoice]
-            .iter()
+        let to_pay = std::iter::once(&validated.swap_invoice)
+            .chain(validated.prepay_invoice.as_ref())
             .map(|f| f.amount_msat.map_or(0, |m| m.0))
             .sum::<u64>()
             / 1000;
@@ -492,7 +492,7 @@ impl LoopOutClient {
             .await
             .map_err(backend)?;
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-        let cosigner = crate::ServerCosigns::Claim(&*self.server, id);
+        let cosigner = crate::ServerCosigns::Claim(&*self.server, id, rec.preimage);
         let job = SweepJob {
             label: "claim",
             outpoint,
@@ -528,9 +528,10 @@ impl LoopOutClient {
         }
     }
 
-    /// The payment hash of a swap's prepay invoice.
+    /// The payment hash of a swap's prepay invoice (none asked: none).
     pub fn prepay_hash(&self, rec: &ClientLoopOut) -> Option<PaymentHash> {
-        eddy_core::validate::decode_invoice("prepay", &rec.offer.prepay_invoice, self.parts.cfg.network, 0, 0)
+        let prepay = rec.offer.prepay_invoice.as_deref()?;
+        eddy_core::validate::decode_invoice("prepay", prepay, self.parts.cfg.network, 0, 0)
             .map(|f| f.payment_hash)
             .ok()
     }
@@ -605,11 +606,9 @@ impl runner::Effects<ClientLoopOut> for LoopOutClient {
                     max_total_cltv_delta: Some(max_cltv),
                 };
                 eddy_store::crash_point("loop_out.pay.before_send");
-                self.parts
-                    .ln
-                    .pay_invoice(&rec.offer.prepay_invoice, &params)
-                    .await
-                    .map_err(backend)?;
+                if let Some(prepay) = &rec.offer.prepay_invoice {
+                    self.parts.ln.pay_invoice(prepay, &params).await.map_err(backend)?;
+                }
                 self.parts
                     .ln
                     .pay_invoice(&rec.offer.swap_invoice, &params)

@@ -279,6 +279,10 @@ pub enum ApiCallError {
     /// The server does not offer this call (an adapter without it).
     #[error("not offered by this server: {0}")]
     NotOffered(&'static str),
+    /// This client refused what the server answered (or cannot put the request to it): an
+    /// answer that contradicts the request, or terms under which no exact amount exists.
+    #[error("refused by this client: {0}")]
+    Refused(String),
 }
 
 impl ApiCallError {

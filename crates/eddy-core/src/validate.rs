@@ -194,8 +194,10 @@ pub struct LoopOutCreate {
 pub struct LoopOutOffer {
     /// Hold invoice for the swap (hash = the client's).
     pub swap_invoice: String,
-    /// Hold invoice for the prepay (the server's own hash).
-    pub prepay_invoice: String,
+    /// Hold invoice for the prepay (the server's own hash); none from a provider that asks no
+    /// prepay (a Boltz API v2 reverse swap: one invoice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepay_invoice: Option<String>,
     /// The server's refund key.
     pub server_key: PublicKey,
     /// Absolute expiry `E`.
@@ -293,8 +295,8 @@ pub struct ValidatedLoopOut {
     pub htlc: Htlc,
     /// Swap invoice facts.
     pub swap_invoice: InvoiceFacts,
-    /// Prepay invoice facts.
-    pub prepay_invoice: InvoiceFacts,
+    /// Prepay invoice facts (none asked).
+    pub prepay_invoice: Option<InvoiceFacts>,
     /// The server's total fee in msat (invoices' total minus the amount).
     pub swap_fee_msat: u64,
 }
@@ -303,9 +305,9 @@ fn amount_of(which: &'static str, f: &InvoiceFacts) -> Result<u64, InvoiceError>
     f.amount_msat.map(|a| a.0).ok_or(InvoiceError::NoAmount { which })
 }
 
-/// Everything the loop-out client checks before paying: both invoices decode, are for our
-/// network and not about to expire, the swap invoice pays to our hash and the prepay does not,
-/// both go to the same node, the fee and prepay are within our limits, `E` is inside our
+/// Everything the loop-out client checks before paying: both invoices (or the swap invoice
+/// alone, when no prepay is asked) decode, are for our network and not about to expire, the
+/// swap invoice pays to our hash and the prepay does not, both go to the same node, the fee and prepay are within our limits, `E` is inside our
 /// window, the swap invoice's final CLTV does not lock our payment beyond
 /// `(E - tip) + SERVER_SETTLE_MARGIN + MAX_FINAL_CLTV_SLACK`, neither invoice's final CLTV plus
 /// route hints reaches past [`loop_out_max_payment_cltv`] (the bound every payment is then sent
@@ -324,27 +326,31 @@ pub fn validate_loop_out_offer(
         now_unix,
         MIN_INVOICE_REMAINING_SECS,
     )?;
-    let prepay = decode_invoice(
-        "prepay",
-        &offer.prepay_invoice,
-        req.network,
-        now_unix,
-        MIN_INVOICE_REMAINING_SECS,
-    )?;
+    let prepay = offer
+        .prepay_invoice
+        .as_deref()
+        .map(|p| decode_invoice("prepay", p, req.network, now_unix, MIN_INVOICE_REMAINING_SECS))
+        .transpose()?;
     if swap.payment_hash != req.payment_hash {
         return Err(OfferError::WrongHash {
             expected: req.payment_hash,
             got: swap.payment_hash,
         });
     }
-    if prepay.payment_hash == req.payment_hash {
-        return Err(OfferError::PrepayReusesHash);
-    }
-    if swap.payee != prepay.payee {
-        return Err(OfferError::PayeeMismatch);
+    if let Some(prepay) = &prepay {
+        if prepay.payment_hash == req.payment_hash {
+            return Err(OfferError::PrepayReusesHash);
+        }
+        if swap.payee != prepay.payee {
+            return Err(OfferError::PayeeMismatch);
+        }
     }
     let swap_msat = amount_of("swap", &swap)?;
-    let prepay_msat = amount_of("prepay", &prepay)?;
+    let prepay_msat = prepay
+        .as_ref()
+        .map(|p| amount_of("prepay", p))
+        .transpose()?
+        .unwrap_or(0);
     let total = swap_msat.saturating_add(prepay_msat);
     let amount_msat = req.amount.to_sat().saturating_mul(1000);
     if total < amount_msat {
@@ -385,7 +391,7 @@ pub fn validate_loop_out_offer(
         });
     }
     let max_route = u64::from(loop_out_max_payment_cltv(offer.expiry).saturating_sub(tip));
-    for (which, f) in [("swap", &swap), ("prepay", &prepay)] {
+    for (which, f) in std::iter::once(("swap", &swap)).chain(prepay.iter().map(|p| ("prepay", p))) {
         let got = f.min_final_cltv_delta.saturating_add(f.route_hint_cltv);
         if got > max_route {
             return Err(OfferError::RouteCltvTooLong {

@@ -66,7 +66,14 @@ fn good_offer() -> LoopOutOffer {
             SERVER,
             600,
         ),
-        prepay_invoice: invoice(Currency::Regtest, PaymentHash([9; 32]), 300_000, 18, SERVER, 600),
+        prepay_invoice: Some(invoice(
+            Currency::Regtest,
+            PaymentHash([9; 32]),
+            300_000,
+            18,
+            SERVER,
+            600,
+        )),
         server_key: pubkey(SERVER),
         expiry,
         htlc_address: htlc.address(Network::Regtest).to_string(),
@@ -91,7 +98,14 @@ fn refuses_bad_offers() {
     assert!(matches!(check(o), Err(OfferError::WrongHash { .. })));
 
     let mut o = good_offer();
-    o.prepay_invoice = invoice(Currency::Regtest, preimage().payment_hash(), 300_000, 18, SERVER, 600);
+    o.prepay_invoice = Some(invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        300_000,
+        18,
+        SERVER,
+        600,
+    ));
     assert_eq!(check(o).err(), Some(OfferError::PrepayReusesHash));
 
     let mut o = good_offer();
@@ -123,7 +137,14 @@ fn refuses_bad_offers() {
     assert!(matches!(check(o), Err(OfferError::InvoicesBelowAmount { .. })));
 
     let mut o = good_offer();
-    o.prepay_invoice = invoice(Currency::Regtest, PaymentHash([9; 32]), 400_000, 18, SERVER, 600);
+    o.prepay_invoice = Some(invoice(
+        Currency::Regtest,
+        PaymentHash([9; 32]),
+        400_000,
+        18,
+        SERVER,
+        600,
+    ));
     o.swap_invoice = invoice(
         Currency::Regtest,
         preimage().payment_hash(),
@@ -141,7 +162,14 @@ fn refuses_bad_offers() {
     );
 
     let mut o = good_offer();
-    o.prepay_invoice = invoice(Currency::Regtest, PaymentHash([9; 32]), 300_000, 18, STRANGER, 600);
+    o.prepay_invoice = Some(invoice(
+        Currency::Regtest,
+        PaymentHash([9; 32]),
+        300_000,
+        18,
+        STRANGER,
+        600,
+    ));
     assert_eq!(check(o).err(), Some(OfferError::PayeeMismatch));
 
     let mut o = good_offer();
@@ -458,7 +486,7 @@ fn refuses_route_hints_that_lock_the_payment_too_long() {
     );
     // The same on the prepay.
     let mut bad = o.clone();
-    bad.prepay_invoice = invoice_with_hint(PaymentHash([9; 32]), 300_000, 18, 1000);
+    bad.prepay_invoice = Some(invoice_with_hint(PaymentHash([9; 32]), 300_000, 18, 1000));
     assert_eq!(
         validate_loop_out_offer(&req, &bad, TIP, NOW).err(),
         Some(OfferError::RouteCltvTooLong {

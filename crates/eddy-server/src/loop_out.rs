@@ -558,7 +558,7 @@ impl LoopOutEngine {
         Ok((
             LoopOutOffer {
                 swap_invoice: swap_invoice.bolt11,
-                prepay_invoice,
+                prepay_invoice: (!prepay_invoice.is_empty()).then_some(prepay_invoice),
                 server_key,
                 expiry,
                 htlc_address: built.address(self.core.cfg.network).to_string(),

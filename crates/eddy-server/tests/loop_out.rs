@@ -187,7 +187,12 @@ fn loop_out_happy_path_script_claim() {
     .expect("htlc");
     assert_eq!(offer.htlc_address, htlc.address(Network::Regtest).to_string());
     let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
-    let prepay_inv: Bolt11Invoice = offer.prepay_invoice.parse().expect("prepay invoice");
+    let prepay_inv: Bolt11Invoice = offer
+        .prepay_invoice
+        .as_deref()
+        .expect("a prepay")
+        .parse()
+        .expect("prepay invoice");
     // 100,000 + fee (1,000 + 0.5 % = 1,500) − prepay 1,000.
     assert_eq!(swap_inv.amount_milli_satoshis(), Some(100_500_000));
     assert_eq!(prepay_inv.amount_milli_satoshis(), Some(1_000_000));
@@ -354,7 +359,12 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
         }))
         .expect("offer");
     let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
-    let prepay_inv: Bolt11Invoice = offer.prepay_invoice.parse().expect("prepay invoice");
+    let prepay_inv: Bolt11Invoice = offer
+        .prepay_invoice
+        .as_deref()
+        .expect("a prepay")
+        .parse()
+        .expect("prepay invoice");
     let server_ln_before = server_ln.ldk().list_balances().total_lightning_balance_sats;
     let server_chain_before = rt.block_on(server.wallet_balance()).spendable.to_sat();
     client

@@ -32,6 +32,11 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `eddy <what> --config <config>` and waits for its "listening on" line.
     pub fn start(what: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+        Proc::start_with_args(what, config, log, env, &[])
+    }
+
+    /// [`Proc::start`] with more command-line arguments.
+    pub fn start_with_args(what: &str, config: &Path, log: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -41,6 +46,7 @@ impl Proc {
             .arg(what)
             .arg("--config")
             .arg(config)
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))

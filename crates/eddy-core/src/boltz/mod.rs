@@ -126,21 +126,106 @@ pub fn reverse_pairs_body(pair: &ReversePair) -> Value {
     json!({ ASSET: { ASSET: pair } })
 }
 
-/// The proportional fee on an invoice of `invoice`, rounded up.
-fn percentage_fee(policy: &FeePolicy, invoice: Amount) -> u64 {
-    let fee = (u128::from(invoice.to_sat()) * u128::from(policy.fee_ppm)).div_ceil(1_000_000);
-    u64::try_from(fee).unwrap_or(u64::MAX)
+/// What a pair charges, as both sides compute amounts from it: the proportional part in
+/// parts per million of the invoice amount (rounded up) and the fixed part. The server reads it
+/// from its policy; a client from a pair's `percentage` and fixed fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charges {
+    /// Proportional fee, ppm of the invoice amount (below 10⁶).
+    pub ppm: u32,
+    /// Fixed fee, sat.
+    pub base: u64,
 }
 
-/// The invoice amount whose swap puts exactly `onchain` on chain: the smallest `I` with
-/// `I − ceil(I·ppm/10⁶) − base ≥ onchain` (Boltz's `ceil((onchain + base) / (1 − pct))`).
+impl Charges {
+    /// A server's charges.
+    pub fn of(policy: &FeePolicy) -> Charges {
+        Charges {
+            ppm: policy.fee_ppm,
+            base: policy.base_fee.to_sat(),
+        }
+    }
+
+    /// The charges of a pair announcing `percentage` (percent of the invoice) and `base`
+    /// sat; none when the percentage is not a whole number of ppm in 0..100 % (a client
+    /// computes amounts exactly or not at all).
+    pub fn of_pair(percentage: f64, base: u64) -> Option<Charges> {
+        let ppm = percentage * 10_000.0;
+        let whole = ppm.round();
+        if !ppm.is_finite() || !(0.0..1_000_000.0).contains(&whole) || (ppm - whole).abs() > 1e-6 {
+            return None;
+        }
+        // In range and whole: the cast is exact.
+        Some(Charges {
+            ppm: whole as u32,
+            base,
+        })
+    }
+
+    /// The proportional fee on an invoice of `invoice` sat, rounded up.
+    pub fn percentage_fee(&self, invoice: u64) -> u64 {
+        let fee = (u128::from(invoice) * u128::from(self.ppm)).div_ceil(1_000_000);
+        u64::try_from(fee).unwrap_or(u64::MAX)
+    }
+
+    /// A reverse swap's on-chain amount for an invoice of `invoice` sat (0 when the fees take
+    /// it all).
+    pub fn reverse_onchain(&self, invoice: u64) -> u64 {
+        invoice
+            .saturating_sub(self.percentage_fee(invoice))
+            .saturating_sub(self.base)
+    }
+
+    /// The invoice amount whose reverse swap puts exactly `onchain` sat on chain: the smallest
+    /// `I` with `I − ceil(I·ppm/10⁶) − base ≥ onchain` (Boltz's
+    /// `ceil((onchain + base) / (1 − pct))`).
+    pub fn reverse_invoice_for(&self, onchain: u64) -> Option<u64> {
+        let keep = 1_000_000u128.checked_sub(u128::from(self.ppm)).filter(|k| *k > 0)?;
+        let need = u128::from(onchain) + u128::from(self.base);
+        u64::try_from((need * 1_000_000).div_ceil(keep)).ok()
+    }
+
+    /// A submarine swap's `expectedAmount` for an invoice of `invoice` sat:
+    /// `invoice + ceil(invoice·ppm/10⁶) + base`.
+    pub fn submarine_expected(&self, invoice: u64) -> Option<u64> {
+        invoice
+            .checked_add(self.percentage_fee(invoice))?
+            .checked_add(self.base)
+    }
+
+    /// The invoice amount whose submarine swap expects exactly `expected` sat, or — when no
+    /// invoice amount does (rounding skips a value about every 10⁶/ppm sat) — the nearest
+    /// expected amounts below and above that one can be had.
+    pub fn submarine_invoice_for(&self, expected: u64) -> Result<u64, (u64, u64)> {
+        let rest = expected.saturating_sub(self.base);
+        let start = u128::from(rest) * 1_000_000 / (1_000_000 + u128::from(self.ppm));
+        let mut invoice = u64::try_from(start).unwrap_or(u64::MAX).saturating_sub(2);
+        // The proportional fee is below one sat off `start`'s: at most a few steps.
+        while self
+            .submarine_expected(invoice.saturating_add(1))
+            .is_some_and(|e| e <= expected)
+        {
+            invoice += 1;
+        }
+        let above = self.submarine_expected(invoice.saturating_add(1)).unwrap_or(u64::MAX);
+        // An invoice of nothing is no swap: below the smallest, 0 is named.
+        match self.submarine_expected(invoice).filter(|_| invoice > 0) {
+            Some(e) if e == expected => Ok(invoice),
+            below => Err((below.unwrap_or(0), above)),
+        }
+    }
+}
+
+/// The proportional fee on an invoice of `invoice`, rounded up.
+fn percentage_fee(policy: &FeePolicy, invoice: Amount) -> u64 {
+    Charges::of(policy).percentage_fee(invoice.to_sat())
+}
+
+/// The invoice amount whose swap puts exactly `onchain` on chain ([`Charges::reverse_invoice_for`]).
 fn invoice_for(policy: &FeePolicy, onchain: Amount) -> Option<Amount> {
-    let keep = 1_000_000u128
-        .checked_sub(u128::from(policy.fee_ppm))
-        .filter(|k| *k > 0)?;
-    let need = u128::from(onchain.to_sat()) + u128::from(policy.base_fee.to_sat());
-    let invoice = (need * 1_000_000).div_ceil(keep);
-    u64::try_from(invoice).ok().map(Amount::from_sat)
+    Charges::of(policy)
+        .reverse_invoice_for(onchain.to_sat())
+        .map(Amount::from_sat)
 }
 
 /// The amount asked for in a creation: the invoice's or what the client receives on chain.
@@ -424,6 +509,50 @@ pub(crate) mod tests {
             min_amount: Amount::from_sat(10_000),
             max_amount: Amount::from_sat(1_000_000),
             prepay: Amount::from_sat(1_000),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        /// A client's amounts from a pair agree with the server's: an exact submarine invoice
+        /// amount is exact, and when none exists the neighbours named are the nearest that
+        /// exist; a reverse invoice amount is the smallest that leaves the on-chain amount.
+        #[test]
+        fn charges_invert_exactly(ppm in 0u32..50_000, base in 0u64..5_000, target in 1u64..3_000_000, small in 0u64..6_000, pick_small: bool) {
+            let c = Charges { ppm, base };
+            // Amounts around the fixed fee too, where the smallest swaps are.
+            let target = if pick_small { small.max(1) } else { target };
+            match c.submarine_invoice_for(target) {
+                Ok(i) => proptest::prop_assert_eq!(c.submarine_expected(i), Some(target)),
+                Err((lo, hi)) => {
+                    proptest::prop_assert!(lo < target && target < hi, "{lo} {target} {hi}");
+                    // No invoice amount hits the target: the expected amount jumps over it.
+                    let i = (0..=target).rev().find(|i| c.submarine_expected(*i).is_some_and(|e| e <= target));
+                    if let Some(i) = i.filter(|i| *i > 0) {
+                        proptest::prop_assert_eq!(c.submarine_expected(i), Some(lo));
+                        proptest::prop_assert_eq!(c.submarine_expected(i + 1), Some(hi));
+                    }
+                }
+            }
+            let i = c.reverse_invoice_for(target).expect("below 100 %");
+            proptest::prop_assert!(c.reverse_onchain(i) >= target);
+            proptest::prop_assert!(i == 0 || c.reverse_onchain(i - 1) < target);
+        }
+    }
+
+    #[test]
+    fn pair_percentages_are_whole_ppm_or_refused() {
+        assert_eq!(
+            Charges::of_pair(0.5, 1_000),
+            Some(Charges {
+                ppm: 5_000,
+                base: 1_000
+            })
+        );
+        assert_eq!(Charges::of_pair(0.1, 0), Some(Charges { ppm: 1_000, base: 0 }));
+        assert_eq!(Charges::of_pair(0.0, 7), Some(Charges { ppm: 0, base: 7 }));
+        for bad in [-0.1, 100.0, 250.0, f64::NAN, f64::INFINITY, 0.00001] {
+            assert_eq!(Charges::of_pair(bad, 0), None, "{bad}");
         }
     }
 
