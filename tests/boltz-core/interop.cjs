@@ -10,9 +10,22 @@
 //     signs (the open session).
 //   {"op":"finish","theirPartial"} -> {"signature","theirPartialValid"}: checks the other
 //     party's partial signature and aggregates the final BIP340 signature.
+//   {"op":"spend", ...the tree fields..., "privateKey", "transactionId", "vout", "amount",
+//    "script", "destinationScript", "fee", "preimage" | "refund": true} -> {"hex"}: a
+//     script-path spend of one swap output built and signed by boltz-core's own
+//     constructClaimTransaction: the claim leaf with the preimage, or (refund) the refund leaf
+//     with the timeout as lock time. No server takes part.
 'use strict';
 const readline = require('node:readline');
-const { Musig, TaprootUtils, SwapTreeSerializer, reverseSwapTree, swapTree } = require('boltz-core');
+const {
+  Musig,
+  OutputType,
+  TaprootUtils,
+  SwapTreeSerializer,
+  constructClaimTransaction,
+  reverseSwapTree,
+  swapTree,
+} = require('boltz-core');
 
 const hex = (b) => Buffer.from(b).toString('hex');
 const bytes = (h) => Uint8Array.from(Buffer.from(h, 'hex'));
@@ -66,6 +79,32 @@ const handle = (r) => {
       }
       signed.addPartial(session.theirPublicKey, bytes(r.theirPartial));
       return { theirPartialValid, signature: hex(signed.aggregatePartials()) };
+    }
+    case 'spend': {
+      const { tree, musig } = keyAgg(r);
+      const refund = r.refund === true;
+      const tx = constructClaimTransaction(
+        [
+          {
+            type: OutputType.Taproot,
+            transactionId: r.transactionId,
+            vout: r.vout,
+            amount: BigInt(r.amount),
+            script: bytes(r.script),
+            privateKey: bytes(r.privateKey),
+            preimage: refund ? new Uint8Array(0) : bytes(r.preimage),
+            swapTree: tree,
+            internalKey: TaprootUtils.toXOnly(musig.aggPubkey),
+            cooperative: false,
+          },
+        ],
+        bytes(r.destinationScript),
+        BigInt(r.fee),
+        true,
+        refund ? r.timeoutBlockHeight : undefined,
+        refund,
+      );
+      return { hex: tx.hex };
     }
     default:
       throw new Error(`unknown op ${r.op}`);

@@ -657,20 +657,146 @@ fn a_boltz_wallet_makes_a_reverse_swap_through_the_v2_front_door() {
         net.rt.block_on(net.server.wallet_balance()).spendable,
         wallet_before - onchain - lockup_fee
     );
-    assert_eq!(
-        net.server_ln.ldk().list_balances().total_lightning_balance_sats,
-        server_ln_before + 100_000
-    );
-    assert_eq!(
-        net.client_ln.ldk().list_balances().total_lightning_balance_sats,
-        client_ln_before - 100_000
-    );
+    channels_settle_to(&net, (server_ln_before + 100_000, client_ln_before - 100_000));
     let confirmed = net
         .rt
         .block_on(net.chain.transaction(&claim.compute_txid()))
         .expect("rpc")
         .expect("the claim is on chain");
     assert_eq!(confirmed.tx.output[0].value, Amount::from_sat(98_300));
+    assert_eq!(confirmed.tx.output[0].script_pubkey, dest.script_pubkey());
+}
+
+/// Asserts the server's and the wallet's channel balances (sat) once the settled HTLC is off
+/// both commitments: while it is on them, its output's share of the commitment fee is still
+/// counted.
+fn channels_settle_to(net: &eddy::demo::Swapnet, want: (u64, u64)) {
+    let ln = || {
+        (
+            net.server_ln.ldk().list_balances().total_lightning_balance_sats,
+            net.client_ln.ldk().list_balances().total_lightning_balance_sats,
+        )
+    };
+    let _ = eddy_lab::wait_until("the HTLC off the commitments", eddy_lab::WAIT, || ln() == want);
+    assert_eq!(ln(), want, "server's and wallet's channel balances");
+}
+
+/// **A reverse swap claimed by the script path, without the server.** A Boltz wallet that never
+/// asks for the co-signature (or whose server does not give it) claims with boltz-core's own
+/// `constructClaimTransaction`: the claim leaf, its signature and the preimage in the witness.
+/// The server reads the preimage from the chain and settles: `invoice.settled`. Money: the
+/// wallet's node pays 100,000; its claim output is the lockup's 98,500 less the 300-sat fee it
+/// chose; the server's node receives 100,000; its swap wallet pays 98,500 and the lockup fee.
+#[test]
+fn a_boltz_wallet_claims_by_the_script_path_and_the_server_settles_from_the_chain() {
+    use bitcoin::Amount;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let mut boltz = BoltzCore::start();
+    let (_, pairs) = get(&format!("{url}/v2/swap/reverse"));
+    let claim_sk = key(0x65);
+    let claim_pk = pubkey(0x65);
+    let p = Preimage::from_bytes([0x5d; 32]);
+    let hash = p.payment_hash();
+    let (s, made) = post(
+        &format!("{url}/v2/swap/reverse"),
+        &json!({
+            "from": "BTC", "to": "BTC",
+            "preimageHash": hexs(hash.to_byte_array()),
+            "claimPublicKey": hexs(claim_pk.serialize()),
+            "invoiceAmount": 100_000,
+            "pairHash": pairs["BTC"]["BTC"]["hash"],
+        }),
+    );
+    assert_eq!(s, 201, "{made}");
+    let id = made["id"].as_str().expect("id").to_string();
+    let server_key = made["refundPublicKey"].as_str().expect("key").to_string();
+    let timeout = made["timeoutBlockHeight"].as_u64().expect("timeout");
+    let lockup: bitcoin::Address<bitcoin::address::NetworkUnchecked> = made["lockupAddress"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("address");
+    let lockup = lockup.assume_checked();
+    let wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let server_ln_before = net.server_ln.ldk().list_balances().total_lightning_balance_sats;
+    let client_ln_before = net.client_ln.ldk().list_balances().total_lightning_balance_sats;
+    let invoice: lightning_invoice::Bolt11Invoice = made["invoice"].as_str().expect("invoice").parse().expect("bolt11");
+    net.client_ln.ldk().bolt11_payment().send(&invoice, None).expect("pay");
+    let status = format!("{url}/v2/swap/{id}");
+    until_status(&net, &status, "transaction.mempool");
+    net.mine(1).expect("mine");
+    let confirmed = until_status(&net, &status, "transaction.confirmed");
+    // The lockup that confirmed (the server may have bumped the first one).
+    let lockup_tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(confirmed["transaction"]["hex"].as_str().expect("hex"))
+            .expect("tx");
+    let vout = lockup_tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == lockup.script_pubkey())
+        .expect("lockup output");
+
+    let dest = bitcoin::Address::p2tr(
+        &Secp256k1::new(),
+        pubkey(0x66).x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    );
+    let spent = boltz.ask(json!({
+        "op": "spend",
+        "kind": "reverse",
+        "preimageHash": hexs(hash.to_byte_array()),
+        "claimPublicKey": hexs(claim_pk.serialize()),
+        "refundPublicKey": server_key,
+        "timeoutBlockHeight": timeout,
+        "serverPublicKey": server_key,
+        "clientPublicKey": hexs(claim_pk.serialize()),
+        "privateKey": hexs(claim_sk.secret_bytes()),
+        "transactionId": lockup_tx.compute_txid().to_string(),
+        "vout": vout,
+        "amount": 98_500,
+        "script": hexs(lockup.script_pubkey().as_bytes()),
+        "destinationScript": hexs(dest.script_pubkey().as_bytes()),
+        "fee": 300,
+        "preimage": p.expose_hex(),
+    }));
+    let claim: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(spent["hex"].as_str().expect("hex")).expect("boltz-core's claim");
+    assert_eq!(
+        claim.input[0].witness.len(),
+        4,
+        "signature, preimage, leaf, control block"
+    );
+    assert_eq!(
+        claim.input[0].witness.nth(1).map(<[u8]>::to_vec),
+        Some(<Vec<u8> as bitcoin::hex::FromHex>::from_hex(&p.expose_hex()).expect("hex")),
+        "the preimage, revealed on chain"
+    );
+    let (s, sent) = post(
+        &format!("{url}/v2/chain/BTC/transaction"),
+        &json!({"hex": spent["hex"]}),
+    );
+    assert_eq!(s, 201, "{sent}");
+    net.mine(1).expect("mine");
+    until_status(&net, &status, "invoice.settled");
+
+    let lockup_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &lockup_tx))
+        .expect("fee");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet_before - Amount::from_sat(98_500) - lockup_fee
+    );
+    channels_settle_to(&net, (server_ln_before + 100_000, client_ln_before - 100_000));
+    let confirmed = net
+        .rt
+        .block_on(net.chain.transaction(&claim.compute_txid()))
+        .expect("rpc")
+        .expect("the claim is on chain");
+    assert_eq!(confirmed.tx.output[0].value, Amount::from_sat(98_200));
     assert_eq!(confirmed.tx.output[0].script_pubkey, dest.script_pubkey());
 }
 

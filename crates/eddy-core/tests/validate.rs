@@ -88,6 +88,50 @@ fn accepts_a_good_offer() {
     assert_eq!(v.htlc.address(Network::Regtest).to_string(), good_offer().htlc_address);
 }
 
+/// An offer without a prepay (a Boltz reverse swap): the one invoice carries the whole fee,
+/// checked against the fee limit as the total of two would be; everything else as before.
+#[test]
+fn an_offer_without_a_prepay_is_checked_on_its_one_invoice() {
+    let mut o = good_offer();
+    o.prepay_invoice = None;
+    let v = validate_loop_out_offer(&request(), &o, TIP, NOW).expect("valid");
+    assert!(v.prepay_invoice.is_none());
+    assert_eq!(v.swap_fee_msat, 700_000, "100,700 sat invoice for a 100,000 sat HTLC");
+    // The whole fee in the one invoice is still held to the limit.
+    let mut greedy = o.clone();
+    greedy.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        100_000_000 + request().limits.max_swap_fee.to_sat() * 1000 + 1_000,
+        u64::from(DEFAULT_LOOP_OUT_EXPIRY_DELTA + SERVER_SETTLE_MARGIN),
+        SERVER,
+        600,
+    );
+    assert!(matches!(
+        validate_loop_out_offer(&request(), &greedy, TIP, NOW),
+        Err(OfferError::FeeTooHigh { .. })
+    ));
+    // And below the amount is a server that cannot count.
+    let mut short = o.clone();
+    short.swap_invoice = invoice(
+        Currency::Regtest,
+        preimage().payment_hash(),
+        99_999_000,
+        95,
+        SERVER,
+        600,
+    );
+    assert!(matches!(
+        validate_loop_out_offer(&request(), &short, TIP, NOW),
+        Err(OfferError::InvoicesBelowAmount { .. })
+    ));
+    // The stored form of an offer without one has no prepay field; one with it reads back.
+    let json = serde_json::to_value(&o).expect("json");
+    assert!(json.get("prepay_invoice").is_none(), "{json}");
+    let back: LoopOutOffer = serde_json::from_value(serde_json::to_value(good_offer()).expect("json")).expect("read");
+    assert_eq!(back, good_offer());
+}
+
 #[test]
 fn refuses_bad_offers() {
     let req = request();
