@@ -1431,3 +1431,230 @@ fn attack_loop_out_that_cannot_pay_ends_without_paying() {
     assert_eq!(lightning(&net), ln0);
     net.stop().expect("stop");
 }
+
+/// How a hostile Boltz provider rewrites the real `/v2` answers: given `"METHOD /path"` and
+/// the real answer's JSON, it edits the JSON in place, or answers raw bytes instead.
+type Rewrite = Arc<dyn Fn(&str, &mut serde_json::Value) -> Option<Vec<u8>> + Send + Sync>;
+
+/// A hostile Boltz provider for `eddy daemon --provider boltz`'s adapter: the real server's
+/// Boltz API v2 behind a proxy on loopback that rewrites chosen answers on the way back.
+fn lying_provider(net: &Swapnet, rewrite: Rewrite) -> Arc<dyn SwapServerApi> {
+    use axum::response::IntoResponse;
+    let real = net.http.as_ref().expect("the server's HTTP API").url();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, body: axum::body::Bytes| {
+            let (real, http, rewrite) = (real.clone(), http.clone(), rewrite.clone());
+            async move {
+                let target = format!("{real}{}", uri.path_and_query().map_or("", |p| p.as_str()));
+                let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method");
+                let mut req = http.request(m, target);
+                if !body.is_empty() {
+                    req = req.header("content-type", "application/json").body(body.to_vec());
+                }
+                let resp = req.send().await.expect("the real server answers");
+                let code = axum::http::StatusCode::from_u16(resp.status().as_u16()).expect("status");
+                let mut v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+                match rewrite(&format!("{method} {}", uri.path()), &mut v) {
+                    Some(raw) => (code, raw).into_response(),
+                    None => (code, axum::Json(v)).into_response(),
+                }
+            }
+        },
+    );
+    let listener = net
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    net.rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Arc::new(
+        eddy_client::boltz::BoltzProvider::new(
+            &format!("http://{addr}"),
+            net.client_store.clone(),
+            bitcoin::Network::Regtest,
+        )
+        .expect("provider"),
+    )
+}
+
+/// The client's loop-out through a hostile Boltz provider fails with `what` in its error;
+/// nothing is paid or stored and the client's channel balance is unchanged.
+fn refused_through(net: &Swapnet, rewrite: Rewrite, what: &str) {
+    let client = out_client(net, lying_provider(net, rewrite));
+    let (ln0, payments0) = (lightning(net), lightning_payments(net));
+    let dest = net
+        .rt
+        .block_on(net.client_ln.new_address())
+        .expect("address")
+        .script_pubkey();
+    let err = net
+        .rt
+        .block_on(client.loop_out(Amount::from_sat(100_000), dest))
+        .expect_err("refused");
+    assert!(err.to_string().contains(what), "{err}");
+    assert_eq!(
+        (lightning(net), lightning_payments(net)),
+        (ln0, payments0),
+        "nothing paid"
+    );
+    assert!(
+        net.rt.block_on(client.list()).expect("list").is_empty(),
+        "nothing stored"
+    );
+}
+
+/// Attack: a Boltz provider (1) announces a fee of 0.1 % in its pair and invoices 0.5 % — the
+/// invoice is under the client's fee cap, so only the price check stands between; (2) answers
+/// the pair with 2 MiB (a daemon that read it whole could be made to run out of memory, and
+/// with a loop-out in flight, restart into the same answer until the timeout); (3) names its
+/// swap `../../v1/terms` (an id that would steer this client's later calls elsewhere).
+/// Each is refused before anything is paid or stored.
+#[test]
+fn attack_boltz_provider_misprices_floods_or_forges_an_id_and_gets_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    refused_through(
+        &net,
+        Arc::new(|what: &str, v: &mut serde_json::Value| {
+            if what == "GET /v2/swap/reverse" {
+                v["BTC"]["BTC"]["fees"]["percentage"] = serde_json::json!(0.1);
+            }
+            None
+        }),
+        "the pair's price of 100000 sat on chain",
+    );
+    refused_through(
+        &net,
+        Arc::new(|what: &str, _: &mut serde_json::Value| {
+            (what == "GET /v2/swap/reverse").then(|| vec![b' '; 2 * 1024 * 1024])
+        }),
+        &format!("an answer of more than {} bytes", eddy_client::http::MAX_ANSWER_BYTES),
+    );
+    refused_through(
+        &net,
+        Arc::new(|what: &str, v: &mut serde_json::Value| {
+            if what == "POST /v2/swap/reverse" {
+                v["id"] = serde_json::json!("../../v1/terms");
+            }
+            None
+        }),
+        "is not a plain token",
+    );
+    net.stop().expect("stop");
+}
+
+/// Attack (finding 4, the Boltz way): a Boltz provider offers a submarine claim only as a
+/// sighash the client cannot check (here 32 bytes of its choosing), while the HTLC address
+/// holds a second output of the client's (25,000 sat beside the 60,000 paid for). A signature
+/// over a sighash of the provider's choosing could spend that output; the client gives none
+/// (no `POST …/claim` reaches the provider), the server claims its own output by the script
+/// path, and the client refunds the extra output at `E`. Exact money: 58,706 sat over
+/// Lightning (60,000 = 58,706 + ceil(0.5 % of it) + 1,000), the extra back less its refund
+/// fee; the server's wallet gains 60,000 less its claim fee.
+#[test]
+fn attack_boltz_provider_asks_a_blind_cosignature_while_the_address_holds_more() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let (amount, extra) = (Amount::from_sat(60_000), Amount::from_sat(25_000));
+    let cosigns = Arc::new(AtomicU32::new(0));
+    let seen = cosigns.clone();
+    let provider = lying_provider(
+        &net,
+        Arc::new(move |what: &str, v: &mut serde_json::Value| {
+            if what.starts_with("GET /v2/swap/submarine/") && what.ends_with("/claim") {
+                v["transactionHash"] = serde_json::json!("42".repeat(32));
+            }
+            if what.starts_with("POST /v2/swap/submarine/") && what.ends_with("/claim") {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            None
+        }),
+    );
+    let client = in_client(&net, provider);
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    let id = net.rt.block_on(client.loop_in(amount, external)).expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    assert_eq!(rec.offer.swap_fee, Amount::from_sat(1_294));
+    let address = htlc_address(&rec.offer.htlc_address);
+    let exact = net.lab.chain.fund(&address, amount).expect("fund");
+    let extra_tx = net.lab.chain.fund(&address, extra).expect("fund extra");
+    let vout = tx(&net, &extra_tx)
+        .tx
+        .output
+        .iter()
+        .position(|o| o.value == extra && o.script_pubkey == address.script_pubkey())
+        .expect("extra output") as u32;
+    let extra_out = OutPoint { txid: extra_tx, vout };
+    net.mine(1).expect("mine");
+    let chain0 = onchain(&net);
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
+        let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
+        if srec.state == ServerInState::Succeeded {
+            assert_eq!(c, InState::Paid, "the extra output keeps the swap open");
+            break;
+        }
+        assert!(!c.is_terminal(), "{c:?}");
+        if matches!(srec.state, ServerInState::Claiming { .. }) && (srec.claim.is_some() || c == InState::Paid) {
+            net.mine(1).expect("mine");
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {:?}", srec.state);
+    }
+    assert_eq!(
+        cosigns.load(Ordering::SeqCst),
+        0,
+        "no partial signature left the client"
+    );
+    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
+    let claim = srec
+        .claim
+        .expect("claim")
+        .all
+        .iter()
+        .map(|t| tx(&net, t))
+        .find(|t| t.block.is_some())
+        .expect("confirmed claim");
+    assert_eq!(claim.tx.input[0].previous_output.txid, exact, "the server's own output");
+    assert!(claim.tx.input[0].witness.len() > 1, "script path");
+    mine_to(&net, rec.terms.expiry - 1);
+    let start = std::time::Instant::now();
+    while net.rt.block_on(client.swap(&id)).expect("c").1.state != InState::Succeeded {
+        net.mine(1).expect("mine");
+        net.rt.block_on(client.tick()).expect("tick");
+        assert!(start.elapsed() < eddy_lab::WAIT);
+    }
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
+    assert_eq!(rec.refunds.len(), 1);
+    assert_eq!(rec.refunds[0].outpoint, Some(extra_out));
+    let refund = rec.refunds[0]
+        .all
+        .iter()
+        .map(|t| tx(&net, t))
+        .find(|t| t.block.is_some())
+        .expect("confirmed refund");
+    let refund_fee = extra - refund.tx.output[0].value;
+    eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
+        lightning(&net) == ln0 + 58_706 && onchain(&net) == chain0 + (extra - refund_fee).to_sat()
+    })
+    .expect("exact client balances");
+    let claim_fee = amount - claim.tx.output[0].value;
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet0 + amount - claim_fee
+    );
+    net.stop().expect("stop");
+}

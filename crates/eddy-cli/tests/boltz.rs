@@ -1303,9 +1303,9 @@ fn refund_cooperatively(
 /// payment attempts fail (`invoice.failedToPay`), and the wallet's key-path refund, co-signed by
 /// the server through `/v2/swap/submarine/{id}/refund` and aggregated by boltz-core, confirms in
 /// the next block — no waiting for the timeout: `transaction.refunded`, the wallet's output
-/// exactly the lockup less its 200-sat fee. (2) A lockup one satoshi short:
-/// `transaction.lockupFailed` with Boltz's failure reason and details, nothing paid, refunded
-/// the same way. The server's node and swap wallet end where they began. The refunds are
+/// exactly the lockup less its 200-sat fee. (2) A lockup one satoshi short and (3) one
+/// satoshi over: `transaction.lockupFailed` with Boltz's failure reason and details, nothing
+/// paid, refunded the same way. The server's node and swap wallet end where they began. The refunds are
 /// broadcast through `POST /v2/chain/BTC/transaction` and read back through `GET
 /// /v2/chain/BTC/transaction/{id}`; `GET /v2/nodes` names the server's node.
 #[test]
@@ -1340,21 +1340,18 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
         (404, json!({"error": "transaction not found"}))
     );
 
-    for (n, short) in [(0x64u8, false), (0x65u8, true)] {
+    // Locked: exactly, one satoshi short, one satoshi over.
+    for (n, off) in [(0x64u8, 0i64), (0x65u8, -1), (0x67u8, 1)] {
         let hash = Preimage::from_bytes([n; 32]).payment_hash();
         let invoice = unreachable_invoice(hash, 50_000, 0x70);
         let (id, lockup, expected, timeout, server_key) = make_submarine(&url, &mut boltz, &invoice, hash, n);
         assert_eq!(expected, Amount::from_sat(51_250));
         let status = format!("{url}/v2/swap/{id}");
-        let locked = if short {
-            expected - Amount::from_sat(1)
-        } else {
-            expected
-        };
+        let locked = Amount::from_sat(expected.to_sat().checked_add_signed(off).expect("amount"));
         let txid = net.lab.chain.fund(&lockup, locked).expect("lockup");
         until_status(&net, &status, "transaction.mempool");
         let lockup_out = lockup_outpoint(&net, txid, &lockup);
-        if !short {
+        if off == 0 {
             // Not failed yet: whoever knows the id cannot cancel the swap by asking for a
             // refund (on this door the id is all a caller shows).
             let (s, v) = post(
@@ -1372,15 +1369,19 @@ fn failed_submarine_swaps_are_refunded_cooperatively_at_once() {
             );
         }
         net.mine(1).expect("mine");
-        if short {
+        if off != 0 {
+            // Boltz's words and details; an overpayment is refused like an underpayment (the
+            // server cannot pay the excess on to anyone: docs/boltz-api.md).
             let v = until_status(&net, &status, "transaction.lockupFailed");
             documented(&url, "BoltzStatus", &v);
+            let actual = locked.to_sat();
+            let word = if off < 0 { "less" } else { "more" };
             assert_eq!(
                 v,
                 json!({
                     "status": "transaction.lockupFailed",
-                    "failureReason": "locked 51249 is less than expected 51250",
-                    "failureDetails": {"expected": 51_250, "actual": 51_249},
+                    "failureReason": format!("locked {actual} is {word} than expected 51250"),
+                    "failureDetails": {"expected": 51_250, "actual": actual},
                 })
             );
         } else {

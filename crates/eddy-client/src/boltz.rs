@@ -258,7 +258,7 @@ impl LoopOutApi for BoltzProvider {
     }
 
     async fn loop_out(&self, req: &LoopOutCreate) -> Result<LoopOutOffer, ApiCallError> {
-        let (pair, _) = self.reverse_pair().await?;
+        let (pair, charges) = self.reverse_pair().await?;
         let body = json!({
             "from": ASSET,
             "to": ASSET,
@@ -275,6 +275,21 @@ impl LoopOutApi for BoltzProvider {
             return Err(ApiCallError::Refused(format!(
                 "the provider answered an on-chain amount of {:?} sat, {} sat was asked",
                 created.onchain_amount,
+                req.amount.to_sat()
+            )));
+        }
+        // The invoice asks what the pair announced, not merely something under our fee cap:
+        // a provider showing one price and charging another is refused.
+        let asked = eddy_core::validate::decode_invoice("swap", &created.invoice, self.network, 0, 0)
+            .map_err(|e| ApiCallError::Refused(e.to_string()))?
+            .amount_msat
+            .map(|m| m.0);
+        let priced = charges
+            .reverse_invoice_for(req.amount.to_sat())
+            .map(|i| i.saturating_mul(1000));
+        if asked.is_none() || asked != priced {
+            return Err(ApiCallError::Refused(format!(
+                "the invoice asks {asked:?} msat, the pair's price of {} sat on chain is {priced:?} msat",
                 req.amount.to_sat()
             )));
         }

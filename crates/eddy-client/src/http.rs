@@ -87,7 +87,8 @@ impl HttpSwapServer {
     /// Sends `req` and reads its answer as `T` (an error status: the server's refusal).
     pub(crate) async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiCallError> {
         let resp = Self::send(req).await?;
-        resp.json().await.map_err(|e| ApiCallError::Unreadable(e.to_string()))
+        let body = capped_body(resp).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiCallError::Unreadable(e.to_string()))
     }
 
     /// Sends `req`; an error status is the server's refusal.
@@ -97,10 +98,12 @@ impl HttpSwapServer {
             return Ok(resp);
         }
         let status = resp.status();
-        let message = resp
-            .json::<ErrorBody>()
-            .await
-            .map_or_else(|_| "no error message".to_string(), |b| b.error);
+        let message = match capped_body(resp).await {
+            Ok(body) => {
+                serde_json::from_slice::<ErrorBody>(&body).map_or_else(|_| "no error message".to_string(), |b| b.error)
+            }
+            Err(e) => e.to_string(),
+        };
         Err(ApiCallError::Answered {
             kind: ErrorKind::of_status(status.as_u16()),
             status: status.to_string(),
@@ -131,6 +134,26 @@ impl HttpSwapServer {
             _ => Err(ApiCallError::Unreadable("not a co-signature".into())),
         }
     }
+}
+
+/// The most of an answer's body this client reads: every answer of either protocol is a few
+/// KiB (the largest, a Boltz status with its lockup transaction, is bounded by the transaction
+/// size the server keeps); a server sending more is cut off before it can exhaust the
+/// daemon's memory — and with it the claim a restart would retry.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// `resp`'s body, read chunk by chunk up to [`MAX_ANSWER_BYTES`].
+async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, ApiCallError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(send_error)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ApiCallError::Unreadable(format!(
+                "an answer of more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A request that got no answer: the server is named unreachable (connection refused, DNS,

@@ -522,8 +522,11 @@ impl LoopInClient {
     /// it to the server.
     ///
     /// A server that offers only the claim's sighash (a Boltz provider) gets a signature only
-    /// while the address holds nothing but that output: a signature commits to one input of
-    /// this swap's key, and with one output there is no other it could spend.
+    /// while the address has only ever held that output, read again after the server answered:
+    /// a signature commits to one input of this swap's key, and with one output there is no
+    /// other it could spend. (What is left is a second output of ours that the server sees
+    /// before our chain source does, in the moment between that read and the signature: the
+    /// server cannot make us send one, and refusing costs it only a script-path claim.)
     async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
         let (server_nonce, asked) = crate::bounded(self.server.claim_request(id))
             .await
@@ -544,10 +547,28 @@ impl LoopInClient {
                 if preimage.payment_hash() != rec.htlc.payment_hash {
                     return Err("the server's preimage is not this swap's".into());
                 }
-                let paid = server_output(&rec.terms, &chain.outputs);
-                if paid.is_none() || chain.outputs.iter().any(|o| Some(o.outpoint) != paid) {
+                // The chain as it is now, after the server's answers (which it may delay to
+                // see a second output of ours arrive first), and every output this swap ever
+                // saw, even one gone from the view since (evicted, reorged out: it may come
+                // back).
+                self.parts
+                    .watcher
+                    .lock()
+                    .await
+                    .sync()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let now = self
+                    .chain_view(id, rec, chain.height)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let paid = server_output(&rec.terms, &now.outputs);
+                let other = now.outputs.iter().any(|o| Some(o.outpoint) != paid)
+                    || rec.seen.iter().any(|o| Some(o.outpoint) != paid)
+                    || !chain.missing.is_empty();
+                if paid.is_none() || other {
                     return Err(
-                        "a claim offered as a sighash is co-signed only while the HTLC holds just the output paid for"
+                        "a claim offered as a sighash is co-signed only while the HTLC has only ever held the output paid for"
                             .into(),
                     );
                 }
