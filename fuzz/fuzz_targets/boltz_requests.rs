@@ -1,6 +1,7 @@
 //! Boltz API v2's request bodies as the `/v2` front door reads them:
 //! `eddy_core::boltz::parse_reverse_request` and `parse_reverse_claim`, and the submarine
-//! swap's `parse_submarine_request`, `parse_claim_signature` and `parse_refund_request`.
+//! swap's `parse_submarine_request`, `parse_set_invoice`, `parse_claim_signature` and
+//! `parse_refund_request`.
 //! Asserts: an accepted creation names the BTC/BTC pair, exactly one amount, a description
 //! within its bound and none of the fields Eddy refuses by name; an accepted claim's preimage
 //! is the body's 64 hex characters and its co-signing parts come all together; a submarine
@@ -47,13 +48,30 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = submarine::parse_submarine_request(data) {
         let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");
         assert_eq!((v["from"].as_str(), v["to"].as_str()), (Some("BTC"), Some("BTC")));
-        assert_eq!(v["invoice"].as_str(), Some(req.invoice.as_str()));
-        assert!(req.invoice.len() <= submarine::MAX_INVOICE_CHARS);
+        match &req.made_for {
+            submarine::SubmarineFor::Invoice(i) => {
+                assert_eq!(v["invoice"].as_str(), Some(i.as_str()));
+                assert!(i.len() <= submarine::MAX_INVOICE_CHARS);
+                assert!(v.get("preimageHash").is_none_or(Value::is_null), "both accepted");
+            }
+            submarine::SubmarineFor::Hash(h) => {
+                assert!(v.get("invoice").is_none_or(Value::is_null), "both accepted");
+                assert_eq!(
+                    hex(&h.0),
+                    v["preimageHash"].as_str().expect("hash").to_ascii_lowercase()
+                );
+            }
+        }
         assert!(v.get("webhook").is_none_or(Value::is_null), "webhook accepted");
         assert_eq!(
             hex(&req.refund_key.serialize()),
             v["refundPublicKey"].as_str().expect("key").to_ascii_lowercase()
         );
+    }
+    if let Ok(set) = submarine::parse_set_invoice(data) {
+        let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");
+        assert_eq!(v["invoice"].as_str(), Some(set.invoice.as_str()));
+        assert!(set.invoice.len() <= submarine::MAX_INVOICE_CHARS);
     }
     if let Ok(sig) = submarine::parse_claim_signature(data) {
         let v: Value = serde_json::from_slice(data).expect("accepted, so JSON");

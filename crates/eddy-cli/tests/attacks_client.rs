@@ -1510,10 +1510,11 @@ fn refused_through(net: &Swapnet, rewrite: Rewrite, what: &str) {
 /// invoice is under the client's fee cap, so only the price check stands between; (2) answers
 /// the pair with 2 MiB (a daemon that read it whole could be made to run out of memory, and
 /// with a loop-out in flight, restart into the same answer until the timeout); (3) names its
-/// swap `../../v1/terms` (an id that would steer this client's later calls elsewhere).
-/// Each is refused before anything is paid or stored.
+/// swap `../../v1/terms` (an id that would steer this client's later calls elsewhere); (4)
+/// sets the timeout 2,000 blocks further out, locking the client's payment for two weeks if
+/// it never locks up. Each is refused before anything is paid or stored.
 #[test]
-fn attack_boltz_provider_misprices_floods_or_forges_an_id_and_gets_nothing() {
+fn attack_boltz_provider_misprices_floods_forges_an_id_or_stretches_the_timeout_and_gets_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
     refused_through(
@@ -1542,6 +1543,18 @@ fn attack_boltz_provider_misprices_floods_or_forges_an_id_and_gets_nothing() {
             None
         }),
         "is not a plain token",
+    );
+    // (4) A timeout two thousand blocks out (boltz-client takes any): outside the client's
+    // window, whatever the address says.
+    refused_through(
+        &net,
+        Arc::new(|what: &str, v: &mut serde_json::Value| {
+            if what == "POST /v2/swap/reverse" {
+                v["timeoutBlockHeight"] = serde_json::json!(v["timeoutBlockHeight"].as_u64().unwrap_or(0) + 2_000);
+            }
+            None
+        }),
+        "outside the accepted",
     );
     net.stop().expect("stop");
 }
@@ -1656,5 +1669,68 @@ fn attack_boltz_provider_asks_a_blind_cosignature_while_the_address_holds_more()
         net.rt.block_on(net.server.wallet_balance()).spendable,
         wallet0 + amount - claim_fee
     );
+    net.stop().expect("stop");
+}
+
+/// A loop-in through a Boltz provider whose lockup is wrong (here one satoshi short, as a
+/// payer's slip or a wallet's rounding would make it): the provider reports
+/// `transaction.lockupFailed`, pays nothing, and co-signs the client's key-path refund through
+/// `POST /v2/swap/submarine/{id}/refund` at once — no waiting for the timeout. Exact money:
+/// nothing over Lightning; the client's wallet gets the 59,999 sat back less the refund's fee;
+/// the server's node and swap wallet are untouched.
+#[test]
+fn a_wrong_lockup_through_a_boltz_provider_is_refunded_cooperatively_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let (ln0, wallet0) = (lightning(&net), net.rt.block_on(net.server.wallet_balance()).spendable);
+    let url = net.http.as_ref().expect("http").url();
+    let provider: Arc<dyn SwapServerApi> = Arc::new(
+        eddy_client::boltz::BoltzProvider::new(&url, net.client_store.clone(), bitcoin::Network::Regtest)
+            .expect("provider"),
+    );
+    let client = in_client(&net, provider);
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    let id = net
+        .rt
+        .block_on(client.loop_in(Amount::from_sat(60_000), external))
+        .expect("loop-in");
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
+    let address = htlc_address(&rec.offer.htlc_address);
+    net.lab.chain.fund(&address, Amount::from_sat(59_999)).expect("fund");
+    net.mine(1).expect("mine");
+    let chain0 = onchain(&net);
+    let start = std::time::Instant::now();
+    while !matches!(
+        net.rt.block_on(client.swap(&id)).expect("c").1.state,
+        InState::Refunded { .. }
+    ) {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
+        if !rec.refunds.is_empty() {
+            net.mine(1).expect("mine");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", rec.state);
+    }
+    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
+    let refund = rec.refunds[0]
+        .all
+        .iter()
+        .map(|t| tx(&net, t))
+        .find(|t| t.block.is_some())
+        .expect("confirmed refund");
+    assert_eq!(refund.tx.input[0].witness.len(), 1, "key path: co-signed over /v2");
+    assert!(tip(&net) < rec.terms.expiry, "long before the timeout");
+    let refund_fee = 59_999 - refund.tx.output[0].value.to_sat();
+    eddy_lab::wait_until("client on-chain", eddy_lab::WAIT, || {
+        onchain(&net) == chain0 + 59_999 - refund_fee
+    })
+    .expect("the lockup back less the refund fee");
+    assert_eq!(lightning(&net), ln0, "nothing over Lightning");
+    assert_eq!(net.rt.block_on(net.server.wallet_balance()).spendable, wallet0);
     net.stop().expect("stop");
 }

@@ -951,6 +951,170 @@ fn make_submarine(
     (id, lockup, expected, timeout, server_key)
 }
 
+/// **A submarine swap made for a hash, its invoice set later** (Boltz's `preimageHash`, as
+/// wallets paying an LNURL do). The creation answers the HTLC — boltz-core rebuilds the same
+/// tree and address from the wallet's data — without an amount (`swap.created`); the wallet
+/// locks 51,250 sat there **before** setting the invoice (the server follows the address from
+/// the creation on), then sets carol's invoice: `expectedAmount` 51,250, the same address in
+/// the BIP21 link. Refused: an invoice for another hash, a second invoice, an unknown id, an
+/// invoice more than 6 blocks after its creation. The server pays carol against the confirmed
+/// lockup and, with no co-signature from the wallet, claims it by the script path:
+/// `transaction.claimed`. Money: carol receives exactly 50,000 sat; the server's swap wallet
+/// gains 51,250 less its claim fee.
+#[test]
+fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
+    use bitcoin::key::TweakedPublicKey;
+    use bitcoin::Amount;
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = eddy::demo::swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let url = net.http.as_ref().expect("http").url();
+    let mut boltz = BoltzCore::start();
+    let carol = carol(&net, dir.path());
+    let desc = ldk_node::lightning_invoice::Bolt11InvoiceDescription::Direct(
+        ldk_node::lightning_invoice::Description::new("carol".into()).expect("description"),
+    );
+    let invoice = carol
+        .node()
+        .bolt11_payment()
+        .receive(50_000_000, &desc, 7_200)
+        .expect("carol's invoice");
+    let other = carol
+        .node()
+        .bolt11_payment()
+        .receive(50_000_000, &desc, 7_200)
+        .expect("another invoice");
+    let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+    let submarine = format!("{url}/v2/swap/submarine");
+    let reserve = |hash: &PaymentHash| {
+        post(
+            &submarine,
+            &json!({"from": "BTC", "to": "BTC", "preimageHash": hexs(hash.0), "refundPublicKey": hexs(pubkey(0x68).serialize())}),
+        )
+    };
+    let (s, made) = reserve(&hash);
+    assert_eq!(s, 201, "{made}");
+    documented(&url, "SubmarineCreated", &made);
+    assert_eq!(made["expectedAmount"], json!(0));
+    assert!(made.get("bip21").is_none(), "no amount yet: {made}");
+    let id = made["id"].as_str().expect("id").to_string();
+    let timeout = made["timeoutBlockHeight"].as_u64().expect("timeout");
+    let server_key = made["claimPublicKey"].as_str().expect("key").to_string();
+    let theirs = boltz.ask(with_op(
+        submarine_side(hash, &server_key, 0x68, timeout),
+        "tree",
+        json!({}),
+    ));
+    assert_eq!(made["swapTree"]["claimLeaf"]["output"], theirs["claimLeaf"]);
+    let output_key = XOnlyPublicKey::from_str(theirs["outputKey"].as_str().expect("key")).expect("x-only");
+    let lockup = bitcoin::Address::p2tr_tweaked(
+        TweakedPublicKey::dangerous_assume_tweaked(output_key),
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(made["address"], json!(lockup.to_string()));
+    let status = format!("{url}/v2/swap/{id}");
+    assert_eq!(get(&status), (200, json!({"status": "swap.created"})));
+
+    // The wallet locks first; the lockup confirms before the invoice is set.
+    let lockup_txid = net.lab.chain.fund(&lockup, Amount::from_sat(51_250)).expect("lockup");
+    net.mine(1).expect("mine");
+    let set = |id: &str, invoice: &str| {
+        post(
+            &format!("{url}/v2/swap/submarine/{id}/invoice"),
+            &json!({"invoice": invoice}),
+        )
+    };
+    assert_eq!(
+        set(&id, &other.to_string()),
+        (400, json!({"error": "the invoice's payment hash is not the swap's"}))
+    );
+    assert_eq!(set("AAAAAAAAAAAA", &invoice.to_string()).0, 404);
+    let (s, v) = set(&id, &invoice.to_string());
+    assert_eq!(s, 200, "{v}");
+    documented(&url, "SubmarineInvoiceSet", &v);
+    assert_eq!(
+        v,
+        json!({
+            "bip21": format!("bitcoin:{lockup}?amount=0.0005125&label=Send%20to%20BTC%20lightning"),
+            "expectedAmount": 51_250,
+            "acceptZeroConf": false,
+        })
+    );
+    assert_eq!(
+        set(&id, &invoice.to_string()),
+        (400, json!({"error": format!("swap {id} has its invoice already")}))
+    );
+    // A second swap for another hash, its invoice too late.
+    let other_hash = PaymentHash(other.payment_hash().to_byte_array());
+    let (s, late) = reserve(&other_hash);
+    assert_eq!(s, 201, "{late}");
+    let late_id = late["id"].as_str().expect("id").to_string();
+
+    let carol_before = carol.node().list_balances().total_lightning_balance_sats;
+    let wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
+    // The server pays against the lockup made before the invoice; the wallet does not co-sign:
+    // the server claims by the script path.
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick()).expect("tick");
+        let (_, v) = get(&status);
+        if v["status"] == json!("transaction.claimed") {
+            break;
+        }
+        assert!(start.elapsed() < eddy_lab::WAIT, "never claimed: {v}");
+        if v["status"] == json!("transaction.claim.pending") {
+            net.mine(1).expect("mine");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Its creation height, from its timeout; its invoice window closes 6 blocks later.
+    let late_made = late["timeoutBlockHeight"].as_u64().expect("timeout")
+        - u64::from(eddy_core::constants::PAYING_LOOP_IN_EXPIRY_DELTA);
+    let due = late_made + u64::from(eddy_core::constants::LOOP_IN_UNFUNDED_OFFER_BLOCKS);
+    let tip = u64::from(net.lab.chain.tip().expect("tip").0);
+    if tip < due {
+        net.mine(u32::try_from(due - tip).expect("blocks")).expect("mine");
+    }
+    assert_eq!(
+        set(&late_id, &other.to_string()),
+        (
+            400,
+            json!({"error": "the swap's invoice was due within 6 blocks of its creation: make a new swap"})
+        )
+    );
+    let _ = eddy_lab::wait_until("carol paid", eddy_lab::WAIT, || {
+        carol.node().list_balances().total_lightning_balance_sats == carol_before + 50_000
+    });
+    assert_eq!(
+        carol.node().list_balances().total_lightning_balance_sats,
+        carol_before + 50_000
+    );
+    let (_, rec) = net
+        .rt
+        .block_on(net.server.loop_in.swap(&SwapId::from(hash)))
+        .expect("swap");
+    assert_eq!(
+        rec.funding.map(|o| o.txid),
+        Some(lockup_txid),
+        "the lockup made before the invoice"
+    );
+    let claim = rec
+        .claim
+        .expect("claim")
+        .all
+        .iter()
+        .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+        .find(|t| t.block.is_some())
+        .expect("a confirmed claim");
+    assert!(claim.tx.input[0].witness.len() > 1, "script path");
+    let claim_fee = Amount::from_sat(51_250) - claim.tx.output[0].value;
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.rt.block_on(net.server.wallet_balance()).spendable,
+        wallet_before + Amount::from_sat(51_250) - claim_fee
+    );
+}
+
 /// An unsigned one-input transaction spending `outpoint` to `dest` with `value` (the rest is
 /// its fee), RBF enabled: the shape of a wallet's key-path claim or refund.
 fn one_input_spend(
@@ -1062,9 +1226,13 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     );
     let (s, v) = post(
         &submarine,
-        &json!({"from": "BTC", "to": "BTC", "preimageHash": hexs(hash.0), "refundPublicKey": hexs(pubkey(0x63).serialize())}),
+        &json!({"from": "BTC", "to": "BTC", "preimageHash": "zz", "refundPublicKey": hexs(pubkey(0x63).serialize())}),
     );
     assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        ask(&invoice.to_string(), json!({"preimageHash": hexs(hash.0)})),
+        (400, json!({"error": "invoice and preimageHash were specified"}))
+    );
     assert_eq!(get(&format!("{url}/v2/swap/submarine/AAAAAAAAAAAA/transaction")).0, 404);
 
     let (id, lockup, expected, timeout, server_key) =

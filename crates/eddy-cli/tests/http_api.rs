@@ -569,6 +569,11 @@ fn the_document_is_exact_and_the_server_keeps_to_it() {
             vec!["201", "400", "409", "413", "429", "503"],
         ),
         (
+            "/v2/swap/submarine/{id}/invoice",
+            "post",
+            vec!["200", "400", "404", "409", "413", "429", "503"],
+        ),
+        (
             "/v2/swap/submarine/{id}/transaction",
             "get",
             vec!["200", "400", "404", "429", "503"],

@@ -130,8 +130,47 @@ struct LoopInAsk<'a> {
     last_hop: Option<bitcoin::secp256k1::PublicKey>,
     /// `E − tip`.
     expiry_delta: u32,
+    /// `E` and the creation height, fixed already by a [`Reservation`] (else `tip +
+    /// expiry_delta` and `tip`): the chain is read for the swap from its reservation on.
+    reserved: Option<(u32, u32)>,
     /// Made through Boltz's submarine door.
     boltz: bool,
+}
+
+/// A submarine swap made before its invoice (Boltz's creation with a `preimageHash`): its HTLC
+/// is fixed — hash, the client's refund key, the server's key (derived from the hash) and `E`
+/// — and the invoice must follow within [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`]; only then is the
+/// swap made, with every check of [`LoopInEngine::create_paying`]. A reservation holds no slot
+/// and no liquidity; what was locked at its address before the invoice is judged like any
+/// lockup once the swap exists (exactly the amount, confirmed, or refunded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The invoice's hash to come.
+    pub payment_hash: eddy_core::types::PaymentHash,
+    /// The client's refund key.
+    pub refund_key: bitcoin::secp256k1::PublicKey,
+    /// `E`.
+    pub expiry: u32,
+    /// The tip when it was made.
+    pub created_height: u32,
+}
+
+impl Reservation {
+    /// Whether its invoice may still be set at `tip`.
+    pub fn open_at(&self, tip: u32) -> bool {
+        tip < self.created_height.saturating_add(LOOP_IN_UNFUNDED_OFFER_BLOCKS)
+    }
+
+    /// Its HTLC, with the server's key `server_key`.
+    pub fn htlc(&self, server_key: bitcoin::secp256k1::PublicKey) -> HtlcParams {
+        HtlcParams {
+            kind: HtlcKind::P2trIn,
+            payment_hash: self.payment_hash,
+            claim_key: HtlcKey::Pubkey(server_key),
+            refund_key: HtlcKey::Pubkey(self.refund_key),
+            timeout: self.expiry,
+        }
+    }
 }
 
 /// The loop-in engine: the server's loop-ins over the shared [`ServerCore`].
@@ -229,6 +268,7 @@ impl LoopInEngine {
             refund_key: req.refund_key,
             last_hop: req.last_hop,
             expiry_delta: DEFAULT_LOOP_IN_EXPIRY_DELTA,
+            reserved: None,
             boltz: false,
         };
         self.open(ask, loop_outs).await
@@ -238,18 +278,32 @@ impl LoopInEngine {
     /// the checks of every loop-in invoice ([`eddy_core::validate::loop_in_invoice`]) and is
     /// not this server's own; `quote` prices it from its amount (the door's pricing). Its HTLC
     /// expires [`PAYING_LOOP_IN_EXPIRY_DELTA`] blocks away: a stranger's invoice may be several
-    /// hops away.
+    /// hops away. With a `reserved` HTLC ([`Reservation`]), the invoice must pay to its hash and
+    /// come while the reservation is open; the swap then takes its key and `E`.
     pub(crate) async fn create_paying(
         &self,
         invoice: &str,
         refund_key: bitcoin::secp256k1::PublicKey,
         quote: impl FnOnce(Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError>,
         loop_outs: usize,
+        reserved: Option<&Reservation>,
     ) -> Result<LoopInOffer, ServerError> {
         self.core.taking_swaps()?;
         let facts =
             eddy_core::validate::loop_in_invoice(invoice, self.core.network(), PAYING_LOOP_IN_EXPIRY_DELTA, unix_now())
                 .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        if let Some(r) = reserved {
+            if facts.payment_hash != r.payment_hash || refund_key != r.refund_key {
+                return Err(ServerError::Invalid(
+                    "the invoice's payment hash is not the swap's".into(),
+                ));
+            }
+            if !r.open_at(self.core.tip().await?) {
+                return Err(ServerError::Invalid(format!(
+                    "the swap's invoice was due within {LOOP_IN_UNFUNDED_OFFER_BLOCKS} blocks of its creation: make a new swap"
+                )));
+            }
+        }
         let msat = facts.amount_msat.map_or(0, |a| a.0);
         if msat % 1000 != 0 {
             return Err(ServerError::Invalid(
@@ -271,9 +325,46 @@ impl LoopInEngine {
             refund_key,
             last_hop: None,
             expiry_delta: PAYING_LOOP_IN_EXPIRY_DELTA,
+            reserved: reserved.map(|r| (r.expiry, r.created_height)),
             boltz: true,
         };
         self.open(ask, loop_outs).await
+    }
+
+    /// Reserves a submarine swap's HTLC for an invoice of `payment_hash` to come
+    /// ([`Reservation`]): nothing is stored by the engine (the door keeps the reservation), no
+    /// slot is held. Refused like a creation when the server takes no swaps, when a swap for the
+    /// hash exists, or when the refund key is the server's.
+    pub(crate) async fn reserve_paying(
+        &self,
+        payment_hash: eddy_core::types::PaymentHash,
+        refund_key: bitcoin::secp256k1::PublicKey,
+    ) -> Result<(Reservation, bitcoin::secp256k1::PublicKey), ServerError> {
+        self.core.taking_swaps()?;
+        let id = SwapId::from(payment_hash);
+        if self.core.store().get(&id).await?.is_some() {
+            return Err(ServerError::Duplicate(payment_hash));
+        }
+        let server_key = self.core.keys().public(KEY_PURPOSE, &id);
+        if server_key == refund_key {
+            return Err(ServerError::Invalid("refund key equals the server key".into()));
+        }
+        let tip = self.core.tip().await?;
+        let reservation = Reservation {
+            payment_hash,
+            refund_key,
+            expiry: tip + PAYING_LOOP_IN_EXPIRY_DELTA,
+            created_height: tip,
+        };
+        // Followed from now, before its address leaves the server: a lockup made before the
+        // invoice is seen when the swap is made. (Across a restart before the invoice, a
+        // lockup made meanwhile is not: the swap never pays it, and the wallet refunds it at
+        // the timeout.)
+        let spk = Htlc::new(reservation.htlc(server_key))
+            .map_err(|e| ServerError::Invalid(e.to_string()))?
+            .script_pubkey();
+        self.core.watch(id, spk).await;
+        Ok((reservation, server_key))
     }
 
     /// Opens a checked loop-in: the server's limits (slots, unfunded offers, liquidity to pay
@@ -341,7 +432,7 @@ impl LoopInEngine {
                 "not enough outbound liquidity now: the invoice asks {pay} sat, this server's channels can send {can} sat"
             )));
         }
-        let expiry = tip + ask.expiry_delta;
+        let (expiry, created_height) = ask.reserved.unwrap_or((tip + ask.expiry_delta, tip));
         let server_key = self.core.keys().public(KEY_PURPOSE, &id);
         if server_key == ask.refund_key {
             return Err(ServerError::Invalid("refund key equals the server key".into()));
@@ -363,7 +454,7 @@ impl LoopInEngine {
                 funding_confs: LOOP_IN_FUNDING_CONFS,
             },
             swap_fee: ask.swap_fee,
-            created_height: tip,
+            created_height,
             funding: None,
             claim: None,
             coop_wait_until: None,

@@ -287,15 +287,29 @@ impl SwapServer {
     }
 
     /// Creates a loop-in paying anyone's `invoice` (Boltz's submarine swap), priced by `quote`
-    /// from the invoice's amount; the same checks and slots as [`SwapServer::create_loop_in`].
+    /// from the invoice's amount; the same checks and slots as [`SwapServer::create_loop_in`];
+    /// with a `reserved` HTLC, for its hash and with its key and `E`.
     pub async fn create_paying_loop_in(
         &self,
         invoice: &str,
         refund_key: bitcoin::secp256k1::PublicKey,
         quote: impl FnOnce(bitcoin::Amount) -> Result<eddy_core::fees::LoopInQuote, ServerError>,
+        reserved: Option<&crate::loop_in::Reservation>,
     ) -> Result<eddy_core::validate::LoopInOffer, ServerError> {
         let loop_outs = self.loop_out.active_count().await?;
-        self.loop_in.create_paying(invoice, refund_key, quote, loop_outs).await
+        self.loop_in
+            .create_paying(invoice, refund_key, quote, loop_outs, reserved)
+            .await
+    }
+
+    /// Reserves a submarine swap's HTLC for an invoice of `payment_hash` to come
+    /// ([`crate::loop_in::Reservation`]); also the server's key for it.
+    pub async fn reserve_paying_loop_in(
+        &self,
+        payment_hash: eddy_core::types::PaymentHash,
+        refund_key: bitcoin::secp256k1::PublicKey,
+    ) -> Result<(crate::loop_in::Reservation, bitcoin::secp256k1::PublicKey), ServerError> {
+        self.loop_in.reserve_paying(payment_hash, refund_key).await
     }
 
     /// The key that authorizes calls on swap `id` ([`eddy_core::auth`]): the key its client gave

@@ -18,6 +18,7 @@ use crate::api::ApiParseError;
 use crate::fees::{FeePolicy, LoopInQuote};
 use crate::musig::{PartialSigBytes, PubNonceBytes, PUB_NONCE_LEN};
 use crate::sm::loop_in_server::{RefundReason, State};
+use crate::types::PaymentHash;
 
 /// The label of the BIP21 link a creation answers (Boltz's own text).
 const BIP21_LABEL: &str = "Send%20to%20BTC%20lightning";
@@ -117,11 +118,20 @@ pub fn bip21(address: &Address, amount: Amount) -> String {
     )
 }
 
+/// What a submarine swap is made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmarineFor {
+    /// The invoice to pay (checked by the server: network, amount, expiry, final CLTV).
+    Invoice(String),
+    /// The hash of an invoice set later (`POST /v2/swap/submarine/{id}/invoice`).
+    Hash(PaymentHash),
+}
+
 /// `POST /v2/swap/submarine`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubmarineRequest {
-    /// The invoice to pay (checked by the server: network, amount, expiry, final CLTV).
-    pub invoice: String,
+    /// The invoice, or its hash.
+    pub made_for: SubmarineFor,
     /// The client's refund key.
     pub refund_key: PublicKey,
     /// The pair hash the client read, if it sent one.
@@ -144,33 +154,68 @@ struct SubmarineRequestWire {
 /// stay far below it.
 pub const MAX_INVOICE_CHARS: usize = 4_096;
 
-/// Parses `POST /v2/swap/submarine`'s body. A swap is made for an invoice: Boltz's variant with
-/// only a `preimageHash` (the invoice set later) and webhooks are refused by name.
+/// An invoice from a request, at most [`MAX_INVOICE_CHARS`] long.
+fn bounded_invoice(invoice: String) -> Result<String, BoltzError> {
+    if invoice.len() > MAX_INVOICE_CHARS {
+        return Err(ApiParseError::Malformed(format!("invoice longer than {MAX_INVOICE_CHARS} characters")).into());
+    }
+    Ok(invoice)
+}
+
+/// Parses `POST /v2/swap/submarine`'s body: a swap for an invoice, or (Boltz's `preimageHash`)
+/// for the hash of one set later; not both. Webhooks are refused by name.
 pub fn parse_submarine_request(body: &[u8]) -> Result<SubmarineRequest, BoltzError> {
-    let w: SubmarineRequestWire = object(body, "{from, to, invoice, refundPublicKey, pairHash?}")?;
+    let w: SubmarineRequestWire = object(body, "{from, to, invoice | preimageHash, refundPublicKey, pairHash?}")?;
     if w.from != ASSET || w.to != ASSET {
         return Err(BoltzError::Pair(w.from, w.to));
     }
     if w.webhook.is_some() {
         return Err(BoltzError::Unsupported("webhook"));
     }
-    let invoice = match (w.invoice, w.preimage_hash) {
-        (Some(i), _) => i,
-        (None, Some(_)) => {
-            return Err(BoltzError::Unsupported(
-                "a swap without its invoice (preimageHash; send the invoice with the swap)",
-            ))
+    let made_for = match (w.invoice, w.preimage_hash) {
+        (Some(i), None) => SubmarineFor::Invoice(bounded_invoice(i)?),
+        (None, Some(h)) => SubmarineFor::Hash(PaymentHash(
+            <[u8; 32]>::from_hex(&h).map_err(|_| ApiParseError::Malformed("invalid preimage hash length".into()))?,
+        )),
+        (Some(_), Some(_)) => {
+            return Err(ApiParseError::Malformed("invoice and preimageHash were specified".into()).into())
         }
         (None, None) => return Err(ApiParseError::Malformed("undefined parameter: invoice".into()).into()),
     };
-    if invoice.len() > MAX_INVOICE_CHARS {
-        return Err(ApiParseError::Malformed(format!("invoice longer than {MAX_INVOICE_CHARS} characters")).into());
-    }
     let key = w.refund_public_key.ok_or(ApiParseError::Key("refundPublicKey"))?;
     let refund_key = crate::api::compressed_key(&key, "refundPublicKey")?;
     Ok(SubmarineRequest {
-        invoice,
+        made_for,
         refund_key,
+        pair_hash: w.pair_hash,
+    })
+}
+
+/// `POST /v2/swap/submarine/{id}/invoice`, parsed: the invoice and the pair hash the client
+/// read, if it sent one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetInvoice {
+    /// The invoice (its hash must be the swap's).
+    pub invoice: String,
+    /// The pair hash.
+    pub pair_hash: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetInvoiceWire {
+    invoice: Option<String>,
+    pair_hash: Option<String>,
+}
+
+/// Parses `POST /v2/swap/submarine/{id}/invoice`'s body.
+pub fn parse_set_invoice(body: &[u8]) -> Result<SetInvoice, BoltzError> {
+    let w: SetInvoiceWire = object(body, "{invoice, pairHash?}")?;
+    let invoice = w
+        .invoice
+        .ok_or_else(|| ApiParseError::Malformed("undefined parameter: invoice".into()))?;
+    Ok(SetInvoice {
+        invoice: bounded_invoice(invoice)?,
         pair_hash: w.pair_hash,
     })
 }
@@ -310,7 +355,7 @@ mod tests {
         let ok =
             json!({"from": "BTC", "to": "BTC", "invoice": "lnbcrt1...", "refundPublicKey": key, "referralId": "x"});
         let r = parse_submarine_request(ok.to_string().as_bytes()).expect("parses");
-        assert_eq!(r.invoice, "lnbcrt1...");
+        assert_eq!(r.made_for, SubmarineFor::Invoice("lnbcrt1...".into()));
         let with = |k: &str, v: Value| {
             let mut b = ok.clone();
             b[k] = v;
@@ -326,10 +371,28 @@ mod tests {
         let mut only_hash = ok.clone();
         only_hash.as_object_mut().expect("object").remove("invoice");
         only_hash["preimageHash"] = json!("aa".repeat(32));
-        assert!(matches!(
-            parse_submarine_request(only_hash.to_string().as_bytes()),
-            Err(BoltzError::Unsupported(_))
-        ));
+        assert_eq!(
+            parse_submarine_request(only_hash.to_string().as_bytes()).map(|r| r.made_for),
+            Ok(SubmarineFor::Hash(PaymentHash([0xaa; 32])))
+        );
+        only_hash["preimageHash"] = json!("aa".repeat(31));
+        assert!(parse_submarine_request(only_hash.to_string().as_bytes()).is_err());
+        assert!(with("preimageHash", json!("aa".repeat(32))).is_err(), "both");
+        let set = json!({"invoice": "lnbcrt1...", "pairHash": "00"});
+        assert_eq!(
+            parse_set_invoice(set.to_string().as_bytes()),
+            Ok(SetInvoice {
+                invoice: "lnbcrt1...".into(),
+                pair_hash: Some("00".into())
+            })
+        );
+        assert!(parse_set_invoice(b"{}").is_err());
+        assert!(parse_set_invoice(
+            json!({"invoice": "l".repeat(MAX_INVOICE_CHARS + 1)})
+                .to_string()
+                .as_bytes()
+        )
+        .is_err());
         assert!(parse_submarine_request(b"{\"from\":\"BTC\"").is_err());
         let sig = json!({"pubNonce": "02".repeat(66), "partialSignature": "11".repeat(32)});
         assert!(parse_claim_signature(sig.to_string().as_bytes()).is_ok());

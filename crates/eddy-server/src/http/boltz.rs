@@ -283,7 +283,17 @@ async fn swap_status(
 /// The status body of the swap under `boltz_id` (`GET /v2/swap/{id}`, and the WebSocket's
 /// updates).
 pub(super) async fn status_of(st: &AppState, boltz_id: Result<Path<String>, PathRejection>) -> Result<Value, ApiError> {
-    let (boltz_id, id, kind) = boltz_swap(st, boltz_id).await?;
+    let Path(asked) = boltz_id.map_err(|_| not_found("?"))?;
+    let (boltz_id, id, kind) = match boltz_swap(st, Ok(Path(asked.clone()))).await {
+        Ok(found) => found,
+        // Made for a hash, its invoice not set: created, nothing more.
+        Err(e) => {
+            if wire::is_swap_id(&asked) && super::submarine::reserved(st, &asked).await?.is_some() {
+                return Ok(json!({"status": "swap.created"}));
+            }
+            return Err(e);
+        }
+    };
     if kind == SwapKind::LoopInServer {
         return super::submarine::status(st, &id).await;
     }

@@ -340,8 +340,12 @@ pub(super) struct SubmarineCreate {
     from: String,
     /// `BTC`.
     to: String,
-    /// The BOLT11 invoice to pay (anyone's but this server's).
-    invoice: String,
+    /// The BOLT11 invoice to pay (anyone's but this server's); or, instead, `preimageHash`.
+    invoice: Option<String>,
+    /// The hash of an invoice set later (`POST /v2/swap/submarine/{id}/invoice`), 32 bytes
+    /// hex; instead of `invoice`.
+    #[schema(rename = "preimageHash", pattern = "^[0-9a-fA-F]{64}$")]
+    preimage_hash: Option<String>,
     /// The client's refund key, compressed public key hex.
     #[schema(rename = "refundPublicKey", pattern = "^0[23][0-9a-fA-F]{64}$")]
     refund_public_key: String,
@@ -353,6 +357,29 @@ pub(super) struct SubmarineCreate {
     referral_id: Option<String>,
 }
 
+/// `POST /v2/swap/submarine/{id}/invoice`.
+#[derive(ToSchema)]
+pub(super) struct SubmarineInvoice {
+    /// The BOLT11 invoice to pay: its hash is the swap's `preimageHash`.
+    invoice: String,
+    /// The pair's `hash` as read.
+    #[schema(rename = "pairHash")]
+    pair_hash: Option<String>,
+}
+
+/// `POST /v2/swap/submarine/{id}/invoice`'s answer.
+#[derive(ToSchema)]
+pub(super) struct SubmarineInvoiceSet {
+    /// The HTLC's address and the amount as a BIP21 link.
+    bip21: String,
+    /// The amount to lock (sat).
+    #[schema(rename = "expectedAmount")]
+    expected_amount: u64,
+    /// Always false.
+    #[schema(rename = "acceptZeroConf")]
+    accept_zero_conf: bool,
+}
+
 /// `POST /v2/swap/submarine`'s answer.
 #[derive(ToSchema)]
 pub(super) struct SubmarineCreated {
@@ -361,8 +388,9 @@ pub(super) struct SubmarineCreated {
     id: String,
     /// The HTLC's address: lock exactly `expectedAmount` there.
     address: String,
-    /// The same as a BIP21 link.
-    bip21: String,
+    /// The same as a BIP21 link (absent for a swap made for a `preimageHash`: its amount
+    /// comes with the invoice).
+    bip21: Option<String>,
     /// The HTLC's tree.
     #[schema(rename = "swapTree")]
     swap_tree: SwapTree,
@@ -372,7 +400,8 @@ pub(super) struct SubmarineCreated {
     /// The HTLC's timeout height.
     #[schema(rename = "timeoutBlockHeight")]
     timeout_block_height: u32,
-    /// The amount to lock (sat).
+    /// The amount to lock (sat); 0 for a swap made for a `preimageHash`, until its invoice is
+    /// set.
     #[schema(rename = "expectedAmount")]
     expected_amount: u64,
     /// Always false.
@@ -449,6 +478,7 @@ pub(super) struct PreimageAnswer {
         super::boltz::chain_transaction,
         super::submarine::pairs,
         super::submarine::create,
+        super::submarine::set_invoice,
         super::submarine::lockup_transaction,
         super::submarine::claim_details,
         super::submarine::claim,
@@ -468,6 +498,8 @@ pub(super) struct PreimageAnswer {
         SubmarinePairs,
         SubmarineCreate,
         SubmarineCreated,
+        SubmarineInvoice,
+        SubmarineInvoiceSet,
         ClaimDetails,
         ClaimSignature,
         Empty,

@@ -291,6 +291,8 @@ struct AppState {
     nobody_key: bitcoin::secp256k1::PublicKey,
     /// The chain figures the open `/v2` calls show.
     boltz: boltz::ChainFigures,
+    /// Submarine swaps made for a hash whose invoice may still come.
+    reservations: submarine::Reservations,
 }
 
 /// Most open `GET /v1/swaps/{id}/events` streams from one client (each polls the store): a
@@ -1227,6 +1229,7 @@ pub fn router_with(server: Arc<SwapServer>, terms: Terms, limits: Limits) -> Rou
                 &bitcoin::secp256k1::SecretKey::new(&mut bitcoin::secp256k1::rand::thread_rng()),
             ),
             boltz: boltz::ChainFigures::default(),
+            reservations: submarine::Reservations::default(),
         }))
 }
 

@@ -21,18 +21,22 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bitcoin::hex::DisplayHex;
 use bitcoin::OutPoint;
-use eddy_core::boltz::submarine::{self as wire, Lockup};
+use eddy_core::boltz::submarine::{self as wire, Lockup, SubmarineFor};
 use eddy_core::boltz::BoltzError;
+use eddy_core::constants::{
+    LOOP_IN_UNFUNDED_OFFER_BLOCKS, UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+};
 use eddy_core::htlc::Htlc;
 use eddy_core::sm::loop_in_server::State as InState;
-use eddy_core::types::SwapId;
+use eddy_core::types::{PaymentHash, SwapId};
+use eddy_core::validate::LoopInOffer;
 use eddy_store::SwapKind;
 use serde_json::{json, Value};
 
 use super::boltz::{boltz_swap, engine_refusal, meta_key, not_found, refused, refused_creation};
 use super::boltz_doc::{self, BoltzIdPath};
 use super::{ApiError, AppState};
-use crate::loop_in::ServerLoopIn;
+use crate::loop_in::{Reservation, ServerLoopIn};
 use crate::server_core::ServerError;
 use eddy_backends::WatchStatus;
 use eddy_core::api::ErrorBody;
@@ -41,6 +45,7 @@ use eddy_core::api::ErrorBody;
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v2/swap/submarine", get(pairs).post(create))
+        .route("/v2/swap/submarine/{id}/invoice", post(set_invoice))
         .route("/v2/swap/submarine/{id}/transaction", get(lockup_transaction))
         .route("/v2/swap/submarine/{id}/claim", get(claim_details).post(claim))
         .route("/v2/swap/submarine/{id}/refund", post(refund))
@@ -58,14 +63,16 @@ async fn pairs(State(st): State<Arc<AppState>>) -> Json<Value> {
     )))
 }
 
-/// `POST /v2/swap/submarine`: a loop-in paying the request's invoice, with the Boltz swap tree.
+/// `POST /v2/swap/submarine`: a loop-in paying the request's invoice, with the Boltz swap tree;
+/// or, for a `preimageHash`, the swap's HTLC reserved for an invoice set later
+/// ([`set_invoice`]).
 #[utoipa::path(post, path = "/v2/swap/submarine", request_body = boltz_doc::SubmarineCreate, tag = "boltz-v2", responses(
-    (status = 201, description = "The submarine swap: the HTLC to lock the expected amount in", body = boltz_doc::SubmarineCreated),
-    (status = 400, description = "Malformed request, not BTC/BTC, a bad invoice (network, amount, lifetime, final CLTV, this server's own), out of the limits, a stale pair hash, or a field Eddy does not serve", body = ErrorBody),
-    (status = 409, description = "A swap with this invoice exists", body = ErrorBody),
+    (status = 201, description = "The submarine swap: the HTLC to lock the expected amount in (for a preimageHash: the HTLC, its amount to come with the invoice)", body = boltz_doc::SubmarineCreated),
+    (status = 400, description = "Malformed request, not BTC/BTC, both or neither of invoice and preimageHash, a bad invoice (network, amount, lifetime, final CLTV, this server's own), out of the limits, a stale pair hash, or a field Eddy does not serve", body = ErrorBody),
+    (status = 409, description = "A swap with this invoice (or hash) exists", body = ErrorBody),
     (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
-    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
-    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers or open swaps without an invoice, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity, swaps in flight or open swaps without an invoice), a backend failed, or the request outlived the server's request deadline", body = ErrorBody),
 ))]
 async fn create(
     State(st): State<Arc<AppState>>,
@@ -76,42 +83,13 @@ async fn create(
     let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
     let refuse = |e: BoltzError| refused_creation(&st, e);
     let req = wire::parse_submarine_request(&body).map_err(refuse)?;
-    let policy = st.server.core().cfg.fees;
-    if req
-        .pair_hash
-        .as_ref()
-        .is_some_and(|h| *h != wire::submarine_pair(&policy).hash)
-    {
-        return Err(refuse(BoltzError::PairHash));
-    }
-    // The unfunded-offer budget per client, as for `/v1/loop-in` (the swap id is the invoice's
-    // hash; the engine checks the invoice itself).
+    check_pair(&st, req.pair_hash.as_deref()).map_err(refuse)?;
     let client = st.client(peer, &headers);
-    let id = eddy_core::validate::decode_invoice("invoice", &req.invoice, st.server.network(), 0, 0)
-        .ok()
-        .map(|f| SwapId::from(f.payment_hash));
-    let place = st.in_offers.reserve(&st.server, client).await?.for_swap(id);
-    let made = st
-        .server
-        .create_paying_loop_in(&req.invoice, req.refund_key, |amount| {
-            wire::submarine_quote(&policy, amount).map_err(|e| ServerError::Invalid(e.to_string()))
-        })
-        .await;
-    place.hold(made.is_ok().then_some(id).flatten());
-    let offer = made
-        .inspect_err(|e| st.count_refusal(e))
-        .map_err(|e| engine_refusal(e, "invoice"))?;
-    let Some(id) = id else {
-        return Err(ServerError::Backend("a made swap's invoice decodes".into()).into());
+    let invoice = match req.made_for {
+        SubmarineFor::Invoice(invoice) => invoice,
+        SubmarineFor::Hash(hash) => return reserve(&st, client, hash, req.refund_key).await,
     };
-    let boltz_id = eddy_core::boltz::new_swap_id();
-    st.server
-        .core()
-        .store
-        .set_meta(&meta_key(&boltz_id), &id.to_string())
-        .await
-        .map_err(ServerError::from)?;
-    let (_, rec) = st.server.loop_in.swap(&id).await?;
+    let (boltz_id, rec, offer) = make(&st, client, &invoice, req.refund_key, None).await?;
     let built = Htlc::new(rec.htlc).map_err(|e| ServerError::Backend(e.to_string()))?;
     let address = built.address(st.server.network());
     let Htlc::Taproot(htlc) = &built else {
@@ -130,6 +108,212 @@ async fn create(
             "acceptZeroConf": false,
         })),
     ))
+}
+
+/// A stale pair hash (the client read other terms) is refused.
+fn check_pair(st: &AppState, pair_hash: Option<&str>) -> Result<(), BoltzError> {
+    let policy = st.server.core().cfg.fees;
+    if pair_hash.is_some_and(|h| h != wire::submarine_pair(&policy).hash) {
+        return Err(BoltzError::PairHash);
+    }
+    Ok(())
+}
+
+/// Makes the loop-in paying `invoice` (under the client's unfunded-offer budget), under a new
+/// Boltz id or, for a `reserved` HTLC, under its id: the id, the swap and the offer.
+async fn make(
+    st: &AppState,
+    client: std::net::IpAddr,
+    invoice: &str,
+    refund_key: bitcoin::secp256k1::PublicKey,
+    reserved: Option<(&str, &Reservation)>,
+) -> Result<(String, ServerLoopIn, LoopInOffer), ApiError> {
+    let policy = st.server.core().cfg.fees;
+    // The unfunded-offer budget per client, as for `/v1/loop-in` (the swap id is the invoice's
+    // hash; the engine checks the invoice itself).
+    let id = eddy_core::validate::decode_invoice("invoice", invoice, st.server.network(), 0, 0)
+        .ok()
+        .map(|f| SwapId::from(f.payment_hash));
+    let place = st.in_offers.reserve(&st.server, client).await?.for_swap(id);
+    let made = st
+        .server
+        .create_paying_loop_in(
+            invoice,
+            refund_key,
+            |amount| wire::submarine_quote(&policy, amount).map_err(|e| ServerError::Invalid(e.to_string())),
+            reserved.map(|(_, r)| r),
+        )
+        .await;
+    place.hold(made.is_ok().then_some(id).flatten());
+    let offer = made
+        .inspect_err(|e| st.count_refusal(e))
+        .map_err(|e| engine_refusal(e, "invoice"))?;
+    let Some(id) = id else {
+        return Err(ServerError::Backend("a made swap's invoice decodes".into()).into());
+    };
+    let boltz_id = reserved.map_or_else(eddy_core::boltz::new_swap_id, |(b, _)| b.to_string());
+    st.server
+        .core()
+        .store
+        .set_meta(&meta_key(&boltz_id), &id.to_string())
+        .await
+        .map_err(ServerError::from)?;
+    let (_, rec) = st.server.loop_in.swap(&id).await?;
+    Ok((boltz_id, rec, offer))
+}
+
+/// The meta key of a reservation made under `boltz_id`.
+fn reserved_key(boltz_id: &str) -> String {
+    format!("boltz-reserved:{boltz_id}")
+}
+
+/// The reservation made under `boltz_id`, if any (whether or not its invoice came since).
+pub(super) async fn reserved(st: &AppState, boltz_id: &str) -> Result<Option<Reservation>, ApiError> {
+    let stored = st
+        .server
+        .core()
+        .store
+        .get_meta(&reserved_key(boltz_id))
+        .await
+        .map_err(ServerError::from)?;
+    Ok(stored.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+/// Submarine swaps made for a `preimageHash` whose invoice may still come, per client and in
+/// all. The engine stores nothing for them (no slot, no liquidity held): the door bounds how
+/// many are open, like live unfunded offers ([`UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT`] per client,
+/// [`UNFUNDED_LOOP_IN_OFFERS_PER_SLOT`] per slot in all).
+#[derive(Default)]
+pub(super) struct Reservations(std::sync::Mutex<std::collections::VecDeque<(u32, std::net::IpAddr)>>);
+
+impl Reservations {
+    /// Counts a new reservation by `client` at `tip`, or refuses it (429 for the client's
+    /// share, 503 for everyone's).
+    fn admit(&self, client: std::net::IpAddr, tip: u32, slots: usize) -> Result<(), ApiError> {
+        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.retain(|(h, _)| tip < h.saturating_add(LOOP_IN_UNFUNDED_OFFER_BLOCKS));
+        if open.len() >= slots.saturating_mul(UNFUNDED_LOOP_IN_OFFERS_PER_SLOT) {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{} swaps without an invoice are open; retry later", open.len()),
+            ));
+        }
+        let mine = open.iter().filter(|(_, c)| *c == client).count();
+        if mine >= UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT {
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{mine} swaps without an invoice from this client are open, the most it may hold: set their invoices first"),
+            ));
+        }
+        open.push_back((tip, client));
+        Ok(())
+    }
+}
+
+/// A submarine swap for the hash of an invoice to come: its HTLC fixed and followed, kept
+/// under a new Boltz id; no amount yet.
+async fn reserve(
+    st: &AppState,
+    client: std::net::IpAddr,
+    hash: PaymentHash,
+    refund_key: bitcoin::secp256k1::PublicKey,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tip = st.server.core().tip().await?;
+    st.reservations
+        .admit(client, tip, st.server.core().config().max_active_swaps)?;
+    let (reservation, server_key) = st
+        .server
+        .reserve_paying_loop_in(hash, refund_key)
+        .await
+        .inspect_err(|e| st.count_refusal(e))
+        .map_err(|e| engine_refusal(e, "preimage hash"))?;
+    let boltz_id = eddy_core::boltz::new_swap_id();
+    let stored = serde_json::to_string(&reservation).map_err(|e| ServerError::Backend(e.to_string()))?;
+    st.server
+        .core()
+        .store
+        .set_meta(&reserved_key(&boltz_id), &stored)
+        .await
+        .map_err(ServerError::from)?;
+    let built = Htlc::new(reservation.htlc(server_key)).map_err(|e| ServerError::Backend(e.to_string()))?;
+    let Htlc::Taproot(htlc) = &built else {
+        return Err(ServerError::Backend("a submarine swap's HTLC is P2TR".into()).into());
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": boltz_id,
+            "address": built.address(st.server.network()).to_string(),
+            "swapTree": eddy_core::boltz::swap_tree(htlc),
+            "claimPublicKey": server_key.serialize().to_lower_hex_string(),
+            "timeoutBlockHeight": reservation.expiry,
+            "expectedAmount": 0,
+            "acceptZeroConf": false,
+        })),
+    ))
+}
+
+/// `POST /v2/swap/submarine/{id}/invoice`: the invoice of a swap made for its `preimageHash`.
+/// The invoice must pay to that hash and come within [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`] of the
+/// creation; it passes every check of a submarine swap's invoice, and the swap is made then,
+/// with the HTLC given at creation (the same address, timeout and keys).
+#[utoipa::path(post, path = "/v2/swap/submarine/{id}/invoice", params(BoltzIdPath), request_body = boltz_doc::SubmarineInvoice, tag = "boltz-v2", responses(
+    (status = 200, description = "The swap is made: the amount to lock", body = boltz_doc::SubmarineInvoiceSet),
+    (status = 400, description = "Malformed request, an invoice for another hash, a bad invoice (network, amount, lifetime, final CLTV, this server's own), out of the limits, a stale pair hash, an invoice set already, or too late (the swap's creation is more than 6 blocks old)", body = ErrorBody),
+    (status = 404, description = "No swap made for a preimage hash under this id", body = ErrorBody),
+    (status = 409, description = "A swap for this hash exists", body = ErrorBody),
+    (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
+    (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), or its live unpaid offers", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
+    (status = 503, description = "The server cannot take this swap now (its liquidity, capacity or swaps in flight), a backend failed, or the request outlived the server's request deadline", body = ErrorBody),
+))]
+async fn set_invoice(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    boltz_id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = st.admit(peer, &headers, body, |b| Ok(b.to_vec()))?;
+    let Path(boltz_id) = boltz_id.map_err(|_| not_found("?"))?;
+    if !eddy_core::boltz::is_swap_id(&boltz_id) {
+        return Err(not_found(&boltz_id));
+    }
+    let Some(reservation) = reserved(&st, &boltz_id).await? else {
+        return Err(not_found(&boltz_id));
+    };
+    let refuse = |e: BoltzError| refused_creation(&st, e);
+    let req = wire::parse_set_invoice(&body).map_err(refuse)?;
+    check_pair(&st, req.pair_hash.as_deref()).map_err(refuse)?;
+    let made = st
+        .server
+        .core()
+        .store
+        .get_meta(&meta_key(&boltz_id))
+        .await
+        .map_err(ServerError::from)?;
+    if made.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("swap {boltz_id} has its invoice already"),
+        ));
+    }
+    let client = st.client(peer, &headers);
+    let (_, rec, _) = make(
+        &st,
+        client,
+        &req.invoice,
+        reservation.refund_key,
+        Some((&boltz_id, &reservation)),
+    )
+    .await?;
+    let address = Htlc::new(rec.htlc)
+        .map_err(|e| ServerError::Backend(e.to_string()))?
+        .address(st.server.network());
+    Ok(Json(json!({
+        "bip21": wire::bip21(&address, rec.terms.amount),
+        "expectedAmount": rec.terms.amount.to_sat(),
+        "acceptZeroConf": false,
+    })))
 }
 
 /// The loop-in made through this door under `boltz_id` (404 otherwise, before other work).
