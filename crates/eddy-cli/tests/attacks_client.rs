@@ -507,15 +507,7 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         .parse::<bitcoin::Address<_>>()
         .expect("address")
         .assume_checked();
-    let exact = net.lab.chain.fund(&address, amount).expect("fund");
-    let extra_tx = net.lab.chain.fund(&address, extra).expect("fund extra");
-    let vout = tx(&net, &extra_tx)
-        .tx
-        .output
-        .iter()
-        .position(|o| o.value == extra && o.script_pubkey == address.script_pubkey())
-        .expect("extra output") as u32;
-    let extra_out = OutPoint { txid: extra_tx, vout };
+    let (exact, extra_out) = fund_twice(&net, &address, amount, extra);
     let hostile = Hostile::new(
         &net,
         Knobs {
@@ -524,9 +516,54 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         },
     );
     let client = in_client(&net, hostile.clone());
+    // 60,000 − (1,000 + 300) = 58,700 over Lightning.
+    paid_twice_extra_refunded_at_expiry(
+        &net,
+        &client,
+        id,
+        (exact, extra_out),
+        (amount, extra),
+        (ln0 + 58_700, wallet0),
+    );
+    assert!(hostile.asked.lock().expect("lock").is_some(), "the server asked");
+    assert_eq!(
+        hostile.wrong_cosigns.load(Ordering::SeqCst),
+        0,
+        "never co-signed the extra"
+    );
+    net.stop().expect("stop");
+}
+
+/// Pays `address` twice from the lab: `amount` and `extra` in a second output; answers the
+/// first's txid and the extra output.
+fn fund_twice(net: &Swapnet, address: &bitcoin::Address, amount: Amount, extra: Amount) -> (bitcoin::Txid, OutPoint) {
+    let exact = net.lab.chain.fund(address, amount).expect("fund");
+    let extra_tx = net.lab.chain.fund(address, extra).expect("fund extra");
+    let vout = tx(net, &extra_tx)
+        .tx
+        .output
+        .iter()
+        .position(|o| o.value == extra && o.script_pubkey == address.script_pubkey())
+        .expect("extra output") as u32;
+    (exact, OutPoint { txid: extra_tx, vout })
+}
+
+/// Loop-in `id`'s address paid twice (`exact`'s output of the amount, and `extra_out`): the
+/// server pays for the exact output and, given no co-signature, claims it by the script path;
+/// nothing moves before `E`; at `E` the client refunds the extra output, and the swap ends
+/// only then. Exact money: the client's Lightning balance ends at `ln_after`, its wallet gains
+/// the extra less its refund fee; the server's swap wallet (`wallet0` before) gains the amount
+/// less its claim fee.
+fn paid_twice_extra_refunded_at_expiry(
+    net: &Swapnet,
+    client: &LoopInClient,
+    id: SwapId,
+    (exact, extra_out): (bitcoin::Txid, OutPoint),
+    (amount, extra): (Amount, Amount),
+    (ln_after, wallet0): (u64, Amount),
+) {
     net.mine(1).expect("mine");
-    let chain0 = onchain(&net);
-    // The server pays for the exact output and claims it (script path: no co-signature).
+    let chain0 = onchain(net);
     let start = std::time::Instant::now();
     loop {
         net.rt.block_on(net.server.tick()).expect("server tick");
@@ -547,25 +584,20 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         }
         assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {:?}", srec.state);
     }
-    assert!(hostile.asked.lock().expect("lock").is_some(), "the server asked");
-    assert_eq!(
-        hostile.wrong_cosigns.load(Ordering::SeqCst),
-        0,
-        "never co-signed the extra"
-    );
     let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
     let claim = srec
         .claim
         .expect("claim")
         .all
         .iter()
-        .map(|t| tx(&net, t))
+        .map(|t| tx(net, t))
         .find(|t| t.block.is_some())
         .expect("confirmed claim");
     assert_eq!(claim.tx.input[0].previous_output.txid, exact, "the server's own output");
     assert!(claim.tx.input[0].witness.len() > 1, "script path");
     // Nothing moves before E; at E the extra output is refunded.
-    mine_to(&net, rec.terms.expiry - 1);
+    let expiry = net.rt.block_on(client.swap(&id)).expect("c").1.terms.expiry;
+    mine_to(net, expiry - 1);
     net.rt.block_on(client.tick()).expect("tick");
     assert_eq!(net.rt.block_on(client.swap(&id)).expect("c").1.state, InState::Paid);
     let start = std::time::Instant::now();
@@ -575,19 +607,17 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         assert!(start.elapsed() < eddy_lab::WAIT);
     }
     let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
-    let refunds = &rec.refunds;
-    assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].outpoint, Some(extra_out));
-    let refund = refunds[0]
+    assert_eq!(rec.refunds.len(), 1);
+    assert_eq!(rec.refunds[0].outpoint, Some(extra_out));
+    let refund = rec.refunds[0]
         .all
         .iter()
-        .map(|t| tx(&net, t))
+        .map(|t| tx(net, t))
         .find(|t| t.block.is_some())
         .expect("confirmed refund");
     let refund_fee = extra - refund.tx.output[0].value;
-    // 60,000 − (1,000 + 300) = 58,700 over Lightning; the extra back less its refund fee.
     eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
-        lightning(&net) == ln0 + 58_700 && onchain(&net) == chain0 + (extra - refund_fee).to_sat()
+        lightning(net) == ln_after && onchain(net) == chain0 + (extra - refund_fee).to_sat()
     })
     .expect("exact client balances");
     let claim_fee = amount - claim.tx.output[0].value;
@@ -596,7 +626,6 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         net.rt.block_on(net.server.wallet_balance()).spendable,
         wallet0 + amount - claim_fee
     );
-    net.stop().expect("stop");
 }
 
 /// Attack (finding 4, two parts): the user pays the address in two parts (40,000 + 20,000 for
@@ -1605,77 +1634,20 @@ fn attack_boltz_provider_asks_a_blind_cosignature_while_the_address_holds_more()
     let (_, rec) = net.rt.block_on(client.swap(&id)).expect("swap");
     assert_eq!(rec.offer.swap_fee, Amount::from_sat(1_294));
     let address = htlc_address(&rec.offer.htlc_address);
-    let exact = net.lab.chain.fund(&address, amount).expect("fund");
-    let extra_tx = net.lab.chain.fund(&address, extra).expect("fund extra");
-    let vout = tx(&net, &extra_tx)
-        .tx
-        .output
-        .iter()
-        .position(|o| o.value == extra && o.script_pubkey == address.script_pubkey())
-        .expect("extra output") as u32;
-    let extra_out = OutPoint { txid: extra_tx, vout };
-    net.mine(1).expect("mine");
-    let chain0 = onchain(&net);
-    let start = std::time::Instant::now();
-    loop {
-        net.rt.block_on(net.server.tick()).expect("server tick");
-        net.rt.block_on(client.tick()).expect("client tick");
-        let c = net.rt.block_on(client.swap(&id)).expect("c").1.state;
-        let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
-        if srec.state == ServerInState::Succeeded {
-            assert_eq!(c, InState::Paid, "the extra output keeps the swap open");
-            break;
-        }
-        assert!(!c.is_terminal(), "{c:?}");
-        if matches!(srec.state, ServerInState::Claiming { .. }) && (srec.claim.is_some() || c == InState::Paid) {
-            net.mine(1).expect("mine");
-        } else {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(start.elapsed() < eddy_lab::WAIT, "client {c:?} server {:?}", srec.state);
-    }
+    let (exact, extra_out) = fund_twice(&net, &address, amount, extra);
+    // 60,000 = 58,706 + ceil(0.5 % of it) + 1,000: 58,706 over Lightning.
+    paid_twice_extra_refunded_at_expiry(
+        &net,
+        &client,
+        id,
+        (exact, extra_out),
+        (amount, extra),
+        (ln0 + 58_706, wallet0),
+    );
     assert_eq!(
         cosigns.load(Ordering::SeqCst),
         0,
         "no partial signature left the client"
-    );
-    let (_, srec) = net.rt.block_on(net.server.loop_in.swap(&id)).expect("s");
-    let claim = srec
-        .claim
-        .expect("claim")
-        .all
-        .iter()
-        .map(|t| tx(&net, t))
-        .find(|t| t.block.is_some())
-        .expect("confirmed claim");
-    assert_eq!(claim.tx.input[0].previous_output.txid, exact, "the server's own output");
-    assert!(claim.tx.input[0].witness.len() > 1, "script path");
-    mine_to(&net, rec.terms.expiry - 1);
-    let start = std::time::Instant::now();
-    while net.rt.block_on(client.swap(&id)).expect("c").1.state != InState::Succeeded {
-        net.mine(1).expect("mine");
-        net.rt.block_on(client.tick()).expect("tick");
-        assert!(start.elapsed() < eddy_lab::WAIT);
-    }
-    let (_, rec) = net.rt.block_on(client.swap(&id)).expect("c");
-    assert_eq!(rec.refunds.len(), 1);
-    assert_eq!(rec.refunds[0].outpoint, Some(extra_out));
-    let refund = rec.refunds[0]
-        .all
-        .iter()
-        .map(|t| tx(&net, t))
-        .find(|t| t.block.is_some())
-        .expect("confirmed refund");
-    let refund_fee = extra - refund.tx.output[0].value;
-    eddy_lab::wait_until("client balances", eddy_lab::WAIT, || {
-        lightning(&net) == ln0 + 58_706 && onchain(&net) == chain0 + (extra - refund_fee).to_sat()
-    })
-    .expect("exact client balances");
-    let claim_fee = amount - claim.tx.output[0].value;
-    net.rt.block_on(net.server.tick()).expect("tick");
-    assert_eq!(
-        net.rt.block_on(net.server.wallet_balance()).spendable,
-        wallet0 + amount - claim_fee
     );
     net.stop().expect("stop");
 }

@@ -130,13 +130,9 @@ impl BoltzProvider {
     /// A provider at `base` (e.g. `https://provider.example/api`), its swap ids kept in
     /// `store`, its addresses and invoices checked against `network`.
     pub fn new(base: &str, store: Arc<dyn SwapStore>, network: Network) -> Result<BoltzProvider, String> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(BoltzProvider {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: crate::http::client()?,
             store,
             network,
         })

@@ -52,13 +52,9 @@ impl HttpSwapServer {
     /// A client for `base` (`http://127.0.0.1:PORT`) signing its per-swap calls with the swap
     /// keys of `keys` (the client engines' seed).
     pub fn new(base: &str, keys: SeedKeys) -> Result<HttpSwapServer, String> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(HttpSwapServer {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: client()?,
             keys,
         })
     }
@@ -134,6 +130,14 @@ impl HttpSwapServer {
             _ => Err(ApiCallError::Unreadable("not a co-signature".into())),
         }
     }
+}
+
+/// The HTTP client of either protocol: every request given up after 30 s.
+pub(crate) fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The most of an answer's body this client reads: every answer of either protocol is a few
