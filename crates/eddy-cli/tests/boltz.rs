@@ -959,8 +959,11 @@ fn make_submarine(
 /// the BIP21 link. Refused: an invoice for another hash, a second invoice, an unknown id, an
 /// invoice more than 6 blocks after its creation. The server pays carol against the confirmed
 /// lockup and, with no co-signature from the wallet, claims it by the script path:
-/// `transaction.claimed`. Money: carol receives exactly 50,000 sat; the server's swap wallet
-/// gains 51,250 less its claim fee.
+/// `transaction.claimed`. A second swap made for a hash, 30,000 sat locked at it, its invoice
+/// never set: no refund while the invoice may come, then `swap.expired` and a cooperative
+/// refund at once (its invoice refused from then on). Money: carol receives exactly 50,000
+/// sat; the server's swap wallet gains 51,250 less its claim fee; the second lockup comes back
+/// less the wallet's 200-sat fee.
 #[test]
 fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
     use bitcoin::key::TweakedPublicKey;
@@ -1044,11 +1047,40 @@ fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
         set(&id, &invoice.to_string()),
         (400, json!({"error": format!("swap {id} has its invoice already")}))
     );
-    // A second swap for another hash, its invoice too late.
+    // A second swap for another hash, 30,000 sat locked there, its invoice never set in time.
     let other_hash = PaymentHash(other.payment_hash().to_byte_array());
     let (s, late) = reserve(&other_hash);
     assert_eq!(s, 201, "{late}");
     let late_id = late["id"].as_str().expect("id").to_string();
+    let late_lockup: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
+        late["address"].as_str().expect("address").parse().expect("address");
+    let late_lockup = late_lockup.assume_checked();
+    let late_txid = net
+        .lab
+        .chain
+        .fund(&late_lockup, Amount::from_sat(30_000))
+        .expect("late lockup");
+    let late_out = lockup_outpoint(&net, late_txid, &late_lockup);
+    let dest = bitcoin::Address::p2tr(
+        &Secp256k1::new(),
+        pubkey(0x69).x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    );
+    // While its invoice may still come, no refund: it may yet be paid for.
+    let (s, v) = post(
+        &format!("{url}/v2/swap/submarine/{late_id}/refund"),
+        &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(
+            &one_input_spend(late_out.0, Amount::from_sat(29_800), &dest)
+        ), "index": 0}),
+    );
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"error": "swap not eligible for a cooperative refund: status not eligible"})
+        )
+    );
 
     let carol_before = carol.node().list_balances().total_lightning_balance_sats;
     let wallet_before = net.rt.block_on(net.server.wallet_balance()).spendable;
@@ -1076,12 +1108,49 @@ fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
         net.mine(u32::try_from(due - tip).expect("blocks")).expect("mine");
     }
     assert_eq!(
+        get(&format!("{url}/v2/swap/{late_id}")),
+        (
+            200,
+            json!({"status": "swap.expired", "failureReason": "the invoice was not set in time"})
+        )
+    );
+    assert_eq!(
         set(&late_id, &other.to_string()),
         (
             400,
             json!({"error": "the swap's invoice was due within 6 blocks of its creation: make a new swap"})
         )
     );
+    // Now it can never be a swap: its lockup is refunded cooperatively, at once, and its
+    // invoice can no longer be set.
+    let late_server_key = late["claimPublicKey"].as_str().expect("key").to_string();
+    let late_timeout = late["timeoutBlockHeight"].as_u64().expect("timeout");
+    let refund = refund_cooperatively(
+        &net,
+        &url,
+        &mut boltz,
+        &late_id,
+        submarine_side(other_hash, &late_server_key, 0x68, late_timeout),
+        &late_server_key,
+        late_out,
+        &dest,
+    );
+    assert_eq!(
+        set(&late_id, &other.to_string()),
+        (
+            400,
+            json!({"error": format!("swap {late_id} was refunded: make a new swap")})
+        )
+    );
+    net.mine(1).expect("mine");
+    let refunded = net
+        .rt
+        .block_on(net.chain.transaction(&refund.compute_txid()))
+        .expect("rpc")
+        .expect("the refund is on chain");
+    assert!(refunded.block.is_some());
+    assert_eq!(refunded.tx.output[0].value, Amount::from_sat(29_800));
+    assert_eq!(refunded.tx.output[0].script_pubkey, dest.script_pubkey());
     let _ = eddy_lab::wait_until("carol paid", eddy_lab::WAIT, || {
         carol.node().list_balances().total_lightning_balance_sats == carol_before + 50_000
     });

@@ -140,9 +140,9 @@ struct LoopInAsk<'a> {
 /// A submarine swap made before its invoice (Boltz's creation with a `preimageHash`): its HTLC
 /// is fixed — hash, the client's refund key, the server's key (derived from the hash) and `E`
 /// — and the invoice must follow within [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`]; only then is the
-/// swap made, with every check of [`LoopInEngine::create_paying`]. A reservation holds no slot
-/// and no liquidity; what was locked at its address before the invoice is judged like any
-/// lockup once the swap exists (exactly the amount, confirmed, or refunded).
+/// swap made, with every check of a creation (`LoopInEngine::create_paying`). A reservation
+/// holds no slot and no liquidity; what was locked at its address before the invoice is judged
+/// like any lockup once the swap exists (exactly the amount, confirmed, or refunded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     /// The invoice's hash to come.
@@ -365,6 +365,72 @@ impl LoopInEngine {
             .script_pubkey();
         self.core.watch(id, spk).await;
         Ok((reservation, server_key))
+    }
+
+    /// Co-signs the refund of an output locked at a closed [`Reservation`]'s HTLC: one that
+    /// will never be a swap — its invoice window past, or its hash taken by a swap with another
+    /// HTLC — and no swap with this HTLC exists, so the server never pays against it. The
+    /// caller makes sure the reservation's invoice can no longer be set (the door marks it
+    /// closed first, under the lock `set_invoice` takes). The output's value is read from the
+    /// watcher, else from the chain (its transaction must pay the HTLC's script).
+    pub(crate) async fn cosign_reservation_refund(
+        &self,
+        r: &Reservation,
+        client_nonce: &PubNonceBytes,
+        tx: &bitcoin::Transaction,
+    ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
+        let id = SwapId::from(r.payment_hash);
+        let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
+        let taken = match runner::load::<ServerLoopIn>(&**self.core.store(), &id).await? {
+            Some((_, rec)) if rec.htlc == params => {
+                return Err(ServerError::Invalid(
+                    "the swap was made: it is refunded as a swap".into(),
+                ))
+            }
+            Some(_) => true,
+            // Another kind of swap holds the hash (a loop-out): this HTLC is never a swap.
+            None => self.core.store().get(&id).await?.is_some(),
+        };
+        if !taken && r.open_at(self.core.tip().await?) {
+            return Err(ServerError::Invalid("its invoice may still be set".into()));
+        }
+        let [input] = tx.input.as_slice() else {
+            return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
+        };
+        let htlc = Htlc::new(params).map_err(backend)?;
+        let spk = htlc.script_pubkey();
+        let watched = self
+            .core
+            .htlc_status(&id, &params)
+            .await?
+            .fundings
+            .iter()
+            .find(|f| f.outpoint == input.previous_output)
+            .map(|f| f.value);
+        let value = match watched {
+            Some(v) => v,
+            None => self
+                .core
+                .chain()
+                .transaction(&input.previous_output.txid)
+                .await
+                .map_err(backend)?
+                .and_then(|t| {
+                    usize::try_from(input.previous_output.vout)
+                        .ok()
+                        .and_then(|i| t.tx.output.get(i).cloned())
+                })
+                .filter(|o| o.script_pubkey == spk)
+                .map(|o| o.value)
+                .ok_or_else(|| ServerError::Invalid("the refund must spend this swap's HTLC".into()))?,
+        };
+        let Htlc::Taproot(taproot) = &htlc else {
+            return Err(ServerError::Invalid("not a taproot HTLC".into()));
+        };
+        let msg =
+            eddy_core::tx::cooperative_sighash(tx, &htlc, value).map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let key = self.core.keys().secret(KEY_PURPOSE, &id);
+        cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
     }
 
     /// Opens a checked loop-in: the server's limits (slots, unfunded offers, liquidity to pay

@@ -286,10 +286,12 @@ pub(super) async fn status_of(st: &AppState, boltz_id: Result<Path<String>, Path
     let Path(asked) = boltz_id.map_err(|_| not_found("?"))?;
     let (boltz_id, id, kind) = match boltz_swap(st, Ok(Path(asked.clone()))).await {
         Ok(found) => found,
-        // Made for a hash, its invoice not set: created, nothing more.
+        // Made for a hash, its invoice not set: created, or expired once it cannot come.
         Err(e) => {
-            if wire::is_swap_id(&asked) && super::submarine::reserved(st, &asked).await?.is_some() {
-                return Ok(json!({"status": "swap.created"}));
+            if wire::is_swap_id(&asked) {
+                if let Some(r) = super::submarine::reserved(st, &asked).await? {
+                    return super::submarine::reservation_status(st, &asked, &r).await;
+                }
             }
             return Err(e);
         }

@@ -179,34 +179,83 @@ pub(super) async fn reserved(st: &AppState, boltz_id: &str) -> Result<Option<Res
     Ok(stored.and_then(|v| serde_json::from_str(&v).ok()))
 }
 
+/// The meta key marking the reservation under `boltz_id` closed: a refund of its HTLC was
+/// co-signed, so its invoice can never be set.
+fn closed_key(boltz_id: &str) -> String {
+    format!("boltz-closed:{boltz_id}")
+}
+
+/// Whether the reservation under `boltz_id` can no longer become a swap at `tip`: marked
+/// closed, or its invoice window past.
+async fn reservation_closed(st: &AppState, boltz_id: &str, r: &Reservation, tip: u32) -> Result<bool, ApiError> {
+    if !r.open_at(tip) {
+        return Ok(true);
+    }
+    let closed = st
+        .server
+        .core()
+        .store
+        .get_meta(&closed_key(boltz_id))
+        .await
+        .map_err(ServerError::from)?;
+    Ok(closed.is_some())
+}
+
+/// The status of a reservation whose invoice was not set: `swap.created` while it may come,
+/// `swap.expired` (final) once it cannot.
+pub(super) async fn reservation_status(st: &AppState, boltz_id: &str, r: &Reservation) -> Result<Value, ApiError> {
+    let tip = st.server.core().tip().await?;
+    Ok(if reservation_closed(st, boltz_id, r, tip).await? {
+        json!({"status": "swap.expired", "failureReason": "the invoice was not set in time"})
+    } else {
+        json!({"status": "swap.created"})
+    })
+}
+
 /// Submarine swaps made for a `preimageHash` whose invoice may still come, per client and in
 /// all. The engine stores nothing for them (no slot, no liquidity held): the door bounds how
 /// many are open, like live unfunded offers ([`UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT`] per client,
-/// [`UNFUNDED_LOOP_IN_OFFERS_PER_SLOT`] per slot in all).
+/// [`UNFUNDED_LOOP_IN_OFFERS_PER_SLOT`] per slot in all). Setting an invoice and co-signing a
+/// reservation's refund take [`Reservations::one_at_a_time`] in turn, so a reservation is
+/// never both made a swap and refunded.
 #[derive(Default)]
-pub(super) struct Reservations(std::sync::Mutex<std::collections::VecDeque<(u32, std::net::IpAddr)>>);
+pub(super) struct Reservations {
+    open: std::sync::Mutex<std::collections::VecDeque<(u32, std::net::IpAddr, String)>>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
 
 impl Reservations {
-    /// Counts a new reservation by `client` at `tip`, or refuses it (429 for the client's
-    /// share, 503 for everyone's).
-    fn admit(&self, client: std::net::IpAddr, tip: u32, slots: usize) -> Result<(), ApiError> {
-        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        open.retain(|(h, _)| tip < h.saturating_add(LOOP_IN_UNFUNDED_OFFER_BLOCKS));
+    /// Whether `client` may make one more reservation at `tip` (429 for the client's share,
+    /// 503 for everyone's); only made ones are counted ([`Reservations::add`]).
+    fn check(&self, client: std::net::IpAddr, tip: u32, slots: usize) -> Result<(), ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.retain(|(h, _, _)| tip < h.saturating_add(LOOP_IN_UNFUNDED_OFFER_BLOCKS));
         if open.len() >= slots.saturating_mul(UNFUNDED_LOOP_IN_OFFERS_PER_SLOT) {
             return Err(ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{} swaps without an invoice are open; retry later", open.len()),
             ));
         }
-        let mine = open.iter().filter(|(_, c)| *c == client).count();
+        let mine = open.iter().filter(|(_, c, _)| *c == client).count();
         if mine >= UNFUNDED_LOOP_IN_OFFERS_PER_CLIENT {
             return Err(ApiError(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("{mine} swaps without an invoice from this client are open, the most it may hold: set their invoices first"),
+                format!("{mine} swaps without an invoice from this client are open, the most it may hold: set their invoices, or wait {LOOP_IN_UNFUNDED_OFFER_BLOCKS} blocks"),
             ));
         }
-        open.push_back((tip, client));
         Ok(())
+    }
+
+    /// Counts reservation `boltz_id` made by `client` at `tip`.
+    fn add(&self, client: std::net::IpAddr, tip: u32, boltz_id: &str) {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.push_back((tip, client, boltz_id.to_string()));
+    }
+
+    /// Counts reservation `boltz_id` no more (its invoice was set).
+    fn remove(&self, boltz_id: &str) {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.retain(|(_, _, b)| b != boltz_id);
     }
 }
 
@@ -220,7 +269,7 @@ async fn reserve(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tip = st.server.core().tip().await?;
     st.reservations
-        .admit(client, tip, st.server.core().config().max_active_swaps)?;
+        .check(client, tip, st.server.core().config().max_active_swaps)?;
     let (reservation, server_key) = st
         .server
         .reserve_paying_loop_in(hash, refund_key)
@@ -235,6 +284,7 @@ async fn reserve(
         .set_meta(&reserved_key(&boltz_id), &stored)
         .await
         .map_err(ServerError::from)?;
+    st.reservations.add(client, tip, &boltz_id);
     let built = Htlc::new(reservation.htlc(server_key)).map_err(|e| ServerError::Backend(e.to_string()))?;
     let Htlc::Taproot(htlc) = &built else {
         return Err(ServerError::Backend("a submarine swap's HTLC is P2TR".into()).into());
@@ -284,6 +334,21 @@ async fn set_invoice(
     let refuse = |e: BoltzError| refused_creation(&st, e);
     let req = wire::parse_set_invoice(&body).map_err(refuse)?;
     check_pair(&st, req.pair_hash.as_deref()).map_err(refuse)?;
+    // In turn with a refund of the reservation: never both.
+    let _one = st.reservations.one_at_a_time.lock().await;
+    let closed = st
+        .server
+        .core()
+        .store
+        .get_meta(&closed_key(&boltz_id))
+        .await
+        .map_err(ServerError::from)?;
+    if closed.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("swap {boltz_id} was refunded: make a new swap"),
+        ));
+    }
     let made = st
         .server
         .core()
@@ -306,6 +371,7 @@ async fn set_invoice(
         Some((&boltz_id, &reservation)),
     )
     .await?;
+    st.reservations.remove(&boltz_id);
     let address = Htlc::new(rec.htlc)
         .map_err(|e| ServerError::Backend(e.to_string()))?
         .address(st.server.network());
@@ -514,10 +580,12 @@ async fn claim(
 
 /// `POST /v2/swap/submarine/{id}/refund`: the wallet's cooperative refund co-signed, once the
 /// swap failed (a wrong lockup, a payment that failed, a lockup too late) and while no payment
-/// for its hash exists; once co-signed, the server never pays.
+/// for its hash exists; once co-signed, the server never pays. For a swap made for a
+/// `preimageHash` whose invoice never came: once it can no longer come
+/// ([`refund_reservation`]).
 #[utoipa::path(post, path = "/v2/swap/submarine/{id}/refund", params(BoltzIdPath), request_body = boltz_doc::RefundRequest, tag = "boltz-v2", responses(
     (status = 200, description = "The server's nonce and partial signature", body = boltz_doc::Cosigned),
-    (status = 400, description = "Malformed request, not a one-input refund of this swap's HTLC, or the swap not failed (or a payment for it exists)", body = ErrorBody),
+    (status = 400, description = "Malformed request, not a one-input refund of this swap's HTLC, or the swap not failed (or a payment for it exists); for a swap made for a preimageHash whose invoice was not set: while it may still be set", body = ErrorBody),
     (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
     (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
     (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
@@ -529,9 +597,23 @@ async fn refund(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, rec) = submarine_swap(&st, boltz_id).await?;
+    let Path(asked) = boltz_id.map_err(|_| not_found("?"))?;
+    let found = submarine_swap(&st, Ok(Path(asked.clone()))).await;
     let body = super::body_bytes(body)?;
     super::json_content_type(&headers)?;
+    let (id, rec) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            let Some(r) = reserved(&st, &asked)
+                .await?
+                .filter(|_| eddy_core::boltz::is_swap_id(&asked))
+            else {
+                return Err(e);
+            };
+            let req = wire::parse_refund_request(&body).map_err(refused)?;
+            return refund_reservation(&st, &asked, &r, &req).await;
+        }
+    };
     let req = wire::parse_refund_request(&body).map_err(refused)?;
     // Boltz's rule on this door: only a failed swap. Its id is all a caller shows (no
     // signature, unlike `/v1`), and a co-signing request makes the server never pay: an
@@ -553,6 +635,71 @@ async fn refund(
         .server
         .loop_in
         .cosign_refund(&id, &req.nonce, &req.transaction)
+        .await
+        .map_err(|e| match e {
+            ServerError::Invalid(m) => ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("swap not eligible for a cooperative refund: {m}"),
+            ),
+            e => e.into(),
+        })?;
+    Ok(Json(json!({
+        "pubNonce": nonce.to_lower_hex_string(),
+        "partialSignature": partial.to_lower_hex_string(),
+    })))
+}
+
+/// A refund co-signed for an output locked at reservation `boltz_id`'s HTLC, once the
+/// reservation can no longer become a swap (its invoice window past, or its hash another
+/// swap's): the reservation is marked closed first, in turn with `set_invoice`, so its invoice
+/// can never be set afterwards and the server never pays against that HTLC.
+async fn refund_reservation(
+    st: &AppState,
+    boltz_id: &str,
+    r: &Reservation,
+    req: &wire::RefundRequest,
+) -> Result<Json<Value>, ApiError> {
+    if req.index != 0 || req.transaction.input.len() != 1 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "only a one-input refund (index 0) is co-signed".into(),
+        ));
+    }
+    let id = SwapId::from(r.payment_hash);
+    st.cosign_call(&id)?;
+    let _one = st.reservations.one_at_a_time.lock().await;
+    let made = st
+        .server
+        .core()
+        .store
+        .get_meta(&meta_key(boltz_id))
+        .await
+        .map_err(ServerError::from)?;
+    let tip = st.server.core().tip().await?;
+    let hash_taken = st
+        .server
+        .core()
+        .store
+        .get(&id)
+        .await
+        .map_err(ServerError::from)?
+        .is_some();
+    if made.is_some() || !(hash_taken || reservation_closed(st, boltz_id, r, tip).await?) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "swap not eligible for a cooperative refund: status not eligible".into(),
+        ));
+    }
+    st.server
+        .core()
+        .store
+        .set_meta(&closed_key(boltz_id), "refunded")
+        .await
+        .map_err(ServerError::from)?;
+    let (nonce, partial) = st
+        .server
+        .loop_in
+        .cosign_reservation_refund(r, &req.nonce, &req.transaction)
         .await
         .map_err(|e| match e {
             ServerError::Invalid(m) => ApiError(
