@@ -1142,6 +1142,22 @@ fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
             json!({"error": format!("swap {late_id} was refunded: make a new swap")})
         )
     );
+    // And its hash is taken for every door: no swap can ever be paid against an HTLC whose
+    // refund was co-signed (a `/v1` loop-in made 176 blocks later would rebuild it).
+    assert_eq!(
+        post(
+            &submarine,
+            &json!({"from": "BTC", "to": "BTC", "invoice": other.to_string(), "refundPublicKey": hexs(pubkey(0x68).serialize())}),
+        ),
+        (409, json!({"error": "a swap with this invoice exists already"}))
+    );
+    assert_eq!(
+        get(&format!("{url}/v2/swap/{late_id}")),
+        (
+            200,
+            json!({"status": "swap.expired", "failureReason": "the invoice was not set in time"})
+        )
+    );
     net.mine(1).expect("mine");
     let refunded = net
         .rt

@@ -102,6 +102,12 @@ pub struct ServerLoopIn {
 }
 
 impl ServerLoopIn {
+    /// Whether this record only closes a refunded reservation's hash
+    /// ([`LoopInEngine::close_reservation`]): no invoice, never a swap.
+    pub fn is_tombstone(&self) -> bool {
+        self.invoice.is_empty()
+    }
+
     /// Whether this is a live unfunded offer at `tip`: no funding seen yet, made fewer than
     /// [`LOOP_IN_UNFUNDED_OFFER_BLOCKS`] blocks ago. Such offers count against the unfunded-offer
     /// budgets (global: `create_loop_in`; per client: the HTTP layer).
@@ -382,7 +388,7 @@ impl LoopInEngine {
         let id = SwapId::from(r.payment_hash);
         let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
         let taken = match runner::load::<ServerLoopIn>(&**self.core.store(), &id).await? {
-            Some((_, rec)) if rec.htlc == params => {
+            Some((_, rec)) if rec.htlc == params && !rec.is_tombstone() => {
                 return Err(ServerError::Invalid(
                     "the swap was made: it is refunded as a swap".into(),
                 ))
@@ -431,6 +437,42 @@ impl LoopInEngine {
             eddy_core::tx::cooperative_sighash(tx, &htlc, value).map_err(|e| ServerError::Invalid(e.to_string()))?;
         let key = self.core.keys().secret(KEY_PURPOSE, &id);
         cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
+    }
+
+    /// Closes reservation `r` for good before a refund of its HTLC is co-signed: a terminal
+    /// record under its hash (an expired swap with the reservation's HTLC and no invoice, a
+    /// tombstone) — every door then refuses a swap for the hash (the store's ids are unique),
+    /// so no swap can ever be paid against this HTLC, whatever door or timeout would rebuild
+    /// it (a `/v1` loop-in made 176 blocks later has the same expiry). A record already there
+    /// is left as it is: the caller's checks read it.
+    pub(crate) async fn close_reservation(&self, r: &Reservation) -> Result<(), ServerError> {
+        let id = SwapId::from(r.payment_hash);
+        let tombstone = ServerLoopIn {
+            htlc: r.htlc(self.core.keys().public(KEY_PURPOSE, &id)),
+            invoice: String::new(),
+            terms: Terms {
+                amount: Amount::ZERO,
+                expiry: r.expiry,
+                funding_confs: LOOP_IN_FUNDING_CONFS,
+            },
+            swap_fee: Amount::ZERO,
+            created_height: r.created_height,
+            funding: None,
+            claim: None,
+            coop_wait_until: None,
+            last_hop: None,
+            pay_retries: 0,
+            retry_at: None,
+            send_outcome_unknown_until: None,
+            funding_tx: None,
+            boltz: true,
+            state: State::Expired,
+        };
+        let event = json!({"event": "reservation_refunded", "expiry": r.expiry});
+        match runner::create(&**self.core.store(), id, &tombstone, event).await {
+            Ok(_) | Err(StoreError::Duplicate(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens a checked loop-in: the server's limits (slots, unfunded offers, liquidity to pay

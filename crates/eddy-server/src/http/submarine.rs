@@ -204,6 +204,26 @@ async fn reservation_closed(st: &AppState, boltz_id: &str, r: &Reservation, tip:
 /// The status of a reservation whose invoice was not set: `swap.created` while it may come,
 /// `swap.expired` (final) once it cannot.
 pub(super) async fn reservation_status(st: &AppState, boltz_id: &str, r: &Reservation) -> Result<Value, ApiError> {
+    let id = SwapId::from(r.payment_hash);
+    // A swap holds the hash: made with this very HTLC (another creation for the hash and the
+    // key in the same block), that swap's status; otherwise this one can never be a swap.
+    if st
+        .server
+        .core()
+        .store
+        .get(&id)
+        .await
+        .map_err(ServerError::from)?
+        .is_some()
+    {
+        if let Ok((_, rec)) = st.server.loop_in.swap(&id).await {
+            let same = matches!(rec.htlc.claim_key, eddy_core::htlc::HtlcKey::Pubkey(k) if rec.htlc == r.htlc(k));
+            if same && !rec.is_tombstone() {
+                return status(st, &id).await;
+            }
+        }
+        return Ok(json!({"status": "swap.expired", "failureReason": "the invoice was not set in time"}));
+    }
     let tip = st.server.core().tip().await?;
     Ok(if reservation_closed(st, boltz_id, r, tip).await? {
         json!({"status": "swap.expired", "failureReason": "the invoice was not set in time"})
@@ -690,12 +710,15 @@ async fn refund_reservation(
             "swap not eligible for a cooperative refund: status not eligible".into(),
         ));
     }
+    // Closed for good before anything is signed: this id's invoice is refused from now on,
+    // and the hash is taken for every door (a tombstone record, when no swap holds it).
     st.server
         .core()
         .store
         .set_meta(&closed_key(boltz_id), "refunded")
         .await
         .map_err(ServerError::from)?;
+    st.server.loop_in.close_reservation(r).await?;
     let (nonce, partial) = st
         .server
         .loop_in
