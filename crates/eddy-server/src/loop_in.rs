@@ -103,7 +103,7 @@ pub struct ServerLoopIn {
 
 impl ServerLoopIn {
     /// Whether this record only closes a refunded reservation's hash
-    /// ([`LoopInEngine::close_reservation`]): no invoice, never a swap.
+    /// (`LoopInEngine::close_reservation`): no invoice, never a swap.
     pub fn is_tombstone(&self) -> bool {
         self.invoice.is_empty()
     }
