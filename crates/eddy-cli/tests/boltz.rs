@@ -1121,6 +1121,24 @@ fn a_boltz_wallet_sets_its_invoice_after_making_the_swap_for_its_hash() {
             json!({"error": "the swap's invoice was due within 6 blocks of its creation: make a new swap"})
         )
     );
+    // A "refund" spending something else is refused and changes nothing (the reservation is
+    // not closed by it: its invoice is still refused only for being late).
+    let (s, v) = post(
+        &format!("{url}/v2/swap/submarine/{late_id}/refund"),
+        &json!({"pubNonce": "02".repeat(66), "transaction": bitcoin::consensus::encode::serialize_hex(
+            &one_input_spend(bitcoin::OutPoint::new(late_txid, 7), Amount::from_sat(29_800), &dest)
+        ), "index": 0}),
+    );
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"error": "swap not eligible for a cooperative refund: the refund must spend this swap's HTLC"})
+        )
+    );
+    assert!(set(&late_id, &other.to_string()).1["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("the swap's invoice was due")));
     // Now it can never be a swap: its lockup is refunded cooperatively, at once, and its
     // invoice can no longer be set.
     let late_server_key = late["claimPublicKey"].as_str().expect("key").to_string();

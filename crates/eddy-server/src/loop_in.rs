@@ -373,17 +373,58 @@ impl LoopInEngine {
         Ok((reservation, server_key))
     }
 
-    /// Co-signs the refund of an output locked at a closed [`Reservation`]'s HTLC: one that
-    /// will never be a swap — its invoice window past, or its hash taken by a swap with another
-    /// HTLC — and no swap with this HTLC exists, so the server never pays against it. The
-    /// caller makes sure the reservation's invoice can no longer be set (the door marks it
-    /// closed first, under the lock `set_invoice` takes). The output's value is read from the
-    /// watcher, else from the chain (its transaction must pay the HTLC's script).
+    /// The value of the output a refund `tx` of reservation `r`'s HTLC spends: it must spend
+    /// exactly one output, paying the HTLC's script — read from the watcher, else from the
+    /// chain. Checked before anything about the reservation changes.
+    pub(crate) async fn reservation_output_value(
+        &self,
+        r: &Reservation,
+        tx: &bitcoin::Transaction,
+    ) -> Result<Amount, ServerError> {
+        let id = SwapId::from(r.payment_hash);
+        let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
+        let [input] = tx.input.as_slice() else {
+            return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
+        };
+        let spk = Htlc::new(params).map_err(backend)?.script_pubkey();
+        let watched = self
+            .core
+            .htlc_status(&id, &params)
+            .await?
+            .fundings
+            .iter()
+            .find(|f| f.outpoint == input.previous_output)
+            .map(|f| f.value);
+        if let Some(v) = watched {
+            return Ok(v);
+        }
+        self.core
+            .chain()
+            .transaction(&input.previous_output.txid)
+            .await
+            .map_err(backend)?
+            .and_then(|t| {
+                usize::try_from(input.previous_output.vout)
+                    .ok()
+                    .and_then(|i| t.tx.output.get(i).cloned())
+            })
+            .filter(|o| o.script_pubkey == spk)
+            .map(|o| o.value)
+            .ok_or_else(|| ServerError::Invalid("the refund must spend this swap's HTLC".into()))
+    }
+
+    /// Co-signs the refund `tx` of an output of `value` ([`Self::reservation_output_value`])
+    /// locked at a closed [`Reservation`]'s HTLC: one that will never be a swap — its invoice
+    /// window past, or its hash taken by a swap with another HTLC — and no swap with this HTLC
+    /// exists, so the server never pays against it. The caller makes sure the reservation's
+    /// invoice can no longer be set (the door marks it closed and takes its hash first, under
+    /// the lock `set_invoice` takes).
     pub(crate) async fn cosign_reservation_refund(
         &self,
         r: &Reservation,
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        value: Amount,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
         let id = SwapId::from(r.payment_hash);
         let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
@@ -400,36 +441,7 @@ impl LoopInEngine {
         if !taken && r.open_at(self.core.tip().await?) {
             return Err(ServerError::Invalid("its invoice may still be set".into()));
         }
-        let [input] = tx.input.as_slice() else {
-            return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
-        };
         let htlc = Htlc::new(params).map_err(backend)?;
-        let spk = htlc.script_pubkey();
-        let watched = self
-            .core
-            .htlc_status(&id, &params)
-            .await?
-            .fundings
-            .iter()
-            .find(|f| f.outpoint == input.previous_output)
-            .map(|f| f.value);
-        let value = match watched {
-            Some(v) => v,
-            None => self
-                .core
-                .chain()
-                .transaction(&input.previous_output.txid)
-                .await
-                .map_err(backend)?
-                .and_then(|t| {
-                    usize::try_from(input.previous_output.vout)
-                        .ok()
-                        .and_then(|i| t.tx.output.get(i).cloned())
-                })
-                .filter(|o| o.script_pubkey == spk)
-                .map(|o| o.value)
-                .ok_or_else(|| ServerError::Invalid("the refund must spend this swap's HTLC".into()))?,
-        };
         let Htlc::Taproot(taproot) = &htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };

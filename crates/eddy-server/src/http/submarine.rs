@@ -687,6 +687,24 @@ async fn refund_reservation(
     }
     let id = SwapId::from(r.payment_hash);
     st.cosign_call(&id)?;
+    let refusal = |e: ServerError| match e {
+        ServerError::Invalid(m) => ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("swap not eligible for a cooperative refund: {m}"),
+        ),
+        e => e.into(),
+    };
+    // What it spends, checked before anything about the reservation changes (a transaction
+    // that spends nothing of it must not close it); a chain lookup runs one at a time, as the
+    // open lookups do.
+    let value = {
+        let _lookup = st.boltz.lookups.lock().await;
+        st.server
+            .loop_in
+            .reservation_output_value(r, &req.transaction)
+            .await
+            .map_err(refusal)?
+    };
     let _one = st.reservations.one_at_a_time.lock().await;
     let made = st
         .server
@@ -722,15 +740,9 @@ async fn refund_reservation(
     let (nonce, partial) = st
         .server
         .loop_in
-        .cosign_reservation_refund(r, &req.nonce, &req.transaction)
+        .cosign_reservation_refund(r, &req.nonce, &req.transaction, value)
         .await
-        .map_err(|e| match e {
-            ServerError::Invalid(m) => ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("swap not eligible for a cooperative refund: {m}"),
-            ),
-            e => e.into(),
-        })?;
+        .map_err(refusal)?;
     Ok(Json(json!({
         "pubNonce": nonce.to_lower_hex_string(),
         "partialSignature": partial.to_lower_hex_string(),
