@@ -1334,7 +1334,10 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
     assert_eq!(s, 400, "{v}");
     assert_eq!(
         ask(&invoice.to_string(), json!({"preimageHash": hexs(hash.0)})),
-        (400, json!({"error": "invoice and preimageHash were specified"}))
+        (
+            400,
+            json!({"error": "malformed request: invoice and preimageHash were specified"})
+        )
     );
     assert_eq!(get(&format!("{url}/v2/swap/submarine/AAAAAAAAAAAA/transaction")).0, 404);
 
