@@ -295,16 +295,25 @@ impl LoopInEngine {
         reserved: Option<&Reservation>,
     ) -> Result<LoopInOffer, ServerError> {
         self.core.taking_swaps()?;
-        let facts =
-            eddy_core::validate::loop_in_invoice(invoice, self.core.network(), PAYING_LOOP_IN_EXPIRY_DELTA, unix_now())
-                .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        if let Some(r) = reserved {
+        // The blocks the HTLC has left: a reserved one's timeout was fixed up to
+        // `LOOP_IN_UNFUNDED_OFFER_BLOCKS` ago, so its invoice's final CLTV gets that much less
+        // room in the route budget.
+        let (delta, tip) = match reserved {
+            Some(r) => {
+                let tip = self.core.tip().await?;
+                (r.expiry.saturating_sub(tip), Some(tip))
+            }
+            None => (PAYING_LOOP_IN_EXPIRY_DELTA, None),
+        };
+        let facts = eddy_core::validate::loop_in_invoice(invoice, self.core.network(), delta, unix_now())
+            .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        if let (Some(r), Some(tip)) = (reserved, tip) {
             if facts.payment_hash != r.payment_hash || refund_key != r.refund_key {
                 return Err(ServerError::Invalid(
                     "the invoice's payment hash is not the swap's".into(),
                 ));
             }
-            if !r.open_at(self.core.tip().await?) {
+            if !r.open_at(tip) {
                 return Err(ServerError::Invalid(format!(
                     "the swap's invoice was due within {LOOP_IN_UNFUNDED_OFFER_BLOCKS} blocks of its creation: make a new swap"
                 )));
