@@ -1342,6 +1342,23 @@ fn daemon_whose_node_stops_following_the_chain_starts_no_swap() {
     server.terminate();
 }
 
+/// Whether a transaction in the mempool spends `outpoint`.
+fn in_mempool_spending(net: &Net, outpoint: bitcoin::OutPoint) -> bool {
+    let txids: Vec<String> = net
+        .lab
+        .chain
+        .rpc("getrawmempool", serde_json::json!([]))
+        .unwrap_or_default();
+    txids.iter().any(|t| {
+        net.lab
+            .chain
+            .rpc::<String>("getrawtransaction", serde_json::json!([t]))
+            .ok()
+            .and_then(|hex| bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&hex).ok())
+            .is_some_and(|tx| tx.input.iter().any(|i| i.previous_output == outpoint))
+    })
+}
+
 /// The transaction spending `outpoint` in one of the last 30 blocks.
 fn spender_of(net: &Net, outpoint: bitcoin::OutPoint) -> Option<bitcoin::Transaction> {
     let tip = net.lab.chain.tip().expect("tip").0;
@@ -1479,7 +1496,22 @@ fn a_boltz_provider_daemon_swaps_both_ways_with_an_eddy_server_s_v2_front_door()
     let address: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
         lin["htlc_address"].as_str().expect("address").parse().expect("address");
     let script = address.assume_checked().script_pubkey();
-    mine_until("the loop-in", &|| state(&in_id) == "succeeded");
+    // Blocks until the daemon's funding is confirmed (the server pays at one confirmation);
+    // then none: after paying, the server gives the daemon one block to co-sign its claim, and
+    // a test mining blocks faster than a loaded machine runs the daemon's passes would make
+    // it claim by the script path.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = state(&in_id);
+        if s == "paid" || s == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the loop-in never paid: {s}");
+        if s != "funded" {
+            let _ = net.lab.mine(1);
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
     let fundings = outputs_paying(&net, &script, from);
     assert_eq!(fundings.len(), 1, "funded once: {fundings:?}");
     let (funding_txid, value) = fundings[0];
@@ -1501,6 +1533,12 @@ fn a_boltz_provider_daemon_swaps_both_ways_with_an_eddy_server_s_v2_front_door()
         .expect("fee")
         .to_sat();
     let lockup = bitcoin::OutPoint::new(funding_txid, u32::try_from(vout).expect("vout"));
+    // The key-path claim reaches the mempool without another block; then it confirms.
+    eddy_lab::wait_until("the server's co-signed claim in the mempool", eddy_lab::WAIT, || {
+        in_mempool_spending(&net, lockup)
+    })
+    .expect("a claim of the lockup");
+    mine_until("the loop-in", &|| state(&in_id) == "succeeded");
     mine_until("the server's claim", &|| spender_of(&net, lockup).is_some());
     let in_claim = spender_of(&net, lockup).expect("server's claim");
     assert_eq!(
