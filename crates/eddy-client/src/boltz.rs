@@ -120,12 +120,6 @@ pub fn submarine_state(status: &str) -> SwapState {
     }
 }
 
-fn nonce_and_partial(c: &Cosigned) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
-    let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&c.pub_nonce).map_err(|_| unreadable("a public nonce"))?;
-    let partial = <[u8; 32]>::from_hex(&c.partial_signature).map_err(|_| unreadable("a partial signature"))?;
-    Ok((nonce, partial))
-}
-
 impl BoltzProvider {
     /// A provider at `base` (e.g. `https://provider.example/api`), its swap ids kept in
     /// `store`, its addresses and invoices checked against `network`.
@@ -329,7 +323,7 @@ impl LoopOutApi for BoltzProvider {
             "index": 0,
         });
         let answer: Cosigned = self.post(&format!("/v2/swap/reverse/{boltz_id}/claim"), &body).await?;
-        nonce_and_partial(&answer)
+        crate::http::cosignature(&answer.pub_nonce, &answer.partial_signature)
     }
 }
 
@@ -433,7 +427,7 @@ impl LoopInApi for BoltzProvider {
         let answer: Cosigned = self
             .post(&format!("/v2/swap/submarine/{boltz_id}/refund"), &body)
             .await?;
-        nonce_and_partial(&answer)
+        crate::http::cosignature(&answer.pub_nonce, &answer.partial_signature)
     }
 }
 

@@ -123,12 +123,16 @@ impl HttpSwapServer {
         };
         let body = serde_json::to_vec(&body).map_err(|e| ApiCallError::Failed(e.to_string()))?;
         let answer: CosignResponse = Self::call(self.signed(reqwest::Method::POST, side, id, path, body)).await?;
-        let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&answer.nonce);
-        let partial = <[u8; 32]>::from_hex(&answer.partial_sig);
-        match (nonce, partial) {
-            (Ok(n), Ok(p)) => Ok((n, p)),
-            _ => Err(ApiCallError::Unreadable("not a co-signature".into())),
-        }
+        cosignature(&answer.nonce, &answer.partial_sig)
+    }
+}
+
+/// A server's co-signature from its hex (its public nonce and partial signature), in either
+/// protocol's answer.
+pub(crate) fn cosignature(nonce: &str, partial: &str) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+    match (<[u8; PUB_NONCE_LEN]>::from_hex(nonce), <[u8; 32]>::from_hex(partial)) {
+        (Ok(n), Ok(p)) => Ok((n, p)),
+        _ => Err(ApiCallError::Unreadable("not a co-signature".into())),
     }
 }
 

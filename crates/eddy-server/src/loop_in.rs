@@ -346,6 +346,11 @@ impl LoopInEngine {
         self.open(ask, loop_outs).await
     }
 
+    /// Reservation `r`'s HTLC, with this server's key for its hash.
+    pub(crate) fn reserved_htlc(&self, r: &Reservation) -> HtlcParams {
+        r.htlc(self.core.keys().public(KEY_PURPOSE, &SwapId::from(r.payment_hash)))
+    }
+
     /// Reserves a submarine swap's HTLC for an invoice of `payment_hash` to come
     /// ([`Reservation`]): nothing is stored by the engine (the door keeps the reservation), no
     /// slot is held. Refused like a creation when the server takes no swaps, when a swap for the
@@ -391,7 +396,7 @@ impl LoopInEngine {
         tx: &bitcoin::Transaction,
     ) -> Result<Amount, ServerError> {
         let id = SwapId::from(r.payment_hash);
-        let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
+        let params = self.reserved_htlc(r);
         let [input] = tx.input.as_slice() else {
             return Err(ServerError::Invalid("the refund must spend exactly the HTLC".into()));
         };
@@ -436,7 +441,7 @@ impl LoopInEngine {
         value: Amount,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
         let id = SwapId::from(r.payment_hash);
-        let params = r.htlc(self.core.keys().public(KEY_PURPOSE, &id));
+        let params = self.reserved_htlc(r);
         let taken = match runner::load::<ServerLoopIn>(&**self.core.store(), &id).await? {
             Some((_, rec)) if rec.htlc == params && !rec.is_tombstone() => {
                 return Err(ServerError::Invalid(
@@ -469,7 +474,7 @@ impl LoopInEngine {
     pub(crate) async fn close_reservation(&self, r: &Reservation) -> Result<(), ServerError> {
         let id = SwapId::from(r.payment_hash);
         let tombstone = ServerLoopIn {
-            htlc: r.htlc(self.core.keys().public(KEY_PURPOSE, &id)),
+            htlc: self.reserved_htlc(r),
             invoice: String::new(),
             terms: Terms {
                 amount: Amount::ZERO,

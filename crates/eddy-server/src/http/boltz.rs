@@ -194,12 +194,7 @@ async fn create_reverse(
         .inspect_err(|e| st.count_refusal(e))
         .map_err(|e| engine_refusal(e, "preimage hash"))?;
     let boltz_id = wire::new_swap_id();
-    st.server
-        .core()
-        .store
-        .set_meta(&meta_key(&boltz_id), &id.to_string())
-        .await
-        .map_err(ServerError::from)?;
+    keep_meta(&st, &meta_key(&boltz_id), &id.to_string()).await?;
     let (_, rec) = st.server.loop_out.swap(&id).await?;
     let Htlc::Taproot(htlc) = Htlc::new(rec.htlc).map_err(|e| ServerError::Backend(e.to_string()))? else {
         return Err(ServerError::Backend("a reverse swap's HTLC is P2TR".into()).into());
@@ -222,6 +217,33 @@ pub(super) fn meta_key(boltz_id: &str) -> String {
     format!("boltz:{boltz_id}")
 }
 
+/// The store's meta row `key` (this door's ids, reservations and their marks).
+pub(super) async fn meta(st: &AppState, key: &str) -> Result<Option<String>, ApiError> {
+    Ok(st.server.core().store.get_meta(key).await.map_err(ServerError::from)?)
+}
+
+/// Writes the store's meta row `key`.
+pub(super) async fn keep_meta(st: &AppState, key: &str, value: &str) -> Result<(), ApiError> {
+    Ok(st
+        .server
+        .core()
+        .store
+        .set_meta(key, value)
+        .await
+        .map_err(ServerError::from)?)
+}
+
+/// A co-signature answered in Boltz's shape: the server's nonce and partial signature.
+pub(super) fn cosigned(
+    nonce: &eddy_core::musig::PubNonceBytes,
+    partial: &eddy_core::musig::PartialSigBytes,
+) -> Json<Value> {
+    Json(json!({
+        "pubNonce": nonce.to_lower_hex_string(),
+        "partialSignature": partial.to_lower_hex_string(),
+    }))
+}
+
 /// The swap made through this door under `boltz_id`, and its kind (404 otherwise, before any
 /// other work).
 pub(super) async fn boltz_swap(
@@ -232,11 +254,8 @@ pub(super) async fn boltz_swap(
     if !wire::is_swap_id(&boltz_id) {
         return Err(not_found(&boltz_id));
     }
-    let store = &st.server.core().store;
-    let Some(id) = store
-        .get_meta(&meta_key(&boltz_id))
-        .await
-        .map_err(ServerError::from)?
+    let Some(id) = meta(st, &meta_key(&boltz_id))
+        .await?
         .and_then(|v| v.parse::<SwapId>().ok())
     else {
         return Err(not_found(&boltz_id));
@@ -381,10 +400,7 @@ async fn reverse_claim(
         ));
     }
     let (server_nonce, partial) = st.server.loop_out.cosign_claim(&id, &nonce, &tx).await?;
-    Ok(Json(json!({
-        "pubNonce": server_nonce.to_lower_hex_string(),
-        "partialSignature": partial.to_lower_hex_string(),
-    })))
+    Ok(cosigned(&server_nonce, &partial))
 }
 
 /// `GET /v2/chain/BTC/height`: the chain's tip.

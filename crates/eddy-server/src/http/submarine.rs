@@ -33,7 +33,9 @@ use eddy_core::validate::LoopInOffer;
 use eddy_store::SwapKind;
 use serde_json::{json, Value};
 
-use super::boltz::{boltz_swap, engine_refusal, meta_key, not_found, refused, refused_creation};
+use super::boltz::{
+    boltz_swap, cosigned, engine_refusal, keep_meta, meta, meta_key, not_found, refused, refused_creation,
+};
 use super::boltz_doc::{self, BoltzIdPath};
 use super::{ApiError, AppState};
 use crate::loop_in::{Reservation, ServerLoopIn};
@@ -152,12 +154,7 @@ async fn make(
         return Err(ServerError::Backend("a made swap's invoice decodes".into()).into());
     };
     let boltz_id = reserved.map_or_else(eddy_core::boltz::new_swap_id, |(b, _)| b.to_string());
-    st.server
-        .core()
-        .store
-        .set_meta(&meta_key(&boltz_id), &id.to_string())
-        .await
-        .map_err(ServerError::from)?;
+    keep_meta(st, &meta_key(&boltz_id), &id.to_string()).await?;
     let (_, rec) = st.server.loop_in.swap(&id).await?;
     Ok((boltz_id, rec, offer))
 }
@@ -169,13 +166,7 @@ fn reserved_key(boltz_id: &str) -> String {
 
 /// The reservation made under `boltz_id`, if any (whether or not its invoice came since).
 pub(super) async fn reserved(st: &AppState, boltz_id: &str) -> Result<Option<Reservation>, ApiError> {
-    let stored = st
-        .server
-        .core()
-        .store
-        .get_meta(&reserved_key(boltz_id))
-        .await
-        .map_err(ServerError::from)?;
+    let stored = meta(st, &reserved_key(boltz_id)).await?;
     Ok(stored.and_then(|v| serde_json::from_str(&v).ok()))
 }
 
@@ -188,17 +179,7 @@ fn closed_key(boltz_id: &str) -> String {
 /// Whether the reservation under `boltz_id` can no longer become a swap at `tip`: marked
 /// closed, or its invoice window past.
 async fn reservation_closed(st: &AppState, boltz_id: &str, r: &Reservation, tip: u32) -> Result<bool, ApiError> {
-    if !r.open_at(tip) {
-        return Ok(true);
-    }
-    let closed = st
-        .server
-        .core()
-        .store
-        .get_meta(&closed_key(boltz_id))
-        .await
-        .map_err(ServerError::from)?;
-    Ok(closed.is_some())
+    Ok(!r.open_at(tip) || meta(st, &closed_key(boltz_id)).await?.is_some())
 }
 
 /// The status of a reservation whose invoice was not set: `swap.created` while it may come,
@@ -217,8 +198,7 @@ pub(super) async fn reservation_status(st: &AppState, boltz_id: &str, r: &Reserv
         .is_some()
     {
         if let Ok((_, rec)) = st.server.loop_in.swap(&id).await {
-            let same = matches!(rec.htlc.claim_key, eddy_core::htlc::HtlcKey::Pubkey(k) if rec.htlc == r.htlc(k));
-            if same && !rec.is_tombstone() {
+            if rec.htlc == st.server.loop_in.reserved_htlc(r) && !rec.is_tombstone() {
                 return status(st, &id).await;
             }
         }
@@ -298,12 +278,7 @@ async fn reserve(
         .map_err(|e| engine_refusal(e, "preimage hash"))?;
     let boltz_id = eddy_core::boltz::new_swap_id();
     let stored = serde_json::to_string(&reservation).map_err(|e| ServerError::Backend(e.to_string()))?;
-    st.server
-        .core()
-        .store
-        .set_meta(&reserved_key(&boltz_id), &stored)
-        .await
-        .map_err(ServerError::from)?;
+    keep_meta(st, &reserved_key(&boltz_id), &stored).await?;
     st.reservations.add(client, tip, &boltz_id);
     let built = Htlc::new(reservation.htlc(server_key)).map_err(|e| ServerError::Backend(e.to_string()))?;
     let Htlc::Taproot(htlc) = &built else {
@@ -356,27 +331,13 @@ async fn set_invoice(
     check_pair(&st, req.pair_hash.as_deref()).map_err(refuse)?;
     // In turn with a refund of the reservation: never both.
     let _one = st.reservations.one_at_a_time.lock().await;
-    let closed = st
-        .server
-        .core()
-        .store
-        .get_meta(&closed_key(&boltz_id))
-        .await
-        .map_err(ServerError::from)?;
-    if closed.is_some() {
+    if meta(&st, &closed_key(&boltz_id)).await?.is_some() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("swap {boltz_id} was refunded: make a new swap"),
         ));
     }
-    let made = st
-        .server
-        .core()
-        .store
-        .get_meta(&meta_key(&boltz_id))
-        .await
-        .map_err(ServerError::from)?;
-    if made.is_some() {
+    if meta(&st, &meta_key(&boltz_id)).await?.is_some() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("swap {boltz_id} has its invoice already"),
@@ -639,34 +600,39 @@ async fn refund(
     // signature, unlike `/v1`), and a co-signing request makes the server never pay: an
     // unfailed swap is not cancelled by whoever learned its id.
     if !matches!(rec.state, InState::Refundable(_)) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "swap not eligible for a cooperative refund: status not eligible".into(),
-        ));
+        return Err(refund_refusal(ServerError::Invalid("status not eligible".into())));
     }
-    if req.index != 0 || req.transaction.input.len() != 1 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "only a one-input refund (index 0) is co-signed".into(),
-        ));
-    }
+    one_input_refund(&req)?;
     st.cosign_call(&id)?;
     let (nonce, partial) = st
         .server
         .loop_in
         .cosign_refund(&id, &req.nonce, &req.transaction)
         .await
-        .map_err(|e| match e {
-            ServerError::Invalid(m) => ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("swap not eligible for a cooperative refund: {m}"),
-            ),
-            e => e.into(),
-        })?;
-    Ok(Json(json!({
-        "pubNonce": nonce.to_lower_hex_string(),
-        "partialSignature": partial.to_lower_hex_string(),
-    })))
+        .map_err(refund_refusal)?;
+    Ok(cosigned(&nonce, &partial))
+}
+
+/// Only a one-input refund (index 0) is co-signed.
+fn one_input_refund(req: &wire::RefundRequest) -> Result<(), ApiError> {
+    if req.index != 0 || req.transaction.input.len() != 1 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "only a one-input refund (index 0) is co-signed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a refund is not co-signed, in Boltz's words; a backend's failure as itself.
+fn refund_refusal(e: ServerError) -> ApiError {
+    match e {
+        ServerError::Invalid(m) => ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("swap not eligible for a cooperative refund: {m}"),
+        ),
+        e => e.into(),
+    }
 }
 
 /// A refund co-signed for an output locked at reservation `boltz_id`'s HTLC, once the
@@ -679,21 +645,9 @@ async fn refund_reservation(
     r: &Reservation,
     req: &wire::RefundRequest,
 ) -> Result<Json<Value>, ApiError> {
-    if req.index != 0 || req.transaction.input.len() != 1 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "only a one-input refund (index 0) is co-signed".into(),
-        ));
-    }
+    one_input_refund(req)?;
     let id = SwapId::from(r.payment_hash);
     st.cosign_call(&id)?;
-    let refusal = |e: ServerError| match e {
-        ServerError::Invalid(m) => ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("swap not eligible for a cooperative refund: {m}"),
-        ),
-        e => e.into(),
-    };
     // What it spends, checked before anything about the reservation changes (a transaction
     // that spends nothing of it must not close it); a chain lookup runs one at a time, as the
     // open lookups do.
@@ -703,16 +657,10 @@ async fn refund_reservation(
             .loop_in
             .reservation_output_value(r, &req.transaction)
             .await
-            .map_err(refusal)?
+            .map_err(refund_refusal)?
     };
     let _one = st.reservations.one_at_a_time.lock().await;
-    let made = st
-        .server
-        .core()
-        .store
-        .get_meta(&meta_key(boltz_id))
-        .await
-        .map_err(ServerError::from)?;
+    let made = meta(st, &meta_key(boltz_id)).await?;
     let tip = st.server.core().tip().await?;
     let hash_taken = st
         .server
@@ -723,30 +671,19 @@ async fn refund_reservation(
         .map_err(ServerError::from)?
         .is_some();
     if made.is_some() || !(hash_taken || reservation_closed(st, boltz_id, r, tip).await?) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "swap not eligible for a cooperative refund: status not eligible".into(),
-        ));
+        return Err(refund_refusal(ServerError::Invalid("status not eligible".into())));
     }
     // Closed for good before anything is signed: this id's invoice is refused from now on,
     // and the hash is taken for every door (a tombstone record, when no swap holds it).
-    st.server
-        .core()
-        .store
-        .set_meta(&closed_key(boltz_id), "refunded")
-        .await
-        .map_err(ServerError::from)?;
+    keep_meta(st, &closed_key(boltz_id), "refunded").await?;
     st.server.loop_in.close_reservation(r).await?;
     let (nonce, partial) = st
         .server
         .loop_in
         .cosign_reservation_refund(r, &req.nonce, &req.transaction, value)
         .await
-        .map_err(refusal)?;
-    Ok(Json(json!({
-        "pubNonce": nonce.to_lower_hex_string(),
-        "partialSignature": partial.to_lower_hex_string(),
-    })))
+        .map_err(refund_refusal)?;
+    Ok(cosigned(&nonce, &partial))
 }
 
 /// `GET /v2/swap/submarine/{id}/preimage`: the preimage, once the server's payment succeeded.
