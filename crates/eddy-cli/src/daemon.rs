@@ -462,7 +462,7 @@ fn view(r: &eddy_store::SwapRecord, rec: &ClientLoopOut, network: Network) -> Sw
         claim_fee_sat: rec
             .confirmed_claim()
             .map(|c| c.1)
-            .or(rec.claim.as_ref().and_then(|c| c.fee()))
+            .or(rec.claim.as_ref().and_then(|c| c.last().and_then(|t| c.share_of(&t))))
             .map(|f| f.to_sat()),
         destination: Address::from_script(&rec.destination, network)
             .map(|a| a.to_string())

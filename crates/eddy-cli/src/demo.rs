@@ -66,8 +66,19 @@ impl LoopOutApi for InProcess {
         _preimage: &Preimage,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
-        self.0.loop_out.cosign_claim(id, nonce, tx).await.map_err(refused)
+        let prevouts = (tx.input.len() > 1).then_some(prevouts);
+        self.0
+            .loop_out
+            .cosign_claim(id, nonce, tx, index, prevouts)
+            .await
+            .map_err(refused)
+    }
+
+    fn batches_claims(&self) -> bool {
+        true
     }
 }
 

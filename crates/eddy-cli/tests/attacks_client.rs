@@ -144,16 +144,22 @@ impl LoopOutApi for Hostile {
         preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         self.hang_if(id).await;
         if self.knobs.refuse_claim_cosign.load(Ordering::SeqCst) {
             return Err(ApiCallError::Failed("not co-signing now".into()));
         }
-        let (n, mut partial) = self.real.cosign_claim(id, preimage, nonce, tx).await?;
+        let (n, mut partial) = self.real.cosign_claim(id, preimage, nonce, tx, index, prevouts).await?;
         if self.knobs.garbage_partial {
             partial[31] ^= 1;
         }
         Ok((n, partial))
+    }
+
+    fn batches_claims(&self) -> bool {
+        self.real.batches_claims()
     }
 }
 

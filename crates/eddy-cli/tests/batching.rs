@@ -1,6 +1,8 @@
 //! Batching on the devnet with real LDK nodes: three loop-outs whose payments the server holds
 //! at the same time are published in **one** transaction from the swap wallet (three HTLC
-//! outputs and the change), and all three complete with exact money.
+//! outputs and the change), the client claims all three in one transaction (each input
+//! co-signed by the server, each swap paying its share of the fee), and all three complete with
+//! exact money.
 
 use bitcoin::Amount;
 use eddy::demo::{in_process, swapnet};
@@ -100,6 +102,43 @@ fn htlcs_held_together_are_published_in_one_transaction() {
         assert!(start.elapsed() < std::time::Duration::from_secs(120), "{states:?}");
     }
     net.rt.block_on(net.server.tick()).expect("tick");
+    // The client claimed all three in one transaction, each input on the key path, each swap
+    // paying its share of one fee; each destination got its HTLC's value less its share.
+    let claims: Vec<_> = ids
+        .iter()
+        .map(|id| net.rt.block_on(net.client.swap(id)).expect("client swap").1)
+        .collect();
+    let (claim_txid, _) = claims[0].confirmed_claim().expect("claimed");
+    let claim = net
+        .rt
+        .block_on(eddy_backends::ChainSource::transaction(net.chain.as_ref(), &claim_txid))
+        .expect("rpc")
+        .expect("claim known")
+        .tx;
+    assert_eq!(claim.input.len(), 3, "one claim for three swaps: {claim:?}");
+    assert!(claim.input.iter().all(|i| i.witness.len() == 1), "all key path");
+    let claim_fee = net
+        .rt
+        .block_on(eddy_backends::fee_paid(net.chain.as_ref(), &claim))
+        .expect("fee");
+    let mut shares = Amount::ZERO;
+    for (rec, a) in claims.iter().zip(amounts) {
+        let (txid, share) = rec.confirmed_claim().expect("claimed");
+        assert_eq!(txid, claim_txid);
+        let paid: Amount = claim
+            .output
+            .iter()
+            .filter(|o| o.script_pubkey == rec.destination)
+            .map(|o| o.value)
+            .sum();
+        assert_eq!(paid, a - share, "the destination gets the HTLC less the swap's share");
+        shares += share;
+    }
+    assert_eq!(shares, claim_fee, "the shares add up to the fee");
+    // One transaction's overhead for three: 10.5 vB + 3 × 57.5 vB + 3 × 31 vB (P2WPKH) =
+    // 276 vB, where three claims alone take 3 × 99 = 297 vB; at 2 sat/vB.
+    assert_eq!(claim.vsize(), 276, "{claim:?}");
+    assert_eq!(claim_fee, Amount::from_sat(2 * 276));
     let total: Amount = amounts.iter().copied().sum();
     assert_eq!(
         net.rt.block_on(net.server.wallet_balance()).spendable,

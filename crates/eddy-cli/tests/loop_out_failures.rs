@@ -89,8 +89,15 @@ impl LoopOutApi for Tampering {
         _preimage: &Preimage,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
-        self.server.loop_out.cosign_claim(id, nonce, tx).await.map_err(fail)
+        let prevouts = (tx.input.len() > 1).then_some(prevouts);
+        self.server
+            .loop_out
+            .cosign_claim(id, nonce, tx, index, prevouts)
+            .await
+            .map_err(fail)
     }
 }
 
@@ -355,6 +362,8 @@ fn server_refusing_to_cosign_client_claims_by_script_path() {
             _preimage: &Preimage,
             _nonce: &eddy_core::musig::PubNonceBytes,
             _tx: &bitcoin::Transaction,
+            _index: usize,
+            _prevouts: &[bitcoin::TxOut],
         ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_core::musig::PartialSigBytes), ApiCallError> {
             Err(ApiCallError::Failed("no co-signing today".into()))
         }

@@ -314,7 +314,14 @@ impl LoopOutApi for BoltzProvider {
         preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        _prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+        // Claims through a Boltz provider are not batched (`batches_claims` is false): one
+        // input, index 0.
+        if index != 0 || tx.input.len() != 1 {
+            return Err(ApiCallError::NotOffered("batched claims"));
+        }
         let boltz_id = self.boltz_id(id).await?;
         let body = json!({
             "preimage": preimage.expose_hex(),

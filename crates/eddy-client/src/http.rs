@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bitcoin::hex::{DisplayHex, FromHex};
 use eddy_core::api::{
-    ApiCallError, ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, ErrorKind, PreimageBody, Quote,
-    QuoteIn, SwapState, SwapStatus, Terms,
+    ApiCallError, ClaimCosign, ClaimOffer, CosignRequest, CosignResponse, ErrorBody, ErrorKind, PreimageBody, Prevout,
+    Quote, QuoteIn, SwapState, SwapStatus, Terms,
 };
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes, PUB_NONCE_LEN};
 use eddy_core::types::{Preimage, SwapId};
@@ -109,6 +109,7 @@ impl HttpSwapServer {
 
     /// Posts a co-signing request (our nonce, the unsigned transaction) and reads the server's
     /// nonce and partial signature.
+    #[allow(clippy::too_many_arguments)]
     async fn post_cosign(
         &self,
         side: Side,
@@ -116,10 +117,17 @@ impl HttpSwapServer {
         path: &str,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
+        // A one-input transaction is asked as before batches (no index, no prevouts): servers
+        // from before read it.
+        let batch = tx.input.len() > 1;
         let body = CosignRequest {
             nonce: nonce.to_lower_hex_string(),
             tx: bitcoin::consensus::encode::serialize_hex(tx),
+            index: batch.then_some(index as u32),
+            prevouts: batch.then(|| prevouts.iter().map(Prevout::from).collect()),
         };
         let body = serde_json::to_vec(&body).map_err(|e| ApiCallError::Failed(e.to_string()))?;
         let answer: CosignResponse = Self::call(self.signed(reqwest::Method::POST, side, id, path, body)).await?;
@@ -213,10 +221,17 @@ impl LoopOutApi for HttpSwapServer {
         _preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
         // The server has the preimage already (pushed first; it settles on it).
-        self.post_cosign(Side::LoopOut, id, &format!("/v1/swaps/{id}/cosign"), nonce, tx)
+        let path = format!("/v1/swaps/{id}/cosign");
+        self.post_cosign(Side::LoopOut, id, &path, nonce, tx, index, prevouts)
             .await
+    }
+
+    fn batches_claims(&self) -> bool {
+        true
     }
 }
 
@@ -244,8 +259,16 @@ impl LoopInApi for HttpSwapServer {
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError> {
-        self.post_cosign(Side::LoopIn, id, &format!("/v1/swaps/{id}/refund-cosign"), nonce, tx)
-            .await
+        self.post_cosign(
+            Side::LoopIn,
+            id,
+            &format!("/v1/swaps/{id}/refund-cosign"),
+            nonce,
+            tx,
+            0,
+            &[],
+        )
+        .await
     }
 
     async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {

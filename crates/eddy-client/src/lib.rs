@@ -54,12 +54,26 @@ impl eddy_engine::sweep::Cosigner for ServerCosigns<'_> {
         &self,
         nonce: &eddy_core::musig::PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), String> {
         match self {
-            ServerCosigns::Claim(server, id, preimage) => bounded(server.cosign_claim(id, preimage, nonce, tx)).await,
+            ServerCosigns::Claim(server, id, preimage) => {
+                bounded(server.cosign_claim(id, preimage, nonce, tx, index, prevouts)).await
+            }
+            ServerCosigns::Refund(_, _) if index != 0 || tx.input.len() != 1 => {
+                return Err("a refund is co-signed alone".into())
+            }
             ServerCosigns::Refund(server, id) => bounded(server.cosign_refund(id, nonce, tx)).await,
         }
         .map_err(|e| e.to_string())
+    }
+
+    fn batches(&self) -> bool {
+        match self {
+            ServerCosigns::Claim(server, ..) => server.batches_claims(),
+            ServerCosigns::Refund(..) => false,
+        }
     }
 }
 
@@ -124,7 +138,16 @@ pub trait LoopOutApi: Send + Sync {
         preimage: &Preimage,
         nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: &[bitcoin::TxOut],
     ) -> Result<(PubNonceBytes, PartialSigBytes), ApiCallError>;
+
+    /// Whether [`LoopOutApi::cosign_claim`] co-signs one input of a batched claim (several
+    /// swaps' HTLCs in one transaction; `index` and `prevouts` name the input and every
+    /// output spent). Without it, each claim is its own transaction.
+    fn batches_claims(&self) -> bool {
+        false
+    }
 }
 
 /// The cooperative claim of a loop-in that a server asks the client to co-sign.
@@ -269,6 +292,11 @@ pub(crate) trait ClientEngine: eddy_engine::runner::Effects<Self::Rec, Error = C
     fn parts(&self) -> &ClientParts;
     /// Steps swap `id` (stored as `rec` at `version`) at `tip`, its lock held.
     async fn step_one(&self, id: SwapId, version: i64, rec: Self::Rec, tip: u32) -> Result<(), ClientError>;
+
+    /// After every swap's step of a pass: what waits for all of them (a batched claim).
+    async fn after_pass(&self, _tip: u32) -> Result<(), ClientError> {
+        Ok(())
+    }
 }
 
 /// One pass over every active swap of `engine`'s kind. The swaps' steps run concurrently: a
@@ -285,7 +313,8 @@ pub(crate) async fn pass<E: ClientEngine>(engine: &E) -> Result<(), ClientError>
         .buffer_unordered(CONCURRENT_STEPS)
         .collect()
         .await;
-    results.into_iter().collect()
+    let after = engine.after_pass(tip).await;
+    results.into_iter().collect::<Result<(), _>>().and(after)
 }
 
 /// The step of swap `id` under its lock, on its record as stored now (a call — `loop_out()`,

@@ -116,13 +116,14 @@ pub struct ClientLoopOut {
 }
 
 impl ClientLoopOut {
-    /// The claim that confirmed and its fee, once the swap succeeded. Any of the broadcast
-    /// claims may be the one: a bump can lose to its predecessor.
+    /// The claim that confirmed and this swap's fee for it (its share where the claim was a
+    /// batch), once the swap succeeded. Any of the broadcast claims may be the one: a bump can
+    /// lose to its predecessor.
     pub fn confirmed_claim(&self) -> Option<(Txid, Amount)> {
         let State::Succeeded { claim_txid } = &self.state else {
             return None;
         };
-        let fee = self.claim.as_ref().and_then(|c| c.fee_of(claim_txid))?;
+        let fee = self.claim.as_ref().and_then(|c| c.share_of(claim_txid))?;
         Some((*claim_txid, fee))
     }
 }
@@ -131,6 +132,8 @@ impl ClientLoopOut {
 pub struct LoopOutClient {
     parts: crate::ClientParts,
     server: Arc<dyn LoopOutApi>,
+    /// Swaps whose claim waits for the end of this pass, to be swept in one batch.
+    batch: std::sync::Mutex<Vec<SwapId>>,
 }
 
 impl LoopOutClient {
@@ -148,7 +151,11 @@ impl LoopOutClient {
             (r.offer.expiry, r.htlc)
         })
         .await?;
-        Ok(LoopOutClient { parts, server })
+        Ok(LoopOutClient {
+            parts,
+            server,
+            batch: std::sync::Mutex::new(vec![]),
+        })
     }
 
     /// A stored loop-out of this client (a swap of another kind is not found).
@@ -483,32 +490,20 @@ impl LoopOutClient {
         if rec.claim.is_none() {
             let _ = crate::bounded(self.server.push_preimage(&rec.preimage)).await;
         }
-        let blocks_left = rec.terms.expiry.saturating_sub(tip);
-        let eff = self.parts.cfg.effective(&rec.options);
-        let estimate = self
-            .parts
-            .chain
-            .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
-            .await
-            .map_err(backend)?;
+        // A server that co-signs one input of a batch: the claim waits for the end of the pass
+        // (`claim_batch`), where every claim due is swept in one transaction.
+        if self.server.batches_claims() {
+            let mut batch = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+            if !batch.contains(&id) {
+                batch.push(id);
+            }
+            return Ok(());
+        }
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
         let cosigner = crate::ServerCosigns::Claim(&*self.server, id, rec.preimage);
-        let job = SweepJob {
-            label: "claim",
-            outpoint,
-            value,
-            htlc: &htlc,
-            script_path: Some(SpendPath::Claim(rec.preimage)),
-            cosigner: Some(&cosigner),
-            key: self.parts.keys.secret(KEY_PURPOSE, &id),
-            dest: rec.destination.clone(),
-            estimate,
-            blocks_left,
-            max_fee: eff.max_miner_fee,
-            tip,
-            may_be_early: false,
-            seen: spends.iter().map(|s| s.txid).collect(),
-        };
+        let job = self
+            .claim_job(id, rec, outpoint, value, &htlc, &cosigner, &spends, tip)
+            .await?;
         match sweep(
             self,
             &*self.parts.chain,
@@ -526,6 +521,144 @@ impl LoopOutClient {
             }
             Swept::Unchanged => Ok(()),
         }
+    }
+
+    /// What a swap's claim spends and within what.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_job<'a>(
+        &self,
+        id: SwapId,
+        rec: &ClientLoopOut,
+        outpoint: OutPoint,
+        value: Amount,
+        htlc: &'a Htlc,
+        cosigner: &'a crate::ServerCosigns<'a>,
+        spends: &[&eddy_backends::watch::Spend],
+        tip: u32,
+    ) -> Result<SweepJob<'a>, ClientError> {
+        let blocks_left = rec.terms.expiry.saturating_sub(tip);
+        let eff = self.parts.cfg.effective(&rec.options);
+        let estimate = self
+            .parts
+            .chain
+            .fee_rate(sweep_conf_target(blocks_left, eff.conf_target))
+            .await
+            .map_err(backend)?;
+        Ok(SweepJob {
+            label: "claim",
+            outpoint,
+            value,
+            htlc,
+            script_path: Some(SpendPath::Claim(rec.preimage)),
+            cosigner: Some(cosigner),
+            key: self.parts.keys.secret(KEY_PURPOSE, &id),
+            dest: rec.destination.clone(),
+            estimate,
+            blocks_left,
+            max_fee: eff.max_miner_fee,
+            tip,
+            may_be_early: false,
+            seen: spends.iter().map(|s| s.txid).collect(),
+        })
+    }
+
+    /// The claims left for the end of the pass, swept together: each swap locked (in id
+    /// order) and read again, those still to claim in one batch (the most urgent first), each
+    /// member's claim recorded and persisted before the broadcast (`sweep_batch`). A single
+    /// claim due goes the one-output way.
+    async fn claim_batch(&self, tip: u32) -> Result<(), ClientError> {
+        let mut ids = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.sort();
+        let mut guards = Vec::with_capacity(ids.len());
+        for id in &ids {
+            guards.push(self.parts.locks.lock(id).await);
+        }
+        // (swap, version, record, outpoint, value, spends seen)
+        let mut due = vec![];
+        {
+            let watcher = self.parts.watcher.lock().await;
+            for id in ids {
+                let (version, rec) = self.parts.load::<ClientLoopOut>(&id).await?;
+                let State::Claiming { outpoint, value, .. } = rec.state else {
+                    continue;
+                };
+                let status = crate::htlc_status(&watcher, &id, &rec.htlc)?;
+                let spends: Vec<_> = status.spends.into_iter().filter(|s| s.outpoint == outpoint).collect();
+                if spends.iter().any(|s| s.height.is_some()) {
+                    continue;
+                }
+                due.push((id, version, rec, outpoint, value, spends));
+            }
+        }
+        due.sort_by_key(|d| d.2.terms.expiry);
+        let htlcs = due
+            .iter()
+            .map(|d| Htlc::new(d.2.htlc).map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cosigners: Vec<_> = due
+            .iter()
+            .map(|d| crate::ServerCosigns::Claim(&*self.server, d.0, d.2.preimage))
+            .collect();
+        let mut entries = Vec::with_capacity(due.len());
+        for (n, (id, version, rec, outpoint, value, spends)) in due.into_iter().enumerate() {
+            let seen: Vec<_> = spends.iter().collect();
+            let job = self
+                .claim_job(id, &rec, outpoint, value, &htlcs[n], &cosigners[n], &seen, tip)
+                .await?;
+            entries.push(eddy_engine::sweep::BatchEntry {
+                id,
+                version,
+                previous: rec.claim.clone(),
+                rec,
+                job,
+            });
+        }
+        if entries.len() == 1 {
+            let Some(mut e) = entries.pop() else {
+                return Ok(());
+            };
+            let previous = e.rec.claim.clone();
+            let swept = sweep(
+                self,
+                &*self.parts.chain,
+                e.id,
+                &mut e.version,
+                &mut e.rec,
+                previous,
+                |r: &mut ClientLoopOut, s| r.claim = Some(s),
+                e.job,
+            )
+            .await?;
+            if let Swept::New { txid, .. } = swept {
+                let e2 = Event::ClaimBroadcast { txid };
+                runner::apply(self, e.id, &mut e.version, &mut e.rec, e2, &tip).await?;
+            }
+            return Ok(());
+        }
+        let swept =
+            eddy_engine::sweep::sweep_batch(self, &*self.parts.chain, &mut entries, |r: &mut ClientLoopOut, s| {
+                r.claim = Some(s)
+            })
+            .await?;
+        if let Some((members, txid)) = swept {
+            for i in members {
+                let e = &mut entries[i];
+                runner::apply(
+                    self,
+                    e.id,
+                    &mut e.version,
+                    &mut e.rec,
+                    Event::ClaimBroadcast { txid },
+                    &tip,
+                )
+                .await?;
+            }
+        }
+        drop(guards);
+        Ok(())
     }
 
     /// The payment hash of a swap's prepay invoice (none asked: none).
@@ -547,6 +680,10 @@ impl crate::ClientEngine for LoopOutClient {
 
     async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopOut, tip: u32) -> Result<(), ClientError> {
         self.step(id, version, rec, tip).await
+    }
+
+    async fn after_pass(&self, tip: u32) -> Result<(), ClientError> {
+        self.claim_batch(tip).await
     }
 }
 

@@ -62,6 +62,9 @@ pub enum ApiParseError {
     /// on the curve).
     #[error("{0} must be a compressed public key (66 hex characters, 02… or 03…, on the curve)")]
     Key(&'static str),
+    /// A batch co-signing request whose input index or prevouts do not fit its transaction.
+    #[error("{0}")]
+    Batch(&'static str),
 }
 
 impl ApiParseError {
@@ -329,6 +332,48 @@ pub struct CosignRequest {
     /// The unsigned claim (or refund) transaction, hex.
     #[schema(pattern = "^([0-9a-fA-F]{2})+$")]
     pub tx: String,
+    /// The input to co-sign (`/cosign` only; default 0): a client's batched claim spends
+    /// several swaps' HTLCs and asks for each input in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 99)]
+    pub index: Option<u32>,
+    /// Every input's prevout, in input order (`/cosign` only): required when `tx` has more than
+    /// one input (the taproot message commits to them all); the server checks its own HTLC's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
+    pub prevouts: Option<Vec<Prevout>>,
+}
+
+/// An output a transaction's input spends.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Prevout {
+    /// Its value in satoshis.
+    pub value_sat: u64,
+    /// Its script, hex (at most 100 bytes).
+    #[schema(pattern = "^([0-9a-fA-F]{2}){1,100}$")]
+    pub script_pubkey: String,
+}
+
+impl From<&bitcoin::TxOut> for Prevout {
+    fn from(o: &bitcoin::TxOut) -> Self {
+        Prevout {
+            value_sat: o.value.to_sat(),
+            script_pubkey: o.script_pubkey.to_hex_string(),
+        }
+    }
+}
+
+/// A co-signing request for one input of a (possibly batched) transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CosignAsk {
+    /// The asker's MuSig2 public nonce.
+    pub nonce: PubNonceBytes,
+    /// The unsigned transaction.
+    pub tx: bitcoin::Transaction,
+    /// The input to co-sign.
+    pub index: usize,
+    /// Every input's prevout (`None`: a one-input transaction; the server knows its own).
+    pub prevouts: Option<Vec<bitcoin::TxOut>>,
 }
 
 /// Answer of `POST /v1/swaps/{id}/cosign` and `POST /v1/swaps/{id}/refund-cosign`.
@@ -658,6 +703,57 @@ pub fn cosign_request(body: &[u8]) -> Result<(PubNonceBytes, bitcoin::Transactio
     let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&b.nonce).map_err(|_| ApiParseError::Nonce)?;
     let tx = bitcoin::consensus::encode::deserialize_hex(&b.tx).map_err(|_| ApiParseError::Tx)?;
     Ok((nonce, tx))
+}
+
+/// A co-signing request of `POST /v1/swaps/{id}/cosign`: one input (`index`) of a transaction
+/// of at most [`crate::batch::MAX_BATCH_INPUTS`] inputs, with every prevout when it has more
+/// than one.
+pub fn cosign_ask(body: &[u8]) -> Result<CosignAsk, ApiParseError> {
+    let b: CosignRequest = json(body)?;
+    let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&b.nonce).map_err(|_| ApiParseError::Nonce)?;
+    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx).map_err(|_| ApiParseError::Tx)?;
+    if tx.input.is_empty() || tx.input.len() > crate::batch::MAX_BATCH_INPUTS {
+        return Err(ApiParseError::Batch("tx must have between 1 and 100 inputs"));
+    }
+    let index = b.index.unwrap_or(0) as usize;
+    if index >= tx.input.len() {
+        return Err(ApiParseError::Batch("index is not an input of tx"));
+    }
+    let prevouts = match b.prevouts {
+        None if tx.input.len() > 1 => {
+            return Err(ApiParseError::Batch("prevouts are required for a tx of several inputs"))
+        }
+        None => None,
+        Some(p) if p.len() != tx.input.len() => {
+            return Err(ApiParseError::Batch("prevouts must list one output per input of tx"))
+        }
+        Some(p) => Some(
+            p.into_iter()
+                .map(|o| {
+                    let script = Vec::<u8>::from_hex(&o.script_pubkey)
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.len() <= 100)
+                        .ok_or(ApiParseError::Batch(
+                            "a prevout's script_pubkey must be 1 to 100 bytes of hex",
+                        ))?;
+                    let value = bitcoin::Amount::from_sat(o.value_sat);
+                    if value > bitcoin::Amount::MAX_MONEY {
+                        return Err(ApiParseError::Batch("a prevout's value is above 21 million bitcoin"));
+                    }
+                    Ok(bitcoin::TxOut {
+                        value,
+                        script_pubkey: bitcoin::ScriptBuf::from_bytes(script),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(CosignAsk {
+        nonce,
+        tx,
+        index,
+        prevouts,
+    })
 }
 
 /// The client's nonce and partial signature of `POST /v1/swaps/{id}/claim-cosign`.
@@ -1006,6 +1102,50 @@ mod tests {
             let e = parse_quote_query(bad).err();
             assert!(e.as_ref().is_some_and(ApiParseError::is_malformed), "{bad}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_cosign_request_names_an_input_and_every_prevout() {
+        use bitcoin::hashes::Hash;
+        let nonce = "02".repeat(66);
+        let input = |n: u8| bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint::new(bitcoin::Txid::from_byte_array([n; 32]), 0),
+            ..Default::default()
+        };
+        let tx = |inputs: usize| bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: (0..inputs).map(|n| input(n as u8)).collect(),
+            output: vec![],
+        };
+        let hex = |t: &bitcoin::Transaction| bitcoin::consensus::encode::serialize_hex(t);
+        let prevout = serde_json::json!({"value_sat": 1000, "script_pubkey": "51"});
+        let ask = |body: serde_json::Value| cosign_ask(body.to_string().as_bytes());
+        // One input: no prevouts needed, index 0.
+        let one = ask(serde_json::json!({"nonce": nonce, "tx": hex(&tx(1))})).expect("one input");
+        assert_eq!((one.index, one.prevouts), (0, None));
+        // Two inputs: the prevouts, one per input, and an index inside.
+        let two =
+            ask(serde_json::json!({"nonce": nonce, "tx": hex(&tx(2)), "index": 1, "prevouts": [prevout, prevout]}))
+                .expect("two inputs");
+        assert_eq!(two.index, 1);
+        assert_eq!(two.prevouts.map(|p| p.len()), Some(2));
+        let refused = [
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(2))}),
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(2)), "prevouts": [prevout]}),
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(2)), "index": 2, "prevouts": [prevout, prevout]}),
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(1)), "prevouts": [{"value_sat": 1, "script_pubkey": ""}]}),
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(1)), "prevouts": [{"value_sat": 2_100_000_000_000_001u64, "script_pubkey": "51"}]}),
+            serde_json::json!({"nonce": nonce, "tx": hex(&tx(crate::batch::MAX_BATCH_INPUTS + 1))}),
+        ];
+        for body in refused {
+            assert!(matches!(ask(body.clone()), Err(ApiParseError::Batch(_))), "{body}");
+        }
+        assert_eq!(
+            crate::batch::MAX_BATCH_INPUTS,
+            100,
+            "the messages and the schema say 100"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The pure protocol of Eddy's Lightning ⇄ chain swaps: HTLC scripts and addresses
 //! ([`htlc`]), claim/refund/cooperative transactions with exact size prediction ([`tx`]),
 //! MuSig2 co-signing ([`musig`]), spend analysis and preimage extraction ([`spend`]), fee
-//! math ([`fees`]), the one sweep record and plan of every claim and refund ([`sweep`]), validation rules ([`validate`]), the server API's wire types and their
+//! math ([`fees`]), the one sweep record and plan of every claim and refund ([`sweep`]) and of a batch of them ([`batch`]), validation rules ([`validate`]), the server API's wire types and their
 //! parsers ([`api`]), the safety constants they rest on
 //! ([`constants`]), per-swap request signatures ([`auth`]) and the four swap state machines
 //! ([`sm`]).
@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod boltz;
 pub mod constants;
 pub mod fees;

@@ -34,6 +34,11 @@ pub struct Sweep {
     /// fees were kept; shorter than `all` in such records until they are written again).
     #[serde(default)]
     pub fees: Vec<Option<Amount>>,
+    /// This swap's share of each of `all`'s fee, in the same order, where one was a batch that
+    /// swept other swaps' outputs too (`None`: it swept this output alone, its whole fee is
+    /// this swap's). Empty in records written before batches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<Option<Amount>>,
     /// The newest one's fee rate (sat/kWU).
     pub fee_rate_kwu: u64,
     /// The tip when the newest was built (one build per block).
@@ -91,6 +96,15 @@ impl Sweep {
         self.last().and_then(|t| self.fee_of(&t))
     }
 
+    /// This swap's part of `txid`'s fee: its share where `txid` was a batch, else the whole fee.
+    pub fn share_of(&self, txid: &Txid) -> Option<Amount> {
+        let i = self.all.iter().position(|t| t == txid)?;
+        match self.shares.get(i).copied().flatten() {
+            Some(share) => Some(share),
+            None => self.fee_at(i),
+        }
+    }
+
     /// Every known fee paid by a version of this sweep (a replacement must beat them all).
     pub fn fees_paid(&self) -> Vec<Amount> {
         (0..self.all.len()).filter_map(|i| self.fee_at(i)).collect()
@@ -100,6 +114,9 @@ impl Sweep {
     fn line_up(&mut self) {
         if self.fees.len() != self.all.len() {
             self.fees = (0..self.all.len()).map(|i| self.fee_at(i)).collect();
+        }
+        if !self.shares.is_empty() {
+            self.shares.resize(self.all.len(), None);
         }
         self.legacy_txid = None;
         self.legacy_fee = None;
@@ -115,16 +132,34 @@ impl Sweep {
         self.line_up();
         let at = self.all.len().saturating_sub(1);
         self.fees.insert(at, Some(fee));
+        if !self.shares.is_empty() {
+            self.shares.insert(at, None);
+        }
         self.all.insert(at, txid);
     }
 
     /// Records a broadcast (or one about to be: persisted first) of `txid` paying `fee` at
     /// `rate`, built at `height`; it becomes the newest.
     pub fn record(&mut self, txid: Txid, fee: Amount, rate: FeeRate, height: u32) {
+        self.record_share(txid, fee, None, rate, height);
+    }
+
+    /// [`Sweep::record`] of a batch: `txid` pays `fee` in all, `share` of it for this swap's
+    /// output (`None`: a sweep of this output alone).
+    pub fn record_share(&mut self, txid: Txid, fee: Amount, share: Option<Amount>, rate: FeeRate, height: u32) {
         self.line_up();
         if let Some(i) = self.all.iter().position(|t| *t == txid) {
             self.all.remove(i);
             self.fees.remove(i);
+            if i < self.shares.len() {
+                self.shares.remove(i);
+            }
+        }
+        if share.is_some() && self.shares.len() < self.all.len() {
+            self.shares.resize(self.all.len(), None);
+        }
+        if share.is_some() || !self.shares.is_empty() {
+            self.shares.push(share);
         }
         self.fees.push(Some(fee));
         self.all.push(txid);

@@ -13,6 +13,7 @@
 //! relative-lock sequence.
 
 use bitcoin::absolute::LockTime;
+use bitcoin::consensus::encode::VarInt;
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, Secp256k1};
 use bitcoin::secp256k1::{ecdsa, schnorr, Message, PublicKey, SecretKey};
@@ -191,6 +192,16 @@ pub fn predict_weight(inputs: &[HtlcInput], destination: &ScriptBuf) -> Result<W
 }
 
 fn skeleton(inputs: &[HtlcInput], destination: &ScriptBuf, value: Amount) -> Result<Transaction, TxError> {
+    skeleton_to(
+        inputs,
+        vec![TxOut {
+            value,
+            script_pubkey: destination.clone(),
+        }],
+    )
+}
+
+fn skeleton_to(inputs: &[HtlcInput], output: Vec<TxOut>) -> Result<Transaction, TxError> {
     if inputs.is_empty() {
         return Err(TxError::NoInputs);
     }
@@ -233,10 +244,84 @@ fn skeleton(inputs: &[HtlcInput], destination: &ScriptBuf, value: Amount) -> Res
         version: Version::TWO,
         lock_time,
         input: txins,
-        output: vec![TxOut {
-            value,
-            script_pubkey: destination.clone(),
-        }],
+        output,
+    })
+}
+
+/// The weight of a sweep's transaction without its inputs: version, lock time, the input and
+/// output counts, the segwit marker and flag, and `outputs`. A batch of inputs weighs this
+/// plus each one's [`input_weight`].
+pub fn overhead_weight(outputs: &[ScriptBuf]) -> Weight {
+    let out: u64 = outputs
+        .iter()
+        .map(|s| 8 + VarInt(s.len() as u64).size() as u64 + s.len() as u64)
+        .sum();
+    // Counts up to MAX_BATCH_INPUTS inputs take one byte; outputs likewise.
+    let counts =
+        VarInt(crate::batch::MAX_BATCH_INPUTS as u64).size() as u64 + VarInt(outputs.len() as u64).size() as u64;
+    Weight::from_wu((4 + 4 + counts + out) * 4 + 2)
+}
+
+/// The weight one HTLC input adds to a sweep: outpoint, empty script, sequence, and its witness
+/// on its path.
+pub fn input_weight(input: &HtlcInput) -> Option<Weight> {
+    let witness = input.htlc.witness_weight(input.path.kind())?;
+    Some(Weight::from_wu((32 + 4 + 1 + 4) * 4 + witness))
+}
+
+/// Builds an unsigned batch spending `inputs` to `outputs` (values as given: the fee is what
+/// the inputs hold beyond them). Every output must be above its dust limit.
+pub fn build_batch(inputs: Vec<HtlcInput>, outputs: Vec<TxOut>) -> Result<UnsignedSpend, TxError> {
+    if outputs.is_empty() {
+        return Err(TxError::Input {
+            index: 0,
+            what: "a batch needs an output",
+        });
+    }
+    for o in &outputs {
+        let dust = o.script_pubkey.minimal_non_dust();
+        if o.value < dust {
+            return Err(TxError::Dust {
+                value: o.value.to_sat() as i64,
+                fee: Amount::ZERO,
+                dust,
+            });
+        }
+    }
+    let total_in = inputs
+        .iter()
+        .try_fold(Amount::ZERO, |acc, i| acc.checked_add(i.value))
+        .ok_or(TxError::Overflow)?;
+    let total_out = outputs
+        .iter()
+        .try_fold(Amount::ZERO, |acc, o| acc.checked_add(o.value))
+        .ok_or(TxError::Overflow)?;
+    let fee = total_in.checked_sub(total_out).ok_or(TxError::Overflow)?;
+    let tx = skeleton_to(&inputs, outputs)?;
+    let mut wu = tx.base_size() as u64 * 4 + 2;
+    for (index, input) in inputs.iter().enumerate() {
+        wu += input
+            .htlc
+            .witness_weight(input.path.kind())
+            .ok_or(TxError::PathUnavailable {
+                index,
+                path: input.path.kind(),
+                kind: input.htlc.params().kind,
+            })?;
+    }
+    let prevouts = inputs
+        .iter()
+        .map(|i| TxOut {
+            value: i.value,
+            script_pubkey: i.htlc.script_pubkey(),
+        })
+        .collect();
+    Ok(UnsignedSpend {
+        tx,
+        prevouts,
+        inputs,
+        predicted_weight: Weight::from_wu(wu),
+        fee,
     })
 }
 
@@ -484,8 +569,22 @@ pub fn cooperative_sighash(tx: &Transaction, htlc: &Htlc, value: Amount) -> Resu
         value,
         script_pubkey: htlc.script_pubkey(),
     };
+    cooperative_sighash_at(tx, 0, &[prevout])
+}
+
+/// The BIP341 key-path message of input `index` of `tx` whose inputs spend `prevouts` (in input
+/// order): the co-signer's message for one input of a batch. The caller checks that input
+/// `index` spends its HTLC and that `prevouts[index]` is that output; the other prevouts are the
+/// asker's word — wrong ones only make the signature useless to the asker.
+pub fn cooperative_sighash_at(tx: &Transaction, index: usize, prevouts: &[TxOut]) -> Result<[u8; 32], TxError> {
+    if prevouts.len() != tx.input.len() || index >= tx.input.len() {
+        return Err(TxError::Input {
+            index,
+            what: "one prevout per input, and the input must exist",
+        });
+    }
     SighashCache::new(tx)
-        .taproot_key_spend_signature_hash(0, &Prevouts::All(&[prevout]), TapSighashType::Default)
+        .taproot_key_spend_signature_hash(index, &Prevouts::All(prevouts), TapSighashType::Default)
         .map(|h| h.to_byte_array())
         .map_err(|e| TxError::Sighash(e.to_string()))
 }

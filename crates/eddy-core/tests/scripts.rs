@@ -291,6 +291,62 @@ fn batched_spend_of_mixed_htlcs_verifies() {
     assert!(done.vsize() < singles, "{} !< {singles}", done.vsize());
 }
 
+/// A batch to two outputs (one input co-signed from the bare transaction and the prevouts, as
+/// a server co-signs one input of a client's batch; one on the script path) verifies, weighs
+/// exactly the overhead plus each input, and pays what its outputs leave.
+#[test]
+fn a_batch_to_two_outputs_weighs_its_parts_and_verifies() {
+    use eddy_core::tx::{build_batch, cooperative_sighash_at, input_weight, overhead_weight};
+    let mk = |n: u8, path: SpendPath| HtlcInput {
+        outpoint: outpoint(n),
+        value: value(),
+        htlc: htlc(HtlcKind::P2trOut),
+        path,
+    };
+    let inputs = vec![mk(1, SpendPath::Cooperative), mk(2, SpendPath::Claim(preimage()))];
+    let other = bitcoin::ScriptBuf::new_p2tr_tweaked(bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(
+        pubkey(STRANGER).x_only_public_key().0,
+    ));
+    let outputs = vec![
+        bitcoin::TxOut {
+            value: Amount::from_sat(100_000),
+            script_pubkey: destination(),
+        },
+        bitcoin::TxOut {
+            value: value() * 2 - Amount::from_sat(100_000) - Amount::from_sat(1_234),
+            script_pubkey: other.clone(),
+        },
+    ];
+    let predicted = overhead_weight(&[destination(), other])
+        + input_weight(&inputs[0]).expect("key path")
+        + input_weight(&inputs[1]).expect("script path");
+    let mut s = build_batch(inputs, outputs).expect("builds");
+    assert_eq!(s.fee, Amount::from_sat(1_234));
+    assert_eq!(s.predicted_weight, predicted);
+    s.sign(1, &key(CLIENT)).expect("signs");
+    let Htlc::Taproot(t) = htlc(HtlcKind::P2trOut) else {
+        panic!("taproot")
+    };
+    let msg = s.sighash(0).expect("sighash");
+    // The co-signer's message from the bare transaction and the prevouts is the same.
+    assert_eq!(cooperative_sighash_at(&s.tx, 0, &s.prevouts), Ok(msg));
+    assert!(cooperative_sighash_at(&s.tx, 0, &s.prevouts[..1]).is_err());
+    let mut client = Signer::new(&t, &key(CLIENT), msg, b"batch2").expect("signer");
+    let (sn, sp) = musig::cosign(&t, &key(SERVER), msg, b"batch2", &client.public_nonce()).expect("cosign");
+    let cp = client.sign(&sn).expect("sign");
+    s.set_cooperative_signature(0, client.aggregate(&sn, &cp, &sp).expect("agg"))
+        .expect("set");
+    let prevouts = s.prevouts.clone();
+    let done = s.finalize().expect("weight exact");
+    kernel_verify(&done.tx, &prevouts).expect("both inputs valid");
+    // An output under its dust limit is refused.
+    let dusty = vec![bitcoin::TxOut {
+        value: Amount::from_sat(100),
+        script_pubkey: destination(),
+    }];
+    assert!(build_batch(vec![mk(3, SpendPath::Cooperative)], dusty).is_err());
+}
+
 #[test]
 fn sizes_are_exact_and_known() {
     // Sizes worked out by hand (1 input, 1 P2WPKH output). The non-witness part is 82 bytes

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use bitcoin::secp256k1::SecretKey;
-use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, Txid};
+use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxOut, Txid};
 use eddy_backends::ChainSource;
 use eddy_core::htlc::Htlc;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes, Signer};
@@ -26,9 +26,20 @@ use crate::runner::{self, Effects, Record};
 /// when offered, else the next block asks again.
 #[async_trait]
 pub trait Cosigner: Send + Sync {
-    /// Co-signs `tx` (the sweep, input 0 the HTLC) given our public nonce.
-    async fn cosign(&self, nonce: &PubNonceBytes, tx: &Transaction)
-        -> Result<(PubNonceBytes, PartialSigBytes), String>;
+    /// Co-signs input `index` of `tx` (the sweep; input 0 of a sweep of one output) given our
+    /// public nonce; `prevouts` are every input's (in input order).
+    async fn cosign(
+        &self,
+        nonce: &PubNonceBytes,
+        tx: &Transaction,
+        index: usize,
+        prevouts: &[TxOut],
+    ) -> Result<(PubNonceBytes, PartialSigBytes), String>;
+
+    /// Whether it co-signs one input of a batch (a transaction of several inputs).
+    fn batches(&self) -> bool {
+        false
+    }
 }
 
 /// What one sweep spends, how, and within what.
@@ -154,29 +165,7 @@ where
 /// The plan for `job` after `previous`: the weights of the paths offered (the key path when
 /// `cooperative`, on a taproot HTLC), then [`next_sweep`].
 pub fn plan(previous: Option<&Sweep>, job: &SweepJob<'_>, cooperative: bool) -> Result<SweepPlan, SweepError> {
-    let weight = |path: SpendPath| -> Result<_, SweepError> {
-        let probe = build_spend(
-            vec![input(job, path)],
-            job.dest.clone(),
-            FeeSpec::Absolute(Amount::ZERO),
-        );
-        Ok(probe.map_err(err)?.predicted_weight)
-    };
-    let script_weight = job.script_path.map(weight).transpose()?;
-    let cooperative_weight = match (cooperative, job.htlc) {
-        (true, Htlc::Taproot(_)) => Some(weight(SpendPath::Cooperative)?),
-        _ => None,
-    };
-    let inputs = SweepInputs {
-        estimate: job.estimate,
-        tip: job.tip,
-        blocks_left: job.blocks_left,
-        value: job.value,
-        max_fee: job.max_fee,
-        dust: job.dest.minimal_non_dust(),
-        script_weight,
-        cooperative_weight,
-    };
+    let inputs = inputs_of(job, cooperative)?;
     let previous = previous.filter(|p| !p.all.is_empty());
     Ok(next_sweep(previous, &inputs))
 }
@@ -235,11 +224,230 @@ async fn cooperative(
     let msg = spend.sighash(0).map_err(err)?;
     let mut signer = Signer::new(taproot, &job.key, msg, &id.0).map_err(err)?;
     let (their_nonce, their_partial) = cosigner
-        .cosign(&signer.public_nonce(), &spend.tx)
+        .cosign(&signer.public_nonce(), &spend.tx, 0, &spend.prevouts)
         .await
         .map_err(SweepError)?;
     let ours = signer.sign(&their_nonce).map_err(err)?;
     let sig = signer.aggregate(&their_nonce, &ours, &their_partial).map_err(err)?;
     spend.set_cooperative_signature(0, sig).map_err(err)?;
     spend.finalize().map_err(err)
+}
+
+/// One swap's output in a batched sweep ([`sweep_batch`]): the swap, its record as loaded
+/// (under its lock) and what its sweep alone would be.
+pub struct BatchEntry<'a, R> {
+    /// The swap.
+    pub id: SwapId,
+    /// Its record's version.
+    pub version: i64,
+    /// Its record.
+    pub rec: R,
+    /// Its sweep so far.
+    pub previous: Option<Sweep>,
+    /// Its sweep as if alone (the cooperative path tried first where a co-signer is given).
+    pub job: SweepJob<'a>,
+}
+
+/// The most signing rounds of one batch pass: a co-signer that refuses moves its input to the
+/// script path (or out of the batch) and the batch is rebuilt and signed again; more refusals
+/// than this wait for the next pass.
+pub const BATCH_ROUNDS: usize = 3;
+
+/// One pass of a batched sweep of `entries` (two or more; the most urgent first): broadcast
+/// the newest again, or build one transaction spending every entry's output that fits
+/// ([`eddy_core::batch::plan_batch`]), each input on the key path where its co-signer signs
+/// (else its script path), one output per destination paying its entries' values less their
+/// shares of the fee; record it in every member's [`Sweep`] with its share (`store`), persist
+/// every member's record (through the runner), then broadcast. Returns the members' indices
+/// and the new transaction (none: nothing new).
+pub async fn sweep_batch<R, E>(
+    effects: &E,
+    chain: &dyn ChainSource,
+    entries: &mut [BatchEntry<'_, R>],
+    store: impl Fn(&mut R, Sweep),
+) -> Result<Option<(Vec<usize>, Txid)>, E::Error>
+where
+    R: Record,
+    E: Effects<R> + ?Sized,
+    E::Error: From<SweepError>,
+{
+    use eddy_core::batch::{plan_batch, BatchMember};
+    use eddy_core::tx::{build_batch, input_weight, overhead_weight};
+    let tip = entries.first().map_or(0, |e| e.job.tip);
+    // The path each entry takes this round (`None`: out of this pass).
+    let mut paths: Vec<Option<SpendPath>> = entries
+        .iter()
+        .map(|e| match (e.job.cosigner, e.job.htlc) {
+            (Some(c), Htlc::Taproot(_)) if c.batches() => Some(SpendPath::Cooperative),
+            _ => e.job.script_path,
+        })
+        .collect();
+    let mut force = false;
+    for _round in 0..BATCH_ROUNDS {
+        let mut alone = Vec::with_capacity(entries.len());
+        for e in entries.iter() {
+            alone.push(inputs_of(&e.job, e.job.cosigner.is_some())?);
+        }
+        let taking: Vec<usize> = (0..entries.len()).filter(|&i| paths[i].is_some()).collect();
+        let mut members = Vec::with_capacity(taking.len());
+        for &i in &taking {
+            let Some(path) = paths[i] else { continue };
+            let weight =
+                input_weight(&input(&entries[i].job, path)).ok_or_else(|| SweepError("path unavailable".into()))?;
+            members.push(BatchMember {
+                previous: entries[i].previous.as_ref().filter(|p| !p.all.is_empty()),
+                alone: alone[i],
+                input_weight: weight,
+            });
+        }
+        let mut dests: Vec<ScriptBuf> = vec![];
+        for &i in &taking {
+            if !dests.contains(&entries[i].job.dest) {
+                dests.push(entries[i].job.dest.clone());
+            }
+        }
+        let plan = plan_batch(&members, overhead_weight(&dests), force);
+        let mut gone = false;
+        for txid in &plan.rebroadcast {
+            if entries.iter().any(|e| e.job.seen.contains(txid)) {
+                continue;
+            }
+            match chain.transaction(txid).await {
+                Ok(Some(s)) => {
+                    let _ = chain.broadcast(&s.tx).await;
+                }
+                Ok(None) => gone = true,
+                Err(_) => {}
+            }
+        }
+        if plan.shares.is_empty() {
+            if gone && plan.rebuild_if_gone && !force {
+                force = true;
+                continue;
+            }
+            return Ok(None);
+        }
+        // The transaction: members in plan order, outputs per destination.
+        let chosen: Vec<(usize, Amount)> = plan.shares.iter().map(|&(m, share)| (taking[m], share)).collect();
+        let mut outputs: Vec<TxOut> = vec![];
+        for &(i, share) in &chosen {
+            let job = &entries[i].job;
+            let keep = job
+                .value
+                .checked_sub(share)
+                .ok_or_else(|| SweepError("share above value".into()))?;
+            match outputs.iter_mut().find(|o| o.script_pubkey == job.dest) {
+                Some(o) => o.value += keep,
+                None => outputs.push(TxOut {
+                    value: keep,
+                    script_pubkey: job.dest.clone(),
+                }),
+            }
+        }
+        let inputs = chosen
+            .iter()
+            .map(|&(i, _)| input(&entries[i].job, paths[i].unwrap_or(SpendPath::Cooperative)))
+            .collect();
+        let mut spend = build_batch(inputs, outputs).map_err(err)?;
+        if spend.fee != plan.fee {
+            return Err(SweepError(format!("batch pays {} not the planned {}", spend.fee, plan.fee)).into());
+        }
+        // Sign: the script paths with our keys, the key paths with each co-signer; a refusal
+        // moves that entry to its script path (or out) and the batch is rebuilt.
+        let mut refused = false;
+        for (n, &(i, _)) in chosen.iter().enumerate() {
+            let job = &entries[i].job;
+            if paths[i] != Some(SpendPath::Cooperative) {
+                spend.sign(n, &job.key).map_err(err)?;
+                continue;
+            }
+            match cosign_input(entries[i].id, job, &spend, n).await {
+                Ok(sig) => spend.set_cooperative_signature(n, sig).map_err(err)?,
+                Err(e) => {
+                    tracing::info!(swap = %entries[i].id, error = %e, "no cooperative batch {}; script path if offered", job.label);
+                    paths[i] = job.script_path;
+                    refused = true;
+                }
+            }
+        }
+        if refused {
+            continue;
+        }
+        let signed = spend.finalize().map_err(err)?;
+        let txid = signed.tx.compute_txid();
+        let rate = plan.rate.max(rate_of(&signed));
+        let members: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
+        for &(i, share) in &chosen {
+            let e = &mut entries[i];
+            let mut updated = e.previous.clone().unwrap_or_else(|| Sweep::of(e.job.outpoint));
+            updated.record_share(txid, signed.fee, Some(share), rate, tip);
+            store(&mut e.rec, updated.clone());
+            e.previous = Some(updated);
+            let event = json!({
+                "event": format!("{}_built", e.job.label),
+                "txid": txid.to_string(),
+                "outpoint": e.job.outpoint.to_string(),
+                "fee_sat": signed.fee.to_sat(),
+                "share_sat": share.to_sat(),
+                "batch_inputs": chosen.len(),
+                "cooperative": paths[i] == Some(SpendPath::Cooperative),
+            });
+            runner::persist(effects, &e.id, &mut e.version, &e.rec, event).await?;
+        }
+        match chain.broadcast(&signed.tx).await {
+            Ok(_) => {}
+            Err(e) if e.is_missing_inputs() => {}
+            Err(e) => return Err(err(e).into()),
+        }
+        return Ok(Some((members, txid)));
+    }
+    Ok(None)
+}
+
+/// What `job`'s sweep alone depends on (the weights of a one-input sweep on each path offered).
+fn inputs_of(job: &SweepJob<'_>, cooperative: bool) -> Result<SweepInputs, SweepError> {
+    let weight = |path: SpendPath| -> Result<_, SweepError> {
+        let probe = build_spend(
+            vec![input(job, path)],
+            job.dest.clone(),
+            FeeSpec::Absolute(Amount::ZERO),
+        );
+        Ok(probe.map_err(err)?.predicted_weight)
+    };
+    let script_weight = job.script_path.map(weight).transpose()?;
+    let cooperative_weight = match (cooperative, job.htlc) {
+        (true, Htlc::Taproot(_)) => Some(weight(SpendPath::Cooperative)?),
+        _ => None,
+    };
+    Ok(SweepInputs {
+        estimate: job.estimate,
+        tip: job.tip,
+        blocks_left: job.blocks_left,
+        value: job.value,
+        max_fee: job.max_fee,
+        dust: job.dest.minimal_non_dust(),
+        script_weight,
+        cooperative_weight,
+    })
+}
+
+/// The aggregated key-path signature of input `index` of `spend`, co-signed by `job`'s
+/// co-signer (its partial signature verified by the aggregation).
+async fn cosign_input(
+    id: SwapId,
+    job: &SweepJob<'_>,
+    spend: &eddy_core::tx::UnsignedSpend,
+    index: usize,
+) -> Result<bitcoin::secp256k1::schnorr::Signature, SweepError> {
+    let (Some(cosigner), Htlc::Taproot(taproot)) = (job.cosigner, job.htlc) else {
+        return Err(SweepError("no co-signer".into()));
+    };
+    let msg = spend.sighash(index).map_err(err)?;
+    let mut signer = Signer::new(taproot, &job.key, msg, &id.0).map_err(err)?;
+    let (their_nonce, their_partial) = cosigner
+        .cosign(&signer.public_nonce(), &spend.tx, index, &spend.prevouts)
+        .await
+        .map_err(SweepError)?;
+    let ours = signer.sign(&their_nonce).map_err(err)?;
+    signer.aggregate(&their_nonce, &ours, &their_partial).map_err(err)
 }

@@ -598,13 +598,16 @@ impl LoopOutEngine {
 
     /// Co-signs the client's key-path claim of the HTLC (MuSig2, one round trip: the client's
     /// nonce in, the server's nonce and partial signature out). Only once the server holds the
-    /// preimage (it was pushed or seen), so giving up the refund path costs it nothing; only a
-    /// one-input transaction spending this swap's HTLC; a fresh nonce for every request.
+    /// preimage (it was pushed or seen), so giving up the refund path costs it nothing; only for
+    /// input `index` spending this swap's HTLC (a batched claim names every input's prevout);
+    /// a fresh nonce for every request.
     pub async fn cosign_claim(
         &self,
         id: &SwapId,
         client_nonce: &PubNonceBytes,
         tx: &bitcoin::Transaction,
+        index: usize,
+        prevouts: Option<&[bitcoin::TxOut]>,
     ) -> Result<(PubNonceBytes, PartialSigBytes), ServerError> {
         let (_, rec) = self.swap(id).await?;
         if !matches!(rec.state, State::PreimageKnown { .. } | State::Succeeded) {
@@ -615,17 +618,34 @@ impl LoopOutEngine {
         let funding = rec
             .funding
             .ok_or_else(|| ServerError::Invalid("the HTLC is not published".into()))?;
-        if tx.input.len() != 1 || tx.input[0].previous_output != funding {
+        // One input of the claim (a batch names it) spends this swap's HTLC, and no other
+        // does: the preimage is out, so whatever else the claim spends or pays is the
+        // client's business — the prevouts it names for the other inputs only make our
+        // signature useless to it if they are wrong.
+        let ours = tx.input.iter().filter(|i| i.previous_output == funding).count();
+        if tx.input.get(index).map(|i| i.previous_output) != Some(funding) || ours != 1 {
             return Err(ServerError::Invalid(
-                "the claim must spend exactly this swap's HTLC".into(),
+                "the claim's input (index) must spend this swap's HTLC, once".into(),
             ));
         }
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
         let Htlc::Taproot(taproot) = &htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
         };
-        let msg = eddy_core::tx::cooperative_sighash(tx, &htlc, rec.amount)
-            .map_err(|e| ServerError::Invalid(e.to_string()))?;
+        let own = bitcoin::TxOut {
+            value: rec.amount,
+            script_pubkey: htlc.script_pubkey(),
+        };
+        let msg = match prevouts {
+            None if tx.input.len() == 1 => eddy_core::tx::cooperative_sighash(tx, &htlc, rec.amount),
+            Some(p) if p.get(index) == Some(&own) => eddy_core::tx::cooperative_sighash_at(tx, index, p),
+            _ => {
+                return Err(ServerError::Invalid(
+                    "a batched claim names every input's prevout, this swap's HTLC output at its index".into(),
+                ))
+            }
+        }
+        .map_err(|e| ServerError::Invalid(e.to_string()))?;
         let key = self.core.keys.secret(KEY_PURPOSE, id);
         cosign(taproot, &key, msg, &id.0, client_nonce).map_err(|e| ServerError::Invalid(e.to_string()))
     }

@@ -399,7 +399,7 @@ async fn reverse_claim(
             "only a one-input claim (index 0) is co-signed".into(),
         ));
     }
-    let (server_nonce, partial) = st.server.loop_out.cosign_claim(&id, &nonce, &tx).await?;
+    let (server_nonce, partial) = st.server.loop_out.cosign_claim(&id, &nonce, &tx, 0, None).await?;
     Ok(cosigned(&server_nonce, &partial))
 }
 

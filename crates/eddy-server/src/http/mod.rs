@@ -1107,8 +1107,12 @@ async fn cosign(
     let body = body_bytes(body)?;
     authorize(&st, &id, &method, &uri, &headers, &body).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = eddy_core::api::cosign_request(&body)?;
-    let signed = st.server.loop_out.cosign_claim(&id, &nonce, &tx).await;
+    let ask = eddy_core::api::cosign_ask(&body)?;
+    let signed = st
+        .server
+        .loop_out
+        .cosign_claim(&id, &ask.nonce, &ask.tx, ask.index, ask.prevouts.as_deref())
+        .await;
     Ok(Json(CosignResponse::from(signed.map_err(of_kind("loop-out"))?)))
 }
 
