@@ -46,6 +46,8 @@ struct Knobs {
     hang: Option<SwapId>,
     /// Answer loop-out co-signing with a partial signature that does not verify.
     garbage_partial: bool,
+    /// The same, only for this input of a batched claim (several inputs).
+    garbage_partial_index: Option<usize>,
     /// Report this state for every swap instead of the real one.
     fake_state: Option<&'static str>,
     /// Refuse every loop-in refund co-signing.
@@ -152,7 +154,7 @@ impl LoopOutApi for Hostile {
             return Err(ApiCallError::Failed("not co-signing now".into()));
         }
         let (n, mut partial) = self.real.cosign_claim(id, preimage, nonce, tx, index, prevouts).await?;
-        if self.knobs.garbage_partial {
+        if self.knobs.garbage_partial || (tx.input.len() > 1 && self.knobs.garbage_partial_index == Some(index)) {
             partial[31] ^= 1;
         }
         Ok((n, partial))
@@ -927,14 +929,37 @@ fn attack_hanging_server_calls_do_not_stall_other_swaps() {
         }
         assert!(start.elapsed() < Duration::from_secs(400), "{sa:?} {sb:?}");
     }
+    // Claimed alone or together (the server co-signs batches; the hung swap's input then takes
+    // the script path): what the claims pay `dest` is each HTLC less its swap's part of the fee.
+    let mut owed: std::collections::BTreeMap<bitcoin::Txid, Amount> = Default::default();
     for (id, amount) in [(a, 70_000), (b, 60_000)] {
         let (_, c) = net.rt.block_on(client.swap(&id)).expect("swap");
         let (txid, fee) = c.confirmed_claim().expect("claim");
-        let t = tx(&net, &txid).tx;
-        assert_eq!(t.output[0].value, Amount::from_sat(amount) - fee);
+        *owed.entry(txid).or_default() += Amount::from_sat(amount) - fee;
         if id == a {
-            assert!(t.input[0].witness.len() > 1, "the hung swap claims by the script path");
+            let htlc = c.claim.as_ref().and_then(|s| s.outpoint).expect("claimed output");
+            let t = tx(&net, &txid).tx;
+            let input = t.input.iter().find(|i| i.previous_output == htlc).expect("a's input");
+            assert!(input.witness.len() > 1, "the hung swap claims by the script path");
         }
+    }
+    for (txid, owed) in owed {
+        let t = tx(&net, &txid).tx;
+        let paid: Amount = t
+            .output
+            .iter()
+            .filter(|o| o.script_pubkey == dest)
+            .map(|o| o.value)
+            .sum();
+        assert_eq!(paid, owed, "{t:?}");
+        assert_eq!(Amount::from_sat(fee_of(&net, &txid)), {
+            let ins: Amount = t
+                .input
+                .iter()
+                .map(|i| tx(&net, &i.previous_output.txid).tx.output[i.previous_output.vout as usize].value)
+                .sum();
+            ins - paid
+        });
     }
     net.stop().expect("stop");
 }
@@ -1218,6 +1243,104 @@ fn attack_bad_partial_signature_mid_musig2_falls_back_to_the_script_path() {
     let paid = (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000;
     eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
         .expect("paid exactly the two invoices");
+    net.stop().expect("stop");
+}
+
+/// Attack: a server that co-signs the client's batched claim of three loop-outs but answers one
+/// input with a partial signature that does not verify. The aggregation catches it, that input
+/// moves to the script path, and the batch is rebuilt and co-signed again: one transaction, two
+/// inputs on the key path and one on the script path, each swap paying its share of one fee,
+/// each destination its HTLC's value less that share; the client's channel paid exactly the
+/// invoices.
+#[test]
+fn attack_batched_claim_with_one_input_cosigned_wrong_claims_that_input_by_the_script_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let client = out_client(
+        &net,
+        Hostile::new(
+            &net,
+            Knobs {
+                garbage_partial_index: Some(1),
+                ..Knobs::default()
+            },
+        ),
+    );
+    let ln0 = lightning(&net);
+    let amounts = [
+        Amount::from_sat(50_000),
+        Amount::from_sat(60_000),
+        Amount::from_sat(70_000),
+    ];
+    let mut ids = vec![];
+    for a in amounts {
+        let dest = net
+            .rt
+            .block_on(net.client_ln.new_address())
+            .expect("addr")
+            .script_pubkey();
+        ids.push(net.rt.block_on(client.loop_out(a, dest)).expect("loop-out"));
+    }
+    let states = |net: &Swapnet| -> Vec<OutState> {
+        ids.iter()
+            .map(|id| net.rt.block_on(client.swap(id)).expect("swap").1.state)
+            .collect()
+    };
+    // Every HTLC published before a block is mined: their claims fall due together.
+    let start = std::time::Instant::now();
+    while !states(&net)
+        .iter()
+        .all(|s| matches!(s, OutState::HtlcConfirming { .. }))
+    {
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", states(&net));
+    }
+    while !states(&net).iter().all(|s| matches!(s, OutState::Succeeded { .. })) {
+        net.mine(1).expect("mine");
+        net.rt.block_on(net.server.tick()).expect("server tick");
+        net.rt.block_on(client.tick()).expect("client tick");
+        assert!(start.elapsed() < eddy_lab::WAIT, "{:?}", states(&net));
+    }
+    let recs: Vec<_> = ids
+        .iter()
+        .map(|id| net.rt.block_on(client.swap(id)).expect("swap").1)
+        .collect();
+    let (claim_txid, _) = recs[0].confirmed_claim().expect("claimed");
+    let claim = tx(&net, &claim_txid).tx;
+    assert_eq!(claim.input.len(), 3, "one claim for the three");
+    let script_inputs = claim.input.iter().filter(|i| i.witness.len() > 1).count();
+    assert_eq!(
+        script_inputs, 1,
+        "the input co-signed wrong is claimed by the script path"
+    );
+    let fee = Amount::from_sat(fee_of(&net, &claim_txid));
+    let mut shares = Amount::ZERO;
+    for (rec, a) in recs.iter().zip(amounts) {
+        let (txid, share) = rec.confirmed_claim().expect("claimed");
+        assert_eq!(txid, claim_txid);
+        let paid: Amount = claim
+            .output
+            .iter()
+            .filter(|o| o.script_pubkey == rec.destination)
+            .map(|o| o.value)
+            .sum();
+        assert_eq!(paid, a - share);
+        shares += share;
+    }
+    assert_eq!(shares, fee);
+    // 10.5 vB + 2 × 57.5 (key path) + 98.5 (script path) + 3 × 31 (P2WPKH outputs).
+    assert_eq!(claim.vsize(), 317);
+    let paid: u64 = ids
+        .iter()
+        .map(|id| {
+            let (_, s) = net.rt.block_on(net.server.loop_out.swap(id)).expect("s");
+            (s.terms.swap_invoice_msat + s.terms.prepay_msat) / 1000
+        })
+        .sum();
+    eddy_lab::wait_until("client channel", eddy_lab::WAIT, || lightning(&net) == ln0 - paid)
+        .expect("paid exactly the invoices");
     net.stop().expect("stop");
 }
 

@@ -352,18 +352,29 @@ where
         if spend.fee != plan.fee {
             return Err(SweepError(format!("batch pays {} not the planned {}", spend.fee, plan.fee)).into());
         }
-        // Sign: the script paths with our keys, the key paths with each co-signer; a refusal
-        // moves that entry to its script path (or out) and the batch is rebuilt.
-        let mut refused = false;
+        // Sign: the script paths with our keys, the key paths with each co-signer — all asked
+        // at once, so a co-signer that stalls costs one call's time limit, not one per input;
+        // a refusal moves that entry to its script path (or out) and the batch is rebuilt.
+        let mut asks = vec![];
         for (n, &(i, _)) in chosen.iter().enumerate() {
             let job = &entries[i].job;
-            if paths[i] != Some(SpendPath::Cooperative) {
+            if paths[i] == Some(SpendPath::Cooperative) {
+                asks.push((n, i));
+            } else {
                 spend.sign(n, &job.key).map_err(err)?;
-                continue;
             }
-            match cosign_input(entries[i].id, job, &spend, n).await {
+        }
+        let answers = futures::future::join_all(
+            asks.iter()
+                .map(|&(n, i)| cosign_input(entries[i].id, &entries[i].job, &spend, n)),
+        )
+        .await;
+        let mut refused = false;
+        for (&(n, i), answer) in asks.iter().zip(answers) {
+            match answer {
                 Ok(sig) => spend.set_cooperative_signature(n, sig).map_err(err)?,
                 Err(e) => {
+                    let job = &entries[i].job;
                     tracing::info!(swap = %entries[i].id, error = %e, "no cooperative batch {}; script path if offered", job.label);
                     paths[i] = job.script_path;
                     refused = true;
