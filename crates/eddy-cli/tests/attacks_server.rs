@@ -575,7 +575,10 @@ fn attack_replayed_creations_and_duplicate_hashes_have_no_second_effect() {
 /// **Co-sign requests for transactions that pay elsewhere, spend another outpoint or other
 /// amounts; replays of the co-sign call.** After pushing its preimage (so the server co-signs
 /// claims), the attacker asks the loop-out claim co-signature for a transaction spending
-/// another outpoint, two inputs, and the HTLC outpoint with a wrong value: refused; a correct
+/// another outpoint, two inputs without their prevouts, a batch whose named input is another
+/// outpoint, a batch naming a wrong value for the HTLC: refused; a batch naming the HTLC's
+/// own output is co-signed over every prevout named (the partial signature verifies for that
+/// message: the other inputs are the asker's business once the preimage is out); a correct
 /// request is answered twice with fresh nonces (no state change). Finally the attacker claims
 /// by the script path. Server: channel + invoice + prepay, wallet − amount − publication fee;
 /// attacker: channel − invoice − prepay, on-chain + amount − claim fee.
@@ -633,6 +636,27 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
             script_pubkey: address(&net),
         }],
     };
+    let taproot = match &htlc {
+        eddy_core::htlc::Htlc::Taproot(t) => t.clone(),
+        _ => panic!("taproot"),
+    };
+    let batch_cosign = |t: &bitcoin::Transaction, msg: [u8; 32], extra: Value| {
+        let signer = eddy_core::musig::Signer::new(&taproot, &k, msg, &id.0).expect("signer");
+        let mut body = json!({"nonce": signer.public_nonce().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "tx": bitcoin::consensus::encode::serialize_hex(t)});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (s, v) = h.signed(
+            &net,
+            &k,
+            &id,
+            "POST",
+            &format!("/v1/swaps/{id}/cosign"),
+            Some(body.to_string()),
+        );
+        (s, v, signer)
+    };
     let cosign = |t: &bitcoin::Transaction| {
         let body = json!({"nonce": eddy_core::musig::Signer::new(
             match &htlc { eddy_core::htlc::Htlc::Taproot(t) => t, _ => panic!("taproot") },
@@ -654,17 +678,70 @@ fn attack_cosign_requests_for_other_transactions_are_refused() {
         txid: funding.txid,
         vout: funding.vout + 1,
     };
-    for (what, t) in [
-        ("another outpoint", tx(vec![other])),
-        ("two inputs", tx(vec![funding, other])),
-    ] {
-        let (s, v) = cosign(&t);
-        assert_eq!(s, 400, "{what}: {v}");
-        assert!(
-            v["error"].as_str().unwrap_or("").contains("exactly this swap's HTLC"),
-            "{v}"
-        );
-    }
+    let (s, v) = cosign(&tx(vec![other]));
+    assert_eq!(s, 400, "another outpoint: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must spend this swap's HTLC"),
+        "{v}"
+    );
+    let (s, v) = cosign(&tx(vec![funding, other]));
+    assert_eq!(s, 400, "two inputs, no prevouts: {v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("prevouts are required"),
+        "{v}"
+    );
+    // A batch: the HTLC's output and a stranger's.
+    use bitcoin::hex::FromHex;
+    let own = bitcoin::TxOut {
+        value: amount,
+        script_pubkey: htlc.script_pubkey(),
+    };
+    let theirs = bitcoin::TxOut {
+        value: Amount::from_sat(12_345),
+        script_pubkey: address(&net),
+    };
+    let batch = tx(vec![funding, other]);
+    let named = |outs: &[&bitcoin::TxOut]| {
+        outs.iter()
+            .map(|o| json!({"value_sat": o.value.to_sat(), "script_pubkey": o.script_pubkey.to_hex_string()}))
+            .collect::<Vec<_>>()
+    };
+    let msg0 = eddy_core::tx::cooperative_sighash_at(&batch, 0, &[own.clone(), theirs.clone()]).expect("msg");
+    let (s, v, _) = batch_cosign(&batch, msg0, json!({"index": 1, "prevouts": named(&[&own, &theirs])}));
+    assert_eq!(s, 400, "the named input is not the HTLC: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must spend this swap's HTLC"),
+        "{v}"
+    );
+    let mut cheaper = own.clone();
+    cheaper.value = amount - Amount::from_sat(1);
+    let (s, v, _) = batch_cosign(
+        &batch,
+        msg0,
+        json!({"index": 0, "prevouts": named(&[&cheaper, &theirs])}),
+    );
+    assert_eq!(s, 400, "a wrong value for the HTLC: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("names every input's prevout"),
+        "{v}"
+    );
+    let (s, v, mut signer) = batch_cosign(&batch, msg0, json!({"index": 0, "prevouts": named(&[&own, &theirs])}));
+    assert_eq!(s, 200, "the batch's HTLC input: {v}");
+    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
+    let partial = <[u8; 32]>::from_hex(v["partial_sig"].as_str().expect("partial")).expect("partial");
+    let ours = signer.sign(&nonce).expect("sign");
+    signer
+        .aggregate(&nonce, &ours, &partial)
+        .expect("the server's partial signature is for input 0 over both prevouts");
     let good = tx(vec![funding]);
     let (s1, a) = cosign(&good);
     let (s2, b) = cosign(&good);

@@ -616,10 +616,19 @@ impl LoopOutClient {
                 job,
             });
         }
-        if entries.len() == 1 {
-            let Some(mut e) = entries.pop() else {
-                return Ok(());
-            };
+        // A claim whose output something not ours spends (the server's refund in a mempool) is
+        // swept alone: its conflict must never hold back the others' batch.
+        let (mut alone, mut together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| {
+            e.job
+                .seen
+                .iter()
+                .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
+        });
+        if together.len() == 1 {
+            alone.append(&mut together);
+        }
+        let mut first = None;
+        for mut e in alone {
             let previous = e.rec.claim.clone();
             let swept = sweep(
                 self,
@@ -631,13 +640,23 @@ impl LoopOutClient {
                 |r: &mut ClientLoopOut, s| r.claim = Some(s),
                 e.job,
             )
-            .await?;
-            if let Swept::New { txid, .. } = swept {
-                let e2 = Event::ClaimBroadcast { txid };
-                runner::apply(self, e.id, &mut e.version, &mut e.rec, e2, &tip).await?;
+            .await;
+            let done = match swept {
+                Ok(Swept::New { txid, .. }) => {
+                    let ev = Event::ClaimBroadcast { txid };
+                    runner::apply(self, e.id, &mut e.version, &mut e.rec, ev, &tip).await
+                }
+                Ok(Swept::Unchanged) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = done {
+                first.get_or_insert(err);
             }
-            return Ok(());
         }
+        if together.is_empty() {
+            return first.map_or(Ok(()), Err);
+        }
+        let mut entries = together;
         let swept =
             eddy_engine::sweep::sweep_batch(self, &*self.parts.chain, &mut entries, |r: &mut ClientLoopOut, s| {
                 r.claim = Some(s)
@@ -658,7 +677,7 @@ impl LoopOutClient {
             }
         }
         drop(guards);
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// The payment hash of a swap's prepay invoice (none asked: none).

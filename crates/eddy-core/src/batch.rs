@@ -109,8 +109,8 @@ pub struct BatchPlan {
 /// (version, lock time, counts, segwit marker, outputs). `force` builds even where the newest
 /// would be broadcast again (it is gone).
 pub fn plan_batch(members: &[BatchMember<'_>], overhead: Weight, force: bool) -> BatchPlan {
-    let members = &members[..members.len().min(MAX_BATCH_INPUTS)];
     let tip = members.first().map_or(0, |m| m.alone.tip);
+    let group = groups(members);
     let newest: Vec<Txid> = distinct(members.iter().filter_map(BatchMember::newest));
     let mut plan = BatchPlan {
         rebroadcast: newest.clone(),
@@ -121,7 +121,21 @@ pub fn plan_batch(members: &[BatchMember<'_>], overhead: Weight, force: bool) ->
         fee: Amount::ZERO,
         shares: vec![],
     };
-    let mut set: Vec<usize> = (0..members.len()).collect();
+    // Whole groups, in the order given, up to MAX_BATCH_INPUTS members: a group cut in two
+    // would have its transaction replaced without the members cut off.
+    let mut set: Vec<usize> = vec![];
+    let mut seen_groups: Vec<usize> = vec![];
+    for i in 0..members.len() {
+        if seen_groups.contains(&group[i]) {
+            continue;
+        }
+        seen_groups.push(group[i]);
+        let of: Vec<usize> = (i..members.len()).filter(|&j| group[j] == group[i]).collect();
+        if set.len() + of.len() <= MAX_BATCH_INPUTS {
+            set.extend(of);
+        }
+    }
+    set.sort_unstable();
     loop {
         if set.is_empty() {
             return plan;
@@ -132,7 +146,8 @@ pub fn plan_batch(members: &[BatchMember<'_>], overhead: Weight, force: bool) ->
             .max()
             .unwrap_or(FeeRate::ZERO);
         let all_old = set.iter().all(|&i| members[i].newest().is_some());
-        if !force && all_old && set.len() == members.len() {
+        // Checked again after a group left: what stays was maybe built in this block already.
+        if !force && all_old {
             let groups = distinct(set.iter().filter_map(|&i| members[i].newest()));
             let built_now = set
                 .iter()
@@ -155,15 +170,15 @@ pub fn plan_batch(members: &[BatchMember<'_>], overhead: Weight, force: bool) ->
             }
             None => {
                 // The poorest group leaves: least budget per weight.
-                let group_of = |i: usize| members[i].newest().map_or(Err(i), Ok);
-                let mut groups: Vec<Result<Txid, usize>> = vec![];
+                let group_of = |i: usize| group[i];
+                let mut groups: Vec<usize> = vec![];
                 for &i in &set {
                     let g = group_of(i);
                     if !groups.contains(&g) {
                         groups.push(g);
                     }
                 }
-                let worth = |g: &Result<Txid, usize>| {
+                let worth = |g: &usize| {
                     let (budget, weight) =
                         set.iter()
                             .filter(|&&i| group_of(i) == *g)
@@ -186,6 +201,34 @@ pub fn plan_batch(members: &[BatchMember<'_>], overhead: Weight, force: bool) ->
                     .cloned();
                 set.retain(|&i| Some(group_of(i)) != poorest);
             }
+        }
+    }
+}
+
+/// Each member's group: members that share any transaction (any version of their sweeps, not
+/// only the newest — a batch persisted for some of its members before a crash still ties them)
+/// are one group; a member never swept is a group alone. Groups are named by their first member.
+fn groups(members: &[BatchMember<'_>]) -> Vec<usize> {
+    let mut group: Vec<usize> = (0..members.len()).collect();
+    let txids = |i: usize| members[i].previous.map(|p| p.all.as_slice()).unwrap_or(&[]);
+    // Merge until nothing changes (n ≤ a few hundred: quadratic is fine).
+    loop {
+        let mut changed = false;
+        for i in 0..members.len() {
+            for j in (i + 1)..members.len() {
+                if group[i] != group[j] && txids(i).iter().any(|t| txids(j).contains(t)) {
+                    let (from, to) = (group[i].max(group[j]), group[i].min(group[j]));
+                    for g in group.iter_mut() {
+                        if *g == from {
+                            *g = to;
+                        }
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return group;
         }
     }
 }
@@ -412,6 +455,53 @@ mod tests {
         assert!(members == vec![0, 1] || members == vec![0, 1, 2], "{plan:?}");
         // Both of the old batch's members are in the new one: nobody is left behind.
         assert!(plan.rebroadcast.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_group_built_in_this_block_is_not_rebuilt_when_a_poor_member_leaves() {
+        // Review finding: with the poor newcomer dropped, the rest was priced again and rebuilt
+        // pass after pass in one block, each a bump above the last.
+        let mut s = Sweep::of(OutPoint::new(txid(9), 0));
+        s.record_share(
+            txid(1),
+            Amount::from_sat(6_260),
+            Some(Amount::from_sat(3_130)),
+            FeeRate::from_sat_per_kwu(10_000),
+            10,
+        );
+        let rich = alone(10, 10_000, 1_000_000, 4_800, 100);
+        let poor = alone(10, 10_000, 1_000_000, 500, 100);
+        let ms = [member(Some(&s), rich), member(Some(&s), rich), member(None, poor)];
+        let plan = plan_batch(&ms, OVERHEAD, false);
+        assert!(plan.shares.is_empty(), "{plan:?}");
+        assert_eq!(plan.rebroadcast, vec![txid(1)]);
+    }
+
+    #[test]
+    fn members_tied_by_any_version_stay_one_group() {
+        // A crash persisted the new batch (2) for the first member only: both still share 1.
+        let mut a = Sweep::of(OutPoint::new(txid(9), 0));
+        a.record_share(
+            txid(1),
+            Amount::from_sat(300),
+            Some(Amount::from_sat(150)),
+            FeeRate::from_sat_per_kwu(1_000),
+            9,
+        );
+        let mut b = a.clone();
+        a.record_share(
+            txid(2),
+            Amount::from_sat(400),
+            Some(Amount::from_sat(200)),
+            FeeRate::from_sat_per_kwu(1_250),
+            9,
+        );
+        b.outpoint = Some(OutPoint::new(txid(9), 1));
+        let x = alone(10, 1_000, 100_000, 10_000, 100);
+        let ms = [member(Some(&a), x), member(Some(&b), x)];
+        assert_eq!(groups(&ms), vec![0, 0]);
+        let plan = plan_batch(&ms, OVERHEAD, false);
+        assert_eq!(plan.shares.len(), 2, "{plan:?}");
     }
 
     #[test]

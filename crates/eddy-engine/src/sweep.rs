@@ -282,8 +282,38 @@ where
             _ => e.job.script_path,
         })
         .collect();
+    // A newest transaction the node no longer has (refused, evicted, or one of its inputs
+    // spent by another claim of ours) replaces nothing: a member whose newest is gone, built
+    // in an earlier block, is planned as if never swept (its fee is not owed again). One built
+    // in this block stays as it is until the next (never twice in a block).
+    let mut gone: Vec<Txid> = vec![];
+    for e in entries.iter() {
+        let Some(t) = e.previous.as_ref().and_then(Sweep::last) else {
+            continue;
+        };
+        if gone.contains(&t) || entries.iter().any(|x| x.job.seen.contains(&t)) {
+            continue;
+        }
+        if let Ok(None) = chain.transaction(&t).await {
+            gone.push(t);
+        }
+    }
+    let replaces = |e: &BatchEntry<'_, R>| -> bool {
+        e.previous
+            .as_ref()
+            .is_some_and(|p| !p.all.is_empty() && p.last().is_none_or(|t| !gone.contains(&t) || p.height == tip))
+    };
     let mut force = false;
-    for _round in 0..BATCH_ROUNDS {
+    for round in 0..BATCH_ROUNDS {
+        if round + 1 == BATCH_ROUNDS {
+            // The last round asks nobody: a co-signer refusing one input per round can never
+            // keep the batch from being built (the script paths need no one).
+            for (p, e) in paths.iter_mut().zip(entries.iter()) {
+                if *p == Some(SpendPath::Cooperative) {
+                    *p = e.job.script_path;
+                }
+            }
+        }
         let mut alone = Vec::with_capacity(entries.len());
         for e in entries.iter() {
             alone.push(inputs_of(&e.job, e.job.cosigner.is_some())?);
@@ -295,7 +325,7 @@ where
             let weight =
                 input_weight(&input(&entries[i].job, path)).ok_or_else(|| SweepError("path unavailable".into()))?;
             members.push(BatchMember {
-                previous: entries[i].previous.as_ref().filter(|p| !p.all.is_empty()),
+                previous: entries[i].previous.as_ref().filter(|_| replaces(&entries[i])),
                 alone: alone[i],
                 input_weight: weight,
             });

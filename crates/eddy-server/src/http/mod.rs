@@ -1088,8 +1088,8 @@ async fn push_preimage(
 }
 
 #[utoipa::path(post, path = "/v1/swaps/{id}/cosign", params(SwapIdPath, AuthHeader), request_body = CosignRequest, responses(
-    (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim", body = CosignResponse),
-    (status = 400, description = "Not a swap id, not a loop-out, bad nonce or transaction, preimage not yet known to the server, or not a claim of this HTLC", body = ErrorBody),
+    (status = 200, description = "The server's MuSig2 nonce and partial signature for the key-path claim (of input `index` of a batched claim, over the prevouts named)", body = CosignResponse),
+    (status = 400, description = "Not a swap id, not a loop-out, bad nonce or transaction, preimage not yet known to the server, not a claim of this HTLC, or a batch (several inputs) whose index or prevouts do not fit it or name another output for this HTLC", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
     (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
     (status = 429, description = "More than COSIGN_CALLS_PER_SWAP_PER_MINUTE co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
