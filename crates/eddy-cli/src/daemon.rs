@@ -338,6 +338,7 @@ impl From<OptionsBody> for SwapOptions {
             conf_target: o.conf_target,
             htlc_confs: o.htlc_confs,
             channel: o.channel,
+            wallet_destination: false,
         }
     }
 }
@@ -866,9 +867,11 @@ async fn loop_out(
                 .script_pubkey()
         }
     };
+    let mut options: SwapOptions = b.options.into();
+    options.wallet_destination = b.addr.is_none();
     let id = d
         .client
-        .loop_out_with(Amount::from_sat(b.amount_sat), destination, b.options.into())
+        .loop_out_with(Amount::from_sat(b.amount_sat), destination, options)
         .await?;
     Ok((StatusCode::CREATED, Json(view_of(&d, &id).await?)))
 }

@@ -329,6 +329,93 @@ fn attack_f3_server_down_across_expiry_still_refunds() {
     net.stop().expect("stop");
 }
 
+/// **Batched refunds (issue 17).** The attacker pays two loop-outs and claims neither: at `E`
+/// the server refunds both HTLCs in **one** transaction into its swap wallet (two script-path
+/// inputs, one output), each swap's record holding its share of the one fee. Server: wallet less
+/// the publication fees and the one refund fee, channel plus both prepays; attacker: channel
+/// less both prepays.
+#[test]
+fn two_unclaimed_loop_outs_are_refunded_in_one_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let mut swaps = vec![];
+    for (n, amount) in [(0x51u8, 60_000u64), (0x52, 70_000)] {
+        let p = Preimage::from_bytes([n; 32]);
+        let (_, pk) = key(n + 0x10);
+        let (s, offer) = h.loop_out(&net, amount, p.payment_hash(), &pk);
+        assert_eq!(s, 201, "{offer}");
+        pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+        pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+        let expiry = offer["expiry"].as_u64().expect("expiry") as u32;
+        swaps.push((SwapId::from(p.payment_hash()), amount, expiry));
+    }
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            swaps
+                .iter()
+                .all(|(id, ..)| matches!(out_state(&net, &net.server, id), OutState::Published { .. }))
+        },
+    );
+    let fundings: std::collections::BTreeSet<bitcoin::Txid> = swaps
+        .iter()
+        .map(|(id, ..)| {
+            let rec = net.rt.block_on(net.server.loop_out.swap(id)).expect("swap").1;
+            rec.funding.expect("funding").txid
+        })
+        .collect();
+    let publish_fees: Amount = fundings.iter().map(|t| fee_of(&net, t)).sum();
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || {
+            swaps
+                .iter()
+                .all(|(id, ..)| out_state(&net, &net.server, id) == OutState::Refunded)
+        },
+    );
+    let recs: Vec<_> = swaps
+        .iter()
+        .map(|(id, ..)| net.rt.block_on(net.server.loop_out.swap(id)).expect("swap").1)
+        .collect();
+    let confirmed = |rec: &eddy_server::loop_out::ServerLoopOut| {
+        rec.refund
+            .as_ref()
+            .expect("refund")
+            .all
+            .iter()
+            .filter_map(|t| net.rt.block_on(net.chain.transaction(t)).expect("rpc"))
+            .find(|t| t.block.is_some())
+            .expect("a refund confirmed")
+            .tx
+    };
+    let refund = confirmed(&recs[0]);
+    let txid = refund.compute_txid();
+    assert_eq!(confirmed(&recs[1]).compute_txid(), txid, "one refund for both");
+    assert_eq!((refund.input.len(), refund.output.len()), (2, 1), "{refund:?}");
+    let total = Amount::from_sat(swaps.iter().map(|s| s.1).sum());
+    let refund_fee = total - refund.output[0].value;
+    let shares: Amount = recs
+        .iter()
+        .map(|r| r.refund.as_ref().and_then(|s| s.share_of(&txid)).expect("share"))
+        .sum();
+    assert_eq!(shares, refund_fee, "the shares add up to the fee");
+    assert_eq!(
+        wallet(&net, &net.server),
+        wallet0 - publish_fees - refund_fee,
+        "both HTLCs came back less the publication fees and one refund fee"
+    );
+    let prepays = 2 * 1_000;
+    wait_channels(&net, server_ln0 + prepays, client_ln0 - prepays);
+    net.stop().expect("stop");
+}
+
 /// **F8: per-swap endpoints anyone could call.** While an honest loop-in is funded (not yet
 /// confirmed), a stranger who knows the payment hash asks for its status, for a cooperative
 /// refund of the funding (which would stop the server from ever paying), for the claim signing

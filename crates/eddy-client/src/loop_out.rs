@@ -52,6 +52,11 @@ pub struct SwapOptions {
     pub htlc_confs: Option<u32>,
     /// Pay through this first-hop channel (short channel id).
     pub channel: Option<u64>,
+    /// The destination is a fresh address of the node's own wallet (no address was asked
+    /// for): a batched claim pays every such swap into one output (at one of their addresses)
+    /// instead of one output each.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wallet_destination: bool,
 }
 
 /// The settings one swap runs with: its options over the engine's defaults.
@@ -655,6 +660,17 @@ impl LoopOutClient {
         }
         if together.is_empty() {
             return first.map_or(Ok(()), Err);
+        }
+        // Every swap paying a fresh address of the node's wallet is paid into one output, at
+        // the first such swap's address (the most urgent); a destination asked for is kept.
+        let wallet = together
+            .iter()
+            .find(|e| e.rec.options.wallet_destination)
+            .map(|e| e.rec.destination.clone());
+        if let Some(wallet) = wallet {
+            for e in together.iter_mut().filter(|e| e.rec.options.wallet_destination) {
+                e.job.dest = wallet.clone();
+            }
         }
         let mut entries = together;
         let swept =

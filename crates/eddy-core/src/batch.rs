@@ -9,7 +9,8 @@
 //!   relay fee for its own size (BIP125 rules 3 and 4; a batch can replace several: each
 //!   member's newest, counted once per distinct transaction).
 //! - **Shares**: the fee split by the weight each member adds (its input, and an equal part of
-//!   the transaction's own bytes and outputs); a share never exceeds its member's budget
+//!   the transaction's own bytes and outputs) times the rate its own schedule asks (the urgent
+//!   member carries most of the urgency); a share never exceeds its member's budget
 //!   ([`sweep_budget`]) — a capped share's rest is carried by the members with room, in the same
 //!   proportions. The shares add up to the fee exactly.
 //! - **Nobody is stranded**: members are grouped by their newest transaction (a member never
@@ -254,10 +255,15 @@ fn priced(
         fee = fee.max(bip125);
     }
     let n = set.len() as u128;
-    // Each member's part: n × its input weight + the overhead (an equal part of it each).
+    // Each member's part: n × its input weight + the overhead (an equal part of it each),
+    // times the rate its own schedule asks: a calm member joined to an urgent one pays the
+    // urgent rate only in part; the urgent one carries the most of it.
     let parts: Vec<u128> = set
         .iter()
-        .map(|&i| n * members[i].input_weight.to_wu() as u128 + overhead.to_wu() as u128)
+        .map(|&i| {
+            let own = next_sweep_fee_rate(&members[i].step()).to_sat_per_kwu().max(1) as u128;
+            own * (n * members[i].input_weight.to_wu() as u128 + overhead.to_wu() as u128)
+        })
         .collect();
     let budgets: Vec<u64> = set.iter().map(|&i| members[i].budget().to_sat()).collect();
     split(fee.to_sat(), &parts, &budgets).map(|s| (fee, s.into_iter().map(Amount::from_sat).collect()))

@@ -438,6 +438,7 @@ where
         match chain.broadcast(&signed.tx).await {
             Ok(_) => {}
             Err(e) if e.is_missing_inputs() => {}
+            Err(e) if e.is_non_final() && chosen.iter().all(|&(i, _)| entries[i].job.may_be_early) => {}
             Err(e) => return Err(err(e).into()),
         }
         return Ok(Some((members, txid)));

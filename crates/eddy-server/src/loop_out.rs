@@ -188,6 +188,8 @@ pub struct LoopOutEngine {
     prepay_ids: std::sync::Mutex<HashMap<PaymentHash, SwapId>>,
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     pub(crate) accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
+    /// Swaps whose refund waits for the end of this pass, to be swept in one batch.
+    refunds: std::sync::Mutex<Vec<SwapId>>,
 }
 
 impl LoopOutEngine {
@@ -201,6 +203,7 @@ impl LoopOutEngine {
             core,
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
+            refunds: std::sync::Mutex::default(),
         })
     }
 
@@ -226,7 +229,98 @@ impl LoopOutEngine {
                 first_err.get_or_insert(e);
             }
         }
+        if let Err(e) = self.refund_batch(tip).await {
+            first_err.get_or_insert(e);
+        }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// The refunds left for the end of the pass, swept together: each swap read again, those
+    /// still refunding in one transaction into the swap wallet (`sweep_batch`: each member's
+    /// record persisted before the broadcast); one whose HTLC something not ours spends in a
+    /// mempool (the client's late claim), or a single one, goes the one-output way.
+    async fn refund_batch(&self, tip: u32) -> Result<(), ServerError> {
+        let ids = std::mem::take(&mut *self.refunds.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut due = vec![];
+        for id in ids {
+            let (version, rec) = self.swap(&id).await?;
+            if !matches!(rec.state, State::Refunding { .. } | State::Reclaiming) {
+                continue;
+            }
+            let Some(outpoint) = rec.funding else { continue };
+            let status = self.core.htlc_status(&id, &rec.htlc).await?;
+            let seen: Vec<Txid> = status
+                .spends
+                .iter()
+                .filter(|s| s.outpoint == outpoint)
+                .map(|s| s.txid)
+                .collect();
+            if status
+                .spends
+                .iter()
+                .any(|s| s.outpoint == outpoint && s.height.is_some())
+            {
+                continue;
+            }
+            due.push((id, version, rec, outpoint, seen));
+        }
+        let htlcs = due
+            .iter()
+            .map(|d| Htlc::new(d.2.htlc).map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        let estimate = self.core.chain.fee_rate(REFUND_CONF_TARGET).await.map_err(backend)?;
+        let mut entries = vec![];
+        for (n, (id, version, rec, outpoint, seen)) in due.into_iter().enumerate() {
+            let Some(dest) = rec.sweep_spk.clone() else { continue };
+            let job = self.refund_job(&id, &rec, outpoint, &htlcs[n], dest, estimate, seen, tip);
+            entries.push(eddy_engine::sweep::BatchEntry {
+                id,
+                version,
+                previous: rec.refund.clone(),
+                rec,
+                job,
+            });
+        }
+        let (alone, together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| {
+            e.job
+                .seen
+                .iter()
+                .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
+        });
+        let mut alone = alone;
+        let mut together = together;
+        if together.len() == 1 {
+            alone.append(&mut together);
+        }
+        let mut first = None;
+        for mut e in alone {
+            let previous = e.rec.refund.clone();
+            let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
+            if let Err(err) = sweep(
+                self,
+                &*self.core.chain,
+                e.id,
+                &mut e.version,
+                &mut e.rec,
+                previous,
+                store,
+                e.job,
+            )
+            .await
+            {
+                first.get_or_insert(err);
+            }
+        }
+        if together.len() > 1 {
+            let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
+            if let Err(err) = eddy_engine::sweep::sweep_batch(self, &*self.core.chain, &mut together, store).await {
+                first.get_or_insert(err);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Loop-outs holding a slot: paid ones (see [`ServerLoopOut::is_paid`]).
@@ -781,34 +875,27 @@ impl LoopOutEngine {
             .sweep_spk
             .clone()
             .ok_or_else(|| ServerError::Backend("no sweep address".into()))?;
+        // A refund final now (its timeout reached; a seed HTLC's relative one aside) waits for
+        // the end of the pass: every refund due is swept in one transaction.
+        if rec.htlc.kind != HtlcKind::Seed && rec.htlc.timeout <= tip {
+            let mut refunds = self.refunds.lock().unwrap_or_else(|e| e.into_inner());
+            if !refunds.contains(&id) {
+                refunds.push(id);
+            }
+            return Ok(());
+        }
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-        let job = SweepJob {
-            label: "refund",
-            outpoint,
-            value: rec.amount,
-            htlc: &htlc,
-            script_path: Some(SpendPath::Refund),
-            cosigner: None,
-            key: self.core.keys.secret(KEY_PURPOSE, &id),
-            dest,
-            estimate: self.core.chain.fee_rate(REFUND_CONF_TARGET).await.map_err(backend)?,
-            // The refund is not racing a deadline of ours; the client may still claim until it
-            // confirms, which is what the bumps (one a block) are for.
-            blocks_left: u32::MAX,
-            max_fee: rec.amount / 5,
-            tip,
-            // Not final yet: the next block tells.
-            may_be_early: true,
-            seen: self
-                .core
-                .htlc_status(&id, &rec.htlc)
-                .await?
-                .spends
-                .iter()
-                .filter(|s| s.outpoint == outpoint)
-                .map(|s| s.txid)
-                .collect(),
-        };
+        let estimate = self.core.chain.fee_rate(REFUND_CONF_TARGET).await.map_err(backend)?;
+        let seen = self
+            .core
+            .htlc_status(&id, &rec.htlc)
+            .await?
+            .spends
+            .iter()
+            .filter(|s| s.outpoint == outpoint)
+            .map(|s| s.txid)
+            .collect();
+        let job = self.refund_job(&id, rec, outpoint, &htlc, dest, estimate, seen, tip);
         sweep(
             self,
             &*self.core.chain,
@@ -821,6 +908,42 @@ impl LoopOutEngine {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl LoopOutEngine {
+    /// What a swap's refund spends and within what.
+    #[allow(clippy::too_many_arguments)]
+    fn refund_job<'a>(
+        &self,
+        id: &SwapId,
+        rec: &ServerLoopOut,
+        outpoint: OutPoint,
+        htlc: &'a Htlc,
+        dest: ScriptBuf,
+        estimate: bitcoin::FeeRate,
+        seen: Vec<Txid>,
+        tip: u32,
+    ) -> SweepJob<'a> {
+        SweepJob {
+            label: "refund",
+            outpoint,
+            value: rec.amount,
+            htlc,
+            script_path: Some(SpendPath::Refund),
+            cosigner: None,
+            key: self.core.keys.secret(KEY_PURPOSE, id),
+            dest,
+            estimate,
+            // The refund is not racing a deadline of ours; the client may still claim until it
+            // confirms, which is what the bumps (one a block) are for.
+            blocks_left: u32::MAX,
+            max_fee: rec.amount / 5,
+            tip,
+            // Not final yet: the next block tells.
+            may_be_early: true,
+            seen,
+        }
     }
 }
 
