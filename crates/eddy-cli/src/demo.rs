@@ -271,6 +271,7 @@ pub fn server_config() -> ServerConfig {
         fees: fees(),
         expiry_delta: 80,
         publish_conf_target: 6,
+        publish_batch_window: std::time::Duration::ZERO,
         max_active_swaps: 50,
         onchain_reserve: Amount::from_sat(50_000),
     }

@@ -17,6 +17,11 @@ use eddy_server::http::{metrics_router, router_with, HttpServer, Limits, Terms};
 use eddy_server::{SeedKeys, ServerConfig, SwapServer};
 use serde::{Deserialize, Serialize};
 
+/// The publication window on mainnet when none is configured: three minutes gather the
+/// loop-outs held meanwhile into one HTLC transaction, a small part of a block's ten minutes
+/// (the height rules force publication earlier when a deadline comes near).
+pub const DEFAULT_MAINNET_PUBLISH_BATCH_WINDOW_SECS: u64 = 180;
+
 use crate::config::{layered, Common};
 
 /// Default HTTP API address.
@@ -61,6 +66,10 @@ pub struct ServerArgs {
     /// Confirmation target for publishing HTLCs (default 6).
     #[arg(long, env = "EDDY_PUBLISH_CONF_TARGET")]
     pub publish_conf_target: Option<u16>,
+    /// Seconds a held loop-out waits for others to share one HTLC transaction (default 180 on
+    /// mainnet, 0 elsewhere); never past the publication rules.
+    #[arg(long, env = "EDDY_PUBLISH_BATCH_WINDOW_SECS")]
+    pub publish_batch_window_secs: Option<u64>,
     /// Most swaps in flight (default 50).
     #[arg(long, env = "EDDY_MAX_ACTIVE_SWAPS")]
     pub max_active_swaps: Option<usize>,
@@ -137,6 +146,13 @@ impl ServerArgs {
             publish_conf_target: self.publish_conf_target.unwrap_or(6).max(1),
             max_active_swaps: self.max_active_swaps.unwrap_or(50),
             onchain_reserve: Amount::from_sat(self.onchain_reserve_sat.unwrap_or(50_000)),
+            publish_batch_window: std::time::Duration::from_secs(self.publish_batch_window_secs.unwrap_or(
+                if self.common.network()? == bitcoin::Network::Bitcoin {
+                    DEFAULT_MAINNET_PUBLISH_BATCH_WINDOW_SECS
+                } else {
+                    0
+                },
+            )),
         })
     }
 

@@ -416,6 +416,91 @@ fn two_unclaimed_loop_outs_are_refunded_in_one_transaction() {
     net.stop().expect("stop");
 }
 
+/// **Publication window (issue 17).** A server with a one-hour window: two loop-outs paid one
+/// after the other are held, and blocks pass without an HTLC for either while their publication
+/// rules are far; the window gives way `PUBLISH_WINDOW_FORCE_BLOCKS` before a rule would refuse
+/// them, and both go out in **one** transaction (two HTLC outputs of their exact amounts and the
+/// change) — never canceled.
+#[test]
+fn held_loop_outs_wait_for_the_window_and_go_out_together_before_the_rules_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let cfg = eddy_server::ServerConfig {
+        publish_batch_window: std::time::Duration::from_secs(3_600),
+        ..eddy::demo::server_config()
+    };
+    let own = own_server(
+        &net,
+        "windowed",
+        cfg,
+        eddy_server::http::Limits::new(5),
+        None,
+        None,
+        &[400_000],
+    );
+    let h = Hostile::new(&own.http.url());
+    let mut swaps = vec![];
+    for (n, amount) in [(0x61u8, 40_000u64), (0x62, 45_000)] {
+        let p = Preimage::from_bytes([n; 32]);
+        let (_, pk) = key(n + 0x10);
+        let (s, offer) = h.loop_out(&net, amount, p.payment_hash(), &pk);
+        assert_eq!(s, 201, "{offer}");
+        pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+        pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+        swaps.push((SwapId::from(p.payment_hash()), amount));
+    }
+    let state = |id: &SwapId| out_state(&net, &own.server, id);
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || {
+            swaps
+                .iter()
+                .all(|(id, _)| matches!(state(id), OutState::Publishing { .. }))
+        },
+    );
+    let held_at = net.lab.chain.tip().expect("tip").0;
+    let mut waited_blocks = 0;
+    loop {
+        net.rt.block_on(own.server.tick()).expect("tick");
+        let states: Vec<_> = swaps.iter().map(|(id, _)| state(id)).collect();
+        if states.iter().all(|s| matches!(s, OutState::Published { .. })) {
+            break;
+        }
+        assert!(
+            states.iter().all(|s| matches!(s, OutState::Publishing { .. })),
+            "held until published together, never canceled: {states:?}"
+        );
+        net.mine(1).expect("mine");
+        waited_blocks += 1;
+        assert!(waited_blocks < 80, "never published");
+    }
+    assert!(waited_blocks >= 2, "the window held them for {waited_blocks} blocks");
+    let recs: Vec<_> = swaps
+        .iter()
+        .map(|(id, _)| net.rt.block_on(own.server.loop_out.swap(id)).expect("swap").1)
+        .collect();
+    let funding = recs[0].funding.expect("funding");
+    assert_eq!(recs[1].funding.expect("funding").txid, funding.txid, "one transaction");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&funding.txid))
+        .expect("rpc")
+        .expect("known")
+        .tx;
+    assert_eq!(tx.output.len(), 3, "two HTLCs and the change");
+    for ((_, amount), rec) in swaps.iter().zip(&recs) {
+        let f = rec.funding.expect("funding");
+        assert_eq!(tx.output[f.vout as usize].value, Amount::from_sat(*amount));
+        // Published before either rule would have refused it.
+        let published = rec.published_height.expect("published at");
+        assert!(published > held_at);
+        assert!(rec.terms.may_publish(published), "{published}");
+    }
+    net.stop().expect("stop");
+}
+
 /// **F8: per-swap endpoints anyone could call.** While an honest loop-in is funded (not yet
 /// confirmed), a stranger who knows the payment hash asks for its status, for a cooperative
 /// refund of the funding (which would stop the server from ever paying), for the claim signing

@@ -20,6 +20,39 @@ use eddy_engine::runner;
 use serde_json::json;
 
 use crate::loop_out::{LoopOutEngine, ServerLoopOut};
+
+/// Blocks before a held loop-out's publication would be refused (too few blocks left before `E`,
+/// or its prepay no longer settleable) at which the publication window gives way: two blocks can
+/// come within any window of minutes, and the machine refuses — cancels the swap — once the
+/// rules are passed, so the window closes this far ahead of them.
+pub const PUBLISH_WINDOW_FORCE_BLOCKS: u32 = 2;
+
+/// Whether a held loop-out in `state` is due for publication now: the window is zero, or it has
+/// waited the window (`waited`: since its payment was held; `None`: not known — after a restart
+/// — publish), or its publication rules end within [`PUBLISH_WINDOW_FORCE_BLOCKS`] blocks. A
+/// due swap takes every held one with it: one transaction.
+pub fn publication_due(
+    terms: &eddy_core::sm::loop_out_server::Terms,
+    state: &State,
+    tip: u32,
+    waited: Option<std::time::Duration>,
+    window: std::time::Duration,
+) -> bool {
+    use eddy_core::constants::{MIN_BLOCKS_LEFT_AT_PUBLICATION, SETTLE_LATENCY};
+    if window.is_zero() || waited.is_none_or(|w| w >= window) {
+        return true;
+    }
+    let horizon = tip.saturating_add(PUBLISH_WINDOW_FORCE_BLOCKS);
+    let expiry_near = terms.expiry.saturating_sub(horizon) <= MIN_BLOCKS_LEFT_AT_PUBLICATION;
+    let relative_near = terms.relative_refund.is_some() && !terms.may_publish(horizon);
+    let prepay_near = match state {
+        State::Publishing {
+            prepay_deadline: Some(d),
+        } => horizon.saturating_add(SETTLE_LATENCY) >= *d,
+        _ => false,
+    };
+    expiry_near || relative_near || prepay_near
+}
 use crate::server_core::{backend, ServerError};
 use crate::wallet::WALLET_WATCH_ID;
 
@@ -117,6 +150,21 @@ impl LoopOutEngine {
         // handed over again at the next block.
         self.core.publisher.taken(&wanted);
         if batch.is_empty() {
+            return Ok(());
+        }
+        // The publication window: nobody due yet, all wait (handed over again) for company.
+        let window = self.core.config().publish_batch_window;
+        let due = {
+            let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner());
+            batch.iter().any(|(id, _, rec)| {
+                let waited = accepted.get(id).map(|t| t.elapsed());
+                publication_due(&rec.terms, &rec.state, tip, waited, window)
+            })
+        };
+        if !due {
+            for (id, _, _) in &batch {
+                self.core.publisher.want(*id);
+            }
             return Ok(());
         }
         let mut outputs = vec![];
@@ -362,5 +410,71 @@ impl LoopOutEngine {
                 .iter()
                 .any(|s| s.outpoint == i.previous_output && s.height.is_some() && !ours.contains(&s.txid))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_core::constants::{MIN_BLOCKS_LEFT_AT_PUBLICATION, SETTLE_LATENCY};
+    use eddy_core::sm::loop_out_server::Terms;
+    use std::time::Duration;
+
+    fn terms(expiry: u32) -> Terms {
+        Terms {
+            swap_invoice_msat: 1,
+            prepay_msat: 1,
+            expiry,
+            created_height: 100,
+            relative_refund: None,
+        }
+    }
+
+    #[test]
+    fn the_window_gives_way_to_time_and_to_the_publication_rules() {
+        let window = Duration::from_secs(180);
+        let waiting = Some(Duration::from_secs(10));
+        let calm = State::Publishing { prepay_deadline: None };
+        let t = terms(180);
+        // No window, the window waited, or no acceptance time known (a restart): at once.
+        assert!(publication_due(&t, &calm, 101, waiting, Duration::ZERO));
+        assert!(publication_due(&t, &calm, 101, Some(window), window));
+        assert!(publication_due(&t, &calm, 101, None, window));
+        // Inside the window, far from the rules: wait.
+        assert!(!publication_due(&t, &calm, 101, waiting, window));
+        // The expiry rule: publication is refused once fewer than MIN_BLOCKS_LEFT_AT_PUBLICATION
+        // are left; the window closes PUBLISH_WINDOW_FORCE_BLOCKS before.
+        let last_ok = 180 - MIN_BLOCKS_LEFT_AT_PUBLICATION;
+        assert!(t.may_publish(last_ok) && !t.may_publish(last_ok + 1));
+        let force_at = last_ok - PUBLISH_WINDOW_FORCE_BLOCKS;
+        assert!(!publication_due(&t, &calm, force_at - 1, waiting, window));
+        assert!(publication_due(&t, &calm, force_at, waiting, window));
+        // The prepay rule: settleable while height + SETTLE_LATENCY <= deadline.
+        let held = State::Publishing {
+            prepay_deadline: Some(150),
+        };
+        let force_at = 150 - SETTLE_LATENCY - PUBLISH_WINDOW_FORCE_BLOCKS;
+        assert!(!publication_due(&t, &held, force_at - 1, waiting, window));
+        assert!(publication_due(&t, &held, force_at, waiting, window));
+        // A relative-refund (seed) swap: its publication deadline.
+        let seed = Terms {
+            relative_refund: Some(40),
+            ..terms(1_000)
+        };
+        let deadline = seed.publication_deadline();
+        assert!(!publication_due(
+            &seed,
+            &calm,
+            deadline - PUBLISH_WINDOW_FORCE_BLOCKS - 1,
+            waiting,
+            window
+        ));
+        assert!(publication_due(
+            &seed,
+            &calm,
+            deadline - PUBLISH_WINDOW_FORCE_BLOCKS,
+            waiting,
+            window
+        ));
     }
 }

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub max_active_swaps: usize,
     /// On-chain funds kept out of swaps (for fees, refunds, channel reserves).
     pub onchain_reserve: Amount,
+    /// How long a held loop-out waits for others to share its HTLC transaction (zero: published
+    /// at once). Never past the publication rules: see [`crate::publisher::publication_due`].
+    pub publish_batch_window: std::time::Duration,
 }
 
 /// Engine errors.
