@@ -326,6 +326,10 @@ pub struct OptionsBody {
     #[arg(long)]
     #[serde(default)]
     pub htlc_confs: Option<u32>,
+    /// Ask the server to publish the HTLC at once, not waiting for its publication window.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast: bool,
 }
 
 impl From<OptionsBody> for SwapOptions {
@@ -339,6 +343,7 @@ impl From<OptionsBody> for SwapOptions {
             htlc_confs: o.htlc_confs,
             channel: o.channel,
             wallet_destination: false,
+            fast: o.fast,
         }
     }
 }

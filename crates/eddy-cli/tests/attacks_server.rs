@@ -420,7 +420,7 @@ fn two_unclaimed_loop_outs_are_refunded_in_one_transaction() {
 /// after the other are held, and blocks pass without an HTLC for either while their publication
 /// rules are far; the window gives way `PUBLISH_WINDOW_FORCE_BLOCKS` before a rule would refuse
 /// them, and both go out in **one** transaction (two HTLC outputs of their exact amounts and the
-/// change) — never canceled.
+/// change) — never canceled. A third swap asked `fast` is published at once.
 #[test]
 fn held_loop_outs_wait_for_the_window_and_go_out_together_before_the_rules_refuse() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -498,6 +498,25 @@ fn held_loop_outs_wait_for_the_window_and_go_out_together_before_the_rules_refus
         assert!(published > held_at);
         assert!(rec.terms.may_publish(published), "{published}");
     }
+    // A swap asked `fast` goes out at once, in the block it was held in, window or not.
+    let p = Preimage::from_bytes([0x63; 32]);
+    let (_, pk) = key(0x73);
+    let body = json!({"amount": 30_000, "payment_hash": p.payment_hash().to_string(), "claim_key": pk.to_string(), "fast": true});
+    let (s, offer) = h.call(&net, "POST", "/v1/loop-out", &[], Some(body.to_string()));
+    assert_eq!(s, 201, "{offer}");
+    pay(&net, offer["prepay_invoice"].as_str().expect("prepay"));
+    pay(&net, offer["swap_invoice"].as_str().expect("invoice"));
+    let fast = SwapId::from(p.payment_hash());
+    let tip = net.lab.chain.tip().expect("tip").0;
+    drive(
+        &net,
+        &own.server,
+        || false,
+        || matches!(state(&fast), OutState::Published { .. }),
+    );
+    let rec = net.rt.block_on(own.server.loop_out.swap(&fast)).expect("swap").1;
+    assert!(rec.fast);
+    assert_eq!(rec.published_height, Some(tip), "no block waited");
     net.stop().expect("stop");
 }
 

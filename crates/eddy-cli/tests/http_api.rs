@@ -178,6 +178,8 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
         amount: bitcoin::Amount::from_sat(50_000),
         payment_hash: preimage.payment_hash(),
         claim_key: claim_key.parse().expect("key"),
+        // Written only when asked: the schema names it.
+        fast: true,
     };
     assert_eq!(
         fields("LoopOutCreate"),

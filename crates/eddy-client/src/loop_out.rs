@@ -57,6 +57,9 @@ pub struct SwapOptions {
     /// instead of one output each.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wallet_destination: bool,
+    /// Ask the server to publish the HTLC at once, not waiting for its publication window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast: bool,
 }
 
 /// The settings one swap runs with: its options over the engine's defaults.
@@ -200,6 +203,7 @@ impl LoopOutClient {
             amount,
             payment_hash: hash,
             claim_key,
+            fast: options.fast,
         }))
         .await
         .map_err(ClientError::Server)?;

@@ -432,6 +432,9 @@ pub struct LoopOutCreateDoc {
     /// The client's claim key, compressed public key hex.
     #[schema(pattern = "^0[23][0-9a-fA-F]{64}$")]
     claim_key: String,
+    /// Publish this swap's HTLC at once, not waiting for the server's publication window
+    /// (default false).
+    fast: Option<bool>,
 }
 
 /// The server's offer (schema of [`crate::validate::LoopOutOffer`]).
@@ -598,6 +601,8 @@ struct LoopOutCreateWire {
     amount: u64,
     payment_hash: String,
     claim_key: String,
+    #[serde(default)]
+    fast: bool,
 }
 
 /// `POST /v1/loop-in`'s body as read.
@@ -648,6 +653,7 @@ pub fn parse_loop_out_create(body: &[u8]) -> Result<LoopOutCreate, ApiParseError
         amount: bitcoin::Amount::from_sat(w.amount),
         payment_hash: PaymentHash::from_str(&w.payment_hash).map_err(|_| ApiParseError::Hash("payment_hash"))?,
         claim_key: compressed_key(&w.claim_key, "claim_key")?,
+        fast: w.fast,
     })
 }
 
@@ -939,6 +945,7 @@ mod tests {
                 amount: bitcoin::Amount::from_sat(50_000),
                 payment_hash: PaymentHash([0x11; 32]),
                 claim_key: key,
+                fast: false,
             })
         );
         let uncompressed = key.serialize_uncompressed().to_lower_hex_string();

@@ -187,6 +187,10 @@ pub struct LoopOutCreate {
     pub payment_hash: PaymentHash,
     /// The client's claim key.
     pub claim_key: PublicKey,
+    /// Publish this swap's HTLC at once, not waiting for the server's publication window
+    /// (`eddy out --fast`; left out of the request when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast: bool,
 }
 
 /// The server's answer to a loop-out request.

@@ -100,6 +100,9 @@ pub struct ServerLoopOut {
     /// Unix time of creation (the offer's invoices expire `INVOICE_EXPIRY_SECS` later).
     #[serde(default)]
     pub created_unix: Option<u64>,
+    /// The client asked its HTLC published at once (no publication window).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast: bool,
     /// The state machine's state.
     pub state: State,
 }
@@ -392,7 +395,7 @@ impl LoopOutEngine {
         let description = format!("eddy loop-out {}", req.amount.to_sat());
         let claim_key = HtlcKey::Pubkey(req.claim_key);
         let (offer, _) = self
-            .offer(quote, req.payment_hash, claim_key, Door::Eddy, description)
+            .offer(quote, req.payment_hash, claim_key, Door::Eddy, description, req.fast)
             .await?;
         Ok(offer)
     }
@@ -414,6 +417,7 @@ impl LoopOutEngine {
                 HtlcKey::Pubkey(claim_key),
                 Door::Boltz,
                 description,
+                false,
             )
             .await?;
         Ok(offer)
@@ -442,6 +446,7 @@ impl LoopOutEngine {
                 HtlcKey::Hash(claim_key_hash),
                 Door::Seed,
                 description,
+                false,
             )
             .await?;
         let refund = bitcoin::Address::p2wpkh(&bitcoin::CompressedPublicKey(server_key), self.core.cfg.network);
@@ -457,6 +462,7 @@ impl LoopOutEngine {
         claim_key: HtlcKey,
         door: Door,
         description: String,
+        fast: bool,
     ) -> Result<(LoopOutOffer, bitcoin::secp256k1::PublicKey), ServerError> {
         self.core.taking_swaps()?;
         let amount = quote.amount;
@@ -629,6 +635,7 @@ impl LoopOutEngine {
             htlc_tx: None,
             htlc_txids: vec![],
             created_unix: Some(unix_now()),
+            fast,
             state: State::new(),
         };
         runner::create(

@@ -27,7 +27,8 @@ use crate::loop_out::{LoopOutEngine, ServerLoopOut};
 /// rules are passed, so the window closes this far ahead of them.
 pub const PUBLISH_WINDOW_FORCE_BLOCKS: u32 = 2;
 
-/// Whether a held loop-out in `state` is due for publication now: the window is zero, or it has
+/// Whether a held loop-out in `state` is due for publication now (one asked `fast` always is):
+/// the window is zero, or it has
 /// waited the window (`waited`: since its payment was held; `None`: not known — after a restart
 /// — publish), or its publication rules end within [`PUBLISH_WINDOW_FORCE_BLOCKS`] blocks. A
 /// due swap takes every held one with it: one transaction.
@@ -158,7 +159,7 @@ impl LoopOutEngine {
             let accepted = self.accepted_at.lock().unwrap_or_else(|e| e.into_inner());
             batch.iter().any(|(id, _, rec)| {
                 let waited = accepted.get(id).map(|t| t.elapsed());
-                publication_due(&rec.terms, &rec.state, tip, waited, window)
+                rec.fast || publication_due(&rec.terms, &rec.state, tip, waited, window)
             })
         };
         if !due {

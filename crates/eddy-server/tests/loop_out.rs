@@ -174,6 +174,7 @@ fn loop_out_happy_path_script_claim() {
             amount,
             payment_hash: hash,
             claim_key: claim_pk,
+            fast: false,
         }))
         .expect("offer");
     assert_eq!(offer.expiry, tip + 80);
@@ -202,7 +203,7 @@ fn loop_out_happy_path_script_claim() {
     assert_eq!(swap_inv.min_final_cltv_expiry_delta(), 80 + 15 + 39 + 3);
     // A replayed request is refused.
     assert!(matches!(
-        rt.block_on(server.loop_out.create(&LoopOutRequest { amount, payment_hash: hash, claim_key: claim_pk })),
+        rt.block_on(server.loop_out.create(&LoopOutRequest { amount, payment_hash: hash, claim_key: claim_pk, fast: false })),
         Err(ServerError::Duplicate(h)) if h == hash
     ));
 
@@ -357,6 +358,7 @@ fn loop_out_client_never_claims_server_refunds_then_cancels() {
             amount,
             payment_hash: hash,
             claim_key: claim_pk,
+            fast: false,
         }))
         .expect("offer");
     let swap_inv: Bolt11Invoice = offer.swap_invoice.parse().expect("swap invoice");
