@@ -118,7 +118,14 @@ where
     E: Effects<R> + ?Sized,
     E::Error: From<SweepError>,
 {
-    let plan = plan(previous.as_ref(), &job, job.cosigner.is_some())?;
+    // A batch of ours the node no longer has (another member's output spent elsewhere, or it
+    // was replaced by a batch without this output) is owed nothing: planned against what is
+    // left of the history, not against the batch's whole fee.
+    let planned = match &previous {
+        Some(p) => Some(live_history(chain, p, &job.seen, job.tip, true, &mut Vec::new()).await),
+        None => None,
+    };
+    let plan = plan(planned.as_ref(), &job, job.cosigner.is_some())?;
     if let Some(txid) = plan.rebroadcast {
         if job.seen.contains(&txid) {
             return Ok(Swept::Unchanged);
@@ -282,27 +289,22 @@ where
             _ => e.job.script_path,
         })
         .collect();
-    // A newest transaction the node no longer has (refused, evicted, or one of its inputs
-    // spent by another claim of ours) replaces nothing: a member whose newest is gone, built
-    // in an earlier block, is planned as if never swept (its fee is not owed again). One built
-    // in this block stays as it is until the next (never twice in a block).
-    let mut gone: Vec<Txid> = vec![];
+    // Versions the node no longer has (refused, evicted, one of their inputs spent elsewhere,
+    // never broadcast after a crash) replace nothing: each member is planned against its history
+    // up to the newest version still to be had (seen by any member, or known to the node) — a
+    // partial write of a batch, or a refused newest with an older version still in the mempool,
+    // is priced against what is really there, once. Built in this block: kept as it is.
+    let seen_any: Vec<Txid> = entries.iter().flat_map(|e| e.job.seen.iter().copied()).collect();
+    let mut known: Vec<(Txid, bool)> = vec![];
+    let mut planned: Vec<Option<Sweep>> = Vec::with_capacity(entries.len());
     for e in entries.iter() {
-        let Some(t) = e.previous.as_ref().and_then(Sweep::last) else {
-            continue;
-        };
-        if gone.contains(&t) || entries.iter().any(|x| x.job.seen.contains(&t)) {
-            continue;
-        }
-        if let Ok(None) = chain.transaction(&t).await {
-            gone.push(t);
-        }
+        planned.push(match &e.previous {
+            Some(p) => {
+                Some(live_history(chain, p, &seen_any, tip, false, &mut known).await).filter(|p| !p.all.is_empty())
+            }
+            None => None,
+        });
     }
-    let replaces = |e: &BatchEntry<'_, R>| -> bool {
-        e.previous
-            .as_ref()
-            .is_some_and(|p| !p.all.is_empty() && p.last().is_none_or(|t| !gone.contains(&t) || p.height == tip))
-    };
     let mut force = false;
     for round in 0..BATCH_ROUNDS {
         if round + 1 == BATCH_ROUNDS {
@@ -325,7 +327,7 @@ where
             let weight =
                 input_weight(&input(&entries[i].job, path)).ok_or_else(|| SweepError("path unavailable".into()))?;
             members.push(BatchMember {
-                previous: entries[i].previous.as_ref().filter(|_| replaces(&entries[i])),
+                previous: planned[i].as_ref(),
                 alone: alone[i],
                 input_weight: weight,
             });
@@ -444,6 +446,48 @@ where
         return Ok(Some((members, txid)));
     }
     Ok(None)
+}
+
+/// `previous` less its newest versions that are gone — neither in `seen` nor known to the node
+/// (`known` caches the node's answers) — back to the newest one still to be had; all of them
+/// when none is. With `batches_only`, only versions that were batches (a share recorded) are
+/// dropped: a sweep of one output keeps its refused version, whose rate the next bump starts
+/// from. Nothing is dropped from a sweep built in this block (never twice in a block).
+async fn live_history(
+    chain: &dyn ChainSource,
+    previous: &Sweep,
+    seen: &[Txid],
+    tip: u32,
+    batches_only: bool,
+    known: &mut Vec<(Txid, bool)>,
+) -> Sweep {
+    let mut view = previous.clone();
+    if view.height == tip {
+        return view;
+    }
+    while let Some(t) = view.last() {
+        let i = view.all.len() - 1;
+        let batch = view.shares.get(i).copied().flatten().is_some();
+        if (batches_only && !batch) || seen.contains(&t) {
+            break;
+        }
+        let live = match known.iter().find(|(k, _)| *k == t) {
+            Some((_, live)) => *live,
+            None => {
+                // A failed lookup counts as live: nothing is dropped on a guess.
+                let live = !matches!(chain.transaction(&t).await, Ok(None));
+                known.push((t, live));
+                live
+            }
+        };
+        if live {
+            break;
+        }
+        view.all.pop();
+        view.fees.truncate(view.all.len());
+        view.shares.truncate(view.all.len());
+    }
+    view
 }
 
 /// What `job`'s sweep alone depends on (the weights of a one-input sweep on each path offered).

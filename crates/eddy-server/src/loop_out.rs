@@ -268,7 +268,13 @@ impl LoopOutEngine {
             {
                 continue;
             }
-            due.push((id, version, rec, outpoint, seen));
+            // An HTLC not (or no longer) in a block goes alone: a batch spending it would be
+            // its child, waiting for it and blocking its publication's fee bump.
+            let confirmed = status
+                .fundings
+                .iter()
+                .any(|f| f.outpoint == outpoint && f.height.is_some());
+            due.push((id, version, rec, outpoint, seen, confirmed));
         }
         let htlcs = due
             .iter()
@@ -276,9 +282,13 @@ impl LoopOutEngine {
             .collect::<Result<Vec<_>, _>>()?;
         let estimate = self.core.chain.fee_rate(REFUND_CONF_TARGET).await.map_err(backend)?;
         let mut entries = vec![];
-        for (n, (id, version, rec, outpoint, seen)) in due.into_iter().enumerate() {
+        let mut unconfirmed = vec![];
+        for (n, (id, version, rec, outpoint, seen, confirmed)) in due.into_iter().enumerate() {
             let Some(dest) = rec.sweep_spk.clone() else { continue };
             let job = self.refund_job(&id, &rec, outpoint, &htlcs[n], dest, estimate, seen, tip);
+            if !confirmed {
+                unconfirmed.push(id);
+            }
             entries.push(eddy_engine::sweep::BatchEntry {
                 id,
                 version,
@@ -288,10 +298,11 @@ impl LoopOutEngine {
             });
         }
         let (alone, together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| {
-            e.job
-                .seen
-                .iter()
-                .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
+            unconfirmed.contains(&e.id)
+                || e.job
+                    .seen
+                    .iter()
+                    .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
         });
         let mut alone = alone;
         let mut together = together;
