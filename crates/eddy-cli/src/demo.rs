@@ -191,7 +191,7 @@ pub fn fees() -> FeePolicy {
     }
 }
 
-async fn start_node(lab: &Lab, dir: &Path, chain: Arc<dyn ChainSource>) -> anyhow::Result<Arc<LdkNode>> {
+pub(crate) async fn start_node(lab: &Lab, dir: &Path, chain: Arc<dyn ChainSource>) -> anyhow::Result<Arc<LdkNode>> {
     let (host, port, user, password) = lab.chain.rpc_credentials();
     let listen = eddy_lab::LabChain::free_port_pub()?;
     Ok(Arc::new(
@@ -493,7 +493,7 @@ impl Swapnet {
     }
 }
 
-fn mine_synced(lab: &Lab, nodes: &[&Arc<LdkNode>], n: u32) -> anyhow::Result<()> {
+pub(crate) fn mine_synced(lab: &Lab, nodes: &[&Arc<LdkNode>], n: u32) -> anyhow::Result<()> {
     lab.mine(n)?;
     let tip = lab.chain.tip()?;
     for node in nodes {

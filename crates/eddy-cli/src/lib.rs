@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod demo;
 pub mod devnet;
 pub mod htlc;
+pub mod many;
 pub mod node_api;
 pub mod node_cmds;
 pub mod server;
