@@ -497,6 +497,15 @@ fn held_loop_outs_wait_for_the_window_and_go_out_together_before_the_rules_refus
         let published = rec.published_height.expect("published at");
         assert!(published > held_at);
         assert!(rec.terms.may_publish(published), "{published}");
+        // In time for the prepay too: it was settled.
+        let prepay = rec.prepay_preimage.payment_hash();
+        eddy_lab::wait_until("prepay settled", eddy_lab::WAIT, || {
+            matches!(
+                net.rt.block_on(net.server_ln.hold_invoice_state(&prepay)),
+                Ok(eddy_backends::HoldInvoiceState::Settled { .. })
+            )
+        })
+        .expect("the prepay earned");
     }
     // A swap asked `fast` goes out at once, in the block it was held in, window or not.
     let p = Preimage::from_bytes([0x63; 32]);

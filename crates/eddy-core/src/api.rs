@@ -602,7 +602,7 @@ struct LoopOutCreateWire {
     payment_hash: String,
     claim_key: String,
     #[serde(default)]
-    fast: bool,
+    fast: Option<bool>,
 }
 
 /// `POST /v1/loop-in`'s body as read.
@@ -653,7 +653,7 @@ pub fn parse_loop_out_create(body: &[u8]) -> Result<LoopOutCreate, ApiParseError
         amount: bitcoin::Amount::from_sat(w.amount),
         payment_hash: PaymentHash::from_str(&w.payment_hash).map_err(|_| ApiParseError::Hash("payment_hash"))?,
         claim_key: compressed_key(&w.claim_key, "claim_key")?,
-        fast: w.fast,
+        fast: w.fast.unwrap_or(false),
     })
 }
 

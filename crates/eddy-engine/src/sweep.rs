@@ -465,6 +465,7 @@ async fn live_history(
     if view.height == tip {
         return view;
     }
+    let mut dropped = false;
     while let Some(t) = view.last() {
         let i = view.all.len() - 1;
         let batch = view.shares.get(i).copied().flatten().is_some();
@@ -486,6 +487,15 @@ async fn live_history(
         view.all.pop();
         view.fees.truncate(view.all.len());
         view.shares.truncate(view.all.len());
+        dropped = true;
+    }
+    // The rate kept was the dropped version's (a batch's, set by its most urgent member): the
+    // next bump starts from the rate the version still to be had really pays.
+    if let (true, Some(t)) = (dropped, view.last()) {
+        if let (Ok(Some(s)), Some(fee)) = (chain.transaction(&t).await, view.fee_of(&t)) {
+            let wu = s.tx.weight().to_wu().max(1);
+            view.fee_rate_kwu = (fee.to_sat() * 1000).div_ceil(wu);
+        }
     }
     view
 }

@@ -371,12 +371,16 @@ impl LoopOutEngine {
         if r.kind != SwapKind::LoopOutServer || r.terminal {
             return Ok(());
         }
-        self.accepted_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, at);
         let rec: ServerLoopOut =
             serde_json::from_value(r.state).map_err(|_| StoreError::Corrupt(format!("swap {id}")))?;
+        // The latest of its HTLCs accepted while it waits for them: an acceptance reported again
+        // later (the node re-reading its invoices) never restarts the publication window.
+        if matches!(rec.state, State::Created { .. }) {
+            self.accepted_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, at);
+        }
         self.step(id, r.version, rec, tip).await
     }
 

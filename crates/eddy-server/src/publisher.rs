@@ -27,6 +27,25 @@ use crate::loop_out::{LoopOutEngine, ServerLoopOut};
 /// rules are passed, so the window closes this far ahead of them.
 pub const PUBLISH_WINDOW_FORCE_BLOCKS: u32 = 2;
 
+/// The last height `rec` may be published at (its rules: blocks left before `E`, the prepay's
+/// settle deadline, a seed swap's deadline), for ordering a batch by urgency.
+fn last_publication_height(rec: &ServerLoopOut) -> u32 {
+    let mut last = rec
+        .terms
+        .expiry
+        .saturating_sub(eddy_core::constants::MIN_BLOCKS_LEFT_AT_PUBLICATION);
+    if rec.terms.relative_refund.is_some() {
+        last = last.min(rec.terms.publication_deadline().saturating_sub(1));
+    }
+    if let State::Publishing {
+        prepay_deadline: Some(d),
+    } = rec.state
+    {
+        last = last.min(d.saturating_sub(eddy_core::constants::SETTLE_LATENCY));
+    }
+    last
+}
+
 /// Whether a held loop-out in `state` is due for publication now (one asked `fast` always is):
 /// the window is zero, or it has
 /// waited the window (`waited`: since its payment was held; `None`: not known — after a restart
@@ -39,20 +58,17 @@ pub fn publication_due(
     waited: Option<std::time::Duration>,
     window: std::time::Duration,
 ) -> bool {
-    use eddy_core::constants::{MIN_BLOCKS_LEFT_AT_PUBLICATION, SETTLE_LATENCY};
     if window.is_zero() || waited.is_none_or(|w| w >= window) {
         return true;
     }
-    let horizon = tip.saturating_add(PUBLISH_WINDOW_FORCE_BLOCKS);
-    let expiry_near = terms.expiry.saturating_sub(horizon) <= MIN_BLOCKS_LEFT_AT_PUBLICATION;
-    let relative_near = terms.relative_refund.is_some() && !terms.may_publish(horizon);
-    let prepay_near = match state {
-        State::Publishing {
-            prepay_deadline: Some(d),
-        } => horizon.saturating_add(SETTLE_LATENCY) >= *d,
-        _ => false,
+    // Due when a rule would refuse the publication PUBLISH_WINDOW_FORCE_BLOCKS + 1 blocks from
+    // now: that many blocks may still pass before it is out, for every rule alike.
+    let probe = tip.saturating_add(PUBLISH_WINDOW_FORCE_BLOCKS + 1);
+    let prepay_deadline = match state {
+        State::Publishing { prepay_deadline } => *prepay_deadline,
+        _ => None,
     };
-    expiry_near || relative_near || prepay_near
+    !terms.may_publish(probe) || !eddy_core::sm::loop_out_server::prepay_settleable(prepay_deadline, probe)
 }
 use crate::server_core::{backend, ServerError};
 use crate::wallet::WALLET_WATCH_ID;
@@ -168,6 +184,9 @@ impl LoopOutEngine {
             }
             return Ok(());
         }
+        // The most urgent first: when the wallet cannot fund them all, the ones left for the
+        // next block are those with the most room.
+        batch.sort_by_key(|(_, _, rec)| last_publication_height(rec));
         let mut outputs = vec![];
         for (_, _, rec) in &batch {
             let htlc = Htlc::new(rec.htlc).map_err(backend)?;
@@ -463,19 +482,10 @@ mod tests {
             ..terms(1_000)
         };
         let deadline = seed.publication_deadline();
-        assert!(!publication_due(
-            &seed,
-            &calm,
-            deadline - PUBLISH_WINDOW_FORCE_BLOCKS - 1,
-            waiting,
-            window
-        ));
-        assert!(publication_due(
-            &seed,
-            &calm,
-            deadline - PUBLISH_WINDOW_FORCE_BLOCKS,
-            waiting,
-            window
-        ));
+        // Its last height is deadline - 1: forced two blocks before, as for the other rules.
+        assert!(seed.may_publish(deadline - 1) && !seed.may_publish(deadline));
+        let force_at = deadline - 1 - PUBLISH_WINDOW_FORCE_BLOCKS;
+        assert!(!publication_due(&seed, &calm, force_at - 1, waiting, window));
+        assert!(publication_due(&seed, &calm, force_at, waiting, window));
     }
 }
