@@ -625,75 +625,25 @@ impl LoopOutClient {
                 job,
             });
         }
-        // A claim whose output something not ours spends (the server's refund in a mempool) is
-        // swept alone: its conflict must never hold back the others' batch.
-        let (mut alone, mut together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| {
-            e.job
-                .seen
-                .iter()
-                .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
-        });
-        if together.len() == 1 {
-            alone.append(&mut together);
-        }
-        let mut first = None;
-        for mut e in alone {
-            let previous = e.rec.claim.clone();
-            let swept = sweep(
-                self,
-                &*self.parts.chain,
-                e.id,
-                &mut e.version,
-                &mut e.rec,
-                previous,
-                |r: &mut ClientLoopOut, s| r.claim = Some(s),
-                e.job,
-            )
-            .await;
-            let done = match swept {
-                Ok(Swept::New { txid, .. }) => {
-                    let ev = Event::ClaimBroadcast { txid };
-                    runner::apply(self, e.id, &mut e.version, &mut e.rec, ev, &tip).await
-                }
-                Ok(Swept::Unchanged) => Ok(()),
-                Err(err) => Err(err),
-            };
-            if let Err(err) = done {
-                first.get_or_insert(err);
-            }
-        }
-        if together.is_empty() {
-            return first.map_or(Ok(()), Err);
-        }
         // Every swap paying a fresh address of the node's wallet is paid into one output, at
         // the first such swap's address (the most urgent); a destination asked for is kept.
-        let wallet = together
+        let wallet = entries
             .iter()
             .find(|e| e.rec.options.wallet_destination)
             .map(|e| e.rec.destination.clone());
         if let Some(wallet) = wallet {
-            for e in together.iter_mut().filter(|e| e.rec.options.wallet_destination) {
+            for e in entries.iter_mut().filter(|e| e.rec.options.wallet_destination) {
                 e.job.dest = wallet.clone();
             }
         }
-        let mut entries = together;
-        let swept =
-            eddy_engine::sweep::sweep_batch(self, &*self.parts.chain, &mut entries, |r: &mut ClientLoopOut, s| {
-                r.claim = Some(s)
-            })
-            .await?;
-        if let Some((members, txid)) = swept {
-            for i in members {
-                let e = &mut entries[i];
-                runner::apply(
-                    self,
-                    e.id,
-                    &mut e.version,
-                    &mut e.rec,
-                    Event::ClaimBroadcast { txid },
-                    &tip,
-                )
-                .await?;
+        let store = |r: &mut ClientLoopOut, s| r.claim = Some(s);
+        let chain = &*self.parts.chain;
+        let (swept, mut first) = eddy_engine::sweep::sweep_due(self, chain, entries, store, |_| false).await;
+        for mut e in swept {
+            let Some(txid) = e.txid else { continue };
+            let ev = Event::ClaimBroadcast { txid };
+            if let Err(err) = runner::apply(self, e.id, &mut e.version, &mut e.rec, ev, &tip).await {
+                first.get_or_insert(err);
             }
         }
         drop(guards);

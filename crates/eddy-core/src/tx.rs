@@ -177,6 +177,12 @@ impl SignedSpend {
 /// Predicts the signed weight of spending `inputs` to one output with `destination`.
 pub fn predict_weight(inputs: &[HtlcInput], destination: &ScriptBuf) -> Result<Weight, TxError> {
     let tx = skeleton(inputs, destination, Amount::ZERO)?;
+    weight_of(&tx, inputs)
+}
+
+/// The signed weight of `tx` (unsigned, its inputs `inputs`): its base size, the segwit marker
+/// and flag, and each input's witness on its path.
+fn weight_of(tx: &Transaction, inputs: &[HtlcInput]) -> Result<Weight, TxError> {
     let mut wu = tx.base_size() as u64 * 4 + 2; // segwit marker and flag
     for (index, input) in inputs.iter().enumerate() {
         wu += input
@@ -189,6 +195,17 @@ pub fn predict_weight(inputs: &[HtlcInput], destination: &ScriptBuf) -> Result<W
             })?;
     }
     Ok(Weight::from_wu(wu))
+}
+
+/// The outputs `inputs` spend, in order (what taproot sighashes commit to).
+fn prevouts_of(inputs: &[HtlcInput]) -> Vec<TxOut> {
+    inputs
+        .iter()
+        .map(|i| TxOut {
+            value: i.value,
+            script_pubkey: i.htlc.script_pubkey(),
+        })
+        .collect()
 }
 
 fn skeleton(inputs: &[HtlcInput], destination: &ScriptBuf, value: Amount) -> Result<Transaction, TxError> {
@@ -298,29 +315,12 @@ pub fn build_batch(inputs: Vec<HtlcInput>, outputs: Vec<TxOut>) -> Result<Unsign
         .ok_or(TxError::Overflow)?;
     let fee = total_in.checked_sub(total_out).ok_or(TxError::Overflow)?;
     let tx = skeleton_to(&inputs, outputs)?;
-    let mut wu = tx.base_size() as u64 * 4 + 2;
-    for (index, input) in inputs.iter().enumerate() {
-        wu += input
-            .htlc
-            .witness_weight(input.path.kind())
-            .ok_or(TxError::PathUnavailable {
-                index,
-                path: input.path.kind(),
-                kind: input.htlc.params().kind,
-            })?;
-    }
-    let prevouts = inputs
-        .iter()
-        .map(|i| TxOut {
-            value: i.value,
-            script_pubkey: i.htlc.script_pubkey(),
-        })
-        .collect();
+    let predicted_weight = weight_of(&tx, &inputs)?;
     Ok(UnsignedSpend {
         tx,
-        prevouts,
+        prevouts: prevouts_of(&inputs),
         inputs,
-        predicted_weight: Weight::from_wu(wu),
+        predicted_weight,
         fee,
     })
 }
@@ -343,16 +343,9 @@ pub fn build_spend(inputs: Vec<HtlcInput>, destination: ScriptBuf, fee: FeeSpec)
         dust,
     })?;
     let tx = skeleton(&inputs, &destination, value)?;
-    let prevouts = inputs
-        .iter()
-        .map(|i| TxOut {
-            value: i.value,
-            script_pubkey: i.htlc.script_pubkey(),
-        })
-        .collect();
     Ok(UnsignedSpend {
         tx,
-        prevouts,
+        prevouts: prevouts_of(&inputs),
         inputs,
         predicted_weight,
         fee,

@@ -547,3 +547,85 @@ async fn cosign_input(
     let ours = signer.sign(&their_nonce).map_err(err)?;
     signer.aggregate(&their_nonce, &ours, &their_partial).map_err(err)
 }
+
+/// A swap after [`sweep_due`]: its record as persisted, and the transaction that now sweeps
+/// it if a new one was made.
+pub struct SweptEntry<R> {
+    /// The swap.
+    pub id: SwapId,
+    /// Its record's version.
+    pub version: i64,
+    /// Its record.
+    pub rec: R,
+    /// The new transaction sweeping its output (`None`: nothing new this pass).
+    pub txid: Option<Txid>,
+}
+
+/// Sweeps every output due in a pass, the one way both batching engines share: a sweep whose
+/// output something not ours spends in a mempool (its conflict must never hold back the others),
+/// one `alone` picks, or a single one left, each by itself ([`sweep`]); the rest in one
+/// transaction ([`sweep_batch`]). Every entry is tried; the first error is returned with the
+/// entries.
+pub async fn sweep_due<'a, R, E>(
+    effects: &E,
+    chain: &dyn ChainSource,
+    entries: Vec<BatchEntry<'a, R>>,
+    store: impl Fn(&mut R, Sweep) + Copy,
+    alone: impl Fn(&BatchEntry<'a, R>) -> bool,
+) -> (Vec<SweptEntry<R>>, Option<E::Error>)
+where
+    R: Record,
+    E: Effects<R> + ?Sized,
+    E::Error: From<SweepError>,
+{
+    let contested = |e: &BatchEntry<'a, R>| {
+        e.job
+            .seen
+            .iter()
+            .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
+    };
+    let (mut single, mut together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| contested(e) || alone(e));
+    if together.len() == 1 {
+        single.append(&mut together);
+    }
+    let mut out = Vec::with_capacity(single.len() + together.len());
+    let mut first = None;
+    for e in single {
+        let BatchEntry {
+            id,
+            mut version,
+            mut rec,
+            previous,
+            job,
+        } = e;
+        let txid = match sweep(effects, chain, id, &mut version, &mut rec, previous, store, job).await {
+            Ok(Swept::New { txid, .. }) => Some(txid),
+            Ok(Swept::Unchanged) => None,
+            Err(err) => {
+                first.get_or_insert(err);
+                None
+            }
+        };
+        out.push(SweptEntry { id, version, rec, txid });
+    }
+    if !together.is_empty() {
+        let members = match sweep_batch(effects, chain, &mut together, store).await {
+            Ok(Some((members, txid))) => members.into_iter().map(|i| (i, txid)).collect(),
+            Ok(None) => vec![],
+            Err(err) => {
+                first.get_or_insert(err);
+                vec![]
+            }
+        };
+        for (i, e) in together.into_iter().enumerate() {
+            let txid = members.iter().find(|(m, _)| *m == i).map(|(_, t)| *t);
+            out.push(SweptEntry {
+                id: e.id,
+                version: e.version,
+                rec: e.rec,
+                txid,
+            });
+        }
+    }
+    (out, first)
+}

@@ -297,43 +297,12 @@ impl LoopOutEngine {
                 job,
             });
         }
-        let (alone, together): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| {
-            unconfirmed.contains(&e.id)
-                || e.job
-                    .seen
-                    .iter()
-                    .any(|t| !e.previous.as_ref().is_some_and(|p| p.contains(t)))
-        });
-        let mut alone = alone;
-        let mut together = together;
-        if together.len() == 1 {
-            alone.append(&mut together);
-        }
-        let mut first = None;
-        for mut e in alone {
-            let previous = e.rec.refund.clone();
-            let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
-            if let Err(err) = sweep(
-                self,
-                &*self.core.chain,
-                e.id,
-                &mut e.version,
-                &mut e.rec,
-                previous,
-                store,
-                e.job,
-            )
-            .await
-            {
-                first.get_or_insert(err);
-            }
-        }
-        if together.len() > 1 {
-            let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
-            if let Err(err) = eddy_engine::sweep::sweep_batch(self, &*self.core.chain, &mut together, store).await {
-                first.get_or_insert(err);
-            }
-        }
+        // An HTLC not (or no longer) in a block is refunded alone: a batch spending it would be
+        // its child, waiting for it and blocking its publication's fee bump.
+        let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
+        let (_, first) =
+            eddy_engine::sweep::sweep_due(self, &*self.core.chain, entries, store, |e| unconfirmed.contains(&e.id))
+                .await;
         first.map_or(Ok(()), Err)
     }
 
