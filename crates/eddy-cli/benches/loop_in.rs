@@ -10,21 +10,9 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Amount;
 use eddy::demo::{in_process, swapnet, Swapnet};
-use eddy_backends::LightningNode;
 use eddy_client::loop_in::LoopInOptions;
 use eddy_core::sm::loop_in_client::State;
 use eddy_core::sm::loop_in_server::State as ServerState;
-
-fn fund_client(net: &Swapnet) -> anyhow::Result<()> {
-    let addr = net.rt.block_on(net.client_ln.new_address())?;
-    net.lab.chain.fund(&addr, Amount::from_sat(1_000_000))?;
-    net.mine(1)?;
-    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
-        let _ = net.client_ln.ldk().sync_wallets();
-        net.client_ln.ldk().list_balances().spendable_onchain_balance_sats > 0
-    })?;
-    Ok(())
-}
 
 /// Funding confirmed → the server gives up paying (its attempts included), seconds; then
 /// failure → cooperative refund confirmed: (blocks, seconds).
@@ -75,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let net = swapnet(dir.path(), Some(in_process()), &|_| {})?;
     let run = || -> anyhow::Result<_> {
-        fund_client(&net)?;
+        net.fund_client_wallet()?;
         let first = net.loop_in(Amount::from_sat(50_000))?;
         let mut times = vec![];
         for _ in 0..runs {

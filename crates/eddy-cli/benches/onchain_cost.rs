@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use bitcoin::{Amount, Txid};
 use eddy::demo::{in_process, swapnet, Swapnet};
-use eddy_backends::{HoldInvoiceState, LightningNode};
+use eddy_backends::LightningNode;
 use eddy_core::sm::loop_out_client::State;
 use eddy_core::sm::loop_out_server::State as ServerState;
 
@@ -38,21 +38,7 @@ fn batched_loop_outs(net: &Swapnet, n: usize, amount: Amount) -> anyhow::Result<
         };
         ids.push(net.rt.block_on(net.client.loop_out_with(amount, dest, options))?);
     }
-    eddy_lab::wait_until("all payments held", eddy_lab::WAIT, || {
-        ids.iter().all(|id| {
-            let Ok((_, rec)) = net.rt.block_on(net.server.loop_out.swap(id)) else {
-                return false;
-            };
-            [rec.htlc.payment_hash, rec.prepay_preimage.payment_hash()]
-                .iter()
-                .all(|h| {
-                    matches!(
-                        net.rt.block_on(net.server_ln.hold_invoice_state(h)),
-                        Ok(HoldInvoiceState::Accepted { .. })
-                    )
-                })
-        })
-    })?;
+    net.wait_held(&ids)?;
     let start = std::time::Instant::now();
     loop {
         net.rt.block_on(net.server.tick())?;
@@ -94,17 +80,6 @@ fn batched_loop_outs(net: &Swapnet, n: usize, amount: Amount) -> anyhow::Result<
     Ok((htlc_vb, claim_vb, htlc_txs.len(), claims.len()))
 }
 
-fn fund_client(net: &Swapnet) -> anyhow::Result<()> {
-    let addr = net.rt.block_on(net.client_ln.new_address())?;
-    net.lab.chain.fund(&addr, Amount::from_sat(1_000_000))?;
-    net.mine(1)?;
-    eddy_lab::wait_until("client wallet funded", eddy_lab::WAIT, || {
-        let _ = net.client_ln.ldk().sync_wallets();
-        net.client_ln.ldk().list_balances().spendable_onchain_balance_sats > 0
-    })?;
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let n = if std::env::args().any(|a| a == "--bench") {
         10
@@ -122,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             out_claim += r.claim_vsize;
         }
         let (b_htlc, b_claim, b_htlc_txs, b_claims) = batched_loop_outs(&net, n, amount)?;
-        fund_client(&net)?;
+        net.fund_client_wallet()?;
         let (mut in_funding, mut in_claim) = (0u64, 0u64);
         for _ in 0..n {
             let r = net.loop_in(amount)?;

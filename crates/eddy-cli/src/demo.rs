@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bitcoin::{Amount, FeeRate, Network, Txid};
 use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
-use eddy_backends::{ChainSource, LightningNode};
+use eddy_backends::{ChainSource, HoldInvoiceState, LightningNode};
 use eddy_client::loop_in::{LoopInClient, LoopInOptions};
 use eddy_client::{
     ApiCallError, ClientConfig, HttpSwapServer, LoopInApi, LoopOutApi, LoopOutClient, SwapServerApi, SwapState,
@@ -189,6 +189,23 @@ pub fn fees() -> FeePolicy {
         max_amount: Amount::from_sat(1_000_000),
         prepay: Amount::from_sat(1_000),
     }
+}
+
+/// The runtime the engines and LDK nodes share, and the chain source on `lab`'s RPC (estimates
+/// falling back to 2 sat/vB).
+pub(crate) fn runtime_and_chain(lab: &Lab) -> anyhow::Result<(tokio::runtime::Runtime, Arc<dyn ChainSource>)> {
+    // ldk-node's background tasks share this runtime with the engines: 2 workers starve it.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let (_, _, user, password) = lab.chain.rpc_credentials();
+    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
+        &lab.chain.url(),
+        &BitcoindAuth::UserPass(user, password),
+        FeeRate::from_sat_per_kwu(500),
+    ))?);
+    Ok((rt, chain))
 }
 
 pub(crate) async fn start_node(lab: &Lab, dir: &Path, chain: Arc<dyn ChainSource>) -> anyhow::Result<Arc<LdkNode>> {
@@ -386,17 +403,7 @@ pub fn swapnet(dir: &Path, api: Option<ApiFactory>, say: &dyn Fn(String)) -> any
         lab.chain.url(),
         t0.elapsed().as_secs_f64()
     ));
-    // ldk-node's background tasks share this runtime with the engines: 2 workers starve it.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()?;
-    let (_, _, user, password) = lab.chain.rpc_credentials();
-    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
-        &lab.chain.url(),
-        &BitcoindAuth::UserPass(user, password),
-        FeeRate::from_sat_per_kwu(500),
-    ))?);
+    let (rt, chain) = runtime_and_chain(&lab)?;
     let server_ln = rt.block_on(start_node(&lab, &dir.join("server-ldk"), chain.clone()))?;
     let client_ln = rt.block_on(start_node(&lab, &dir.join("client-ldk"), chain.clone()))?;
     let addr = rt.block_on(server_ln.new_address())?;
@@ -475,6 +482,40 @@ impl Swapnet {
             &self.client_store,
             api,
         )?;
+        Ok(())
+    }
+
+    /// Waits until the server's node holds both HTLCs (swap and prepay) of every loop-out in
+    /// `ids`.
+    pub fn wait_held(&self, ids: &[SwapId]) -> anyhow::Result<()> {
+        eddy_lab::wait_until("all payments held", WAIT, || {
+            ids.iter().all(|id| {
+                let Ok((_, rec)) = self.rt.block_on(self.server.loop_out.swap(id)) else {
+                    return false;
+                };
+                [rec.htlc.payment_hash, rec.prepay_preimage.payment_hash()]
+                    .iter()
+                    .all(|h| {
+                        matches!(
+                            self.rt.block_on(self.server_ln.hold_invoice_state(h)),
+                            Ok(HoldInvoiceState::Accepted { .. })
+                        )
+                    })
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Funds the client node's wallet with 1,000,000 sat (one block mined) and waits until it
+    /// can spend them.
+    pub fn fund_client_wallet(&self) -> anyhow::Result<()> {
+        let addr = self.rt.block_on(self.client_ln.new_address())?;
+        self.lab.chain.fund(&addr, Amount::from_sat(1_000_000))?;
+        self.mine(1)?;
+        eddy_lab::wait_until("client wallet funded", WAIT, || {
+            let _ = self.client_ln.ldk().sync_wallets();
+            self.client_ln.ldk().list_balances().spendable_onchain_balance_sats > 0
+        })?;
         Ok(())
     }
 

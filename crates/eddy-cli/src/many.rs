@@ -9,17 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use bitcoin::{Amount, FeeRate};
-use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use bitcoin::Amount;
 use eddy_backends::ldk::LdkNode;
-use eddy_backends::{ChainSource, LightningNode};
+use eddy_backends::LightningNode;
 use eddy_client::{LoopOutClient, SwapOptions};
 use eddy_core::sm::loop_out_client::State;
 use eddy_lab::{Lab, LabConfig, WAIT};
 use eddy_server::{SeedKeys, SwapServer};
 use eddy_store::{SqliteStore, SwapStore};
 
-use crate::demo::{client_config, in_process, mine_synced, server_config, start_node};
+use crate::demo::{client_config, in_process, mine_synced, runtime_and_chain, server_config, start_node};
 
 /// What a run of many loop-outs did.
 #[derive(Clone, Debug)]
@@ -52,16 +51,7 @@ pub fn many_loop_outs(
     window: Duration,
 ) -> anyhow::Result<ManyReport> {
     let lab = Lab::start(LabConfig::new(dir, 0)).context("starting the chain")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()?;
-    let (_, _, user, password) = lab.chain.rpc_credentials();
-    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
-        &lab.chain.url(),
-        &BitcoindAuth::UserPass(user, password),
-        FeeRate::from_sat_per_kwu(500),
-    ))?);
+    let (rt, chain) = runtime_and_chain(&lab)?;
     let server_ln = rt.block_on(start_node(&lab, &dir.join("server-ldk"), chain.clone()))?;
     let capacity = Amount::from_sat(1_000_000);
     let addr = rt.block_on(server_ln.new_address())?;

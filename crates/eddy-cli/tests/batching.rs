@@ -6,7 +6,7 @@
 
 use bitcoin::Amount;
 use eddy::demo::{in_process, swapnet};
-use eddy_backends::{HoldInvoiceState, LightningNode};
+use eddy_backends::LightningNode;
 use eddy_core::sm::loop_out_client::State;
 use eddy_core::sm::loop_out_server::State as ServerState;
 
@@ -40,20 +40,7 @@ fn htlcs_held_together_are_published_in_one_transaction() {
         );
     }
     // Wait until the server's node holds both HTLCs of every swap, then one engine pass.
-    eddy_lab::wait_until("all payments held", eddy_lab::WAIT, || {
-        ids.iter().all(|id| {
-            let (_, rec) = net.rt.block_on(net.server.loop_out.swap(id)).expect("swap");
-            [rec.htlc.payment_hash, rec.prepay_preimage.payment_hash()]
-                .iter()
-                .all(|h| {
-                    matches!(
-                        net.rt.block_on(net.server_ln.hold_invoice_state(h)),
-                        Ok(HoldInvoiceState::Accepted { .. })
-                    )
-                })
-        })
-    })
-    .expect("held");
+    net.wait_held(&ids).expect("held");
     net.rt.block_on(net.server.tick()).expect("tick");
     let fundings: Vec<_> = ids
         .iter()

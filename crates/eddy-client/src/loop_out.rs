@@ -141,7 +141,7 @@ pub struct LoopOutClient {
     parts: crate::ClientParts,
     server: Arc<dyn LoopOutApi>,
     /// Swaps whose claim waits for the end of this pass, to be swept in one batch.
-    batch: std::sync::Mutex<Vec<SwapId>>,
+    batch: eddy_engine::sweep::DueQueue,
 }
 
 impl LoopOutClient {
@@ -162,7 +162,7 @@ impl LoopOutClient {
         Ok(LoopOutClient {
             parts,
             server,
-            batch: std::sync::Mutex::new(vec![]),
+            batch: eddy_engine::sweep::DueQueue::default(),
         })
     }
 
@@ -502,10 +502,7 @@ impl LoopOutClient {
         // A server that co-signs one input of a batch: the claim waits for the end of the pass
         // (`claim_batch`), where every claim due is swept in one transaction.
         if self.server.batches_claims() {
-            let mut batch = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-            if !batch.contains(&id) {
-                batch.push(id);
-            }
+            self.batch.push(id);
             return Ok(());
         }
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
@@ -576,7 +573,7 @@ impl LoopOutClient {
     /// member's claim recorded and persisted before the broadcast (`sweep_batch`). A single
     /// claim due goes the one-output way.
     async fn claim_batch(&self, tip: u32) -> Result<(), ClientError> {
-        let mut ids = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut ids = self.batch.take();
         if ids.is_empty() {
             return Ok(());
         }

@@ -548,6 +548,26 @@ async fn cosign_input(
     signer.aggregate(&their_nonce, &ours, &their_partial).map_err(err)
 }
 
+/// The swaps whose sweep waits for the end of a pass ([`sweep_due`]): each once, in the order
+/// they came.
+#[derive(Default)]
+pub struct DueQueue(std::sync::Mutex<Vec<SwapId>>);
+
+impl DueQueue {
+    /// Queues `id` (once).
+    pub fn push(&self, id: SwapId) {
+        let mut due = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !due.contains(&id) {
+            due.push(id);
+        }
+    }
+
+    /// Takes every swap queued.
+    pub fn take(&self) -> Vec<SwapId> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// A swap after [`sweep_due`]: its record as persisted, and the transaction that now sweeps
 /// it if a new one was made.
 pub struct SweptEntry<R> {

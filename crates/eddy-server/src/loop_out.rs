@@ -192,7 +192,7 @@ pub struct LoopOutEngine {
     /// When the latest of a swap's HTLCs was accepted (for the publish latency metric).
     pub(crate) accepted_at: std::sync::Mutex<HashMap<SwapId, Instant>>,
     /// Swaps whose refund waits for the end of this pass, to be swept in one batch.
-    refunds: std::sync::Mutex<Vec<SwapId>>,
+    refunds: eddy_engine::sweep::DueQueue,
 }
 
 impl LoopOutEngine {
@@ -206,7 +206,7 @@ impl LoopOutEngine {
             core,
             prepay_ids: std::sync::Mutex::new(prepay_ids),
             accepted_at: std::sync::Mutex::default(),
-            refunds: std::sync::Mutex::default(),
+            refunds: eddy_engine::sweep::DueQueue::default(),
         })
     }
 
@@ -243,7 +243,7 @@ impl LoopOutEngine {
     /// record persisted before the broadcast); one whose HTLC something not ours spends in a
     /// mempool (the client's late claim), or a single one, goes the one-output way.
     async fn refund_batch(&self, tip: u32) -> Result<(), ServerError> {
-        let ids = std::mem::take(&mut *self.refunds.lock().unwrap_or_else(|e| e.into_inner()));
+        let ids = self.refunds.take();
         if ids.is_empty() {
             return Ok(());
         }
@@ -297,8 +297,6 @@ impl LoopOutEngine {
                 job,
             });
         }
-        // An HTLC not (or no longer) in a block is refunded alone: a batch spending it would be
-        // its child, waiting for it and blocking its publication's fee bump.
         let store = |r: &mut ServerLoopOut, s| r.refund = Some(s);
         let (_, first) =
             eddy_engine::sweep::sweep_due(self, &*self.core.chain, entries, store, |e| unconfirmed.contains(&e.id))
@@ -869,10 +867,7 @@ impl LoopOutEngine {
         // A refund final now (its timeout reached; a seed HTLC's relative one aside) waits for
         // the end of the pass: every refund due is swept in one transaction.
         if rec.htlc.kind != HtlcKind::Seed && rec.htlc.timeout <= tip {
-            let mut refunds = self.refunds.lock().unwrap_or_else(|e| e.into_inner());
-            if !refunds.contains(&id) {
-                refunds.push(id);
-            }
+            self.refunds.push(id);
             return Ok(());
         }
         let htlc = Htlc::new(rec.htlc).map_err(backend)?;
