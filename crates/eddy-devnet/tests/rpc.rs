@@ -558,7 +558,22 @@ async fn reorg_returns_or_double_spends_and_restart_keeps_the_chain() {
     } = e;
     server.stop().await;
     drop(devnet);
-    let devnet = Devnet::open(&_dir.path().join("chain")).expect("reopen");
+    // The stopped server's last connection tasks may still hold the old instance (and the
+    // kernel's chainstate) for a moment after `stop`: reopen once it is released (CI saw
+    // "Failed to create chainstate manager" once here), within 10 s.
+    let reopened = {
+        let start = std::time::Instant::now();
+        loop {
+            match Devnet::open(&_dir.path().join("chain")) {
+                Ok(d) => break Ok(d),
+                Err(_) if start.elapsed() < std::time::Duration::from_secs(10) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    let devnet = reopened.expect("reopen");
     let server = RpcServer::start(
         devnet,
         RpcConfig {
