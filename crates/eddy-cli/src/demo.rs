@@ -113,8 +113,15 @@ impl LoopInApi for InProcess {
         &self,
         id: &SwapId,
     ) -> Result<(eddy_core::musig::PubNonceBytes, eddy_client::ClaimToSign), ApiCallError> {
-        let (nonce, tx) = self.0.loop_in.claim_request(id).await.map_err(refused)?;
-        Ok((nonce, eddy_client::ClaimToSign::Transaction(tx)))
+        let ask = self.0.loop_in.claim_session(id).await.map_err(refused)?;
+        Ok((
+            ask.nonce,
+            eddy_client::ClaimToSign::Transaction {
+                tx: ask.tx,
+                index: ask.index,
+                prevouts: Some(ask.prevouts),
+            },
+        ))
     }
 
     async fn claim_cosign(
@@ -289,6 +296,7 @@ pub fn server_config() -> ServerConfig {
         expiry_delta: 80,
         publish_conf_target: 6,
         publish_batch_window: std::time::Duration::ZERO,
+        claim_batch_window: std::time::Duration::ZERO,
         max_active_swaps: 50,
         onchain_reserve: Amount::from_sat(50_000),
     }

@@ -73,6 +73,7 @@ pub fn many_loop_outs(
     let cfg = eddy_server::ServerConfig {
         max_active_swaps: clients * per_client * 2,
         publish_batch_window: window,
+        claim_batch_window: std::time::Duration::ZERO,
         ..server_config()
     };
     let server = Arc::new(rt.block_on(SwapServer::new(

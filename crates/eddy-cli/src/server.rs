@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 /// (the height rules force publication earlier when a deadline comes near).
 pub const DEFAULT_MAINNET_PUBLISH_BATCH_WINDOW_SECS: u64 = 180;
 
+/// The loop-in claim window on mainnet when none is configured: ten minutes (a block's
+/// average) gather the loop-ins paid meanwhile into one claim transaction — the server's own
+/// money waits, no client does; Boltz gathers its claims for fifteen. A claim near its timeout
+/// never waits ([`eddy_core::constants::LOOP_IN_CLAIM_WINDOW_FORCE_BLOCKS`]).
+pub const DEFAULT_MAINNET_CLAIM_BATCH_WINDOW_SECS: u64 = 600;
+
 use crate::config::{layered, Common};
 
 /// Default HTTP API address.
@@ -70,6 +76,10 @@ pub struct ServerArgs {
     /// mainnet, 0 elsewhere); never past the publication rules.
     #[arg(long, env = "EDDY_PUBLISH_BATCH_WINDOW_SECS")]
     pub publish_batch_window_secs: Option<u64>,
+    /// Seconds a paid loop-in's claim waits for others to share one claim transaction (default
+    /// 600 on mainnet, 0 elsewhere); never near the HTLC's timeout.
+    #[arg(long, env = "EDDY_CLAIM_BATCH_WINDOW_SECS")]
+    pub claim_batch_window_secs: Option<u64>,
     /// Most swaps in flight (default 50).
     #[arg(long, env = "EDDY_MAX_ACTIVE_SWAPS")]
     pub max_active_swaps: Option<usize>,
@@ -149,6 +159,13 @@ impl ServerArgs {
             publish_batch_window: std::time::Duration::from_secs(self.publish_batch_window_secs.unwrap_or(
                 if self.common.network()? == bitcoin::Network::Bitcoin {
                     DEFAULT_MAINNET_PUBLISH_BATCH_WINDOW_SECS
+                } else {
+                    0
+                },
+            )),
+            claim_batch_window: std::time::Duration::from_secs(self.claim_batch_window_secs.unwrap_or(
+                if self.common.network()? == bitcoin::Network::Bitcoin {
+                    DEFAULT_MAINNET_CLAIM_BATCH_WINDOW_SECS
                 } else {
                     0
                 },

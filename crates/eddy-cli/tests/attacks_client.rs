@@ -40,6 +40,9 @@ struct Knobs {
     loop_in_fee: Option<Amount>,
     /// Ask the client to co-sign a claim of this output instead of the real one.
     claim_outpoint: Option<OutPoint>,
+    /// Ask the client to co-sign its real input of a claim batch that also spends this output
+    /// (another of its HTLC's) in a second input, its prevout named as a stranger's would be.
+    claim_rider: Option<OutPoint>,
     /// Refuse to co-sign loop-out claims while set.
     refuse_claim_cosign: Arc<AtomicBool>,
     /// Calls about this swap never answer (a server that hangs).
@@ -187,16 +190,37 @@ impl LoopInApi for Hostile {
     }
 
     async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {
-        let (nonce, ClaimToSign::Transaction(mut tx)) = self.real.claim_request(id).await? else {
+        let (
+            nonce,
+            ClaimToSign::Transaction {
+                mut tx,
+                index,
+                prevouts,
+            },
+        ) = self.real.claim_request(id).await?
+        else {
             return Err(ApiCallError::Failed(
                 "the in-process server offers claims as transactions".into(),
             ));
         };
         if let Some(o) = self.knobs.claim_outpoint {
-            tx.input[0].previous_output = o;
+            tx.input[index].previous_output = o;
+        }
+        let mut prevouts = prevouts;
+        if let Some(o) = self.knobs.claim_rider {
+            tx.input.push(bitcoin::TxIn {
+                previous_output: o,
+                ..tx.input[index].clone()
+            });
+            if let Some(p) = prevouts.as_mut() {
+                p.push(bitcoin::TxOut {
+                    value: Amount::from_sat(25_000),
+                    script_pubkey: bitcoin::ScriptBuf::new_op_return([0u8; 4]),
+                });
+            }
         }
         *self.asked.lock().expect("lock") = Some(tx.clone());
-        Ok((nonce, ClaimToSign::Transaction(tx)))
+        Ok((nonce, ClaimToSign::Transaction { tx, index, prevouts }))
     }
 
     async fn claim_cosign(
@@ -205,7 +229,7 @@ impl LoopInApi for Hostile {
         nonce: &PubNonceBytes,
         partial: &PartialSigBytes,
     ) -> Result<(), ApiCallError> {
-        if self.knobs.claim_outpoint.is_some() {
+        if self.knobs.claim_outpoint.is_some() || self.knobs.claim_rider.is_some() {
             self.wrong_cosigns.fetch_add(1, Ordering::SeqCst);
         }
         self.real.claim_cosign(id, nonce, partial).await
@@ -538,6 +562,61 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         hostile.wrong_cosigns.load(Ordering::SeqCst),
         0,
         "never co-signed the extra"
+    );
+    net.stop().expect("stop");
+}
+
+/// **A hostile server slips the client's other output into its claim batch** (issue 17):
+/// the client's address was paid twice (the exact amount and 25,000 sat more); the server
+/// offers a claim batch whose input at the index named is the output it paid for, with a
+/// second input spending the extra output (its prevout misnamed as a stranger's). The client
+/// never co-signs it; it refunds the extra by the timeout path at `E`. Exact money as in the
+/// test above.
+#[test]
+fn attack_claim_batch_riding_the_clients_other_output_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
+    let ln0 = lightning(&net);
+    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
+    let amount = Amount::from_sat(60_000);
+    let extra = Amount::from_sat(25_000);
+    let probe = in_client(&net, Hostile::new(&net, Knobs::default()));
+    let external = LoopInOptions {
+        external: true,
+        ..LoopInOptions::default()
+    };
+    let id = net.rt.block_on(probe.loop_in(amount, external)).expect("loop-in");
+    drop(probe);
+    let (_, rec) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
+    let address: bitcoin::Address = rec
+        .offer
+        .htlc_address
+        .parse::<bitcoin::Address<_>>()
+        .expect("address")
+        .assume_checked();
+    let (exact, extra_out) = fund_twice(&net, &address, amount, extra);
+    let hostile = Hostile::new(
+        &net,
+        Knobs {
+            claim_rider: Some(extra_out),
+            ..Knobs::default()
+        },
+    );
+    let client = in_client(&net, hostile.clone());
+    paid_twice_extra_refunded_at_expiry(
+        &net,
+        &client,
+        id,
+        (exact, extra_out),
+        (amount, extra),
+        (ln0 + 58_700, wallet0),
+    );
+    let asked = hostile.asked.lock().expect("lock").clone().expect("the server asked");
+    assert_eq!(asked.input.len(), 2, "the batch offered rode the extra output");
+    assert_eq!(
+        hostile.wrong_cosigns.load(Ordering::SeqCst),
+        0,
+        "never co-signed a batch spending the extra"
     );
     net.stop().expect("stop");
 }

@@ -1944,8 +1944,9 @@ fn attack_decoy_output_of_the_exact_amount_is_never_adopted() {
 }
 
 /// The attacker's half of the loop-in's cooperative claim: asks for the claim session (`GET
-/// /claim`), co-signs the server's claim of `outpoint` and posts its partial signature. The
-/// status and body of the first refused call, if any.
+/// /claim`), co-signs its input of the server's claim (a batch: the input and prevouts named,
+/// its own prevout checked) and posts its partial signature. The status and body of the first
+/// refused call, if any.
 fn cosign_claim(
     net: &Swapnet,
     h: &Hostile,
@@ -1954,15 +1955,20 @@ fn cosign_claim(
     htlc: &eddy_core::htlc::Htlc,
     value: Amount,
 ) -> Result<(), (u16, Value)> {
-    use bitcoin::hex::{DisplayHex, FromHex};
+    use bitcoin::hex::DisplayHex;
     let (s, v) = h.signed(net, key, id, "GET", &format!("/v1/swaps/{id}/claim"), None);
     if s != 200 {
         return Err((s, v));
     }
-    let nonce = <[u8; eddy_core::musig::PUB_NONCE_LEN]>::from_hex(v["nonce"].as_str().expect("nonce")).expect("nonce");
-    let tx: bitcoin::Transaction =
-        bitcoin::consensus::encode::deserialize_hex(v["tx"].as_str().expect("tx")).expect("tx");
-    let msg = eddy_core::tx::cooperative_sighash(&tx, htlc, value).expect("sighash");
+    let offer: eddy_core::api::ClaimOffer = serde_json::from_value(v).expect("offer");
+    let (nonce, tx, index, prevouts) = eddy_core::api::parse_claim_offer(&offer).expect("offer");
+    let ours = bitcoin::TxOut {
+        value,
+        script_pubkey: htlc.script_pubkey(),
+    };
+    let prevouts = prevouts.unwrap_or_else(|| vec![ours.clone()]);
+    assert_eq!(prevouts[index], ours, "our input's prevout");
+    let msg = eddy_core::tx::cooperative_sighash_at(&tx, index, &prevouts).expect("sighash");
     let eddy_core::htlc::Htlc::Taproot(t) = htlc else {
         panic!("taproot")
     };
@@ -1986,9 +1992,10 @@ fn cosign_claim(
 /// claim's fee down.** Fees rose: the mempool drops anything paying the server's wallet below
 /// 10 sat/vB, while the estimate stays at the devnet's default. The server paid the attacker's
 /// invoice; at every block, before the server's pass, the attacker asks for the cooperative
-/// claim and co-signs it (a third session in the same block is refused). Each cooperative claim
-/// pays at least the script-path schedule's next rate, so the claim escalates one bump per
-/// block through the floor and confirms well before `E` (before the fix the cooperative claim
+/// claim and co-signs it (another session on the round it co-signed is refused). Each claim
+/// round pays the script-path schedule's next rate — also after a round the mempool refused
+/// (issue 17: a refused round's rate is what the next must outbid) — so the claim escalates
+/// one bump per block through the floor and confirms well before `E` (before the fix the cooperative claim
 /// paid the bare estimate and its record suppressed the server's bump: the claim never got in
 /// and the attacker would refund by the timeout path at `E`). Server: wallet + amount − claim
 /// fee (≥ the floor), channel − invoice; attacker: channel + invoice, its funding spent by the
@@ -2051,8 +2058,8 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
         if cosign_claim(&net, &h, &k, &id, &htlc, amount).is_ok() {
             cosigned += 1;
         }
-        // Only LOOP_IN_COOP_CLAIMS_PER_BLOCK (2) sessions per block.
-        let _ = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
+        // The block's claim round is co-signed: no other session in it (the round, not the
+        // client, sets the fee).
         let (s, v) = h.signed(&net, &k, &id, "GET", &format!("/v1/swaps/{id}/claim"), None);
         if matches!(in_state(&net, &own.server, &id), InState::Claiming { .. }) {
             assert_eq!(s, 400, "{v}");
@@ -2082,6 +2089,131 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     );
     wait_channels(&net, server_ln0 - invoice_sat, client_ln0 + invoice_sat);
     assert_eq!(wallet(&net, &own.server), wallet0 + amount - claim_fee);
+    net.stop().expect("stop");
+}
+
+/// **Issue 17: the loop-in claims batched; a client that stalls holds up nobody.** Three
+/// loop-ins funded in one block are paid in one pass; the server's pass offers one claim round
+/// spending all three HTLCs on the key path. Two clients co-sign; the third opens its session
+/// and vanishes. Within the round's block nothing is broadcast (the round waits for its
+/// clients); at the next block the round goes out as it is: the two co-signed inputs on the key
+/// path, the stalled one on its script path (the server's signature and the preimage) in the
+/// **same** transaction, whose fee the three shares add up to exactly. Server: wallet + the
+/// three amounts − that one fee, channel − the three invoices; clients: channel + the invoices.
+#[test]
+fn attack_claim_round_a_stalling_client_holds_up_nobody() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let mut swaps = vec![];
+    for (n, sat) in [70_000u64, 80_000, 90_000].into_iter().enumerate() {
+        let amount = Amount::from_sat(sat);
+        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
+        let p = Preimage::from_bytes([0x70 + n as u8; 32]);
+        let (k, pk) = key(0x74 + n as u8);
+        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+        assert_eq!(s, 201, "{offer}");
+        let id = SwapId::from(p.payment_hash());
+        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+        let op = fund(&net, &htlc, amount);
+        swaps.push((id, k, htlc, op, amount, invoice_sat, p));
+    }
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            swaps
+                .iter()
+                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
+                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 3)
+        },
+    );
+    let round = net.server.loop_in.claim_round().expect("round");
+    assert!(
+        round.members.iter().all(|&(_, key_path, signed)| key_path && !signed),
+        "{round:?}"
+    );
+    for s in &swaps[..2] {
+        cosign_claim(&net, &h, &s.1, &s.0, &s.2, s.4).expect("co-signed");
+    }
+    let stalled = &swaps[2];
+    let (s, v) = h.signed(
+        &net,
+        &stalled.1,
+        &stalled.0,
+        "GET",
+        &format!("/v1/swaps/{}/claim", stalled.0),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    // Within the round's block nothing goes out: the round waits for its third client.
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let waiting = net.server.loop_in.claim_round().expect("still offered");
+    assert_eq!((waiting.tip, waiting.txid), (round.tip, round.txid));
+    assert_eq!(waiting.members.iter().filter(|m| m.2).count(), 2);
+    for s in &swaps {
+        assert!(net
+            .rt
+            .block_on(net.server.loop_in.swap(&s.0))
+            .expect("swap")
+            .1
+            .claim
+            .is_none());
+    }
+    // The next block: the round as it is, the stalled input on its script path.
+    net.mine(1).expect("mine");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&round.txid))
+        .expect("rpc")
+        .expect("the round was broadcast")
+        .tx;
+    assert_eq!(tx.input.len(), 3);
+    assert_eq!(tx.output.len(), 1, "one output to the swap wallet");
+    for (n, (id, ..)) in round.members.iter().enumerate() {
+        let s = swaps.iter().find(|s| s.0 == *id).expect("member");
+        assert_eq!(tx.input[n].previous_output, s.3);
+        if *id == stalled.0 {
+            assert_eq!(tx.input[n].witness.len(), 4, "script path");
+            assert_eq!(tx.input[n].witness.nth(1), Some(&stalled.6.expose_bytes()[..]));
+        } else {
+            assert_eq!(tx.input[n].witness.len(), 1, "key path");
+        }
+    }
+    let fee = fee_of(&net, &round.txid);
+    let mut shares = Amount::ZERO;
+    for s in &swaps {
+        let claim = net
+            .rt
+            .block_on(net.server.loop_in.swap(&s.0))
+            .expect("swap")
+            .1
+            .claim
+            .expect("claim");
+        assert_eq!(claim.last(), Some(round.txid));
+        shares += claim.share_of(&round.txid).expect("share");
+    }
+    assert_eq!(shares, fee, "the shares add up to the fee");
+    let total: Amount = swaps.iter().map(|s| s.4).sum();
+    assert_eq!(tx.output[0].value, total - fee);
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || {
+            swaps
+                .iter()
+                .all(|s| in_state(&net, &net.server, &s.0) == InState::Succeeded)
+        },
+    );
+    let invoices: u64 = swaps.iter().map(|s| s.5).sum();
+    wait_channels(&net, server_ln0 - invoices, client_ln0 + invoices);
+    assert_eq!(wallet(&net, &net.server), wallet0 + total - fee);
     net.stop().expect("stop");
 }
 

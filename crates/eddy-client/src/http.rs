@@ -274,12 +274,9 @@ impl LoopInApi for HttpSwapServer {
     async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, ClaimToSign), ApiCallError> {
         let path = format!("/v1/swaps/{id}/claim");
         let offer: ClaimOffer = Self::call(self.signed(reqwest::Method::GET, Side::LoopIn, id, &path, vec![])).await?;
-        let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&offer.nonce);
-        let tx = bitcoin::consensus::encode::deserialize_hex(&offer.tx);
-        match (nonce, tx) {
-            (Ok(n), Ok(tx)) => Ok((n, ClaimToSign::Transaction(tx))),
-            _ => Err(ApiCallError::Unreadable("not a claim offer".into())),
-        }
+        let (nonce, tx, index, prevouts) = eddy_core::api::parse_claim_offer(&offer)
+            .map_err(|e| ApiCallError::Unreadable(format!("not a claim offer: {e}")))?;
+        Ok((nonce, ClaimToSign::Transaction { tx, index, prevouts }))
     }
 
     async fn claim_cosign(

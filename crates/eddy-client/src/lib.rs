@@ -154,7 +154,15 @@ pub trait LoopOutApi: Send + Sync {
 #[derive(Clone, Debug)]
 pub enum ClaimToSign {
     /// The claim itself (Eddy's `/v1`): the client checks which output it spends.
-    Transaction(bitcoin::Transaction),
+    Transaction {
+        /// The unsigned claim (a batch: the server claims several loop-ins at once).
+        tx: bitcoin::Transaction,
+        /// The input to co-sign.
+        index: usize,
+        /// Every input's prevout, in input order (`None`: a claim of one input offered
+        /// without them).
+        prevouts: Option<Vec<bitcoin::TxOut>>,
+    },
     /// Only the key-path sighash of its one input, with the preimage (Boltz API v2's
     /// submarine claim): the client cannot see what it spends, so it signs only while the
     /// HTLC's address holds nothing but the output the server paid for.

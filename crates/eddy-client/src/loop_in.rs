@@ -153,7 +153,16 @@ impl ClientLoopIn {
 pub struct LoopInClient {
     parts: crate::ClientParts,
     server: Arc<dyn LoopInApi>,
+    /// When each swap's server claim may be asked for again ([`CLAIM_ASK_BACKOFF`] after the
+    /// last ask): the server counts co-signing calls per minute.
+    claim_asks: std::sync::Mutex<std::collections::HashMap<SwapId, std::time::Instant>>,
 }
+
+/// Time between asks for the server's claim: its claim round may change within a block (a
+/// swap paid later joins it, and everyone co-signs the new one), or not be offered yet (its
+/// window, its pass not run yet). 20 asks a minute stay under the server's co-signing calls
+/// per minute (`COSIGN_CALLS_PER_SWAP_PER_MINUTE`, 30), and a round lasts a block.
+const CLAIM_ASK_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl LoopInClient {
     /// Starts the engine; the watcher rescans from the oldest active loop-in.
@@ -170,7 +179,11 @@ impl LoopInClient {
             (r.offer.expiry, r.htlc)
         })
         .await?;
-        Ok(LoopInClient { parts, server })
+        Ok(LoopInClient {
+            parts,
+            server,
+            claim_asks: std::sync::Mutex::default(),
+        })
     }
 
     /// A stored loop-in of this client (a swap of another kind is not found).
@@ -491,11 +504,12 @@ impl LoopInClient {
             runner::apply(self, id, &mut version, &mut rec, Event::Block, &chain).await?;
         }
         // Paid: the server may ask for its cooperative claim at any pass while its output is
-        // unspent, not only in the pass in which we saw the invoice settled (only ever for the
-        // output it paid for).
+        // not spent in a block, not only in the pass in which we saw the invoice settled (only
+        // ever for the output it paid for). Its claim in a mempool may be bumped: each bump is
+        // a new batch the server offers for co-signing (a signature costs us nothing now).
         let claim_pending = server_output(&rec.terms, &chain.outputs)
             .and_then(|o| chain.outputs.iter().find(|x| x.outpoint == o))
-            .is_some_and(|o| o.spend.is_none());
+            .is_some_and(|o| o.spend.is_none_or(|s| s.confs == 0));
         if rec.state == State::Paid
             && claim_pending
             && crate::bounded(self.server.swap_state(&id)).await.ok() == Some(SwapState::Claiming)
@@ -528,6 +542,18 @@ impl LoopInClient {
     /// before our chain source does, in the moment between that read and the signature: the
     /// server cannot make us send one, and refusing costs it only a script-path claim.)
     async fn cosign_claim(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        {
+            let mut asks = self.claim_asks.lock().unwrap_or_else(|e| e.into_inner());
+            if asks.get(id).is_some_and(|at| now < *at) {
+                return Ok(());
+            }
+            asks.insert(*id, now + CLAIM_ASK_BACKOFF);
+        }
+        self.cosign_claim_now(id, rec, chain).await
+    }
+
+    async fn cosign_claim_now(&self, id: &SwapId, rec: &ClientLoopIn, chain: &Chain) -> Result<(), String> {
         let (server_nonce, asked) = crate::bounded(self.server.claim_request(id))
             .await
             .map_err(|e| e.to_string())?;
@@ -536,12 +562,31 @@ impl LoopInClient {
             return Err("not a taproot HTLC".into());
         };
         let msg = match asked {
-            crate::ClaimToSign::Transaction(tx) => {
-                check_claim_request(&rec.terms, chain, &tx).map_err(|e| e.to_string())?;
-                let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == tx.input[0].previous_output) else {
+            crate::ClaimToSign::Transaction { tx, index, prevouts } => {
+                let paid = check_claim_request(&rec.terms, chain, &tx, index).map_err(|e| e.to_string())?;
+                let Some(funding) = chain.outputs.iter().find(|o| o.outpoint == paid) else {
                     return Err("the claim does not spend our HTLC".into());
                 };
-                eddy_core::tx::cooperative_sighash(&tx, &htlc, funding.value).map_err(|e| e.to_string())?
+                let ours = bitcoin::TxOut {
+                    value: funding.value,
+                    script_pubkey: htlc.script_pubkey(),
+                };
+                let prevouts = match prevouts {
+                    Some(p) => p,
+                    None if tx.input.len() == 1 => vec![ours.clone()],
+                    None => return Err("a claim of several inputs must name their prevouts".into()),
+                };
+                // Our input's prevout exactly, and no other input said to spend our address (a
+                // misstated prevout would only make the signature invalid; this says so first).
+                if prevouts.get(index) != Some(&ours)
+                    || prevouts
+                        .iter()
+                        .enumerate()
+                        .any(|(i, p)| i != index && p.script_pubkey == ours.script_pubkey)
+                {
+                    return Err("the claim's prevouts misstate our HTLC's output".into());
+                }
+                eddy_core::tx::cooperative_sighash_at(&tx, index, &prevouts).map_err(|e| e.to_string())?
             }
             crate::ClaimToSign::Sighash { preimage, sighash } => {
                 if preimage.payment_hash() != rec.htlc.payment_hash {
@@ -727,6 +772,47 @@ impl crate::ClientEngine for LoopInClient {
 
     async fn step_one(&self, id: SwapId, version: i64, rec: ClientLoopIn, tip: u32) -> Result<(), ClientError> {
         self.step(id, version, rec, tip).await
+    }
+
+    /// Swaps done on our side (paid, every output of ours settled) whose server claim is not in
+    /// a block yet: the server's claim rounds keep being co-signed — each bump, and each new
+    /// round a swap paid later joins — until the output it paid for is spent in a block or `E`
+    /// comes (best effort: after a restart the server falls back to its script path).
+    async fn after_pass(&self, tip: u32) -> Result<(), ClientError> {
+        let ids: Vec<SwapId> = self
+            .claim_asks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for id in ids {
+            let Ok((_, rec)) = self.swap(&id).await else {
+                continue;
+            };
+            let done = match rec.state {
+                State::Paid => false,
+                State::Succeeded if tip < rec.terms.expiry => {
+                    let chain = self.chain_view(&id, &rec, tip).await?;
+                    let spent_in_block = server_output(&rec.terms, &chain.outputs)
+                        .and_then(|o| chain.outputs.iter().find(|x| x.outpoint == o))
+                        .is_none_or(|o| o.spend.is_some_and(|s| s.confs >= 1));
+                    if !spent_in_block
+                        && crate::bounded(self.server.swap_state(&id)).await.ok() == Some(SwapState::Claiming)
+                    {
+                        if let Err(e) = self.cosign_claim(&id, &rec, &chain).await {
+                            tracing::debug!(swap = %id, error = %e, "no cooperative claim");
+                        }
+                    }
+                    spent_in_block
+                }
+                _ => true,
+            };
+            if done {
+                self.claim_asks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -402,9 +402,32 @@ pub struct ClaimOffer {
     /// The server's MuSig2 public nonce, 66 bytes hex.
     #[schema(pattern = "^[0-9a-f]{132}$")]
     pub nonce: String,
-    /// The unsigned key-path claim, hex.
+    /// The unsigned claim, hex: the server's claim of several loop-ins at once (issue 17),
+    /// this swap's HTLC spent on the key path by input `index`.
     #[schema(pattern = "^([0-9a-f]{2})+$")]
     pub tx: String,
+    /// The input to co-sign (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 99)]
+    pub index: Option<u32>,
+    /// Every input's prevout, in input order (the taproot message commits to them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
+    pub prevouts: Option<Vec<Prevout>>,
+}
+
+/// A claim offer as read by a loop-in client: the server's nonce, the transaction, the input to
+/// co-sign and every input's prevout (`None`: a one-input claim offered without them).
+pub type ClaimOfferParts = (PubNonceBytes, bitcoin::Transaction, usize, Option<Vec<bitcoin::TxOut>>);
+
+/// `GET /v1/swaps/{id}/claim`'s answer as a client reads it: the same shape rules as a
+/// co-signing request's transaction, input and prevouts ([`cosign_ask`]).
+pub fn parse_claim_offer(offer: &ClaimOffer) -> Result<ClaimOfferParts, ApiParseError> {
+    let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&offer.nonce).map_err(|_| ApiParseError::Nonce)?;
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(&offer.tx).map_err(|_| ApiParseError::Tx)?;
+    let (index, prevouts) = batch_input(&tx, offer.index, offer.prevouts.clone())?;
+    Ok((nonce, tx, index, prevouts))
 }
 
 /// Body of `POST /v1/swaps/{id}/claim-cosign`.
@@ -718,14 +741,31 @@ pub fn cosign_ask(body: &[u8]) -> Result<CosignAsk, ApiParseError> {
     let b: CosignRequest = json(body)?;
     let nonce = <[u8; PUB_NONCE_LEN]>::from_hex(&b.nonce).map_err(|_| ApiParseError::Nonce)?;
     let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&b.tx).map_err(|_| ApiParseError::Tx)?;
+    let (index, prevouts) = batch_input(&tx, b.index, b.prevouts)?;
+    Ok(CosignAsk {
+        nonce,
+        tx,
+        index,
+        prevouts,
+    })
+}
+
+/// The input named of `tx` (a transaction of 1 to [`crate::batch::MAX_BATCH_INPUTS`] inputs)
+/// and its prevouts, checked: one per input, each a script of 1 to 100 bytes and a value of
+/// at most 21 million bitcoin; required when `tx` has several inputs.
+fn batch_input(
+    tx: &bitcoin::Transaction,
+    index: Option<u32>,
+    prevouts: Option<Vec<Prevout>>,
+) -> Result<(usize, Option<Vec<bitcoin::TxOut>>), ApiParseError> {
     if tx.input.is_empty() || tx.input.len() > crate::batch::MAX_BATCH_INPUTS {
         return Err(ApiParseError::Batch("tx must have between 1 and 100 inputs"));
     }
-    let index = b.index.unwrap_or(0) as usize;
+    let index = index.unwrap_or(0) as usize;
     if index >= tx.input.len() {
         return Err(ApiParseError::Batch("index is not an input of tx"));
     }
-    let prevouts = match b.prevouts {
+    let prevouts = match prevouts {
         None if tx.input.len() > 1 => {
             return Err(ApiParseError::Batch("prevouts are required for a tx of several inputs"))
         }
@@ -754,12 +794,7 @@ pub fn cosign_ask(body: &[u8]) -> Result<CosignAsk, ApiParseError> {
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    Ok(CosignAsk {
-        nonce,
-        tx,
-        index,
-        prevouts,
-    })
+    Ok((index, prevouts))
 }
 
 /// The client's nonce and partial signature of `POST /v1/swaps/{id}/claim-cosign`.

@@ -58,7 +58,9 @@ impl BatchMember<'_> {
         };
         SweepStep {
             estimate: self.alone.estimate,
-            previous: self.newest().and(self.previous.map(Sweep::rate)),
+            // The newest version's rate — also when every version is gone (refused for its
+            // fee): the next must outbid it.
+            previous: self.previous.filter(|p| p.fee_rate_kwu > 0).map(Sweep::rate),
             blocks_left: self.alone.blocks_left,
             weight: alone,
             value: self.alone.value,

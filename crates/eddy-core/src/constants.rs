@@ -285,6 +285,19 @@ pub const HTLC_PUBLICATION_BUMP_BLOCKS: u32 = 2;
 /// retry after a lost answer.
 pub const LOOP_IN_COOP_CLAIMS_PER_BLOCK: u32 = 2;
 
+/// Loop-in server: a claim with this many blocks or fewer left before `E` waits for nothing —
+/// no batch window, no block for the clients' co-signatures: its batch is built on the script
+/// paths and broadcast in the pass. [`LOOP_IN_CLAIM_MARGIN`] is the whole budget a claim has to
+/// confirm and be buried before the client's timeout refund (a client may settle its payment
+/// as late as `E −` that margin); the one block more is the co-signing block a batch above it
+/// may wait, so no wait ever reaches into the margin: 20 + 1 = 21.
+pub const LOOP_IN_CLAIM_NO_WAIT_BLOCKS: u32 = LOOP_IN_CLAIM_MARGIN + 1;
+
+/// Loop-in server: the claim batch window ends for every claim waiting in it once one of them
+/// has this many blocks or fewer left before `E`: the batch then built still has its co-signing
+/// block before [`LOOP_IN_CLAIM_NO_WAIT_BLOCKS`]: 21 + 1 = 22.
+pub const LOOP_IN_CLAIM_WINDOW_FORCE_BLOCKS: u32 = LOOP_IN_CLAIM_NO_WAIT_BLOCKS + 1;
+
 // --- server HTTP side (issue 12, review) ---
 
 /// Loop-out server: live unpaid offers (normal and seed protocol together) one client (an IPv4

@@ -530,6 +530,31 @@ impl UnsignedSpend {
         Ok(())
     }
 
+    /// Moves input `index` to `path` (a key-path input whose co-signer did not sign, to its
+    /// script path): the transaction is unchanged — a taproot signature commits to the
+    /// transaction, not to the other inputs' witnesses, so every signature made for the other
+    /// inputs stays valid — and the predicted weight follows the new witness. Its witness is
+    /// cleared (sign it again on the new path).
+    pub fn set_path(&mut self, index: usize, path: SpendPath) -> Result<(), TxError> {
+        let input = self.input(index)?;
+        let weight = |p: SpendPath| {
+            input.htlc.witness_weight(p.kind()).ok_or(TxError::PathUnavailable {
+                index,
+                path: p.kind(),
+                kind: input.htlc.params().kind,
+            })
+        };
+        let (old, new) = (weight(input.path)?, weight(path)?);
+        self.predicted_weight = Weight::from_wu(self.predicted_weight.to_wu() - old + new);
+        if let Some(i) = self.inputs.get_mut(index) {
+            i.path = path;
+        }
+        if let Some(i) = self.tx.input.get_mut(index) {
+            i.witness = Witness::new();
+        }
+        Ok(())
+    }
+
     /// Checks every input is signed and the weight is exactly as predicted.
     pub fn finalize(self) -> Result<SignedSpend, TxError> {
         if let Some(index) = self.tx.input.iter().position(|i| i.witness.is_empty()) {

@@ -347,6 +347,54 @@ fn a_batch_to_two_outputs_weighs_its_parts_and_verifies() {
     assert!(build_batch(vec![mk(3, SpendPath::Cooperative)], dusty).is_err());
 }
 
+/// A loop-in server's claim batch planned on the key path for every input, where one client
+/// co-signs and the other does not: the second input moves to its script path in the **same**
+/// transaction (`set_path`), the first input's co-signature (made before the move) stays
+/// valid, both verify, and the weight is exactly the predicted one for the paths taken.
+#[test]
+fn a_batch_input_moved_to_its_script_path_keeps_the_other_signatures() {
+    use eddy_core::tx::{build_batch, input_weight, overhead_weight};
+    let mk = |n: u8, path: SpendPath| HtlcInput {
+        outpoint: outpoint(n),
+        value: value(),
+        htlc: htlc(HtlcKind::P2trIn),
+        path,
+    };
+    let outputs = vec![bitcoin::TxOut {
+        value: value() * 2 - Amount::from_sat(900),
+        script_pubkey: destination(),
+    }];
+    let mut s = build_batch(
+        vec![mk(1, SpendPath::Cooperative), mk(2, SpendPath::Cooperative)],
+        outputs,
+    )
+    .expect("builds");
+    let txid = s.tx.compute_txid();
+    let Htlc::Taproot(t) = htlc(HtlcKind::P2trIn) else {
+        panic!("taproot")
+    };
+    let msg = s.sighash(0).expect("sighash");
+    let mut server = Signer::new(&t, &key(SERVER), msg, b"round").expect("signer");
+    let (cn, cp) = musig::cosign(&t, &key(CLIENT), msg, b"round", &server.public_nonce()).expect("cosign");
+    let sp = server.sign(&cn).expect("sign");
+    s.set_cooperative_signature(0, server.aggregate(&cn, &sp, &cp).expect("agg"))
+        .expect("set");
+    // The second client never co-signs: its input goes to the claim path, signed by the server.
+    s.set_path(1, SpendPath::Claim(preimage())).expect("claim path");
+    assert!(s.set_path(1, SpendPath::Refund).is_ok(), "any path the HTLC has");
+    s.set_path(1, SpendPath::Claim(preimage())).expect("claim path");
+    s.sign(1, &key(SERVER)).expect("server signs the claim path");
+    let predicted = overhead_weight(&[destination()])
+        + input_weight(&mk(1, SpendPath::Cooperative)).expect("key path")
+        + input_weight(&mk(2, SpendPath::Claim(preimage()))).expect("script path");
+    assert_eq!(s.predicted_weight, predicted);
+    let prevouts = s.prevouts.clone();
+    let done = s.finalize().expect("weight exact");
+    assert_eq!(done.tx.compute_txid(), txid, "the transaction is the one co-signed");
+    assert_eq!(done.fee, Amount::from_sat(900));
+    kernel_verify(&done.tx, &prevouts).expect("both inputs valid");
+}
+
 #[test]
 fn sizes_are_exact_and_known() {
     // Sizes worked out by hand (1 input, 1 P2WPKH output). The non-witness part is 82 bytes

@@ -183,7 +183,8 @@ pub fn rate_of(signed: &SignedSpend) -> bitcoin::FeeRate {
     bitcoin::FeeRate::from_sat_per_kwu((signed.fee.to_sat() * 1000).div_ceil(wu))
 }
 
-fn input(job: &SweepJob<'_>, path: SpendPath) -> HtlcInput {
+/// `job`'s output as an input on `path`.
+pub fn input(job: &SweepJob<'_>, path: SpendPath) -> HtlcInput {
     HtlcInput {
         outpoint: job.outpoint,
         value: job.value,
@@ -300,7 +301,9 @@ where
     for e in entries.iter() {
         planned.push(match &e.previous {
             Some(p) => {
-                Some(live_history(chain, p, &seen_any, tip, false, &mut known).await).filter(|p| !p.all.is_empty())
+                // Every version gone still leaves the rate the next must outbid.
+                Some(live_history(chain, p, &seen_any, tip, false, &mut known).await)
+                    .filter(|p| !p.all.is_empty() || p.fee_rate_kwu > 0)
             }
             None => None,
         });
@@ -450,10 +453,11 @@ where
 
 /// `previous` less its newest versions that are gone — neither in `seen` nor known to the node
 /// (`known` caches the node's answers) — back to the newest one still to be had; all of them
-/// when none is. With `batches_only`, only versions that were batches (a share recorded) are
-/// dropped: a sweep of one output keeps its refused version, whose rate the next bump starts
-/// from. Nothing is dropped from a sweep built in this block (never twice in a block).
-async fn live_history(
+/// when none is: they replace nothing, so the next version owes them no fee. The rate the
+/// next bump starts from stays the newest version's, gone or not. With `batches_only`, only
+/// versions that were batches (a share recorded) are dropped. Nothing is dropped from a sweep
+/// built in this block (never twice in a block).
+pub async fn live_history(
     chain: &dyn ChainSource,
     previous: &Sweep,
     seen: &[Txid],
@@ -465,7 +469,6 @@ async fn live_history(
     if view.height == tip {
         return view;
     }
-    let mut dropped = false;
     while let Some(t) = view.last() {
         let i = view.all.len() - 1;
         let batch = view.shares.get(i).copied().flatten().is_some();
@@ -487,21 +490,16 @@ async fn live_history(
         view.all.pop();
         view.fees.truncate(view.all.len());
         view.shares.truncate(view.all.len());
-        dropped = true;
     }
-    // The rate kept was the dropped version's (a batch's, set by its most urgent member): the
-    // next bump starts from the rate the version still to be had really pays.
-    if let (true, Some(t)) = (dropped, view.last()) {
-        if let (Ok(Some(s)), Some(fee)) = (chain.transaction(&t).await, view.fee_of(&t)) {
-            let wu = s.tx.weight().to_wu().max(1);
-            view.fee_rate_kwu = (fee.to_sat() * 1000).div_ceil(wu);
-        }
-    }
+    // The rate is kept (the dropped version's): a version the mempool refused for its fee (a
+    // floor above the estimate) must be outbid by the next, or the sweep would be rebuilt at
+    // the same rate block after block and never get in (review #9, for batches); one evicted by
+    // a conflict costs at most one bump step more.
     view
 }
 
 /// What `job`'s sweep alone depends on (the weights of a one-input sweep on each path offered).
-fn inputs_of(job: &SweepJob<'_>, cooperative: bool) -> Result<SweepInputs, SweepError> {
+pub fn inputs_of(job: &SweepJob<'_>, cooperative: bool) -> Result<SweepInputs, SweepError> {
     let weight = |path: SpendPath| -> Result<_, SweepError> {
         let probe = build_spend(
             vec![input(job, path)],

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod http;
 pub mod listener;
 pub mod loop_in;
+pub mod loop_in_claims;
 pub mod loop_out;
 pub mod metrics;
 pub mod publisher;

@@ -2,39 +2,38 @@
 //! ([`ServerCore`]: store, chain watcher, keys, swap wallet). The client funds a P2TR HTLC (server claims with the preimage, client refunds
 //! after `E`); once the funding is exactly the amount and confirmed, the server pays the client's
 //! invoice with a CLTV limit that leaves [`eddy_core::constants::LOOP_IN_CLAIM_MARGIN`] before
-//! `E`, learns the preimage from the payment and claims the HTLC into its swap wallet (script
-//! path, RBF-bumped every block). When the swap fails (under- or over-payment, too late, the
+//! `E`, learns the preimage from the payment and claims the HTLC into its swap wallet — with
+//! every other paid loop-in, in one transaction co-signed by their clients, bumped every block
+//! ([`crate::loop_in_claims`]). When the swap fails (under- or over-payment, too late, the
 //! payment failed, or the client asks first) the server co-signs the client's cooperative
 //! refund at once — never while a payment for the hash is in flight or settled, and never pays
 //! after co-signing one.
 
-use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
+use bitcoin::{Amount, OutPoint, ScriptBuf};
 use eddy_backends::{LnError, PayParams, PaymentStatus, WatchStatus};
 use eddy_core::constants::{
-    BOLTZ_SLOT_SHARE_PERCENT, DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_COOP_CLAIMS_PER_BLOCK,
-    LOOP_IN_SEND_OUTCOME_GRACE_SECS, LOOP_IN_UNFUNDED_OFFER_BLOCKS, PAYING_LOOP_IN_EXPIRY_DELTA,
-    UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
+    BOLTZ_SLOT_SHARE_PERCENT, DEFAULT_LOOP_IN_EXPIRY_DELTA, LOOP_IN_SEND_OUTCOME_GRACE_SECS,
+    LOOP_IN_UNFUNDED_OFFER_BLOCKS, PAYING_LOOP_IN_EXPIRY_DELTA, UNFUNDED_LOOP_IN_OFFERS_PER_SLOT,
 };
 use eddy_core::htlc::{Htlc, HtlcKey, HtlcKind, HtlcParams};
 use eddy_core::musig::{cosign, PartialSigBytes, PubNonceBytes};
 use eddy_core::sm::loop_in_server::{Action, Event, LoopInServerMachine, State, Terms};
 use eddy_core::sweep::Sweep;
-use eddy_core::tx::{build_spend, FeeSpec, HtlcInput, SpendPath};
+use eddy_core::tx::SpendPath;
 use eddy_core::types::SwapId;
 use eddy_core::validate::{validate_loop_in_request, LoopInOffer};
 use eddy_engine::runner;
-use eddy_engine::sweep::{plan, sweep, SweepJob};
+use eddy_engine::sweep::{sweep, SweepJob};
 use eddy_store::{state_name, StoreError, SwapKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::server_core::{unix_now, ServerCore, ServerError};
 
 /// Key purpose of the server's loop-in claim keys.
-const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn;
+pub(crate) const KEY_PURPOSE: eddy_store::KeyPurpose = eddy_store::KeyPurpose::ServerLoopIn;
 /// Confirmations of the funding before the server pays: the shared rule's
 /// [`eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS`] (one constant for both sides).
 pub const LOOP_IN_FUNDING_CONFS: u32 = eddy_core::constants::LOOP_IN_SERVER_FUNDING_CONFS;
@@ -118,13 +117,6 @@ impl ServerLoopIn {
     }
 }
 
-/// A cooperative claim offered to the client: the server's signing session and the claim.
-pub struct ClaimSession {
-    signer: eddy_core::musig::Signer,
-    spend: eddy_core::tx::UnsignedSpend,
-    fee_rate_kwu: u64,
-}
-
 /// A loop-in its door checked: what [`LoopInEngine::open`] makes a swap of.
 struct LoopInAsk<'a> {
     invoice: &'a str,
@@ -182,11 +174,8 @@ impl Reservation {
 /// The loop-in engine: the server's loop-ins over the shared [`ServerCore`].
 pub struct LoopInEngine {
     pub(crate) core: Arc<ServerCore>,
-    /// Cooperative claims waiting for the client's partial signature.
-    claims: std::sync::Mutex<HashMap<SwapId, ClaimSession>>,
-    /// Cooperative claim sessions opened per swap in the current block: (tip, count), bounded
-    /// by `LOOP_IN_COOP_CLAIMS_PER_BLOCK`.
-    claim_attempts: std::sync::Mutex<HashMap<SwapId, (u32, u32)>>,
+    /// The claims' rounds (`crate::loop_in_claims`).
+    pub(crate) claims: crate::loop_in_claims::Claims,
 }
 
 impl LoopInEngine {
@@ -194,8 +183,7 @@ impl LoopInEngine {
     pub(crate) fn new(core: Arc<ServerCore>) -> LoopInEngine {
         LoopInEngine {
             core,
-            claims: std::sync::Mutex::default(),
-            claim_attempts: std::sync::Mutex::default(),
+            claims: crate::loop_in_claims::Claims::default(),
         }
     }
 
@@ -694,169 +682,6 @@ impl LoopInEngine {
         Err(ServerError::Backend("swap kept changing; retry".into()))
     }
 
-    /// Offers the client the cooperative (key-path) claim of its loop-in: the unsigned claim
-    /// into the swap wallet and the server's MuSig2 nonce. Only once the server was paid the
-    /// preimage (state `Claiming`), so co-signing costs the client nothing.
-    ///
-    /// The cooperative claim is a replacement in the claim's fee schedule: it pays at least
-    /// what the script-path claim would pay next (`next_sweep_fee_rate` from the previous
-    /// claim's rate, as `claim_in` bumps), and at least the BIP125 replacement fee of
-    /// every earlier claim, so a client that co-signs every block can only make the claim
-    /// escalate, never hold it at the estimate (review #9). At most
-    /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`] sessions per swap and block.
-    pub async fn claim_request(&self, id: &SwapId) -> Result<(PubNonceBytes, bitcoin::Transaction), ServerError> {
-        let (nonce, tx, _) = self.claim_session(id).await?;
-        Ok((nonce, tx))
-    }
-
-    /// [`LoopInEngine::claim_request`] with the key-path sighash the client signs (Boltz's
-    /// cooperative claim hands out the hash, not the transaction).
-    pub async fn claim_session(
-        &self,
-        id: &SwapId,
-    ) -> Result<(PubNonceBytes, bitcoin::Transaction, [u8; 32]), ServerError> {
-        let (_, rec) = match self.swap(id).await {
-            // A loop-out exists under this id: say what is wrong, not "unknown swap".
-            Err(ServerError::NotFound(_)) if self.core.kind_of(id).await == Some(SwapKind::LoopOutServer) => {
-                return Err(ServerError::Invalid(format!(
-                    "swap {id} is a loop-out: only a loop-in's claim is co-signed here"
-                )))
-            }
-            other => other?,
-        };
-        let State::Claiming { outpoint, preimage, .. } = rec.state else {
-            return Err(ServerError::Invalid("no claim to co-sign now".into()));
-        };
-        let tip = self.core.tip().await?;
-        {
-            let mut attempts = self.claim_attempts.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = attempts.entry(*id).or_insert((tip, 0));
-            if entry.0 != tip {
-                *entry = (tip, 0);
-            }
-            if entry.1 >= LOOP_IN_COOP_CLAIMS_PER_BLOCK {
-                return Err(ServerError::Invalid(
-                    "too many cooperative claim requests in this block; ask again next block".into(),
-                ));
-            }
-            entry.1 += 1;
-        }
-        let status = self.core.htlc_status(id, &rec.htlc).await?;
-        let Some(value) = status.fundings.iter().find(|f| f.outpoint == outpoint).map(|f| f.value) else {
-            return Err(ServerError::Backend("funding not seen".into()));
-        };
-        let htlc = Htlc::new(rec.htlc).map_err(backend)?;
-        let Htlc::Taproot(taproot) = &htlc else {
-            return Err(ServerError::Invalid("not a taproot HTLC".into()));
-        };
-        let dest = self.core.wallet_script();
-        let job = self
-            .claim_job(id, &rec, &htlc, outpoint, value, preimage, dest.clone(), tip)
-            .await?;
-        // The script-path claim's schedule, with the key path offered: its rate and the fee
-        // that replaces every earlier claim (at most the budget).
-        let plan = plan(rec.claim.as_ref(), &job, true)?;
-        let rate = plan.rate;
-        let fee = plan.cooperative_fee.unwrap_or(plan.budget);
-        let input = HtlcInput {
-            outpoint,
-            value,
-            htlc: htlc.clone(),
-            path: SpendPath::Cooperative,
-        };
-        let spend = build_spend(vec![input], dest, FeeSpec::Absolute(fee)).map_err(backend)?;
-        let msg = spend.sighash(0).map_err(backend)?;
-        let signer = eddy_core::musig::Signer::new(taproot, &self.core.keys().secret(KEY_PURPOSE, id), msg, &id.0)
-            .map_err(backend)?;
-        let nonce = signer.public_nonce();
-        let tx = spend.tx.clone();
-        self.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            *id,
-            ClaimSession {
-                signer,
-                spend,
-                fee_rate_kwu: rate.to_sat_per_kwu(),
-            },
-        );
-        Ok((nonce, tx, msg))
-    }
-
-    /// Completes the cooperative claim with the client's nonce and partial signature (checked)
-    /// and broadcasts it. Its txid is recorded as ours before the broadcast (so its spend is
-    /// recognised as our claim after a crash), but it becomes the claim's current broadcast
-    /// (rate and height, which the next script-path bump starts from and waits on) only once
-    /// the mempool accepted it: a refused cooperative claim never suppresses a bump.
-    pub async fn claim_cosigned(
-        &self,
-        id: &SwapId,
-        client_nonce: &PubNonceBytes,
-        client_partial: &PartialSigBytes,
-    ) -> Result<Txid, ServerError> {
-        let session = self
-            .claims
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
-            .ok_or_else(|| ServerError::Invalid("ask for the claim first".into()))?;
-        let ClaimSession {
-            mut signer,
-            mut spend,
-            fee_rate_kwu,
-        } = session;
-        let ours = signer
-            .sign(client_nonce)
-            .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        let sig = signer
-            .aggregate(client_nonce, &ours, client_partial)
-            .map_err(|e| ServerError::Invalid(e.to_string()))?;
-        spend.set_cooperative_signature(0, sig).map_err(backend)?;
-        let spend_outpoint = spend.tx.input[0].previous_output;
-        let signed = spend.finalize().map_err(backend)?;
-        let txid = signed.tx.compute_txid();
-        let (mut version, mut rec) = self.swap(id).await?;
-        if !matches!(rec.state, State::Claiming { .. }) {
-            return Err(ServerError::Invalid("no claim to co-sign now".into()));
-        }
-        // Attempted: ours, but not (yet) the current broadcast.
-        let claim = rec.claim.get_or_insert_with(|| Sweep::of(spend_outpoint));
-        if !claim.contains(&txid) {
-            claim.attempted(txid, signed.fee);
-            runner::persist(
-                self,
-                id,
-                &mut version,
-                &rec,
-                json!({"event": "claim_attempted", "txid": txid.to_string(), "cooperative": true}),
-            )
-            .await?;
-        }
-        match self.core.chain().broadcast(&signed.tx).await {
-            Ok(_) => {}
-            Err(e) if e.is_missing_inputs() => return Ok(txid),
-            Err(e) => {
-                tracing::info!(swap = %id, error = %e, "cooperative claim refused by the mempool");
-                return Err(ServerError::Invalid("claim refused by the mempool".into()));
-            }
-        }
-        let tip = self.core.tip().await?;
-        rec.claim.get_or_insert_with(|| Sweep::of(spend_outpoint)).record(
-            txid,
-            signed.fee,
-            // The rate it pays (its replacement fee can be above the planned rate).
-            bitcoin::FeeRate::from_sat_per_kwu(fee_rate_kwu).max(eddy_engine::sweep::rate_of(&signed)),
-            tip,
-        );
-        runner::persist(
-            self,
-            id,
-            &mut version,
-            &rec,
-            json!({"event": "claim_built", "txid": txid.to_string(), "cooperative": true}),
-        )
-        .await?;
-        Ok(txid)
-    }
-
     /// One pass over the active loop-ins (called by `SwapServer::tick`).
     pub(crate) async fn tick(&self, tip: u32) -> Result<(), ServerError> {
         let mut first = None;
@@ -866,6 +691,10 @@ impl LoopInEngine {
             if let Err(e) = self.step_in(id, version, rec, tip).await {
                 first.get_or_insert(e);
             }
+        }
+        // Every claim of the pass in one transaction (`loop_in_claims`).
+        if let Err(e) = self.claim_batch(tip).await {
+            first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)
     }
@@ -1085,7 +914,7 @@ impl LoopInEngine {
     /// on the one schedule the cooperative claim follows too: the estimate for the blocks left
     /// before `E`, at most a fifth of the value (everything but dust near `E`).
     #[allow(clippy::too_many_arguments)]
-    async fn claim_job<'a>(
+    pub(crate) async fn claim_job<'a>(
         &self,
         id: &SwapId,
         rec: &ServerLoopIn,
@@ -1121,7 +950,9 @@ impl LoopInEngine {
         })
     }
 
-    async fn claim_in(
+    /// The claim of one output by itself, on the script path (one the claim batch leaves
+    /// alone: contested, or its HTLC not in a block).
+    pub(crate) async fn claim_in(
         &self,
         id: SwapId,
         version: &mut i64,
@@ -1295,7 +1126,9 @@ impl runner::Effects<ServerLoopIn> for LoopInEngine {
                     }
                 }
             }
-            Action::Claim { outpoint } => self.claim_in(id, version, rec, outpoint, tip).await,
+            // The claim batch at the end of the pass claims every `Claiming` swap: the round it
+            // offers is this swap's cooperative block, its script path the fallback.
+            Action::Claim { .. } => Ok(()),
             // The status API tells the client; it asks for the co-signature.
             Action::NotifyFailed(_) | Action::CosignRefund => Ok(()),
         }

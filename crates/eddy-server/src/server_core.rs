@@ -45,6 +45,10 @@ pub struct ServerConfig {
     /// How long a held loop-out waits for others to share its HTLC transaction (zero: published
     /// at once). Never past the publication rules: see [`crate::publisher::publication_due`].
     pub publish_batch_window: std::time::Duration,
+    /// How long a paid loop-in's claim waits for others to share one claim transaction (zero:
+    /// claimed in the pass). Never near `E`: see
+    /// [`eddy_core::constants::LOOP_IN_CLAIM_WINDOW_FORCE_BLOCKS`].
+    pub claim_batch_window: std::time::Duration,
 }
 
 /// Engine errors.

@@ -118,6 +118,7 @@ fn setup() -> Env {
         max_active_swaps: 10,
         onchain_reserve: Amount::from_sat(10_000),
         publish_batch_window: std::time::Duration::ZERO,
+        claim_batch_window: std::time::Duration::ZERO,
     };
     let server = rt
         .block_on(SwapServer::new(

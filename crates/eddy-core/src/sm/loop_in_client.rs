@@ -168,8 +168,9 @@ pub fn server_output(terms: &Terms, outputs: &[HtlcOutput]) -> Option<OutPoint> 
 /// Why the client will not co-sign a claim the server asks for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimRequestError {
-    /// The claim spends more (or less) than one output.
-    #[error("the claim must spend only our HTLC")]
+    /// The claim names no input of ours, or spends another output of our HTLC too (or is
+    /// larger than any batch).
+    #[error("the claim must spend exactly one output of our HTLC, at the input named")]
     Inputs,
     /// No output the server may claim: none confirmed of exactly the amount.
     #[error("no confirmed output of exactly the amount pays our HTLC")]
@@ -185,23 +186,40 @@ pub enum ClaimRequestError {
 }
 
 /// The client's check of the claim the server asks it to co-sign (a transaction the server
-/// built): it must spend exactly one output, the one the server paid for ([`server_output`]:
-/// confirmed, exactly the amount). Every other output paying the address is the client's, and
-/// a co-signed key-path spend of it would hand it to the server.
+/// built, input `index` the one to sign): that input must spend the output the server paid for
+/// ([`server_output`]: confirmed, exactly the amount), and no other input may spend an output
+/// of our HTLC. Every other output paying the address is the client's, and a co-signed
+/// key-path spend of it would hand it to the server. The other inputs of a batch (other swaps'
+/// HTLCs the server claims in the same transaction) are none of the client's business: the
+/// key-path signature commits to this input's index and to every prevout, so it spends nothing
+/// else, and a prevout the server misstates only makes the signature invalid.
 pub fn check_claim_request(
     terms: &Terms,
     chain: &Chain,
     tx: &bitcoin::Transaction,
+    index: usize,
 ) -> Result<OutPoint, ClaimRequestError> {
-    let [input] = tx.input.as_slice() else {
+    let Some(input) = tx.input.get(index) else {
         return Err(ClaimRequestError::Inputs);
     };
+    if tx.input.len() > crate::batch::MAX_BATCH_INPUTS {
+        return Err(ClaimRequestError::Inputs);
+    }
     let paid = server_output(terms, &chain.outputs).ok_or(ClaimRequestError::NoServerOutput)?;
     if input.previous_output != paid {
         return Err(ClaimRequestError::WrongOutput {
             spends: input.previous_output,
             paid,
         });
+    }
+    let ours = |o: &OutPoint| chain.outputs.iter().any(|x| x.outpoint == *o);
+    if tx
+        .input
+        .iter()
+        .enumerate()
+        .any(|(i, x)| i != index && (x.previous_output == paid || ours(&x.previous_output)))
+    {
+        return Err(ClaimRequestError::Inputs);
     }
     Ok(paid)
 }
@@ -551,25 +569,53 @@ mod tests {
                 out(2, 99_999, 9, None),
             ],
         );
-        assert_eq!(check_claim_request(&terms(), &c, &claim(&[1])), Ok(op(1)));
+        assert_eq!(check_claim_request(&terms(), &c, &claim(&[1]), 0), Ok(op(1)));
         assert_eq!(
-            check_claim_request(&terms(), &c, &claim(&[0])),
+            check_claim_request(&terms(), &c, &claim(&[0]), 0),
             Err(ClaimRequestError::WrongOutput {
                 spends: op(0),
                 paid: op(1)
             })
         );
+        // A batch (the server claims other swaps' HTLCs in the same transaction): our input at
+        // the index named, no other output of ours anywhere in it.
+        assert_eq!(check_claim_request(&terms(), &c, &claim(&[7, 1, 8]), 1), Ok(op(1)));
         assert_eq!(
-            check_claim_request(&terms(), &c, &claim(&[1, 0])),
+            check_claim_request(&terms(), &c, &claim(&[7, 1, 8]), 0),
+            Err(ClaimRequestError::WrongOutput {
+                spends: op(7),
+                paid: op(1)
+            })
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[1, 0]), 0),
             Err(ClaimRequestError::Inputs)
         );
         assert_eq!(
-            check_claim_request(&terms(), &c, &claim(&[])),
+            check_claim_request(&terms(), &c, &claim(&[2, 1]), 1),
+            Err(ClaimRequestError::Inputs),
+            "our short output rides along: refused"
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[1, 1]), 0),
+            Err(ClaimRequestError::Inputs)
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[1]), 1),
+            Err(ClaimRequestError::Inputs)
+        );
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&[]), 0),
+            Err(ClaimRequestError::Inputs)
+        );
+        let big: Vec<u32> = (0..=crate::batch::MAX_BATCH_INPUTS as u32).map(|n| n + 1).collect();
+        assert_eq!(
+            check_claim_request(&terms(), &c, &claim(&big), 0),
             Err(ClaimRequestError::Inputs)
         );
         let unconfirmed = chain(600, vec![out(1, 100_000, 0, None), out(2, 99_999, 9, None)]);
         assert_eq!(
-            check_claim_request(&terms(), &unconfirmed, &claim(&[1])),
+            check_claim_request(&terms(), &unconfirmed, &claim(&[1]), 0),
             Err(ClaimRequestError::NoServerOutput)
         );
     }

@@ -1001,10 +1001,12 @@ async fn claim_offer(
     // Only the client may (re)open the signing session.
     authorize(&st, &id, &method, &uri, &headers, &[]).await?;
     st.cosign_call(&id)?;
-    let (nonce, tx) = st.server.loop_in.claim_request(&id).await?;
+    let ask = st.server.loop_in.claim_session(&id).await?;
     Ok(Json(ClaimOffer {
-        nonce: nonce.to_lower_hex_string(),
-        tx: bitcoin::consensus::encode::serialize_hex(&tx),
+        nonce: ask.nonce.to_lower_hex_string(),
+        tx: bitcoin::consensus::encode::serialize_hex(&ask.tx),
+        index: Some(ask.index as u32),
+        prevouts: Some(ask.prevouts.iter().map(eddy_core::api::Prevout::from).collect()),
     }))
 }
 

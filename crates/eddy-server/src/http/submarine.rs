@@ -505,12 +505,13 @@ async fn claim_details(
         return Err(not_eligible("claim"));
     };
     st.cosign_call(&id)?;
-    let (nonce, _, msg) = st
+    let ask = st
         .server
         .loop_in
         .claim_session(&id)
         .await
         .map_err(|e| engine_refusal(e, "invoice"))?;
+    let (nonce, msg) = (ask.nonce, ask.sighash);
     let key = match rec.htlc.claim_key {
         eddy_core::htlc::HtlcKey::Pubkey(k) => k,
         eddy_core::htlc::HtlcKey::Hash(_) => return Err(not_eligible("claim")),
