@@ -68,6 +68,13 @@ impl BroadcastError {
         matches!(self, BroadcastError::Rejected { code: -25, reason } if reason.contains("missingorspent"))
     }
 
+    /// Whether the node refused the transaction for its fee: under the relay or mempool
+    /// minimum, or too little to replace what it conflicts with (BIP125). A higher fee may be
+    /// accepted; any other refusal is about the transaction itself.
+    pub fn is_fee_refusal(&self) -> bool {
+        matches!(self, BroadcastError::Rejected { reason, .. } if reason.contains("fee not met") || reason.starts_with("insufficient fee"))
+    }
+
     /// Whether the transaction is not final yet (lock time or relative lock not reached).
     pub fn is_non_final(&self) -> bool {
         matches!(self, BroadcastError::Rejected { reason, .. } if reason.starts_with("non-final") || reason.starts_with("non-BIP68-final"))

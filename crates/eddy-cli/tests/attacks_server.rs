@@ -2217,6 +2217,201 @@ fn attack_claim_round_a_stalling_client_holds_up_nobody() {
     net.stop().expect("stop");
 }
 
+/// A transaction spending `coin` (a P2WPKH output of `key` holding `value`) to `outputs`,
+/// signed: the attacker's own funding, which it can double-spend.
+fn p2wpkh_spend(
+    coin: bitcoin::OutPoint,
+    value: Amount,
+    key: &bitcoin::secp256k1::SecretKey,
+    outputs: Vec<bitcoin::TxOut>,
+) -> bitcoin::Transaction {
+    use bitcoin::hashes::Hash;
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let pk = bitcoin::CompressedPublicKey(bitcoin::secp256k1::PublicKey::from_secret_key(&secp, key));
+    let spk = bitcoin::ScriptBuf::new_p2wpkh(&pk.wpubkey_hash());
+    let mut tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: coin,
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            ..Default::default()
+        }],
+        output: outputs,
+    };
+    let sighash = bitcoin::sighash::SighashCache::new(&tx)
+        .p2wpkh_signature_hash(0, &spk, value, bitcoin::EcdsaSighashType::All)
+        .expect("sighash");
+    let sig = secp.sign_ecdsa(&bitcoin::secp256k1::Message::from_digest(sighash.to_byte_array()), key);
+    tx.input[0].witness = bitcoin::Witness::p2wpkh(&bitcoin::ecdsa::Signature::sighash_all(sig), &pk.0);
+    tx
+}
+
+/// **Issue 17: a reorg takes one input out of the server's claim batch.** Two loop-ins, A and
+/// B, funded in the same block; the server pays both and claims them in one round, co-signed
+/// by both clients, mined. The attacker (B's client, with a miner) then reorgs the two blocks
+/// away with B's funding double-spent in the new branch: the batch is gone with it, A's
+/// funding is mined again, and A's HTLC is unspent. The server claims A again at once, by
+/// itself (a new round, co-signed), at a rate above the lost batch's. Server: wallet + A − A's
+/// new claim fee, channel − both invoices (B's payment is what a one-confirmation funding risks:
+/// `LOOP_IN_SERVER_FUNDING_CONFS`); attackers: channel + both invoices. Left: B stays `Claiming`
+/// (its output may come back in another reorg).
+#[test]
+fn attack_reorg_removes_one_input_of_the_claim_batch_and_the_rest_is_claimed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let mut swaps = vec![];
+    for (n, sat) in [70_000u64, 80_000].into_iter().enumerate() {
+        let amount = Amount::from_sat(sat);
+        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
+        let p = Preimage::from_bytes([0x80 + n as u8; 32]);
+        let (k, pk) = key(0x84 + n as u8);
+        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+        assert_eq!(s, 201, "{offer}");
+        let id = SwapId::from(p.payment_hash());
+        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+        swaps.push((id, k, htlc, amount, invoice_sat));
+    }
+    let a = &swaps[0];
+    let b = &swaps[1];
+    let a_out = fund(&net, &a.2, a.3);
+    // B is funded from a coin of the attacker's own key, which it can spend again.
+    let (coin_key, coin_pk) = key(0x88);
+    let coin_addr = bitcoin::Address::p2wpkh(&bitcoin::CompressedPublicKey(coin_pk), bitcoin::Network::Regtest);
+    let coin_value = Amount::from_sat(100_000);
+    let coin_txid = net.lab.chain.fund(&coin_addr, coin_value).expect("fund the coin");
+    let coin_tx = net
+        .rt
+        .block_on(net.chain.transaction(&coin_txid))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    let coin_vout = coin_tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == coin_addr.script_pubkey())
+        .expect("coin");
+    let coin = bitcoin::OutPoint::new(coin_txid, coin_vout as u32);
+    net.mine(1).expect("mine the coin");
+    let b_funding = p2wpkh_spend(
+        coin,
+        coin_value,
+        &coin_key,
+        vec![
+            bitcoin::TxOut {
+                value: b.3,
+                script_pubkey: b.2.script_pubkey(),
+            },
+            bitcoin::TxOut {
+                value: coin_value - b.3 - Amount::from_sat(1_000),
+                script_pubkey: coin_addr.script_pubkey(),
+            },
+        ],
+    );
+    let double = p2wpkh_spend(
+        coin,
+        coin_value,
+        &coin_key,
+        vec![bitcoin::TxOut {
+            value: coin_value - Amount::from_sat(2_000),
+            script_pubkey: coin_addr.script_pubkey(),
+        }],
+    );
+    net.rt.block_on(net.chain.broadcast(&b_funding)).expect("B funded");
+    let b_out = bitcoin::OutPoint::new(b_funding.compute_txid(), 0);
+    net.mine(1).expect("mine both fundings");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            swaps
+                .iter()
+                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
+                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 2)
+        },
+    );
+    let round = net.server.loop_in.claim_round().expect("round");
+    for s in &swaps {
+        cosign_claim(&net, &h, &s.1, &s.0, &s.2, s.3).expect("co-signed");
+    }
+    // Co-signed by both: the next pass (at once, in a running server) broadcasts it.
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let batch = net
+        .rt
+        .block_on(net.chain.transaction(&round.txid))
+        .expect("rpc")
+        .expect("broadcast")
+        .tx;
+    assert_eq!(batch.input.len(), 2);
+    assert!(batch.input.iter().all(|i| i.witness.len() == 1), "both key path");
+    let batch_rate = fee_of(&net, &round.txid).to_sat() * 1000 / batch.weight().to_wu();
+    net.mine(1).expect("mine the batch");
+    // Two blocks away: B's funding double-spent in the branch, the batch with it.
+    net.lab
+        .chain
+        .reorg(2, 1, &[b_funding.compute_txid()], std::slice::from_ref(&double))
+        .expect("reorg");
+    assert!(
+        net.rt
+            .block_on(net.chain.transaction(&round.txid))
+            .expect("rpc")
+            .is_none(),
+        "the batch is gone"
+    );
+    let a_funding = net
+        .rt
+        .block_on(net.chain.transaction(&a_out.txid))
+        .expect("rpc")
+        .expect("A funding");
+    assert!(a_funding.block.is_some(), "A's funding mined again");
+    // The server claims A again, by itself, at once: a new round for A alone.
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 1),
+    );
+    let again = net.server.loop_in.claim_round().expect("round");
+    assert_eq!(again.members[0].0, a.0);
+    cosign_claim(&net, &h, &a.1, &a.0, &a.2, a.3).expect("co-signed");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let claim = net
+        .rt
+        .block_on(net.chain.transaction(&again.txid))
+        .expect("rpc")
+        .expect("broadcast")
+        .tx;
+    assert_eq!(claim.input.len(), 1);
+    assert_eq!(claim.input[0].previous_output, a_out);
+    let fee = fee_of(&net, &again.txid);
+    assert!(
+        fee.to_sat() * 1000 / claim.weight().to_wu() > batch_rate,
+        "outbids the lost batch's rate"
+    );
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || in_state(&net, &net.server, &a.0) == InState::Succeeded,
+    );
+    assert!(matches!(in_state(&net, &net.server, &b.0), InState::Claiming { .. }));
+    assert!(
+        net.rt
+            .block_on(net.chain.transaction(&b_out.txid))
+            .expect("rpc")
+            .is_none(),
+        "B's funding is gone"
+    );
+    let invoices = a.4 + b.4;
+    wait_channels(&net, server_ln0 - invoices, client_ln0 + invoices);
+    assert_eq!(wallet(&net, &net.server), wallet0 + a.3 - fee);
+    net.stop().expect("stop");
+}
+
 /// **Review #8: a refund of another output does not end the server's claim.** The attacker
 /// funds its loop-in twice: X of exactly the amount and Y (30,000 sat) — both confirmed. The
 /// server pays against X (the shared rule's output) and goes down before claiming; the chain

@@ -1443,6 +1443,8 @@ fn a_boltz_wallet_pays_a_third_node_s_invoice_through_a_submarine_swap() {
         &json!({"pubNonce": started["pubNonce"], "partialSignature": signed["partialSignature"]}),
     );
     assert_eq!((s, v), (200, json!({})));
+    // Co-signed: the next pass (at once, in a running server) broadcasts the claim.
+    net.rt.block_on(net.server.tick()).expect("tick");
     net.mine(1).expect("mine");
     until_status(&net, &status, "transaction.claimed");
     // Buried: the swap ends (the status stays).

@@ -22,7 +22,7 @@
 
 use bitcoin::{Amount, FeeRate, Txid, Weight};
 
-use crate::fees::{next_sweep_fee_rate, sweep_budget, SweepStep, INCREMENTAL_RELAY_FEE_RATE};
+use crate::fees::{max_rate_within, next_sweep_fee_rate, sweep_budget, SweepStep, INCREMENTAL_RELAY_FEE_RATE};
 use crate::sweep::{Sweep, SweepInputs};
 use crate::tx::fee_for_weight;
 
@@ -56,17 +56,25 @@ impl BatchMember<'_> {
             (Some(w), None) | (None, Some(w)) => w,
             (None, None) => self.input_weight,
         };
-        SweepStep {
+        let mut step = SweepStep {
             estimate: self.alone.estimate,
-            // The newest version's rate — also when every version is gone (refused for its
-            // fee): the next must outbid it.
-            previous: self.previous.filter(|p| p.fee_rate_kwu > 0).map(Sweep::rate),
+            previous: None,
             blocks_left: self.alone.blocks_left,
             weight: alone,
             value: self.alone.value,
             max_fee: self.alone.max_fee,
             dust: self.alone.dust,
-        }
+        };
+        step.previous = match self.previous.filter(|p| p.fee_rate_kwu > 0) {
+            Some(p) if p.last().is_some() => Some(p.rate()),
+            // Every version gone (refused for its fee, or evicted): the next outbids the
+            // newest's rate — a batch's, set by its most urgent member — but never above what
+            // this member's own budget allows (nothing is left to replace), or a member much
+            // smaller than the rest could never be priced again.
+            Some(p) => Some(p.rate().min(max_rate_within(sweep_budget(&step), step.weight))),
+            None => None,
+        };
+        step
     }
 
     fn budget(&self) -> Amount {

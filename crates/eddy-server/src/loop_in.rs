@@ -744,6 +744,15 @@ impl LoopInEngine {
                     .map(|f| f.outpoint)
             });
             let chosen = chosen.and_then(|o| status.fundings.iter().find(|f| f.outpoint == o));
+            // A coinbase output cannot be spent before it matures: not seen before then (a
+            // miner's lockup would be paid for, then hold every claim round back).
+            let chosen = match chosen {
+                Some(f) if self.immature_coinbase(f, tip).await => {
+                    tracing::info!(swap = %id, outpoint = %f.outpoint, "funded by an immature coinbase: waiting");
+                    None
+                }
+                other => other,
+            };
             // A Boltz submarine swap's payment waits while its share of the slots is paying
             // (a payee may hold each payment for the whole route budget): the funding is not
             // recorded yet, the next pass asks again, and past the last payment height the
@@ -864,6 +873,23 @@ impl LoopInEngine {
         });
         let events: Vec<_> = events.chain([Event::Block { height: tip }]).collect();
         runner::apply_all(self, id, &mut version, &mut rec, events, &tip).await
+    }
+
+    /// Whether `f` is a coinbase output that cannot be spent in the next block (a lookup that
+    /// fails counts as immature until the next pass; a transaction the node no longer finds is
+    /// taken as it is — a claim round the node then refuses sends its claims alone).
+    async fn immature_coinbase(&self, f: &eddy_backends::Funding, tip: u32) -> bool {
+        let Some(height) = f.height else {
+            return false;
+        };
+        if tip.saturating_add(1).saturating_sub(height) >= bitcoin::blockdata::constants::COINBASE_MATURITY {
+            return false;
+        }
+        match self.core.chain().transaction(&f.outpoint.txid).await {
+            Ok(Some(t)) => t.tx.is_coinbase(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     /// A payment attempt failed for good (nothing of it in flight, the node's record says):

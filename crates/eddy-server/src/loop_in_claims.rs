@@ -122,15 +122,19 @@ pub(crate) struct Claims {
     /// When each claim waiting for company was first seen.
     waiting: Mutex<HashMap<SwapId, Instant>>,
     first_pass_done: AtomicBool,
-    /// Clients that let a round pass without co-signing: planned on the script path.
+    /// Clients that let a round pass without co-signing: planned on the script path for the
+    /// rest of the swap.
     defected: Mutex<HashSet<SwapId>>,
-    /// Sessions opened per swap in the current block: (tip, count), bounded by
+    /// Claims whose round the node refused for something other than its fee (an input it
+    /// cannot spend yet, say): each is claimed alone from then on, so one such input never
+    /// holds the others back.
+    isolated: Mutex<HashSet<SwapId>>,
+    /// Sessions opened per swap on the round offered: (its txid, count), bounded by
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`].
-    attempts: Mutex<HashMap<SwapId, (u32, u32)>>,
-    /// Held while the round is finished, built or replaced (a pass's claims, or the last
-    /// co-signature finishing the round at once): never two at a time. Signatures and sessions
-    /// change the round under its own lock only, never held across an await.
-    changing: tokio::sync::Mutex<()>,
+    attempts: Mutex<HashMap<SwapId, (Txid, u32)>>,
+    /// Told when a round is co-signed by every client: the server runs a pass at once, which
+    /// broadcasts it (an HTTP request never does: a client that disconnects could cut it short).
+    ready: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +161,11 @@ struct Claimable {
 }
 
 impl LoopInEngine {
+    /// Resolves when a round has been co-signed by every client.
+    pub(crate) async fn claim_ready(&self) {
+        self.claims.ready.notified().await;
+    }
+
     /// The claim round offered now, if any.
     pub fn claim_round(&self) -> Option<ClaimRoundView> {
         let round = lock(&self.claims.round);
@@ -192,7 +201,6 @@ impl LoopInEngine {
         if !matches!(rec.state, State::Claiming { .. }) {
             return Err(ServerError::Invalid("no claim to co-sign now".into()));
         }
-        let tip = self.core.tip().await?;
         let key = self.core.keys().secret(KEY_PURPOSE, id);
         let mut round = lock(&self.claims.round);
         let offered = round.as_ref().and_then(|r| {
@@ -202,12 +210,9 @@ impl LoopInEngine {
                 .map(|n| (n, r.cooperative(n)))
         });
         let Some((n, true)) = offered else {
-            // A client back after letting a round pass is offered the key path again from the
-            // next round on.
-            if lock(&self.claims.defected).remove(id) {
+            if lock(&self.claims.defected).contains(id) {
                 return Err(ServerError::Invalid(
-                    "this claim takes the script path in this round; the key path is offered again from the next round"
-                        .into(),
+                    "this claim takes the script path: a round offered passed without its co-signature".into(),
                 ));
             }
             return Err(ServerError::Invalid(
@@ -220,14 +225,15 @@ impl LoopInEngine {
         if r.members[n].sig.is_some() {
             return Err(ServerError::Invalid("this round's claim is co-signed already".into()));
         }
-        // Sessions opened (not asks refused) count.
+        // Sessions opened on this round (not asks refused) count.
         {
+            let txid = r.spend.tx.compute_txid();
             let mut attempts = lock(&self.claims.attempts);
-            attempts.retain(|_, (t, _)| *t == tip);
-            let entry = attempts.entry(*id).or_insert((tip, 0));
+            attempts.retain(|_, (t, _)| *t == txid);
+            let entry = attempts.entry(*id).or_insert((txid, 0));
             if entry.1 >= LOOP_IN_COOP_CLAIMS_PER_BLOCK {
                 return Err(ServerError::Invalid(
-                    "too many cooperative claim requests in this block; ask again next block".into(),
+                    "too many cooperative claim requests on this round; ask again for the next".into(),
                 ));
             }
             entry.1 += 1;
@@ -250,9 +256,9 @@ impl LoopInEngine {
 
     /// Completes the client's input of the round with its nonce and partial signature (checked
     /// by the aggregation: a bad one is refused, and the session is spent either way). The
-    /// last co-signature of a round broadcasts it at once (every member's record persisted
-    /// first); otherwise it goes out when the others co-signed or at the next block. Returns
-    /// the round's txid.
+    /// last co-signature of a round has the server run a pass at once, which broadcasts it
+    /// (every member's record persisted first); otherwise it goes out when the others co-signed
+    /// or at the next block. Returns the round's txid.
     pub async fn claim_cosigned(
         &self,
         id: &SwapId,
@@ -275,22 +281,7 @@ impl LoopInEngine {
             (r.spend.tx.compute_txid(), r.complete())
         };
         if complete {
-            let _changing = self.claims.changing.lock().await;
-            let done = {
-                let mut round = lock(&self.claims.round);
-                match round.as_ref() {
-                    Some(r) if r.spend.tx.compute_txid() == txid && r.complete() => round.take(),
-                    _ => None,
-                }
-            };
-            if let Some(r) = done {
-                let tip = self.core.tip().await?;
-                // Co-signed: a failure to finish is the server's, not the client's (the next
-                // round is offered again).
-                if let Err(e) = self.finish_round(r, tip).await {
-                    tracing::warn!(swap = %id, error = %e, "finishing a co-signed claim round");
-                }
-            }
+            self.claims.ready.notify_one();
         }
         Ok(txid)
     }
@@ -303,6 +294,10 @@ impl LoopInEngine {
     pub(crate) async fn claim_batch(&self, tip: u32) -> Result<(), ServerError> {
         let mut first = None;
         let claimable = self.claimable(tip).await?;
+        // What is kept of swaps no longer claiming goes with them.
+        for set in [&self.claims.defected, &self.claims.isolated] {
+            lock(set).retain(|id| claimable.iter().any(|c| c.id == *id));
+        }
         let (alone, together): (Vec<_>, Vec<_>) = claimable.into_iter().partition(|c| c.alone);
         for c in alone {
             let Claimable {
@@ -318,7 +313,6 @@ impl LoopInEngine {
         }
         let forced = together.iter().any(|c| c.blocks_left <= LOOP_IN_CLAIM_NO_WAIT_BLOCKS);
         let due = !together.is_empty() && self.window_over(&together, forced);
-        let _changing = self.claims.changing.lock().await;
         // What becomes of the round offered (decided under its lock, nothing awaited there).
         enum Pending {
             None,
@@ -369,7 +363,16 @@ impl LoopInEngine {
             return first.map_or(Ok(()), Err);
         }
         if due {
-            match self.build_round(&together, tip, forced).await {
+            let built = self.build_round(&together, tip, forced).await;
+            if let Ok((_, left_out)) = &built {
+                for c in together.iter().filter(|c| left_out.contains(&c.id)) {
+                    let (mut version, mut rec) = (c.version, c.rec.clone());
+                    if let Err(e) = self.claim_in(c.id, &mut version, &mut rec, c.outpoint, tip).await {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+            match built.map(|(round, _)| round) {
                 Ok(Some(new)) => {
                     let ids = |r: &ClaimRound| r.members.iter().map(|m| m.id).collect::<Vec<_>>();
                     let cooperative = (0..new.members.len()).any(|n| new.cooperative(n));
@@ -449,7 +452,8 @@ impl LoopInEngine {
             };
             let seen: Vec<Txid> = spends.iter().map(|s| s.txid).collect();
             let ours = |t: &Txid| rec.claim.as_ref().is_some_and(|c| c.contains(t));
-            let alone = seen.iter().any(|t| !ours(t)) || funding.height.is_none();
+            let alone =
+                seen.iter().any(|t| !ours(t)) || funding.height.is_none() || lock(&self.claims.isolated).contains(&id);
             out.push(Claimable {
                 id,
                 version,
@@ -466,14 +470,15 @@ impl LoopInEngine {
     }
 
     /// A new round over `together` (the most urgent first), or `None` when nothing new is
-    /// to be built (the newest versions are broadcast again as they are). `forced`: every
-    /// input on its script path.
+    /// to be built (the newest versions are broadcast again as they are); with the claims the
+    /// plan left out that have no version out (their budget cannot carry the batch's rate):
+    /// each is claimed alone, at its own. `forced`: every input on its script path.
     async fn build_round(
         &self,
         together: &[Claimable],
         tip: u32,
         forced: bool,
-    ) -> Result<Option<ClaimRound>, ServerError> {
+    ) -> Result<(Option<ClaimRound>, Vec<SwapId>), ServerError> {
         let mut order: Vec<&Claimable> = together.iter().collect();
         order.sort_by_key(|c| (c.blocks_left, c.id.0));
         let htlcs = order
@@ -527,6 +532,13 @@ impl LoopInEngine {
         }
         let overhead = overhead_weight(std::slice::from_ref(&dest));
         let mut plan = plan_batch(&members, overhead, false);
+        let unswept = |plan: &eddy_core::batch::BatchPlan| -> Vec<SwapId> {
+            (0..order.len())
+                .filter(|&i| planned[i].as_ref().is_none_or(|p| p.all.is_empty()))
+                .filter(|&i| !plan.shares.iter().any(|&(m, _)| m == i))
+                .map(|i| order[i].id)
+                .collect()
+        };
         if plan.shares.is_empty() {
             // Broadcast the newest again; one the node no longer has is replaced (once a block).
             let mut gone = false;
@@ -543,13 +555,14 @@ impl LoopInEngine {
                 }
             }
             if !(gone && plan.rebuild_if_gone) {
-                return Ok(None);
+                return Ok((None, unswept(&plan)));
             }
             plan = plan_batch(&members, overhead, true);
             if plan.shares.is_empty() {
-                return Ok(None);
+                return Ok((None, unswept(&plan)));
             }
         }
+        let left_out = unswept(&plan);
         let chosen: Vec<(usize, Amount)> = plan.shares.clone();
         let mut keep = Amount::ZERO;
         for &(i, share) in &chosen {
@@ -584,12 +597,15 @@ impl LoopInEngine {
                 sig: None,
             })
             .collect();
-        Ok(Some(ClaimRound {
-            tip,
-            spend,
-            members,
-            rate: plan.rate,
-        }))
+        Ok((
+            Some(ClaimRound {
+                tip,
+                spend,
+                members,
+                rate: plan.rate,
+            }),
+            left_out,
+        ))
     }
 
     /// Signs what the clients did not (each such input moved to its script path, its client
@@ -650,11 +666,19 @@ impl LoopInEngine {
             Ok(_) => Ok(()),
             // Spent meanwhile (an earlier version of ours): the watcher tells.
             Err(e) if e.is_missing_inputs() => Ok(()),
+            // Refused for its fee (a client that did not co-sign made it larger than planned,
+            // its rate below a replacement's): the version still in the mempool stands, and the
+            // next round outbids this one's rate.
+            Err(e) if e.is_fee_refusal() => {
+                tracing::info!(%txid, error = %e, "claim round refused for its fee");
+                Ok(())
+            }
+            // Refused for anything else (an input the node cannot spend yet): its claims go
+            // alone from now on, so no one input holds the others back.
             Err(e) => {
-                // Refused (a client that did not co-sign made it larger than planned, its rate
-                // below a replacement's): the version still in the mempool stands, and the next
-                // round plans against it.
-                tracing::info!(%txid, error = %e, "claim round refused by the mempool");
+                tracing::warn!(%txid, error = %e, "claim round refused; its claims go alone");
+                let mut isolated = lock(&self.claims.isolated);
+                isolated.extend(members.iter().map(|m| m.id));
                 Ok(())
             }
         }

@@ -157,6 +157,10 @@ impl SwapServer {
                         return;
                     }
                 }
+                // A claim round co-signed by every client: a pass now broadcasts it.
+                _ = self.loop_in.claim_ready() => {
+                    last_tick = Instant::now() - IDLE_TICK;
+                }
                 Some(first) = rx.recv() => {
                     // Take every event already queued: step each swap once (concurrently), then
                     // publish them all in one transaction.

@@ -249,7 +249,9 @@ pub enum Action {
         /// The tip the budget was computed at.
         height: BlockHeight,
     },
-    /// Claim the HTLC (cooperatively if the client helps, else script path), or bump the claim.
+    /// Claim the HTLC (cooperatively if the client helps, else script path), or bump the claim:
+    /// the engine's claim round, built at every pass for every `Claiming` swap, finishes an
+    /// input its client did not co-sign on the script path only from this height on.
     Claim {
         /// The HTLC output.
         outpoint: OutPoint,

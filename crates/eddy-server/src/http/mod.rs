@@ -1011,7 +1011,7 @@ async fn claim_offer(
 }
 
 #[utoipa::path(post, path = "/v1/swaps/{id}/claim-cosign", params(SwapIdPath, AuthHeader), request_body = ClaimCosign, responses(
-    (status = 204, description = "Aggregated and broadcast"),
+    (status = 204, description = "Checked and aggregated: the claim round goes out as soon as every client co-signed, at the latest the next block"),
     (status = 400, description = "Not a swap id, not a loop-in, bad nonce or partial signature, or no claim offered", body = ErrorBody),
     (status = 401, description = "Missing or bad x-eddy-swap-auth signature, or no such swap (the same answer: a stranger cannot tell)", body = ErrorBody),
     (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
