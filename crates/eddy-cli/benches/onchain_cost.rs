@@ -8,7 +8,9 @@
 //! - **loop-in, unbatched**: N swaps one at a time — the client's funding and the server's
 //!   claim (a round of one input, co-signed on the key path);
 //! - **loop-in, batched**: N swaps started together — the server claims them in one
-//!   transaction, each input co-signed by its client on the key path.
+//!   transaction, each input co-signed by its client on the key path;
+//! - **refunds, batched**: N loop-outs the client pays and never claims — the server refunds
+//!   them all at `E` in one transaction (each input on its timeout path: nobody co-signs).
 //!
 //! Prints one JSON object. `cargo bench`: N = 10; `cargo test` (the bench run as a test): N = 3.
 
@@ -172,6 +174,47 @@ fn batched_loop_ins(net: &Swapnet, n: usize, amount: Amount) -> anyhow::Result<(
     Ok((claim_vb, claims.len(), key_path))
 }
 
+/// N loop-outs paid and never claimed (the client engine is not run after paying), driven until
+/// the server refunded them all: (the confirmed refunds' vbytes, their number).
+fn batched_refunds(net: &Swapnet, n: usize, amount: Amount) -> anyhow::Result<(u64, usize)> {
+    let mut ids = vec![];
+    for _ in 0..n {
+        let dest = net.rt.block_on(net.client_ln.new_address())?.script_pubkey();
+        ids.push(net.rt.block_on(net.client.loop_out(amount, dest))?);
+    }
+    net.wait_held(&ids)?;
+    let start = std::time::Instant::now();
+    loop {
+        net.rt.block_on(net.server.tick())?;
+        let mut done = true;
+        for id in &ids {
+            done &= net.rt.block_on(net.server.loop_out.swap(id))?.1.state == ServerState::Refunded;
+        }
+        if done {
+            break;
+        }
+        net.mine(1)?;
+        anyhow::ensure!(start.elapsed() < 3 * eddy_lab::WAIT, "not refunded");
+    }
+    let mut refunds = BTreeSet::new();
+    for id in &ids {
+        let (_, s) = net.rt.block_on(net.server.loop_out.swap(id))?;
+        let refund = s.refund.ok_or_else(|| anyhow::anyhow!("no refund"))?;
+        for t in refund.all.iter().rev() {
+            if net
+                .rt
+                .block_on(net.chain.transaction(t))?
+                .is_some_and(|f| f.block.is_some())
+            {
+                refunds.insert(*t);
+                break;
+            }
+        }
+    }
+    let vb = refunds.iter().map(|t| vsize(net, t)).sum::<anyhow::Result<u64>>()?;
+    Ok((vb, refunds.len()))
+}
+
 fn main() -> anyhow::Result<()> {
     let n = if std::env::args().any(|a| a == "--bench") {
         10
@@ -197,13 +240,15 @@ fn main() -> anyhow::Result<()> {
             in_claim += vsize(&net, &r.claim.0)?;
         }
         let (b_in_claim, b_in_claims, b_in_key_path) = batched_loop_ins(&net, n, amount)?;
+        let (refund_vb, refund_txs) = batched_refunds(&net, n, amount)?;
         let per = |v: u64| v as f64 / n as f64;
         Ok(format!(
             "{{\"bench\":\"onchain_cost\",\"swaps\":{n},\
              \"loop_out_unbatched\":{{\"htlc_vb_per_swap\":{:.1},\"claim_vb_per_swap\":{:.1},\"total_vb_per_swap\":{:.1}}},\
              \"loop_out_batched\":{{\"htlc_txs\":{b_htlc_txs},\"claim_txs\":{b_claims},\"htlc_vb_per_swap\":{:.1},\"claim_vb_per_swap\":{:.1},\"total_vb_per_swap\":{:.1}}},\
              \"loop_in_unbatched\":{{\"funding_vb_per_swap\":{:.1},\"server_claim_vb_per_swap\":{:.1},\"total_vb_per_swap\":{:.1}}},\
-             \"loop_in_batched\":{{\"server_claim_txs\":{b_in_claims},\"key_path_inputs\":{b_in_key_path},\"server_claim_vb_per_swap\":{:.1}}}}}",
+             \"loop_in_batched\":{{\"server_claim_txs\":{b_in_claims},\"key_path_inputs\":{b_in_key_path},\"server_claim_vb_per_swap\":{:.1}}},\
+             \"loop_out_refunds_batched\":{{\"refund_txs\":{refund_txs},\"refund_vb_per_swap\":{:.1}}}}}",
             per(out_htlc),
             per(out_claim),
             per(out_htlc + out_claim),
@@ -214,6 +259,7 @@ fn main() -> anyhow::Result<()> {
             per(in_claim),
             per(in_funding + in_claim),
             per(b_in_claim),
+            per(refund_vb),
         ))
     };
     let result = run();

@@ -1,5 +1,5 @@
 //! The loop-in server's claims, batched (issue 17). Every pass ends with
-//! [`LoopInEngine::claim_batch`]: the HTLC outputs of every paid loop-in (`Claiming`) are
+//! `LoopInEngine::claim_batch`: the HTLC outputs of every paid loop-in (`Claiming`) are
 //! claimed into the swap wallet by one transaction, a **round**, planned by
 //! [`eddy_core::batch::plan_batch`] over each swap's claim so far (the rate the most urgent
 //! member's schedule asks, a fee beating every version it replaces, each swap's share by the
