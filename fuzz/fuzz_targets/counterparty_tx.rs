@@ -5,7 +5,8 @@
 //! `spend::find_preimage`, how a loop-out server learns the preimage). Asserts: bytes that
 //! decode re-encode to exactly themselves; a co-signed sighash exists exactly for a transaction
 //! with one input spending the swap's HTLC, and commits to the HTLC's value; the client co-signs
-//! only a claim of the one output the server paid for; every spend found is of a watched output
+//! only a claim whose input named spends the one output the server paid for, no other input
+//! spending an output of its HTLC; every spend found is of a watched output
 //! at that input, and a preimage found always hashes to the swap's hash.
 #![no_main]
 
@@ -73,17 +74,38 @@ fuzz_target!(|data: &[u8]| {
         ],
         missing: vec![],
     };
-    match check_claim_request(&terms, &chain, &tx) {
+    // The input named: the server's claim batch (several loop-ins) names ours by its index; the
+    // last byte of the transaction (its lock time's) picks one.
+    let index = usize::from(data.last().copied().unwrap_or(0)) % (tx.input.len() + 1);
+    let ours = |o: &bitcoin::OutPoint| chain.outputs.iter().any(|x| x.outpoint == *o);
+    match check_claim_request(&terms, &chain, &tx, index) {
         Ok(paid) => {
             assert_eq!(paid, outpoint(1));
-            assert_eq!(tx.input.len(), 1);
-            assert_eq!(tx.input[0].previous_output, outpoint(1));
-            assert!(cooperative_sighash(&tx, &in_htlc, AMOUNT).is_ok());
+            assert_eq!(tx.input[index].previous_output, outpoint(1));
+            assert!(tx.input.len() <= eddy_core::batch::MAX_BATCH_INPUTS);
+            // No other input spends an output of our HTLC.
+            assert!(tx
+                .input
+                .iter()
+                .enumerate()
+                .all(|(i, x)| i == index || !ours(&x.previous_output)));
+            if tx.input.len() == 1 {
+                assert!(cooperative_sighash(&tx, &in_htlc, AMOUNT).is_ok());
+            }
         }
-        Err(ClaimRequestError::Inputs) => assert_ne!(tx.input.len(), 1),
+        Err(ClaimRequestError::Inputs) => assert!(
+            index >= tx.input.len()
+                || tx.input.len() > eddy_core::batch::MAX_BATCH_INPUTS
+                || tx
+                    .input
+                    .iter()
+                    .enumerate()
+                    .any(|(i, x)| i != index && ours(&x.previous_output))
+        ),
         Err(ClaimRequestError::WrongOutput { spends, paid }) => {
             assert_eq!(paid, outpoint(1));
             assert_ne!(spends, paid);
+            assert_eq!(tx.input[index].previous_output, spends);
         }
         Err(e @ ClaimRequestError::NoServerOutput) => panic!("the fixture chain has one: {e}"),
     }

@@ -72,7 +72,7 @@ impl BroadcastError {
     /// minimum, or too little to replace what it conflicts with (BIP125). A higher fee may be
     /// accepted; any other refusal is about the transaction itself.
     pub fn is_fee_refusal(&self) -> bool {
-        matches!(self, BroadcastError::Rejected { reason, .. } if reason.contains("fee not met") || reason.starts_with("insufficient fee"))
+        matches!(self, BroadcastError::Rejected { reason, .. } if reason.contains("fee not met") || reason.starts_with("insufficient fee") || reason.contains("mempool full"))
     }
 
     /// Whether the transaction is not final yet (lock time or relative lock not reached).

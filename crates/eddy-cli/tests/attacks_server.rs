@@ -2217,6 +2217,168 @@ fn attack_claim_round_a_stalling_client_holds_up_nobody() {
     net.stop().expect("stop");
 }
 
+/// **Issue 17: a client that co-signed the first claim round stalls on its bump.** Two loop-ins
+/// paid together; both clients co-sign the first round, which goes to the mempool. A block
+/// without it comes (its rate was low), and the server's bump is a new round replacing it; one
+/// client co-signs, the other does not. Moved to its script path, the stalled input would make
+/// the bump heavier than planned for the same fee — too little to replace the first round
+/// (BIP125) — so at the next block the server sends, in the same pass, a round on the script
+/// paths instead (never the heavier one), which replaces the first. Server: wallet + both
+/// amounts − that round's fee (the first round replaced), channel − both invoices.
+#[test]
+fn attack_a_stall_on_a_bump_round_gets_a_script_path_round_in_the_same_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net(dir.path());
+    let h = Hostile::new(&url(&net));
+    let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
+    let wallet0 = wallet(&net, &net.server);
+    let mut swaps = vec![];
+    for (n, sat) in [60_000u64, 65_000].into_iter().enumerate() {
+        let amount = Amount::from_sat(sat);
+        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
+        let p = Preimage::from_bytes([0x90 + n as u8; 32]);
+        let (k, pk) = key(0x94 + n as u8);
+        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
+        assert_eq!(s, 201, "{offer}");
+        let id = SwapId::from(p.payment_hash());
+        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+        fund(&net, &htlc, amount);
+        swaps.push((id, k, htlc, amount, invoice_sat));
+    }
+    net.mine(1).expect("mine");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || {
+            swaps
+                .iter()
+                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
+                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 2)
+        },
+    );
+    let first = net.server.loop_in.claim_round().expect("round");
+    for s in &swaps {
+        cosign_claim(&net, &h, &s.1, &s.0, &s.2, s.3).expect("co-signed");
+    }
+    net.rt.block_on(net.server.tick()).expect("tick");
+    let in_mempool = |txid: &bitcoin::Txid| {
+        net.rt
+            .block_on(net.chain.transaction(txid))
+            .expect("rpc")
+            .is_some_and(|t| t.block.is_none())
+    };
+    assert!(in_mempool(&first.txid), "the first round went out");
+    // A block without it: the bump is a new round.
+    net.lab.chain.mine_with(&[]).expect("empty block");
+    drive(
+        &net,
+        &net.server,
+        || false,
+        || net.server.loop_in.claim_round().is_some_and(|r| r.txid != first.txid),
+    );
+    let bump = net.server.loop_in.claim_round().expect("bump round");
+    assert!(
+        bump.members.iter().all(|m| m.1),
+        "both offered the key path again: {bump:?}"
+    );
+    let (staller, signer) = (&swaps[1], &swaps[0]);
+    cosign_claim(&net, &h, &signer.1, &signer.0, &signer.2, signer.3).expect("co-signed");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert_eq!(
+        net.server.loop_in.claim_round().map(|r| r.txid),
+        Some(bump.txid),
+        "waits its block"
+    );
+    // The next block: the bump with its stalled input on the script path would not replace the
+    // first round; a round on the script paths goes instead, in this pass.
+    net.lab.chain.mine_with(&[]).expect("empty block");
+    net.rt.block_on(net.server.tick()).expect("tick");
+    assert!(
+        net.rt
+            .block_on(net.chain.transaction(&bump.txid))
+            .expect("rpc")
+            .is_none(),
+        "the heavier bump was never sent"
+    );
+    assert!(!in_mempool(&first.txid), "the first round was replaced");
+    let recs: Vec<_> = swaps
+        .iter()
+        .map(|s| net.rt.block_on(net.server.loop_in.swap(&s.0)).expect("swap").1)
+        .collect();
+    let now = recs[0].claim.as_ref().and_then(|c| c.last()).expect("a new claim");
+    assert_eq!(recs[1].claim.as_ref().and_then(|c| c.last()), Some(now));
+    assert!(in_mempool(&now), "the script-path round is in the mempool");
+    let tx = net
+        .rt
+        .block_on(net.chain.transaction(&now))
+        .expect("rpc")
+        .expect("tx")
+        .tx;
+    assert_eq!(tx.input.len(), 2);
+    assert!(tx.input.iter().all(|i| i.witness.len() == 4), "both on the script path");
+    let fee = fee_of(&net, &now);
+    assert!(fee > fee_of_first(&net, &first.txid), "outbids the first round");
+    // The staller opened no session in the bump's block: planned on its script path from now
+    // on; the other client is offered the key path again.
+    let (s, v) = h.signed(
+        &net,
+        &staller.1,
+        &staller.0,
+        "GET",
+        &format!("/v1/swaps/{}/claim", staller.0),
+        None,
+    );
+    assert_eq!(s, 400, "{v}");
+    drive(
+        &net,
+        &net.server,
+        || true,
+        || {
+            swaps
+                .iter()
+                .all(|s| in_state(&net, &net.server, &s.0) == InState::Succeeded)
+        },
+    );
+    let claim = net
+        .rt
+        .block_on(net.server.loop_in.swap(&swaps[0].0))
+        .expect("swap")
+        .1
+        .claim
+        .expect("claim");
+    let mined = claim
+        .all
+        .iter()
+        .find(|t| {
+            net.rt
+                .block_on(net.chain.transaction(t))
+                .expect("rpc")
+                .is_some_and(|x| x.block.is_some())
+        })
+        .copied()
+        .expect("a claim mined");
+    let fee = fee_of(&net, &mined);
+    let invoices = swaps[0].4 + swaps[1].4;
+    wait_channels(&net, server_ln0 - invoices, client_ln0 + invoices);
+    assert_eq!(wallet(&net, &net.server), wallet0 + swaps[0].3 + swaps[1].3 - fee);
+    net.stop().expect("stop");
+}
+
+/// The fee a transaction paid, known to the node or not (the first round, replaced: its fee as
+/// recorded in the claims).
+fn fee_of_first(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
+    let (_, rec) = net
+        .rt
+        .block_on(
+            net.server
+                .loop_in
+                .swap(&SwapId::from(Preimage::from_bytes([0x90; 32]).payment_hash())),
+        )
+        .expect("swap");
+    rec.claim.and_then(|c| c.fee_of(txid)).expect("recorded")
+}
+
 /// A transaction spending `coin` (a P2WPKH output of `key` holding `value`) to `outputs`,
 /// signed: the attacker's own funding, which it can double-spend.
 fn p2wpkh_spend(

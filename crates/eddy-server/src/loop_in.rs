@@ -875,9 +875,9 @@ impl LoopInEngine {
         runner::apply_all(self, id, &mut version, &mut rec, events, &tip).await
     }
 
-    /// Whether `f` is a coinbase output that cannot be spent in the next block (a lookup that
-    /// fails counts as immature until the next pass; a transaction the node no longer finds is
-    /// taken as it is — a claim round the node then refuses sends its claims alone).
+    /// Whether `f` may be a coinbase output that cannot be spent in the next block: within
+    /// `COINBASE_MATURITY` blocks of its own, a funding whose transaction the node cannot show
+    /// counts as one (nothing is paid on a guess; past maturity it no longer matters).
     async fn immature_coinbase(&self, f: &eddy_backends::Funding, tip: u32) -> bool {
         let Some(height) = f.height else {
             return false;
@@ -887,8 +887,7 @@ impl LoopInEngine {
         }
         match self.core.chain().transaction(&f.outpoint.txid).await {
             Ok(Some(t)) => t.tx.is_coinbase(),
-            Ok(None) => false,
-            Err(_) => true,
+            Ok(None) | Err(_) => true,
         }
     }
 

@@ -26,10 +26,12 @@ use std::time::Instant;
 
 use bitcoin::secp256k1::schnorr;
 use bitcoin::{Amount, FeeRate, OutPoint, Transaction, TxOut, Txid};
+use eddy_backends::BroadcastError;
 use eddy_core::batch::{plan_batch, BatchMember};
 use eddy_core::constants::{
     LOOP_IN_CLAIM_NO_WAIT_BLOCKS, LOOP_IN_CLAIM_WINDOW_FORCE_BLOCKS, LOOP_IN_COOP_CLAIMS_PER_BLOCK,
 };
+use eddy_core::fees::MIN_RELAY_FEE_RATE;
 use eddy_core::htlc::Htlc;
 use eddy_core::musig::{PartialSigBytes, PubNonceBytes, Signer};
 use eddy_core::sm::loop_in_server::State;
@@ -132,6 +134,8 @@ pub(crate) struct Claims {
     /// Sessions opened per swap on the round offered: (its txid, count), bounded by
     /// [`LOOP_IN_COOP_CLAIMS_PER_BLOCK`].
     attempts: Mutex<HashMap<SwapId, (Txid, u32)>>,
+    /// The tip of the round on which each swap's client last opened a session.
+    sessions: Mutex<HashMap<SwapId, u32>>,
     /// Told when a round is co-signed by every client: the server runs a pass at once, which
     /// broadcasts it (an HTTP request never does: a client that disconnects could cut it short).
     ready: tokio::sync::Notify,
@@ -237,6 +241,7 @@ impl LoopInEngine {
                 ));
             }
             entry.1 += 1;
+            lock(&self.claims.sessions).insert(*id, r.tip);
         }
         let Htlc::Taproot(taproot) = &r.spend.inputs[n].htlc else {
             return Err(ServerError::Invalid("not a taproot HTLC".into()));
@@ -298,6 +303,7 @@ impl LoopInEngine {
         for set in [&self.claims.defected, &self.claims.isolated] {
             lock(set).retain(|id| claimable.iter().any(|c| c.id == *id));
         }
+        lock(&self.claims.sessions).retain(|id, _| claimable.iter().any(|c| c.id == *id));
         let (alone, together): (Vec<_>, Vec<_>) = claimable.into_iter().partition(|c| c.alone);
         for c in alone {
             let Claimable {
@@ -357,8 +363,23 @@ impl LoopInEngine {
         };
         if let Pending::Finish(round) = pending {
             // Finished: the members' records changed; the next pass plans against them.
-            if let Err(e) = self.finish_round(round, tip).await {
-                first.get_or_insert(e);
+            match self.finish_round(round, tip).await {
+                Ok(true) => {}
+                // Its fallbacks would get it refused: a round on the script paths now instead.
+                Ok(false) => match self.build_round(&together, tip, true).await {
+                    Ok((Some(forced), _)) => {
+                        if let Err(e) = self.finish_round(forced, tip).await {
+                            first.get_or_insert(e);
+                        }
+                    }
+                    Ok((None, _)) => {}
+                    Err(e) => {
+                        first.get_or_insert(e);
+                    }
+                },
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
             return first.map_or(Ok(()), Err);
         }
@@ -378,9 +399,11 @@ impl LoopInEngine {
                     let cooperative = (0..new.members.len()).any(|n| new.cooperative(n));
                     let finish_now = {
                         let mut round = lock(&self.claims.round);
+                        // The round offered stays if the new one takes the same members, or if its
+                        // clients co-signed it all meanwhile (the next pass sends it).
                         let keep_old = matches!(
                             (&pending, round.as_ref()),
-                            (Pending::Rebuild(old), Some(r)) if r.spend.tx.compute_txid() == *old && ids(r) == ids(&new)
+                            (Pending::Rebuild(old), Some(r)) if r.spend.tx.compute_txid() == *old && (ids(r) == ids(&new) || r.complete())
                         );
                         if keep_old {
                             None
@@ -393,6 +416,7 @@ impl LoopInEngine {
                         }
                     };
                     if let Some(new) = finish_now {
+                        // On the script paths only: nothing falls back, it is always sent.
                         if let Err(e) = self.finish_round(new, tip).await {
                             first.get_or_insert(e);
                         }
@@ -608,16 +632,21 @@ impl LoopInEngine {
         ))
     }
 
-    /// Signs what the clients did not (each such input moved to its script path, its client
-    /// planned on the script path from then on), records the round in every member's claim
-    /// with its share, persists every member, then broadcasts.
-    async fn finish_round(&self, round: ClaimRound, tip: u32) -> Result<(), ServerError> {
+    /// Signs what the clients did not (each such input moved to its script path; its client,
+    /// if it opened no session in the round's block, planned on the script path from then on),
+    /// records the round in every member's claim with its share, persists every member, then
+    /// broadcasts. Returns `false`, with nothing recorded or sent, when an input moved to its
+    /// script path would leave the round unacceptable — heavier than planned for the same fee,
+    /// it may no longer outbid what it replaces (BIP125) or the relay minimum — so that the
+    /// caller builds a round on the script paths instead, in the same pass.
+    async fn finish_round(&self, round: ClaimRound, tip: u32) -> Result<bool, ServerError> {
         let ClaimRound {
             spend: mut tx,
             members,
             rate,
             tip: built,
         } = round;
+        let mut fell_back = false;
         for (n, m) in members.iter().enumerate() {
             if tx.inputs[n].path == SpendPath::Cooperative {
                 match m.sig {
@@ -626,18 +655,24 @@ impl LoopInEngine {
                         continue;
                     }
                     None => {
-                        // Only a client that had its whole block is taken for one that stalls (a
-                        // round finished early for a claim near `E` blames nobody).
-                        if built < tip {
+                        // Only a client that opened no session while the round's block lasted
+                        // is taken for one that stalls (a round finished early for a claim near
+                        // `E`, or rebuilt just before the block, blames nobody who asked).
+                        let asked = lock(&self.claims.sessions).get(&m.id) == Some(&built);
+                        if built < tip && !asked {
                             tracing::info!(swap = %m.id, "the client did not co-sign its claim in time: script path");
                             lock(&self.claims.defected).insert(m.id);
                         }
                         tx.set_path(n, SpendPath::Claim(m.preimage)).map_err(backend)?;
+                        fell_back = true;
                     }
                 }
             }
             tx.sign(n, &self.core.keys().secret(KEY_PURPOSE, &m.id))
                 .map_err(backend)?;
+        }
+        if fell_back && self.replaces_or_under_relay(&members, &tx).await? {
+            return Ok(false);
         }
         let cooperative: Vec<bool> = tx.inputs.iter().map(|i| i.path == SpendPath::Cooperative).collect();
         let signed = tx.finalize().map_err(backend)?;
@@ -663,24 +698,60 @@ impl LoopInEngine {
             runner::persist(self, &m.id, &mut version, &rec, event).await?;
         }
         match self.core.chain().broadcast(&signed.tx).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Spent meanwhile (an earlier version of ours): the watcher tells.
-            Err(e) if e.is_missing_inputs() => Ok(()),
-            // Refused for its fee (a client that did not co-sign made it larger than planned,
-            // its rate below a replacement's): the version still in the mempool stands, and the
-            // next round outbids this one's rate.
+            Err(e) if e.is_missing_inputs() => {}
+            // The node could not be asked: the next pass broadcasts the newest again.
+            Err(BroadcastError::Source(e)) => {
+                tracing::info!(%txid, error = %e, "claim round not broadcast: node unreachable");
+            }
+            // Refused for its fee: the version still in the mempool stands, and the next round
+            // outbids this one's rate.
             Err(e) if e.is_fee_refusal() => {
                 tracing::info!(%txid, error = %e, "claim round refused for its fee");
-                Ok(())
             }
-            // Refused for anything else (an input the node cannot spend yet): its claims go
-            // alone from now on, so no one input holds the others back.
+            // Refused for anything else (an input the node cannot spend yet): the claims no
+            // version of which the node ever took go alone from now on, so no one input holds
+            // the others back (one the node holds a version of has an input it can spend).
             Err(e) => {
-                tracing::warn!(%txid, error = %e, "claim round refused; its claims go alone");
-                let mut isolated = lock(&self.claims.isolated);
-                isolated.extend(members.iter().map(|m| m.id));
-                Ok(())
+                tracing::warn!(%txid, error = %e, "claim round refused; its untried claims go alone");
+                let chain = &**self.core.chain();
+                for m in &members {
+                    let (_, rec) = self.swap(&m.id).await?;
+                    let mut live = false;
+                    for t in rec.claim.iter().flat_map(|c| c.all.iter()).filter(|t| **t != txid) {
+                        if matches!(chain.transaction(t).await, Ok(Some(_))) {
+                            live = true;
+                            break;
+                        }
+                    }
+                    if !live {
+                        lock(&self.claims.isolated).insert(m.id);
+                    }
+                }
             }
         }
+        Ok(true)
+    }
+
+    /// Whether `tx` (a round some of whose inputs moved to their script paths) may be refused
+    /// for its fee: it pays under the relay minimum, or it replaces a version of a member's
+    /// claim the node holds unconfirmed (its planned fee outbid that version at the planned,
+    /// lighter weight only).
+    async fn replaces_or_under_relay(&self, members: &[RoundMember], tx: &UnsignedSpend) -> Result<bool, ServerError> {
+        let wu = tx.predicted_weight.to_wu().max(1);
+        if tx.fee.to_sat() * 1000 < MIN_RELAY_FEE_RATE.to_sat_per_kwu() * wu {
+            return Ok(true);
+        }
+        let chain = &**self.core.chain();
+        for m in members {
+            let (_, rec) = self.swap(&m.id).await?;
+            for t in rec.claim.iter().flat_map(|c| c.all.iter()) {
+                if matches!(chain.transaction(t).await, Ok(Some(s)) if s.block.is_none()) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

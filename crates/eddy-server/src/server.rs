@@ -225,7 +225,9 @@ impl SwapServer {
 
     /// One pass over every active swap of both kinds, then the publications and the swap
     /// wallet's scan height. Errors of one swap do not stop the others; the first is returned
-    /// after all were tried.
+    /// after all were tried. One pass at a time: [`SwapServer::run`] never starts a second
+    /// while one runs (the loop-in claim rounds are changed by passes only), and a caller that
+    /// drives passes itself (a test, a tool) must not run them beside `run`.
     pub async fn tick(&self) -> Result<(), ServerError> {
         let core = &self.core;
         // The watchdog first: a failing chain watcher must not keep it from noticing a node

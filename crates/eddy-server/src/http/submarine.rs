@@ -536,7 +536,7 @@ fn not_eligible(what: &str) -> ApiError {
 /// once every input is co-signed (at the latest the next block).
 #[utoipa::path(post, path = "/v2/swap/submarine/{id}/claim", params(BoltzIdPath), request_body = boltz_doc::ClaimSignature, tag = "boltz-v2", responses(
     (status = 200, description = "Checked and aggregated: the claim goes out as soon as every input of its round is co-signed, at the latest the next block", body = boltz_doc::Empty),
-    (status = 400, description = "Malformed request, no claim asked for, a wrong partial signature, or the claim refused by the mempool", body = ErrorBody),
+    (status = 400, description = "Malformed request, no claim asked for, or a wrong partial signature", body = ErrorBody),
     (status = 404, description = "No swap of this kind was made through this door under this id", body = ErrorBody),
     (status = 413, description = "The body is larger than the server reads (2 MiB)", body = ErrorBody),
     (status = 429, description = "More than the per-minute requests from this client (malformed ones count too), its live unpaid offers, or co-signing calls for this swap in a minute", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds before a retry may be served (60)"))),
