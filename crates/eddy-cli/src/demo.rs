@@ -613,6 +613,16 @@ impl Swapnet {
         loop {
             self.rt.block_on(self.server.tick())?;
             self.rt.block_on(self.client_in.tick())?;
+            // A claim round every client co-signed: the server's run loop runs a pass at once
+            // (woken by the last co-signature), which broadcasts it; so does this harness.
+            if self
+                .server
+                .loop_in
+                .claim_round()
+                .is_some_and(|r| r.members.iter().all(|&(_, key_path, signed)| !key_path || signed))
+            {
+                self.rt.block_on(self.server.tick())?;
+            }
             let (_, c) = self.rt.block_on(self.client_in.swap(&id))?;
             let (_, s) = self.rt.block_on(self.server.loop_in.swap(&id))?;
             match (&c.state, &s.state) {
