@@ -520,12 +520,29 @@ fn attack_loop_in_client_down_across_expiry_still_refunds() {
 fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
-    let ln0 = lightning(&net);
+    let hostile = paid_twice_with(&net, |extra_out| Knobs {
+        claim_outpoint: Some(extra_out),
+        ..Knobs::default()
+    });
+    assert!(hostile.asked.lock().expect("lock").is_some(), "the server asked");
+    assert_eq!(
+        hostile.wrong_cosigns.load(Ordering::SeqCst),
+        0,
+        "never co-signed the extra"
+    );
+    net.stop().expect("stop");
+}
+
+/// The loop-in of `attack_address_paid_twice_extra_refunded_and_wrong_claim_refused` through
+/// a hostile server with `knobs` (given the extra output), driven to its end with its exact
+/// money checked; the hostile server.
+fn paid_twice_with(net: &Swapnet, knobs: impl FnOnce(OutPoint) -> Knobs) -> Arc<Hostile> {
+    let ln0 = lightning(net);
     let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
     let amount = Amount::from_sat(60_000);
     let extra = Amount::from_sat(25_000);
     // Find the extra output first (the test plays the payer), then the hostile server.
-    let probe = in_client(&net, Hostile::new(&net, Knobs::default()));
+    let probe = in_client(net, Hostile::new(net, Knobs::default()));
     let external = LoopInOptions {
         external: true,
         ..LoopInOptions::default()
@@ -539,31 +556,19 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
         .parse::<bitcoin::Address<_>>()
         .expect("address")
         .assume_checked();
-    let (exact, extra_out) = fund_twice(&net, &address, amount, extra);
-    let hostile = Hostile::new(
-        &net,
-        Knobs {
-            claim_outpoint: Some(extra_out),
-            ..Knobs::default()
-        },
-    );
-    let client = in_client(&net, hostile.clone());
+    let (exact, extra_out) = fund_twice(net, &address, amount, extra);
+    let hostile = Hostile::new(net, knobs(extra_out));
+    let client = in_client(net, hostile.clone());
     // 60,000 − (1,000 + 300) = 58,700 over Lightning.
     paid_twice_extra_refunded_at_expiry(
-        &net,
+        net,
         &client,
         id,
         (exact, extra_out),
         (amount, extra),
         (ln0 + 58_700, wallet0),
     );
-    assert!(hostile.asked.lock().expect("lock").is_some(), "the server asked");
-    assert_eq!(
-        hostile.wrong_cosigns.load(Ordering::SeqCst),
-        0,
-        "never co-signed the extra"
-    );
-    net.stop().expect("stop");
+    hostile
 }
 
 /// **A hostile server slips the client's other output into its claim batch** (issue 17):
@@ -576,41 +581,10 @@ fn attack_address_paid_twice_extra_refunded_and_wrong_claim_refused() {
 fn attack_claim_batch_riding_the_clients_other_output_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = swapnet(dir.path(), None, &|_| {}).expect("swapnet");
-    let ln0 = lightning(&net);
-    let wallet0 = net.rt.block_on(net.server.wallet_balance()).spendable;
-    let amount = Amount::from_sat(60_000);
-    let extra = Amount::from_sat(25_000);
-    let probe = in_client(&net, Hostile::new(&net, Knobs::default()));
-    let external = LoopInOptions {
-        external: true,
-        ..LoopInOptions::default()
-    };
-    let id = net.rt.block_on(probe.loop_in(amount, external)).expect("loop-in");
-    drop(probe);
-    let (_, rec) = net.rt.block_on(net.client_in.swap(&id)).expect("swap");
-    let address: bitcoin::Address = rec
-        .offer
-        .htlc_address
-        .parse::<bitcoin::Address<_>>()
-        .expect("address")
-        .assume_checked();
-    let (exact, extra_out) = fund_twice(&net, &address, amount, extra);
-    let hostile = Hostile::new(
-        &net,
-        Knobs {
-            claim_rider: Some(extra_out),
-            ..Knobs::default()
-        },
-    );
-    let client = in_client(&net, hostile.clone());
-    paid_twice_extra_refunded_at_expiry(
-        &net,
-        &client,
-        id,
-        (exact, extra_out),
-        (amount, extra),
-        (ln0 + 58_700, wallet0),
-    );
+    let hostile = paid_twice_with(&net, |extra_out| Knobs {
+        claim_rider: Some(extra_out),
+        ..Knobs::default()
+    });
     let asked = hostile.asked.lock().expect("lock").clone().expect("the server asked");
     assert_eq!(asked.input.len(), 2, "the batch offered rode the extra output");
     assert_eq!(

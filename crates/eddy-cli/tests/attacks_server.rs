@@ -2092,6 +2092,52 @@ fn attack_cooperative_claim_every_block_cannot_hold_the_claim_fee_down() {
     net.stop().expect("stop");
 }
 
+/// The attacker's loop-in of `sat` through the HTTP API, for an ordinary invoice of its node
+/// with preimage `[seed; 32]` and refund key `key(seed + 4)`: (id, refund key, HTLC, amount,
+/// invoice sat, preimage).
+fn in_offer(
+    net: &Swapnet,
+    h: &Hostile,
+    sat: u64,
+    seed: u8,
+) -> (
+    SwapId,
+    bitcoin::secp256k1::SecretKey,
+    eddy_core::htlc::Htlc,
+    Amount,
+    u64,
+    Preimage,
+) {
+    let amount = Amount::from_sat(sat);
+    let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
+    let p = Preimage::from_bytes([seed; 32]);
+    let (k, pk) = key(seed + 4);
+    let (s, offer) = h.loop_in(net, sat, &invoice(net, &p, invoice_sat * 1000), &pk);
+    assert_eq!(s, 201, "{offer}");
+    let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+    (SwapId::from(p.payment_hash()), k, htlc, amount, invoice_sat, p)
+}
+
+/// Passes until every swap of `ids` is paid (`claiming`) and the claim round offered takes them
+/// all; the round.
+fn until_round(net: &Swapnet, ids: &[SwapId]) -> eddy_server::loop_in_claims::ClaimRoundView {
+    drive(
+        net,
+        &net.server,
+        || false,
+        || {
+            ids.iter()
+                .all(|id| matches!(in_state(net, &net.server, id), InState::Claiming { .. }))
+                && net
+                    .server
+                    .loop_in
+                    .claim_round()
+                    .is_some_and(|r| r.members.len() == ids.len())
+        },
+    );
+    net.server.loop_in.claim_round().expect("round")
+}
+
 /// **Issue 17: the loop-in claims batched; a client that stalls holds up nobody.** Three
 /// loop-ins funded in one block are paid in one pass; the server's pass offers one claim round
 /// spending all three HTLCs on the key path. Two clients co-sign; the third opens its session
@@ -2109,30 +2155,12 @@ fn attack_claim_round_a_stalling_client_holds_up_nobody() {
     let wallet0 = wallet(&net, &net.server);
     let mut swaps = vec![];
     for (n, sat) in [70_000u64, 80_000, 90_000].into_iter().enumerate() {
-        let amount = Amount::from_sat(sat);
-        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
-        let p = Preimage::from_bytes([0x70 + n as u8; 32]);
-        let (k, pk) = key(0x74 + n as u8);
-        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
-        assert_eq!(s, 201, "{offer}");
-        let id = SwapId::from(p.payment_hash());
-        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+        let (id, k, htlc, amount, invoice_sat, p) = in_offer(&net, &h, sat, 0x70 + n as u8);
         let op = fund(&net, &htlc, amount);
         swaps.push((id, k, htlc, op, amount, invoice_sat, p));
     }
     net.mine(1).expect("mine");
-    drive(
-        &net,
-        &net.server,
-        || false,
-        || {
-            swaps
-                .iter()
-                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
-                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 3)
-        },
-    );
-    let round = net.server.loop_in.claim_round().expect("round");
+    let round = until_round(&net, &swaps.iter().map(|s| s.0).collect::<Vec<_>>());
     assert!(
         round.members.iter().all(|&(_, key_path, signed)| key_path && !signed),
         "{round:?}"
@@ -2234,30 +2262,12 @@ fn attack_a_stall_on_a_bump_round_gets_a_script_path_round_in_the_same_pass() {
     let wallet0 = wallet(&net, &net.server);
     let mut swaps = vec![];
     for (n, sat) in [60_000u64, 65_000].into_iter().enumerate() {
-        let amount = Amount::from_sat(sat);
-        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
-        let p = Preimage::from_bytes([0x90 + n as u8; 32]);
-        let (k, pk) = key(0x94 + n as u8);
-        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
-        assert_eq!(s, 201, "{offer}");
-        let id = SwapId::from(p.payment_hash());
-        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
+        let (id, k, htlc, amount, invoice_sat, _) = in_offer(&net, &h, sat, 0x90 + n as u8);
         fund(&net, &htlc, amount);
         swaps.push((id, k, htlc, amount, invoice_sat));
     }
     net.mine(1).expect("mine");
-    drive(
-        &net,
-        &net.server,
-        || false,
-        || {
-            swaps
-                .iter()
-                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
-                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 2)
-        },
-    );
-    let first = net.server.loop_in.claim_round().expect("round");
+    let first = until_round(&net, &swaps.iter().map(|s| s.0).collect::<Vec<_>>());
     for s in &swaps {
         cosign_claim(&net, &h, &s.1, &s.0, &s.2, s.3).expect("co-signed");
     }
@@ -2318,7 +2328,12 @@ fn attack_a_stall_on_a_bump_round_gets_a_script_path_round_in_the_same_pass() {
     assert_eq!(tx.input.len(), 2);
     assert!(tx.input.iter().all(|i| i.witness.len() == 4), "both on the script path");
     let fee = fee_of(&net, &now);
-    assert!(fee > fee_of_first(&net, &first.txid), "outbids the first round");
+    let first_fee = recs[0]
+        .claim
+        .as_ref()
+        .and_then(|c| c.fee_of(&first.txid))
+        .expect("recorded");
+    assert!(fee > first_fee, "outbids the first round");
     // The staller opened no session in the bump's block: planned on its script path from now
     // on; the other client is offered the key path again.
     let (s, v) = h.signed(
@@ -2363,20 +2378,6 @@ fn attack_a_stall_on_a_bump_round_gets_a_script_path_round_in_the_same_pass() {
     wait_channels(&net, server_ln0 - invoices, client_ln0 + invoices);
     assert_eq!(wallet(&net, &net.server), wallet0 + swaps[0].3 + swaps[1].3 - fee);
     net.stop().expect("stop");
-}
-
-/// The fee a transaction paid, known to the node or not (the first round, replaced: its fee as
-/// recorded in the claims).
-fn fee_of_first(net: &Swapnet, txid: &bitcoin::Txid) -> Amount {
-    let (_, rec) = net
-        .rt
-        .block_on(
-            net.server
-                .loop_in
-                .swap(&SwapId::from(Preimage::from_bytes([0x90; 32]).payment_hash())),
-        )
-        .expect("swap");
-    rec.claim.and_then(|c| c.fee_of(txid)).expect("recorded")
 }
 
 /// A transaction spending `coin` (a P2WPKH output of `key` holding `value`) to `outputs`,
@@ -2425,18 +2426,14 @@ fn attack_reorg_removes_one_input_of_the_claim_batch_and_the_rest_is_claimed_aga
     let h = Hostile::new(&url(&net));
     let (server_ln0, client_ln0) = (ln(&net.server_ln), ln(&net.client_ln));
     let wallet0 = wallet(&net, &net.server);
-    let mut swaps = vec![];
-    for (n, sat) in [70_000u64, 80_000].into_iter().enumerate() {
-        let amount = Amount::from_sat(sat);
-        let invoice_sat = net.server.loop_in.quote(amount).expect("quote").invoice_amount.to_sat();
-        let p = Preimage::from_bytes([0x80 + n as u8; 32]);
-        let (k, pk) = key(0x84 + n as u8);
-        let (s, offer) = h.loop_in(&net, amount.to_sat(), &invoice(&net, &p, invoice_sat * 1000), &pk);
-        assert_eq!(s, 201, "{offer}");
-        let id = SwapId::from(p.payment_hash());
-        let htlc = in_htlc(&offer, p.payment_hash(), &pk);
-        swaps.push((id, k, htlc, amount, invoice_sat));
-    }
+    let swaps: Vec<_> = [70_000u64, 80_000]
+        .into_iter()
+        .enumerate()
+        .map(|(n, sat)| {
+            let (id, k, htlc, amount, invoice_sat, _) = in_offer(&net, &h, sat, 0x80 + n as u8);
+            (id, k, htlc, amount, invoice_sat)
+        })
+        .collect();
     let a = &swaps[0];
     let b = &swaps[1];
     let a_out = fund(&net, &a.2, a.3);
@@ -2485,18 +2482,7 @@ fn attack_reorg_removes_one_input_of_the_claim_batch_and_the_rest_is_claimed_aga
     net.rt.block_on(net.chain.broadcast(&b_funding)).expect("B funded");
     let b_out = bitcoin::OutPoint::new(b_funding.compute_txid(), 0);
     net.mine(1).expect("mine both fundings");
-    drive(
-        &net,
-        &net.server,
-        || false,
-        || {
-            swaps
-                .iter()
-                .all(|s| matches!(in_state(&net, &net.server, &s.0), InState::Claiming { .. }))
-                && net.server.loop_in.claim_round().is_some_and(|r| r.members.len() == 2)
-        },
-    );
-    let round = net.server.loop_in.claim_round().expect("round");
+    let round = until_round(&net, &swaps.iter().map(|s| s.0).collect::<Vec<_>>());
     for s in &swaps {
         cosign_claim(&net, &h, &s.1, &s.0, &s.2, s.3).expect("co-signed");
     }

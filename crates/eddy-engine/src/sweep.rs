@@ -342,19 +342,7 @@ where
             }
         }
         let plan = plan_batch(&members, overhead_weight(&dests), force);
-        let mut gone = false;
-        for txid in &plan.rebroadcast {
-            if entries.iter().any(|e| e.job.seen.contains(txid)) {
-                continue;
-            }
-            match chain.transaction(txid).await {
-                Ok(Some(s)) => {
-                    let _ = chain.broadcast(&s.tx).await;
-                }
-                Ok(None) => gone = true,
-                Err(_) => {}
-            }
-        }
+        let gone = rebroadcast(chain, &plan.rebroadcast, &seen_any).await;
         if plan.shares.is_empty() {
             if gone && plan.rebuild_if_gone && !force {
                 force = true;
@@ -449,6 +437,22 @@ where
         return Ok(Some((members, txid)));
     }
     Ok(None)
+}
+
+/// Broadcasts each of `txids` again that the watcher does not show (`seen`) — mempools forget —
+/// and answers whether any is gone (the node no longer has it: refused, evicted, conflicted).
+pub async fn rebroadcast(chain: &dyn ChainSource, txids: &[Txid], seen: &[Txid]) -> bool {
+    let mut gone = false;
+    for txid in txids.iter().filter(|t| !seen.contains(t)) {
+        match chain.transaction(txid).await {
+            Ok(Some(s)) => {
+                let _ = chain.broadcast(&s.tx).await;
+            }
+            Ok(None) => gone = true,
+            Err(_) => {}
+        }
+    }
+    gone
 }
 
 /// `previous` less its newest versions that are gone — neither in `seen` nor known to the node

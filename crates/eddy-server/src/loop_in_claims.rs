@@ -39,7 +39,7 @@ use eddy_core::sweep::Sweep;
 use eddy_core::tx::{build_batch, input_weight, overhead_weight, SpendPath, UnsignedSpend};
 use eddy_core::types::{Preimage, SwapId};
 use eddy_engine::runner;
-use eddy_engine::sweep::{input, inputs_of, live_history, rate_of};
+use eddy_engine::sweep::{input, inputs_of, live_history, rate_of, rebroadcast};
 use eddy_store::SwapKind;
 use serde_json::json;
 
@@ -565,19 +565,7 @@ impl LoopInEngine {
         };
         if plan.shares.is_empty() {
             // Broadcast the newest again; one the node no longer has is replaced (once a block).
-            let mut gone = false;
-            for txid in &plan.rebroadcast {
-                if seen_any.contains(txid) {
-                    continue;
-                }
-                match chain.transaction(txid).await {
-                    Ok(Some(s)) => {
-                        let _ = chain.broadcast(&s.tx).await;
-                    }
-                    Ok(None) => gone = true,
-                    Err(_) => {}
-                }
-            }
+            let gone = rebroadcast(chain, &plan.rebroadcast, &seen_any).await;
             if !(gone && plan.rebuild_if_gone) {
                 return Ok((None, unswept(&plan)));
             }
