@@ -37,10 +37,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use bitcoin::secp256k1::rand::{self, Rng};
-use bitcoin::{Amount, FeeRate, Network, ScriptBuf, Transaction};
-use eddy_backends::bitcoind::{BitcoindAuth, BitcoindSource};
+use bitcoin::{Amount, Network, ScriptBuf, Transaction};
 use eddy_backends::ldk::{LdkChainSource, LdkConfig, LdkNode};
-use eddy_backends::{ChainSource, LightningNode};
+use eddy_backends::LightningNode;
 use eddy_lab::{Lab, LabConfig, WAIT};
 use serde_json::{json, Value};
 
@@ -300,16 +299,8 @@ fn main() -> anyhow::Result<()> {
 
 fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Value> {
     let lab = Arc::new(Lab::start(LabConfig::new(dir, 0))?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()?;
+    let (rt, chain) = eddy::demo::runtime_and_chain(&lab)?;
     let (_, _, user, password) = lab.chain.rpc_credentials();
-    let chain: Arc<dyn ChainSource> = Arc::new(rt.block_on(BitcoindSource::connect(
-        &lab.chain.url(),
-        &BitcoindAuth::UserPass(user.clone(), password.clone()),
-        FeeRate::from_sat_per_kwu(500),
-    ))?);
     let port = || eddy_lab::LabChain::free_port_pub().map_err(|e| anyhow!("{e}"));
     let ln_ports: Vec<u16> = (0..=plan.clients).map(|_| port()).collect::<Result<_, _>>()?;
     let api_ports: Vec<u16> = (0..=plan.clients).map(|_| port()).collect::<Result<_, _>>()?;

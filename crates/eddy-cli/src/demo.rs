@@ -200,7 +200,7 @@ pub fn fees() -> FeePolicy {
 
 /// The runtime the engines and LDK nodes share, and the chain source on `lab`'s RPC (estimates
 /// falling back to 2 sat/vB).
-pub(crate) fn runtime_and_chain(lab: &Lab) -> anyhow::Result<(tokio::runtime::Runtime, Arc<dyn ChainSource>)> {
+pub fn runtime_and_chain(lab: &Lab) -> anyhow::Result<(tokio::runtime::Runtime, Arc<dyn ChainSource>)> {
     // ldk-node's background tasks share this runtime with the engines: 2 workers starve it.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
