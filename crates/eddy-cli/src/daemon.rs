@@ -591,7 +591,15 @@ async fn with_progress(d: &Daemon, views: &mut [SwapView]) {
     let confirmations = |txid: Option<String>| async move {
         let txid: bitcoin::Txid = txid?.parse().ok()?;
         let found = d.chain.transaction(&txid).await.ok()??;
-        Some(found.block.map_or(0, |b| tip.height.saturating_sub(b.height) + 1))
+        // Counted at `tip`, as the blocks to expiry are: a block found above it (mined since
+        // the tip was read) is not one of them yet.
+        Some(found.block.map_or(0, |b| {
+            if b.height > tip.height {
+                0
+            } else {
+                tip.height - b.height + 1
+            }
+        }))
     };
     for v in views.iter_mut().filter(|v| !v.terminal) {
         let htlc_tx = v
